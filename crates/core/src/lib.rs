@@ -1,0 +1,91 @@
+//! Interlock's domain vocabulary, shared by every layer.
+//!
+//! - [`request`]: a work request (WorkReq → Blocks → Jobs) as the engine sees it.
+//! - [`record`]: the durable record of one workflow's progress.
+//! - [`schema`]: the self-description each job registers (arguments, idempotency).
+//! - [`validate`]: structural checks of a request against the job catalog and limits.
+//! - [`Violation`]: one reason a request is refused, shared with the policy engine.
+//!
+//! Architecture invariant: this crate does no I/O and knows nothing about gRPC,
+//! SQL or tokio. Everything here is plain data plus pure functions.
+#![forbid(unsafe_code)]
+
+pub mod record;
+pub mod request;
+pub mod schema;
+pub mod validate;
+
+pub use record::{Attempt, BlockRecord, JobRecord, Status, WorkflowRecord};
+pub use request::{Block, Job, RetryPolicy, WorkReq};
+pub use schema::{ArgFormat, ArgSpec, Catalog, Idempotency, JobSchema};
+pub use validate::{Limits, validate_structure};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Microseconds since the Unix epoch. Wall-clock time: it is persisted and
+/// compared across restarts, so a monotonic clock would not do.
+pub type Micros = i64;
+
+/// The current wall-clock time in microseconds since the Unix epoch.
+pub fn now_micros() -> Micros {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as Micros)
+        .unwrap_or(0)
+}
+
+/// One reason a request is refused, located as precisely as possible.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// The policy that objects, or [`Violation::STRUCTURE`] for structural checks.
+    pub policy: String,
+    /// Index of the offending block, when the violation is about one.
+    pub block: Option<usize>,
+    /// Index of the offending job within `block`, when about one.
+    pub job: Option<usize>,
+    /// What to change, as a sentence for a human.
+    pub message: String,
+}
+
+impl Violation {
+    /// The `policy` value of violations found by structural validation.
+    pub const STRUCTURE: &'static str = "structure";
+
+    pub fn new(policy: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            policy: policy.into(),
+            block: None,
+            job: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn at_block(mut self, block: usize) -> Self {
+        self.block = Some(block);
+        self
+    }
+
+    pub fn at_job(mut self, block: usize, job: usize) -> Self {
+        self.block = Some(block);
+        self.job = Some(job);
+        self
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.policy)?;
+        match (self.block, self.job) {
+            (Some(b), Some(j)) => write!(f, " (block {b}, job {j})")?,
+            (Some(b), None) => write!(f, " (block {b})")?,
+            _ => {}
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Joins violations into one line each, for error messages.
+pub fn describe_violations(v: &[Violation]) -> String {
+    v.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ")
+}

@@ -1,0 +1,169 @@
+//! The durable record of a workflow: what happened to it, its blocks and its
+//! jobs. The store persists these; Status is rendered from them. A record is
+//! only ever changed by writing the change to the store first.
+
+use crate::{Micros, WorkReq};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Lifecycle state of a workflow, block or job. Numbering matches the wire enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[repr(i32)]
+pub enum Status {
+    NotStarted = 1,
+    Running = 2,
+    Failed = 3,
+    Completed = 4,
+    Cancelled = 5,
+    Paused = 6,
+    Stopped = 7,
+    Interrupted = 8,
+    Skipped = 9,
+}
+
+impl Status {
+    /// True for states nothing will move out of.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Status::Failed | Status::Completed | Status::Cancelled | Status::Stopped | Status::Skipped
+        )
+    }
+
+    pub fn from_i32(v: i32) -> Option<Status> {
+        Some(match v {
+            1 => Status::NotStarted,
+            2 => Status::Running,
+            3 => Status::Failed,
+            4 => Status::Completed,
+            5 => Status::Cancelled,
+            6 => Status::Paused,
+            7 => Status::Stopped,
+            8 => Status::Interrupted,
+            9 => Status::Skipped,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::NotStarted => "NotStarted",
+            Status::Running => "Running",
+            Status::Failed => "Failed",
+            Status::Completed => "Completed",
+            Status::Cancelled => "Cancelled",
+            Status::Paused => "Paused",
+            Status::Stopped => "Stopped",
+            Status::Interrupted => "Interrupted",
+            Status::Skipped => "Skipped",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything known about one workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkflowRecord {
+    pub id: String,
+    pub req: WorkReq,
+    pub status: Status,
+    /// Why the workflow failed, stopped or was cancelled; empty otherwise.
+    pub reason: String,
+    pub had_errors: bool,
+    pub es_stopped: bool,
+    pub created: Micros,
+    /// Set when Exec was accepted.
+    pub started: Option<Micros>,
+    pub ended: Option<Micros>,
+    /// Version of the policy set the request was admitted with.
+    pub policy_version: String,
+    /// One entry per block of `req`, in order.
+    pub blocks: Vec<BlockRecord>,
+}
+
+impl WorkflowRecord {
+    /// A freshly submitted workflow: nothing started.
+    pub fn submitted(id: String, req: WorkReq, policy_version: String, created: Micros) -> Self {
+        let blocks = req
+            .blocks
+            .iter()
+            .map(|b| BlockRecord::new(b.jobs.len()))
+            .collect();
+        Self {
+            id,
+            req,
+            status: Status::NotStarted,
+            reason: String::new(),
+            had_errors: false,
+            es_stopped: false,
+            created,
+            started: None,
+            ended: None,
+            policy_version,
+            blocks,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockRecord {
+    pub status: Status,
+    pub has_error: bool,
+    pub failures: u32,
+    pub started: Option<Micros>,
+    pub ended: Option<Micros>,
+    pub jobs: Vec<JobRecord>,
+}
+
+impl BlockRecord {
+    pub fn new(jobs: usize) -> Self {
+        Self {
+            status: Status::NotStarted,
+            has_error: false,
+            failures: 0,
+            started: None,
+            ended: None,
+            jobs: vec![JobRecord::default(); jobs],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub status: Status,
+    pub error: String,
+    pub outputs: BTreeMap<String, String>,
+    pub started: Option<Micros>,
+    pub ended: Option<Micros>,
+    /// The failure was fatal and cancelled the rest of the workflow.
+    pub fatal: bool,
+    pub attempts: Vec<Attempt>,
+}
+
+impl Default for JobRecord {
+    fn default() -> Self {
+        Self {
+            status: Status::NotStarted,
+            error: String::new(),
+            outputs: BTreeMap::new(),
+            started: None,
+            ended: None,
+            fatal: false,
+            attempts: Vec::new(),
+        }
+    }
+}
+
+/// One try of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub number: u32,
+    pub started: Micros,
+    pub ended: Option<Micros>,
+    pub error: String,
+}

@@ -1,0 +1,21 @@
+//! Generated code for the Interlock wire protocol.
+//!
+//! `interlock::v1` is the product's protocol; `diskerase` is the ancestor's
+//! service path, served with the same messages. Generated code is never edited
+//! by hand: change the `.proto` files under `proto/` instead.
+#![allow(clippy::all, missing_docs)]
+
+pub mod interlock {
+    pub mod v1 {
+        tonic::include_proto!("interlock.v1");
+    }
+}
+
+pub mod diskerase {
+    tonic::include_proto!("diskerase");
+}
+
+/// Encoded `FileDescriptorSet` of every Interlock proto, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptor.bin"));
+
+pub use interlock::v1;

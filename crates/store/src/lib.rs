@@ -1,0 +1,116 @@
+//! Durable storage of workflows, their progress and bucket spends.
+//!
+//! [`Store`] is the only way the rest of Interlock persists anything. The
+//! embedded implementation, [`SqliteStore`], keeps one SQLite file in WAL mode
+//! with a single writer thread that commits queued writes in groups: many
+//! concurrent callers share one fsync, so durability does not cap throughput.
+//!
+//! Invariants:
+//! - A write's future resolves only after its transaction committed; callers
+//!   make a state change visible only after that.
+//! - [`Store::start`] is a compare-and-set: of any number of racing Exec
+//!   calls for one workflow, exactly one sees [`StartOutcome::Started`].
+//! - [`Store::submit`] stores a request and its idempotency key atomically.
+//!
+//! The trait is async and object-safe so a networked implementation (e.g.
+//! PostgreSQL for multi-replica deployments) can follow without touching
+//! callers; everything SQLite-specific stays in [`sqlite`].
+#![forbid(unsafe_code)]
+
+pub mod sqlite;
+
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+
+use async_trait::async_trait;
+use interlock_core::{BlockRecord, JobRecord, Micros, Status, WorkflowRecord};
+
+/// Errors from a store. Every variant means the operation did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database failed (disk full, corruption, I/O). Callers should fail
+    /// the request as unavailable and must not assume anything was written.
+    #[error("store failure: {0}")]
+    Backend(String),
+    /// The store is shutting down; retry against the next instance.
+    #[error("store is closed")]
+    Closed,
+    /// Stored data could not be decoded: a bug or a corrupted row.
+    #[error("corrupt record {id}: {message}")]
+    Corrupt { id: String, message: String },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Outcome of storing a new workflow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    Inserted,
+    /// The request_id was already used; the existing workflow and the content
+    /// hash it was stored with.
+    Existing { id: String, content_hash: String },
+}
+
+/// Outcome of [`Store::start`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartOutcome {
+    Started,
+    NotFound,
+    /// Already started (or finished): the current status.
+    AlreadyStarted(Status),
+}
+
+/// One persisted state change.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Workflow {
+        id: String,
+        status: Status,
+        reason: String,
+        had_errors: bool,
+        es_stopped: bool,
+        ended: Option<Micros>,
+    },
+    /// Block-level fields only; job fields in `rec.jobs` are ignored.
+    Block {
+        id: String,
+        block: usize,
+        rec: BlockRecord,
+    },
+    Job {
+        id: String,
+        block: usize,
+        job: usize,
+        rec: JobRecord,
+    },
+}
+
+/// One token taken from a bucket, and by whom.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Take {
+    pub bucket: String,
+    pub at: Micros,
+    pub workflow_id: String,
+    pub block: usize,
+    pub job: usize,
+}
+
+/// Durable storage for workflows. See the module docs for the invariants.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new workflow. With a non-empty `req.request_id`, returns
+    /// [`SubmitOutcome::Existing`] instead if that key was already used.
+    async fn submit(&self, rec: &WorkflowRecord, content_hash: &str) -> Result<SubmitOutcome>;
+    /// The workflow with this id, with every recorded change applied.
+    async fn get(&self, id: &str) -> Result<Option<WorkflowRecord>>;
+    /// Moves a NotStarted workflow to Running, once.
+    async fn start(&self, id: &str, at: Micros) -> Result<StartOutcome>;
+    /// Applies changes atomically, in order.
+    async fn write(&self, changes: Vec<Change>) -> Result<()>;
+    /// Workflows that are neither finished nor unstarted (Running, Paused).
+    async fn unfinished(&self) -> Result<Vec<WorkflowRecord>>;
+    /// Records a bucket take; returns once durable.
+    async fn record_take(&self, take: Take) -> Result<()>;
+    /// Takes from `bucket` at or after `since`, oldest first.
+    async fn takes_since(&self, bucket: &str, since: Micros) -> Result<Vec<Take>>;
+}
