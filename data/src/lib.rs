@@ -108,7 +108,9 @@ fn read_records<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, E
 
 /// Parses a JSON array, or a stream of objects (one per line or concatenated).
 /// The error carries the 1-based line where parsing failed.
-pub fn parse_records<T: serde::de::DeserializeOwned>(text: &str) -> Result<Vec<T>, (usize, String)> {
+pub fn parse_records<T: serde::de::DeserializeOwned>(
+    text: &str,
+) -> Result<Vec<T>, (usize, String)> {
     if text.trim_start().starts_with('[') {
         return serde_json::from_str(text).map_err(|e| (e.line(), e.to_string()));
     }
@@ -203,10 +205,12 @@ mod tests {
     #[test]
     fn concatenated_and_array_forms_parse_and_errors_name_the_line() {
         let a: Vec<Machine> =
-            parse_records("{\"Name\":\"a\",\"Site\":\"s\"}{\"Name\":\"b\",\"Site\":\"s\"}").unwrap();
+            parse_records("{\"Name\":\"a\",\"Site\":\"s\"}{\"Name\":\"b\",\"Site\":\"s\"}")
+                .unwrap();
         let b: Vec<Machine> = parse_records("[{\"Name\":\"a\",\"Site\":\"s\"}]").unwrap();
         assert_eq!((a.len(), b.len()), (2, 1));
-        let e = parse_records::<Machine>("{\"Name\":\"a\",\"Site\":\"s\"}\n{\"Name\":").unwrap_err();
+        let e =
+            parse_records::<Machine>("{\"Name\":\"a\",\"Site\":\"s\"}\n{\"Name\":").unwrap_err();
         assert_eq!(e.0, 2);
     }
 }

@@ -87,5 +87,8 @@ impl fmt::Display for Violation {
 
 /// Joins violations into one line each, for error messages.
 pub fn describe_violations(v: &[Violation]) -> String {
-    v.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("; ")
+    v.iter()
+        .map(|v| v.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
 }

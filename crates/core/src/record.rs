@@ -26,7 +26,11 @@ impl Status {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Status::Failed | Status::Completed | Status::Cancelled | Status::Stopped | Status::Skipped
+            Status::Failed
+                | Status::Completed
+                | Status::Cancelled
+                | Status::Stopped
+                | Status::Skipped
         )
     }
 

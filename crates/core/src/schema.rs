@@ -99,7 +99,11 @@ pub struct ArgSpec {
 }
 
 impl ArgSpec {
-    pub const fn required(name: &'static str, format: ArgFormat, description: &'static str) -> Self {
+    pub const fn required(
+        name: &'static str,
+        format: ArgFormat,
+        description: &'static str,
+    ) -> Self {
         Self {
             name,
             required: true,
@@ -108,7 +112,11 @@ impl ArgSpec {
         }
     }
 
-    pub const fn optional(name: &'static str, format: ArgFormat, description: &'static str) -> Self {
+    pub const fn optional(
+        name: &'static str,
+        format: ArgFormat,
+        description: &'static str,
+    ) -> Self {
         Self {
             name,
             required: false,

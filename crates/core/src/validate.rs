@@ -42,9 +42,15 @@ pub fn validate_structure(req: &WorkReq, catalog: &dyn Catalog, limits: &Limits)
     let mut out = Vec::new();
     let v = |m: String| Violation::new(Violation::STRUCTURE, m);
     if req.name.is_empty() {
-        out.push(v("the request has no name: set WorkReq.name to the workflow's name".into()));
+        out.push(v(
+            "the request has no name: set WorkReq.name to the workflow's name".into(),
+        ));
     }
-    for (field, text) in [("name", &req.name), ("desc", &req.desc), ("trace_id", &req.trace_id)] {
+    for (field, text) in [
+        ("name", &req.name),
+        ("desc", &req.desc),
+        ("trace_id", &req.trace_id),
+    ] {
         if text.len() > limits.max_text_bytes {
             out.push(v(format!(
                 "WorkReq.{field} is {} bytes; the limit is {}",
@@ -61,7 +67,9 @@ pub fn validate_structure(req: &WorkReq, catalog: &dyn Catalog, limits: &Limits)
         )));
     }
     if req.blocks.is_empty() {
-        out.push(v("the request has no blocks: add at least one block with one job".into()));
+        out.push(v(
+            "the request has no blocks: add at least one block with one job".into(),
+        ));
     }
     if req.blocks.len() > limits.max_blocks {
         out.push(v(format!(
@@ -82,7 +90,9 @@ pub fn validate_structure(req: &WorkReq, catalog: &dyn Catalog, limits: &Limits)
     for (bi, block) in req.blocks.iter().enumerate() {
         let vb = |m: String| v(m).at_block(bi);
         if block.jobs.is_empty() {
-            out.push(vb("the block has no jobs: add at least one job or remove the block".into()));
+            out.push(vb(
+                "the block has no jobs: add at least one job or remove the block".into(),
+            ));
         }
         if block.jobs.len() > limits.max_jobs_per_block {
             out.push(vb(format!(
@@ -125,12 +135,14 @@ pub fn validate_structure(req: &WorkReq, catalog: &dyn Catalog, limits: &Limits)
                 && r.initial_backoff > r.max_backoff
                 && !r.max_backoff.is_zero()
             {
-                out.push(vj("retry.initial_backoff is larger than retry.max_backoff".into()));
+                out.push(vj(
+                    "retry.initial_backoff is larger than retry.max_backoff".into()
+                ));
             }
             match catalog.schema(&job.name) {
-                None if job.name.is_empty() => {
-                    out.push(vj("the job has no name: set Job.name to a registered job".into()))
-                }
+                None if job.name.is_empty() => out.push(vj(
+                    "the job has no name: set Job.name to a registered job".into(),
+                )),
                 None => {
                     let known: Vec<_> = catalog.schemas().iter().map(|s| s.name).collect();
                     out.push(vj(format!(
@@ -185,7 +197,10 @@ mod tests {
     fn job(name: &str, args: &[(&str, &str)]) -> Job {
         Job {
             name: name.into(),
-            args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             ..Default::default()
         }
     }

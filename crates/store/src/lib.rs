@@ -48,7 +48,10 @@ pub enum SubmitOutcome {
     Inserted,
     /// The request_id was already used; the existing workflow and the content
     /// hash it was stored with.
-    Existing { id: String, content_hash: String },
+    Existing {
+        id: String,
+        content_hash: String,
+    },
 }
 
 /// Outcome of [`Store::start`].
@@ -71,6 +74,8 @@ pub enum Change {
         es_stopped: bool,
         ended: Option<Micros>,
     },
+    /// Sets the workflow's had_errors flag (a job failed).
+    WorkflowErrors { id: String },
     /// Block-level fields only; job fields in `rec.jobs` are ignored.
     Block {
         id: String,

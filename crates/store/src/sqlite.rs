@@ -155,14 +155,18 @@ impl SqliteStore {
         }
         let mut conn = Connection::open(&opts.path)
             .map_err(|e| backend(format!("cannot open {}: {e}", opts.path.display())))?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(backend)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
         let sync = match opts.synchronous {
             Synchronous::Full => "FULL",
             Synchronous::Normal => "NORMAL",
         };
-        conn.pragma_update(None, "synchronous", sync).map_err(backend)?;
-        conn.pragma_update(None, "foreign_keys", "ON").map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+        conn.pragma_update(None, "synchronous", sync)
+            .map_err(backend)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
         migrate(&mut conn)?;
 
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
@@ -182,7 +186,10 @@ impl SqliteStore {
 
     async fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Op) -> Result<T> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(make(reply)).await.map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -212,7 +219,8 @@ impl ReadPool {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(backend)?;
-        c.busy_timeout(std::time::Duration::from_secs(5)).map_err(backend)?;
+        c.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
         Ok(c)
     }
 
@@ -237,7 +245,8 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction().map_err(backend)?;
         tx.execute_batch(sql).map_err(backend)?;
-        tx.pragma_update(None, "user_version", i + 1).map_err(backend)?;
+        tx.pragma_update(None, "user_version", i + 1)
+            .map_err(backend)?;
         tx.commit().map_err(backend)?;
     }
     Ok(())
@@ -335,7 +344,10 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
                     )
                     .optional()?
             {
-                return Ok(Outcome::Submit(SubmitOutcome::Existing { id, content_hash }));
+                return Ok(Outcome::Submit(SubmitOutcome::Existing {
+                    id,
+                    content_hash,
+                }));
             }
             tx.prepare_cached(
                 "INSERT INTO workflows (id, name, request, status, created, policy_version)
@@ -373,11 +385,15 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
                 return Ok(Outcome::Start(StartOutcome::Started));
             }
             let current: Option<i32> = tx
-                .query_row("SELECT status FROM workflows WHERE id = ?1", [id], |r| r.get(0))
+                .query_row("SELECT status FROM workflows WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             Ok(Outcome::Start(match current {
                 None => StartOutcome::NotFound,
-                Some(s) => StartOutcome::AlreadyStarted(Status::from_i32(s).unwrap_or(Status::Failed)),
+                Some(s) => {
+                    StartOutcome::AlreadyStarted(Status::from_i32(s).unwrap_or(Status::Failed))
+                }
             }))
         }
         Op::Write { changes, .. } => {
@@ -417,7 +433,18 @@ fn apply_change(tx: &rusqlite::Transaction<'_>, c: &Change) -> rusqlite::Result<
                 "UPDATE workflows SET status = ?1, reason = ?2, had_errors = ?3, es_stopped = ?4,
                  ended = ?5 WHERE id = ?6",
             )?
-            .execute(params![*status as i32, reason, had_errors, es_stopped, ended, id])?;
+            .execute(params![
+                *status as i32,
+                reason,
+                had_errors,
+                es_stopped,
+                ended,
+                id
+            ])?;
+        }
+        Change::WorkflowErrors { id } => {
+            tx.prepare_cached("UPDATE workflows SET had_errors = 1 WHERE id = ?1")?
+                .execute([id])?;
         }
         Change::Block { id, block, rec } => {
             tx.prepare_cached(
@@ -437,7 +464,12 @@ fn apply_change(tx: &rusqlite::Transaction<'_>, c: &Change) -> rusqlite::Result<
                 rec.ended
             ])?;
         }
-        Change::Job { id, block, job, rec } => {
+        Change::Job {
+            id,
+            block,
+            job,
+            rec,
+        } => {
             tx.prepare_cached(
                 "INSERT INTO jobs (workflow_id, block_idx, idx, status, error, outputs, started,
                  ended, fatal, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)

@@ -107,7 +107,10 @@ async fn idempotency_keys_return_the_first_workflow() {
             content_hash: "h1".into()
         }
     );
-    assert!(s.get("b").await.unwrap().is_none(), "nothing stored for the retry");
+    assert!(
+        s.get("b").await.unwrap().is_none(),
+        "nothing stored for the retry"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

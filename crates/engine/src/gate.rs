@@ -1,0 +1,54 @@
+//! Seams for the checks that guard execution.
+//!
+//! The engine asks an [`Admission`] whether a request may be accepted or
+//! started, and a [`StopSwitch`] whether a workflow name is emergency-stopped.
+//! The server plugs in the policy engine and the live es.json; tests and
+//! embedders can plug in their own. Both are consulted inside the engine, so no
+//! RPC can reach execution without them.
+
+use interlock_core::{Violation, WorkReq};
+
+/// Why admission refused a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request breaks policies of this version.
+    Violations {
+        version: String,
+        violations: Vec<Violation>,
+    },
+    /// No decision possible (no valid policy file, no entry for the name):
+    /// refuse, and say why.
+    Unavailable(String),
+}
+
+/// Decides whether a request may be accepted or started now.
+pub trait Admission: Send + Sync + 'static {
+    /// `Ok(version)` of the policy set that accepted the request.
+    fn admit(&self, req: &WorkReq) -> Result<String, Refusal>;
+}
+
+/// Admits everything. For embedders and tests without policies.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AllowAll;
+
+impl Admission for AllowAll {
+    fn admit(&self, _req: &WorkReq) -> Result<String, Refusal> {
+        Ok("allow-all".into())
+    }
+}
+
+/// Whether a workflow name is emergency-stopped right now.
+pub trait StopSwitch: Send + Sync + 'static {
+    /// `Some(reason)` when `workflow` must not run.
+    fn stopped(&self, workflow: &str) -> Option<String>;
+}
+
+/// Never stops anything. For embedders and tests without an es.json.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct AllGo;
+
+impl StopSwitch for AllGo {
+    fn stopped(&self, _workflow: &str) -> Option<String> {
+        None
+    }
+}

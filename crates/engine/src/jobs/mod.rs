@@ -1,0 +1,39 @@
+//! Built-in jobs. One file per job; each file's `SCHEMA` is its documentation
+//! (shown to users by the JobCatalog RPC).
+
+mod disk_erase;
+mod sleep;
+mod token_bucket;
+mod validate_decom;
+
+pub use disk_erase::DiskErase;
+pub use sleep::Sleep;
+pub use token_bucket::TokenBucket;
+pub use validate_decom::ValidateDecom;
+
+use crate::{Buckets, Registry};
+use interlock_inventory::Inventory;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the built-in jobs need from their environment.
+#[derive(Clone)]
+pub struct BuiltinDeps {
+    pub inventory: Arc<Inventory>,
+    pub buckets: Arc<Buckets>,
+    /// How long a simulated disk erase takes.
+    pub erase_duration: Duration,
+}
+
+/// A registry holding every built-in job.
+pub fn builtin_registry(deps: BuiltinDeps) -> Registry {
+    let mut r = Registry::new();
+    r.register(Arc::new(Sleep::new()))
+        .register(Arc::new(DiskErase::new(
+            deps.inventory.clone(),
+            deps.erase_duration,
+        )))
+        .register(Arc::new(ValidateDecom::new(deps.inventory)))
+        .register(Arc::new(TokenBucket::new(deps.buckets)));
+    r
+}

@@ -1,0 +1,77 @@
+//! `validateDecom{site, type}`: the site exists, is of that type, and is in decom.
+
+use crate::{Job, JobCtx, JobError, Outputs};
+use async_trait::async_trait;
+use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema};
+use interlock_inventory::Inventory;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub struct ValidateDecom {
+    schema: JobSchema,
+    inventory: Arc<Inventory>,
+}
+
+impl ValidateDecom {
+    pub fn new(inventory: Arc<Inventory>) -> Self {
+        Self {
+            schema: JobSchema {
+                name: "validateDecom",
+                description: "Fails unless the site exists, has the given type and is in status \"decom\". \
+                              Outputs what it found.",
+                args: vec![
+                    ArgSpec::required("site", ArgFormat::Name, "site name, e.g. \"aab\""),
+                    ArgSpec::required(
+                        "type",
+                        ArgFormat::Name,
+                        "expected site type: \"satellite\" or \"cluster\"",
+                    ),
+                ],
+                idempotency: Idempotency::Safe,
+                reconcilable: false,
+            },
+            inventory,
+        }
+    }
+}
+
+#[async_trait]
+impl Job for ValidateDecom {
+    fn schema(&self) -> &JobSchema {
+        &self.schema
+    }
+
+    async fn run(
+        &self,
+        _ctx: &JobCtx,
+        args: &BTreeMap<String, String>,
+    ) -> Result<Outputs, JobError> {
+        let (name, want) = (&args["site"], &args["type"]);
+        let site = self
+            .inventory
+            .site(name)
+            .ok_or_else(|| JobError::new(format!("site {name:?} is not in the inventory")))?;
+        let found = Outputs::from([
+            ("site".to_string(), site.name.clone()),
+            ("type".to_string(), site.kind.clone()),
+            ("status".to_string(), site.status.clone()),
+            (
+                "machines".to_string(),
+                self.inventory.machines_at(name).len().to_string(),
+            ),
+        ]);
+        if &site.kind != want {
+            return Err(JobError::new(format!(
+                "site {name:?} is a {}, not a {want}",
+                site.kind
+            )));
+        }
+        if site.status != "decom" {
+            return Err(JobError::new(format!(
+                "site {name:?} is in status {:?}, not \"decom\"",
+                site.status
+            )));
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,206 @@
+//! Conversions between wire messages and domain types.
+//!
+//! Inbound conversion can fail (negative durations); the error names the
+//! field. Outbound conversion renders a [`WorkflowRecord`] as a StatusResp.
+
+use interlock_core::{Block, Job, Micros, RetryPolicy, Status, WorkReq, WorkflowRecord};
+use interlock_proto::v1;
+use std::time::Duration;
+
+fn duration(d: Option<prost_types::Duration>, field: &str) -> Result<Option<Duration>, String> {
+    match d {
+        None => Ok(None),
+        Some(d) if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 => Err(format!(
+            "{field} must be a non-negative duration, got {}s {}ns",
+            d.seconds, d.nanos
+        )),
+        Some(d) => Ok(Some(Duration::new(d.seconds as u64, d.nanos as u32))),
+    }
+}
+
+/// Wire request → domain request.
+pub fn work_req(r: v1::WorkReq) -> Result<WorkReq, String> {
+    let mut blocks = Vec::with_capacity(r.blocks.len());
+    for (bi, b) in r.blocks.into_iter().enumerate() {
+        let mut jobs = Vec::with_capacity(b.jobs.len());
+        for (ji, j) in b.jobs.into_iter().enumerate() {
+            let at = format!("blocks[{bi}].jobs[{ji}]");
+            let retry = match j.retry {
+                None => None,
+                Some(r) => Some(RetryPolicy {
+                    max_attempts: r.max_attempts,
+                    initial_backoff: duration(
+                        r.initial_backoff,
+                        &format!("{at}.retry.initial_backoff"),
+                    )?
+                    .unwrap_or_default(),
+                    max_backoff: duration(r.max_backoff, &format!("{at}.retry.max_backoff"))?
+                        .unwrap_or_default(),
+                }),
+            };
+            jobs.push(Job {
+                timeout: duration(j.timeout, &format!("{at}.timeout"))?,
+                name: j.name,
+                desc: j.desc,
+                args: j.args,
+                retry,
+            });
+        }
+        blocks.push(Block {
+            desc: b.desc,
+            rate_limit: b.rate_limit,
+            max_failures: b.max_failures,
+            jobs,
+        });
+    }
+    Ok(WorkReq {
+        deadline: duration(r.deadline, "deadline")?,
+        name: r.name,
+        desc: r.desc,
+        blocks,
+        request_id: r.request_id,
+        labels: r.labels,
+        trace_id: r.trace_id,
+    })
+}
+
+fn pdur(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: d.as_secs() as i64,
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+/// Domain request → wire request (for clients that read it back).
+pub fn work_req_to_wire(r: &WorkReq) -> v1::WorkReq {
+    v1::WorkReq {
+        name: r.name.clone(),
+        desc: r.desc.clone(),
+        blocks: r
+            .blocks
+            .iter()
+            .map(|b| v1::Block {
+                desc: b.desc.clone(),
+                rate_limit: b.rate_limit,
+                max_failures: b.max_failures,
+                jobs: b
+                    .jobs
+                    .iter()
+                    .map(|j| v1::Job {
+                        name: j.name.clone(),
+                        desc: j.desc.clone(),
+                        args: j.args.clone(),
+                        timeout: j.timeout.map(pdur),
+                        retry: j.retry.as_ref().map(|r| v1::RetryPolicy {
+                            max_attempts: r.max_attempts,
+                            initial_backoff: Some(pdur(r.initial_backoff)),
+                            max_backoff: Some(pdur(r.max_backoff)),
+                        }),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        request_id: r.request_id.clone(),
+        labels: r.labels.clone(),
+        trace_id: r.trace_id.clone(),
+        deadline: r.deadline.map(pdur),
+    }
+}
+
+pub fn ts(m: Option<Micros>) -> Option<prost_types::Timestamp> {
+    m.map(|m| prost_types::Timestamp {
+        seconds: m.div_euclid(1_000_000),
+        nanos: (m.rem_euclid(1_000_000) * 1_000) as i32,
+    })
+}
+
+fn status(s: Status) -> i32 {
+    s as i32
+}
+
+/// A record as the full interlock.v1 StatusResp.
+pub fn status_resp(rec: &WorkflowRecord) -> v1::StatusResp {
+    let created = ts(Some(rec.created));
+    v1::StatusResp {
+        name: rec.req.name.clone(),
+        desc: rec.req.desc.clone(),
+        status: status(rec.status),
+        had_errors: rec.had_errors,
+        was_es_stopped: rec.es_stopped,
+        id: rec.id.clone(),
+        created,
+        started: ts(rec.started),
+        ended: ts(rec.ended),
+        reason: rec.reason.clone(),
+        policy_version: rec.policy_version.clone(),
+        labels: rec.req.labels.clone(),
+        trace_id: rec.req.trace_id.clone(),
+        blocks: rec
+            .req
+            .blocks
+            .iter()
+            .zip(&rec.blocks)
+            .map(|(b, br)| v1::BlockStatus {
+                desc: b.desc.clone(),
+                status: status(br.status),
+                has_error: br.has_error,
+                created,
+                started: ts(br.started),
+                ended: ts(br.ended),
+                rate_limit: b.rate_limit,
+                max_failures: b.max_failures,
+                failures: br.failures as i32,
+                jobs: b
+                    .jobs
+                    .iter()
+                    .zip(&br.jobs)
+                    .map(|(j, jr)| v1::JobStatus {
+                        name: j.name.clone(),
+                        desc: j.desc.clone(),
+                        args: j.args.clone(),
+                        status: status(jr.status),
+                        error: jr.error.clone(),
+                        outputs: jr.outputs.clone(),
+                        created,
+                        started: ts(jr.started),
+                        ended: ts(jr.ended),
+                        fatal: jr.fatal,
+                        attempts: jr
+                            .attempts
+                            .iter()
+                            .map(|a| v1::Attempt {
+                                number: a.number,
+                                started: ts(Some(a.started)),
+                                ended: ts(a.ended),
+                                error: a.error.clone(),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The ancestor knew five statuses. Its clients poll until Completed or
+/// Failed, so newer states are shown as the nearest state it knew.
+fn ancestor_status(s: i32) -> i32 {
+    match Status::from_i32(s) {
+        Some(Status::Cancelled | Status::Stopped) => Status::Failed as i32,
+        Some(Status::Paused | Status::Interrupted) => Status::Running as i32,
+        Some(Status::Skipped) => Status::Completed as i32,
+        _ => s,
+    }
+}
+
+/// A StatusResp as the ancestor's clients understand it.
+pub fn ancestor_view(mut r: v1::StatusResp) -> v1::StatusResp {
+    r.status = ancestor_status(r.status);
+    for b in &mut r.blocks {
+        b.status = ancestor_status(b.status);
+        for j in &mut b.jobs {
+            j.status = ancestor_status(j.status);
+        }
+    }
+    r
+}

@@ -1,0 +1,36 @@
+//! interlockd: the Interlock gRPC server.
+//!
+//! Layout:
+//! - [`config`]: the one `Config` (defaults → file → env → flags).
+//! - [`server`]: wiring: store, inventory, buckets, registry, engine, gRPC.
+//! - [`service`]: thin handlers for `interlock.v1.Workflow` and the
+//!   ancestor's `diskerase.Workflow`.
+//! - [`convert`]: wire ⇄ domain conversions.
+//! - [`error`]: the only place domain errors become `tonic::Status`.
+//! - [`limit`]: bounded in-flight RPCs.
+//!
+//! Architecture invariant: handlers hold no business logic; every check that
+//! guards execution lives in the engine, so both protocols get the same.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod limit;
+pub mod server;
+pub mod service;
+
+pub use config::{Args, Config};
+
+/// Installs the global `tracing` subscriber: human text or JSON lines,
+/// filtered by `RUST_LOG` (default `info`).
+pub fn init_logs(format: config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        config::LogFormat::Json => b.json().init(),
+        config::LogFormat::Text => b.init(),
+    }
+}
+pub use server::{Running, ServerBuilder};

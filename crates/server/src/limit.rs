@@ -1,0 +1,79 @@
+//! Bounded in-flight RPCs: past the limit, calls fail fast with
+//! RESOURCE_EXHAUSTED instead of queueing without bound.
+//!
+//! tower's ConcurrencyLimit queues callers; a safety gate under overload
+//! should answer at once so clients back off, hence this small layer.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::Semaphore;
+use tower::{Layer, Service};
+
+#[derive(Clone)]
+pub struct InFlightLimitLayer {
+    sem: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl InFlightLimitLayer {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            sem: Arc::new(Semaphore::new(limit.max(1))),
+            limit: limit.max(1),
+        }
+    }
+}
+
+impl<S> Layer<S> for InFlightLimitLayer {
+    type Service = InFlightLimit<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        InFlightLimit {
+            inner,
+            sem: self.sem.clone(),
+            limit: self.limit,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct InFlightLimit<S> {
+    inner: S,
+    sem: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl<S, B> Service<http::Request<B>> for InFlightLimit<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        match self.sem.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let fut = self.inner.call(req);
+                Box::pin(async move {
+                    let r = fut.await;
+                    drop(permit);
+                    r
+                })
+            }
+            Err(_) => {
+                let limit = self.limit;
+                Box::pin(async move {
+                    Ok(tonic::Status::resource_exhausted(format!(
+                        "server is at its limit of {limit} concurrent requests; retry with backoff"
+                    ))
+                    .into_http())
+                })
+            }
+        }
+    }
+}

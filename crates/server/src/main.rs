@@ -1,0 +1,49 @@
+//! interlockd: serve until SIGINT or SIGTERM, then drain and exit.
+use clap::Parser;
+use interlock_server::{Args, Config, ServerBuilder, init_logs};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let config = match Config::from_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("interlockd: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_logs(config.log_format);
+    let running = match ServerBuilder::new(config).start().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            eprintln!("interlockd: cannot start: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    // Printed on stdout so scripts (and tests) can find the port when
+    // listening on port 0.
+    println!("interlockd listening on {}", running.addr);
+    let stop = running.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested; draining");
+        stop.cancel();
+    });
+    match running.shutdown_on_token().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("server failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,160 @@
+//! Wiring a server together and running it until shutdown.
+
+use crate::config::{Config, SyncMode};
+use crate::limit::InFlightLimitLayer;
+use crate::service::{Api, CompatApi};
+use interlock_engine::jobs::{BuiltinDeps, builtin_registry};
+use interlock_engine::{
+    Admission, AllGo, AllowAll, Buckets, Engine, EngineOptions, Job, StopSwitch, buckets,
+};
+use interlock_inventory::Inventory;
+use interlock_proto::{diskerase, v1};
+use interlock_store::{SqliteOptions, SqliteStore, Store, Synchronous};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Builds a server; `start` binds and serves.
+pub struct ServerBuilder {
+    config: Config,
+    extra_jobs: Vec<Arc<dyn Job>>,
+}
+
+/// A serving instance.
+pub struct Running {
+    /// The bound address (useful with port 0).
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl ServerBuilder {
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            extra_jobs: Vec::new(),
+        }
+    }
+
+    /// Registers an additional job (embedders and tests).
+    pub fn job(mut self, job: Arc<dyn Job>) -> Self {
+        self.extra_jobs.push(job);
+        self
+    }
+
+    /// Opens the store, loads configuration, binds and starts serving.
+    pub async fn start(self) -> Result<Running, String> {
+        let c = self.config;
+        c.validate()?;
+        let mut opts = SqliteOptions::new(&c.db);
+        opts.synchronous = match c.sync {
+            SyncMode::Full => Synchronous::Full,
+            SyncMode::Normal => Synchronous::Normal,
+        };
+        let store: Arc<dyn Store> = Arc::new(
+            SqliteStore::open(opts).map_err(|e| format!("store {}: {e}", c.db.display()))?,
+        );
+        let inventory = Arc::new(Inventory::load(&c.data).map_err(|e| format!("inventory: {e}"))?);
+        let defs = load_buckets(&c);
+        let buckets = Arc::new(
+            Buckets::new(store.clone(), defs)
+                .await
+                .map_err(|e| format!("buckets: {e}"))?,
+        );
+        let mut registry = builtin_registry(BuiltinDeps {
+            inventory,
+            buckets,
+            erase_duration: c.erase_duration,
+        });
+        for j in self.extra_jobs {
+            registry.register(j);
+        }
+        let admission: Arc<dyn Admission> = Arc::new(AllowAll);
+        let (_estop_tx, estop_rx) = watch::channel(Arc::new(AllGo) as Arc<dyn StopSwitch>);
+        let engine = Engine::new(
+            store,
+            Arc::new(registry),
+            admission,
+            estop_rx,
+            EngineOptions {
+                exec_ttl: c.exec_ttl,
+                limits: c.limits.clone(),
+            },
+        );
+
+        let listener = tokio::net::TcpListener::bind(c.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", c.listen))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let api = Api::new(engine.clone());
+        let max = c.max_message_bytes;
+        let router = tonic::transport::Server::builder()
+            .layer(InFlightLimitLayer::new(c.max_in_flight))
+            .add_service(
+                v1::workflow_server::WorkflowServer::new(api.clone())
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(usize::MAX),
+            )
+            .add_service(
+                diskerase::workflow_server::WorkflowServer::new(CompatApi(api))
+                    .max_decoding_message_size(max)
+                    .max_encoding_message_size(usize::MAX),
+            );
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let drain = c.drain;
+        let task = tokio::spawn(async move {
+            let _keep = _estop_tx;
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let served = router
+                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .await
+                .map_err(|e| e.to_string());
+            engine.shutdown(drain).await;
+            served
+        });
+        tracing::info!(%addr, db = %c.db.display(), configs = %c.configs.display(), "interlockd serving");
+        Ok(Running {
+            addr,
+            shutdown,
+            task,
+        })
+    }
+}
+
+fn load_buckets(c: &Config) -> Vec<interlock_engine::BucketDef> {
+    let path = c.configs.join("buckets.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match buckets::parse_config(&text) {
+            Ok(defs) => defs,
+            Err(e) => {
+                tracing::error!(path = %path.display(), error = %e, "invalid buckets file; every bucket take will be denied");
+                Vec::new()
+            }
+        },
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot read buckets file; every bucket take will be denied");
+            Vec::new()
+        }
+    }
+}
+
+impl Running {
+    /// Stops accepting calls, drains running work, and waits for the end.
+    pub async fn shutdown(self) -> Result<(), String> {
+        self.shutdown.cancel();
+        self.task.await.map_err(|e| e.to_string())?
+    }
+
+    /// Waits until the server stops: after its shutdown token is
+    /// cancelled, or on a serving error.
+    pub async fn shutdown_on_token(self) -> Result<(), String> {
+        self.task.await.map_err(|e| e.to_string())?
+    }
+
+    /// A token that stops the server when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}

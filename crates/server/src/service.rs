@@ -1,0 +1,138 @@
+//! gRPC handlers: thin adapters from wire messages to the engine.
+//!
+//! One implementation serves both `interlock.v1.Workflow` and the ancestor's
+//! `diskerase.Workflow`; the compat service differs only in how it renders
+//! statuses the ancestor did not know.
+
+use crate::convert;
+use crate::error::{bad_request, engine_status};
+use interlock_core::Violation;
+use interlock_engine::{Engine, EngineError};
+use interlock_proto::{diskerase, v1};
+use tonic::{Request, Response, Status};
+
+/// The workflow API over one engine.
+#[derive(Clone)]
+pub struct Api {
+    engine: Engine,
+}
+
+impl Api {
+    pub fn new(engine: Engine) -> Self {
+        Self { engine }
+    }
+
+    async fn submit(&self, req: v1::WorkReq) -> Result<v1::WorkResp, Status> {
+        let req = convert::work_req(req).map_err(bad_request)?;
+        let id = self.engine.submit(req).await.map_err(engine_status)?;
+        Ok(v1::WorkResp { id })
+    }
+
+    async fn exec(&self, req: v1::ExecReq) -> Result<v1::ExecResp, Status> {
+        self.engine.exec(&req.id).await.map_err(engine_status)?;
+        Ok(v1::ExecResp {})
+    }
+
+    async fn status(&self, req: v1::StatusReq) -> Result<v1::StatusResp, Status> {
+        let rec = self.engine.status(&req.id).await.map_err(engine_status)?;
+        Ok(convert::status_resp(&rec))
+    }
+}
+
+fn wire_violation(v: Violation) -> v1::Violation {
+    v1::Violation {
+        policy: v.policy,
+        block: v.block.map_or(-1, |b| b as i32),
+        job: v.job.map_or(-1, |j| j as i32),
+        message: v.message,
+    }
+}
+
+#[tonic::async_trait]
+impl v1::workflow_server::Workflow for Api {
+    async fn submit(&self, r: Request<v1::WorkReq>) -> Result<Response<v1::WorkResp>, Status> {
+        Api::submit(self, r.into_inner()).await.map(Response::new)
+    }
+
+    async fn exec(&self, r: Request<v1::ExecReq>) -> Result<Response<v1::ExecResp>, Status> {
+        Api::exec(self, r.into_inner()).await.map(Response::new)
+    }
+
+    async fn status(&self, r: Request<v1::StatusReq>) -> Result<Response<v1::StatusResp>, Status> {
+        Api::status(self, r.into_inner()).await.map(Response::new)
+    }
+
+    async fn validate(
+        &self,
+        r: Request<v1::WorkReq>,
+    ) -> Result<Response<v1::ValidateResp>, Status> {
+        let req = convert::work_req(r.into_inner()).map_err(bad_request)?;
+        let (version, violations) = match self.engine.validate(&req) {
+            Ok(version) => (version, Vec::new()),
+            Err(EngineError::Invalid(v)) => (String::new(), v),
+            Err(EngineError::Denied {
+                version,
+                violations,
+            }) => (version, violations),
+            Err(EngineError::NoDecision(m)) => {
+                (String::new(), vec![Violation::new("admission", m)])
+            }
+            Err(e) => return Err(engine_status(e)),
+        };
+        Ok(Response::new(v1::ValidateResp {
+            ok: violations.is_empty(),
+            violations: violations.into_iter().map(wire_violation).collect(),
+            policy_version: version,
+        }))
+    }
+
+    async fn job_catalog(
+        &self,
+        _r: Request<v1::JobCatalogReq>,
+    ) -> Result<Response<v1::JobCatalogResp>, Status> {
+        use interlock_core::{Catalog, Idempotency};
+        let jobs = self
+            .engine
+            .registry()
+            .schemas()
+            .into_iter()
+            .map(|s| v1::JobInfo {
+                name: s.name.into(),
+                description: s.description.into(),
+                idempotent: s.idempotency == Idempotency::Safe,
+                reconcilable: s.reconcilable,
+                args: s
+                    .args
+                    .iter()
+                    .map(|a| v1::ArgInfo {
+                        name: a.name.into(),
+                        required: a.required,
+                        description: a.description.into(),
+                        format: a.format.describe().into(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(v1::JobCatalogResp { jobs }))
+    }
+}
+
+/// The ancestor's service path, over the same implementation.
+#[derive(Clone)]
+pub struct CompatApi(pub Api);
+
+#[tonic::async_trait]
+impl diskerase::workflow_server::Workflow for CompatApi {
+    async fn submit(&self, r: Request<v1::WorkReq>) -> Result<Response<v1::WorkResp>, Status> {
+        self.0.submit(r.into_inner()).await.map(Response::new)
+    }
+
+    async fn exec(&self, r: Request<v1::ExecReq>) -> Result<Response<v1::ExecResp>, Status> {
+        self.0.exec(r.into_inner()).await.map(Response::new)
+    }
+
+    async fn status(&self, r: Request<v1::StatusReq>) -> Result<Response<v1::StatusResp>, Status> {
+        let resp = self.0.status(r.into_inner()).await?;
+        Ok(Response::new(convert::ancestor_view(resp)))
+    }
+}

@@ -1,0 +1,173 @@
+//! Submit and Validate: structural validation and its error messages.
+
+use interlock_proto::v1;
+use interlock_tests::{TestServer, req};
+use tonic::Code;
+
+#[tokio::test]
+async fn valid_name_with_zero_blocks_is_invalid_argument_and_server_lives() {
+    // Crashed the ancestor's server.
+    let s = TestServer::start().await;
+    let mut c = s.raw().await;
+    let err = c
+        .submit(req::work("SatelliteDiskErase", vec![]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("no blocks"), "{}", err.message());
+    // Still serving.
+    let ok = c
+        .submit(req::work("x", vec![req::block(1, vec![req::probe(0)])]))
+        .await;
+    assert!(ok.is_ok());
+}
+
+#[tokio::test]
+async fn empty_request_unknown_job_and_bad_args_name_their_location() {
+    let s = TestServer::start().await;
+    let mut c = s.raw().await;
+
+    let err = c.submit(v1::WorkReq::default()).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("no name"), "{}", err.message());
+
+    let bad = req::work(
+        "x",
+        vec![
+            req::block(1, vec![req::probe(0)]),
+            req::block(
+                1,
+                vec![
+                    req::job("sleep", &[("seconds", "1")]),
+                    req::job("frobnicate", &[]),
+                    req::job("sleep", &[("seconds", "-2")]),
+                    req::job("tokenBucket", &[("bucket", "b"), ("fatal", "yes")]),
+                    req::job("diskErase", &[("machine", "aab00")]),
+                ],
+            ),
+            req::block(1, vec![]),
+        ],
+    );
+    let err = c.submit(bad).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let m = err.message();
+    for expected in [
+        "(block 1, job 1): unknown job \"frobnicate\"",
+        "(block 1, job 2): argument \"seconds\"",
+        "(block 1, job 3): argument \"fatal\": \"yes\" is not \"true\" or \"false\"",
+        "(block 1, job 4): diskErase needs argument \"site\"",
+        "(block 2): the block has no jobs",
+    ] {
+        assert!(m.contains(expected), "missing {expected:?} in {m}");
+    }
+    // The same violations come as structured details.
+    use tonic_types::StatusExt;
+    let details = err.get_error_details();
+    let fields: Vec<_> = details
+        .bad_request()
+        .expect("BadRequest details")
+        .field_violations
+        .iter()
+        .map(|f| f.field.clone())
+        .collect();
+    assert!(
+        fields.contains(&"blocks[1].jobs[1]".to_string()),
+        "{fields:?}"
+    );
+    assert!(fields.contains(&"blocks[2]".to_string()), "{fields:?}");
+}
+
+#[tokio::test]
+async fn unknown_argument_and_negative_durations_are_rejected() {
+    let s = TestServer::start().await;
+    let mut c = s.raw().await;
+    let err = c
+        .submit(req::work(
+            "x",
+            vec![req::block(
+                1,
+                vec![req::job("sleep", &[("seconds", "0"), ("Seconds", "1")])],
+            )],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("sleep has no argument \"Seconds\""),
+        "{}",
+        err.message()
+    );
+
+    let mut r = req::work("x", vec![req::block(1, vec![req::probe(0)])]);
+    r.deadline = Some(prost_types_duration(-1));
+    let err = c.submit(r).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("deadline must be a non-negative duration")
+    );
+}
+
+fn prost_types_duration(seconds: i64) -> prost_types::Duration {
+    prost_types::Duration { seconds, nanos: 0 }
+}
+
+#[tokio::test]
+async fn limits_are_configurable_and_name_what_to_fix() {
+    let s = TestServer::start_with(|c| c.limits.max_jobs_per_block = 3).await;
+    let mut c = s.raw().await;
+    let err = c
+        .submit(req::work(
+            "x",
+            vec![req::block(1, (0..4).map(|_| req::probe(0)).collect())],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("(block 0): 4 jobs in the block; the limit is 3"),
+        "{}",
+        err.message()
+    );
+}
+
+#[tokio::test]
+async fn validate_is_a_dry_run_that_lists_every_violation() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let r = c
+        .validate(req::work(
+            "x",
+            vec![req::block(
+                1,
+                vec![req::job("nope", &[]), req::job("sleep", &[])],
+            )],
+        ))
+        .await
+        .unwrap();
+    assert!(!r.ok);
+    assert_eq!(r.violations.len(), 2);
+    assert_eq!((r.violations[0].block, r.violations[0].job), (0, 0));
+    assert_eq!((r.violations[1].block, r.violations[1].job), (0, 1));
+
+    let good = c
+        .validate(req::work("x", vec![req::block(1, vec![req::probe(0)])]))
+        .await
+        .unwrap();
+    assert!(good.ok, "{good:?}");
+}
+
+#[tokio::test]
+async fn job_catalog_lists_schemas_and_idempotency() {
+    let s = TestServer::start().await;
+    let cat = s.client().await.job_catalog().await.unwrap();
+    let names: Vec<_> = cat.jobs.iter().map(|j| j.name.as_str()).collect();
+    for n in ["diskErase", "sleep", "tokenBucket", "validateDecom"] {
+        assert!(names.contains(&n), "{names:?}");
+    }
+    let erase = cat.jobs.iter().find(|j| j.name == "diskErase").unwrap();
+    assert!(!erase.idempotent);
+    assert!(erase.args.iter().any(|a| a.name == "machine" && a.required));
+    let sleep = cat.jobs.iter().find(|j| j.name == "sleep").unwrap();
+    assert!(sleep.idempotent);
+}

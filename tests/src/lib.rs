@@ -1,0 +1,282 @@
+//! Shared harness for the black-box tests.
+//!
+//! [`TestServer`] runs the real server in-process on `127.0.0.1:0` with its
+//! own temporary database and config directory (a copy of the shipped
+//! `configs/`), and can restart on the same files. [`Probe`] is a job that
+//! records how many of its kind run at once, so tests can measure rate limits.
+#![forbid(unsafe_code)]
+
+use async_trait::async_trait;
+use interlock_client::{Client, Options};
+use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema};
+use interlock_engine::job::sleep_or_cancel;
+use interlock_engine::{Job, JobCtx, JobError, Outputs};
+use interlock_proto::v1;
+use interlock_server::{Config, Running, ServerBuilder};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The ancestor's generated client (from `tests/proto/ancestor_diskerase.proto`).
+pub mod ancestor {
+    tonic::include_proto!("diskerase");
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A server under test with its own files.
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    pub probe: Arc<Probe>,
+    running: Option<Running>,
+}
+
+impl TestServer {
+    /// Starts a server with the shipped configs and a 50 ms disk erase.
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `tweak` adjusted its config (and, through
+    /// `config.configs`, its config files).
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let configs = dir.path().join("configs");
+        std::fs::create_dir_all(&configs).unwrap();
+        for entry in std::fs::read_dir(repo().join("configs")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), configs.join(entry.file_name())).unwrap();
+        }
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            db: dir.path().join("var/interlock.db"),
+            configs,
+            data: repo().join("data"),
+            erase_duration: Duration::from_millis(50),
+            drain: Duration::from_millis(200),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let mut s = Self {
+            dir,
+            config,
+            probe: Arc::new(Probe::default()),
+            running: None,
+        };
+        s.boot().await;
+        s
+    }
+
+    async fn boot(&mut self) {
+        let running = ServerBuilder::new(self.config.clone())
+            .job(self.probe.clone())
+            .start()
+            .await
+            .expect("server starts");
+        // Next boot reuses the same port so clients can reconnect.
+        self.config.listen = running.addr;
+        self.running = Some(running);
+    }
+
+    pub fn addr(&self) -> String {
+        format!("http://{}", self.running.as_ref().expect("running").addr)
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(
+            &self.addr(),
+            Options {
+                max_attempts: 1,
+                ..Options::default()
+            },
+        )
+        .await
+        .expect("connect")
+    }
+
+    /// Raw generated client: sees every error unretried.
+    pub async fn raw(&self) -> v1::workflow_client::WorkflowClient<tonic::transport::Channel> {
+        v1::workflow_client::WorkflowClient::connect(self.addr())
+            .await
+            .expect("connect")
+    }
+
+    /// A client generated from the ancestor's proto.
+    pub async fn ancestor(
+        &self,
+    ) -> ancestor::workflow_client::WorkflowClient<tonic::transport::Channel> {
+        ancestor::workflow_client::WorkflowClient::connect(self.addr())
+            .await
+            .expect("connect")
+    }
+
+    /// Stops the server (draining) and starts it again on the same files.
+    pub async fn restart(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await.expect("clean shutdown");
+        }
+        self.boot().await;
+    }
+
+    pub fn config_path(&self, file: &str) -> PathBuf {
+        self.config.configs.join(file)
+    }
+}
+
+/// Polls Status until the workflow is final; panics after 30 s.
+pub async fn wait_final(c: &Client, id: &str) -> v1::StatusResp {
+    let wait = c.wait(id, Duration::from_millis(10), |_| {});
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .expect("workflow finishes within 30s")
+        .expect("status")
+}
+
+/// A job for tests: `probe{ms, fail?, fatal?}` waits `ms` milliseconds
+/// (cancellable), then succeeds or fails. Records concurrency and starts.
+#[derive(Default)]
+pub struct Probe {
+    running: AtomicUsize,
+    max: AtomicUsize,
+    started: Mutex<Vec<(String, usize, usize)>>,
+    cancelled: AtomicUsize,
+    schema: std::sync::OnceLock<JobSchema>,
+}
+
+impl Probe {
+    /// Most probes seen running at once.
+    pub fn max_concurrent(&self) -> usize {
+        self.max.load(Ordering::SeqCst)
+    }
+
+    /// (workflow, block, job) of every start, in order.
+    pub fn starts(&self) -> Vec<(String, usize, usize)> {
+        self.started.lock().unwrap().clone()
+    }
+
+    pub fn starts_of(&self, workflow: &str) -> Vec<(usize, usize)> {
+        self.starts()
+            .into_iter()
+            .filter(|s| s.0 == workflow)
+            .map(|s| (s.1, s.2))
+            .collect()
+    }
+
+    /// Probes that observed cancellation.
+    pub fn cancelled(&self) -> usize {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl Job for Probe {
+    fn schema(&self) -> &JobSchema {
+        self.schema.get_or_init(|| JobSchema {
+            name: "probe",
+            description: "test job",
+            args: vec![
+                ArgSpec::required("ms", ArgFormat::Name, "milliseconds to wait"),
+                ArgSpec::optional("fail", ArgFormat::Bool, "fail after waiting"),
+                ArgSpec::optional("fatal", ArgFormat::Bool, "fail fatally"),
+            ],
+            idempotency: Idempotency::Safe,
+            reconcilable: false,
+        })
+    }
+
+    async fn run(
+        &self,
+        ctx: &JobCtx,
+        args: &BTreeMap<String, String>,
+    ) -> Result<Outputs, JobError> {
+        self.started
+            .lock()
+            .unwrap()
+            .push((ctx.workflow_id.clone(), ctx.block, ctx.job));
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(now, Ordering::SeqCst);
+        let ms: u64 = args["ms"]
+            .parse()
+            .map_err(|_| JobError::new("ms must be a number"))?;
+        let r = sleep_or_cancel(Duration::from_millis(ms), &ctx.cancel).await;
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        if r.is_err() {
+            self.cancelled.fetch_add(1, Ordering::SeqCst);
+            return Err(JobError::cancelled());
+        }
+        let flag = |k: &str| args.get(k).is_some_and(|v| v == "true");
+        if flag("fail") || flag("fatal") {
+            return Err(JobError::new("probe failed as asked").fatal(flag("fatal")));
+        }
+        Ok(Outputs::from([("waitedMs".to_string(), ms.to_string())]))
+    }
+}
+
+/// Builders for requests.
+pub mod req {
+    use super::v1;
+
+    pub fn job(name: &str, args: &[(&str, &str)]) -> v1::Job {
+        v1::Job {
+            name: name.into(),
+            args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn probe(ms: u64) -> v1::Job {
+        job("probe", &[("ms", &ms.to_string())])
+    }
+
+    pub fn block(rate_limit: i32, jobs: Vec<v1::Job>) -> v1::Block {
+        v1::Block {
+            rate_limit,
+            jobs,
+            ..Default::default()
+        }
+    }
+
+    pub fn work(name: &str, blocks: Vec<v1::Block>) -> v1::WorkReq {
+        v1::WorkReq {
+            name: name.into(),
+            blocks,
+            ..Default::default()
+        }
+    }
+
+    /// The request the diskerase sample builds for `site`.
+    pub fn satellite_erase(site: &str, machines: &[&str]) -> v1::WorkReq {
+        let mut blocks = vec![block(
+            1,
+            vec![
+                job("validateDecom", &[("site", site), ("type", "satellite")]),
+                job(
+                    "tokenBucket",
+                    &[("bucket", "diskEraseSatellite"), ("fatal", "true")],
+                ),
+            ],
+        )];
+        for chunk in machines.chunks(5) {
+            if blocks.len() > 1 {
+                blocks.push(block(1, vec![job("sleep", &[("seconds", "0")])]));
+            }
+            blocks.push(block(
+                5,
+                chunk
+                    .iter()
+                    .map(|m| job("diskErase", &[("machine", m), ("site", site)]))
+                    .collect(),
+            ));
+        }
+        work("SatelliteDiskErase", blocks)
+    }
+}
