@@ -1,5 +1,7 @@
-//! Compiles the protos with protox (pure Rust, no system protoc) and writes the
-//! encoded descriptor set next to the generated code for server reflection.
+//! Compiles the protos with protox (pure Rust, no system protoc), writes the
+//! encoded descriptor set for server reflection, and generates serde impls
+//! following the protobuf JSON mapping (pbjson), so requests can be written
+//! as JSON files and Status printed as JSON.
 use prost::Message;
 use std::path::PathBuf;
 
@@ -11,10 +13,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let fds = protox::compile(files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    std::fs::write(out.join("descriptor.bin"), fds.encode_to_vec())?;
+    let descriptor = fds.encode_to_vec();
+    std::fs::write(out.join("descriptor.bin"), &descriptor)?;
     tonic_prost_build::configure()
         // Deterministic map order so encodings (and hashes of them) are stable.
         .btree_map(".")
+        .compile_well_known_types(true)
+        .extern_path(".google.protobuf", "::pbjson_types")
         .compile_fds(fds)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptor)?
+        .btree_map(["."])
+        .build(&[".interlock", ".diskerase"])?;
     Ok(())
 }

@@ -176,17 +176,17 @@ async fn a_fatal_failure_cancels_running_siblings_and_the_rest() {
 async fn timeouts_fail_the_job_and_retries_are_recorded() {
     let s = TestServer::start().await;
     let mut j = req::probe(5_000);
-    j.timeout = Some(prost_types::Duration {
+    j.timeout = Some(interlock_proto::pbjson_types::Duration {
         seconds: 0,
         nanos: 20_000_000,
     });
     j.retry = Some(v1::RetryPolicy {
         max_attempts: 3,
-        initial_backoff: Some(prost_types::Duration {
+        initial_backoff: Some(interlock_proto::pbjson_types::Duration {
             seconds: 0,
             nanos: 1_000_000,
         }),
-        max_backoff: Some(prost_types::Duration {
+        max_backoff: Some(interlock_proto::pbjson_types::Duration {
             seconds: 0,
             nanos: 5_000_000,
         }),
@@ -203,7 +203,7 @@ async fn timeouts_fail_the_job_and_retries_are_recorded() {
 async fn the_workflow_deadline_cancels_it() {
     let s = TestServer::start().await;
     let mut r = req::work("x", vec![req::block(1, vec![req::probe(5_000)])]);
-    r.deadline = Some(prost_types::Duration {
+    r.deadline = Some(interlock_proto::pbjson_types::Duration {
         seconds: 0,
         nanos: 50_000_000,
     });

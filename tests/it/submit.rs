@@ -107,8 +107,8 @@ async fn unknown_argument_and_negative_durations_are_rejected() {
     );
 }
 
-fn prost_types_duration(seconds: i64) -> prost_types::Duration {
-    prost_types::Duration { seconds, nanos: 0 }
+fn prost_types_duration(seconds: i64) -> interlock_proto::pbjson_types::Duration {
+    interlock_proto::pbjson_types::Duration { seconds, nanos: 0 }
 }
 
 #[tokio::test]

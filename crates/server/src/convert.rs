@@ -7,7 +7,10 @@ use interlock_core::{Block, Job, Micros, RetryPolicy, Status, WorkReq, WorkflowR
 use interlock_proto::v1;
 use std::time::Duration;
 
-fn duration(d: Option<prost_types::Duration>, field: &str) -> Result<Option<Duration>, String> {
+fn duration(
+    d: Option<interlock_proto::pbjson_types::Duration>,
+    field: &str,
+) -> Result<Option<Duration>, String> {
     match d {
         None => Ok(None),
         Some(d) if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 => Err(format!(
@@ -64,8 +67,8 @@ pub fn work_req(r: v1::WorkReq) -> Result<WorkReq, String> {
     })
 }
 
-fn pdur(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
+fn pdur(d: Duration) -> interlock_proto::pbjson_types::Duration {
+    interlock_proto::pbjson_types::Duration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
     }
@@ -107,8 +110,8 @@ pub fn work_req_to_wire(r: &WorkReq) -> v1::WorkReq {
     }
 }
 
-pub fn ts(m: Option<Micros>) -> Option<prost_types::Timestamp> {
-    m.map(|m| prost_types::Timestamp {
+pub fn ts(m: Option<Micros>) -> Option<interlock_proto::pbjson_types::Timestamp> {
+    m.map(|m| interlock_proto::pbjson_types::Timestamp {
         seconds: m.div_euclid(1_000_000),
         nanos: (m.rem_euclid(1_000_000) * 1_000) as i32,
     })

@@ -1,0 +1,321 @@
+//! diskerase: erases the disks of a decommissioned satellite site through
+//! Interlock, the way the ancestor's sample did, over interlock.v1.
+//!
+//! `diskerase erase-satellite SITE` pre-checks the site locally, builds the
+//! request (checks first, so a site that fails validation never spends the
+//! erase token), validates it with the server (dry run), submits, executes,
+//! appends the id to a log file and follows progress until the end.
+//! `diskerase status ID` prints the tree; `diskerase status-json ID` the
+//! protobuf JSON of the full status.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use interlock_client::{Client, Options, is_final};
+use interlock_inventory::Inventory;
+use interlock_proto::v1;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(
+    name = "diskerase",
+    version,
+    about = "Erase a decommissioned satellite's disks through Interlock"
+)]
+struct Cli {
+    /// Interlock server address.
+    #[arg(
+        long,
+        env = "INTERLOCK_ADDR",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    server: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Erase every machine of a satellite site in decom.
+    EraseSatellite {
+        site: String,
+        /// Inventory directory (sites.json, machines.json) for the local pre-check.
+        #[arg(long, default_value = "data")]
+        data: PathBuf,
+        /// File the workflow id is appended to.
+        #[arg(long, default_value = "submit.log")]
+        log: PathBuf,
+        /// Seconds to wait between erase blocks.
+        #[arg(long, default_value = "10")]
+        pause: String,
+        /// Submit and execute, then return without following progress.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show a workflow's status as a tree.
+    Status { id: String },
+    /// Print a workflow's full status as protobuf JSON.
+    StatusJson { id: String },
+}
+
+fn job(name: &str, args: &[(&str, &str)]) -> v1::Job {
+    v1::Job {
+        name: name.into(),
+        args: args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// The ancestor's request shape: checks, then blocks of up to 5 erases
+/// separated by sleep blocks.
+fn build(site: &str, machines: &[String], pause: &str) -> v1::WorkReq {
+    let mut blocks = vec![v1::Block {
+        desc: format!("pre-checks for {site}"),
+        rate_limit: 1,
+        jobs: vec![
+            job("validateDecom", &[("site", site), ("type", "satellite")]),
+            job(
+                "tokenBucket",
+                &[("bucket", "diskEraseSatellite"), ("fatal", "true")],
+            ),
+        ],
+        ..Default::default()
+    }];
+    for (i, chunk) in machines.chunks(5).enumerate() {
+        if i > 0 {
+            blocks.push(v1::Block {
+                desc: "pause between erase blocks".into(),
+                rate_limit: 1,
+                jobs: vec![job("sleep", &[("seconds", pause)])],
+                ..Default::default()
+            });
+        }
+        blocks.push(v1::Block {
+            desc: format!("erase {} machines", chunk.len()),
+            rate_limit: 5,
+            jobs: chunk
+                .iter()
+                .map(|m| job("diskErase", &[("machine", m), ("site", site)]))
+                .collect(),
+            ..Default::default()
+        });
+    }
+    v1::WorkReq {
+        name: "SatelliteDiskErase".into(),
+        desc: format!("erase the disks of satellite {site}"),
+        blocks,
+        ..Default::default()
+    }
+}
+
+fn status_name(s: i32) -> &'static str {
+    v1::Status::try_from(s)
+        .map(|s| s.as_str_name().trim_start_matches("Status"))
+        .unwrap_or("Unknown")
+}
+
+fn secs(
+    a: &Option<interlock_proto::pbjson_types::Timestamp>,
+    b: &Option<interlock_proto::pbjson_types::Timestamp>,
+) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) => {
+            let d = (b.seconds - a.seconds) as f64 + (b.nanos - a.nanos) as f64 / 1e9;
+            format!(" {d:.1}s")
+        }
+        _ => String::new(),
+    }
+}
+
+fn render(st: &v1::StatusResp) -> String {
+    let mut out = format!(
+        "{} {} [{}]{}\n",
+        st.name,
+        st.id,
+        status_name(st.status),
+        secs(&st.started, &st.ended)
+    );
+    if !st.reason.is_empty() {
+        out.push_str(&format!("  reason: {}\n", st.reason));
+    }
+    for (bi, b) in st.blocks.iter().enumerate() {
+        out.push_str(&format!(
+            "  block {bi} [{}]{} {}\n",
+            status_name(b.status),
+            secs(&b.started, &b.ended),
+            b.desc
+        ));
+        for (ji, j) in b.jobs.iter().enumerate() {
+            let args: Vec<_> = j.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            out.push_str(&format!(
+                "    {ji:>2} {:<14} {:<12}{} {}\n",
+                j.name,
+                status_name(j.status),
+                secs(&j.started, &j.ended),
+                args.join(" ")
+            ));
+            if !j.error.is_empty() {
+                out.push_str(&format!("       error: {}\n", j.error));
+            }
+        }
+    }
+    out
+}
+
+async fn follow(c: &Client, id: &str, total: u64) -> anyhow::Result<v1::StatusResp> {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} jobs {msg}",
+        )
+        .expect("valid template"),
+    );
+    loop {
+        let st = c.status(id).await?;
+        let done = st
+            .blocks
+            .iter()
+            .flat_map(|b| &b.jobs)
+            .filter(|j| is_final(j.status) || j.status == v1::Status::Skipped as i32)
+            .count();
+        bar.set_position(done as u64);
+        let current = st
+            .blocks
+            .iter()
+            .position(|b| b.status == v1::Status::Running as i32)
+            .map(|i| format!("block {i}: {}", st.blocks[i].desc))
+            .unwrap_or_default();
+        bar.set_message(format!("{} {current}", status_name(st.status)));
+        if is_final(st.status) {
+            bar.finish();
+            return Ok(st);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("diskerase: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let connect = || Client::connect(&cli.server, Options::default());
+    match cli.cmd {
+        Cmd::EraseSatellite {
+            site,
+            data,
+            log,
+            pause,
+            no_wait,
+        } => {
+            let inv = Inventory::load(&data).context("loading the inventory for the pre-check")?;
+            let Some(s) = inv.site(&site) else {
+                bail!("site {site:?} is not in the inventory ({})", data.display())
+            };
+            if s.kind != "satellite" || s.status != "decom" {
+                bail!(
+                    "site {site:?} is a {} in status {:?}; only satellites in decom can be erased",
+                    s.kind,
+                    s.status
+                );
+            }
+            let machines: Vec<String> = inv
+                .machines_at(&site)
+                .iter()
+                .map(|m| m.name.clone())
+                .collect();
+            if machines.is_empty() {
+                bail!("site {site:?} has no machines");
+            }
+            let req = build(&site, &machines, &pause);
+            let c = connect().await?;
+            let verdict = c.validate(req.clone()).await?;
+            if !verdict.ok {
+                for v in &verdict.violations {
+                    eprintln!(
+                        "violation: {} (block {}, job {}): {}",
+                        v.policy, v.block, v.job, v.message
+                    );
+                }
+                bail!("the server would refuse this request");
+            }
+            let id = c.submit(req).await?;
+            c.exec(&id).await?;
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log)?;
+            writeln!(f, "{id}")?;
+            println!(
+                "workflow {id} started ({} machines); id appended to {}",
+                machines.len(),
+                log.display()
+            );
+            if no_wait {
+                return Ok(std::process::ExitCode::SUCCESS);
+            }
+            let total = (machines.len() + 2 + machines.len().div_ceil(5) - 1) as u64;
+            let st = follow(&c, &id, total).await?;
+            print!("{}", render(&st));
+            Ok(exit(&st))
+        }
+        Cmd::Status { id } => {
+            let st = connect().await?.status(&id).await?;
+            print!("{}", render(&st));
+            Ok(exit(&st))
+        }
+        Cmd::StatusJson { id } => {
+            let st = connect().await?.status(&id).await?;
+            println!("{}", serde_json::to_string_pretty(&st)?);
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn exit(st: &v1::StatusResp) -> std::process::ExitCode {
+    if st.status == v1::Status::Completed as i32 || !is_final(st.status) {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_shape_matches_the_ancestor() {
+        let ms: Vec<String> = (0..8).map(|i| format!("aab{i:02}")).collect();
+        let r = build("aab", &ms, "10");
+        let shape: Vec<(i32, Vec<&str>)> = r
+            .blocks
+            .iter()
+            .map(|b| {
+                (
+                    b.rate_limit,
+                    b.jobs.iter().map(|j| j.name.as_str()).collect(),
+                )
+            })
+            .collect();
+        assert_eq!(shape[0], (1, vec!["validateDecom", "tokenBucket"]));
+        assert_eq!(shape[1].0, 5);
+        assert_eq!(shape[1].1.len(), 5);
+        assert_eq!(shape[2], (1, vec!["sleep"]));
+        assert_eq!(shape[3].1.len(), 3);
+        assert_eq!(r.blocks[0].jobs[1].args["fatal"], "true");
+    }
+}
