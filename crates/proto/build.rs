@@ -7,7 +7,11 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["interlock/v1/workflow.proto", "diskerase.proto"];
+    let files = [
+        "interlock/v1/workflow.proto",
+        "interlock/v1/control.proto",
+        "diskerase.proto",
+    ];
     for f in &files {
         println!("cargo:rerun-if-changed={}", root.join(f).display());
     }

@@ -92,7 +92,7 @@ async fn a_machine_from_another_site_fails_its_erase() {
     let c = s.client().await;
     let id = c
         .submit(req::work(
-            "SatelliteDiskErase",
+            "x",
             vec![req::block(
                 1,
                 vec![req::job(

@@ -1,9 +1,12 @@
 //! Black-box tests: the real server on 127.0.0.1:0, spoken to over gRPC.
 //! One binary, one module per concern.
 
+mod buckets;
 mod compat;
 mod diskerase;
+mod estop;
 mod exec;
 mod executor;
+mod policy;
 mod restart;
 mod submit;

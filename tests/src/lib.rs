@@ -53,6 +53,15 @@ impl TestServer {
             let entry = entry.unwrap();
             std::fs::copy(entry.path(), configs.join(entry.file_name())).unwrap();
         }
+        // Test workflows are named "x": explicitly no policies, and go.
+        append_entry(
+            &configs.join("policies.json"),
+            serde_json::json!({"Name": "x", "Policies": []}),
+        );
+        append_entry(
+            &configs.join("es.json"),
+            serde_json::json!({"Name": "x", "Status": "go"}),
+        );
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             db: dir.path().join("var/interlock.db"),
@@ -107,6 +116,13 @@ impl TestServer {
             .expect("connect")
     }
 
+    /// A Control-service client.
+    pub async fn control(&self) -> v1::control_client::ControlClient<tonic::transport::Channel> {
+        v1::control_client::ControlClient::connect(self.addr())
+            .await
+            .expect("connect")
+    }
+
     /// A client generated from the ancestor's proto.
     pub async fn ancestor(
         &self,
@@ -126,6 +142,37 @@ impl TestServer {
 
     pub fn config_path(&self, file: &str) -> PathBuf {
         self.config.configs.join(file)
+    }
+}
+
+/// Adds an entry to a JSON-array config file.
+pub fn append_entry(path: &Path, entry: serde_json::Value) {
+    let mut v: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v.push(entry);
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// Writes a config file atomically (temp file + rename), as careful tools do.
+pub fn write_config(path: &Path, text: &str) {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// Polls `cond` every 5 ms until it holds; panics after 10 s.
+pub async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -16,10 +16,10 @@ use governor::{Quota, RateLimiter};
 use interlock_core::{Micros, now_micros};
 use interlock_store::{Store, Take};
 use serde::Deserialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// One bucket as configured in `buckets.json`.
@@ -121,6 +121,36 @@ struct Bucket {
     def: BucketDef,
     clock: WallClock,
     limiter: Limiter,
+    /// Takes inside the refill window (micros), oldest first: replaying
+    /// them reproduces the limiter's state, which is how levels are read
+    /// without spending.
+    recent: Mutex<VecDeque<Micros>>,
+}
+
+/// Level of one bucket, for inspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketLevel {
+    pub def: BucketDef,
+    /// Tokens available now.
+    pub available: u32,
+    /// When the next token arrives; `None` when the bucket is full.
+    pub next_token_in: Option<Duration>,
+}
+
+/// Replays `takes` into a fresh limiter on a pinned clock.
+fn replay(def: &BucketDef, takes: impl IntoIterator<Item = Micros>) -> (WallClock, Limiter) {
+    let clock = WallClock::default();
+    let limiter = RateLimiter::direct_with_clock(def.quota(), clock.clone());
+    for at in takes {
+        clock
+            .pinned_nanos
+            .store((at.max(1) as u64) * 1_000, Ordering::Release);
+        // A replayed take the limiter would deny (the config got stricter)
+        // leaves the bucket empty, which is the safe side.
+        let _ = limiter.check();
+    }
+    clock.pinned_nanos.store(0, Ordering::Release);
+    (clock, limiter)
 }
 
 /// All configured buckets.
@@ -157,23 +187,16 @@ impl Buckets {
     }
 
     async fn rebuild(&self, def: BucketDef) -> Result<Bucket, BucketError> {
-        let clock = WallClock::default();
-        let limiter = RateLimiter::direct_with_clock(def.quota(), clock.clone());
         let since = now_micros() - def.window().as_micros() as Micros;
-        let takes = self
+        let takes: VecDeque<Micros> = self
             .store
             .takes_since(&def.name, since)
             .await
-            .map_err(|e| BucketError::Store(e.to_string()))?;
-        for t in &takes {
-            clock
-                .pinned_nanos
-                .store((t.at.max(1) as u64) * 1_000, Ordering::Release);
-            // A replayed take the limiter would deny (the config got
-            // stricter) leaves the bucket empty, which is the safe side.
-            let _ = limiter.check();
-        }
-        clock.pinned_nanos.store(0, Ordering::Release);
+            .map_err(|e| BucketError::Store(e.to_string()))?
+            .into_iter()
+            .map(|t| t.at)
+            .collect();
+        let (clock, limiter) = replay(&def, takes.iter().copied());
         if !takes.is_empty() {
             tracing::info!(bucket = %def.name, takes = takes.len(), "bucket rebuilt from recorded takes");
         }
@@ -181,6 +204,7 @@ impl Buckets {
             def,
             clock,
             limiter,
+            recent: Mutex::new(takes),
         })
     }
 
@@ -211,10 +235,19 @@ impl Buckets {
         }
         // The token is gone from memory whatever happens next; if recording
         // fails the caller must not proceed.
+        let at = now_micros();
+        {
+            let mut recent = bucket.recent.lock().expect("recent lock");
+            let horizon = at - bucket.def.window().as_micros() as Micros;
+            while recent.front().is_some_and(|t| *t < horizon) {
+                recent.pop_front();
+            }
+            recent.push_back(at);
+        }
         self.store
             .record_take(Take {
                 bucket: name.to_string(),
-                at: now_micros(),
+                at,
                 workflow_id: who.0.to_string(),
                 block: who.1,
                 job: who.2,
@@ -222,8 +255,149 @@ impl Buckets {
             .await
             .map_err(|e| BucketError::Store(e.to_string()))
     }
+
+    /// Current levels, sorted by name. Reads without spending: the recent
+    /// takes are replayed into a throwaway limiter, which is then drained;
+    /// the number of tokens drained is the level, and the wait reported by
+    /// the first refusal is exactly the time until the next token.
+    pub fn levels(&self) -> Vec<BucketLevel> {
+        let buckets: Vec<_> = self
+            .buckets
+            .read()
+            .expect("buckets lock")
+            .values()
+            .cloned()
+            .collect();
+        let mut out: Vec<_> = buckets
+            .iter()
+            .map(|b| {
+                let takes: Vec<Micros> = b
+                    .recent
+                    .lock()
+                    .expect("recent lock")
+                    .iter()
+                    .copied()
+                    .collect();
+                let (clock, probe) = replay(&b.def, takes);
+                let mut available = 0;
+                let mut next_token_in = None;
+                while available < b.def.capacity {
+                    match probe.check() {
+                        Ok(()) => available += 1,
+                        Err(n) => {
+                            next_token_in = Some(round_up_secs(
+                                n.earliest_possible().saturating_sub(clock.now()),
+                            ));
+                            break;
+                        }
+                    }
+                }
+                BucketLevel {
+                    def: b.def.clone(),
+                    available,
+                    next_token_in,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.def.name.cmp(&b.def.name));
+        out
+    }
 }
 
 fn round_up_secs(d: Duration) -> Duration {
     Duration::from_secs(d.as_secs() + u64::from(d.subsec_nanos() > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use interlock_store::{SqliteOptions, SqliteStore};
+
+    fn def(capacity: u32, period: &str) -> BucketDef {
+        BucketDef {
+            name: "b".into(),
+            capacity,
+            refill: 1,
+            period: humantime::parse_duration(period).unwrap(),
+        }
+    }
+
+    async fn store(dir: &tempfile::TempDir) -> Arc<dyn Store> {
+        Arc::new(SqliteStore::open(SqliteOptions::new(dir.path().join("db"))).unwrap())
+    }
+
+    #[tokio::test]
+    async fn takes_survive_a_rebuild_and_levels_do_not_spend() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(&dir).await;
+        let b = Buckets::new(s.clone(), vec![def(2, "1h")]).await.unwrap();
+        assert_eq!(b.levels()[0].available, 2);
+        assert_eq!(b.levels()[0].next_token_in, None);
+        b.take("b", ("w", 0, 0)).await.unwrap();
+        let l = b.levels();
+        assert_eq!(l[0].available, 1);
+        assert_eq!(
+            l[0].available,
+            b.levels()[0].available,
+            "reading spends nothing"
+        );
+        let wait = l[0].next_token_in.unwrap();
+        assert!(
+            wait > Duration::from_secs(3590) && wait <= Duration::from_secs(3600),
+            "{wait:?}"
+        );
+
+        // A new instance over the same store (a restart) sees the take.
+        let b2 = Buckets::new(s.clone(), vec![def(2, "1h")]).await.unwrap();
+        assert_eq!(b2.levels()[0].available, 1);
+        b2.take("b", ("w", 0, 1)).await.unwrap();
+        match b2.take("b", ("w", 0, 2)).await {
+            Err(BucketError::Empty { retry_after, .. }) => {
+                assert!(
+                    retry_after > Duration::from_secs(3500)
+                        && retry_after <= Duration::from_secs(3600)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.takes_since("b", 0).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_takes_on_capacity_one_let_exactly_one_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Arc::new(
+            Buckets::new(store(&dir).await, vec![def(1, "30m")])
+                .await
+                .unwrap(),
+        );
+        let mut tasks = Vec::new();
+        for i in 0..50 {
+            let b = b.clone();
+            tasks.push(tokio::spawn(async move {
+                b.take("b", ("w", 0, i)).await.is_ok()
+            }));
+        }
+        let mut ok = 0;
+        for t in tasks {
+            ok += t.await.unwrap() as usize;
+        }
+        assert_eq!(ok, 1);
+    }
+
+    #[test]
+    fn config_is_validated() {
+        assert!(
+            parse_config(r#"[{"Name": "a", "Capacity": 1, "Refill": 1, "Period": "30m"}]"#).is_ok()
+        );
+        for bad in [
+            r#"[{"Name": "a", "Capacity": 0, "Refill": 1, "Period": "30m"}]"#,
+            r#"[{"Name": "a", "Capacity": 1, "Refill": 1, "Period": "0s"}]"#,
+            r#"[{"Name": "a", "Capacity": 1, "Refill": 1, "Period": "soon"}]"#,
+            r#"[{"Name": "a", "Capacity": 1, "Refill": 1, "Period": "1m"}, {"Name": "a", "Capacity": 1, "Refill": 1, "Period": "1m"}]"#,
+            r#"[{"Name": "a", "Capacity": 1, "Refill": 1, "Period": "1m", "X": 1}]"#,
+        ] {
+            assert!(parse_config(bad).is_err(), "{bad}");
+        }
+    }
 }

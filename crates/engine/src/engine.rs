@@ -14,7 +14,8 @@
 //! stop switch; Exec registers the entry *before* reading the switch, so a
 //! flip can never slip between the two.
 
-use crate::gate::{Admission, Refusal, StopSwitch};
+use crate::estop::EsState;
+use crate::gate::{Admission, Refusal};
 use crate::job::{JobCtx, JobError};
 use crate::registry::Registry;
 use interlock_core::{
@@ -188,7 +189,7 @@ struct Inner {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
     admission: Arc<dyn Admission>,
-    estop: watch::Receiver<Arc<dyn StopSwitch>>,
+    estop: watch::Receiver<Arc<EsState>>,
     opts: EngineOptions,
     active: Mutex<HashMap<String, Arc<Active>>>,
     draining: CancellationToken,
@@ -208,7 +209,7 @@ impl Engine {
         store: Arc<dyn Store>,
         registry: Arc<Registry>,
         admission: Arc<dyn Admission>,
-        estop: watch::Receiver<Arc<dyn StopSwitch>>,
+        estop: watch::Receiver<Arc<EsState>>,
         opts: EngineOptions,
     ) -> Self {
         let inner = Arc::new(Inner {
@@ -412,10 +413,7 @@ fn check_id(id: &str) -> Result<(), EngineError> {
         .map_err(|_| EngineError::BadId(id.chars().take(64).collect()))
 }
 
-async fn estop_monitor(
-    inner: std::sync::Weak<Inner>,
-    mut rx: watch::Receiver<Arc<dyn StopSwitch>>,
-) {
+async fn estop_monitor(inner: std::sync::Weak<Inner>, mut rx: watch::Receiver<Arc<EsState>>) {
     while rx.changed().await.is_ok() {
         let Some(inner) = inner.upgrade() else { return };
         let switch = rx.borrow_and_update().clone();

@@ -1,10 +1,7 @@
-//! Seams for the checks that guard execution.
-//!
-//! The engine asks an [`Admission`] whether a request may be accepted or
-//! started, and a [`StopSwitch`] whether a workflow name is emergency-stopped.
-//! The server plugs in the policy engine and the live es.json; tests and
-//! embedders can plug in their own. Both are consulted inside the engine, so no
-//! RPC can reach execution without them.
+//! The seam for admission: the engine asks an [`Admission`] whether a
+//! request may be accepted or started. The server plugs in the live policy
+//! set; tests and embedders can plug in their own. It is consulted inside the
+//! engine, so no RPC can reach execution without it.
 
 use interlock_core::{Violation, WorkReq};
 
@@ -34,21 +31,5 @@ pub struct AllowAll;
 impl Admission for AllowAll {
     fn admit(&self, _req: &WorkReq) -> Result<String, Refusal> {
         Ok("allow-all".into())
-    }
-}
-
-/// Whether a workflow name is emergency-stopped right now.
-pub trait StopSwitch: Send + Sync + 'static {
-    /// `Some(reason)` when `workflow` must not run.
-    fn stopped(&self, workflow: &str) -> Option<String>;
-}
-
-/// Never stops anything. For embedders and tests without an es.json.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct AllGo;
-
-impl StopSwitch for AllGo {
-    fn stopped(&self, _workflow: &str) -> Option<String> {
-        None
     }
 }

@@ -5,8 +5,9 @@
 //! - [`registry`]: registered jobs and their schemas (implements [`Catalog`]).
 //! - [`jobs`]: the built-in jobs (diskErase, sleep, validateDecom, tokenBucket).
 //! - [`buckets`]: token buckets whose spends are durable.
-//! - [`gate`]: the seams through which policies and the emergency stop reach
-//!   the engine ([`Admission`], [`StopSwitch`]).
+//! - [`gate`]: the seam through which policies reach the engine ([`Admission`]).
+//! - [`estop`]: the emergency-stop state ([`EsState`]), fed to the engine as a
+//!   `watch` channel so running workflows react to every change.
 //! - [`engine`]: Submit/Exec/Status semantics and the executor.
 //!
 //! Architecture invariants:
@@ -21,13 +22,15 @@
 
 pub mod buckets;
 pub mod engine;
+pub mod estop;
 pub mod gate;
 pub mod job;
 pub mod jobs;
 pub mod registry;
 
-pub use buckets::{BucketDef, BucketError, Buckets};
+pub use buckets::{BucketDef, BucketError, BucketLevel, Buckets};
 pub use engine::{Engine, EngineError, EngineOptions};
-pub use gate::{Admission, AllGo, AllowAll, Refusal, StopSwitch};
+pub use estop::EsState;
+pub use gate::{Admission, AllowAll, Refusal};
 pub use job::{Job, JobCtx, JobError, Outputs};
 pub use registry::Registry;

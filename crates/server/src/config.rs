@@ -40,6 +40,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Request size limits.
     pub limits: Limits,
+    /// Periodic re-read of the config files, backing up file-change events.
+    /// Default 1s.
+    #[serde(with = "humantime_serde")]
+    pub reload_interval: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -73,6 +77,7 @@ impl Default for Config {
             drain: Duration::from_secs(10),
             log_format: LogFormat::Text,
             limits: Limits::default(),
+            reload_interval: Duration::from_secs(1),
         }
     }
 }

@@ -8,15 +8,20 @@
 //! - [`convert`]: wire ⇄ domain conversions.
 //! - [`error`]: the only place domain errors become `tonic::Status`.
 //! - [`limit`]: bounded in-flight RPCs.
+//! - [`live`]: policies.json, es.json and buckets.json kept live (watch +
+//!   periodic re-read + SIGHUP), last-known-good and fail-closed.
+//! - [`control`]: the Control service (policy state, e-stop, buckets).
 //!
 //! Architecture invariant: handlers hold no business logic; every check that
 //! guards execution lives in the engine, so both protocols get the same.
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod convert;
 pub mod error;
 pub mod limit;
+pub mod live;
 pub mod server;
 pub mod service;
 

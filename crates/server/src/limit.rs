@@ -77,3 +77,60 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+    use tokio::sync::Notify;
+
+    /// An inner service that answers only when released.
+    #[derive(Clone)]
+    struct Held(Arc<Notify>);
+
+    impl Service<http::Request<()>> for Held {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = Infallible;
+        type Future = futures::future::BoxFuture<'static, Result<Self::Response, Infallible>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            let n = self.0.clone();
+            Box::pin(async move {
+                n.notified().await;
+                Ok(http::Response::new(tonic::body::Body::empty()))
+            })
+        }
+    }
+
+    fn grpc_status(r: &http::Response<tonic::body::Body>) -> Option<String> {
+        r.headers()
+            .get("grpc-status")
+            .map(|v| v.to_str().unwrap().to_string())
+    }
+
+    #[tokio::test]
+    async fn refuses_past_the_limit_and_frees_permits_on_completion() {
+        let release = Arc::new(Notify::new());
+        let layer = InFlightLimitLayer::new(2);
+        let mut svc = layer.layer(Held(release.clone()));
+        let a = tokio::spawn(svc.call(http::Request::new(())));
+        let b = tokio::spawn(svc.call(http::Request::new(())));
+        tokio::task::yield_now().await;
+        let refused = svc.call(http::Request::new(())).await.unwrap();
+        assert_eq!(
+            grpc_status(&refused).as_deref(),
+            Some("8"),
+            "RESOURCE_EXHAUSTED"
+        );
+        release.notify_waiters();
+        assert_eq!(grpc_status(&a.await.unwrap().unwrap()), None);
+        assert_eq!(grpc_status(&b.await.unwrap().unwrap()), None);
+        // Permits are back: a new call is admitted (and held).
+        let c = tokio::spawn(svc.call(http::Request::new(())));
+        tokio::task::yield_now().await;
+        release.notify_waiters();
+        assert_eq!(grpc_status(&c.await.unwrap().unwrap()), None);
+    }
+}

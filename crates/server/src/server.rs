@@ -1,18 +1,17 @@
 //! Wiring a server together and running it until shutdown.
 
 use crate::config::{Config, SyncMode};
+use crate::control::ControlApi;
 use crate::limit::InFlightLimitLayer;
+use crate::live::{self, LivePolicies};
 use crate::service::{Api, CompatApi};
 use interlock_engine::jobs::{BuiltinDeps, builtin_registry};
-use interlock_engine::{
-    Admission, AllGo, AllowAll, Buckets, Engine, EngineOptions, Job, StopSwitch, buckets,
-};
+use interlock_engine::{Admission, Buckets, Engine, EngineOptions, Job};
 use interlock_inventory::Inventory;
 use interlock_proto::{diskerase, v1};
 use interlock_store::{SqliteOptions, SqliteStore, Store, Synchronous};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Builds a server; `start` binds and serves.
@@ -56,27 +55,36 @@ impl ServerBuilder {
             SqliteStore::open(opts).map_err(|e| format!("store {}: {e}", c.db.display()))?,
         );
         let inventory = Arc::new(Inventory::load(&c.data).map_err(|e| format!("inventory: {e}"))?);
-        let defs = load_buckets(&c);
+        // Bucket definitions arrive with the first configuration load below.
         let buckets = Arc::new(
-            Buckets::new(store.clone(), defs)
+            Buckets::new(store.clone(), Vec::new())
                 .await
                 .map_err(|e| format!("buckets: {e}"))?,
         );
         let mut registry = builtin_registry(BuiltinDeps {
             inventory,
-            buckets,
+            buckets: buckets.clone(),
             erase_duration: c.erase_duration,
         });
         for j in self.extra_jobs {
             registry.register(j);
         }
-        let admission: Arc<dyn Admission> = Arc::new(AllowAll);
-        let (_estop_tx, estop_rx) = watch::channel(Arc::new(AllGo) as Arc<dyn StopSwitch>);
+        let registry = Arc::new(registry);
+        let shutdown = CancellationToken::new();
+        let live = live::start(
+            c.configs.clone(),
+            registry.clone(),
+            buckets,
+            c.reload_interval,
+            shutdown.clone(),
+        )
+        .await;
+        let admission: Arc<dyn Admission> = Arc::new(LivePolicies(live.policies.clone()));
         let engine = Engine::new(
             store,
-            Arc::new(registry),
+            registry,
             admission,
-            estop_rx,
+            live.estop.clone(),
             EngineOptions {
                 exec_ttl: c.exec_ttl,
                 limits: c.limits.clone(),
@@ -96,16 +104,17 @@ impl ServerBuilder {
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(usize::MAX),
             )
+            .add_service(v1::control_server::ControlServer::new(ControlApi::new(
+                live,
+            )))
             .add_service(
                 diskerase::workflow_server::WorkflowServer::new(CompatApi(api))
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(usize::MAX),
             );
-        let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let drain = c.drain;
         let task = tokio::spawn(async move {
-            let _keep = _estop_tx;
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             let served = router
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
@@ -120,23 +129,6 @@ impl ServerBuilder {
             shutdown,
             task,
         })
-    }
-}
-
-fn load_buckets(c: &Config) -> Vec<interlock_engine::BucketDef> {
-    let path = c.configs.join("buckets.json");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => match buckets::parse_config(&text) {
-            Ok(defs) => defs,
-            Err(e) => {
-                tracing::error!(path = %path.display(), error = %e, "invalid buckets file; every bucket take will be denied");
-                Vec::new()
-            }
-        },
-        Err(e) => {
-            tracing::error!(path = %path.display(), error = %e, "cannot read buckets file; every bucket take will be denied");
-            Vec::new()
-        }
     }
 }
 

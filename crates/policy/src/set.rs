@@ -1,0 +1,265 @@
+//! A parsed, validated `policies.json`.
+//!
+//! Format: a JSON array of `{"Name": <workflow>, "Policies": [{"Name":
+//! <policy>, "Settings": {...}}]}`. The ancestor's form — the same objects
+//! concatenated without an array — is accepted too. Either the whole file is
+//! valid or nothing of it is used.
+
+use crate::{Check, KINDS};
+use interlock_core::{Catalog, Violation, WorkReq};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// Why a policy file was rejected, located by file, entry and field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub message: String,
+}
+
+/// The outcome of checking one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// The workflow name has no entry: refuse.
+    NoEntry,
+    Violations(Vec<Violation>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    #[serde(rename = "Name")]
+    name: String,
+    /// Required: an empty list must be written explicitly.
+    #[serde(rename = "Policies")]
+    policies: Vec<PolicyEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyEntry {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Settings", default = "empty_object")]
+    settings: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// Policies by workflow name, with the version (hash) of the file they came from.
+pub struct PolicySet {
+    version: String,
+    workflows: HashMap<String, Vec<Box<dyn Check>>>,
+}
+
+impl std::fmt::Debug for PolicySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicySet")
+            .field("version", &self.version)
+            .field("workflows", &self.workflow_names())
+            .finish()
+    }
+}
+
+/// The version of a policy file's content: its SHA-256, shortened.
+pub fn version_of(text: &str) -> String {
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
+}
+
+fn values(text: &str) -> Result<Vec<serde_json::Value>, String> {
+    let at = |e: serde_json::Error| format!("line {}, column {}: {e}", e.line(), e.column());
+    if text.trim_start().starts_with('[') {
+        return serde_json::from_str(text).map_err(at);
+    }
+    serde_json::Deserializer::from_str(text)
+        .into_iter::<serde_json::Value>()
+        .collect::<Result<_, _>>()
+        .map_err(at)
+}
+
+impl PolicySet {
+    /// Parses and validates `text` (from `file`, named in errors).
+    pub fn parse(text: &str, file: &str, jobs: &dyn Catalog) -> Result<Self, ConfigError> {
+        let err = |message: String| ConfigError {
+            file: file.to_string(),
+            message,
+        };
+        let mut workflows = HashMap::new();
+        for (i, value) in values(text).map_err(err)?.into_iter().enumerate() {
+            let entry: Entry =
+                serde_json::from_value(value).map_err(|e| err(format!("entry {i}: {e}")))?;
+            let at = format!("entry {i} (workflow {:?})", entry.name);
+            if entry.name.is_empty() {
+                return Err(err(format!("{at}: Name is empty")));
+            }
+            let mut checks = Vec::with_capacity(entry.policies.len());
+            for (j, p) in entry.policies.into_iter().enumerate() {
+                let at = format!("{at}, policy {j} ({:?})", p.name);
+                let kind = KINDS.iter().find(|k| k.name() == p.name).ok_or_else(|| {
+                    let known: Vec<_> = KINDS.iter().map(|k| k.name()).collect();
+                    err(format!(
+                        "{at}: unknown policy; known policies: {}",
+                        known.join(", ")
+                    ))
+                })?;
+                let check = kind
+                    .build(p.settings, jobs)
+                    .map_err(|e| err(format!("{at}: Settings: {e}")))?;
+                checks.push(check);
+            }
+            if workflows.insert(entry.name.clone(), checks).is_some() {
+                return Err(err(format!(
+                    "{at}: duplicate workflow name; merge its policies into one entry"
+                )));
+            }
+        }
+        Ok(Self {
+            version: version_of(text),
+            workflows,
+        })
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Configured workflow names, sorted.
+    pub fn workflow_names(&self) -> Vec<&str> {
+        let mut v: Vec<_> = self.workflows.keys().map(String::as_str).collect();
+        v.sort();
+        v
+    }
+
+    /// Checks `req` against every policy of its workflow name.
+    pub fn check(&self, req: &WorkReq) -> Verdict {
+        let Some(checks) = self.workflows.get(&req.name) else {
+            return Verdict::NoEntry;
+        };
+        let mut out = Vec::new();
+        for c in checks {
+            c.check(req, &mut out);
+        }
+        if out.is_empty() {
+            Verdict::Allowed
+        } else {
+            Verdict::Violations(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    fn parse(text: &str) -> Result<PolicySet, ConfigError> {
+        PolicySet::parse(text, "policies.json", &catalog())
+    }
+
+    #[test]
+    fn the_shipped_file_is_valid_and_passes_the_sample_request() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../configs/policies.json"
+        ))
+        .unwrap();
+        let set = parse(&text).unwrap();
+        let mut req = request(&[
+            &[validate("aab"), bucket()],
+            &[erase("aab00", "aab"), erase("aab01", "aab")],
+            &[sleep()],
+            &[erase("aab02", "aab")],
+        ]);
+        req.name = "SatelliteDiskErase".into();
+        assert_eq!(set.check(&req), Verdict::Allowed);
+        // Erasing a machine of another site in the same workflow is refused.
+        req.blocks[3].jobs[0] = erase("aae00", "aae");
+        assert!(matches!(set.check(&req), Verdict::Violations(v) if v.len() == 1));
+    }
+
+    #[test]
+    fn ancestor_concatenated_form_loads() {
+        let set = parse(r#"{"Name": "a", "Policies": []} {"Name": "b", "Policies": []}"#).unwrap();
+        assert_eq!(set.workflow_names(), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn no_entry_and_explicitly_empty_entry() {
+        let set = parse(r#"[{"Name": "open", "Policies": []}]"#).unwrap();
+        let mut req = request(&[&[sleep()]]);
+        req.name = "open".into();
+        assert_eq!(set.check(&req), Verdict::Allowed);
+        req.name = "other".into();
+        assert_eq!(set.check(&req), Verdict::NoEntry);
+    }
+
+    #[test]
+    fn several_policies_where_only_one_fails_give_exactly_that_violation() {
+        let set = parse(
+            r#"[{"Name": "w", "Policies": [
+                {"Name": "restrictJobTypes", "Settings": {"AllowedJobs": ["sleep", "diskErase"]}},
+                {"Name": "sameArgs", "Settings": {"Jobs": {"diskErase": ["site"]}}},
+                {"Name": "startOrEnd", "Settings": {"JobName": "sleep", "Start": true}}
+            ]}]"#,
+        )
+        .unwrap();
+        let req = request(&[&[sleep()], &[erase("a", "aab"), erase("b", "aae")]]);
+        let Verdict::Violations(v) = set.check(&req) else {
+            panic!()
+        };
+        assert_eq!(v.len(), 1);
+        assert_eq!(
+            (v[0].policy.as_str(), v[0].block, v[0].job),
+            ("sameArgs", Some(1), Some(1))
+        );
+    }
+
+    #[test]
+    fn config_errors_name_file_entry_and_field() {
+        for (text, want) in [
+            (
+                "[{\"Name\": \"w\", \"Policies\": [",
+                "policies.json: line 1",
+            ),
+            (r#"[{"Name": "w"}]"#, "entry 0: missing field `Policies`"),
+            (
+                r#"[{"Name": "w", "Policies": [{"Name": "nope"}]}]"#,
+                "entry 0 (workflow \"w\"), policy 0 (\"nope\"): unknown policy",
+            ),
+            (
+                r#"[{"Name": "w", "Policies": []}, {"Name": "v", "Policies": [{"Name": "sameArgs", "Settings": {"Jobs": {"diskErase": ["Site"]}}}]}]"#,
+                "entry 1 (workflow \"v\"), policy 0 (\"sameArgs\"): Settings: Jobs.diskErase names argument \"Site\"",
+            ),
+            (
+                r#"[{"Name": "w", "Policies": []}, {"Name": "w", "Policies": []}]"#,
+                "entry 1 (workflow \"w\"): duplicate",
+            ),
+            (
+                r#"[{"Name": "w", "Policies": [{"Name": "startOrEnd", "Settings": {"JobName": "sleep"}}]}]"#,
+                "exactly one of Start and End",
+            ),
+            (
+                r#"[{"Name": "w", "Policies": [], "Extra": 1}]"#,
+                "unknown field `Extra`",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}\n  got: {e}\n  want: {want}");
+        }
+    }
+
+    #[test]
+    fn version_is_a_content_hash() {
+        let a = parse(r#"[{"Name": "w", "Policies": []}]"#).unwrap();
+        let b = parse(r#"[{"Name": "w", "Policies": []}]"#).unwrap();
+        let c = parse(r#"[{"Name": "v", "Policies": []}]"#).unwrap();
+        assert_eq!(a.version(), b.version());
+        assert_ne!(a.version(), c.version());
+        assert_eq!(a.version().len(), 16);
+    }
+}

@@ -1,0 +1,234 @@
+//! The emergency stop over the real server: running work stops, new work is
+//! refused, the file fails closed, and flips can follow each other forever.
+
+use interlock_proto::v1::{self, Status};
+use interlock_tests::{TestServer, eventually, req, wait_final, write_config};
+use std::time::Duration;
+use tonic::Code;
+
+const GO: &str =
+    r#"[{"Name": "SatelliteDiskErase", "Status": "go"}, {"Name": "x", "Status": "go"}]"#;
+const STOP_X: &str = r#"[{"Name": "SatelliteDiskErase", "Status": "go"},
+  {"Name": "x", "Status": "stop", "Reason": "incident 42: disks vanishing"}]"#;
+const STOP_ALL: &str =
+    r#"[{"Name": "*", "Status": "stop", "Reason": "freeze"}, {"Name": "x", "Status": "go"}]"#;
+
+async fn es_state(s: &TestServer) -> v1::EmergencyStopStateResp {
+    s.control()
+        .await
+        .emergency_stop_state(v1::EmergencyStopStateReq {})
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn x_stopped(s: &TestServer) -> bool {
+    let st = es_state(s).await;
+    !st.error.is_empty()
+        || st
+            .entries
+            .iter()
+            .any(|e| (e.name == "x" || e.name == "*") && e.stop)
+}
+
+/// A running workflow of probes: block 0 runs 2 long probes at a time, then more.
+async fn start_long(s: &TestServer) -> String {
+    let c = s.client().await;
+    let id = c
+        .submit(req::work(
+            "x",
+            vec![
+                req::block(2, (0..6).map(|_| req::probe(30_000)).collect()),
+                req::block(1, vec![req::probe(0)]),
+            ],
+        ))
+        .await
+        .unwrap();
+    c.exec(&id).await.unwrap();
+    eventually("two probes running", || async {
+        s.probe.starts_of(&id).len() == 2
+    })
+    .await;
+    id
+}
+
+async fn assert_stopped(s: &TestServer, id: &str, reason_part: &str) {
+    let st = wait_final(&s.client().await, id).await;
+    assert_eq!(st.status, Status::Stopped as i32, "{}", st.reason);
+    assert!(st.was_es_stopped);
+    assert!(
+        st.reason.contains(reason_part),
+        "{} lacks {reason_part:?}",
+        st.reason
+    );
+    let jobs = &st.blocks[0].jobs;
+    assert_eq!(jobs[0].status, Status::Stopped as i32);
+    assert_eq!(jobs[1].status, Status::Stopped as i32);
+    assert!(
+        jobs[2..]
+            .iter()
+            .all(|j| j.status == Status::NotStarted as i32)
+    );
+    assert_eq!(st.blocks[1].status, Status::NotStarted as i32);
+    assert_eq!(
+        s.probe.starts_of(id).len(),
+        2,
+        "no job started after the stop"
+    );
+}
+
+#[tokio::test]
+async fn stop_halts_running_work_and_refuses_new_work_until_go() {
+    let s = TestServer::start().await;
+    let id = start_long(&s).await;
+    write_config(&s.config_path("es.json"), STOP_X);
+    assert_stopped(&s, &id, "incident 42").await;
+    assert_eq!(s.probe.cancelled(), 2, "running jobs observed cancellation");
+
+    let c = s.client().await;
+    let e = c
+        .submit(req::work("x", vec![req::block(1, vec![req::probe(0)])]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(Code::FailedPrecondition));
+    assert!(e.to_string().contains("incident 42"), "{e}");
+
+    // Go again: new work runs; stopped work stays stopped.
+    write_config(&s.config_path("es.json"), GO);
+    eventually("go in force", || async { !x_stopped(&s).await }).await;
+    let id2 = c
+        .submit(req::work("x", vec![req::block(1, vec![req::probe(0)])]))
+        .await
+        .unwrap();
+    c.exec(&id2).await.unwrap();
+    assert_eq!(wait_final(&c, &id2).await.status, Status::Completed as i32);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(c.status(&id).await.unwrap().status, Status::Stopped as i32);
+    assert_eq!(s.probe.starts_of(&id).len(), 2);
+}
+
+#[tokio::test]
+async fn exec_of_a_submitted_workflow_is_refused_while_stopped() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let id = c
+        .submit(req::work("x", vec![req::block(1, vec![req::probe(0)])]))
+        .await
+        .unwrap();
+    write_config(&s.config_path("es.json"), STOP_X);
+    eventually("stop in force", || x_stopped(&s)).await;
+    let e = c.exec(&id).await.unwrap_err();
+    assert_eq!(e.code(), Some(Code::FailedPrecondition));
+    assert!(s.probe.starts_of(&id).is_empty());
+}
+
+#[tokio::test]
+async fn wildcard_stop_stops_everything() {
+    let s = TestServer::start().await;
+    let id = start_long(&s).await;
+    write_config(&s.config_path("es.json"), STOP_ALL);
+    assert_stopped(&s, &id, "freeze").await;
+}
+
+#[tokio::test]
+async fn missing_and_malformed_files_fail_closed() {
+    for breakage in ["missing", "malformed", "no entry"] {
+        let s = TestServer::start().await;
+        let id = start_long(&s).await;
+        let path = s.config_path("es.json");
+        match breakage {
+            "missing" => std::fs::remove_file(&path).unwrap(),
+            "malformed" => write_config(&path, "[{\"Name\": \"x\", \"Status\": \"go\""),
+            _ => write_config(&path, r#"[{"Name": "SatelliteDiskErase", "Status": "go"}]"#),
+        }
+        let reason = if breakage == "no entry" {
+            "no entry for workflow"
+        } else {
+            "unusable"
+        };
+        assert_stopped(&s, &id, reason).await;
+        let e = s
+            .client()
+            .await
+            .submit(req::work("x", vec![req::block(1, vec![req::probe(0)])]))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Some(Code::FailedPrecondition), "{breakage}");
+    }
+}
+
+#[tokio::test]
+async fn a_long_sequence_of_stop_go_malformed_and_fix_keeps_working() {
+    // The ancestor stopped running new work after one stop, and stayed
+    // stopped forever after a malformed file was fixed.
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let path = s.config_path("es.json");
+    for round in 0..8 {
+        let text = match round % 4 {
+            0 => STOP_X,
+            1 => GO,
+            2 => "{{{ not json",
+            _ => GO,
+        };
+        write_config(&path, text);
+        let want_stop = round % 4 == 0 || round % 4 == 2;
+        eventually("state in force", || async {
+            x_stopped(&s).await == want_stop
+        })
+        .await;
+        let r = c
+            .submit(req::work("x", vec![req::block(1, vec![req::probe(0)])]))
+            .await;
+        if want_stop {
+            assert_eq!(
+                r.unwrap_err().code(),
+                Some(Code::FailedPrecondition),
+                "round {round}"
+            );
+        } else {
+            let id = r.unwrap();
+            c.exec(&id).await.unwrap();
+            assert_eq!(
+                wait_final(&c, &id).await.status,
+                Status::Completed as i32,
+                "round {round}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_set_rpc_writes_es_json_and_takes_effect() {
+    let s = TestServer::start().await;
+    let id = start_long(&s).await;
+    let resp = s
+        .control()
+        .await
+        .set_emergency_stop(v1::SetEmergencyStopReq {
+            name: "x".into(),
+            stop: true,
+            reason: "operator says stop".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        resp.entries
+            .iter()
+            .any(|e| e.name == "x" && e.stop && e.reason == "operator says stop")
+    );
+    assert_stopped(&s, &id, "operator says stop").await;
+    let text = std::fs::read_to_string(s.config_path("es.json")).unwrap();
+    assert!(
+        text.contains("SatelliteDiskErase"),
+        "other entries kept: {text}"
+    );
+    let e = s
+        .control()
+        .await
+        .set_emergency_stop(v1::SetEmergencyStopReq::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+}
