@@ -1,6 +1,7 @@
 //! Black-box tests: the real server on 127.0.0.1:0, spoken to over gRPC.
 //! One binary, one module per concern.
 
+mod agree;
 mod buckets;
 mod compat;
 mod diskerase;
