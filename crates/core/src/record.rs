@@ -147,6 +147,10 @@ pub struct JobRecord {
     /// The failure was fatal and cancelled the rest of the workflow.
     pub fatal: bool,
     pub attempts: Vec<Attempt>,
+    /// Small state the job saved while running (e.g. an external request
+    /// id), handed back to it after a restart so it can re-attach.
+    #[serde(default)]
+    pub checkpoint: Option<String>,
 }
 
 impl Default for JobRecord {
@@ -159,6 +163,7 @@ impl Default for JobRecord {
             ended: None,
             fatal: false,
             attempts: Vec::new(),
+            checkpoint: None,
         }
     }
 }

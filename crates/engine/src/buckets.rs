@@ -256,6 +256,19 @@ impl Buckets {
             .map_err(|e| BucketError::Store(e.to_string()))
     }
 
+    /// Whether a take was recorded for this job.
+    pub async fn take_of(
+        &self,
+        workflow_id: &str,
+        block: usize,
+        job: usize,
+    ) -> Result<Option<Take>, BucketError> {
+        self.store
+            .take_of(workflow_id, block, job)
+            .await
+            .map_err(|e| BucketError::Store(e.to_string()))
+    }
+
     /// Current levels, sorted by name. Reads without spending: the recent
     /// takes are replayed into a throwaway limiter, which is then drained;
     /// the number of tokens drained is the level, and the wait reported by

@@ -16,7 +16,7 @@
 
 use crate::estop::EsState;
 use crate::gate::{Admission, Refusal};
-use crate::job::{JobCtx, JobError};
+use crate::job::{JobCtx, JobError, Reconciled};
 use crate::registry::Registry;
 use interlock_core::{
     Attempt, Catalog, Idempotency, JobRecord, Limits, Status, Violation, WorkReq, WorkflowRecord,
@@ -102,6 +102,16 @@ pub enum EngineError {
     /// The server is shutting down: retry against the next instance.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The workflow is not in a state that allows this: check Status.
+    #[error("{0}")]
+    WrongState(String),
+    /// The block/job index does not exist in this workflow.
+    #[error("workflow {id} has no job {job} in block {block}")]
+    NoSuchJob {
+        id: String,
+        block: usize,
+        job: usize,
+    },
 }
 
 fn refused(r: Refusal) -> EngineError {
@@ -327,17 +337,7 @@ impl Engine {
         if version != rec.policy_version {
             tracing::info!(workflow = %id, submitted = %rec.policy_version, now = %version, "re-checked against newer policies");
         }
-        let active = Arc::new(Active::new(&rec.req.name));
-        {
-            let mut map = inner.active.lock().expect("active lock");
-            if map.contains_key(id) {
-                return Err(EngineError::AlreadyStarted {
-                    id: id.to_string(),
-                    status: Status::Running,
-                });
-            }
-            map.insert(id.to_string(), active.clone());
-        }
+        let active = self.register(id, &rec.req.name)?;
         // Read the switch only after registering (see module docs).
         let stopped = inner.estop.borrow().stopped(&rec.req.name);
         let outcome = match stopped {
@@ -356,16 +356,305 @@ impl Engine {
             },
         };
         if let Err(e) = outcome {
-            inner.active.lock().expect("active lock").remove(id);
+            self.unregister(id);
             return Err(e);
         }
         rec.status = Status::Running;
         rec.started = Some(now);
         tracing::info!(workflow = %id, name = %rec.req.name, trace_id = %rec.req.trace_id, "executing");
-        let runner = inner.clone();
-        inner
+        self.launch(rec, active);
+        Ok(())
+    }
+
+    fn launch(&self, rec: WorkflowRecord, active: Arc<Active>) {
+        let runner = self.inner.clone();
+        self.inner
             .tasks
             .spawn(async move { runner.run(rec, active).await });
+    }
+
+    /// Registers `id` as active, or says it already is.
+    fn register(&self, id: &str, name: &str) -> Result<Arc<Active>, EngineError> {
+        let mut map = self.inner.active.lock().expect("active lock");
+        if map.contains_key(id) {
+            return Err(EngineError::AlreadyStarted {
+                id: id.to_string(),
+                status: Status::Running,
+            });
+        }
+        let a = Arc::new(Active::new(name));
+        map.insert(id.to_string(), a.clone());
+        Ok(a)
+    }
+
+    fn unregister(&self, id: &str) {
+        self.inner.active.lock().expect("active lock").remove(id);
+    }
+
+    /// Picks up, after a restart, every workflow that was executing.
+    ///
+    /// Before anything resumes, the emergency stop and the policies in force
+    /// are consulted: a stopped name is recorded Stopped; a request the
+    /// policies no longer admit is Paused with the reason. Jobs that were in
+    /// flight are re-run when safe to repeat, reconciled when the job can
+    /// tell whether its effect happened, and otherwise marked Interrupted —
+    /// which pauses the workflow until an operator decides (see
+    /// [`Engine::resolve`]). Returns how many workflows resumed.
+    pub async fn recover(&self) -> Result<usize, EngineError> {
+        let mut resumed = 0;
+        for rec in self.inner.store.unfinished().await? {
+            if rec.status != Status::Running {
+                continue; // Paused: waits for an operator
+            }
+            let id = rec.id.clone();
+            let active = self.register(&id, &rec.req.name)?;
+            match self.prepare_resume(rec, &active).await {
+                Ok(Some(rec)) => {
+                    tracing::info!(workflow = %id, "resuming after restart");
+                    self.launch(rec, active);
+                    resumed += 1;
+                }
+                Ok(None) => self.unregister(&id),
+                Err(e) => {
+                    self.unregister(&id);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(resumed)
+    }
+
+    /// Decides what happens to a workflow found Running at start-up; returns
+    /// the record to run, or `None` when it must not run now.
+    async fn prepare_resume(
+        &self,
+        mut rec: WorkflowRecord,
+        active: &Active,
+    ) -> Result<Option<WorkflowRecord>, EngineError> {
+        let inner = &self.inner;
+        let now = now_micros();
+        let stopped = inner.estop.borrow().stopped(&rec.req.name);
+        if let Some(reason) = stopped {
+            let mut changes = cut_in_flight(
+                &rec,
+                Status::Stopped,
+                "the server restarted under an emergency stop",
+            );
+            changes.push(Change::Workflow {
+                id: rec.id.clone(),
+                status: Status::Stopped,
+                reason: format!("emergency stop (found at restart): {reason}"),
+                had_errors: rec.had_errors,
+                es_stopped: true,
+                ended: Some(now),
+            });
+            inner.store.write(changes).await?;
+            return Ok(None);
+        }
+        if let Err(r) = inner.admission.admit(&rec.req) {
+            let why = refused(r).to_string();
+            self.pause(&rec, format!("not resumed after restart: {why}"))
+                .await?;
+            return Ok(None);
+        }
+        let mut changes = Vec::new();
+        let mut interrupted = Vec::new();
+        for bi in 0..rec.blocks.len() {
+            for ji in 0..rec.blocks[bi].jobs.len() {
+                if rec.blocks[bi].jobs[ji].status != Status::Running {
+                    continue;
+                }
+                let spec = &rec.req.blocks[bi].jobs[ji];
+                let mut jr = rec.blocks[bi].jobs[ji].clone();
+                let next = match inner.registry.get(&spec.name) {
+                    None => Err("its job type is no longer registered".to_string()),
+                    Some(job) if job.schema().idempotency == Idempotency::Safe => Ok(None),
+                    Some(job) if job.schema().reconcilable => {
+                        let ctx = JobCtx {
+                            workflow_id: rec.id.clone(),
+                            workflow_name: rec.req.name.clone(),
+                            block: bi,
+                            job: ji,
+                            cancel: active.token.child_token(),
+                            checkpoint: jr.checkpoint.clone(),
+                            store: Some(inner.store.clone()),
+                        };
+                        match job.reconcile(&ctx, &spec.args).await {
+                            Reconciled::Done(outputs) => Ok(Some(outputs)),
+                            Reconciled::NotDone => Ok(None),
+                            Reconciled::Unknown(why) => Err(why),
+                        }
+                    }
+                    Some(_) => Err(
+                        "it is not safe to run twice and cannot tell whether it took effect".into(),
+                    ),
+                };
+                let attempt = |jr: &JobRecord, error: &str| Attempt {
+                    number: jr.attempts.len() as u32 + 1,
+                    started: jr.started.unwrap_or(now),
+                    ended: Some(now),
+                    error: error.to_string(),
+                };
+                match next {
+                    Ok(Some(outputs)) => {
+                        jr.attempts.push(attempt(&jr, ""));
+                        jr.status = Status::Completed;
+                        jr.outputs = outputs;
+                        jr.ended = Some(now);
+                    }
+                    Ok(None) => {
+                        jr.attempts.push(attempt(
+                            &jr,
+                            "interrupted by a server restart; will run again",
+                        ));
+                        jr.status = Status::NotStarted;
+                    }
+                    Err(why) => {
+                        jr.status = Status::Interrupted;
+                        jr.error = format!("was running when the server stopped; {why}");
+                        interrupted.push(format!("block {bi} job {ji} ({})", spec.name));
+                    }
+                }
+                rec.blocks[bi].jobs[ji] = jr.clone();
+                changes.push(Change::Job {
+                    id: rec.id.clone(),
+                    block: bi,
+                    job: ji,
+                    rec: jr,
+                });
+            }
+        }
+        inner.store.write(changes).await?;
+        if !interrupted.is_empty() {
+            self.pause(
+                &rec,
+                format!(
+                    "awaiting an operator decision after a restart: {} interrupted; \
+                     use ResolveJob to retry, skip or cancel",
+                    interrupted.join(", ")
+                ),
+            )
+            .await?;
+            return Ok(None);
+        }
+        Ok(Some(rec))
+    }
+
+    async fn pause(&self, rec: &WorkflowRecord, reason: String) -> Result<(), EngineError> {
+        tracing::warn!(workflow = %rec.id, %reason, "workflow paused");
+        self.inner
+            .store
+            .write(vec![Change::Workflow {
+                id: rec.id.clone(),
+                status: Status::Paused,
+                reason,
+                had_errors: rec.had_errors,
+                es_stopped: false,
+                ended: None,
+            }])
+            .await?;
+        Ok(())
+    }
+
+    /// An operator's decision about an Interrupted job of a Paused workflow:
+    /// run it again, count it as done (skip), or cancel the workflow.
+    /// Retry and skip resume the workflow after the same checks as Exec.
+    pub async fn resolve(
+        &self,
+        id: &str,
+        block: usize,
+        job: usize,
+        action: Resolution,
+    ) -> Result<(), EngineError> {
+        let inner = &self.inner;
+        let mut rec = self.status(id).await?;
+        if rec.status != Status::Paused {
+            return Err(EngineError::WrongState(format!(
+                "workflow {id} is {}, not Paused awaiting a decision",
+                rec.status
+            )));
+        }
+        let Some(mut jr) = rec.blocks.get(block).and_then(|b| b.jobs.get(job)).cloned() else {
+            return Err(EngineError::NoSuchJob {
+                id: id.into(),
+                block,
+                job,
+            });
+        };
+        if jr.status != Status::Interrupted {
+            return Err(EngineError::WrongState(format!(
+                "block {block} job {job} of workflow {id} is {}, not Interrupted",
+                jr.status
+            )));
+        }
+        let now = now_micros();
+        let reason = match action {
+            Resolution::Cancel(reason) => {
+                let mut changes =
+                    cut_in_flight(&rec, Status::Cancelled, "cancelled by an operator");
+                changes.push(Change::Workflow {
+                    id: id.into(),
+                    status: Status::Cancelled,
+                    reason: format!("cancelled by an operator: {reason}"),
+                    had_errors: rec.had_errors,
+                    es_stopped: false,
+                    ended: Some(now),
+                });
+                inner.store.write(changes).await?;
+                return Ok(());
+            }
+            Resolution::Skip => {
+                jr.status = Status::Skipped;
+                jr.ended = Some(now);
+                "skipped by an operator"
+            }
+            Resolution::Retry => {
+                jr.status = Status::NotStarted;
+                "retried by an operator"
+            }
+        };
+        jr.error = reason.to_string();
+        rec.blocks[block].jobs[job] = jr.clone();
+        let change = Change::Job {
+            id: id.into(),
+            block,
+            job,
+            rec: jr,
+        };
+        // Resume only when nothing else waits for a decision.
+        let waiting = rec
+            .blocks
+            .iter()
+            .flat_map(|b| &b.jobs)
+            .any(|j| j.status == Status::Interrupted);
+        if waiting {
+            inner.store.write(vec![change]).await?;
+            return Ok(());
+        }
+        inner.admission.admit(&rec.req).map_err(refused)?;
+        let active = self.register(id, &rec.req.name)?;
+        if let Some(reason) = inner.estop.borrow().stopped(&rec.req.name) {
+            self.unregister(id);
+            return Err(EngineError::EmergencyStopped {
+                name: rec.req.name.clone(),
+                reason,
+            });
+        }
+        let resumed = Change::Workflow {
+            id: id.into(),
+            status: Status::Running,
+            reason: String::new(),
+            had_errors: rec.had_errors,
+            es_stopped: false,
+            ended: None,
+        };
+        if let Err(e) = inner.store.write(vec![change, resumed]).await {
+            self.unregister(id);
+            return Err(e.into());
+        }
+        rec.status = Status::Running;
+        rec.reason.clear();
+        self.launch(rec, active);
         Ok(())
     }
 
@@ -405,6 +694,59 @@ impl Engine {
     pub fn active_count(&self) -> usize {
         self.inner.active.lock().expect("active lock").len()
     }
+}
+
+/// An operator's decision about an interrupted job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Run the job again.
+    Retry,
+    /// Count the job as done without running it.
+    Skip,
+    /// Cancel the whole workflow, with a reason.
+    Cancel(String),
+}
+
+/// Records jobs that were in flight (Running or Interrupted) as `status`.
+fn cut_in_flight(rec: &WorkflowRecord, status: Status, why: &str) -> Vec<Change> {
+    let now = now_micros();
+    let mut out = Vec::new();
+    for (bi, b) in rec.blocks.iter().enumerate() {
+        for (ji, j) in b.jobs.iter().enumerate() {
+            if matches!(j.status, Status::Running | Status::Interrupted) {
+                let mut j = j.clone();
+                j.status = status;
+                j.error = why.to_string();
+                j.ended = Some(now);
+                out.push(Change::Job {
+                    id: rec.id.clone(),
+                    block: bi,
+                    job: ji,
+                    rec: j,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The reason block `bi` halts the workflow, judging from its record: more
+/// failures than it tolerates, or a fatal failure.
+fn halt_reason(rec: &WorkflowRecord, bi: usize) -> Option<String> {
+    let (b, br) = (&rec.req.blocks[bi], &rec.blocks[bi]);
+    if let Some((ji, j)) = br.jobs.iter().enumerate().find(|(_, j)| j.fatal) {
+        return Some(format!(
+            "block {bi} job {ji} ({}) failed fatally: {}",
+            b.jobs[ji].name, j.error
+        ));
+    }
+    (br.failures > b.tolerated_failures()).then(|| {
+        format!(
+            "block {bi} allows {} failure(s) and had {}, so the workflow halted",
+            b.tolerated_failures(),
+            br.failures
+        )
+    })
 }
 
 fn check_id(id: &str) -> Result<(), EngineError> {
@@ -470,6 +812,12 @@ impl Inner {
         let mut had_errors = rec.had_errors;
         for bi in 0..rec.blocks.len() {
             if rec.blocks[bi].status.is_terminal() {
+                // Recorded before a restart: a block that halted the workflow
+                // still halts it.
+                if let Some(reason) = halt_reason(&rec, bi) {
+                    halted = Some(reason);
+                    break;
+                }
                 continue;
             }
             if active.cause().is_some() {
@@ -524,7 +872,7 @@ impl Inner {
         let shared = Arc::new(Mutex::new(BlockRun {
             failures: brec.failures,
             has_error: brec.has_error,
-            halted: None,
+            halted: halt_reason(rec, bi),
         }));
         if !self
             .persist(
@@ -645,6 +993,8 @@ impl Inner {
                 block: bi,
                 job: ji,
                 cancel: active.token.child_token(),
+                checkpoint: jr.checkpoint.clone(),
+                store: Some(self.store.clone()),
             };
             let run = job.run(&ctx, &spec.args);
             let r = match spec.timeout {

@@ -29,8 +29,8 @@ pub mod jobs;
 pub mod registry;
 
 pub use buckets::{BucketDef, BucketError, BucketLevel, Buckets};
-pub use engine::{Engine, EngineError, EngineOptions};
+pub use engine::{Engine, EngineError, EngineOptions, Resolution};
 pub use estop::EsState;
 pub use gate::{Admission, AllowAll, Refusal};
-pub use job::{Job, JobCtx, JobError, Outputs};
+pub use job::{Job, JobCtx, JobError, Outputs, Reconciled};
 pub use registry::Registry;

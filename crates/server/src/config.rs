@@ -44,6 +44,12 @@ pub struct Config {
     /// Default 1s.
     #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
+    /// Log of the simulated erase target. Default `erase-target.log` next to
+    /// the database.
+    pub erase_target: Option<PathBuf>,
+    /// How long a Submit `request_id` is remembered. Default 24h.
+    #[serde(with = "humantime_serde")]
+    pub request_id_window: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -78,6 +84,8 @@ impl Default for Config {
             log_format: LogFormat::Text,
             limits: Limits::default(),
             reload_interval: Duration::from_secs(1),
+            erase_target: None,
+            request_id_window: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -123,6 +131,9 @@ pub struct Args {
     /// Log format [default: text].
     #[arg(long, env = "INTERLOCK_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Simulated erase target log [default: erase-target.log beside the db].
+    #[arg(long, env = "INTERLOCK_ERASE_TARGET")]
+    pub erase_target: Option<PathBuf>,
 }
 
 impl Config {
@@ -154,6 +165,16 @@ impl Config {
         );
         c.validate()?;
         Ok(c)
+    }
+
+    /// Where the simulated erase target keeps its log.
+    pub fn erase_target_path(&self) -> PathBuf {
+        self.erase_target.clone().unwrap_or_else(|| {
+            self.db
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("erase-target.log")
+        })
     }
 
     pub fn validate(&self) -> Result<(), String> {

@@ -43,6 +43,8 @@ pub fn engine_status(e: EngineError) -> Status {
         | EngineError::Stale { .. }
         | EngineError::EmergencyStopped { .. } => Status::failed_precondition(msg),
         EngineError::NotFound(_) => Status::not_found(msg),
+        EngineError::WrongState(_) => Status::failed_precondition(msg),
+        EngineError::NoSuchJob { .. } => Status::invalid_argument(msg),
         EngineError::BadId(_) => Status::invalid_argument(msg),
         EngineError::AlreadyStarted { .. } | EngineError::KeyReused { .. } => {
             Status::already_exists(msg)

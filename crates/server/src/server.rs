@@ -5,7 +5,7 @@ use crate::control::ControlApi;
 use crate::limit::InFlightLimitLayer;
 use crate::live::{self, LivePolicies};
 use crate::service::{Api, CompatApi};
-use interlock_engine::jobs::{BuiltinDeps, builtin_registry};
+use interlock_engine::jobs::{BuiltinDeps, EraseTarget, builtin_registry};
 use interlock_engine::{Admission, Buckets, Engine, EngineOptions, Job};
 use interlock_inventory::Inventory;
 use interlock_proto::{diskerase, v1};
@@ -61,10 +61,16 @@ impl ServerBuilder {
                 .await
                 .map_err(|e| format!("buckets: {e}"))?,
         );
+        let target = c.erase_target_path();
+        let erase_target = Arc::new(
+            EraseTarget::open(&target)
+                .map_err(|e| format!("erase target {}: {e}", target.display()))?,
+        );
         let mut registry = builtin_registry(BuiltinDeps {
             inventory,
             buckets: buckets.clone(),
             erase_duration: c.erase_duration,
+            erase_target,
         });
         for j in self.extra_jobs {
             registry.register(j);
@@ -81,7 +87,7 @@ impl ServerBuilder {
         .await;
         let admission: Arc<dyn Admission> = Arc::new(LivePolicies(live.policies.clone()));
         let engine = Engine::new(
-            store,
+            store.clone(),
             registry,
             admission,
             live.estop.clone(),
@@ -90,6 +96,17 @@ impl ServerBuilder {
                 limits: c.limits.clone(),
             },
         );
+
+        // Work that was executing when the server last stopped continues
+        // (or waits for an operator) before new calls are accepted.
+        let resumed = engine
+            .recover()
+            .await
+            .map_err(|e| format!("recovery: {e}"))?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed workflows interrupted by the last stop");
+        }
+        spawn_request_id_expiry(store, c.request_id_window, shutdown.clone());
 
         let listener = tokio::net::TcpListener::bind(c.listen)
             .await
@@ -130,6 +147,30 @@ impl ServerBuilder {
             task,
         })
     }
+}
+
+/// Forgets idempotency keys older than `window`, once a minute (and at start).
+fn spawn_request_id_expiry(
+    store: Arc<dyn Store>,
+    window: std::time::Duration,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(
+            std::time::Duration::from_secs(60)
+                .min(window.max(std::time::Duration::from_millis(100))),
+        );
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let before = interlock_core::now_micros() - window.as_micros() as i64;
+            if let Err(e) = store.expire_request_ids(before).await {
+                tracing::warn!(error = %e, "cannot expire old request ids");
+            }
+        }
+    });
 }
 
 impl Running {

@@ -7,7 +7,7 @@
 use crate::convert;
 use crate::error::{bad_request, engine_status};
 use interlock_core::Violation;
-use interlock_engine::{Engine, EngineError};
+use interlock_engine::{Engine, EngineError, Resolution};
 use interlock_proto::{diskerase, v1};
 use tonic::{Request, Response, Status};
 
@@ -84,6 +84,34 @@ impl v1::workflow_server::Workflow for Api {
             violations: violations.into_iter().map(wire_violation).collect(),
             policy_version: version,
         }))
+    }
+
+    async fn resolve_job(
+        &self,
+        r: Request<v1::ResolveJobReq>,
+    ) -> Result<Response<v1::ResolveJobResp>, Status> {
+        use v1::resolve_job_req::Action;
+        let r = r.into_inner();
+        let action = match Action::try_from(r.action) {
+            Ok(Action::Retry) => Resolution::Retry,
+            Ok(Action::Skip) => Resolution::Skip,
+            Ok(Action::Cancel) => Resolution::Cancel(r.reason),
+            _ => return Err(bad_request("action must be RETRY, SKIP or CANCEL".into())),
+        };
+        let index = |v: i32, what: &str| {
+            usize::try_from(v)
+                .map_err(|_| bad_request(format!("{what} must be 0 or more, got {v}")))
+        };
+        self.engine
+            .resolve(
+                &r.id,
+                index(r.block, "block")?,
+                index(r.job, "job")?,
+                action,
+            )
+            .await
+            .map_err(engine_status)?;
+        Ok(Response::new(v1::ResolveJobResp {}))
     }
 
     async fn job_catalog(

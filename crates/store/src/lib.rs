@@ -82,11 +82,19 @@ pub enum Change {
         block: usize,
         rec: BlockRecord,
     },
+    /// Job fields except the checkpoint, which only [`Change::Checkpoint`] sets.
     Job {
         id: String,
         block: usize,
         job: usize,
         rec: JobRecord,
+    },
+    /// A running job's saved state.
+    Checkpoint {
+        id: String,
+        block: usize,
+        job: usize,
+        state: String,
     },
 }
 
@@ -118,4 +126,8 @@ pub trait Store: Send + Sync + 'static {
     async fn record_take(&self, take: Take) -> Result<()>;
     /// Takes from `bucket` at or after `since`, oldest first.
     async fn takes_since(&self, bucket: &str, since: Micros) -> Result<Vec<Take>>;
+    /// The take recorded for one job, if any (to reconcile after a crash).
+    async fn take_of(&self, workflow_id: &str, block: usize, job: usize) -> Result<Option<Take>>;
+    /// Forgets idempotency keys created before `before`; returns how many.
+    async fn expire_request_ids(&self, before: Micros) -> Result<usize>;
 }

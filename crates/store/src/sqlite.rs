@@ -68,6 +68,10 @@ enum Op {
         take: Take,
         reply: Reply<()>,
     },
+    Expire {
+        before: Micros,
+        reply: Reply<usize>,
+    },
 }
 
 /// The embedded store. Cheap to clone; all clones share one writer.
@@ -137,6 +141,10 @@ const MIGRATIONS: &[&str] = &[
         job_idx INTEGER NOT NULL
     );
     CREATE INDEX bucket_takes_by_bucket ON bucket_takes(bucket, taken_at);",
+    // 2: job checkpoints (durable execution); lookups for reconcile and expiry.
+    "ALTER TABLE jobs ADD COLUMN checkpoint TEXT;
+    CREATE INDEX bucket_takes_by_job ON bucket_takes(workflow_id, block_idx, job_idx);
+    CREATE INDEX idempotency_created ON idempotency(created);",
 ];
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -271,6 +279,7 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Op>, max_batch: usiz
 enum Outcome {
     Submit(SubmitOutcome),
     Start(StartOutcome),
+    Count(usize),
     Unit,
 }
 
@@ -323,6 +332,12 @@ fn reply(op: Op, r: Result<Outcome>) {
         }
         Op::Write { reply, .. } | Op::Take { reply, .. } => {
             let _ = reply.send(r.map(|_| ()));
+        }
+        Op::Expire { reply, .. } => {
+            let _ = reply.send(r.map(|o| match o {
+                Outcome::Count(n) => n,
+                _ => 0,
+            }));
         }
     }
 }
@@ -402,6 +417,12 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
             }
             Ok(Outcome::Unit)
         }
+        Op::Expire { before, .. } => {
+            let n = tx
+                .prepare_cached("DELETE FROM idempotency WHERE created < ?1")?
+                .execute([before])?;
+            Ok(Outcome::Count(n))
+        }
         Op::Take { take, .. } => {
             tx.prepare_cached(
                 "INSERT INTO bucket_takes (bucket, taken_at, workflow_id, block_idx, job_idx)
@@ -445,6 +466,17 @@ fn apply_change(tx: &rusqlite::Transaction<'_>, c: &Change) -> rusqlite::Result<
         Change::WorkflowErrors { id } => {
             tx.prepare_cached("UPDATE workflows SET had_errors = 1 WHERE id = ?1")?
                 .execute([id])?;
+        }
+        Change::Checkpoint {
+            id,
+            block,
+            job,
+            state,
+        } => {
+            tx.prepare_cached(
+                "UPDATE jobs SET checkpoint = ?1 WHERE workflow_id = ?2 AND block_idx = ?3 AND idx = ?4",
+            )?
+            .execute(params![state, id, *block as i64, *job as i64])?;
         }
         Change::Block { id, block, rec } => {
             tx.prepare_cached(
@@ -574,8 +606,8 @@ fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
 
     let mut stmt = conn
         .prepare_cached(
-            "SELECT block_idx, idx, status, error, outputs, started, ended, fatal, attempts
-             FROM jobs WHERE workflow_id = ?1",
+            "SELECT block_idx, idx, status, error, outputs, started, ended, fatal, attempts,
+             checkpoint FROM jobs WHERE workflow_id = ?1",
         )
         .map_err(backend)?;
     let rows = stmt
@@ -590,11 +622,13 @@ fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
                 r.get::<_, Option<i64>>(6)?,
                 r.get::<_, bool>(7)?,
                 r.get::<_, String>(8)?,
+                r.get::<_, Option<String>>(9)?,
             ))
         })
         .map_err(backend)?;
     for row in rows {
-        let (bi, ji, st, error, outputs, started, ended, fatal, attempts) = row.map_err(backend)?;
+        let (bi, ji, st, error, outputs, started, ended, fatal, attempts, checkpoint) =
+            row.map_err(backend)?;
         let j: &mut JobRecord = rec
             .blocks
             .get_mut(bi as usize)
@@ -607,6 +641,7 @@ fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
         j.ended = ended;
         j.fatal = fatal;
         j.attempts = serde_json::from_str(&attempts).map_err(|e| corrupt(id, e))?;
+        j.checkpoint = checkpoint;
     }
     Ok(Some(rec))
 }
@@ -668,19 +703,46 @@ impl Store for SqliteStore {
             )
             .map_err(backend)?
             .query_map(params![bucket, since], |r| {
-                Ok(Take {
-                    bucket: bucket.clone(),
-                    at: r.get(0)?,
-                    workflow_id: r.get(1)?,
-                    block: r.get::<_, i64>(2)? as usize,
-                    job: r.get::<_, i64>(3)? as usize,
-                })
+                Self::take_row(bucket.clone(), r)
             })
             .map_err(backend)?
             .collect::<rusqlite::Result<_>>()
             .map_err(backend)
         })
         .await
+    }
+
+    async fn take_of(&self, workflow_id: &str, block: usize, job: usize) -> Result<Option<Take>> {
+        let workflow_id = workflow_id.to_string();
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT taken_at, workflow_id, block_idx, job_idx, bucket FROM bucket_takes
+                 WHERE workflow_id = ?1 AND block_idx = ?2 AND job_idx = ?3",
+            )
+            .map_err(backend)?
+            .query_row(params![workflow_id, block as i64, job as i64], |r| {
+                Self::take_row(r.get(4)?, r)
+            })
+            .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn expire_request_ids(&self, before: Micros) -> Result<usize> {
+        self.send(|reply| Op::Expire { before, reply }).await
+    }
+}
+
+impl SqliteStore {
+    fn take_row(bucket: String, r: &rusqlite::Row<'_>) -> rusqlite::Result<Take> {
+        Ok(Take {
+            bucket,
+            at: r.get(0)?,
+            workflow_id: r.get(1)?,
+            block: r.get::<_, i64>(2)? as usize,
+            job: r.get::<_, i64>(3)? as usize,
+        })
     }
 }
 

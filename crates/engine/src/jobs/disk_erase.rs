@@ -1,13 +1,16 @@
 //! `diskErase{machine, site}`: erases a machine's disks (simulated).
 //!
-//! The erase itself is simulated by waiting `erase_duration`; everything
-//! around it is real: the machine must exist and belong to the site, and the
-//! job stops when cancelled. Not safe to re-run blindly.
+//! The machine must exist and belong to the site. The erase runs on the
+//! simulated [`EraseTarget`]: the job first checkpoints a fresh erase
+//! request id, then starts the erase on the target, then waits for it. After
+//! a crash it re-attaches to the same request id, so a machine is never
+//! erased twice; `reconcile` reports a finished erase as done.
 
-use crate::job::sleep_or_cancel;
+use super::erase_target::{Erase, EraseTarget, Event, now};
+use crate::job::{Reconciled, sleep_or_cancel};
 use crate::{Job, JobCtx, JobError, Outputs};
 use async_trait::async_trait;
-use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, now_micros};
+use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema};
 use interlock_inventory::Inventory;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,16 +19,19 @@ use std::time::Duration;
 pub struct DiskErase {
     schema: JobSchema,
     inventory: Arc<Inventory>,
+    target: Arc<EraseTarget>,
     duration: Duration,
 }
 
 impl DiskErase {
-    pub fn new(inventory: Arc<Inventory>, duration: Duration) -> Self {
+    pub fn new(inventory: Arc<Inventory>, target: Arc<EraseTarget>, duration: Duration) -> Self {
         Self {
             schema: JobSchema {
                 name: "diskErase",
-                description: "Erases the disks of a machine (simulated: waits for the configured erase \
-                              duration). Fails unless the machine exists and belongs to the site.",
+                description: "Erases the disks of a machine (simulated: the erase target takes the \
+                              configured erase duration). Fails unless the machine exists and belongs \
+                              to the site. Not safe to repeat; after a crash it re-attaches to the \
+                              erase it started.",
                 args: vec![
                     ArgSpec::required("machine", ArgFormat::Name, "machine name, e.g. \"aab03\""),
                     ArgSpec::required(
@@ -35,11 +41,40 @@ impl DiskErase {
                     ),
                 ],
                 idempotency: Idempotency::Unsafe,
-                reconcilable: false,
+                reconcilable: true,
             },
             inventory,
+            target,
             duration,
         }
+    }
+
+    fn event(
+        &self,
+        ctx: &JobCtx,
+        request: &str,
+        machine: &str,
+        event: &str,
+    ) -> Result<(), JobError> {
+        self.target
+            .record(Event {
+                request: request.into(),
+                machine: machine.into(),
+                event: event.into(),
+                at: now(),
+                workflow: ctx.workflow_id.clone(),
+                block: ctx.block,
+                job: ctx.job,
+            })
+            .map_err(|e| JobError::new(format!("erase target unavailable: {e}")).retryable())
+    }
+
+    fn outputs(machine: &str, request: &str, ended: i64) -> Outputs {
+        Outputs::from([
+            ("machine".to_string(), machine.to_string()),
+            ("eraseRequest".to_string(), request.to_string()),
+            ("erasedAtMicros".to_string(), ended.to_string()),
+        ])
     }
 }
 
@@ -65,10 +100,53 @@ impl Job for DiskErase {
                 m.site
             )));
         }
-        sleep_or_cancel(self.duration, &ctx.cancel).await?;
-        Ok(Outputs::from([
-            ("machine".to_string(), machine.clone()),
-            ("erasedAtMicros".to_string(), now_micros().to_string()),
-        ]))
+        // Re-attach to our earlier request unless it was aborted.
+        let reusable = ctx
+            .checkpoint
+            .clone()
+            .filter(|r| self.target.get(r) != Some(Erase::Aborted));
+        let request = match reusable {
+            Some(r) => r,
+            None => {
+                let r = uuid::Uuid::now_v7().to_string();
+                // Durable before the target hears of it: after a crash we
+                // either find this id or know nothing was started.
+                ctx.save_checkpoint(&r).await?;
+                r
+            }
+        };
+        let started = match self.target.get(&request) {
+            Some(Erase::Done { ended, .. }) => return Ok(Self::outputs(machine, &request, ended)),
+            Some(Erase::Running { started }) => started,
+            Some(Erase::Aborted) | None => {
+                if ctx.cancel.is_cancelled() {
+                    return Err(JobError::cancelled());
+                }
+                self.event(ctx, &request, machine, "start")?;
+                now()
+            }
+        };
+        let elapsed = Duration::from_micros((now() - started).max(0) as u64);
+        if let Err(e) = sleep_or_cancel(self.duration.saturating_sub(elapsed), &ctx.cancel).await {
+            self.event(ctx, &request, machine, "abort")?;
+            return Err(e);
+        }
+        self.event(ctx, &request, machine, "done")?;
+        Ok(Self::outputs(machine, &request, now()))
+    }
+
+    async fn reconcile(&self, ctx: &JobCtx, args: &BTreeMap<String, String>) -> Reconciled {
+        match ctx
+            .checkpoint
+            .as_deref()
+            .and_then(|r| self.target.get(r).map(|e| (r, e)))
+        {
+            Some((r, Erase::Done { ended, .. })) => {
+                Reconciled::Done(Self::outputs(&args["machine"], r, ended))
+            }
+            // Never started, aborted, or still erasing on the target: running
+            // the job again starts afresh or re-attaches.
+            _ => Reconciled::NotDone,
+        }
     }
 }

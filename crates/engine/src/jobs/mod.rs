@@ -2,11 +2,13 @@
 //! (shown to users by the JobCatalog RPC).
 
 mod disk_erase;
+pub mod erase_target;
 mod sleep;
 mod token_bucket;
 mod validate_decom;
 
 pub use disk_erase::DiskErase;
+pub use erase_target::EraseTarget;
 pub use sleep::Sleep;
 pub use token_bucket::TokenBucket;
 pub use validate_decom::ValidateDecom;
@@ -23,6 +25,8 @@ pub struct BuiltinDeps {
     pub buckets: Arc<Buckets>,
     /// How long a simulated disk erase takes.
     pub erase_duration: Duration,
+    /// The simulated erase target.
+    pub erase_target: Arc<EraseTarget>,
 }
 
 /// A registry holding every built-in job.
@@ -31,6 +35,7 @@ pub fn builtin_registry(deps: BuiltinDeps) -> Registry {
     r.register(Arc::new(Sleep::new()))
         .register(Arc::new(DiskErase::new(
             deps.inventory.clone(),
+            deps.erase_target,
             deps.erase_duration,
         )))
         .register(Arc::new(ValidateDecom::new(deps.inventory)))

@@ -3,6 +3,7 @@
 //! The take is recorded durably before the job succeeds. With no token the
 //! job fails, saying when the next one comes; fatally when `fatal` is "true".
 
+use crate::job::Reconciled;
 use crate::{BucketError, Buckets, Job, JobCtx, JobError, Outputs};
 use async_trait::async_trait;
 use interlock_core::schema::parse_bool;
@@ -31,7 +32,7 @@ impl TokenBucket {
                     ),
                 ],
                 idempotency: Idempotency::Unsafe,
-                reconcilable: false,
+                reconcilable: true,
             },
             buckets,
         }
@@ -64,6 +65,23 @@ impl Job for TokenBucket {
             // Unknown bucket or a failed record: never proceed without a
             // durable token. Treated like an empty bucket.
             Err(e) => Err(JobError::new(e.to_string()).fatal(fatal)),
+        }
+    }
+
+    /// The take is recorded durably before the job succeeds, so the store
+    /// knows whether an interrupted run got its token.
+    async fn reconcile(&self, ctx: &JobCtx, args: &BTreeMap<String, String>) -> Reconciled {
+        match self
+            .buckets
+            .take_of(&ctx.workflow_id, ctx.block, ctx.job)
+            .await
+        {
+            Ok(Some(_)) => Reconciled::Done(Outputs::from([(
+                "bucket".to_string(),
+                args["bucket"].clone(),
+            )])),
+            Ok(None) => Reconciled::NotDone,
+            Err(e) => Reconciled::Unknown(format!("cannot read recorded takes: {e}")),
         }
     }
 }
