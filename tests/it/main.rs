@@ -4,7 +4,9 @@
 mod agree;
 mod buckets;
 mod compat;
+mod crash;
 mod diskerase;
+mod durable;
 mod estop;
 mod exec;
 mod executor;

@@ -34,6 +34,8 @@ pub struct TestServer {
     pub dir: tempfile::TempDir,
     pub config: Config,
     pub probe: Arc<Probe>,
+    /// Like `probe`, but declared not safe to re-run and not reconcilable.
+    pub unsafe_probe: Arc<Probe>,
     running: Option<Running>,
 }
 
@@ -75,7 +77,8 @@ impl TestServer {
         let mut s = Self {
             dir,
             config,
-            probe: Arc::new(Probe::default()),
+            probe: Arc::new(Probe::new("probe", Idempotency::Safe)),
+            unsafe_probe: Arc::new(Probe::new("unsafeProbe", Idempotency::Unsafe)),
             running: None,
         };
         s.boot().await;
@@ -85,6 +88,7 @@ impl TestServer {
     async fn boot(&mut self) {
         let running = ServerBuilder::new(self.config.clone())
             .job(self.probe.clone())
+            .job(self.unsafe_probe.clone())
             .start()
             .await
             .expect("server starts");
@@ -134,9 +138,19 @@ impl TestServer {
 
     /// Stops the server (draining) and starts it again on the same files.
     pub async fn restart(&mut self) {
+        self.stop().await;
+        self.boot().await;
+    }
+
+    /// Stops the server (draining); `boot` starts it again.
+    pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await.expect("clean shutdown");
         }
+    }
+
+    /// Starts the server again on the same files after `stop`.
+    pub async fn boot_again(&mut self) {
         self.boot().await;
     }
 
@@ -187,16 +201,35 @@ pub async fn wait_final(c: &Client, id: &str) -> v1::StatusResp {
 
 /// A job for tests: `probe{ms, fail?, fatal?}` waits `ms` milliseconds
 /// (cancellable), then succeeds or fails. Records concurrency and starts.
-#[derive(Default)]
 pub struct Probe {
     running: AtomicUsize,
     max: AtomicUsize,
     started: Mutex<Vec<(String, usize, usize)>>,
     cancelled: AtomicUsize,
-    schema: std::sync::OnceLock<JobSchema>,
+    schema: JobSchema,
 }
 
 impl Probe {
+    pub fn new(name: &'static str, idempotency: Idempotency) -> Self {
+        Self {
+            running: AtomicUsize::new(0),
+            max: AtomicUsize::new(0),
+            started: Mutex::new(Vec::new()),
+            cancelled: AtomicUsize::new(0),
+            schema: JobSchema {
+                name,
+                description: "test job",
+                args: vec![
+                    ArgSpec::required("ms", ArgFormat::Name, "milliseconds to wait"),
+                    ArgSpec::optional("fail", ArgFormat::Bool, "fail after waiting"),
+                    ArgSpec::optional("fatal", ArgFormat::Bool, "fail fatally"),
+                ],
+                idempotency,
+                reconcilable: false,
+            },
+        }
+    }
+
     /// Most probes seen running at once.
     pub fn max_concurrent(&self) -> usize {
         self.max.load(Ordering::SeqCst)
@@ -224,17 +257,7 @@ impl Probe {
 #[async_trait]
 impl Job for Probe {
     fn schema(&self) -> &JobSchema {
-        self.schema.get_or_init(|| JobSchema {
-            name: "probe",
-            description: "test job",
-            args: vec![
-                ArgSpec::required("ms", ArgFormat::Name, "milliseconds to wait"),
-                ArgSpec::optional("fail", ArgFormat::Bool, "fail after waiting"),
-                ArgSpec::optional("fatal", ArgFormat::Bool, "fail fatally"),
-            ],
-            idempotency: Idempotency::Safe,
-            reconcilable: false,
-        })
+        &self.schema
     }
 
     async fn run(

@@ -476,6 +476,7 @@ impl Engine {
                             block: bi,
                             job: ji,
                             cancel: active.token.child_token(),
+                            detaching: inner.draining.clone(),
                             checkpoint: jr.checkpoint.clone(),
                             store: Some(inner.store.clone()),
                         };
@@ -734,19 +735,29 @@ fn cut_in_flight(rec: &WorkflowRecord, status: Status, why: &str) -> Vec<Change>
 /// failures than it tolerates, or a fatal failure.
 fn halt_reason(rec: &WorkflowRecord, bi: usize) -> Option<String> {
     let (b, br) = (&rec.req.blocks[bi], &rec.blocks[bi]);
+    let failures = recorded_failures(br);
     if let Some((ji, j)) = br.jobs.iter().enumerate().find(|(_, j)| j.fatal) {
         return Some(format!(
             "block {bi} job {ji} ({}) failed fatally: {}",
             b.jobs[ji].name, j.error
         ));
     }
-    (br.failures > b.tolerated_failures()).then(|| {
+    (failures > b.tolerated_failures()).then(|| {
         format!(
-            "block {bi} allows {} failure(s) and had {}, so the workflow halted",
-            b.tolerated_failures(),
-            br.failures
+            "block {bi} allows {} failure(s) and had {failures}, so the workflow halted",
+            b.tolerated_failures()
         )
     })
+}
+
+/// Failed jobs of a block, counted from the job records: each failure is
+/// committed with its job, while the block's own counter is only written
+/// when the block ends, so after a crash the jobs are the truth.
+fn recorded_failures(br: &interlock_core::BlockRecord) -> u32 {
+    br.jobs
+        .iter()
+        .filter(|j| j.status == Status::Failed)
+        .count() as u32
 }
 
 fn check_id(id: &str) -> Result<(), EngineError> {
@@ -869,9 +880,10 @@ impl Inner {
         let mut brec = rec.blocks[bi].clone();
         brec.status = Status::Running;
         brec.started = brec.started.or(Some(now_micros()));
+        let failures = recorded_failures(&brec);
         let shared = Arc::new(Mutex::new(BlockRun {
-            failures: brec.failures,
-            has_error: brec.has_error,
+            failures,
+            has_error: failures > 0,
             halted: halt_reason(rec, bi),
         }));
         if !self
@@ -993,6 +1005,7 @@ impl Inner {
                 block: bi,
                 job: ji,
                 cancel: active.token.child_token(),
+                detaching: self.draining.clone(),
                 checkpoint: jr.checkpoint.clone(),
                 store: Some(self.store.clone()),
             };

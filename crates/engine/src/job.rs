@@ -52,6 +52,10 @@ pub struct JobCtx {
     /// Fires when the job must stop (cancel, emergency stop, fatal sibling,
     /// timeout, shutdown).
     pub cancel: CancellationToken,
+    /// Fires when the server is shutting down. A job cancelled while this
+    /// is set should detach from external work (it will be re-attached after
+    /// the restart) rather than abort it.
+    pub detaching: CancellationToken,
     /// State saved by an earlier run of this job (see [`JobCtx::save_checkpoint`]).
     pub checkpoint: Option<String>,
     pub(crate) store: Option<Arc<dyn Store>>,
@@ -78,6 +82,7 @@ impl JobCtx {
             block,
             job,
             cancel: CancellationToken::new(),
+            detaching: CancellationToken::new(),
             checkpoint: None,
             store: None,
         }

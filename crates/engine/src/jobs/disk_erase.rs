@@ -128,7 +128,11 @@ impl Job for DiskErase {
         };
         let elapsed = Duration::from_micros((now() - started).max(0) as u64);
         if let Err(e) = sleep_or_cancel(self.duration.saturating_sub(elapsed), &ctx.cancel).await {
-            self.event(ctx, &request, machine, "abort")?;
+            // On shutdown the erase goes on at the target and is re-attached
+            // after the restart; any other cancellation aborts it.
+            if !ctx.detaching.is_cancelled() {
+                self.event(ctx, &request, machine, "abort")?;
+            }
             return Err(e);
         }
         self.event(ctx, &request, machine, "done")?;
