@@ -232,3 +232,35 @@ async fn the_set_rpc_writes_es_json_and_takes_effect() {
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
 }
+
+#[tokio::test]
+async fn a_server_started_with_broken_es_and_bucket_files_runs_and_fails_closed() {
+    let s = TestServer::start_with(|c| {
+        std::fs::write(c.configs.join("es.json"), "[{\"Name\": ").unwrap();
+        std::fs::write(c.configs.join("buckets.json"), "{oops").unwrap();
+    })
+    .await;
+    let st = es_state(&s).await;
+    assert!(
+        !st.error.is_empty(),
+        "the state says why everything is stopped"
+    );
+    let e = s
+        .client()
+        .await
+        .submit(req::work("x", vec![req::block(1, vec![req::probe(0)])]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(Code::FailedPrecondition));
+    let b = s
+        .control()
+        .await
+        .buckets(v1::BucketsReq {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(b.buckets.is_empty() && !b.last_error.is_empty(), "{b:?}");
+    // Fixing es.json lets work through again.
+    write_config(&s.config_path("es.json"), GO);
+    eventually("go in force", || async { !x_stopped(&s).await }).await;
+}

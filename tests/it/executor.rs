@@ -214,3 +214,40 @@ async fn the_workflow_deadline_cancels_it() {
     assert!(st.reason.contains("deadline"), "{}", st.reason);
     assert_eq!(st.blocks[0].jobs[0].status, Status::Cancelled as i32);
 }
+
+#[tokio::test]
+async fn retries_apply_only_to_retryable_failures_of_jobs_safe_to_rerun() {
+    let s = TestServer::start().await;
+    let retry = Some(v1::RetryPolicy {
+        max_attempts: 4,
+        initial_backoff: Some(interlock_proto::pbjson_types::Duration {
+            seconds: 0,
+            nanos: 1_000_000,
+        }),
+        max_backoff: None,
+    });
+    let timeout = Some(interlock_proto::pbjson_types::Duration {
+        seconds: 0,
+        nanos: 10_000_000,
+    });
+    // A plain failure is not marked retryable: one attempt.
+    let mut plain = failing(1);
+    plain.retry = retry;
+    // A timeout is retryable, but this job is not safe to run twice: one attempt.
+    let mut unsafe_timeout = req::job("unsafeProbe", &[("ms", "5000")]);
+    unsafe_timeout.retry = retry;
+    unsafe_timeout.timeout = timeout;
+    for (job, what) in [
+        (plain, "non-retryable failure"),
+        (unsafe_timeout, "unsafe job"),
+    ] {
+        let (_, st) = run(&s, req::work("x", vec![req::block(1, vec![job])])).await;
+        assert_eq!(st.status, Status::Failed as i32, "{what}");
+        assert_eq!(
+            st.blocks[0].jobs[0].attempts.len(),
+            1,
+            "{what}: {:?}",
+            st.blocks[0].jobs[0]
+        );
+    }
+}

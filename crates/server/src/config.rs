@@ -144,8 +144,17 @@ impl Config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
-                serde_json::from_str(&text)
-                    .map_err(|e| format!("config file {}: {e}", path.display()))?
+                // serde_path_to_error names the field at fault ("max_in_flight:
+                // invalid type ..."), which serde_json alone does not.
+                let de = &mut serde_json::Deserializer::from_str(&text);
+                serde_path_to_error::deserialize(de).map_err(|e| {
+                    format!(
+                        "config file {}: {}: {}",
+                        path.display(),
+                        e.path(),
+                        e.inner()
+                    )
+                })?
             }
         };
         macro_rules! over {
