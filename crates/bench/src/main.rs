@@ -35,6 +35,12 @@ struct Cli {
     /// Workflows running during each e-stop flip.
     #[arg(long, default_value = "100")]
     workflows: usize,
+    /// Workflows for the `workflows` and `concurrent` scenarios.
+    #[arg(long, default_value = "10000")]
+    count: usize,
+    /// SQLite durability for the server under test (default: full, as interlockd).
+    #[arg(long, value_enum, default_value = "full")]
+    sync: interlock_server::config::SyncMode,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -46,6 +52,12 @@ enum Scenario {
     Submit,
     Transitions,
     Estop,
+    /// Submit+Exec+completion of many one-job workflows.
+    Workflows,
+    /// Many concurrently running workflows: memory and Status latency.
+    Concurrent,
+    /// policies.json write → new policy in force.
+    Reload,
 }
 
 #[derive(Serialize)]
@@ -109,7 +121,7 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 impl Bench {
-    async fn start() -> anyhow::Result<Self> {
+    async fn start(sync: interlock_server::config::SyncMode) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let configs = dir.path().join("configs");
         std::fs::create_dir_all(&configs)?;
@@ -133,6 +145,7 @@ impl Bench {
             configs: configs.clone(),
             data: repo().join("data"),
             max_in_flight: 100_000,
+            sync,
             ..Config::default()
         };
         let hold = Arc::new(Hold::default());
@@ -380,6 +393,189 @@ async fn estop(b: &Bench, flips: usize, workflows: usize) -> anyhow::Result<Vec<
     ])
 }
 
+fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+async fn workflows(b: &Bench, count: usize) -> anyhow::Result<Vec<Row>> {
+    let workers = 32;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let c = b.client.clone();
+        let n = count / workers + usize::from(w < count % workers);
+        tasks.push(tokio::spawn(async move {
+            let req = work(vec![block(1, vec![sleep_job()])]);
+            let mut ids = Vec::with_capacity(n);
+            for _ in 0..n {
+                let id = c.submit(req.clone()).await?;
+                c.exec(&id).await?;
+                ids.push(id);
+            }
+            for id in &ids {
+                let st = c.wait(id, Duration::from_millis(2), |_| {}).await?;
+                if st.status != v1::Status::Completed as i32 {
+                    bail!("{id} ended {}", st.status);
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let rate = count as f64 / secs;
+    Ok(vec![Row {
+        scenario: format!(
+            "Submit+Exec+completion of {count} one-job workflows (sleep 0), 32 clients"
+        ),
+        result: format!("{secs:.2} s, {rate:.0} workflows/s"),
+        target: "≥ 2,000 workflows/s".into(),
+        values: BTreeMap::from([("seconds".into(), secs), ("workflows_per_s".into(), rate)]),
+    }])
+}
+
+async fn concurrent(b: &Bench, count: usize, seconds: u64) -> anyhow::Result<Vec<Row>> {
+    let rss_before = rss_mb();
+    let long = v1::Job {
+        name: "sleep".into(),
+        args: [("seconds".to_string(), "600".to_string())].into(),
+        ..Default::default()
+    };
+    let req = work(vec![block(1, vec![long])]);
+    let mut ids = Vec::with_capacity(count);
+    let mut tasks = Vec::new();
+    for w in 0..32 {
+        let (c, req) = (b.client.clone(), req.clone());
+        let n = count / 32 + usize::from(w < count % 32);
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::with_capacity(n);
+            for _ in 0..n {
+                let id = c.submit(req.clone()).await?;
+                c.exec(&id).await?;
+                ids.push(id);
+            }
+            anyhow::Ok(ids)
+        }));
+    }
+    for t in tasks {
+        ids.extend(t.await??);
+    }
+    // Every job recorded Running before measuring.
+    let last = ids.last().context("no workflows")?.clone();
+    loop {
+        let st = b.client.status(&last).await?;
+        if st.blocks[0].jobs[0].status == v1::Status::Running as i32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss = rss_mb();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let ids = Arc::new(ids);
+    let mut tasks = Vec::new();
+    for w in 0..8usize {
+        let (c, ids) = (b.client.clone(), ids.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut i = w * 997;
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                c.status(&ids[i % ids.len()]).await?;
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                i += 7919;
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    let lat = sorted(lat);
+    // End them all at once through the emergency stop.
+    write_atomically(&b.configs.join("es.json"), ES_STOP)?;
+    let t = Instant::now();
+    loop {
+        let st = b.client.status(&last).await?;
+        if st.status == v1::Status::Stopped as i32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stop_s = t.elapsed().as_secs_f64();
+    write_atomically(&b.configs.join("es.json"), ES_GO)?;
+    Ok(vec![Row {
+        scenario: format!("{count} concurrently running workflows (sleep jobs)"),
+        result: format!(
+            "RSS {rss:.0} MB (process, server and client; {rss_before:.0} MB before), Status p50 {:.2} ms, p99 {:.2} ms ({} calls, 8 clients); e-stop ended all in {stop_s:.2} s",
+            pct(&lat, 50.0),
+            pct(&lat, 99.0),
+            lat.len()
+        ),
+        target: "< 300 MB RSS, Status p99 < 10 ms".into(),
+        values: BTreeMap::from([
+            ("rss_mb".into(), rss),
+            ("status_p50_ms".into(), pct(&lat, 50.0)),
+            ("status_p99_ms".into(), pct(&lat, 99.0)),
+            ("estop_all_s".into(), stop_s),
+        ]),
+    }])
+}
+
+async fn reload(b: &Bench, rounds: usize) -> anyhow::Result<Vec<Row>> {
+    let path = b.configs.join("policies.json");
+    let original = std::fs::read_to_string(&path)?;
+    let probe = work(vec![block(1, vec![sleep_job()])]);
+    let tight = r#"[{"Name": "bench", "Policies": [{"Name": "restrictJobTypes", "Settings": {"AllowedJobs": ["hold"]}}]}]"#;
+    let mut lat = Vec::new();
+    for i in 0..rounds {
+        let (text, want_ok) = if i % 2 == 0 {
+            (tight, false)
+        } else {
+            (original.as_str(), true)
+        };
+        write_atomically(&path, text)?;
+        let t = Instant::now();
+        loop {
+            if b.client.validate(probe.clone()).await?.ok == want_ok {
+                break;
+            }
+            if t.elapsed() > Duration::from_secs(10) {
+                bail!("policy change not in force after 10 s");
+            }
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    write_atomically(&path, &original)?;
+    let lat = sorted(lat);
+    Ok(vec![Row {
+        scenario: "policies.json write (temp + rename) → new policies in force (seen by Validate)"
+            .into(),
+        result: format!(
+            "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} changes)",
+            pct(&lat, 50.0),
+            pct(&lat, 99.0),
+            lat.last().copied().unwrap_or(f64::NAN),
+            lat.len()
+        ),
+        target: "≤ 100 ms".into(),
+        values: BTreeMap::from([
+            ("p50_ms".into(), pct(&lat, 50.0)),
+            ("p99_ms".into(), pct(&lat, 99.0)),
+        ]),
+    }])
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -387,19 +583,31 @@ async fn main() -> anyhow::Result<()> {
     let want = |s| all || cli.scenarios.contains(&s);
     let mut rows = Vec::new();
     if want(Scenario::Submit) {
-        let b = Bench::start().await?;
+        let b = Bench::start(cli.sync).await?;
         rows.extend(submit(&b, cli.seconds).await?);
     }
     if want(Scenario::Transitions) {
-        let b = Bench::start().await?;
+        let b = Bench::start(cli.sync).await?;
         rows.extend(transitions(&b).await?);
     }
     if want(Scenario::Estop) {
-        let b = Bench::start().await?;
+        let b = Bench::start(cli.sync).await?;
         rows.extend(estop(&b, cli.flips, cli.workflows).await?);
         if let Some(r) = b.running {
             let _ = r.shutdown().await;
         }
+    }
+    if want(Scenario::Reload) {
+        let b = Bench::start(cli.sync).await?;
+        rows.extend(reload(&b, 50).await?);
+    }
+    if want(Scenario::Workflows) {
+        let b = Bench::start(cli.sync).await?;
+        rows.extend(workflows(&b, cli.count).await?);
+    }
+    if want(Scenario::Concurrent) {
+        let b = Bench::start(cli.sync).await?;
+        rows.extend(concurrent(&b, cli.count, cli.seconds).await?);
     }
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

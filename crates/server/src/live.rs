@@ -205,6 +205,19 @@ impl Reloader {
     }
 }
 
+/// Whether a directory event can mean a file's content changed. Opens and
+/// reads are reported too — including our own re-reads, which must not wake
+/// the reloader again.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::EventKind as K;
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        K::Access(AccessKind::Close(AccessMode::Write)) => true,
+        K::Access(_) => false,
+        K::Any | K::Create(_) | K::Modify(_) | K::Remove(_) | K::Other => true,
+    }
+}
+
 /// Loads the configuration once, then keeps it live until `shutdown`.
 pub async fn start(
     dir: PathBuf,
@@ -239,7 +252,7 @@ pub async fn start(
     let wake = Arc::new(Notify::new());
     let w = wake.clone();
     let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if res.is_ok() {
+        if res.is_ok_and(|e| changes_content(&e.kind)) {
             w.notify_one();
         }
     })
