@@ -60,3 +60,32 @@ async fn fifty_concurrent_workflows_on_a_capacity_one_bucket_let_exactly_one_thr
     let next = b.next_token_in.as_ref().unwrap().seconds;
     assert!((1790..=1800).contains(&next), "{next}");
 }
+
+#[tokio::test]
+async fn bucket_definitions_reload_and_a_bad_file_keeps_the_last_good_set() {
+    let s = TestServer::start().await;
+    let path = s.config_path("buckets.json");
+    let levels = || async {
+        s.control()
+            .await
+            .buckets(v1::BucketsReq {})
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    interlock_tests::write_config(
+        &path,
+        r#"[{"Name": "diskEraseSatellite", "Capacity": 3, "Refill": 1, "Period": "10m"}]"#,
+    );
+    interlock_tests::eventually("capacity 3", || async {
+        levels().await.buckets[0].capacity == 3
+    })
+    .await;
+    assert_eq!(levels().await.buckets[0].available, 3);
+    std::fs::write(&path, "[{").unwrap();
+    interlock_tests::eventually("error reported", || async {
+        !levels().await.last_error.is_empty()
+    })
+    .await;
+    assert_eq!(levels().await.buckets[0].capacity, 3, "last good set kept");
+}

@@ -264,3 +264,47 @@ async fn a_server_started_with_broken_es_and_bucket_files_runs_and_fails_closed(
     write_config(&s.config_path("es.json"), GO);
     eventually("go in force", || async { !x_stopped(&s).await }).await;
 }
+
+#[tokio::test]
+async fn stop_during_a_diskerase_cancels_running_erases_and_starts_no_more() {
+    let s = TestServer::start_with(|c| c.erase_duration = Duration::from_secs(30)).await;
+    let c = s.client().await;
+    let machines: Vec<String> = (0..8).map(|i| format!("aab{i:02}")).collect();
+    let refs: Vec<&str> = machines.iter().map(String::as_str).collect();
+    let id = c.submit(req::satellite_erase("aab", &refs)).await.unwrap();
+    c.exec(&id).await.unwrap();
+    let log = s.config.erase_target_path();
+    eventually("first five erases running", || async {
+        interlock_engine::jobs::EraseTarget::events(&log).len() == 5
+    })
+    .await;
+    write_config(
+        &s.config_path("es.json"),
+        r#"[{"Name": "SatelliteDiskErase", "Status": "stop", "Reason": "wrong site"}, {"Name": "x", "Status": "go"}]"#,
+    );
+    let st = wait_final(&c, &id).await;
+    assert_eq!(st.status, Status::Stopped as i32);
+    assert!(
+        st.was_es_stopped && st.reason.contains("wrong site"),
+        "{}",
+        st.reason
+    );
+    assert!(
+        st.blocks[1]
+            .jobs
+            .iter()
+            .all(|j| j.status == Status::Stopped as i32)
+    );
+    assert!(
+        st.blocks[2..]
+            .iter()
+            .all(|b| b.status == Status::NotStarted as i32)
+    );
+    let events = interlock_engine::jobs::EraseTarget::events(&log);
+    let count = |e: &str| events.iter().filter(|x| x.event == e).count();
+    assert_eq!(
+        (count("start"), count("abort"), count("done")),
+        (5, 5, 0),
+        "running erases aborted, none started after"
+    );
+}
