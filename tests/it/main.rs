@@ -11,6 +11,7 @@ mod durable;
 mod estop;
 mod exec;
 mod executor;
+mod lifecycle;
 mod policy;
 mod restart;
 mod submit;

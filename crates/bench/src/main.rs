@@ -58,6 +58,8 @@ enum Scenario {
     Concurrent,
     /// policies.json write → new policy in force.
     Reload,
+    /// List over many stored workflows.
+    List,
 }
 
 #[derive(Serialize)]
@@ -576,6 +578,94 @@ async fn reload(b: &Bench, rounds: usize) -> anyhow::Result<Vec<Row>> {
     }])
 }
 
+async fn list(b: &Bench, count: usize, seconds: u64) -> anyhow::Result<Vec<Row>> {
+    let mut tasks = Vec::new();
+    for w in 0..32usize {
+        let c = b.client.raw();
+        let n = count / 32 + usize::from(w < count % 32);
+        tasks.push(tokio::spawn(async move {
+            let mut c = c;
+            for i in 0..n {
+                let mut r = work(vec![block(1, vec![sleep_job()])]);
+                r.labels
+                    .insert("team".into(), format!("t{}", (w * n + i) % 100));
+                c.submit(r).await?;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let mut raw = b.client.raw();
+    let mut rows = Vec::new();
+    let queries: Vec<(&str, v1::ListReq)> = vec![
+        (
+            "newest 100",
+            v1::ListReq {
+                page_size: 100,
+                ..Default::default()
+            },
+        ),
+        (
+            "by name, 100",
+            v1::ListReq {
+                name: "bench".into(),
+                page_size: 100,
+                ..Default::default()
+            },
+        ),
+        (
+            "by status NotStarted, 100",
+            v1::ListReq {
+                statuses: vec![v1::Status::NotStarted as i32],
+                page_size: 100,
+                ..Default::default()
+            },
+        ),
+        (
+            "by label (1% match), 100",
+            v1::ListReq {
+                labels: [("team".to_string(), "t7".to_string())].into(),
+                page_size: 100,
+                ..Default::default()
+            },
+        ),
+    ];
+    for (what, q) in queries {
+        let deadline = Instant::now() + Duration::from_secs(seconds.min(2));
+        let mut lat = Vec::new();
+        let mut token = String::new();
+        while Instant::now() < deadline {
+            let mut q = q.clone();
+            q.page_token = token.clone();
+            let t = Instant::now();
+            let page = raw.list(q).await?.into_inner();
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            if page.workflows.is_empty() {
+                bail!("list {what} returned nothing");
+            }
+            token = page.next_page_token; // walk deeper pages too
+        }
+        let lat = sorted(lat);
+        rows.push(Row {
+            scenario: format!("List over {count} stored workflows: {what}"),
+            result: format!(
+                "p50 {:.2} ms, p99 {:.2} ms ({} pages)",
+                pct(&lat, 50.0),
+                pct(&lat, 99.0),
+                lat.len()
+            ),
+            target: "fast (served from indexes)".into(),
+            values: BTreeMap::from([
+                ("p50_ms".into(), pct(&lat, 50.0)),
+                ("p99_ms".into(), pct(&lat, 99.0)),
+            ]),
+        });
+    }
+    Ok(rows)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -608,6 +698,10 @@ async fn main() -> anyhow::Result<()> {
     if want(Scenario::Concurrent) {
         let b = Bench::start(cli.sync).await?;
         rows.extend(concurrent(&b, cli.count, cli.seconds).await?);
+    }
+    if cli.scenarios.contains(&Scenario::List) {
+        let b = Bench::start(cli.sync).await?;
+        rows.extend(list(&b, cli.count.max(100_000), cli.seconds).await?);
     }
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -1,4 +1,5 @@
 //! Submit, Exec and Status semantics, and the executor that runs workflows.
+//! Operator actions on running workflows live in [`lifecycle`].
 //!
 //! One tokio task runs each executing workflow: blocks strictly in order, and
 //! within a block at most `rate_limit` jobs in flight, started in list order.
@@ -13,6 +14,10 @@
 //! The emergency-stop monitor walks the active set on every change of the
 //! stop switch; Exec registers the entry *before* reading the switch, so a
 //! flip can never slip between the two.
+
+mod lifecycle;
+
+pub use lifecycle::CloneOptions;
 
 use crate::estop::EsState;
 use crate::gate::{Admission, Refusal};
@@ -131,6 +136,8 @@ fn refused(r: Refusal) -> EngineError {
 #[derive(Debug, Clone, PartialEq)]
 enum Cause {
     EmergencyStop(String),
+    /// A Cancel request, with its reason.
+    Cancelled(String),
     Fatal(String),
     Deadline(Duration),
     /// Server shutdown or a store failure: nothing more is recorded, so the
@@ -144,6 +151,7 @@ impl Cause {
     fn cut_status(&self) -> Option<Status> {
         match self {
             Cause::EmergencyStop(_) => Some(Status::Stopped),
+            Cause::Cancelled(_) => Some(Status::Cancelled),
             Cause::Fatal(_) | Cause::Deadline(_) => Some(Status::Cancelled),
             Cause::Unrecorded(_) => None,
         }
@@ -152,6 +160,7 @@ impl Cause {
     fn describe(&self) -> String {
         match self {
             Cause::EmergencyStop(r) => format!("emergency stop: {r}"),
+            Cause::Cancelled(r) => format!("cancelled: {r}"),
             Cause::Fatal(r) => r.clone(),
             Cause::Deadline(d) => format!("workflow deadline of {}s exceeded", d.as_secs_f64()),
             Cause::Unrecorded(r) => r.clone(),
@@ -164,6 +173,13 @@ struct Active {
     name: String,
     token: CancellationToken,
     cause: Mutex<Option<Cause>>,
+    /// True while paused: no new job starts.
+    paused: watch::Sender<bool>,
+    /// Serializes Pause/Resume with the workflow's final write; `true` once
+    /// the run is finishing (Pause is then refused).
+    finishing: tokio::sync::Mutex<bool>,
+    /// Set when the run has ended (its final state is recorded).
+    done: watch::Sender<bool>,
 }
 
 impl Active {
@@ -172,6 +188,9 @@ impl Active {
             name: name.to_string(),
             token: CancellationToken::new(),
             cause: Mutex::new(None),
+            paused: watch::Sender::new(false),
+            finishing: tokio::sync::Mutex::new(false),
+            done: watch::Sender::new(false),
         }
     }
 
@@ -193,6 +212,15 @@ impl Active {
     fn cause(&self) -> Option<Cause> {
         self.cause.lock().expect("cause lock").clone()
     }
+
+    /// Waits while paused; returns false if the workflow was cancelled meanwhile.
+    async fn wait_unpaused(&self) -> bool {
+        let mut rx = self.paused.subscribe();
+        tokio::select! {
+            r = rx.wait_for(|p| !*p) => r.is_ok(),
+            _ = self.token.cancelled() => false,
+        }
+    }
 }
 
 struct Inner {
@@ -204,6 +232,51 @@ struct Inner {
     active: Mutex<HashMap<String, Arc<Active>>>,
     draining: CancellationToken,
     tasks: TaskTracker,
+    /// Every committed transition, for watchers. Bounded: a watcher that
+    /// falls behind is told it lagged and resyncs from a snapshot; the
+    /// executor never waits for watchers.
+    events: tokio::sync::broadcast::Sender<Event>,
+}
+
+/// One committed transition of a workflow, its block, or one of its jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub workflow_id: String,
+    pub at: interlock_core::Micros,
+    pub block: Option<usize>,
+    pub job: Option<usize>,
+    pub status: Status,
+    /// Error or reason, if any.
+    pub message: String,
+}
+
+impl Event {
+    fn of(change: &Change, at: interlock_core::Micros) -> Option<Event> {
+        let (workflow_id, block, job, status, message) = match change {
+            Change::Workflow {
+                id, status, reason, ..
+            } => (id, None, None, *status, reason.clone()),
+            Change::Block { id, block, rec } => (id, Some(*block), None, rec.status, String::new()),
+            Change::Job {
+                id,
+                block,
+                job,
+                rec,
+            } => (id, Some(*block), Some(*job), rec.status, rec.error.clone()),
+            Change::WorkflowStatus { id, status, reason } => {
+                (id, None, None, *status, reason.clone())
+            }
+            Change::WorkflowErrors { .. } | Change::Checkpoint { .. } => return None,
+        };
+        Some(Event {
+            workflow_id: workflow_id.clone(),
+            at,
+            block,
+            job,
+            status,
+            message,
+        })
+    }
 }
 
 /// The engine. Cheap to clone.
@@ -231,6 +304,7 @@ impl Engine {
             active: Mutex::new(HashMap::new()),
             draining: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            events: tokio::sync::broadcast::Sender::new(4096),
         });
         tokio::spawn(estop_monitor(Arc::downgrade(&inner), inner.estop.clone()));
         Self { inner }
@@ -361,6 +435,14 @@ impl Engine {
         }
         rec.status = Status::Running;
         rec.started = Some(now);
+        let _ = inner.events.send(Event {
+            workflow_id: id.to_string(),
+            at: now,
+            block: None,
+            job: None,
+            status: Status::Running,
+            message: String::new(),
+        });
         tracing::info!(workflow = %id, name = %rec.req.name, trace_id = %rec.req.trace_id, "executing");
         self.launch(rec, active);
         Ok(())
@@ -448,12 +530,12 @@ impl Engine {
                 es_stopped: true,
                 ended: Some(now),
             });
-            inner.store.write(changes).await?;
+            inner.commit(changes).await?;
             return Ok(None);
         }
         if let Err(r) = inner.admission.admit(&rec.req) {
             let why = refused(r).to_string();
-            self.pause(&rec, format!("not resumed after restart: {why}"))
+            self.hold_for_operator(&rec, format!("not resumed after restart: {why}"))
                 .await?;
             return Ok(None);
         }
@@ -525,9 +607,9 @@ impl Engine {
                 });
             }
         }
-        inner.store.write(changes).await?;
+        inner.commit(changes).await?;
         if !interrupted.is_empty() {
-            self.pause(
+            self.hold_for_operator(
                 &rec,
                 format!(
                     "awaiting an operator decision after a restart: {} interrupted; \
@@ -541,11 +623,14 @@ impl Engine {
         Ok(Some(rec))
     }
 
-    async fn pause(&self, rec: &WorkflowRecord, reason: String) -> Result<(), EngineError> {
+    async fn hold_for_operator(
+        &self,
+        rec: &WorkflowRecord,
+        reason: String,
+    ) -> Result<(), EngineError> {
         tracing::warn!(workflow = %rec.id, %reason, "workflow paused");
         self.inner
-            .store
-            .write(vec![Change::Workflow {
+            .commit(vec![Change::Workflow {
                 id: rec.id.clone(),
                 status: Status::Paused,
                 reason,
@@ -601,7 +686,7 @@ impl Engine {
                     es_stopped: false,
                     ended: Some(now),
                 });
-                inner.store.write(changes).await?;
+                inner.commit(changes).await?;
                 return Ok(());
             }
             Resolution::Skip => {
@@ -628,35 +713,11 @@ impl Engine {
             .iter()
             .flat_map(|b| &b.jobs)
             .any(|j| j.status == Status::Interrupted);
+        inner.commit(vec![change]).await?;
         if waiting {
-            inner.store.write(vec![change]).await?;
             return Ok(());
         }
-        inner.admission.admit(&rec.req).map_err(refused)?;
-        let active = self.register(id, &rec.req.name)?;
-        if let Some(reason) = inner.estop.borrow().stopped(&rec.req.name) {
-            self.unregister(id);
-            return Err(EngineError::EmergencyStopped {
-                name: rec.req.name.clone(),
-                reason,
-            });
-        }
-        let resumed = Change::Workflow {
-            id: id.into(),
-            status: Status::Running,
-            reason: String::new(),
-            had_errors: rec.had_errors,
-            es_stopped: false,
-            ended: None,
-        };
-        if let Err(e) = inner.store.write(vec![change, resumed]).await {
-            self.unregister(id);
-            return Err(e.into());
-        }
-        rec.status = Status::Running;
-        rec.reason.clear();
-        self.launch(rec, active);
-        Ok(())
+        self.relaunch_paused(rec).await
     }
 
     /// Stops starting jobs, lets running ones finish for up to `drain`, then
@@ -795,8 +856,23 @@ struct BlockRun {
 impl Inner {
     /// Persists `changes`; on failure stops the workflow without recording
     /// more (the store cannot be trusted to take it) and returns false.
+    /// Commits `changes`, then tells watchers.
+    async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
+        let events: Vec<_> = if self.events.receiver_count() > 0 {
+            let now = now_micros();
+            changes.iter().filter_map(|c| Event::of(c, now)).collect()
+        } else {
+            Vec::new()
+        };
+        self.store.write(changes).await?;
+        for e in events {
+            let _ = self.events.send(e);
+        }
+        Ok(())
+    }
+
     async fn persist(&self, active: &Active, changes: Vec<Change>) -> bool {
-        match self.store.write(changes).await {
+        match self.commit(changes).await {
             Ok(()) => true,
             Err(e) => {
                 tracing::error!(error = %e, "cannot record workflow progress; stopping it");
@@ -847,15 +923,19 @@ impl Inner {
         let (status, reason) = match (active.cause(), halted) {
             (Some(Cause::Unrecorded(why)), _) => {
                 tracing::warn!(workflow = %id, %why, "workflow left unfinished");
-                self.active.lock().expect("active lock").remove(&id);
+                self.retire(&id, &active);
                 return;
             }
             (Some(c @ Cause::EmergencyStop(_)), _) => (Status::Stopped, c.describe()),
+            (Some(c @ Cause::Cancelled(_)), _) => (Status::Cancelled, c.describe()),
             (Some(c), _) => (Status::Failed, c.describe()),
             (None, Some(reason)) => (Status::Failed, reason),
             (None, None) => (Status::Completed, String::new()),
         };
         let es_stopped = status == Status::Stopped;
+        // No Pause/Resume write may land after the final state.
+        let mut finishing = active.finishing.lock().await;
+        *finishing = true;
         let change = Change::Workflow {
             id: id.clone(),
             status,
@@ -867,7 +947,14 @@ impl Inner {
         if self.persist(&active, vec![change]).await {
             tracing::info!(workflow = %id, %status, %reason, "workflow ended");
         }
-        self.active.lock().expect("active lock").remove(&id);
+        drop(finishing);
+        self.retire(&id, &active);
+    }
+
+    /// The run is over: forget it and wake whoever waits for its end.
+    fn retire(&self, id: &str, active: &Active) {
+        self.active.lock().expect("active lock").remove(id);
+        active.done.send_replace(true);
     }
 
     async fn run_block(
@@ -914,6 +1001,9 @@ impl Inner {
                 _ = active.token.cancelled() => break,
                 p = sem.clone().acquire_owned() => p.expect("semaphore never closed"),
             };
+            if !active.wait_unpaused().await {
+                break;
+            }
             if active.cause().is_some() || shared.lock().expect("block lock").halted.is_some() {
                 break;
             }
@@ -983,6 +1073,11 @@ impl Inner {
             job: ji,
             rec: jr,
         };
+        // A pause or stop that landed after this task was spawned means the
+        // job never starts: it stays NotStarted.
+        if !active.wait_unpaused().await || active.token.is_cancelled() {
+            return;
+        }
         let mut jr = JobRecord {
             status: Status::Running,
             started: prior.started.or(Some(now_micros())),

@@ -29,7 +29,7 @@ pub mod jobs;
 pub mod registry;
 
 pub use buckets::{BucketDef, BucketError, BucketLevel, Buckets};
-pub use engine::{Engine, EngineError, EngineOptions, Resolution};
+pub use engine::{CloneOptions, Engine, EngineError, EngineOptions, Event, Resolution};
 pub use estop::EsState;
 pub use gate::{Admission, AllowAll, Refusal};
 pub use job::{Job, JobCtx, JobError, Outputs, Reconciled};

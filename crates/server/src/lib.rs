@@ -5,6 +5,7 @@
 //! - [`server`]: wiring: store, inventory, buckets, registry, engine, gRPC.
 //! - [`service`]: thin handlers for `interlock.v1.Workflow` and the
 //!   ancestor's `diskerase.Workflow`.
+//! - [`lifecycle`]: Cancel, Pause, Resume, List, Watch, Clone.
 //! - [`convert`]: wire ⇄ domain conversions.
 //! - [`error`]: the only place domain errors become `tonic::Status`.
 //! - [`limit`]: bounded in-flight RPCs.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod control;
 pub mod convert;
 pub mod error;
+pub mod lifecycle;
 pub mod limit;
 pub mod live;
 pub mod server;

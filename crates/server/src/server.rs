@@ -132,7 +132,16 @@ impl ServerBuilder {
         let stop = shutdown.clone();
         let drain = c.drain;
         let task = tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            // Nagle's algorithm plus delayed ACKs would stall multi-segment
+            // responses by ~40 ms; tonic sets TCP_NODELAY only on listeners
+            // it binds itself.
+            use tokio_stream::StreamExt as _;
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+                if let Ok(c) = &conn {
+                    let _ = c.set_nodelay(true);
+                }
+                conn
+            });
             let served = router
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                 .await

@@ -6,6 +6,7 @@
 
 use crate::convert;
 use crate::error::{bad_request, engine_status};
+use crate::lifecycle;
 use interlock_core::Violation;
 use interlock_engine::{Engine, EngineError, Resolution};
 use interlock_proto::{diskerase, v1};
@@ -50,6 +51,45 @@ fn wire_violation(v: Violation) -> v1::Violation {
 
 #[tonic::async_trait]
 impl v1::workflow_server::Workflow for Api {
+    type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<v1::WatchEvent, Status>>;
+
+    async fn cancel(&self, r: Request<v1::CancelReq>) -> Result<Response<v1::CancelResp>, Status> {
+        lifecycle::cancel(&self.engine, r.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn pause(&self, r: Request<v1::PauseReq>) -> Result<Response<v1::PauseResp>, Status> {
+        lifecycle::pause(&self.engine, r.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn resume(&self, r: Request<v1::ResumeReq>) -> Result<Response<v1::ResumeResp>, Status> {
+        lifecycle::resume(&self.engine, r.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list(&self, r: Request<v1::ListReq>) -> Result<Response<v1::ListResp>, Status> {
+        lifecycle::list(&self.engine, r.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn watch(&self, r: Request<v1::WatchReq>) -> Result<Response<Self::WatchStream>, Status> {
+        let rx = lifecycle::watch(&self.engine, r.into_inner()).await?;
+        Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+    }
+
+    async fn clone(&self, r: Request<v1::CloneReq>) -> Result<Response<v1::WorkResp>, Status> {
+        lifecycle::clone(&self.engine, r.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn submit(&self, r: Request<v1::WorkReq>) -> Result<Response<v1::WorkResp>, Status> {
         Api::submit(self, r.into_inner()).await.map(Response::new)
     }

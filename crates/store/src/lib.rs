@@ -76,6 +76,12 @@ pub enum Change {
     },
     /// Sets the workflow's had_errors flag (a job failed).
     WorkflowErrors { id: String },
+    /// Status and reason only (pause, resume), leaving the other fields.
+    WorkflowStatus {
+        id: String,
+        status: Status,
+        reason: String,
+    },
     /// Block-level fields only; job fields in `rec.jobs` are ignored.
     Block {
         id: String,
@@ -108,6 +114,38 @@ pub struct Take {
     pub job: usize,
 }
 
+/// Which workflows [`Store::list`] returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFilter {
+    pub name: Option<String>,
+    pub statuses: Vec<Status>,
+    /// Created at or after.
+    pub created_from: Option<Micros>,
+    /// Created before.
+    pub created_to: Option<Micros>,
+    /// Every (key, value) must match.
+    pub labels: Vec<(String, String)>,
+    /// Continue after this (created, id), exclusive; newest first.
+    pub after: Option<(Micros, String)>,
+    pub limit: usize,
+}
+
+/// One row of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub id: String,
+    pub name: String,
+    pub desc: String,
+    pub status: Status,
+    pub reason: String,
+    pub had_errors: bool,
+    pub created: Micros,
+    pub started: Option<Micros>,
+    pub ended: Option<Micros>,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub trace_id: String,
+}
+
 /// Durable storage for workflows. See the module docs for the invariants.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -118,6 +156,17 @@ pub trait Store: Send + Sync + 'static {
     async fn get(&self, id: &str) -> Result<Option<WorkflowRecord>>;
     /// Moves a NotStarted workflow to Running, once.
     async fn start(&self, id: &str, at: Micros) -> Result<StartOutcome>;
+    /// Compare-and-set of a workflow's status: `from` → `to` with a reason
+    /// (and `ended` when given). `AlreadyStarted(current)` when it was not
+    /// in `from`.
+    async fn transition(
+        &self,
+        id: &str,
+        from: Status,
+        to: Status,
+        reason: &str,
+        ended: Option<Micros>,
+    ) -> Result<StartOutcome>;
     /// Applies changes atomically, in order.
     async fn write(&self, changes: Vec<Change>) -> Result<()>;
     /// Workflows that are neither finished nor unstarted (Running, Paused).
@@ -130,4 +179,6 @@ pub trait Store: Send + Sync + 'static {
     async fn take_of(&self, workflow_id: &str, block: usize, job: usize) -> Result<Option<Take>>;
     /// Forgets idempotency keys created before `before`; returns how many.
     async fn expire_request_ids(&self, before: Micros) -> Result<usize>;
+    /// Workflows matching `filter`, newest first, at most `filter.limit`.
+    async fn list(&self, filter: ListFilter) -> Result<Vec<Summary>>;
 }

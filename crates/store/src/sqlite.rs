@@ -7,7 +7,9 @@
 //! Reads use a small pool of read-only connections on the blocking pool; WAL
 //! lets them run while the writer commits.
 
-use crate::{Change, Result, StartOutcome, Store, StoreError, SubmitOutcome, Take};
+use crate::{
+    Change, ListFilter, Result, StartOutcome, Store, StoreError, SubmitOutcome, Summary, Take,
+};
 use async_trait::async_trait;
 use interlock_core::{BlockRecord, JobRecord, Micros, Status, WorkReq, WorkflowRecord};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -58,6 +60,14 @@ enum Op {
     Start {
         id: String,
         at: Micros,
+        reply: Reply<StartOutcome>,
+    },
+    Transition {
+        id: String,
+        from: Status,
+        to: Status,
+        reason: String,
+        ended: Option<Micros>,
         reply: Reply<StartOutcome>,
     },
     Write {
@@ -145,6 +155,16 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE jobs ADD COLUMN checkpoint TEXT;
     CREATE INDEX bucket_takes_by_job ON bucket_takes(workflow_id, block_idx, job_idx);
     CREATE INDEX idempotency_created ON idempotency(created);",
+    // 3: listing: newest-first scans by status and by label.
+    "CREATE INDEX workflows_created ON workflows(created, id);
+    CREATE INDEX workflows_status_created ON workflows(status, created, id);
+    CREATE TABLE labels (
+        workflow_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (key, value, created, workflow_id)
+    ) WITHOUT ROWID;",
 ];
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -324,7 +344,7 @@ fn reply(op: Op, r: Result<Outcome>) {
                 _ => SubmitOutcome::Inserted,
             }));
         }
-        Op::Start { reply, .. } => {
+        Op::Start { reply, .. } | Op::Transition { reply, .. } => {
             let _ = reply.send(r.and_then(|o| match o {
                 Outcome::Start(s) => Ok(s),
                 _ => Err(backend("start produced no outcome")),
@@ -376,6 +396,12 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
                 rec.created,
                 rec.policy_version
             ])?;
+            for (k, v) in &rec.req.labels {
+                tx.prepare_cached(
+                    "INSERT INTO labels (workflow_id, key, value, created) VALUES (?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![rec.id, k, v, rec.created])?;
+            }
             if !key.is_empty() {
                 tx.prepare_cached(
                     "INSERT INTO idempotency (request_id, content_hash, workflow_id, created)
@@ -396,6 +422,35 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
                     id,
                     Status::NotStarted as i32
                 ])?;
+            if n == 1 {
+                return Ok(Outcome::Start(StartOutcome::Started));
+            }
+            let current: Option<i32> = tx
+                .query_row("SELECT status FROM workflows WHERE id = ?1", [id], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            Ok(Outcome::Start(match current {
+                None => StartOutcome::NotFound,
+                Some(s) => {
+                    StartOutcome::AlreadyStarted(Status::from_i32(s).unwrap_or(Status::Failed))
+                }
+            }))
+        }
+        Op::Transition {
+            id,
+            from,
+            to,
+            reason,
+            ended,
+            ..
+        } => {
+            let n = tx
+                .prepare_cached(
+                    "UPDATE workflows SET status = ?1, reason = ?2, ended = COALESCE(?3, ended)
+                     WHERE id = ?4 AND status = ?5",
+                )?
+                .execute(params![*to as i32, reason, ended, id, *from as i32])?;
             if n == 1 {
                 return Ok(Outcome::Start(StartOutcome::Started));
             }
@@ -462,6 +517,10 @@ fn apply_change(tx: &rusqlite::Transaction<'_>, c: &Change) -> rusqlite::Result<
                 ended,
                 id
             ])?;
+        }
+        Change::WorkflowStatus { id, status, reason } => {
+            tx.prepare_cached("UPDATE workflows SET status = ?1, reason = ?2 WHERE id = ?3")?
+                .execute(params![*status as i32, reason, id])?;
         }
         Change::WorkflowErrors { id } => {
             tx.prepare_cached("UPDATE workflows SET had_errors = 1 WHERE id = ?1")?
@@ -664,6 +723,26 @@ impl Store for SqliteStore {
         self.send(|reply| Op::Start { id, at, reply }).await
     }
 
+    async fn transition(
+        &self,
+        id: &str,
+        from: Status,
+        to: Status,
+        reason: &str,
+        ended: Option<Micros>,
+    ) -> Result<StartOutcome> {
+        let (id, reason) = (id.to_string(), reason.to_string());
+        self.send(|reply| Op::Transition {
+            id,
+            from,
+            to,
+            reason,
+            ended,
+            reply,
+        })
+        .await
+    }
+
     async fn write(&self, changes: Vec<Change>) -> Result<()> {
         if changes.is_empty() {
             return Ok(());
@@ -729,9 +808,108 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn list(&self, filter: ListFilter) -> Result<Vec<Summary>> {
+        self.read(move |c| list(c, &filter)).await
+    }
+
     async fn expire_request_ids(&self, before: Micros) -> Result<usize> {
         self.send(|reply| Op::Expire { before, reply }).await
     }
+}
+
+fn list(c: &Connection, f: &ListFilter) -> Result<Vec<Summary>> {
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut arg = |v: rusqlite::types::Value| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    // With a label filter the scan is driven by the labels index (key,
+    // value, created, id), otherwise by (created, id) or (status, created,
+    // id). Either way rows come out already in newest-first order and the
+    // cursor is a row-value comparison the index can seek to.
+    let (mut sql, order) = match f.labels.first() {
+        Some((k, v)) => {
+            let (k, v) = (arg(k.clone().into()), arg(v.clone().into()));
+            (
+                format!(
+                    "SELECT w.id, w.request, w.status, w.reason, w.had_errors, w.created, w.started, w.ended
+                     FROM labels d JOIN workflows w ON w.id = d.workflow_id
+                     WHERE d.key = {k} AND d.value = {v}"
+                ),
+                ("d.created", "d.workflow_id"),
+            )
+        }
+        None => (
+            "SELECT w.id, w.request, w.status, w.reason, w.had_errors, w.created, w.started, w.ended
+             FROM workflows w WHERE 1 = 1"
+                .to_string(),
+            ("w.created", "w.id"),
+        ),
+    };
+    if let Some(n) = &f.name {
+        sql += &format!(" AND w.name = {}", arg(n.clone().into()));
+    }
+    if !f.statuses.is_empty() {
+        let list: Vec<_> = f.statuses.iter().map(|s| arg((*s as i64).into())).collect();
+        sql += &format!(" AND w.status IN ({})", list.join(", "));
+    }
+    if let Some(t) = f.created_from {
+        sql += &format!(" AND {} >= {}", order.0, arg(t.into()));
+    }
+    if let Some(t) = f.created_to {
+        sql += &format!(" AND {} < {}", order.0, arg(t.into()));
+    }
+    for (k, v) in f.labels.iter().skip(1) {
+        let (k, v) = (arg(k.clone().into()), arg(v.clone().into()));
+        sql += &format!(
+            " AND EXISTS (SELECT 1 FROM labels l WHERE l.key = {k} AND l.value = {v} AND l.workflow_id = w.id)"
+        );
+    }
+    if let Some((created, id)) = &f.after {
+        let (c1, i1) = (arg((*created).into()), arg(id.clone().into()));
+        sql += &format!(" AND ({}, {}) < ({c1}, {i1})", order.0, order.1);
+    }
+    sql += &format!(
+        " ORDER BY {} DESC, {} DESC LIMIT {}",
+        order.0,
+        order.1,
+        arg((f.limit as i64).into())
+    );
+    let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i32>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+            ))
+        })
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, request, status, reason, had_errors, created, started, ended) =
+            row.map_err(backend)?;
+        let req: WorkReq = serde_json::from_str(&request).map_err(|e| corrupt(&id, e))?;
+        out.push(Summary {
+            status: status_of(&id, status)?,
+            name: req.name,
+            desc: req.desc,
+            labels: req.labels,
+            trace_id: req.trace_id,
+            id,
+            reason,
+            had_errors,
+            created,
+            started,
+            ended,
+        });
+    }
+    Ok(out)
 }
 
 impl SqliteStore {

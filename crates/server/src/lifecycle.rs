@@ -1,0 +1,180 @@
+//! Handlers for the lifecycle RPCs: Cancel, Pause, Resume, List, Watch, Clone.
+
+use crate::convert::{status_resp, ts};
+use crate::error::{bad_request, engine_status};
+use interlock_core::{Micros, Status as DomainStatus};
+use interlock_engine::{CloneOptions, Engine, Event};
+use interlock_proto::v1;
+use interlock_store::{ListFilter, Summary};
+use tokio::sync::{broadcast, mpsc};
+use tonic::Status;
+
+fn micros(t: Option<interlock_proto::pbjson_types::Timestamp>) -> Option<Micros> {
+    t.map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000)
+}
+
+pub async fn cancel(e: &Engine, r: v1::CancelReq) -> Result<v1::CancelResp, Status> {
+    let status = e.cancel(&r.id, &r.reason).await.map_err(engine_status)?;
+    Ok(v1::CancelResp {
+        status: status as i32,
+    })
+}
+
+pub async fn pause(e: &Engine, r: v1::PauseReq) -> Result<v1::PauseResp, Status> {
+    e.pause(&r.id, &r.reason).await.map_err(engine_status)?;
+    Ok(v1::PauseResp {})
+}
+
+pub async fn resume(e: &Engine, r: v1::ResumeReq) -> Result<v1::ResumeResp, Status> {
+    e.resume(&r.id).await.map_err(engine_status)?;
+    Ok(v1::ResumeResp {})
+}
+
+pub async fn clone(e: &Engine, r: v1::CloneReq) -> Result<v1::WorkResp, Status> {
+    let id = e
+        .clone_workflow(
+            &r.id,
+            CloneOptions {
+                only_unfinished: r.only_unfinished,
+                labels: r.labels,
+                trace_id: r.trace_id,
+                request_id: r.request_id,
+            },
+        )
+        .await
+        .map_err(engine_status)?;
+    Ok(v1::WorkResp { id })
+}
+
+fn page_token(s: &Summary) -> String {
+    format!("{}/{}", s.created, s.id)
+}
+
+pub async fn list(e: &Engine, r: v1::ListReq) -> Result<v1::ListResp, Status> {
+    let after = match r.page_token.as_str() {
+        "" => None,
+        t => {
+            let bad = || bad_request(format!("page_token {t:?} is not one this server issued"));
+            let (created, id) = t.split_once('/').ok_or_else(bad)?;
+            Some((created.parse().map_err(|_| bad())?, id.to_string()))
+        }
+    };
+    let mut statuses = Vec::new();
+    for s in r.statuses {
+        statuses.push(
+            DomainStatus::from_i32(s)
+                .ok_or_else(|| bad_request(format!("unknown status {s} in statuses")))?,
+        );
+    }
+    if r.page_size < 0 {
+        return Err(bad_request(format!(
+            "page_size must be 0 or more, got {}",
+            r.page_size
+        )));
+    }
+    let limit = match r.page_size {
+        0 => 100,
+        n => (n as usize).min(1000),
+    };
+    let mut rows = e
+        .list(ListFilter {
+            name: (!r.name.is_empty()).then_some(r.name),
+            statuses,
+            created_from: micros(r.created_from),
+            created_to: micros(r.created_to),
+            labels: r.labels.into_iter().collect(),
+            after,
+            limit: limit + 1,
+        })
+        .await
+        .map_err(engine_status)?;
+    let next_page_token = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(page_token).unwrap_or_default()
+    } else {
+        String::new()
+    };
+    Ok(v1::ListResp {
+        workflows: rows
+            .into_iter()
+            .map(|s| v1::WorkflowSummary {
+                status: s.status as i32,
+                created: ts(Some(s.created)),
+                started: ts(s.started),
+                ended: ts(s.ended),
+                id: s.id,
+                name: s.name,
+                desc: s.desc,
+                reason: s.reason,
+                had_errors: s.had_errors,
+                labels: s.labels,
+                trace_id: s.trace_id,
+            })
+            .collect(),
+        next_page_token,
+    })
+}
+
+fn ended(status: i32) -> bool {
+    DomainStatus::from_i32(status).is_some_and(|s| s.is_terminal())
+}
+
+fn transition(e: &Event) -> v1::WatchEvent {
+    v1::WatchEvent {
+        event: Some(v1::watch_event::Event::Transition(v1::Transition {
+            at: ts(Some(e.at)),
+            block: e.block.map_or(-1, |b| b as i32),
+            job: e.job.map_or(-1, |j| j as i32),
+            status: e.status as i32,
+            message: e.message.clone(),
+        })),
+    }
+}
+
+/// Buffer per watcher; when it is full the watcher's feed lags and it gets a
+/// fresh snapshot instead of the missed transitions.
+const WATCH_BUFFER: usize = 256;
+
+pub async fn watch(
+    e: &Engine,
+    r: v1::WatchReq,
+) -> Result<mpsc::Receiver<Result<v1::WatchEvent, Status>>, Status> {
+    // Subscribe before reading the snapshot, so nothing falls between them.
+    let mut events = e.subscribe();
+    let first = e.status(&r.id).await.map_err(engine_status)?;
+    let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+    let engine = e.clone();
+    tokio::spawn(async move {
+        let snapshot = |s: v1::StatusResp| v1::WatchEvent {
+            event: Some(v1::watch_event::Event::Snapshot(s)),
+        };
+        let first = status_resp(&first);
+        let done = ended(first.status);
+        if tx.send(Ok(snapshot(first))).await.is_err() || done {
+            return;
+        }
+        loop {
+            match events.recv().await {
+                Ok(ev) if ev.workflow_id == r.id => {
+                    let last = ev.block.is_none() && ev.status.is_terminal();
+                    if tx.send(Ok(transition(&ev))).await.is_err() || last {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let Ok(rec) = engine.status(&r.id).await else {
+                        return;
+                    };
+                    let s = status_resp(&rec);
+                    let done = ended(s.status);
+                    if tx.send(Ok(snapshot(s))).await.is_err() || done {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    Ok(rx)
+}

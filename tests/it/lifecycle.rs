@@ -1,0 +1,617 @@
+//! Cancel, Pause/Resume, List, Watch and Clone over the real server.
+
+use interlock_proto::v1::{self, Status, watch_event::Event};
+use interlock_tests::{TestServer, eventually, req, wait_final, write_config};
+use std::time::Duration;
+use tonic::Code;
+
+type Raw = v1::workflow_client::WorkflowClient<tonic::transport::Channel>;
+
+/// The generated `clone` RPC method shares its name with `Clone::clone`;
+/// the path form picks the RPC.
+async fn clone_wf(
+    raw: &mut Raw,
+    r: v1::CloneReq,
+) -> Result<tonic::Response<v1::WorkResp>, tonic::Status> {
+    Raw::clone(raw, r).await
+}
+
+async fn started(s: &TestServer, blocks: Vec<v1::Block>) -> String {
+    let c = s.client().await;
+    let id = c.submit(req::work("x", blocks)).await.unwrap();
+    c.exec(&id).await.unwrap();
+    id
+}
+
+fn six(ms: u64) -> Vec<v1::Block> {
+    vec![req::block(2, (0..6).map(|_| req::probe(ms)).collect())]
+}
+
+#[tokio::test]
+async fn cancel_while_running_stops_jobs_and_starts_nothing_after_the_reply() {
+    let s = TestServer::start().await;
+    let id = started(&s, six(30_000)).await;
+    eventually("two running", || async {
+        s.probe.starts_of(&id).len() == 2
+    })
+    .await;
+    let mut raw = s.raw().await;
+    let r = raw
+        .cancel(v1::CancelReq {
+            id: id.clone(),
+            reason: "wrong site".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status, Status::Cancelled as i32);
+    let st = s.client().await.status(&id).await.unwrap();
+    assert_eq!(
+        st.status,
+        Status::Cancelled as i32,
+        "recorded before the reply"
+    );
+    assert!(st.reason.contains("wrong site"));
+    let jobs = &st.blocks[0].jobs;
+    assert!(
+        jobs[..2]
+            .iter()
+            .all(|j| j.status == Status::Cancelled as i32)
+    );
+    assert!(
+        jobs[2..]
+            .iter()
+            .all(|j| j.status == Status::NotStarted as i32)
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(s.probe.starts_of(&id).len(), 2);
+    assert_eq!(s.probe.cancelled(), 2);
+    // Cancelling again says what it is.
+    let e = raw
+        .cancel(v1::CancelReq {
+            id,
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    assert!(e.message().contains("Cancelled"), "{}", e.message());
+}
+
+#[tokio::test]
+async fn cancel_before_exec_and_exec_after_cancel() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let id = c.submit(req::work("x", six(0))).await.unwrap();
+    let mut raw = s.raw().await;
+    raw.cancel(v1::CancelReq {
+        id: id.clone(),
+        reason: "not needed".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        c.status(&id).await.unwrap().status,
+        Status::Cancelled as i32
+    );
+    let e = c.exec(&id).await.unwrap_err();
+    assert_eq!(e.code(), Some(Code::AlreadyExists));
+    assert!(s.probe.starts_of(&id).is_empty());
+}
+
+#[tokio::test]
+async fn pause_lets_jobs_in_flight_finish_and_resume_continues() {
+    let s = TestServer::start().await;
+    let id = started(&s, six(300)).await;
+    eventually("two running", || async {
+        s.probe.starts_of(&id).len() == 2
+    })
+    .await;
+    let mut raw = s.raw().await;
+    raw.pause(v1::PauseReq {
+        id: id.clone(),
+        reason: "look first".into(),
+    })
+    .await
+    .unwrap();
+    let c = s.client().await;
+    eventually("in-flight jobs done", || async {
+        let st = c.status(&id).await.unwrap();
+        st.blocks[0].jobs[..2]
+            .iter()
+            .all(|j| j.status == Status::Completed as i32)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let st = c.status(&id).await.unwrap();
+    assert_eq!(st.status, Status::Paused as i32);
+    assert!(st.reason.contains("look first"));
+    assert_eq!(s.probe.starts_of(&id).len(), 2, "nothing new while paused");
+    raw.pause(v1::PauseReq {
+        id: id.clone(),
+        reason: String::new(),
+    })
+    .await
+    .unwrap();
+
+    raw.resume(v1::ResumeReq { id: id.clone() }).await.unwrap();
+    let st = wait_final(&c, &id).await;
+    assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
+    assert_eq!(s.probe.starts_of(&id).len(), 6);
+    assert!(s.probe.max_concurrent() <= 2);
+    let e = raw.resume(v1::ResumeReq { id }).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn resume_rechecks_the_emergency_stop_and_cancel_works_while_paused() {
+    let s = TestServer::start().await;
+    let id = started(&s, six(100)).await;
+    eventually("two running", || async {
+        s.probe.starts_of(&id).len() == 2
+    })
+    .await;
+    let mut raw = s.raw().await;
+    raw.pause(v1::PauseReq {
+        id: id.clone(),
+        reason: String::new(),
+    })
+    .await
+    .unwrap();
+    write_config(
+        &s.config_path("es.json"),
+        r#"[{"Name": "x", "Status": "stop", "Reason": "freeze"}]"#,
+    );
+    // The stop ends the paused run too.
+    let st = wait_final(&s.client().await, &id).await;
+    assert_eq!(st.status, Status::Stopped as i32);
+
+    write_config(
+        &s.config_path("es.json"),
+        r#"[{"Name": "x", "Status": "go"}]"#,
+    );
+    eventually("go", || async {
+        let r = s
+            .control()
+            .await
+            .emergency_stop_state(v1::EmergencyStopStateReq {})
+            .await
+            .unwrap();
+        r.into_inner()
+            .entries
+            .iter()
+            .any(|e| e.name == "x" && !e.stop)
+    })
+    .await;
+    let id = started(&s, six(100)).await;
+    eventually("running", || async { !s.probe.starts_of(&id).is_empty() }).await;
+    raw.pause(v1::PauseReq {
+        id: id.clone(),
+        reason: String::new(),
+    })
+    .await
+    .unwrap();
+    let r = raw
+        .cancel(v1::CancelReq {
+            id: id.clone(),
+            reason: "abandon".into(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.into_inner().status, Status::Cancelled as i32);
+    let n = s.probe.starts_of(&id).len();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.probe.starts_of(&id).len(), n);
+}
+
+async fn collect(s: &TestServer, id: &str) -> Vec<v1::WatchEvent> {
+    let mut stream = s
+        .raw()
+        .await
+        .watch(v1::WatchReq { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut out = Vec::new();
+    let wait = async {
+        while let Some(ev) = stream.message().await.unwrap() {
+            out.push(ev);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait)
+        .await
+        .expect("stream ends");
+    out
+}
+
+fn final_status(events: &[v1::WatchEvent]) -> i32 {
+    match events.last().and_then(|e| e.event.as_ref()) {
+        Some(Event::Transition(t)) => {
+            assert_eq!((t.block, t.job), (-1, -1), "last event is the workflow's");
+            t.status
+        }
+        Some(Event::Snapshot(s)) => s.status,
+        None => panic!("no events"),
+    }
+}
+
+#[tokio::test]
+async fn watch_from_the_start_the_middle_and_after_the_end() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let id = c.submit(req::work("x", six(50))).await.unwrap();
+    // From before Exec: snapshot NotStarted, then every transition.
+    let early = tokio::spawn({
+        let s_addr = s.addr();
+        let id = id.clone();
+        async move {
+            let mut c = v1::workflow_client::WorkflowClient::connect(s_addr)
+                .await
+                .unwrap();
+            let mut st = c.watch(v1::WatchReq { id }).await.unwrap().into_inner();
+            let mut out = Vec::new();
+            while let Some(ev) = st.message().await.unwrap() {
+                out.push(ev);
+            }
+            out
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.exec(&id).await.unwrap();
+    eventually("middle", || async { s.probe.starts_of(&id).len() >= 3 }).await;
+    let middle = collect(&s, &id).await;
+    let early = early.await.unwrap();
+    for events in [&early, &middle] {
+        assert!(
+            matches!(events[0].event, Some(Event::Snapshot(_))),
+            "starts with a snapshot"
+        );
+        assert_eq!(final_status(events), Status::Completed as i32);
+    }
+    let job_done = early
+        .iter()
+        .filter(|e| matches!(&e.event, Some(Event::Transition(t)) if t.job >= 0 && t.status == Status::Completed as i32))
+        .count();
+    assert_eq!(job_done, 6, "the early watcher saw every job complete");
+    // After the end: the snapshot alone, and the stream ends.
+    let after = collect(&s, &id).await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(final_status(&after), Status::Completed as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_watchers_all_see_the_end() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let id = c
+        .submit(req::work(
+            "x",
+            vec![req::block(4, (0..40).map(|_| req::probe(5)).collect())],
+        ))
+        .await
+        .unwrap();
+    let mut watchers = Vec::new();
+    for _ in 0..50 {
+        let (addr, id) = (s.addr(), id.clone());
+        watchers.push(tokio::spawn(async move {
+            let mut c = v1::workflow_client::WorkflowClient::connect(addr)
+                .await
+                .unwrap();
+            let mut st = c.watch(v1::WatchReq { id }).await.unwrap().into_inner();
+            let mut last = None;
+            while let Some(ev) = st.message().await.unwrap() {
+                last = Some(ev);
+            }
+            final_status(&[last.unwrap()])
+        }));
+    }
+    c.exec(&id).await.unwrap();
+    for w in watchers {
+        assert_eq!(w.await.unwrap(), Status::Completed as i32);
+    }
+}
+
+#[tokio::test]
+async fn list_filters_and_pages_newest_first() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        let mut r = req::work("x", vec![req::block(1, vec![req::probe(0)])]);
+        r.labels
+            .insert("team".into(), if i % 2 == 0 { "a" } else { "b" }.into());
+        ids.push(c.submit(r).await.unwrap());
+    }
+    c.exec(&ids[0]).await.unwrap();
+    wait_final(&c, &ids[0]).await;
+    let mut raw = s.raw().await;
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = raw
+            .list(v1::ListReq {
+                name: "x".into(),
+                page_size: 10,
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        seen.extend(page.workflows.iter().map(|w| w.id.clone()));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first, "every workflow once, newest first");
+
+    let by_label = raw
+        .list(v1::ListReq {
+            labels: [("team".to_string(), "a".to_string())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_label.workflows.len(), 13);
+    assert!(by_label.workflows.iter().all(|w| w.labels["team"] == "a"));
+    let completed = raw
+        .list(v1::ListReq {
+            statuses: vec![Status::Completed as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        completed
+            .workflows
+            .iter()
+            .map(|w| &w.id)
+            .collect::<Vec<_>>(),
+        vec![&ids[0]]
+    );
+    let none = raw
+        .list(v1::ListReq {
+            name: "other".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(none.workflows.is_empty());
+    let first = c.status(&ids[0]).await.unwrap().created.unwrap();
+    let before_first = raw
+        .list(v1::ListReq {
+            created_to: Some(first),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(before_first.workflows.is_empty());
+    let e = raw
+        .list(v1::ListReq {
+            page_token: "garbage".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn clone_of_a_failed_workflow_reruns_only_what_did_not_complete() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let failing = req::job("probe", &[("ms", "1"), ("fail", "true")]);
+    let id = c
+        .submit(req::work(
+            "x",
+            vec![
+                req::block(1, vec![req::probe(1)]),
+                req::block(1, vec![req::probe(1), failing, req::probe(1)]),
+            ],
+        ))
+        .await
+        .unwrap();
+    c.exec(&id).await.unwrap();
+    assert_eq!(wait_final(&c, &id).await.status, Status::Failed as i32);
+    let mut raw = s.raw().await;
+    let clone = clone_wf(
+        &mut raw,
+        v1::CloneReq {
+            id: id.clone(),
+            only_unfinished: true,
+            trace_id: "retry-1".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .into_inner()
+    .id;
+    let st = c.status(&clone).await.unwrap();
+    assert_eq!(st.status, Status::NotStarted as i32);
+    assert_eq!(st.blocks.len(), 1, "the completed block is gone");
+    assert_eq!(
+        st.blocks[0].jobs.len(),
+        2,
+        "the failed and the unstarted job remain"
+    );
+    assert_eq!(st.labels["interlock.clonedFrom"], id);
+    assert_eq!(st.trace_id, "retry-1");
+    // A full clone keeps everything; clones go through the policies again.
+    let full = clone_wf(
+        &mut raw,
+        v1::CloneReq {
+            id: id.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+    .into_inner()
+    .id;
+    assert_eq!(c.status(&full).await.unwrap().blocks.len(), 2);
+    write_config(
+        &s.config_path("policies.json"),
+        r#"[{"Name": "x", "Policies": [{"Name": "restrictJobTypes", "Settings": {"AllowedJobs": ["sleep"]}}]}]"#,
+    );
+    eventually("tight policy", || async {
+        clone_wf(
+            &mut raw.clone(),
+            v1::CloneReq {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .await
+        .is_err()
+    })
+    .await;
+    let e = clone_wf(
+        &mut raw,
+        v1::CloneReq {
+            id: id.clone(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn bad_ids_and_wrong_states_get_the_right_codes() {
+    let s = TestServer::start().await;
+    let mut raw = s.raw().await;
+    let missing = "0190a5f0-0000-7000-8000-000000000000".to_string();
+    let e = raw
+        .cancel(v1::CancelReq {
+            id: missing.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = raw
+        .pause(v1::PauseReq {
+            id: missing.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = raw
+        .resume(v1::ResumeReq {
+            id: missing.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = raw
+        .watch(v1::WatchReq {
+            id: missing.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = clone_wf(
+        &mut raw,
+        v1::CloneReq {
+            id: missing,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let e = raw
+        .cancel(v1::CancelReq {
+            id: "nope".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    let c = s.client().await;
+    let id = c.submit(req::work("x", six(0))).await.unwrap();
+    let e = raw
+        .pause(v1::PauseReq {
+            id: id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    let e = raw
+        .resume(v1::ResumeReq { id: id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+    c.exec(&id).await.unwrap();
+    wait_final(&c, &id).await;
+    let e = raw
+        .pause(v1::PauseReq {
+            id,
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_watcher_does_not_hold_the_executor_and_gets_a_resync() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    // Enough transitions to overflow the watcher's buffers many times over.
+    let id = c
+        .submit(req::work(
+            "x",
+            vec![req::block(3000, (0..3000).map(|_| req::probe(0)).collect())],
+        ))
+        .await
+        .unwrap();
+    // A tiny HTTP/2 receive window, so an unread stream pushes back on the
+    // server at once instead of being buffered by the client.
+    let channel = tonic::transport::Endpoint::from_shared(s.addr())
+        .unwrap()
+        .initial_stream_window_size(Some(1024))
+        .initial_connection_window_size(Some(1024))
+        .connect()
+        .await
+        .unwrap();
+    let mut stream = v1::workflow_client::WorkflowClient::new(channel)
+        .watch(v1::WatchReq { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    c.exec(&id).await.unwrap();
+    // Nobody reads the stream while the workflow runs to its end.
+    assert_eq!(wait_final(&c, &id).await.status, Status::Completed as i32);
+    let mut events = Vec::new();
+    let drain = async {
+        while let Some(ev) = stream.message().await.unwrap() {
+            events.push(ev);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), drain)
+        .await
+        .expect("stream ends");
+    let snapshots = events
+        .iter()
+        .filter(|e| matches!(e.event, Some(Event::Snapshot(_))))
+        .count();
+    assert!(
+        snapshots >= 2,
+        "a resync snapshot after falling behind ({} events)",
+        events.len()
+    );
+    assert_eq!(final_status(&events), Status::Completed as i32);
+}
