@@ -12,6 +12,7 @@ mod estop;
 mod exec;
 mod executor;
 mod lifecycle;
+mod observe;
 mod policy;
 mod restart;
 mod submit;

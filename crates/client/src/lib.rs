@@ -9,6 +9,8 @@
 //!   retry as success.
 #![forbid(unsafe_code)]
 
+pub mod display;
+
 use interlock_proto::v1;
 use interlock_proto::v1::workflow_client::WorkflowClient;
 use rand::Rng;

@@ -113,6 +113,12 @@ impl ServerBuilder {
             .map_err(|e| format!("cannot listen on {}: {e}", c.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let api = Api::new(engine.clone());
+        let (health, health_service) = tonic_health::server::health_reporter();
+        spawn_health(health, live.clone(), shutdown.clone());
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(interlock_proto::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| format!("reflection: {e}"))?;
         let max = c.max_message_bytes;
         let router = tonic::transport::Server::builder()
             .layer(InFlightLimitLayer::new(c.max_in_flight))
@@ -124,6 +130,8 @@ impl ServerBuilder {
             .add_service(v1::control_server::ControlServer::new(ControlApi::new(
                 live,
             )))
+            .add_service(health_service)
+            .add_service(reflection)
             .add_service(
                 diskerase::workflow_server::WorkflowServer::new(CompatApi(api))
                     .max_decoding_message_size(max)
@@ -156,6 +164,41 @@ impl ServerBuilder {
             task,
         })
     }
+}
+
+/// Keeps grpc.health.v1 truthful: NOT_SERVING while no valid policy file is
+/// loaded or es.json is unusable (every Submit would be refused), SERVING
+/// otherwise. Reported for "" and each Interlock service.
+fn spawn_health(
+    reporter: tonic_health::server::HealthReporter,
+    live: live::Live,
+    stop: CancellationToken,
+) {
+    tokio::spawn(async move {
+        let (mut policies, mut estop) = (live.policies.clone(), live.estop.clone());
+        loop {
+            let ok = policies.borrow_and_update().set.is_some()
+                && estop.borrow_and_update().error.is_none();
+            let status = if ok {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
+            for name in [
+                "",
+                "interlock.v1.Workflow",
+                "interlock.v1.Control",
+                "diskerase.Workflow",
+            ] {
+                reporter.set_service_status(name, status).await;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                r = policies.changed() => if r.is_err() { return },
+                r = estop.changed() => if r.is_err() { return },
+            }
+        }
+    });
 }
 
 /// Forgets idempotency keys older than `window`, once a minute (and at start).

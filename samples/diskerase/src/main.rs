@@ -11,6 +11,7 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use interlock_client::display::{status_name, tree as render};
 use interlock_client::{Client, Options, is_final};
 use interlock_inventory::Inventory;
 use interlock_proto::v1;
@@ -112,60 +113,6 @@ fn build(site: &str, machines: &[String], pause: &str) -> v1::WorkReq {
         blocks,
         ..Default::default()
     }
-}
-
-fn status_name(s: i32) -> &'static str {
-    v1::Status::try_from(s)
-        .map(|s| s.as_str_name().trim_start_matches("Status"))
-        .unwrap_or("Unknown")
-}
-
-fn secs(
-    a: &Option<interlock_proto::pbjson_types::Timestamp>,
-    b: &Option<interlock_proto::pbjson_types::Timestamp>,
-) -> String {
-    match (a, b) {
-        (Some(a), Some(b)) => {
-            let d = (b.seconds - a.seconds) as f64 + (b.nanos - a.nanos) as f64 / 1e9;
-            format!(" {d:.1}s")
-        }
-        _ => String::new(),
-    }
-}
-
-fn render(st: &v1::StatusResp) -> String {
-    let mut out = format!(
-        "{} {} [{}]{}\n",
-        st.name,
-        st.id,
-        status_name(st.status),
-        secs(&st.started, &st.ended)
-    );
-    if !st.reason.is_empty() {
-        out.push_str(&format!("  reason: {}\n", st.reason));
-    }
-    for (bi, b) in st.blocks.iter().enumerate() {
-        out.push_str(&format!(
-            "  block {bi} [{}]{} {}\n",
-            status_name(b.status),
-            secs(&b.started, &b.ended),
-            b.desc
-        ));
-        for (ji, j) in b.jobs.iter().enumerate() {
-            let args: Vec<_> = j.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            out.push_str(&format!(
-                "    {ji:>2} {:<14} {:<12}{} {}\n",
-                j.name,
-                status_name(j.status),
-                secs(&j.started, &j.ended),
-                args.join(" ")
-            ));
-            if !j.error.is_empty() {
-                out.push_str(&format!("       error: {}\n", j.error));
-            }
-        }
-    }
-    out
 }
 
 async fn follow(c: &Client, id: &str, total: u64) -> anyhow::Result<v1::StatusResp> {

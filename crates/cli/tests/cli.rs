@@ -1,0 +1,181 @@
+//! The interlock CLI end to end against a real server.
+
+use assert_cmd::Command;
+use interlock_tests::TestServer;
+
+/// Runs the CLI against `s` off the async runtime; returns (exit code, stdout, stderr).
+async fn cli(s: &TestServer, args: &[&str]) -> (i32, String, String) {
+    let addr = s.addr();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::cargo_bin("interlock")
+            .unwrap()
+            .arg("--addr")
+            .arg(&addr)
+            .args(&args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+const GOOD: &str = r#"{"name": "x", "labels": {"team": "sre"},
+  "blocks": [{"rateLimit": 2, "jobs": [{"name": "probe", "args": {"ms": "5"}}, {"name": "sleep", "args": {"seconds": "0"}}]}]}"#;
+
+fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
+    let p = dir.path().join(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_watch_status_and_list_round_trip_as_json() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = file(&dir, "good.json", GOOD);
+    let (code, out, err) = cli(&s, &["submit", &good, "--watch"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out.lines().next().unwrap().trim().to_string();
+    assert!(out.contains("[Completed]"), "{out}");
+
+    let (code, out, _) = cli(&s, &["--json", "status", &id]).await;
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["status"], "StatusCompleted");
+    assert_eq!(v["blocks"][0]["jobs"][0]["outputs"]["waitedMs"], "5");
+    assert_eq!(v["labels"]["team"], "sre");
+
+    let (code, out, _) = cli(
+        &s,
+        &[
+            "--json",
+            "list",
+            "--label",
+            "team=sre",
+            "--status",
+            "Completed",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["workflows"][0]["id"], id.as_str());
+
+    // YAML works too.
+    let yaml = file(
+        &dir,
+        "good.yaml",
+        "name: x\nblocks:\n  - rateLimit: 1\n    jobs:\n      - name: sleep\n        args: {seconds: \"0\"}\n",
+    );
+    let (code, out, err) = cli(&s, &["submit", &yaml, "--exec"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim().len(), 36, "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_and_failures_have_distinct_exit_codes() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = file(&dir, "good.json", GOOD);
+    assert_eq!(cli(&s, &["validate", &good]).await.0, 0);
+    let bad = file(
+        &dir,
+        "bad.json",
+        r#"{"name": "x", "blocks": [{"jobs": [{"name": "nope"}]}]}"#,
+    );
+    let (code, out, _) = cli(&s, &["validate", &bad]).await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("structure (block 0, job 0): unknown job \"nope\""),
+        "{out}"
+    );
+    let (code, _, err) = cli(&s, &["submit", &bad]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("InvalidArgument"), "{err}");
+
+    let failing = file(
+        &dir,
+        "fail.json",
+        r#"{"name": "x", "blocks": [{"jobs": [{"name": "probe", "args": {"ms": "1", "fail": "true"}}]}]}"#,
+    );
+    let (code, out, _) = cli(&s, &["submit", &failing, "--watch"]).await;
+    assert_eq!(code, 1, "a failed workflow exits 1: {out}");
+    assert!(out.contains("probe failed as asked"), "{out}");
+
+    let garbage = file(&dir, "garbage.json", "{");
+    assert_eq!(cli(&s, &["submit", &garbage]).await.0, 2);
+    let (code, _, err) = cli(&s, &["status", "0190a5f0-0000-7000-8000-000000000000"]).await;
+    assert_eq!(code, 3);
+    assert!(err.contains("NotFound"), "{err}");
+    let out = tokio::task::spawn_blocking(|| {
+        Command::cargo_bin("interlock")
+            .unwrap()
+            .args(["--addr", "http://127.0.0.1:1", "jobs"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.status.code(), Some(4), "unreachable server");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_commands() {
+    let s = TestServer::start().await;
+    let (code, out, _) = cli(&s, &["es", "stop", "x", "--reason", "drill"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("x") && out.contains("STOP") && out.contains("drill"),
+        "{out}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let good = file(&dir, "good.json", GOOD);
+    let (code, _, err) = cli(&s, &["submit", &good]).await;
+    assert_eq!(code, 3);
+    assert!(err.contains("drill"), "{err}");
+    assert_eq!(cli(&s, &["es", "go", "x"]).await.0, 0);
+    let (_, out, _) = cli(&s, &["--json", "es", "status"]).await;
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["name"] == "x" && e.get("stop").is_none())
+    );
+
+    let (_, out, _) = cli(&s, &["jobs"]).await;
+    assert!(
+        out.contains("diskErase (reconciled after a crash)"),
+        "{out}"
+    );
+    let (_, out, _) = cli(&s, &["buckets"]).await;
+    assert!(
+        out.contains("diskEraseSatellite") && out.contains("1/1 available"),
+        "{out}"
+    );
+    let (_, out, _) = cli(&s, &["policies"]).await;
+    assert!(out.contains("SatelliteDiskErase"), "{out}");
+
+    // Cancel a long one.
+    let long = file(
+        &dir,
+        "long.json",
+        r#"{"name": "x", "blocks": [{"jobs": [{"name": "probe", "args": {"ms": "60000"}}]}]}"#,
+    );
+    let (_, out, _) = cli(&s, &["submit", &long, "--exec"]).await;
+    let id = out.trim().to_string();
+    let (code, out, _) = cli(&s, &["cancel", &id, "--reason", "done testing"]).await;
+    assert_eq!((code, out.trim()), (0, "Cancelled"));
+
+    let (code, out, _) = cli(&s, &["completions", "bash"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("interlock"));
+}

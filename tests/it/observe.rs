@@ -1,0 +1,74 @@
+//! grpc.health.v1 and server reflection, as grpcurl and load balancers use them.
+
+use interlock_tests::{TestServer, eventually, write_config};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+async fn channel(s: &TestServer) -> tonic::transport::Channel {
+    tonic::transport::Endpoint::from_shared(s.addr())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+async fn health(s: &TestServer) -> i32 {
+    let mut c = HealthClient::new(channel(s).await);
+    c.check(HealthCheckRequest {
+        service: "interlock.v1.Workflow".into(),
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .status
+}
+
+#[tokio::test]
+async fn health_is_not_serving_while_configs_are_unusable() {
+    let s = TestServer::start().await;
+    assert_eq!(health(&s).await, ServingStatus::Serving as i32);
+    std::fs::write(s.config_path("es.json"), "{broken").unwrap();
+    eventually("not serving", || async {
+        health(&s).await == ServingStatus::NotServing as i32
+    })
+    .await;
+    write_config(
+        &s.config_path("es.json"),
+        r#"[{"Name": "x", "Status": "go"}]"#,
+    );
+    eventually("serving again", || async {
+        health(&s).await == ServingStatus::Serving as i32
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn reflection_lists_the_services() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let s = TestServer::start().await;
+    let mut c = ServerReflectionClient::new(channel(&s).await);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = c
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected {resp:?}")
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    for want in [
+        "interlock.v1.Workflow",
+        "interlock.v1.Control",
+        "diskerase.Workflow",
+    ] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+}
