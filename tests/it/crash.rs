@@ -34,6 +34,7 @@ fn spawn(dir: &Path) -> Daemon {
             "--drain",
             "100ms",
         ])
+        .args(["--metrics-listen", "127.0.0.1:0"])
         .arg("--db")
         .arg(dir.join("var/interlock.db"))
         .arg("--configs")

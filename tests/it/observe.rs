@@ -72,3 +72,56 @@ async fn reflection_lists_the_services() {
         assert!(names.contains(&want), "{names:?}");
     }
 }
+
+/// GET /metrics over plain HTTP/1.1.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    body
+}
+
+#[tokio::test]
+async fn metrics_show_rpcs_jobs_workflows_store_and_configs() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let id = c
+        .submit(interlock_tests::req::work(
+            "x",
+            vec![interlock_tests::req::block(
+                1,
+                vec![interlock_tests::req::probe(1)],
+            )],
+        ))
+        .await
+        .unwrap();
+    c.exec(&id).await.unwrap();
+    interlock_tests::wait_final(&c, &id).await;
+    let _ = s
+        .raw()
+        .await
+        .exec(interlock_proto::v1::ExecReq { id })
+        .await; // one AlreadyExists
+    let text = scrape(s.metrics_addr()).await;
+    for series in [
+        r#"interlock_rpc_requests_total{method="/interlock.v1.Workflow/Submit",code="Ok"}"#,
+        r#"interlock_rpc_requests_total{method="/interlock.v1.Workflow/Exec",code="AlreadyExists"}"#,
+        "interlock_rpc_duration_seconds_bucket",
+        r#"interlock_jobs_started_total{job="probe"}"#,
+        r#"interlock_jobs_finished_total{job="probe",status="Completed"}"#,
+        r#"interlock_workflows_finished_total{status="Completed"}"#,
+        "interlock_workflows_running",
+        "interlock_store_commit_seconds_bucket",
+        r#"interlock_bucket_tokens_available{bucket="diskEraseSatellite"}"#,
+        r#"interlock_config_reloads_total{file="policies.json",outcome="ok"}"#,
+        "interlock_estop_file_unusable 0",
+        "interlock_policies_loaded 1",
+    ] {
+        assert!(text.contains(series), "missing {series} in\n{text}");
+    }
+}

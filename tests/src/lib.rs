@@ -71,6 +71,7 @@ impl TestServer {
             data: repo().join("data"),
             erase_duration: Duration::from_millis(50),
             drain: Duration::from_millis(200),
+            metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
             ..Config::default()
         };
         tweak(&mut config);
@@ -95,6 +96,15 @@ impl TestServer {
         // Next boot reuses the same port so clients can reconnect.
         self.config.listen = running.addr;
         self.running = Some(running);
+    }
+
+    /// The `/metrics` address.
+    pub fn metrics_addr(&self) -> std::net::SocketAddr {
+        self.running
+            .as_ref()
+            .expect("running")
+            .metrics_addr
+            .expect("metrics enabled")
     }
 
     pub fn addr(&self) -> String {

@@ -147,6 +147,7 @@ impl Bench {
             configs: configs.clone(),
             data: repo().join("data"),
             max_in_flight: 100_000,
+            metrics_listen: None,
             sync,
             ..Config::default()
         };

@@ -36,6 +36,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// Engine settings.
 #[derive(Debug, Clone)]
@@ -449,10 +450,11 @@ impl Engine {
     }
 
     fn launch(&self, rec: WorkflowRecord, active: Arc<Active>) {
+        let span = tracing::info_span!("workflow", id = %rec.id, name = %rec.req.name, trace_id = %rec.req.trace_id);
         let runner = self.inner.clone();
         self.inner
             .tasks
-            .spawn(async move { runner.run(rec, active).await });
+            .spawn(async move { runner.run(rec, active).await }.instrument(span));
     }
 
     /// Registers `id` as active, or says it already is.
@@ -945,6 +947,8 @@ impl Inner {
             ended: Some(now_micros()),
         };
         if self.persist(&active, vec![change]).await {
+            metrics::counter!("interlock_workflows_finished_total", "status" => status.as_str())
+                .increment(1);
             tracing::info!(workflow = %id, %status, %reason, "workflow ended");
         }
         drop(finishing);
@@ -1014,10 +1018,15 @@ impl Inner {
             let (this, rec, active, shared) =
                 (self.clone(), rec.clone(), active.clone(), shared.clone());
             let prior = brec.jobs[ji].clone();
-            tasks.spawn(async move {
-                this.run_job(&rec, bi, ji, prior, &active, &shared).await;
-                drop(permit);
-            });
+            let span =
+                tracing::info_span!("job", block = bi, job = ji, name = %block.jobs[ji].name);
+            tasks.spawn(
+                async move {
+                    this.run_job(&rec, bi, ji, prior, &active, &shared).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
         }
         while tasks.join_next().await.is_some() {}
 
@@ -1086,6 +1095,7 @@ impl Inner {
         if !self.persist(active, vec![key(jr.clone())]).await {
             return;
         }
+        metrics::counter!("interlock_jobs_started_total", "job" => spec.name.clone()).increment(1);
         let idempotent = job.schema().idempotency == Idempotency::Safe;
         let max_attempts = spec.retry.as_ref().map_or(1, |r| r.max_attempts.max(1));
         let result = loop {
@@ -1191,6 +1201,8 @@ impl Inner {
                 changes.push(Change::WorkflowErrors { id: rec.id.clone() });
             }
         }
+        metrics::counter!("interlock_jobs_finished_total", "job" => spec.name.clone(), "status" => jr.status.as_str())
+            .increment(1);
         changes.insert(0, key(jr));
         self.persist(active, changes).await;
     }

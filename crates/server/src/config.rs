@@ -50,6 +50,9 @@ pub struct Config {
     /// How long a Submit `request_id` is remembered. Default 24h.
     #[serde(with = "humantime_serde")]
     pub request_id_window: Duration,
+    /// Address of the Prometheus `/metrics` endpoint; `null` turns it off.
+    /// Default `127.0.0.1:9464`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -86,6 +89,7 @@ impl Default for Config {
             reload_interval: Duration::from_secs(1),
             erase_target: None,
             request_id_window: Duration::from_secs(24 * 3600),
+            metrics_listen: Some("127.0.0.1:9464".parse().expect("valid address")),
         }
     }
 }
@@ -131,6 +135,9 @@ pub struct Args {
     /// Log format [default: text].
     #[arg(long, env = "INTERLOCK_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Prometheus /metrics address, or "off" [default: 127.0.0.1:9464].
+    #[arg(long, env = "INTERLOCK_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Simulated erase target log [default: erase-target.log beside the db].
     #[arg(long, env = "INTERLOCK_ERASE_TARGET")]
     pub erase_target: Option<PathBuf>,
@@ -172,6 +179,19 @@ impl Config {
             drain,
             log_format
         );
+        if let Some(t) = &args.erase_target {
+            c.erase_target = Some(t.clone());
+        }
+        match args.metrics_listen.as_deref() {
+            None => {}
+            Some("off") => c.metrics_listen = None,
+            Some(a) => {
+                let addr = a
+                    .parse()
+                    .map_err(|e| format!("--metrics-listen {a:?}: {e}"))?;
+                c.metrics_listen = Some(addr);
+            }
+        }
         c.validate()?;
         Ok(c)
     }

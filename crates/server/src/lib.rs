@@ -12,6 +12,7 @@
 //! - [`live`]: policies.json, es.json and buckets.json kept live (watch +
 //!   periodic re-read + SIGHUP), last-known-good and fail-closed.
 //! - [`control`]: the Control service (policy state, e-stop, buckets).
+//! - [`metrics`]: Prometheus `/metrics` and the RPC metrics layer.
 //!
 //! Architecture invariant: handlers hold no business logic; every check that
 //! guards execution lives in the engine, so both protocols get the same.
@@ -24,17 +25,25 @@ pub mod error;
 pub mod lifecycle;
 pub mod limit;
 pub mod live;
+pub mod metrics;
 pub mod server;
 pub mod service;
 
 pub use config::{Args, Config};
 
-/// Installs the global `tracing` subscriber: human text or JSON lines,
-/// filtered by `RUST_LOG` (default `info`).
+/// Installs the global `tracing` subscriber: human text (colours only on a
+/// terminal) or JSON lines, on stderr, filtered by `RUST_LOG` (default
+/// `info`). Workflow work runs inside `workflow{id, name, trace_id}` and
+/// `job{block, job, name}` spans, so every line names what it is about.
 pub fn init_logs(format: config::LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter);
+    // Logs go to stderr: stdout carries the "listening on" line for scripts.
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(tty);
     match format {
         config::LogFormat::Json => b.json().init(),
         config::LogFormat::Text => b.init(),

@@ -137,6 +137,8 @@ impl Reloader {
             PolicySet::parse(&t, &path.display().to_string(), self.catalog.as_ref())
                 .map_err(|e| e.to_string())
         });
+        metrics::counter!("interlock_config_reloads_total", "file" => POLICIES, "outcome" => if parsed.is_ok() { "ok" } else { "invalid" })
+            .increment(1);
         self.policies.send_modify(|st| {
             let mut next = (**st).clone();
             match parsed {
@@ -170,6 +172,8 @@ impl Reloader {
             self.seen.insert(ESTOP, text.clone());
             state = parse(&text);
         }
+        metrics::counter!("interlock_config_reloads_total", "file" => ESTOP, "outcome" => if state.is_ok() { "ok" } else { "invalid" })
+            .increment(1);
         let state = match state {
             Ok(s) => {
                 tracing::info!(entries = s.entries().len(), "emergency-stop state loaded");
@@ -195,6 +199,8 @@ impl Reloader {
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
+        metrics::counter!("interlock_config_reloads_total", "file" => BUCKETS, "outcome" => if result.is_ok() { "ok" } else { "invalid" })
+            .increment(1);
         match &result {
             Ok(()) => tracing::info!("buckets loaded"),
             Err(e) => {

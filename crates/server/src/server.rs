@@ -24,6 +24,8 @@ pub struct ServerBuilder {
 pub struct Running {
     /// The bound address (useful with port 0).
     pub addr: SocketAddr,
+    /// Where `/metrics` is served, if enabled.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), String>>,
 }
@@ -46,6 +48,10 @@ impl ServerBuilder {
     pub async fn start(self) -> Result<Running, String> {
         let c = self.config;
         c.validate()?;
+        if c.metrics_listen.is_some() {
+            // Installed first, so the initial config load and recovery count.
+            crate::metrics::handle();
+        }
         let mut opts = SqliteOptions::new(&c.db);
         opts.synchronous = match c.sync {
             SyncMode::Full => Synchronous::Full,
@@ -112,6 +118,12 @@ impl ServerBuilder {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", c.listen))?;
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let metrics_addr = match c.metrics_listen {
+            Some(a) => Some(
+                crate::metrics::serve(a, engine.clone(), live.clone(), shutdown.clone()).await?,
+            ),
+            None => None,
+        };
         let api = Api::new(engine.clone());
         let (health, health_service) = tonic_health::server::health_reporter();
         spawn_health(health, live.clone(), shutdown.clone());
@@ -121,6 +133,7 @@ impl ServerBuilder {
             .map_err(|e| format!("reflection: {e}"))?;
         let max = c.max_message_bytes;
         let router = tonic::transport::Server::builder()
+            .layer(crate::metrics::RpcMetricsLayer)
             .layer(InFlightLimitLayer::new(c.max_in_flight))
             .add_service(
                 v1::workflow_server::WorkflowServer::new(api.clone())
@@ -160,6 +173,7 @@ impl ServerBuilder {
         tracing::info!(%addr, db = %c.db.display(), configs = %c.configs.display(), "interlockd serving");
         Ok(Running {
             addr,
+            metrics_addr,
             shutdown,
             task,
         })

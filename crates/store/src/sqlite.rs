@@ -305,6 +305,12 @@ enum Outcome {
 
 fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
     let ops = std::mem::take(batch);
+    let started = std::time::Instant::now();
+    metrics::histogram!("interlock_store_batch_ops").record(ops.len() as f64);
+    let _record = Defer(move || {
+        metrics::histogram!("interlock_store_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+    });
     if ops.len() > 1 {
         match run_tx(conn, &ops) {
             Ok(outcomes) => {
@@ -322,6 +328,15 @@ fn commit_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
             .map(|mut v| v.pop().unwrap_or(Outcome::Unit))
             .map_err(backend);
         reply(op, r);
+    }
+}
+
+/// Runs a closure when dropped (records the commit time on every path).
+struct Defer<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for Defer<F> {
+    fn drop(&mut self) {
+        (self.0)()
     }
 }
 
