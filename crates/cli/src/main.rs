@@ -284,6 +284,9 @@ async fn watch(c: &Client, id: &str, json: bool) -> Out {
                 let bar = multi.add(ProgressBar::new(b.jobs.len() as u64));
                 bar.set_style(style.clone());
                 bar.set_prefix(format!("block {bi}"));
+                // Redraw between events too: indicatif rate-limits draws, and
+                // a long job sends nothing until it ends.
+                bar.enable_steady_tick(std::time::Duration::from_millis(200));
                 bars.push(bar);
             }
         }

@@ -109,6 +109,11 @@ async fn validate_and_failures_have_distinct_exit_codes() {
     assert_eq!(code, 1, "a failed workflow exits 1: {out}");
     assert!(out.contains("probe failed as asked"), "{out}");
 
+    // The sample request shipped in the repository stays valid.
+    let shipped = interlock_tests::repo().join("samples/requests/erase-aab.yaml");
+    let (code, out, _) = cli(&s, &["validate", shipped.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{out}");
+
     let garbage = file(&dir, "garbage.json", "{");
     assert_eq!(cli(&s, &["submit", &garbage]).await.0, 2);
     let (code, _, err) = cli(&s, &["status", "0190a5f0-0000-7000-8000-000000000000"]).await;
