@@ -23,14 +23,13 @@ use tonic::transport::Channel;
     about = "Operate Interlock: submit, watch, stop and inspect workflows"
 )]
 struct Cli {
-    /// Server address.
-    #[arg(
-        long,
-        env = "INTERLOCK_ADDR",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
-    addr: String,
+    /// Server address [default: from the config file, else http://127.0.0.1:8080].
+    #[arg(long, env = "INTERLOCK_ADDR", global = true)]
+    addr: Option<String>,
+    /// CLI config file, JSON: {"addr": "http://host:port"}
+    /// [default: $XDG_CONFIG_HOME/interlock/cli.json or ~/.config/interlock/cli.json].
+    #[arg(long, env = "INTERLOCK_CLI_CONFIG", global = true)]
+    config: Option<PathBuf>,
     /// Print JSON (protobuf JSON mapping) instead of human output.
     #[arg(long, global = true)]
     json: bool,
@@ -327,9 +326,47 @@ async fn watch(c: &Client, id: &str, json: bool) -> Out {
     Ok(workflow_exit(final_status))
 }
 
+/// The CLI's own settings file.
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CliConfig {
+    addr: Option<String>,
+}
+
+/// Address from the flag or `INTERLOCK_ADDR`, else the config file, else
+/// the local default. A config file named explicitly must exist.
+fn resolve_addr(cli: &Cli) -> Result<String, Fail> {
+    if let Some(a) = &cli.addr {
+        return Ok(a.clone());
+    }
+    let (path, explicit) = match &cli.config {
+        Some(p) => (Some(p.clone()), true),
+        None => {
+            let base = std::env::var_os("XDG_CONFIG_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
+            (base.map(|b| b.join("interlock/cli.json")), false)
+        }
+    };
+    let from_file = match path {
+        Some(p) => match std::fs::read_to_string(&p) {
+            Ok(text) => {
+                serde_json::from_str::<CliConfig>(&text)
+                    .map_err(|e| Fail(2, format!("{}: {e}", p.display())))?
+                    .addr
+            }
+            Err(e) if explicit => return Err(Fail(2, format!("cannot read {}: {e}", p.display()))),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    Ok(from_file.unwrap_or_else(|| "http://127.0.0.1:8080".into()))
+}
+
 async fn run(cli: Cli) -> Out {
     let json = cli.json;
-    let addr = cli.addr.as_str();
+    let addr = resolve_addr(&cli)?;
+    let addr = addr.as_str();
     match cli.cmd {
         Cmd::Completions { shell } => {
             clap_complete::generate(

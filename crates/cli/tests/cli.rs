@@ -180,6 +180,25 @@ async fn control_commands() {
     let (code, out, _) = cli(&s, &["cancel", &id, "--reason", "done testing"]).await;
     assert_eq!((code, out.trim()), (0, "Cancelled"));
 
+    // The address can come from a config file instead of --addr.
+    let cfg = file(&dir, "cli.json", &format!(r#"{{"addr": "{}"}}"#, s.addr()));
+    let out = tokio::task::spawn_blocking(move || {
+        Command::cargo_bin("interlock")
+            .unwrap()
+            .env_remove("INTERLOCK_ADDR")
+            .args(["--config", &cfg, "policies"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     let (code, out, _) = cli(&s, &["completions", "bash"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("interlock"));
