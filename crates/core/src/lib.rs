@@ -17,7 +17,7 @@ pub mod validate;
 
 pub use record::{Attempt, BlockRecord, JobRecord, Status, WorkflowRecord};
 pub use request::{Block, Job, RetryPolicy, WorkReq};
-pub use schema::{ArgFormat, ArgSpec, Catalog, Idempotency, JobSchema};
+pub use schema::{ArgFormat, ArgSpec, Catalog, Idempotency, JobSchema, StaticCatalog};
 pub use validate::{Limits, validate_structure};
 
 use serde::{Deserialize, Serialize};

@@ -176,6 +176,23 @@ pub trait Catalog: Send + Sync {
     fn schemas(&self) -> Vec<&JobSchema>;
 }
 
+/// A catalog over a fixed list of schemas: for tools, tests and benchmarks
+/// that need job schemas without the engine's registry.
+#[derive(Debug, Clone, Default)]
+pub struct StaticCatalog(pub Vec<JobSchema>);
+
+impl Catalog for StaticCatalog {
+    fn schema(&self, job: &str) -> Option<&JobSchema> {
+        self.0.iter().find(|s| s.name == job)
+    }
+
+    fn schemas(&self) -> Vec<&JobSchema> {
+        let mut v: Vec<_> = self.0.iter().collect();
+        v.sort_by_key(|s| s.name);
+        v
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -172,20 +172,10 @@ fn truncate(s: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ArgFormat, ArgSpec, Block, Idempotency, Job, JobSchema};
+    use crate::{ArgFormat, ArgSpec, Block, Idempotency, Job, JobSchema, StaticCatalog};
 
-    struct Cat(Vec<JobSchema>);
-    impl Catalog for Cat {
-        fn schema(&self, job: &str) -> Option<&JobSchema> {
-            self.0.iter().find(|s| s.name == job)
-        }
-        fn schemas(&self) -> Vec<&JobSchema> {
-            self.0.iter().collect()
-        }
-    }
-
-    fn cat() -> Cat {
-        Cat(vec![JobSchema {
+    fn cat() -> StaticCatalog {
+        StaticCatalog(vec![JobSchema {
             name: "sleep",
             description: "sleeps",
             args: vec![ArgSpec::required("seconds", ArgFormat::Seconds, "how long")],

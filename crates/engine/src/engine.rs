@@ -519,20 +519,14 @@ impl Engine {
         let now = now_micros();
         let stopped = inner.estop.borrow().stopped(&rec.req.name);
         if let Some(reason) = stopped {
-            let mut changes = cut_in_flight(
-                &rec,
-                Status::Stopped,
-                "the server restarted under an emergency stop",
-            );
-            changes.push(Change::Workflow {
-                id: rec.id.clone(),
-                status: Status::Stopped,
-                reason: format!("emergency stop (found at restart): {reason}"),
-                had_errors: rec.had_errors,
-                es_stopped: true,
-                ended: Some(now),
-            });
-            inner.commit(changes).await?;
+            inner
+                .commit(end_unrun(
+                    &rec,
+                    Status::Stopped,
+                    "the server restarted under an emergency stop",
+                    format!("emergency stop (found at restart): {reason}"),
+                ))
+                .await?;
             return Ok(None);
         }
         if let Err(r) = inner.admission.admit(&rec.req) {
@@ -678,17 +672,14 @@ impl Engine {
         let now = now_micros();
         let reason = match action {
             Resolution::Cancel(reason) => {
-                let mut changes =
-                    cut_in_flight(&rec, Status::Cancelled, "cancelled by an operator");
-                changes.push(Change::Workflow {
-                    id: id.into(),
-                    status: Status::Cancelled,
-                    reason: format!("cancelled by an operator: {reason}"),
-                    had_errors: rec.had_errors,
-                    es_stopped: false,
-                    ended: Some(now),
-                });
-                inner.commit(changes).await?;
+                inner
+                    .commit(end_unrun(
+                        &rec,
+                        Status::Cancelled,
+                        "cancelled by an operator",
+                        format!("cancelled by an operator: {reason}"),
+                    ))
+                    .await?;
                 return Ok(());
             }
             Resolution::Skip => {
@@ -792,6 +783,21 @@ fn cut_in_flight(rec: &WorkflowRecord, status: Status, why: &str) -> Vec<Change>
         }
     }
     out
+}
+
+/// Ends a workflow that is not running here: its in-flight jobs and the
+/// workflow itself are recorded as `status`.
+fn end_unrun(rec: &WorkflowRecord, status: Status, job_why: &str, reason: String) -> Vec<Change> {
+    let mut changes = cut_in_flight(rec, status, job_why);
+    changes.push(Change::Workflow {
+        id: rec.id.clone(),
+        status,
+        reason,
+        had_errors: rec.had_errors,
+        es_stopped: status == Status::Stopped,
+        ended: Some(now_micros()),
+    });
+    changes
 }
 
 /// The reason block `bi` halts the workflow, judging from its record: more

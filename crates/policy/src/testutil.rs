@@ -5,18 +5,7 @@ use interlock_core::{
     ArgFormat, ArgSpec, Block, Catalog, Idempotency, Job, JobSchema, Violation, WorkReq,
 };
 
-pub struct TestCatalog(pub Vec<JobSchema>);
-
-impl Catalog for TestCatalog {
-    fn schema(&self, job: &str) -> Option<&JobSchema> {
-        self.0.iter().find(|s| s.name == job)
-    }
-    fn schemas(&self) -> Vec<&JobSchema> {
-        self.0.iter().collect()
-    }
-}
-
-fn schema(name: &'static str, args: &[&'static str]) -> JobSchema {
+pub fn schema(name: &'static str, args: &[&'static str]) -> JobSchema {
     JobSchema {
         name,
         description: "",
@@ -29,8 +18,8 @@ fn schema(name: &'static str, args: &[&'static str]) -> JobSchema {
     }
 }
 
-pub fn catalog() -> TestCatalog {
-    TestCatalog(vec![
+pub fn catalog() -> StaticCatalog {
+    StaticCatalog(vec![
         schema("diskErase", &["machine", "site"]),
         schema("sleep", &["seconds"]),
         schema("tokenBucket", &["bucket", "fatal"]),

@@ -5,17 +5,7 @@ use interlock_core::{ArgFormat, ArgSpec, Block, Catalog, Idempotency, Job, JobSc
 use interlock_policy::PolicySet;
 use proptest::prelude::*;
 
-struct Cat(Vec<JobSchema>);
-impl Catalog for Cat {
-    fn schema(&self, job: &str) -> Option<&JobSchema> {
-        self.0.iter().find(|s| s.name == job)
-    }
-    fn schemas(&self) -> Vec<&JobSchema> {
-        self.0.iter().collect()
-    }
-}
-
-fn cat() -> Cat {
+fn cat() -> StaticCatalog {
     let s = |name, args: &[&'static str]| JobSchema {
         name,
         description: "",
@@ -26,7 +16,7 @@ fn cat() -> Cat {
         idempotency: Idempotency::Safe,
         reconcilable: false,
     };
-    Cat(vec![s("a", &["k", "v"]), s("b", &["k"]), s("c", &[])])
+    StaticCatalog(vec![s("a", &["k", "v"]), s("b", &["k"]), s("c", &[])])
 }
 
 const NAMES: &[&str] = &["a", "b", "c", "zz", ""];

@@ -381,6 +381,19 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("plain data serializes")
 }
 
+/// Why a compare-and-set on a workflow's status did not apply.
+fn refused_transition(tx: &rusqlite::Transaction<'_>, id: &str) -> rusqlite::Result<StartOutcome> {
+    let current: Option<i32> = tx
+        .query_row("SELECT status FROM workflows WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(match current {
+        None => StartOutcome::NotFound,
+        Some(s) => StartOutcome::AlreadyStarted(Status::from_i32(s).unwrap_or(Status::Failed)),
+    })
+}
+
 fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
     match op {
         Op::Submit { rec, hash, .. } => {
@@ -440,17 +453,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
             if n == 1 {
                 return Ok(Outcome::Start(StartOutcome::Started));
             }
-            let current: Option<i32> = tx
-                .query_row("SELECT status FROM workflows WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            Ok(Outcome::Start(match current {
-                None => StartOutcome::NotFound,
-                Some(s) => {
-                    StartOutcome::AlreadyStarted(Status::from_i32(s).unwrap_or(Status::Failed))
-                }
-            }))
+            Ok(Outcome::Start(refused_transition(tx, id)?))
         }
         Op::Transition {
             id,
@@ -469,17 +472,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
             if n == 1 {
                 return Ok(Outcome::Start(StartOutcome::Started));
             }
-            let current: Option<i32> = tx
-                .query_row("SELECT status FROM workflows WHERE id = ?1", [id], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            Ok(Outcome::Start(match current {
-                None => StartOutcome::NotFound,
-                Some(s) => {
-                    StartOutcome::AlreadyStarted(Status::from_i32(s).unwrap_or(Status::Failed))
-                }
-            }))
+            Ok(Outcome::Start(refused_transition(tx, id)?))
         }
         Op::Write { changes, .. } => {
             for c in changes {
