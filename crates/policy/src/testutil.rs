@@ -2,7 +2,7 @@
 
 use crate::{Check, KINDS};
 use interlock_core::{
-    ArgFormat, ArgSpec, Block, Catalog, Idempotency, Job, JobSchema, Violation, WorkReq,
+    ArgFormat, ArgSpec, Block, Idempotency, Job, JobSchema, StaticCatalog, Violation, WorkReq,
 };
 
 pub fn schema(name: &'static str, args: &[&'static str]) -> JobSchema {

@@ -1,7 +1,9 @@
 //! Property: for arbitrary requests and arbitrary settings, building and
 //! checking policies never panics, and a built policy set is deterministic.
 
-use interlock_core::{ArgFormat, ArgSpec, Block, Catalog, Idempotency, Job, JobSchema, WorkReq};
+use interlock_core::{
+    ArgFormat, ArgSpec, Block, Idempotency, Job, JobSchema, StaticCatalog, WorkReq,
+};
 use interlock_policy::PolicySet;
 use proptest::prelude::*;
 
