@@ -33,3 +33,17 @@ fn a_malformed_config_file_exits_with_a_usage_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `typo_field`"));
 }
+
+#[test]
+fn a_non_loopback_address_is_refused_without_insecure() {
+    let out = Command::new(env!("CARGO_BIN_EXE_interlockd-under-test"))
+        .args(["--listen", "0.0.0.0:0", "--metrics-listen", "off"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0") && err.contains("--insecure"),
+        "{err}"
+    );
+}

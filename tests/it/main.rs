@@ -2,6 +2,7 @@
 //! One binary, one module per concern.
 
 mod agree;
+mod audit;
 mod binary;
 mod buckets;
 mod compat;

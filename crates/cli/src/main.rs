@@ -114,6 +114,14 @@ enum Cmd {
     Jobs,
     /// The policy set in force.
     Policies,
+    /// The audit log, newest first.
+    Audit {
+        #[arg(long, default_value = "50")]
+        limit: i32,
+        /// Entries older than this id (from a previous page).
+        #[arg(long, default_value = "0")]
+        before: i64,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }
@@ -648,6 +656,29 @@ async fn run(cli: Cli) -> Out {
                         let req = if a.required { "required" } else { "optional" };
                         println!("  {:<10} {req:<8} {} [{}]", a.name, a.description, a.format);
                     }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Audit { limit, before } => {
+            let req = v1::AuditReq {
+                limit,
+                before_id: before,
+            };
+            let r = control(addr).await?.audit(req).await?.into_inner();
+            if json {
+                print_json(&r)?;
+            } else {
+                for e in &r.entries {
+                    let at = e.at.as_ref().and_then(|t| serde_json::to_value(t).ok());
+                    let at = at.as_ref().and_then(|v| v.as_str()).unwrap_or("");
+                    println!(
+                        "{:>6} {at} {:<28} {:<14} {:<40} {} {}",
+                        e.id, e.identity, e.action, e.target, e.outcome, e.detail
+                    );
+                }
+                if r.next_before_id > 0 {
+                    println!("more: --before {}", r.next_before_id);
                 }
             }
             Ok(ExitCode::SUCCESS)

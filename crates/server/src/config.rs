@@ -50,6 +50,9 @@ pub struct Config {
     /// How long a Submit `request_id` is remembered. Default 24h.
     #[serde(with = "humantime_serde")]
     pub request_id_window: Duration,
+    /// Allow listening on a non-loopback address although this build serves
+    /// plaintext gRPC without authentication. Default false: refused.
+    pub insecure: bool,
     /// Address of the Prometheus `/metrics` endpoint; `null` turns it off.
     /// Default `127.0.0.1:9464`.
     pub metrics_listen: Option<SocketAddr>,
@@ -90,6 +93,7 @@ impl Default for Config {
             erase_target: None,
             request_id_window: Duration::from_secs(24 * 3600),
             metrics_listen: Some("127.0.0.1:9464".parse().expect("valid address")),
+            insecure: false,
         }
     }
 }
@@ -135,6 +139,10 @@ pub struct Args {
     /// Log format [default: text].
     #[arg(long, env = "INTERLOCK_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Listen on a non-loopback address without TLS or authentication
+    /// (anyone who can reach it can run and stop work). Logged loudly.
+    #[arg(long, env = "INTERLOCK_INSECURE")]
+    pub insecure: bool,
     /// Prometheus /metrics address, or "off" [default: 127.0.0.1:9464].
     #[arg(long, env = "INTERLOCK_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
@@ -179,6 +187,9 @@ impl Config {
             drain,
             log_format
         );
+        if args.insecure {
+            c.insecure = true;
+        }
         if let Some(t) = &args.erase_target {
             c.erase_target = Some(t.clone());
         }
@@ -207,6 +218,21 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        let exposed = |a: &SocketAddr| !a.ip().is_loopback();
+        if !self.insecure
+            && (exposed(&self.listen) || self.metrics_listen.as_ref().is_some_and(exposed))
+        {
+            return Err(format!(
+                "refusing to listen on {} : this server has no TLS or authentication yet, so anyone \
+                 who can reach it could run and stop work. Listen on 127.0.0.1, or pass --insecure \
+                 to accept the risk",
+                if exposed(&self.listen) {
+                    self.listen
+                } else {
+                    self.metrics_listen.expect("checked")
+                }
+            ));
+        }
         if self.max_in_flight == 0 {
             return Err("max_in_flight must be at least 1".into());
         }

@@ -1,5 +1,6 @@
 //! The Control service: inspect and change the live configuration.
 
+use crate::audit::{Auditor, Caller};
 use crate::convert::ts;
 use crate::live::{ESTOP, Live};
 use interlock_engine::estop::WILDCARD;
@@ -11,14 +12,16 @@ use tonic::{Request, Response, Status};
 
 pub struct ControlApi {
     live: Live,
+    audit: Auditor,
     /// Serializes read-modify-write of es.json.
     es_write: tokio::sync::Mutex<()>,
 }
 
 impl ControlApi {
-    pub fn new(live: Live) -> Self {
+    pub fn new(live: Live, audit: Auditor) -> Self {
         Self {
             live,
+            audit,
             es_write: tokio::sync::Mutex::new(()),
         }
     }
@@ -107,7 +110,85 @@ impl Control for ControlApi {
         &self,
         r: Request<v1::SetEmergencyStopReq>,
     ) -> Result<Response<v1::EmergencyStopStateResp>, Status> {
+        let who = Caller::of(&r);
         let r = r.into_inner();
+        let target = format!("{} {}", r.name, if r.stop { "stop" } else { "go" });
+        let result = self.set_es(r).await;
+        self.audit.call(&who, "estop.set", &target, &result).await;
+        result.map(Response::new)
+    }
+
+    async fn buckets(
+        &self,
+        _r: Request<v1::BucketsReq>,
+    ) -> Result<Response<v1::BucketsResp>, Status> {
+        let buckets = self
+            .live
+            .buckets
+            .levels()
+            .into_iter()
+            .map(|l| v1::BucketLevel {
+                name: l.def.name.clone(),
+                capacity: l.def.capacity,
+                refill: l.def.refill,
+                period: Some(pdur(l.def.period)),
+                available: l.available,
+                next_token_in: l.next_token_in.map(pdur),
+            })
+            .collect();
+        Ok(Response::new(v1::BucketsResp {
+            buckets,
+            last_error: self
+                .live
+                .bucket_error
+                .lock()
+                .expect("lock")
+                .clone()
+                .unwrap_or_default(),
+        }))
+    }
+
+    async fn audit(&self, r: Request<v1::AuditReq>) -> Result<Response<v1::AuditResp>, Status> {
+        let r = r.into_inner();
+        let limit = match r.limit {
+            n if n <= 0 => 100,
+            n => (n as usize).min(1000),
+        };
+        let before = (r.before_id > 0).then_some(r.before_id);
+        let entries = self
+            .audit
+            .log(before, limit)
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let next_before_id = if entries.len() == limit {
+            entries.last().map_or(0, |e| e.id)
+        } else {
+            0
+        };
+        Ok(Response::new(v1::AuditResp {
+            entries: entries
+                .into_iter()
+                .map(|e| v1::AuditEntry {
+                    id: e.id,
+                    at: ts(Some(e.at)),
+                    identity: e.identity,
+                    action: e.action,
+                    target: e.target,
+                    request_id: e.request_id,
+                    outcome: e.outcome,
+                    detail: e.detail,
+                })
+                .collect(),
+            next_before_id,
+        }))
+    }
+}
+
+impl ControlApi {
+    async fn set_es(
+        &self,
+        r: v1::SetEmergencyStopReq,
+    ) -> Result<v1::EmergencyStopStateResp, Status> {
         if r.name.is_empty() {
             return Err(Status::invalid_argument(format!(
                 "name is empty: give a workflow name, or {WILDCARD:?} for every workflow"
@@ -162,36 +243,6 @@ impl Control for ControlApi {
             .map_err(|e| Status::unavailable(format!("cannot write {}: {e}", path.display())))?;
         tracing::warn!(name = %r.name, stop = r.stop, reason = %r.reason, "emergency stop changed through the API");
         self.live.reload_now().await;
-        Ok(Response::new(self.es_state()))
-    }
-
-    async fn buckets(
-        &self,
-        _r: Request<v1::BucketsReq>,
-    ) -> Result<Response<v1::BucketsResp>, Status> {
-        let buckets = self
-            .live
-            .buckets
-            .levels()
-            .into_iter()
-            .map(|l| v1::BucketLevel {
-                name: l.def.name.clone(),
-                capacity: l.def.capacity,
-                refill: l.def.refill,
-                period: Some(pdur(l.def.period)),
-                available: l.available,
-                next_token_in: l.next_token_in.map(pdur),
-            })
-            .collect();
-        Ok(Response::new(v1::BucketsResp {
-            buckets,
-            last_error: self
-                .live
-                .bucket_error
-                .lock()
-                .expect("lock")
-                .clone()
-                .unwrap_or_default(),
-        }))
+        Ok(self.es_state())
     }
 }

@@ -1,6 +1,7 @@
 //! interlockd: the Interlock gRPC server.
 //!
 //! Layout:
+//! - [`audit`]: the audit log of mutating calls and config reloads.
 //! - [`config`]: the one `Config` (defaults → file → env → flags).
 //! - [`server`]: wiring: store, inventory, buckets, registry, engine, gRPC.
 //! - [`service`]: thin handlers for `interlock.v1.Workflow` and the
@@ -18,6 +19,7 @@
 //! guards execution lives in the engine, so both protocols get the same.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod config;
 pub mod control;
 pub mod convert;

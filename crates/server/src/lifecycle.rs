@@ -3,7 +3,7 @@
 use crate::convert::{status_resp, ts};
 use crate::error::{bad_request, engine_status};
 use interlock_core::{Micros, Status as DomainStatus};
-use interlock_engine::{CloneOptions, Engine, Event};
+use interlock_engine::{CloneOptions, Engine, Event, Resolution};
 use interlock_proto::v1;
 use interlock_store::{ListFilter, Summary};
 use tokio::sync::{broadcast, mpsc};
@@ -28,6 +28,28 @@ pub async fn pause(e: &Engine, r: v1::PauseReq) -> Result<v1::PauseResp, Status>
 pub async fn resume(e: &Engine, r: v1::ResumeReq) -> Result<v1::ResumeResp, Status> {
     e.resume(&r.id).await.map_err(engine_status)?;
     Ok(v1::ResumeResp {})
+}
+
+pub async fn resolve(e: &Engine, r: v1::ResolveJobReq) -> Result<v1::ResolveJobResp, Status> {
+    use v1::resolve_job_req::Action;
+    let action = match Action::try_from(r.action) {
+        Ok(Action::Retry) => Resolution::Retry,
+        Ok(Action::Skip) => Resolution::Skip,
+        Ok(Action::Cancel) => Resolution::Cancel(r.reason),
+        _ => return Err(bad_request("action must be RETRY, SKIP or CANCEL".into())),
+    };
+    let index = |v: i32, what: &str| {
+        usize::try_from(v).map_err(|_| bad_request(format!("{what} must be 0 or more, got {v}")))
+    };
+    e.resolve(
+        &r.id,
+        index(r.block, "block")?,
+        index(r.job, "job")?,
+        action,
+    )
+    .await
+    .map_err(engine_status)?;
+    Ok(v1::ResolveJobResp {})
 }
 
 pub async fn clone(e: &Engine, r: v1::CloneReq) -> Result<v1::WorkResp, Status> {

@@ -17,6 +17,7 @@
 //! - Consumers see changes through `watch` channels; nothing polls files on
 //!   the request path.
 
+use crate::audit::{Auditor, Caller};
 use interlock_core::{Catalog, Micros, WorkReq, now_micros};
 use interlock_engine::{Admission, Buckets, EsState, Refusal, buckets};
 use interlock_policy::{PolicySet, Verdict};
@@ -96,6 +97,9 @@ impl Live {
 }
 
 struct Reloader {
+    audit: Auditor,
+    /// Reload outcomes not yet written to the audit log.
+    outcomes: Vec<(&'static str, Result<(), String>)>,
     dir: PathBuf,
     catalog: Arc<dyn Catalog>,
     buckets: Arc<Buckets>,
@@ -126,6 +130,15 @@ impl Reloader {
         self.reload_policies();
         self.reload_estop().await;
         self.reload_buckets().await;
+        for (file, outcome) in std::mem::take(&mut self.outcomes) {
+            let (outcome, detail) = match outcome {
+                Ok(()) => ("ok".to_string(), String::new()),
+                Err(e) => ("invalid".to_string(), e),
+            };
+            self.audit
+                .record(&Caller::server(), "config.reload", file, outcome, detail)
+                .await;
+        }
     }
 
     fn reload_policies(&mut self) {
@@ -139,6 +152,8 @@ impl Reloader {
         });
         metrics::counter!("interlock_config_reloads_total", "file" => POLICIES, "outcome" => if parsed.is_ok() { "ok" } else { "invalid" })
             .increment(1);
+        self.outcomes
+            .push((POLICIES, parsed.as_ref().map(|_| ()).map_err(Clone::clone)));
         self.policies.send_modify(|st| {
             let mut next = (**st).clone();
             match parsed {
@@ -174,6 +189,8 @@ impl Reloader {
         }
         metrics::counter!("interlock_config_reloads_total", "file" => ESTOP, "outcome" => if state.is_ok() { "ok" } else { "invalid" })
             .increment(1);
+        self.outcomes
+            .push((ESTOP, state.as_ref().map(|_| ()).map_err(Clone::clone)));
         let state = match state {
             Ok(s) => {
                 tracing::info!(entries = s.entries().len(), "emergency-stop state loaded");
@@ -207,6 +224,7 @@ impl Reloader {
                 tracing::error!(error = %e, "invalid buckets file; keeping the last good buckets")
             }
         }
+        self.outcomes.push((BUCKETS, result.clone()));
         *self.bucket_error.lock().expect("bucket error lock") = result.err();
     }
 }
@@ -226,6 +244,7 @@ fn changes_content(kind: &notify::EventKind) -> bool {
 
 /// Loads the configuration once, then keeps it live until `shutdown`.
 pub async fn start(
+    audit: Auditor,
     dir: PathBuf,
     catalog: Arc<dyn Catalog>,
     buckets: Arc<Buckets>,
@@ -244,6 +263,8 @@ pub async fn start(
     )));
     let bucket_error = Arc::new(Mutex::new(None));
     let mut r = Reloader {
+        audit,
+        outcomes: Vec::new(),
         dir: dir.clone(),
         catalog,
         buckets: buckets.clone(),

@@ -48,6 +48,9 @@ impl ServerBuilder {
     pub async fn start(self) -> Result<Running, String> {
         let c = self.config;
         c.validate()?;
+        if c.insecure && !c.listen.ip().is_loopback() {
+            tracing::warn!(listen = %c.listen, "INSECURE: serving plaintext gRPC without authentication on a non-loopback address");
+        }
         if c.metrics_listen.is_some() {
             // Installed first, so the initial config load and recovery count.
             crate::metrics::handle();
@@ -83,7 +86,9 @@ impl ServerBuilder {
         }
         let registry = Arc::new(registry);
         let shutdown = CancellationToken::new();
+        let auditor = crate::audit::Auditor::new(store.clone());
         let live = live::start(
+            auditor.clone(),
             c.configs.clone(),
             registry.clone(),
             buckets,
@@ -124,7 +129,7 @@ impl ServerBuilder {
             ),
             None => None,
         };
-        let api = Api::new(engine.clone());
+        let api = Api::new(engine.clone(), auditor.clone());
         let (health, health_service) = tonic_health::server::health_reporter();
         spawn_health(health, live.clone(), shutdown.clone());
         let reflection = tonic_reflection::server::Builder::configure()
@@ -141,7 +146,7 @@ impl ServerBuilder {
                     .max_encoding_message_size(usize::MAX),
             )
             .add_service(v1::control_server::ControlServer::new(ControlApi::new(
-                live,
+                live, auditor,
             )))
             .add_service(health_service)
             .add_service(reflection)

@@ -4,11 +4,12 @@
 //! `diskerase.Workflow`; the compat service differs only in how it renders
 //! statuses the ancestor did not know.
 
+use crate::audit::{Auditor, Caller};
 use crate::convert;
 use crate::error::{bad_request, engine_status};
 use crate::lifecycle;
 use interlock_core::Violation;
-use interlock_engine::{Engine, EngineError, Resolution};
+use interlock_engine::{Engine, EngineError};
 use interlock_proto::{diskerase, v1};
 use tonic::{Request, Response, Status};
 
@@ -16,22 +17,59 @@ use tonic::{Request, Response, Status};
 #[derive(Clone)]
 pub struct Api {
     engine: Engine,
+    audit: Auditor,
 }
 
 impl Api {
-    pub fn new(engine: Engine) -> Self {
-        Self { engine }
+    pub fn new(engine: Engine, audit: Auditor) -> Self {
+        Self { engine, audit }
     }
 
-    async fn submit(&self, req: v1::WorkReq) -> Result<v1::WorkResp, Status> {
-        let req = convert::work_req(req).map_err(bad_request)?;
-        let id = self.engine.submit(req).await.map_err(engine_status)?;
-        Ok(v1::WorkResp { id })
+    async fn submit(&self, r: Request<v1::WorkReq>) -> Result<v1::WorkResp, Status> {
+        let who = Caller::of(&r);
+        let req = r.into_inner();
+        let name = req.name.clone();
+        let result = match convert::work_req(req).map_err(bad_request) {
+            Ok(req) => self
+                .engine
+                .submit(req)
+                .await
+                .map_err(engine_status)
+                .map(|id| v1::WorkResp { id }),
+            Err(e) => Err(e),
+        };
+        let target = result.as_ref().map_or(name, |w| w.id.clone());
+        self.audit.call(&who, "submit", &target, &result).await;
+        result
     }
 
-    async fn exec(&self, req: v1::ExecReq) -> Result<v1::ExecResp, Status> {
-        self.engine.exec(&req.id).await.map_err(engine_status)?;
-        Ok(v1::ExecResp {})
+    async fn exec(&self, r: Request<v1::ExecReq>) -> Result<v1::ExecResp, Status> {
+        let who = Caller::of(&r);
+        let id = r.into_inner().id;
+        let result = self
+            .engine
+            .exec(&id)
+            .await
+            .map_err(engine_status)
+            .map(|_| v1::ExecResp {});
+        self.audit.call(&who, "exec", &id, &result).await;
+        result
+    }
+
+    /// Runs a mutating lifecycle call and audits it.
+    async fn audited<T, R>(
+        &self,
+        r: Request<T>,
+        action: &str,
+        target: impl Fn(&T) -> String,
+        call: impl AsyncFnOnce(&Engine, T) -> Result<R, Status>,
+    ) -> Result<Response<R>, Status> {
+        let who = Caller::of(&r);
+        let req = r.into_inner();
+        let t = target(&req);
+        let result = call(&self.engine, req).await;
+        self.audit.call(&who, action, &t, &result).await;
+        result.map(Response::new)
     }
 
     async fn status(&self, req: v1::StatusReq) -> Result<v1::StatusResp, Status> {
@@ -54,21 +92,18 @@ impl v1::workflow_server::Workflow for Api {
     type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<v1::WatchEvent, Status>>;
 
     async fn cancel(&self, r: Request<v1::CancelReq>) -> Result<Response<v1::CancelResp>, Status> {
-        lifecycle::cancel(&self.engine, r.into_inner())
+        self.audited(r, "cancel", |q| q.id.clone(), lifecycle::cancel)
             .await
-            .map(Response::new)
     }
 
     async fn pause(&self, r: Request<v1::PauseReq>) -> Result<Response<v1::PauseResp>, Status> {
-        lifecycle::pause(&self.engine, r.into_inner())
+        self.audited(r, "pause", |q| q.id.clone(), lifecycle::pause)
             .await
-            .map(Response::new)
     }
 
     async fn resume(&self, r: Request<v1::ResumeReq>) -> Result<Response<v1::ResumeResp>, Status> {
-        lifecycle::resume(&self.engine, r.into_inner())
+        self.audited(r, "resume", |q| q.id.clone(), lifecycle::resume)
             .await
-            .map(Response::new)
     }
 
     async fn list(&self, r: Request<v1::ListReq>) -> Result<Response<v1::ListResp>, Status> {
@@ -85,17 +120,16 @@ impl v1::workflow_server::Workflow for Api {
     }
 
     async fn clone(&self, r: Request<v1::CloneReq>) -> Result<Response<v1::WorkResp>, Status> {
-        lifecycle::clone(&self.engine, r.into_inner())
+        self.audited(r, "clone", |q| q.id.clone(), lifecycle::clone)
             .await
-            .map(Response::new)
     }
 
     async fn submit(&self, r: Request<v1::WorkReq>) -> Result<Response<v1::WorkResp>, Status> {
-        Api::submit(self, r.into_inner()).await.map(Response::new)
+        Api::submit(self, r).await.map(Response::new)
     }
 
     async fn exec(&self, r: Request<v1::ExecReq>) -> Result<Response<v1::ExecResp>, Status> {
-        Api::exec(self, r.into_inner()).await.map(Response::new)
+        Api::exec(self, r).await.map(Response::new)
     }
 
     async fn status(&self, r: Request<v1::StatusReq>) -> Result<Response<v1::StatusResp>, Status> {
@@ -130,28 +164,8 @@ impl v1::workflow_server::Workflow for Api {
         &self,
         r: Request<v1::ResolveJobReq>,
     ) -> Result<Response<v1::ResolveJobResp>, Status> {
-        use v1::resolve_job_req::Action;
-        let r = r.into_inner();
-        let action = match Action::try_from(r.action) {
-            Ok(Action::Retry) => Resolution::Retry,
-            Ok(Action::Skip) => Resolution::Skip,
-            Ok(Action::Cancel) => Resolution::Cancel(r.reason),
-            _ => return Err(bad_request("action must be RETRY, SKIP or CANCEL".into())),
-        };
-        let index = |v: i32, what: &str| {
-            usize::try_from(v)
-                .map_err(|_| bad_request(format!("{what} must be 0 or more, got {v}")))
-        };
-        self.engine
-            .resolve(
-                &r.id,
-                index(r.block, "block")?,
-                index(r.job, "job")?,
-                action,
-            )
-            .await
-            .map_err(engine_status)?;
-        Ok(Response::new(v1::ResolveJobResp {}))
+        let target = |q: &v1::ResolveJobReq| format!("{} block {} job {}", q.id, q.block, q.job);
+        self.audited(r, "resolve", target, lifecycle::resolve).await
     }
 
     async fn job_catalog(
@@ -192,11 +206,11 @@ pub struct CompatApi(pub Api);
 #[tonic::async_trait]
 impl diskerase::workflow_server::Workflow for CompatApi {
     async fn submit(&self, r: Request<v1::WorkReq>) -> Result<Response<v1::WorkResp>, Status> {
-        self.0.submit(r.into_inner()).await.map(Response::new)
+        self.0.submit(r).await.map(Response::new)
     }
 
     async fn exec(&self, r: Request<v1::ExecReq>) -> Result<Response<v1::ExecResp>, Status> {
-        self.0.exec(r.into_inner()).await.map(Response::new)
+        self.0.exec(r).await.map(Response::new)
     }
 
     async fn status(&self, r: Request<v1::StatusReq>) -> Result<Response<v1::StatusResp>, Status> {

@@ -146,6 +146,25 @@ pub struct Summary {
     pub trace_id: String,
 }
 
+/// One audited call or event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Assigned by the store, increasing.
+    pub id: i64,
+    pub at: Micros,
+    /// Who: an authenticated identity, or `anonymous@<peer>`.
+    pub identity: String,
+    /// What: e.g. `submit`, `exec`, `cancel`, `estop.set`, `config.reload`.
+    pub action: String,
+    /// On what: a workflow id or name, a file, an e-stop entry.
+    pub target: String,
+    /// The caller's request id (x-request-id), or one minted for the call.
+    pub request_id: String,
+    /// `ok`, or the refusal's gRPC code.
+    pub outcome: String,
+    pub detail: String,
+}
+
 /// Durable storage for workflows. See the module docs for the invariants.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -181,4 +200,8 @@ pub trait Store: Send + Sync + 'static {
     async fn expire_request_ids(&self, before: Micros) -> Result<usize>;
     /// Workflows matching `filter`, newest first, at most `filter.limit`.
     async fn list(&self, filter: ListFilter) -> Result<Vec<Summary>>;
+    /// Appends to the audit log; returns once durable.
+    async fn audit(&self, entry: AuditEntry) -> Result<()>;
+    /// Audit entries with id below `before` (all when `None`), newest first.
+    async fn audit_log(&self, before: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>>;
 }

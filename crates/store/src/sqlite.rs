@@ -8,7 +8,8 @@
 //! lets them run while the writer commits.
 
 use crate::{
-    Change, ListFilter, Result, StartOutcome, Store, StoreError, SubmitOutcome, Summary, Take,
+    AuditEntry, Change, ListFilter, Result, StartOutcome, Store, StoreError, SubmitOutcome,
+    Summary, Take,
 };
 use async_trait::async_trait;
 use interlock_core::{BlockRecord, JobRecord, Micros, Status, WorkReq, WorkflowRecord};
@@ -76,6 +77,10 @@ enum Op {
     },
     Take {
         take: Take,
+        reply: Reply<()>,
+    },
+    Audit {
+        entry: AuditEntry,
         reply: Reply<()>,
     },
     Expire {
@@ -165,6 +170,17 @@ const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL,
         PRIMARY KEY (key, value, created, workflow_id)
     ) WITHOUT ROWID;",
+    // 4: the audit log.
+    "CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        identity TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );",
 ];
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -365,7 +381,7 @@ fn reply(op: Op, r: Result<Outcome>) {
                 _ => Err(backend("start produced no outcome")),
             }));
         }
-        Op::Write { reply, .. } | Op::Take { reply, .. } => {
+        Op::Write { reply, .. } | Op::Take { reply, .. } | Op::Audit { reply, .. } => {
             let _ = reply.send(r.map(|_| ()));
         }
         Op::Expire { reply, .. } => {
@@ -485,6 +501,22 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
                 .prepare_cached("DELETE FROM idempotency WHERE created < ?1")?
                 .execute([before])?;
             Ok(Outcome::Count(n))
+        }
+        Op::Audit { entry: e, .. } => {
+            tx.prepare_cached(
+                "INSERT INTO audit (at, identity, action, target, request_id, outcome, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                e.at,
+                e.identity,
+                e.action,
+                e.target,
+                e.request_id,
+                e.outcome,
+                e.detail
+            ])?;
+            Ok(Outcome::Unit)
         }
         Op::Take { take, .. } => {
             tx.prepare_cached(
@@ -811,6 +843,36 @@ impl Store for SqliteStore {
                 Self::take_row(r.get(4)?, r)
             })
             .optional()
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn audit(&self, entry: AuditEntry) -> Result<()> {
+        self.send(|reply| Op::Audit { entry, reply }).await
+    }
+
+    async fn audit_log(&self, before: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT id, at, identity, action, target, request_id, outcome, detail FROM audit
+                 WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
+            )
+            .map_err(backend)?
+            .query_map(params![before.unwrap_or(i64::MAX), limit as i64], |r| {
+                Ok(AuditEntry {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    identity: r.get(2)?,
+                    action: r.get(3)?,
+                    target: r.get(4)?,
+                    request_id: r.get(5)?,
+                    outcome: r.get(6)?,
+                    detail: r.get(7)?,
+                })
+            })
+            .map_err(backend)?
+            .collect::<rusqlite::Result<_>>()
             .map_err(backend)
         })
         .await

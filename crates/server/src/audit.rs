@@ -1,0 +1,103 @@
+//! The audit log: every mutating call (submit, exec, cancel, pause, resume,
+//! resolve, clone, e-stop changes) and every config reload, with who, when,
+//! the request id and the outcome, appended to the store.
+//!
+//! Until authentication lands, the identity is `anonymous@<peer address>`.
+//! A failure to write the log is logged loudly; the call's own outcome is
+//! not changed by it (the mutation has already happened).
+
+use interlock_core::now_micros;
+use interlock_store::{AuditEntry, Store};
+use std::sync::Arc;
+use tonic::{Request, Status};
+
+/// Who made a call, and its request id.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub identity: String,
+    pub request_id: String,
+}
+
+impl Caller {
+    pub fn of<T>(r: &Request<T>) -> Self {
+        let peer = r
+            .remote_addr()
+            .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        let request_id = r
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        Self {
+            identity: format!("anonymous@{peer}"),
+            request_id,
+        }
+    }
+
+    /// The server itself (config reloads).
+    pub fn server() -> Self {
+        Self {
+            identity: "interlockd".into(),
+            request_id: String::new(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Auditor {
+    store: Arc<dyn Store>,
+}
+
+impl Auditor {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Entries older than `before` (all when `None`), newest first.
+    pub async fn log(
+        &self,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, interlock_store::StoreError> {
+        self.store.audit_log(before, limit).await
+    }
+
+    /// Records a call's outcome.
+    pub async fn call<T>(
+        &self,
+        who: &Caller,
+        action: &str,
+        target: &str,
+        result: &Result<T, Status>,
+    ) {
+        let (outcome, detail) = match result {
+            Ok(_) => ("ok".to_string(), String::new()),
+            Err(s) => (format!("{:?}", s.code()), s.message().to_string()),
+        };
+        self.record(who, action, target, outcome, detail).await;
+    }
+
+    pub async fn record(
+        &self,
+        who: &Caller,
+        action: &str,
+        target: &str,
+        outcome: String,
+        detail: String,
+    ) {
+        let entry = AuditEntry {
+            id: 0,
+            at: now_micros(),
+            identity: who.identity.clone(),
+            action: action.into(),
+            target: target.into(),
+            request_id: who.request_id.clone(),
+            outcome,
+            detail,
+        };
+        if let Err(e) = self.store.audit(entry).await {
+            tracing::error!(error = %e, action, target, "cannot write the audit log");
+        }
+    }
+}
