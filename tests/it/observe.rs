@@ -116,6 +116,7 @@ async fn metrics_show_rpcs_jobs_workflows_store_and_configs() {
         r#"interlock_jobs_finished_total{job="probe",status="Completed"}"#,
         r#"interlock_workflows_finished_total{status="Completed"}"#,
         "interlock_workflows_running",
+        "interlock_store_queue_depth",
         "interlock_store_commit_seconds_bucket",
         r#"interlock_bucket_tokens_available{bucket="diskEraseSatellite"}"#,
         r#"interlock_config_reloads_total{file="policies.json",outcome="ok"}"#,

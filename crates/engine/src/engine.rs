@@ -745,6 +745,11 @@ impl Engine {
         }
     }
 
+    /// Writes waiting for the store's writer (for monitoring).
+    pub fn store_queue_depth(&self) -> usize {
+        self.inner.store.queue_depth()
+    }
+
     /// Number of workflows executing in this process.
     pub fn active_count(&self) -> usize {
         self.inner.active.lock().expect("active lock").len()

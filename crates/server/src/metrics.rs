@@ -39,6 +39,7 @@ pub fn handle() -> PrometheusHandle {
 
 fn refresh(engine: &Engine, live: &Live) {
     metrics::gauge!("interlock_workflows_running").set(engine.active_count() as f64);
+    metrics::gauge!("interlock_store_queue_depth").set(engine.store_queue_depth() as f64);
     for b in live.buckets.levels() {
         metrics::gauge!("interlock_bucket_tokens_available", "bucket" => b.def.name.clone())
             .set(f64::from(b.available));

@@ -117,7 +117,7 @@ impl ServerBuilder {
         if resumed > 0 {
             tracing::info!(resumed, "resumed workflows interrupted by the last stop");
         }
-        spawn_request_id_expiry(store, c.request_id_window, shutdown.clone());
+        spawn_request_id_expiry(store.clone(), c.request_id_window, shutdown.clone());
 
         let listener = tokio::net::TcpListener::bind(c.listen)
             .await
@@ -131,7 +131,7 @@ impl ServerBuilder {
         };
         let api = Api::new(engine.clone(), auditor.clone());
         let (health, health_service) = tonic_health::server::health_reporter();
-        spawn_health(health, live.clone(), shutdown.clone());
+        spawn_health(health, live.clone(), store.clone(), shutdown.clone());
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(interlock_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -186,18 +186,28 @@ impl ServerBuilder {
 }
 
 /// Keeps grpc.health.v1 truthful: NOT_SERVING while no valid policy file is
-/// loaded or es.json is unusable (every Submit would be refused), SERVING
-/// otherwise. Reported for "" and each Interlock service.
+/// loaded, es.json is unusable (every Submit would be refused), or the store
+/// does not answer (probed every 2 s); SERVING otherwise. Reported for "" and each Interlock service.
 fn spawn_health(
     reporter: tonic_health::server::HealthReporter,
     live: live::Live,
+    store: Arc<dyn Store>,
     stop: CancellationToken,
 ) {
     tokio::spawn(async move {
         let (mut policies, mut estop) = (live.policies.clone(), live.estop.clone());
+        let mut probe = tokio::time::interval(std::time::Duration::from_secs(2));
         loop {
-            let ok = policies.borrow_and_update().set.is_some()
+            let configs_ok = policies.borrow_and_update().set.is_some()
                 && estop.borrow_and_update().error.is_none();
+            let store_ok = match store.ping().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!(error = %e, "store health probe failed");
+                    false
+                }
+            };
+            let ok = configs_ok && store_ok;
             let status = if ok {
                 tonic_health::ServingStatus::Serving
             } else {
@@ -215,6 +225,7 @@ fn spawn_health(
                 _ = stop.cancelled() => return,
                 r = policies.changed() => if r.is_err() { return },
                 r = estop.changed() => if r.is_err() { return },
+                _ = probe.tick() => {}
             }
         }
     });

@@ -204,4 +204,10 @@ pub trait Store: Send + Sync + 'static {
     async fn audit(&self, entry: AuditEntry) -> Result<()>;
     /// Audit entries with id below `before` (all when `None`), newest first.
     async fn audit_log(&self, before: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// Writes queued and not yet committed (for monitoring).
+    fn queue_depth(&self) -> usize {
+        0
+    }
+    /// Checks the store answers (reads the schema version); for health checks.
+    async fn ping(&self) -> Result<()>;
 }

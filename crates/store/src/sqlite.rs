@@ -848,6 +848,22 @@ impl Store for SqliteStore {
         .await
     }
 
+    fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        if self.tx.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        self.read(|c| {
+            c.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+                .map(|_| ())
+                .map_err(backend)
+        })
+        .await
+    }
+
     async fn audit(&self, entry: AuditEntry) -> Result<()> {
         self.send(|reply| Op::Audit { entry, reply }).await
     }
