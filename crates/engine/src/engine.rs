@@ -1,6 +1,6 @@
 //! Submit, Exec and Status semantics, and the executor that runs workflows.
-//! Operator actions on running workflows live in [`lifecycle`]; picking work
-//! up after a restart lives in [`recovery`].
+//! Operator actions on running workflows live in `lifecycle`; picking work
+//! up after a restart lives in `recovery`.
 //!
 //! One tokio task runs each executing workflow: blocks strictly in order, and
 //! within a block at most `rate_limit` jobs in flight, started in list order.
@@ -9,8 +9,8 @@
 //! permit, so the next job's start always sees every earlier verdict (a
 //! failing pre-check with rate_limit 1 stops the jobs after it).
 //!
-//! Stopping: every executing workflow has an [`Active`] entry with a
-//! cancellation token and a first-wins [`Cause`]. Cancel, the emergency stop,
+//! Stopping: every executing workflow has an `Active` entry with a
+//! cancellation token and a first-wins `Cause`. Cancel, the emergency stop,
 //! a fatal job failure, the workflow deadline and shutdown all go through it.
 //! The emergency-stop monitor walks the active set on every change of the
 //! stop switch; Exec registers the entry *before* reading the switch, so a

@@ -1,6 +1,6 @@
 //! The embedded SQLite store.
 //!
-//! One writer thread owns the only write connection. Callers send it [`Op`]s
+//! One writer thread owns the only write connection. Callers send it `Op`s
 //! over a bounded channel; it takes everything queued (up to a batch limit),
 //! applies it in one transaction, commits, and only then answers each caller.
 //! If a batch fails, it is retried op by op so one bad op fails alone.
