@@ -86,6 +86,28 @@ pub async fn serve(
     Ok(bound)
 }
 
+/// The path as a label when it belongs to a service this server runs;
+/// anything else is "other", so arbitrary paths cannot mint new series.
+fn method_label(path: &str) -> String {
+    const SERVICES: [&str; 5] = [
+        "/interlock.v1.Workflow/",
+        "/interlock.v1.Control/",
+        "/diskerase.Workflow/",
+        "/grpc.health.v1.Health/",
+        "/grpc.reflection.v1.ServerReflection/",
+    ];
+    let known = SERVICES.iter().any(|s| {
+        path.strip_prefix(s).is_some_and(|m| {
+            !m.is_empty() && m.len() <= 64 && m.chars().all(|c| c.is_ascii_alphanumeric())
+        })
+    });
+    if known {
+        path.to_string()
+    } else {
+        "other".to_string()
+    }
+}
+
 /// Records `interlock_rpc_requests_total{method,code}` and
 /// `interlock_rpc_duration_seconds{method}` for every gRPC call. The code is
 /// read from the response headers, where tonic puts it for errors; a
@@ -120,7 +142,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let method = req.uri().path().to_string();
+        let method = method_label(req.uri().path());
         let started = Instant::now();
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -142,5 +164,28 @@ where
                 .record(started.elapsed().as_secs_f64());
             r
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unknown_paths_share_one_label() {
+        assert_eq!(
+            super::method_label("/interlock.v1.Workflow/Submit"),
+            "/interlock.v1.Workflow/Submit"
+        );
+        assert_eq!(
+            super::method_label("/diskerase.Workflow/Status"),
+            "/diskerase.Workflow/Status"
+        );
+        for junk in [
+            "/x.Y/Z",
+            "/interlock.v1.Workflow/",
+            "/interlock.v1.Workflow/a/b",
+            "/random-0192",
+        ] {
+            assert_eq!(super::method_label(junk), "other", "{junk}");
+        }
     }
 }
