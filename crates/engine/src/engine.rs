@@ -29,7 +29,7 @@ use interlock_core::{
     Attempt, Catalog, Idempotency, JobRecord, Limits, Status, Violation, WorkReq, WorkflowRecord,
     describe_violations, now_micros, validate_structure,
 };
-use interlock_store::{Change, StartOutcome, Store, StoreError, SubmitOutcome};
+use interlock_store::{AuditEntry, Change, StartOutcome, Store, StoreError, SubmitOutcome};
 use rand::Rng;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -350,8 +350,13 @@ impl Engine {
         }
     }
 
-    /// Validates, admits and stores a request; returns its id.
-    pub async fn submit(&self, req: WorkReq) -> Result<String, EngineError> {
+    /// Validates, admits and stores a request; returns its id. `audit`, if
+    /// given, is committed with the submission.
+    pub async fn submit(
+        &self,
+        req: WorkReq,
+        audit: Option<AuditEntry>,
+    ) -> Result<String, EngineError> {
         let inner = &self.inner;
         if inner.draining.is_cancelled() {
             return Err(EngineError::ShuttingDown);
@@ -367,7 +372,7 @@ impl Engine {
         let hash = req.content_hash();
         let key = req.request_id.clone();
         let rec = WorkflowRecord::submitted(id.clone(), req, version, now_micros());
-        match inner.store.submit(&rec, &hash).await? {
+        match inner.store.submit(&rec, &hash, audit).await? {
             SubmitOutcome::Inserted => {
                 tracing::info!(workflow = %id, name = %rec.req.name, trace_id = %rec.req.trace_id, "submitted");
                 Ok(id)
@@ -388,7 +393,8 @@ impl Engine {
     }
 
     /// Starts a submitted workflow; returns once it is recorded as Running.
-    pub async fn exec(&self, id: &str) -> Result<(), EngineError> {
+    /// `audit`, if given, is committed with the start.
+    pub async fn exec(&self, id: &str, audit: Option<AuditEntry>) -> Result<(), EngineError> {
         let inner = &self.inner;
         if inner.draining.is_cancelled() {
             return Err(EngineError::ShuttingDown);
@@ -422,7 +428,7 @@ impl Engine {
                 name: rec.req.name.clone(),
                 reason,
             }),
-            None => match inner.store.start(id, now).await {
+            None => match inner.store.start(id, now, audit).await {
                 Ok(StartOutcome::Started) => Ok(()),
                 Ok(StartOutcome::NotFound) => Err(EngineError::NotFound(id.to_string())),
                 Ok(StartOutcome::AlreadyStarted(status)) => Err(EngineError::AlreadyStarted {

@@ -63,6 +63,21 @@ impl Auditor {
         self.store.audit_log(before, limit).await
     }
 
+    /// A successful call's entry, for the store to commit with the change
+    /// itself (the store fills in the target).
+    pub fn entry(who: &Caller, action: &str) -> AuditEntry {
+        AuditEntry {
+            id: 0,
+            at: now_micros(),
+            identity: who.identity.clone(),
+            action: action.into(),
+            target: String::new(),
+            request_id: who.request_id.clone(),
+            outcome: "ok".into(),
+            detail: String::new(),
+        }
+    }
+
     /// Records a call's outcome.
     pub async fn call<T>(
         &self,

@@ -30,16 +30,18 @@ impl Api {
         let req = r.into_inner();
         let name = req.name.clone();
         let result = match convert::work_req(req).map_err(bad_request) {
+            // A successful submission and its audit entry commit together.
             Ok(req) => self
                 .engine
-                .submit(req)
+                .submit(req, Some(Auditor::entry(&who, "submit")))
                 .await
                 .map_err(engine_status)
                 .map(|id| v1::WorkResp { id }),
             Err(e) => Err(e),
         };
-        let target = result.as_ref().map_or(name, |w| w.id.clone());
-        self.audit.call(&who, "submit", &target, &result).await;
+        if result.is_err() {
+            self.audit.call(&who, "submit", &name, &result).await;
+        }
         result
     }
 
@@ -48,11 +50,13 @@ impl Api {
         let id = r.into_inner().id;
         let result = self
             .engine
-            .exec(&id)
+            .exec(&id, Some(Auditor::entry(&who, "exec")))
             .await
             .map_err(engine_status)
             .map(|_| v1::ExecResp {});
-        self.audit.call(&who, "exec", &id, &result).await;
+        if result.is_err() {
+            self.audit.call(&who, "exec", &id, &result).await;
+        }
         result
     }
 

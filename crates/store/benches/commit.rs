@@ -31,7 +31,7 @@ fn bench(c: &mut Criterion) {
         ..Default::default()
     };
     let rec = WorkflowRecord::submitted("w".into(), req, String::new(), 0);
-    rt.block_on(store.submit(&rec, "")).unwrap();
+    rt.block_on(store.submit(&rec, "", None)).unwrap();
     let change = |job: usize| Change::Job {
         id: "w".into(),
         block: 0,

@@ -170,11 +170,20 @@ pub struct AuditEntry {
 pub trait Store: Send + Sync + 'static {
     /// Stores a new workflow. With a non-empty `req.request_id`, returns
     /// [`SubmitOutcome::Existing`] instead if that key was already used.
-    async fn submit(&self, rec: &WorkflowRecord, content_hash: &str) -> Result<SubmitOutcome>;
+    /// `audit`, if given, is appended in the same transaction (its target
+    /// set to the workflow's id), so the log has an entry exactly when the
+    /// submission happened.
+    async fn submit(
+        &self,
+        rec: &WorkflowRecord,
+        content_hash: &str,
+        audit: Option<AuditEntry>,
+    ) -> Result<SubmitOutcome>;
     /// The workflow with this id, with every recorded change applied.
     async fn get(&self, id: &str) -> Result<Option<WorkflowRecord>>;
-    /// Moves a NotStarted workflow to Running, once.
-    async fn start(&self, id: &str, at: Micros) -> Result<StartOutcome>;
+    /// Moves a NotStarted workflow to Running, once. `audit`, if given, is
+    /// appended in the same transaction when the start happens.
+    async fn start(&self, id: &str, at: Micros, audit: Option<AuditEntry>) -> Result<StartOutcome>;
     /// Compare-and-set of a workflow's status: `from` → `to` with a reason
     /// (and `ended` when given). `AlreadyStarted(current)` when it was not
     /// in `from`.

@@ -56,11 +56,13 @@ enum Op {
     Submit {
         rec: Box<WorkflowRecord>,
         hash: String,
+        audit: Option<AuditEntry>,
         reply: Reply<SubmitOutcome>,
     },
     Start {
         id: String,
         at: Micros,
+        audit: Option<AuditEntry>,
         reply: Reply<StartOutcome>,
     },
     Transition {
@@ -397,6 +399,27 @@ fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).expect("plain data serializes")
 }
 
+fn insert_audit(
+    tx: &rusqlite::Transaction<'_>,
+    e: &AuditEntry,
+    target: &str,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO audit (at, identity, action, target, request_id, outcome, detail)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        e.at,
+        e.identity,
+        e.action,
+        target,
+        e.request_id,
+        e.outcome,
+        e.detail
+    ])?;
+    Ok(())
+}
+
 /// Why a compare-and-set on a workflow's status did not apply.
 fn refused_transition(tx: &rusqlite::Transaction<'_>, id: &str) -> rusqlite::Result<StartOutcome> {
     let current: Option<i32> = tx
@@ -412,7 +435,9 @@ fn refused_transition(tx: &rusqlite::Transaction<'_>, id: &str) -> rusqlite::Res
 
 fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
     match op {
-        Op::Submit { rec, hash, .. } => {
+        Op::Submit {
+            rec, hash, audit, ..
+        } => {
             let key = &rec.req.request_id;
             if !key.is_empty()
                 && let Some((id, content_hash)) = tx
@@ -423,6 +448,13 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
                     )
                     .optional()?
             {
+                if let Some(a) = audit {
+                    let mut a = a.clone();
+                    a.detail = format!(
+                        "request_id {key:?} already used: answered with the existing workflow"
+                    );
+                    insert_audit(tx, &a, &id)?;
+                }
                 return Ok(Outcome::Submit(SubmitOutcome::Existing {
                     id,
                     content_hash,
@@ -453,9 +485,12 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
                 )?
                 .execute(params![key, hash, rec.id, rec.created])?;
             }
+            if let Some(a) = audit {
+                insert_audit(tx, a, &rec.id)?;
+            }
             Ok(Outcome::Submit(SubmitOutcome::Inserted))
         }
-        Op::Start { id, at, .. } => {
+        Op::Start { id, at, audit, .. } => {
             let n = tx
                 .prepare_cached(
                     "UPDATE workflows SET status = ?1, started = ?2 WHERE id = ?3 AND status = ?4",
@@ -467,6 +502,9 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
                     Status::NotStarted as i32
                 ])?;
             if n == 1 {
+                if let Some(a) = audit {
+                    insert_audit(tx, a, id)?;
+                }
                 return Ok(Outcome::Start(StartOutcome::Started));
             }
             Ok(Outcome::Start(refused_transition(tx, id)?))
@@ -503,19 +541,7 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
             Ok(Outcome::Count(n))
         }
         Op::Audit { entry: e, .. } => {
-            tx.prepare_cached(
-                "INSERT INTO audit (at, identity, action, target, request_id, outcome, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                e.at,
-                e.identity,
-                e.action,
-                e.target,
-                e.request_id,
-                e.outcome,
-                e.detail
-            ])?;
+            insert_audit(tx, e, &e.target)?;
             Ok(Outcome::Unit)
         }
         Op::Take { take, .. } => {
@@ -747,10 +773,21 @@ fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn submit(&self, rec: &WorkflowRecord, content_hash: &str) -> Result<SubmitOutcome> {
+    async fn submit(
+        &self,
+        rec: &WorkflowRecord,
+        content_hash: &str,
+        audit: Option<AuditEntry>,
+    ) -> Result<SubmitOutcome> {
         let rec = Box::new(rec.clone());
         let hash = content_hash.to_string();
-        self.send(|reply| Op::Submit { rec, hash, reply }).await
+        self.send(|reply| Op::Submit {
+            rec,
+            hash,
+            audit,
+            reply,
+        })
+        .await
     }
 
     async fn get(&self, id: &str) -> Result<Option<WorkflowRecord>> {
@@ -758,9 +795,15 @@ impl Store for SqliteStore {
         self.read(move |c| load(c, &id)).await
     }
 
-    async fn start(&self, id: &str, at: Micros) -> Result<StartOutcome> {
+    async fn start(&self, id: &str, at: Micros, audit: Option<AuditEntry>) -> Result<StartOutcome> {
         let id = id.to_string();
-        self.send(|reply| Op::Start { id, at, reply }).await
+        self.send(|reply| Op::Start {
+            id,
+            at,
+            audit,
+            reply,
+        })
+        .await
     }
 
     async fn transition(

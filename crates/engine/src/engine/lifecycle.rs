@@ -265,7 +265,7 @@ impl Engine {
             req.trace_id = opts.trace_id;
         }
         req.request_id = opts.request_id;
-        self.submit(req).await
+        self.submit(req, None).await
     }
 
     /// Workflows matching `filter`, newest first. The limit is clamped to

@@ -1,4 +1,5 @@
 use super::*;
+use crate::AuditEntry;
 use interlock_core::{Block, Job};
 
 fn req(name: &str, key: &str) -> WorkReq {
@@ -39,8 +40,14 @@ async fn records_survive_reopen_with_every_change_applied() {
     let rec = WorkflowRecord::submitted("w1".into(), req("n", ""), "v1".into(), 10);
     {
         let s = open(&dir);
-        assert_eq!(s.submit(&rec, "h").await.unwrap(), SubmitOutcome::Inserted);
-        assert_eq!(s.start("w1", 11).await.unwrap(), StartOutcome::Started);
+        assert_eq!(
+            s.submit(&rec, "h", None).await.unwrap(),
+            SubmitOutcome::Inserted
+        );
+        assert_eq!(
+            s.start("w1", 11, None).await.unwrap(),
+            StartOutcome::Started
+        );
         let mut job = JobRecord {
             status: Status::Completed,
             started: Some(12),
@@ -75,11 +82,13 @@ async fn start_is_a_compare_and_set_under_races() {
     let dir = tempfile::tempdir().unwrap();
     let s = open(&dir);
     let rec = WorkflowRecord::submitted("w".into(), req("n", ""), String::new(), 1);
-    s.submit(&rec, "h").await.unwrap();
+    s.submit(&rec, "h", None).await.unwrap();
     let mut tasks = Vec::new();
     for _ in 0..50 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move { s.start("w", 2).await.unwrap() }));
+        tasks.push(tokio::spawn(
+            async move { s.start("w", 2, None).await.unwrap() },
+        ));
     }
     let mut started = 0;
     for t in tasks {
@@ -90,7 +99,10 @@ async fn start_is_a_compare_and_set_under_races() {
         }
     }
     assert_eq!(started, 1);
-    assert_eq!(s.start("missing", 2).await.unwrap(), StartOutcome::NotFound);
+    assert_eq!(
+        s.start("missing", 2, None).await.unwrap(),
+        StartOutcome::NotFound
+    );
 }
 
 #[tokio::test]
@@ -99,9 +111,12 @@ async fn idempotency_keys_return_the_first_workflow() {
     let s = open(&dir);
     let a = WorkflowRecord::submitted("a".into(), req("n", "key"), String::new(), 1);
     let b = WorkflowRecord::submitted("b".into(), req("n", "key"), String::new(), 2);
-    assert_eq!(s.submit(&a, "h1").await.unwrap(), SubmitOutcome::Inserted);
     assert_eq!(
-        s.submit(&b, "h2").await.unwrap(),
+        s.submit(&a, "h1", None).await.unwrap(),
+        SubmitOutcome::Inserted
+    );
+    assert_eq!(
+        s.submit(&b, "h2", None).await.unwrap(),
         SubmitOutcome::Existing {
             id: "a".into(),
             content_hash: "h1".into()
@@ -122,7 +137,7 @@ async fn concurrent_writes_are_grouped_and_all_land() {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
             let rec = WorkflowRecord::submitted(format!("w{i}"), req("n", ""), String::new(), i);
-            s.submit(&rec, "").await.unwrap();
+            s.submit(&rec, "", None).await.unwrap();
             s.record_take(Take {
                 bucket: "b".into(),
                 at: i,
@@ -152,7 +167,7 @@ async fn unfinished_lists_running_and_paused_only() {
         ("c", Status::Completed),
     ] {
         let rec = WorkflowRecord::submitted(id.into(), req("n", ""), String::new(), 1);
-        s.submit(&rec, "").await.unwrap();
+        s.submit(&rec, "", None).await.unwrap();
         s.write(vec![finish(id, st)]).await.unwrap();
     }
     let mut ids: Vec<_> = s
@@ -164,4 +179,38 @@ async fn unfinished_lists_running_and_paused_only() {
         .collect();
     ids.sort();
     assert_eq!(ids, vec!["p", "r"]);
+}
+
+#[tokio::test]
+async fn audit_entries_commit_with_the_change_they_describe() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let entry = |action: &str| AuditEntry {
+        identity: "anonymous@test".into(),
+        action: action.into(),
+        outcome: "ok".into(),
+        ..Default::default()
+    };
+    let rec = WorkflowRecord::submitted("w".into(), req("n", "k"), String::new(), 1);
+    s.submit(&rec, "h", Some(entry("submit"))).await.unwrap();
+    // A retry with the same key is answered with the existing workflow and logged as such.
+    let again = WorkflowRecord::submitted("w2".into(), req("n", "k"), String::new(), 2);
+    s.submit(&again, "h", Some(entry("submit"))).await.unwrap();
+    assert_eq!(
+        s.start("w", 3, Some(entry("exec"))).await.unwrap(),
+        StartOutcome::Started
+    );
+    // A refused start writes no entry.
+    s.start("w", 4, Some(entry("exec"))).await.unwrap();
+    let log = s.audit_log(None, 10).await.unwrap();
+    let actions: Vec<_> = log
+        .iter()
+        .map(|e| (e.action.as_str(), e.target.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        vec![("exec", "w"), ("submit", "w"), ("submit", "w")],
+        "newest first"
+    );
+    assert!(log[1].detail.contains("already used"), "{:?}", log[1]);
 }
