@@ -131,7 +131,7 @@ impl ServerBuilder {
         };
         let api = Api::new(engine.clone(), auditor.clone());
         let (health, health_service) = tonic_health::server::health_reporter();
-        spawn_health(health, live.clone(), store.clone(), shutdown.clone());
+        start_health(health, live.clone(), store.clone(), shutdown.clone()).await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(interlock_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
@@ -188,47 +188,58 @@ impl ServerBuilder {
 /// Keeps grpc.health.v1 truthful: NOT_SERVING while no valid policy file is
 /// loaded, es.json is unusable (every Submit would be refused), or the store
 /// does not answer (probed every 2 s); SERVING otherwise. Reported for "" and each Interlock service.
-fn spawn_health(
+async fn start_health(
     reporter: tonic_health::server::HealthReporter,
     live: live::Live,
     store: Arc<dyn Store>,
     stop: CancellationToken,
 ) {
+    let (mut policies, mut estop) = (live.policies.clone(), live.estop.clone());
+    // The first verdict is in place before the server accepts calls, so a
+    // health check never finds the services unregistered.
+    report_health(&reporter, &mut policies, &mut estop, store.as_ref()).await;
     tokio::spawn(async move {
-        let (mut policies, mut estop) = (live.policies.clone(), live.estop.clone());
         let mut probe = tokio::time::interval(std::time::Duration::from_secs(2));
         loop {
-            let configs_ok = policies.borrow_and_update().set.is_some()
-                && estop.borrow_and_update().error.is_none();
-            let store_ok = match store.ping().await {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::error!(error = %e, "store health probe failed");
-                    false
-                }
-            };
-            let ok = configs_ok && store_ok;
-            let status = if ok {
-                tonic_health::ServingStatus::Serving
-            } else {
-                tonic_health::ServingStatus::NotServing
-            };
-            for name in [
-                "",
-                "interlock.v1.Workflow",
-                "interlock.v1.Control",
-                "diskerase.Workflow",
-            ] {
-                reporter.set_service_status(name, status).await;
-            }
             tokio::select! {
                 _ = stop.cancelled() => return,
                 r = policies.changed() => if r.is_err() { return },
                 r = estop.changed() => if r.is_err() { return },
                 _ = probe.tick() => {}
             }
+            report_health(&reporter, &mut policies, &mut estop, store.as_ref()).await;
         }
     });
+}
+
+async fn report_health(
+    reporter: &tonic_health::server::HealthReporter,
+    policies: &mut tokio::sync::watch::Receiver<Arc<live::PolicyState>>,
+    estop: &mut tokio::sync::watch::Receiver<Arc<interlock_engine::EsState>>,
+    store: &dyn Store,
+) {
+    let configs_ok =
+        policies.borrow_and_update().set.is_some() && estop.borrow_and_update().error.is_none();
+    let store_ok = match store.ping().await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "store health probe failed");
+            false
+        }
+    };
+    let status = if configs_ok && store_ok {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    for name in [
+        "",
+        "interlock.v1.Workflow",
+        "interlock.v1.Control",
+        "diskerase.Workflow",
+    ] {
+        reporter.set_service_status(name, status).await;
+    }
 }
 
 /// Forgets idempotency keys older than `window`, once a minute (and at start).
