@@ -44,21 +44,6 @@ struct RawEntry {
 pub const WILDCARD: &str = "*";
 
 impl EsState {
-    /// Everything may run. For embedders and tests without an es.json.
-    pub fn all_go() -> Self {
-        Self {
-            entries: HashMap::from([(
-                WILDCARD.to_string(),
-                EsEntry {
-                    stop: false,
-                    reason: String::new(),
-                },
-            )]),
-            error: None,
-            loaded_at: interlock_core::now_micros(),
-        }
-    }
-
     /// Everything is stopped because the file could not be used.
     pub fn fail_closed(error: String) -> Self {
         Self {

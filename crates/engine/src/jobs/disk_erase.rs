@@ -6,11 +6,11 @@
 //! a crash it re-attaches to the same request id, so a machine is never
 //! erased twice; `reconcile` reports a finished erase as done.
 
-use super::erase_target::{Erase, EraseTarget, Event, now};
+use super::erase_target::{Erase, EraseTarget, Event};
 use crate::job::{Reconciled, sleep_or_cancel};
 use crate::{Job, JobCtx, JobError, Outputs};
 use async_trait::async_trait;
-use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema};
+use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, now_micros as now};
 use interlock_inventory::Inventory;
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -8,7 +8,7 @@
 //! which is what lets a restarted diskErase re-attach to it instead of
 //! erasing twice. The log doubles as the effect log the crash tests audit.
 
-use interlock_core::{Micros, now_micros};
+use interlock_core::Micros;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::Write;
@@ -109,9 +109,4 @@ fn apply(state: &mut HashMap<String, Erase>, e: &Event) {
         _ => return,
     };
     state.insert(e.request.clone(), next);
-}
-
-/// The current time, for events.
-pub fn now() -> Micros {
-    now_micros()
 }
