@@ -1,0 +1,38 @@
+//! Who a caller is, and what they may do.
+//!
+//! Layout:
+//! - [`identity`]: an authenticated [`Identity`] (a token's name or a client
+//!   certificate's subject) and how it is written in audit entries and
+//!   bindings (`token:ci-bot`, `cert:alice.ops.example.com`).
+//! - [`tokens`]: `tokens.json`, bearer tokens stored as SHA-256 hashes.
+//! - [`cert`]: the identity inside an (already verified) client certificate.
+//! - [`rbac`]: `rbac.json`, roles granting [`Action`]s on workflow names
+//!   (exact or glob), bound to identities.
+//!
+//! Architecture invariant: this crate is pure. It parses text and DER bytes
+//! it is given and answers questions; it does no I/O and knows nothing about
+//! gRPC, TLS sessions or the store. Verifying a certificate chain is the TLS
+//! layer's job, done before an identity is read from it.
+#![forbid(unsafe_code)]
+
+pub mod cert;
+pub mod identity;
+pub mod rbac;
+pub mod tokens;
+
+pub use identity::{Identity, IdentityKind};
+pub use rbac::{Action, Denied, Rbac};
+pub use tokens::Tokens;
+
+/// A configuration file that cannot be used. The caller keeps the last good
+/// version in force and reports this message, which names the file's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Parses JSON naming the path of a bad field (`roles.viewer[0].actions[1]: ...`).
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, ConfigError> {
+    let de = &mut serde_json::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| ConfigError(format!("{file}: {}: {}", e.path(), e.inner())))
+}

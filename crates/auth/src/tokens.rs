@@ -1,0 +1,150 @@
+//! Bearer tokens, stored as SHA-256 hashes in `tokens.json`:
+//!
+//! ```json
+//! {"tokens": [{"name": "ci-bot", "sha256": "<64 hex digits>"}]}
+//! ```
+//!
+//! Tokens are 256-bit random strings minted by [`mint`], so a plain SHA-256
+//! is a sufficient one-way hash (a slow password hash protects guessable
+//! secrets; these are not guessable). Lookup is by hash, so the comparison
+//! never touches the secret itself and its timing tells nothing about it.
+//!
+//! Invariants: names and hashes are unique; a token file that breaks either
+//! rule, or has a malformed hash, is refused as a whole.
+
+use crate::{ConfigError, parse_json};
+use rand::RngCore;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+
+/// Prefix of minted tokens; makes them recognizable to secret scanners.
+pub const PREFIX: &str = "ilk_";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    tokens: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    name: String,
+    sha256: String,
+}
+
+/// The valid tokens: hash → name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tokens {
+    by_hash: HashMap<[u8; 32], String>,
+}
+
+/// The hex SHA-256 of a token, as written in `tokens.json`.
+pub fn hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new random token: `ilk_` and 64 hex digits (256 bits).
+pub fn mint() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{PREFIX}{}", hex::encode(bytes))
+}
+
+impl Tokens {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let file: File = parse_json(text, "tokens.json")?;
+        let mut by_hash = HashMap::new();
+        let mut names = std::collections::HashSet::new();
+        for (i, e) in file.tokens.into_iter().enumerate() {
+            let at = format!("tokens.json: tokens[{i}]");
+            if e.name.is_empty() || e.name.contains(char::is_whitespace) {
+                return Err(ConfigError(format!(
+                    "{at}: name {:?} must be non-empty and without spaces",
+                    e.name
+                )));
+            }
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(e.sha256.trim(), &mut digest).map_err(|_| {
+                ConfigError(format!(
+                    "{at} ({}): sha256 must be 64 hex digits (the output of `interlock token new`), got {:?}",
+                    e.name, e.sha256
+                ))
+            })?;
+            if !names.insert(e.name.clone()) {
+                return Err(ConfigError(format!(
+                    "{at}: name {:?} appears twice",
+                    e.name
+                )));
+            }
+            if let Some(other) = by_hash.insert(digest, e.name.clone()) {
+                return Err(ConfigError(format!(
+                    "{at} ({}): same hash as {other:?}; one secret must not have two names",
+                    e.name
+                )));
+            }
+        }
+        Ok(Self { by_hash })
+    }
+
+    /// The name of the token `presented`, if it is valid.
+    pub fn verify(&self, presented: &str) -> Option<&str> {
+        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        self.by_hash.get(&digest).map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(entries: &[(&str, &str)]) -> String {
+        let v: Vec<_> = entries
+            .iter()
+            .map(|(n, h)| serde_json::json!({"name": n, "sha256": h}))
+            .collect();
+        serde_json::json!({ "tokens": v }).to_string()
+    }
+
+    #[test]
+    fn a_minted_token_verifies_by_its_hash_only() {
+        let (a, b) = (mint(), mint());
+        assert_ne!(a, b);
+        assert!(a.starts_with(PREFIX) && a.len() == PREFIX.len() + 64);
+        let t = Tokens::parse(&file(&[("ci", &hash(&a)), ("bot", &hash(&b))])).unwrap();
+        assert_eq!(t.verify(&a), Some("ci"));
+        assert_eq!(t.verify(&b), Some("bot"));
+        assert_eq!(t.verify(&hash(&a)), None, "the stored hash is not a token");
+        assert_eq!(t.verify(""), None);
+        assert_eq!(t.verify(&format!("{a} ")), None);
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_entry_named() {
+        let h = hash("x");
+        let cases = [
+            (file(&[("a", "zz")]), "tokens[0] (a): sha256 must be 64 hex"),
+            (file(&[("a", &h), ("a", &hash("y"))]), "appears twice"),
+            (file(&[("a", &h), ("b", &h)]), "same hash as \"a\""),
+            (file(&[("", &h)]), "must be non-empty"),
+            (
+                r#"{"tokens": [{"name": "a", "hash": "x"}]}"#.into(),
+                "unknown field",
+            ),
+            ("[]".into(), "tokens.json"),
+        ];
+        for (text, want) in cases {
+            let err = Tokens::parse(&text).unwrap_err().0;
+            assert!(err.contains(want), "{text}: {err}");
+        }
+    }
+}
