@@ -16,4 +16,5 @@ mod lifecycle;
 mod observe;
 mod policy;
 mod restart;
+mod security;
 mod submit;

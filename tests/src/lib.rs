@@ -19,6 +19,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod pki;
+
 /// The ancestor's generated client (from `tests/proto/ancestor_diskerase.proto`).
 pub mod ancestor {
     tonic::include_proto!("diskerase");
@@ -109,6 +111,25 @@ impl TestServer {
 
     pub fn addr(&self) -> String {
         format!("http://{}", self.running.as_ref().expect("running").addr)
+    }
+
+    /// The bound socket address.
+    pub fn socket(&self) -> std::net::SocketAddr {
+        self.running.as_ref().expect("running").addr
+    }
+
+    /// A connection with `credentials`, over TLS when they hold a CA.
+    pub async fn transport_with(
+        &self,
+        credentials: interlock_client::Credentials,
+    ) -> Result<interlock_client::Transport, interlock_client::Error> {
+        let opts = Options {
+            max_attempts: 1,
+            connect_timeout: Duration::from_secs(5),
+            credentials,
+            ..Options::default()
+        };
+        interlock_client::transport(&self.socket().to_string(), &opts).await
     }
 
     pub async fn client(&self) -> Client {

@@ -10,11 +10,10 @@
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use interlock_client::display::{status_name, tree};
-use interlock_client::{Client, Options, is_final};
+use interlock_client::{Client, Credentials, Options, Transport, is_final, transport};
 use interlock_proto::v1;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use tonic::transport::Channel;
 
 #[derive(Parser)]
 #[command(
@@ -26,10 +25,29 @@ struct Cli {
     /// Server address [default: from the config file, else http://127.0.0.1:8080].
     #[arg(long, env = "INTERLOCK_ADDR", global = true)]
     addr: Option<String>,
-    /// CLI config file, JSON: {"addr": "http://host:port"}
+    /// CLI config file, JSON: {"addr": "https://host:port", "ca": "ca.pem",
+    /// "cert": "me.pem", "key": "me.key", "token_file": "token"} (all optional)
     /// [default: $XDG_CONFIG_HOME/interlock/cli.json or ~/.config/interlock/cli.json].
     #[arg(long, env = "INTERLOCK_CLI_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// PEM CA bundle that signed the server's certificate; turns TLS on.
+    #[arg(long, env = "INTERLOCK_CA", global = true)]
+    ca: Option<PathBuf>,
+    /// PEM client certificate, for mutual TLS (with --key).
+    #[arg(long, env = "INTERLOCK_CERT", global = true)]
+    cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, env = "INTERLOCK_KEY", global = true)]
+    key: Option<PathBuf>,
+    /// Bearer token (prefer INTERLOCK_TOKEN or --token-file: flags show in `ps`).
+    #[arg(long, env = "INTERLOCK_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// File holding the bearer token.
+    #[arg(long, env = "INTERLOCK_TOKEN_FILE", global = true)]
+    token_file: Option<PathBuf>,
+    /// Server name to verify the certificate against, if not the address's host.
+    #[arg(long, env = "INTERLOCK_TLS_SERVER_NAME", global = true)]
+    tls_server_name: Option<String>,
     /// Print JSON (protobuf JSON mapping) instead of human output.
     #[arg(long, global = true)]
     json: bool,
@@ -122,8 +140,26 @@ enum Cmd {
         #[arg(long, default_value = "0")]
         before: i64,
     },
+    /// Bearer tokens for servers running with --auth.
+    Token {
+        #[command(subcommand)]
+        cmd: TokenCmd,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Mint a random token (locally; nothing is sent) and print the entry
+    /// to add to the server's tokens.json.
+    New {
+        /// Name the token's calls are audited and authorized under (token:<name>).
+        #[arg(long)]
+        name: String,
+    },
+    /// Print the tokens.json hash of an existing token read from stdin.
+    Hash,
 }
 
 #[derive(Subcommand)]
@@ -173,8 +209,10 @@ impl From<tonic::Status> for Fail {
 
 impl From<interlock_client::Error> for Fail {
     fn from(e: interlock_client::Error) -> Self {
+        use interlock_client::Error as E;
         match e {
-            interlock_client::Error::Rpc(s) => s.into(),
+            E::Rpc(s) => s.into(),
+            e @ (E::Credentials(_) | E::Address(..)) => Fail(2, e.to_string()),
             other => Fail(4, other.to_string()),
         }
     }
@@ -212,19 +250,20 @@ fn workflow_exit(status: i32) -> ExitCode {
     }
 }
 
-async fn connect(addr: &str) -> Result<Client, Fail> {
-    Ok(Client::connect(addr, Options::default()).await?)
+/// Where the server is and how to talk to it.
+struct Target {
+    addr: String,
+    opts: Options,
 }
 
-async fn control(addr: &str) -> Result<v1::control_client::ControlClient<Channel>, Fail> {
-    let uri = if addr.contains("://") {
-        addr.to_string()
-    } else {
-        format!("http://{addr}")
-    };
-    v1::control_client::ControlClient::connect(uri)
-        .await
-        .map_err(|e| Fail(4, format!("cannot connect to {addr}: {e}")))
+async fn connect(t: &Target) -> Result<Client, Fail> {
+    Ok(Client::connect(&t.addr, t.opts.clone()).await?)
+}
+
+async fn control(t: &Target) -> Result<v1::control_client::ControlClient<Transport>, Fail> {
+    Ok(v1::control_client::ControlClient::new(
+        transport(&t.addr, &t.opts).await?,
+    ))
 }
 
 /// Applies one transition to the local picture of the workflow.
@@ -339,14 +378,49 @@ async fn watch(c: &Client, id: &str, json: bool) -> Out {
 #[serde(deny_unknown_fields)]
 struct CliConfig {
     addr: Option<String>,
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    token_file: Option<PathBuf>,
 }
 
-/// Address from the flag or `INTERLOCK_ADDR`, else the config file, else
-/// the local default. A config file named explicitly must exist.
-fn resolve_addr(cli: &Cli) -> Result<String, Fail> {
-    if let Some(a) = &cli.addr {
-        return Ok(a.clone());
-    }
+/// Each setting from its flag or `INTERLOCK_*` variable, else the config
+/// file, else the default (plaintext to the local server).
+fn resolve_target(cli: &Cli) -> Result<Target, Fail> {
+    let file = read_cli_config(cli)?;
+    let pick = |flag: &Option<PathBuf>, file: &Option<PathBuf>| flag.clone().or(file.clone());
+    let token = match (&cli.token, pick(&cli.token_file, &file.token_file)) {
+        (Some(t), _) => Some(t.clone()),
+        (None, Some(p)) => Some(
+            std::fs::read_to_string(&p)
+                .map_err(|e| Fail(2, format!("cannot read token file {}: {e}", p.display())))?,
+        ),
+        (None, None) => None,
+    };
+    let (ca, cert, key) = (
+        pick(&cli.ca, &file.ca),
+        pick(&cli.cert, &file.cert),
+        pick(&cli.key, &file.key),
+    );
+    let mut credentials =
+        Credentials::from_files(ca.as_deref(), cert.as_deref(), key.as_deref(), token)?;
+    credentials.server_name = cli.tls_server_name.clone();
+    let addr = cli
+        .addr
+        .clone()
+        .or(file.addr)
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    Ok(Target {
+        addr,
+        opts: Options {
+            credentials,
+            ..Options::default()
+        },
+    })
+}
+
+/// The config file; a file named explicitly must exist.
+fn read_cli_config(cli: &Cli) -> Result<CliConfig, Fail> {
     let (path, explicit) = match &cli.config {
         Some(p) => (Some(p.clone()), true),
         None => {
@@ -356,26 +430,30 @@ fn resolve_addr(cli: &Cli) -> Result<String, Fail> {
             (base.map(|b| b.join("interlock/cli.json")), false)
         }
     };
-    let from_file = match path {
+    match path {
         Some(p) => match std::fs::read_to_string(&p) {
-            Ok(text) => {
-                serde_json::from_str::<CliConfig>(&text)
-                    .map_err(|e| Fail(2, format!("{}: {e}", p.display())))?
-                    .addr
-            }
-            Err(e) if explicit => return Err(Fail(2, format!("cannot read {}: {e}", p.display()))),
-            Err(_) => None,
+            Ok(text) => serde_json::from_str::<CliConfig>(&text)
+                .map_err(|e| Fail(2, format!("{}: {e}", p.display()))),
+            Err(e) if explicit => Err(Fail(2, format!("cannot read {}: {e}", p.display()))),
+            Err(_) => Ok(CliConfig::default()),
         },
-        None => None,
-    };
-    Ok(from_file.unwrap_or_else(|| "http://127.0.0.1:8080".into()))
+        None => Ok(CliConfig::default()),
+    }
 }
 
 async fn run(cli: Cli) -> Out {
     let json = cli.json;
-    let addr = resolve_addr(&cli)?;
-    let addr = addr.as_str();
+    // Local commands work whatever the connection settings say.
+    let target = match &cli.cmd {
+        Cmd::Token { .. } | Cmd::Completions { .. } => Target {
+            addr: String::new(),
+            opts: Options::default(),
+        },
+        _ => resolve_target(&cli)?,
+    };
+    let addr = &target;
     match cli.cmd {
+        Cmd::Token { cmd } => token_cmd(&cmd, json),
         Cmd::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -719,4 +797,36 @@ async fn main() -> ExitCode {
             ExitCode::from(code)
         }
     }
+}
+
+fn token_cmd(cmd: &TokenCmd, json: bool) -> Out {
+    use interlock_auth::tokens;
+    let (name, token) = match cmd {
+        TokenCmd::New { name } => (name.clone(), tokens::mint()),
+        TokenCmd::Hash => {
+            let mut t = String::new();
+            std::io::stdin()
+                .read_line(&mut t)
+                .map_err(|e| Fail(2, format!("cannot read the token from stdin: {e}")))?;
+            (String::new(), t.trim().to_string())
+        }
+    };
+    let sha256 = tokens::hash(&token);
+    match (cmd, json) {
+        (TokenCmd::New { .. }, true) => print_json(&serde_json::json!({
+            "name": name, "token": token, "sha256": sha256,
+        }))?,
+        (TokenCmd::New { .. }, false) => {
+            println!("token: {token}");
+            println!();
+            println!("Add this entry to \"tokens\" in the server's tokens.json, and bind");
+            println!("token:{name} to a role in rbac.json:");
+            println!("  {{\"name\": \"{name}\", \"sha256\": \"{sha256}\"}}");
+            println!();
+            println!("The server keeps only the hash: store the token now.");
+        }
+        (TokenCmd::Hash, true) => print_json(&serde_json::json!({ "sha256": sha256 }))?,
+        (TokenCmd::Hash, false) => println!("{sha256}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,8 @@
 //!   caller left it empty) so a retried Submit returns the original id, and
 //!   an Exec whose earlier attempt may have landed treats ALREADY_EXISTS on a
 //!   retry as success.
+//! - Speaks TLS when given a CA ([`Credentials`]), presents a client
+//!   certificate for mutual TLS, and sends a bearer token on every call.
 #![forbid(unsafe_code)]
 
 pub mod display;
@@ -14,8 +16,11 @@ pub mod display;
 use interlock_proto::v1;
 use interlock_proto::v1::workflow_client::WorkflowClient;
 use rand::Rng;
+use std::path::Path;
 use std::time::Duration;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Status};
 
 pub use interlock_proto::v1 as proto;
@@ -30,6 +35,142 @@ pub struct Options {
     pub max_attempts: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    pub credentials: Credentials,
+}
+
+/// How the client proves who it is and checks who the server is.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// PEM CA bundle the server's certificate must chain to; turns TLS on
+    /// (an address without a scheme becomes `https://`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate chain and key, for mutual TLS.
+    pub cert_key_pem: Option<(Vec<u8>, Vec<u8>)>,
+    /// Bearer token sent with every call.
+    pub token: Option<String>,
+    /// Name to verify the server certificate against, when it differs from
+    /// the address's host (e.g. connecting by IP).
+    pub server_name: Option<String>,
+}
+
+impl Credentials {
+    /// Reads the PEM files named (each optional).
+    pub fn from_files(
+        ca: Option<&Path>,
+        cert: Option<&Path>,
+        key: Option<&Path>,
+        token: Option<String>,
+    ) -> Result<Self, Error> {
+        let read = |p: &Path| {
+            std::fs::read(p).map_err(|e| Error::Credentials(format!("{}: {e}", p.display())))
+        };
+        let cert_key_pem = match (cert, key) {
+            (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+            (None, None) => None,
+            _ => {
+                return Err(Error::Credentials(
+                    "a client certificate and its key go together: give both, or neither".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            ca_pem: ca.map(read).transpose()?,
+            cert_key_pem,
+            token: token
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty()),
+            server_name: None,
+        })
+    }
+
+    fn tls(&self) -> bool {
+        self.ca_pem.is_some() || self.cert_key_pem.is_some()
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to every call, when there is one.
+#[derive(Clone)]
+pub struct BearerToken(Option<MetadataValue<Ascii>>);
+
+impl tonic::service::Interceptor for BearerToken {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Some(t) = &self.0 {
+            r.metadata_mut().insert("authorization", t.clone());
+        }
+        Ok(r)
+    }
+}
+
+/// A connection carrying the credentials; give it to any generated client
+/// (`ControlClient::new(transport)`).
+pub type Transport = InterceptedService<Channel, BearerToken>;
+
+/// Connects to `addr` with `opts`' timeouts and credentials.
+pub async fn transport(addr: &str, opts: &Options) -> Result<Transport, Error> {
+    let creds = &opts.credentials;
+    let uri = match addr.split_once("://") {
+        Some(("http", _)) if creds.tls() => {
+            return Err(Error::Address(
+                addr.to_string(),
+                "TLS credentials (CA or client certificate) were given for an http:// address; \
+                 use https://"
+                    .into(),
+            ));
+        }
+        Some(("https", _)) if creds.ca_pem.is_none() => {
+            return Err(Error::Address(
+                addr.to_string(),
+                "https needs the CA that signed the server's certificate (--ca or INTERLOCK_CA)"
+                    .into(),
+            ));
+        }
+        Some(_) => addr.to_string(),
+        None if creds.tls() => format!("https://{addr}"),
+        None => format!("http://{addr}"),
+    };
+    let mut ep = Endpoint::from_shared(uri.clone())
+        .map_err(|e| Error::Address(addr.to_string(), e.to_string()))?
+        .connect_timeout(opts.connect_timeout)
+        .timeout(opts.call_timeout);
+    if creds.tls() {
+        let mut tls = ClientTlsConfig::new();
+        if let Some(ca) = &creds.ca_pem {
+            tls = tls.ca_certificate(Certificate::from_pem(ca));
+        }
+        if let Some((cert, key)) = &creds.cert_key_pem {
+            tls = tls.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(name) = &creds.server_name {
+            tls = tls.domain_name(name.clone());
+        }
+        ep = ep
+            .tls_config(tls)
+            .map_err(|e| Error::Credentials(e.to_string()))?;
+    }
+    let token = match &creds.token {
+        None => None,
+        Some(t) => Some(format!("Bearer {t}").parse().map_err(|_| {
+            Error::Credentials("the token holds characters a header cannot carry".into())
+        })?),
+    };
+    let channel = ep
+        .connect()
+        .await
+        .map_err(|e| Error::Connect(uri, connect_error(&e)))?;
+    Ok(InterceptedService::new(channel, BearerToken(token)))
+}
+
+/// The transport error with its causes, which carry the useful part ("invalid
+/// peer certificate: UnknownIssuer", "connection refused").
+fn connect_error(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        msg.push_str(": ");
+        msg.push_str(&c.to_string());
+        cause = c.source();
+    }
+    msg
 }
 
 impl Default for Options {
@@ -40,6 +181,7 @@ impl Default for Options {
             max_attempts: 5,
             initial_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            credentials: Credentials::default(),
         }
     }
 }
@@ -50,6 +192,8 @@ pub enum Error {
     Address(String, String),
     #[error("cannot connect to {0}: {1}")]
     Connect(String, String),
+    #[error("credentials: {0}")]
+    Credentials(String),
     /// The server answered with an error; inspect `code()` and `message()`.
     #[error("{}: {}", .0.code(), .0.message())]
     Rpc(#[from] Status),
@@ -68,7 +212,7 @@ impl Error {
 /// A connected Interlock client. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    inner: WorkflowClient<Channel>,
+    inner: WorkflowClient<Transport>,
     opts: Options,
 }
 
@@ -80,21 +224,10 @@ fn retryable(code: Code) -> bool {
 }
 
 impl Client {
-    /// Connects to `addr` (e.g. `http://127.0.0.1:8080` or `127.0.0.1:8080`).
+    /// Connects to `addr` (e.g. `http://127.0.0.1:8080`, `127.0.0.1:8080`,
+    /// or `https://interlock.example.com:8443` with a CA in the credentials).
     pub async fn connect(addr: &str, opts: Options) -> Result<Self, Error> {
-        let uri = if addr.contains("://") {
-            addr.to_string()
-        } else {
-            format!("http://{addr}")
-        };
-        let ep = Endpoint::from_shared(uri.clone())
-            .map_err(|e| Error::Address(addr.to_string(), e.to_string()))?
-            .connect_timeout(opts.connect_timeout)
-            .timeout(opts.call_timeout);
-        let channel = ep
-            .connect()
-            .await
-            .map_err(|e| Error::Connect(uri, e.to_string()))?;
+        let channel = transport(addr, &opts).await?;
         Ok(Self {
             inner: WorkflowClient::new(channel).max_decoding_message_size(usize::MAX),
             opts,
@@ -102,7 +235,7 @@ impl Client {
     }
 
     /// The raw generated client, for calls this wrapper does not cover.
-    pub fn raw(&self) -> WorkflowClient<Channel> {
+    pub fn raw(&self) -> WorkflowClient<Transport> {
         self.inner.clone()
     }
 
@@ -117,7 +250,7 @@ impl Client {
 
     async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
     where
-        F: FnMut(WorkflowClient<Channel>, u32) -> Fut,
+        F: FnMut(WorkflowClient<Transport>, u32) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
         let mut attempt = 0;

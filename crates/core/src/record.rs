@@ -88,6 +88,10 @@ pub struct WorkflowRecord {
     pub policy_version: String,
     /// One entry per block of `req`, in order.
     pub blocks: Vec<BlockRecord>,
+    /// The identity that submitted the workflow (empty if unknown).
+    pub submitted_by: String,
+    /// The identity whose Exec started it (empty until then).
+    pub executed_by: String,
 }
 
 impl WorkflowRecord {
@@ -110,6 +114,8 @@ impl WorkflowRecord {
             ended: None,
             policy_version,
             blocks,
+            submitted_by: String::new(),
+            executed_by: String::new(),
         }
     }
 }

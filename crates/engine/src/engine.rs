@@ -371,7 +371,12 @@ impl Engine {
         let id = uuid::Uuid::now_v7().to_string();
         let hash = req.content_hash();
         let key = req.request_id.clone();
-        let rec = WorkflowRecord::submitted(id.clone(), req, version, now_micros());
+        let mut rec = WorkflowRecord::submitted(id.clone(), req, version, now_micros());
+        // The audited caller is the submitter.
+        rec.submitted_by = audit
+            .as_ref()
+            .map(|a| a.identity.clone())
+            .unwrap_or_default();
         match inner.store.submit(&rec, &hash, audit).await? {
             SubmitOutcome::Inserted => {
                 tracing::info!(workflow = %id, name = %rec.req.name, trace_id = %rec.req.trace_id, "submitted");
@@ -420,6 +425,10 @@ impl Engine {
         if version != rec.policy_version {
             tracing::info!(workflow = %id, submitted = %rec.policy_version, now = %version, "re-checked against newer policies");
         }
+        let executed_by = audit
+            .as_ref()
+            .map(|a| a.identity.clone())
+            .unwrap_or_default();
         let active = self.register(id, &rec.req.name)?;
         // Read the switch only after registering (see module docs).
         let stopped = inner.estop.borrow().stopped(&rec.req.name);
@@ -444,6 +453,7 @@ impl Engine {
         }
         rec.status = Status::Running;
         rec.started = Some(now);
+        rec.executed_by = executed_by;
         let _ = inner.events.send(Event {
             workflow_id: id.to_string(),
             at: now,

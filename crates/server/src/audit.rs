@@ -2,10 +2,13 @@
 //! resolve, clone, e-stop changes) and every config reload, with who, when,
 //! the request id and the outcome, appended to the store.
 //!
-//! Until authentication lands, the identity is `anonymous@<peer address>`.
+//! The identity is the authenticated caller (`token:<name>`,
+//! `cert:<name>`), or `anonymous@<peer address>` with authentication off.
+//! Refused calls are logged too, with the refusal as the outcome.
 //! A failure to write the log is logged loudly; the call's own outcome is
 //! not changed by it (the mutation has already happened).
 
+use interlock_auth::Identity;
 use interlock_core::now_micros;
 use interlock_store::{AuditEntry, Store};
 use std::sync::Arc;
@@ -14,15 +17,16 @@ use tonic::{Request, Status};
 /// Who made a call, and its request id.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// As written in the log.
     pub identity: String,
+    /// As authorization sees it.
+    pub who: Identity,
     pub request_id: String,
 }
 
 impl Caller {
     pub fn of<T>(r: &Request<T>) -> Self {
-        let peer = r
-            .remote_addr()
-            .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+        let who = crate::auth::identity(r);
         let request_id = r
             .metadata()
             .get("x-request-id")
@@ -30,7 +34,8 @@ impl Caller {
             .map(str::to_string)
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         Self {
-            identity: format!("anonymous@{peer}"),
+            identity: who.to_string(),
+            who,
             request_id,
         }
     }
@@ -39,6 +44,7 @@ impl Caller {
     pub fn server() -> Self {
         Self {
             identity: "interlockd".into(),
+            who: Identity::anonymous("interlockd"),
             request_id: String::new(),
         }
     }

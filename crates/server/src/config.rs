@@ -50,9 +50,27 @@ pub struct Config {
     /// How long a Submit `request_id` is remembered. Default 24h.
     #[serde(with = "humantime_serde")]
     pub request_id_window: Duration,
-    /// Allow listening on a non-loopback address although this build serves
-    /// plaintext gRPC without authentication. Default false: refused.
+    /// Allow listening on a non-loopback address without TLS and
+    /// authentication (and serving /metrics beyond loopback). Default false:
+    /// refused.
     pub insecure: bool,
+    /// PEM certificate chain for gRPC over TLS; with `tls_key`, turns TLS
+    /// on. Re-read when it changes. Default none (plaintext).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`. Default none.
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle for client certificates (mutual TLS). A verified client
+    /// certificate identifies its caller; setting this turns `auth` on.
+    /// Default none.
+    pub tls_client_ca: Option<PathBuf>,
+    /// Refuse TLS handshakes without a client certificate, so tokens alone
+    /// are not enough. Default false.
+    pub tls_require_client_cert: bool,
+    /// Require credentials (a bearer token from `tokens.json` or a client
+    /// certificate) on every call except health checks, and authorize them
+    /// by `rbac.json`; both files live in `configs` and are reloaded like
+    /// the others. Default false: loopback callers are trusted.
+    pub auth: bool,
     /// Address of the Prometheus `/metrics` endpoint; `null` turns it off.
     /// Default `127.0.0.1:9464`.
     pub metrics_listen: Option<SocketAddr>,
@@ -94,6 +112,11 @@ impl Default for Config {
             request_id_window: Duration::from_secs(24 * 3600),
             metrics_listen: Some("127.0.0.1:9464".parse().expect("valid address")),
             insecure: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_require_client_cert: false,
+            auth: false,
         }
     }
 }
@@ -139,10 +162,26 @@ pub struct Args {
     /// Log format [default: text].
     #[arg(long, env = "INTERLOCK_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
-    /// Listen on a non-loopback address without TLS or authentication
+    /// Listen on a non-loopback address without TLS and authentication
     /// (anyone who can reach it can run and stop work). Logged loudly.
     #[arg(long, env = "INTERLOCK_INSECURE")]
     pub insecure: bool,
+    /// PEM certificate chain: serve gRPC over TLS (reloaded on change).
+    #[arg(long, env = "INTERLOCK_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "INTERLOCK_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle for client certificates (mTLS); implies --auth.
+    #[arg(long, env = "INTERLOCK_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Refuse TLS clients without a certificate from --tls-client-ca.
+    #[arg(long, env = "INTERLOCK_TLS_REQUIRE_CLIENT_CERT")]
+    pub tls_require_client_cert: bool,
+    /// Require a token or client certificate on every call and authorize it
+    /// by rbac.json (tokens.json and rbac.json in the configs directory).
+    #[arg(long, env = "INTERLOCK_AUTH")]
+    pub auth: bool,
     /// Prometheus /metrics address, or "off" [default: 127.0.0.1:9464].
     #[arg(long, env = "INTERLOCK_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
@@ -187,8 +226,17 @@ impl Config {
             drain,
             log_format
         );
-        if args.insecure {
-            c.insecure = true;
+        c.insecure |= args.insecure;
+        c.tls_require_client_cert |= args.tls_require_client_cert;
+        c.auth |= args.auth;
+        for (from, to) in [
+            (&args.tls_cert, &mut c.tls_cert),
+            (&args.tls_key, &mut c.tls_key),
+            (&args.tls_client_ca, &mut c.tls_client_ca),
+        ] {
+            if from.is_some() {
+                to.clone_from(from);
+            }
         }
         if let Some(t) = &args.erase_target {
             c.erase_target = Some(t.clone());
@@ -217,20 +265,58 @@ impl Config {
         })
     }
 
+    /// Whether calls need credentials (`auth`, or implied by a client CA).
+    pub fn auth_enabled(&self) -> bool {
+        self.auth || self.tls_client_ca.is_some()
+    }
+
+    /// The TLS files, when TLS is on.
+    pub fn tls_files(&self) -> Option<crate::tls::TlsFiles> {
+        Some(crate::tls::TlsFiles {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+            require_client_cert: self.tls_require_client_cert,
+        })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         let exposed = |a: &SocketAddr| !a.ip().is_loopback();
-        if !self.insecure
-            && (exposed(&self.listen) || self.metrics_listen.as_ref().is_some_and(exposed))
-        {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err("tls_cert and tls_key go together: give both, or neither".into());
+        }
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err(
+                "tls_client_ca needs TLS: give tls_cert and tls_key too (client certificates \
+                 are only sent over TLS)"
+                    .into(),
+            );
+        }
+        if self.tls_require_client_cert && self.tls_client_ca.is_none() {
+            return Err(
+                "tls_require_client_cert needs tls_client_ca, the CA client certificates \
+                 must chain to"
+                    .into(),
+            );
+        }
+        let secured = self.tls_cert.is_some() && self.auth_enabled();
+        if !self.insecure && exposed(&self.listen) && !secured {
+            let missing = match (self.tls_cert.is_some(), self.auth_enabled()) {
+                (false, false) => "TLS and authentication",
+                (false, true) => "TLS (tokens and identities would cross the network in clear)",
+                _ => "authentication (anyone who can connect could run and stop work)",
+            };
             return Err(format!(
-                "refusing to listen on {} : this server has no TLS or authentication yet, so anyone \
-                 who can reach it could run and stop work. Listen on 127.0.0.1, or pass --insecure \
-                 to accept the risk",
-                if exposed(&self.listen) {
-                    self.listen
-                } else {
-                    self.metrics_listen.expect("checked")
-                }
+                "refusing to listen on {} without {missing}. Give --tls-cert/--tls-key and \
+                 --auth (or --tls-client-ca), listen on 127.0.0.1, or pass --insecure to accept \
+                 the risk",
+                self.listen
+            ));
+        }
+        if let Some(m) = self.metrics_listen.filter(|m| !self.insecure && exposed(m)) {
+            return Err(format!(
+                "refusing to serve /metrics on {m}: it is plaintext and unauthenticated. Serve it on \
+                 127.0.0.1 (and scrape through a sidecar or tunnel), or pass --insecure"
             ));
         }
         if self.max_in_flight == 0 {

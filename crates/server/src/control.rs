@@ -1,8 +1,14 @@
 //! The Control service: inspect and change the live configuration.
+//!
+//! Reading any of it needs `read` on some workflow; setting an e-stop needs
+//! `estop` on the workflow named (on `*` for the wildcard entry); the audit
+//! log needs `admin` on `*`.
 
 use crate::audit::{Auditor, Caller};
+use crate::auth::{Guard, identity};
 use crate::convert::ts;
 use crate::live::{ESTOP, Live};
+use interlock_auth::Action;
 use interlock_engine::estop::WILDCARD;
 use interlock_proto::pbjson_types::Duration as PDuration;
 use interlock_proto::v1::{self, control_server::Control};
@@ -13,15 +19,17 @@ use tonic::{Request, Response, Status};
 pub struct ControlApi {
     live: Live,
     audit: Auditor,
+    guard: Guard,
     /// Serializes read-modify-write of es.json.
     es_write: tokio::sync::Mutex<()>,
 }
 
 impl ControlApi {
-    pub fn new(live: Live, audit: Auditor) -> Self {
+    pub fn new(live: Live, audit: Auditor, guard: Guard) -> Self {
         Self {
             live,
             audit,
+            guard,
             es_write: tokio::sync::Mutex::new(()),
         }
     }
@@ -77,8 +85,9 @@ fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()>
 impl Control for ControlApi {
     async fn policy_state(
         &self,
-        _r: Request<v1::PolicyStateReq>,
+        r: Request<v1::PolicyStateReq>,
     ) -> Result<Response<v1::PolicyStateResp>, Status> {
+        self.guard.check_any(&identity(&r), Action::Read)?;
         let st = self.live.policies.borrow().clone();
         Ok(Response::new(v1::PolicyStateResp {
             loaded: st.set.is_some(),
@@ -101,8 +110,9 @@ impl Control for ControlApi {
 
     async fn emergency_stop_state(
         &self,
-        _r: Request<v1::EmergencyStopStateReq>,
+        r: Request<v1::EmergencyStopStateReq>,
     ) -> Result<Response<v1::EmergencyStopStateResp>, Status> {
+        self.guard.check_any(&identity(&r), Action::Read)?;
         Ok(Response::new(self.es_state()))
     }
 
@@ -113,15 +123,19 @@ impl Control for ControlApi {
         let who = Caller::of(&r);
         let r = r.into_inner();
         let target = format!("{} {}", r.name, if r.stop { "stop" } else { "go" });
-        let result = self.set_es(r).await;
+        let result = match self.guard.check(&who.who, Action::Estop, &r.name) {
+            Ok(()) => self.set_es(r).await,
+            Err(e) => Err(e),
+        };
         self.audit.call(&who, "estop.set", &target, &result).await;
         result.map(Response::new)
     }
 
     async fn buckets(
         &self,
-        _r: Request<v1::BucketsReq>,
+        r: Request<v1::BucketsReq>,
     ) -> Result<Response<v1::BucketsResp>, Status> {
+        self.guard.check_any(&identity(&r), Action::Read)?;
         let buckets = self
             .live
             .buckets
@@ -149,6 +163,7 @@ impl Control for ControlApi {
     }
 
     async fn audit(&self, r: Request<v1::AuditReq>) -> Result<Response<v1::AuditResp>, Status> {
+        self.guard.check(&identity(&r), Action::Admin, WILDCARD)?;
         let r = r.into_inner();
         let limit = match r.limit {
             n if n <= 0 => 100,

@@ -138,6 +138,8 @@ pub fn status_resp(rec: &WorkflowRecord) -> v1::StatusResp {
         policy_version: rec.policy_version.clone(),
         labels: rec.req.labels.clone(),
         trace_id: rec.req.trace_id.clone(),
+        submitted_by: rec.submitted_by.clone(),
+        executed_by: rec.executed_by.clone(),
         blocks: rec
             .req
             .blocks

@@ -58,3 +58,17 @@ pub fn engine_status(e: EngineError) -> Status {
 pub fn bad_request(msg: String) -> Status {
     Status::invalid_argument(msg)
 }
+
+/// A call without usable credentials. `reason` labels the
+/// `interlock_auth_failures_total` counter (none, malformed, bad_token,
+/// bad_certificate).
+pub fn unauthenticated(reason: &'static str, msg: String) -> Status {
+    metrics::counter!("interlock_auth_failures_total", "reason" => reason).increment(1);
+    Status::unauthenticated(msg)
+}
+
+/// An authenticated caller without the grant the call needs.
+pub fn permission_denied(d: interlock_auth::Denied) -> Status {
+    metrics::counter!("interlock_auth_denials_total", "action" => d.action.as_str()).increment(1);
+    Status::permission_denied(d.to_string())
+}

@@ -2,6 +2,9 @@
 //!
 //! Layout:
 //! - [`audit`]: the audit log of mutating calls and config reloads.
+//! - [`auth`]: authentication (a layer before every handler) and the
+//!   per-RPC authorization guard over rbac.json.
+//! - [`tls`]: the TLS listener, its certificates reloaded while serving.
 //! - [`config`]: the one `Config` (defaults → file → env → flags).
 //! - [`server`]: wiring: store, inventory, buckets, registry, engine, gRPC.
 //! - [`service`]: thin handlers for `interlock.v1.Workflow` and the
@@ -20,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod auth;
 pub mod config;
 pub mod control;
 pub mod convert;
@@ -30,6 +34,7 @@ pub mod live;
 pub mod metrics;
 pub mod server;
 pub mod service;
+pub mod tls;
 
 pub use config::{Args, Config};
 

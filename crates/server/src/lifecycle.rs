@@ -5,7 +5,7 @@ use crate::error::{bad_request, engine_status};
 use interlock_core::{Micros, Status as DomainStatus};
 use interlock_engine::{CloneOptions, Engine, Event, Resolution};
 use interlock_proto::v1;
-use interlock_store::{ListFilter, Summary};
+use interlock_store::{AuditEntry, ListFilter, Summary};
 use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
 
@@ -52,7 +52,8 @@ pub async fn resolve(e: &Engine, r: v1::ResolveJobReq) -> Result<v1::ResolveJobR
     Ok(v1::ResolveJobResp {})
 }
 
-pub async fn clone(e: &Engine, r: v1::CloneReq) -> Result<v1::WorkResp, Status> {
+/// `audit` is committed with the new workflow.
+pub async fn clone(e: &Engine, r: v1::CloneReq, audit: AuditEntry) -> Result<v1::WorkResp, Status> {
     let id = e
         .clone_workflow(
             &r.id,
@@ -62,6 +63,7 @@ pub async fn clone(e: &Engine, r: v1::CloneReq) -> Result<v1::WorkResp, Status> 
                 trace_id: r.trace_id,
                 request_id: r.request_id,
             },
+            Some(audit),
         )
         .await
         .map_err(engine_status)?;

@@ -1,5 +1,6 @@
-//! Live configuration: policies.json, es.json and buckets.json, reloaded
-//! while the server runs.
+//! Live configuration: policies.json, es.json and buckets.json (and, with
+//! authentication on, tokens.json and rbac.json), reloaded while the server
+//! runs.
 //!
 //! The watcher observes the config *directory* (not the files), so editors
 //! that write a temp file and rename it, and Kubernetes ConfigMap symlink
@@ -11,6 +12,9 @@
 //! - An invalid policies.json or buckets.json never replaces the set in
 //!   force (last known good); with no valid policies ever loaded, admission
 //!   refuses everything.
+//! - An invalid tokens.json or rbac.json keeps the last good one; a missing
+//!   tokens.json means no valid tokens (deleting it revokes them all), and
+//!   with no rbac.json ever loaded every call is denied.
 //! - A missing or malformed es.json means STOP for everything. Because an
 //!   in-place write can be observed half-done, an unusable es.json is
 //!   re-read once after a short settle delay before it stops running work.
@@ -18,6 +22,8 @@
 //!   the request path.
 
 use crate::audit::{Auditor, Caller};
+use crate::auth::AuthState;
+use interlock_auth::{Rbac, Tokens};
 use interlock_core::{Catalog, Micros, WorkReq, now_micros};
 use interlock_engine::{Admission, Buckets, EsState, Refusal, buckets};
 use interlock_policy::{PolicySet, Verdict};
@@ -32,6 +38,8 @@ use tokio_util::sync::CancellationToken;
 pub const POLICIES: &str = "policies.json";
 pub const ESTOP: &str = "es.json";
 pub const BUCKETS: &str = "buckets.json";
+pub const TOKENS: &str = "tokens.json";
+pub const RBAC: &str = "rbac.json";
 
 /// Time an unusable es.json gets to become usable (a write in progress)
 /// before it stops everything.
@@ -83,6 +91,8 @@ pub struct Live {
     pub estop: watch::Receiver<Arc<EsState>>,
     pub buckets: Arc<Buckets>,
     pub bucket_error: Arc<Mutex<Option<String>>>,
+    /// Credentials configuration; `None` when authentication is off.
+    pub auth: Option<watch::Receiver<Arc<AuthState>>>,
     reload: mpsc::Sender<oneshot::Sender<()>>,
 }
 
@@ -106,6 +116,7 @@ struct Reloader {
     bucket_error: Arc<Mutex<Option<String>>>,
     policies: watch::Sender<Arc<PolicyState>>,
     estop: watch::Sender<Arc<EsState>>,
+    auth: Option<watch::Sender<Arc<AuthState>>>,
     /// Last content seen per file (Err = the read error), to act on changes only.
     seen: HashMap<&'static str, Result<String, String>>,
 }
@@ -130,6 +141,7 @@ impl Reloader {
         self.reload_policies();
         self.reload_estop().await;
         self.reload_buckets().await;
+        self.reload_auth();
         for (file, outcome) in std::mem::take(&mut self.outcomes) {
             let (outcome, detail) = match outcome {
                 Ok(()) => ("ok".to_string(), String::new()),
@@ -150,10 +162,7 @@ impl Reloader {
             PolicySet::parse(&t, &path.display().to_string(), self.catalog.as_ref())
                 .map_err(|e| e.to_string())
         });
-        metrics::counter!("interlock_config_reloads_total", "file" => POLICIES, "outcome" => if parsed.is_ok() { "ok" } else { "invalid" })
-            .increment(1);
-        self.outcomes
-            .push((POLICIES, parsed.as_ref().map(|_| ()).map_err(Clone::clone)));
+        self.count_and_note(POLICIES, parsed.as_ref().map(|_| ()));
         self.policies.send_modify(|st| {
             let mut next = (**st).clone();
             match parsed {
@@ -187,10 +196,7 @@ impl Reloader {
             self.seen.insert(ESTOP, text.clone());
             state = parse(&text);
         }
-        metrics::counter!("interlock_config_reloads_total", "file" => ESTOP, "outcome" => if state.is_ok() { "ok" } else { "invalid" })
-            .increment(1);
-        self.outcomes
-            .push((ESTOP, state.as_ref().map(|_| ()).map_err(Clone::clone)));
+        self.count_and_note(ESTOP, state.as_ref().map(|_| ()));
         let state = match state {
             Ok(s) => {
                 tracing::info!(entries = s.entries().len(), "emergency-stop state loaded");
@@ -202,6 +208,61 @@ impl Reloader {
             }
         };
         self.estop.send_replace(Arc::new(state));
+    }
+
+    fn reload_auth(&mut self) {
+        let Some(auth) = self.auth.clone() else {
+            return;
+        };
+        if let Some(text) = self.changed(TOKENS) {
+            let parsed = match text {
+                // No file: no tokens (certificates may still be in use).
+                Err(_) if !self.dir.join(TOKENS).exists() => Ok(Tokens::default()),
+                t => t.and_then(|t| Tokens::parse(&t).map_err(|e| e.to_string())),
+            };
+            self.count_and_note(TOKENS, parsed.as_ref().map(|_| ()));
+            auth.send_modify(|st| {
+                let mut next = (**st).clone();
+                match parsed {
+                    Ok(t) => {
+                        tracing::info!(tokens = t.len(), "tokens loaded");
+                        next.tokens = Arc::new(t);
+                        next.tokens_error = None;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "invalid tokens.json; keeping the last good tokens");
+                        next.tokens_error = Some(e);
+                    }
+                }
+                *st = Arc::new(next);
+            });
+        }
+        if let Some(text) = self.changed(RBAC) {
+            let parsed = text.and_then(|t| Rbac::parse(&t).map_err(|e| e.to_string()));
+            self.count_and_note(RBAC, parsed.as_ref().map(|_| ()));
+            auth.send_modify(|st| {
+                let mut next = (**st).clone();
+                match parsed {
+                    Ok(r) => {
+                        tracing::info!("rbac.json loaded");
+                        next.rbac = Some(Arc::new(r));
+                        next.rbac_error = None;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, kept = next.rbac.is_some(), "invalid rbac.json; keeping the last good grants");
+                        next.rbac_error = Some(e);
+                    }
+                }
+                *st = Arc::new(next);
+            });
+        }
+    }
+
+    /// Counts a reload outcome and queues it for the audit log.
+    fn count_and_note(&mut self, file: &'static str, result: Result<(), &String>) {
+        metrics::counter!("interlock_config_reloads_total", "file" => file, "outcome" => if result.is_ok() { "ok" } else { "invalid" })
+            .increment(1);
+        self.outcomes.push((file, result.map_err(Clone::clone)));
     }
 
     async fn reload_buckets(&mut self) {
@@ -216,15 +277,13 @@ impl Reloader {
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
-        metrics::counter!("interlock_config_reloads_total", "file" => BUCKETS, "outcome" => if result.is_ok() { "ok" } else { "invalid" })
-            .increment(1);
+        self.count_and_note(BUCKETS, result.as_ref().map(|_| ()));
         match &result {
             Ok(()) => tracing::info!("buckets loaded"),
             Err(e) => {
                 tracing::error!(error = %e, "invalid buckets file; keeping the last good buckets")
             }
         }
-        self.outcomes.push((BUCKETS, result.clone()));
         *self.bucket_error.lock().expect("bucket error lock") = result.err();
     }
 }
@@ -249,8 +308,15 @@ pub async fn start(
     catalog: Arc<dyn Catalog>,
     buckets: Arc<Buckets>,
     interval: Duration,
+    auth: bool,
     shutdown: CancellationToken,
 ) -> Live {
+    let (auth_tx, auth_rx) = if auth {
+        let (tx, rx) = watch::channel(Arc::new(AuthState::default()));
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
     let (policies, policies_rx) = watch::channel(Arc::new(PolicyState {
         set: None,
         loaded_at: None,
@@ -271,6 +337,7 @@ pub async fn start(
         bucket_error: bucket_error.clone(),
         policies,
         estop,
+        auth: auth_tx,
         seen: HashMap::new(),
     };
     r.reload().await;
@@ -322,6 +389,7 @@ pub async fn start(
         estop: estop_rx,
         buckets,
         bucket_error,
+        auth: auth_rx,
         reload: reload_tx,
     }
 }

@@ -1,5 +1,6 @@
 //! Wiring a server together and running it until shutdown.
 
+use crate::auth::{AuthnLayer, Guard};
 use crate::config::{Config, SyncMode};
 use crate::control::ControlApi;
 use crate::limit::InFlightLimitLayer;
@@ -48,8 +49,10 @@ impl ServerBuilder {
     pub async fn start(self) -> Result<Running, String> {
         let c = self.config;
         c.validate()?;
-        if c.insecure && !c.listen.ip().is_loopback() {
-            tracing::warn!(listen = %c.listen, "INSECURE: serving plaintext gRPC without authentication on a non-loopback address");
+        if c.insecure && !c.listen.ip().is_loopback() && !(c.tls_cert.is_some() && c.auth_enabled())
+        {
+            tracing::warn!(listen = %c.listen, tls = c.tls_cert.is_some(), auth = c.auth_enabled(),
+                "INSECURE (--insecure): serving on a non-loopback address without both TLS and authentication");
         }
         if c.metrics_listen.is_some() {
             // Installed first, so the initial config load and recovery count.
@@ -93,9 +96,20 @@ impl ServerBuilder {
             registry.clone(),
             buckets,
             c.reload_interval,
+            c.auth_enabled(),
             shutdown.clone(),
         )
         .await;
+        let guard = live.auth.clone().map_or_else(Guard::off, Guard::on);
+        let tls = match c.tls_files() {
+            Some(files) => Some(crate::tls::start(
+                files,
+                c.reload_interval,
+                auditor.clone(),
+                shutdown.clone(),
+            )?),
+            None => None,
+        };
         let admission: Arc<dyn Admission> = Arc::new(LivePolicies(live.policies.clone()));
         let engine = Engine::new(
             store.clone(),
@@ -129,7 +143,7 @@ impl ServerBuilder {
             ),
             None => None,
         };
-        let api = Api::new(engine.clone(), auditor.clone());
+        let api = Api::new(engine.clone(), auditor.clone(), guard.clone());
         let (health, health_service) = tonic_health::server::health_reporter();
         start_health(health, live.clone(), store.clone(), shutdown.clone()).await;
         let reflection = tonic_reflection::server::Builder::configure()
@@ -139,6 +153,7 @@ impl ServerBuilder {
         let max = c.max_message_bytes;
         let router = tonic::transport::Server::builder()
             .layer(crate::metrics::RpcMetricsLayer)
+            .layer(AuthnLayer(guard.clone()))
             .layer(InFlightLimitLayer::new(c.max_in_flight))
             .add_service(
                 v1::workflow_server::WorkflowServer::new(api.clone())
@@ -146,7 +161,7 @@ impl ServerBuilder {
                     .max_encoding_message_size(usize::MAX),
             )
             .add_service(v1::control_server::ControlServer::new(ControlApi::new(
-                live, auditor,
+                live, auditor, guard,
             )))
             .add_service(health_service)
             .add_service(reflection)
@@ -158,24 +173,36 @@ impl ServerBuilder {
         let stop = shutdown.clone();
         let drain = c.drain;
         let task = tokio::spawn(async move {
-            // Nagle's algorithm plus delayed ACKs would stall multi-segment
-            // responses by ~40 ms; tonic sets TCP_NODELAY only on listeners
-            // it binds itself.
-            use tokio_stream::StreamExt as _;
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
-                if let Ok(c) = &conn {
-                    let _ = c.set_nodelay(true);
+            let served = match tls {
+                Some(tls) => {
+                    let incoming = crate::tls::incoming(listener, tls, stop.clone());
+                    router
+                        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                        .await
                 }
-                conn
-            });
-            let served = router
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
-                .await
-                .map_err(|e| e.to_string());
+                None => {
+                    // Nagle's algorithm plus delayed ACKs would stall
+                    // multi-segment responses by ~40 ms; tonic sets
+                    // TCP_NODELAY only on listeners it binds itself.
+                    use tokio_stream::StreamExt as _;
+                    let incoming =
+                        tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+                            if let Ok(c) = &conn {
+                                let _ = c.set_nodelay(true);
+                            }
+                            conn
+                        });
+                    router
+                        .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                        .await
+                }
+            }
+            .map_err(|e| e.to_string());
             engine.shutdown(drain).await;
             served
         });
-        tracing::info!(%addr, db = %c.db.display(), configs = %c.configs.display(), "interlockd serving");
+        tracing::info!(%addr, db = %c.db.display(), configs = %c.configs.display(),
+            tls = c.tls_cert.is_some(), auth = c.auth_enabled(), "interlockd serving");
         Ok(Running {
             addr,
             metrics_addr,

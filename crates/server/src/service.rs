@@ -5,9 +5,11 @@
 //! statuses the ancestor did not know.
 
 use crate::audit::{Auditor, Caller};
+use crate::auth::{Guard, identity};
 use crate::convert;
 use crate::error::{bad_request, engine_status};
 use crate::lifecycle;
+use interlock_auth::{Action, Identity};
 use interlock_core::Violation;
 use interlock_engine::{Engine, EngineError};
 use interlock_proto::{diskerase, v1};
@@ -18,27 +20,43 @@ use tonic::{Request, Response, Status};
 pub struct Api {
     engine: Engine,
     audit: Auditor,
+    guard: Guard,
 }
 
 impl Api {
-    pub fn new(engine: Engine, audit: Auditor) -> Self {
-        Self { engine, audit }
+    pub fn new(engine: Engine, audit: Auditor, guard: Guard) -> Self {
+        Self {
+            engine,
+            audit,
+            guard,
+        }
+    }
+
+    /// Authorizes `action` on the workflow `id` names. With authentication
+    /// off this reads nothing.
+    async fn check_id(&self, who: &Identity, action: Action, id: &str) -> Result<(), Status> {
+        if !self.guard.enabled() {
+            return Ok(());
+        }
+        let rec = self.engine.status(id).await.map_err(engine_status)?;
+        self.guard.check(who, action, &rec.req.name)
     }
 
     async fn submit(&self, r: Request<v1::WorkReq>) -> Result<v1::WorkResp, Status> {
         let who = Caller::of(&r);
         let req = r.into_inner();
         let name = req.name.clone();
-        let result = match convert::work_req(req).map_err(bad_request) {
+        let result = async {
+            self.guard.check(&who.who, Action::Submit, &name)?;
+            let req = convert::work_req(req).map_err(bad_request)?;
             // A successful submission and its audit entry commit together.
-            Ok(req) => self
-                .engine
+            self.engine
                 .submit(req, Some(Auditor::entry(&who, "submit")))
                 .await
                 .map_err(engine_status)
-                .map(|id| v1::WorkResp { id }),
-            Err(e) => Err(e),
-        };
+                .map(|id| v1::WorkResp { id })
+        }
+        .await;
         if result.is_err() {
             self.audit.call(&who, "submit", &name, &result).await;
         }
@@ -48,36 +66,51 @@ impl Api {
     async fn exec(&self, r: Request<v1::ExecReq>) -> Result<v1::ExecResp, Status> {
         let who = Caller::of(&r);
         let id = r.into_inner().id;
-        let result = self
-            .engine
-            .exec(&id, Some(Auditor::entry(&who, "exec")))
-            .await
-            .map_err(engine_status)
-            .map(|_| v1::ExecResp {});
+        let result = async {
+            self.check_id(&who.who, Action::Exec, &id).await?;
+            self.engine
+                .exec(&id, Some(Auditor::entry(&who, "exec")))
+                .await
+                .map_err(engine_status)
+                .map(|_| v1::ExecResp {})
+        }
+        .await;
         if result.is_err() {
             self.audit.call(&who, "exec", &id, &result).await;
         }
         result
     }
 
-    /// Runs a mutating lifecycle call and audits it.
+    /// Authorizes and runs a mutating lifecycle call on the workflow
+    /// `need(req)` names, and audits it (refusals included).
     async fn audited<T, R>(
         &self,
         r: Request<T>,
         action: &str,
         target: impl Fn(&T) -> String,
+        need: impl Fn(&T) -> (Action, String),
         call: impl AsyncFnOnce(&Engine, T) -> Result<R, Status>,
     ) -> Result<Response<R>, Status> {
         let who = Caller::of(&r);
         let req = r.into_inner();
         let t = target(&req);
-        let result = call(&self.engine, req).await;
+        let (grant, id) = need(&req);
+        let result = match self.check_id(&who.who, grant, &id).await {
+            Ok(()) => call(&self.engine, req).await,
+            Err(e) => Err(e),
+        };
         self.audit.call(&who, action, &t, &result).await;
         result.map(Response::new)
     }
 
-    async fn status(&self, req: v1::StatusReq) -> Result<v1::StatusResp, Status> {
-        let rec = self.engine.status(&req.id).await.map_err(engine_status)?;
+    async fn status(&self, r: Request<v1::StatusReq>) -> Result<v1::StatusResp, Status> {
+        let who = identity(&r);
+        let rec = self
+            .engine
+            .status(&r.into_inner().id)
+            .await
+            .map_err(engine_status)?;
+        self.guard.check(&who, Action::Read, &rec.req.name)?;
         Ok(convert::status_resp(&rec))
     }
 }
@@ -96,36 +129,63 @@ impl v1::workflow_server::Workflow for Api {
     type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<v1::WatchEvent, Status>>;
 
     async fn cancel(&self, r: Request<v1::CancelReq>) -> Result<Response<v1::CancelResp>, Status> {
-        self.audited(r, "cancel", |q| q.id.clone(), lifecycle::cancel)
+        let need = |q: &v1::CancelReq| (Action::Cancel, q.id.clone());
+        self.audited(r, "cancel", |q| q.id.clone(), need, lifecycle::cancel)
             .await
     }
 
     async fn pause(&self, r: Request<v1::PauseReq>) -> Result<Response<v1::PauseResp>, Status> {
-        self.audited(r, "pause", |q| q.id.clone(), lifecycle::pause)
+        let need = |q: &v1::PauseReq| (Action::Pause, q.id.clone());
+        self.audited(r, "pause", |q| q.id.clone(), need, lifecycle::pause)
             .await
     }
 
     async fn resume(&self, r: Request<v1::ResumeReq>) -> Result<Response<v1::ResumeResp>, Status> {
-        self.audited(r, "resume", |q| q.id.clone(), lifecycle::resume)
+        let need = |q: &v1::ResumeReq| (Action::Pause, q.id.clone());
+        self.audited(r, "resume", |q| q.id.clone(), need, lifecycle::resume)
             .await
     }
 
     async fn list(&self, r: Request<v1::ListReq>) -> Result<Response<v1::ListResp>, Status> {
-        lifecycle::list(&self.engine, r.into_inner())
-            .await
-            .map(Response::new)
+        let who = identity(&r);
+        let req = r.into_inner();
+        if !req.name.is_empty() {
+            self.guard.check(&who, Action::Read, &req.name)?;
+        }
+        let mut resp = lifecycle::list(&self.engine, req).await?;
+        if self.guard.enabled() {
+            // Pages stay cursor-aligned, so a page may come back short.
+            resp.workflows
+                .retain(|w| self.guard.check(&who, Action::Read, &w.name).is_ok());
+        }
+        Ok(Response::new(resp))
     }
 
     async fn watch(&self, r: Request<v1::WatchReq>) -> Result<Response<Self::WatchStream>, Status> {
-        let rx = lifecycle::watch(&self.engine, r.into_inner()).await?;
+        let who = identity(&r);
+        let req = r.into_inner();
+        self.check_id(&who, Action::Read, &req.id).await?;
+        let rx = lifecycle::watch(&self.engine, req).await?;
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))
     }
 
     async fn clone(&self, r: Request<v1::CloneReq>) -> Result<Response<v1::WorkResp>, Status> {
-        self.audited(r, "clone", |q| q.id.clone(), lifecycle::clone)
-            .await
+        let who = Caller::of(&r);
+        let req = r.into_inner();
+        let source = req.id.clone();
+        let result = async {
+            self.check_id(&who.who, Action::Submit, &source).await?;
+            let mut entry = Auditor::entry(&who, "clone");
+            entry.detail = format!("cloned from {source}");
+            lifecycle::clone(&self.engine, req, entry).await
+        }
+        .await;
+        if result.is_err() {
+            self.audit.call(&who, "clone", &source, &result).await;
+        }
+        result.map(Response::new)
     }
 
     async fn submit(&self, r: Request<v1::WorkReq>) -> Result<Response<v1::WorkResp>, Status> {
@@ -137,14 +197,17 @@ impl v1::workflow_server::Workflow for Api {
     }
 
     async fn status(&self, r: Request<v1::StatusReq>) -> Result<Response<v1::StatusResp>, Status> {
-        Api::status(self, r.into_inner()).await.map(Response::new)
+        Api::status(self, r).await.map(Response::new)
     }
 
     async fn validate(
         &self,
         r: Request<v1::WorkReq>,
     ) -> Result<Response<v1::ValidateResp>, Status> {
-        let req = convert::work_req(r.into_inner()).map_err(bad_request)?;
+        let who = identity(&r);
+        let req = r.into_inner();
+        self.guard.check(&who, Action::Read, &req.name)?;
+        let req = convert::work_req(req).map_err(bad_request)?;
         let (version, violations) = match self.engine.validate(&req) {
             Ok(version) => (version, Vec::new()),
             Err(EngineError::Invalid(v)) => (String::new(), v),
@@ -169,13 +232,20 @@ impl v1::workflow_server::Workflow for Api {
         r: Request<v1::ResolveJobReq>,
     ) -> Result<Response<v1::ResolveJobResp>, Status> {
         let target = |q: &v1::ResolveJobReq| format!("{} block {} job {}", q.id, q.block, q.job);
-        self.audited(r, "resolve", target, lifecycle::resolve).await
+        let need = |q: &v1::ResolveJobReq| {
+            let cancel = q.action == v1::resolve_job_req::Action::Cancel as i32;
+            let grant = if cancel { Action::Cancel } else { Action::Exec };
+            (grant, q.id.clone())
+        };
+        self.audited(r, "resolve", target, need, lifecycle::resolve)
+            .await
     }
 
     async fn job_catalog(
         &self,
-        _r: Request<v1::JobCatalogReq>,
+        r: Request<v1::JobCatalogReq>,
     ) -> Result<Response<v1::JobCatalogResp>, Status> {
+        self.guard.check_any(&identity(&r), Action::Read)?;
         use interlock_core::{Catalog, Idempotency};
         let jobs = self
             .engine
@@ -218,7 +288,7 @@ impl diskerase::workflow_server::Workflow for CompatApi {
     }
 
     async fn status(&self, r: Request<v1::StatusReq>) -> Result<Response<v1::StatusResp>, Status> {
-        let resp = self.0.status(r.into_inner()).await?;
+        let resp = self.0.status(r).await?;
         Ok(Response::new(convert::ancestor_view(resp)))
     }
 }

@@ -172,7 +172,7 @@ pub trait Store: Send + Sync + 'static {
     /// [`SubmitOutcome::Existing`] instead if that key was already used.
     /// `audit`, if given, is appended in the same transaction (its target
     /// set to the workflow's id), so the log has an entry exactly when the
-    /// submission happened.
+    /// submission happened. `rec.submitted_by` is stored with the row.
     async fn submit(
         &self,
         rec: &WorkflowRecord,
@@ -182,7 +182,8 @@ pub trait Store: Send + Sync + 'static {
     /// The workflow with this id, with every recorded change applied.
     async fn get(&self, id: &str) -> Result<Option<WorkflowRecord>>;
     /// Moves a NotStarted workflow to Running, once. `audit`, if given, is
-    /// appended in the same transaction when the start happens.
+    /// appended in the same transaction when the start happens, and its
+    /// identity is recorded as the workflow's executor.
     async fn start(&self, id: &str, at: Micros, audit: Option<AuditEntry>) -> Result<StartOutcome>;
     /// Compare-and-set of a workflow's status: `from` → `to` with a reason
     /// (and `ended` when given). `AlreadyStarted(current)` when it was not

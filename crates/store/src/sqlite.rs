@@ -183,6 +183,9 @@ const MIGRATIONS: &[&str] = &[
         outcome TEXT NOT NULL,
         detail TEXT NOT NULL
     );",
+    // 5: who submitted and who executed each workflow.
+    "ALTER TABLE workflows ADD COLUMN submitted_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workflows ADD COLUMN executed_by TEXT NOT NULL DEFAULT '';",
 ];
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -461,8 +464,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
                 }));
             }
             tx.prepare_cached(
-                "INSERT INTO workflows (id, name, request, status, created, policy_version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO workflows (id, name, request, status, created, policy_version, submitted_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 rec.id,
@@ -470,7 +473,8 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
                 json(&rec.req),
                 rec.status as i32,
                 rec.created,
-                rec.policy_version
+                rec.policy_version,
+                rec.submitted_by
             ])?;
             for (k, v) in &rec.req.labels {
                 tx.prepare_cached(
@@ -493,13 +497,15 @@ fn apply(tx: &rusqlite::Transaction<'_>, op: &Op) -> rusqlite::Result<Outcome> {
         Op::Start { id, at, audit, .. } => {
             let n = tx
                 .prepare_cached(
-                    "UPDATE workflows SET status = ?1, started = ?2 WHERE id = ?3 AND status = ?4",
+                    "UPDATE workflows SET status = ?1, started = ?2, executed_by = ?5
+                     WHERE id = ?3 AND status = ?4",
                 )?
                 .execute(params![
                     Status::Running as i32,
                     at,
                     id,
-                    Status::NotStarted as i32
+                    Status::NotStarted as i32,
+                    audit.as_ref().map_or("", |a| a.identity.as_str())
                 ])?;
             if n == 1 {
                 if let Some(a) = audit {
@@ -667,7 +673,7 @@ fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
     let row = conn
         .prepare_cached(
             "SELECT request, status, reason, had_errors, es_stopped, created, started, ended,
-             policy_version FROM workflows WHERE id = ?1",
+             policy_version, submitted_by, executed_by FROM workflows WHERE id = ?1",
         )
         .map_err(backend)?
         .query_row([id], |r| {
@@ -681,11 +687,13 @@ fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
                 r.get::<_, Option<i64>>(6)?,
                 r.get::<_, Option<i64>>(7)?,
                 r.get::<_, String>(8)?,
+                (r.get::<_, String>(9)?, r.get::<_, String>(10)?),
             ))
         })
         .optional()
         .map_err(backend)?;
-    let Some((request, status, reason, had_errors, es_stopped, created, started, ended, pv)) = row
+    let Some((request, status, reason, had_errors, es_stopped, created, started, ended, pv, who)) =
+        row
     else {
         return Ok(None);
     };
@@ -697,6 +705,7 @@ fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
     rec.es_stopped = es_stopped;
     rec.started = started;
     rec.ended = ended;
+    (rec.submitted_by, rec.executed_by) = who;
 
     let mut stmt = conn
         .prepare_cached(

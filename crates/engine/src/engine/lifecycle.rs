@@ -11,7 +11,7 @@
 
 use super::{Active, Cause, Engine, EngineError, Event, cut_in_flight, refused};
 use interlock_core::{Status, WorkflowRecord, now_micros};
-use interlock_store::{Change, ListFilter, StartOutcome, Summary};
+use interlock_store::{AuditEntry, Change, ListFilter, StartOutcome, Summary};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -226,11 +226,13 @@ impl Engine {
     }
 
     /// Submits an existing workflow's request again as a new workflow,
-    /// through every check a Submit goes through.
+    /// through every check a Submit goes through. `audit` is committed with
+    /// the new workflow, as for [`Engine::submit`].
     pub async fn clone_workflow(
         &self,
         id: &str,
         opts: CloneOptions,
+        audit: Option<AuditEntry>,
     ) -> Result<String, EngineError> {
         let rec = self.status(id).await?;
         let mut req = rec.req.clone();
@@ -265,7 +267,7 @@ impl Engine {
             req.trace_id = opts.trace_id;
         }
         req.request_id = opts.request_id;
-        self.submit(req, None).await
+        self.submit(req, audit).await
     }
 
     /// Workflows matching `filter`, newest first. The limit is clamped to

@@ -1,0 +1,218 @@
+//! Authentication and authorization on the request path.
+//!
+//! [`AuthnLayer`] runs before any handler: it turns the call's credentials
+//! (a bearer token, else a verified client certificate) into an
+//! [`Identity`] stored in the request's extensions, or answers
+//! UNAUTHENTICATED itself. Handlers then ask the [`Guard`] whether that
+//! identity holds the grant the RPC needs on the workflow concerned.
+//!
+//! Invariants:
+//! - With authentication off (the loopback zero-config default) every call
+//!   is allowed and the identity is `anonymous@<peer>`.
+//! - With it on, only grpc.health.v1 is served without credentials; a token
+//!   that is presented but not valid is refused, never ignored in favour of
+//!   a certificate; and nothing is allowed unless the rbac.json in force
+//!   grants it (no rbac.json loaded → everything is PERMISSION_DENIED).
+//! - tokens.json and rbac.json reach this module as `watch` values kept by
+//!   the live-config reloader (last good on a bad edit).
+
+use crate::error;
+use interlock_auth::{Action, Identity, Rbac, Tokens};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::sync::watch;
+use tonic::Status;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+use tower::{Layer, Service};
+
+/// The credentials configuration in force.
+#[derive(Debug, Clone, Default)]
+pub struct AuthState {
+    pub tokens: Arc<Tokens>,
+    pub tokens_error: Option<String>,
+    pub rbac: Option<Arc<Rbac>>,
+    pub rbac_error: Option<String>,
+}
+
+/// Answers "who is this" and "may they"; cheap to clone.
+#[derive(Clone)]
+pub struct Guard(Option<watch::Receiver<Arc<AuthState>>>);
+
+const HEALTH: &str = "/grpc.health.v1.Health/";
+
+/// The caller's address, from either kind of connection.
+pub fn peer(ext: &http::Extensions) -> Option<std::net::SocketAddr> {
+    ext.get::<TcpConnectInfo>()
+        .or_else(|| {
+            ext.get::<TlsConnectInfo<TcpConnectInfo>>()
+                .map(|t| t.get_ref())
+        })
+        .and_then(TcpConnectInfo::remote_addr)
+}
+
+fn anonymous(ext: &http::Extensions) -> Identity {
+    Identity::anonymous(peer(ext).map_or_else(|| "unknown".into(), |a| a.to_string()))
+}
+
+impl Guard {
+    /// Authentication off: everyone is allowed everything.
+    pub fn off() -> Self {
+        Self(None)
+    }
+
+    pub fn on(state: watch::Receiver<Arc<AuthState>>) -> Self {
+        Self(Some(state))
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The identity behind a call's headers and connection.
+    pub fn authenticate(
+        &self,
+        path: &str,
+        headers: &http::HeaderMap,
+        ext: &http::Extensions,
+    ) -> Result<Identity, Status> {
+        let Some(state) = &self.0 else {
+            return Ok(anonymous(ext));
+        };
+        if path.starts_with(HEALTH) {
+            return Ok(anonymous(ext));
+        }
+        if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.split_once(' '))
+                .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+                .map(|(_, t)| t.trim())
+                .ok_or_else(|| {
+                    error::unauthenticated(
+                        "malformed",
+                        "the authorization header must be `Bearer <token>`".into(),
+                    )
+                })?;
+            let st = state.borrow();
+            return match st.tokens.verify(token) {
+                Some(name) => Ok(Identity::token(name)),
+                None => Err(error::unauthenticated(
+                    "bad_token",
+                    format!(
+                        "bearer token not recognized: mistyped or revoked{}",
+                        st.tokens_error
+                            .as_ref()
+                            .map(|e| format!(" (tokens.json is not usable: {e})"))
+                            .unwrap_or_default()
+                    ),
+                )),
+            };
+        }
+        let certs = ext
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(TlsConnectInfo::peer_certs);
+        match certs.as_ref().and_then(|c| c.first()) {
+            // rustls verified the chain against the client CA in the handshake.
+            Some(leaf) => interlock_auth::cert::identity(leaf)
+                .map_err(|e| error::unauthenticated("bad_certificate", e)),
+            None => Err(error::unauthenticated(
+                "none",
+                "no credentials: this server requires a bearer token (`authorization: Bearer <token>`; \
+                 interlock --token or INTERLOCK_TOKEN) or a client certificate signed by its client CA"
+                    .into(),
+            )),
+        }
+    }
+
+    fn rbac(&self) -> Result<Option<Arc<Rbac>>, Status> {
+        let Some(state) = &self.0 else {
+            return Ok(None);
+        };
+        let st = state.borrow();
+        match &st.rbac {
+            Some(r) => Ok(Some(r.clone())),
+            None => Err(Status::permission_denied(format!(
+                "no valid rbac.json is loaded, so every call is refused until it is fixed: {}",
+                st.rbac_error.as_deref().unwrap_or("not read yet")
+            ))),
+        }
+    }
+
+    /// Whether `who` may do `action` on the workflow named `workflow`.
+    pub fn check(&self, who: &Identity, action: Action, workflow: &str) -> Result<(), Status> {
+        match self.rbac()? {
+            None => Ok(()),
+            Some(r) => r
+                .check(who, action, workflow)
+                .map_err(error::permission_denied),
+        }
+    }
+
+    /// Whether `who` may do `action` on some workflow (calls that concern
+    /// no workflow in particular).
+    pub fn check_any(&self, who: &Identity, action: Action) -> Result<(), Status> {
+        match self.rbac()? {
+            None => Ok(()),
+            Some(r) => r.check_any(who, action).map_err(error::permission_denied),
+        }
+    }
+}
+
+/// The identity the authentication layer attached to a request.
+pub fn identity<T>(r: &tonic::Request<T>) -> Identity {
+    r.extensions()
+        .get::<Identity>()
+        .cloned()
+        .unwrap_or_else(|| anonymous(r.extensions()))
+}
+
+/// Authenticates every call before it reaches a handler.
+#[derive(Clone)]
+pub struct AuthnLayer(pub Guard);
+
+impl<S> Layer<S> for AuthnLayer {
+    type Service = Authn<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Authn {
+            inner,
+            guard: self.0.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Authn<S> {
+    inner: S,
+    guard: Guard,
+}
+
+impl<S, B> Service<http::Request<B>> for Authn<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>> + Send,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        match self
+            .guard
+            .authenticate(req.uri().path(), req.headers(), req.extensions())
+        {
+            Ok(who) => {
+                req.extensions_mut().insert(who);
+                Box::pin(self.inner.call(req))
+            }
+            Err(status) => {
+                tracing::info!(path = %req.uri().path(), peer = ?peer(req.extensions()), reason = %status.message(), "unauthenticated call refused");
+                Box::pin(async move { Ok(status.into_http()) })
+            }
+        }
+    }
+}
