@@ -726,6 +726,7 @@ async fn a_server_without_rbac_json_denies_every_call() {
         c.auth = true;
         let entry = serde_json::json!({"tokens": [{"name": "ops", "sha256": tokens::hash(&t)}]});
         std::fs::write(c.configs.join("tokens.json"), entry.to_string()).unwrap();
+        std::fs::remove_file(c.configs.join("rbac.json")).unwrap();
     })
     .await;
     // Plaintext with auth on loopback: tokens work without TLS.

@@ -203,3 +203,128 @@ async fn control_commands() {
     assert_eq!(code, 0);
     assert!(out.contains("interlock"));
 }
+
+/// Runs the CLI with extra environment, off the async runtime.
+async fn cli_env(envs: Vec<(&'static str, String)>, args: &[&str]) -> (i32, String, String) {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        let out = Command::cargo_bin("interlock")
+            .unwrap()
+            .env_remove("INTERLOCK_TOKEN")
+            .envs(envs)
+            .args(&args)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_tokens_and_client_certificates_from_flags_and_environment() {
+    use interlock_tests::pki::Ca;
+    let dir = tempfile::tempdir().unwrap();
+    // The CLI mints the token; the server is given only its hash.
+    let (code, out, err) = cli_env(vec![], &["--json", "token", "new", "--name", "ci"]).await;
+    assert_eq!(code, 0, "{err}");
+    let minted: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let token = minted["token"].as_str().unwrap().to_string();
+    let ca = Ca::new(dir.path(), "cli");
+    let server = ca.server(dir.path(), "server");
+    let alice = ca.client(dir.path(), Some("alice"), &[]);
+    let tokens = serde_json::json!({"tokens": [{"name": "ci", "sha256": minted["sha256"]}]});
+    let rbac = r#"{"roles": {"op": [{"actions": ["read", "submit", "exec"], "workflows": ["x"]}]},
+        "bindings": [{"identity": "token:ci", "roles": ["op"]}, {"identity": "cert:alice", "roles": ["op"]}]}"#;
+    let s = TestServer::start_with(|c| {
+        c.tls_cert = Some(server.cert.clone());
+        c.tls_key = Some(server.key.clone());
+        c.tls_client_ca = Some(ca.path.clone());
+        std::fs::write(c.configs.join("tokens.json"), tokens.to_string()).unwrap();
+        std::fs::write(c.configs.join("rbac.json"), rbac).unwrap();
+    })
+    .await;
+    let addr = s.socket().to_string();
+    let token_file = file(&dir, "token", &format!("{token}\n"));
+    let good = file(&dir, "good.json", GOOD);
+    let env = |extra: Vec<(&'static str, String)>| {
+        let mut e = vec![
+            ("INTERLOCK_ADDR", addr.clone()),
+            ("INTERLOCK_CA", ca.path.display().to_string()),
+        ];
+        e.extend(extra);
+        e
+    };
+
+    // Token from a file named in the environment; no scheme means https.
+    let (code, out, err) = cli_env(
+        env(vec![("INTERLOCK_TOKEN_FILE", token_file.clone())]),
+        &["submit", &good, "--watch"],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let id = out.lines().next().unwrap().trim().to_string();
+    let (code, out, _) = cli_env(
+        env(vec![("INTERLOCK_TOKEN", token.clone())]),
+        &["--json", "status", &id],
+    )
+    .await;
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["submittedBy"], "token:ci");
+    assert_eq!(v["executedBy"], "token:ci");
+
+    // A client certificate from flags.
+    let (code, out, err) = cli_env(
+        env(vec![]),
+        &[
+            "--cert",
+            &alice.cert.display().to_string(),
+            "--key",
+            &alice.key.display().to_string(),
+            "status",
+            &id,
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+
+    // Refusals: exit 3 with the reason; bad settings: exit 2.
+    let (code, _, err) = cli_env(env(vec![]), &["status", &id]).await;
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("Unauthenticated") && err.contains("no credentials"),
+        "{err}"
+    );
+    let (code, _, err) = cli_env(
+        env(vec![("INTERLOCK_TOKEN", token.clone())]),
+        &["es", "stop", "x", "--reason", "no"],
+    )
+    .await;
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("PermissionDenied") && err.contains("\"estop\""),
+        "{err}"
+    );
+    let (code, _, err) = cli_env(
+        vec![
+            ("INTERLOCK_ADDR", format!("http://{addr}")),
+            ("INTERLOCK_CA", ca.path.display().to_string()),
+        ],
+        &["status", &id],
+    )
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("use https://"), "{err}");
+    let (code, _, err) = cli_env(
+        env(vec![("INTERLOCK_CERT", alice.cert.display().to_string())]),
+        &["status", &id],
+    )
+    .await;
+    assert_eq!(code, 2);
+    assert!(err.contains("go together"), "{err}");
+}

@@ -133,3 +133,24 @@ fn nothing_is_allowed_without_a_binding() {
         assert!(r.check(&Identity::anonymous("1.2.3.4:5"), a, "w").is_err());
     }
 }
+
+#[test]
+fn the_shipped_files_load() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let rbac = Rbac::parse(&std::fs::read_to_string(dir.join("rbac.json")).unwrap()).unwrap();
+    let bot = Identity::token("diskerase-bot");
+    assert!(rbac.check(&bot, Action::Exec, "SatelliteDiskErase").is_ok());
+    assert!(
+        rbac.check(&bot, Action::Estop, "SatelliteDiskErase")
+            .is_err()
+    );
+    let sre = Identity::certificate("Kim", vec!["kim.sre.example.com".into()]);
+    assert!(rbac.check(&sre, Action::Estop, "*").is_ok());
+    assert!(
+        rbac.check(&sre, Action::Submit, "SatelliteDiskErase")
+            .is_err()
+    );
+    let tokens =
+        crate::Tokens::parse(&std::fs::read_to_string(dir.join("tokens.json")).unwrap()).unwrap();
+    assert!(tokens.is_empty(), "no token ships with the repository");
+}
