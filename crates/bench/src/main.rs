@@ -41,6 +41,10 @@ struct Cli {
     /// SQLite durability for the server under test (default: full, as interlockd).
     #[arg(long, value_enum, default_value = "full")]
     sync: interlock_server::config::SyncMode,
+    /// Serve over TLS with bearer-token authentication and RBAC (certificates
+    /// and the token generated for the run), as a secured deployment does.
+    #[arg(long)]
+    secure: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -105,6 +109,9 @@ struct Bench {
     configs: PathBuf,
     running: Option<Running>,
     client: Client,
+    /// How `client` connects, for other services' clients.
+    addr: String,
+    opts: Options,
     hold: Arc<Hold>,
 }
 
@@ -123,7 +130,7 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 impl Bench {
-    async fn start(sync: interlock_server::config::SyncMode) -> anyhow::Result<Self> {
+    async fn start(sync: interlock_server::config::SyncMode, secure: bool) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let configs = dir.path().join("configs");
         std::fs::create_dir_all(&configs)?;
@@ -141,7 +148,7 @@ impl Bench {
             ]}]"#,
         )?;
         std::fs::write(configs.join("es.json"), ES_GO)?;
-        let config = Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".parse()?,
             db: dir.path().join("var/interlock.db"),
             configs: configs.clone(),
@@ -151,18 +158,45 @@ impl Bench {
             sync,
             ..Config::default()
         };
+        let mut opts = Options::default();
+        if secure {
+            let ca = interlock_tests::pki::Ca::new(dir.path(), "bench");
+            let cert = ca.server(dir.path(), "server");
+            let token = interlock_auth::tokens::mint();
+            std::fs::write(
+                configs.join("tokens.json"),
+                serde_json::json!({"tokens": [{"name": "bench", "sha256": interlock_auth::tokens::hash(&token)}]})
+                    .to_string(),
+            )?;
+            std::fs::write(
+                configs.join("rbac.json"),
+                r#"{"roles": {"bench": [{"actions": ["admin"], "workflows": ["*"]}]},
+                    "bindings": [{"identity": "token:bench", "roles": ["bench"]}]}"#,
+            )?;
+            config.tls_cert = Some(cert.cert);
+            config.tls_key = Some(cert.key);
+            config.auth = true;
+            opts.credentials = interlock_client::Credentials {
+                ca_pem: Some(ca.pem.into_bytes()),
+                token: Some(token),
+                ..Default::default()
+            };
+        }
         let hold = Arc::new(Hold::default());
         let running = ServerBuilder::new(config)
             .job(hold.clone())
             .start()
             .await
             .map_err(anyhow::Error::msg)?;
-        let client = Client::connect(&running.addr.to_string(), Options::default()).await?;
+        let addr = running.addr.to_string();
+        let client = Client::connect(&addr, opts.clone()).await?;
         Ok(Self {
             _dir: dir,
             configs,
             running: Some(running),
             client,
+            addr,
+            opts,
             hold,
         })
     }
@@ -303,11 +337,8 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) -> anyhow::Resul
 
 async fn estop(b: &Bench, flips: usize, workflows: usize) -> anyhow::Result<Vec<Row>> {
     let es = b.configs.join("es.json");
-    let mut ctl = v1::control_client::ControlClient::connect(format!(
-        "http://{}",
-        b.running.as_ref().expect("running").addr
-    ))
-    .await?;
+    let mut ctl =
+        v1::control_client::ControlClient::new(interlock_client::transport(&b.addr, &b.opts).await?);
     let hold_req = work(vec![
         block(1, vec![sleep_job()]),
         block(
@@ -674,34 +705,34 @@ async fn main() -> anyhow::Result<()> {
     let want = |s| all || cli.scenarios.contains(&s);
     let mut rows = Vec::new();
     if want(Scenario::Submit) {
-        let b = Bench::start(cli.sync).await?;
+        let b = Bench::start(cli.sync, cli.secure).await?;
         rows.extend(submit(&b, cli.seconds).await?);
     }
     if want(Scenario::Transitions) {
-        let b = Bench::start(cli.sync).await?;
+        let b = Bench::start(cli.sync, cli.secure).await?;
         rows.extend(transitions(&b).await?);
     }
     if want(Scenario::Estop) {
-        let b = Bench::start(cli.sync).await?;
+        let b = Bench::start(cli.sync, cli.secure).await?;
         rows.extend(estop(&b, cli.flips, cli.workflows).await?);
         if let Some(r) = b.running {
             let _ = r.shutdown().await;
         }
     }
     if want(Scenario::Reload) {
-        let b = Bench::start(cli.sync).await?;
+        let b = Bench::start(cli.sync, cli.secure).await?;
         rows.extend(reload(&b, 50).await?);
     }
     if want(Scenario::Workflows) {
-        let b = Bench::start(cli.sync).await?;
+        let b = Bench::start(cli.sync, cli.secure).await?;
         rows.extend(workflows(&b, cli.count).await?);
     }
     if want(Scenario::Concurrent) {
-        let b = Bench::start(cli.sync).await?;
+        let b = Bench::start(cli.sync, cli.secure).await?;
         rows.extend(concurrent(&b, cli.count, cli.seconds).await?);
     }
     if cli.scenarios.contains(&Scenario::List) {
-        let b = Bench::start(cli.sync).await?;
+        let b = Bench::start(cli.sync, cli.secure).await?;
         rows.extend(list(&b, cli.count.max(100_000), cli.seconds).await?);
     }
     if cli.json {
