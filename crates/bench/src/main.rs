@@ -337,8 +337,9 @@ async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) -> anyhow::Resul
 
 async fn estop(b: &Bench, flips: usize, workflows: usize) -> anyhow::Result<Vec<Row>> {
     let es = b.configs.join("es.json");
-    let mut ctl =
-        v1::control_client::ControlClient::new(interlock_client::transport(&b.addr, &b.opts).await?);
+    let mut ctl = v1::control_client::ControlClient::new(
+        interlock_client::transport(&b.addr, &b.opts).await?,
+    );
     let hold_req = work(vec![
         block(1, vec![sleep_job()]),
         block(
