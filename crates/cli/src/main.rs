@@ -154,7 +154,7 @@ enum TokenCmd {
     /// Mint a random token (locally; nothing is sent) and print the entry
     /// to add to the server's tokens.json.
     New {
-        /// Name the token's calls are audited and authorized under (token:<name>).
+        /// Name the token's calls are audited and authorized under (token:NAME).
         #[arg(long)]
         name: String,
     },
