@@ -222,6 +222,7 @@ async fn call_everything(t: Transport, id: &str) -> Vec<(&'static str, Code, Str
                 .await,
             ),
         ),
+        ("WhoAmI", code(ctl.who_am_i(v1::WhoAmIReq {}).await)),
         ("diskerase.Submit", code(old.submit(ancestor_work()).await)),
         (
             "diskerase.Exec",
@@ -268,7 +269,7 @@ async fn without_credentials_every_rpc_is_unauthenticated_but_health_answers() {
     for creds in [sec.creds(None), sec.creds(Some("ilk_not-a-real-token"))] {
         let bad_token = creds.token.is_some();
         let results = call_everything(sec.transport(creds).await, &id).await;
-        assert_eq!(results.len(), 21);
+        assert_eq!(results.len(), 22);
         for (rpc, code, msg) in results {
             assert_eq!(code, Code::Unauthenticated, "{rpc}: {msg}");
             let want = if bad_token {
@@ -489,7 +490,17 @@ async fn client_certificates_identify_callers_and_foreign_ones_are_refused() {
     let jo = sec
         .ca
         .client(dir, Some("Jo Smith"), &["jo.sre.example.com"]);
-    let mut wf = Wf::new(sec.transport(sec.cert_creds(&jo)).await);
+    let t = sec.transport(sec.cert_creds(&jo)).await;
+    let me = Ctl::new(t.clone())
+        .who_am_i(v1::WhoAmIReq {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(me.identity, "cert:Jo Smith");
+    assert_eq!(me.aliases, ["cert:jo.sre.example.com"]);
+    assert_eq!(me.roles, ["viewer"]);
+    assert!(me.auth_enabled);
+    let mut wf = Wf::new(t);
     wf.status(v1::StatusReq { id: id.clone() })
         .await
         .expect("jo reads");

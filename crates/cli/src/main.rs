@@ -140,6 +140,8 @@ enum Cmd {
         #[arg(long, default_value = "0")]
         before: i64,
     },
+    /// Who the server takes you to be, and your roles.
+    Whoami,
     /// Bearer tokens for servers running with --auth.
     Token {
         #[command(subcommand)]
@@ -519,6 +521,18 @@ async fn run(cli: Cli) -> Out {
                 print_json(&st)?;
             } else {
                 print!("{}", tree(&st));
+                let who = |w: &str| {
+                    if w.is_empty() {
+                        "-".to_string()
+                    } else {
+                        w.to_string()
+                    }
+                };
+                println!(
+                    "submitted by {}, executed by {}",
+                    who(&st.submitted_by),
+                    who(&st.executed_by)
+                );
             }
             Ok(workflow_exit(st.status))
         }
@@ -757,6 +771,31 @@ async fn run(cli: Cli) -> Out {
                 }
                 if r.next_before_id > 0 {
                     println!("more: --before {}", r.next_before_id);
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Whoami => {
+            let r = control(addr)
+                .await?
+                .who_am_i(v1::WhoAmIReq {})
+                .await?
+                .into_inner();
+            if json {
+                print_json(&r)?;
+            } else if !r.auth_enabled {
+                println!(
+                    "{} (authentication is off: every call is allowed)",
+                    r.identity
+                );
+            } else {
+                println!("{}", r.identity);
+                for a in &r.aliases {
+                    println!("  also {a}");
+                }
+                match r.roles.as_slice() {
+                    [] => println!("  roles: none (every call will be denied)"),
+                    roles => println!("  roles: {}", roles.join(", ")),
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -292,6 +292,13 @@ async fn tls_tokens_and_client_certificates_from_flags_and_environment() {
     )
     .await;
     assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("submitted by token:ci, executed by token:ci"),
+        "{out}"
+    );
+
+    let (code, out, _) = cli_env(env(vec![("INTERLOCK_TOKEN", token.clone())]), &["whoami"]).await;
+    assert_eq!((code, out.as_str()), (0, "token:ci\n  roles: op\n"));
 
     // Refusals: exit 3 with the reason; bad settings: exit 2.
     let (code, _, err) = cli_env(env(vec![]), &["status", &id]).await;

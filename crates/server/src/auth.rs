@@ -149,6 +149,15 @@ impl Guard {
         }
     }
 
+    /// The roles bound to `who` (empty with authentication off or no
+    /// rbac.json loaded).
+    pub fn roles_of(&self, who: &Identity) -> Vec<String> {
+        match self.rbac() {
+            Ok(Some(r)) => r.roles_of(who).into_iter().map(String::from).collect(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Whether `who` may do `action` on some workflow (calls that concern
     /// no workflow in particular).
     pub fn check_any(&self, who: &Identity, action: Action) -> Result<(), Status> {

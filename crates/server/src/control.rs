@@ -162,6 +162,20 @@ impl Control for ControlApi {
         }))
     }
 
+    async fn who_am_i(
+        &self,
+        r: Request<v1::WhoAmIReq>,
+    ) -> Result<Response<v1::WhoAmIResp>, Status> {
+        // Any authenticated caller may ask; it is how one debugs a denial.
+        let who = identity(&r);
+        Ok(Response::new(v1::WhoAmIResp {
+            identity: who.to_string(),
+            aliases: who.written_forms().skip(1).collect(),
+            roles: self.guard.roles_of(&who),
+            auth_enabled: self.guard.enabled(),
+        }))
+    }
+
     async fn audit(&self, r: Request<v1::AuditReq>) -> Result<Response<v1::AuditResp>, Status> {
         self.guard.check(&identity(&r), Action::Admin, WILDCARD)?;
         let r = r.into_inner();
