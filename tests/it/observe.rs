@@ -73,19 +73,6 @@ async fn reflection_lists_the_services() {
     }
 }
 
-/// GET /metrics over plain HTTP/1.1.
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut body = String::new();
-    conn.read_to_string(&mut body).await.unwrap();
-    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    body
-}
-
 #[tokio::test]
 async fn metrics_show_rpcs_jobs_workflows_store_and_configs() {
     let s = TestServer::start().await;
@@ -107,7 +94,7 @@ async fn metrics_show_rpcs_jobs_workflows_store_and_configs() {
         .await
         .exec(interlock_proto::v1::ExecReq { id })
         .await; // one AlreadyExists
-    let text = scrape(s.metrics_addr()).await;
+    let text = s.scrape().await;
     for series in [
         r#"interlock_rpc_requests_total{method="/interlock.v1.Workflow/Submit",code="Ok"}"#,
         r#"interlock_rpc_requests_total{method="/interlock.v1.Workflow/Exec",code="AlreadyExists"}"#,

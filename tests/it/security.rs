@@ -280,6 +280,13 @@ async fn without_credentials_every_rpc_is_unauthenticated_but_health_answers() {
             assert!(msg.contains(want), "{rpc}: {msg}");
         }
     }
+    let metrics = sec.s.scrape().await;
+    for series in [
+        "interlock_auth_failures_total{reason=\"none\"}",
+        "interlock_auth_failures_total{reason=\"bad_token\"}",
+    ] {
+        assert!(metrics.contains(series), "{series} missing");
+    }
     // Load balancers probe health without credentials.
     let mut health =
         tonic_health::pb::health_client::HealthClient::new(sec.transport(sec.creds(None)).await);
@@ -330,6 +337,12 @@ async fn a_role_without_the_grant_is_denied_naming_it_and_one_with_it_works() {
             None => assert_eq!(*code, Code::Ok, "viewer {rpc}: {msg}"),
         }
     }
+    assert!(
+        sec.s
+            .scrape()
+            .await
+            .contains("interlock_auth_denials_total{action=\"exec\"}")
+    );
     let st = Wf::new(sec.transport(sec.creds(Some("viewer"))).await)
         .status(v1::StatusReq { id: id.clone() })
         .await

@@ -109,6 +109,22 @@ impl TestServer {
             .expect("metrics enabled")
     }
 
+    /// GET /metrics over plain HTTP/1.1. The recorder is process-wide, so
+    /// counters include other tests' servers in the same binary.
+    pub async fn scrape(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut conn = tokio::net::TcpStream::connect(self.metrics_addr())
+            .await
+            .unwrap();
+        conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        conn.read_to_string(&mut body).await.unwrap();
+        assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+        body
+    }
+
     pub fn addr(&self) -> String {
         format!("http://{}", self.running.as_ref().expect("running").addr)
     }
