@@ -120,6 +120,18 @@ impl Secure {
     }
 }
 
+/// The newest 1,000 audit entries, read with `ctl`'s credentials.
+async fn audit_log(mut ctl: Ctl) -> Vec<v1::AuditEntry> {
+    ctl.audit(v1::AuditReq {
+        limit: 1000,
+        before_id: 0,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .entries
+}
+
 fn code<T>(r: Result<tonic::Response<T>, Status>) -> (Code, String) {
     match r {
         Ok(_) => (Code::Ok, String::new()),
@@ -441,16 +453,7 @@ async fn a_role_without_the_grant_is_denied_naming_it_and_one_with_it_works() {
     assert_eq!(st.executed_by, "token:operator");
 
     // Admin reads the audit log: each mutating call, by whom, refusals included.
-    let (_, mut admin) = sec.as_role(Some("admin")).await;
-    let log = admin
-        .audit(v1::AuditReq {
-            limit: 1000,
-            before_id: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let log = audit_log(sec.as_role(Some("admin")).await.1).await;
     let seen = |identity: &str, action: &str, outcome: &str| {
         log.iter().any(|e| {
             e.identity == identity
@@ -616,17 +619,9 @@ async fn tokens_and_grants_reload_live_and_bad_edits_keep_the_last_good() {
     );
     let (_, mut admin) = sec.as_role(Some("admin")).await;
     eventually("both bad edits are logged", || {
-        let mut admin = admin.clone();
+        let admin = admin.clone();
         async move {
-            let log = admin
-                .audit(v1::AuditReq {
-                    limit: 100,
-                    before_id: 0,
-                })
-                .await
-                .unwrap()
-                .into_inner()
-                .entries;
+            let log = audit_log(admin).await;
             ["tokens.json", "rbac.json"].iter().all(|f| {
                 log.iter().any(|e| {
                     e.action == "config.reload" && e.target == *f && e.outcome == "invalid"
@@ -703,17 +698,10 @@ async fn the_server_certificate_reloads_and_a_bad_one_is_not_taken() {
     // certificate stays in force.
     let (_, admin) = sec.as_role_with(&next_ca, "admin").await;
     let invalid_tls_reloads = || {
-        let mut admin = admin.clone();
+        let admin = admin.clone();
         async move {
-            admin
-                .audit(v1::AuditReq {
-                    limit: 1000,
-                    before_id: 0,
-                })
+            audit_log(admin)
                 .await
-                .unwrap()
-                .into_inner()
-                .entries
                 .iter()
                 .filter(|e| e.target == "tls" && e.outcome == "invalid")
                 .count()

@@ -9,8 +9,9 @@
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use interlock_client::args::CredentialArgs;
 use interlock_client::display::{status_name, tree};
-use interlock_client::{Client, Credentials, Options, Transport, is_final, transport};
+use interlock_client::{Client, Options, Transport, is_final, transport};
 use interlock_proto::v1;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,24 +31,8 @@ struct Cli {
     /// [default: $XDG_CONFIG_HOME/interlock/cli.json or ~/.config/interlock/cli.json].
     #[arg(long, env = "INTERLOCK_CLI_CONFIG", global = true)]
     config: Option<PathBuf>,
-    /// PEM CA bundle that signed the server's certificate; turns TLS on.
-    #[arg(long, env = "INTERLOCK_CA", global = true)]
-    ca: Option<PathBuf>,
-    /// PEM client certificate, for mutual TLS (with --key).
-    #[arg(long, env = "INTERLOCK_CERT", global = true)]
-    cert: Option<PathBuf>,
-    /// PEM private key of --cert.
-    #[arg(long, env = "INTERLOCK_KEY", global = true)]
-    key: Option<PathBuf>,
-    /// Bearer token (prefer INTERLOCK_TOKEN or --token-file: flags show in `ps`).
-    #[arg(long, env = "INTERLOCK_TOKEN", global = true, hide_env_values = true)]
-    token: Option<String>,
-    /// File holding the bearer token.
-    #[arg(long, env = "INTERLOCK_TOKEN_FILE", global = true)]
-    token_file: Option<PathBuf>,
-    /// Server name to verify the certificate against, if not the address's host.
-    #[arg(long, env = "INTERLOCK_TLS_SERVER_NAME", global = true)]
-    tls_server_name: Option<String>,
+    #[command(flatten)]
+    creds: CredentialArgs,
     /// Print JSON (protobuf JSON mapping) instead of human output.
     #[arg(long, global = true)]
     json: bool,
@@ -390,23 +375,17 @@ struct CliConfig {
 /// file, else the default (plaintext to the local server).
 fn resolve_target(cli: &Cli) -> Result<Target, Fail> {
     let file = read_cli_config(cli)?;
-    let pick = |flag: &Option<PathBuf>, file: &Option<PathBuf>| flag.clone().or(file.clone());
-    let token = match (&cli.token, pick(&cli.token_file, &file.token_file)) {
-        (Some(t), _) => Some(t.clone()),
-        (None, Some(p)) => Some(
-            std::fs::read_to_string(&p)
-                .map_err(|e| Fail(2, format!("cannot read token file {}: {e}", p.display())))?,
-        ),
-        (None, None) => None,
-    };
-    let (ca, cert, key) = (
-        pick(&cli.ca, &file.ca),
-        pick(&cli.cert, &file.cert),
-        pick(&cli.key, &file.key),
-    );
-    let mut credentials =
-        Credentials::from_files(ca.as_deref(), cert.as_deref(), key.as_deref(), token)?;
-    credentials.server_name = cli.tls_server_name.clone();
+    let credentials = cli
+        .creds
+        .clone()
+        .or(CredentialArgs {
+            ca: file.ca,
+            cert: file.cert,
+            key: file.key,
+            token_file: file.token_file,
+            ..CredentialArgs::default()
+        })
+        .credentials()?;
     let addr = cli
         .addr
         .clone()

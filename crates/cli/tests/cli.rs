@@ -5,24 +5,7 @@ use interlock_tests::TestServer;
 
 /// Runs the CLI against `s` off the async runtime; returns (exit code, stdout, stderr).
 async fn cli(s: &TestServer, args: &[&str]) -> (i32, String, String) {
-    let addr = s.addr();
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::cargo_bin("interlock")
-            .unwrap()
-            .arg("--addr")
-            .arg(&addr)
-            .args(&args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
+    cli_env(vec![("INTERLOCK_ADDR", s.addr())], args).await
 }
 
 const GOOD: &str = r#"{"name": "x", "labels": {"team": "sre"},
@@ -204,13 +187,14 @@ async fn control_commands() {
     assert!(out.contains("interlock"));
 }
 
-/// Runs the CLI with extra environment, off the async runtime.
+/// Runs the CLI with `envs` (and no ambient credentials), off the async runtime.
 async fn cli_env(envs: Vec<(&'static str, String)>, args: &[&str]) -> (i32, String, String) {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     tokio::task::spawn_blocking(move || {
         let out = Command::cargo_bin("interlock")
             .unwrap()
             .env_remove("INTERLOCK_TOKEN")
+            .env_remove("INTERLOCK_CA")
             .envs(envs)
             .args(&args)
             .output()

@@ -11,6 +11,8 @@
 //!   certificate for mutual TLS, and sends a bearer token on every call.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "clap")]
+pub mod args;
 pub mod display;
 
 use interlock_proto::v1;

@@ -11,8 +11,9 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use interlock_client::args::CredentialArgs;
 use interlock_client::display::{status_name, tree as render};
-use interlock_client::{Client, Credentials, Options, is_final};
+use interlock_client::{Client, Options, is_final};
 use interlock_inventory::Inventory;
 use interlock_proto::v1;
 use std::io::Write;
@@ -34,18 +35,8 @@ struct Cli {
         global = true
     )]
     server: String,
-    /// PEM CA that signed the server's certificate (turns TLS on).
-    #[arg(long, env = "INTERLOCK_CA", global = true)]
-    ca: Option<PathBuf>,
-    /// PEM client certificate for mutual TLS (with --key).
-    #[arg(long, env = "INTERLOCK_CERT", global = true)]
-    cert: Option<PathBuf>,
-    /// PEM key of --cert.
-    #[arg(long, env = "INTERLOCK_KEY", global = true)]
-    key: Option<PathBuf>,
-    /// Bearer token.
-    #[arg(long, env = "INTERLOCK_TOKEN", global = true, hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    creds: CredentialArgs,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -172,12 +163,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let opts = Options {
-        credentials: Credentials::from_files(
-            cli.ca.as_deref(),
-            cli.cert.as_deref(),
-            cli.key.as_deref(),
-            cli.token.clone(),
-        )?,
+        credentials: cli.creds.credentials()?,
         ..Options::default()
     };
     let connect = || Client::connect(&cli.server, opts.clone());
