@@ -594,6 +594,30 @@ async fn tokens_and_grants_reload_live_and_bad_edits_keep_the_last_good() {
     let mut sec = secure().await;
     let tokens_path = sec.s.config_path("tokens.json");
     let rbac_path = sec.s.config_path("rbac.json");
+    // An expired token is refused with the reason.
+    let old = tokens::mint();
+    let mut entries: serde_json::Value = serde_json::from_str(&tokens_json(&sec.tokens)).unwrap();
+    entries["tokens"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!(
+            {"name": "old", "sha256": tokens::hash(&old), "expires": "2020-01-01T00:00:00Z"}
+        ));
+    write_config(&tokens_path, &entries.to_string());
+    let t = sec.transport(sec.creds(Some(&old))).await;
+    eventually("the expired token is refused as expired", || {
+        let t = t.clone();
+        async move {
+            Wf::new(t)
+                .job_catalog(v1::JobCatalogReq {})
+                .await
+                .is_err_and(|s| {
+                    s.message()
+                        .contains("\"old\" expired at 2020-01-01T00:00:00Z")
+                })
+        }
+    })
+    .await;
     // A new token works once it is in the file.
     let fresh = tokens::mint();
     sec.tokens.insert("viewer2", fresh.clone());

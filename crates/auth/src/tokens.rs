@@ -1,8 +1,11 @@
 //! Bearer tokens, stored as SHA-256 hashes in `tokens.json`:
 //!
 //! ```json
-//! {"tokens": [{"name": "ci-bot", "sha256": "<64 hex digits>"}]}
+//! {"tokens": [{"name": "ci-bot", "sha256": "<64 hex digits>", "expires": "2027-03-01T00:00:00Z"}]}
 //! ```
+//!
+//! `expires` (RFC 3339, optional) ends a token's validity without an edit
+//! on the day.
 //!
 //! Tokens are 256-bit random strings minted by [`mint`], so a plain SHA-256
 //! is a sufficient one-way hash (a slow password hash protects guessable
@@ -17,6 +20,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::time::SystemTime;
 
 /// Prefix of minted tokens; makes them recognizable to secret scanners.
 pub const PREFIX: &str = "ilk_";
@@ -32,12 +36,29 @@ struct File {
 struct Entry {
     name: String,
     sha256: String,
+    #[serde(default)]
+    expires: Option<String>,
 }
 
-/// The valid tokens: hash → name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Known {
+    name: String,
+    expires: Option<SystemTime>,
+}
+
+/// The configured tokens, by hash.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tokens {
-    by_hash: HashMap<[u8; 32], String>,
+    by_hash: HashMap<[u8; 32], Known>,
+}
+
+/// Why a presented token was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("bearer token not recognized: mistyped or revoked")]
+    Unknown,
+    #[error("bearer token {name:?} expired at {at}; mint a new one (interlock token new)")]
+    Expired { name: String, at: String },
 }
 
 /// The hex SHA-256 of a token, as written in `tokens.json`.
@@ -72,26 +93,51 @@ impl Tokens {
                     e.name, e.sha256
                 ))
             })?;
+            let expires = e
+                .expires
+                .as_deref()
+                .map(|t| {
+                    humantime::parse_rfc3339_weak(t).map_err(|err| {
+                        ConfigError(format!(
+                            "{at} ({}): expires {t:?} is not an RFC 3339 time like \
+                             2027-03-01T00:00:00Z: {err}",
+                            e.name
+                        ))
+                    })
+                })
+                .transpose()?;
             if !names.insert(e.name.clone()) {
                 return Err(ConfigError(format!(
                     "{at}: name {:?} appears twice",
                     e.name
                 )));
             }
-            if let Some(other) = by_hash.insert(digest, e.name.clone()) {
+            let known = Known {
+                name: e.name.clone(),
+                expires,
+            };
+            if let Some(other) = by_hash.insert(digest, known) {
                 return Err(ConfigError(format!(
-                    "{at} ({}): same hash as {other:?}; one secret must not have two names",
-                    e.name
+                    "{at} ({}): same hash as {:?}; one secret must not have two names",
+                    e.name, other.name
                 )));
             }
         }
         Ok(Self { by_hash })
     }
 
-    /// The name of the token `presented`, if it is valid.
-    pub fn verify(&self, presented: &str) -> Option<&str> {
+    /// The name of the token `presented`, if it is known and, at `now`,
+    /// not expired.
+    pub fn verify(&self, presented: &str, now: SystemTime) -> Result<&str, Refused> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        self.by_hash.get(&digest).map(String::as_str)
+        let k = self.by_hash.get(&digest).ok_or(Refused::Unknown)?;
+        match k.expires {
+            Some(at) if now >= at => Err(Refused::Expired {
+                name: k.name.clone(),
+                at: humantime::format_rfc3339_seconds(at).to_string(),
+            }),
+            _ => Ok(&k.name),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -121,11 +167,35 @@ mod tests {
         assert_ne!(a, b);
         assert!(a.starts_with(PREFIX) && a.len() == PREFIX.len() + 64);
         let t = Tokens::parse(&file(&[("ci", &hash(&a)), ("bot", &hash(&b))])).unwrap();
-        assert_eq!(t.verify(&a), Some("ci"));
-        assert_eq!(t.verify(&b), Some("bot"));
-        assert_eq!(t.verify(&hash(&a)), None, "the stored hash is not a token");
-        assert_eq!(t.verify(""), None);
-        assert_eq!(t.verify(&format!("{a} ")), None);
+        let now = SystemTime::now();
+        assert_eq!(t.verify(&a, now), Ok("ci"));
+        assert_eq!(t.verify(&b, now), Ok("bot"));
+        let unknown = Err(Refused::Unknown);
+        assert_eq!(
+            t.verify(&hash(&a), now),
+            unknown,
+            "the stored hash is not a token"
+        );
+        assert_eq!(t.verify("", now), unknown);
+        assert_eq!(t.verify(&format!("{a} "), now), unknown);
+    }
+
+    #[test]
+    fn a_token_stops_working_when_it_expires() {
+        let a = mint();
+        let text = serde_json::json!({"tokens": [
+            {"name": "temp", "sha256": hash(&a), "expires": "2027-03-01T00:00:00Z"}
+        ]})
+        .to_string();
+        let t = Tokens::parse(&text).unwrap();
+        let at = humantime::parse_rfc3339("2027-03-01T00:00:00Z").unwrap();
+        let second = std::time::Duration::from_secs(1);
+        assert_eq!(t.verify(&a, at - second), Ok("temp"));
+        let err = t.verify(&a, at).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "bearer token \"temp\" expired at 2027-03-01T00:00:00Z; mint a new one (interlock token new)"
+        );
     }
 
     #[test]
@@ -136,6 +206,11 @@ mod tests {
             (file(&[("a", &h), ("a", &hash("y"))]), "appears twice"),
             (file(&[("a", &h), ("b", &h)]), "same hash as \"a\""),
             (file(&[("", &h)]), "must be non-empty"),
+            (
+                serde_json::json!({"tokens": [{"name": "a", "sha256": h, "expires": "next week"}]})
+                    .to_string(),
+                "tokens[0] (a): expires \"next week\" is not an RFC 3339 time",
+            ),
             (
                 r#"{"tokens": [{"name": "a", "hash": "x"}]}"#.into(),
                 "unknown field",

@@ -144,6 +144,9 @@ enum TokenCmd {
         /// Name the token's calls are audited and authorized under (token:NAME).
         #[arg(long)]
         name: String,
+        /// Validity, e.g. 90d or 12h; the entry then carries "expires".
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<std::time::Duration>,
     },
     /// Print the tokens.json hash of an existing token read from stdin.
     Hash,
@@ -819,32 +822,45 @@ async fn main() -> ExitCode {
 
 fn token_cmd(cmd: &TokenCmd, json: bool) -> Out {
     use interlock_auth::tokens;
-    let (name, token) = match cmd {
-        TokenCmd::New { name } => (name.clone(), tokens::mint()),
+    let (token, entry) = match cmd {
+        TokenCmd::New { name, expires_in } => {
+            let token = tokens::mint();
+            let mut entry = serde_json::json!({"name": name, "sha256": tokens::hash(&token)});
+            if let Some(d) = expires_in {
+                let at = std::time::SystemTime::now() + *d;
+                entry["expires"] = humantime::format_rfc3339_seconds(at).to_string().into();
+            }
+            (token, entry)
+        }
         TokenCmd::Hash => {
             let mut t = String::new();
             std::io::stdin()
                 .read_line(&mut t)
                 .map_err(|e| Fail(2, format!("cannot read the token from stdin: {e}")))?;
-            (String::new(), t.trim().to_string())
+            let sha256 = tokens::hash(t.trim());
+            if json {
+                print_json(&serde_json::json!({ "sha256": sha256 }))?;
+            } else {
+                println!("{sha256}");
+            }
+            return Ok(ExitCode::SUCCESS);
         }
     };
-    let sha256 = tokens::hash(&token);
-    match (cmd, json) {
-        (TokenCmd::New { .. }, true) => print_json(&serde_json::json!({
-            "name": name, "token": token, "sha256": sha256,
-        }))?,
-        (TokenCmd::New { .. }, false) => {
-            println!("token: {token}");
-            println!();
-            println!("Add this entry to \"tokens\" in the server's tokens.json, and bind");
-            println!("token:{name} to a role in rbac.json:");
-            println!("  {{\"name\": \"{name}\", \"sha256\": \"{sha256}\"}}");
-            println!();
-            println!("The server keeps only the hash: store the token now.");
-        }
-        (TokenCmd::Hash, true) => print_json(&serde_json::json!({ "sha256": sha256 }))?,
-        (TokenCmd::Hash, false) => println!("{sha256}"),
+    if json {
+        let mut out = entry.clone();
+        out["token"] = token.into();
+        print_json(&out)?;
+    } else {
+        println!("token: {token}");
+        println!();
+        println!("Add this entry to \"tokens\" in the server's tokens.json, and bind");
+        println!(
+            "token:{} to a role in rbac.json:",
+            entry["name"].as_str().unwrap_or_default()
+        );
+        println!("  {entry}");
+        println!();
+        println!("The server keeps only the hash: store the token now.");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -214,14 +214,30 @@ async fn tls_tokens_and_client_certificates_from_flags_and_environment() {
     use interlock_tests::pki::Ca;
     let dir = tempfile::tempdir().unwrap();
     // The CLI mints the token; the server is given only its hash.
-    let (code, out, err) = cli_env(vec![], &["--json", "token", "new", "--name", "ci"]).await;
+    let (code, out, err) = cli_env(
+        vec![],
+        &[
+            "--json",
+            "token",
+            "new",
+            "--name",
+            "ci",
+            "--expires-in",
+            "1h",
+        ],
+    )
+    .await;
     assert_eq!(code, 0, "{err}");
     let minted: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let expires = humantime::parse_rfc3339(minted["expires"].as_str().unwrap()).unwrap();
+    assert!(expires > std::time::SystemTime::now() + std::time::Duration::from_secs(3500));
     let token = minted["token"].as_str().unwrap().to_string();
     let ca = Ca::new(dir.path(), "cli");
     let server = ca.server(dir.path(), "server");
     let alice = ca.client(dir.path(), Some("alice"), &[]);
-    let tokens = serde_json::json!({"tokens": [{"name": "ci", "sha256": minted["sha256"]}]});
+    let tokens = serde_json::json!({"tokens": [
+        {"name": "ci", "sha256": minted["sha256"], "expires": minted["expires"]}
+    ]});
     let rbac = r#"{"roles": {"op": [{"actions": ["read", "submit", "exec"], "workflows": ["x"]}]},
         "bindings": [{"identity": "token:ci", "roles": ["op"]}, {"identity": "cert:alice", "roles": ["op"]}]}"#;
     let s = TestServer::start_with(|c| {

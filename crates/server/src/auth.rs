@@ -17,7 +17,7 @@
 //!   the live-config reloader (last good on a bad edit).
 
 use crate::error;
-use interlock_auth::{Action, Identity, Rbac, Tokens};
+use interlock_auth::{Action, Identity, Rbac, Refused, Tokens};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::sync::watch;
@@ -95,12 +95,15 @@ impl Guard {
                     )
                 })?;
             let st = state.borrow();
-            return match st.tokens.verify(token) {
-                Some(name) => Ok(Identity::token(name)),
-                None => Err(error::unauthenticated(
-                    "bad_token",
+            return match st.tokens.verify(token, std::time::SystemTime::now()) {
+                Ok(name) => Ok(Identity::token(name)),
+                Err(refused) => Err(error::unauthenticated(
+                    match refused {
+                        Refused::Unknown => "bad_token",
+                        Refused::Expired { .. } => "expired_token",
+                    },
                     format!(
-                        "bearer token not recognized: mistyped or revoked{}",
+                        "{refused}{}",
                         st.tokens_error
                             .as_ref()
                             .map(|e| format!(" (tokens.json is not usable: {e})"))

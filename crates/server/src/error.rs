@@ -61,7 +61,7 @@ pub fn bad_request(msg: String) -> Status {
 
 /// A call without usable credentials. `reason` labels the
 /// `interlock_auth_failures_total` counter (none, malformed, bad_token,
-/// bad_certificate).
+/// expired_token, bad_certificate).
 pub fn unauthenticated(reason: &'static str, msg: String) -> Status {
     metrics::counter!("interlock_auth_failures_total", "reason" => reason).increment(1);
     Status::unauthenticated(msg)
