@@ -50,6 +50,13 @@ fn tokens_json(tokens: &BTreeMap<&'static str, String>) -> String {
 }
 
 async fn secure() -> Secure {
+    secure_with(|_, _, _| {}).await
+}
+
+/// `secure()`, with `tweak(config, ca, pki dir)` run before the start.
+async fn secure_with(
+    tweak: impl FnOnce(&mut interlock_server::Config, &Ca, &std::path::Path),
+) -> Secure {
     let pki = tempfile::tempdir().unwrap();
     let ca = Ca::new(pki.path(), "main");
     let server_cert = ca.server(pki.path(), "server");
@@ -65,6 +72,7 @@ async fn secure() -> Secure {
         c.reload_interval = Duration::from_millis(50);
         std::fs::write(c.configs.join("tokens.json"), tokens_json(&tokens)).unwrap();
         std::fs::write(c.configs.join("rbac.json"), RBAC).unwrap();
+        tweak(c, &ca, pki.path());
     })
     .await;
     Secure {
@@ -550,6 +558,33 @@ async fn client_certificates_identify_callers_and_foreign_ones_are_refused() {
 }
 
 #[tokio::test]
+async fn a_client_certificate_listed_in_the_crl_is_refused_once_the_crl_reloads() {
+    let sec = secure_with(|c, ca, dir| {
+        c.tls_client_crl = Some(ca.crl(dir, "clients.crl", &[]));
+    })
+    .await;
+    let dir = sec.pki.path();
+    let alice = sec.ca.client(dir, Some("alice"), &[]);
+    let bob = sec.ca.client(dir, Some("bob.sre.example.com"), &[]);
+    async fn reads(sec: &Secure, leaf: &Leaf) -> bool {
+        match sec.s.transport_with(sec.cert_creds(leaf)).await {
+            Ok(t) => Ctl::new(t).who_am_i(v1::WhoAmIReq {}).await.is_ok(),
+            Err(_) => false,
+        }
+    }
+    assert!(reads(&sec, &alice).await);
+    sec.ca.crl(dir, "clients.crl", &[&alice]);
+    eventually("alice's revoked certificate is refused", || async {
+        !reads(&sec, &alice).await
+    })
+    .await;
+    assert!(
+        reads(&sec, &bob).await,
+        "an unrevoked certificate still works"
+    );
+}
+
+#[tokio::test]
 async fn a_plaintext_client_against_the_tls_port_fails_cleanly() {
     let sec = secure().await;
     let attempt = async {
@@ -828,4 +863,11 @@ fn exposed_addresses_need_tls_and_auth_or_an_explicit_insecure() {
     assert!(err.contains("/metrics"), "{err}");
     let err = check(&|c| c.tls_cert = Some("s.pem".into())).unwrap_err();
     assert!(err.contains("go together"), "{err}");
+    let err = check(&|c| {
+        tls(c);
+        c.auth = true;
+        c.tls_client_crl = Some("crl.pem".into());
+    })
+    .unwrap_err();
+    assert!(err.contains("tls_client_crl needs tls_client_ca"), "{err}");
 }

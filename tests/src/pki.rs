@@ -5,10 +5,12 @@
 //! written as PEM files into a directory the test owns.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose,
+    RevokedCertParams, SanType, SerialNumber, date_time_ymd,
 };
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A certificate authority for one test.
 pub struct Ca {
@@ -17,6 +19,7 @@ pub struct Ca {
     pub pem: String,
     /// Where `pem` is written.
     pub path: PathBuf,
+    next_serial: AtomicU64,
 }
 
 /// A certificate and its key, PEM, and where they are written.
@@ -25,6 +28,7 @@ pub struct Leaf {
     pub key_pem: String,
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub serial: u64,
 }
 
 impl Leaf {
@@ -44,6 +48,7 @@ impl Ca {
         p.distinguished_name
             .push(DnType::CommonName, format!("{name} test CA"));
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        p.serial_number = Some(SerialNumber::from(1u64));
         let cert = p.self_signed(&key).expect("self-signed CA");
         let path = dir.join(format!("{name}-ca.pem"));
         std::fs::write(&path, cert.pem()).unwrap();
@@ -51,10 +56,37 @@ impl Ca {
             pem: cert.pem(),
             issuer: Issuer::new(p, key),
             path,
+            next_serial: AtomicU64::new(2),
         }
     }
 
-    fn issue(&self, dir: &Path, stem: &str, p: CertificateParams) -> Leaf {
+    /// A CRL revoking `revoked`, written to `dir/<name>`.
+    pub fn crl(&self, dir: &Path, name: &str, revoked: &[&Leaf]) -> PathBuf {
+        let params = CertificateRevocationListParams {
+            this_update: date_time_ymd(2025, 1, 1),
+            next_update: date_time_ymd(2099, 1, 1),
+            crl_number: SerialNumber::from(self.next_serial.fetch_add(1, Ordering::Relaxed)),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|l| RevokedCertParams {
+                    serial_number: SerialNumber::from(l.serial),
+                    revocation_time: date_time_ymd(2025, 1, 1),
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        };
+        let crl = params.signed_by(&self.issuer).expect("CRL");
+        let path = dir.join(name);
+        crate::write_config(&path, &crl.pem().expect("PEM"));
+        path
+    }
+
+    fn issue(&self, dir: &Path, stem: &str, mut p: CertificateParams) -> Leaf {
+        let serial = self.next_serial.fetch_add(1, Ordering::Relaxed);
+        p.serial_number = Some(SerialNumber::from(serial));
         let key = KeyPair::generate().expect("key");
         let cert = p.signed_by(&key, &self.issuer).expect("signed");
         let leaf = Leaf {
@@ -62,6 +94,7 @@ impl Ca {
             key_pem: key.serialize_pem(),
             cert: dir.join(format!("{stem}.pem")),
             key: dir.join(format!("{stem}.key")),
+            serial,
         };
         leaf.write_to(&leaf.cert, &leaf.key);
         leaf

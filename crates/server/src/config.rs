@@ -63,6 +63,9 @@ pub struct Config {
     /// certificate identifies its caller; setting this turns `auth` on.
     /// Default none.
     pub tls_client_ca: Option<PathBuf>,
+    /// PEM certificate revocation lists of the client CA; a revoked client
+    /// certificate fails the handshake. Re-read when it changes. Default none.
+    pub tls_client_crl: Option<PathBuf>,
     /// Refuse TLS handshakes without a client certificate, so tokens alone
     /// are not enough. Default false.
     pub tls_require_client_cert: bool,
@@ -115,6 +118,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            tls_client_crl: None,
             tls_require_client_cert: false,
             auth: false,
         }
@@ -175,6 +179,9 @@ pub struct Args {
     /// PEM CA bundle for client certificates (mTLS); implies --auth.
     #[arg(long, env = "INTERLOCK_TLS_CLIENT_CA")]
     pub tls_client_ca: Option<PathBuf>,
+    /// PEM CRLs for --tls-client-ca (revoked client certificates are refused).
+    #[arg(long, env = "INTERLOCK_TLS_CLIENT_CRL")]
+    pub tls_client_crl: Option<PathBuf>,
     /// Refuse TLS clients without a certificate from --tls-client-ca.
     #[arg(long, env = "INTERLOCK_TLS_REQUIRE_CLIENT_CERT")]
     pub tls_require_client_cert: bool,
@@ -233,6 +240,7 @@ impl Config {
             (&args.tls_cert, &mut c.tls_cert),
             (&args.tls_key, &mut c.tls_key),
             (&args.tls_client_ca, &mut c.tls_client_ca),
+            (&args.tls_client_crl, &mut c.tls_client_crl),
         ] {
             if from.is_some() {
                 to.clone_from(from);
@@ -276,6 +284,7 @@ impl Config {
             cert: self.tls_cert.clone()?,
             key: self.tls_key.clone()?,
             client_ca: self.tls_client_ca.clone(),
+            client_crl: self.tls_client_crl.clone(),
             require_client_cert: self.tls_require_client_cert,
         })
     }
@@ -290,6 +299,11 @@ impl Config {
                 "tls_client_ca needs TLS: give tls_cert and tls_key too (client certificates \
                  are only sent over TLS)"
                     .into(),
+            );
+        }
+        if self.tls_client_crl.is_some() && self.tls_client_ca.is_none() {
+            return Err(
+                "tls_client_crl needs tls_client_ca, the CA whose revocations it lists".into(),
             );
         }
         if self.tls_require_client_cert && self.tls_client_ca.is_none() {

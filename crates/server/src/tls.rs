@@ -12,8 +12,9 @@
 //!   the server from starting instead of serving without TLS.
 //! - Handshakes run on their own tasks with a deadline, so a slow or silent
 //!   client cannot hold up accepting others.
-//! - With a client CA, a presented client certificate must chain to it or
-//!   the handshake fails; whether one is required is a setting.
+//! - With a client CA, a presented client certificate must chain to it, and
+//!   not be revoked by a configured CRL, or the handshake fails; whether one
+//!   is required is a setting.
 
 use crate::audit::{Auditor, Caller};
 use std::path::PathBuf;
@@ -22,7 +23,9 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::pki_types::{
+    CertificateDer, CertificateRevocationListDer, PrivateKeyDer,
+};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
@@ -39,6 +42,8 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     pub key: PathBuf,
     pub client_ca: Option<PathBuf>,
+    /// PEM CRLs of the client CA: revoked client certificates are refused.
+    pub client_crl: Option<PathBuf>,
     pub require_client_cert: bool,
 }
 
@@ -48,8 +53,9 @@ impl TlsFiles {
     fn read(&self) -> Contents {
         let read = |p: &PathBuf| std::fs::read(p).map_err(|e| format!("{}: {e}", p.display()));
         let mut v = vec![read(&self.cert), read(&self.key)];
-        if let Some(ca) = &self.client_ca {
-            v.push(read(ca));
+        // Indexes 2 and 3: present whenever configured.
+        for p in [&self.client_ca, &self.client_crl].into_iter().flatten() {
+            v.push(read(p));
         }
         v
     }
@@ -83,7 +89,22 @@ impl TlsFiles {
                 if roots.is_empty() {
                     return Err(format!("{}: no PEM certificate found", path.display()));
                 }
-                let v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                let mut v = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+                if let Some(crl_path) = &self.client_crl {
+                    let crls: Vec<CertificateRevocationListDer<'static>> =
+                        CertificateRevocationListDer::pem_slice_iter(got(3)?)
+                            .collect::<Result<_, _>>()
+                            .map_err(|e| format!("{}: {e}", crl_path.display()))?;
+                    if crls.is_empty() {
+                        return Err(format!("{}: no PEM CRL found", crl_path.display()));
+                    }
+                    // Issuers without a CRL here are not checked; those with
+                    // one must not list the client's certificate.
+                    v = v
+                        .with_crls(crls)
+                        .only_check_end_entity_revocation()
+                        .allow_unknown_revocation_status();
+                }
                 let v = if self.require_client_cert {
                     v
                 } else {
