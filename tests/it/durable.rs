@@ -244,3 +244,108 @@ async fn request_ids_are_forgotten_after_the_window() {
     })
     .await;
 }
+
+/// A TCP proxy that forwards everything, except that on its first
+/// connection it closes both sides as soon as the server starts a response
+/// (the first HTTP/2 HEADERS frame on a stream): the request arrived and was
+/// handled, the answer never reaches the client.
+async fn lose_first_reply(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut first = true;
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            let server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+            let drop_reply = std::mem::replace(&mut first, false);
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let up = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                });
+                // Server → client, frame by frame (9-byte header, then payload).
+                loop {
+                    let mut head = [0u8; 9];
+                    if sr.read_exact(&mut head).await.is_err() {
+                        break;
+                    }
+                    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+                    let stream =
+                        u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+                    if drop_reply && head[3] == 0x1 && stream != 0 {
+                        break; // the reply's HEADERS: lose it and the connection
+                    }
+                    let mut payload = vec![0u8; len];
+                    if sr.read_exact(&mut payload).await.is_err()
+                        || cw.write_all(&head).await.is_err()
+                        || cw.write_all(&payload).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                up.abort();
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_submit_whose_reply_is_lost_is_retried_into_the_same_workflow() {
+    let s = TestServer::start().await;
+    let proxy = lose_first_reply(s.socket()).await;
+    let c = interlock_client::Client::connect(
+        &proxy.to_string(),
+        interlock_client::Options {
+            max_attempts: 3,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut r = req::work("x", vec![req::block(1, vec![req::probe(1)])]);
+    r.labels.insert("lost-reply".into(), "1".into());
+    let id = c.submit(r).await.expect("the client retries a lost reply");
+    let listed = s
+        .raw()
+        .await
+        .list(v1::ListReq {
+            labels: [("lost-reply".to_string(), "1".to_string())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .workflows;
+    assert_eq!(listed.len(), 1, "one workflow, not one per attempt");
+    assert_eq!(
+        listed[0].id, id,
+        "the retry answered with the first attempt's id"
+    );
+    // The server saw both attempts: the first created it, the retry was
+    // answered from the request id.
+    let submits: Vec<String> = s
+        .control()
+        .await
+        .audit(v1::AuditReq {
+            limit: 1000,
+            before_id: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .filter(|e| e.action == "submit" && e.target == id)
+        .map(|e| e.detail)
+        .collect();
+    assert_eq!(submits.len(), 2, "{submits:?}");
+    assert!(
+        submits.iter().any(|d| d.contains("already used")),
+        "{submits:?}"
+    );
+}

@@ -1,8 +1,8 @@
 //! Typed async client for Interlock.
 //!
 //! - Connects with a timeout, gives every call a deadline.
-//! - Retries only on UNAVAILABLE, RESOURCE_EXHAUSTED and DEADLINE_EXCEEDED,
-//!   with exponential backoff and full jitter.
+//! - Retries only on UNAVAILABLE, RESOURCE_EXHAUSTED, DEADLINE_EXCEEDED and
+//!   a connection lost mid-call, with exponential backoff and full jitter.
 //! - Makes retries safe: Submit carries a `request_id` (generated if the
 //!   caller left it empty) so a retried Submit returns the original id, and
 //!   an Exec whose earlier attempt may have landed treats ALREADY_EXISTS on a
@@ -218,11 +218,19 @@ pub struct Client {
     opts: Options,
 }
 
-fn retryable(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded
-    )
+/// Whether another attempt may succeed. Every call this wrapper makes is
+/// safe to repeat (reads; Submit carries a request id; Exec treats a later
+/// ALREADY_EXISTS as its own success), so a connection lost mid-call
+/// (UNKNOWN carrying a transport error: the request may or may not have
+/// arrived) is retried too.
+fn retryable(s: &Status) -> bool {
+    let lost_connection = s.code() == Code::Unknown
+        && std::error::Error::source(s).is_some_and(|e| e.is::<tonic::transport::Error>());
+    lost_connection
+        || matches!(
+            s.code(),
+            Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded
+        )
 }
 
 impl Client {
@@ -259,7 +267,7 @@ impl Client {
         loop {
             match call(self.inner.clone(), attempt).await {
                 Ok(v) => return Ok(v),
-                Err(s) if retryable(s.code()) && attempt + 1 < self.opts.max_attempts => {
+                Err(s) if retryable(&s) && attempt + 1 < self.opts.max_attempts => {
                     tokio::time::sleep(self.backoff(attempt)).await;
                     attempt += 1;
                 }
