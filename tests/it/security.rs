@@ -374,6 +374,31 @@ async fn a_role_without_the_grant_is_denied_naming_it_and_one_with_it_works() {
         "denials changed nothing"
     );
 
+    // The operator holds every grant on "x" but estop and admin: each call
+    // passes authorization (it may still fail on its merits, e.g. Resume of
+    // a workflow that is not paused).
+    let other = sec.submitted().await;
+    let operator = call_everything(sec.transport(sec.creds(Some("operator"))).await, &other).await;
+    for (rpc, code, msg) in &operator {
+        let denied = *code == Code::PermissionDenied;
+        let want_denied = matches!(*rpc, "SetEmergencyStop" | "Audit");
+        assert_eq!(denied, want_denied, "operator {rpc}: {code:?} {msg}");
+        assert_ne!(*code, Code::Unauthenticated, "operator {rpc}: {msg}");
+    }
+    let ok: Vec<_> = operator
+        .iter()
+        .filter(|(_, c, _)| *c == Code::Ok)
+        .map(|(r, _, _)| *r)
+        .collect();
+    for rpc in [
+        "Submit", "Exec", "Status", "Clone", "List", "Watch", "Validate", "Cancel",
+    ] {
+        assert!(
+            ok.contains(&rpc),
+            "operator {rpc} did not work: {operator:?}"
+        );
+    }
+
     // The operator's grants stop at workflow "x", and exclude e-stop and audit.
     let (mut op, mut op_ctl) = sec.as_role(Some("operator")).await;
     let (c, m) = code(
