@@ -843,6 +843,26 @@ async fn a_server_without_rbac_json_denies_every_call() {
         "{}",
         err.message()
     );
+    // A server that would deny everything says so to load balancers, until
+    // a valid rbac.json arrives.
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let health = || async {
+        let t = s.transport_with(Credentials::default()).await.unwrap();
+        tonic_health::pb::health_client::HealthClient::new(t)
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+    };
+    assert_eq!(health().await, ServingStatus::NotServing as i32);
+    write_config(&s.config_path("rbac.json"), RBAC);
+    eventually("SERVING once rbac.json loads", || async {
+        health().await == ServingStatus::Serving as i32
+    })
+    .await;
 }
 
 #[test]

@@ -213,40 +213,51 @@ impl ServerBuilder {
 }
 
 /// Keeps grpc.health.v1 truthful: NOT_SERVING while no valid policy file is
-/// loaded, es.json is unusable (every Submit would be refused), or the store
-/// does not answer (probed every 2 s); SERVING otherwise. Reported for "" and each Interlock service.
+/// loaded, es.json is unusable (every Submit would be refused), with
+/// authentication on no valid rbac.json is loaded (every call would be
+/// denied), or the store does not answer (probed every 2 s); SERVING
+/// otherwise. Reported for "" and each Interlock service.
 async fn start_health(
     reporter: tonic_health::server::HealthReporter,
-    live: live::Live,
+    mut live: live::Live,
     store: Arc<dyn Store>,
     stop: CancellationToken,
 ) {
-    let (mut policies, mut estop) = (live.policies.clone(), live.estop.clone());
     // The first verdict is in place before the server accepts calls, so a
     // health check never finds the services unregistered.
-    report_health(&reporter, &mut policies, &mut estop, store.as_ref()).await;
+    report_health(&reporter, &mut live, store.as_ref()).await;
     tokio::spawn(async move {
         let mut probe = tokio::time::interval(std::time::Duration::from_secs(2));
         loop {
+            let auth_changed = async {
+                match live.auth.as_mut() {
+                    Some(a) => a.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = stop.cancelled() => return,
-                r = policies.changed() => if r.is_err() { return },
-                r = estop.changed() => if r.is_err() { return },
+                r = live.policies.changed() => if r.is_err() { return },
+                r = live.estop.changed() => if r.is_err() { return },
+                r = auth_changed => if r.is_err() { return },
                 _ = probe.tick() => {}
             }
-            report_health(&reporter, &mut policies, &mut estop, store.as_ref()).await;
+            report_health(&reporter, &mut live, store.as_ref()).await;
         }
     });
 }
 
 async fn report_health(
     reporter: &tonic_health::server::HealthReporter,
-    policies: &mut tokio::sync::watch::Receiver<Arc<live::PolicyState>>,
-    estop: &mut tokio::sync::watch::Receiver<Arc<interlock_engine::EsState>>,
+    live: &mut live::Live,
     store: &dyn Store,
 ) {
-    let configs_ok =
-        policies.borrow_and_update().set.is_some() && estop.borrow_and_update().error.is_none();
+    let configs_ok = live.policies.borrow_and_update().set.is_some()
+        && live.estop.borrow_and_update().error.is_none()
+        && live
+            .auth
+            .as_mut()
+            .is_none_or(|a| a.borrow_and_update().rbac.is_some());
     let store_ok = match store.ping().await {
         Ok(()) => true,
         Err(e) => {
