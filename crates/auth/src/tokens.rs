@@ -12,8 +12,12 @@
 //! secrets; these are not guessable). Lookup is by hash, so the comparison
 //! never touches the secret itself and its timing tells nothing about it.
 //!
-//! Invariants: names and hashes are unique; a token file that breaks either
-//! rule, or has a malformed hash, is refused as a whole.
+//! A name may have several entries (each its own secret and expiry), so a
+//! token is rotated without downtime: add the new one under the same name,
+//! move the callers, remove the old one.
+//!
+//! Invariants: hashes are unique; a token file with a repeated or malformed
+//! hash is refused as a whole.
 
 use crate::{ConfigError, parse_json};
 use rand::RngCore;
@@ -77,7 +81,6 @@ impl Tokens {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
         let file: File = parse_json(text, "tokens.json")?;
         let mut by_hash = HashMap::new();
-        let mut names = std::collections::HashSet::new();
         for (i, e) in file.tokens.into_iter().enumerate() {
             let at = format!("tokens.json: tokens[{i}]");
             if e.name.is_empty() || e.name.contains(char::is_whitespace) {
@@ -106,12 +109,6 @@ impl Tokens {
                     })
                 })
                 .transpose()?;
-            if !names.insert(e.name.clone()) {
-                return Err(ConfigError(format!(
-                    "{at}: name {:?} appears twice",
-                    e.name
-                )));
-            }
             let known = Known {
                 name: e.name.clone(),
                 expires,
@@ -181,6 +178,15 @@ mod tests {
     }
 
     #[test]
+    fn a_name_may_hold_two_tokens_while_it_rotates() {
+        let (old, new) = (mint(), mint());
+        let t = Tokens::parse(&file(&[("ci", &hash(&old)), ("ci", &hash(&new))])).unwrap();
+        let now = SystemTime::now();
+        assert_eq!(t.verify(&old, now), Ok("ci"));
+        assert_eq!(t.verify(&new, now), Ok("ci"));
+    }
+
+    #[test]
     fn a_token_stops_working_when_it_expires() {
         let a = mint();
         let text = serde_json::json!({"tokens": [
@@ -203,7 +209,6 @@ mod tests {
         let h = hash("x");
         let cases = [
             (file(&[("a", "zz")]), "tokens[0] (a): sha256 must be 64 hex"),
-            (file(&[("a", &h), ("a", &hash("y"))]), "appears twice"),
             (file(&[("a", &h), ("b", &h)]), "same hash as \"a\""),
             (file(&[("", &h)]), "must be non-empty"),
             (
