@@ -746,8 +746,14 @@ async fn run(cli: Cli) -> Out {
                 for e in &r.entries {
                     let at = e.at.as_ref().and_then(|t| serde_json::to_value(t).ok());
                     let at = at.as_ref().and_then(|v| v.as_str()).unwrap_or("");
+                    // Anonymous identities already name their address.
+                    let from = if e.peer.is_empty() || e.identity.ends_with(&e.peer) {
+                        String::new()
+                    } else {
+                        format!(" (from {})", e.peer)
+                    };
                     println!(
-                        "{:>6} {at} {:<28} {:<14} {:<40} {} {}",
+                        "{:>6} {at} {:<28} {:<14} {:<40} {} {}{from}",
                         e.id, e.identity, e.action, e.target, e.outcome, e.detail
                     );
                 }

@@ -22,11 +22,14 @@ pub struct Caller {
     /// As authorization sees it.
     pub who: Identity,
     pub request_id: String,
+    /// The network address the call came from.
+    pub peer: String,
 }
 
 impl Caller {
     pub fn of<T>(r: &Request<T>) -> Self {
         let who = crate::auth::identity(r);
+        let peer = crate::auth::peer(r.extensions()).map_or_else(String::new, |a| a.to_string());
         let request_id = r
             .metadata()
             .get("x-request-id")
@@ -37,6 +40,7 @@ impl Caller {
             identity: who.to_string(),
             who,
             request_id,
+            peer,
         }
     }
 
@@ -46,6 +50,7 @@ impl Caller {
             identity: "interlockd".into(),
             who: Identity::anonymous("interlockd"),
             request_id: String::new(),
+            peer: String::new(),
         }
     }
 }
@@ -81,6 +86,7 @@ impl Auditor {
             request_id: who.request_id.clone(),
             outcome: "ok".into(),
             detail: String::new(),
+            peer: who.peer.clone(),
         }
     }
 
@@ -116,6 +122,7 @@ impl Auditor {
             request_id: who.request_id.clone(),
             outcome,
             detail,
+            peer: who.peer.clone(),
         };
         if let Err(e) = self.store.audit(entry).await {
             tracing::error!(error = %e, action, target, "cannot write the audit log");

@@ -206,6 +206,7 @@ impl Control for ControlApi {
                     request_id: e.request_id,
                     outcome: e.outcome,
                     detail: e.detail,
+                    peer: e.peer,
                 })
                 .collect(),
             next_before_id,

@@ -163,6 +163,8 @@ pub struct AuditEntry {
     /// `ok`, or the refusal's gRPC code.
     pub outcome: String,
     pub detail: String,
+    /// The caller's network address (empty for the server's own entries).
+    pub peer: String,
 }
 
 /// Durable storage for workflows. See the module docs for the invariants.

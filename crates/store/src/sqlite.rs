@@ -186,6 +186,8 @@ const MIGRATIONS: &[&str] = &[
     // 5: who submitted and who executed each workflow.
     "ALTER TABLE workflows ADD COLUMN submitted_by TEXT NOT NULL DEFAULT '';
     ALTER TABLE workflows ADD COLUMN executed_by TEXT NOT NULL DEFAULT '';",
+    // 6: where each audited call came from.
+    "ALTER TABLE audit ADD COLUMN peer TEXT NOT NULL DEFAULT '';",
 ];
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -408,8 +410,8 @@ fn insert_audit(
     target: &str,
 ) -> rusqlite::Result<()> {
     tx.prepare_cached(
-        "INSERT INTO audit (at, identity, action, target, request_id, outcome, detail)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO audit (at, identity, action, target, request_id, outcome, detail, peer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         e.at,
@@ -418,7 +420,8 @@ fn insert_audit(
         target,
         e.request_id,
         e.outcome,
-        e.detail
+        e.detail,
+        e.peer
     ])?;
     Ok(())
 }
@@ -923,7 +926,7 @@ impl Store for SqliteStore {
     async fn audit_log(&self, before: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>> {
         self.read(move |c| {
             c.prepare_cached(
-                "SELECT id, at, identity, action, target, request_id, outcome, detail FROM audit
+                "SELECT id, at, identity, action, target, request_id, outcome, detail, peer FROM audit
                  WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
             )
             .map_err(backend)?
@@ -937,6 +940,7 @@ impl Store for SqliteStore {
                     request_id: r.get(5)?,
                     outcome: r.get(6)?,
                     detail: r.get(7)?,
+                    peer: r.get(8)?,
                 })
             })
             .map_err(backend)?

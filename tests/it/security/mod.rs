@@ -491,7 +491,8 @@ async fn a_role_without_the_grant_is_denied_naming_it_and_one_with_it_works() {
     let log = audit_log(sec.as_role(Some("admin")).await.1).await;
     let seen = |identity: &str, action: &str, outcome: &str| {
         log.iter().any(|e| {
-            e.identity == identity
+            e.peer.starts_with("127.0.0.1:")
+                && e.identity == identity
                 && e.action == action
                 && e.outcome == outcome
                 && (e.target.starts_with(&id) || action == "estop.set")
