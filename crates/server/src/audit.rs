@@ -1,6 +1,6 @@
 //! The audit log: every mutating call (submit, exec, cancel, pause, resume,
-//! resolve, clone, e-stop changes) and every config reload, with who, when,
-//! the request id and the outcome, appended to the store.
+//! resolve, clone, e-stop changes) and every config reload, with who, from
+//! where, when, the request id and the outcome, appended to the store.
 //!
 //! The identity is the authenticated caller (`token:<name>`,
 //! `cert:<name>`), or `anonymous@<peer address>` with authentication off.
