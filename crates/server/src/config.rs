@@ -171,10 +171,10 @@ pub struct Args {
     #[arg(long, env = "INTERLOCK_INSECURE")]
     pub insecure: bool,
     /// PEM certificate chain: serve gRPC over TLS (reloaded on change).
-    #[arg(long, env = "INTERLOCK_TLS_CERT", requires = "tls_key")]
+    #[arg(long, env = "INTERLOCK_TLS_CERT")]
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for --tls-cert.
-    #[arg(long, env = "INTERLOCK_TLS_KEY", requires = "tls_cert")]
+    #[arg(long, env = "INTERLOCK_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
     /// PEM CA bundle for client certificates (mTLS); implies --auth.
     #[arg(long, env = "INTERLOCK_TLS_CLIENT_CA")]
