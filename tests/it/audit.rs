@@ -4,19 +4,6 @@ use interlock_proto::v1;
 use interlock_tests::{TestServer, eventually, req, wait_final, write_config};
 use tonic::Request;
 
-async fn log(s: &TestServer) -> Vec<v1::AuditEntry> {
-    s.control()
-        .await
-        .audit(v1::AuditReq {
-            limit: 1000,
-            before_id: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
-}
-
 #[tokio::test]
 async fn every_mutating_call_is_audited_with_identity_request_id_and_outcome() {
     let s = TestServer::start().await;
@@ -74,14 +61,14 @@ async fn every_mutating_call_is_audited_with_identity_request_id_and_outcome() {
         .unwrap();
     write_config(&s.config_path("policies.json"), "not json");
     eventually("reload audited", || async {
-        log(&s)
+        s.audit_log()
             .await
             .iter()
             .any(|e| e.action == "config.reload" && e.outcome == "invalid")
     })
     .await;
 
-    let entries = log(&s).await;
+    let entries = s.audit_log().await;
     let find = |action: &str, outcome: &str| {
         entries
             .iter()

@@ -329,16 +329,8 @@ async fn a_submit_whose_reply_is_lost_is_retried_into_the_same_workflow() {
     // The server saw both attempts: the first created it, the retry was
     // answered from the request id.
     let submits: Vec<String> = s
-        .control()
+        .audit_log()
         .await
-        .audit(v1::AuditReq {
-            limit: 1000,
-            before_id: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
         .into_iter()
         .filter(|e| e.action == "submit" && e.target == id)
         .map(|e| e.detail)

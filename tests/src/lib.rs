@@ -183,6 +183,20 @@ impl TestServer {
             .expect("connect")
     }
 
+    /// The newest 1,000 audit entries.
+    pub async fn audit_log(&self) -> Vec<v1::AuditEntry> {
+        self.control()
+            .await
+            .audit(v1::AuditReq {
+                limit: 1000,
+                before_id: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .entries
+    }
+
     /// Stops the server (draining) and starts it again on the same files.
     pub async fn restart(&mut self) {
         self.stop().await;
