@@ -25,13 +25,34 @@ use tonic::Status;
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
+/// A config file's last good content, and why its latest version (if it
+/// differs) was not taken.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded<T> {
+    pub good: T,
+    pub error: Option<String>,
+}
+
+impl<T> Loaded<T> {
+    /// Takes a newly parsed version, or keeps the last good one and records
+    /// why not.
+    pub fn apply(&mut self, parsed: Result<T, String>) {
+        match parsed {
+            Ok(v) => {
+                self.good = v;
+                self.error = None;
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
+}
+
 /// The credentials configuration in force.
 #[derive(Debug, Clone, Default)]
 pub struct AuthState {
-    pub tokens: Arc<Tokens>,
-    pub tokens_error: Option<String>,
-    pub rbac: Option<Arc<Rbac>>,
-    pub rbac_error: Option<String>,
+    pub tokens: Loaded<Arc<Tokens>>,
+    /// `None` until a valid rbac.json has been read.
+    pub rbac: Loaded<Option<Arc<Rbac>>>,
 }
 
 /// Answers "who is this" and "may they"; cheap to clone.
@@ -95,7 +116,7 @@ impl Guard {
                     )
                 })?;
             let st = state.borrow();
-            return match st.tokens.verify(token, std::time::SystemTime::now()) {
+            return match st.tokens.good.verify(token, std::time::SystemTime::now()) {
                 Ok(name) => Ok(Identity::token(name)),
                 Err(refused) => Err(error::unauthenticated(
                     match refused {
@@ -104,7 +125,8 @@ impl Guard {
                     },
                     format!(
                         "{refused}{}",
-                        st.tokens_error
+                        st.tokens
+                            .error
                             .as_ref()
                             .map(|e| format!(" (tokens.json is not usable: {e})"))
                             .unwrap_or_default()
@@ -133,11 +155,11 @@ impl Guard {
             return Ok(None);
         };
         let st = state.borrow();
-        match &st.rbac {
+        match &st.rbac.good {
             Some(r) => Ok(Some(r.clone())),
             None => Err(Status::permission_denied(format!(
                 "no valid rbac.json is loaded, so every call is refused until it is fixed: {}",
-                st.rbac_error.as_deref().unwrap_or("not read yet")
+                st.rbac.error.as_deref().unwrap_or("not read yet")
             ))),
         }
     }

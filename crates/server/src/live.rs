@@ -22,7 +22,7 @@
 //!   the request path.
 
 use crate::audit::{Auditor, Caller};
-use crate::auth::AuthState;
+use crate::auth::{AuthState, Loaded};
 use interlock_auth::{Rbac, Tokens};
 use interlock_core::{Catalog, Micros, WorkReq, now_micros};
 use interlock_engine::{Admission, Buckets, EsState, Refusal, buckets};
@@ -220,42 +220,36 @@ impl Reloader {
                 Err(_) if !self.dir.join(TOKENS).exists() => Ok(Tokens::default()),
                 t => t.and_then(|t| Tokens::parse(&t).map_err(|e| e.to_string())),
             };
-            self.count_and_note(TOKENS, parsed.as_ref().map(|_| ()));
-            auth.send_modify(|st| {
-                let mut next = (**st).clone();
-                match parsed {
-                    Ok(t) => {
-                        tracing::info!(tokens = t.len(), "tokens loaded");
-                        next.tokens = Arc::new(t);
-                        next.tokens_error = None;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "invalid tokens.json; keeping the last good tokens");
-                        next.tokens_error = Some(e);
-                    }
-                }
-                *st = Arc::new(next);
-            });
+            self.take_auth_file(&auth, TOKENS, parsed.map(Arc::new), |st| &mut st.tokens);
         }
         if let Some(text) = self.changed(RBAC) {
             let parsed = text.and_then(|t| Rbac::parse(&t).map_err(|e| e.to_string()));
-            self.count_and_note(RBAC, parsed.as_ref().map(|_| ()));
-            auth.send_modify(|st| {
-                let mut next = (**st).clone();
-                match parsed {
-                    Ok(r) => {
-                        tracing::info!("rbac.json loaded");
-                        next.rbac = Some(Arc::new(r));
-                        next.rbac_error = None;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, kept = next.rbac.is_some(), "invalid rbac.json; keeping the last good grants");
-                        next.rbac_error = Some(e);
-                    }
-                }
-                *st = Arc::new(next);
-            });
+            let parsed = parsed.map(|r| Some(Arc::new(r)));
+            self.take_auth_file(&auth, RBAC, parsed, |st| &mut st.rbac);
         }
+    }
+
+    /// Counts and notes `file`'s reload, and publishes it into the slot of
+    /// the auth state that `slot` picks (last good kept on error).
+    fn take_auth_file<T>(
+        &mut self,
+        auth: &watch::Sender<Arc<AuthState>>,
+        file: &'static str,
+        parsed: Result<T, String>,
+        slot: impl FnOnce(&mut AuthState) -> &mut Loaded<T>,
+    ) {
+        self.count_and_note(file, parsed.as_ref().map(|_| ()));
+        match &parsed {
+            Ok(_) => tracing::info!(file, "loaded"),
+            Err(e) => {
+                tracing::error!(file, error = %e, "invalid; keeping the last good version")
+            }
+        }
+        auth.send_modify(|st| {
+            let mut next = (**st).clone();
+            slot(&mut next).apply(parsed);
+            *st = Arc::new(next);
+        });
     }
 
     /// Counts a reload outcome and queues it for the audit log.

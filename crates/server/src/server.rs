@@ -257,7 +257,7 @@ async fn report_health(
         && live
             .auth
             .as_mut()
-            .is_none_or(|a| a.borrow_and_update().rbac.is_some());
+            .is_none_or(|a| a.borrow_and_update().rbac.good.is_some());
     let store_ok = match store.ping().await {
         Ok(()) => true,
         Err(e) => {
