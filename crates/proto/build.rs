@@ -28,6 +28,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pbjson_build::Builder::new()
         .register_descriptors(&descriptor)?
         .btree_map(["."])
+        // Every field is written, defaults included: JSON output is a
+        // contract for scripts, which must not have to know proto3 defaults.
+        .emit_fields()
         .build(&[".interlock", ".diskerase"])?;
     Ok(())
 }

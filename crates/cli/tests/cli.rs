@@ -136,7 +136,7 @@ async fn control_commands() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["name"] == "x" && e.get("stop").is_none())
+            .any(|e| e["name"] == "x" && e["stop"] == false)
     );
 
     let (_, out, _) = cli(&s, &["jobs"]).await;
