@@ -41,42 +41,113 @@ pub enum Error {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}:{line}: {message}")]
+    #[error("{path}: {source}")]
     Parse {
         path: String,
-        line: usize,
-        message: String,
+        source: interlock_core::RecordsError,
+    },
+    /// The same site, or the same machine at one site, is listed twice. Which
+    /// entry wins must not depend on file order: fix the file.
+    #[error("{path}: {what} is listed twice (entries {first} and {second}); remove one")]
+    Duplicate {
+        path: String,
+        what: String,
+        first: usize,
+        second: usize,
     },
 }
 
-/// The loaded inventory, indexed by name.
+/// The loaded inventory. A machine is identified by its site and its name,
+/// as job arguments name it: the ancestor's data reuses machine names
+/// (`aa00`…) in every site.
 #[derive(Debug, Default, Clone)]
 pub struct Inventory {
     sites: HashMap<String, Site>,
-    machines: HashMap<String, Machine>,
+    machines: HashMap<(String, String), Machine>,
 }
 
 impl Inventory {
     /// Loads `sites.json` and `machines.json` from `dir`.
     pub fn load(dir: &Path) -> Result<Self, Error> {
-        let sites: Vec<Site> = read_records(&dir.join("sites.json"))?;
-        let machines: Vec<Machine> = read_records(&dir.join("machines.json"))?;
-        Ok(Self::from_records(sites, machines))
+        let sites_path = dir.join("sites.json");
+        let machines_path = dir.join("machines.json");
+        let sites: Vec<Site> = read_records(&sites_path)?;
+        let machines: Vec<Machine> = read_records(&machines_path)?;
+        Self::from_records(sites, machines).map_err(|e| match e {
+            Error::Duplicate {
+                path,
+                what,
+                first,
+                second,
+            } => Error::Duplicate {
+                path: if path == "sites" {
+                    sites_path.display().to_string()
+                } else {
+                    machines_path.display().to_string()
+                },
+                what,
+                first,
+                second,
+            },
+            other => other,
+        })
     }
 
-    pub fn from_records(sites: Vec<Site>, machines: Vec<Machine>) -> Self {
-        Self {
-            sites: sites.into_iter().map(|s| (s.name.clone(), s)).collect(),
-            machines: machines.into_iter().map(|m| (m.name.clone(), m)).collect(),
+    /// Builds an inventory; refuses a site listed twice or a (site, machine)
+    /// pair listed twice (`path` in the error is "sites" or "machines").
+    pub fn from_records(sites: Vec<Site>, machines: Vec<Machine>) -> Result<Self, Error> {
+        let mut by_name = HashMap::with_capacity(sites.len());
+        let mut first = HashMap::new();
+        for (i, s) in sites.into_iter().enumerate() {
+            if let Some(f) = first.insert(s.name.clone(), i) {
+                return Err(Error::Duplicate {
+                    path: "sites".into(),
+                    what: format!("site {:?}", s.name),
+                    first: f,
+                    second: i,
+                });
+            }
+            by_name.insert(s.name.clone(), s);
         }
+        let mut by_key = HashMap::with_capacity(machines.len());
+        let mut first = HashMap::new();
+        for (i, m) in machines.into_iter().enumerate() {
+            let key = (m.site.clone(), m.name.clone());
+            if let Some(f) = first.insert(key.clone(), i) {
+                return Err(Error::Duplicate {
+                    path: "machines".into(),
+                    what: format!("machine {:?} of site {:?}", m.name, m.site),
+                    first: f,
+                    second: i,
+                });
+            }
+            by_key.insert(key, m);
+        }
+        Ok(Self {
+            sites: by_name,
+            machines: by_key,
+        })
     }
 
     pub fn site(&self, name: &str) -> Option<&Site> {
         self.sites.get(name)
     }
 
-    pub fn machine(&self, name: &str) -> Option<&Machine> {
-        self.machines.get(name)
+    /// The machine named `name` at `site`.
+    pub fn machine(&self, site: &str, name: &str) -> Option<&Machine> {
+        self.machines.get(&(site.to_string(), name.to_string()))
+    }
+
+    /// Sites that have a machine named `name` (to explain a wrong site).
+    pub fn sites_with_machine(&self, name: &str) -> Vec<&str> {
+        let mut v: Vec<_> = self
+            .machines
+            .values()
+            .filter(|m| m.name == name)
+            .map(|m| m.site.as_str())
+            .collect();
+        v.sort_unstable();
+        v
     }
 
     /// Machines at `site`, sorted by name.
@@ -99,30 +170,10 @@ fn read_records<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, E
         path: path.display().to_string(),
         source,
     })?;
-    parse_records(&text).map_err(|(line, message)| Error::Parse {
+    interlock_core::parse_records(&text).map_err(|source| Error::Parse {
         path: path.display().to_string(),
-        line,
-        message,
+        source,
     })
-}
-
-/// Parses a JSON array, or a stream of objects (one per line or concatenated).
-/// The error carries the 1-based line where parsing failed.
-pub fn parse_records<T: serde::de::DeserializeOwned>(
-    text: &str,
-) -> Result<Vec<T>, (usize, String)> {
-    if text.trim_start().starts_with('[') {
-        return serde_json::from_str(text).map_err(|e| (e.line(), e.to_string()));
-    }
-    let mut out = Vec::new();
-    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<T>();
-    loop {
-        match stream.next() {
-            None => return Ok(out),
-            Some(Ok(v)) => out.push(v),
-            Some(Err(e)) => return Err((e.line(), e.to_string())),
-        }
-    }
 }
 
 /// The deterministic inventory shipped in `data/`: 48 sites named `aaa`…,
@@ -192,6 +243,7 @@ mod tests {
             to_lines(&machines)
         );
         let inv = Inventory::load(dir).unwrap();
+        assert!(inv.machine("aab", "aab03").is_some());
         let kinds: std::collections::HashSet<_> = inv
             .sites()
             .iter()
@@ -202,15 +254,70 @@ mod tests {
         assert_eq!(inv.machines_at("aab").len(), 8);
     }
 
+    fn m(site: &str, name: &str) -> Machine {
+        Machine {
+            name: name.into(),
+            site: site.into(),
+        }
+    }
+
+    fn site(name: &str) -> Site {
+        Site {
+            name: name.into(),
+            kind: "satellite".into(),
+            status: "decom".into(),
+        }
+    }
+
     #[test]
-    fn concatenated_and_array_forms_parse_and_errors_name_the_line() {
-        let a: Vec<Machine> =
-            parse_records("{\"Name\":\"a\",\"Site\":\"s\"}{\"Name\":\"b\",\"Site\":\"s\"}")
-                .unwrap();
-        let b: Vec<Machine> = parse_records("[{\"Name\":\"a\",\"Site\":\"s\"}]").unwrap();
-        assert_eq!((a.len(), b.len()), (2, 1));
-        let e =
-            parse_records::<Machine>("{\"Name\":\"a\",\"Site\":\"s\"}\n{\"Name\":").unwrap_err();
-        assert_eq!(e.0, 2);
+    fn machines_are_identified_by_site_and_name() {
+        // The ancestor's shape: the same machine names in every site.
+        let inv = Inventory::from_records(
+            vec![site("aap"), site("adv")],
+            vec![m("aap", "aa00"), m("adv", "aa00"), m("aap", "aa01")],
+        )
+        .unwrap();
+        assert_eq!(inv.machine("aap", "aa00").unwrap().site, "aap");
+        assert_eq!(inv.machine("adv", "aa00").unwrap().site, "adv");
+        assert!(inv.machine("adv", "aa01").is_none());
+        assert_eq!(inv.sites_with_machine("aa00"), ["aap", "adv"]);
+        assert_eq!(inv.machines_at("aap").len(), 2);
+    }
+
+    #[test]
+    fn a_repeated_pair_or_site_is_refused_not_resolved_by_order() {
+        let e = Inventory::from_records(
+            vec![site("aap")],
+            vec![m("aap", "aa00"), m("aap", "aa01"), m("aap", "aa00")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("machine \"aa00\" of site \"aap\" is listed twice (entries 0 and 2)"),
+            "{e}"
+        );
+        let e = Inventory::from_records(vec![site("aap"), site("aap")], vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("site \"aap\" is listed twice"), "{e}");
+    }
+
+    #[test]
+    fn a_duplicate_in_a_file_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sites.json"), to_lines(&[site("aap")])).unwrap();
+        std::fs::write(
+            dir.path().join("machines.json"),
+            to_lines(&[m("aap", "aa00"), m("aap", "aa00")]),
+        )
+        .unwrap();
+        let e = Inventory::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("machines.json") && e.contains("listed twice"),
+            "{e}"
+        );
+        std::fs::write(dir.path().join("machines.json"), "").unwrap();
+        let e = Inventory::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("empty"), "{e}");
     }
 }

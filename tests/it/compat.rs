@@ -145,3 +145,67 @@ async fn statuses_the_ancestor_never_knew_are_shown_as_ones_it_did() {
         interlock_proto::v1::Status::Cancelled as i32
     );
 }
+
+/// The ancestor's data files name machines per site: `aa00`…`ae09` repeat
+/// in every site. Its client, run unchanged against Interlock with those
+/// files, must erase a decom satellite's own machines.
+#[tokio::test]
+async fn ancestor_shaped_inventory_erases_the_right_site() {
+    let data = tempfile::tempdir().unwrap();
+    let sites = [
+        ("aap", "satellite", "decom"),
+        ("adv", "satellite", "inService"),
+    ];
+    let mut sites_json = String::new();
+    let mut machines_json = String::new();
+    for (name, kind, status) in sites {
+        sites_json +=
+            &format!("{{\"Name\":\"{name}\",\"Type\":\"{kind}\",\"Status\":\"{status}\"}}\n");
+        for row in ["aa", "ab", "ac", "ad", "ae"] {
+            for i in 0..10 {
+                machines_json += &format!("{{\"Name\":\"{row}{i:02}\",\"Site\":\"{name}\"}}\n");
+            }
+        }
+    }
+    std::fs::write(data.path().join("sites.json"), sites_json).unwrap();
+    std::fs::write(data.path().join("machines.json"), machines_json).unwrap();
+    let data_dir = data.path().to_path_buf();
+    let s = TestServer::start_with(|c| c.data = data_dir).await;
+    let mut c = s.ancestor().await;
+    let req = a::WorkReq {
+        name: "SatelliteDiskErase".into(),
+        desc: "erase aap".into(),
+        blocks: vec![
+            a::Block {
+                desc: "checks".into(),
+                rate_limit: 1,
+                jobs: vec![
+                    job("validateDecom", &[("site", "aap"), ("type", "satellite")]),
+                    job(
+                        "tokenBucket",
+                        &[("bucket", "diskEraseSatellite"), ("fatal", "true")],
+                    ),
+                ],
+            },
+            a::Block {
+                desc: "erase".into(),
+                rate_limit: 5,
+                jobs: ["aa00", "aa01", "ae09"]
+                    .iter()
+                    .map(|m| job("diskErase", &[("machine", m), ("site", "aap")]))
+                    .collect(),
+            },
+        ],
+    };
+    let id = c.submit(req).await.unwrap().into_inner().id;
+    c.exec(a::ExecReq { id: id.clone() }).await.unwrap();
+    let st = wait(&mut c, &id).await;
+    let errors: Vec<_> = st
+        .blocks
+        .iter()
+        .flat_map(|b| &b.jobs)
+        .map(|j| j.error.as_str())
+        .filter(|e| !e.is_empty())
+        .collect();
+    assert_eq!(st.status, a::Status::Completed as i32, "{errors:?}");
+}

@@ -108,6 +108,6 @@ async fn a_machine_from_another_site_fails_its_erase() {
     assert!(
         st.blocks[0].jobs[0]
             .error
-            .contains("belongs to site \"aae\"")
+            .contains("is not at site \"aab\" (it is at \"aae\")")
     );
 }

@@ -5,17 +5,27 @@
 //! - [`schema`]: the self-description each job registers (arguments, idempotency).
 //! - [`validate`]: structural checks of a request against the job catalog and limits.
 //! - [`Violation`]: one reason a request is refused, shared with the policy engine.
+//! - [`listing`]: listing filters and rows, audit entries (engine ⇄ store).
+//! - [`clock`]: injected wall-clock time ([`Clock`]), pinnable in tests.
+//! - [`records_text`]: the one reader of record files (JSON array or
+//!   concatenated objects; empty text is malformed).
 //!
 //! Architecture invariant: this crate does no I/O and knows nothing about gRPC,
 //! SQL or tokio. Everything here is plain data plus pure functions.
 #![forbid(unsafe_code)]
 
+pub mod clock;
+pub mod listing;
 pub mod record;
+pub mod records_text;
 pub mod request;
 pub mod schema;
 pub mod validate;
 
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use listing::{AuditEntry, AuditQuery, ListFilter, Summary};
 pub use record::{Attempt, BlockRecord, JobRecord, Status, WorkflowRecord};
+pub use records_text::{RecordsError, parse_records};
 pub use request::{Block, Job, RetryPolicy, WorkReq};
 pub use schema::{ArgFormat, ArgSpec, Catalog, Idempotency, JobSchema, StaticCatalog};
 pub use validate::{Limits, validate_structure};

@@ -55,8 +55,7 @@ impl EsState {
 
     /// Parses es.json. Errors name the entry and what is wrong.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let raw: Vec<RawEntry> = interlock_inventory::parse_records(text)
-            .map_err(|(line, e)| format!("line {line}: {e}"))?;
+        let raw: Vec<RawEntry> = interlock_core::parse_records(text).map_err(|e| e.to_string())?;
         let mut entries = HashMap::new();
         for (i, r) in raw.into_iter().enumerate() {
             if r.name.is_empty() {
@@ -161,17 +160,15 @@ mod tests {
     fn malformed_files_are_errors() {
         for bad in [
             "",
+            " \n",
             "[{\"Name\": \"a\", \"Status\": \"Go\"}]",
             "[{\"Name\": \"a\"}]",
             "[{\"Name\": \"a\", \"Status\": \"go\"}, {\"Name\": \"a\", \"Status\": \"stop\"}]",
             "[{\"Name\": \"a\", \"Status\": \"go\"",
         ] {
-            // An empty file parses as no entries: everything stopped, which
-            // is also fail-closed; the rest must be rejected outright.
-            match EsState::parse(bad) {
-                Ok(s) => assert!(bad.is_empty() && s.stopped("a").is_some()),
-                Err(_) => assert!(!bad.is_empty()),
-            }
+            // An empty file is malformed (a write in progress), not "no
+            // entries": the reloader must not take it as a configuration.
+            assert!(EsState::parse(bad).is_err(), "{bad:?}");
         }
         assert!(
             EsState::fail_closed("x".into())

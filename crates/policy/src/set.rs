@@ -71,17 +71,6 @@ pub fn version_of(text: &str) -> String {
     hex::encode(&Sha256::digest(text.as_bytes())[..8])
 }
 
-fn values(text: &str) -> Result<Vec<serde_json::Value>, String> {
-    let at = |e: serde_json::Error| format!("line {}, column {}: {e}", e.line(), e.column());
-    if text.trim_start().starts_with('[') {
-        return serde_json::from_str(text).map_err(at);
-    }
-    serde_json::Deserializer::from_str(text)
-        .into_iter::<serde_json::Value>()
-        .collect::<Result<_, _>>()
-        .map_err(at)
-}
-
 impl PolicySet {
     /// Parses and validates `text` (from `file`, named in errors).
     pub fn parse(text: &str, file: &str, jobs: &dyn Catalog) -> Result<Self, ConfigError> {
@@ -90,7 +79,11 @@ impl PolicySet {
             message,
         };
         let mut workflows = HashMap::new();
-        for (i, value) in values(text).map_err(err)?.into_iter().enumerate() {
+        for (i, value) in interlock_core::parse_records::<serde_json::Value>(text)
+            .map_err(|e| err(e.to_string()))?
+            .into_iter()
+            .enumerate()
+        {
             let entry: Entry =
                 serde_json::from_value(value).map_err(|e| err(format!("entry {i}: {e}")))?;
             let at = format!("entry {i} (workflow {:?})", entry.name);

@@ -243,8 +243,8 @@ impl ControlApi {
                         path.display()
                     ))
                 })?;
-                interlock_inventory::parse_records::<serde_json::Value>(&text)
-                    .map_err(|(_, e)| Status::internal(e))?
+                interlock_core::parse_records::<serde_json::Value>(&text)
+                    .map_err(|e| Status::internal(e.to_string()))?
                     .into_iter()
                     .map(|v| EsFileEntry {
                         name: v["Name"].as_str().unwrap_or_default().to_string(),

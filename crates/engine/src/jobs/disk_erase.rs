@@ -16,6 +16,21 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Why `machine` cannot be erased as part of `site`, naming where it is.
+pub fn machine_not_at_site(inv: &Inventory, site: &str, machine: &str) -> String {
+    match inv.sites_with_machine(machine).as_slice() {
+        [] => format!("machine {machine:?} is not in the inventory"),
+        sites => format!(
+            "machine {machine:?} is not at site {site:?} (it is at {})",
+            sites
+                .iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
 pub struct DiskErase {
     schema: JobSchema,
     inventory: Arc<Inventory>,
@@ -90,14 +105,11 @@ impl Job for DiskErase {
         args: &BTreeMap<String, String>,
     ) -> Result<Outputs, JobError> {
         let (machine, site) = (&args["machine"], &args["site"]);
-        let m = self
-            .inventory
-            .machine(machine)
-            .ok_or_else(|| JobError::new(format!("machine {machine:?} is not in the inventory")))?;
-        if &m.site != site {
-            return Err(JobError::new(format!(
-                "machine {machine:?} belongs to site {:?}, not {site:?}",
-                m.site
+        if self.inventory.machine(site, machine).is_none() {
+            return Err(JobError::new(machine_not_at_site(
+                &self.inventory,
+                site,
+                machine,
             )));
         }
         // Re-attach to our earlier request unless it was aborted.
