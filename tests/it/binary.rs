@@ -1,6 +1,11 @@
-//! The interlockd binary itself: configuration errors exit cleanly, and the
-//! secured deployment starts from flags alone.
+//! The interlockd binary itself: configuration errors exit cleanly, one
+//! database has one owner, and the secured deployment starts from flags
+//! alone.
 
+use interlock_jobs::EraseTarget;
+use interlock_proto::v1::Status;
+use interlock_tests::daemon::DaemonSpec;
+use interlock_tests::{interlockd, req, wait_final};
 use std::process::Command;
 
 #[test]
@@ -55,8 +60,6 @@ async fn with_tls_and_auth_it_listens_on_every_interface_and_checks_callers() {
     use interlock_auth::tokens;
     use interlock_client::{Client, Credentials, Options};
     use interlock_tests::{pki::Ca, repo};
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
 
     let dir = tempfile::tempdir().unwrap();
     let configs = dir.path().join("configs");
@@ -70,37 +73,17 @@ async fn with_tls_and_auth_it_listens_on_every_interface_and_checks_callers() {
     std::fs::write(configs.join("tokens.json"), entry.to_string()).unwrap();
     let ca = Ca::new(dir.path(), "bin");
     let server = ca.server(dir.path(), "server");
-    /// Kills the server however the test ends.
-    struct Killed(std::process::Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_interlockd-under-test"))
-        .args(["--listen", "0.0.0.0:0", "--metrics-listen", "off", "--auth"])
+    let d = DaemonSpec::new(interlockd!(), dir.path())
+        .listen("0.0.0.0:0")
+        .arg("--auth")
         .arg("--tls-cert")
-        .arg(&server.cert)
+        .arg(server.cert.display().to_string())
         .arg("--tls-key")
-        .arg(&server.key)
-        .arg("--db")
-        .arg(dir.path().join("var/interlock.db"))
-        .arg("--configs")
-        .arg(&configs)
-        .arg("--data")
-        .arg(repo().join("data"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .arg(server.key.display().to_string())
         .spawn()
-        .expect("spawn interlockd");
-    let stdout = child.stdout.take().unwrap();
-    let _child = Killed(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    let port = line.trim().rsplit(':').next().unwrap().to_string();
-    assert!(line.contains("0.0.0.0:"), "{line}");
+        .expect("interlockd starts");
+    let port = d.addr.rsplit(':').next().unwrap().to_string();
+    assert!(d.addr.starts_with("0.0.0.0:"), "{}", d.addr);
     let connect = |token: Option<String>| {
         let opts = Options {
             max_attempts: 1,
@@ -130,4 +113,91 @@ async fn with_tls_and_auth_it_listens_on_every_interface_and_checks_callers() {
     assert_eq!(err.code(), Some(tonic::Code::PermissionDenied), "{err}");
     let err = connect(None).await.job_catalog().await.unwrap_err();
     assert_eq!(err.code(), Some(tonic::Code::Unauthenticated), "{err}");
+}
+
+/// One database, one owner: a second server on it exits with code 2 naming
+/// the holder, before it touches anything, and the first one's erases run
+/// once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_database_exits_2_naming_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DaemonSpec::new(interlockd!(), dir.path()).args(["--erase-duration", "1s"]);
+    let a = spec.spawn().expect("first server starts");
+    let c = a.client().await;
+    let id = c
+        .submit(req::satellite_erase("aab", &["aab00", "aab01"]))
+        .await
+        .unwrap();
+    c.exec(&id).await.unwrap();
+    let second = spec.spawn().err().expect("the second server is refused");
+    assert_eq!(second.status.code(), Some(2), "{}", second.stderr);
+    assert!(
+        second.stderr.contains(&format!("pid {}", a.pid()))
+            && second.stderr.contains(&a.addr)
+            && second.stderr.contains("in use by another interlockd"),
+        "{}",
+        second.stderr
+    );
+    let st = wait_final(&c, &id).await;
+    assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
+    let starts = EraseTarget::events(&dir.path().join("var/erase-target.log"))
+        .into_iter()
+        .filter(|e| e.event == "start")
+        .count();
+    assert_eq!(starts, 2, "each machine erased once");
+}
+
+/// Work is resumed only once the server owns its ports: a start that fails
+/// to bind leaves the last server's running workflows untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_cannot_bind_resumes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DaemonSpec::new(interlockd!(), dir.path());
+    let mut a = spec.spawn().expect("starts");
+    let c = a.client().await;
+    let id = c
+        .submit(req::work(
+            "SatelliteDiskErase",
+            vec![
+                req::block(
+                    1,
+                    vec![
+                        req::job("validateDecom", &[("site", "aab"), ("type", "satellite")]),
+                        req::job(
+                            "tokenBucket",
+                            &[("bucket", "diskEraseSatellite"), ("fatal", "true")],
+                        ),
+                    ],
+                ),
+                req::block(1, vec![req::job("sleep", &[("seconds", "1")])]),
+            ],
+        ))
+        .await
+        .unwrap();
+    c.exec(&id).await.unwrap();
+    interlock_tests::eventually("the sleep runs", || async {
+        c.status(&id).await.unwrap().blocks[1].jobs[0].status == Status::Running as i32
+    })
+    .await;
+    a.kill();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let failed = spec
+        .clone()
+        .listen(&port)
+        .spawn()
+        .err()
+        .expect("the port is taken");
+    assert_eq!(failed.status.code(), Some(1), "{}", failed.stderr);
+    assert!(failed.stderr.contains("cannot listen"), "{}", failed.stderr);
+    drop(taken);
+    // The next server resumes it: exactly one interruption is recorded, so
+    // the failed start did not resume it first.
+    let b = spec.spawn().expect("starts");
+    let c = b.client().await;
+    let st = wait_final(&c, &id).await;
+    assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
+    let attempts = &st.blocks[1].jobs[0].attempts;
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert!(attempts[0].error.contains("interrupted"), "{attempts:?}");
 }

@@ -6,71 +6,22 @@
 //! is printed; `INTERLOCK_CRASH_SEED` replays its kill schedule (timing on
 //! the machine still varies what is in flight at each kill).
 
-use interlock_client::{Client, Options};
-use interlock_engine::jobs::EraseTarget;
+use interlock_jobs::EraseTarget;
 use interlock_proto::v1::{self, Status};
-use interlock_tests::{append_entry, repo, req};
+use interlock_tests::daemon::{Daemon, DaemonSpec};
+use interlock_tests::{append_entry, interlockd, req};
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BUCKET_CAPACITY: usize = 3;
 
-struct Daemon {
-    child: Child,
-    addr: String,
-}
-
 fn spawn(dir: &Path) -> Daemon {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_interlockd-under-test"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--erase-duration",
-            "150ms",
-            "--drain",
-            "100ms",
-        ])
-        .args(["--metrics-listen", "127.0.0.1:0"])
-        .arg("--db")
-        .arg(dir.join("var/interlock.db"))
-        .arg("--configs")
-        .arg(dir.join("configs"))
-        .arg("--data")
-        .arg(repo().join("data"))
-        .arg("--erase-target")
-        .arg(dir.join("var/erase-target.log"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+    DaemonSpec::new(interlockd!(), dir)
+        .args(["--erase-duration", "150ms", "--drain", "100ms"])
         .spawn()
-        .expect("spawn interlockd");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("read listening line");
-    let addr = line
-        .trim()
-        .strip_prefix("interlockd listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
-    Daemon { child, addr }
-}
-
-async fn client(d: &Daemon) -> Client {
-    Client::connect(
-        &d.addr,
-        Options {
-            max_attempts: 1,
-            call_timeout: Duration::from_secs(5),
-            ..Options::default()
-        },
-    )
-    .await
-    .expect("connect")
+        .expect("interlockd starts")
 }
 
 fn workflow(n: usize) -> v1::WorkReq {
@@ -114,10 +65,8 @@ async fn kill_9_at_random_moments_loses_and_repeats_nothing() {
 
     let dir = tempfile::tempdir().unwrap();
     let configs = dir.path().join("configs");
-    std::fs::create_dir_all(&configs).unwrap();
-    for f in ["policies.json", "es.json", "buckets.json"] {
-        std::fs::copy(repo().join("configs").join(f), configs.join(f)).unwrap();
-    }
+    // Copies the shipped configs.
+    drop(DaemonSpec::new(interlockd!(), dir.path()));
     append_entry(
         &configs.join("policies.json"),
         serde_json::json!({"Name": "x", "Policies": []}),
@@ -135,7 +84,7 @@ async fn kill_9_at_random_moments_loses_and_repeats_nothing() {
     let mut n = 0;
     for _ in 0..cycles {
         let mut d = spawn(dir.path());
-        let c = client(&d).await;
+        let c = d.client().await;
         let kill_after = Duration::from_millis(rng.random_range(0..400));
         let started = Instant::now();
         // Submit and execute until the kill moment; what was accepted must survive.
@@ -148,12 +97,11 @@ async fn kill_9_at_random_moments_loses_and_repeats_nothing() {
             let _ = c.exec(&id).await;
             tokio::time::sleep(Duration::from_millis(rng.random_range(0..60))).await;
         }
-        d.child.kill().expect("SIGKILL");
-        d.child.wait().unwrap();
+        d.kill();
     }
 
-    let mut d = spawn(dir.path());
-    let c = client(&d).await;
+    let d = spawn(dir.path());
+    let c = d.client().await;
     let fail = |m: String| -> ! { panic!("seed {seed}: {m}") };
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut finals = HashMap::new();
@@ -248,6 +196,5 @@ async fn kill_9_at_random_moments_loses_and_repeats_nothing() {
         accepted.len(),
         events.len()
     );
-    d.child.kill().unwrap();
-    d.child.wait().unwrap();
+    drop(d);
 }

@@ -87,27 +87,33 @@ async fn a_second_erase_within_the_refill_window_is_denied_by_the_bucket() {
 }
 
 #[tokio::test]
-async fn a_machine_from_another_site_fails_its_erase() {
+async fn a_machine_from_another_site_is_refused_at_submit() {
     let s = TestServer::start().await;
     let c = s.client().await;
-    let id = c
-        .submit(req::work(
-            "x",
-            vec![req::block(
-                1,
-                vec![req::job(
-                    "diskErase",
-                    &[("machine", "aae00"), ("site", "aab")],
-                )],
+    let r = req::work(
+        "x",
+        vec![req::block(
+            1,
+            vec![req::job(
+                "diskErase",
+                &[("machine", "aae00"), ("site", "aab")],
             )],
-        ))
-        .await
-        .unwrap();
-    c.exec(&id).await.unwrap();
-    let st = wait_final(&c, &id).await;
+        )],
+    );
+    let v = c.validate(r.clone()).await.unwrap();
+    assert!(!v.ok);
     assert!(
-        st.blocks[0].jobs[0]
-            .error
-            .contains("is not at site \"aab\" (it is at \"aae\")")
+        v.violations[0]
+            .message
+            .contains("is not at site \"aab\" (it is at \"aae\")"),
+        "{:?}",
+        v.violations
+    );
+    let e = s.raw().await.submit(r).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        e.message().contains("(it is at \"aae\")"),
+        "{}",
+        e.message()
     );
 }

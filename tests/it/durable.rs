@@ -2,7 +2,7 @@
 //! work, operator decisions for unsafe jobs, the e-stop at resume, and
 //! idempotent Submit.
 
-use interlock_engine::jobs::EraseTarget;
+use interlock_jobs::EraseTarget;
 use interlock_proto::v1::{self, Status, resolve_job_req::Action};
 use interlock_tests::{TestServer, eventually, req, wait_final, write_config};
 use std::time::Duration;

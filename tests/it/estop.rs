@@ -275,7 +275,7 @@ async fn stop_during_a_diskerase_cancels_running_erases_and_starts_no_more() {
     c.exec(&id).await.unwrap();
     let log = s.config.erase_target_path();
     eventually("first five erases running", || async {
-        interlock_engine::jobs::EraseTarget::events(&log).len() == 5
+        interlock_jobs::EraseTarget::events(&log).len() == 5
     })
     .await;
     write_config(
@@ -300,7 +300,7 @@ async fn stop_during_a_diskerase_cancels_running_erases_and_starts_no_more() {
             .iter()
             .all(|b| b.status == Status::NotStarted as i32)
     );
-    let events = interlock_engine::jobs::EraseTarget::events(&log);
+    let events = interlock_jobs::EraseTarget::events(&log);
     let count = |e: &str| events.iter().filter(|x| x.event == e).count();
     assert_eq!(
         (count("start"), count("abort"), count("done")),

@@ -436,14 +436,32 @@ async fn clone_of_a_failed_workflow_reruns_only_what_did_not_complete() {
     .id;
     let st = c.status(&clone).await.unwrap();
     assert_eq!(st.status, Status::NotStarted as i32);
-    assert_eq!(st.blocks.len(), 1, "the completed block is gone");
-    assert_eq!(
-        st.blocks[0].jobs.len(),
-        2,
-        "the failed and the unstarted job remain"
+    // The clone keeps the original's shape (so policies that require a
+    // pre-check still hold); completed jobs are carried over, not re-run.
+    assert_eq!(st.blocks.len(), 2);
+    let statuses: Vec<Vec<i32>> = st
+        .blocks
+        .iter()
+        .map(|b| b.jobs.iter().map(|j| j.status).collect())
+        .collect();
+    let (skip, new) = (Status::Skipped as i32, Status::NotStarted as i32);
+    assert_eq!(statuses, [vec![skip], vec![skip, new, new]]);
+    assert!(
+        st.blocks[0].jobs[0]
+            .error
+            .contains(&format!("carried over: Completed in workflow {id}")),
+        "{}",
+        st.blocks[0].jobs[0].error
     );
     assert_eq!(st.labels["interlock.clonedFrom"], id);
     assert_eq!(st.trace_id, "retry-1");
+    c.exec(&clone).await.unwrap();
+    assert_eq!(wait_final(&c, &clone).await.status, Status::Failed as i32);
+    assert_eq!(
+        s.probe.starts_of(&clone),
+        [(1, 1)],
+        "only the failed job ran again (and failed again, halting the block)"
+    );
     // A full clone keeps everything; clones go through the policies again.
     let full = clone_wf(
         &mut raw,

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod daemon;
 pub mod pki;
 
 /// The ancestor's generated client (from `tests/proto/ancestor_diskerase.proto`).
@@ -190,6 +191,7 @@ impl TestServer {
             .audit(v1::AuditReq {
                 limit: 1000,
                 before_id: 0,
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -738,6 +738,7 @@ async fn run(cli: Cli) -> Out {
             let req = v1::AuditReq {
                 limit,
                 before_id: before,
+                ..Default::default()
             };
             let r = control(addr).await?.audit(req).await?.into_inner();
             if json {

@@ -24,7 +24,7 @@ pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use listing::{AuditEntry, AuditQuery, ListFilter, Summary};
-pub use record::{Attempt, BlockRecord, JobRecord, Status, WorkflowRecord};
+pub use record::{Attempt, BlockRecord, Event, JobRecord, Status, WorkflowRecord};
 pub use records_text::{RecordsError, parse_records};
 pub use request::{Block, Job, RetryPolicy, WorkReq};
 pub use schema::{ArgFormat, ArgSpec, Catalog, Idempotency, JobSchema, StaticCatalog};
@@ -101,4 +101,45 @@ pub fn describe_violations(v: &[Violation]) -> String {
         .map(|v| v.to_string())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+/// Displays a user-supplied string with control characters escaped, so a
+/// newline in a workflow name or trace id cannot forge log lines. Use it
+/// wherever a user string is logged.
+pub struct Escaped<'a>(pub &'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.0.chars().any(char::is_control) {
+            return f.write_str(self.0);
+        }
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod escaped_tests {
+    use super::Escaped;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(Escaped("plain name").to_string(), "plain name");
+        assert_eq!(
+            Escaped("x\n2026-11-30T00:00:00Z INFO forged\r\u{1b}[31m").to_string(),
+            "x\\n2026-11-30T00:00:00Z INFO forged\\r\\u{1b}[31m"
+        );
+    }
 }

@@ -43,7 +43,7 @@ pub struct AuditEntry {
     /// Assigned by the store, increasing.
     pub id: i64,
     pub at: Micros,
-    /// Who: an authenticated identity, or `anonymous@<peer>`.
+    /// Who: an authenticated identity, or `anonymous@<ip>`.
     pub identity: String,
     /// What: e.g. `submit`, `exec`, `cancel`, `estop.set`, `config.reload`.
     pub action: String,
@@ -73,4 +73,16 @@ pub struct AuditQuery {
     pub action: Option<String>,
     /// Exact target (a workflow id, name or file), when set.
     pub target: Option<String>,
+}
+
+impl AuditQuery {
+    /// Whether `e` passes every filter of the query (the id cursor included).
+    pub fn matches(&self, e: &AuditEntry) -> bool {
+        self.before.is_none_or(|b| e.id < b)
+            && self.from.is_none_or(|t| e.at >= t)
+            && self.to.is_none_or(|t| e.at < t)
+            && self.identity.as_ref().is_none_or(|i| &e.identity == i)
+            && self.action.as_ref().is_none_or(|a| &e.action == a)
+            && self.target.as_ref().is_none_or(|t| &e.target == t)
+    }
 }

@@ -182,3 +182,17 @@ pub struct Attempt {
     pub ended: Option<Micros>,
     pub error: String,
 }
+
+/// One committed transition of a workflow, one of its blocks, or one of its
+/// jobs: what the change feed carries to watchers, in commit order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub workflow_id: String,
+    /// When it was committed.
+    pub at: Micros,
+    pub block: Option<usize>,
+    pub job: Option<usize>,
+    pub status: Status,
+    /// Error or reason, if any.
+    pub message: String,
+}

@@ -1,52 +1,66 @@
-//! Submit, Exec and Status semantics, and the executor that runs workflows.
-//! Operator actions on running workflows live in `lifecycle`; picking work
-//! up after a restart lives in `recovery`.
+//! The engine's API in domain terms: Submit, Validate, Exec and Status, and
+//! the one sequence that starts a run. Submodules:
+//! - `active`: the stop handle of an executing workflow.
+//! - `executor`: running blocks and jobs, recording every transition.
+//! - `lifecycle`: Cancel, Pause, Resume, Clone, List and the event feed.
+//! - `recovery`: resuming orphaned work (after a restart or a takeover) and
+//!   ResolveJob.
+//! - `instance`: this process's registration, heartbeat and takeovers.
 //!
-//! One tokio task runs each executing workflow: blocks strictly in order, and
-//! within a block at most `rate_limit` jobs in flight, started in list order.
-//! Each job runs in its own task holding a semaphore permit; it records its
-//! result and updates the block's failure count *before* releasing the
-//! permit, so the next job's start always sees every earlier verdict (a
-//! failing pre-check with rate_limit 1 stops the jobs after it).
-//!
-//! Stopping: every executing workflow has an `Active` entry with a
-//! cancellation token and a first-wins `Cause`. Cancel, the emergency stop,
-//! a fatal job failure, the workflow deadline and shutdown all go through it.
-//! The emergency-stop monitor walks the active set on every change of the
-//! stop switch; Exec registers the entry *before* reading the switch, so a
-//! flip can never slip between the two.
+//! Invariants:
+//! - Every path that starts a run (Exec, Resume of a paused workflow,
+//!   ResolveJob, recovery) goes through `Engine::start_run` or recovery's
+//!   equivalent: admission by the policies in force, registration in the
+//!   active set, *then* the e-stop (so a flip can never slip between the
+//!   two), then a compare-and-set in the store that makes this process the
+//!   owner.
+//! - A transition is committed (with the run's lease) before anything can
+//!   observe it or act on it; a write refused because the lease moved stops
+//!   the run here at once.
 
+mod active;
+mod executor;
+mod instance;
 mod lifecycle;
 mod recovery;
 
-pub use lifecycle::CloneOptions;
+pub use lifecycle::{CloneOptions, Page};
+pub use recovery::Resolution;
 
+use crate::admission::{Admission, Refusal};
+use crate::error::{EngineError, Result};
 use crate::estop::EsState;
-use crate::gate::{Admission, Refusal};
-use crate::job::{JobCtx, JobError};
-use crate::registry::Registry;
+use crate::job::JobRunner;
+use active::{Active, Cause};
 use interlock_core::{
-    Attempt, Catalog, Idempotency, JobRecord, Limits, Status, Violation, WorkReq, WorkflowRecord,
-    describe_violations, now_micros, validate_structure,
+    AuditEntry, Catalog, Clock, Event, Limits, Status, Violation, WorkReq, WorkflowRecord,
+    validate_structure,
 };
-use interlock_store::{AuditEntry, Change, StartOutcome, Store, StoreError, SubmitOutcome};
-use rand::Rng;
+use interlock_store::{CasOutcome, IdMatch, InstanceInfo, Store, SubmitOutcome};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 /// Engine settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EngineOptions {
     /// Longest time between Submit and Exec (the ancestor's 1 h).
     pub exec_ttl: Duration,
     /// Size limits on requests.
     pub limits: Limits,
+    /// How long this process's ownership of its workflows lasts without a
+    /// heartbeat; another instance may take them over after that.
+    pub lease_ttl: Duration,
+    /// How this process describes itself to the store (address, version).
+    pub instance: InstanceInfo,
+    /// Wall-clock time for everything recorded.
+    pub clock: Arc<dyn Clock>,
+    /// How long a Submit `request_id` is remembered.
+    pub request_id_window: Duration,
 }
 
 impl Default for EngineOptions {
@@ -54,75 +68,78 @@ impl Default for EngineOptions {
         Self {
             exec_ttl: Duration::from_secs(3600),
             limits: Limits::default(),
+            lease_ttl: Duration::from_secs(10),
+            instance: InstanceInfo::default(),
+            clock: interlock_core::clock::system(),
+            request_id_window: Duration::from_secs(24 * 3600),
         }
     }
 }
 
-/// Why an engine operation was refused. Each variant says what the caller
-/// should do; the server maps each to one gRPC code.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum EngineError {
-    /// Malformed request: fix every listed problem and resend.
-    #[error("invalid request: {}", describe_violations(.0))]
-    Invalid(Vec<Violation>),
-    /// Policies refuse the request: change it as the violations say.
-    #[error("refused by policy version {version}: {}", describe_violations(.violations))]
-    Denied {
-        version: String,
-        violations: Vec<Violation>,
-    },
-    /// No admission decision is possible (e.g. no valid policy): fix the
-    /// server's configuration.
-    #[error("{0}")]
-    NoDecision(String),
-    /// No such workflow: check the id.
-    #[error("no workflow with id {0:?}")]
-    NotFound(String),
-    /// The id is not a workflow id at all.
-    #[error("{0:?} is not a workflow id (expected a UUID)")]
-    BadId(String),
-    /// Exec of a workflow that already started: use Status to follow it.
-    #[error("workflow {id} was already started; it is {status}")]
-    AlreadyStarted { id: String, status: Status },
-    /// A request_id reused with different content: pick a new key.
-    #[error(
-        "request_id {key:?} was already used for workflow {id} with different content; \
-         use a new request_id for a different request"
-    )]
-    KeyReused { key: String, id: String },
-    /// Too long between Submit and Exec: submit again.
-    #[error(
-        "workflow {id} was submitted {}s ago, more than the {}s allowed before Exec; submit it again",
-        .age.as_secs(), .ttl.as_secs()
-    )]
-    Stale {
-        id: String,
-        age: Duration,
-        ttl: Duration,
-    },
-    /// The emergency stop is on for this workflow name: wait for "go".
-    #[error("workflow {name:?} is emergency-stopped: {reason}")]
-    EmergencyStopped { name: String, reason: String },
-    /// The store failed: retry later.
-    #[error("store unavailable: {0}")]
-    Store(#[from] StoreError),
-    /// The server is shutting down: retry against the next instance.
-    #[error("the server is shutting down")]
-    ShuttingDown,
-    /// The workflow is not in a state that allows this: check Status.
-    #[error("{0}")]
-    WrongState(String),
-    /// The block/job index does not exist in this workflow.
-    #[error("workflow {id} has no job {job} in block {block}")]
-    NoSuchJob {
-        id: String,
-        block: usize,
-        job: usize,
-    },
+/// Every reason Submit would refuse a request now, found without side
+/// effects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verdict {
+    /// The policy set consulted (empty when none is loaded).
+    pub policy_version: String,
+    /// Malformed requests, whatever the server's state.
+    pub invalid: Vec<Violation>,
+    /// Refusals given the server's state now: arguments it cannot act on
+    /// (a machine not at its site, a bucket not configured) and policy
+    /// violations.
+    pub denied: Vec<Violation>,
+    /// No policy decision was possible (no valid policy file).
+    pub no_decision: Option<String>,
+    /// The emergency stop's reason, when the name is stopped.
+    pub stopped: Option<String>,
 }
 
-fn refused(r: Refusal) -> EngineError {
+impl Verdict {
+    pub fn ok(&self) -> bool {
+        self.invalid.is_empty()
+            && self.denied.is_empty()
+            && self.no_decision.is_none()
+            && self.stopped.is_none()
+    }
+
+    /// Every violation, in the order Submit reports them.
+    pub fn violations(&self) -> Vec<Violation> {
+        let mut v = self.invalid.clone();
+        if let Some(m) = &self.no_decision {
+            v.push(Violation::new("admission", m.clone()));
+        }
+        v.extend(self.denied.iter().cloned());
+        if let Some(r) = &self.stopped {
+            v.push(Violation::new("emergencyStop", r.clone()));
+        }
+        v
+    }
+
+    /// The error Submit answers with, if any.
+    fn into_error(self, name: &str) -> Option<EngineError> {
+        if !self.invalid.is_empty() {
+            // Structure first: it usually explains the policy violations.
+            let mut v = self.invalid;
+            v.extend(self.denied);
+            return Some(EngineError::Invalid(v));
+        }
+        if let Some(m) = self.no_decision {
+            return Some(EngineError::NoDecision(m));
+        }
+        if !self.denied.is_empty() {
+            return Some(EngineError::Denied {
+                version: self.policy_version,
+                violations: self.denied,
+            });
+        }
+        self.stopped.map(|reason| EngineError::EmergencyStopped {
+            name: name.to_string(),
+            reason,
+        })
+    }
+}
+
+pub(crate) fn refused(r: Refusal) -> EngineError {
     match r {
         Refusal::Violations {
             version,
@@ -135,151 +152,26 @@ fn refused(r: Refusal) -> EngineError {
     }
 }
 
-/// Why an executing workflow is stopping. The first cause wins.
-#[derive(Debug, Clone, PartialEq)]
-enum Cause {
-    EmergencyStop(String),
-    /// A Cancel request, with its reason.
-    Cancelled(String),
-    Fatal(String),
-    Deadline(Duration),
-    /// Server shutdown or a store failure: nothing more is recorded, so the
-    /// record stays truthful ("was running") for the next start.
-    Unrecorded(String),
-}
-
-impl Cause {
-    /// Status for jobs and blocks cut short by this cause; `None` when
-    /// nothing is to be recorded.
-    fn cut_status(&self) -> Option<Status> {
-        match self {
-            Cause::EmergencyStop(_) => Some(Status::Stopped),
-            Cause::Cancelled(_) => Some(Status::Cancelled),
-            Cause::Fatal(_) | Cause::Deadline(_) => Some(Status::Cancelled),
-            Cause::Unrecorded(_) => None,
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Cause::EmergencyStop(r) => format!("emergency stop: {r}"),
-            Cause::Cancelled(r) => format!("cancelled: {r}"),
-            Cause::Fatal(r) => r.clone(),
-            Cause::Deadline(d) => format!("workflow deadline of {}s exceeded", d.as_secs_f64()),
-            Cause::Unrecorded(r) => r.clone(),
-        }
-    }
-}
-
-/// An executing workflow's stop handle.
-struct Active {
-    name: String,
-    token: CancellationToken,
-    cause: Mutex<Option<Cause>>,
-    /// True while paused: no new job starts.
-    paused: watch::Sender<bool>,
-    /// Serializes Pause/Resume with the workflow's final write; `true` once
-    /// the run is finishing (Pause is then refused).
-    finishing: tokio::sync::Mutex<bool>,
-    /// Set when the run has ended (its final state is recorded).
-    done: watch::Sender<bool>,
-}
-
-impl Active {
-    fn new(name: &str) -> Self {
-        Self {
-            name: name.to_string(),
-            token: CancellationToken::new(),
-            cause: Mutex::new(None),
-            paused: watch::Sender::new(false),
-            finishing: tokio::sync::Mutex::new(false),
-            done: watch::Sender::new(false),
-        }
-    }
-
-    /// Records the cause (if first) and cancels running jobs.
-    fn stop(&self, cause: Cause) {
-        self.set_cause(cause);
-        self.token.cancel();
-    }
-
-    /// Records the cause (if first) without cancelling: no new job starts,
-    /// running ones finish.
-    fn set_cause(&self, cause: Cause) {
-        let mut c = self.cause.lock().expect("cause lock");
-        if c.is_none() {
-            *c = Some(cause);
-        }
-    }
-
-    fn cause(&self) -> Option<Cause> {
-        self.cause.lock().expect("cause lock").clone()
-    }
-
-    /// Waits while paused; returns false if the workflow was cancelled meanwhile.
-    async fn wait_unpaused(&self) -> bool {
-        let mut rx = self.paused.subscribe();
-        tokio::select! {
-            r = rx.wait_for(|p| !*p) => r.is_ok(),
-            _ = self.token.cancelled() => false,
-        }
-    }
+/// Health of the engine's link to the store, for health checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// Why the last write failed, while writes fail.
+    pub write_error: Option<String>,
+    /// Why this process may not run workflows now (lease lost or lapsed).
+    pub lease_error: Option<String>,
 }
 
 struct Inner {
     store: Arc<dyn Store>,
-    registry: Arc<Registry>,
+    runner: Arc<dyn JobRunner>,
     admission: Arc<dyn Admission>,
     estop: watch::Receiver<Arc<EsState>>,
     opts: EngineOptions,
     active: Mutex<HashMap<String, Arc<Active>>>,
     draining: CancellationToken,
     tasks: TaskTracker,
-    /// Every committed transition, for watchers. Bounded: a watcher that
-    /// falls behind is told it lagged and resyncs from a snapshot; the
-    /// executor never waits for watchers.
-    events: tokio::sync::broadcast::Sender<Event>,
-}
-
-/// One committed transition of a workflow, its block, or one of its jobs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Event {
-    pub workflow_id: String,
-    pub at: interlock_core::Micros,
-    pub block: Option<usize>,
-    pub job: Option<usize>,
-    pub status: Status,
-    /// Error or reason, if any.
-    pub message: String,
-}
-
-impl Event {
-    fn of(change: &Change, at: interlock_core::Micros) -> Option<Event> {
-        let (workflow_id, block, job, status, message) = match change {
-            Change::Workflow {
-                id, status, reason, ..
-            } => (id, None, None, *status, reason.clone()),
-            Change::Block { id, block, rec } => (id, Some(*block), None, rec.status, String::new()),
-            Change::Job {
-                id,
-                block,
-                job,
-                rec,
-            } => (id, Some(*block), Some(*job), rec.status, rec.error.clone()),
-            Change::WorkflowStatus { id, status, reason } => {
-                (id, None, None, *status, reason.clone())
-            }
-            Change::WorkflowErrors { .. } | Change::Checkpoint { .. } => return None,
-        };
-        Some(Event {
-            workflow_id: workflow_id.clone(),
-            at,
-            block,
-            job,
-            status,
-            message,
-        })
-    }
+    instance: instance::Instance,
+    health: Mutex<StoreHealth>,
 }
 
 /// The engine. Cheap to clone.
@@ -289,97 +181,115 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Creates the engine and starts its emergency-stop monitor. Must be
-    /// called inside a tokio runtime.
+    /// Creates the engine and starts its emergency-stop monitor. Nothing is
+    /// written until [`Engine::start`]. Must be called inside a tokio
+    /// runtime.
     pub fn new(
         store: Arc<dyn Store>,
-        registry: Arc<Registry>,
+        runner: Arc<dyn JobRunner>,
         admission: Arc<dyn Admission>,
         estop: watch::Receiver<Arc<EsState>>,
         opts: EngineOptions,
     ) -> Self {
+        let instance = instance::Instance::new(&opts.instance);
         let inner = Arc::new(Inner {
             store,
-            registry,
+            runner,
             admission,
             estop,
             opts,
             active: Mutex::new(HashMap::new()),
             draining: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            events: tokio::sync::broadcast::Sender::new(4096),
+            instance,
+            health: Mutex::new(StoreHealth::default()),
         });
         tokio::spawn(estop_monitor(Arc::downgrade(&inner), inner.estop.clone()));
         Self { inner }
     }
 
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.inner.registry
+    /// The job types this server can run.
+    pub fn catalog(&self) -> &dyn Catalog {
+        self.inner.runner.catalog()
     }
 
-    /// Structural checks and admission, without side effects: every
-    /// violation found, and the policy version consulted.
-    pub fn validate(&self, req: &WorkReq) -> Result<String, EngineError> {
+    fn now(&self) -> interlock_core::Micros {
+        self.inner.opts.clock.now()
+    }
+
+    /// Every check Submit makes, without side effects: structure and
+    /// limits, each job's arguments against live state (inventory, bucket
+    /// names), the policies in force, and the emergency stop.
+    pub fn check(&self, req: &WorkReq) -> Verdict {
         let inner = &self.inner;
-        let mut violations = validate_structure(
-            req,
-            inner.registry.as_ref() as &dyn Catalog,
-            &inner.opts.limits,
-        );
-        match inner.admission.admit(req) {
-            Ok(version) if violations.is_empty() => Ok(version),
-            Ok(_) => Err(EngineError::Invalid(violations)),
-            Err(Refusal::Violations {
-                version,
-                violations: policy,
-            }) => {
-                if violations.is_empty() {
-                    Err(EngineError::Denied {
-                        version,
-                        violations: policy,
-                    })
-                } else {
-                    // Report structure problems first; they usually explain
-                    // the policy ones.
-                    violations.extend(policy);
-                    Err(EngineError::Invalid(violations))
+        let mut v = Verdict {
+            invalid: validate_structure(req, self.catalog(), &inner.opts.limits),
+            ..Verdict::default()
+        };
+        for (bi, block) in req.blocks.iter().enumerate() {
+            for (ji, job) in block.jobs.iter().enumerate() {
+                // Only jobs that passed their schema: one problem, one message.
+                let clean = !v
+                    .invalid
+                    .iter()
+                    .any(|x| x.block == Some(bi) && x.job == Some(ji));
+                if clean && let Err(m) = inner.runner.check(job) {
+                    v.denied.push(Violation::new("arguments", m).at_job(bi, ji));
                 }
             }
-            Err(r @ Refusal::Unavailable(_)) if violations.is_empty() => Err(refused(r)),
-            Err(_) => Err(EngineError::Invalid(violations)),
         }
+        match inner.admission.admit(req) {
+            Ok(version) => v.policy_version = version,
+            Err(Refusal::Violations {
+                version,
+                violations,
+            }) => {
+                v.policy_version = version;
+                v.denied.extend(violations);
+            }
+            Err(Refusal::Unavailable(m)) => v.no_decision = Some(m),
+        }
+        v.stopped = inner.estop.borrow().stopped(&req.name);
+        v
     }
 
-    /// Validates, admits and stores a request; returns its id. `audit`, if
+    /// Checks, admits and stores a request; returns its id. `audit`, if
     /// given, is committed with the submission.
-    pub async fn submit(
+    pub async fn submit(&self, req: WorkReq, audit: Option<AuditEntry>) -> Result<String> {
+        self.submit_record(req, audit, |_| {}).await
+    }
+
+    /// Submit, with `prepare` adjusting the new record before it is stored
+    /// (Clone carries completed jobs over).
+    async fn submit_record(
         &self,
         req: WorkReq,
         audit: Option<AuditEntry>,
-    ) -> Result<String, EngineError> {
+        prepare: impl FnOnce(&mut WorkflowRecord),
+    ) -> Result<String> {
         let inner = &self.inner;
         if inner.draining.is_cancelled() {
             return Err(EngineError::ShuttingDown);
         }
-        let version = self.validate(&req)?;
-        if let Some(reason) = inner.estop.borrow().stopped(&req.name) {
-            return Err(EngineError::EmergencyStopped {
-                name: req.name.clone(),
-                reason,
-            });
+        let verdict = self.check(&req);
+        let version = verdict.policy_version.clone();
+        if let Some(e) = verdict.into_error(&req.name) {
+            return Err(e);
         }
         let id = uuid::Uuid::now_v7().to_string();
         let hash = req.content_hash();
         let key = req.request_id.clone();
-        let mut rec = WorkflowRecord::submitted(id.clone(), req, version, now_micros());
+        let mut rec = WorkflowRecord::submitted(id.clone(), req, version, self.now());
         // The audited caller is the submitter.
         rec.submitted_by = audit
             .as_ref()
             .map(|a| a.identity.clone())
             .unwrap_or_default();
+        prepare(&mut rec);
         match inner.store.submit(&rec, &hash, audit).await? {
             SubmitOutcome::Inserted => {
-                tracing::info!(workflow = %id, name = %rec.req.name, trace_id = %rec.req.trace_id, "submitted");
+                tracing::info!(workflow = %id, name = %interlock_core::Escaped(&rec.req.name),
+                    trace_id = %rec.req.trace_id, "submitted");
                 Ok(id)
             }
             SubmitOutcome::Existing { id, content_hash } if content_hash == hash => Ok(id),
@@ -387,49 +297,83 @@ impl Engine {
         }
     }
 
+    /// The full id a workflow id or unique prefix (8+ characters) names.
+    pub async fn resolve_id(&self, id: &str) -> Result<String> {
+        if uuid::Uuid::parse_str(id).is_ok() {
+            return Ok(id.to_string());
+        }
+        let prefix_like = id.len() >= 8
+            && id.len() < 36
+            && id
+                .chars()
+                .all(|c| (c.is_ascii_hexdigit() && !c.is_ascii_uppercase()) || c == '-');
+        if !prefix_like {
+            return Err(EngineError::BadId(id.chars().take(64).collect()));
+        }
+        match self.inner.store.resolve_id(id).await? {
+            IdMatch::One(full) => Ok(full),
+            IdMatch::None => Err(EngineError::NotFound(id.to_string())),
+            IdMatch::Many(matches) => Err(EngineError::AmbiguousId {
+                prefix: id.to_string(),
+                matches,
+            }),
+        }
+    }
+
     /// The workflow's record as stored.
-    pub async fn status(&self, id: &str) -> Result<WorkflowRecord, EngineError> {
-        check_id(id)?;
+    pub async fn status(&self, id: &str) -> Result<WorkflowRecord> {
+        let id = self.resolve_id(id).await?;
         self.inner
             .store
-            .get(id)
+            .get(&id)
             .await?
-            .ok_or_else(|| EngineError::NotFound(id.to_string()))
+            .ok_or(EngineError::NotFound(id))
     }
 
     /// Starts a submitted workflow; returns once it is recorded as Running.
     /// `audit`, if given, is committed with the start.
-    pub async fn exec(&self, id: &str, audit: Option<AuditEntry>) -> Result<(), EngineError> {
+    pub async fn exec(&self, id: &str, audit: Option<AuditEntry>) -> Result<()> {
         let inner = &self.inner;
         if inner.draining.is_cancelled() {
             return Err(EngineError::ShuttingDown);
         }
-        let mut rec = self.status(id).await?;
+        let rec = self.status(id).await?;
         if rec.status != Status::NotStarted {
             return Err(EngineError::AlreadyStarted {
-                id: id.to_string(),
+                id: rec.id,
                 status: rec.status,
             });
         }
-        let now = now_micros();
-        let age = Duration::from_micros((now - rec.created).max(0) as u64);
+        let age = Duration::from_micros((self.now() - rec.created).max(0) as u64);
         if age > inner.opts.exec_ttl {
             return Err(EngineError::Stale {
-                id: id.to_string(),
+                id: rec.id,
                 age,
                 ttl: inner.opts.exec_ttl,
             });
         }
-        // Policies may have tightened since Submit: check against those in force now.
+        self.start_run(rec, Status::NotStarted, audit).await
+    }
+
+    /// The one sequence that starts a run of `rec` from status `from`
+    /// (NotStarted for Exec, Paused to resume one nobody runs): the policies
+    /// in force now, registration, the e-stop, then the store's
+    /// compare-and-set that makes this process the owner.
+    async fn start_run(
+        &self,
+        mut rec: WorkflowRecord,
+        from: Status,
+        audit: Option<AuditEntry>,
+    ) -> Result<()> {
+        let inner = &self.inner;
+        // Policies may have tightened since Submit: the ones in force now.
         let version = inner.admission.admit(&rec.req).map_err(refused)?;
         if version != rec.policy_version {
-            tracing::info!(workflow = %id, submitted = %rec.policy_version, now = %version, "re-checked against newer policies");
+            tracing::info!(workflow = %rec.id, submitted = %rec.policy_version, now = %version,
+                "re-checked against newer policies");
         }
-        let executed_by = audit
-            .as_ref()
-            .map(|a| a.identity.clone())
-            .unwrap_or_default();
-        let active = self.register(id, &rec.req.name)?;
+        let id = rec.id.clone();
+        let active = self.register(&id, &rec.req.name)?;
         // Read the switch only after registering (see module docs).
         let stopped = inner.estop.borrow().stopped(&rec.req.name);
         let outcome = match stopped {
@@ -437,46 +381,64 @@ impl Engine {
                 name: rec.req.name.clone(),
                 reason,
             }),
-            None => match inner.store.start(id, now, audit).await {
-                Ok(StartOutcome::Started) => Ok(()),
-                Ok(StartOutcome::NotFound) => Err(EngineError::NotFound(id.to_string())),
-                Ok(StartOutcome::AlreadyStarted(status)) => Err(EngineError::AlreadyStarted {
-                    id: id.to_string(),
-                    status,
-                }),
-                Err(e) => Err(e.into()),
-            },
+            None => {
+                let executor = audit.as_ref().map(|a| a.identity.clone());
+                let at = self.now();
+                match inner
+                    .store
+                    .acquire(&id, from, &inner.instance.id(), at, audit)
+                    .await
+                {
+                    Ok(CasOutcome::Done(lease)) => {
+                        active.set_lease(lease);
+                        rec.status = Status::Running;
+                        if from == Status::NotStarted {
+                            rec.started = Some(at);
+                            rec.executed_by = executor.unwrap_or_default();
+                        } else {
+                            rec.reason.clear();
+                        }
+                        Ok(())
+                    }
+                    Ok(CasOutcome::NotFound) => Err(EngineError::NotFound(id.clone())),
+                    Ok(CasOutcome::WrongStatus(status)) if from == Status::NotStarted => {
+                        Err(EngineError::AlreadyStarted {
+                            id: id.clone(),
+                            status,
+                        })
+                    }
+                    Ok(CasOutcome::WrongStatus(status)) => Err(EngineError::WrongState(format!(
+                        "workflow {id} is {status}, not {from}"
+                    ))),
+                    Ok(CasOutcome::OwnedBy(owner)) => Err(EngineError::Elsewhere {
+                        id: id.clone(),
+                        owner,
+                    }),
+                    Err(e) => Err(e.into()),
+                }
+            }
         };
         if let Err(e) = outcome {
-            self.unregister(id);
+            self.unregister(&id);
             return Err(e);
         }
-        rec.status = Status::Running;
-        rec.started = Some(now);
-        rec.executed_by = executed_by;
-        let _ = inner.events.send(Event {
-            workflow_id: id.to_string(),
-            at: now,
-            block: None,
-            job: None,
-            status: Status::Running,
-            message: String::new(),
-        });
-        tracing::info!(workflow = %id, name = %rec.req.name, trace_id = %rec.req.trace_id, "executing");
+        tracing::info!(workflow = %id, name = %interlock_core::Escaped(&rec.req.name),
+            trace_id = %rec.req.trace_id, "executing");
         self.launch(rec, active);
         Ok(())
     }
 
     fn launch(&self, rec: WorkflowRecord, active: Arc<Active>) {
-        let span = tracing::info_span!("workflow", id = %rec.id, name = %rec.req.name, trace_id = %rec.req.trace_id);
+        let span = tracing::info_span!("workflow", id = %rec.id,
+            name = %interlock_core::Escaped(&rec.req.name), trace_id = %rec.req.trace_id);
         let runner = self.inner.clone();
         self.inner
             .tasks
             .spawn(async move { runner.run(rec, active).await }.instrument(span));
     }
 
-    /// Registers `id` as active, or says it already is.
-    fn register(&self, id: &str, name: &str) -> Result<Arc<Active>, EngineError> {
+    /// Registers `id` as active here, or says it already is.
+    fn register(&self, id: &str, name: &str) -> Result<Arc<Active>> {
         let mut map = self.inner.active.lock().expect("active lock");
         if map.contains_key(id) {
             return Err(EngineError::AlreadyStarted {
@@ -493,9 +455,19 @@ impl Engine {
         self.inner.active.lock().expect("active lock").remove(id);
     }
 
+    fn active(&self, id: &str) -> Option<Arc<Active>> {
+        self.inner
+            .active
+            .lock()
+            .expect("active lock")
+            .get(id)
+            .cloned()
+    }
+
     /// Stops starting jobs, lets running ones finish for up to `drain`, then
     /// cancels them. Records of interrupted work stay "Running": truthful,
-    /// and what a later start needs to pick them up.
+    /// and what the next owner needs to pick them up. Finally retires this
+    /// instance, so another can claim the work at once.
     pub async fn shutdown(&self, drain: Duration) {
         let inner = &self.inner;
         inner.draining.cancel();
@@ -523,6 +495,9 @@ impl Engine {
             }
             let _ = tokio::time::timeout(Duration::from_secs(5), inner.tasks.wait()).await;
         }
+        if let Err(e) = inner.store.retire_instance(&inner.instance.id()).await {
+            tracing::warn!(error = %e, "cannot retire this instance; its work is claimable once its heartbeat lapses");
+        }
     }
 
     /// Writes waiting for the store's writer (for monitoring).
@@ -534,90 +509,33 @@ impl Engine {
     pub fn active_count(&self) -> usize {
         self.inner.active.lock().expect("active lock").len()
     }
-}
 
-/// An operator's decision about an interrupted job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolution {
-    /// Run the job again.
-    Retry,
-    /// Count the job as done without running it.
-    Skip,
-    /// Cancel the whole workflow, with a reason.
-    Cancel(String),
-}
-
-/// Records jobs that were in flight (Running or Interrupted) as `status`.
-fn cut_in_flight(rec: &WorkflowRecord, status: Status, why: &str) -> Vec<Change> {
-    let now = now_micros();
-    let mut out = Vec::new();
-    for (bi, b) in rec.blocks.iter().enumerate() {
-        for (ji, j) in b.jobs.iter().enumerate() {
-            if matches!(j.status, Status::Running | Status::Interrupted) {
-                let mut j = j.clone();
-                j.status = status;
-                j.error = why.to_string();
-                j.ended = Some(now);
-                out.push(Change::Job {
-                    id: rec.id.clone(),
-                    block: bi,
-                    job: ji,
-                    rec: j,
-                });
-            }
+    /// Whether the store answers and takes writes, and this process holds
+    /// its lease.
+    pub async fn store_health(&self) -> StoreHealth {
+        let mut h = self.inner.health.lock().expect("health lock").clone();
+        if h.write_error.is_none()
+            && let Err(e) = self.inner.store.ping().await
+        {
+            h.write_error = Some(e.to_string());
         }
+        h
     }
-    out
-}
 
-/// Ends a workflow that is not running here: its in-flight jobs and the
-/// workflow itself are recorded as `status`.
-fn end_unrun(rec: &WorkflowRecord, status: Status, job_why: &str, reason: String) -> Vec<Change> {
-    let mut changes = cut_in_flight(rec, status, job_why);
-    changes.push(Change::Workflow {
-        id: rec.id.clone(),
-        status,
-        reason,
-        had_errors: rec.had_errors,
-        es_stopped: status == Status::Stopped,
-        ended: Some(now_micros()),
-    });
-    changes
-}
-
-/// The reason block `bi` halts the workflow, judging from its record: more
-/// failures than it tolerates, or a fatal failure.
-fn halt_reason(rec: &WorkflowRecord, bi: usize) -> Option<String> {
-    let (b, br) = (&rec.req.blocks[bi], &rec.blocks[bi]);
-    let failures = recorded_failures(br);
-    if let Some((ji, j)) = br.jobs.iter().enumerate().find(|(_, j)| j.fatal) {
-        return Some(format!(
-            "block {bi} job {ji} ({}) failed fatally: {}",
-            b.jobs[ji].name, j.error
-        ));
+    /// Every committed transition from now on, whichever process wrote it.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.inner.store.subscribe()
     }
-    (failures > b.tolerated_failures()).then(|| {
-        format!(
-            "block {bi} allows {} failure(s) and had {failures}, so the workflow halted",
-            b.tolerated_failures()
-        )
-    })
-}
 
-/// Failed jobs of a block, counted from the job records: each failure is
-/// committed with its job, while the block's own counter is only written
-/// when the block ends, so after a crash the jobs are the truth.
-fn recorded_failures(br: &interlock_core::BlockRecord) -> u32 {
-    br.jobs
-        .iter()
-        .filter(|j| j.status == Status::Failed)
-        .count() as u32
-}
+    /// This process's instance id (changes if it ever re-registers).
+    pub fn instance_id(&self) -> String {
+        self.inner.instance.id()
+    }
 
-fn check_id(id: &str) -> Result<(), EngineError> {
-    uuid::Uuid::parse_str(id)
-        .map(|_| ())
-        .map_err(|_| EngineError::BadId(id.chars().take(64).collect()))
+    /// Live server instances sharing the store.
+    pub async fn instances(&self) -> Result<Vec<InstanceInfo>> {
+        Ok(self.inner.store.instances().await?)
+    }
 }
 
 async fn estop_monitor(inner: std::sync::Weak<Inner>, mut rx: watch::Receiver<Arc<EsState>>) {
@@ -637,381 +555,4 @@ async fn estop_monitor(inner: std::sync::Weak<Inner>, mut rx: watch::Receiver<Ar
             }
         }
     }
-}
-
-/// Mutable state of the block being run, shared with its job tasks.
-struct BlockRun {
-    failures: u32,
-    has_error: bool,
-    halted: Option<String>,
-}
-
-impl Inner {
-    /// Persists `changes`; on failure stops the workflow without recording
-    /// more (the store cannot be trusted to take it) and returns false.
-    /// Commits `changes`, then tells watchers.
-    async fn commit(&self, changes: Vec<Change>) -> Result<(), StoreError> {
-        let events: Vec<_> = if self.events.receiver_count() > 0 {
-            let now = now_micros();
-            changes.iter().filter_map(|c| Event::of(c, now)).collect()
-        } else {
-            Vec::new()
-        };
-        self.store.write(changes).await?;
-        for e in events {
-            let _ = self.events.send(e);
-        }
-        Ok(())
-    }
-
-    async fn persist(&self, active: &Active, changes: Vec<Change>) -> bool {
-        match self.commit(changes).await {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot record workflow progress; stopping it");
-                active.stop(Cause::Unrecorded(format!("store failure: {e}")));
-                false
-            }
-        }
-    }
-
-    async fn run(self: Arc<Self>, rec: WorkflowRecord, active: Arc<Active>) {
-        let id = rec.id.clone();
-        let deadline = rec.req.deadline.map(|d| {
-            let a = active.clone();
-            let started = rec.started.unwrap_or_else(now_micros);
-            let left =
-                d.saturating_sub(Duration::from_micros((now_micros() - started).max(0) as u64));
-            tokio::spawn(async move {
-                tokio::time::sleep(left).await;
-                a.stop(Cause::Deadline(d));
-            })
-        });
-        let rec = Arc::new(rec);
-        let mut halted = None;
-        let mut had_errors = rec.had_errors;
-        for bi in 0..rec.blocks.len() {
-            if rec.blocks[bi].status.is_terminal() {
-                // Recorded before a restart: a block that halted the workflow
-                // still halts it.
-                if let Some(reason) = halt_reason(&rec, bi) {
-                    halted = Some(reason);
-                    break;
-                }
-                continue;
-            }
-            if active.cause().is_some() {
-                break;
-            }
-            let run = self.clone().run_block(&rec, bi, &active).await;
-            had_errors |= run.has_error;
-            if let Some(reason) = run.halted {
-                halted = Some(reason);
-                break;
-            }
-        }
-        if let Some(d) = deadline {
-            d.abort();
-        }
-        let (status, reason) = match (active.cause(), halted) {
-            (Some(Cause::Unrecorded(why)), _) => {
-                tracing::warn!(workflow = %id, %why, "workflow left unfinished");
-                self.retire(&id, &active);
-                return;
-            }
-            (Some(c @ Cause::EmergencyStop(_)), _) => (Status::Stopped, c.describe()),
-            (Some(c @ Cause::Cancelled(_)), _) => (Status::Cancelled, c.describe()),
-            (Some(c), _) => (Status::Failed, c.describe()),
-            (None, Some(reason)) => (Status::Failed, reason),
-            (None, None) => (Status::Completed, String::new()),
-        };
-        let es_stopped = status == Status::Stopped;
-        // No Pause/Resume write may land after the final state.
-        let mut finishing = active.finishing.lock().await;
-        *finishing = true;
-        let change = Change::Workflow {
-            id: id.clone(),
-            status,
-            reason: reason.clone(),
-            had_errors,
-            es_stopped,
-            ended: Some(now_micros()),
-        };
-        if self.persist(&active, vec![change]).await {
-            metrics::counter!("interlock_workflows_finished_total", "status" => status.as_str())
-                .increment(1);
-            tracing::info!(workflow = %id, %status, %reason, "workflow ended");
-        }
-        drop(finishing);
-        self.retire(&id, &active);
-    }
-
-    /// The run is over: forget it and wake whoever waits for its end.
-    fn retire(&self, id: &str, active: &Active) {
-        self.active.lock().expect("active lock").remove(id);
-        active.done.send_replace(true);
-    }
-
-    async fn run_block(
-        self: Arc<Self>,
-        rec: &Arc<WorkflowRecord>,
-        bi: usize,
-        active: &Arc<Active>,
-    ) -> BlockRun {
-        let block = &rec.req.blocks[bi];
-        let mut brec = rec.blocks[bi].clone();
-        brec.status = Status::Running;
-        brec.started = brec.started.or(Some(now_micros()));
-        let failures = recorded_failures(&brec);
-        let shared = Arc::new(Mutex::new(BlockRun {
-            failures,
-            has_error: failures > 0,
-            halted: halt_reason(rec, bi),
-        }));
-        if !self
-            .persist(
-                active,
-                vec![Change::Block {
-                    id: rec.id.clone(),
-                    block: bi,
-                    rec: brec.clone(),
-                }],
-            )
-            .await
-        {
-            return BlockRun {
-                failures: 0,
-                has_error: false,
-                halted: None,
-            };
-        }
-        let sem = Arc::new(Semaphore::new(block.concurrency()));
-        let mut tasks = JoinSet::new();
-        for ji in 0..block.jobs.len() {
-            if brec.jobs[ji].status.is_terminal() {
-                continue;
-            }
-            let permit = tokio::select! {
-                biased;
-                _ = active.token.cancelled() => break,
-                p = sem.clone().acquire_owned() => p.expect("semaphore never closed"),
-            };
-            if !active.wait_unpaused().await {
-                break;
-            }
-            if active.cause().is_some() || shared.lock().expect("block lock").halted.is_some() {
-                break;
-            }
-            if let Some(reason) = self.estop.borrow().stopped(&active.name) {
-                active.stop(Cause::EmergencyStop(reason));
-                break;
-            }
-            let (this, rec, active, shared) =
-                (self.clone(), rec.clone(), active.clone(), shared.clone());
-            let prior = brec.jobs[ji].clone();
-            let span =
-                tracing::info_span!("job", block = bi, job = ji, name = %block.jobs[ji].name);
-            tasks.spawn(
-                async move {
-                    this.run_job(&rec, bi, ji, prior, &active, &shared).await;
-                    drop(permit);
-                }
-                .instrument(span),
-            );
-        }
-        while tasks.join_next().await.is_some() {}
-
-        let run = {
-            let s = shared.lock().expect("block lock");
-            BlockRun {
-                failures: s.failures,
-                has_error: s.has_error,
-                halted: s.halted.clone(),
-            }
-        };
-        let status = match active.cause().map(|c| c.cut_status()) {
-            Some(None) => return run, // unrecorded: leave the block as it was
-            Some(Some(cut)) if !run.has_error => cut,
-            _ if run.has_error => Status::Failed,
-            _ => Status::Completed,
-        };
-        brec.status = status;
-        brec.failures = run.failures;
-        brec.has_error = run.has_error;
-        brec.ended = Some(now_micros());
-        self.persist(
-            active,
-            vec![Change::Block {
-                id: rec.id.clone(),
-                block: bi,
-                rec: brec,
-            }],
-        )
-        .await;
-        run
-    }
-
-    async fn run_job(
-        &self,
-        rec: &WorkflowRecord,
-        bi: usize,
-        ji: usize,
-        prior: JobRecord,
-        active: &Active,
-        shared: &Mutex<BlockRun>,
-    ) {
-        let spec = &rec.req.blocks[bi].jobs[ji];
-        let Some(job) = self.registry.get(&spec.name).cloned() else {
-            // Submit validated the name; a registry without it (a job
-            // removed between restarts) fails the job, loudly.
-            tracing::error!(job = %spec.name, "job no longer registered");
-            return;
-        };
-        let key = |jr: JobRecord| Change::Job {
-            id: rec.id.clone(),
-            block: bi,
-            job: ji,
-            rec: jr,
-        };
-        // A pause or stop that landed after this task was spawned means the
-        // job never starts: it stays NotStarted.
-        if !active.wait_unpaused().await || active.token.is_cancelled() {
-            return;
-        }
-        let mut jr = JobRecord {
-            status: Status::Running,
-            started: prior.started.or(Some(now_micros())),
-            ..prior
-        };
-        if !self.persist(active, vec![key(jr.clone())]).await {
-            return;
-        }
-        metrics::counter!("interlock_jobs_started_total", "job" => spec.name.clone()).increment(1);
-        let idempotent = job.schema().idempotency == Idempotency::Safe;
-        let max_attempts = spec.retry.as_ref().map_or(1, |r| r.max_attempts.max(1));
-        let result = loop {
-            if active.token.is_cancelled() {
-                break Err(JobError::cancelled());
-            }
-            let number = jr.attempts.len() as u32 + 1;
-            let started = now_micros();
-            let ctx = JobCtx {
-                workflow_id: rec.id.clone(),
-                workflow_name: rec.req.name.clone(),
-                block: bi,
-                job: ji,
-                cancel: active.token.child_token(),
-                detaching: self.draining.clone(),
-                checkpoint: jr.checkpoint.clone(),
-                store: Some(self.store.clone()),
-            };
-            let run = job.run(&ctx, &spec.args);
-            let r = match spec.timeout {
-                Some(t) if !t.is_zero() => tokio::select! {
-                    r = run => r,
-                    _ = tokio::time::sleep(t) => {
-                        ctx.cancel.cancel();
-                        Err(JobError::new(format!("timed out after {}s", t.as_secs_f64())).retryable())
-                    }
-                },
-                _ => run.await,
-            };
-            jr.attempts.push(Attempt {
-                number,
-                started,
-                ended: Some(now_micros()),
-                error: r
-                    .as_ref()
-                    .err()
-                    .map(|e| e.message.clone())
-                    .unwrap_or_default(),
-            });
-            match r {
-                Err(e)
-                    if e.retryable
-                        && idempotent
-                        && number < max_attempts
-                        && !active.token.is_cancelled() =>
-                {
-                    if !self.persist(active, vec![key(jr.clone())]).await {
-                        return;
-                    }
-                    let wait = backoff(spec.retry.as_ref().expect("max_attempts > 1"), number);
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = active.token.cancelled() => {}
-                    }
-                }
-                other => break other,
-            }
-        };
-
-        let now = now_micros();
-        jr.ended = Some(now);
-        let mut changes = Vec::with_capacity(3);
-        match result {
-            Ok(outputs) => {
-                jr.status = Status::Completed;
-                jr.outputs = outputs;
-            }
-            Err(e) if active.token.is_cancelled() => {
-                let cause = active.cause();
-                match cause.as_ref().and_then(|c| c.cut_status()) {
-                    None => return, // unrecorded stop: leave the job "Running"
-                    Some(cut) => {
-                        jr.status = cut;
-                        jr.error = format!(
-                            "{}: {}",
-                            e.message,
-                            cause.map(|c| c.describe()).unwrap_or_default()
-                        );
-                    }
-                }
-            }
-            Err(e) => {
-                jr.status = Status::Failed;
-                jr.error = e.message.clone();
-                jr.fatal = e.fatal;
-                let mut s = shared.lock().expect("block lock");
-                s.failures += 1;
-                s.has_error = true;
-                let block = &rec.req.blocks[bi];
-                let what = format!("block {bi} job {ji} ({}) failed: {}", spec.name, e.message);
-                if e.fatal {
-                    drop(s);
-                    active.stop(Cause::Fatal(format!(
-                        "{what} (fatal; the rest of the workflow was cancelled)"
-                    )));
-                } else if s.failures > block.tolerated_failures() && s.halted.is_none() {
-                    s.halted = Some(format!(
-                        "{what}; block {bi} allows {} failure(s) and had {}, so the workflow halted",
-                        block.tolerated_failures(),
-                        s.failures
-                    ));
-                }
-                changes.push(Change::WorkflowErrors { id: rec.id.clone() });
-            }
-        }
-        metrics::counter!("interlock_jobs_finished_total", "job" => spec.name.clone(), "status" => jr.status.as_str())
-            .increment(1);
-        changes.insert(0, key(jr));
-        self.persist(active, changes).await;
-    }
-}
-
-/// Exponential backoff with equal jitter: half fixed, half random.
-fn backoff(r: &interlock_core::RetryPolicy, attempt: u32) -> Duration {
-    let base = if r.initial_backoff.is_zero() {
-        Duration::from_millis(100)
-    } else {
-        r.initial_backoff
-    };
-    let cap = if r.max_backoff.is_zero() {
-        Duration::from_secs(60)
-    } else {
-        r.max_backoff
-    };
-    let exp = base.saturating_mul(1u32 << (attempt - 1).min(20)).min(cap);
-    let half = exp / 2;
-    half + half.mul_f64(rand::rng().random::<f64>())
 }

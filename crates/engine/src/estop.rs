@@ -9,8 +9,9 @@
 //! other entries say; `"*": go` lets names without their own entry run.
 
 use interlock_core::Micros;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 /// One decision about a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,14 +30,14 @@ pub struct EsState {
     pub loaded_at: Micros,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawEntry {
     #[serde(rename = "Name")]
     name: String,
     #[serde(rename = "Status")]
     status: String,
-    #[serde(rename = "Reason", default)]
+    #[serde(rename = "Reason", default, skip_serializing_if = "String::is_empty")]
     reason: String,
 }
 
@@ -120,6 +121,103 @@ impl EsState {
     }
 }
 
+/// Why es.json could not be changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EsFileError {
+    /// No name given.
+    #[error("name is empty: give a workflow name, or \"*\" for every workflow")]
+    EmptyName,
+    /// The file on disk is malformed, so everything is stopped already; a
+    /// program must not guess what an operator meant to write.
+    #[error(
+        "{path} is malformed ({error}), so everything is already stopped; fix the file by hand"
+    )]
+    Malformed { path: String, error: String },
+    /// Reading or writing failed.
+    #[error("cannot update {path}: {error}")]
+    Io { path: String, error: String },
+}
+
+/// Sets `name` to stop or go in the es.json at `path`, keeping every other
+/// entry as written on disk (not as in force: entries written by hand since
+/// the last reload are kept). The new file is written to a temporary file,
+/// synced and renamed into place, so a reader never sees it half-written.
+/// Callers serialize concurrent updates.
+pub async fn set_entry(
+    path: &Path,
+    name: &str,
+    stop: bool,
+    reason: &str,
+) -> Result<(), EsFileError> {
+    if name.is_empty() {
+        return Err(EsFileError::EmptyName);
+    }
+    let (path, name, reason) = (path.to_path_buf(), name.to_string(), reason.to_string());
+    tokio::task::spawn_blocking(move || set_entry_blocking(&path, &name, stop, &reason))
+        .await
+        .map_err(|e| EsFileError::Io {
+            path: String::new(),
+            error: e.to_string(),
+        })?
+}
+
+fn set_entry_blocking(
+    path: &PathBuf,
+    name: &str,
+    stop: bool,
+    reason: &str,
+) -> Result<(), EsFileError> {
+    let shown = path.display().to_string();
+    let io = |e: std::io::Error| EsFileError::Io {
+        path: shown.clone(),
+        error: e.to_string(),
+    };
+    let mut entries: Vec<RawEntry> = match std::fs::read_to_string(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(io(e)),
+        Ok(text) => {
+            EsState::parse(&text).map_err(|error| EsFileError::Malformed {
+                path: shown.clone(),
+                error,
+            })?;
+            interlock_core::parse_records(&text).map_err(|e| EsFileError::Malformed {
+                path: shown.clone(),
+                error: e.to_string(),
+            })?
+        }
+    };
+    let status = if stop { "stop" } else { "go" };
+    match entries.iter_mut().find(|e| e.name == name) {
+        Some(e) => {
+            e.status = status.into();
+            e.reason = reason.into();
+        }
+        None => entries.push(RawEntry {
+            name: name.into(),
+            status: status.into(),
+            reason: reason.into(),
+        }),
+    }
+    let mut bytes = serde_json::to_vec_pretty(&entries).expect("plain data serializes");
+    bytes.push(b'\n');
+    write_atomically(path, &bytes).map_err(io)
+}
+
+/// Writes `bytes` to `path` atomically: temp file in the same directory,
+/// fsync, rename, fsync of the directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::now_v7()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +252,32 @@ mod tests {
             EsState::parse(r#"[{"Name": "*", "Status": "stop"}, {"Name": "a", "Status": "go"}]"#)
                 .unwrap();
         assert!(s.stopped("a").is_some(), "wildcard stop beats everything");
+    }
+
+    #[tokio::test]
+    async fn set_entry_keeps_other_entries_and_refuses_a_malformed_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("es.json");
+        std::fs::write(&path, r#"{"Name": "a", "Status": "go"}"#).unwrap();
+        set_entry(&path, "b", true, "drill").await.unwrap();
+        set_entry(&path, "a", true, "").await.unwrap();
+        let s = EsState::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(s.stopped("b").unwrap(), "drill (es.json entry \"b\")");
+        assert!(s.stopped("a").is_some());
+        assert!(matches!(
+            set_entry(&path, "", true, "x").await,
+            Err(EsFileError::EmptyName)
+        ));
+        std::fs::write(&path, "[{").unwrap();
+        assert!(matches!(
+            set_entry(&path, "a", false, "").await,
+            Err(EsFileError::Malformed { .. })
+        ));
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "[{",
+            "left as it was"
+        );
     }
 
     #[test]

@@ -1,8 +1,14 @@
-//! What a job is and what it gets while running.
+//! What a job is, what it gets while running, and the seam between the
+//! executor and whatever runs job attempts.
+//!
+//! The executor decides *what* runs and records every transition; a
+//! [`JobRunner`] runs one attempt and reports back through the attempt's
+//! [`JobCtx`] (checkpoints) and its result (outputs or an error). The
+//! in-process runner is the [`Registry`](crate::Registry) of [`Job`]s; a
+//! remote runner hands attempts to workers in other processes.
 
 use async_trait::async_trait;
 use interlock_core::JobSchema;
-use interlock_store::{Change, Store};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -11,16 +17,24 @@ use tokio_util::sync::CancellationToken;
 /// Key/value results a job reports; stored and shown in Status.
 pub type Outputs = BTreeMap<String, String>;
 
-/// A registered kind of work.
+/// A kind of work that runs in this process.
 ///
 /// Implementations must honour `ctx.cancel` promptly: when it fires, stop and
 /// return [`JobError::cancelled`]. Args have already been checked against
-/// [`Job::schema`] when `run` is called.
+/// [`Job::schema`] (and [`Job::check`]) when `run` is called.
 #[async_trait]
 pub trait Job: Send + Sync + 'static {
     fn schema(&self) -> &JobSchema;
+
     async fn run(&self, ctx: &JobCtx, args: &BTreeMap<String, String>)
     -> Result<Outputs, JobError>;
+
+    /// Checks arguments against what the server knows now (the inventory,
+    /// configured buckets), at Submit and Validate. The schema's format
+    /// checks have passed already. `Err` says what to fix.
+    fn check(&self, _args: &BTreeMap<String, String>) -> Result<(), String> {
+        Ok(())
+    }
 
     /// After a crash, finds out whether a run that was in flight had its
     /// effect. Only called for jobs whose schema says `reconcilable`; the
@@ -42,6 +56,14 @@ pub enum Reconciled {
     Unknown(String),
 }
 
+/// Where a running attempt reports what it must not lose.
+#[async_trait]
+pub trait JobSink: Send + Sync {
+    /// Durably records the job's checkpoint (fenced by the workflow's
+    /// lease: a process that lost the workflow cannot write it).
+    async fn checkpoint(&self, state: String) -> Result<(), JobError>;
+}
+
 /// Where a job runs and how it is told to stop.
 #[derive(Clone)]
 pub struct JobCtx {
@@ -49,8 +71,10 @@ pub struct JobCtx {
     pub workflow_name: String,
     pub block: usize,
     pub job: usize,
+    /// 1 for the first attempt.
+    pub attempt: u32,
     /// Fires when the job must stop (cancel, emergency stop, fatal sibling,
-    /// timeout, shutdown).
+    /// timeout, lost lease, shutdown).
     pub cancel: CancellationToken,
     /// Fires when the server is shutting down. A job cancelled while this
     /// is set should detach from external work (it will be re-attached after
@@ -58,7 +82,7 @@ pub struct JobCtx {
     pub detaching: CancellationToken,
     /// State saved by an earlier run of this job (see [`JobCtx::save_checkpoint`]).
     pub checkpoint: Option<String>,
-    pub(crate) store: Option<Arc<dyn Store>>,
+    pub(crate) sink: Option<Arc<dyn JobSink>>,
 }
 
 impl fmt::Debug for JobCtx {
@@ -67,6 +91,7 @@ impl fmt::Debug for JobCtx {
             .field("workflow_id", &self.workflow_id)
             .field("block", &self.block)
             .field("job", &self.job)
+            .field("attempt", &self.attempt)
             .field("checkpoint", &self.checkpoint)
             .finish()
     }
@@ -74,17 +99,18 @@ impl fmt::Debug for JobCtx {
 
 impl JobCtx {
     /// A context for running a job outside the engine (tests, tools):
-    /// checkpoints are kept only in memory.
+    /// checkpoints are kept nowhere.
     pub fn detached(workflow_id: &str, block: usize, job: usize) -> Self {
         Self {
             workflow_id: workflow_id.into(),
             workflow_name: String::new(),
             block,
             job,
+            attempt: 1,
             cancel: CancellationToken::new(),
             detaching: CancellationToken::new(),
             checkpoint: None,
-            store: None,
+            sink: None,
         }
     }
 
@@ -92,19 +118,10 @@ impl JobCtx {
     /// job acts on it. After a restart the job gets it back in
     /// `checkpoint`, so it can re-attach instead of redoing external work.
     pub async fn save_checkpoint(&self, state: impl Into<String>) -> Result<(), JobError> {
-        let state = state.into();
-        if let Some(store) = &self.store {
-            store
-                .write(vec![Change::Checkpoint {
-                    id: self.workflow_id.clone(),
-                    block: self.block,
-                    job: self.job,
-                    state: state.clone(),
-                }])
-                .await
-                .map_err(|e| JobError::new(format!("cannot save checkpoint: {e}")))?;
+        match &self.sink {
+            Some(sink) => sink.checkpoint(state.into()).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -158,4 +175,23 @@ pub async fn sleep_or_cancel(
         _ = tokio::time::sleep(d) => Ok(()),
         _ = cancel.cancelled() => Err(JobError::cancelled()),
     }
+}
+
+/// Runs job attempts for the executor: the seam between deciding what runs
+/// (the engine) and running it (in this process, or on a worker).
+#[async_trait]
+pub trait JobRunner: Send + Sync + 'static {
+    /// The job types this runner can run, with their schemas.
+    fn catalog(&self) -> &dyn interlock_core::Catalog;
+
+    /// Checks a job's arguments against live state at Submit (after its
+    /// schema's format checks passed).
+    fn check(&self, job: &interlock_core::Job) -> Result<(), String>;
+
+    /// Runs one attempt. A type this runner does not know fails the job
+    /// (non-retryable): it must never count as done.
+    async fn run(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Result<Outputs, JobError>;
+
+    /// After a crash: did the attempt that was in flight take effect?
+    async fn reconcile(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Reconciled;
 }

@@ -1,36 +1,43 @@
-//! The Interlock engine: what a job is, which jobs exist, and how a workflow runs.
+//! The Interlock engine: how a workflow is checked, started, run, stopped
+//! and resumed.
 //!
 //! Layout:
-//! - [`job`]: the [`Job`] trait, the context a running job gets, job errors.
-//! - [`registry`]: registered jobs and their schemas (implements [`Catalog`]).
-//! - [`jobs`]: the built-in jobs (diskErase, sleep, validateDecom, tokenBucket).
-//! - [`buckets`]: token buckets whose spends are durable.
-//! - [`gate`]: the seam through which policies reach the engine ([`Admission`]).
-//! - [`estop`]: the emergency-stop state ([`EsState`]), fed to the engine as a
-//!   `watch` channel so running workflows react to every change.
-//! - [`engine`]: Submit/Exec/Status semantics and the executor.
+//! - [`job`]: the [`Job`] trait, the context a running attempt gets, and the
+//!   [`JobRunner`] seam between the executor and whatever runs attempts.
+//! - [`registry`]: the in-process runner over registered jobs.
+//! - [`buckets`]: token buckets, decided and recorded by the store.
+//! - [`admission`]: the seam through which policies reach the engine.
+//! - [`audit`]: the audit log's writer and reader.
+//! - [`estop`]: the emergency-stop state ([`EsState`]) and its file.
+//! - [`engine`]: the domain API (Submit, Validate, Exec, Status, lifecycle
+//!   actions, listing, audit) and the executor.
+//! - [`error`]: [`EngineError`], one variant per thing a caller can do.
 //!
 //! Architecture invariants:
-//! - The engine knows nothing about gRPC or SQL: it persists through
+//! - The engine knows nothing about gRPC, HTTP or SQL: it persists through
 //!   [`interlock_store::Store`] and reports [`EngineError`]s.
-//! - Every state change is written to the store before anything can observe it.
-//! - Every path that starts work (Exec, and later resume) goes through the
-//!   same admission and emergency-stop checks, inside the engine.
-//!
-//! [`Catalog`]: interlock_core::Catalog
+//! - Every state change is written to the store before anything can observe
+//!   it, and under the workflow's lease.
+//! - Every path that starts work (Exec, Resume, ResolveJob, recovery and
+//!   takeover) goes through the same admission and emergency-stop checks,
+//!   inside the engine.
+//! - Time comes from the injected [`interlock_core::Clock`].
 #![forbid(unsafe_code)]
 
+pub mod admission;
+pub mod audit;
 pub mod buckets;
 pub mod engine;
+pub mod error;
 pub mod estop;
-pub mod gate;
 pub mod job;
-pub mod jobs;
 pub mod registry;
 
+pub use admission::{Admission, AllowAll, Refusal};
+pub use audit::Auditor;
 pub use buckets::{BucketDef, BucketError, BucketLevel, Buckets};
-pub use engine::{CloneOptions, Engine, EngineError, EngineOptions, Event, Resolution};
+pub use engine::{CloneOptions, Engine, EngineOptions, Page, Resolution, StoreHealth, Verdict};
+pub use error::EngineError;
 pub use estop::EsState;
-pub use gate::{Admission, AllowAll, Refusal};
-pub use job::{Job, JobCtx, JobError, Outputs, Reconciled};
+pub use job::{Job, JobCtx, JobError, JobRunner, Outputs, Reconciled};
 pub use registry::Registry;

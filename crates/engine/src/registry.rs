@@ -1,6 +1,7 @@
-//! The set of jobs a server can run, looked up by name.
+//! The in-process job runner: registered [`Job`]s looked up by name.
 
-use crate::Job;
+use crate::job::{Job, JobCtx, JobError, JobRunner, Outputs, Reconciled};
+use async_trait::async_trait;
 use interlock_core::{Catalog, JobSchema};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +34,14 @@ impl Registry {
     pub fn get(&self, name: &str) -> Option<&Arc<dyn Job>> {
         self.jobs.get(name)
     }
+
+    fn job(&self, name: &str) -> Result<&Arc<dyn Job>, JobError> {
+        self.get(name).ok_or_else(|| {
+            JobError::new(format!(
+                "job type {name:?} is not registered on this server, so the job cannot run"
+            ))
+        })
+    }
 }
 
 impl Catalog for Registry {
@@ -42,6 +51,34 @@ impl Catalog for Registry {
 
     fn schemas(&self) -> Vec<&JobSchema> {
         self.jobs.values().map(|j| j.schema()).collect()
+    }
+}
+
+#[async_trait]
+impl JobRunner for Registry {
+    fn catalog(&self) -> &dyn Catalog {
+        self
+    }
+
+    fn check(&self, job: &interlock_core::Job) -> Result<(), String> {
+        match self.get(&job.name) {
+            Some(j) => j.check(&job.args),
+            None => Err(format!("unknown job {:?}", job.name)),
+        }
+    }
+
+    async fn run(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Result<Outputs, JobError> {
+        self.job(&job.name)?.run(ctx, &job.args).await
+    }
+
+    async fn reconcile(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Reconciled {
+        match self.job(&job.name) {
+            Ok(j) if j.schema().reconcilable => j.reconcile(ctx, &job.args).await,
+            Ok(_) => Reconciled::Unknown(
+                "it is not safe to run twice and cannot tell whether it took effect".into(),
+            ),
+            Err(e) => Reconciled::Unknown(e.message),
+        }
     }
 }
 

@@ -54,6 +54,8 @@ fn empty_object() -> serde_json::Value {
 /// Policies by workflow name, with the version (hash) of the file they came from.
 pub struct PolicySet {
     version: String,
+    /// The file it was read from, named when a workflow has no entry.
+    file: String,
     workflows: HashMap<String, Vec<Box<dyn Check>>>,
 }
 
@@ -113,6 +115,7 @@ impl PolicySet {
         }
         Ok(Self {
             version: version_of(text),
+            file: file.to_string(),
             workflows,
         })
     }
@@ -126,6 +129,24 @@ impl PolicySet {
         let mut v: Vec<_> = self.workflows.keys().map(String::as_str).collect();
         v.sort();
         v
+    }
+
+    /// Admission by this set: every violation of `req`. A workflow name
+    /// with no entry is refused (an entry with no policies admits
+    /// everything): nothing runs that the file does not mention.
+    pub fn admit(&self, req: &WorkReq) -> Result<(), Vec<Violation>> {
+        match self.check(req) {
+            Verdict::Allowed => Ok(()),
+            Verdict::Violations(v) => Err(v),
+            Verdict::NoEntry => Err(vec![Violation::new(
+                "policies",
+                format!(
+                    "no policy configured for workflow {:?}; add an entry for it to {} \
+                     (an entry with \"Policies\": [] allows it without rules)",
+                    req.name, self.file
+                ),
+            )]),
+        }
     }
 
     /// Checks `req` against every policy of its workflow name.
@@ -189,6 +210,14 @@ mod tests {
         assert_eq!(set.check(&req), Verdict::Allowed);
         req.name = "other".into();
         assert_eq!(set.check(&req), Verdict::NoEntry);
+        let refused = set.admit(&req).unwrap_err();
+        assert!(
+            refused[0]
+                .message
+                .contains("no policy configured for workflow \"other\"")
+                && refused[0].message.contains("policies.json"),
+            "{refused:?}"
+        );
     }
 
     #[test]

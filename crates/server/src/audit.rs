@@ -1,17 +1,15 @@
-//! The audit log: every mutating call (submit, exec, cancel, pause, resume,
-//! resolve, clone, e-stop changes) and every config reload, with who, from
-//! where, when, the request id and the outcome, appended to the store.
+//! Who made a call, as the audit log records it.
 //!
 //! The identity is the authenticated caller (`token:<name>`,
-//! `cert:<name>`), or `anonymous@<peer address>` with authentication off.
-//! Refused calls are logged too, with the refusal as the outcome.
-//! A failure to write the log is logged loudly; the call's own outcome is
-//! not changed by it (the mutation has already happened).
+//! `cert:<name>`), or `anonymous` with authentication off; the caller's
+//! address is kept in its own field, without the source port (which changes
+//! with every connection and would make one caller look like many).
+//! Refused calls are logged too, with the refusal as the outcome. Writing
+//! happens through the engine's [`Auditor`].
 
 use interlock_auth::Identity;
-use interlock_core::now_micros;
-use interlock_store::{AuditEntry, Store};
-use std::sync::Arc;
+use interlock_core::{AuditEntry, now_micros};
+pub use interlock_engine::Auditor;
 use tonic::{Request, Status};
 
 /// Who made a call, and its request id.
@@ -34,6 +32,7 @@ impl Caller {
             .metadata()
             .get("x-request-id")
             .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128)
             .map(str::to_string)
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         Self {
@@ -53,79 +52,54 @@ impl Caller {
             peer: String::new(),
         }
     }
-}
 
-#[derive(Clone)]
-pub struct Auditor {
-    store: Arc<dyn Store>,
-}
-
-impl Auditor {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
-    }
-
-    /// Entries older than `before` (all when `None`), newest first.
-    pub async fn log(
-        &self,
-        before: Option<i64>,
-        limit: usize,
-    ) -> Result<Vec<AuditEntry>, interlock_store::StoreError> {
-        self.store.audit_log(before, limit).await
-    }
-
-    /// A successful call's entry, for the store to commit with the change
-    /// itself (the store fills in the target).
-    pub fn entry(who: &Caller, action: &str) -> AuditEntry {
+    /// The entry of a config file reload (`outcome` "ok" or "invalid").
+    pub fn config_reload(file: &str, outcome: String, detail: String) -> AuditEntry {
         AuditEntry {
-            id: 0,
-            at: now_micros(),
-            identity: who.identity.clone(),
-            action: action.into(),
-            target: String::new(),
-            request_id: who.request_id.clone(),
-            outcome: "ok".into(),
-            detail: String::new(),
-            peer: who.peer.clone(),
+            target: file.into(),
+            outcome,
+            detail,
+            ..Self::server().entry("config.reload")
         }
     }
 
-    /// Records a call's outcome.
-    pub async fn call<T>(
-        &self,
-        who: &Caller,
-        action: &str,
-        target: &str,
-        result: &Result<T, Status>,
-    ) {
-        let (outcome, detail) = match result {
-            Ok(_) => ("ok".to_string(), String::new()),
-            Err(s) => (format!("{:?}", s.code()), s.message().to_string()),
-        };
-        self.record(who, action, target, outcome, detail).await;
-    }
-
-    pub async fn record(
-        &self,
-        who: &Caller,
-        action: &str,
-        target: &str,
-        outcome: String,
-        detail: String,
-    ) {
-        let entry = AuditEntry {
+    /// A successful call's entry, for the engine to commit with the change
+    /// itself (the store fills in the target).
+    pub fn entry(&self, action: &str) -> AuditEntry {
+        AuditEntry {
             id: 0,
             at: now_micros(),
-            identity: who.identity.clone(),
+            identity: self.identity.clone(),
             action: action.into(),
+            target: String::new(),
+            request_id: self.request_id.clone(),
+            outcome: "ok".into(),
+            detail: String::new(),
+            peer: self.peer.clone(),
+        }
+    }
+
+    /// The entry of a call's outcome on `target`.
+    pub fn outcome<T>(
+        &self,
+        action: &str,
+        target: &str,
+        detail: &str,
+        result: &Result<T, Status>,
+    ) -> AuditEntry {
+        let (outcome, detail) = match result {
+            Ok(_) => ("ok".to_string(), detail.to_string()),
+            Err(s) if detail.is_empty() => (format!("{:?}", s.code()), s.message().to_string()),
+            Err(s) => (
+                format!("{:?}", s.code()),
+                format!("{detail}; {}", s.message()),
+            ),
+        };
+        AuditEntry {
             target: target.into(),
-            request_id: who.request_id.clone(),
             outcome,
             detail,
-            peer: who.peer.clone(),
-        };
-        if let Err(e) = self.store.audit(entry).await {
-            tracing::error!(error = %e, action, target, "cannot write the audit log");
+            ..self.entry(action)
         }
     }
 }

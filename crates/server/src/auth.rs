@@ -8,7 +8,7 @@
 //!
 //! Invariants:
 //! - With authentication off (the loopback zero-config default) every call
-//!   is allowed and the identity is `anonymous@<peer>`.
+//!   is allowed and the identity is `anonymous@<ip>`.
 //! - With it on, only grpc.health.v1 is served without credentials; a token
 //!   that is presented but not valid is refused, never ignored in favour of
 //!   a certificate; and nothing is allowed unless the rbac.json in force
@@ -71,8 +71,10 @@ pub fn peer(ext: &http::Extensions) -> Option<std::net::SocketAddr> {
         .and_then(TcpConnectInfo::remote_addr)
 }
 
+/// With authentication off, callers are named by their host (not their
+/// source port, which differs per connection).
 fn anonymous(ext: &http::Extensions) -> Identity {
-    Identity::anonymous(peer(ext).map_or_else(|| "unknown".into(), |a| a.to_string()))
+    Identity::anonymous(peer(ext).map_or_else(|| "unknown".into(), |a| a.ip().to_string()))
 }
 
 impl Guard {

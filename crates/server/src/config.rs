@@ -77,6 +77,11 @@ pub struct Config {
     /// Address of the Prometheus `/metrics` endpoint; `null` turns it off.
     /// Default `127.0.0.1:9464`.
     pub metrics_listen: Option<SocketAddr>,
+    /// How long this server owns its running workflows without renewing
+    /// its registration; after that another instance may take them over.
+    /// Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -121,6 +126,7 @@ impl Default for Config {
             tls_client_crl: None,
             tls_require_client_cert: false,
             auth: false,
+            lease_ttl: Duration::from_secs(10),
         }
     }
 }

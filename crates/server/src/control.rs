@@ -6,14 +6,14 @@
 
 use crate::audit::{Auditor, Caller};
 use crate::auth::{Guard, identity};
-use crate::convert::ts;
+use crate::convert::{micros, ts};
+use crate::error::{engine_status, store_unavailable};
 use crate::live::{ESTOP, Live};
 use interlock_auth::Action;
+use interlock_core::AuditQuery;
 use interlock_engine::estop::WILDCARD;
 use interlock_proto::pbjson_types::Duration as PDuration;
 use interlock_proto::v1::{self, control_server::Control};
-use serde::Serialize;
-use std::io::Write;
 use tonic::{Request, Response, Status};
 
 pub struct ControlApi {
@@ -53,32 +53,11 @@ impl ControlApi {
     }
 }
 
-#[derive(Serialize)]
-struct EsFileEntry {
-    #[serde(rename = "Name")]
-    name: String,
-    #[serde(rename = "Status")]
-    status: &'static str,
-    #[serde(rename = "Reason", skip_serializing_if = "String::is_empty")]
-    reason: String,
-}
-
 fn pdur(d: std::time::Duration) -> PDuration {
     PDuration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
     }
-}
-
-/// Writes `bytes` to `path` atomically: temp file in the same directory,
-/// fsync, rename.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(".es.json.{}.tmp", uuid::Uuid::now_v7()));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[tonic::async_trait]
@@ -123,11 +102,18 @@ impl Control for ControlApi {
         let who = Caller::of(&r);
         let r = r.into_inner();
         let target = format!("{} {}", r.name, if r.stop { "stop" } else { "go" });
+        let detail = if r.reason.is_empty() {
+            String::new()
+        } else {
+            format!("reason: {}", r.reason)
+        };
         let result = match self.guard.check(&who.who, Action::Estop, &r.name) {
             Ok(()) => self.set_es(r).await,
             Err(e) => Err(e),
         };
-        self.audit.call(&who, "estop.set", &target, &result).await;
+        self.audit
+            .record(who.outcome("estop.set", &target, &detail, &result))
+            .await;
         result.map(Response::new)
     }
 
@@ -140,6 +126,8 @@ impl Control for ControlApi {
             .live
             .buckets
             .levels()
+            .await
+            .map_err(store_unavailable)?
             .into_iter()
             .map(|l| v1::BucketLevel {
                 name: l.def.name.clone(),
@@ -183,12 +171,20 @@ impl Control for ControlApi {
             n if n <= 0 => 100,
             n => (n as usize).min(1000),
         };
-        let before = (r.before_id > 0).then_some(r.before_id);
+        let some = |s: String| (!s.is_empty()).then_some(s);
         let entries = self
             .audit
-            .log(before, limit)
+            .log(AuditQuery {
+                before: (r.before_id > 0).then_some(r.before_id),
+                limit,
+                from: micros(r.from),
+                to: micros(r.to),
+                identity: some(r.identity),
+                action: some(r.action),
+                target: some(r.target),
+            })
             .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+            .map_err(store_unavailable)?;
         let next_before_id = if entries.len() == limit {
             entries.last().map_or(0, |e| e.id)
         } else {
@@ -219,59 +215,13 @@ impl ControlApi {
         &self,
         r: v1::SetEmergencyStopReq,
     ) -> Result<v1::EmergencyStopStateResp, Status> {
-        if r.name.is_empty() {
-            return Err(Status::invalid_argument(format!(
-                "name is empty: give a workflow name, or {WILDCARD:?} for every workflow"
-            )));
-        }
         let _guard = self.es_write.lock().await;
         let path = self.live.dir.join(ESTOP);
-        // Start from the file on disk, not the state in force, so entries
-        // written by hand since the last reload are kept.
-        let mut entries: Vec<EsFileEntry> = match std::fs::read_to_string(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                return Err(Status::unavailable(format!(
-                    "cannot read {}: {e}",
-                    path.display()
-                )));
-            }
-            Ok(text) => {
-                interlock_engine::EsState::parse(&text).map_err(|e| {
-                    Status::failed_precondition(format!(
-                        "{} is malformed ({e}), so everything is already stopped; fix the file by hand",
-                        path.display()
-                    ))
-                })?;
-                interlock_core::parse_records::<serde_json::Value>(&text)
-                    .map_err(|e| Status::internal(e.to_string()))?
-                    .into_iter()
-                    .map(|v| EsFileEntry {
-                        name: v["Name"].as_str().unwrap_or_default().to_string(),
-                        status: if v["Status"] == "stop" { "stop" } else { "go" },
-                        reason: v["Reason"].as_str().unwrap_or_default().to_string(),
-                    })
-                    .collect()
-            }
-        };
-        let status = if r.stop { "stop" } else { "go" };
-        match entries.iter_mut().find(|e| e.name == r.name) {
-            Some(e) => {
-                e.status = status;
-                e.reason = r.reason.clone();
-            }
-            None => entries.push(EsFileEntry {
-                name: r.name.clone(),
-                status,
-                reason: r.reason.clone(),
-            }),
-        }
-        let mut bytes =
-            serde_json::to_vec_pretty(&entries).map_err(|e| Status::internal(e.to_string()))?;
-        bytes.push(b'\n');
-        write_atomically(&path, &bytes)
-            .map_err(|e| Status::unavailable(format!("cannot write {}: {e}", path.display())))?;
-        tracing::warn!(name = %r.name, stop = r.stop, reason = %r.reason, "emergency stop changed through the API");
+        interlock_engine::estop::set_entry(&path, &r.name, r.stop, &r.reason)
+            .await
+            .map_err(|e| engine_status(e.into()))?;
+        tracing::warn!(name = %interlock_core::Escaped(&r.name), stop = r.stop,
+            reason = %interlock_core::Escaped(&r.reason), "emergency stop changed through the API");
         self.live.reload_now().await;
         Ok(self.es_state())
     }

@@ -7,22 +7,32 @@ use interlock_core::{Block, Job, Micros, RetryPolicy, Status, WorkReq, WorkflowR
 use interlock_proto::v1;
 use std::time::Duration;
 
+/// A wire request that cannot be expressed in domain terms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} must be a non-negative duration, got {seconds}s {nanos}ns")]
+pub struct ConvertError {
+    pub field: String,
+    pub seconds: i64,
+    pub nanos: i32,
+}
+
 fn duration(
     d: Option<interlock_proto::pbjson_types::Duration>,
     field: &str,
-) -> Result<Option<Duration>, String> {
+) -> Result<Option<Duration>, ConvertError> {
     match d {
         None => Ok(None),
-        Some(d) if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 => Err(format!(
-            "{field} must be a non-negative duration, got {}s {}ns",
-            d.seconds, d.nanos
-        )),
+        Some(d) if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 => Err(ConvertError {
+            field: field.to_string(),
+            seconds: d.seconds,
+            nanos: d.nanos,
+        }),
         Some(d) => Ok(Some(Duration::new(d.seconds as u64, d.nanos as u32))),
     }
 }
 
 /// Wire request → domain request.
-pub fn work_req(r: v1::WorkReq) -> Result<WorkReq, String> {
+pub fn work_req(r: v1::WorkReq) -> Result<WorkReq, ConvertError> {
     let mut blocks = Vec::with_capacity(r.blocks.len());
     for (bi, b) in r.blocks.into_iter().enumerate() {
         let mut jobs = Vec::with_capacity(b.jobs.len());
@@ -108,6 +118,11 @@ pub fn work_req_to_wire(r: &WorkReq) -> v1::WorkReq {
         trace_id: r.trace_id.clone(),
         deadline: r.deadline.map(pdur),
     }
+}
+
+/// A wire timestamp as microseconds since the epoch.
+pub fn micros(t: Option<interlock_proto::pbjson_types::Timestamp>) -> Option<Micros> {
+    t.map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000)
 }
 
 pub fn ts(m: Option<Micros>) -> Option<interlock_proto::pbjson_types::Timestamp> {

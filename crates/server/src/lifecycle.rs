@@ -1,17 +1,12 @@
 //! Handlers for the lifecycle RPCs: Cancel, Pause, Resume, List, Watch, Clone.
 
-use crate::convert::{status_resp, ts};
+use crate::convert::{micros, status_resp, ts};
 use crate::error::{bad_request, engine_status};
-use interlock_core::{Micros, Status as DomainStatus};
-use interlock_engine::{CloneOptions, Engine, Event, Resolution};
+use interlock_core::{AuditEntry, Event, ListFilter, Status as DomainStatus, Summary};
+use interlock_engine::{CloneOptions, Engine, Resolution};
 use interlock_proto::v1;
-use interlock_store::{AuditEntry, ListFilter, Summary};
 use tokio::sync::{broadcast, mpsc};
 use tonic::Status;
-
-fn micros(t: Option<interlock_proto::pbjson_types::Timestamp>) -> Option<Micros> {
-    t.map(|t| t.seconds * 1_000_000 + i64::from(t.nanos) / 1_000)
-}
 
 pub async fn cancel(e: &Engine, r: v1::CancelReq) -> Result<v1::CancelResp, Status> {
     let status = e.cancel(&r.id, &r.reason).await.map_err(engine_status)?;
@@ -36,7 +31,7 @@ pub async fn resolve(e: &Engine, r: v1::ResolveJobReq) -> Result<v1::ResolveJobR
         Ok(Action::Retry) => Resolution::Retry,
         Ok(Action::Skip) => Resolution::Skip,
         Ok(Action::Cancel) => Resolution::Cancel(r.reason),
-        _ => return Err(bad_request("action must be RETRY, SKIP or CANCEL".into())),
+        _ => return Err(bad_request("action must be RETRY, SKIP or CANCEL")),
     };
     let index = |v: i32, what: &str| {
         usize::try_from(v).map_err(|_| bad_request(format!("{what} must be 0 or more, got {v}")))
@@ -70,19 +65,7 @@ pub async fn clone(e: &Engine, r: v1::CloneReq, audit: AuditEntry) -> Result<v1:
     Ok(v1::WorkResp { id })
 }
 
-fn page_token(s: &Summary) -> String {
-    format!("{}/{}", s.created, s.id)
-}
-
 pub async fn list(e: &Engine, r: v1::ListReq) -> Result<v1::ListResp, Status> {
-    let after = match r.page_token.as_str() {
-        "" => None,
-        t => {
-            let bad = || bad_request(format!("page_token {t:?} is not one this server issued"));
-            let (created, id) = t.split_once('/').ok_or_else(bad)?;
-            Some((created.parse().map_err(|_| bad())?, id.to_string()))
-        }
-    };
     let mut statuses = Vec::new();
     for s in r.statuses {
         statuses.push(
@@ -96,47 +79,41 @@ pub async fn list(e: &Engine, r: v1::ListReq) -> Result<v1::ListResp, Status> {
             r.page_size
         )));
     }
-    let limit = match r.page_size {
-        0 => 100,
-        n => (n as usize).min(1000),
-    };
-    let mut rows = e
-        .list(ListFilter {
-            name: (!r.name.is_empty()).then_some(r.name),
-            statuses,
-            created_from: micros(r.created_from),
-            created_to: micros(r.created_to),
-            labels: r.labels.into_iter().collect(),
-            after,
-            limit: limit + 1,
-        })
+    let page = e
+        .list(
+            ListFilter {
+                name: (!r.name.is_empty()).then_some(r.name),
+                statuses,
+                created_from: micros(r.created_from),
+                created_to: micros(r.created_to),
+                labels: r.labels.into_iter().collect(),
+                after: None,
+                limit: r.page_size as usize,
+            },
+            &r.page_token,
+        )
         .await
         .map_err(engine_status)?;
-    let next_page_token = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(page_token).unwrap_or_default()
-    } else {
-        String::new()
-    };
     Ok(v1::ListResp {
-        workflows: rows
-            .into_iter()
-            .map(|s| v1::WorkflowSummary {
-                status: s.status as i32,
-                created: ts(Some(s.created)),
-                started: ts(s.started),
-                ended: ts(s.ended),
-                id: s.id,
-                name: s.name,
-                desc: s.desc,
-                reason: s.reason,
-                had_errors: s.had_errors,
-                labels: s.labels,
-                trace_id: s.trace_id,
-            })
-            .collect(),
-        next_page_token,
+        workflows: page.rows.into_iter().map(summary).collect(),
+        next_page_token: page.next_token,
     })
+}
+
+fn summary(s: Summary) -> v1::WorkflowSummary {
+    v1::WorkflowSummary {
+        status: s.status as i32,
+        created: ts(Some(s.created)),
+        started: ts(s.started),
+        ended: ts(s.ended),
+        id: s.id,
+        name: s.name,
+        desc: s.desc,
+        reason: s.reason,
+        had_errors: s.had_errors,
+        labels: s.labels,
+        trace_id: s.trace_id,
+    }
 }
 
 fn ended(status: i32) -> bool {
@@ -166,6 +143,7 @@ pub async fn watch(
     // Subscribe before reading the snapshot, so nothing falls between them.
     let mut events = e.subscribe();
     let first = e.status(&r.id).await.map_err(engine_status)?;
+    let id = first.id.clone();
     let (tx, rx) = mpsc::channel(WATCH_BUFFER);
     let engine = e.clone();
     tokio::spawn(async move {
@@ -178,8 +156,13 @@ pub async fn watch(
             return;
         }
         loop {
-            match events.recv().await {
-                Ok(ev) if ev.workflow_id == r.id => {
+            let next = tokio::select! {
+                // A watcher that went away stops costing anything at once.
+                _ = tx.closed() => return,
+                ev = events.recv() => ev,
+            };
+            match next {
+                Ok(ev) if ev.workflow_id == id => {
                     let last = ev.block.is_none() && ev.status.is_terminal();
                     if tx.send(Ok(transition(&ev))).await.is_err() || last {
                         return;
@@ -187,7 +170,7 @@ pub async fn watch(
                 }
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let Ok(rec) = engine.status(&r.id).await else {
+                    let Ok(rec) = engine.status(&id).await else {
                         return;
                     };
                     let s = status_resp(&rec);

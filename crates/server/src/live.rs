@@ -148,7 +148,7 @@ impl Reloader {
                 Err(e) => ("invalid".to_string(), e),
             };
             self.audit
-                .record(&Caller::server(), "config.reload", file, outcome, detail)
+                .record(Caller::config_reload(file, outcome, detail))
                 .await;
         }
     }
@@ -263,14 +263,9 @@ impl Reloader {
         let Some(text) = self.changed(BUCKETS) else {
             return;
         };
-        let result = match text.and_then(|t| buckets::parse_config(&t).map_err(|e| e.to_string())) {
-            Ok(defs) => self
-                .buckets
-                .configure(defs)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
+        let result = text
+            .and_then(|t| buckets::parse_config(&t).map_err(|e| e.to_string()))
+            .map(|defs| self.buckets.configure(defs));
         self.count_and_note(BUCKETS, result.as_ref().map(|_| ()));
         match &result {
             Ok(()) => tracing::info!("buckets loaded"),

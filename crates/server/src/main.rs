@@ -18,7 +18,7 @@ async fn main() -> std::process::ExitCode {
         Err(e) => {
             tracing::error!("cannot start: {e}");
             eprintln!("interlockd: cannot start: {e}");
-            return std::process::ExitCode::FAILURE;
+            return std::process::ExitCode::from(e.exit_code());
         }
     };
     // Printed on stdout so scripts (and tests) can find the port when

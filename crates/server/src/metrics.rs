@@ -37,12 +37,15 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-fn refresh(engine: &Engine, live: &Live) {
+async fn refresh(engine: &Engine, live: &Live) {
     metrics::gauge!("interlock_workflows_running").set(engine.active_count() as f64);
     metrics::gauge!("interlock_store_queue_depth").set(engine.store_queue_depth() as f64);
-    for b in live.buckets.levels() {
-        metrics::gauge!("interlock_bucket_tokens_available", "bucket" => b.def.name.clone())
-            .set(f64::from(b.available));
+    // Keyed buckets would mint a series per key: only unkeyed levels here.
+    for b in live.buckets.levels().await.unwrap_or_default() {
+        if b.key.is_empty() {
+            metrics::gauge!("interlock_bucket_tokens_available", "bucket" => b.def.name.clone())
+                .set(f64::from(b.available));
+        }
     }
     let es = live.estop.borrow().clone();
     metrics::gauge!("interlock_estop_file_unusable").set(if es.error.is_some() {
@@ -69,7 +72,7 @@ pub async fn serve(
         axum::routing::get(move || {
             let (handle, engine, live) = (handle.clone(), engine.clone(), live.clone());
             async move {
-                refresh(&engine, &live);
+                refresh(&engine, &live).await;
                 handle.render()
             }
         }),

@@ -6,14 +6,46 @@ use crate::control::ControlApi;
 use crate::limit::InFlightLimitLayer;
 use crate::live::{self, LivePolicies};
 use crate::service::{Api, CompatApi};
-use interlock_engine::jobs::{BuiltinDeps, EraseTarget, builtin_registry};
-use interlock_engine::{Admission, Buckets, Engine, EngineOptions, Job};
+use interlock_engine::{Admission, Auditor, Buckets, Engine, EngineOptions, Job};
 use interlock_inventory::Inventory;
+use interlock_jobs::{BuiltinDeps, EraseTarget, builtin_registry};
 use interlock_proto::{diskerase, v1};
-use interlock_store::{SqliteOptions, SqliteStore, Store, Synchronous};
+use interlock_store::{InstanceInfo, Store};
+use interlock_store_sqlite::{OpenError, SqliteOptions, SqliteStore, Synchronous};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+
+/// Why the server did not start. [`StartError::exit_code`] tells a
+/// supervisor whether retrying can help.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Another server holds the database: not this process's to fix.
+    #[error("{0}")]
+    InUse(String),
+    /// The configuration (flags, files, database) is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// Anything else (a port in use, an I/O failure).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl StartError {
+    /// 2 for a database in use or a bad configuration, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            StartError::InUse(_) | StartError::Config(_) => 2,
+            StartError::Other(_) => 1,
+        }
+    }
+}
+
+impl From<String> for StartError {
+    fn from(s: String) -> Self {
+        StartError::Other(s)
+    }
+}
 
 /// Builds a server; `start` binds and serves.
 pub struct ServerBuilder {
@@ -45,10 +77,13 @@ impl ServerBuilder {
         self
     }
 
-    /// Opens the store, loads configuration, binds and starts serving.
-    pub async fn start(self) -> Result<Running, String> {
+    /// Opens the store (taking its lock first), loads configuration, binds
+    /// the ports, and only then resumes work left by the last run and
+    /// starts serving. A second server on the same database stops at the
+    /// first step, before it touches anything.
+    pub async fn start(self) -> Result<Running, StartError> {
         let c = self.config;
-        c.validate()?;
+        c.validate().map_err(StartError::Config)?;
         if c.insecure && !c.listen.ip().is_loopback() && !(c.tls_cert.is_some() && c.auth_enabled())
         {
             tracing::warn!(listen = %c.listen, tls = c.tls_cert.is_some(), auth = c.auth_enabled(),
@@ -58,26 +93,20 @@ impl ServerBuilder {
             // Installed first, so the initial config load and recovery count.
             crate::metrics::handle();
         }
-        let mut opts = SqliteOptions::new(&c.db);
-        opts.synchronous = match c.sync {
-            SyncMode::Full => Synchronous::Full,
-            SyncMode::Normal => Synchronous::Normal,
-        };
-        let store: Arc<dyn Store> = Arc::new(
-            SqliteStore::open(opts).map_err(|e| format!("store {}: {e}", c.db.display()))?,
+        let started = interlock_core::now_micros();
+        let sqlite = open_sqlite(&c)?;
+        let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+        let inventory = Arc::new(
+            Inventory::load(&c.data).map_err(|e| StartError::Config(format!("inventory: {e}")))?,
         );
-        let inventory = Arc::new(Inventory::load(&c.data).map_err(|e| format!("inventory: {e}"))?);
+        let clock = interlock_core::clock::system();
         // Bucket definitions arrive with the first configuration load below.
-        let buckets = Arc::new(
-            Buckets::new(store.clone(), Vec::new())
-                .await
-                .map_err(|e| format!("buckets: {e}"))?,
-        );
+        let buckets = Arc::new(Buckets::new(store.clone(), clock.clone()));
         let target = c.erase_target_path();
-        let erase_target = Arc::new(
-            EraseTarget::open(&target)
-                .map_err(|e| format!("erase target {}: {e}", target.display()))?,
-        );
+        let erase_target =
+            Arc::new(EraseTarget::open(&target).map_err(|e| {
+                StartError::Config(format!("erase target {}: {e}", target.display()))
+            })?);
         let mut registry = builtin_registry(BuiltinDeps {
             inventory,
             buckets: buckets.clone(),
@@ -89,7 +118,7 @@ impl ServerBuilder {
         }
         let registry = Arc::new(registry);
         let shutdown = CancellationToken::new();
-        let auditor = crate::audit::Auditor::new(store.clone());
+        let auditor = Auditor::new(store.clone());
         let live = live::start(
             auditor.clone(),
             c.configs.clone(),
@@ -102,15 +131,20 @@ impl ServerBuilder {
         .await;
         let guard = live.auth.clone().map_or_else(Guard::off, Guard::on);
         let tls = match c.tls_files() {
-            Some(files) => Some(crate::tls::start(
-                files,
-                c.reload_interval,
-                auditor.clone(),
-                shutdown.clone(),
-            )?),
+            Some(files) => Some(
+                crate::tls::start(files, c.reload_interval, auditor.clone(), shutdown.clone())
+                    .map_err(StartError::Config)?,
+            ),
             None => None,
         };
         let admission: Arc<dyn Admission> = Arc::new(LivePolicies(live.policies.clone()));
+
+        let listener = tokio::net::TcpListener::bind(c.listen)
+            .await
+            .map_err(|e| StartError::Other(format!("cannot listen on {}: {e}", c.listen)))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Other(e.to_string()))?;
         let engine = Engine::new(
             store.clone(),
             registry,
@@ -119,37 +153,53 @@ impl ServerBuilder {
             EngineOptions {
                 exec_ttl: c.exec_ttl,
                 limits: c.limits.clone(),
+                lease_ttl: c.lease_ttl,
+                instance: InstanceInfo {
+                    host: hostname(),
+                    addr: addr.to_string(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..InstanceInfo::default()
+                },
+                clock,
+                request_id_window: c.request_id_window,
             },
         );
-
-        // Work that was executing when the server last stopped continues
-        // (or waits for an operator) before new calls are accepted.
-        let resumed = engine
-            .recover()
-            .await
-            .map_err(|e| format!("recovery: {e}"))?;
-        if resumed > 0 {
-            tracing::info!(resumed, "resumed workflows interrupted by the last stop");
-        }
-        spawn_request_id_expiry(store.clone(), c.request_id_window, shutdown.clone());
-
-        let listener = tokio::net::TcpListener::bind(c.listen)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", c.listen))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
         let metrics_addr = match c.metrics_listen {
             Some(a) => Some(
                 crate::metrics::serve(a, engine.clone(), live.clone(), shutdown.clone()).await?,
             ),
             None => None,
         };
+        if let Err(e) = sqlite
+            .describe_holder(format!(
+                "pid {} listening on {addr}, instance {}",
+                std::process::id(),
+                engine.instance_id()
+            ))
+            .await
+        {
+            tracing::warn!(error = %e, "cannot describe the database lock holder");
+        }
+
+        // Work left running when the last server stopped continues (or
+        // waits for an operator) before new calls are served; the ports
+        // are already ours, so nothing resumes on behalf of a start that
+        // fails.
+        let resumed = engine
+            .start(started)
+            .await
+            .map_err(|e| StartError::Other(format!("recovery: {e}")))?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed workflows left running by the last stop");
+        }
+
         let api = Api::new(engine.clone(), auditor.clone(), guard.clone());
         let (health, health_service) = tonic_health::server::health_reporter();
-        start_health(health, live.clone(), store.clone(), shutdown.clone()).await;
+        start_health(health, live.clone(), engine.clone(), shutdown.clone()).await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(interlock_proto::FILE_DESCRIPTOR_SET)
             .build_v1()
-            .map_err(|e| format!("reflection: {e}"))?;
+            .map_err(|e| StartError::Other(format!("reflection: {e}")))?;
         let max = c.max_message_bytes;
         let router = tonic::transport::Server::builder()
             .layer(crate::metrics::RpcMetricsLayer)
@@ -199,6 +249,9 @@ impl ServerBuilder {
             }
             .map_err(|e| e.to_string());
             engine.shutdown(drain).await;
+            // Releases the database (its lock), so a restart in this
+            // process, or another process, can open it at once.
+            store.close().await;
             served
         });
         tracing::info!(%addr, db = %c.db.display(), configs = %c.configs.display(),
@@ -215,17 +268,18 @@ impl ServerBuilder {
 /// Keeps grpc.health.v1 truthful: NOT_SERVING while no valid policy file is
 /// loaded, es.json is unusable (every Submit would be refused), with
 /// authentication on no valid rbac.json is loaded (every call would be
-/// denied), or the store does not answer (probed every 2 s); SERVING
-/// otherwise. Reported for "" and each Interlock service.
+/// denied), the store cannot be written or does not answer (probed every
+/// 2 s), or this server has lost its lease; SERVING otherwise. Reported for
+/// "" and each Interlock service.
 async fn start_health(
     reporter: tonic_health::server::HealthReporter,
     mut live: live::Live,
-    store: Arc<dyn Store>,
+    engine: Engine,
     stop: CancellationToken,
 ) {
     // The first verdict is in place before the server accepts calls, so a
     // health check never finds the services unregistered.
-    report_health(&reporter, &mut live, store.as_ref()).await;
+    let mut last = report_health(&reporter, &mut live, &engine, None).await;
     tokio::spawn(async move {
         let mut probe = tokio::time::interval(std::time::Duration::from_secs(2));
         loop {
@@ -242,34 +296,50 @@ async fn start_health(
                 r = auth_changed => if r.is_err() { return },
                 _ = probe.tick() => {}
             }
-            report_health(&reporter, &mut live, store.as_ref()).await;
+            last = report_health(&reporter, &mut live, &engine, Some(last)).await;
         }
     });
 }
 
+/// Sets the services' status; returns it, and logs each change with why.
 async fn report_health(
     reporter: &tonic_health::server::HealthReporter,
     live: &mut live::Live,
-    store: &dyn Store,
-) {
-    let configs_ok = live.policies.borrow_and_update().set.is_some()
-        && live.estop.borrow_and_update().error.is_none()
-        && live
-            .auth
-            .as_mut()
-            .is_none_or(|a| a.borrow_and_update().rbac.good.is_some());
-    let store_ok = match store.ping().await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::error!(error = %e, "store health probe failed");
-            false
-        }
-    };
-    let status = if configs_ok && store_ok {
+    engine: &Engine,
+    last: Option<tonic_health::ServingStatus>,
+) -> tonic_health::ServingStatus {
+    let mut problems = Vec::new();
+    if live.policies.borrow_and_update().set.is_none() {
+        problems.push("no valid policy file is loaded".to_string());
+    }
+    if let Some(e) = &live.estop.borrow_and_update().error {
+        problems.push(format!("es.json is unusable ({e})"));
+    }
+    if live
+        .auth
+        .as_mut()
+        .is_some_and(|a| a.borrow_and_update().rbac.good.is_none())
+    {
+        problems.push("no valid rbac.json is loaded".to_string());
+    }
+    let store = engine.store_health().await;
+    problems.extend(
+        store
+            .write_error
+            .map(|e| format!("the store cannot be written: {e}")),
+    );
+    problems.extend(store.lease_error);
+    let status = if problems.is_empty() {
         tonic_health::ServingStatus::Serving
     } else {
         tonic_health::ServingStatus::NotServing
     };
+    if last != Some(status) {
+        match status {
+            tonic_health::ServingStatus::Serving => tracing::info!("health: SERVING"),
+            _ => tracing::error!(problems = %problems.join("; "), "health: NOT_SERVING"),
+        }
+    }
     for name in [
         "",
         "interlock.v1.Workflow",
@@ -278,30 +348,32 @@ async fn report_health(
     ] {
         reporter.set_service_status(name, status).await;
     }
+    status
 }
 
-/// Forgets idempotency keys older than `window`, once a minute (and at start).
-fn spawn_request_id_expiry(
-    store: Arc<dyn Store>,
-    window: std::time::Duration,
-    stop: CancellationToken,
-) {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(
-            std::time::Duration::from_secs(60)
-                .min(window.max(std::time::Duration::from_millis(100))),
-        );
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let before = interlock_core::now_micros() - window.as_micros() as i64;
-            if let Err(e) = store.expire_request_ids(before).await {
-                tracing::warn!(error = %e, "cannot expire old request ids");
-            }
-        }
-    });
+/// Opens the embedded store, mapping its failures to start errors.
+fn open_sqlite(c: &Config) -> Result<SqliteStore, StartError> {
+    let mut opts = SqliteOptions::new(&c.db);
+    opts.synchronous = match c.sync {
+        SyncMode::Full => Synchronous::Full,
+        SyncMode::Normal => Synchronous::Normal,
+    };
+    SqliteStore::open(opts).map_err(|e| match e {
+        OpenError::Locked(l) => StartError::InUse(format!(
+            "{l}. Stop that server, or give this one another --db"
+        )),
+        e => StartError::Config(e.to_string()),
+    })
+}
+
+/// This machine's name, for the instance list.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 impl Running {

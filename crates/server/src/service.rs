@@ -33,13 +33,39 @@ impl Api {
     }
 
     /// Authorizes `action` on the workflow `id` names. With authentication
-    /// off this reads nothing.
+    /// off this reads nothing. A caller who may not read the workflow gets
+    /// exactly the answer a missing id gets, so ids cannot be probed.
     async fn check_id(&self, who: &Identity, action: Action, id: &str) -> Result<(), Status> {
         if !self.guard.enabled() {
             return Ok(());
         }
-        let rec = self.engine.status(id).await.map_err(engine_status)?;
+        let rec = self.readable(who, id).await?;
         self.guard.check(who, action, &rec.req.name)
+    }
+
+    /// The workflow, if `who` may read it; NotFound otherwise.
+    async fn readable(
+        &self,
+        who: &Identity,
+        id: &str,
+    ) -> Result<interlock_core::WorkflowRecord, Status> {
+        let hidden = || engine_status(EngineError::NotFound(id.chars().take(64).collect()));
+        let rec = match self.engine.status(id).await {
+            Ok(rec) => rec,
+            Err(EngineError::NotFound(_)) => return Err(hidden()),
+            // Which ids share a prefix is not for callers with grants to see.
+            Err(EngineError::AmbiguousId { prefix, .. }) if self.guard.enabled() => {
+                return Err(engine_status(EngineError::AmbiguousId {
+                    prefix,
+                    matches: vec!["more than one workflow".into()],
+                }));
+            }
+            Err(e) => return Err(engine_status(e)),
+        };
+        match self.guard.check(who, Action::Read, &rec.req.name) {
+            Ok(()) => Ok(rec),
+            Err(_) => Err(hidden()),
+        }
     }
 
     async fn submit(&self, r: Request<v1::WorkReq>) -> Result<v1::WorkResp, Status> {
@@ -51,14 +77,16 @@ impl Api {
             let req = convert::work_req(req).map_err(bad_request)?;
             // A successful submission and its audit entry commit together.
             self.engine
-                .submit(req, Some(Auditor::entry(&who, "submit")))
+                .submit(req, Some(who.entry("submit")))
                 .await
                 .map_err(engine_status)
                 .map(|id| v1::WorkResp { id })
         }
         .await;
         if result.is_err() {
-            self.audit.call(&who, "submit", &name, &result).await;
+            self.audit
+                .record(who.outcome("submit", &name, "", &result))
+                .await;
         }
         result
     }
@@ -69,48 +97,53 @@ impl Api {
         let result = async {
             self.check_id(&who.who, Action::Exec, &id).await?;
             self.engine
-                .exec(&id, Some(Auditor::entry(&who, "exec")))
+                .exec(&id, Some(who.entry("exec")))
                 .await
                 .map_err(engine_status)
                 .map(|_| v1::ExecResp {})
         }
         .await;
         if result.is_err() {
-            self.audit.call(&who, "exec", &id, &result).await;
+            self.audit
+                .record(who.outcome("exec", &id, "", &result))
+                .await;
         }
         result
     }
 
     /// Authorizes and runs a mutating lifecycle call on the workflow
-    /// `need(req)` names, and audits it (refusals included).
+    /// `need(req)` names, and audits it (refusals included) with the
+    /// call's stated reason as the detail.
     async fn audited<T, R>(
         &self,
         r: Request<T>,
         action: &str,
         target: impl Fn(&T) -> String,
-        need: impl Fn(&T) -> (Action, String),
+        need: impl Fn(&T) -> (Action, String, String),
         call: impl AsyncFnOnce(&Engine, T) -> Result<R, Status>,
     ) -> Result<Response<R>, Status> {
         let who = Caller::of(&r);
         let req = r.into_inner();
         let t = target(&req);
-        let (grant, id) = need(&req);
+        let (grant, id, reason) = need(&req);
         let result = match self.check_id(&who.who, grant, &id).await {
             Ok(()) => call(&self.engine, req).await,
             Err(e) => Err(e),
         };
-        self.audit.call(&who, action, &t, &result).await;
+        let detail = if reason.is_empty() {
+            String::new()
+        } else {
+            format!("reason: {reason}")
+        };
+        self.audit
+            .record(who.outcome(action, &t, &detail, &result))
+            .await;
         result.map(Response::new)
     }
 
     async fn status(&self, r: Request<v1::StatusReq>) -> Result<v1::StatusResp, Status> {
         let who = identity(&r);
-        let rec = self
-            .engine
-            .status(&r.into_inner().id)
-            .await
-            .map_err(engine_status)?;
-        self.guard.check(&who, Action::Read, &rec.req.name)?;
+        let rec = self.readable(&who, &r.into_inner().id).await?;
         Ok(convert::status_resp(&rec))
     }
 }
@@ -129,19 +162,19 @@ impl v1::workflow_server::Workflow for Api {
     type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<v1::WatchEvent, Status>>;
 
     async fn cancel(&self, r: Request<v1::CancelReq>) -> Result<Response<v1::CancelResp>, Status> {
-        let need = |q: &v1::CancelReq| (Action::Cancel, q.id.clone());
+        let need = |q: &v1::CancelReq| (Action::Cancel, q.id.clone(), q.reason.clone());
         self.audited(r, "cancel", |q| q.id.clone(), need, lifecycle::cancel)
             .await
     }
 
     async fn pause(&self, r: Request<v1::PauseReq>) -> Result<Response<v1::PauseResp>, Status> {
-        let need = |q: &v1::PauseReq| (Action::Pause, q.id.clone());
+        let need = |q: &v1::PauseReq| (Action::Pause, q.id.clone(), q.reason.clone());
         self.audited(r, "pause", |q| q.id.clone(), need, lifecycle::pause)
             .await
     }
 
     async fn resume(&self, r: Request<v1::ResumeReq>) -> Result<Response<v1::ResumeResp>, Status> {
-        let need = |q: &v1::ResumeReq| (Action::Pause, q.id.clone());
+        let need = |q: &v1::ResumeReq| (Action::Pause, q.id.clone(), String::new());
         self.audited(r, "resume", |q| q.id.clone(), need, lifecycle::resume)
             .await
     }
@@ -177,13 +210,15 @@ impl v1::workflow_server::Workflow for Api {
         let source = req.id.clone();
         let result = async {
             self.check_id(&who.who, Action::Submit, &source).await?;
-            let mut entry = Auditor::entry(&who, "clone");
+            let mut entry = who.entry("clone");
             entry.detail = format!("cloned from {source}");
             lifecycle::clone(&self.engine, req, entry).await
         }
         .await;
         if result.is_err() {
-            self.audit.call(&who, "clone", &source, &result).await;
+            self.audit
+                .record(who.outcome("clone", &source, "", &result))
+                .await;
         }
         result.map(Response::new)
     }
@@ -208,22 +243,16 @@ impl v1::workflow_server::Workflow for Api {
         let req = r.into_inner();
         self.guard.check(&who, Action::Read, &req.name)?;
         let req = convert::work_req(req).map_err(bad_request)?;
-        let (version, violations) = match self.engine.validate(&req) {
-            Ok(version) => (version, Vec::new()),
-            Err(EngineError::Invalid(v)) => (String::new(), v),
-            Err(EngineError::Denied {
-                version,
-                violations,
-            }) => (version, violations),
-            Err(EngineError::NoDecision(m)) => {
-                (String::new(), vec![Violation::new("admission", m)])
-            }
-            Err(e) => return Err(engine_status(e)),
-        };
+        // Every check Submit makes, nothing stored.
+        let verdict = self.engine.check(&req);
         Ok(Response::new(v1::ValidateResp {
-            ok: violations.is_empty(),
-            violations: violations.into_iter().map(wire_violation).collect(),
-            policy_version: version,
+            ok: verdict.ok(),
+            violations: verdict
+                .violations()
+                .into_iter()
+                .map(wire_violation)
+                .collect(),
+            policy_version: verdict.policy_version,
         }))
     }
 
@@ -235,7 +264,7 @@ impl v1::workflow_server::Workflow for Api {
         let need = |q: &v1::ResolveJobReq| {
             let cancel = q.action == v1::resolve_job_req::Action::Cancel as i32;
             let grant = if cancel { Action::Cancel } else { Action::Exec };
-            (grant, q.id.clone())
+            (grant, q.id.clone(), q.reason.clone())
         };
         self.audited(r, "resolve", target, need, lifecycle::resolve)
             .await
@@ -246,10 +275,10 @@ impl v1::workflow_server::Workflow for Api {
         r: Request<v1::JobCatalogReq>,
     ) -> Result<Response<v1::JobCatalogResp>, Status> {
         self.guard.check_any(&identity(&r), Action::Read)?;
-        use interlock_core::{Catalog, Idempotency};
+        use interlock_core::Idempotency;
         let jobs = self
             .engine
-            .registry()
+            .catalog()
             .schemas()
             .into_iter()
             .map(|s| v1::JobInfo {

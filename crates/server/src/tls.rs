@@ -166,7 +166,7 @@ pub fn start(
             metrics::counter!("interlock_config_reloads_total", "file" => "tls", "outcome" => outcome.clone())
                 .increment(1);
             audit
-                .record(&Caller::server(), "config.reload", "tls", outcome, detail)
+                .record(Caller::config_reload("tls", outcome, detail))
                 .await;
         }
     });

@@ -1,35 +1,64 @@
-//! Durable storage of workflows, their progress and bucket spends.
+//! The storage contract: what Interlock needs from a database, without any
+//! database in it.
 //!
-//! [`Store`] is the only way the rest of Interlock persists anything. The
-//! embedded implementation, [`SqliteStore`], keeps one SQLite file in WAL mode
-//! with a single writer thread that commits queued writes in groups: many
-//! concurrent callers share one fsync, so durability does not cap throughput.
+//! [`Store`] is the only way the rest of Interlock persists anything. Its
+//! backends live in their own crates (`interlock-store-sqlite`, the embedded
+//! default; `interlock-store-postgres` for several replicas) and must all
+//! pass the one [`conformance`] suite. [`memory::MemStore`] is a complete
+//! in-memory backend for tests and embedders; it passes the suite too.
 //!
-//! Invariants:
-//! - A write's future resolves only after its transaction committed; callers
-//!   make a state change visible only after that.
-//! - [`Store::start`] is a compare-and-set: of any number of racing Exec
-//!   calls for one workflow, exactly one sees [`StartOutcome::Started`].
-//! - [`Store::submit`] stores a request and its idempotency key atomically.
+//! # The contract
 //!
-//! The trait is async and object-safe so a networked implementation (e.g.
-//! PostgreSQL for multi-replica deployments) can follow without touching
-//! callers; everything SQLite-specific stays in [`sqlite`].
+//! - **Commit before visible.** Every write resolves only after its
+//!   transaction committed. Callers make a state change observable (answer
+//!   an RPC, start the next job) only after that.
+//! - **Atomic writes.** One [`Store::write`] applies all its changes or none.
+//!   [`Store::submit`] stores a request, its idempotency key, any pre-set job
+//!   records and its audit entry in one transaction.
+//! - **Compare-and-set.** [`Store::acquire`] and [`Store::transition`] change
+//!   a workflow's status only from the expected one: of any number of racing
+//!   callers, exactly one succeeds.
+//! - **Run ownership.** A running workflow is executed by one process, its
+//!   *owner*: a registered [instance](InstanceInfo) whose heartbeat keeps it
+//!   alive. Acquiring or claiming a workflow bumps its *epoch* and returns a
+//!   [`Lease`]; every progress write carries the lease, and the store refuses
+//!   it with [`StoreError::Fenced`] once the workflow's owner or epoch moved.
+//!   An instance whose heartbeat lapsed is dead for good
+//!   ([`StoreError::LeaseLost`] on its next heartbeat): it must stop what it
+//!   runs and register again. Its running workflows are orphans that any
+//!   live instance may [claim](Store::claim_orphans). A backend that can
+//!   prove it has a single process (an exclusive lock on its file) declares
+//!   every other instance dead when one registers.
+//! - **Change feed.** Every committed transition (workflow, block, job) is
+//!   published on [`Store::subscribe`] in commit order, whichever process
+//!   wrote it. The feed is bounded: a subscriber that falls behind is told it
+//!   lagged and must re-read what it follows.
+//! - **Atomic takes.** [`Store::take`] decides and records a bucket take in
+//!   one transaction (GCRA on the stored theoretical arrival time), so any
+//!   number of processes together never take more than the bucket allows.
+//! - **Times.** Leases and heartbeats are compared on the store's clock;
+//!   everything else records the times callers give.
 #![forbid(unsafe_code)]
 
-pub mod sqlite;
-
-pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+pub mod conformance;
+pub mod gcra;
+pub mod memory;
 
 use async_trait::async_trait;
-use interlock_core::{BlockRecord, JobRecord, Micros, Status, WorkflowRecord};
+use interlock_core::{
+    AuditEntry, AuditQuery, BlockRecord, Event, JobRecord, ListFilter, Micros, Status, Summary,
+    WorkflowRecord,
+};
+use std::time::Duration;
+
+pub use gcra::Gcra;
 
 /// Errors from a store. Every variant means the operation did not happen.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The database failed (disk full, corruption, I/O). Callers should fail
-    /// the request as unavailable and must not assume anything was written.
+    /// The database failed (disk full, I/O, connection lost). Callers should
+    /// retry later and must not assume anything was written.
     #[error("store failure: {0}")]
     Backend(String),
     /// The store is shutting down; retry against the next instance.
@@ -38,6 +67,23 @@ pub enum StoreError {
     /// Stored data could not be decoded: a bug or a corrupted row.
     #[error("corrupt record {id}: {message}")]
     Corrupt { id: String, message: String },
+    /// The write carried a lease that is no longer the workflow's: another
+    /// process owns it now. Stop running it here; record nothing more.
+    #[error(
+        "workflow {id} is no longer owned by this process (lease epoch {epoch} was superseded)"
+    )]
+    Fenced { id: String, epoch: i64 },
+    /// This instance's heartbeat lapsed and it was declared dead: stop every
+    /// workflow it runs and register again.
+    #[error("instance {0} was declared dead (its heartbeat lapsed)")]
+    LeaseLost(String),
+}
+
+impl StoreError {
+    /// True when retrying the same operation later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Backend(_))
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -54,13 +100,24 @@ pub enum SubmitOutcome {
     },
 }
 
-/// Outcome of [`Store::start`].
+/// The right to write a workflow's progress: its owner and epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub workflow_id: String,
+    /// The owning instance's id.
+    pub owner: String,
+    pub epoch: i64,
+}
+
+/// Outcome of a compare-and-set on a workflow's status.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StartOutcome {
-    Started,
+pub enum CasOutcome<T = ()> {
+    Done(T),
     NotFound,
-    /// Already started (or finished): the current status.
-    AlreadyStarted(Status),
+    /// The workflow was not in the expected status: its current one.
+    WrongStatus(Status),
+    /// A live instance other than the caller owns it.
+    OwnedBy(String),
 }
 
 /// One persisted state change.
@@ -104,92 +161,175 @@ pub enum Change {
     },
 }
 
-/// One token taken from a bucket, and by whom.
+impl Change {
+    /// The workflow this change is about.
+    pub fn workflow_id(&self) -> &str {
+        match self {
+            Change::Workflow { id, .. }
+            | Change::WorkflowErrors { id }
+            | Change::WorkflowStatus { id, .. }
+            | Change::Block { id, .. }
+            | Change::Job { id, .. }
+            | Change::Checkpoint { id, .. } => id,
+        }
+    }
+
+    /// The feed event this change publishes once committed at `at`, if any.
+    pub fn event(&self, at: Micros) -> Option<Event> {
+        let (workflow_id, block, job, status, message) = match self {
+            Change::Workflow {
+                id, status, reason, ..
+            }
+            | Change::WorkflowStatus { id, status, reason } => {
+                (id, None, None, *status, reason.clone())
+            }
+            Change::Block { id, block, rec } => (id, Some(*block), None, rec.status, String::new()),
+            Change::Job {
+                id,
+                block,
+                job,
+                rec,
+            } => (id, Some(*block), Some(*job), rec.status, rec.error.clone()),
+            Change::WorkflowErrors { .. } | Change::Checkpoint { .. } => return None,
+        };
+        Some(Event {
+            workflow_id: workflow_id.clone(),
+            at,
+            block,
+            job,
+            status,
+            message,
+        })
+    }
+}
+
+/// The workflow-level event of a status change.
+pub fn workflow_event(id: &str, at: Micros, status: Status, message: &str) -> Event {
+    Event {
+        workflow_id: id.to_string(),
+        at,
+        block: None,
+        job: None,
+        status,
+        message: message.to_string(),
+    }
+}
+
+/// A bucket take to decide and record.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Take {
+pub struct TakeRequest {
     pub bucket: String,
+    /// The bucket's key for keyed buckets (e.g. a site); empty otherwise.
+    pub key: String,
+    pub rule: Gcra,
     pub at: Micros,
     pub workflow_id: String,
     pub block: usize,
     pub job: usize,
 }
 
-/// Which workflows [`Store::list`] returns.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ListFilter {
-    pub name: Option<String>,
-    pub statuses: Vec<Status>,
-    /// Created at or after.
-    pub created_from: Option<Micros>,
-    /// Created before.
-    pub created_to: Option<Micros>,
-    /// Every (key, value) must match.
-    pub labels: Vec<(String, String)>,
-    /// Continue after this (created, id), exclusive; newest first.
-    pub after: Option<(Micros, String)>,
-    pub limit: usize,
+/// What a take decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakeOutcome {
+    Taken,
+    /// No token: the next comes after this long.
+    Empty {
+        retry_after: Duration,
+    },
 }
 
-/// One row of a listing.
+/// One token taken from a bucket, and by whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    pub id: String,
-    pub name: String,
-    pub desc: String,
-    pub status: Status,
-    pub reason: String,
-    pub had_errors: bool,
-    pub created: Micros,
-    pub started: Option<Micros>,
-    pub ended: Option<Micros>,
-    pub labels: std::collections::BTreeMap<String, String>,
-    pub trace_id: String,
-}
-
-/// One audited call or event.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditEntry {
-    /// Assigned by the store, increasing.
-    pub id: i64,
+pub struct Take {
+    pub bucket: String,
+    pub key: String,
     pub at: Micros,
-    /// Who: an authenticated identity, or `anonymous@<peer>`.
-    pub identity: String,
-    /// What: e.g. `submit`, `exec`, `cancel`, `estop.set`, `config.reload`.
-    pub action: String,
-    /// On what: a workflow id or name, a file, an e-stop entry.
-    pub target: String,
-    /// The caller's request id (x-request-id), or one minted for the call.
-    pub request_id: String,
-    /// `ok`, or the refusal's gRPC code.
-    pub outcome: String,
-    pub detail: String,
-    /// The caller's network address (empty for the server's own entries).
-    pub peer: String,
+    pub workflow_id: String,
+    pub block: usize,
+    pub job: usize,
 }
 
-/// Durable storage for workflows. See the module docs for the invariants.
+/// A bucket's stored state: the theoretical arrival time of its next token
+/// (GCRA) and the rule it was computed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketState {
+    pub bucket: String,
+    pub key: String,
+    pub tat: Micros,
+    pub rule: Gcra,
+}
+
+/// A server process registered with the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceInfo {
+    /// Unique per process start (an incarnation), e.g. a UUIDv7.
+    pub id: String,
+    pub pid: u32,
+    pub host: String,
+    /// The address it serves gRPC on.
+    pub addr: String,
+    pub version: String,
+    pub started: Micros,
+    /// Last successful heartbeat, on the store's clock.
+    pub heartbeat: Micros,
+    /// Dead after this (on the store's clock) unless renewed.
+    pub expires: Micros,
+    /// Running workflows it owns (filled by [`Store::instances`]).
+    pub owned: usize,
+}
+
+/// What a short id matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdMatch {
+    None,
+    One(String),
+    /// More than one workflow starts with the prefix (a few of them).
+    Many(Vec<String>),
+}
+
+/// Durable storage for workflows. See the crate docs for the contract.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
+    // ---- workflows
+
     /// Stores a new workflow. With a non-empty `req.request_id`, returns
     /// [`SubmitOutcome::Existing`] instead if that key was already used.
-    /// `audit`, if given, is appended in the same transaction (its target
-    /// set to the workflow's id), so the log has an entry exactly when the
-    /// submission happened. `rec.submitted_by` is stored with the row.
+    /// Job records in `rec` that are not NotStarted (carried over by a
+    /// clone) are stored with it. `audit`, if given, is appended in the same
+    /// transaction (its target set to the workflow's id). `rec.submitted_by`
+    /// is stored with the row.
     async fn submit(
         &self,
         rec: &WorkflowRecord,
         content_hash: &str,
         audit: Option<AuditEntry>,
     ) -> Result<SubmitOutcome>;
+
     /// The workflow with this id, with every recorded change applied.
     async fn get(&self, id: &str) -> Result<Option<WorkflowRecord>>;
-    /// Moves a NotStarted workflow to Running, once. `audit`, if given, is
-    /// appended in the same transaction when the start happens, and its
-    /// identity is recorded as the workflow's executor.
-    async fn start(&self, id: &str, at: Micros, audit: Option<AuditEntry>) -> Result<StartOutcome>;
-    /// Compare-and-set of a workflow's status: `from` → `to` with a reason
-    /// (and `ended` when given). `AlreadyStarted(current)` when it was not
-    /// in `from`.
+
+    /// The workflows whose id starts with `prefix` (at most a few).
+    async fn resolve_id(&self, prefix: &str) -> Result<IdMatch>;
+
+    /// Compare-and-set `from` → Running, taking ownership for `owner`: the
+    /// epoch goes up and the lease is returned. Refused with
+    /// [`CasOutcome::OwnedBy`] while another live instance owns the
+    /// workflow. From NotStarted it records `at` as the start time and the
+    /// audit identity as the executor. `audit`, if given, is appended in the
+    /// same transaction when it succeeds. Publishes the Running event.
+    async fn acquire(
+        &self,
+        id: &str,
+        from: Status,
+        owner: &str,
+        at: Micros,
+        audit: Option<AuditEntry>,
+    ) -> Result<CasOutcome<Lease>>;
+
+    /// Compare-and-set of a workflow nobody runs: `from` → `to` with a reason
+    /// (and `ended` when given), plus `changes` in the same transaction.
+    /// Refused with [`CasOutcome::OwnedBy`] while a live instance owns it.
+    /// Publishes the events.
     async fn transition(
         &self,
         id: &str,
@@ -197,29 +337,99 @@ pub trait Store: Send + Sync + 'static {
         to: Status,
         reason: &str,
         ended: Option<Micros>,
-    ) -> Result<StartOutcome>;
-    /// Applies changes atomically, in order.
-    async fn write(&self, changes: Vec<Change>) -> Result<()>;
-    /// Workflows that are neither finished nor unstarted (Running, Paused).
-    async fn unfinished(&self) -> Result<Vec<WorkflowRecord>>;
-    /// Records a bucket take; returns once durable.
-    async fn record_take(&self, take: Take) -> Result<()>;
-    /// Takes from `bucket` at or after `since`, oldest first.
-    async fn takes_since(&self, bucket: &str, since: Micros) -> Result<Vec<Take>>;
-    /// The take recorded for one job, if any (to reconcile after a crash).
-    async fn take_of(&self, workflow_id: &str, block: usize, job: usize) -> Result<Option<Take>>;
-    /// Forgets idempotency keys created before `before`; returns how many.
-    async fn expire_request_ids(&self, before: Micros) -> Result<usize>;
+        changes: Vec<Change>,
+    ) -> Result<CasOutcome>;
+
+    /// Applies changes atomically, in order, and publishes their events.
+    /// With a lease, every change must concern its workflow, and the write is
+    /// refused ([`StoreError::Fenced`]) unless the lease is still the
+    /// workflow's. Without one, the caller must have won a compare-and-set
+    /// that makes it the only writer.
+    async fn write(&self, lease: Option<&Lease>, changes: Vec<Change>) -> Result<()>;
+
+    /// Gives a workflow up: no owner, so any instance may act on it (a
+    /// Paused workflow awaiting an operator, or one that ended). Refused
+    /// ([`StoreError::Fenced`]) if the lease moved.
+    async fn release(&self, lease: &Lease) -> Result<()>;
+
+    /// Running workflows without a live owner (none, or one whose heartbeat
+    /// lapsed), at most `limit`, now owned by `owner` with a new epoch.
+    /// Concurrent callers never get the same workflow.
+    async fn claim_orphans(
+        &self,
+        owner: &str,
+        limit: usize,
+    ) -> Result<Vec<(WorkflowRecord, Lease)>>;
+
     /// Workflows matching `filter`, newest first, at most `filter.limit`.
     async fn list(&self, filter: ListFilter) -> Result<Vec<Summary>>;
+
+    /// Forgets idempotency keys created before `before`; returns how many.
+    async fn expire_request_ids(&self, before: Micros) -> Result<usize>;
+
+    // ---- instances
+
+    /// Registers a starting process, alive for `ttl` unless renewed. The
+    /// store fills in `heartbeat` and `expires`.
+    async fn register_instance(&self, info: &InstanceInfo, ttl: Duration) -> Result<()>;
+
+    /// Renews `id` for `ttl` more. [`StoreError::LeaseLost`] when it had
+    /// already lapsed (or was removed): the caller must stop everything it
+    /// runs and register again.
+    async fn heartbeat(&self, id: &str, ttl: Duration) -> Result<()>;
+
+    /// Marks `id` as gone now (a clean shutdown), so its orphans can be
+    /// claimed without waiting for the heartbeat to lapse.
+    async fn retire_instance(&self, id: &str) -> Result<()>;
+
+    /// Instances whose heartbeat has not lapsed, with the number of running
+    /// workflows each owns.
+    async fn instances(&self) -> Result<Vec<InstanceInfo>>;
+
+    // ---- buckets
+
+    /// Decides a take by `req.rule` against the stored state and, if taken,
+    /// records it and the new state in one transaction. If the stored state
+    /// was computed with another rule, it is first recomputed from the
+    /// recorded takes.
+    async fn take(&self, req: TakeRequest) -> Result<TakeOutcome>;
+
+    /// The stored states of `bucket` (one per key in use).
+    async fn bucket_states(&self, bucket: &str) -> Result<Vec<BucketState>>;
+
+    /// The take recorded for one job, if any (to reconcile after a crash).
+    async fn take_of(&self, workflow_id: &str, block: usize, job: usize) -> Result<Option<Take>>;
+
+    // ---- audit
+
     /// Appends to the audit log; returns once durable.
     async fn audit(&self, entry: AuditEntry) -> Result<()>;
-    /// Audit entries with id below `before` (all when `None`), newest first.
-    async fn audit_log(&self, before: Option<i64>, limit: usize) -> Result<Vec<AuditEntry>>;
+
+    /// Audit entries matching `query`, newest first.
+    async fn audit_log(&self, query: AuditQuery) -> Result<Vec<AuditEntry>>;
+
+    // ---- feed and health
+
+    /// Every committed transition from now on, in commit order.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event>;
+
     /// Writes queued and not yet committed (for monitoring).
     fn queue_depth(&self) -> usize {
         0
     }
-    /// Checks the store answers (reads the schema version); for health checks.
+
+    /// Checks the store answers a read; for health checks.
     async fn ping(&self) -> Result<()>;
+
+    /// True when the backend proves a single process uses the database (an
+    /// exclusive lock): then no other instance can take a workflow over,
+    /// and a lapsed heartbeat may simply be renewed.
+    fn exclusive(&self) -> bool {
+        false
+    }
+
+    /// Commits what is queued, then stops taking work and releases the
+    /// database (its lock, for an exclusive backend). Later calls fail with
+    /// [`StoreError::Closed`].
+    async fn close(&self) {}
 }

@@ -135,6 +135,7 @@ async fn audit_log(mut ctl: Ctl) -> Vec<v1::AuditEntry> {
     ctl.audit(v1::AuditReq {
         limit: 1000,
         before_id: 0,
+        ..Default::default()
     })
     .await
     .unwrap()
@@ -240,6 +241,7 @@ async fn call_everything(t: Transport, id: &str) -> Vec<(&'static str, Code, Str
                 ctl.audit(v1::AuditReq {
                     limit: 1,
                     before_id: 0,
+                    ..Default::default()
                 })
                 .await,
             ),

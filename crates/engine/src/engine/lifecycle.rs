@@ -1,19 +1,21 @@
-//! Operator actions on workflows: Cancel, Pause, Resume, Clone, List, and
-//! the event stream behind Watch.
+//! Operator actions on workflows: Cancel, Pause, Resume, Clone and List.
 //!
 //! Invariants:
-//! - Every status change of a workflow that another call could race (Exec,
-//!   Cancel, Resume) is a compare-and-set in the store.
-//! - Pause and the executor's final write are serialized (`Active::finishing`),
-//!   so a finished workflow is never recorded Paused afterwards.
+//! - Every status change another call could race (Exec, Cancel, Resume) is
+//!   a compare-and-set in the store.
+//! - Pause and the executor's final write are serialized
+//!   (`Active::finishing`), so a finished workflow is never recorded Paused
+//!   afterwards.
 //! - Cancel of a running workflow returns once its end is recorded (or after
 //!   a bounded wait), so no job starts after the reply.
 
-use super::{Active, Cause, Engine, EngineError, Event, cut_in_flight, refused};
-use interlock_core::{Status, WorkflowRecord, now_micros};
-use interlock_store::{AuditEntry, Change, ListFilter, StartOutcome, Summary};
+use super::Engine;
+use super::active::Cause;
+use super::recovery::cut_in_flight;
+use crate::error::{EngineError, Result};
+use interlock_core::{AuditEntry, ListFilter, Micros, Status, Summary, WorkflowRecord};
+use interlock_store::{CasOutcome, Change};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// How long Cancel waits for running jobs to observe cancellation.
@@ -22,7 +24,11 @@ const CANCEL_WAIT: Duration = Duration::from_secs(10);
 /// Options of [`Engine::clone_workflow`].
 #[derive(Debug, Clone, Default)]
 pub struct CloneOptions {
-    /// Keep only jobs that did not complete (failed, cancelled, unstarted…).
+    /// Run again only the jobs that did not complete. Completed (and
+    /// skipped) jobs are carried over as Skipped, saying where they
+    /// completed, so the clone keeps the original's shape: the policies
+    /// that require pre-checks still hold, and an erase or a bucket take
+    /// that happened is never repeated.
     pub only_unfinished: bool,
     /// Labels added to (or replacing) the original's.
     pub labels: BTreeMap<String, String>,
@@ -32,33 +38,54 @@ pub struct CloneOptions {
     pub request_id: String,
 }
 
-impl Engine {
-    fn active(&self, id: &str) -> Option<Arc<Active>> {
-        self.inner
-            .active
-            .lock()
-            .expect("active lock")
-            .get(id)
-            .cloned()
-    }
+/// One page of a listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    pub rows: Vec<Summary>,
+    /// Pass back to continue; empty on the last page.
+    pub next_token: String,
+}
 
+/// Page sizes: 0 means 100; at most 1000.
+fn clamp_page(n: usize) -> usize {
+    match n {
+        0 => 100,
+        n => n.min(1000),
+    }
+}
+
+fn token_of(s: &Summary) -> String {
+    format!("{}/{}", s.created, s.id)
+}
+
+fn parse_page_token(t: &str) -> Result<Option<(Micros, String)>> {
+    if t.is_empty() {
+        return Ok(None);
+    }
+    let bad =
+        || EngineError::BadArgument(format!("page_token {t:?} is not one this server issued"));
+    let (created, id) = t.split_once('/').ok_or_else(bad)?;
+    Ok(Some((created.parse().map_err(|_| bad())?, id.to_string())))
+}
+
+impl Engine {
     /// Cancels a workflow that has not finished. Running jobs are cancelled;
     /// no job starts after this returns. Returns the final status.
-    pub async fn cancel(&self, id: &str, reason: &str) -> Result<Status, EngineError> {
+    pub async fn cancel(&self, id: &str, reason: &str) -> Result<Status> {
         let reason = if reason.is_empty() {
             "no reason given"
         } else {
             reason
         };
+        let id = self.resolve_id(id).await?;
         // A racing Exec may start it between our checks; a few rounds settle it.
         for _ in 0..3 {
-            if let Some(a) = self.active(id) {
+            if let Some(a) = self.active(&id) {
                 a.stop(Cause::Cancelled(reason.to_string()));
-                let mut done = a.done.subscribe();
-                let _ = tokio::time::timeout(CANCEL_WAIT, done.wait_for(|d| *d)).await;
-                return Ok(self.status(id).await?.status);
+                a.wait_done(CANCEL_WAIT).await;
+                return Ok(self.status(&id).await?.status);
             }
-            let rec = self.status(id).await?;
+            let rec = self.status(&id).await?;
             if rec.status.is_terminal() {
                 return Err(EngineError::WrongState(format!(
                     "workflow {id} already ended: it is {}{}",
@@ -71,21 +98,24 @@ impl Engine {
                 )));
             }
             let why = format!("cancelled: {reason}");
+            let cut = cut_in_flight(&rec, Status::Cancelled, &why, self.now());
             match self
                 .inner
                 .store
-                .transition(id, rec.status, Status::Cancelled, &why, Some(now_micros()))
+                .transition(
+                    &id,
+                    rec.status,
+                    Status::Cancelled,
+                    &why,
+                    Some(self.now()),
+                    cut,
+                )
                 .await?
             {
-                StartOutcome::Started => {
-                    self.inner
-                        .commit(cut_in_flight(&rec, Status::Cancelled, &why))
-                        .await?;
-                    self.publish(id, Status::Cancelled, &why);
-                    return Ok(Status::Cancelled);
-                }
-                StartOutcome::NotFound => return Err(EngineError::NotFound(id.into())),
-                StartOutcome::AlreadyStarted(_) => continue,
+                CasOutcome::Done(()) => return Ok(Status::Cancelled),
+                CasOutcome::NotFound => return Err(EngineError::NotFound(id)),
+                CasOutcome::WrongStatus(_) => continue,
+                CasOutcome::OwnedBy(owner) => return Err(EngineError::Elsewhere { id, owner }),
             }
         }
         Err(EngineError::WrongState(format!(
@@ -93,21 +123,11 @@ impl Engine {
         )))
     }
 
-    fn publish(&self, id: &str, status: Status, message: &str) {
-        let _ = self.inner.events.send(Event {
-            workflow_id: id.into(),
-            at: now_micros(),
-            block: None,
-            job: None,
-            status,
-            message: message.into(),
-        });
-    }
-
     /// Pauses a running workflow: jobs in flight finish, no new job starts.
-    pub async fn pause(&self, id: &str, reason: &str) -> Result<(), EngineError> {
-        let Some(a) = self.active(id) else {
-            let rec = self.status(id).await?;
+    pub async fn pause(&self, id: &str, reason: &str) -> Result<()> {
+        let id = self.resolve_id(id).await?;
+        let Some(a) = self.active(&id) else {
+            let rec = self.status(&id).await?;
             return match rec.status {
                 Status::Paused => Ok(()),
                 s => Err(EngineError::WrongState(format!(
@@ -131,11 +151,11 @@ impl Engine {
             format!("paused: {reason}")
         };
         let change = Change::WorkflowStatus {
-            id: id.into(),
+            id: id.clone(),
             status: Status::Paused,
             reason: why,
         };
-        if let Err(e) = self.inner.commit(vec![change]).await {
+        if let Err(e) = self.inner.commit(a.lease(), vec![change]).await {
             a.paused.send_replace(false);
             return Err(e.into());
         }
@@ -144,8 +164,9 @@ impl Engine {
 
     /// Resumes a paused workflow after checking the policies in force and
     /// the emergency stop again.
-    pub async fn resume(&self, id: &str) -> Result<(), EngineError> {
+    pub async fn resume(&self, id: &str) -> Result<()> {
         let rec = self.status(id).await?;
+        let id = rec.id.clone();
         if rec.status != Status::Paused {
             return Err(EngineError::WrongState(format!(
                 "workflow {id} is {}, not Paused",
@@ -153,8 +174,8 @@ impl Engine {
             )));
         }
         let inner = &self.inner;
-        let Some(a) = self.active(id) else {
-            // Paused across a restart, or after an interruption was resolved.
+        let Some(a) = self.active(&id) else {
+            // Paused by a server that is gone, or held for an operator.
             if let Some((bi, ji)) = rec.blocks.iter().enumerate().find_map(|(bi, b)| {
                 b.jobs
                     .iter()
@@ -165,10 +186,10 @@ impl Engine {
                     "block {bi} job {ji} of workflow {id} is Interrupted; decide with ResolveJob first"
                 )));
             }
-            return self.relaunch_paused(rec).await;
+            return self.start_run(rec, Status::Paused, None).await;
         };
         let _finishing = a.finishing.lock().await;
-        inner.admission.admit(&rec.req).map_err(refused)?;
+        inner.admission.admit(&rec.req).map_err(super::refused)?;
         if let Some(reason) = inner.estop.borrow().stopped(&rec.req.name) {
             return Err(EngineError::EmergencyStopped {
                 name: rec.req.name.clone(),
@@ -176,52 +197,12 @@ impl Engine {
             });
         }
         let change = Change::WorkflowStatus {
-            id: id.into(),
+            id,
             status: Status::Running,
             reason: String::new(),
         };
-        inner.commit(vec![change]).await?;
+        inner.commit(a.lease(), vec![change]).await?;
         a.paused.send_replace(false);
-        Ok(())
-    }
-
-    /// Starts executing a Paused workflow that has no run in this process:
-    /// the same checks as Exec, then a compare-and-set Paused → Running.
-    pub(super) async fn relaunch_paused(&self, mut rec: WorkflowRecord) -> Result<(), EngineError> {
-        let inner = &self.inner;
-        let id = rec.id.clone();
-        inner.admission.admit(&rec.req).map_err(refused)?;
-        let active = self.register(&id, &rec.req.name)?;
-        let outcome = match inner.estop.borrow().stopped(&rec.req.name) {
-            Some(reason) => Err(EngineError::EmergencyStopped {
-                name: rec.req.name.clone(),
-                reason,
-            }),
-            None => Ok(()),
-        };
-        let outcome = match outcome {
-            Ok(()) => match inner
-                .store
-                .transition(&id, Status::Paused, Status::Running, "", None)
-                .await
-            {
-                Ok(StartOutcome::Started) => Ok(()),
-                Ok(StartOutcome::NotFound) => Err(EngineError::NotFound(id.clone())),
-                Ok(StartOutcome::AlreadyStarted(status)) => Err(EngineError::WrongState(format!(
-                    "workflow {id} is {status}, not Paused"
-                ))),
-                Err(e) => Err(e.into()),
-            },
-            Err(e) => Err(e),
-        };
-        if let Err(e) = outcome {
-            self.unregister(&id);
-            return Err(e);
-        }
-        self.publish(&id, Status::Running, "");
-        rec.status = Status::Running;
-        rec.reason.clear();
-        self.launch(rec, active);
         Ok(())
     }
 
@@ -233,55 +214,68 @@ impl Engine {
         id: &str,
         opts: CloneOptions,
         audit: Option<AuditEntry>,
-    ) -> Result<String, EngineError> {
-        let rec = self.status(id).await?;
-        let mut req = rec.req.clone();
-        if opts.only_unfinished {
-            let done = |s: Status| matches!(s, Status::Completed | Status::Skipped);
-            req.blocks = rec
-                .req
-                .blocks
-                .iter()
-                .zip(&rec.blocks)
-                .filter_map(|(b, br)| {
-                    let mut b = b.clone();
-                    b.jobs = b
-                        .jobs
-                        .into_iter()
-                        .zip(&br.jobs)
-                        .filter(|(_, j)| !done(j.status))
-                        .map(|(j, _)| j)
-                        .collect();
-                    (!b.jobs.is_empty()).then_some(b)
-                })
-                .collect();
-            if req.blocks.is_empty() {
-                return Err(EngineError::WrongState(format!(
-                    "every job of workflow {id} completed; there is nothing left to clone"
-                )));
-            }
-        }
+    ) -> Result<String> {
+        let src = self.status(id).await?;
+        let mut req = src.req.clone();
         req.labels.extend(opts.labels);
-        req.labels.insert("interlock.clonedFrom".into(), id.into());
+        req.labels
+            .insert("interlock.clonedFrom".into(), src.id.clone());
         if !opts.trace_id.is_empty() {
             req.trace_id = opts.trace_id;
         }
         req.request_id = opts.request_id;
-        self.submit(req, audit).await
+        if !opts.only_unfinished {
+            return self.submit(req, audit).await;
+        }
+        let done = |s: Status| matches!(s, Status::Completed | Status::Skipped);
+        if src
+            .blocks
+            .iter()
+            .flat_map(|b| &b.jobs)
+            .all(|j| done(j.status))
+        {
+            return Err(EngineError::WrongState(format!(
+                "every job of workflow {} completed; there is nothing left to clone",
+                src.id
+            )));
+        }
+        let now = self.now();
+        self.submit_record(req, audit, |rec: &mut WorkflowRecord| {
+            carry_over(&src, rec, now)
+        })
+        .await
     }
 
-    /// Workflows matching `filter`, newest first. The limit is clamped to
-    /// 1..=1000 (0 means 100).
-    pub async fn list(&self, mut filter: ListFilter) -> Result<Vec<Summary>, EngineError> {
-        filter.limit = match filter.limit {
-            0 => 100,
-            n => n.min(1000),
+    /// Workflows matching `filter`, newest first, a page at a time. The page
+    /// size is clamped to 1..=1000 (0 means 100); `page_token` comes from a
+    /// previous page.
+    pub async fn list(&self, mut filter: ListFilter, page_token: &str) -> Result<Page> {
+        filter.after = parse_page_token(page_token)?;
+        let limit = clamp_page(filter.limit);
+        // One more than asked tells whether another page exists.
+        filter.limit = limit + 1;
+        let mut rows = self.inner.store.list(filter).await?;
+        let next_token = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(token_of).unwrap_or_default()
+        } else {
+            String::new()
         };
-        Ok(self.inner.store.list(filter).await?)
+        Ok(Page { rows, next_token })
     }
+}
 
-    /// Every committed transition from now on (see [`Event`]).
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
-        self.inner.events.subscribe()
+/// Marks the jobs that completed in `src` as carried over into `clone`.
+fn carry_over(src: &WorkflowRecord, clone: &mut WorkflowRecord, now: Micros) {
+    for (b, sb) in clone.blocks.iter_mut().zip(&src.blocks) {
+        for (j, sj) in b.jobs.iter_mut().zip(&sb.jobs) {
+            if matches!(sj.status, Status::Completed | Status::Skipped) {
+                j.status = Status::Skipped;
+                j.error = format!("carried over: {} in workflow {}", sj.status, src.id);
+                j.outputs = sj.outputs.clone();
+                j.started = Some(now);
+                j.ended = Some(now);
+            }
+        }
     }
 }

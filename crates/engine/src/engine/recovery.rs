@@ -1,74 +1,123 @@
-//! Picking work up after a restart, and operator decisions about jobs a
-//! restart interrupted.
+//! Resuming work whose owner is gone (this server restarted, or another
+//! replica died), and operator decisions about jobs that were interrupted.
 //!
 //! Invariants: nothing resumes before the emergency stop and the policies in
 //! force have been consulted; a completed job never runs again; a job that
 //! was in flight runs again only if it is safe to repeat or reconciliation
 //! says its effect did not happen; anything else waits for an operator.
 
-use super::{Active, Engine, EngineError, Resolution, end_unrun, refused};
-use crate::job::{JobCtx, Reconciled};
-use interlock_core::{Attempt, Idempotency, JobRecord, Status, WorkflowRecord, now_micros};
-use interlock_store::Change;
+use super::active::Active;
+use super::{Engine, refused};
+use crate::error::{EngineError, Result};
+use crate::job::Reconciled;
+use interlock_core::{Attempt, Idempotency, JobRecord, Status, WorkflowRecord};
+use interlock_store::{CasOutcome, Change, Lease};
+use std::sync::Arc;
+use std::time::Duration;
 
-impl Engine {
-    /// Picks up, after a restart, every workflow that was executing.
-    ///
-    /// Before anything resumes, the emergency stop and the policies in force
-    /// are consulted: a stopped name is recorded Stopped; a request the
-    /// policies no longer admit is Paused with the reason. Jobs that were in
-    /// flight are re-run when safe to repeat, reconciled when the job can
-    /// tell whether its effect happened, and otherwise marked Interrupted —
-    /// which pauses the workflow until an operator decides (see
-    /// [`Engine::resolve`]). Returns how many workflows resumed.
-    pub async fn recover(&self) -> Result<usize, EngineError> {
-        let mut resumed = 0;
-        for rec in self.inner.store.unfinished().await? {
-            if rec.status != Status::Running {
-                continue; // Paused: waits for an operator
-            }
-            let id = rec.id.clone();
-            let active = self.register(&id, &rec.req.name)?;
-            match self.prepare_resume(rec, &active).await {
-                Ok(Some(rec)) => {
-                    tracing::info!(workflow = %id, "resuming after restart");
-                    self.launch(rec, active);
-                    resumed += 1;
-                }
-                Ok(None) => self.unregister(&id),
-                Err(e) => {
-                    self.unregister(&id);
-                    return Err(e);
-                }
+/// An operator's decision about an interrupted job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolution {
+    /// Run the job again.
+    Retry,
+    /// Count the job as done without running it.
+    Skip,
+    /// Cancel the whole workflow, with a reason.
+    Cancel(String),
+}
+
+/// Records jobs that were in flight (Running or Interrupted) as `status`.
+pub(super) fn cut_in_flight(
+    rec: &WorkflowRecord,
+    status: Status,
+    why: &str,
+    now: interlock_core::Micros,
+) -> Vec<Change> {
+    let mut out = Vec::new();
+    for (bi, b) in rec.blocks.iter().enumerate() {
+        for (ji, j) in b.jobs.iter().enumerate() {
+            if matches!(j.status, Status::Running | Status::Interrupted) {
+                let mut j = j.clone();
+                j.status = status;
+                j.error = why.to_string();
+                j.ended = Some(now);
+                out.push(Change::Job {
+                    id: rec.id.clone(),
+                    block: bi,
+                    job: ji,
+                    rec: j,
+                });
             }
         }
-        Ok(resumed)
+    }
+    out
+}
+
+impl Engine {
+    /// Resumes a workflow this process just claimed (its previous owner is
+    /// gone). Before anything resumes, the emergency stop and the policies
+    /// in force are consulted: a stopped name is recorded Stopped; a request
+    /// the policies no longer admit is Paused with the reason. Jobs that were
+    /// in flight are re-run when safe to repeat, reconciled when the job can
+    /// tell whether its effect happened, and otherwise marked Interrupted —
+    /// which pauses the workflow until an operator decides (see
+    /// [`Engine::resolve`]). Returns whether it runs again.
+    pub(super) async fn resume_claimed(&self, rec: WorkflowRecord, lease: Lease) -> Result<bool> {
+        let id = rec.id.clone();
+        // A run of ours that lost its lease may still be winding down.
+        if let Some(old) = self.active(&id) {
+            old.wait_done(Duration::from_secs(10)).await;
+        }
+        let active = self.register(&id, &rec.req.name)?;
+        active.set_lease(lease);
+        match self.prepare_resume(rec, &active).await {
+            Ok(Some(rec)) => {
+                tracing::info!(workflow = %id, "resuming a workflow whose owner is gone");
+                self.launch(rec, active);
+                Ok(true)
+            }
+            Ok(None) => {
+                self.unregister(&id);
+                Ok(false)
+            }
+            Err(e) => {
+                self.unregister(&id);
+                Err(e)
+            }
+        }
     }
 
-    /// Decides what happens to a workflow found Running at start-up; returns
-    /// the record to run, or `None` when it must not run now.
     async fn prepare_resume(
         &self,
         mut rec: WorkflowRecord,
-        active: &Active,
-    ) -> Result<Option<WorkflowRecord>, EngineError> {
+        active: &Arc<Active>,
+    ) -> Result<Option<WorkflowRecord>> {
         let inner = &self.inner;
-        let now = now_micros();
+        let lease = active.lease();
+        let now = self.now();
         let stopped = inner.estop.borrow().stopped(&rec.req.name);
         if let Some(reason) = stopped {
-            inner
-                .commit(end_unrun(
-                    &rec,
-                    Status::Stopped,
-                    "the server restarted under an emergency stop",
-                    format!("emergency stop (found at restart): {reason}"),
-                ))
-                .await?;
+            let mut changes = cut_in_flight(
+                &rec,
+                Status::Stopped,
+                "the workflow's server went away under an emergency stop",
+                now,
+            );
+            changes.push(Change::Workflow {
+                id: rec.id.clone(),
+                status: Status::Stopped,
+                reason: format!("emergency stop (found when resuming): {reason}"),
+                had_errors: rec.had_errors,
+                es_stopped: true,
+                ended: Some(now),
+            });
+            inner.commit(lease, changes).await?;
+            inner.store.release(lease).await?;
             return Ok(None);
         }
         if let Err(r) = inner.admission.admit(&rec.req) {
             let why = refused(r).to_string();
-            self.hold_for_operator(&rec, format!("not resumed after restart: {why}"))
+            self.hold_for_operator(&rec, lease, format!("not resumed: {why}"))
                 .await?;
             return Ok(None);
         }
@@ -81,29 +130,18 @@ impl Engine {
                 }
                 let spec = &rec.req.blocks[bi].jobs[ji];
                 let mut jr = rec.blocks[bi].jobs[ji].clone();
-                let next = match inner.registry.get(&spec.name) {
-                    None => Err("its job type is no longer registered".to_string()),
-                    Some(job) if job.schema().idempotency == Idempotency::Safe => Ok(None),
-                    Some(job) if job.schema().reconcilable => {
-                        let ctx = JobCtx {
-                            workflow_id: rec.id.clone(),
-                            workflow_name: rec.req.name.clone(),
-                            block: bi,
-                            job: ji,
-                            cancel: active.token.child_token(),
-                            detaching: inner.draining.clone(),
-                            checkpoint: jr.checkpoint.clone(),
-                            store: Some(inner.store.clone()),
-                        };
-                        match job.reconcile(&ctx, &spec.args).await {
+                let schema = inner.runner.catalog().schema(&spec.name).cloned();
+                let next = match schema {
+                    None => Err(format!("job type {:?} is no longer registered", spec.name)),
+                    Some(s) if s.idempotency == Idempotency::Safe => Ok(None),
+                    Some(_) => {
+                        let ctx = inner.job_ctx(&rec, bi, ji, active, &jr);
+                        match inner.runner.reconcile(&ctx, spec).await {
                             Reconciled::Done(outputs) => Ok(Some(outputs)),
                             Reconciled::NotDone => Ok(None),
                             Reconciled::Unknown(why) => Err(why),
                         }
                     }
-                    Some(_) => Err(
-                        "it is not safe to run twice and cannot tell whether it took effect".into(),
-                    ),
                 };
                 let attempt = |jr: &JobRecord, error: &str| Attempt {
                     number: jr.attempts.len() as u32 + 1,
@@ -121,13 +159,13 @@ impl Engine {
                     Ok(None) => {
                         jr.attempts.push(attempt(
                             &jr,
-                            "interrupted by a server restart; will run again",
+                            "interrupted by a server restart or takeover; will run again",
                         ));
                         jr.status = Status::NotStarted;
                     }
                     Err(why) => {
                         jr.status = Status::Interrupted;
-                        jr.error = format!("was running when the server stopped; {why}");
+                        jr.error = format!("was running when its server went away; {why}");
                         interrupted.push(format!("block {bi} job {ji} ({})", spec.name));
                     }
                 }
@@ -140,12 +178,13 @@ impl Engine {
                 });
             }
         }
-        inner.commit(changes).await?;
+        inner.commit(lease, changes).await?;
         if !interrupted.is_empty() {
             self.hold_for_operator(
                 &rec,
+                lease,
                 format!(
-                    "awaiting an operator decision after a restart: {} interrupted; \
+                    "awaiting an operator decision: {} interrupted; \
                      use ResolveJob to retry, skip or cancel",
                     interrupted.join(", ")
                 ),
@@ -156,22 +195,30 @@ impl Engine {
         Ok(Some(rec))
     }
 
+    /// Pauses a workflow this process owns and gives it up, so an
+    /// operator's decision can resume it from any instance.
     async fn hold_for_operator(
         &self,
         rec: &WorkflowRecord,
+        lease: &Lease,
         reason: String,
-    ) -> Result<(), EngineError> {
+    ) -> Result<()> {
         tracing::warn!(workflow = %rec.id, %reason, "workflow paused");
-        self.inner
-            .commit(vec![Change::Workflow {
-                id: rec.id.clone(),
-                status: Status::Paused,
-                reason,
-                had_errors: rec.had_errors,
-                es_stopped: false,
-                ended: None,
-            }])
+        let inner = &self.inner;
+        inner
+            .commit(
+                lease,
+                vec![Change::Workflow {
+                    id: rec.id.clone(),
+                    status: Status::Paused,
+                    reason,
+                    had_errors: rec.had_errors,
+                    es_stopped: false,
+                    ended: None,
+                }],
+            )
             .await?;
+        inner.store.release(lease).await?;
         Ok(())
     }
 
@@ -184,9 +231,9 @@ impl Engine {
         block: usize,
         job: usize,
         action: Resolution,
-    ) -> Result<(), EngineError> {
-        let inner = &self.inner;
+    ) -> Result<()> {
         let mut rec = self.status(id).await?;
+        let id = rec.id.clone();
         if rec.status != Status::Paused {
             return Err(EngineError::WrongState(format!(
                 "workflow {id} is {}, not Paused awaiting a decision",
@@ -194,11 +241,7 @@ impl Engine {
             )));
         }
         let Some(mut jr) = rec.blocks.get(block).and_then(|b| b.jobs.get(job)).cloned() else {
-            return Err(EngineError::NoSuchJob {
-                id: id.into(),
-                block,
-                job,
-            });
+            return Err(EngineError::NoSuchJob { id, block, job });
         };
         if jr.status != Status::Interrupted {
             return Err(EngineError::WrongState(format!(
@@ -206,18 +249,15 @@ impl Engine {
                 jr.status
             )));
         }
-        let now = now_micros();
+        let now = self.now();
         let reason = match action {
             Resolution::Cancel(reason) => {
-                inner
-                    .commit(end_unrun(
-                        &rec,
-                        Status::Cancelled,
-                        "cancelled by an operator",
-                        format!("cancelled by an operator: {reason}"),
-                    ))
-                    .await?;
-                return Ok(());
+                let why = "cancelled by an operator";
+                let changes = cut_in_flight(&rec, Status::Cancelled, why, now);
+                let reason = format!("{why}: {reason}");
+                return self
+                    .paused_cas(&id, Status::Cancelled, &reason, Some(now), changes)
+                    .await;
             }
             Resolution::Skip => {
                 jr.status = Status::Skipped;
@@ -232,21 +272,51 @@ impl Engine {
         jr.error = reason.to_string();
         rec.blocks[block].jobs[job] = jr.clone();
         let change = Change::Job {
-            id: id.into(),
+            id: id.clone(),
             block,
             job,
             rec: jr,
         };
+        // Recorded only while still Paused and run by nobody.
+        let still = rec.reason.clone();
+        self.paused_cas(&id, Status::Paused, &still, None, vec![change])
+            .await?;
         // Resume only when nothing else waits for a decision.
         let waiting = rec
             .blocks
             .iter()
             .flat_map(|b| &b.jobs)
             .any(|j| j.status == Status::Interrupted);
-        inner.commit(vec![change]).await?;
         if waiting {
             return Ok(());
         }
-        self.relaunch_paused(rec).await
+        self.start_run(rec, Status::Paused, None).await
+    }
+
+    /// A compare-and-set on a Paused workflow no live instance runs.
+    pub(super) async fn paused_cas(
+        &self,
+        id: &str,
+        to: Status,
+        reason: &str,
+        ended: Option<interlock_core::Micros>,
+        changes: Vec<Change>,
+    ) -> Result<()> {
+        match self
+            .inner
+            .store
+            .transition(id, Status::Paused, to, reason, ended, changes)
+            .await?
+        {
+            CasOutcome::Done(()) => Ok(()),
+            CasOutcome::NotFound => Err(EngineError::NotFound(id.to_string())),
+            CasOutcome::WrongStatus(s) => Err(EngineError::WrongState(format!(
+                "workflow {id} changed meanwhile: it is {s} now; check Status and retry"
+            ))),
+            CasOutcome::OwnedBy(owner) => Err(EngineError::Elsewhere {
+                id: id.to_string(),
+                owner,
+            }),
+        }
     }
 }

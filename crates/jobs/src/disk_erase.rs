@@ -7,10 +7,10 @@
 //! erased twice; `reconcile` reports a finished erase as done.
 
 use super::erase_target::{Erase, EraseTarget, Event};
-use crate::job::{Reconciled, sleep_or_cancel};
-use crate::{Job, JobCtx, JobError, Outputs};
 use async_trait::async_trait;
 use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, now_micros as now};
+use interlock_engine::job::{Reconciled, sleep_or_cancel};
+use interlock_engine::{Job, JobCtx, JobError, Outputs};
 use interlock_inventory::Inventory;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -97,6 +97,14 @@ impl DiskErase {
 impl Job for DiskErase {
     fn schema(&self) -> &JobSchema {
         &self.schema
+    }
+
+    fn check(&self, args: &BTreeMap<String, String>) -> Result<(), String> {
+        let (machine, site) = (&args["machine"], &args["site"]);
+        match self.inventory.machine(site, machine) {
+            Some(_) => Ok(()),
+            None => Err(machine_not_at_site(&self.inventory, site, machine)),
+        }
     }
 
     async fn run(

@@ -1,10 +1,10 @@
 //! `sleep{seconds}`: waits, and stops at once when cancelled.
 
-use crate::job::sleep_or_cancel;
-use crate::{Job, JobCtx, JobError, Outputs};
 use async_trait::async_trait;
 use interlock_core::schema::parse_seconds;
 use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema};
+use interlock_engine::job::sleep_or_cancel;
+use interlock_engine::{Job, JobCtx, JobError, Outputs};
 use std::collections::BTreeMap;
 
 pub struct Sleep {

@@ -3,11 +3,11 @@
 //! The take is recorded durably before the job succeeds. With no token the
 //! job fails, saying when the next one comes; fatally when `fatal` is "true".
 
-use crate::job::Reconciled;
-use crate::{BucketError, Buckets, Job, JobCtx, JobError, Outputs};
 use async_trait::async_trait;
 use interlock_core::schema::parse_bool;
 use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema};
+use interlock_engine::job::Reconciled;
+use interlock_engine::{BucketError, Buckets, Job, JobCtx, JobError, Outputs};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -45,6 +45,22 @@ impl Job for TokenBucket {
         &self.schema
     }
 
+    fn check(&self, args: &BTreeMap<String, String>) -> Result<(), String> {
+        let bucket = &args["bucket"];
+        if self.buckets.contains(bucket) {
+            return Ok(());
+        }
+        let names = self.buckets.names();
+        Err(format!(
+            "no bucket named {bucket:?} is configured in buckets.json{}",
+            if names.is_empty() {
+                " (none is)".to_string()
+            } else {
+                format!("; configured: {}", names.join(", "))
+            }
+        ))
+    }
+
     async fn run(
         &self,
         ctx: &JobCtx,
@@ -57,7 +73,7 @@ impl Job for TokenBucket {
         }
         match self
             .buckets
-            .take(bucket, (&ctx.workflow_id, ctx.block, ctx.job))
+            .take(bucket, "", (&ctx.workflow_id, ctx.block, ctx.job))
             .await
         {
             Ok(()) => Ok(Outputs::from([("bucket".to_string(), bucket.clone())])),

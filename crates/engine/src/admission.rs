@@ -1,4 +1,4 @@
-//! The seam for admission: the engine asks an [`Admission`] whether a
+//! The seam for admission (policies): the engine asks an [`Admission`] whether a
 //! request may be accepted or started. The server plugs in the live policy
 //! set; tests and embedders can plug in their own. It is consulted inside the
 //! engine, so no RPC can reach execution without it.

@@ -1,7 +1,10 @@
-//! Built-in jobs. One file per job; each file's `SCHEMA` is its documentation
-//! (shown to users by the JobCatalog RPC).
+//! Interlock's built-in jobs, run in the server's process through the
+//! engine's in-process runner ([`Registry`]). One file per job; each job's
+//! schema is its documentation (shown by the JobCatalog RPC), and its
+//! `check` refuses at Submit what it could only fail at run time (a machine
+//! not at its site, a bucket that does not exist).
 
-mod disk_erase;
+pub mod disk_erase;
 pub mod erase_target;
 mod sleep;
 mod token_bucket;
@@ -13,7 +16,7 @@ pub use sleep::Sleep;
 pub use token_bucket::TokenBucket;
 pub use validate_decom::ValidateDecom;
 
-use crate::{Buckets, Registry};
+use interlock_engine::{Buckets, Registry};
 use interlock_inventory::Inventory;
 use std::sync::Arc;
 use std::time::Duration;

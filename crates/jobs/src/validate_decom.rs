@@ -1,8 +1,8 @@
 //! `validateDecom{site, type}`: the site exists, is of that type, and is in decom.
 
-use crate::{Job, JobCtx, JobError, Outputs};
 use async_trait::async_trait;
 use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema};
+use interlock_engine::{Job, JobCtx, JobError, Outputs};
 use interlock_inventory::Inventory;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,6 +39,15 @@ impl ValidateDecom {
 impl Job for ValidateDecom {
     fn schema(&self) -> &JobSchema {
         &self.schema
+    }
+
+    /// A site that does not exist cannot pass later either; its status and
+    /// type are checked when the job runs, against the inventory then.
+    fn check(&self, args: &BTreeMap<String, String>) -> Result<(), String> {
+        match self.inventory.site(&args["site"]) {
+            Some(_) => Ok(()),
+            None => Err(format!("site {:?} is not in the inventory", args["site"])),
+        }
     }
 
     async fn run(

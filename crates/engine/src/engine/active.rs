@@ -1,0 +1,122 @@
+//! The stop handle of a workflow executing in this process.
+//!
+//! Every executing workflow has an [`Active`] entry with a cancellation
+//! token and a first-wins [`Cause`]. Cancel, the emergency stop, a fatal job
+//! failure, the workflow deadline, a lost lease and shutdown all go through
+//! it, so the executor has one place to ask "should I stop, and why".
+
+use interlock_core::Status;
+use interlock_store::Lease;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Why an executing workflow is stopping. The first cause wins.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Cause {
+    EmergencyStop(String),
+    /// A Cancel request, with its reason.
+    Cancelled(String),
+    Fatal(String),
+    Deadline(Duration),
+    /// Shutdown, a lost lease or a closed store: nothing more is recorded,
+    /// so the record stays truthful ("was running") for whoever picks the
+    /// workflow up next.
+    Unrecorded(String),
+}
+
+impl Cause {
+    /// Status for jobs and blocks cut short by this cause; `None` when
+    /// nothing is to be recorded.
+    pub(crate) fn cut_status(&self) -> Option<Status> {
+        match self {
+            Cause::EmergencyStop(_) => Some(Status::Stopped),
+            Cause::Cancelled(_) | Cause::Fatal(_) | Cause::Deadline(_) => Some(Status::Cancelled),
+            Cause::Unrecorded(_) => None,
+        }
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Cause::EmergencyStop(r) => format!("emergency stop: {r}"),
+            Cause::Cancelled(r) => format!("cancelled: {r}"),
+            Cause::Fatal(r) | Cause::Unrecorded(r) => r.clone(),
+            Cause::Deadline(d) => format!("workflow deadline of {}s exceeded", d.as_secs_f64()),
+        }
+    }
+}
+
+/// An executing workflow's stop handle.
+pub(crate) struct Active {
+    pub name: String,
+    /// The right to record this workflow's progress; set once acquired
+    /// (the entry is registered before, so the e-stop can see it).
+    lease: std::sync::OnceLock<Lease>,
+    pub token: CancellationToken,
+    cause: Mutex<Option<Cause>>,
+    /// True while paused: no new job starts.
+    pub paused: watch::Sender<bool>,
+    /// Serializes Pause/Resume with the workflow's final write; `true` once
+    /// the run is finishing (Pause is then refused).
+    pub finishing: tokio::sync::Mutex<bool>,
+    /// Set when the run has ended (its final state is recorded).
+    pub done: watch::Sender<bool>,
+}
+
+impl Active {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            lease: std::sync::OnceLock::new(),
+            token: CancellationToken::new(),
+            cause: Mutex::new(None),
+            paused: watch::Sender::new(false),
+            finishing: tokio::sync::Mutex::new(false),
+            done: watch::Sender::new(false),
+        }
+    }
+
+    pub fn set_lease(&self, lease: Lease) {
+        let _ = self.lease.set(lease);
+    }
+
+    /// The lease; set before the run starts.
+    pub fn lease(&self) -> &Lease {
+        self.lease.get().expect("lease set before the run starts")
+    }
+
+    /// Records the cause (if first) and cancels running jobs.
+    pub fn stop(&self, cause: Cause) {
+        self.set_cause(cause);
+        self.token.cancel();
+    }
+
+    /// Records the cause (if first) without cancelling: no new job starts,
+    /// running ones finish.
+    pub fn set_cause(&self, cause: Cause) {
+        let mut c = self.cause.lock().expect("cause lock");
+        if c.is_none() {
+            *c = Some(cause);
+        }
+    }
+
+    pub fn cause(&self) -> Option<Cause> {
+        self.cause.lock().expect("cause lock").clone()
+    }
+
+    /// Waits while paused; returns false if the workflow was cancelled meanwhile.
+    pub async fn wait_unpaused(&self) -> bool {
+        let mut rx = self.paused.subscribe();
+        tokio::select! {
+            r = rx.wait_for(|p| !*p) => r.is_ok(),
+            _ = self.token.cancelled() => false,
+        }
+    }
+
+    /// Waits until the run's end is recorded, at most `limit`.
+    pub async fn wait_done(&self, limit: Duration) {
+        let mut done = self.done.subscribe();
+        let _ = tokio::time::timeout(limit, done.wait_for(|d| *d)).await;
+    }
+}

@@ -1,0 +1,500 @@
+//! The executor: one tokio task per executing workflow runs its blocks
+//! strictly in order; within a block at most `rate_limit` jobs are in
+//! flight, started in list order. Each job runs in its own task holding a
+//! semaphore permit; it records its result and updates the block's failure
+//! count *before* releasing the permit, so the next job's start always sees
+//! every earlier verdict (a failing pre-check with rate_limit 1 stops the
+//! jobs after it).
+//!
+//! Recording: every transition is committed with the run's lease. A write
+//! the store refuses because the lease moved stops the run without
+//! recording more (another process owns it now). A write that fails because
+//! the store is unwell (disk full, database unreachable) is retried with
+//! backoff until it lands: nothing new starts meanwhile, because the job
+//! that wants to record holds its permit, and the health check reports the
+//! failure.
+
+use super::active::{Active, Cause};
+use super::{Inner, StoreHealth};
+use crate::job::{JobCtx, JobError, JobSink};
+use async_trait::async_trait;
+use interlock_core::{Attempt, BlockRecord, Idempotency, JobRecord, Status, WorkflowRecord};
+use interlock_store::{Change, Lease, Store, StoreError};
+use rand::Rng;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+/// Longest wait between retries of a failed write.
+const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Mutable state of the block being run, shared with its job tasks.
+struct BlockRun {
+    failures: u32,
+    has_error: bool,
+    halted: Option<String>,
+}
+
+/// Checkpoints of one job attempt, written under the run's lease.
+struct Sink {
+    store: Arc<dyn Store>,
+    lease: Lease,
+    block: usize,
+    job: usize,
+}
+
+#[async_trait]
+impl JobSink for Sink {
+    async fn checkpoint(&self, state: String) -> Result<(), JobError> {
+        self.store
+            .write(
+                Some(&self.lease),
+                vec![Change::Checkpoint {
+                    id: self.lease.workflow_id.clone(),
+                    block: self.block,
+                    job: self.job,
+                    state,
+                }],
+            )
+            .await
+            .map_err(|e| JobError::new(format!("cannot save checkpoint: {e}")))
+    }
+}
+
+impl Inner {
+    fn set_write_error(&self, e: Option<String>) {
+        let mut h = self.health.lock().expect("health lock");
+        if h.write_error != e {
+            h.write_error = e;
+        }
+    }
+
+    pub(super) fn health(&self) -> StoreHealth {
+        self.health.lock().expect("health lock").clone()
+    }
+
+    /// Commits `changes` under `lease`, retrying while the store is unwell.
+    /// Errors only when the changes must not be recorded at all: the lease
+    /// moved, the store closed, or the server is shutting down.
+    pub(super) async fn commit(
+        &self,
+        lease: &Lease,
+        changes: Vec<Change>,
+    ) -> Result<(), StoreError> {
+        let mut wait = Duration::from_millis(50);
+        loop {
+            match self.store.write(Some(lease), changes.clone()).await {
+                Ok(()) => {
+                    if self.health().write_error.is_some() {
+                        tracing::info!("store writes succeed again");
+                        self.set_write_error(None);
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.is_transient() && !self.draining.is_cancelled() => {
+                    tracing::error!(error = %e, workflow = %lease.workflow_id, retry_in = ?wait,
+                        "cannot record workflow progress; retrying");
+                    self.set_write_error(Some(e.to_string()));
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.draining.cancelled() => {}
+                    }
+                    wait = (wait * 2).min(MAX_WRITE_BACKOFF);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Commits for a running workflow; on failure stops it without
+    /// recording more and returns false.
+    async fn persist(&self, active: &Active, changes: Vec<Change>) -> bool {
+        match self.commit(active.lease(), changes).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "workflow progress can no longer be recorded here; stopping it");
+                active.stop(Cause::Unrecorded(format!("not recorded: {e}")));
+                false
+            }
+        }
+    }
+
+    pub(super) async fn run(self: Arc<Self>, rec: WorkflowRecord, active: Arc<Active>) {
+        let id = rec.id.clone();
+        let deadline = rec.req.deadline.map(|d| {
+            let a = active.clone();
+            let started = rec.started.unwrap_or_else(|| self.opts.clock.now());
+            let elapsed = Duration::from_micros((self.opts.clock.now() - started).max(0) as u64);
+            let left = d.saturating_sub(elapsed);
+            tokio::spawn(async move {
+                tokio::time::sleep(left).await;
+                a.stop(Cause::Deadline(d));
+            })
+        });
+        let rec = Arc::new(rec);
+        let mut halted = None;
+        let mut had_errors = rec.had_errors;
+        for bi in 0..rec.blocks.len() {
+            if rec.blocks[bi].status.is_terminal() {
+                // Recorded before a restart: a block that halted the workflow
+                // still halts it.
+                if let Some(reason) = halt_reason(&rec, bi) {
+                    halted = Some(reason);
+                    break;
+                }
+                continue;
+            }
+            if active.cause().is_some() {
+                break;
+            }
+            let run = self.clone().run_block(&rec, bi, &active).await;
+            had_errors |= run.has_error;
+            if let Some(reason) = run.halted {
+                halted = Some(reason);
+                break;
+            }
+        }
+        if let Some(d) = deadline {
+            d.abort();
+        }
+        let (status, reason) = match (active.cause(), halted) {
+            (Some(Cause::Unrecorded(why)), _) => {
+                tracing::warn!(workflow = %id, %why, "workflow left unfinished here");
+                self.retire(&id, &active);
+                return;
+            }
+            (Some(c @ Cause::EmergencyStop(_)), _) => (Status::Stopped, c.describe()),
+            (Some(c @ Cause::Cancelled(_)), _) => (Status::Cancelled, c.describe()),
+            (Some(c), _) => (Status::Failed, c.describe()),
+            (None, Some(reason)) => (Status::Failed, reason),
+            (None, None) => (Status::Completed, String::new()),
+        };
+        // No Pause/Resume write may land after the final state.
+        let mut finishing = active.finishing.lock().await;
+        *finishing = true;
+        let change = Change::Workflow {
+            id: id.clone(),
+            status,
+            reason: reason.clone(),
+            had_errors,
+            es_stopped: status == Status::Stopped,
+            ended: Some(self.opts.clock.now()),
+        };
+        if self.persist(&active, vec![change]).await {
+            metrics::counter!("interlock_workflows_finished_total", "status" => status.as_str())
+                .increment(1);
+            tracing::info!(workflow = %id, %status, %reason, "workflow ended");
+            if let Err(e) = self.store.release(active.lease()).await {
+                tracing::debug!(workflow = %id, error = %e, "release after the end");
+            }
+        }
+        drop(finishing);
+        self.retire(&id, &active);
+    }
+
+    /// The run is over: forget it and wake whoever waits for its end.
+    pub(super) fn retire(&self, id: &str, active: &Active) {
+        self.active.lock().expect("active lock").remove(id);
+        active.done.send_replace(true);
+    }
+
+    async fn run_block(
+        self: Arc<Self>,
+        rec: &Arc<WorkflowRecord>,
+        bi: usize,
+        active: &Arc<Active>,
+    ) -> BlockRun {
+        let block = &rec.req.blocks[bi];
+        let mut brec = rec.blocks[bi].clone();
+        brec.status = Status::Running;
+        brec.started = brec.started.or(Some(self.opts.clock.now()));
+        let failures = recorded_failures(&brec);
+        let shared = Arc::new(Mutex::new(BlockRun {
+            failures,
+            has_error: failures > 0,
+            halted: halt_reason(rec, bi),
+        }));
+        let block_change = |brec: &BlockRecord| Change::Block {
+            id: rec.id.clone(),
+            block: bi,
+            rec: brec.clone(),
+        };
+        if !self.persist(active, vec![block_change(&brec)]).await {
+            return BlockRun {
+                failures: 0,
+                has_error: false,
+                halted: None,
+            };
+        }
+        let sem = Arc::new(Semaphore::new(block.concurrency()));
+        let mut tasks = JoinSet::new();
+        for ji in 0..block.jobs.len() {
+            if brec.jobs[ji].status.is_terminal() {
+                continue;
+            }
+            let permit = tokio::select! {
+                biased;
+                _ = active.token.cancelled() => break,
+                p = sem.clone().acquire_owned() => p.expect("semaphore never closed"),
+            };
+            if !active.wait_unpaused().await {
+                break;
+            }
+            if active.cause().is_some() || shared.lock().expect("block lock").halted.is_some() {
+                break;
+            }
+            if let Some(reason) = self.estop.borrow().stopped(&active.name) {
+                active.stop(Cause::EmergencyStop(reason));
+                break;
+            }
+            if let Err(why) = self.instance.may_run() {
+                active.stop(Cause::Unrecorded(why));
+                break;
+            }
+            let (this, rec, active, shared) =
+                (self.clone(), rec.clone(), active.clone(), shared.clone());
+            let prior = brec.jobs[ji].clone();
+            let span = tracing::info_span!("job", block = bi, job = ji,
+                name = %interlock_core::Escaped(&block.jobs[ji].name));
+            tasks.spawn(
+                async move {
+                    this.run_job(&rec, bi, ji, prior, &active, &shared).await;
+                    drop(permit);
+                }
+                .instrument(span),
+            );
+        }
+        while tasks.join_next().await.is_some() {}
+
+        let run = {
+            let s = shared.lock().expect("block lock");
+            BlockRun {
+                failures: s.failures,
+                has_error: s.has_error,
+                halted: s.halted.clone(),
+            }
+        };
+        let status = match active.cause().map(|c| c.cut_status()) {
+            Some(None) => return run, // unrecorded: leave the block as it was
+            Some(Some(cut)) if !run.has_error => cut,
+            _ if run.has_error => Status::Failed,
+            _ => Status::Completed,
+        };
+        brec.status = status;
+        brec.failures = run.failures;
+        brec.has_error = run.has_error;
+        brec.ended = Some(self.opts.clock.now());
+        self.persist(active, vec![block_change(&brec)]).await;
+        run
+    }
+
+    pub(super) fn job_ctx(
+        &self,
+        rec: &WorkflowRecord,
+        bi: usize,
+        ji: usize,
+        active: &Active,
+        jr: &JobRecord,
+    ) -> JobCtx {
+        JobCtx {
+            workflow_id: rec.id.clone(),
+            workflow_name: rec.req.name.clone(),
+            block: bi,
+            job: ji,
+            attempt: jr.attempts.len() as u32 + 1,
+            cancel: active.token.child_token(),
+            detaching: self.draining.clone(),
+            checkpoint: jr.checkpoint.clone(),
+            sink: Some(Arc::new(Sink {
+                store: self.store.clone(),
+                lease: active.lease().clone(),
+                block: bi,
+                job: ji,
+            })),
+        }
+    }
+
+    async fn run_job(
+        &self,
+        rec: &WorkflowRecord,
+        bi: usize,
+        ji: usize,
+        prior: JobRecord,
+        active: &Active,
+        shared: &Mutex<BlockRun>,
+    ) {
+        let spec = &rec.req.blocks[bi].jobs[ji];
+        let key = |jr: JobRecord| Change::Job {
+            id: rec.id.clone(),
+            block: bi,
+            job: ji,
+            rec: jr,
+        };
+        // A pause or stop that landed after this task was spawned means the
+        // job never starts: it stays NotStarted.
+        if !active.wait_unpaused().await || active.token.is_cancelled() {
+            return;
+        }
+        let mut jr = JobRecord {
+            status: Status::Running,
+            started: prior.started.or(Some(self.opts.clock.now())),
+            ..prior
+        };
+        if !self.persist(active, vec![key(jr.clone())]).await {
+            return;
+        }
+        metrics::counter!("interlock_jobs_started_total", "job" => spec.name.clone()).increment(1);
+        // Only a type known to be safe is retried; an unknown type is not.
+        let idempotent = self
+            .runner
+            .catalog()
+            .schema(&spec.name)
+            .is_some_and(|s| s.idempotency == Idempotency::Safe);
+        let max_attempts = spec.retry.as_ref().map_or(1, |r| r.max_attempts.max(1));
+        let result = loop {
+            if active.token.is_cancelled() {
+                break Err(JobError::cancelled());
+            }
+            let ctx = self.job_ctx(rec, bi, ji, active, &jr);
+            let number = ctx.attempt;
+            let started = self.opts.clock.now();
+            let run = self.runner.run(&ctx, spec);
+            let r = match spec.timeout {
+                Some(t) if !t.is_zero() => tokio::select! {
+                    r = run => r,
+                    _ = tokio::time::sleep(t) => {
+                        ctx.cancel.cancel();
+                        Err(JobError::new(format!("timed out after {}s", t.as_secs_f64())).retryable())
+                    }
+                },
+                _ => run.await,
+            };
+            jr.attempts.push(Attempt {
+                number,
+                started,
+                ended: Some(self.opts.clock.now()),
+                error: r
+                    .as_ref()
+                    .err()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default(),
+            });
+            match r {
+                Err(e)
+                    if e.retryable
+                        && idempotent
+                        && number < max_attempts
+                        && !active.token.is_cancelled() =>
+                {
+                    if !self.persist(active, vec![key(jr.clone())]).await {
+                        return;
+                    }
+                    let wait = backoff(spec.retry.as_ref().expect("max_attempts > 1"), number);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = active.token.cancelled() => {}
+                    }
+                }
+                other => break other,
+            }
+        };
+
+        jr.ended = Some(self.opts.clock.now());
+        let mut changes = Vec::with_capacity(3);
+        match result {
+            Ok(outputs) => {
+                jr.status = Status::Completed;
+                jr.outputs = outputs;
+            }
+            Err(e) if active.token.is_cancelled() => {
+                let cause = active.cause();
+                match cause.as_ref().and_then(|c| c.cut_status()) {
+                    None => return, // unrecorded stop: leave the job "Running"
+                    Some(cut) => {
+                        jr.status = cut;
+                        jr.error = format!(
+                            "{}: {}",
+                            e.message,
+                            cause.map(|c| c.describe()).unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                jr.status = Status::Failed;
+                jr.error = e.message.clone();
+                jr.fatal = e.fatal;
+                let mut s = shared.lock().expect("block lock");
+                s.failures += 1;
+                s.has_error = true;
+                let block = &rec.req.blocks[bi];
+                let what = format!("block {bi} job {ji} ({}) failed: {}", spec.name, e.message);
+                if e.fatal {
+                    drop(s);
+                    active.stop(Cause::Fatal(format!(
+                        "{what} (fatal; the rest of the workflow was cancelled)"
+                    )));
+                } else if s.failures > block.tolerated_failures() && s.halted.is_none() {
+                    s.halted = Some(format!(
+                        "{what}; block {bi} allows {} failure(s) and had {}, so the workflow halted",
+                        block.tolerated_failures(),
+                        s.failures
+                    ));
+                }
+                changes.push(Change::WorkflowErrors { id: rec.id.clone() });
+            }
+        }
+        metrics::counter!("interlock_jobs_finished_total", "job" => spec.name.clone(), "status" => jr.status.as_str())
+            .increment(1);
+        changes.insert(0, key(jr));
+        self.persist(active, changes).await;
+    }
+}
+
+/// The reason block `bi` halts the workflow, judging from its record: more
+/// failures than it tolerates, or a fatal failure.
+pub(super) fn halt_reason(rec: &WorkflowRecord, bi: usize) -> Option<String> {
+    let (b, br) = (&rec.req.blocks[bi], &rec.blocks[bi]);
+    let failures = recorded_failures(br);
+    if let Some((ji, j)) = br.jobs.iter().enumerate().find(|(_, j)| j.fatal) {
+        return Some(format!(
+            "block {bi} job {ji} ({}) failed fatally: {}",
+            b.jobs[ji].name, j.error
+        ));
+    }
+    (failures > b.tolerated_failures()).then(|| {
+        format!(
+            "block {bi} allows {} failure(s) and had {failures}, so the workflow halted",
+            b.tolerated_failures()
+        )
+    })
+}
+
+/// Failed jobs of a block, counted from the job records: each failure is
+/// committed with its job, while the block's own counter is only written
+/// when the block ends, so after a crash the jobs are the truth.
+fn recorded_failures(br: &BlockRecord) -> u32 {
+    br.jobs
+        .iter()
+        .filter(|j| j.status == Status::Failed)
+        .count() as u32
+}
+
+/// Exponential backoff with equal jitter: half fixed, half random.
+fn backoff(r: &interlock_core::RetryPolicy, attempt: u32) -> Duration {
+    let base = if r.initial_backoff.is_zero() {
+        Duration::from_millis(100)
+    } else {
+        r.initial_backoff
+    };
+    let cap = if r.max_backoff.is_zero() {
+        Duration::from_secs(60)
+    } else {
+        r.max_backoff
+    };
+    let exp = base.saturating_mul(1u32 << (attempt - 1).min(20)).min(cap);
+    let half = exp / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}

@@ -1,0 +1,91 @@
+//! Why an engine operation was refused. Each variant says what the caller
+//! should do; the server maps each to one gRPC code (and, for the HTTP API,
+//! one status) in its single error mapping.
+
+use interlock_core::{Status, Violation, describe_violations};
+use interlock_store::StoreError;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// Malformed request: fix every listed problem and resend.
+    #[error("invalid request: {}", describe_violations(.0))]
+    Invalid(Vec<Violation>),
+    /// Policies refuse the request: change it as the violations say.
+    #[error("refused by policy version {version}: {}", describe_violations(.violations))]
+    Denied {
+        version: String,
+        violations: Vec<Violation>,
+    },
+    /// No admission decision is possible (e.g. no valid policy file): fix
+    /// the server's configuration.
+    #[error("{0}")]
+    NoDecision(String),
+    /// No such workflow: check the id.
+    #[error("no workflow with id {0:?}")]
+    NotFound(String),
+    /// The id is neither a workflow id nor a usable prefix of one.
+    #[error(
+        "{0:?} is not a workflow id (expected a UUID, or a unique prefix of at least 8 characters)"
+    )]
+    BadId(String),
+    /// The prefix names several workflows: give more characters.
+    #[error("id prefix {prefix:?} is ambiguous: it matches {}", .matches.join(", "))]
+    AmbiguousId {
+        prefix: String,
+        matches: Vec<String>,
+    },
+    /// Exec of a workflow that already started: use Status to follow it.
+    #[error("workflow {id} was already started; it is {status}")]
+    AlreadyStarted { id: String, status: Status },
+    /// A request_id reused with different content: pick a new key.
+    #[error(
+        "request_id {key:?} was already used for workflow {id} with different content; \
+         use a new request_id for a different request"
+    )]
+    KeyReused { key: String, id: String },
+    /// Too long between Submit and Exec: submit again.
+    #[error(
+        "workflow {id} was submitted {}s ago, more than the {}s allowed before Exec; submit it again",
+        .age.as_secs(), .ttl.as_secs()
+    )]
+    Stale {
+        id: String,
+        age: Duration,
+        ttl: Duration,
+    },
+    /// The emergency stop is on for this workflow name: wait for "go".
+    #[error("workflow {name:?} is emergency-stopped: {reason}")]
+    EmergencyStopped { name: String, reason: String },
+    /// The store failed: retry later.
+    #[error("store unavailable: {0}")]
+    Store(#[from] StoreError),
+    /// The server is shutting down: retry against the next instance.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// The workflow is not in a state that allows this: check Status.
+    #[error("{0}")]
+    WrongState(String),
+    /// A malformed argument of a call (not of a request): fix it and resend.
+    #[error("{0}")]
+    BadArgument(String),
+    /// The block/job index does not exist in this workflow.
+    #[error("workflow {id} has no job {job} in block {block}")]
+    NoSuchJob {
+        id: String,
+        block: usize,
+        job: usize,
+    },
+    /// Another server instance runs the workflow and did not act on the
+    /// request in time: retry, or ask that instance.
+    #[error(
+        "workflow {id} is run by server instance {owner}, which did not confirm in time; retry"
+    )]
+    Elsewhere { id: String, owner: String },
+    /// The e-stop file could not be changed.
+    #[error(transparent)]
+    EsFile(#[from] crate::estop::EsFileError),
+}
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

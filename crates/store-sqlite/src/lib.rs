@@ -1,0 +1,487 @@
+//! The embedded store: one SQLite file in WAL mode, owned by one process.
+//!
+//! Layout:
+//! - [`lock`]: the exclusive OS lock on `<db>.lock`, taken before anything
+//!   else touches the database, so two servers never share one.
+//! - [`schema`]: numbered migrations; a newer database is refused.
+//! - `writer`: the single writer thread and its group commit.
+//! - `ops`: the SQL of each write, run inside the writer's transaction.
+//! - `read`: queries on a pool of read-only connections.
+//!
+//! Every write resolves only after its transaction committed with
+//! `synchronous=FULL` (survives power loss) unless [`Synchronous::Normal`]
+//! is chosen. Start-up refuses a database it cannot write (read-only file or
+//! mount) with a message saying so, instead of answering every call with
+//! UNAVAILABLE later.
+#![forbid(unsafe_code)]
+
+pub mod lock;
+mod ops;
+mod read;
+pub mod schema;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use async_trait::async_trait;
+use interlock_core::{
+    AuditEntry, AuditQuery, Clock, Event, ListFilter, Micros, Status, Summary, WorkflowRecord,
+};
+use interlock_store::{
+    BucketState, CasOutcome, Change, IdMatch, InstanceInfo, Lease, Result, Store, StoreError,
+    SubmitOutcome, Take, TakeOutcome, TakeRequest,
+};
+use lock::{DbLock, LockError};
+use read::backend;
+use rusqlite::{Connection, OpenFlags, Transaction};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use writer::{Ctx, Msg, Pending, Writer};
+
+/// SQLite's `synchronous` setting for the write connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// fsync on every commit: survives power loss. The default.
+    #[default]
+    Full,
+    /// fsync at checkpoints only: survives a process crash, may lose the last
+    /// commits on power loss.
+    Normal,
+}
+
+#[derive(Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    /// Most ops committed in one transaction.
+    pub max_batch: usize,
+    /// Ops queued before callers wait (backpressure).
+    pub queue: usize,
+    /// The clock leases and event times are read from.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl SqliteOptions {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            synchronous: Synchronous::Full,
+            max_batch: 4096,
+            queue: 65_536,
+            clock: interlock_core::clock::system(),
+        }
+    }
+}
+
+/// Why the database could not be opened. Each variant says what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// Another interlockd holds the database: stop it, or use another
+    /// `--db`.
+    #[error(transparent)]
+    Locked(#[from] LockError),
+    /// The file or its directory cannot be written: fix permissions or the
+    /// mount.
+    #[error(
+        "database {path} cannot be written ({reason}); interlockd records every change before \
+         acting on it, so it will not start on a read-only database: fix the file's \
+         permissions or mount, or give another --db"
+    )]
+    ReadOnly { path: String, reason: String },
+    /// Schema too new, a failed migration, or a damaged file.
+    #[error("database {path}: {source}")]
+    Schema {
+        path: String,
+        source: schema::SchemaError,
+    },
+    #[error("database {path}: {message}")]
+    Other { path: String, message: String },
+}
+
+/// The embedded store. Cheap to clone; all clones share one writer.
+#[derive(Clone)]
+pub struct SqliteStore {
+    tx: mpsc::Sender<Msg>,
+    readers: Arc<ReadPool>,
+    clock: Arc<dyn Clock>,
+    events: broadcast::Sender<Event>,
+    last_error: Arc<Mutex<Option<String>>>,
+    lock_path: PathBuf,
+}
+
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+fn other(path: &Path, e: impl std::fmt::Display) -> OpenError {
+    OpenError::Other {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+impl SqliteStore {
+    /// Takes the database's lock, opens (creating if needed) and migrates
+    /// it, checks it can be written, and starts the writer thread.
+    pub fn open(opts: SqliteOptions) -> Result<Self, OpenError> {
+        let path = opts.path.clone();
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| other(&path, format!("cannot create {}: {e}", dir.display())))?;
+        }
+        // Before the database is even opened: a second server must not
+        // touch it (not even to migrate it).
+        let lock = DbLock::acquire(&path)?;
+        let lock_path = lock.path().to_path_buf();
+        let mut conn = Connection::open(&path).map_err(|e| read_only_or(&path, e))?;
+        let setup = |conn: &Connection| -> rusqlite::Result<()> {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            let sync = match opts.synchronous {
+                Synchronous::Full => "FULL",
+                Synchronous::Normal => "NORMAL",
+            };
+            conn.pragma_update(None, "synchronous", sync)?;
+            conn.busy_timeout(Duration::from_secs(5))
+        };
+        setup(&conn).map_err(|e| read_only_or(&path, e))?;
+        if conn
+            .is_readonly(rusqlite::MAIN_DB)
+            .map_err(|e| other(&path, e))?
+        {
+            return Err(OpenError::ReadOnly {
+                path: path.display().to_string(),
+                reason: "SQLite opened it read-only".into(),
+            });
+        }
+        schema::migrate(&mut conn).map_err(|source| match source {
+            schema::SchemaError::Migration { source: e, .. } if is_read_only(&e) => {
+                read_only_or(&path, e)
+            }
+            source => OpenError::Schema {
+                path: path.display().to_string(),
+                source,
+            },
+        })?;
+        // A real write now, so a read-only mount or a full disk is reported
+        // at start-up rather than on the first Submit.
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('opened', ?1)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [opts.clock.now().to_string()],
+        )
+        .map_err(|e| read_only_or(&path, e))?;
+
+        let (tx, rx) = mpsc::channel(opts.queue.max(1));
+        let events = broadcast::Sender::new(4096);
+        let last_error = Arc::new(Mutex::new(None));
+        let writer = Writer {
+            conn,
+            clock: opts.clock.clone(),
+            events: events.clone(),
+            max_batch: opts.max_batch.max(1),
+            last_error: last_error.clone(),
+            lock: Some(lock),
+        };
+        std::thread::Builder::new()
+            .name("interlock-store-writer".into())
+            .spawn(move || writer.run(rx))
+            .map_err(|e| other(&path, e))?;
+        Ok(Self {
+            tx,
+            readers: Arc::new(ReadPool {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+            clock: opts.clock,
+            events,
+            last_error,
+            lock_path,
+        })
+    }
+
+    /// Records who holds the database (shown to a second server that is
+    /// refused), e.g. once the listening address is known.
+    pub async fn describe_holder(&self, holder: String) -> Result<()> {
+        // The lock file belongs to the writer thread; rewriting its text
+        // from here is safe (advisory content) and keeps the lock itself
+        // untouched.
+        let path = self.lock_path.clone();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().write(true).open(&path)?;
+            f.set_len(0)?;
+            writeln!(f, "{holder}")?;
+            f.sync_data()
+        })
+        .await
+        .map_err(backend)?
+        .map_err(backend)
+    }
+
+    /// The most recent write failure, if the last write failed.
+    pub fn last_write_error(&self) -> Option<String> {
+        self.last_error.lock().expect("last error lock").clone()
+    }
+
+    async fn op<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Transaction<'_>, &mut Ctx<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (op, rx) = Pending::boxed(f);
+        self.tx
+            .send(Msg::Op(op))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        if self.tx.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let out = f(&conn);
+            pool.put(conn);
+            out
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+fn is_read_only(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::CannotOpen)
+    )
+}
+
+fn read_only_or(path: &Path, e: rusqlite::Error) -> OpenError {
+    if is_read_only(&e) {
+        OpenError::ReadOnly {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }
+    } else {
+        other(path, e)
+    }
+}
+
+impl ReadPool {
+    fn take(&self) -> Result<Connection> {
+        if let Some(c) = self.idle.lock().expect("pool lock").pop() {
+            return Ok(c);
+        }
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(backend)?;
+        c.busy_timeout(Duration::from_secs(5)).map_err(backend)?;
+        Ok(c)
+    }
+
+    fn put(&self, c: Connection) {
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < 16 {
+            idle.push(c);
+        }
+    }
+}
+
+fn micros(d: Duration) -> Micros {
+    d.as_micros() as Micros
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn submit(
+        &self,
+        rec: &WorkflowRecord,
+        content_hash: &str,
+        audit: Option<AuditEntry>,
+    ) -> Result<SubmitOutcome> {
+        let rec = rec.clone();
+        let hash = content_hash.to_string();
+        self.op(move |tx, _| ops::submit(tx, &rec, &hash, audit.as_ref()))
+            .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<WorkflowRecord>> {
+        let id = id.to_string();
+        self.read(move |c| read::load(c, &id)).await
+    }
+
+    async fn resolve_id(&self, prefix: &str) -> Result<IdMatch> {
+        let prefix = prefix.to_string();
+        self.read(move |c| read::resolve_id(c, &prefix)).await
+    }
+
+    async fn acquire(
+        &self,
+        id: &str,
+        from: Status,
+        owner: &str,
+        at: Micros,
+        audit: Option<AuditEntry>,
+    ) -> Result<CasOutcome<Lease>> {
+        let (id, owner) = (id.to_string(), owner.to_string());
+        self.op(move |tx, ctx| ops::acquire(tx, ctx, &id, from, &owner, at, audit.as_ref()))
+            .await
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        from: Status,
+        to: Status,
+        reason: &str,
+        ended: Option<Micros>,
+        changes: Vec<Change>,
+    ) -> Result<CasOutcome> {
+        let (id, reason) = (id.to_string(), reason.to_string());
+        self.op(move |tx, ctx| ops::transition(tx, ctx, &id, from, to, &reason, ended, &changes))
+            .await
+    }
+
+    async fn write(&self, lease: Option<&Lease>, changes: Vec<Change>) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let lease = lease.cloned();
+        self.op(move |tx, ctx| ops::write(tx, ctx, lease.as_ref(), &changes))
+            .await?
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<()> {
+        let lease = lease.clone();
+        self.op(move |tx, _| ops::release(tx, &lease)).await?
+    }
+
+    async fn claim_orphans(
+        &self,
+        owner: &str,
+        limit: usize,
+    ) -> Result<Vec<(WorkflowRecord, Lease)>> {
+        let owner = owner.to_string();
+        let leases = self
+            .op(move |tx, ctx| ops::claim_orphans(tx, ctx, &owner, limit))
+            .await?;
+        let mut out = Vec::with_capacity(leases.len());
+        for lease in leases {
+            let rec = self.get(&lease.workflow_id).await?.ok_or_else(|| {
+                StoreError::Backend(format!("claimed workflow {} vanished", lease.workflow_id))
+            })?;
+            out.push((rec, lease));
+        }
+        Ok(out)
+    }
+
+    async fn list(&self, filter: ListFilter) -> Result<Vec<Summary>> {
+        self.read(move |c| read::list(c, &filter)).await
+    }
+
+    async fn expire_request_ids(&self, before: Micros) -> Result<usize> {
+        self.op(move |tx, _| {
+            tx.prepare_cached("DELETE FROM idempotency WHERE created < ?1")?
+                .execute([before])
+        })
+        .await
+    }
+
+    async fn register_instance(&self, info: &InstanceInfo, ttl: Duration) -> Result<()> {
+        let info = info.clone();
+        self.op(move |tx, ctx| ops::register_instance(tx, ctx, &info, micros(ttl)))
+            .await
+    }
+
+    async fn heartbeat(&self, id: &str, ttl: Duration) -> Result<()> {
+        let id = id.to_string();
+        self.op(move |tx, ctx| ops::heartbeat(tx, ctx, &id, micros(ttl)))
+            .await?
+    }
+
+    async fn retire_instance(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.op(move |tx, ctx| {
+            tx.prepare_cached("UPDATE instances SET expires = ?1 WHERE id = ?2 AND expires > ?1")?
+                .execute(rusqlite::params![ctx.now - 1, id])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn instances(&self) -> Result<Vec<InstanceInfo>> {
+        let now = self.clock.now();
+        self.read(move |c| read::instances(c, now)).await
+    }
+
+    async fn take(&self, req: TakeRequest) -> Result<TakeOutcome> {
+        self.op(move |tx, _| ops::take(tx, &req)).await
+    }
+
+    async fn bucket_states(&self, bucket: &str) -> Result<Vec<BucketState>> {
+        let bucket = bucket.to_string();
+        self.read(move |c| read::bucket_states(c, &bucket)).await
+    }
+
+    async fn take_of(&self, workflow_id: &str, block: usize, job: usize) -> Result<Option<Take>> {
+        let workflow_id = workflow_id.to_string();
+        self.read(move |c| read::take_of(c, &workflow_id, block, job))
+            .await
+    }
+
+    async fn audit(&self, entry: AuditEntry) -> Result<()> {
+        self.op(move |tx, _| ops::insert_audit(tx, &entry, &entry.target))
+            .await
+    }
+
+    async fn audit_log(&self, query: AuditQuery) -> Result<Vec<AuditEntry>> {
+        self.read(move |c| read::audit_log(c, &query)).await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.read(|c| schema::version(c).map(|_| ()).map_err(backend))
+            .await
+    }
+
+    fn exclusive(&self) -> bool {
+        true
+    }
+
+    async fn close(&self) {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Close(done)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.readers.path)
+            .finish()
+    }
+}

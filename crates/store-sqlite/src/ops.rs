@@ -1,0 +1,527 @@
+//! The write-side SQL: what each write op does inside the writer's
+//! transaction. Every function here runs on the writer thread, so
+//! read-then-write sequences in one function are atomic.
+
+use crate::writer::Ctx;
+use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};
+use interlock_store::{
+    CasOutcome, Change, Gcra, Lease, StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
+    workflow_event,
+};
+use rusqlite::{OptionalExtension, Transaction, params};
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serializes")
+}
+
+pub fn insert_audit(tx: &Transaction<'_>, e: &AuditEntry, target: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO audit (at, identity, action, target, request_id, outcome, detail, peer)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        e.at,
+        e.identity,
+        e.action,
+        target,
+        e.request_id,
+        e.outcome,
+        e.detail,
+        e.peer
+    ])?;
+    Ok(())
+}
+
+pub fn submit(
+    tx: &Transaction<'_>,
+    rec: &WorkflowRecord,
+    hash: &str,
+    audit: Option<&AuditEntry>,
+) -> rusqlite::Result<SubmitOutcome> {
+    let key = &rec.req.request_id;
+    if !key.is_empty()
+        && let Some((id, content_hash)) = tx
+            .prepare_cached(
+                "SELECT workflow_id, content_hash FROM idempotency WHERE request_id = ?1",
+            )?
+            .query_row([key], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()?
+    {
+        if let Some(a) = audit {
+            let mut a = a.clone();
+            a.detail =
+                format!("request_id {key:?} already used: answered with the existing workflow");
+            insert_audit(tx, &a, &id)?;
+        }
+        return Ok(SubmitOutcome::Existing { id, content_hash });
+    }
+    tx.prepare_cached(
+        "INSERT INTO workflows (id, name, request, status, created, policy_version, submitted_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        rec.id,
+        rec.req.name,
+        json(&rec.req),
+        rec.status as i32,
+        rec.created,
+        rec.policy_version,
+        rec.submitted_by
+    ])?;
+    for (k, v) in &rec.req.labels {
+        tx.prepare_cached(
+            "INSERT INTO labels (workflow_id, key, value, created) VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![rec.id, k, v, rec.created])?;
+    }
+    // Jobs carried over by a clone start out with their own record.
+    for (bi, b) in rec.blocks.iter().enumerate() {
+        for (ji, j) in b.jobs.iter().enumerate() {
+            if j.status != Status::NotStarted {
+                apply_change(
+                    tx,
+                    &Change::Job {
+                        id: rec.id.clone(),
+                        block: bi,
+                        job: ji,
+                        rec: j.clone(),
+                    },
+                )?;
+            }
+        }
+    }
+    if !key.is_empty() {
+        tx.prepare_cached(
+            "INSERT INTO idempotency (request_id, content_hash, workflow_id, created)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![key, hash, rec.id, rec.created])?;
+    }
+    if let Some(a) = audit {
+        insert_audit(tx, a, &rec.id)?;
+    }
+    Ok(SubmitOutcome::Inserted)
+}
+
+/// The workflow's status, owner and epoch.
+fn ownership(
+    tx: &Transaction<'_>,
+    id: &str,
+) -> rusqlite::Result<Option<(i32, Option<String>, i64)>> {
+    tx.prepare_cached("SELECT status, owner, epoch FROM workflows WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+}
+
+fn alive(tx: &Transaction<'_>, instance: &str, now: Micros) -> rusqlite::Result<bool> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM instances WHERE id = ?1 AND expires >= ?2")?
+        .query_row(params![instance, now], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn status_of(v: i32) -> Status {
+    Status::from_i32(v).unwrap_or(Status::Failed)
+}
+
+/// The compare-and-set preamble shared by acquire and transition: the
+/// current epoch if `id` is in `from` and no live instance other than `me`
+/// owns it.
+fn check_cas(
+    tx: &Transaction<'_>,
+    id: &str,
+    from: Status,
+    me: Option<&str>,
+    now: Micros,
+) -> rusqlite::Result<Result<i64, CasOutcome<()>>> {
+    let Some((status, owner, epoch)) = ownership(tx, id)? else {
+        return Ok(Err(CasOutcome::NotFound));
+    };
+    if status != from as i32 {
+        return Ok(Err(CasOutcome::WrongStatus(status_of(status))));
+    }
+    if let Some(o) = owner.filter(|o| Some(o.as_str()) != me)
+        && alive(tx, &o, now)?
+    {
+        return Ok(Err(CasOutcome::OwnedBy(o)));
+    }
+    Ok(Ok(epoch))
+}
+
+fn relabel<T>(o: CasOutcome<()>) -> CasOutcome<T> {
+    match o {
+        CasOutcome::Done(()) | CasOutcome::NotFound => CasOutcome::NotFound,
+        CasOutcome::WrongStatus(s) => CasOutcome::WrongStatus(s),
+        CasOutcome::OwnedBy(o) => CasOutcome::OwnedBy(o),
+    }
+}
+
+pub fn acquire(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    from: Status,
+    owner: &str,
+    at: Micros,
+    audit: Option<&AuditEntry>,
+) -> rusqlite::Result<CasOutcome<Lease>> {
+    let epoch = match check_cas(tx, id, from, Some(owner), ctx.now)? {
+        Ok(e) => e + 1,
+        Err(o) => return Ok(relabel(o)),
+    };
+    if from == Status::NotStarted {
+        tx.prepare_cached(
+            "UPDATE workflows SET status = ?1, started = ?2, executed_by = ?3, owner = ?4,
+             epoch = ?5 WHERE id = ?6",
+        )?
+        .execute(params![
+            Status::Running as i32,
+            at,
+            audit.map_or("", |a| a.identity.as_str()),
+            owner,
+            epoch,
+            id
+        ])?;
+    } else {
+        tx.prepare_cached(
+            "UPDATE workflows SET status = ?1, reason = '', owner = ?2, epoch = ?3 WHERE id = ?4",
+        )?
+        .execute(params![Status::Running as i32, owner, epoch, id])?;
+    }
+    if let Some(a) = audit {
+        insert_audit(tx, a, id)?;
+    }
+    ctx.events
+        .push(workflow_event(id, ctx.now, Status::Running, ""));
+    Ok(CasOutcome::Done(Lease {
+        workflow_id: id.to_string(),
+        owner: owner.to_string(),
+        epoch,
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn transition(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    from: Status,
+    to: Status,
+    reason: &str,
+    ended: Option<Micros>,
+    changes: &[Change],
+) -> rusqlite::Result<CasOutcome> {
+    if let Err(o) = check_cas(tx, id, from, None, ctx.now)? {
+        return Ok(o);
+    }
+    for c in changes {
+        apply_change(tx, c)?;
+        ctx.events.extend(c.event(ctx.now));
+    }
+    tx.prepare_cached(
+        "UPDATE workflows SET status = ?1, reason = ?2, ended = COALESCE(?3, ended) WHERE id = ?4",
+    )?
+    .execute(params![to as i32, reason, ended, id])?;
+    ctx.events.push(workflow_event(id, ctx.now, to, reason));
+    Ok(CasOutcome::Done(()))
+}
+
+/// `Err(Fenced)` unless `lease` is still the workflow's.
+pub fn check_lease(
+    tx: &Transaction<'_>,
+    lease: &Lease,
+) -> rusqlite::Result<Result<(), StoreError>> {
+    let ok = tx
+        .prepare_cached("SELECT 1 FROM workflows WHERE id = ?1 AND owner = ?2 AND epoch = ?3")?
+        .query_row(params![lease.workflow_id, lease.owner, lease.epoch], |_| {
+            Ok(())
+        })
+        .optional()?
+        .is_some();
+    Ok(if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced {
+            id: lease.workflow_id.clone(),
+            epoch: lease.epoch,
+        })
+    })
+}
+
+pub fn write(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx<'_>,
+    lease: Option<&Lease>,
+    changes: &[Change],
+) -> rusqlite::Result<Result<(), StoreError>> {
+    if let Some(l) = lease
+        && let Err(e) = check_lease(tx, l)?
+    {
+        return Ok(Err(e));
+    }
+    for c in changes {
+        if !apply_change(tx, c)? {
+            // Nothing matched: the workflow does not exist.
+            return Err(rusqlite::Error::QueryReturnedNoRows);
+        }
+        ctx.events.extend(c.event(ctx.now));
+    }
+    Ok(Ok(()))
+}
+
+/// Applies one change; false when it matched no row.
+pub fn apply_change(tx: &Transaction<'_>, c: &Change) -> rusqlite::Result<bool> {
+    let n = match c {
+        Change::Workflow {
+            id,
+            status,
+            reason,
+            had_errors,
+            es_stopped,
+            ended,
+        } => tx
+            .prepare_cached(
+                "UPDATE workflows SET status = ?1, reason = ?2, had_errors = ?3, es_stopped = ?4,
+                 ended = ?5 WHERE id = ?6",
+            )?
+            .execute(params![
+                *status as i32,
+                reason,
+                had_errors,
+                es_stopped,
+                ended,
+                id
+            ])?,
+        Change::WorkflowStatus { id, status, reason } => tx
+            .prepare_cached("UPDATE workflows SET status = ?1, reason = ?2 WHERE id = ?3")?
+            .execute(params![*status as i32, reason, id])?,
+        Change::WorkflowErrors { id } => tx
+            .prepare_cached("UPDATE workflows SET had_errors = 1 WHERE id = ?1")?
+            .execute([id])?,
+        Change::Checkpoint {
+            id,
+            block,
+            job,
+            state,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO jobs (workflow_id, block_idx, idx, status, error, outputs, fatal,
+                 attempts, checkpoint) VALUES (?1, ?2, ?3, ?4, '', '{}', 0, '[]', ?5)
+                 ON CONFLICT (workflow_id, block_idx, idx) DO UPDATE SET checkpoint = excluded.checkpoint",
+            )?
+            .execute(params![
+                id,
+                *block as i64,
+                *job as i64,
+                Status::Running as i32,
+                state
+            ])?
+        }
+        Change::Block { id, block, rec } => {
+            tx.prepare_cached(
+                "INSERT INTO blocks (workflow_id, idx, status, has_error, failures, started, ended)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (workflow_id, idx) DO UPDATE SET status = excluded.status,
+                 has_error = excluded.has_error, failures = excluded.failures,
+                 started = excluded.started, ended = excluded.ended",
+            )?
+            .execute(params![
+                id,
+                *block as i64,
+                rec.status as i32,
+                rec.has_error,
+                rec.failures,
+                rec.started,
+                rec.ended
+            ])?
+        }
+        Change::Job {
+            id,
+            block,
+            job,
+            rec,
+        } => {
+            tx.prepare_cached(
+                "INSERT INTO jobs (workflow_id, block_idx, idx, status, error, outputs, started,
+                 ended, fatal, attempts) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (workflow_id, block_idx, idx) DO UPDATE SET status = excluded.status,
+                 error = excluded.error, outputs = excluded.outputs, started = excluded.started,
+                 ended = excluded.ended, fatal = excluded.fatal, attempts = excluded.attempts",
+            )?
+            .execute(params![
+                id,
+                *block as i64,
+                *job as i64,
+                rec.status as i32,
+                rec.error,
+                json(&rec.outputs),
+                rec.started,
+                rec.ended,
+                rec.fatal,
+                json(&rec.attempts)
+            ])?
+        }
+    };
+    Ok(n > 0)
+}
+
+pub fn release(tx: &Transaction<'_>, lease: &Lease) -> rusqlite::Result<Result<(), StoreError>> {
+    if let Err(e) = check_lease(tx, lease)? {
+        return Ok(Err(e));
+    }
+    tx.prepare_cached("UPDATE workflows SET owner = NULL WHERE id = ?1")?
+        .execute([&lease.workflow_id])?;
+    Ok(Ok(()))
+}
+
+/// Claims up to `limit` running workflows without a live owner; returns
+/// their ids and new leases (the caller loads the records).
+pub fn claim_orphans(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx<'_>,
+    owner: &str,
+    limit: usize,
+) -> rusqlite::Result<Vec<Lease>> {
+    let ids: Vec<String> = tx
+        .prepare_cached(
+            "SELECT id FROM workflows w WHERE status = ?1 AND (owner IS NULL OR NOT EXISTS
+             (SELECT 1 FROM instances i WHERE i.id = w.owner AND i.expires >= ?2))
+             ORDER BY created LIMIT ?3",
+        )?
+        .query_map(
+            params![Status::Running as i32, ctx.now, limit as i64],
+            |r| r.get(0),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let epoch: i64 = tx
+            .prepare_cached(
+                "UPDATE workflows SET owner = ?1, epoch = epoch + 1 WHERE id = ?2 RETURNING epoch",
+            )?
+            .query_row(params![owner, id], |r| r.get(0))?;
+        out.push(Lease {
+            workflow_id: id,
+            owner: owner.to_string(),
+            epoch,
+        });
+    }
+    Ok(out)
+}
+
+pub fn register_instance(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx<'_>,
+    info: &interlock_store::InstanceInfo,
+    ttl: Micros,
+) -> rusqlite::Result<()> {
+    // The OS lock proves no other process uses this database: every other
+    // instance is gone, whatever its heartbeat says, and its workflows are
+    // orphans now rather than after the ttl.
+    tx.prepare_cached("UPDATE instances SET expires = ?1 WHERE id != ?2 AND expires >= ?1")?
+        .execute(params![ctx.now - 1, info.id])?;
+    // Long-gone instances owning nothing are history, not state.
+    tx.prepare_cached(
+        "DELETE FROM instances WHERE expires < ?1 AND NOT EXISTS
+         (SELECT 1 FROM workflows w WHERE w.owner = instances.id)",
+    )?
+    .execute([ctx.now - 7 * 24 * 3_600_000_000])?;
+    tx.prepare_cached(
+        "INSERT INTO instances (id, pid, host, addr, version, started, heartbeat, expires)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+         ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, host = excluded.host,
+         addr = excluded.addr, version = excluded.version, heartbeat = excluded.heartbeat,
+         expires = excluded.expires",
+    )?
+    .execute(params![
+        info.id,
+        info.pid,
+        info.host,
+        info.addr,
+        info.version,
+        info.started,
+        ctx.now,
+        ctx.now + ttl
+    ])?;
+    Ok(())
+}
+
+pub fn heartbeat(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx<'_>,
+    id: &str,
+    ttl: Micros,
+) -> rusqlite::Result<Result<(), StoreError>> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE instances SET heartbeat = ?1, expires = ?2 WHERE id = ?3 AND expires >= ?1",
+        )?
+        .execute(params![ctx.now, ctx.now + ttl, id])?;
+    Ok(if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::LeaseLost(id.to_string()))
+    })
+}
+
+pub fn take(tx: &Transaction<'_>, req: &TakeRequest) -> rusqlite::Result<TakeOutcome> {
+    let stored: Option<(Micros, Micros, u32)> = tx
+        .prepare_cached(
+            "SELECT tat, per_token, burst FROM bucket_state WHERE bucket = ?1 AND key = ?2",
+        )?
+        .query_row(params![req.bucket, req.key], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let tat = match stored {
+        Some((tat, per_token, burst)) if (Gcra { per_token, burst }) == req.rule => tat,
+        // New bucket, or its rule changed: replay what the recorded takes
+        // mean under the rule in force.
+        _ => {
+            let takes: Vec<Micros> = tx
+                .prepare_cached(
+                    "SELECT taken_at FROM bucket_takes WHERE bucket = ?1 AND key = ?2
+                     AND taken_at >= ?3 ORDER BY taken_at",
+                )?
+                .query_map(
+                    params![req.bucket, req.key, req.at - req.rule.window()],
+                    |r| r.get(0),
+                )?
+                .collect::<rusqlite::Result<_>>()?;
+            req.rule.replay(takes)
+        }
+    };
+    match req.rule.take(tat, req.at) {
+        Err(retry_after) => Ok(TakeOutcome::Empty { retry_after }),
+        Ok(tat) => {
+            tx.prepare_cached(
+                "INSERT INTO bucket_state (bucket, key, tat, per_token, burst)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (bucket, key) DO UPDATE SET
+                 tat = excluded.tat, per_token = excluded.per_token, burst = excluded.burst",
+            )?
+            .execute(params![
+                req.bucket,
+                req.key,
+                tat,
+                req.rule.per_token,
+                req.rule.burst
+            ])?;
+            tx.prepare_cached(
+                "INSERT INTO bucket_takes (bucket, key, taken_at, workflow_id, block_idx, job_idx)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                req.bucket,
+                req.key,
+                req.at,
+                req.workflow_id,
+                req.block as i64,
+                req.job as i64
+            ])?;
+            Ok(TakeOutcome::Taken)
+        }
+    }
+}

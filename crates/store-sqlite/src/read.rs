@@ -1,0 +1,370 @@
+//! The read side: queries on a pooled read-only connection. WAL lets them
+//! run while the writer commits; they see the last committed state.
+
+use interlock_core::{
+    AuditEntry, AuditQuery, BlockRecord, JobRecord, ListFilter, Micros, Status, Summary, WorkReq,
+    WorkflowRecord,
+};
+use interlock_store::{BucketState, Gcra, IdMatch, InstanceInfo, Result, StoreError, Take};
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn corrupt(id: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        id: id.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn status_of(id: &str, v: i32) -> Result<Status> {
+    Status::from_i32(v).ok_or_else(|| corrupt(id, format!("unknown status {v}")))
+}
+
+/// Loads one workflow and overlays its block and job rows.
+pub fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT request, status, reason, had_errors, es_stopped, created, started, ended,
+             policy_version, submitted_by, executed_by FROM workflows WHERE id = ?1",
+        )
+        .map_err(backend)?
+        .query_row([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+                r.get::<_, String>(8)?,
+                (r.get::<_, String>(9)?, r.get::<_, String>(10)?),
+            ))
+        })
+        .optional()
+        .map_err(backend)?;
+    let Some((request, status, reason, had_errors, es_stopped, created, started, ended, pv, who)) =
+        row
+    else {
+        return Ok(None);
+    };
+    let req: WorkReq = serde_json::from_str(&request).map_err(|e| corrupt(id, e))?;
+    let mut rec = WorkflowRecord::submitted(id.to_string(), req, pv, created);
+    rec.status = status_of(id, status)?;
+    rec.reason = reason;
+    rec.had_errors = had_errors;
+    rec.es_stopped = es_stopped;
+    rec.started = started;
+    rec.ended = ended;
+    (rec.submitted_by, rec.executed_by) = who;
+
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT idx, status, has_error, failures, started, ended FROM blocks
+             WHERE workflow_id = ?1",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i32>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+            ))
+        })
+        .map_err(backend)?;
+    for row in rows {
+        let (idx, st, has_error, failures, started, ended) = row.map_err(backend)?;
+        let b: &mut BlockRecord = rec
+            .blocks
+            .get_mut(idx as usize)
+            .ok_or_else(|| corrupt(id, format!("block {idx} out of range")))?;
+        b.status = status_of(id, st)?;
+        b.has_error = has_error;
+        b.failures = failures;
+        b.started = started;
+        b.ended = ended;
+    }
+
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT block_idx, idx, status, error, outputs, started, ended, fatal, attempts,
+             checkpoint FROM jobs WHERE workflow_id = ?1",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i32>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, bool>(7)?,
+                r.get::<_, String>(8)?,
+                r.get::<_, Option<String>>(9)?,
+            ))
+        })
+        .map_err(backend)?;
+    for row in rows {
+        let (bi, ji, st, error, outputs, started, ended, fatal, attempts, checkpoint) =
+            row.map_err(backend)?;
+        let j: &mut JobRecord = rec
+            .blocks
+            .get_mut(bi as usize)
+            .and_then(|b| b.jobs.get_mut(ji as usize))
+            .ok_or_else(|| corrupt(id, format!("job {bi}/{ji} out of range")))?;
+        j.status = status_of(id, st)?;
+        j.error = error;
+        j.outputs = serde_json::from_str(&outputs).map_err(|e| corrupt(id, e))?;
+        j.started = started;
+        j.ended = ended;
+        j.fatal = fatal;
+        j.attempts = serde_json::from_str(&attempts).map_err(|e| corrupt(id, e))?;
+        j.checkpoint = checkpoint;
+    }
+    Ok(Some(rec))
+}
+
+pub fn list(c: &Connection, f: &ListFilter) -> Result<Vec<Summary>> {
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut arg = |v: rusqlite::types::Value| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    // With a label filter the scan is driven by the labels index (key,
+    // value, created, id), otherwise by (created, id) or (status, created,
+    // id). Either way rows come out already in newest-first order and the
+    // cursor is a row-value comparison the index can seek to.
+    let (mut sql, order) = match f.labels.first() {
+        Some((k, v)) => {
+            let (k, v) = (arg(k.clone().into()), arg(v.clone().into()));
+            (
+                format!(
+                    "SELECT w.id, w.request, w.status, w.reason, w.had_errors, w.created, w.started, w.ended
+                     FROM labels d JOIN workflows w ON w.id = d.workflow_id
+                     WHERE d.key = {k} AND d.value = {v}"
+                ),
+                ("d.created", "d.workflow_id"),
+            )
+        }
+        None => (
+            "SELECT w.id, w.request, w.status, w.reason, w.had_errors, w.created, w.started, w.ended
+             FROM workflows w WHERE 1 = 1"
+                .to_string(),
+            ("w.created", "w.id"),
+        ),
+    };
+    if let Some(n) = &f.name {
+        sql += &format!(" AND w.name = {}", arg(n.clone().into()));
+    }
+    if !f.statuses.is_empty() {
+        let list: Vec<_> = f.statuses.iter().map(|s| arg((*s as i64).into())).collect();
+        sql += &format!(" AND w.status IN ({})", list.join(", "));
+    }
+    if let Some(t) = f.created_from {
+        sql += &format!(" AND {} >= {}", order.0, arg(t.into()));
+    }
+    if let Some(t) = f.created_to {
+        sql += &format!(" AND {} < {}", order.0, arg(t.into()));
+    }
+    for (k, v) in f.labels.iter().skip(1) {
+        let (k, v) = (arg(k.clone().into()), arg(v.clone().into()));
+        sql += &format!(
+            " AND EXISTS (SELECT 1 FROM labels l WHERE l.key = {k} AND l.value = {v} AND l.workflow_id = w.id)"
+        );
+    }
+    if let Some((created, id)) = &f.after {
+        let (c1, i1) = (arg((*created).into()), arg(id.clone().into()));
+        sql += &format!(" AND ({}, {}) < ({c1}, {i1})", order.0, order.1);
+    }
+    sql += &format!(
+        " ORDER BY {} DESC, {} DESC LIMIT {}",
+        order.0,
+        order.1,
+        arg((f.limit as i64).into())
+    );
+    let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(args), |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i32>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, bool>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+            ))
+        })
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, request, status, reason, had_errors, created, started, ended) =
+            row.map_err(backend)?;
+        let req: WorkReq = serde_json::from_str(&request).map_err(|e| corrupt(&id, e))?;
+        out.push(Summary {
+            status: status_of(&id, status)?,
+            name: req.name,
+            desc: req.desc,
+            labels: req.labels,
+            trace_id: req.trace_id,
+            id,
+            reason,
+            had_errors,
+            created,
+            started,
+            ended,
+        });
+    }
+    Ok(out)
+}
+
+/// Workflow ids starting with `prefix`, at most five.
+pub fn resolve_id(c: &Connection, prefix: &str) -> Result<IdMatch> {
+    // Ids are lowercase hex and dashes, all below '~': the range is exactly
+    // the ids with this prefix, and the primary key index serves it.
+    let ids: Vec<String> = c
+        .prepare_cached(
+            "SELECT id FROM workflows WHERE id >= ?1 AND id < ?1 || '~' ORDER BY id LIMIT 5",
+        )
+        .map_err(backend)?
+        .query_map([prefix], |r| r.get(0))
+        .map_err(backend)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(backend)?;
+    Ok(match ids.len() {
+        0 => IdMatch::None,
+        1 => IdMatch::One(ids.into_iter().next().expect("one")),
+        _ => IdMatch::Many(ids),
+    })
+}
+
+pub fn audit_log(c: &Connection, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut arg = |v: rusqlite::types::Value| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    let mut sql = "SELECT id, at, identity, action, target, request_id, outcome, detail, peer
+                   FROM audit WHERE 1 = 1"
+        .to_string();
+    if let Some(b) = q.before {
+        sql += &format!(" AND id < {}", arg(b.into()));
+    }
+    if let Some(t) = q.from {
+        sql += &format!(" AND at >= {}", arg(t.into()));
+    }
+    if let Some(t) = q.to {
+        sql += &format!(" AND at < {}", arg(t.into()));
+    }
+    for (col, v) in [
+        ("identity", &q.identity),
+        ("action", &q.action),
+        ("target", &q.target),
+    ] {
+        if let Some(v) = v {
+            sql += &format!(" AND {col} = {}", arg(v.clone().into()));
+        }
+    }
+    sql += &format!(" ORDER BY id DESC LIMIT {}", arg((q.limit as i64).into()));
+    c.prepare_cached(&sql)
+        .map_err(backend)?
+        .query_map(rusqlite::params_from_iter(args), |r| {
+            Ok(AuditEntry {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                identity: r.get(2)?,
+                action: r.get(3)?,
+                target: r.get(4)?,
+                request_id: r.get(5)?,
+                outcome: r.get(6)?,
+                detail: r.get(7)?,
+                peer: r.get(8)?,
+            })
+        })
+        .map_err(backend)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(backend)
+}
+
+pub fn instances(c: &Connection, now: Micros) -> Result<Vec<InstanceInfo>> {
+    c.prepare_cached(
+        "SELECT i.id, i.pid, i.host, i.addr, i.version, i.started, i.heartbeat, i.expires,
+         (SELECT count(*) FROM workflows w WHERE w.owner = i.id AND w.status = ?2)
+         FROM instances i WHERE i.expires >= ?1 ORDER BY i.id",
+    )
+    .map_err(backend)?
+    .query_map(params![now, Status::Running as i32], |r| {
+        Ok(InstanceInfo {
+            id: r.get(0)?,
+            pid: r.get(1)?,
+            host: r.get(2)?,
+            addr: r.get(3)?,
+            version: r.get(4)?,
+            started: r.get(5)?,
+            heartbeat: r.get(6)?,
+            expires: r.get(7)?,
+            owned: r.get::<_, i64>(8)? as usize,
+        })
+    })
+    .map_err(backend)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(backend)
+}
+
+pub fn bucket_states(c: &Connection, bucket: &str) -> Result<Vec<BucketState>> {
+    c.prepare_cached(
+        "SELECT key, tat, per_token, burst FROM bucket_state WHERE bucket = ?1 ORDER BY key",
+    )
+    .map_err(backend)?
+    .query_map([bucket], |r| {
+        Ok(BucketState {
+            bucket: bucket.to_string(),
+            key: r.get(0)?,
+            tat: r.get(1)?,
+            rule: Gcra {
+                per_token: r.get(2)?,
+                burst: r.get(3)?,
+            },
+        })
+    })
+    .map_err(backend)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(backend)
+}
+
+pub fn take_of(
+    c: &Connection,
+    workflow_id: &str,
+    block: usize,
+    job: usize,
+) -> Result<Option<Take>> {
+    c.prepare_cached(
+        "SELECT bucket, key, taken_at FROM bucket_takes
+         WHERE workflow_id = ?1 AND block_idx = ?2 AND job_idx = ?3",
+    )
+    .map_err(backend)?
+    .query_row(params![workflow_id, block as i64, job as i64], |r| {
+        Ok(Take {
+            bucket: r.get(0)?,
+            key: r.get(1)?,
+            at: r.get(2)?,
+            workflow_id: workflow_id.to_string(),
+            block,
+            job,
+        })
+    })
+    .optional()
+    .map_err(backend)
+}

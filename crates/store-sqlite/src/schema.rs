@@ -1,0 +1,168 @@
+//! The schema, as numbered migrations applied in order.
+//!
+//! `PRAGMA user_version` holds the number of migrations applied. A database
+//! written by a newer interlockd (a higher version than this build knows) is
+//! refused before anything is written to it. A migration is never edited
+//! once released; changes are new migrations.
+
+use rusqlite::Connection;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: initial schema. Blocks and jobs get rows only once something happens
+    // to them; until then the stored request is their truth.
+    "CREATE TABLE workflows (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        request TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        had_errors INTEGER NOT NULL DEFAULT 0,
+        es_stopped INTEGER NOT NULL DEFAULT 0,
+        created INTEGER NOT NULL,
+        started INTEGER,
+        ended INTEGER,
+        policy_version TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX workflows_status ON workflows(status);
+    CREATE INDEX workflows_name_created ON workflows(name, created);
+    CREATE TABLE blocks (
+        workflow_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        has_error INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        started INTEGER,
+        ended INTEGER,
+        PRIMARY KEY (workflow_id, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE jobs (
+        workflow_id TEXT NOT NULL,
+        block_idx INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        outputs TEXT NOT NULL,
+        started INTEGER,
+        ended INTEGER,
+        fatal INTEGER NOT NULL,
+        attempts TEXT NOT NULL,
+        PRIMARY KEY (workflow_id, block_idx, idx)
+    ) WITHOUT ROWID;
+    CREATE TABLE idempotency (
+        request_id TEXT PRIMARY KEY,
+        content_hash TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE bucket_takes (
+        bucket TEXT NOT NULL,
+        taken_at INTEGER NOT NULL,
+        workflow_id TEXT NOT NULL,
+        block_idx INTEGER NOT NULL,
+        job_idx INTEGER NOT NULL
+    );
+    CREATE INDEX bucket_takes_by_bucket ON bucket_takes(bucket, taken_at);",
+    // 2: job checkpoints (durable execution); lookups for reconcile and expiry.
+    "ALTER TABLE jobs ADD COLUMN checkpoint TEXT;
+    CREATE INDEX bucket_takes_by_job ON bucket_takes(workflow_id, block_idx, job_idx);
+    CREATE INDEX idempotency_created ON idempotency(created);",
+    // 3: listing: newest-first scans by status and by label.
+    "CREATE INDEX workflows_created ON workflows(created, id);
+    CREATE INDEX workflows_status_created ON workflows(status, created, id);
+    CREATE TABLE labels (
+        workflow_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (key, value, created, workflow_id)
+    ) WITHOUT ROWID;",
+    // 4: the audit log.
+    "CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at INTEGER NOT NULL,
+        identity TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );",
+    // 5: who submitted and who executed each workflow.
+    "ALTER TABLE workflows ADD COLUMN submitted_by TEXT NOT NULL DEFAULT '';
+    ALTER TABLE workflows ADD COLUMN executed_by TEXT NOT NULL DEFAULT '';",
+    // 6: where each audited call came from.
+    "ALTER TABLE audit ADD COLUMN peer TEXT NOT NULL DEFAULT '';",
+    // 7: run ownership (owner instance and lease epoch per workflow), the
+    // instances themselves, and bucket state as one GCRA timestamp per
+    // (bucket, key). Workflows running before this migration have no owner:
+    // the first instance claims them as orphans.
+    "ALTER TABLE workflows ADD COLUMN owner TEXT;
+    ALTER TABLE workflows ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        pid INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        addr TEXT NOT NULL,
+        version TEXT NOT NULL,
+        started INTEGER NOT NULL,
+        heartbeat INTEGER NOT NULL,
+        expires INTEGER NOT NULL
+    );
+    ALTER TABLE bucket_takes ADD COLUMN key TEXT NOT NULL DEFAULT '';
+    DROP INDEX bucket_takes_by_bucket;
+    CREATE INDEX bucket_takes_by_bucket ON bucket_takes(bucket, key, taken_at);
+    CREATE TABLE bucket_state (
+        bucket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        tat INTEGER NOT NULL,
+        per_token INTEGER NOT NULL,
+        burst INTEGER NOT NULL,
+        PRIMARY KEY (bucket, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX audit_target ON audit(target, id);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+];
+
+/// The schema version this build writes.
+pub const VERSION: usize = MIGRATIONS.len();
+
+/// Why the schema could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error(
+        "the database has schema version {found}, newer than this interlockd understands \
+         ({VERSION}); it was written by a newer release: run that release (or newer), or \
+         restore a backup taken before the upgrade"
+    )]
+    Newer { found: usize },
+    #[error("migrating the schema from version {from} failed: {source}")]
+    Migration {
+        from: usize,
+        source: rusqlite::Error,
+    },
+    #[error("{0}")]
+    Sqlite(#[from] rusqlite::Error),
+}
+
+/// The schema version of an open database.
+pub fn version(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+}
+
+/// Applies the migrations `conn` has not seen, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> Result<(), SchemaError> {
+    let found = version(conn)?;
+    if found > VERSION {
+        return Err(SchemaError::Newer { found });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found) {
+        let apply = |conn: &mut Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", i + 1)?;
+            tx.commit()
+        };
+        apply(conn).map_err(|source| SchemaError::Migration { from: i, source })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! What only the SQLite backend promises; the shared contract is in the
+//! conformance suite (tests/conformance.rs).
+
+use super::*;
+use interlock_core::JobRecord;
+use interlock_store::conformance::request;
+
+fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(SqliteOptions::new(dir.path().join("db/interlock.db"))).unwrap()
+}
+
+fn instance(id: &str) -> InstanceInfo {
+    InstanceInfo {
+        id: id.into(),
+        ..Default::default()
+    }
+}
+
+async fn start(s: &SqliteStore, id: &str, owner: &str) -> Lease {
+    let rec = WorkflowRecord::submitted(id.into(), request("n", 2), "v1".into(), 10);
+    s.submit(&rec, "h", None).await.unwrap();
+    match s
+        .acquire(id, Status::NotStarted, owner, 11, None)
+        .await
+        .unwrap()
+    {
+        CasOutcome::Done(l) => l,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn records_survive_a_reopen_with_every_change_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(&dir);
+        s.register_instance(&instance("a"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        let lease = start(&s, "w1", "a").await;
+        let mut job = JobRecord {
+            status: Status::Completed,
+            started: Some(12),
+            ended: Some(13),
+            ..Default::default()
+        };
+        job.outputs.insert("k".into(), "v".into());
+        s.write(
+            Some(&lease),
+            vec![Change::Job {
+                id: "w1".into(),
+                block: 0,
+                job: 0,
+                rec: job,
+            }],
+        )
+        .await
+        .unwrap();
+        s.close().await;
+        assert_eq!(s.get("w1").await, Err(StoreError::Closed));
+    }
+    let s = open(&dir);
+    let got = s.get("w1").await.unwrap().unwrap();
+    assert_eq!(got.status, Status::Running);
+    assert_eq!(got.started, Some(11));
+    assert_eq!(got.policy_version, "v1");
+    assert_eq!(got.blocks[0].jobs[0].outputs["k"], "v");
+}
+
+#[tokio::test]
+async fn a_second_open_is_refused_until_the_first_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = open(&dir);
+    first
+        .describe_holder("pid 7 listening on 127.0.0.1:8080".into())
+        .await
+        .unwrap();
+    let e = SqliteStore::open(SqliteOptions::new(dir.path().join("db/interlock.db")))
+        .expect_err("refused");
+    assert!(matches!(e, OpenError::Locked(_)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("in use by another interlockd (pid 7 listening on 127.0.0.1:8080)"),
+        "{e}"
+    );
+    first.close().await;
+    open(&dir);
+}
+
+#[tokio::test]
+async fn registering_declares_every_earlier_instance_dead() {
+    // The lock proves the earlier process is gone, so its work is claimable
+    // at once instead of after its heartbeat lapses.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = open(&dir);
+        s.register_instance(&instance("old"), Duration::from_secs(3600))
+            .await
+            .unwrap();
+        start(&s, "w1", "old").await;
+        s.close().await;
+    }
+    let s = open(&dir);
+    s.register_instance(&instance("new"), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let claimed = s.claim_orphans("new", 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].1.epoch, 2);
+    let live: Vec<_> = s
+        .instances()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(live, ["new"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_grouped_and_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    s.register_instance(&instance("a"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let rec = WorkflowRecord::submitted("w".into(), request("n", 200), "v".into(), 1);
+    s.submit(&rec, "h", None).await.unwrap();
+    let lease = match s
+        .acquire("w", Status::NotStarted, "a", 2, None)
+        .await
+        .unwrap()
+    {
+        CasOutcome::Done(l) => l,
+        other => panic!("{other:?}"),
+    };
+    let mut tasks = Vec::new();
+    for j in 0..200 {
+        let (s, lease) = (s.clone(), lease.clone());
+        tasks.push(tokio::spawn(async move {
+            s.write(
+                Some(&lease),
+                vec![Change::Job {
+                    id: "w".into(),
+                    block: 0,
+                    job: j,
+                    rec: JobRecord {
+                        status: Status::Completed,
+                        ..Default::default()
+                    },
+                }],
+            )
+            .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let got = s.get("w").await.unwrap().unwrap();
+    assert!(
+        got.blocks[0]
+            .jobs
+            .iter()
+            .all(|j| j.status == Status::Completed)
+    );
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_release_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db/interlock.db");
+    open(&dir).close().await;
+    {
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", schema::VERSION + 5)
+            .unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let e = SqliteStore::open(SqliteOptions::new(&path))
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        e.contains(&format!("schema version {}", schema::VERSION + 5))
+            && e.contains(&format!("({})", schema::VERSION)),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before, "nothing written");
+}

@@ -1,0 +1,577 @@
+//! [`MemStore`]: the whole contract in memory, behind one mutex.
+//!
+//! For tests and embedders that need no durability. It is also the
+//! reference the other backends are compared with: it passes the same
+//! [`conformance`](crate::conformance) suite. Lease times come from the
+//! clock it is given, so tests can expire instances without sleeping.
+
+use crate::{
+    BucketState, CasOutcome, Change, IdMatch, InstanceInfo, Lease, Result, Store, StoreError,
+    SubmitOutcome, Take, TakeOutcome, TakeRequest, workflow_event,
+};
+use async_trait::async_trait;
+use interlock_core::{
+    AuditEntry, AuditQuery, Clock, Event, ListFilter, Micros, Status, Summary, WorkflowRecord,
+};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+struct Row {
+    rec: WorkflowRecord,
+    owner: Option<String>,
+    epoch: i64,
+}
+
+#[derive(Default)]
+struct State {
+    workflows: BTreeMap<String, Row>,
+    /// request_id → (workflow id, content hash, created).
+    keys: HashMap<String, (String, String, Micros)>,
+    instances: HashMap<String, InstanceInfo>,
+    buckets: HashMap<(String, String), BucketState>,
+    takes: Vec<Take>,
+    audit: Vec<AuditEntry>,
+}
+
+/// An in-memory store. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct MemStore {
+    state: Arc<Mutex<State>>,
+    clock: Arc<dyn Clock>,
+    events: broadcast::Sender<Event>,
+}
+
+impl MemStore {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State::default())),
+            clock,
+            events: broadcast::Sender::new(4096),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("memstore lock")
+    }
+
+    fn publish(&self, events: impl IntoIterator<Item = Event>) {
+        for e in events {
+            let _ = self.events.send(e);
+        }
+    }
+}
+
+fn micros(d: Duration) -> Micros {
+    d.as_micros() as Micros
+}
+
+impl State {
+    fn live(&self, instance: &str, now: Micros) -> bool {
+        self.instances
+            .get(instance)
+            .is_some_and(|i| i.expires >= now)
+    }
+
+    /// The live owner of `row` other than `me`, if any.
+    fn other_live_owner(&self, row: &Row, me: Option<&str>, now: Micros) -> Option<String> {
+        row.owner
+            .as_deref()
+            .filter(|o| Some(*o) != me && self.live(o, now))
+            .map(str::to_string)
+    }
+
+    fn check_lease(&self, lease: &Lease) -> Result<()> {
+        match self.workflows.get(&lease.workflow_id) {
+            Some(r) if r.owner.as_deref() == Some(&lease.owner) && r.epoch == lease.epoch => Ok(()),
+            _ => Err(StoreError::Fenced {
+                id: lease.workflow_id.clone(),
+                epoch: lease.epoch,
+            }),
+        }
+    }
+
+    fn apply(&mut self, c: &Change) -> Result<()> {
+        let id = c.workflow_id();
+        let row = self
+            .workflows
+            .get_mut(id)
+            .ok_or_else(|| StoreError::Backend(format!("no workflow {id}")))?;
+        let rec = &mut row.rec;
+        let out_of_range = || StoreError::Backend(format!("{id}: index out of range"));
+        match c {
+            Change::Workflow {
+                status,
+                reason,
+                had_errors,
+                es_stopped,
+                ended,
+                ..
+            } => {
+                rec.status = *status;
+                rec.reason.clone_from(reason);
+                rec.had_errors = *had_errors;
+                rec.es_stopped = *es_stopped;
+                rec.ended = *ended;
+            }
+            Change::WorkflowErrors { .. } => rec.had_errors = true,
+            Change::WorkflowStatus { status, reason, .. } => {
+                rec.status = *status;
+                rec.reason.clone_from(reason);
+            }
+            Change::Block { block, rec: b, .. } => {
+                let t = rec.blocks.get_mut(*block).ok_or_else(out_of_range)?;
+                t.status = b.status;
+                t.has_error = b.has_error;
+                t.failures = b.failures;
+                t.started = b.started;
+                t.ended = b.ended;
+            }
+            Change::Job {
+                block, job, rec: j, ..
+            } => {
+                let t = rec
+                    .blocks
+                    .get_mut(*block)
+                    .and_then(|b| b.jobs.get_mut(*job))
+                    .ok_or_else(out_of_range)?;
+                let checkpoint = t.checkpoint.take();
+                *t = j.clone();
+                t.checkpoint = checkpoint;
+            }
+            Change::Checkpoint {
+                block, job, state, ..
+            } => {
+                let t = rec
+                    .blocks
+                    .get_mut(*block)
+                    .and_then(|b| b.jobs.get_mut(*job))
+                    .ok_or_else(out_of_range)?;
+                t.checkpoint = Some(state.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+fn summary(r: &WorkflowRecord) -> Summary {
+    Summary {
+        id: r.id.clone(),
+        name: r.req.name.clone(),
+        desc: r.req.desc.clone(),
+        status: r.status,
+        reason: r.reason.clone(),
+        had_errors: r.had_errors,
+        created: r.created,
+        started: r.started,
+        ended: r.ended,
+        labels: r.req.labels.clone(),
+        trace_id: r.req.trace_id.clone(),
+    }
+}
+
+#[async_trait]
+impl Store for MemStore {
+    async fn submit(
+        &self,
+        rec: &WorkflowRecord,
+        content_hash: &str,
+        audit: Option<AuditEntry>,
+    ) -> Result<SubmitOutcome> {
+        let mut st = self.lock();
+        let key = &rec.req.request_id;
+        if !key.is_empty()
+            && let Some((id, hash, _)) = st.keys.get(key).cloned()
+        {
+            if let Some(mut a) = audit {
+                a.target.clone_from(&id);
+                a.detail =
+                    format!("request_id {key:?} already used: answered with the existing workflow");
+                a.id = st.audit.len() as i64 + 1;
+                st.audit.push(a);
+            }
+            return Ok(SubmitOutcome::Existing {
+                id,
+                content_hash: hash,
+            });
+        }
+        if st.workflows.contains_key(&rec.id) {
+            return Err(StoreError::Backend(format!("duplicate id {}", rec.id)));
+        }
+        if !key.is_empty() {
+            st.keys.insert(
+                key.clone(),
+                (rec.id.clone(), content_hash.to_string(), rec.created),
+            );
+        }
+        st.workflows.insert(
+            rec.id.clone(),
+            Row {
+                rec: rec.clone(),
+                owner: None,
+                epoch: 0,
+            },
+        );
+        if let Some(mut a) = audit {
+            a.target.clone_from(&rec.id);
+            a.id = st.audit.len() as i64 + 1;
+            st.audit.push(a);
+        }
+        Ok(SubmitOutcome::Inserted)
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<WorkflowRecord>> {
+        Ok(self.lock().workflows.get(id).map(|r| r.rec.clone()))
+    }
+
+    async fn resolve_id(&self, prefix: &str) -> Result<IdMatch> {
+        let st = self.lock();
+        let found: Vec<String> = st
+            .workflows
+            .range(prefix.to_string()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .take(5)
+            .map(|(k, _)| k.clone())
+            .collect();
+        Ok(match found.len() {
+            0 => IdMatch::None,
+            1 => IdMatch::One(found.into_iter().next().expect("one")),
+            _ => IdMatch::Many(found),
+        })
+    }
+
+    async fn acquire(
+        &self,
+        id: &str,
+        from: Status,
+        owner: &str,
+        at: Micros,
+        audit: Option<AuditEntry>,
+    ) -> Result<CasOutcome<Lease>> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let Some(row) = st.workflows.get(id) else {
+            return Ok(CasOutcome::NotFound);
+        };
+        if row.rec.status != from {
+            return Ok(CasOutcome::WrongStatus(row.rec.status));
+        }
+        if let Some(o) = st.other_live_owner(row, Some(owner), now) {
+            return Ok(CasOutcome::OwnedBy(o));
+        }
+        let row = st.workflows.get_mut(id).expect("present");
+        row.epoch += 1;
+        row.owner = Some(owner.to_string());
+        row.rec.status = Status::Running;
+        if from == Status::NotStarted {
+            row.rec.started = Some(at);
+            row.rec.executed_by = audit
+                .as_ref()
+                .map(|a| a.identity.clone())
+                .unwrap_or_default();
+        } else {
+            row.rec.reason.clear();
+        }
+        let lease = Lease {
+            workflow_id: id.to_string(),
+            owner: owner.to_string(),
+            epoch: row.epoch,
+        };
+        if let Some(mut a) = audit {
+            a.target = id.to_string();
+            a.id = st.audit.len() as i64 + 1;
+            st.audit.push(a);
+        }
+        drop(st);
+        self.publish([workflow_event(id, now, Status::Running, "")]);
+        Ok(CasOutcome::Done(lease))
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        from: Status,
+        to: Status,
+        reason: &str,
+        ended: Option<Micros>,
+        changes: Vec<Change>,
+    ) -> Result<CasOutcome> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let Some(row) = st.workflows.get(id) else {
+            return Ok(CasOutcome::NotFound);
+        };
+        if row.rec.status != from {
+            return Ok(CasOutcome::WrongStatus(row.rec.status));
+        }
+        if let Some(o) = st.other_live_owner(row, None, now) {
+            return Ok(CasOutcome::OwnedBy(o));
+        }
+        let before = st
+            .workflows
+            .get(id)
+            .map(|r| r.rec.clone())
+            .expect("present");
+        for c in &changes {
+            if let Err(e) = st.apply(c) {
+                st.workflows.get_mut(id).expect("present").rec = before;
+                return Err(e);
+            }
+        }
+        let row = st.workflows.get_mut(id).expect("present");
+        row.rec.status = to;
+        row.rec.reason = reason.to_string();
+        if ended.is_some() {
+            row.rec.ended = ended;
+        }
+        drop(st);
+        let mut events: Vec<Event> = changes.iter().filter_map(|c| c.event(now)).collect();
+        events.push(workflow_event(id, now, to, reason));
+        self.publish(events);
+        Ok(CasOutcome::Done(()))
+    }
+
+    async fn write(&self, lease: Option<&Lease>, changes: Vec<Change>) -> Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let now = self.clock.now();
+        let mut st = self.lock();
+        if let Some(l) = lease {
+            st.check_lease(l)?;
+        }
+        // All or nothing: apply to copies of the touched records first.
+        let mut touched: BTreeMap<String, WorkflowRecord> = BTreeMap::new();
+        for c in &changes {
+            let id = c.workflow_id();
+            if !touched.contains_key(id) {
+                let rec = st
+                    .workflows
+                    .get(id)
+                    .map(|r| r.rec.clone())
+                    .ok_or_else(|| StoreError::Backend(format!("no workflow {id}")))?;
+                touched.insert(id.to_string(), rec);
+            }
+        }
+        for c in &changes {
+            if let Err(e) = st.apply(c) {
+                for (id, rec) in touched {
+                    st.workflows.get_mut(&id).expect("present").rec = rec;
+                }
+                return Err(e);
+            }
+        }
+        drop(st);
+        self.publish(changes.iter().filter_map(|c| c.event(now)));
+        Ok(())
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<()> {
+        let mut st = self.lock();
+        st.check_lease(lease)?;
+        st.workflows
+            .get_mut(&lease.workflow_id)
+            .expect("checked")
+            .owner = None;
+        Ok(())
+    }
+
+    async fn claim_orphans(
+        &self,
+        owner: &str,
+        limit: usize,
+    ) -> Result<Vec<(WorkflowRecord, Lease)>> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let orphans: Vec<String> = st
+            .workflows
+            .values()
+            .filter(|r| r.rec.status == Status::Running)
+            .filter(|r| !r.owner.as_deref().is_some_and(|o| st.live(o, now)))
+            .take(limit)
+            .map(|r| r.rec.id.clone())
+            .collect();
+        Ok(orphans
+            .into_iter()
+            .map(|id| {
+                let row = st.workflows.get_mut(&id).expect("present");
+                row.epoch += 1;
+                row.owner = Some(owner.to_string());
+                let lease = Lease {
+                    workflow_id: id,
+                    owner: owner.to_string(),
+                    epoch: row.epoch,
+                };
+                (row.rec.clone(), lease)
+            })
+            .collect())
+    }
+
+    async fn list(&self, f: ListFilter) -> Result<Vec<Summary>> {
+        let st = self.lock();
+        let mut rows: Vec<&WorkflowRecord> = st
+            .workflows
+            .values()
+            .map(|r| &r.rec)
+            .filter(|r| f.name.as_ref().is_none_or(|n| &r.req.name == n))
+            .filter(|r| f.statuses.is_empty() || f.statuses.contains(&r.status))
+            .filter(|r| f.created_from.is_none_or(|t| r.created >= t))
+            .filter(|r| f.created_to.is_none_or(|t| r.created < t))
+            .filter(|r| f.labels.iter().all(|(k, v)| r.req.labels.get(k) == Some(v)))
+            .filter(|r| {
+                f.after
+                    .as_ref()
+                    .is_none_or(|(c, id)| (r.created, &r.id) < (*c, id))
+            })
+            .collect();
+        rows.sort_by(|a, b| (b.created, &b.id).cmp(&(a.created, &a.id)));
+        Ok(rows.into_iter().take(f.limit).map(summary).collect())
+    }
+
+    async fn expire_request_ids(&self, before: Micros) -> Result<usize> {
+        let mut st = self.lock();
+        let n = st.keys.len();
+        st.keys.retain(|_, (_, _, created)| *created >= before);
+        Ok(n - st.keys.len())
+    }
+
+    async fn register_instance(&self, info: &InstanceInfo, ttl: Duration) -> Result<()> {
+        let now = self.clock.now();
+        let mut info = info.clone();
+        info.heartbeat = now;
+        info.expires = now + micros(ttl);
+        self.lock().instances.insert(info.id.clone(), info);
+        Ok(())
+    }
+
+    async fn heartbeat(&self, id: &str, ttl: Duration) -> Result<()> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        match st.instances.get_mut(id) {
+            Some(i) if i.expires >= now => {
+                i.heartbeat = now;
+                i.expires = now + micros(ttl);
+                Ok(())
+            }
+            _ => Err(StoreError::LeaseLost(id.to_string())),
+        }
+    }
+
+    async fn retire_instance(&self, id: &str) -> Result<()> {
+        let now = self.clock.now();
+        if let Some(i) = self.lock().instances.get_mut(id) {
+            i.expires = i.expires.min(now - 1);
+        }
+        Ok(())
+    }
+
+    async fn instances(&self) -> Result<Vec<InstanceInfo>> {
+        let now = self.clock.now();
+        let st = self.lock();
+        let mut out: Vec<InstanceInfo> = st
+            .instances
+            .values()
+            .filter(|i| i.expires >= now)
+            .cloned()
+            .map(|mut i| {
+                i.owned = st
+                    .workflows
+                    .values()
+                    .filter(|r| r.rec.status == Status::Running && r.owner.as_ref() == Some(&i.id))
+                    .count();
+                i
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn take(&self, req: TakeRequest) -> Result<TakeOutcome> {
+        let mut st = self.lock();
+        let key = (req.bucket.clone(), req.key.clone());
+        let tat = match st.buckets.get(&key) {
+            Some(b) if b.rule == req.rule => b.tat,
+            _ => {
+                let since = req.at - req.rule.window();
+                req.rule.replay(
+                    st.takes
+                        .iter()
+                        .filter(|t| t.bucket == req.bucket && t.key == req.key && t.at >= since)
+                        .map(|t| t.at),
+                )
+            }
+        };
+        match req.rule.take(tat, req.at) {
+            Err(retry_after) => Ok(TakeOutcome::Empty { retry_after }),
+            Ok(tat) => {
+                st.buckets.insert(
+                    key,
+                    BucketState {
+                        bucket: req.bucket.clone(),
+                        key: req.key.clone(),
+                        tat,
+                        rule: req.rule,
+                    },
+                );
+                st.takes.push(Take {
+                    bucket: req.bucket,
+                    key: req.key,
+                    at: req.at,
+                    workflow_id: req.workflow_id,
+                    block: req.block,
+                    job: req.job,
+                });
+                Ok(TakeOutcome::Taken)
+            }
+        }
+    }
+
+    async fn bucket_states(&self, bucket: &str) -> Result<Vec<BucketState>> {
+        let st = self.lock();
+        let mut v: Vec<BucketState> = st
+            .buckets
+            .values()
+            .filter(|b| b.bucket == bucket)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(v)
+    }
+
+    async fn take_of(&self, workflow_id: &str, block: usize, job: usize) -> Result<Option<Take>> {
+        Ok(self
+            .lock()
+            .takes
+            .iter()
+            .find(|t| t.workflow_id == workflow_id && t.block == block && t.job == job)
+            .cloned())
+    }
+
+    async fn audit(&self, mut entry: AuditEntry) -> Result<()> {
+        let mut st = self.lock();
+        entry.id = st.audit.len() as i64 + 1;
+        st.audit.push(entry);
+        Ok(())
+    }
+
+    async fn audit_log(&self, q: AuditQuery) -> Result<Vec<AuditEntry>> {
+        let st = self.lock();
+        Ok(st
+            .audit
+            .iter()
+            .rev()
+            .filter(|e| q.matches(e))
+            .take(q.limit)
+            .cloned()
+            .collect())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
+    }
+}
