@@ -1,0 +1,72 @@
+//! `interlock list`: workflows matching filters, newest first, a page at a time.
+
+use crate::Out;
+use crate::fail::Fail;
+use crate::output::{print_json, rfc3339};
+use crate::target::{Target, connect};
+use interlock_client::display::status_name;
+use interlock_proto::v1;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long)]
+    name: Option<String>,
+    /// Status filter (repeatable), e.g. Running, Failed.
+    #[arg(long = "status")]
+    statuses: Vec<String>,
+    /// Label filter key=value (repeatable).
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    #[arg(long, default_value = "20")]
+    limit: i32,
+    /// Continue from a previous listing's next page token.
+    #[arg(long, default_value = "")]
+    page_token: String,
+}
+
+pub async fn run(a: Args, t: &Target, json: bool) -> Out {
+    let mut req = v1::ListReq {
+        name: a.name.unwrap_or_default(),
+        page_size: a.limit,
+        page_token: a.page_token,
+        ..Default::default()
+    };
+    for s in a.statuses {
+        let wire = format!("Status{s}");
+        let v = v1::Status::from_str_name(&wire)
+            .or_else(|| v1::Status::from_str_name(&s))
+            .ok_or_else(|| {
+                Fail(
+                    2,
+                    format!("unknown status {s:?} (e.g. Running, Failed, Completed)"),
+                )
+            })?;
+        req.statuses.push(v as i32);
+    }
+    for l in a.labels {
+        let (k, v) = l
+            .split_once('=')
+            .ok_or_else(|| Fail(2, format!("label {l:?} is not key=value")))?;
+        req.labels.insert(k.into(), v.into());
+    }
+    let r = connect(t).await?.raw().list(req).await?.into_inner();
+    if json {
+        print_json(&r)?;
+    } else {
+        for w in &r.workflows {
+            println!(
+                "{}  {:<11} {:<22} {}  {}",
+                w.id,
+                status_name(w.status),
+                w.name,
+                rfc3339(&w.created),
+                w.reason
+            );
+        }
+        if !r.next_page_token.is_empty() {
+            println!("more: --page-token {}", r.next_page_token);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

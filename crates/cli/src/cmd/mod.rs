@@ -1,0 +1,18 @@
+//! One module per command or command family. Each holds its arguments and
+//! a `run` that talks to the server and prints the result.
+
+pub mod audit;
+pub mod buckets;
+pub mod clone;
+pub mod completions;
+pub mod es;
+pub mod jobs;
+pub mod lifecycle;
+pub mod list;
+pub mod policies;
+pub mod status;
+pub mod submit;
+pub mod token;
+pub mod validate;
+pub mod watch;
+pub mod whoami;
