@@ -1,23 +1,24 @@
-//! Failures and their exit codes: how a refused or unreachable call, or a
-//! bad input, becomes a message on stderr and a process exit code.
+//! Failures and their exit codes: how a refused or unreachable call, a bad
+//! input or a closed stdout becomes a message on stderr and an exit code.
 
-/// A failure with its exit code.
-pub(crate) struct Fail(pub u8, pub String);
+use crate::target::Target;
+use tonic::Code;
+
+/// Why a command did not succeed.
+pub(crate) enum Fail {
+    /// An exit code and the message saying why.
+    Msg(u8, String),
+    /// A call ended with a status: refused by the server (exit 3), or
+    /// produced locally because the server never answered (exit 4).
+    Rpc(tonic::Status),
+    /// Stdout was closed (`interlock list | head -1`): nobody is reading,
+    /// so stop quietly.
+    Closed,
+}
 
 impl From<tonic::Status> for Fail {
     fn from(s: tonic::Status) -> Self {
-        use tonic_types::StatusExt;
-        let mut msg = format!("{:?}: {}", s.code(), s.message());
-        let d = s.get_error_details();
-        if let Some(pf) = d.precondition_failure() {
-            for v in &pf.violations {
-                msg.push_str(&format!(
-                    "\n  {} at {}: {}",
-                    v.r#type, v.subject, v.description
-                ));
-            }
-        }
-        Fail(3, msg)
+        Fail::Rpc(s)
     }
 }
 
@@ -25,9 +26,70 @@ impl From<interlock_client::Error> for Fail {
     fn from(e: interlock_client::Error) -> Self {
         use interlock_client::Error as E;
         match e {
-            E::Rpc(s) => s.into(),
-            e @ (E::Credentials(_) | E::Address(..)) => Fail(2, e.to_string()),
-            other => Fail(4, other.to_string()),
+            E::Rpc(s) => Fail::Rpc(s),
+            e @ (E::Credentials(_) | E::Address(..)) => Fail::Msg(2, e.to_string()),
+            other => Fail::Msg(4, other.to_string()),
         }
     }
+}
+
+impl Fail {
+    /// The exit code and the message for stderr (none for a closed stdout).
+    pub fn report(&self, t: &Target) -> (u8, Option<String>) {
+        match self {
+            Fail::Msg(code, msg) => (*code, Some(msg.clone())),
+            Fail::Closed => (0, None),
+            Fail::Rpc(s) => match unanswered(s) {
+                Some(why) => (4, Some(why.describe(t, s))),
+                None => (3, Some(refusal(s))),
+            },
+        }
+    }
+}
+
+/// How a call went unanswered.
+enum Unanswered {
+    /// The deadline passed with no answer.
+    Timeout,
+    /// The connection broke or could not be made again.
+    Transport,
+}
+
+impl Unanswered {
+    fn describe(&self, t: &Target, s: &tonic::Status) -> String {
+        let within = humantime::format_duration(t.opts.call_timeout);
+        match self {
+            Unanswered::Timeout => format!("no answer from {} within {within}", t.addr),
+            Unanswered::Transport => format!("lost the connection to {}: {}", t.addr, s.message()),
+        }
+    }
+}
+
+/// Whether the status was made on this side because the server did not
+/// answer. A status the server sent carries no source error; one tonic
+/// made from a timeout or a transport failure does.
+fn unanswered(s: &tonic::Status) -> Option<Unanswered> {
+    let local = std::error::Error::source(s).is_some();
+    match s.code() {
+        Code::DeadlineExceeded => Some(Unanswered::Timeout),
+        Code::Cancelled if local => Some(Unanswered::Timeout),
+        _ if local => Some(Unanswered::Transport),
+        _ => None,
+    }
+}
+
+/// A status the server sent, with its structured details.
+fn refusal(s: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    let mut msg = format!("{:?}: {}", s.code(), s.message());
+    let d = s.get_error_details();
+    if let Some(pf) = d.precondition_failure() {
+        for v in &pf.violations {
+            msg.push_str(&format!(
+                "\n  {} at {}: {}",
+                v.r#type, v.subject, v.description
+            ));
+        }
+    }
+    msg
 }

@@ -19,6 +19,7 @@ use fail::Fail;
 use interlock_client::args::CredentialArgs;
 use interlock_client::is_final;
 use interlock_proto::v1;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use target::Target;
@@ -40,6 +41,10 @@ pub(crate) struct Cli {
     config: Option<PathBuf>,
     #[command(flatten)]
     creds: CredentialArgs,
+    /// Deadline of each call, and of connecting, e.g. 500ms, 10s, 1m.
+    #[arg(long, env = "INTERLOCK_TIMEOUT", global = true, default_value = "10s",
+          value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
     /// Print JSON (protobuf JSON mapping) instead of human output.
     #[arg(long, global = true)]
     json: bool,
@@ -107,42 +112,54 @@ pub(crate) fn workflow_exit(status: i32) -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Out {
+async fn run(cli: Cli, t: &Target) -> Out {
     let json = cli.json;
-    // Local commands work whatever the connection settings say.
-    let t = match &cli.cmd {
-        Cmd::Token { .. } | Cmd::Completions(_) => Target::local(),
-        _ => target::resolve(&cli.addr, &cli.config, &cli.creds)?,
-    };
     match cli.cmd {
         Cmd::Token { cmd } => cmd::token::run(&cmd, json),
         Cmd::Completions(a) => cmd::completions::run(a),
-        Cmd::Submit(a) => cmd::submit::run(a, &t, json).await,
-        Cmd::Validate(a) => cmd::validate::run(a, &t, json).await,
-        Cmd::Exec(a) => cmd::lifecycle::exec(a, &t, json).await,
-        Cmd::Status(a) => cmd::status::run(a, &t, json).await,
-        Cmd::Watch(a) => cmd::watch::run(a, &t, json).await,
-        Cmd::List(a) => cmd::list::run(a, &t, json).await,
-        Cmd::Cancel(a) => cmd::lifecycle::cancel(a, &t, json).await,
-        Cmd::Pause(a) => cmd::lifecycle::pause(a, &t).await,
-        Cmd::Resume(a) => cmd::lifecycle::resume(a, &t).await,
-        Cmd::Resolve(a) => cmd::lifecycle::resolve(a, &t).await,
-        Cmd::Clone(a) => cmd::clone::run(a, &t, json).await,
-        Cmd::Es { cmd } => cmd::es::run(cmd, &t, json).await,
-        Cmd::Buckets => cmd::buckets::run(&t, json).await,
-        Cmd::Jobs => cmd::jobs::run(&t, json).await,
-        Cmd::Policies => cmd::policies::run(&t, json).await,
-        Cmd::Audit(a) => cmd::audit::run(a, &t, json).await,
-        Cmd::Whoami => cmd::whoami::run(&t, json).await,
+        Cmd::Submit(a) => cmd::submit::run(a, t, json).await,
+        Cmd::Validate(a) => cmd::validate::run(a, t, json).await,
+        Cmd::Exec(a) => cmd::lifecycle::exec(a, t, json).await,
+        Cmd::Status(a) => cmd::status::run(a, t, json).await,
+        Cmd::Watch(a) => cmd::watch::run(a, t, json).await,
+        Cmd::List(a) => cmd::list::run(a, t, json).await,
+        Cmd::Cancel(a) => cmd::lifecycle::cancel(a, t, json).await,
+        Cmd::Pause(a) => cmd::lifecycle::pause(a, t).await,
+        Cmd::Resume(a) => cmd::lifecycle::resume(a, t).await,
+        Cmd::Resolve(a) => cmd::lifecycle::resolve(a, t).await,
+        Cmd::Clone(a) => cmd::clone::run(a, t, json).await,
+        Cmd::Es { cmd } => cmd::es::run(cmd, t, json).await,
+        Cmd::Buckets => cmd::buckets::run(t, json).await,
+        Cmd::Jobs => cmd::jobs::run(t, json).await,
+        Cmd::Policies => cmd::policies::run(t, json).await,
+        Cmd::Audit(a) => cmd::audit::run(a, t, json).await,
+        Cmd::Whoami => cmd::whoami::run(t, json).await,
     }
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Cli::parse()).await {
+    let cli = Cli::parse();
+    // Local commands work whatever the connection settings say.
+    let target = match &cli.cmd {
+        Cmd::Token { .. } | Cmd::Completions(_) => Ok(Target::local()),
+        _ => target::resolve(&cli.addr, &cli.config, &cli.creds, cli.timeout),
+    };
+    let (t, result) = match target {
+        Ok(t) => {
+            let r = run(cli, &t).await;
+            (t, r)
+        }
+        Err(f) => (Target::local(), Err(f)),
+    };
+    match result {
         Ok(code) => code,
-        Err(Fail(code, msg)) => {
-            eprintln!("interlock: {msg}");
+        Err(f) => {
+            let (code, msg) = f.report(&t);
+            if let Some(msg) = msg {
+                // Nothing better to do if stderr is gone too.
+                let _ = writeln!(std::io::stderr(), "interlock: {msg}");
+            }
             ExitCode::from(code)
         }
     }

@@ -6,6 +6,7 @@ use interlock_client::args::CredentialArgs;
 use interlock_client::{Client, Options, Transport, transport};
 use interlock_proto::v1;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Where the server is and how to talk to it.
 pub(crate) struct Target {
@@ -52,6 +53,7 @@ pub(crate) fn resolve(
     addr: &Option<String>,
     config: &Option<PathBuf>,
     creds: &CredentialArgs,
+    timeout: Duration,
 ) -> Result<Target, Fail> {
     let file = read_cli_config(config)?;
     let credentials = creds
@@ -72,6 +74,8 @@ pub(crate) fn resolve(
         addr,
         opts: Options {
             credentials,
+            connect_timeout: timeout,
+            call_timeout: timeout,
             ..Options::default()
         },
     })
@@ -91,8 +95,8 @@ fn read_cli_config(config: &Option<PathBuf>) -> Result<CliConfig, Fail> {
     match path {
         Some(p) => match std::fs::read_to_string(&p) {
             Ok(text) => serde_json::from_str::<CliConfig>(&text)
-                .map_err(|e| Fail(2, format!("{}: {e}", p.display()))),
-            Err(e) if explicit => Err(Fail(2, format!("cannot read {}: {e}", p.display()))),
+                .map_err(|e| Fail::Msg(2, format!("{}: {e}", p.display()))),
+            Err(e) if explicit => Err(Fail::Msg(2, format!("cannot read {}: {e}", p.display()))),
             Err(_) => Ok(CliConfig::default()),
         },
         None => Ok(CliConfig::default()),

@@ -1,7 +1,7 @@
 //! `interlock audit`: the audit log, newest first, a page at a time.
 
 use crate::Out;
-use crate::output::{print_json, rfc3339};
+use crate::output::{outln, print_json, rfc3339};
 use crate::target::{Target, control};
 use interlock_proto::v1;
 use std::process::ExitCode;
@@ -32,13 +32,18 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
             } else {
                 format!(" (from {})", e.peer)
             };
-            println!(
+            outln!(
                 "{:>6} {at} {:<28} {:<14} {:<40} {} {}{from}",
-                e.id, e.identity, e.action, e.target, e.outcome, e.detail
-            );
+                e.id,
+                e.identity,
+                e.action,
+                e.target,
+                e.outcome,
+                e.detail
+            )?;
         }
         if r.next_before_id > 0 {
-            println!("more: --before {}", r.next_before_id);
+            outln!("more: --before {}", r.next_before_id)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,7 @@
 //! `interlock buckets`: token bucket levels and when the next token comes.
 
 use crate::Out;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use crate::target::{Target, control};
 use interlock_proto::v1;
 use std::process::ExitCode;
@@ -21,13 +21,15 @@ pub async fn run(t: &Target, json: bool) -> Out {
                 .as_ref()
                 .map(|d| format!(", next token in {}s", d.seconds))
                 .unwrap_or_default();
-            println!(
+            outln!(
                 "{:<24} {}/{} available{next}",
-                b.name, b.available, b.capacity
-            );
+                b.name,
+                b.available,
+                b.capacity
+            )?;
         }
         if !r.last_error.is_empty() {
-            println!("last reload error: {}", r.last_error);
+            outln!("last reload error: {}", r.last_error)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,7 @@
 //! `interlock clone`: submit a workflow's request again.
 
 use crate::Out;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use crate::target::{Target, connect};
 use interlock_proto::v1;
 use std::process::ExitCode;
@@ -28,7 +28,7 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
     if json {
         print_json(&r)?;
     } else {
-        println!("{}", r.id);
+        outln!("{}", r.id)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! `interlock completions`: a shell completion script for the whole CLI.
 
+use crate::output::write;
 use crate::{Cli, Out};
 use clap::CommandFactory;
 use std::process::ExitCode;
@@ -10,11 +11,10 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Out {
-    clap_complete::generate(
-        a.shell,
-        &mut Cli::command(),
-        "interlock",
-        &mut std::io::stdout(),
-    );
+    // Rendered in memory first: clap_complete panics when its writer fails,
+    // and stdout may be a pipe that closes early.
+    let mut script = Vec::new();
+    clap_complete::generate(a.shell, &mut Cli::command(), "interlock", &mut script);
+    write(&String::from_utf8_lossy(&script))?;
     Ok(ExitCode::SUCCESS)
 }

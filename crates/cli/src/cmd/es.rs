@@ -1,7 +1,7 @@
 //! `interlock es`: read and flip the emergency stop.
 
 use crate::Out;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use crate::target::{Target, control};
 use interlock_proto::v1;
 use std::process::ExitCode;
@@ -50,11 +50,11 @@ pub async fn run(cmd: EsCmd, t: &Target, json: bool) -> Out {
         print_json(&r)?;
     } else {
         if !r.error.is_empty() {
-            println!("EVERYTHING STOPPED: {}", r.error);
+            outln!("EVERYTHING STOPPED: {}", r.error)?;
         }
         for e in &r.entries {
             let state = if e.stop { "STOP" } else { "go" };
-            println!("{:<24} {state:<4} {}", e.name, e.reason);
+            outln!("{:<24} {state:<4} {}", e.name, e.reason)?;
         }
     }
     Ok(ExitCode::SUCCESS)

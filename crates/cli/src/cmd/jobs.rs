@@ -1,7 +1,7 @@
 //! `interlock jobs`: the job catalog with argument schemas and crash safety.
 
 use crate::Out;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use crate::target::{Target, connect};
 use std::process::ExitCode;
 
@@ -18,10 +18,10 @@ pub async fn run(t: &Target, json: bool) -> Out {
             } else {
                 "needs an operator after a crash"
             };
-            println!("{} ({safety})\n  {}", j.name, j.description);
+            outln!("{} ({safety})\n  {}", j.name, j.description)?;
             for a in &j.args {
                 let req = if a.required { "required" } else { "optional" };
-                println!("  {:<10} {req:<8} {} [{}]", a.name, a.description, a.format);
+                outln!("  {:<10} {req:<8} {} [{}]", a.name, a.description, a.format)?;
             }
         }
     }

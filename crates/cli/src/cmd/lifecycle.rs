@@ -2,7 +2,7 @@
 //! `resume` and `resolve`.
 
 use crate::Out;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use crate::target::{Target, connect};
 use clap::ValueEnum;
 use interlock_client::display::status_name;
@@ -71,7 +71,7 @@ pub async fn cancel(a: CancelArgs, t: &Target, json: bool) -> Out {
     if json {
         print_json(&r)?;
     } else {
-        println!("{}", status_name(r.status));
+        outln!("{}", status_name(r.status))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,7 +2,7 @@
 
 use crate::Out;
 use crate::fail::Fail;
-use crate::output::{print_json, rfc3339};
+use crate::output::{outln, print_json, rfc3339};
 use crate::target::{Target, connect};
 use interlock_client::display::status_name;
 use interlock_proto::v1;
@@ -37,7 +37,7 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
         let v = v1::Status::from_str_name(&wire)
             .or_else(|| v1::Status::from_str_name(&s))
             .ok_or_else(|| {
-                Fail(
+                Fail::Msg(
                     2,
                     format!("unknown status {s:?} (e.g. Running, Failed, Completed)"),
                 )
@@ -47,7 +47,7 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
     for l in a.labels {
         let (k, v) = l
             .split_once('=')
-            .ok_or_else(|| Fail(2, format!("label {l:?} is not key=value")))?;
+            .ok_or_else(|| Fail::Msg(2, format!("label {l:?} is not key=value")))?;
         req.labels.insert(k.into(), v.into());
     }
     let r = connect(t).await?.raw().list(req).await?.into_inner();
@@ -55,17 +55,17 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
         print_json(&r)?;
     } else {
         for w in &r.workflows {
-            println!(
+            outln!(
                 "{}  {:<11} {:<22} {}  {}",
                 w.id,
                 status_name(w.status),
                 w.name,
                 rfc3339(&w.created),
                 w.reason
-            );
+            )?;
         }
         if !r.next_page_token.is_empty() {
-            println!("more: --page-token {}", r.next_page_token);
+            outln!("more: --page-token {}", r.next_page_token)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,7 +1,7 @@
 //! `interlock policies`: the policy set in force and the last reload error.
 
 use crate::Out;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use crate::target::{Target, control};
 use interlock_proto::v1;
 use std::process::ExitCode;
@@ -16,16 +16,16 @@ pub async fn run(t: &Target, json: bool) -> Out {
         print_json(&r)?;
     } else {
         if r.loaded {
-            println!("version {} from {}", r.version, r.path);
-            println!("workflows: {}", r.workflows.join(", "));
+            outln!("version {} from {}", r.version, r.path)?;
+            outln!("workflows: {}", r.workflows.join(", "))?;
         } else {
-            println!(
+            outln!(
                 "NO VALID POLICIES LOADED: every Submit is refused ({})",
                 r.path
-            );
+            )?;
         }
         if !r.last_error.is_empty() {
-            println!("last reload error: {}", r.last_error);
+            outln!("last reload error: {}", r.last_error)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,6 +1,6 @@
 //! `interlock status`: one workflow's status tree and who ran it.
 
-use crate::output::print_json;
+use crate::output::{out, outln, print_json};
 use crate::target::{Target, connect};
 use crate::{Out, workflow_exit};
 use interlock_client::display::tree;
@@ -15,7 +15,7 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
     if json {
         print_json(&st)?;
     } else {
-        print!("{}", tree(&st));
+        out!("{}", tree(&st))?;
         let who = |w: &str| {
             if w.is_empty() {
                 "-".to_string()
@@ -23,11 +23,11 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
                 w.to_string()
             }
         };
-        println!(
+        outln!(
             "submitted by {}, executed by {}",
             who(&st.submitted_by),
             who(&st.executed_by)
-        );
+        )?;
     }
     Ok(workflow_exit(st.status))
 }

@@ -2,7 +2,7 @@
 //! also reads request files for `validate`.
 
 use crate::fail::Fail;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use crate::target::{Target, connect};
 use crate::{Out, cmd::watch};
 use interlock_proto::v1;
@@ -30,7 +30,7 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
     if json {
         print_json(&v1::WorkResp { id: id.clone() })?;
     } else {
-        println!("{id}");
+        outln!("{id}")?;
     }
     if a.watch {
         return watch::follow(&c, &id, json).await;
@@ -42,16 +42,17 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
 /// mapping.
 pub fn read_request(path: &PathBuf) -> Result<v1::WorkReq, Fail> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Fail(2, format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| Fail::Msg(2, format!("cannot read {}: {e}", path.display())))?;
     let yaml = matches!(
         path.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml")
     );
     let value: serde_json::Value = if yaml {
-        serde_yaml_ng::from_str(&text).map_err(|e| Fail(2, format!("{}: {e}", path.display())))?
+        serde_yaml_ng::from_str(&text)
+            .map_err(|e| Fail::Msg(2, format!("{}: {e}", path.display())))?
     } else {
-        serde_json::from_str(&text).map_err(|e| Fail(2, format!("{}: {e}", path.display())))?
+        serde_json::from_str(&text).map_err(|e| Fail::Msg(2, format!("{}: {e}", path.display())))?
     };
     serde_json::from_value(value)
-        .map_err(|e| Fail(2, format!("{}: not a WorkReq: {e}", path.display())))
+        .map_err(|e| Fail::Msg(2, format!("{}: not a WorkReq: {e}", path.display())))
 }

@@ -2,7 +2,7 @@
 
 use crate::Out;
 use crate::fail::Fail;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
@@ -37,12 +37,12 @@ pub fn run(cmd: &TokenCmd, json: bool) -> Out {
             let mut t = String::new();
             std::io::stdin()
                 .read_line(&mut t)
-                .map_err(|e| Fail(2, format!("cannot read the token from stdin: {e}")))?;
+                .map_err(|e| Fail::Msg(2, format!("cannot read the token from stdin: {e}")))?;
             let sha256 = tokens::hash(t.trim());
             if json {
                 print_json(&serde_json::json!({ "sha256": sha256 }))?;
             } else {
-                println!("{sha256}");
+                outln!("{sha256}")?;
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -52,16 +52,16 @@ pub fn run(cmd: &TokenCmd, json: bool) -> Out {
         out["token"] = token.into();
         print_json(&out)?;
     } else {
-        println!("token: {token}");
-        println!();
-        println!("Add this entry to \"tokens\" in the server's tokens.json, and bind");
-        println!(
+        outln!("token: {token}")?;
+        outln!()?;
+        outln!("Add this entry to \"tokens\" in the server's tokens.json, and bind")?;
+        outln!(
             "token:{} to a role in rbac.json:",
             entry["name"].as_str().unwrap_or_default()
-        );
-        println!("  {entry}");
-        println!();
-        println!("The server keeps only the hash: store the token now.");
+        )?;
+        outln!("  {entry}")?;
+        outln!()?;
+        outln!("The server keeps only the hash: store the token now.")?;
     }
     Ok(ExitCode::SUCCESS)
 }

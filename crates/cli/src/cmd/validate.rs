@@ -2,7 +2,7 @@
 
 use crate::Out;
 use crate::cmd::submit::read_request;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use crate::target::{Target, connect};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +17,7 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
     if json {
         print_json(&r)?;
     } else if r.ok {
-        println!("ok (policy version {})", r.policy_version);
+        outln!("ok (policy version {})", r.policy_version)?;
     } else {
         for v in &r.violations {
             let at = match (v.block, v.job) {
@@ -25,7 +25,7 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
                 (b, -1) => format!(" (block {b})"),
                 (b, j) => format!(" (block {b}, job {j})"),
             };
-            println!("{}{at}: {}", v.policy, v.message);
+            outln!("{}{at}: {}", v.policy, v.message)?;
         }
     }
     Ok(if r.ok {

@@ -2,6 +2,7 @@
 //! live bars per block; also used by `submit --watch`.
 
 use crate::fail::Fail;
+use crate::output::{out, outln};
 use crate::target::{Target, connect};
 use crate::{Out, workflow_exit};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -59,10 +60,10 @@ pub async fn follow(c: &Client, id: &str, json: bool) -> Out {
     let mut state: Option<v1::StatusResp> = None;
     while let Some(ev) = stream.message().await? {
         if json {
-            println!(
+            outln!(
                 "{}",
-                serde_json::to_string(&ev).map_err(|e| Fail(3, e.to_string()))?
-            );
+                serde_json::to_string(&ev).map_err(|e| Fail::Msg(3, e.to_string()))?
+            )?;
         }
         match ev.event {
             Some(Event::Snapshot(s)) => state = Some(s),
@@ -117,10 +118,10 @@ pub async fn follow(c: &Client, id: &str, json: bool) -> Out {
         Some(_) => {
             // The stream carries statuses, not timings: print the stored tree.
             let st = c.status(id).await?;
-            print!("{}", tree(&st));
+            out!("{}", tree(&st))?;
             st.status
         }
-        None => return Err(Fail(3, "the server sent no snapshot".into())),
+        None => return Err(Fail::Msg(3, "the server sent no snapshot".into())),
     };
     Ok(workflow_exit(final_status))
 }

@@ -1,7 +1,7 @@
 //! `interlock whoami`: the identity and roles the server sees for this caller.
 
 use crate::Out;
-use crate::output::print_json;
+use crate::output::{outln, print_json};
 use crate::target::{Target, control};
 use interlock_proto::v1;
 use std::process::ExitCode;
@@ -15,18 +15,18 @@ pub async fn run(t: &Target, json: bool) -> Out {
     if json {
         print_json(&r)?;
     } else if !r.auth_enabled {
-        println!(
+        outln!(
             "{} (authentication is off: every call is allowed)",
             r.identity
-        );
+        )?;
     } else {
-        println!("{}", r.identity);
+        outln!("{}", r.identity)?;
         for a in &r.aliases {
-            println!("  also {a}");
+            outln!("  also {a}")?;
         }
         match r.roles.as_slice() {
-            [] => println!("  roles: none (every call will be denied)"),
-            roles => println!("  roles: {}", roles.join(", ")),
+            [] => outln!("  roles: none (every call will be denied)")?,
+            roles => outln!("  roles: {}", roles.join(", "))?,
         }
     }
     Ok(ExitCode::SUCCESS)
