@@ -1,7 +1,7 @@
 //! `interlock clone`: submit a workflow's request again.
 
 use crate::Out;
-use crate::output::{outln, print_json};
+use crate::output::{self, outln, print_value};
 use crate::target::{Target, connect};
 use interlock_proto::v1;
 use std::process::ExitCode;
@@ -26,7 +26,7 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
         .await?
         .into_inner();
     if json {
-        print_json(&r)?;
+        print_value(&output::action(&r.id, &r))?;
     } else {
         outln!("{}", r.id)?;
     }

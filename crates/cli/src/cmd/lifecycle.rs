@@ -2,7 +2,7 @@
 //! `resume` and `resolve`.
 
 use crate::Out;
-use crate::output::{outln, print_json};
+use crate::output::{Proto, action, outln, print_value};
 use crate::target::{Target, connect};
 use clap::ValueEnum;
 use interlock_client::display::status_name;
@@ -52,10 +52,7 @@ enum Decision {
 
 pub async fn exec(a: ExecArgs, t: &Target, json: bool) -> Out {
     connect(t).await?.exec(&a.id).await?;
-    if json {
-        print_json(&v1::ExecResp {})?;
-    }
-    Ok(ExitCode::SUCCESS)
+    done(json, &a.id, &v1::ExecResp {})
 }
 
 pub async fn cancel(a: CancelArgs, t: &Target, json: bool) -> Out {
@@ -63,41 +60,43 @@ pub async fn cancel(a: CancelArgs, t: &Target, json: bool) -> Out {
         .await?
         .raw()
         .cancel(v1::CancelReq {
-            id: a.id,
+            id: a.id.clone(),
             reason: a.reason,
         })
         .await?
         .into_inner();
     if json {
-        print_json(&r)?;
+        print_value(&action(&a.id, &r))?;
     } else {
         outln!("{}", status_name(r.status))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn pause(a: PauseArgs, t: &Target) -> Out {
-    connect(t)
+pub async fn pause(a: PauseArgs, t: &Target, json: bool) -> Out {
+    let r = connect(t)
         .await?
         .raw()
         .pause(v1::PauseReq {
-            id: a.id,
+            id: a.id.clone(),
             reason: a.reason,
         })
-        .await?;
-    Ok(ExitCode::SUCCESS)
+        .await?
+        .into_inner();
+    done(json, &a.id, &r)
 }
 
-pub async fn resume(a: ResumeArgs, t: &Target) -> Out {
-    connect(t)
+pub async fn resume(a: ResumeArgs, t: &Target, json: bool) -> Out {
+    let r = connect(t)
         .await?
         .raw()
-        .resume(v1::ResumeReq { id: a.id })
-        .await?;
-    Ok(ExitCode::SUCCESS)
+        .resume(v1::ResumeReq { id: a.id.clone() })
+        .await?
+        .into_inner();
+    done(json, &a.id, &r)
 }
 
-pub async fn resolve(a: ResolveArgs, t: &Target) -> Out {
+pub async fn resolve(a: ResolveArgs, t: &Target, json: bool) -> Out {
     use v1::resolve_job_req::Action;
     let action = match a.action {
         Decision::Retry => Action::Retry,
@@ -105,12 +104,20 @@ pub async fn resolve(a: ResolveArgs, t: &Target) -> Out {
         Decision::Cancel => Action::Cancel,
     } as i32;
     let req = v1::ResolveJobReq {
-        id: a.id,
+        id: a.id.clone(),
         block: a.block,
         job: a.job,
         action,
         reason: a.reason,
     };
-    connect(t).await?.raw().resolve_job(req).await?;
+    let r = connect(t).await?.raw().resolve_job(req).await?.into_inner();
+    done(json, &a.id, &r)
+}
+
+/// Success: silent for humans, `{"id", "ok": true, ...}` with --json.
+fn done<T: Proto>(json: bool, id: &str, resp: &T) -> Out {
+    if json {
+        print_value(&action(id, resp))?;
+    }
     Ok(ExitCode::SUCCESS)
 }

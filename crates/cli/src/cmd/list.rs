@@ -33,15 +33,13 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
         ..Default::default()
     };
     for s in a.statuses {
-        let wire = format!("Status{s}");
-        let v = v1::Status::from_str_name(&wire)
-            .or_else(|| v1::Status::from_str_name(&s))
-            .ok_or_else(|| {
-                Fail::Msg(
-                    2,
-                    format!("unknown status {s:?} (e.g. Running, Failed, Completed)"),
-                )
-            })?;
+        let v = parse_status(&s).ok_or_else(|| {
+            let names: Vec<_> = statuses().map(|(name, _)| name).collect();
+            Fail::Msg(
+                2,
+                format!("unknown status {s:?}; one of {}", names.join(", ")),
+            )
+        })?;
         req.statuses.push(v as i32);
     }
     for l in a.labels {
@@ -69,4 +67,43 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Every status a workflow can have, by its plain name ("NotStarted").
+fn statuses() -> impl Iterator<Item = (&'static str, v1::Status)> {
+    (1..)
+        .map_while(|i| v1::Status::try_from(i).ok())
+        .map(|s| (s.as_str_name().trim_start_matches("Status"), s))
+}
+
+/// A status by name in any case, with or without the wire's "Status"
+/// prefix or underscores: running, RUNNING, StatusRunning, not_started.
+fn parse_status(s: &str) -> Option<v1::Status> {
+    let folded = s.replace(['_', '-'], "").to_ascii_lowercase();
+    let bare = folded.strip_prefix("status").unwrap_or(&folded);
+    statuses()
+        .find(|(name, _)| name.eq_ignore_ascii_case(bare))
+        .map(|(_, s)| s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_parse_in_any_case_and_spelling() {
+        for s in [
+            "running",
+            "RUNNING",
+            "Running",
+            "StatusRunning",
+            "statusrunning",
+        ] {
+            assert_eq!(parse_status(s), Some(v1::Status::Running), "{s}");
+        }
+        assert_eq!(parse_status("not_started"), Some(v1::Status::NotStarted));
+        assert_eq!(parse_status("Skipped"), Some(v1::Status::Skipped));
+        assert_eq!(parse_status("Unknown"), None);
+        assert_eq!(parse_status("runnin"), None);
+    }
 }

@@ -2,7 +2,7 @@
 //! also reads request files for `validate`.
 
 use crate::fail::Fail;
-use crate::output::{outln, print_json};
+use crate::output::{self, outln};
 use crate::target::{Target, connect};
 use crate::{Out, cmd::watch};
 use interlock_proto::v1;
@@ -28,7 +28,13 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
         c.exec(&id).await?;
     }
     if json {
-        print_json(&v1::WorkResp { id: id.clone() })?;
+        let done = output::action(&id, &v1::WorkResp { id: id.clone() });
+        // Followed by the watch's JSON lines: one document per line.
+        if a.watch {
+            outln!("{done}")?;
+        } else {
+            output::print_value(&done)?;
+        }
     } else {
         outln!("{id}")?;
     }

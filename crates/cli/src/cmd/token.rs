@@ -2,7 +2,7 @@
 
 use crate::Out;
 use crate::fail::Fail;
-use crate::output::{outln, print_json};
+use crate::output::{outln, print_value};
 use std::process::ExitCode;
 
 #[derive(clap::Subcommand)]
@@ -40,7 +40,7 @@ pub fn run(cmd: &TokenCmd, json: bool) -> Out {
                 .map_err(|e| Fail::Msg(2, format!("cannot read the token from stdin: {e}")))?;
             let sha256 = tokens::hash(t.trim());
             if json {
-                print_json(&serde_json::json!({ "sha256": sha256 }))?;
+                print_value(&serde_json::json!({ "sha256": sha256 }))?;
             } else {
                 outln!("{sha256}")?;
             }
@@ -50,7 +50,7 @@ pub fn run(cmd: &TokenCmd, json: bool) -> Out {
     if json {
         let mut out = entry.clone();
         out["token"] = token.into();
-        print_json(&out)?;
+        print_value(&out)?;
     } else {
         outln!("token: {token}")?;
         outln!()?;

@@ -2,7 +2,7 @@
 //! live bars per block; also used by `submit --watch`.
 
 use crate::fail::Fail;
-use crate::output::{out, outln};
+use crate::output::{self, out};
 use crate::target::{Target, connect};
 use crate::{Out, workflow_exit};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -60,10 +60,7 @@ pub async fn follow(c: &Client, id: &str, json: bool) -> Out {
     let mut state: Option<v1::StatusResp> = None;
     while let Some(ev) = stream.message().await? {
         if json {
-            outln!(
-                "{}",
-                serde_json::to_string(&ev).map_err(|e| Fail::Msg(3, e.to_string()))?
-            )?;
+            output::print_json_line(&ev)?;
         }
         match ev.event {
             Some(Event::Snapshot(s)) => state = Some(s),

@@ -18,7 +18,7 @@ async fn submit_watch_status_and_list_round_trip_as_json() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["id"], id.as_str());
-    assert_eq!(v["status"], "StatusCompleted");
+    assert_eq!(v["status"], "Completed");
     assert_eq!(v["blocks"][0]["jobs"][0]["outputs"]["waitedMs"], "5");
     assert_eq!(v["labels"]["team"], "sre");
 

@@ -2,6 +2,7 @@
 //! server and runs the `interlock` binary against it.
 
 mod basics;
+mod json;
 mod transport;
 
 use assert_cmd::Command;
@@ -42,4 +43,68 @@ pub async fn cli_env(envs: Vec<(&'static str, String)>, args: &[&str]) -> (i32, 
     })
     .await
     .unwrap()
+}
+
+/// A CLI process still running, read line by line as it prints.
+pub struct Spawned {
+    child: std::process::Child,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    seen: String,
+}
+
+impl Spawned {
+    /// Starts the CLI against `s` with stdout (not a terminal) piped.
+    pub fn start(s: &TestServer, args: &[&str]) -> Self {
+        let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("interlock"))
+            .env_remove("INTERLOCK_TOKEN")
+            .env_remove("INTERLOCK_CA")
+            .env_remove("INTERLOCK_TIMEOUT")
+            .env("INTERLOCK_ADDR", s.addr())
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        Self {
+            child,
+            stdout,
+            seen: String::new(),
+        }
+    }
+
+    /// Reads lines until one contains `needle`; returns that line. The
+    /// caller's runtime must be multi-threaded: this blocks.
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        use std::io::BufRead;
+        tokio::task::block_in_place(|| {
+            loop {
+                let mut line = String::new();
+                let n = self.stdout.read_line(&mut line).unwrap();
+                assert!(
+                    n > 0,
+                    "no line with {needle:?} before the end:\n{}",
+                    self.seen
+                );
+                self.seen.push_str(&line);
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+        })
+    }
+
+    /// Waits for the exit; returns (exit code, all of stdout, stderr).
+    pub fn finish(mut self) -> (i32, String, String) {
+        use std::io::Read;
+        tokio::task::block_in_place(|| {
+            self.stdout.read_to_string(&mut self.seen).unwrap();
+            let out = self.child.wait_with_output().unwrap();
+            (
+                out.status.code().unwrap_or(-1),
+                self.seen,
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    }
 }
