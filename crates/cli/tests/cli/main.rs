@@ -4,6 +4,7 @@
 mod basics;
 mod json;
 mod transport;
+mod watch;
 
 use assert_cmd::Command;
 use interlock_tests::TestServer;
