@@ -2,6 +2,7 @@
 //! server and runs the `interlock` binary against it.
 
 mod basics;
+mod control;
 mod json;
 mod transport;
 mod watch;
