@@ -4,6 +4,7 @@
 mod basics;
 mod control;
 mod json;
+mod list;
 mod transport;
 mod watch;
 
