@@ -78,18 +78,63 @@ fn unanswered(s: &tonic::Status) -> Option<Unanswered> {
     }
 }
 
-/// A status the server sent, with its structured details.
+/// A status the server sent. Its message joins every violation into one
+/// line; when the structured details carry them, print the message's
+/// headline and then one short line per violation instead, so nothing
+/// appears twice.
 fn refusal(s: &tonic::Status) -> String {
     use tonic_types::StatusExt;
-    let mut msg = format!("{:?}: {}", s.code(), s.message());
     let d = s.get_error_details();
+    // (policy, location, what to change)
+    let mut violations: Vec<(String, String, String)> = Vec::new();
     if let Some(pf) = d.precondition_failure() {
         for v in &pf.violations {
-            msg.push_str(&format!(
-                "\n  {} at {}: {}",
-                v.r#type, v.subject, v.description
-            ));
+            violations.push((v.r#type.clone(), v.subject.clone(), v.description.clone()));
         }
     }
-    msg
+    if let Some(br) = d.bad_request() {
+        for v in &br.field_violations {
+            // The server writes BadRequest descriptions as "<policy>: <message>".
+            let (policy, message) = v
+                .description
+                .split_once(": ")
+                .unwrap_or(("", &v.description));
+            violations.push((policy.into(), v.field.clone(), message.into()));
+        }
+    }
+    let code = s.code();
+    let Some((first_policy, ..)) = violations.first() else {
+        return format!("{code:?}: {}", s.message());
+    };
+    let mut out = format!("{code:?}: {}", headline(s.message(), first_policy));
+    for (policy, location, message) in &violations {
+        let policy = if policy.is_empty() {
+            String::new()
+        } else {
+            format!("{policy} ")
+        };
+        out.push_str(&format!("\n  - {policy}at {location}: {message}"));
+    }
+    out
+}
+
+/// The part of a refusal's message before its list of violations
+/// ("refused by policy version 1a2b: startOrEnd (block 0): …" gives
+/// "refused by policy version 1a2b"), else its first line, cut short.
+fn headline<'a>(message: &'a str, first_policy: &str) -> std::borrow::Cow<'a, str> {
+    let first = message.lines().next().unwrap_or_default();
+    if let Some(i) = first
+        .find(&format!(": {first_policy}"))
+        .filter(|_| !first_policy.is_empty())
+    {
+        return first[..i].into();
+    }
+    const MAX: usize = 100;
+    if first.chars().count() <= MAX {
+        first.into()
+    } else {
+        let mut cut: String = first.chars().take(MAX - 1).collect();
+        cut.push('…');
+        cut.into()
+    }
 }

@@ -3,6 +3,7 @@
 
 mod basics;
 mod control;
+mod errors;
 mod json;
 mod list;
 mod transport;
