@@ -1,10 +1,10 @@
-//! `interlock clone`: submit a workflow's request again.
+//! `interlock clone`: submit a workflow's request again, optionally
+//! starting and following the copy.
 
 use crate::Out;
-use crate::output::{self, outln, print_value};
+use crate::cmd::{parse_label, submit};
 use crate::target::{Target, connect};
 use interlock_proto::v1;
-use std::process::ExitCode;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -12,23 +12,28 @@ pub struct Args {
     /// Only jobs that did not complete.
     #[arg(long)]
     only_unfinished: bool,
+    /// Label key=value added to the original's (repeatable).
+    #[arg(long = "label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Start the copy right away.
+    #[arg(long)]
+    exec: bool,
+    /// Start the copy and follow it to the end (implies --exec).
+    #[arg(long)]
+    watch: bool,
 }
 
 pub async fn run(a: Args, t: &Target, json: bool) -> Out {
-    let mut raw = connect(t).await?.raw();
+    let c = connect(t).await?;
     let req = v1::CloneReq {
         id: a.id,
         only_unfinished: a.only_unfinished,
+        labels: a.labels.into_iter().collect(),
         ..Default::default()
     };
     // The RPC's generated method shares its name with Clone::clone.
-    let r = v1::workflow_client::WorkflowClient::clone(&mut raw, req)
+    let r = v1::workflow_client::WorkflowClient::clone(&mut c.raw(), req)
         .await?
         .into_inner();
-    if json {
-        print_value(&output::action(&r.id, &r))?;
-    } else {
-        outln!("{}", r.id)?;
-    }
-    Ok(ExitCode::SUCCESS)
+    submit::start(&c, &r.id, a.exec, a.watch, json).await
 }

@@ -21,8 +21,8 @@ pub struct Args {
     #[arg(long = "status")]
     statuses: Vec<String>,
     /// Label filter key=value (repeatable).
-    #[arg(long = "label")]
-    labels: Vec<String>,
+    #[arg(long = "label", value_parser = super::parse_label)]
+    labels: Vec<(String, String)>,
     /// Created at or after: a duration ago (2h, 30m) or an RFC 3339 time.
     #[arg(long, value_parser = parse_when)]
     since: Option<Timestamp>,
@@ -62,12 +62,7 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
         })?;
         req.statuses.push(v as i32);
     }
-    for l in a.labels {
-        let (k, v) = l
-            .split_once('=')
-            .ok_or_else(|| Fail::Msg(2, format!("label {l:?} is not key=value")))?;
-        req.labels.insert(k.into(), v.into());
-    }
+    req.labels.extend(a.labels);
     let r = connect(t).await?.raw().list(req).await?.into_inner();
     if json {
         print_json(&r)?;

@@ -1,5 +1,6 @@
 //! One module per command or command family. Each holds its arguments and
-//! a `run` that talks to the server and prints the result.
+//! a `run` that talks to the server and prints the result; argument parsers
+//! shared by several commands live here.
 
 pub mod audit;
 pub mod buckets;
@@ -16,3 +17,10 @@ pub mod token;
 pub mod validate;
 pub mod watch;
 pub mod whoami;
+
+/// A `key=value` label.
+pub fn parse_label(l: &str) -> Result<(String, String), String> {
+    l.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("label {l:?} is not key=value"))
+}

@@ -5,6 +5,7 @@ use crate::fail::Fail;
 use crate::output::{self, outln};
 use crate::target::{Target, connect};
 use crate::{Out, cmd::watch};
+use interlock_client::Client;
 use interlock_proto::v1;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,13 +25,19 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
     let req = read_request(&a.file)?;
     let c = connect(t).await?;
     let id = c.submit(req).await?;
-    if a.exec || a.watch {
-        c.exec(&id).await?;
+    start(&c, &id, a.exec, a.watch, json).await
+}
+
+/// After a workflow was created (submit, clone): start it if asked, print
+/// its id, and follow it if asked.
+pub async fn start(c: &Client, id: &str, exec: bool, watch: bool, json: bool) -> Out {
+    if exec || watch {
+        c.exec(id).await?;
     }
     if json {
-        let done = output::action(&id, &v1::WorkResp { id: id.clone() });
+        let done = output::action(id, &v1::WorkResp { id: id.into() });
         // Followed by the watch's JSON lines: one document per line.
-        if a.watch {
+        if watch {
             outln!("{done}")?;
         } else {
             output::print_value(&done)?;
@@ -38,8 +45,8 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
     } else {
         outln!("{id}")?;
     }
-    if a.watch {
-        return watch::follow(&c, &id, json).await;
+    if watch {
+        return watch::follow(c, id, json).await;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! server and runs the `interlock` binary against it.
 
 mod basics;
+mod clone;
 mod control;
 mod errors;
 mod json;
