@@ -2,7 +2,7 @@
 //! the CLI's own config file, merged with flags and `INTERLOCK_*` variables.
 
 use crate::fail::Fail;
-use interlock_client::args::CredentialArgs;
+use interlock_client::args::{CredentialArgs, DEFAULT_ADDR};
 use interlock_client::{Client, Options, Transport, transport};
 use interlock_proto::v1;
 use std::path::PathBuf;
@@ -69,7 +69,7 @@ pub(crate) fn resolve(
     let addr = addr
         .clone()
         .or(file.addr)
-        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        .unwrap_or_else(|| DEFAULT_ADDR.into());
     Ok(Target {
         addr,
         opts: Options {
