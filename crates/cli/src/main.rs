@@ -2,8 +2,9 @@
 //!
 //! This file parses the command line, hands each command to its module in
 //! `cmd/`, and turns the outcome into an exit code. Human output by default,
-//! `--json` everywhere for scripts (protobuf JSON mapping, so a WorkReq file
-//! round-trips with `status --json`).
+//! `--json` everywhere for scripts (the protobuf JSON mapping, so a WorkReq
+//! file and `status --json` share field names; the exact rules are in
+//! docs/cli.md and `output.rs`).
 //!
 //! Exit codes: 0 success; 1 the workflow ended other than Completed (status,
 //! watch, submit --watch) or Validate found violations; 2 usage or input file
@@ -45,7 +46,9 @@ pub(crate) struct Cli {
     #[arg(long, env = "INTERLOCK_TIMEOUT", global = true, default_value = "10s",
           value_parser = humantime::parse_duration)]
     timeout: std::time::Duration,
-    /// Print JSON (protobuf JSON mapping) instead of human output.
+    /// Print JSON instead of human output: the protobuf JSON mapping with
+    /// every field, null where a field does not apply, plain status names
+    /// (docs/cli.md).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]

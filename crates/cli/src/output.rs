@@ -8,8 +8,8 @@
 //! [`json`]: the message's protobuf JSON, then rewritten with the help of
 //! the proto descriptors so that every field is present (an unset message
 //! field or oneof member is `null`), statuses are plain names
-//! (`"Running"`, not the wire's `"StatusRunning"`), and the -1 the wire uses
-//! for "no block"/"no job" is `null`.
+//! (`"Running"`, not the wire's `"StatusRunning"`), the -1 the wire uses
+//! for "no block"/"no job" is `null`, and timestamps end in `Z`.
 
 use crate::fail::Fail;
 use interlock_proto::v1;
@@ -129,7 +129,16 @@ fn rewrite(desc: &MessageDescriptor, v: &mut Value) {
         };
         for child in children {
             match &kind {
-                // Well-known types (timestamps, durations) are strings.
+                // The JSON mapping writes timestamps "Z-normalized"; the
+                // serde impls write UTC as "+00:00".
+                Kind::Message(m) if m.full_name() == "google.protobuf.Timestamp" => {
+                    if let Value::String(s) = child
+                        && let Some(utc) = s.strip_suffix("+00:00")
+                    {
+                        *s = format!("{utc}Z");
+                    }
+                }
+                // Other well-known types (durations) are strings too.
                 Kind::Message(m) if !m.full_name().starts_with("google.protobuf.") => {
                     rewrite(m, child)
                 }
@@ -202,6 +211,10 @@ mod tests {
         );
         let st = v1::StatusResp {
             status: v1::Status::Running as i32,
+            created: Some(interlock_proto::pbjson_types::Timestamp {
+                seconds: 1_796_061_600,
+                nanos: 1_000_000,
+            }),
             blocks: vec![v1::BlockStatus {
                 status: v1::Status::Completed as i32,
                 ..Default::default()
@@ -212,6 +225,7 @@ mod tests {
         assert_eq!(v["status"], "Running");
         assert_eq!(v["blocks"][0]["status"], "Completed");
         assert_eq!(v["ended"], Value::Null);
+        assert_eq!(v["created"], "2026-11-30T18:00:00.001Z");
         assert!(v.as_object().unwrap().contains_key("ended"));
     }
 }

@@ -36,6 +36,11 @@ async fn status_list_and_watch_name_statuses_and_write_every_field() {
         assert!(v.as_object().unwrap().contains_key(field), "{field}: {v}");
     }
     assert_eq!(v["started"], Value::Null);
+    let created = v["created"].as_str().unwrap();
+    assert!(
+        created.ends_with('Z') && humantime::parse_rfc3339(created).is_ok(),
+        "{created}"
+    );
     assert_eq!(v["blocks"][0]["jobs"][0]["timeout"], Value::Null);
 
     // Watch from before the start, so transitions of every kind are seen.
