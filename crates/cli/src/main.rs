@@ -6,9 +6,11 @@
 //! file and `status --json` share field names; the exact rules are in
 //! docs/cli.md and `output.rs`).
 //!
-//! Exit codes: 0 success; 1 the workflow ended other than Completed (status,
-//! watch, submit --watch) or Validate found violations; 2 usage or input file
-//! error; 3 the server refused the call; 4 the server could not be reached.
+//! Exit codes: 0 success (also when stdout closes early); 1 the workflow
+//! ended other than Completed (status, watch, submit/clone --watch) or
+//! Validate found violations; 2 usage, input file or output error; 3 the
+//! server refused the call; 4 the server could not be reached or did not
+//! answer within --timeout.
 
 mod cmd;
 mod fail;
