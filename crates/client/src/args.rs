@@ -5,6 +5,11 @@
 use crate::{Credentials, Error};
 use std::path::PathBuf;
 
+/// The server address a client binary uses when given none: plaintext to
+/// a local interlockd. An address without a scheme becomes `http://`, or
+/// `https://` when a CA is given (see [`crate::transport`]).
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:8080";
+
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct CredentialArgs {
     /// PEM CA bundle that signed the server's certificate; turns TLS on.

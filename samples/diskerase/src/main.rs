@@ -11,7 +11,7 @@
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use interlock_client::args::CredentialArgs;
+use interlock_client::args::{CredentialArgs, DEFAULT_ADDR};
 use interlock_client::display::{status_name, tree as render};
 use interlock_client::{Client, Options, is_final};
 use interlock_inventory::Inventory;
@@ -27,14 +27,17 @@ use std::time::Duration;
     about = "Erase a decommissioned satellite's disks through Interlock"
 )]
 struct Cli {
-    /// Interlock server address.
+    /// Interlock server address, e.g. 127.0.0.1:8080 (http, or https
+    /// when a CA is given), http://host:port or https://host:port.
+    // `--server` was this flag's old name; it still works.
     #[arg(
         long,
+        alias = "server",
         env = "INTERLOCK_ADDR",
-        default_value = "http://127.0.0.1:8080",
+        default_value = DEFAULT_ADDR,
         global = true
     )]
-    server: String,
+    addr: String,
     #[command(flatten)]
     creds: CredentialArgs,
     #[command(subcommand)]
@@ -166,7 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         credentials: cli.creds.credentials()?,
         ..Options::default()
     };
-    let connect = || Client::connect(&cli.server, opts.clone());
+    let connect = || Client::connect(&cli.addr, opts.clone());
     match cli.cmd {
         Cmd::EraseSatellite {
             site,

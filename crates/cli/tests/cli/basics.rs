@@ -1,21 +1,8 @@
-//! The interlock CLI end to end against a real server.
+//! Submitting, validating, control commands and credentials, end to end.
 
+use crate::{GOOD, cli, cli_env, file};
 use assert_cmd::Command;
 use interlock_tests::TestServer;
-
-/// Runs the CLI against `s` off the async runtime; returns (exit code, stdout, stderr).
-async fn cli(s: &TestServer, args: &[&str]) -> (i32, String, String) {
-    cli_env(vec![("INTERLOCK_ADDR", s.addr())], args).await
-}
-
-const GOOD: &str = r#"{"name": "x", "labels": {"team": "sre"},
-  "blocks": [{"rateLimit": 2, "jobs": [{"name": "probe", "args": {"ms": "5"}}, {"name": "sleep", "args": {"seconds": "0"}}]}]}"#;
-
-fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
-    let p = dir.path().join(name);
-    std::fs::write(&p, text).unwrap();
-    p.display().to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_watch_status_and_list_round_trip_as_json() {
@@ -31,7 +18,7 @@ async fn submit_watch_status_and_list_round_trip_as_json() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["id"], id.as_str());
-    assert_eq!(v["status"], "StatusCompleted");
+    assert_eq!(v["status"], "Completed");
     assert_eq!(v["blocks"][0]["jobs"][0]["outputs"]["waitedMs"], "5");
     assert_eq!(v["labels"]["team"], "sre");
 
@@ -185,28 +172,6 @@ async fn control_commands() {
     let (code, out, _) = cli(&s, &["completions", "bash"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("interlock"));
-}
-
-/// Runs the CLI with `envs` (and no ambient credentials), off the async runtime.
-async fn cli_env(envs: Vec<(&'static str, String)>, args: &[&str]) -> (i32, String, String) {
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    tokio::task::spawn_blocking(move || {
-        let out = Command::cargo_bin("interlock")
-            .unwrap()
-            .env_remove("INTERLOCK_TOKEN")
-            .env_remove("INTERLOCK_CA")
-            .envs(envs)
-            .args(&args)
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    })
-    .await
-    .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,96 @@
+//! `interlock list`: the table, time filters, and ids passed through as given.
+
+use crate::{GOOD, cli, file};
+use interlock_tests::TestServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_prints_a_table_and_filters_by_creation_time() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = file(&dir, "good.json", GOOD);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (code, out, err) = cli(&s, &["submit", &good]).await;
+        assert_eq!(code, 0, "{err}");
+        ids.push(out.trim().to_string());
+    }
+    let long_reason = "r".repeat(300);
+    let (code, _, err) = cli(&s, &["cancel", &ids[1], "--reason", &long_reason]).await;
+    assert_eq!(code, 0, "{err}");
+
+    let (code, out, err) = cli(&s, &["list"]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["ID", "STATUS", "NAME", "CREATED", "AGE", "REASON"],
+        "{out}"
+    );
+    assert_eq!(lines.len(), 3, "{out}");
+    // Newest first.
+    for (line, id) in lines[1..].iter().zip(ids.iter().rev()) {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert!(id.starts_with(cols[0]) && cols[0].len() >= 13, "{line}");
+        assert_eq!(cols[2], "x");
+        let created = humantime::parse_rfc3339(cols[3]).unwrap();
+        assert!(cols[3].len() == 20 && cols[3].ends_with('Z'), "{line}");
+        assert!(created <= std::time::SystemTime::now());
+        assert!(cols[4].ends_with('s') || cols[4].ends_with('m'), "{line}");
+        assert!(line.chars().count() <= 120, "{line}");
+    }
+    let short: Vec<&str> = lines[1..]
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_ne!(short[0], short[1], "short ids stay unique");
+    assert!(
+        lines[1].contains("Cancelled") && lines[1].ends_with('…'),
+        "{out}"
+    );
+    assert!(lines[2].contains("NotStarted"), "{out}");
+
+    let count = |out: &str| {
+        serde_json::from_str::<serde_json::Value>(out).unwrap()["workflows"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    let future = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + std::time::Duration::from_secs(3600),
+    )
+    .to_string();
+    for (args, want) in [
+        (vec!["--since", "1h"], 2),
+        (vec!["--until", "1h"], 0),
+        (vec!["--since", &future], 0),
+        (vec!["--until", &future], 2),
+        (vec!["--since", "2020-01-01T00:00:00+02:00"], 2),
+    ] {
+        let mut a = vec!["--json", "list"];
+        a.extend(&args);
+        let (code, out, err) = cli(&s, &a).await;
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert_eq!(count(&out), want, "{args:?}");
+    }
+    let (code, _, err) = cli(&s, &["list", "--since", "yesterday"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("RFC 3339"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_that_are_not_uuids_go_to_the_server_as_given() {
+    // The server decides what an id may be (prefixes are coming): the CLI
+    // must not refuse one itself, which would exit 2.
+    let s = TestServer::start().await;
+    for cmd in [
+        "status", "exec", "cancel", "pause", "resume", "watch", "clone",
+    ] {
+        let (code, _, err) = cli(&s, &[cmd, "01a20a33-316e"]).await;
+        assert_eq!(code, 3, "{cmd}: {err}");
+        assert!(
+            err.contains("InvalidArgument") || err.contains("NotFound"),
+            "{cmd}: {err}"
+        );
+    }
+}
