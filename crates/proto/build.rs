@@ -20,6 +20,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptor = fds.encode_to_vec();
     std::fs::write(out.join("descriptor.bin"), &descriptor)?;
     tonic_prost_build::configure()
+        // Undecodable requests are INVALID_ARGUMENT, not INTERNAL.
+        .codec_path("crate::codec::Codec")
         // Deterministic map order so encodings (and hashes of them) are stable.
         .btree_map(".")
         .compile_well_known_types(true)

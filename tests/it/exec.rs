@@ -82,7 +82,7 @@ async fn status_has_ids_timestamps_and_outputs() {
     let c = s.client().await;
     let mut r = req::work("x", vec![req::block(1, vec![req::probe(5)])]);
     r.labels.insert("team".into(), "sre".into());
-    r.trace_id = "trace-1".into();
+    r.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736".into();
     let id = c.submit(r).await.unwrap();
     let before = c.status(&id).await.unwrap();
     assert_eq!(before.status, v1::Status::NotStarted as i32);
@@ -91,7 +91,7 @@ async fn status_has_ids_timestamps_and_outputs() {
     let st = wait_final(&c, &id).await;
     assert_eq!(st.id, id);
     assert_eq!(st.labels["team"], "sre");
-    assert_eq!(st.trace_id, "trace-1");
+    assert_eq!(st.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
     let (created, started, ended) = (st.created.unwrap(), st.started.unwrap(), st.ended.unwrap());
     assert!(created.seconds <= started.seconds && started.seconds <= ended.seconds);
     let job = &st.blocks[0].jobs[0];

@@ -426,7 +426,7 @@ async fn clone_of_a_failed_workflow_reruns_only_what_did_not_complete() {
         v1::CloneReq {
             id: id.clone(),
             only_unfinished: true,
-            trace_id: "retry-1".into(),
+            trace_id: "0af7651916cd43dd8448eb211c80319c".into(),
             ..Default::default()
         },
     )
@@ -454,7 +454,7 @@ async fn clone_of_a_failed_workflow_reruns_only_what_did_not_complete() {
         st.blocks[0].jobs[0].error
     );
     assert_eq!(st.labels["interlock.clonedFrom"], id);
-    assert_eq!(st.trace_id, "retry-1");
+    assert_eq!(st.trace_id, "0af7651916cd43dd8448eb211c80319c");
     c.exec(&clone).await.unwrap();
     assert_eq!(wait_final(&c, &clone).await.status, Status::Failed as i32);
     assert_eq!(

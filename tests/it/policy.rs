@@ -270,3 +270,147 @@ async fn a_server_started_without_valid_policies_refuses_until_one_appears() {
     .await;
     c.submit(r()).await.unwrap();
 }
+
+/// Validate runs every check Submit runs: over a table of requests, its
+/// verdict and Submit's agree, and Validate stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validate_and_submit_agree_on_every_kind_of_refusal() {
+    let s = TestServer::start_with(|c| {
+        interlock_tests::append_entry(
+            &c.configs.join("policies.json"),
+            serde_json::json!({"Name": "Halted", "Policies": []}),
+        );
+        interlock_tests::append_entry(
+            &c.configs.join("es.json"),
+            serde_json::json!({"Name": "Halted", "Status": "stop", "Reason": "drill"}),
+        );
+    })
+    .await;
+    let c = s.client().await;
+    let probe = || req::block(1, vec![req::probe(0)]);
+    let with = |f: &dyn Fn(&mut v1::WorkReq)| {
+        let mut r = sample("aab");
+        f(&mut r);
+        r
+    };
+    let table: Vec<(&str, v1::WorkReq, Option<Code>)> = vec![
+        ("a good erase", sample("aab"), None),
+        ("a good test workflow", req::work("x", vec![probe()]), None),
+        (
+            "an unknown job",
+            req::work("x", vec![req::block(1, vec![req::job("nope", &[])])]),
+            Some(Code::InvalidArgument),
+        ),
+        (
+            "a malformed argument",
+            req::work(
+                "x",
+                vec![req::block(1, vec![req::job("sleep", &[("seconds", "-1")])])],
+            ),
+            Some(Code::InvalidArgument),
+        ),
+        (
+            "a bucket that does not exist",
+            with(&|r| {
+                r.blocks[0].jobs[1]
+                    .args
+                    .insert("bucket".into(), "noSuchBucket".into());
+            }),
+            Some(Code::FailedPrecondition),
+        ),
+        (
+            "a machine of another site",
+            with(&|r| {
+                r.blocks[1].jobs[0]
+                    .args
+                    .insert("machine".into(), "aae00".into());
+            }),
+            Some(Code::FailedPrecondition),
+        ),
+        (
+            "a site not in the inventory",
+            req::work(
+                "x",
+                vec![req::block(
+                    1,
+                    vec![req::job(
+                        "validateDecom",
+                        &[("site", "zzz"), ("type", "satellite")],
+                    )],
+                )],
+            ),
+            Some(Code::FailedPrecondition),
+        ),
+        (
+            "a policy violation",
+            with(&|r| r.blocks[0].jobs.swap(0, 1)),
+            Some(Code::FailedPrecondition),
+        ),
+        (
+            "a name without a policy entry",
+            req::work("Unconfigured", vec![probe()]),
+            Some(Code::FailedPrecondition),
+        ),
+        (
+            "an emergency-stopped name",
+            req::work("Halted", vec![probe()]),
+            Some(Code::FailedPrecondition),
+        ),
+        (
+            "an oversized label",
+            with(&|r| {
+                r.labels.insert("k".into(), "v".repeat(5000));
+            }),
+            Some(Code::InvalidArgument),
+        ),
+        (
+            "a forged trace id",
+            with(&|r| r.trace_id = "x\nINFO forged".into()),
+            Some(Code::InvalidArgument),
+        ),
+    ];
+    let listed = |c: interlock_client::Client| async move {
+        c.raw()
+            .list(v1::ListReq {
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .workflows
+            .len()
+    };
+    for (what, r, want) in table {
+        let before = listed(c.clone()).await;
+        let v = c.validate(r.clone()).await.unwrap();
+        assert_eq!(
+            listed(c.clone()).await,
+            before,
+            "{what}: Validate stored nothing"
+        );
+        let got = c
+            .submit(r)
+            .await
+            .err()
+            .map(|e| e.code().expect("a server refusal"));
+        assert_eq!(got, want, "{what}: Submit's verdict");
+        assert_eq!(
+            v.ok,
+            want.is_none(),
+            "{what}: Validate agrees ({:?})",
+            v.violations
+        );
+        if let Some(Code::FailedPrecondition) = want
+            && what.contains("stopped")
+        {
+            assert!(
+                v.violations
+                    .iter()
+                    .any(|x| x.policy == "emergencyStop" && x.message.contains("drill")),
+                "{what}: {:?}",
+                v.violations
+            );
+        }
+    }
+}

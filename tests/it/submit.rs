@@ -171,3 +171,79 @@ async fn job_catalog_lists_schemas_and_idempotency() {
     let sleep = cat.jobs.iter().find(|j| j.name == "sleep").unwrap();
     assert!(sleep.idempotent);
 }
+
+/// Sends raw bytes as one gRPC message and returns the status.
+async fn raw_call(s: &TestServer, path: &'static str, body: Vec<u8>) -> tonic::Status {
+    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+    #[derive(Default)]
+    struct Raw;
+    struct Enc;
+    struct Dec;
+    impl Encoder for Enc {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+            use bytes::BufMut;
+            buf.put_slice(&item);
+            Ok(())
+        }
+    }
+    impl Decoder for Dec {
+        type Item = Vec<u8>;
+        type Error = tonic::Status;
+        fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+            use bytes::Buf;
+            Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
+        }
+    }
+    impl Codec for Raw {
+        type Encode = Vec<u8>;
+        type Decode = Vec<u8>;
+        type Encoder = Enc;
+        type Decoder = Dec;
+        fn encoder(&mut self) -> Enc {
+            Enc
+        }
+        fn decoder(&mut self) -> Dec {
+            Dec
+        }
+    }
+    let ch = tonic::transport::Channel::from_shared(s.addr())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut g = tonic::client::Grpc::new(ch);
+    g.ready().await.unwrap();
+    g.unary(
+        tonic::Request::new(body),
+        http::uri::PathAndQuery::from_static(path),
+        Raw,
+    )
+    .await
+    .unwrap_err()
+}
+
+#[tokio::test]
+async fn undecodable_requests_are_invalid_argument_on_both_protocols() {
+    let s = TestServer::start().await;
+    // Field 1 (name), a string whose bytes are not UTF-8.
+    let bad_utf8 = vec![0x0a, 0x02, 0xff, 0xfe];
+    // A length that runs past the end of the message.
+    let truncated = vec![0x0a, 0x40, b'x'];
+    for path in [
+        "/interlock.v1.Workflow/Submit",
+        "/diskerase.Workflow/Submit",
+        "/interlock.v1.Workflow/Validate",
+    ] {
+        for body in [bad_utf8.clone(), truncated.clone()] {
+            let e = raw_call(&s, path, body).await;
+            assert_eq!(e.code(), Code::InvalidArgument, "{path}: {e}");
+            assert!(
+                e.message().contains("could not be decoded"),
+                "{}",
+                e.message()
+            );
+        }
+    }
+}

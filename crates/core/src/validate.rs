@@ -17,9 +17,12 @@ pub struct Limits {
     pub max_args_per_job: usize,
     pub max_arg_key_bytes: usize,
     pub max_arg_value_bytes: usize,
-    /// Longest name, description, label or trace id, in bytes.
+    /// Longest name, description, label key or value, or request id, in
+    /// bytes.
     pub max_text_bytes: usize,
     pub max_labels: usize,
+    /// Largest request in all (names, arguments, labels...), in bytes.
+    pub max_request_bytes: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +36,7 @@ impl Default for Limits {
             max_arg_value_bytes: 4_096,
             max_text_bytes: 1_024,
             max_labels: 64,
+            max_request_bytes: 8 << 20,
         }
     }
 }
@@ -46,10 +50,18 @@ pub fn validate_structure(req: &WorkReq, catalog: &dyn Catalog, limits: &Limits)
             "the request has no name: set WorkReq.name to the workflow's name".into(),
         ));
     }
+    let size = request_bytes(req);
+    if size > limits.max_request_bytes {
+        out.push(v(format!(
+            "the request is {size} bytes in all; the limit is {} (split the work into several workflows)",
+            limits.max_request_bytes
+        )));
+        return out; // do not walk an oversized request
+    }
     for (field, text) in [
         ("name", &req.name),
         ("desc", &req.desc),
-        ("trace_id", &req.trace_id),
+        ("request_id", &req.request_id),
     ] {
         if text.len() > limits.max_text_bytes {
             out.push(v(format!(
@@ -59,12 +71,33 @@ pub fn validate_structure(req: &WorkReq, catalog: &dyn Catalog, limits: &Limits)
             )));
         }
     }
+    if !req.trace_id.is_empty() && !is_w3c_trace_id(&req.trace_id) {
+        out.push(v(format!(
+            "WorkReq.trace_id {:?} is not a W3C trace id (32 lowercase hex digits, not all zero); \
+             leave it empty to have one assigned",
+            truncate(&req.trace_id, 40)
+        )));
+    }
     if req.labels.len() > limits.max_labels {
         out.push(v(format!(
             "{} labels; the limit is {}",
             req.labels.len(),
             limits.max_labels
         )));
+    }
+    for (k, val) in req.labels.iter().take(limits.max_labels) {
+        if k.is_empty() {
+            out.push(v("a label has an empty key".into()));
+        }
+        if k.len() > limits.max_text_bytes || val.len() > limits.max_text_bytes {
+            out.push(v(format!(
+                "label {:?} is too large (key {} bytes, value {} bytes; the limit is {} each)",
+                truncate(k, 32),
+                k.len(),
+                val.len(),
+                limits.max_text_bytes
+            )));
+        }
     }
     if req.blocks.is_empty() {
         out.push(v(
@@ -162,6 +195,37 @@ pub fn validate_structure(req: &WorkReq, catalog: &dyn Catalog, limits: &Limits)
     out
 }
 
+/// A W3C Trace Context trace id: 32 lowercase hex digits, not all zero.
+pub fn is_w3c_trace_id(s: &str) -> bool {
+    s.len() == 32
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && s.bytes().any(|b| b != b'0')
+}
+
+/// The bytes of every text in the request: what it costs to hold and store.
+fn request_bytes(req: &WorkReq) -> usize {
+    let labels: usize = req.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let jobs: usize = req
+        .blocks
+        .iter()
+        .flat_map(|b| &b.jobs)
+        .map(|j| {
+            j.name.len()
+                + j.desc.len()
+                + j.args.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+        })
+        .sum();
+    let blocks: usize = req.blocks.iter().map(|b| b.desc.len()).sum();
+    req.name.len()
+        + req.desc.len()
+        + req.request_id.len()
+        + req.trace_id.len()
+        + labels
+        + jobs
+        + blocks
+}
+
 fn truncate(s: &str, max: usize) -> &str {
     match s.char_indices().nth(max) {
         Some((i, _)) => &s[..i],
@@ -242,6 +306,40 @@ mod tests {
         );
         assert!(v[0].message.contains("unknown job \"nope\""));
         assert!(v[3].message.contains("needs argument \"seconds\""));
+    }
+
+    #[test]
+    fn labels_ids_and_size_are_bounded() {
+        let ok = Block {
+            jobs: vec![job("sleep", &[("seconds", "0")])],
+            ..Default::default()
+        };
+        let mut req = WorkReq {
+            name: "x".into(),
+            blocks: vec![ok.clone()],
+            ..Default::default()
+        };
+        assert!(validate_structure(&req, &cat(), &Limits::default()).is_empty());
+        req.request_id = "r".repeat(1025);
+        req.labels.insert("k".into(), "v".repeat(2000));
+        req.trace_id = "trace\nINFO forged".into();
+        let v = validate_structure(&req, &cat(), &Limits::default());
+        let all: String = v.iter().map(|v| v.message.clone() + "\n").collect();
+        assert!(all.contains("request_id is 1025 bytes"), "{all}");
+        assert!(all.contains("label \"k\" is too large"), "{all}");
+        assert!(all.contains("not a W3C trace id"), "{all}");
+        req.trace_id = "4bf92f3577b34da6a3ce929d0e0e4736".into();
+        req.request_id.clear();
+        req.labels.clear();
+        assert!(validate_structure(&req, &cat(), &Limits::default()).is_empty());
+        let tiny = Limits {
+            max_request_bytes: 10,
+            ..Default::default()
+        };
+        let v = validate_structure(&req, &cat(), &tiny);
+        assert!(v[0].message.contains("the limit is 10"), "{v:?}");
+        assert!(!is_w3c_trace_id("00000000000000000000000000000000"));
+        assert!(!is_w3c_trace_id("4BF92F3577B34DA6A3CE929D0E0E4736"));
     }
 
     #[test]

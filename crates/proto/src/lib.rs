@@ -6,6 +6,8 @@
 //! hand: change the `.proto` files under `proto/` instead.
 #![allow(clippy::all, missing_docs)]
 
+pub mod codec;
+
 pub mod interlock {
     pub mod v1 {
         tonic::include_proto!("interlock.v1");

@@ -118,6 +118,8 @@ impl Guard {
                     )
                 })?;
             let st = state.borrow();
+            // The server's own configuration errors are for its operators
+            // (logs, metrics, audit), never for an unauthenticated caller.
             return match st.tokens.good.verify(token, std::time::SystemTime::now()) {
                 Ok(name) => Ok(Identity::token(name)),
                 Err(refused) => Err(error::unauthenticated(
@@ -125,14 +127,7 @@ impl Guard {
                         Refused::Unknown => "bad_token",
                         Refused::Expired { .. } => "expired_token",
                     },
-                    format!(
-                        "{refused}{}",
-                        st.tokens
-                            .error
-                            .as_ref()
-                            .map(|e| format!(" (tokens.json is not usable: {e})"))
-                            .unwrap_or_default()
-                    ),
+                    refused.to_string(),
                 )),
             };
         }

@@ -5,31 +5,28 @@
 //! The watcher observes the config *directory* (not the files), so editors
 //! that write a temp file and rename it, and Kubernetes ConfigMap symlink
 //! swaps, are both seen; a periodic re-read and SIGHUP back it up. Any
-//! trigger re-reads all three files and acts only on the ones whose content
-//! changed.
+//! trigger re-reads every file and acts only on those whose content
+//! changed. What a file's content means (parsed, half-written, malformed,
+//! missing) is one rule for every file, in [`reload`].
 //!
 //! Invariants:
-//! - An invalid policies.json or buckets.json never replaces the set in
-//!   force (last known good); with no valid policies ever loaded, admission
-//!   refuses everything.
-//! - An invalid tokens.json or rbac.json keeps the last good one; a missing
-//!   tokens.json means no valid tokens (deleting it revokes them all), and
-//!   with no rbac.json ever loaded every call is denied.
-//! - A missing or malformed es.json means STOP for everything. Because an
-//!   in-place write can be observed half-done, an unusable es.json is
-//!   re-read once after a short settle delay before it stops running work.
+//! - A malformed, empty or half-written file never replaces the version in
+//!   force (es.json: it means STOP); a missing file denies (see `reload`).
+//! - With no valid policies ever loaded, admission refuses everything; with
+//!   no rbac.json ever loaded, every call is denied.
 //! - Consumers see changes through `watch` channels; nothing polls files on
 //!   the request path.
 
-use crate::audit::{Auditor, Caller};
-use crate::auth::{AuthState, Loaded};
-use interlock_auth::{Rbac, Tokens};
-use interlock_core::{Catalog, Micros, WorkReq, now_micros};
-use interlock_engine::{Admission, Buckets, EsState, Refusal, buckets};
-use interlock_policy::{PolicySet, Verdict};
+mod reload;
+
+use crate::audit::Auditor;
+use crate::auth::AuthState;
+use interlock_core::{Catalog, Micros, WorkReq};
+use interlock_engine::{Admission, Buckets, EsState, Refusal};
+use interlock_policy::PolicySet;
 use notify::Watcher;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -40,10 +37,6 @@ pub const ESTOP: &str = "es.json";
 pub const BUCKETS: &str = "buckets.json";
 pub const TOKENS: &str = "tokens.json";
 pub const RBAC: &str = "rbac.json";
-
-/// Time an unusable es.json gets to become usable (a write in progress)
-/// before it stops everything.
-const ES_SETTLE: Duration = Duration::from_millis(25);
 
 /// The policy set in force and the reload history an operator needs.
 #[derive(Debug, Clone)]
@@ -68,18 +61,12 @@ impl Admission for LivePolicies {
                 st.last_error.as_deref().unwrap_or("not read yet")
             )));
         };
-        match set.check(req) {
-            Verdict::Allowed => Ok(set.version().to_string()),
-            Verdict::NoEntry => Err(Refusal::Unavailable(format!(
-                "no policy configured for workflow {:?}; add an entry for it to {}",
-                req.name,
-                st.path.display()
-            ))),
-            Verdict::Violations(violations) => Err(Refusal::Violations {
+        set.admit(req)
+            .map(|()| set.version().to_string())
+            .map_err(|violations| Refusal::Violations {
                 version: set.version().to_string(),
                 violations,
-            }),
-        }
+            })
     }
 }
 
@@ -103,177 +90,6 @@ impl Live {
         if self.reload.send(tx).await.is_ok() {
             let _ = rx.await;
         }
-    }
-}
-
-struct Reloader {
-    audit: Auditor,
-    /// Reload outcomes not yet written to the audit log.
-    outcomes: Vec<(&'static str, Result<(), String>)>,
-    dir: PathBuf,
-    catalog: Arc<dyn Catalog>,
-    buckets: Arc<Buckets>,
-    bucket_error: Arc<Mutex<Option<String>>>,
-    policies: watch::Sender<Arc<PolicyState>>,
-    estop: watch::Sender<Arc<EsState>>,
-    auth: Option<watch::Sender<Arc<AuthState>>>,
-    /// Last content seen per file (Err = the read error), to act on changes only.
-    seen: HashMap<&'static str, Result<String, String>>,
-}
-
-fn read(dir: &Path, file: &str) -> Result<String, String> {
-    let path = dir.join(file);
-    std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
-}
-
-impl Reloader {
-    /// Reads `file`; `None` when unchanged since last time.
-    fn changed(&mut self, file: &'static str) -> Option<Result<String, String>> {
-        let now = read(&self.dir, file);
-        if self.seen.get(file) == Some(&now) {
-            return None;
-        }
-        self.seen.insert(file, now.clone());
-        Some(now)
-    }
-
-    async fn reload(&mut self) {
-        self.reload_policies();
-        self.reload_estop().await;
-        self.reload_buckets().await;
-        self.reload_auth();
-        for (file, outcome) in std::mem::take(&mut self.outcomes) {
-            let (outcome, detail) = match outcome {
-                Ok(()) => ("ok".to_string(), String::new()),
-                Err(e) => ("invalid".to_string(), e),
-            };
-            self.audit
-                .record(Caller::config_reload(file, outcome, detail))
-                .await;
-        }
-    }
-
-    fn reload_policies(&mut self) {
-        let Some(text) = self.changed(POLICIES) else {
-            return;
-        };
-        let path = self.dir.join(POLICIES);
-        let parsed = text.and_then(|t| {
-            PolicySet::parse(&t, &path.display().to_string(), self.catalog.as_ref())
-                .map_err(|e| e.to_string())
-        });
-        self.count_and_note(POLICIES, parsed.as_ref().map(|_| ()));
-        self.policies.send_modify(|st| {
-            let mut next = (**st).clone();
-            match parsed {
-                Ok(set) => {
-                    tracing::info!(version = %set.version(), workflows = ?set.workflow_names(), "policies loaded");
-                    next.set = Some(Arc::new(set));
-                    next.loaded_at = Some(now_micros());
-                    next.last_error = None;
-                    next.last_error_at = None;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, kept = ?next.set.as_ref().map(|s| s.version().to_string()),
-                        "invalid policy file; keeping the last good policies");
-                    next.last_error = Some(e);
-                    next.last_error_at = Some(now_micros());
-                }
-            }
-            *st = Arc::new(next);
-        });
-    }
-
-    async fn reload_estop(&mut self) {
-        let Some(mut text) = self.changed(ESTOP) else {
-            return;
-        };
-        let parse = |t: &Result<String, String>| t.clone().and_then(|t| EsState::parse(&t));
-        let mut state = parse(&text);
-        if state.is_err() {
-            tokio::time::sleep(ES_SETTLE).await;
-            text = read(&self.dir, ESTOP);
-            self.seen.insert(ESTOP, text.clone());
-            state = parse(&text);
-        }
-        self.count_and_note(ESTOP, state.as_ref().map(|_| ()));
-        let state = match state {
-            Ok(s) => {
-                tracing::info!(entries = s.entries().len(), "emergency-stop state loaded");
-                s
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "es.json is missing or malformed: EVERYTHING IS STOPPED until it is fixed");
-                EsState::fail_closed(e)
-            }
-        };
-        self.estop.send_replace(Arc::new(state));
-    }
-
-    fn reload_auth(&mut self) {
-        let Some(auth) = self.auth.clone() else {
-            return;
-        };
-        if let Some(text) = self.changed(TOKENS) {
-            let parsed = match text {
-                // No file: no tokens (certificates may still be in use).
-                Err(_) if !self.dir.join(TOKENS).exists() => Ok(Tokens::default()),
-                t => t.and_then(|t| Tokens::parse(&t).map_err(|e| e.to_string())),
-            };
-            self.take_auth_file(&auth, TOKENS, parsed.map(Arc::new), |st| &mut st.tokens);
-        }
-        if let Some(text) = self.changed(RBAC) {
-            let parsed = text.and_then(|t| Rbac::parse(&t).map_err(|e| e.to_string()));
-            let parsed = parsed.map(|r| Some(Arc::new(r)));
-            self.take_auth_file(&auth, RBAC, parsed, |st| &mut st.rbac);
-        }
-    }
-
-    /// Counts and notes `file`'s reload, and publishes it into the slot of
-    /// the auth state that `slot` picks (last good kept on error).
-    fn take_auth_file<T>(
-        &mut self,
-        auth: &watch::Sender<Arc<AuthState>>,
-        file: &'static str,
-        parsed: Result<T, String>,
-        slot: impl FnOnce(&mut AuthState) -> &mut Loaded<T>,
-    ) {
-        self.count_and_note(file, parsed.as_ref().map(|_| ()));
-        match &parsed {
-            Ok(_) => tracing::info!(file, "loaded"),
-            Err(e) => {
-                tracing::error!(file, error = %e, "invalid; keeping the last good version")
-            }
-        }
-        auth.send_modify(|st| {
-            let mut next = (**st).clone();
-            slot(&mut next).apply(parsed);
-            *st = Arc::new(next);
-        });
-    }
-
-    /// Counts a reload outcome and queues it for the audit log.
-    fn count_and_note(&mut self, file: &'static str, result: Result<(), &String>) {
-        metrics::counter!("interlock_config_reloads_total", "file" => file, "outcome" => if result.is_ok() { "ok" } else { "invalid" })
-            .increment(1);
-        self.outcomes.push((file, result.map_err(Clone::clone)));
-    }
-
-    async fn reload_buckets(&mut self) {
-        let Some(text) = self.changed(BUCKETS) else {
-            return;
-        };
-        let result = text
-            .and_then(|t| buckets::parse_config(&t).map_err(|e| e.to_string()))
-            .map(|defs| self.buckets.configure(defs));
-        self.count_and_note(BUCKETS, result.as_ref().map(|_| ()));
-        match &result {
-            Ok(()) => tracing::info!("buckets loaded"),
-            Err(e) => {
-                tracing::error!(error = %e, "invalid buckets file; keeping the last good buckets")
-            }
-        }
-        *self.bucket_error.lock().expect("bucket error lock") = result.err();
     }
 }
 
@@ -317,9 +133,8 @@ pub async fn start(
         "es.json not read yet".into(),
     )));
     let bucket_error = Arc::new(Mutex::new(None));
-    let mut r = Reloader {
+    let mut r = reload::Reloader {
         audit,
-        outcomes: Vec::new(),
         dir: dir.clone(),
         catalog,
         buckets: buckets.clone(),
@@ -328,6 +143,7 @@ pub async fn start(
         estop,
         auth: auth_tx,
         seen: HashMap::new(),
+        reported: HashMap::new(),
     };
     r.reload().await;
 

@@ -1,0 +1,67 @@
+//! The codec of every generated service: prost's, except that a message
+//! that cannot be decoded (malformed wire data, a string field that is not
+//! UTF-8) is the caller's error, INVALID_ARGUMENT, rather than INTERNAL,
+//! which would send an operator looking for a server bug.
+
+use tonic::Status;
+use tonic::codec::{BufferSettings, DecodeBuf};
+use tonic_prost::{ProstCodec, ProstDecoder, ProstEncoder};
+
+/// Prost encoding; decode failures are INVALID_ARGUMENT.
+#[derive(Debug, Clone)]
+pub struct Codec<T, U> {
+    _pd: std::marker::PhantomData<(T, U)>,
+}
+
+impl<T, U> Default for Codec<T, U> {
+    fn default() -> Self {
+        Self {
+            _pd: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T, U> tonic::codec::Codec for Codec<T, U>
+where
+    T: prost::Message + Send + 'static,
+    U: prost::Message + Default + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = Decoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstCodec::<T, U>::default().encoder()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        Decoder(ProstDecoder::default())
+    }
+}
+
+/// Prost decoding with the caller's errors named as such.
+#[derive(Debug)]
+pub struct Decoder<U>(ProstDecoder<U>);
+
+impl<U: prost::Message + Default> tonic::codec::Decoder for Decoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        self.0.decode(buf).map_err(|s| {
+            Status::invalid_argument(format!(
+                "the request could not be decoded as {}: {}",
+                std::any::type_name::<U>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("a message"),
+                s.message()
+            ))
+        })
+    }
+
+    fn buffer_settings(&self) -> BufferSettings {
+        self.0.buffer_settings()
+    }
+}

@@ -1,0 +1,343 @@
+//! Re-reading the config files, with one rule for all of them.
+//!
+//! **A half-written file is never judged.** Editors and `cat > file`
+//! truncate a file before writing it, and the watcher wakes in between: a
+//! read that is empty, does not parse, or finds the file missing is
+//! repeated after a settle delay, for as long as the content keeps changing
+//! (bounded), and judged only once it is stable.
+//!
+//! **What a judged file means:**
+//! - It parses: it replaces the version in force.
+//! - It is present but empty, unreadable or malformed: a mistake. The last
+//!   good version stays in force — except es.json, which then means STOP for
+//!   everything (reported in health, EmergencyStopState and metrics).
+//! - It is missing: an operator removed it, which is a decision to deny.
+//!   policies.json: every workflow is refused. es.json: everything stops.
+//!   buckets.json: no bucket, so every take is refused. tokens.json: no token
+//!   is valid. rbac.json: no grant, so every call is denied.
+//!
+//! Each outcome is logged, counted (`interlock_config_reloads_total{file,
+//! outcome}`) and audited; a rejected content is reported once, however
+//! often it is re-read.
+
+use super::{BUCKETS, ESTOP, POLICIES, PolicyState, RBAC, TOKENS};
+use crate::audit::{Auditor, Caller};
+use crate::auth::AuthState;
+use interlock_auth::{Rbac, Tokens};
+use interlock_core::{Catalog, now_micros};
+use interlock_engine::{Buckets, EsState, buckets};
+use interlock_policy::PolicySet;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How long a changing file is given before it is read again.
+const SETTLE: Duration = Duration::from_millis(100);
+/// Re-reads of a file that keeps changing before it is judged anyway.
+const MAX_ROUNDS: usize = 10;
+/// Rejected contents remembered per file (to report each once).
+const REMEMBERED: usize = 32;
+
+/// A file's raw state: missing, unreadable, or its bytes.
+type Raw = Result<Option<Vec<u8>>, String>;
+
+/// What a settled read found.
+enum Judged<T> {
+    Parsed(T),
+    Missing,
+    Bad(String),
+}
+
+fn read(dir: &Path, file: &str) -> Raw {
+    let path = dir.join(file);
+    match std::fs::read(&path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn judge<T>(raw: &Raw, parse: &impl Fn(&str) -> Result<T, String>) -> Judged<T> {
+    match raw {
+        Err(e) => Judged::Bad(e.clone()),
+        Ok(None) => Judged::Missing,
+        Ok(Some(bytes)) => match std::str::from_utf8(bytes) {
+            Err(e) => Judged::Bad(format!("not UTF-8 text: {e}")),
+            Ok(t) if t.trim().is_empty() => {
+                Judged::Bad("the file is empty (an empty set is written as [])".into())
+            }
+            Ok(t) => match parse(t) {
+                Ok(v) => Judged::Parsed(v),
+                Err(e) => Judged::Bad(e),
+            },
+        },
+    }
+}
+
+fn hash_of(raw: &Raw) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    raw.hash(&mut h);
+    h.finish()
+}
+
+pub(super) struct Reloader {
+    pub audit: Auditor,
+    pub dir: PathBuf,
+    pub catalog: Arc<dyn Catalog>,
+    pub buckets: Arc<Buckets>,
+    pub bucket_error: Arc<Mutex<Option<String>>>,
+    pub policies: watch::Sender<Arc<PolicyState>>,
+    pub estop: watch::Sender<Arc<EsState>>,
+    pub auth: Option<watch::Sender<Arc<AuthState>>>,
+    /// The content last judged per file, to act on changes only.
+    pub seen: HashMap<&'static str, Raw>,
+    /// Rejected contents already reported, per file.
+    pub reported: HashMap<&'static str, VecDeque<u64>>,
+}
+
+impl Reloader {
+    /// Reads `file` until it is stable, then judges it; `None` when it is
+    /// what was judged last time.
+    async fn settled<T>(
+        &mut self,
+        file: &'static str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<(Judged<T>, u64)> {
+        let mut raw = read(&self.dir, file);
+        if self.seen.get(file) == Some(&raw) {
+            return None;
+        }
+        let mut judged = judge(&raw, &parse);
+        for _ in 0..MAX_ROUNDS {
+            if matches!(judged, Judged::Parsed(_)) {
+                break;
+            }
+            tokio::time::sleep(SETTLE).await;
+            let again = read(&self.dir, file);
+            if again == raw {
+                break; // stable: judge it as it is
+            }
+            raw = again;
+            judged = judge(&raw, &parse);
+        }
+        let h = hash_of(&raw);
+        self.seen.insert(file, raw);
+        Some((judged, h))
+    }
+
+    /// Logs, counts and audits an outcome. A rejected content already
+    /// reported is not reported again.
+    async fn report(&mut self, file: &'static str, outcome: &'static str, detail: String, h: u64) {
+        if outcome == "invalid" {
+            let seen = self.reported.entry(file).or_default();
+            if seen.contains(&h) {
+                return;
+            }
+            if seen.len() == REMEMBERED {
+                seen.pop_front();
+            }
+            seen.push_back(h);
+        }
+        match outcome {
+            "ok" => tracing::info!(file, "loaded"),
+            "missing" => tracing::error!(file, %detail, "config file removed"),
+            _ => tracing::error!(file, error = %detail, "config file not usable"),
+        }
+        metrics::counter!("interlock_config_reloads_total", "file" => file, "outcome" => outcome)
+            .increment(1);
+        self.audit
+            .record(Caller::config_reload(file, outcome.to_string(), detail))
+            .await;
+    }
+
+    pub async fn reload(&mut self) {
+        self.reload_policies().await;
+        self.reload_estop().await;
+        self.reload_buckets().await;
+        if self.auth.is_some() {
+            self.reload_tokens().await;
+            self.reload_rbac().await;
+        }
+    }
+
+    async fn reload_policies(&mut self) {
+        let path = self.dir.join(POLICIES).display().to_string();
+        let catalog = self.catalog.clone();
+        let parse =
+            |t: &str| PolicySet::parse(t, &path, catalog.as_ref()).map_err(|e| e.to_string());
+        let Some((judged, h)) = self.settled(POLICIES, parse).await else {
+            return;
+        };
+        let (outcome, detail) = match &judged {
+            Judged::Parsed(set) => (
+                "ok",
+                format!(
+                    "version {}, workflows {:?}",
+                    set.version(),
+                    set.workflow_names()
+                ),
+            ),
+            Judged::Missing => (
+                "missing",
+                format!("{path} was removed: every workflow is refused until it is back"),
+            ),
+            Judged::Bad(e) => (
+                "invalid",
+                format!("{e}; the last good policies stay in force"),
+            ),
+        };
+        self.policies.send_modify(|st| {
+            let mut next = (**st).clone();
+            match judged {
+                Judged::Parsed(set) => {
+                    next.set = Some(Arc::new(set));
+                    next.loaded_at = Some(now_micros());
+                    next.last_error = None;
+                    next.last_error_at = None;
+                }
+                Judged::Missing => {
+                    next.set = None;
+                    next.last_error = Some(detail.clone());
+                    next.last_error_at = Some(now_micros());
+                }
+                Judged::Bad(_) => {
+                    next.last_error = Some(detail.clone());
+                    next.last_error_at = Some(now_micros());
+                }
+            }
+            *st = Arc::new(next);
+        });
+        self.report(POLICIES, outcome, detail, h).await;
+    }
+
+    async fn reload_estop(&mut self) {
+        let Some((judged, h)) = self.settled(ESTOP, EsState::parse).await else {
+            return;
+        };
+        let path = self.dir.join(ESTOP).display().to_string();
+        let (state, outcome, detail) = match judged {
+            Judged::Parsed(s) => {
+                let d = format!("{} entries", s.entries().len());
+                (s, "ok", d)
+            }
+            Judged::Missing => {
+                let e = format!("{path} is missing");
+                (EsState::fail_closed(e.clone()), "missing", e)
+            }
+            Judged::Bad(e) => (EsState::fail_closed(e.clone()), "invalid", e),
+        };
+        if state.error.is_some() {
+            tracing::error!(error = %detail, "es.json is missing or malformed: EVERYTHING IS STOPPED until it is fixed");
+        }
+        self.estop.send_replace(Arc::new(state));
+        self.report(ESTOP, outcome, detail, h).await;
+    }
+
+    async fn reload_buckets(&mut self) {
+        let parse = |t: &str| buckets::parse_config(t).map_err(|e| e.to_string());
+        let Some((judged, h)) = self.settled(BUCKETS, parse).await else {
+            return;
+        };
+        let (outcome, detail) = match judged {
+            Judged::Parsed(defs) => {
+                let d = format!("{} buckets", defs.len());
+                self.buckets.configure(defs);
+                *self.bucket_error.lock().expect("bucket error lock") = None;
+                ("ok", d)
+            }
+            Judged::Missing => {
+                self.buckets.configure(Vec::new());
+                let d = "buckets.json was removed: no bucket exists, so every take is refused"
+                    .to_string();
+                *self.bucket_error.lock().expect("bucket error lock") = Some(d.clone());
+                ("missing", d)
+            }
+            Judged::Bad(e) => {
+                let d = format!("{e}; the last good buckets stay in force");
+                *self.bucket_error.lock().expect("bucket error lock") = Some(d.clone());
+                ("invalid", d)
+            }
+        };
+        self.report(BUCKETS, outcome, detail, h).await;
+    }
+
+    async fn reload_tokens(&mut self) {
+        let parse = |t: &str| Tokens::parse(t).map(Arc::new).map_err(|e| e.to_string());
+        let Some((judged, h)) = self.settled(TOKENS, parse).await else {
+            return;
+        };
+        let (outcome, detail) = self.apply_auth(
+            judged,
+            |st| &mut st.tokens,
+            || {
+                (
+                    Arc::new(Tokens::default()),
+                    "tokens.json was removed: no token is valid until it is back".to_string(),
+                )
+            },
+        );
+        self.report(TOKENS, outcome, detail, h).await;
+    }
+
+    async fn reload_rbac(&mut self) {
+        let parse = |t: &str| {
+            Rbac::parse(t)
+                .map(|r| Some(Arc::new(r)))
+                .map_err(|e| e.to_string())
+        };
+        let Some((judged, h)) = self.settled(RBAC, parse).await else {
+            return;
+        };
+        let (outcome, detail) = self.apply_auth(
+            judged,
+            |st| &mut st.rbac,
+            || {
+                (
+                    None,
+                    "rbac.json was removed: every call is denied until it is back".to_string(),
+                )
+            },
+        );
+        self.report(RBAC, outcome, detail, h).await;
+    }
+
+    /// Publishes a judged auth file into the slot `slot` picks: parsed
+    /// replaces, missing takes the deny-everything value `missing` gives,
+    /// bad keeps the last good version.
+    fn apply_auth<T>(
+        &self,
+        judged: Judged<T>,
+        slot: impl FnOnce(&mut AuthState) -> &mut crate::auth::Loaded<T>,
+        missing: impl FnOnce() -> (T, String),
+    ) -> (&'static str, String) {
+        let auth = self.auth.as_ref().expect("auth is on");
+        let (outcome, detail) = match &judged {
+            Judged::Parsed(_) => ("ok", String::new()),
+            Judged::Missing => ("missing", String::new()),
+            Judged::Bad(e) => (
+                "invalid",
+                format!("{e}; the last good version stays in force"),
+            ),
+        };
+        let mut detail_out = detail.clone();
+        auth.send_modify(|st| {
+            let mut next = (**st).clone();
+            let loaded = slot(&mut next);
+            match judged {
+                Judged::Parsed(v) => loaded.apply(Ok(v)),
+                Judged::Missing => {
+                    let (v, why) = missing();
+                    loaded.good = v;
+                    loaded.error = Some(why.clone());
+                    detail_out = why;
+                }
+                Judged::Bad(_) => loaded.apply(Err(detail)),
+            }
+            *st = Arc::new(next);
+        });
+        (outcome, detail_out)
+    }
+}
