@@ -308,3 +308,60 @@ async fn stop_during_a_diskerase_cancels_running_erases_and_starts_no_more() {
         "running erases aborted, none started after"
     );
 }
+
+/// The documented recovery after a stop, with the shipped policies: go
+/// again, then clone the stopped workflow with only its unfinished jobs.
+/// The clone keeps the pre-check block the shipped startOrEnd policy
+/// requires (its completed jobs carried over, so the bucket is not taken
+/// twice), and no machine is erased twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_stop_the_unfinished_part_is_cloned_and_completes() {
+    let s = TestServer::start_with(|c| c.erase_duration = Duration::from_millis(300)).await;
+    let c = s.client().await;
+    let machines: Vec<String> = (0..8).map(|i| format!("aab{i:02}")).collect();
+    let refs: Vec<&str> = machines.iter().map(String::as_str).collect();
+    let id = c.submit(req::satellite_erase("aab", &refs)).await.unwrap();
+    c.exec(&id).await.unwrap();
+    let log = s.config.erase_target_path();
+    eventually("erases running", || async {
+        interlock_jobs::EraseTarget::events(&log).len() == 5
+    })
+    .await;
+    let mut ctl = s.control().await;
+    let set = |stop: bool| v1::SetEmergencyStopReq {
+        name: "SatelliteDiskErase".into(),
+        stop,
+        reason: "wrong rack".into(),
+    };
+    ctl.set_emergency_stop(set(true)).await.unwrap();
+    assert_eq!(wait_final(&c, &id).await.status, Status::Stopped as i32);
+    ctl.set_emergency_stop(set(false)).await.unwrap();
+    let clone = v1::workflow_client::WorkflowClient::clone(
+        &mut s.raw().await,
+        v1::CloneReq {
+            id: id.clone(),
+            only_unfinished: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("the shipped policies accept the clone")
+    .into_inner()
+    .id;
+    c.exec(&clone).await.unwrap();
+    let st = wait_final(&c, &clone).await;
+    assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
+    assert_eq!(
+        st.blocks[0].jobs[1].status,
+        Status::Skipped as i32,
+        "the bucket take is carried over, not repeated"
+    );
+    let events = interlock_jobs::EraseTarget::events(&log);
+    for m in &machines {
+        let done = events
+            .iter()
+            .filter(|e| &e.machine == m && e.event == "done")
+            .count();
+        assert_eq!(done, 1, "{m} erased exactly once");
+    }
+}

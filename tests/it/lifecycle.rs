@@ -633,3 +633,46 @@ async fn a_slow_watcher_does_not_hold_the_executor_and_gets_a_resync() {
     );
     assert_eq!(final_status(&events), Status::Completed as i32);
 }
+
+/// The largest page still says when more rows exist (page sizes above the
+/// maximum are clamped to it, not taken as "everything").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_page_has_a_next_page_token() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    for chunk in 0..21 {
+        let subs: Vec<_> = (0..50)
+            .map(|i| {
+                let c = c.clone();
+                let mut r = req::work("x", vec![req::block(1, vec![req::probe(0)])]);
+                r.desc = format!("{}", chunk * 50 + i);
+                async move { c.submit(r).await.unwrap() }
+            })
+            .collect();
+        futures::future::join_all(subs).await;
+    }
+    let mut raw = s.raw().await;
+    for page_size in [1000, 5000] {
+        let page = raw
+            .list(v1::ListReq {
+                page_size,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(page.workflows.len(), 1000, "page_size {page_size}");
+        assert!(!page.next_page_token.is_empty(), "page_size {page_size}");
+        let rest = raw
+            .list(v1::ListReq {
+                page_size,
+                page_token: page.next_page_token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(rest.workflows.len(), 50);
+        assert!(rest.next_page_token.is_empty());
+    }
+}

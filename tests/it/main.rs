@@ -13,6 +13,7 @@ mod durable;
 mod estop;
 mod exec;
 mod executor;
+mod faults;
 mod lifecycle;
 mod observe;
 mod policy;

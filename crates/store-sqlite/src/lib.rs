@@ -83,7 +83,7 @@ pub enum OpenError {
     /// Another interlockd holds the database: stop it, or use another
     /// `--db`.
     #[error(transparent)]
-    Locked(#[from] LockError),
+    Locked(LockError),
     /// The file or its directory cannot be written: fix permissions or the
     /// mount.
     #[error(
@@ -138,7 +138,21 @@ impl SqliteStore {
         }
         // Before the database is even opened: a second server must not
         // touch it (not even to migrate it).
-        let lock = DbLock::acquire(&path)?;
+        let lock = DbLock::acquire(&path).map_err(|e| match e {
+            LockError::Io { path: lock, source }
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                OpenError::ReadOnly {
+                    path: path.display().to_string(),
+                    reason: format!("its lock file {lock} cannot be created: {source}"),
+                }
+            }
+            e @ LockError::Io { .. } => other(&path, e),
+            e => OpenError::Locked(e),
+        })?;
         let lock_path = lock.path().to_path_buf();
         let mut conn = Connection::open(&path).map_err(|e| read_only_or(&path, e))?;
         let setup = |conn: &Connection| -> rusqlite::Result<()> {
