@@ -201,3 +201,50 @@ async fn a_start_that_cannot_bind_resumes_nothing() {
     assert_eq!(attempts.len(), 2, "{attempts:?}");
     assert!(attempts[0].error.contains("interrupted"), "{attempts:?}");
 }
+
+/// A user string with a newline (a cancel reason here) cannot forge a line
+/// in the server's text log: control characters are escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_strings_cannot_forge_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = DaemonSpec::new(interlockd!(), dir.path());
+    spec.log = "info".into();
+    let d = spec.spawn().expect("starts");
+    let c = d.client().await;
+    let r = req::work(
+        "SatelliteDiskErase",
+        vec![
+            req::block(
+                1,
+                vec![
+                    req::job("validateDecom", &[("site", "aab"), ("type", "satellite")]),
+                    req::job(
+                        "tokenBucket",
+                        &[("bucket", "diskEraseSatellite"), ("fatal", "true")],
+                    ),
+                ],
+            ),
+            req::block(1, vec![req::job("sleep", &[("seconds", "30")])]),
+        ],
+    );
+    let id = c.submit(r).await.unwrap();
+    c.exec(&id).await.unwrap();
+    let forged = "2026-01-01T00:00:00.000000Z ERROR interlockd: FORGED";
+    c.raw()
+        .cancel(interlock_proto::v1::CancelReq {
+            id: id.clone(),
+            reason: format!("done\n{forged}"),
+        })
+        .await
+        .unwrap();
+    interlock_tests::eventually("the end is logged", || async {
+        d.stderr().contains("workflow ended")
+    })
+    .await;
+    let log = d.stderr();
+    assert!(log.contains("FORGED"), "the reason is logged: {log}");
+    assert!(
+        !log.lines().any(|l| l.starts_with(forged)),
+        "a forged line appeared: {log}"
+    );
+}

@@ -36,7 +36,11 @@ impl Tmpfs {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("mnt");
         std::fs::create_dir(&path).unwrap();
-        run("mount", &["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"], &path);
+        run(
+            "mount",
+            &["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"],
+            &path,
+        );
         Some(Self { path, _dir: dir })
     }
 

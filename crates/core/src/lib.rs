@@ -95,6 +95,25 @@ impl fmt::Display for Violation {
     }
 }
 
+/// The known name closest to a misspelled one, if any is close enough to
+/// be what was meant (case-insensitive; at most a third of it differs).
+pub fn did_you_mean<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let wrong_lower = wrong.to_lowercase();
+    known
+        .into_iter()
+        .map(|k| (strsim::levenshtein(&wrong_lower, &k.to_lowercase()), k))
+        .filter(|(d, k)| *d <= (k.len().max(wrong.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+/// ` (did you mean "x"?)` or nothing.
+pub fn suggestion<'a>(wrong: &str, known: impl IntoIterator<Item = &'a str>) -> String {
+    did_you_mean(wrong, known)
+        .map(|k| format!(" (did you mean {k:?}?)"))
+        .unwrap_or_default()
+}
+
 /// Joins violations into one line each, for error messages.
 pub fn describe_violations(v: &[Violation]) -> String {
     v.iter()
@@ -127,6 +146,20 @@ impl fmt::Display for Escaped<'_> {
 impl fmt::Debug for Escaped<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:?}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod did_you_mean_tests {
+    use super::did_you_mean;
+
+    #[test]
+    fn close_names_are_suggested_and_far_ones_are_not() {
+        let jobs = ["diskErase", "sleep", "validateDecom", "tokenBucket"];
+        assert_eq!(did_you_mean("diskerase", jobs), Some("diskErase"));
+        assert_eq!(did_you_mean("disk_erase", jobs), Some("diskErase"));
+        assert_eq!(did_you_mean("slep", jobs), Some("sleep"));
+        assert_eq!(did_you_mean("reboot", jobs), None);
     }
 }
 

@@ -177,10 +177,12 @@ pub fn validate_structure(req: &WorkReq, catalog: &dyn Catalog, limits: &Limits)
                     "the job has no name: set Job.name to a registered job".into(),
                 )),
                 None => {
-                    let known: Vec<_> = catalog.schemas().iter().map(|s| s.name).collect();
+                    let mut known: Vec<_> = catalog.schemas().iter().map(|s| s.name).collect();
+                    known.sort_unstable();
                     out.push(vj(format!(
-                        "unknown job {:?}; registered jobs are {}",
+                        "unknown job {:?}{}; registered jobs are {}",
                         truncate(&job.name, 64),
+                        crate::suggestion(truncate(&job.name, 64), known.iter().copied()),
                         known.join(", ")
                     )))
                 }

@@ -20,7 +20,7 @@ pub mod same_args;
 mod set;
 pub mod start_or_end;
 
-pub use set::{ConfigError, PolicySet, Verdict};
+pub use set::{ConfigError, PolicySet, Rules, Verdict};
 
 use interlock_core::{Catalog, Violation, WorkReq};
 use serde::de::DeserializeOwned;
@@ -100,9 +100,11 @@ pub(crate) fn known_job(jobs: &dyn Catalog, name: &str, field: &str) -> Result<(
     if jobs.schema(name).is_some() {
         return Ok(());
     }
-    let known: Vec<_> = jobs.schemas().iter().map(|s| s.name).collect();
+    let mut known: Vec<_> = jobs.schemas().iter().map(|s| s.name).collect();
+    known.sort_unstable();
     Err(format!(
-        "{field} names job {name:?}, which is not registered (registered: {})",
+        "{field} names job {name:?}, which is not registered{} (registered: {})",
+        interlock_core::suggestion(name, known.iter().copied()),
         known.join(", ")
     ))
 }
@@ -124,7 +126,8 @@ pub(crate) fn known_arg(
     }
     let known: Vec<_> = schema.args.iter().map(|a| a.name).collect();
     Err(format!(
-        "{field} names argument {arg:?} of job {job:?}, which it does not take (it takes {}; names are case-sensitive)",
+        "{field} names argument {arg:?} of job {job:?}, which it does not take{} (it takes {}; names are case-sensitive)",
+        interlock_core::suggestion(arg, known.iter().copied()),
         known.join(", ")
     ))
 }

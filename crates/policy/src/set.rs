@@ -51,12 +51,22 @@ fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
 }
 
+/// One workflow's policies as written in the file: (policy, settings as
+/// compact JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub workflow: String,
+    pub policies: Vec<(String, String)>,
+}
+
 /// Policies by workflow name, with the version (hash) of the file they came from.
 pub struct PolicySet {
     version: String,
     /// The file it was read from, named when a workflow has no entry.
     file: String,
     workflows: HashMap<String, Vec<Box<dyn Check>>>,
+    /// The rules as written, per workflow, for operators to read back.
+    rules: Vec<Rules>,
 }
 
 impl std::fmt::Debug for PolicySet {
@@ -81,6 +91,7 @@ impl PolicySet {
             message,
         };
         let mut workflows = HashMap::new();
+        let mut rules = Vec::new();
         for (i, value) in interlock_core::parse_records::<serde_json::Value>(text)
             .map_err(|e| err(e.to_string()))?
             .into_iter()
@@ -93,35 +104,49 @@ impl PolicySet {
                 return Err(err(format!("{at}: Name is empty")));
             }
             let mut checks = Vec::with_capacity(entry.policies.len());
+            let mut written = Vec::with_capacity(entry.policies.len());
             for (j, p) in entry.policies.into_iter().enumerate() {
                 let at = format!("{at}, policy {j} ({:?})", p.name);
                 let kind = KINDS.iter().find(|k| k.name() == p.name).ok_or_else(|| {
                     let known: Vec<_> = KINDS.iter().map(|k| k.name()).collect();
                     err(format!(
-                        "{at}: unknown policy; known policies: {}",
+                        "{at}: unknown policy{}; known policies: {}",
+                        interlock_core::suggestion(&p.name, known.iter().copied()),
                         known.join(", ")
                     ))
                 })?;
+                written.push((p.name.clone(), p.settings.to_string()));
                 let check = kind
                     .build(p.settings, jobs)
                     .map_err(|e| err(format!("{at}: Settings: {e}")))?;
                 checks.push(check);
             }
+            rules.push(Rules {
+                workflow: entry.name.clone(),
+                policies: written,
+            });
             if workflows.insert(entry.name.clone(), checks).is_some() {
                 return Err(err(format!(
                     "{at}: duplicate workflow name; merge its policies into one entry"
                 )));
             }
         }
+        rules.sort_by(|a, b| a.workflow.cmp(&b.workflow));
         Ok(Self {
             version: version_of(text),
             file: file.to_string(),
             workflows,
+            rules,
         })
     }
 
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// Every workflow's rules as written, sorted by workflow name.
+    pub fn rules(&self) -> &[Rules] {
+        &self.rules
     }
 
     /// Configured workflow names, sorted.
@@ -252,6 +277,14 @@ mod tests {
             (
                 r#"[{"Name": "w", "Policies": [{"Name": "nope"}]}]"#,
                 "entry 0 (workflow \"w\"), policy 0 (\"nope\"): unknown policy",
+            ),
+            (
+                r#"[{"Name": "w", "Policies": [{"Name": "restrictJobType"}]}]"#,
+                "unknown policy (did you mean \"restrictJobTypes\"?)",
+            ),
+            (
+                r#"[{"Name": "w", "Policies": [{"Name": "restrictJobTypes", "Settings": {"AllowedJobs": ["diskerase"]}}]}]"#,
+                "\"diskerase\", which is not registered (did you mean \"diskErase\"?)",
             ),
             (
                 r#"[{"Name": "w", "Policies": []}, {"Name": "v", "Policies": [{"Name": "sameArgs", "Settings": {"Jobs": {"diskErase": ["Site"]}}}]}]"#,

@@ -241,7 +241,7 @@ where
                 Box::pin(self.inner.call(req))
             }
             Err(status) => {
-                tracing::info!(path = %req.uri().path(), peer = ?peer(req.extensions()), reason = %status.message(), "unauthenticated call refused");
+                tracing::info!(path = %req.uri().path(), peer = ?peer(req.extensions()), reason = %interlock_core::Escaped(status.message()), "unauthenticated call refused");
                 Box::pin(async move { Ok(status.into_http()) })
             }
         }

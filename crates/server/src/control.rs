@@ -84,6 +84,26 @@ impl Control for ControlApi {
                 .map(|s| s.workflow_names().into_iter().map(String::from).collect())
                 .unwrap_or_default(),
             path: st.path.display().to_string(),
+            rules: st
+                .set
+                .as_ref()
+                .map(|s| {
+                    s.rules()
+                        .iter()
+                        .map(|r| v1::WorkflowPolicies {
+                            workflow: r.workflow.clone(),
+                            policies: r
+                                .policies
+                                .iter()
+                                .map(|(name, settings)| v1::PolicyRule {
+                                    name: name.clone(),
+                                    settings_json: settings.clone(),
+                                })
+                                .collect(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }))
     }
 

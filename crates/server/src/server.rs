@@ -337,7 +337,9 @@ async fn report_health(
     if last != Some(status) {
         match status {
             tonic_health::ServingStatus::Serving => tracing::info!("health: SERVING"),
-            _ => tracing::error!(problems = %problems.join("; "), "health: NOT_SERVING"),
+            _ => {
+                tracing::error!(problems = %interlock_core::Escaped(&problems.join("; ")), "health: NOT_SERVING")
+            }
         }
     }
     for name in [

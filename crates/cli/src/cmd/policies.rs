@@ -1,4 +1,5 @@
-//! `interlock policies`: the policy set in force and the last reload error.
+//! `interlock policies`: the policy set in force, each workflow's rules,
+//! and the last reload error.
 
 use crate::Out;
 use crate::output::{outln, print_json};
@@ -17,7 +18,16 @@ pub async fn run(t: &Target, json: bool) -> Out {
     } else {
         if r.loaded {
             outln!("version {} from {}", r.version, r.path)?;
-            outln!("workflows: {}", r.workflows.join(", "))?;
+            for w in &r.rules {
+                if w.policies.is_empty() {
+                    outln!("{}: allowed without rules", w.workflow)?;
+                    continue;
+                }
+                outln!("{}:", w.workflow)?;
+                for p in &w.policies {
+                    outln!("  {:<18} {}", p.name, p.settings_json)?;
+                }
+            }
         } else {
             outln!(
                 "NO VALID POLICIES LOADED: every Submit is refused ({})",

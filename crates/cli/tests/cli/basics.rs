@@ -137,7 +137,13 @@ async fn control_commands() {
         "{out}"
     );
     let (_, out, _) = cli(&s, &["policies"]).await;
-    assert!(out.contains("SatelliteDiskErase"), "{out}");
+    assert!(out.contains("SatelliteDiskErase:"), "{out}");
+    assert!(
+        out.lines().any(|l| l.trim_start().starts_with("startOrEnd")
+            && l.contains("\"JobName\":\"tokenBucket\"")),
+        "each policy's rules are shown: {out}"
+    );
+    assert!(out.contains("x: allowed without rules"), "{out}");
 
     // Cancel a long one.
     let long = file(

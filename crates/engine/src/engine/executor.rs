@@ -161,7 +161,7 @@ impl Inner {
         }
         let (status, reason) = match (active.cause(), halted) {
             (Some(Cause::Unrecorded(why)), _) => {
-                tracing::warn!(workflow = %id, %why, "workflow left unfinished here");
+                tracing::warn!(workflow = %id, why = %interlock_core::Escaped(&why), "workflow left unfinished here");
                 self.retire(&id, &active);
                 return;
             }
@@ -185,7 +185,7 @@ impl Inner {
         if self.persist(&active, vec![change]).await {
             metrics::counter!("interlock_workflows_finished_total", "status" => status.as_str())
                 .increment(1);
-            tracing::info!(workflow = %id, %status, %reason, "workflow ended");
+            tracing::info!(workflow = %id, %status, reason = %interlock_core::Escaped(&reason), "workflow ended");
             if let Err(e) = self.store.release(active.lease()).await {
                 tracing::debug!(workflow = %id, error = %e, "release after the end");
             }

@@ -211,7 +211,7 @@ impl Inner {
             .cloned()
             .collect();
         if !actives.is_empty() {
-            tracing::warn!(workflows = actives.len(), %why, "stopping every local run");
+            tracing::warn!(workflows = actives.len(), why = %interlock_core::Escaped(why), "stopping every local run");
         }
         for a in actives {
             a.stop(Cause::Unrecorded(why.to_string()));

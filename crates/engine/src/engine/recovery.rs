@@ -203,7 +203,7 @@ impl Engine {
         lease: &Lease,
         reason: String,
     ) -> Result<()> {
-        tracing::warn!(workflow = %rec.id, %reason, "workflow paused");
+        tracing::warn!(workflow = %rec.id, reason = %interlock_core::Escaped(&reason), "workflow paused");
         let inner = &self.inner;
         inner
             .commit(

@@ -24,7 +24,7 @@ use super::{BUCKETS, ESTOP, POLICIES, PolicyState, RBAC, TOKENS};
 use crate::audit::{Auditor, Caller};
 use crate::auth::AuthState;
 use interlock_auth::{Rbac, Tokens};
-use interlock_core::{Catalog, now_micros};
+use interlock_core::{Catalog, Escaped, now_micros};
 use interlock_engine::{Buckets, EsState, buckets};
 use interlock_policy::PolicySet;
 use std::collections::{HashMap, VecDeque};
@@ -143,8 +143,8 @@ impl Reloader {
         }
         match outcome {
             "ok" => tracing::info!(file, "loaded"),
-            "missing" => tracing::error!(file, %detail, "config file removed"),
-            _ => tracing::error!(file, error = %detail, "config file not usable"),
+            "missing" => tracing::error!(file, detail = %Escaped(&detail), "config file removed"),
+            _ => tracing::error!(file, error = %Escaped(&detail), "config file not usable"),
         }
         metrics::counter!("interlock_config_reloads_total", "file" => file, "outcome" => outcome)
             .increment(1);
@@ -230,7 +230,7 @@ impl Reloader {
             Judged::Bad(e) => (EsState::fail_closed(e.clone()), "invalid", e),
         };
         if state.error.is_some() {
-            tracing::error!(error = %detail, "es.json is missing or malformed: EVERYTHING IS STOPPED until it is fixed");
+            tracing::error!(error = %Escaped(&detail), "es.json is missing or malformed: EVERYTHING IS STOPPED until it is fixed");
         }
         self.estop.send_replace(Arc::new(state));
         self.report(ESTOP, outcome, detail, h).await;
