@@ -676,3 +676,40 @@ async fn the_largest_page_has_a_next_page_token() {
         assert!(rest.next_page_token.is_empty());
     }
 }
+
+/// A Watch on a workflow that may never end (paused) must not hold a
+/// shutdown: the stream ends, saying why, and the server stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_does_not_hold_a_shutdown() {
+    let mut s = TestServer::start().await;
+    let id = started(
+        &s,
+        vec![req::block(1, vec![req::probe(60_000), req::probe(0)])],
+    )
+    .await;
+    s.client()
+        .await
+        .raw()
+        .pause(v1::PauseReq {
+            id: id.clone(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap();
+    let mut stream = s
+        .raw()
+        .await
+        .watch(v1::WatchReq { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    stream.message().await.unwrap().expect("snapshot");
+    tokio::time::timeout(Duration::from_secs(10), s.restart())
+        .await
+        .expect("the restart does not wait for the watcher");
+    let end = stream.message().await;
+    assert!(
+        matches!(&end, Err(e) if e.code() == tonic::Code::Unavailable),
+        "{end:?}"
+    );
+}

@@ -15,6 +15,7 @@ mod exec;
 mod executor;
 mod faults;
 mod lifecycle;
+mod model;
 mod observe;
 mod policy;
 mod restart;

@@ -139,6 +139,7 @@ const WATCH_BUFFER: usize = 256;
 pub async fn watch(
     e: &Engine,
     r: v1::WatchReq,
+    stop: tokio_util::sync::CancellationToken,
 ) -> Result<mpsc::Receiver<Result<v1::WatchEvent, Status>>, Status> {
     // Subscribe before reading the snapshot, so nothing falls between them.
     let mut events = e.subscribe();
@@ -159,6 +160,14 @@ pub async fn watch(
             let next = tokio::select! {
                 // A watcher that went away stops costing anything at once.
                 _ = tx.closed() => return,
+                _ = stop.cancelled() => {
+                    let _ = tx
+                        .send(Err(Status::unavailable(
+                            "the server is shutting down; watch again (on another replica, or after the restart)",
+                        )))
+                        .await;
+                    return;
+                }
                 ev = events.recv() => ev,
             };
             match next {

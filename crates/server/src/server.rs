@@ -193,7 +193,12 @@ impl ServerBuilder {
             tracing::info!(resumed, "resumed workflows left running by the last stop");
         }
 
-        let api = Api::new(engine.clone(), auditor.clone(), guard.clone());
+        let api = Api::new(
+            engine.clone(),
+            auditor.clone(),
+            guard.clone(),
+            shutdown.clone(),
+        );
         let (health, health_service) = tonic_health::server::health_reporter();
         start_health(health, live.clone(), engine.clone(), shutdown.clone()).await;
         let reflection = tonic_reflection::server::Builder::configure()

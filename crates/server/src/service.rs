@@ -13,6 +13,7 @@ use interlock_auth::{Action, Identity};
 use interlock_core::Violation;
 use interlock_engine::{Engine, EngineError};
 use interlock_proto::{diskerase, v1};
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 /// The workflow API over one engine.
@@ -21,14 +22,18 @@ pub struct Api {
     engine: Engine,
     audit: Auditor,
     guard: Guard,
+    stop: CancellationToken,
 }
 
 impl Api {
-    pub fn new(engine: Engine, audit: Auditor, guard: Guard) -> Self {
+    /// `stop` ends open Watch streams when the server shuts down (else a
+    /// graceful shutdown would wait for workflows that may never end).
+    pub fn new(engine: Engine, audit: Auditor, guard: Guard, stop: CancellationToken) -> Self {
         Self {
             engine,
             audit,
             guard,
+            stop,
         }
     }
 
@@ -198,7 +203,7 @@ impl v1::workflow_server::Workflow for Api {
         let who = identity(&r);
         let req = r.into_inner();
         self.check_id(&who, Action::Read, &req.id).await?;
-        let rx = lifecycle::watch(&self.engine, req).await?;
+        let rx = lifecycle::watch(&self.engine, req, self.stop.clone()).await?;
         Ok(Response::new(tokio_stream::wrappers::ReceiverStream::new(
             rx,
         )))

@@ -207,8 +207,8 @@ fn summary(st: &v1::StatusResp) -> String {
     )
 }
 
-/// "block 1 job 3 diskErase Completed", "block 1 Running",
-/// "workflow Stopped: <reason>".
+/// `block 1 job 3 diskErase Completed`, `block 1 Running`,
+/// `workflow Stopped: <reason>`.
 fn transition_line(st: &v1::StatusResp, t: &v1::Transition) -> String {
     let what = match (t.block, t.job) {
         (-1, _) => "workflow".to_string(),

@@ -57,6 +57,10 @@ pub(crate) struct Active {
     cause: Mutex<Option<Cause>>,
     /// True while paused: no new job starts.
     pub paused: watch::Sender<bool>,
+    /// Job starts hold it shared from their last check until their Running
+    /// record is committed; Pause holds it exclusively while it records
+    /// Paused. So in commit order no job start follows the pause.
+    pub start_gate: tokio::sync::RwLock<()>,
     /// Serializes Pause/Resume with the workflow's final write; `true` once
     /// the run is finishing (Pause is then refused).
     pub finishing: tokio::sync::Mutex<bool>,
@@ -72,6 +76,7 @@ impl Active {
             token: CancellationToken::new(),
             cause: Mutex::new(None),
             paused: watch::Sender::new(false),
+            start_gate: tokio::sync::RwLock::new(()),
             finishing: tokio::sync::Mutex::new(false),
             done: watch::Sender::new(false),
         }

@@ -334,7 +334,7 @@ impl Inner {
         };
         // A pause or stop that landed after this task was spawned means the
         // job never starts: it stays NotStarted.
-        if !active.wait_unpaused().await || active.token.is_cancelled() {
+        if !active.wait_unpaused().await {
             return;
         }
         let mut jr = JobRecord {
@@ -342,8 +342,18 @@ impl Inner {
             started: prior.started.or(Some(self.opts.clock.now())),
             ..prior
         };
-        if !self.persist(active, vec![key(jr.clone())]).await {
-            return;
+        {
+            let _gate = active.start_gate.read().await;
+            if *active.paused.borrow() || active.token.is_cancelled() {
+                return;
+            }
+            if let Some(reason) = self.estop.borrow().stopped(&active.name) {
+                active.stop(Cause::EmergencyStop(reason));
+                return;
+            }
+            if !self.persist(active, vec![key(jr.clone())]).await {
+                return;
+            }
         }
         metrics::counter!("interlock_jobs_started_total", "job" => spec.name.clone()).increment(1);
         // Only a type known to be safe is retried; an unknown type is not.

@@ -144,6 +144,8 @@ impl Engine {
         if *a.paused.borrow() {
             return Ok(());
         }
+        // Starts being recorded finish first; later ones see the flag.
+        let _gate = a.start_gate.write().await;
         a.paused.send_replace(true);
         let why = if reason.is_empty() {
             "paused".to_string()
