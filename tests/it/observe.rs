@@ -42,35 +42,69 @@ async fn health_is_not_serving_while_configs_are_unusable() {
     .await;
 }
 
+/// Asks reflection `$v` (a module of `tonic_reflection::pb`: both versions
+/// have the same shape) to list the services and to describe
+/// `interlock.v1.Workflow`, as `grpcurl list` and `grpcurl describe` do;
+/// returns the service names and the size of the descriptor answer.
+macro_rules! reflect {
+    ($v:ident, $channel:expr) => {{
+        use tonic_reflection::pb::$v::ServerReflectionRequest;
+        use tonic_reflection::pb::$v::server_reflection_client::ServerReflectionClient;
+        use tonic_reflection::pb::$v::server_reflection_request::MessageRequest;
+        use tonic_reflection::pb::$v::server_reflection_response::MessageResponse;
+        let mut c = ServerReflectionClient::new($channel);
+        let ask = |m| ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(m),
+        };
+        let reqs = vec![
+            ask(MessageRequest::ListServices(String::new())),
+            ask(MessageRequest::FileContainingSymbol(
+                "interlock.v1.Workflow".into(),
+            )),
+        ];
+        let mut stream = c
+            .server_reflection_info(tokio_stream::iter(reqs))
+            .await
+            .unwrap()
+            .into_inner();
+        let resp = stream.message().await.unwrap().unwrap();
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+            panic!("unexpected {resp:?}")
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        let resp = stream.message().await.unwrap().unwrap();
+        let Some(MessageResponse::FileDescriptorResponse(files)) = resp.message_response else {
+            panic!("unexpected {resp:?}")
+        };
+        (names, files.file_descriptor_proto.len())
+    }};
+}
+
 #[tokio::test]
-async fn reflection_lists_the_services() {
-    use tonic_reflection::pb::v1::ServerReflectionRequest;
-    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
-    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
-    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+async fn reflection_lists_the_services_over_v1_and_v1alpha() {
     let s = TestServer::start().await;
-    let mut c = ServerReflectionClient::new(channel(&s).await);
-    let req = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut stream = c
-        .server_reflection_info(tokio_stream::iter(vec![req]))
-        .await
-        .unwrap()
-        .into_inner();
-    let resp = stream.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
-        panic!("unexpected {resp:?}")
-    };
-    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    for want in [
-        "interlock.v1.Workflow",
-        "interlock.v1.Control",
-        "diskerase.Workflow",
-    ] {
-        assert!(names.contains(&want), "{names:?}");
+    let v1 = reflect!(v1, channel(&s).await);
+    let v1alpha = reflect!(v1alpha, channel(&s).await);
+    for (version, (names, files)) in [("v1", v1), ("v1alpha", v1alpha)] {
+        for want in [
+            "interlock.v1.Workflow",
+            "interlock.v1.Control",
+            "diskerase.Workflow",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{version}: {names:?}");
+        }
+        assert!(
+            files > 0,
+            "{version}: no descriptor for interlock.v1.Workflow"
+        );
     }
+    // Counted under its own method, not lumped into "other".
+    let text = s.scrape().await;
+    let series = r#"interlock_rpc_requests_total{method="/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",code="Ok"}"#;
+    assert!(text.contains(series), "missing {series} in\n{text}");
 }
 
 #[tokio::test]

@@ -92,12 +92,13 @@ pub async fn serve(
 /// The path as a label when it belongs to a service this server runs;
 /// anything else is "other", so arbitrary paths cannot mint new series.
 fn method_label(path: &str) -> String {
-    const SERVICES: [&str; 5] = [
+    const SERVICES: [&str; 6] = [
         "/interlock.v1.Workflow/",
         "/interlock.v1.Control/",
         "/diskerase.Workflow/",
         "/grpc.health.v1.Health/",
         "/grpc.reflection.v1.ServerReflection/",
+        "/grpc.reflection.v1alpha.ServerReflection/",
     ];
     let known = SERVICES.iter().any(|s| {
         path.strip_prefix(s).is_some_and(|m| {
@@ -182,6 +183,12 @@ mod tests {
             super::method_label("/diskerase.Workflow/Status"),
             "/diskerase.Workflow/Status"
         );
+        for reflection in [
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert_eq!(super::method_label(reflection), reflection);
+        }
         for junk in [
             "/x.Y/Z",
             "/interlock.v1.Workflow/",
