@@ -74,14 +74,44 @@ pub struct Config {
     /// by `rbac.json`; both files live in `configs` and are reloaded like
     /// the others. Default false: loopback callers are trusted.
     pub auth: bool,
-    /// Address of the Prometheus `/metrics` endpoint; `null` turns it off.
-    /// Default `127.0.0.1:9464`.
+    /// Address of the Prometheus `/metrics` endpoint; `"off"` (as the flag
+    /// takes) or `null` turns it off. Default `127.0.0.1:9464`.
+    #[serde(with = "metrics_listen")]
     pub metrics_listen: Option<SocketAddr>,
     /// How long this server owns its running workflows without renewing
     /// its registration; after that another instance may take them over.
     /// Default 10s.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+}
+
+/// `metrics_listen` is spelled the same in the file as on the command line:
+/// an address, or `"off"`; the file also takes `null`. Written as the
+/// address, or `null`, which reads back the same.
+mod metrics_listen {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::net::SocketAddr;
+
+    /// `"off"` is none; anything else must be an address.
+    pub fn parse(text: &str) -> Result<Option<SocketAddr>, String> {
+        if text == "off" {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|e| {
+            format!("{text:?}: {e} (give an address such as 127.0.0.1:9464, or \"off\")")
+        })
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -255,15 +285,9 @@ impl Config {
         if let Some(t) = &args.erase_target {
             c.erase_target = Some(t.clone());
         }
-        match args.metrics_listen.as_deref() {
-            None => {}
-            Some("off") => c.metrics_listen = None,
-            Some(a) => {
-                let addr = a
-                    .parse()
-                    .map_err(|e| format!("--metrics-listen {a:?}: {e}"))?;
-                c.metrics_listen = Some(addr);
-            }
+        if let Some(a) = args.metrics_listen.as_deref() {
+            c.metrics_listen =
+                metrics_listen::parse(a).map_err(|e| format!("--metrics-listen {e}"))?;
         }
         c.validate()?;
         Ok(c)
