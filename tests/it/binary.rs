@@ -1,6 +1,6 @@
 //! The interlockd binary itself: configuration errors exit cleanly, one
-//! database has one owner, and the secured deployment starts from flags
-//! alone.
+//! database has one owner, the secured deployment starts from flags alone,
+//! and its /metrics name its build and describe its own process.
 
 use interlock_jobs::EraseTarget;
 use interlock_proto::v1::Status;
@@ -247,4 +247,62 @@ async fn user_strings_cannot_forge_log_lines() {
         !log.lines().any(|l| l.starts_with(forged)),
         "a forged line appeared: {log}"
     );
+}
+
+/// The real binary's /metrics: `interlock_build_info` names the commit it
+/// was built from (build.rs), the `process_*` metrics describe the daemon's
+/// own process (it started after this test did), and promtool accepts it.
+#[tokio::test]
+async fn the_binary_exports_its_build_and_its_process_and_passes_promtool() {
+    let began = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let dir = tempfile::tempdir().unwrap();
+    let mut spec = DaemonSpec::new(interlockd!(), dir.path());
+    spec.metrics = "127.0.0.1:0".into();
+    spec.log = "warn,interlock_server::metrics=info".into();
+    let d = spec.spawn().expect("interlockd starts");
+    // Logged before the "listening on" line the spawn waited for.
+    let log = d.stderr();
+    let addr = log
+        .split("serving /metrics addr=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
+        .to_string();
+    d.client().await.job_catalog().await.unwrap();
+    let text = crate::observe::scrape(&addr).await;
+
+    let git = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(interlock_tests::repo())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let info = crate::observe::build_info(&text);
+    assert_eq!(
+        info["commit"],
+        git.as_deref().unwrap_or("unknown"),
+        "{info:?}"
+    );
+    assert_eq!(info["version"], env!("CARGO_PKG_VERSION"), "{info:?}");
+
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .parse()
+            .unwrap()
+    };
+    let started = value("process_start_time_seconds");
+    // Linux gives the boot time in whole seconds: allow one.
+    assert!(
+        started > began - 1.0 && started < began + 60.0,
+        "started {started}, test began {began}"
+    );
+    assert!(value("process_resident_memory_bytes") > 0.0);
+    assert!(value("process_open_fds") >= 3.0);
+    crate::observe::assert_promtool_passes(&text);
 }

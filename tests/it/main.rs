@@ -6,6 +6,7 @@ mod audit;
 mod binary;
 mod buckets;
 mod compat;
+mod config;
 mod config_files;
 mod crash;
 mod diskerase;

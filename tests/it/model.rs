@@ -393,7 +393,7 @@ impl StateMachineTest for Test {
                     .unwrap();
             }
             Op::RewriteEs(how) => {
-                let extra = sut.ids.len() % 2 == 0;
+                let extra = sut.ids.len().is_multiple_of(2);
                 let text = sut.es_text(model.stopped, extra);
                 sut.write("es.json", &text, how);
                 sut.until_es(model.stopped, extra);

@@ -74,14 +74,44 @@ pub struct Config {
     /// by `rbac.json`; both files live in `configs` and are reloaded like
     /// the others. Default false: loopback callers are trusted.
     pub auth: bool,
-    /// Address of the Prometheus `/metrics` endpoint; `null` turns it off.
-    /// Default `127.0.0.1:9464`.
+    /// Address of the Prometheus `/metrics` endpoint; `"off"` (as the flag
+    /// takes) or `null` turns it off. Default `127.0.0.1:9464`.
+    #[serde(with = "metrics_listen")]
     pub metrics_listen: Option<SocketAddr>,
     /// How long this server owns its running workflows without renewing
     /// its registration; after that another instance may take them over.
     /// Default 10s.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+}
+
+/// `metrics_listen` is spelled the same in the file as on the command line:
+/// an address, or `"off"`; the file also takes `null`. Written as the
+/// address, or `null`, which reads back the same.
+mod metrics_listen {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::net::SocketAddr;
+
+    /// `"off"` is none; anything else must be an address.
+    pub fn parse(text: &str) -> Result<Option<SocketAddr>, String> {
+        if text == "off" {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(|e| {
+            format!("{text:?}: {e} (give an address such as 127.0.0.1:9464, or \"off\")")
+        })
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        v.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, Default)]
@@ -201,6 +231,10 @@ pub struct Args {
     /// Simulated erase target log [default: erase-target.log beside the db].
     #[arg(long, env = "INTERLOCK_ERASE_TARGET")]
     pub erase_target: Option<PathBuf>,
+    /// How long this server owns its running workflows without renewing its
+    /// registration; then another instance may take them over [default: 10s].
+    #[arg(long, env = "INTERLOCK_LEASE_TTL", value_parser = humantime::parse_duration)]
+    pub lease_ttl: Option<Duration>,
 }
 
 impl Config {
@@ -237,7 +271,8 @@ impl Config {
             max_in_flight,
             sync,
             drain,
-            log_format
+            log_format,
+            lease_ttl
         );
         c.insecure |= args.insecure;
         c.tls_require_client_cert |= args.tls_require_client_cert;
@@ -255,15 +290,9 @@ impl Config {
         if let Some(t) = &args.erase_target {
             c.erase_target = Some(t.clone());
         }
-        match args.metrics_listen.as_deref() {
-            None => {}
-            Some("off") => c.metrics_listen = None,
-            Some(a) => {
-                let addr = a
-                    .parse()
-                    .map_err(|e| format!("--metrics-listen {a:?}: {e}"))?;
-                c.metrics_listen = Some(addr);
-            }
+        if let Some(a) = args.metrics_listen.as_deref() {
+            c.metrics_listen =
+                metrics_listen::parse(a).map_err(|e| format!("--metrics-listen {e}"))?;
         }
         c.validate()?;
         Ok(c)
@@ -337,6 +366,12 @@ impl Config {
             return Err(format!(
                 "refusing to serve /metrics on {m}: it is plaintext and unauthenticated. Serve it on \
                  127.0.0.1 (and scrape through a sidecar or tunnel), or pass --insecure"
+            ));
+        }
+        if self.lease_ttl < Duration::from_millis(100) {
+            return Err(format!(
+                "lease_ttl is {}; it must be at least 100ms (heartbeats renew it every third of it)",
+                humantime::format_duration(self.lease_ttl)
             ));
         }
         if self.max_in_flight == 0 {

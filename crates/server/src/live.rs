@@ -7,7 +7,7 @@
 //! swaps, are both seen; a periodic re-read and SIGHUP back it up. Any
 //! trigger re-reads every file and acts only on those whose content
 //! changed. What a file's content means (parsed, half-written, malformed,
-//! missing) is one rule for every file, in [`reload`].
+//! missing) is one rule for every file, in `reload`.
 //!
 //! Invariants:
 //! - A malformed, empty or half-written file never replaces the version in

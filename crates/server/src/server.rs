@@ -201,10 +201,20 @@ impl ServerBuilder {
         );
         let (health, health_service) = tonic_health::server::health_reporter();
         start_health(health, live.clone(), engine.clone(), shutdown.clone()).await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(interlock_proto::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| StartError::Other(format!("reflection: {e}")))?;
+        // v1 and v1alpha (grpcurl and older tools ask for v1alpha), each
+        // listing both reflection services, since both are served.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(interlock_proto::FILE_DESCRIPTOR_SET)
+                .include_reflection_service(false)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(
+                    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+                )
+        };
+        let reflection_err = |e| StartError::Other(format!("reflection: {e}"));
+        let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
+        let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
         let max = c.max_message_bytes;
         let router = tonic::transport::Server::builder()
             .layer(crate::metrics::RpcMetricsLayer)
@@ -219,7 +229,8 @@ impl ServerBuilder {
                 live, auditor, guard,
             )))
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(
                 diskerase::workflow_server::WorkflowServer::new(CompatApi(api))
                     .max_decoding_message_size(max)
