@@ -18,6 +18,7 @@ mod faults;
 mod lifecycle;
 mod model;
 mod observe;
+mod overload;
 mod policy;
 mod restart;
 mod security;

@@ -1,0 +1,205 @@
+//! The server under benchmark and what every scenario shares: a server
+//! started in-process on 127.0.0.1:0 with its own temporary files and the
+//! default durable SQLite store, a client, a job that holds until
+//! cancelled, request builders and percentiles.
+
+use anyhow::bail;
+use interlock_client::{Client, Options};
+use interlock_core::{ArgSpec, Idempotency, JobSchema};
+use interlock_engine::{Job, JobCtx, JobError, Outputs};
+use interlock_proto::v1;
+use interlock_server::{Config, Running, ServerBuilder};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A job that waits until cancelled and records when it noticed.
+#[derive(Default)]
+pub struct Hold {
+    pub running: std::sync::atomic::AtomicUsize,
+    pub noticed: Mutex<Vec<Instant>>,
+    schema: std::sync::OnceLock<JobSchema>,
+}
+
+#[async_trait::async_trait]
+impl Job for Hold {
+    fn schema(&self) -> &JobSchema {
+        self.schema.get_or_init(|| JobSchema {
+            name: "hold",
+            description: "benchmark: waits until cancelled",
+            args: Vec::<ArgSpec>::new(),
+            idempotency: Idempotency::Safe,
+            reconcilable: false,
+        })
+    }
+    async fn run(&self, ctx: &JobCtx, _: &BTreeMap<String, String>) -> Result<Outputs, JobError> {
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        ctx.cancel.cancelled().await;
+        self.noticed.lock().unwrap().push(Instant::now());
+        self.running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        Err(JobError::cancelled())
+    }
+}
+
+pub struct Bench {
+    _dir: tempfile::TempDir,
+    pub configs: PathBuf,
+    pub running: Option<Running>,
+    pub client: Client,
+    /// How `client` connects, for other services' clients.
+    pub addr: String,
+    pub opts: Options,
+    pub hold: Arc<Hold>,
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub const ES_GO: &str =
+    r#"[{"Name": "SatelliteDiskErase", "Status": "go"}, {"Name": "bench", "Status": "go"}]"#;
+pub const ES_STOP: &str = r#"[{"Name": "SatelliteDiskErase", "Status": "go"}, {"Name": "bench", "Status": "stop", "Reason": "benchmark flip"}]"#;
+
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("bench-tmp");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
+}
+
+impl Bench {
+    pub async fn start(
+        sync: interlock_server::config::SyncMode,
+        secure: bool,
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let configs = dir.path().join("configs");
+        std::fs::create_dir_all(&configs)?;
+        std::fs::copy(
+            repo().join("configs/buckets.json"),
+            configs.join("buckets.json"),
+        )?;
+        // "bench" runs under all three policy kinds, so Submit pays for them.
+        std::fs::write(
+            configs.join("policies.json"),
+            r#"[{"Name": "bench", "Policies": [
+                {"Name": "restrictJobTypes", "Settings": {"AllowedJobs": ["sleep", "hold"]}},
+                {"Name": "sameArgs", "Settings": {"Jobs": {"sleep": ["seconds"]}}},
+                {"Name": "startOrEnd", "Settings": {"JobName": "sleep", "Start": true}}
+            ]}]"#,
+        )?;
+        std::fs::write(configs.join("es.json"), ES_GO)?;
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse()?,
+            db: dir.path().join("var/interlock.db"),
+            configs: configs.clone(),
+            data: repo().join("data"),
+            max_in_flight: 100_000,
+            metrics_listen: None,
+            sync,
+            ..Config::default()
+        };
+        let mut opts = Options::default();
+        if secure {
+            let ca = interlock_tests::pki::Ca::new(dir.path(), "bench");
+            let cert = ca.server(dir.path(), "server");
+            let token = interlock_auth::tokens::mint();
+            std::fs::write(
+                configs.join("tokens.json"),
+                serde_json::json!({"tokens": [{"name": "bench", "sha256": interlock_auth::tokens::hash(&token)}]})
+                    .to_string(),
+            )?;
+            std::fs::write(
+                configs.join("rbac.json"),
+                r#"{"roles": {"bench": [{"actions": ["admin"], "workflows": ["*"]}]},
+                    "bindings": [{"identity": "token:bench", "roles": ["bench"]}]}"#,
+            )?;
+            config.tls_cert = Some(cert.cert);
+            config.tls_key = Some(cert.key);
+            config.auth = true;
+            opts.credentials = interlock_client::Credentials {
+                ca_pem: Some(ca.pem.into_bytes()),
+                token: Some(token),
+                ..Default::default()
+            };
+        }
+        let hold = Arc::new(Hold::default());
+        let running = ServerBuilder::new(config)
+            .job(hold.clone())
+            .start()
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let addr = running.addr.to_string();
+        let client = Client::connect(&addr, opts.clone()).await?;
+        Ok(Self {
+            _dir: dir,
+            configs,
+            running: Some(running),
+            client,
+            addr,
+            opts,
+            hold,
+        })
+    }
+}
+
+pub fn sleep_job() -> v1::Job {
+    v1::Job {
+        name: "sleep".into(),
+        args: [("seconds".to_string(), "0".to_string())].into(),
+        ..Default::default()
+    }
+}
+
+pub fn work(blocks: Vec<v1::Block>) -> v1::WorkReq {
+    v1::WorkReq {
+        name: "bench".into(),
+        blocks,
+        ..Default::default()
+    }
+}
+
+pub fn block(rate_limit: i32, jobs: Vec<v1::Job>) -> v1::Block {
+    v1::Block {
+        rate_limit,
+        jobs,
+        ..Default::default()
+    }
+}
+
+pub fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+pub fn sorted(mut v: Vec<f64>) -> Vec<f64> {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v
+}
+
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
+pub fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}

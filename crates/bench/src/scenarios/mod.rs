@@ -1,0 +1,9 @@
+//! One module per scenario; each returns rows for the report.
+
+pub mod estop;
+pub mod list;
+pub mod overload;
+pub mod reload;
+pub mod submit;
+pub mod transitions;
+pub mod workflows;
