@@ -14,6 +14,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+/// How long a start waits for a holder that may be on its way out.
+const HOLDER_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// The held lock. Dropping it releases the database.
 #[derive(Debug)]
 pub struct DbLock {
@@ -60,7 +63,17 @@ impl DbLock {
             .truncate(false)
             .open(&path)
             .map_err(io)?;
-        match file.try_lock() {
+        // A holder that is exiting (or a child process between fork and
+        // exec, which briefly shares the descriptor) releases it soon.
+        let deadline = std::time::Instant::now() + HOLDER_GRACE;
+        let mut result = file.try_lock();
+        while matches!(result, Err(std::fs::TryLockError::WouldBlock))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            result = file.try_lock();
+        }
+        match result {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
