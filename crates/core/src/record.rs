@@ -92,6 +92,10 @@ pub struct WorkflowRecord {
     pub submitted_by: String,
     /// The identity whose Exec started it (empty until then).
     pub executed_by: String,
+    /// The server instance that runs it now, if one does (a store detail,
+    /// shown to operators; not stored by `submit`).
+    #[serde(default)]
+    pub owner: Option<String>,
 }
 
 impl WorkflowRecord {
@@ -116,6 +120,7 @@ impl WorkflowRecord {
             blocks,
             submitted_by: String::new(),
             executed_by: String::new(),
+            owner: None,
         }
     }
 }

@@ -6,6 +6,8 @@
 //! - `recovery`: resuming orphaned work (after a restart or a takeover) and
 //!   ResolveJob.
 //! - `instance`: this process's registration, heartbeat and takeovers.
+//! - `peers`: requests to the instance that runs a workflow, and the
+//!   emergency stop shared through the store.
 //!
 //! Invariants:
 //! - Every path that starts a run (Exec, Resume of a paused workflow,
@@ -22,6 +24,7 @@ mod active;
 mod executor;
 mod instance;
 mod lifecycle;
+mod peers;
 mod recovery;
 
 pub use lifecycle::{CloneOptions, Page};
@@ -33,7 +36,7 @@ use crate::estop::EsState;
 use crate::job::JobRunner;
 use active::{Active, Cause};
 use interlock_core::{
-    AuditEntry, Catalog, Clock, Event, Limits, Status, Violation, WorkReq, WorkflowRecord,
+    AuditEntry, Catalog, Clock, Limits, Status, Violation, WorkReq, WorkflowRecord,
     validate_structure,
 };
 use interlock_store::{CasOutcome, IdMatch, InstanceInfo, Store, SubmitOutcome};
@@ -165,7 +168,12 @@ struct Inner {
     store: Arc<dyn Store>,
     runner: Arc<dyn JobRunner>,
     admission: Arc<dyn Admission>,
+    /// This instance's es.json, as the live config publishes it.
+    file_estop: watch::Receiver<Arc<EsState>>,
+    /// The state in force: es.json united with the shared stops.
+    estop_tx: watch::Sender<Arc<EsState>>,
     estop: watch::Receiver<Arc<EsState>>,
+    shared_stops: Mutex<Vec<interlock_store::SharedStop>>,
     opts: EngineOptions,
     active: Mutex<HashMap<String, Arc<Active>>>,
     draining: CancellationToken,
@@ -192,11 +200,15 @@ impl Engine {
         opts: EngineOptions,
     ) -> Self {
         let instance = instance::Instance::new(&opts.instance);
+        let (estop_tx, merged) = watch::channel(estop.borrow().clone());
         let inner = Arc::new(Inner {
             store,
             runner,
             admission,
-            estop,
+            file_estop: estop.clone(),
+            estop_tx,
+            estop: merged,
+            shared_stops: Mutex::new(Vec::new()),
             opts,
             active: Mutex::new(HashMap::new()),
             draining: CancellationToken::new(),
@@ -205,7 +217,9 @@ impl Engine {
             health: Mutex::new(StoreHealth::default()),
         });
         tokio::spawn(estop_monitor(Arc::downgrade(&inner), inner.estop.clone()));
-        Self { inner }
+        let engine = Self { inner };
+        engine.spawn_peer_tasks(estop);
+        engine
     }
 
     /// The job types this server can run.
@@ -522,8 +536,9 @@ impl Engine {
         h
     }
 
-    /// Every committed transition from now on, whichever process wrote it.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+    /// Every committed transition from now on, whichever process wrote it
+    /// (and the other items of the store's feed).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<interlock_store::FeedItem> {
         self.inner.store.subscribe()
     }
 

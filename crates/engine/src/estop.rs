@@ -20,10 +20,14 @@ pub struct EsEntry {
     pub reason: String,
 }
 
-/// The emergency-stop state in force.
+/// The emergency-stop state in force: this server's es.json, and the stops
+/// shared by every server on the store. A name is stopped if either stops
+/// it (the union): a shared "go" never overrides a stop in the file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EsState {
     entries: HashMap<String, EsEntry>,
+    /// Shared stops in force (only those that stop), by name.
+    shared: HashMap<String, EsEntry>,
     /// Set when the file is missing or malformed: everything is stopped.
     pub error: Option<String>,
     /// When this state was read.
@@ -49,6 +53,7 @@ impl EsState {
     pub fn fail_closed(error: String) -> Self {
         Self {
             entries: HashMap::new(),
+            shared: HashMap::new(),
             error: Some(error),
             loaded_at: interlock_core::now_micros(),
         }
@@ -82,13 +87,54 @@ impl EsState {
         }
         Ok(Self {
             entries,
+            shared: HashMap::new(),
             error: None,
             loaded_at: interlock_core::now_micros(),
         })
     }
 
+    /// This state with the shared stops in force (entries that say stop).
+    pub fn with_shared<'a>(&self, stops: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut next = self.clone();
+        next.shared = stops
+            .into_iter()
+            .map(|(name, reason)| {
+                (
+                    name.to_string(),
+                    EsEntry {
+                        stop: true,
+                        reason: reason.to_string(),
+                    },
+                )
+            })
+            .collect();
+        next
+    }
+
+    /// Shared stops in force, sorted by name.
+    pub fn shared(&self) -> Vec<(&str, &EsEntry)> {
+        let mut v: Vec<_> = self.shared.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+
     /// `Some(reason)` when `workflow` must not run.
     pub fn stopped(&self, workflow: &str) -> Option<String> {
+        if let Some(e) = self
+            .shared
+            .get(WILDCARD)
+            .or_else(|| self.shared.get(workflow))
+        {
+            return Some(if e.reason.is_empty() {
+                "a shared emergency stop is in force".to_string()
+            } else {
+                format!("{} (shared emergency stop)", e.reason)
+            });
+        }
+        self.file_stopped(workflow)
+    }
+
+    fn file_stopped(&self, workflow: &str) -> Option<String> {
         if let Some(e) = &self.error {
             return Some(format!(
                 "es.json is unusable, so everything is stopped: {e}"
@@ -278,6 +324,22 @@ mod tests {
             "[{",
             "left as it was"
         );
+    }
+
+    #[test]
+    fn shared_stops_add_to_the_file() {
+        let s = EsState::parse(r#"[{"Name": "*", "Status": "go"}]"#).unwrap();
+        assert_eq!(s.stopped("a"), None);
+        let merged = s.with_shared([("a", "rack fire")]);
+        assert_eq!(
+            merged.stopped("a").unwrap(),
+            "rack fire (shared emergency stop)"
+        );
+        assert_eq!(merged.stopped("b"), None);
+        let all = s.with_shared([("*", "")]);
+        assert!(all.stopped("b").is_some());
+        let broken = EsState::fail_closed("x".into()).with_shared([]);
+        assert!(broken.stopped("a").is_some(), "a broken file still stops");
     }
 
     #[test]

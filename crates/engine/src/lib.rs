@@ -39,5 +39,6 @@ pub use buckets::{BucketDef, BucketError, BucketLevel, Buckets};
 pub use engine::{CloneOptions, Engine, EngineOptions, Page, Resolution, StoreHealth, Verdict};
 pub use error::EngineError;
 pub use estop::EsState;
+pub use interlock_store::FeedItem;
 pub use job::{Job, JobCtx, JobError, JobRunner, Outputs, Reconciled};
 pub use registry::Registry;

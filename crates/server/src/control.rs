@@ -17,6 +17,7 @@ use interlock_proto::v1::{self, control_server::Control};
 use tonic::{Request, Response, Status};
 
 pub struct ControlApi {
+    engine: interlock_engine::Engine,
     live: Live,
     audit: Auditor,
     guard: Guard,
@@ -25,8 +26,9 @@ pub struct ControlApi {
 }
 
 impl ControlApi {
-    pub fn new(live: Live, audit: Auditor, guard: Guard) -> Self {
+    pub fn new(engine: interlock_engine::Engine, live: Live, audit: Auditor, guard: Guard) -> Self {
         Self {
+            engine,
             live,
             audit,
             guard,
@@ -35,20 +37,28 @@ impl ControlApi {
     }
 
     fn es_state(&self) -> v1::EmergencyStopStateResp {
-        let st = self.live.estop.borrow().clone();
-        v1::EmergencyStopStateResp {
-            error: st.error.clone().unwrap_or_default(),
-            entries: st
-                .entries()
-                .into_iter()
+        let st = self.engine.estop_state();
+        let wire = |v: Vec<(&str, &interlock_engine::estop::EsEntry)>| {
+            v.into_iter()
                 .map(|(name, e)| v1::EmergencyStopEntry {
                     name: name.to_string(),
                     stop: e.stop,
                     reason: e.reason.clone(),
                 })
-                .collect(),
+                .collect()
+        };
+        let path = self.live.dir.join(ESTOP).display().to_string();
+        v1::EmergencyStopStateResp {
+            error: st.error.clone().unwrap_or_default(),
+            entries: wire(st.entries()),
             loaded_at: ts(Some(st.loaded_at)),
-            path: self.live.dir.join(ESTOP).display().to_string(),
+            shared: wire(st.shared()),
+            written_to: if self.engine.stops_are_shared() {
+                "store".into()
+            } else {
+                path.clone()
+            },
+            path,
         }
     }
 }
@@ -128,7 +138,7 @@ impl Control for ControlApi {
             format!("reason: {}", r.reason)
         };
         let result = match self.guard.check(&who.who, Action::Estop, &r.name) {
-            Ok(()) => self.set_es(r).await,
+            Ok(()) => self.set_es(r, &who.identity).await,
             Err(e) => Err(e),
         };
         self.audit
@@ -234,14 +244,18 @@ impl ControlApi {
     async fn set_es(
         &self,
         r: v1::SetEmergencyStopReq,
+        by: &str,
     ) -> Result<v1::EmergencyStopStateResp, Status> {
         let _guard = self.es_write.lock().await;
         let path = self.live.dir.join(ESTOP);
-        interlock_engine::estop::set_entry(&path, &r.name, r.stop, &r.reason)
+        self.engine
+            .set_stop(&path, &r.name, r.stop, &r.reason, by)
             .await
-            .map_err(|e| engine_status(e.into()))?;
+            .map_err(engine_status)?;
         tracing::warn!(name = %interlock_core::Escaped(&r.name), stop = r.stop,
-            reason = %interlock_core::Escaped(&r.reason), "emergency stop changed through the API");
+            reason = %interlock_core::Escaped(&r.reason), shared = self.engine.stops_are_shared(),
+            "emergency stop changed through the API");
+        // A file change is in force once the reloader has read it.
         self.live.reload_now().await;
         Ok(self.es_state())
     }

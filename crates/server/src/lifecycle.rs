@@ -3,6 +3,7 @@
 use crate::convert::{micros, status_resp, ts};
 use crate::error::{bad_request, engine_status};
 use interlock_core::{AuditEntry, Event, ListFilter, Status as DomainStatus, Summary};
+use interlock_engine::FeedItem;
 use interlock_engine::{CloneOptions, Engine, Resolution};
 use interlock_proto::v1;
 use tokio::sync::{broadcast, mpsc};
@@ -171,14 +172,15 @@ pub async fn watch(
                 ev = events.recv() => ev,
             };
             match next {
-                Ok(ev) if ev.workflow_id == id => {
+                Ok(FeedItem::Event(ev)) if ev.workflow_id == id => {
                     let last = ev.block.is_none() && ev.status.is_terminal();
                     if tx.send(Ok(transition(&ev))).await.is_err() || last {
                         return;
                     }
                 }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => {
+                Ok(FeedItem::Event(_) | FeedItem::Request(_) | FeedItem::Stops) => {}
+                // Events may have been missed: send the state as it is now.
+                Ok(FeedItem::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
                     let Ok(rec) = engine.status(&id).await else {
                         return;
                     };

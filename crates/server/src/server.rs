@@ -226,7 +226,10 @@ impl ServerBuilder {
                     .max_encoding_message_size(usize::MAX),
             )
             .add_service(v1::control_server::ControlServer::new(ControlApi::new(
-                live, auditor, guard,
+                engine.clone(),
+                live,
+                auditor,
+                guard,
             )))
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -26,11 +26,12 @@ mod tests;
 
 use async_trait::async_trait;
 use interlock_core::{
-    AuditEntry, AuditQuery, Clock, Event, ListFilter, Micros, Status, Summary, WorkflowRecord,
+    AuditEntry, AuditQuery, Clock, ListFilter, Micros, Status, Summary, WorkflowRecord,
 };
 use interlock_store::{
-    BucketState, CasOutcome, Change, IdMatch, InstanceInfo, Lease, Result, Store, StoreError,
-    SubmitOutcome, Take, TakeOutcome, TakeRequest,
+    BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
+    RequestKind, Result, SharedStop, Store, StoreError, SubmitOutcome, Take, TakeOutcome,
+    TakeRequest,
 };
 use lock::{DbLock, LockError};
 use read::backend;
@@ -108,7 +109,7 @@ pub struct SqliteStore {
     tx: mpsc::Sender<Msg>,
     readers: Arc<ReadPool>,
     clock: Arc<dyn Clock>,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<FeedItem>,
     last_error: Arc<Mutex<Option<String>>>,
     lock_path: PathBuf,
 }
@@ -467,7 +468,41 @@ impl Store for SqliteStore {
         self.read(move |c| read::audit_log(c, &query)).await
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Event> {
+    async fn request(
+        &self,
+        workflow_id: &str,
+        kind: RequestKind,
+        reason: &str,
+        at: Micros,
+    ) -> Result<ControlRequest> {
+        let (workflow_id, reason) = (workflow_id.to_string(), reason.to_string());
+        self.op(move |tx, ctx| ops::request(tx, ctx, &workflow_id, kind, &reason, at))
+            .await
+    }
+
+    async fn requests_for(&self, owner: &str) -> Result<Vec<ControlRequest>> {
+        let owner = owner.to_string();
+        self.read(move |c| read::requests_for(c, &owner)).await
+    }
+
+    async fn finish_request(&self, id: i64) -> Result<()> {
+        self.op(move |tx, _| {
+            tx.prepare_cached("DELETE FROM requests WHERE id = ?1")?
+                .execute([id])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn set_stop(&self, entry: SharedStop) -> Result<()> {
+        self.op(move |tx, ctx| ops::set_stop(tx, ctx, &entry)).await
+    }
+
+    async fn stops(&self) -> Result<Vec<SharedStop>> {
+        self.read(read::stops).await
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<FeedItem> {
         self.events.subscribe()
     }
 

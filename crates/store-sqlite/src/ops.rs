@@ -5,8 +5,8 @@
 use crate::writer::Ctx;
 use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};
 use interlock_store::{
-    CasOutcome, Change, Gcra, Lease, StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
-    workflow_event,
+    CasOutcome, Change, ControlRequest, FeedItem, Gcra, Lease, RequestKind, SharedStop, StoreError,
+    SubmitOutcome, TakeOutcome, TakeRequest, workflow_event,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -194,8 +194,12 @@ pub fn acquire(
     if let Some(a) = audit {
         insert_audit(tx, a, id)?;
     }
-    ctx.events
-        .push(workflow_event(id, ctx.now, Status::Running, ""));
+    ctx.events.push(FeedItem::Event(workflow_event(
+        id,
+        ctx.now,
+        Status::Running,
+        "",
+    )));
     Ok(CasOutcome::Done(Lease {
         workflow_id: id.to_string(),
         owner: owner.to_string(),
@@ -219,13 +223,14 @@ pub fn transition(
     }
     for c in changes {
         apply_change(tx, c)?;
-        ctx.events.extend(c.event(ctx.now));
+        ctx.events.extend(c.event(ctx.now).map(FeedItem::Event));
     }
     tx.prepare_cached(
         "UPDATE workflows SET status = ?1, reason = ?2, ended = COALESCE(?3, ended) WHERE id = ?4",
     )?
     .execute(params![to as i32, reason, ended, id])?;
-    ctx.events.push(workflow_event(id, ctx.now, to, reason));
+    ctx.events
+        .push(FeedItem::Event(workflow_event(id, ctx.now, to, reason)));
     Ok(CasOutcome::Done(()))
 }
 
@@ -267,7 +272,7 @@ pub fn write(
             // Nothing matched: the workflow does not exist.
             return Err(rusqlite::Error::QueryReturnedNoRows);
         }
-        ctx.events.extend(c.event(ctx.now));
+        ctx.events.extend(c.event(ctx.now).map(FeedItem::Event));
     }
     Ok(Ok(()))
 }
@@ -524,4 +529,42 @@ pub fn take(tx: &Transaction<'_>, req: &TakeRequest) -> rusqlite::Result<TakeOut
             Ok(TakeOutcome::Taken)
         }
     }
+}
+
+pub fn request(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx<'_>,
+    workflow_id: &str,
+    kind: RequestKind,
+    reason: &str,
+    at: Micros,
+) -> rusqlite::Result<ControlRequest> {
+    let id: i64 = tx
+        .prepare_cached(
+            "INSERT INTO requests (workflow_id, kind, reason, at) VALUES (?1, ?2, ?3, ?4)
+             RETURNING id",
+        )?
+        .query_row(params![workflow_id, kind.as_str(), reason, at], |r| {
+            r.get(0)
+        })?;
+    let r = ControlRequest {
+        id,
+        workflow_id: workflow_id.to_string(),
+        kind,
+        reason: reason.to_string(),
+        at,
+    };
+    ctx.events.push(FeedItem::Request(r.clone()));
+    Ok(r)
+}
+
+pub fn set_stop(tx: &Transaction<'_>, ctx: &mut Ctx<'_>, e: &SharedStop) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO shared_stops (name, stop, reason, set_by, at) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (name) DO UPDATE SET stop = excluded.stop, reason = excluded.reason,
+         set_by = excluded.set_by, at = excluded.at",
+    )?
+    .execute(params![e.name, e.stop, e.reason, e.by, e.at])?;
+    ctx.events.push(FeedItem::Stops);
+    Ok(())
 }

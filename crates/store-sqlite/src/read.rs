@@ -5,7 +5,10 @@ use interlock_core::{
     AuditEntry, AuditQuery, BlockRecord, JobRecord, ListFilter, Micros, Status, Summary, WorkReq,
     WorkflowRecord,
 };
-use interlock_store::{BucketState, Gcra, IdMatch, InstanceInfo, Result, StoreError, Take};
+use interlock_store::{
+    BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop,
+    StoreError, Take,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -28,7 +31,7 @@ pub fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
     let row = conn
         .prepare_cached(
             "SELECT request, status, reason, had_errors, es_stopped, created, started, ended,
-             policy_version, submitted_by, executed_by FROM workflows WHERE id = ?1",
+             policy_version, submitted_by, executed_by, owner FROM workflows WHERE id = ?1",
         )
         .map_err(backend)?
         .query_row([id], |r| {
@@ -42,7 +45,11 @@ pub fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
                 r.get::<_, Option<i64>>(6)?,
                 r.get::<_, Option<i64>>(7)?,
                 r.get::<_, String>(8)?,
-                (r.get::<_, String>(9)?, r.get::<_, String>(10)?),
+                (
+                    r.get::<_, String>(9)?,
+                    r.get::<_, String>(10)?,
+                    r.get::<_, Option<String>>(11)?,
+                ),
             ))
         })
         .optional()
@@ -60,7 +67,7 @@ pub fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
     rec.es_stopped = es_stopped;
     rec.started = started;
     rec.ended = ended;
-    (rec.submitted_by, rec.executed_by) = who;
+    (rec.submitted_by, rec.executed_by, rec.owner) = who;
 
     let mut stmt = conn
         .prepare_cached(
@@ -367,4 +374,41 @@ pub fn take_of(
     })
     .optional()
     .map_err(backend)
+}
+
+pub fn requests_for(c: &Connection, owner: &str) -> Result<Vec<ControlRequest>> {
+    c.prepare_cached(
+        "SELECT r.id, r.workflow_id, r.kind, r.reason, r.at FROM requests r
+         JOIN workflows w ON w.id = r.workflow_id WHERE w.owner = ?1 ORDER BY r.id",
+    )
+    .map_err(backend)?
+    .query_map([owner], |r| {
+        Ok(ControlRequest {
+            id: r.get(0)?,
+            workflow_id: r.get(1)?,
+            kind: RequestKind::parse(&r.get::<_, String>(2)?).unwrap_or(RequestKind::Pause),
+            reason: r.get(3)?,
+            at: r.get(4)?,
+        })
+    })
+    .map_err(backend)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(backend)
+}
+
+pub fn stops(c: &Connection) -> Result<Vec<SharedStop>> {
+    c.prepare_cached("SELECT name, stop, reason, set_by, at FROM shared_stops ORDER BY name")
+        .map_err(backend)?
+        .query_map([], |r| {
+            Ok(SharedStop {
+                name: r.get(0)?,
+                stop: r.get(1)?,
+                reason: r.get(2)?,
+                by: r.get(3)?,
+                at: r.get(4)?,
+            })
+        })
+        .map_err(backend)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(backend)
 }

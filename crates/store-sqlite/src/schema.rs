@@ -121,6 +121,22 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX audit_target ON audit(target, id);
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
+    // 8: requests to a workflow's owner, and the shared emergency stop.
+    "CREATE TABLE requests (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        workflow_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at INTEGER NOT NULL
+    );
+    CREATE INDEX requests_by_workflow ON requests(workflow_id);
+    CREATE TABLE shared_stops (
+        name TEXT PRIMARY KEY,
+        stop INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        at INTEGER NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

@@ -12,8 +12,8 @@
 //! after the transaction holding it committed.
 
 use crate::lock::DbLock;
-use interlock_core::{Clock, Event, Micros};
-use interlock_store::{Result, StoreError};
+use interlock_core::{Clock, Micros};
+use interlock_store::{FeedItem, Result, StoreError};
 use rusqlite::{Connection, Transaction};
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -22,8 +22,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 pub struct Ctx<'a> {
     /// The store's clock at the start of the batch.
     pub now: Micros,
-    /// Events to publish if (and once) the op's transaction commits.
-    pub events: &'a mut Vec<Event>,
+    /// Feed items to publish if (and once) the op's transaction commits.
+    pub events: &'a mut Vec<FeedItem>,
 }
 
 /// One queued write.
@@ -33,15 +33,15 @@ pub trait WriteOp: Send {
     /// Answers the caller once the op's transaction committed (`Ok`) or
     /// failed.
     fn finish(self: Box<Self>, committed: Result<()>);
-    /// Events the last `apply` produced.
-    fn take_events(&mut self) -> Vec<Event>;
+    /// Feed items the last `apply` produced.
+    fn take_events(&mut self) -> Vec<FeedItem>;
 }
 
 /// A write op from a closure; `T` is what the caller gets back.
 pub struct Pending<T, F> {
     f: F,
     out: Option<T>,
-    events: Vec<Event>,
+    events: Vec<FeedItem>,
     reply: oneshot::Sender<Result<T>>,
 }
 
@@ -85,7 +85,7 @@ where
         }));
     }
 
-    fn take_events(&mut self) -> Vec<Event> {
+    fn take_events(&mut self) -> Vec<FeedItem> {
         std::mem::take(&mut self.events)
     }
 }
@@ -101,7 +101,7 @@ pub enum Msg {
 pub struct Writer {
     pub conn: Connection,
     pub clock: Arc<dyn Clock>,
-    pub events: broadcast::Sender<Event>,
+    pub events: broadcast::Sender<FeedItem>,
     pub max_batch: usize,
     /// The most recent write failure, cleared by the next success.
     pub last_error: Arc<Mutex<Option<String>>>,

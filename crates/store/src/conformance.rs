@@ -7,8 +7,8 @@
 //! audit queries, and the change feed.
 
 use crate::{
-    CasOutcome, Change, Gcra, IdMatch, InstanceInfo, Lease, Store, StoreError, SubmitOutcome,
-    TakeOutcome, TakeRequest,
+    CasOutcome, Change, FeedItem, Gcra, IdMatch, InstanceInfo, Lease, RequestKind, SharedStop,
+    Store, StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
 };
 use async_trait::async_trait;
 use interlock_core::{
@@ -58,6 +58,8 @@ pub async fn run_all(h: &dyn Harness) {
         audit_queries,
         short_ids_resolve,
         feed_publishes_commits_in_order,
+        requests_reach_the_owner,
+        shared_stops_are_kept_and_announced,
     );
 }
 
@@ -225,6 +227,11 @@ pub async fn acquire_is_a_compare_and_set(h: &dyn Harness) {
     assert_eq!(rec.status, Status::Running);
     assert_eq!(rec.started, Some(150));
     assert!(rec.executed_by.starts_with("caller-"));
+    assert_eq!(
+        rec.owner.as_deref(),
+        Some(me.as_str()),
+        "the owner is shown"
+    );
     let log = s
         .audit_log(AuditQuery {
             limit: 100,
@@ -788,11 +795,13 @@ pub async fn feed_publishes_commits_in_order(h: &dyn Harness) {
     .unwrap();
     let mut seen = Vec::new();
     while seen.len() < 4 {
-        let e = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+        let item = tokio::time::timeout(Duration::from_secs(5), feed.recv())
             .await
             .expect("event within 5 s")
             .expect("feed open");
-        if e.workflow_id == w {
+        if let FeedItem::Event(e) = item
+            && e.workflow_id == w
+        {
             seen.push((e.block, e.job, e.status));
         }
     }
@@ -805,4 +814,73 @@ pub async fn feed_publishes_commits_in_order(h: &dyn Harness) {
             (None, None, Status::Completed),
         ]
     );
+}
+
+/// A request reaches the owner twice over: on the feed at once, and in
+/// `requests_for` until it is finished.
+pub async fn requests_reach_the_owner(h: &dyn Harness) {
+    let s = h.store().await;
+    let mut feed = s.subscribe();
+    let a = instance(s.as_ref(), "i-a").await;
+    running(s.as_ref(), 1, &a).await;
+    submitted(s.as_ref(), 2, 7).await;
+    let r = s
+        .request(&id(1), RequestKind::Pause, "maintenance", 42)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.kind, r.reason.as_str(), r.at),
+        (RequestKind::Pause, "maintenance", 42)
+    );
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+            .await
+            .expect("published within 5 s")
+            .expect("feed open");
+        if let FeedItem::Request(got) = item {
+            assert_eq!(got, r);
+            break;
+        }
+    }
+    s.request(&id(2), RequestKind::Cancel, "", 43)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.requests_for(&a).await.unwrap(),
+        [r.clone()],
+        "only requests for workflows the owner runs"
+    );
+    assert!(s.requests_for("i-nobody").await.unwrap().is_empty());
+    s.finish_request(r.id).await.unwrap();
+    assert!(s.requests_for(&a).await.unwrap().is_empty());
+}
+
+/// Shared e-stop entries are replaced by name and announced on the feed.
+pub async fn shared_stops_are_kept_and_announced(h: &dyn Harness) {
+    let s = h.store().await;
+    let mut feed = s.subscribe();
+    let stop = |name: &str, stop: bool| SharedStop {
+        name: name.into(),
+        stop,
+        reason: format!("{name} {stop}"),
+        by: "token:sre".into(),
+        at: 9,
+    };
+    s.set_stop(stop("wf", true)).await.unwrap();
+    s.set_stop(stop("*", false)).await.unwrap();
+    s.set_stop(stop("wf", false)).await.unwrap();
+    assert_eq!(
+        s.stops().await.unwrap(),
+        [stop("*", false), stop("wf", false)]
+    );
+    let mut announced = 0;
+    while announced < 3 {
+        let item = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+            .await
+            .expect("announced within 5 s")
+            .expect("feed open");
+        if item == FeedItem::Stops {
+            announced += 1;
+        }
+    }
 }

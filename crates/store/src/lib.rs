@@ -259,6 +259,71 @@ pub struct BucketState {
     pub rule: Gcra,
 }
 
+/// What the change feed carries, in commit order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FeedItem {
+    /// A committed transition.
+    Event(Event),
+    /// Items may have been lost (the feed's link to the database was
+    /// reset): re-read whatever you follow.
+    Resync,
+    /// A process asks the owner of a workflow to act on it.
+    Request(ControlRequest),
+    /// The shared emergency stop changed: re-read it.
+    Stops,
+}
+
+/// What a process that does not run a workflow asks its owner to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestKind {
+    Cancel,
+    Pause,
+    Resume,
+}
+
+impl RequestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Cancel => "cancel",
+            RequestKind::Pause => "pause",
+            RequestKind::Resume => "resume",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "cancel" => RequestKind::Cancel,
+            "pause" => RequestKind::Pause,
+            "resume" => RequestKind::Resume,
+            _ => return None,
+        })
+    }
+}
+
+/// A request to a workflow's owner, kept until the owner acts on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlRequest {
+    /// Assigned by the store.
+    pub id: i64,
+    pub workflow_id: String,
+    pub kind: RequestKind,
+    pub reason: String,
+    pub at: Micros,
+}
+
+/// One entry of the emergency stop shared by every instance on the store
+/// (beside each instance's own es.json; the stop in force is the union).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedStop {
+    /// A workflow name, or "*" for every workflow.
+    pub name: String,
+    pub stop: bool,
+    pub reason: String,
+    /// Who set it (an identity) and when.
+    pub by: String,
+    pub at: Micros,
+}
+
 /// A server process registered with the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstanceInfo {
@@ -410,8 +475,36 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- feed and health
 
-    /// Every committed transition from now on, in commit order.
-    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event>;
+    // ---- requests between instances, and the shared emergency stop
+
+    /// Records a request to the owner of `workflow_id` and publishes it on
+    /// the feed (the owner also finds it with [`Store::requests_for`]).
+    async fn request(
+        &self,
+        workflow_id: &str,
+        kind: RequestKind,
+        reason: &str,
+        at: Micros,
+    ) -> Result<ControlRequest>;
+
+    /// Pending requests for workflows `owner` runs, oldest first.
+    async fn requests_for(&self, owner: &str) -> Result<Vec<ControlRequest>>;
+
+    /// Removes a request once acted on (or found moot).
+    async fn finish_request(&self, id: i64) -> Result<()>;
+
+    /// Sets one shared e-stop entry (replacing the one of that name) and
+    /// publishes [`FeedItem::Stops`].
+    async fn set_stop(&self, entry: SharedStop) -> Result<()>;
+
+    /// Every shared e-stop entry, by name.
+    async fn stops(&self) -> Result<Vec<SharedStop>>;
+
+    // ---- feed and health
+
+    /// Every committed transition (and request, and shared e-stop change)
+    /// from now on, in commit order.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<FeedItem>;
 
     /// Writes queued and not yet committed (for monitoring).
     fn queue_depth(&self) -> usize {

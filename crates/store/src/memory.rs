@@ -6,8 +6,9 @@
 //! clock it is given, so tests can expire instances without sleeping.
 
 use crate::{
-    BucketState, CasOutcome, Change, IdMatch, InstanceInfo, Lease, Result, Store, StoreError,
-    SubmitOutcome, Take, TakeOutcome, TakeRequest, workflow_event,
+    BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
+    RequestKind, Result, SharedStop, Store, StoreError, SubmitOutcome, Take, TakeOutcome,
+    TakeRequest, workflow_event,
 };
 use async_trait::async_trait;
 use interlock_core::{
@@ -33,6 +34,9 @@ struct State {
     buckets: HashMap<(String, String), BucketState>,
     takes: Vec<Take>,
     audit: Vec<AuditEntry>,
+    requests: Vec<ControlRequest>,
+    next_request: i64,
+    stops: BTreeMap<String, SharedStop>,
 }
 
 /// An in-memory store. Cheap to clone; clones share state.
@@ -40,7 +44,7 @@ struct State {
 pub struct MemStore {
     state: Arc<Mutex<State>>,
     clock: Arc<dyn Clock>,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<FeedItem>,
 }
 
 impl MemStore {
@@ -58,7 +62,7 @@ impl MemStore {
 
     fn publish(&self, events: impl IntoIterator<Item = Event>) {
         for e in events {
-            let _ = self.events.send(e);
+            let _ = self.events.send(FeedItem::Event(e));
         }
     }
 }
@@ -222,7 +226,10 @@ impl Store for MemStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<WorkflowRecord>> {
-        Ok(self.lock().workflows.get(id).map(|r| r.rec.clone()))
+        Ok(self.lock().workflows.get(id).map(|r| WorkflowRecord {
+            owner: r.owner.clone(),
+            ..r.rec.clone()
+        }))
     }
 
     async fn resolve_id(&self, prefix: &str) -> Result<IdMatch> {
@@ -403,7 +410,11 @@ impl Store for MemStore {
                     owner: owner.to_string(),
                     epoch: row.epoch,
                 };
-                (row.rec.clone(), lease)
+                let rec = WorkflowRecord {
+                    owner: row.owner.clone(),
+                    ..row.rec.clone()
+                };
+                (rec, lease)
             })
             .collect())
     }
@@ -567,7 +578,60 @@ impl Store for MemStore {
             .collect())
     }
 
-    fn subscribe(&self) -> broadcast::Receiver<Event> {
+    async fn request(
+        &self,
+        workflow_id: &str,
+        kind: RequestKind,
+        reason: &str,
+        at: Micros,
+    ) -> Result<ControlRequest> {
+        let r = {
+            let mut st = self.lock();
+            st.next_request += 1;
+            let r = ControlRequest {
+                id: st.next_request,
+                workflow_id: workflow_id.to_string(),
+                kind,
+                reason: reason.to_string(),
+                at,
+            };
+            st.requests.push(r.clone());
+            r
+        };
+        let _ = self.events.send(FeedItem::Request(r.clone()));
+        Ok(r)
+    }
+
+    async fn requests_for(&self, owner: &str) -> Result<Vec<ControlRequest>> {
+        let st = self.lock();
+        Ok(st
+            .requests
+            .iter()
+            .filter(|r| {
+                st.workflows
+                    .get(&r.workflow_id)
+                    .is_some_and(|w| w.owner.as_deref() == Some(owner))
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn finish_request(&self, id: i64) -> Result<()> {
+        self.lock().requests.retain(|r| r.id != id);
+        Ok(())
+    }
+
+    async fn set_stop(&self, entry: SharedStop) -> Result<()> {
+        self.lock().stops.insert(entry.name.clone(), entry);
+        let _ = self.events.send(FeedItem::Stops);
+        Ok(())
+    }
+
+    async fn stops(&self) -> Result<Vec<SharedStop>> {
+        Ok(self.lock().stops.values().cloned().collect())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<FeedItem> {
         self.events.subscribe()
     }
 

@@ -83,6 +83,8 @@ impl Engine {
             info.started = started;
         }
         self.register_instance().await?;
+        // Shared stops are in force before anything resumes.
+        self.refresh_stops().await?;
         let resumed = self.take_over().await?;
         let this = self.clone();
         tokio::spawn(async move { this.heartbeat_loop().await });
@@ -186,10 +188,12 @@ impl Engine {
                     }
                 }
             }
-            if inner.instance.may_run().is_ok()
-                && let Err(e) = self.take_over().await
-            {
-                tracing::warn!(error = %e, "cannot take over orphaned workflows now");
+            if inner.instance.may_run().is_ok() {
+                if let Err(e) = self.take_over().await {
+                    tracing::warn!(error = %e, "cannot take over orphaned workflows now");
+                }
+                // Requests whose announcement was missed.
+                self.act_on_pending().await;
             }
         }
     }

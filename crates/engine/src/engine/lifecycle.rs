@@ -14,7 +14,7 @@ use super::active::Cause;
 use super::recovery::cut_in_flight;
 use crate::error::{EngineError, Result};
 use interlock_core::{AuditEntry, ListFilter, Micros, Status, Summary, WorkflowRecord};
-use interlock_store::{CasOutcome, Change};
+use interlock_store::{CasOutcome, Change, RequestKind};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -115,7 +115,18 @@ impl Engine {
                 CasOutcome::Done(()) => return Ok(Status::Cancelled),
                 CasOutcome::NotFound => return Err(EngineError::NotFound(id)),
                 CasOutcome::WrongStatus(_) => continue,
-                CasOutcome::OwnedBy(owner) => return Err(EngineError::Elsewhere { id, owner }),
+                // Another instance runs it: only it can stop its jobs.
+                CasOutcome::OwnedBy(owner) => {
+                    return self
+                        .ask_owner(
+                            &id,
+                            &owner,
+                            RequestKind::Cancel,
+                            reason,
+                            Status::is_terminal,
+                        )
+                        .await;
+                }
             }
         }
         Err(EngineError::WrongState(format!(
@@ -130,6 +141,22 @@ impl Engine {
             let rec = self.status(&id).await?;
             return match rec.status {
                 Status::Paused => Ok(()),
+                // Run by another instance (else it would be active here).
+                Status::Running => {
+                    let owner = rec.owner.clone().unwrap_or_default();
+                    let s = self
+                        .ask_owner(&id, &owner, RequestKind::Pause, reason, |s| {
+                            s == Status::Paused || s.is_terminal()
+                        })
+                        .await?;
+                    if s == Status::Paused {
+                        Ok(())
+                    } else {
+                        Err(EngineError::WrongState(format!(
+                            "workflow {id} ended ({s}) before it could be paused"
+                        )))
+                    }
+                }
                 s => Err(EngineError::WrongState(format!(
                     "workflow {id} is {s}; only a running workflow can be paused"
                 ))),
@@ -188,7 +215,22 @@ impl Engine {
                     "block {bi} job {ji} of workflow {id} is Interrupted; decide with ResolveJob first"
                 )));
             }
-            return self.start_run(rec, Status::Paused, None).await;
+            return match self.start_run(rec, Status::Paused, None).await {
+                // Paused by an instance that still runs it: ask it.
+                Err(EngineError::Elsewhere { owner, .. }) => {
+                    let s = self
+                        .ask_owner(&id, &owner, RequestKind::Resume, "", |s| {
+                            s == Status::Running || s.is_terminal()
+                        })
+                        .await?;
+                    if s == Status::Running {
+                        Ok(())
+                    } else {
+                        Err(EngineError::WrongState(format!("workflow {id} is {s}")))
+                    }
+                }
+                other => other,
+            };
         };
         let _finishing = a.finishing.lock().await;
         inner.admission.admit(&rec.req).map_err(super::refused)?;
