@@ -84,10 +84,11 @@ pub fn estop(data: &[u8]) {
     assert_eq!(again.entries(), state.entries());
 }
 
-/// `buckets.json`: [`buckets::parse_config`]; every accepted bucket is used
-/// as the store uses it (window, takes until empty, level, replay after a
-/// restart, at a fixed "now"), and the definitions written back (periods in
-/// humantime form) parse to the same definitions.
+/// `buckets.json`: [`buckets::parse_config`]; every accepted bucket becomes
+/// the rule it says and is used as the store uses it (window, takes until
+/// empty, level, replay after a restart, at a fixed "now"), and the
+/// definitions written back (periods in humantime form) parse to the same
+/// definitions.
 pub fn buckets(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -119,6 +120,12 @@ pub fn buckets(data: &[u8]) {
 /// what the Buckets RPC does to show its level.
 fn use_bucket(def: &BucketDef) {
     let rule = def.gcra();
+    let configured = def.period.as_micros() / u128::from(def.refill);
+    assert_eq!(
+        (rule.per_token as u128, rule.burst),
+        (configured.max(1), def.capacity),
+        "the store applies the configured rule"
+    );
     let at = NOW_MICROS;
     // A bucket whose rule changed replays takes from this time on.
     let since = at - rule.window();
