@@ -54,6 +54,12 @@ pub enum BucketError {
     Store(String),
 }
 
+/// Longest Period, and longest time an empty bucket may take to fill
+/// (Capacity × Period ÷ Refill). Beyond any real rule, and it keeps the
+/// store's arithmetic (microseconds in an `i64`) far from overflowing or
+/// wrapping into a different rule.
+pub const MAX_FILL_TIME: Duration = Duration::from_secs(100 * 31_557_600);
+
 /// Parses and validates `buckets.json` (a JSON array of bucket objects).
 pub fn parse_config(text: &str) -> Result<Vec<BucketDef>, BucketError> {
     let defs: Vec<BucketDef> =
@@ -69,6 +75,14 @@ pub fn parse_config(text: &str) -> Result<Vec<BucketDef>, BucketError> {
         }
         if d.period.is_zero() {
             return Err(bad("Period must be longer than zero"));
+        }
+        let fill = d.period.as_micros() / u128::from(d.refill) * u128::from(d.capacity);
+        if d.period > MAX_FILL_TIME || fill > MAX_FILL_TIME.as_micros() {
+            return Err(bad(&format!(
+                "Period, and the time an empty bucket takes to fill (Capacity × Period ÷ \
+                 Refill), must be at most {}",
+                humantime::format_duration(MAX_FILL_TIME)
+            )));
         }
         if !seen.insert(d.name.as_str()) {
             return Err(bad("duplicate Name"));
@@ -281,5 +295,30 @@ mod tests {
         ] {
             assert!(parse_config(bad).is_err(), "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_rule_the_store_cannot_represent_is_refused() {
+        for bad in [
+            // Found by fuzzing: overflowed the store's arithmetic at the first take.
+            r#"[{"Name": "a", "Capacity": 4294967295, "Refill": 1, "Period": "30m"}]"#,
+            // Found by fuzzing: wrapped to a rule of one token per microsecond.
+            r#"[{"Name": "a", "Capacity": 1, "Refill": 1, "Period": "18446744073709551615s"}]"#,
+            r#"[{"Name": "a", "Capacity": 1, "Refill": 1000, "Period": "101years"}]"#,
+            r#"[{"Name": "a", "Capacity": 101, "Refill": 1, "Period": "1year"}]"#,
+        ] {
+            let e = parse_config(bad).unwrap_err().to_string();
+            assert!(e.contains("must be at most 100years"), "{bad}: {e}");
+        }
+        // The longest rule accepted still works in the store.
+        let defs =
+            parse_config(r#"[{"Name": "b", "Capacity": 100, "Refill": 1, "Period": "1year"}]"#)
+                .unwrap();
+        assert_eq!(defs[0].gcra().window(), MAX_FILL_TIME.as_micros() as i64);
+        let clock = ManualClock::new(1_780_000_000_000_000);
+        let b = Buckets::new(Arc::new(MemStore::new(clock.clone())), clock);
+        b.configure(defs);
+        b.take("b", "", ("w", 0, 0)).await.unwrap();
+        assert_eq!(b.levels().await.unwrap()[0].available, 99);
     }
 }

@@ -1,0 +1,7 @@
+
+SatelliteDiskErase[ûÿÿÿÿÿÿÿÿ
+sleep
+seconds1e3*
+tokenBucket
+bucketa b
+fatalyesPÿÿÿÿÿÿÿÿÿ

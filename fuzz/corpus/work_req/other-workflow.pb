@@ -1,0 +1,4 @@
+
+Unconfigured
+sleep
+seconds0

@@ -1,0 +1,4 @@
+
+SatelliteDiskErase
+sleep
+seconds0.25PRrbt

@@ -1,0 +1,4 @@
+
+x
+sleep
+seconds1ZP
