@@ -244,3 +244,18 @@ fn a_config_round_trips_through_its_file_form() {
         assert_eq!(back, c, "{text}");
     }
 }
+
+/// A config file is one JSON object; whatever follows it is an error, not
+/// ignored (a second object pasted below the first would silently lose).
+#[test]
+fn anything_after_the_config_object_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("interlockd.json");
+    std::fs::write(&path, r#"{"insecure": false} {"insecure": true}"#).unwrap();
+    let args = interlock_server::Args {
+        config: Some(path),
+        ..Default::default()
+    };
+    let e = interlock_server::Config::from_args(&args).unwrap_err();
+    assert!(e.contains("after the JSON object"), "{e}");
+}

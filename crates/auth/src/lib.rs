@@ -33,6 +33,11 @@ pub struct ConfigError(pub String);
 /// Parses JSON naming the path of a bad field (`roles.viewer[0].actions[1]: ...`).
 fn parse_json<T: serde::de::DeserializeOwned>(text: &str, file: &str) -> Result<T, ConfigError> {
     let de = &mut serde_json::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de)
-        .map_err(|e| ConfigError(format!("{file}: {}: {}", e.path(), e.inner())))
+    let v = serde_path_to_error::deserialize(&mut *de)
+        .map_err(|e| ConfigError(format!("{file}: {}: {}", e.path(), e.inner())))?;
+    // One JSON value and nothing after it: a second object pasted below the
+    // first must not be silently ignored.
+    de.end()
+        .map_err(|e| ConfigError(format!("{file}: after the first JSON value: {e}")))?;
+    Ok(v)
 }

@@ -148,6 +148,13 @@ impl Tokens {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn text_after_the_json_value_is_refused() {
+        let e = Tokens::parse(r#"{"tokens": []} {"tokens": []}"#).unwrap_err();
+        assert!(e.to_string().contains("after the first JSON value"), "{e}");
+    }
+
     use super::*;
 
     fn file(entries: &[(&str, &str)]) -> String {

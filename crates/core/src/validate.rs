@@ -41,7 +41,12 @@ impl Default for Limits {
     }
 }
 
-/// Every structural problem with `req`. Empty means well-formed.
+/// Most problems reported for one request: past this, a request is
+/// broken wholesale and listing more would only cost memory.
+pub const MAX_VIOLATIONS: usize = 1_000;
+
+/// Every structural problem with `req` (at most [`MAX_VIOLATIONS`], then a
+/// note that there are more). Empty means well-formed.
 pub fn validate_structure(req: &WorkReq, catalog: &dyn Catalog, limits: &Limits) -> Vec<Violation> {
     let mut out = Vec::new();
     let v = |m: String| Violation::new(Violation::STRUCTURE, m);
@@ -121,6 +126,12 @@ pub fn validate_structure(req: &WorkReq, catalog: &dyn Catalog, limits: &Limits)
         return out;
     }
     for (bi, block) in req.blocks.iter().enumerate() {
+        if out.len() >= MAX_VIOLATIONS {
+            out.push(v(format!(
+                "more than {MAX_VIOLATIONS} problems; fix these and check again"
+            )));
+            return out;
+        }
         let vb = |m: String| v(m).at_block(bi);
         if block.jobs.is_empty() {
             out.push(vb(
@@ -142,6 +153,12 @@ pub fn validate_structure(req: &WorkReq, catalog: &dyn Catalog, limits: &Limits)
             )));
         }
         for (ji, job) in block.jobs.iter().enumerate() {
+            if out.len() >= MAX_VIOLATIONS {
+                out.push(v(format!(
+                    "more than {MAX_VIOLATIONS} problems; fix these and check again"
+                )));
+                return out;
+            }
             let vj = |m: String| v(m).at_job(bi, ji);
             if job.args.len() > limits.max_args_per_job {
                 out.push(vj(format!(
@@ -342,6 +359,27 @@ mod tests {
         assert!(v[0].message.contains("the limit is 10"), "{v:?}");
         assert!(!is_w3c_trace_id("00000000000000000000000000000000"));
         assert!(!is_w3c_trace_id("4BF92F3577B34DA6A3CE929D0E0E4736"));
+    }
+
+    #[test]
+    fn a_broken_request_costs_bounded_work() {
+        let bad = Block {
+            jobs: vec![job("sleep", &[("nope", "1"), ("also", "2")]); 20_000],
+            ..Default::default()
+        };
+        let req = WorkReq {
+            name: "x".into(),
+            blocks: vec![bad],
+            ..Default::default()
+        };
+        let v = validate_structure(&req, &cat(), &Limits::default());
+        assert!(v.len() <= MAX_VIOLATIONS + 3, "{}", v.len());
+        assert!(
+            v.last()
+                .unwrap()
+                .message
+                .contains("more than 1000 problems")
+        );
     }
 
     #[test]

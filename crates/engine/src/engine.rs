@@ -240,14 +240,18 @@ impl Engine {
             invalid: validate_structure(req, self.catalog(), &inner.opts.limits),
             ..Verdict::default()
         };
+        // Only jobs that passed their schema: one problem, one message.
+        // (A set, so the cost stays linear in jobs plus violations.)
+        let flagged: std::collections::HashSet<(usize, usize)> = v
+            .invalid
+            .iter()
+            .filter_map(|x| Some((x.block?, x.job?)))
+            .collect();
         for (bi, block) in req.blocks.iter().enumerate() {
             for (ji, job) in block.jobs.iter().enumerate() {
-                // Only jobs that passed their schema: one problem, one message.
-                let clean = !v
-                    .invalid
-                    .iter()
-                    .any(|x| x.block == Some(bi) && x.job == Some(ji));
-                if clean && let Err(m) = inner.runner.check(job) {
+                if !flagged.contains(&(bi, ji))
+                    && let Err(m) = inner.runner.check(job)
+                {
                     v.denied.push(Violation::new("arguments", m).at_job(bi, ji));
                 }
             }

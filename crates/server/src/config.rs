@@ -248,14 +248,19 @@ impl Config {
                 // serde_path_to_error names the field at fault ("max_in_flight:
                 // invalid type ..."), which serde_json alone does not.
                 let de = &mut serde_json::Deserializer::from_str(&text);
-                serde_path_to_error::deserialize(de).map_err(|e| {
+                let c = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
                     format!(
                         "config file {}: {}: {}",
                         path.display(),
                         e.path(),
                         e.inner()
                     )
-                })?
+                })?;
+                // Anything after the one JSON object is an error, not ignored.
+                de.end().map_err(|e| {
+                    format!("config file {}: after the JSON object: {e}", path.display())
+                })?;
+                c
             }
         };
         macro_rules! over {
