@@ -1,0 +1,596 @@
+//! The write-side SQL: what each write op does inside the writer's
+//! transaction, with the database's row locks making each read-then-write
+//! atomic against other replicas:
+//! - a compare-and-set locks the workflow row (`FOR UPDATE`);
+//! - a fenced write locks it shared (`FOR SHARE`), so a takeover (an
+//!   update of the same row) waits until the write committed, or the write
+//!   waits for the takeover and then finds its lease gone;
+//! - a bucket take locks the bucket's row;
+//! - claims skip rows other replicas are claiming (`SKIP LOCKED`).
+
+use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};
+use interlock_store::{
+    CasOutcome, Change, ControlRequest, FeedItem, Gcra, InstanceInfo, Lease, RequestKind,
+    SharedStop, StoreError, SubmitOutcome, TakeOutcome, TakeRequest, workflow_event,
+};
+use tokio_postgres::Transaction;
+
+pub type PgResult<T> = Result<T, tokio_postgres::Error>;
+
+/// What an op sees inside the batch transaction.
+pub struct Ctx {
+    /// The database's clock at the start of the batch, in microseconds.
+    pub now: Micros,
+    /// Feed items to announce with the commit.
+    pub items: Vec<FeedItem>,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data serializes")
+}
+
+fn status_of(v: i32) -> Status {
+    Status::from_i32(v).unwrap_or(Status::Failed)
+}
+
+pub async fn insert_audit(tx: &Transaction<'_>, e: &AuditEntry, target: &str) -> PgResult<()> {
+    tx.execute(
+        "INSERT INTO audit (at, identity, action, target, request_id, outcome, detail, peer)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &e.at,
+            &e.identity,
+            &e.action,
+            &target,
+            &e.request_id,
+            &e.outcome,
+            &e.detail,
+            &e.peer,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn submit(
+    tx: &Transaction<'_>,
+    rec: &WorkflowRecord,
+    hash: &str,
+    audit: Option<&AuditEntry>,
+) -> PgResult<SubmitOutcome> {
+    let key = &rec.req.request_id;
+    if !key.is_empty() {
+        // Claim the key first: of racing submits with one key, one inserts.
+        let n = tx
+            .execute(
+                "INSERT INTO idempotency (request_id, content_hash, workflow_id, created)
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (request_id) DO NOTHING",
+                &[key, &hash, &rec.id, &rec.created],
+            )
+            .await?;
+        if n == 0 {
+            let row = tx
+                .query_one(
+                    "SELECT workflow_id, content_hash FROM idempotency WHERE request_id = $1",
+                    &[key],
+                )
+                .await?;
+            let (id, content_hash): (String, String) = (row.get(0), row.get(1));
+            if let Some(a) = audit {
+                let mut a = a.clone();
+                a.detail = format!(
+                    "request_id {key:?} already used: answered with the existing workflow"
+                );
+                insert_audit(tx, &a, &id).await?;
+            }
+            return Ok(SubmitOutcome::Existing { id, content_hash });
+        }
+    }
+    tx.execute(
+        "INSERT INTO workflows (id, name, request, status, created, policy_version, submitted_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &rec.id,
+            &rec.req.name,
+            &json(&rec.req),
+            &(rec.status as i32),
+            &rec.created,
+            &rec.policy_version,
+            &rec.submitted_by,
+        ],
+    )
+    .await?;
+    for (k, v) in &rec.req.labels {
+        tx.execute(
+            "INSERT INTO labels (workflow_id, key, value, created) VALUES ($1, $2, $3, $4)",
+            &[&rec.id, k, v, &rec.created],
+        )
+        .await?;
+    }
+    for (bi, b) in rec.blocks.iter().enumerate() {
+        for (ji, j) in b.jobs.iter().enumerate() {
+            if j.status != Status::NotStarted {
+                apply_change(
+                    tx,
+                    &Change::Job {
+                        id: rec.id.clone(),
+                        block: bi,
+                        job: ji,
+                        rec: j.clone(),
+                    },
+                )
+                .await?;
+            }
+        }
+    }
+    if let Some(a) = audit {
+        insert_audit(tx, a, &rec.id).await?;
+    }
+    Ok(SubmitOutcome::Inserted)
+}
+
+/// The compare-and-set preamble: the epoch, when `id` is in `from` and no
+/// live instance other than `me` owns it. Locks the row.
+async fn check_cas(
+    tx: &Transaction<'_>,
+    id: &str,
+    from: Status,
+    me: Option<&str>,
+    now: Micros,
+) -> PgResult<Result<i64, CasOutcome<()>>> {
+    let Some(row) = tx
+        .query_opt(
+            "SELECT w.status, w.owner, w.epoch, i.expires FROM workflows w
+             LEFT JOIN instances i ON i.id = w.owner WHERE w.id = $1 FOR UPDATE OF w",
+            &[&id],
+        )
+        .await?
+    else {
+        return Ok(Err(CasOutcome::NotFound));
+    };
+    let (status, owner, epoch, expires): (i32, Option<String>, i64, Option<i64>) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    if status != from as i32 {
+        return Ok(Err(CasOutcome::WrongStatus(status_of(status))));
+    }
+    if let Some(o) = owner.filter(|o| Some(o.as_str()) != me)
+        && expires.is_some_and(|e| e >= now)
+    {
+        return Ok(Err(CasOutcome::OwnedBy(o)));
+    }
+    Ok(Ok(epoch))
+}
+
+fn relabel<T>(o: CasOutcome<()>) -> CasOutcome<T> {
+    match o {
+        CasOutcome::Done(()) | CasOutcome::NotFound => CasOutcome::NotFound,
+        CasOutcome::WrongStatus(s) => CasOutcome::WrongStatus(s),
+        CasOutcome::OwnedBy(o) => CasOutcome::OwnedBy(o),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn acquire(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx,
+    id: &str,
+    from: Status,
+    owner: &str,
+    at: Micros,
+    audit: Option<&AuditEntry>,
+) -> PgResult<CasOutcome<Lease>> {
+    let epoch = match check_cas(tx, id, from, Some(owner), ctx.now).await? {
+        Ok(e) => e + 1,
+        Err(o) => return Ok(relabel(o)),
+    };
+    let running = Status::Running as i32;
+    if from == Status::NotStarted {
+        let by = audit.map_or("", |a| a.identity.as_str());
+        tx.execute(
+            "UPDATE workflows SET status = $1, started = $2, executed_by = $3, owner = $4,
+             epoch = $5 WHERE id = $6",
+            &[&running, &at, &by, &owner, &epoch, &id],
+        )
+        .await?;
+    } else {
+        tx.execute(
+            "UPDATE workflows SET status = $1, reason = '', owner = $2, epoch = $3 WHERE id = $4",
+            &[&running, &owner, &epoch, &id],
+        )
+        .await?;
+    }
+    if let Some(a) = audit {
+        insert_audit(tx, a, id).await?;
+    }
+    ctx.items.push(FeedItem::Event(workflow_event(
+        id,
+        ctx.now,
+        Status::Running,
+        "",
+    )));
+    Ok(CasOutcome::Done(Lease {
+        workflow_id: id.to_string(),
+        owner: owner.to_string(),
+        epoch,
+    }))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn transition(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx,
+    id: &str,
+    from: Status,
+    to: Status,
+    reason: &str,
+    ended: Option<Micros>,
+    changes: &[Change],
+) -> PgResult<CasOutcome> {
+    if let Err(o) = check_cas(tx, id, from, None, ctx.now).await? {
+        return Ok(o);
+    }
+    for c in changes {
+        apply_change(tx, c).await?;
+        ctx.items.extend(c.event(ctx.now).map(FeedItem::Event));
+    }
+    tx.execute(
+        "UPDATE workflows SET status = $1, reason = $2, ended = COALESCE($3, ended) WHERE id = $4",
+        &[&(to as i32), &reason, &ended, &id],
+    )
+    .await?;
+    ctx.items
+        .push(FeedItem::Event(workflow_event(id, ctx.now, to, reason)));
+    Ok(CasOutcome::Done(()))
+}
+
+/// `Err(Fenced)` unless `lease` is still the workflow's; holds the row
+/// shared until commit, so a takeover cannot slip in between.
+pub async fn check_lease(tx: &Transaction<'_>, lease: &Lease) -> PgResult<Result<(), StoreError>> {
+    let ok = tx
+        .query_opt(
+            "SELECT 1 FROM workflows WHERE id = $1 AND owner = $2 AND epoch = $3 FOR SHARE",
+            &[&lease.workflow_id, &lease.owner, &lease.epoch],
+        )
+        .await?
+        .is_some();
+    Ok(if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Fenced {
+            id: lease.workflow_id.clone(),
+            epoch: lease.epoch,
+        })
+    })
+}
+
+/// A change that matched nothing: its workflow does not exist.
+#[derive(Debug)]
+pub struct Missing;
+
+pub async fn write(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx,
+    lease: Option<&Lease>,
+    changes: &[Change],
+) -> PgResult<Result<Result<(), StoreError>, Missing>> {
+    if let Some(l) = lease
+        && let Err(e) = check_lease(tx, l).await?
+    {
+        return Ok(Ok(Err(e)));
+    }
+    for c in changes {
+        if !apply_change(tx, c).await? {
+            return Ok(Err(Missing));
+        }
+        ctx.items.extend(c.event(ctx.now).map(FeedItem::Event));
+    }
+    Ok(Ok(Ok(())))
+}
+
+/// Applies one change; false when it matched no row.
+pub async fn apply_change(tx: &Transaction<'_>, c: &Change) -> PgResult<bool> {
+    let n = match c {
+        Change::Workflow {
+            id,
+            status,
+            reason,
+            had_errors,
+            es_stopped,
+            ended,
+        } => {
+            tx.execute(
+                "UPDATE workflows SET status = $1, reason = $2, had_errors = $3, es_stopped = $4,
+                 ended = $5 WHERE id = $6",
+                &[&(*status as i32), reason, had_errors, es_stopped, ended, id],
+            )
+            .await?
+        }
+        Change::WorkflowStatus { id, status, reason } => {
+            tx.execute(
+                "UPDATE workflows SET status = $1, reason = $2 WHERE id = $3",
+                &[&(*status as i32), reason, id],
+            )
+            .await?
+        }
+        Change::WorkflowErrors { id } => {
+            tx.execute("UPDATE workflows SET had_errors = true WHERE id = $1", &[id])
+                .await?
+        }
+        Change::Checkpoint {
+            id,
+            block,
+            job,
+            state,
+        } => {
+            tx.execute(
+                "INSERT INTO jobs (workflow_id, block_idx, idx, status, error, outputs, fatal,
+                 attempts, checkpoint) VALUES ($1, $2, $3, $4, '', '{}', false, '[]', $5)
+                 ON CONFLICT (workflow_id, block_idx, idx) DO UPDATE SET checkpoint = excluded.checkpoint",
+                &[
+                    id,
+                    &(*block as i32),
+                    &(*job as i32),
+                    &(Status::Running as i32),
+                    state,
+                ],
+            )
+            .await?
+        }
+        Change::Block { id, block, rec } => {
+            tx.execute(
+                "INSERT INTO blocks (workflow_id, idx, status, has_error, failures, started, ended)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (workflow_id, idx) DO UPDATE SET status = excluded.status,
+                 has_error = excluded.has_error, failures = excluded.failures,
+                 started = excluded.started, ended = excluded.ended",
+                &[
+                    id,
+                    &(*block as i32),
+                    &(rec.status as i32),
+                    &rec.has_error,
+                    &(rec.failures as i32),
+                    &rec.started,
+                    &rec.ended,
+                ],
+            )
+            .await?
+        }
+        Change::Job {
+            id,
+            block,
+            job,
+            rec,
+        } => {
+            tx.execute(
+                "INSERT INTO jobs (workflow_id, block_idx, idx, status, error, outputs, started,
+                 ended, fatal, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (workflow_id, block_idx, idx) DO UPDATE SET status = excluded.status,
+                 error = excluded.error, outputs = excluded.outputs, started = excluded.started,
+                 ended = excluded.ended, fatal = excluded.fatal, attempts = excluded.attempts",
+                &[
+                    id,
+                    &(*block as i32),
+                    &(*job as i32),
+                    &(rec.status as i32),
+                    &rec.error,
+                    &json(&rec.outputs),
+                    &rec.started,
+                    &rec.ended,
+                    &rec.fatal,
+                    &json(&rec.attempts),
+                ],
+            )
+            .await?
+        }
+    };
+    Ok(n > 0)
+}
+
+pub async fn release(tx: &Transaction<'_>, lease: &Lease) -> PgResult<Result<(), StoreError>> {
+    if let Err(e) = check_lease(tx, lease).await? {
+        return Ok(Err(e));
+    }
+    tx.execute(
+        "UPDATE workflows SET owner = NULL WHERE id = $1",
+        &[&lease.workflow_id],
+    )
+    .await?;
+    Ok(Ok(()))
+}
+
+/// Claims up to `limit` running workflows without a live owner, skipping
+/// rows another replica is claiming right now.
+pub async fn claim_orphans(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx,
+    owner: &str,
+    limit: usize,
+) -> PgResult<Vec<Lease>> {
+    let rows = tx
+        .query(
+            "SELECT w.id FROM workflows w WHERE w.status = $1 AND (w.owner IS NULL OR NOT EXISTS
+             (SELECT 1 FROM instances i WHERE i.id = w.owner AND i.expires >= $2))
+             ORDER BY w.created LIMIT $3 FOR UPDATE SKIP LOCKED",
+            &[&(Status::Running as i32), &ctx.now, &(limit as i64)],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.get(0);
+        let epoch: i64 = tx
+            .query_one(
+                "UPDATE workflows SET owner = $1, epoch = epoch + 1 WHERE id = $2 RETURNING epoch",
+                &[&owner, &id],
+            )
+            .await?
+            .get(0);
+        out.push(Lease {
+            workflow_id: id,
+            owner: owner.to_string(),
+            epoch,
+        });
+    }
+    Ok(out)
+}
+
+pub async fn register_instance(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx,
+    info: &InstanceInfo,
+    ttl: Micros,
+) -> PgResult<()> {
+    // Long-gone instances owning nothing are history, not state.
+    tx.execute(
+        "DELETE FROM instances WHERE expires < $1 AND NOT EXISTS
+         (SELECT 1 FROM workflows w WHERE w.owner = instances.id)",
+        &[&(ctx.now - 7 * 24 * 3_600_000_000)],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO instances (id, pid, host, addr, version, started, heartbeat, expires)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, host = excluded.host,
+         addr = excluded.addr, version = excluded.version, heartbeat = excluded.heartbeat,
+         expires = excluded.expires",
+        &[
+            &info.id,
+            &(info.pid as i64),
+            &info.host,
+            &info.addr,
+            &info.version,
+            &info.started,
+            &ctx.now,
+            &(ctx.now + ttl),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn heartbeat(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx,
+    id: &str,
+    ttl: Micros,
+) -> PgResult<Result<(), StoreError>> {
+    let n = tx
+        .execute(
+            "UPDATE instances SET heartbeat = $1, expires = $2 WHERE id = $3 AND expires >= $1",
+            &[&ctx.now, &(ctx.now + ttl), &id],
+        )
+        .await?;
+    Ok(if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::LeaseLost(id.to_string()))
+    })
+}
+
+pub async fn take(tx: &Transaction<'_>, req: &TakeRequest) -> PgResult<TakeOutcome> {
+    // The row exists before it is locked, so racing first takes serialize.
+    tx.execute(
+        "INSERT INTO bucket_state (bucket, key, tat, per_token, burst) VALUES ($1, $2, 0, 0, 0)
+         ON CONFLICT (bucket, key) DO NOTHING",
+        &[&req.bucket, &req.key],
+    )
+    .await?;
+    let row = tx
+        .query_one(
+            "SELECT tat, per_token, burst FROM bucket_state WHERE bucket = $1 AND key = $2
+             FOR UPDATE",
+            &[&req.bucket, &req.key],
+        )
+        .await?;
+    let (tat, per_token, burst): (i64, i64, i32) = (row.get(0), row.get(1), row.get(2));
+    let tat = if (Gcra {
+        per_token,
+        burst: burst as u32,
+    }) == req.rule
+    {
+        tat
+    } else {
+        // New bucket, or its rule changed: replay what the recorded takes
+        // mean under the rule in force.
+        let takes: Vec<i64> = tx
+            .query(
+                "SELECT taken_at FROM bucket_takes WHERE bucket = $1 AND key = $2
+                 AND taken_at >= $3 ORDER BY taken_at",
+                &[&req.bucket, &req.key, &(req.at - req.rule.window())],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        req.rule.replay(takes)
+    };
+    match req.rule.take(tat, req.at) {
+        Err(retry_after) => Ok(TakeOutcome::Empty { retry_after }),
+        Ok(tat) => {
+            tx.execute(
+                "UPDATE bucket_state SET tat = $3, per_token = $4, burst = $5
+                 WHERE bucket = $1 AND key = $2",
+                &[
+                    &req.bucket,
+                    &req.key,
+                    &tat,
+                    &req.rule.per_token,
+                    &(req.rule.burst as i32),
+                ],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO bucket_takes (bucket, key, taken_at, workflow_id, block_idx, job_idx)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    &req.bucket,
+                    &req.key,
+                    &req.at,
+                    &req.workflow_id,
+                    &(req.block as i32),
+                    &(req.job as i32),
+                ],
+            )
+            .await?;
+            Ok(TakeOutcome::Taken)
+        }
+    }
+}
+
+pub async fn request(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx,
+    workflow_id: &str,
+    kind: RequestKind,
+    reason: &str,
+    at: Micros,
+) -> PgResult<ControlRequest> {
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO requests (workflow_id, kind, reason, at) VALUES ($1, $2, $3, $4)
+             RETURNING id",
+            &[&workflow_id, &kind.as_str(), &reason, &at],
+        )
+        .await?
+        .get(0);
+    let r = ControlRequest {
+        id,
+        workflow_id: workflow_id.to_string(),
+        kind,
+        reason: reason.to_string(),
+        at,
+    };
+    ctx.items.push(FeedItem::Request(r.clone()));
+    Ok(r)
+}
+
+pub async fn set_stop(tx: &Transaction<'_>, ctx: &mut Ctx, e: &SharedStop) -> PgResult<()> {
+    tx.execute(
+        "INSERT INTO shared_stops (name, stop, reason, set_by, at) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (name) DO UPDATE SET stop = excluded.stop, reason = excluded.reason,
+         set_by = excluded.set_by, at = excluded.at",
+        &[&e.name, &e.stop, &e.reason, &e.by, &e.at],
+    )
+    .await?;
+    ctx.items.push(FeedItem::Stops);
+    Ok(())
+}

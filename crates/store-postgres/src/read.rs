@@ -1,0 +1,359 @@
+//! The read side: queries on pooled connections, seeing what has committed.
+
+use interlock_core::{
+    AuditEntry, AuditQuery, BlockRecord, JobRecord, ListFilter, Micros, Status, Summary, WorkReq,
+    WorkflowRecord,
+};
+use interlock_store::{
+    BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop,
+    StoreError, Take,
+};
+use tokio_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+
+pub fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn corrupt(id: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        id: id.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn status_of(id: &str, v: i32) -> Result<Status> {
+    Status::from_i32(v).ok_or_else(|| corrupt(id, format!("unknown status {v}")))
+}
+
+/// One workflow with every recorded block and job change applied.
+pub async fn load(c: &impl GenericClient, id: &str) -> Result<Option<WorkflowRecord>> {
+    let Some(row) = c
+        .query_opt(
+            "SELECT request, status, reason, had_errors, es_stopped, created, started, ended,
+             policy_version, submitted_by, executed_by, owner FROM workflows WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(backend)?
+    else {
+        return Ok(None);
+    };
+    let req: WorkReq =
+        serde_json::from_str(row.get::<_, &str>(0)).map_err(|e| corrupt(id, e))?;
+    let mut rec = WorkflowRecord::submitted(id.to_string(), req, row.get(8), row.get(5));
+    rec.status = status_of(id, row.get(1))?;
+    rec.reason = row.get(2);
+    rec.had_errors = row.get(3);
+    rec.es_stopped = row.get(4);
+    rec.started = row.get(6);
+    rec.ended = row.get(7);
+    rec.submitted_by = row.get(9);
+    rec.executed_by = row.get(10);
+    rec.owner = row.get(11);
+    for row in c
+        .query(
+            "SELECT idx, status, has_error, failures, started, ended FROM blocks
+             WHERE workflow_id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(backend)?
+    {
+        let idx: i32 = row.get(0);
+        let b: &mut BlockRecord = rec
+            .blocks
+            .get_mut(idx as usize)
+            .ok_or_else(|| corrupt(id, format!("block {idx} out of range")))?;
+        b.status = status_of(id, row.get(1))?;
+        b.has_error = row.get(2);
+        b.failures = row.get::<_, i32>(3) as u32;
+        b.started = row.get(4);
+        b.ended = row.get(5);
+    }
+    for row in c
+        .query(
+            "SELECT block_idx, idx, status, error, outputs, started, ended, fatal, attempts,
+             checkpoint FROM jobs WHERE workflow_id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(backend)?
+    {
+        let (bi, ji): (i32, i32) = (row.get(0), row.get(1));
+        let j: &mut JobRecord = rec
+            .blocks
+            .get_mut(bi as usize)
+            .and_then(|b| b.jobs.get_mut(ji as usize))
+            .ok_or_else(|| corrupt(id, format!("job {bi}/{ji} out of range")))?;
+        j.status = status_of(id, row.get(2))?;
+        j.error = row.get(3);
+        j.outputs = serde_json::from_str(row.get::<_, &str>(4)).map_err(|e| corrupt(id, e))?;
+        j.started = row.get(5);
+        j.ended = row.get(6);
+        j.fatal = row.get(7);
+        j.attempts = serde_json::from_str(row.get::<_, &str>(8)).map_err(|e| corrupt(id, e))?;
+        j.checkpoint = row.get(9);
+    }
+    Ok(Some(rec))
+}
+
+pub async fn resolve_id(c: &impl GenericClient, prefix: &str) -> Result<IdMatch> {
+    // Ids are lowercase hex and dashes, all below '~': the range is exactly
+    // the ids with this prefix, served by the primary key.
+    let upper = format!("{prefix}~");
+    let ids: Vec<String> = c
+        .query(
+            "SELECT id FROM workflows WHERE id >= $1 AND id < $2 ORDER BY id LIMIT 5",
+            &[&prefix, &upper],
+        )
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(match ids.len() {
+        0 => IdMatch::None,
+        1 => IdMatch::One(ids.into_iter().next().expect("one")),
+        _ => IdMatch::Many(ids),
+    })
+}
+
+/// Builds `$n` placeholders while collecting their values.
+#[derive(Default)]
+struct Args(Vec<Box<dyn ToSql + Sync + Send>>);
+
+impl Args {
+    fn add(&mut self, v: impl ToSql + Sync + Send + 'static) -> String {
+        self.0.push(Box::new(v));
+        format!("${}", self.0.len())
+    }
+
+    fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.0.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect()
+    }
+}
+
+pub async fn list(c: &impl GenericClient, f: &ListFilter) -> Result<Vec<Summary>> {
+    let mut a = Args::default();
+    // Driven by the labels index with a label filter, else by (created, id)
+    // or (status, created, id): rows come out newest first and the cursor
+    // is a row comparison the index can seek to.
+    let (mut sql, order) = match f.labels.first() {
+        Some((k, v)) => {
+            let (k, v) = (a.add(k.clone()), a.add(v.clone()));
+            (
+                format!(
+                    "SELECT w.id, w.request, w.status, w.reason, w.had_errors, w.created, w.started, w.ended
+                     FROM labels d JOIN workflows w ON w.id = d.workflow_id
+                     WHERE d.key = {k} AND d.value = {v}"
+                ),
+                ("d.created", "d.workflow_id"),
+            )
+        }
+        None => (
+            "SELECT w.id, w.request, w.status, w.reason, w.had_errors, w.created, w.started, w.ended
+             FROM workflows w WHERE true"
+                .to_string(),
+            ("w.created", "w.id"),
+        ),
+    };
+    if let Some(n) = &f.name {
+        sql += &format!(" AND w.name = {}", a.add(n.clone()));
+    }
+    if !f.statuses.is_empty() {
+        let list: Vec<i32> = f.statuses.iter().map(|s| *s as i32).collect();
+        sql += &format!(" AND w.status = ANY({})", a.add(list));
+    }
+    if let Some(t) = f.created_from {
+        sql += &format!(" AND {} >= {}", order.0, a.add(t));
+    }
+    if let Some(t) = f.created_to {
+        sql += &format!(" AND {} < {}", order.0, a.add(t));
+    }
+    for (k, v) in f.labels.iter().skip(1) {
+        let (k, v) = (a.add(k.clone()), a.add(v.clone()));
+        sql += &format!(
+            " AND EXISTS (SELECT 1 FROM labels l WHERE l.key = {k} AND l.value = {v} AND l.workflow_id = w.id)"
+        );
+    }
+    if let Some((created, id)) = &f.after {
+        let (c1, i1) = (a.add(*created), a.add(id.clone()));
+        sql += &format!(" AND ({}, {}) < ({c1}, {i1})", order.0, order.1);
+    }
+    sql += &format!(
+        " ORDER BY {} DESC, {} DESC LIMIT {}",
+        order.0,
+        order.1,
+        a.add(f.limit as i64)
+    );
+    let rows = c.query(&sql, &a.refs()).await.map_err(backend)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id: String = row.get(0);
+        let req: WorkReq =
+            serde_json::from_str(row.get::<_, &str>(1)).map_err(|e| corrupt(&id, e))?;
+        out.push(Summary {
+            status: status_of(&id, row.get(2))?,
+            name: req.name,
+            desc: req.desc,
+            labels: req.labels,
+            trace_id: req.trace_id,
+            reason: row.get(3),
+            had_errors: row.get(4),
+            created: row.get(5),
+            started: row.get(6),
+            ended: row.get(7),
+            id,
+        });
+    }
+    Ok(out)
+}
+
+pub async fn audit_log(c: &impl GenericClient, q: &AuditQuery) -> Result<Vec<AuditEntry>> {
+    let mut a = Args::default();
+    let mut sql = "SELECT id, at, identity, action, target, request_id, outcome, detail, peer
+                   FROM audit WHERE true"
+        .to_string();
+    if let Some(b) = q.before {
+        sql += &format!(" AND id < {}", a.add(b));
+    }
+    if let Some(t) = q.from {
+        sql += &format!(" AND at >= {}", a.add(t));
+    }
+    if let Some(t) = q.to {
+        sql += &format!(" AND at < {}", a.add(t));
+    }
+    for (col, v) in [
+        ("identity", &q.identity),
+        ("action", &q.action),
+        ("target", &q.target),
+    ] {
+        if let Some(v) = v {
+            sql += &format!(" AND {col} = {}", a.add(v.clone()));
+        }
+    }
+    sql += &format!(" ORDER BY id DESC LIMIT {}", a.add(q.limit as i64));
+    Ok(c.query(&sql, &a.refs())
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| AuditEntry {
+            id: r.get(0),
+            at: r.get(1),
+            identity: r.get(2),
+            action: r.get(3),
+            target: r.get(4),
+            request_id: r.get(5),
+            outcome: r.get(6),
+            detail: r.get(7),
+            peer: r.get(8),
+        })
+        .collect())
+}
+
+pub async fn instances(c: &impl GenericClient, now: Micros) -> Result<Vec<InstanceInfo>> {
+    Ok(c.query(
+        "SELECT i.id, i.pid, i.host, i.addr, i.version, i.started, i.heartbeat, i.expires,
+         (SELECT count(*) FROM workflows w WHERE w.owner = i.id AND w.status = $2)
+         FROM instances i WHERE i.expires >= $1 ORDER BY i.id",
+        &[&now, &(Status::Running as i32)],
+    )
+    .await
+    .map_err(backend)?
+    .iter()
+    .map(|r| InstanceInfo {
+        id: r.get(0),
+        pid: r.get::<_, i64>(1) as u32,
+        host: r.get(2),
+        addr: r.get(3),
+        version: r.get(4),
+        started: r.get(5),
+        heartbeat: r.get(6),
+        expires: r.get(7),
+        owned: r.get::<_, i64>(8) as usize,
+    })
+    .collect())
+}
+
+pub async fn bucket_states(c: &impl GenericClient, bucket: &str) -> Result<Vec<BucketState>> {
+    Ok(c.query(
+        "SELECT key, tat, per_token, burst FROM bucket_state WHERE bucket = $1 AND burst > 0
+         ORDER BY key",
+        &[&bucket],
+    )
+    .await
+    .map_err(backend)?
+    .iter()
+    .map(|r| BucketState {
+        bucket: bucket.to_string(),
+        key: r.get(0),
+        tat: r.get(1),
+        rule: Gcra {
+            per_token: r.get(2),
+            burst: r.get::<_, i32>(3) as u32,
+        },
+    })
+    .collect())
+}
+
+pub async fn take_of(
+    c: &impl GenericClient,
+    workflow_id: &str,
+    block: usize,
+    job: usize,
+) -> Result<Option<Take>> {
+    Ok(c
+        .query_opt(
+            "SELECT bucket, key, taken_at FROM bucket_takes
+             WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3",
+            &[&workflow_id, &(block as i32), &(job as i32)],
+        )
+        .await
+        .map_err(backend)?
+        .map(|r| Take {
+            bucket: r.get(0),
+            key: r.get(1),
+            at: r.get(2),
+            workflow_id: workflow_id.to_string(),
+            block,
+            job,
+        }))
+}
+
+pub async fn requests_for(c: &impl GenericClient, owner: &str) -> Result<Vec<ControlRequest>> {
+    Ok(c.query(
+        "SELECT r.id, r.workflow_id, r.kind, r.reason, r.at FROM requests r
+         JOIN workflows w ON w.id = r.workflow_id WHERE w.owner = $1 ORDER BY r.id",
+        &[&owner],
+    )
+    .await
+    .map_err(backend)?
+    .iter()
+    .map(|r| ControlRequest {
+        id: r.get(0),
+        workflow_id: r.get(1),
+        kind: RequestKind::parse(r.get(2)).unwrap_or(RequestKind::Pause),
+        reason: r.get(3),
+        at: r.get(4),
+    })
+    .collect())
+}
+
+pub async fn stops(c: &impl GenericClient) -> Result<Vec<SharedStop>> {
+    Ok(c.query(
+        "SELECT name, stop, reason, set_by, at FROM shared_stops ORDER BY name",
+        &[],
+    )
+    .await
+    .map_err(backend)?
+    .iter()
+    .map(|r| SharedStop {
+        name: r.get(0),
+        stop: r.get(1),
+        reason: r.get(2),
+        by: r.get(3),
+        at: r.get(4),
+    })
+    .collect())
+}

@@ -1,0 +1,180 @@
+//! The schema, as numbered migrations, taken by one replica at a time.
+//!
+//! `interlock_schema.version` holds the number of migrations applied.
+//! Migrating runs in one transaction under a transaction-level advisory
+//! lock: replicas starting together wait for the first to finish, then
+//! find nothing to do. A database written by a newer release is refused
+//! before anything is written to it.
+
+use tokio_postgres::Client;
+
+/// Every migration, oldest first. Never edit one once released.
+const MIGRATIONS: &[&str] = &[
+    // 1: everything the contract needs. Times are microseconds since the
+    // Unix epoch; lease times come from the database's clock.
+    "CREATE TABLE workflows (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        request TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        reason TEXT NOT NULL DEFAULT '',
+        had_errors BOOLEAN NOT NULL DEFAULT false,
+        es_stopped BOOLEAN NOT NULL DEFAULT false,
+        created BIGINT NOT NULL,
+        started BIGINT,
+        ended BIGINT,
+        policy_version TEXT NOT NULL DEFAULT '',
+        submitted_by TEXT NOT NULL DEFAULT '',
+        executed_by TEXT NOT NULL DEFAULT '',
+        owner TEXT,
+        epoch BIGINT NOT NULL DEFAULT 0
+    );
+    CREATE INDEX workflows_created ON workflows (created, id);
+    CREATE INDEX workflows_status_created ON workflows (status, created, id);
+    CREATE INDEX workflows_name_created ON workflows (name, created, id);
+    CREATE INDEX workflows_owner ON workflows (owner) WHERE owner IS NOT NULL;
+    CREATE TABLE blocks (
+        workflow_id TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        has_error BOOLEAN NOT NULL,
+        failures INTEGER NOT NULL,
+        started BIGINT,
+        ended BIGINT,
+        PRIMARY KEY (workflow_id, idx)
+    );
+    CREATE TABLE jobs (
+        workflow_id TEXT NOT NULL,
+        block_idx INTEGER NOT NULL,
+        idx INTEGER NOT NULL,
+        status INTEGER NOT NULL,
+        error TEXT NOT NULL,
+        outputs TEXT NOT NULL,
+        started BIGINT,
+        ended BIGINT,
+        fatal BOOLEAN NOT NULL,
+        attempts TEXT NOT NULL,
+        checkpoint TEXT,
+        PRIMARY KEY (workflow_id, block_idx, idx)
+    );
+    CREATE TABLE labels (
+        workflow_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        created BIGINT NOT NULL,
+        PRIMARY KEY (key, value, created, workflow_id)
+    );
+    CREATE TABLE idempotency (
+        request_id TEXT PRIMARY KEY,
+        content_hash TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        created BIGINT NOT NULL
+    );
+    CREATE INDEX idempotency_created ON idempotency (created);
+    CREATE TABLE bucket_takes (
+        bucket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        taken_at BIGINT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        block_idx INTEGER NOT NULL,
+        job_idx INTEGER NOT NULL
+    );
+    CREATE INDEX bucket_takes_by_bucket ON bucket_takes (bucket, key, taken_at);
+    CREATE INDEX bucket_takes_by_job ON bucket_takes (workflow_id, block_idx, job_idx);
+    CREATE TABLE bucket_state (
+        bucket TEXT NOT NULL,
+        key TEXT NOT NULL,
+        tat BIGINT NOT NULL,
+        per_token BIGINT NOT NULL,
+        burst INTEGER NOT NULL,
+        PRIMARY KEY (bucket, key)
+    );
+    CREATE TABLE audit (
+        id BIGSERIAL PRIMARY KEY,
+        at BIGINT NOT NULL,
+        identity TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        request_id TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        peer TEXT NOT NULL
+    );
+    CREATE INDEX audit_target ON audit (target, id);
+    CREATE TABLE instances (
+        id TEXT PRIMARY KEY,
+        pid BIGINT NOT NULL,
+        host TEXT NOT NULL,
+        addr TEXT NOT NULL,
+        version TEXT NOT NULL,
+        started BIGINT NOT NULL,
+        heartbeat BIGINT NOT NULL,
+        expires BIGINT NOT NULL
+    );
+    CREATE TABLE requests (
+        id BIGSERIAL PRIMARY KEY,
+        workflow_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at BIGINT NOT NULL
+    );
+    CREATE INDEX requests_by_workflow ON requests (workflow_id);
+    CREATE TABLE shared_stops (
+        name TEXT PRIMARY KEY,
+        stop BOOLEAN NOT NULL,
+        reason TEXT NOT NULL,
+        set_by TEXT NOT NULL,
+        at BIGINT NOT NULL
+    );",
+];
+
+/// The schema version this build writes.
+pub const VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// An arbitrary key for the migration lock ("ILCK" "MIGR").
+const LOCK_KEY: i64 = 0x494c_434b_4d49_4752;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error(
+        "the database has schema version {found}, newer than this interlockd understands \
+         ({VERSION}); it was written by a newer release: run that release (or newer), or \
+         restore a backup taken before the upgrade"
+    )]
+    Newer { found: i32 },
+    #[error("migrating the schema: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+}
+
+/// Brings the schema up to date, one replica at a time.
+pub async fn migrate(c: &mut Client) -> Result<(), SchemaError> {
+    let tx = c.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS interlock_schema (version INTEGER NOT NULL)")
+        .await?;
+    let found: i32 = match tx
+        .query_opt("SELECT version FROM interlock_schema", &[])
+        .await?
+    {
+        Some(row) => row.get(0),
+        None => {
+            tx.execute("INSERT INTO interlock_schema (version) VALUES (0)", &[])
+                .await?;
+            0
+        }
+    };
+    if found > VERSION {
+        return Err(SchemaError::Newer { found });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "UPDATE interlock_schema SET version = $1",
+            &[&(i as i32 + 1)],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

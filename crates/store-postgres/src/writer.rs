@@ -1,0 +1,271 @@
+//! The writer: write ops are queued, and one task commits everything queued
+//! in one transaction, announcing the batch's feed items with
+//! `pg_notify` in the same transaction (so they are delivered exactly when,
+//! and only if, it commits).
+//!
+//! Batching matters twice over on PostgreSQL: many callers share one commit
+//! (one WAL flush), and notifying transactions serialize their commits on a
+//! global lock, so the fewer of them the better. If a batch fails, it is
+//! rolled back and its ops are retried one by one, so one failing op fails
+//! alone.
+
+use crate::feed;
+use crate::ops::{self, Ctx, Missing};
+use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};
+use interlock_store::{
+    CasOutcome, Change, ControlRequest, InstanceInfo, Lease, RequestKind, Result, SharedStop,
+    StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Transaction;
+
+/// One write, as the writer runs it.
+pub enum Op {
+    Submit {
+        rec: Box<WorkflowRecord>,
+        hash: String,
+        audit: Option<AuditEntry>,
+    },
+    Acquire {
+        id: String,
+        from: Status,
+        owner: String,
+        at: Micros,
+        audit: Option<AuditEntry>,
+    },
+    Transition {
+        id: String,
+        from: Status,
+        to: Status,
+        reason: String,
+        ended: Option<Micros>,
+        changes: Vec<Change>,
+    },
+    Write {
+        lease: Option<Lease>,
+        changes: Vec<Change>,
+    },
+    Release(Lease),
+    Claim {
+        owner: String,
+        limit: usize,
+    },
+    Expire(Micros),
+    Register {
+        info: InstanceInfo,
+        ttl: Micros,
+    },
+    Heartbeat {
+        id: String,
+        ttl: Micros,
+    },
+    Retire(String),
+    Take(TakeRequest),
+    Audit(AuditEntry),
+    Request {
+        workflow_id: String,
+        kind: RequestKind,
+        reason: String,
+        at: Micros,
+    },
+    FinishRequest(i64),
+    SetStop(SharedStop),
+}
+
+/// What an op gives back once committed.
+pub enum Outcome {
+    Submit(SubmitOutcome),
+    Acquired(CasOutcome<Lease>),
+    Cas(CasOutcome),
+    Refusable(std::result::Result<(), StoreError>),
+    Leases(Vec<Lease>),
+    Count(u64),
+    Take(TakeOutcome),
+    Request(ControlRequest),
+    Unit,
+}
+
+/// Why an op cannot be part of a committed transaction.
+enum OpError {
+    Pg(tokio_postgres::Error),
+    Missing,
+}
+
+impl From<tokio_postgres::Error> for OpError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        OpError::Pg(e)
+    }
+}
+
+impl From<Missing> for OpError {
+    fn from(_: Missing) -> Self {
+        OpError::Missing
+    }
+}
+
+impl Op {
+    async fn apply(&self, tx: &Transaction<'_>, ctx: &mut Ctx) -> std::result::Result<Outcome, OpError> {
+        Ok(match self {
+            Op::Submit { rec, hash, audit } => {
+                Outcome::Submit(ops::submit(tx, rec, hash, audit.as_ref()).await?)
+            }
+            Op::Acquire {
+                id,
+                from,
+                owner,
+                at,
+                audit,
+            } => Outcome::Acquired(
+                ops::acquire(tx, ctx, id, *from, owner, *at, audit.as_ref()).await?,
+            ),
+            Op::Transition {
+                id,
+                from,
+                to,
+                reason,
+                ended,
+                changes,
+            } => Outcome::Cas(
+                ops::transition(tx, ctx, id, *from, *to, reason, *ended, changes).await?,
+            ),
+            Op::Write { lease, changes } => {
+                Outcome::Refusable(ops::write(tx, ctx, lease.as_ref(), changes).await??)
+            }
+            Op::Release(lease) => Outcome::Refusable(ops::release(tx, lease).await?),
+            Op::Claim { owner, limit } => {
+                Outcome::Leases(ops::claim_orphans(tx, ctx, owner, *limit).await?)
+            }
+            Op::Expire(before) => Outcome::Count(
+                tx.execute("DELETE FROM idempotency WHERE created < $1", &[before])
+                    .await?,
+            ),
+            Op::Register { info, ttl } => {
+                ops::register_instance(tx, ctx, info, *ttl).await?;
+                Outcome::Unit
+            }
+            Op::Heartbeat { id, ttl } => Outcome::Refusable(ops::heartbeat(tx, ctx, id, *ttl).await?),
+            Op::Retire(id) => {
+                tx.execute(
+                    "UPDATE instances SET expires = $1 WHERE id = $2 AND expires > $1",
+                    &[&(ctx.now - 1), id],
+                )
+                .await?;
+                Outcome::Unit
+            }
+            Op::Take(req) => Outcome::Take(ops::take(tx, req).await?),
+            Op::Audit(e) => {
+                ops::insert_audit(tx, e, &e.target).await?;
+                Outcome::Unit
+            }
+            Op::Request {
+                workflow_id,
+                kind,
+                reason,
+                at,
+            } => Outcome::Request(ops::request(tx, ctx, workflow_id, *kind, reason, *at).await?),
+            Op::FinishRequest(id) => {
+                tx.execute("DELETE FROM requests WHERE id = $1", &[id])
+                    .await?;
+                Outcome::Unit
+            }
+            Op::SetStop(e) => {
+                ops::set_stop(tx, ctx, e).await?;
+                Outcome::Unit
+            }
+        })
+    }
+}
+
+pub struct Queued {
+    pub op: Op,
+    pub reply: oneshot::Sender<Result<Outcome>>,
+}
+
+/// The database's clock, in microseconds since the Unix epoch.
+pub const NOW_US: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
+
+/// Commits queued ops in batches until every sender is gone.
+pub async fn run(pool: deadpool_postgres::Pool, mut rx: mpsc::Receiver<Queued>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while let Some(q) = rx.recv().await {
+        batch.push(q);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(q) => batch.push(q),
+                Err(_) => break,
+            }
+        }
+        let started = std::time::Instant::now();
+        metrics::histogram!("interlock_store_batch_ops").record(batch.len() as f64);
+        commit_batch(&pool, std::mem::take(&mut batch)).await;
+        metrics::histogram!("interlock_store_commit_seconds")
+            .record(started.elapsed().as_secs_f64());
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+async fn commit_batch(pool: &deadpool_postgres::Pool, batch: Vec<Queued>) {
+    let mut client = match pool.get().await {
+        Ok(c) => c,
+        Err(e) => {
+            for q in batch {
+                let _ = q.reply.send(Err(backend(format!("no database connection: {e}"))));
+            }
+            return;
+        }
+    };
+    if batch.len() > 1 {
+        let ops: Vec<&Op> = batch.iter().map(|q| &q.op).collect();
+        match run_tx(&mut client, &ops).await {
+            Ok(outcomes) => {
+                for (q, out) in batch.into_iter().zip(outcomes) {
+                    let _ = q.reply.send(Ok(out));
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %describe(&e), "batch commit failed; retrying ops one by one")
+            }
+        }
+    }
+    for q in batch {
+        let r = match run_tx(&mut client, &[&q.op]).await {
+            Ok(mut v) => Ok(v.pop().unwrap_or(Outcome::Unit)),
+            Err(OpError::Missing) => Err(backend("a change names a workflow that does not exist")),
+            Err(OpError::Pg(e)) => Err(backend(e)),
+        };
+        let _ = q.reply.send(r);
+    }
+}
+
+fn describe(e: &OpError) -> String {
+    match e {
+        OpError::Pg(e) => e.to_string(),
+        OpError::Missing => "a change names a workflow that does not exist".into(),
+    }
+}
+
+async fn run_tx(
+    client: &mut deadpool_postgres::Client,
+    ops: &[&Op],
+) -> std::result::Result<Vec<Outcome>, OpError> {
+    let tx = client.transaction().await?;
+    let now: i64 = tx.query_one(&format!("SELECT {NOW_US}"), &[]).await?.get(0);
+    let mut ctx = Ctx {
+        now,
+        items: Vec::new(),
+    };
+    let mut out = Vec::with_capacity(ops.len());
+    for op in ops {
+        out.push(op.apply(&tx, &mut ctx).await?);
+    }
+    for chunk in feed::encode(&ctx.items) {
+        tx.execute("SELECT pg_notify($1, $2)", &[&feed::CHANNEL, &chunk])
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(out)
+}
