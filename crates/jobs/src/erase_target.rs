@@ -37,9 +37,48 @@ pub enum Erase {
     Aborted,
 }
 
+/// The target as one process sees it: the state of every request, and how
+/// much of the log it has read. Several processes (replicas) may share one
+/// log: appends of a whole line are atomic, and each reader catches up
+/// with what others appended before it answers.
 pub struct EraseTarget {
     path: PathBuf,
-    state: Mutex<HashMap<String, Erase>>,
+    state: Mutex<View>,
+}
+
+#[derive(Default)]
+struct View {
+    requests: HashMap<String, Erase>,
+    /// Bytes of the log already applied (always at a line boundary).
+    read: u64,
+}
+
+impl View {
+    /// Applies whatever whole lines were appended since the last read. A
+    /// torn last line (a crash mid-append, or an append in progress) is
+    /// left for later: its event did not happen as far as anyone was told.
+    fn catch_up(&mut self, path: &Path) {
+        use std::io::{Read, Seek, SeekFrom};
+        let Ok(mut f) = std::fs::File::open(path) else {
+            return;
+        };
+        if f.seek(SeekFrom::Start(self.read)).is_err() {
+            return;
+        }
+        let mut buf = Vec::new();
+        if f.read_to_end(&mut buf).is_err() {
+            return;
+        }
+        let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
+            return;
+        };
+        for line in buf[..=end].split(|b| *b == b'\n') {
+            if let Ok(e) = serde_json::from_slice::<Event>(line) {
+                apply(&mut self.requests, &e);
+            }
+        }
+        self.read += end as u64 + 1;
+    }
 }
 
 impl EraseTarget {
@@ -48,34 +87,24 @@ impl EraseTarget {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let mut state = HashMap::new();
-        if let Ok(text) = std::fs::read_to_string(path) {
-            // A torn last line (crash mid-append) is ignored: its event did
-            // not happen as far as anyone was told.
-            for e in text
-                .lines()
-                .filter_map(|l| serde_json::from_str::<Event>(l).ok())
-            {
-                apply(&mut state, &e);
-            }
-        }
+        let mut view = View::default();
+        view.catch_up(path);
         Ok(Self {
             path: path.to_path_buf(),
-            state: Mutex::new(state),
+            state: Mutex::new(view),
         })
     }
 
     pub fn get(&self, request: &str) -> Option<Erase> {
-        self.state
-            .lock()
-            .expect("target lock")
-            .get(request)
-            .copied()
+        let mut view = self.state.lock().expect("target lock");
+        view.catch_up(&self.path);
+        view.requests.get(request).copied()
     }
 
-    /// Records an event durably, then applies it.
+    /// Records an event durably (one append of a whole line), then applies
+    /// it with everything else appended meanwhile.
     pub fn record(&self, e: Event) -> std::io::Result<()> {
-        let mut state = self.state.lock().expect("target lock");
+        let mut view = self.state.lock().expect("target lock");
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -84,7 +113,7 @@ impl EraseTarget {
         line.push(b'\n');
         f.write_all(&line)?;
         f.sync_data()?;
-        apply(&mut state, &e);
+        view.catch_up(&self.path);
         Ok(())
     }
 

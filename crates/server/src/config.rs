@@ -13,8 +13,12 @@ use std::time::Duration;
 pub struct Config {
     /// Address to serve gRPC on. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
-    /// SQLite database file. Default `./var/interlock.db`.
+    /// The store: a SQLite database file (embedded, one server), or a
+    /// `postgres://user@host:port/database` URL (several replicas). Default
+    /// `./var/interlock.db`.
     pub db: PathBuf,
+    /// Connections to PostgreSQL per server (reads and the writer). Default 12.
+    pub db_pool: usize,
     /// Directory with policies.json, es.json and buckets.json. Default `./configs`.
     pub configs: PathBuf,
     /// Directory with sites.json and machines.json. Default `./data`.
@@ -135,6 +139,7 @@ impl Default for Config {
         Self {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             db: "var/interlock.db".into(),
+            db_pool: 12,
             configs: "configs".into(),
             data: "data".into(),
             erase_duration: Duration::from_secs(30),
@@ -175,7 +180,8 @@ pub struct Args {
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, env = "INTERLOCK_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// SQLite database file [default: ./var/interlock.db].
+    /// SQLite database file, or a postgres:// URL for several replicas
+    /// [default: ./var/interlock.db].
     #[arg(long, env = "INTERLOCK_DB")]
     pub db: Option<PathBuf>,
     /// Directory of policies.json, es.json, buckets.json [default: ./configs].
@@ -303,14 +309,32 @@ impl Config {
         Ok(c)
     }
 
+    /// The PostgreSQL URL `db` names, if it is one.
+    pub fn postgres_url(&self) -> Option<String> {
+        let s = self.db.to_str()?;
+        (s.starts_with("postgres://") || s.starts_with("postgresql://")).then(|| s.to_string())
+    }
+
+    /// `db` fit for logs: a URL's password hidden.
+    pub fn db_shown(&self) -> String {
+        match self.postgres_url() {
+            Some(url) => interlock_store_postgres::redact(&url),
+            None => self.db.display().to_string(),
+        }
+    }
+
     /// Where the simulated erase target keeps its log.
     pub fn erase_target_path(&self) -> PathBuf {
-        self.erase_target.clone().unwrap_or_else(|| {
-            self.db
-                .parent()
-                .unwrap_or(std::path::Path::new("."))
-                .join("erase-target.log")
-        })
+        self.erase_target
+            .clone()
+            .unwrap_or_else(|| match self.postgres_url() {
+                Some(_) => PathBuf::from("var/erase-target.log"),
+                None => self
+                    .db
+                    .parent()
+                    .unwrap_or(std::path::Path::new("."))
+                    .join("erase-target.log"),
+            })
     }
 
     /// Whether calls need credentials (`auth`, or implied by a client CA).
@@ -378,6 +402,9 @@ impl Config {
                 "lease_ttl is {}; it must be at least 100ms (heartbeats renew it every third of it)",
                 humantime::format_duration(self.lease_ttl)
             ));
+        }
+        if self.db_pool < 2 {
+            return Err("db_pool must be at least 2 (the writer and a reader)".into());
         }
         if self.max_in_flight == 0 {
             return Err("max_in_flight must be at least 1".into());

@@ -11,6 +11,7 @@ use interlock_inventory::Inventory;
 use interlock_jobs::{BuiltinDeps, EraseTarget, builtin_registry};
 use interlock_proto::{diskerase, v1};
 use interlock_store::{InstanceInfo, Store};
+use interlock_store_postgres::{OpenError as PgOpenError, PgOptions, PgStore};
 use interlock_store_sqlite::{OpenError, SqliteOptions, SqliteStore, Synchronous};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -94,8 +95,7 @@ impl ServerBuilder {
             crate::metrics::handle();
         }
         let started = interlock_core::now_micros();
-        let sqlite = open_sqlite(&c)?;
-        let store: Arc<dyn Store> = Arc::new(sqlite.clone());
+        let (store, sqlite) = open_store(&c).await?;
         let inventory = Arc::new(
             Inventory::load(&c.data).map_err(|e| StartError::Config(format!("inventory: {e}")))?,
         );
@@ -170,13 +170,14 @@ impl ServerBuilder {
             ),
             None => None,
         };
-        if let Err(e) = sqlite
-            .describe_holder(format!(
-                "pid {} listening on {addr}, instance {}",
-                std::process::id(),
-                engine.instance_id()
-            ))
-            .await
+        if let Some(sqlite) = &sqlite
+            && let Err(e) = sqlite
+                .describe_holder(format!(
+                    "pid {} listening on {addr}, instance {}",
+                    std::process::id(),
+                    engine.instance_id()
+                ))
+                .await
         {
             tracing::warn!(error = %e, "cannot describe the database lock holder");
         }
@@ -273,7 +274,7 @@ impl ServerBuilder {
             store.close().await;
             served
         });
-        tracing::info!(%addr, db = %c.db.display(), configs = %c.configs.display(),
+        tracing::info!(%addr, db = %c.db_shown(), configs = %c.configs.display(),
             tls = c.tls_cert.is_some(), auth = c.auth_enabled(), "interlockd serving");
         Ok(Running {
             addr,
@@ -370,6 +371,22 @@ async fn report_health(
         reporter.set_service_status(name, status).await;
     }
     status
+}
+
+/// Opens the store `--db` names: a `postgres://` URL, or a SQLite file.
+/// The SQLite store is also returned, to describe its lock's holder.
+async fn open_store(c: &Config) -> Result<(Arc<dyn Store>, Option<SqliteStore>), StartError> {
+    if let Some(url) = c.postgres_url() {
+        let mut opts = PgOptions::new(url);
+        opts.pool_size = c.db_pool;
+        let pg = PgStore::open(opts).await.map_err(|e| match e {
+            PgOpenError::Unreachable { .. } => StartError::Other(e.to_string()),
+            e => StartError::Config(e.to_string()),
+        })?;
+        return Ok((Arc::new(pg), None));
+    }
+    let sqlite = open_sqlite(c)?;
+    Ok((Arc::new(sqlite.clone()), Some(sqlite)))
 }
 
 /// Opens the embedded store, mapping its failures to start errors.

@@ -225,7 +225,9 @@ mod tests {
         let back: Vec<FeedItem> = chunks.iter().flat_map(|c| decode(c)).collect();
         assert_eq!(back.len(), items.len());
         assert_eq!(back[3], items[3]);
-        let FeedItem::Event(cut) = &back[7] else { panic!() };
+        let FeedItem::Event(cut) = &back[7] else {
+            panic!()
+        };
         assert!(cut.message.len() < 2_100, "an oversized message is cut");
         assert_eq!(decode("not json"), [FeedItem::Resync]);
     }

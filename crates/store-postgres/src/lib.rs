@@ -108,10 +108,12 @@ impl PgStore {
     pub async fn open(opts: PgOptions) -> Result<Self, OpenError> {
         let shown = redact(&opts.url);
         let config: tokio_postgres::Config =
-            opts.url.parse().map_err(|e: tokio_postgres::Error| OpenError::BadUrl {
-                url: shown.clone(),
-                message: e.to_string(),
-            })?;
+            opts.url
+                .parse()
+                .map_err(|e: tokio_postgres::Error| OpenError::BadUrl {
+                    url: shown.clone(),
+                    message: e.to_string(),
+                })?;
         let unreachable = |message: String| OpenError::Unreachable {
             url: shown.clone(),
             message,
@@ -188,7 +190,9 @@ impl PgStore {
 
 /// The outcome an op of this kind gives; anything else is a bug.
 fn unexpected<T>() -> Result<T> {
-    Err(StoreError::Backend("the writer answered with the wrong outcome".into()))
+    Err(StoreError::Backend(
+        "the writer answered with the wrong outcome".into(),
+    ))
 }
 
 fn micros(d: Duration) -> Micros {

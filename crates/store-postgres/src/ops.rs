@@ -78,9 +78,8 @@ pub async fn submit(
             let (id, content_hash): (String, String) = (row.get(0), row.get(1));
             if let Some(a) = audit {
                 let mut a = a.clone();
-                a.detail = format!(
-                    "request_id {key:?} already used: answered with the existing workflow"
-                );
+                a.detail =
+                    format!("request_id {key:?} already used: answered with the existing workflow");
                 insert_audit(tx, &a, &id).await?;
             }
             return Ok(SubmitOutcome::Existing { id, content_hash });

@@ -39,8 +39,7 @@ pub async fn load(c: &impl GenericClient, id: &str) -> Result<Option<WorkflowRec
     else {
         return Ok(None);
     };
-    let req: WorkReq =
-        serde_json::from_str(row.get::<_, &str>(0)).map_err(|e| corrupt(id, e))?;
+    let req: WorkReq = serde_json::from_str(row.get::<_, &str>(0)).map_err(|e| corrupt(id, e))?;
     let mut rec = WorkflowRecord::submitted(id.to_string(), req, row.get(8), row.get(5));
     rec.status = status_of(id, row.get(1))?;
     rec.reason = row.get(2);
@@ -130,7 +129,10 @@ impl Args {
     }
 
     fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.0.iter().map(|b| b.as_ref() as &(dyn ToSql + Sync)).collect()
+        self.0
+            .iter()
+            .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+            .collect()
     }
 }
 
@@ -303,22 +305,21 @@ pub async fn take_of(
     block: usize,
     job: usize,
 ) -> Result<Option<Take>> {
-    Ok(c
-        .query_opt(
-            "SELECT bucket, key, taken_at FROM bucket_takes
+    Ok(c.query_opt(
+        "SELECT bucket, key, taken_at FROM bucket_takes
              WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3",
-            &[&workflow_id, &(block as i32), &(job as i32)],
-        )
-        .await
-        .map_err(backend)?
-        .map(|r| Take {
-            bucket: r.get(0),
-            key: r.get(1),
-            at: r.get(2),
-            workflow_id: workflow_id.to_string(),
-            block,
-            job,
-        }))
+        &[&workflow_id, &(block as i32), &(job as i32)],
+    )
+    .await
+    .map_err(backend)?
+    .map(|r| Take {
+        bucket: r.get(0),
+        key: r.get(1),
+        at: r.get(2),
+        workflow_id: workflow_id.to_string(),
+        block,
+        job,
+    }))
 }
 
 pub async fn requests_for(c: &impl GenericClient, owner: &str) -> Result<Vec<ControlRequest>> {

@@ -126,6 +126,9 @@ mod tests {
             super::with_database("postgres://u@h/postgres?sslmode=disable", "t1"),
             "postgres://u@h/t1?sslmode=disable"
         );
-        assert_eq!(super::with_database("postgres://u@h", "t1"), "postgres://u@h/t1");
+        assert_eq!(
+            super::with_database("postgres://u@h", "t1"),
+            "postgres://u@h/t1"
+        );
     }
 }

@@ -104,7 +104,11 @@ impl From<Missing> for OpError {
 }
 
 impl Op {
-    async fn apply(&self, tx: &Transaction<'_>, ctx: &mut Ctx) -> std::result::Result<Outcome, OpError> {
+    async fn apply(
+        &self,
+        tx: &Transaction<'_>,
+        ctx: &mut Ctx,
+    ) -> std::result::Result<Outcome, OpError> {
         Ok(match self {
             Op::Submit { rec, hash, audit } => {
                 Outcome::Submit(ops::submit(tx, rec, hash, audit.as_ref()).await?)
@@ -143,7 +147,9 @@ impl Op {
                 ops::register_instance(tx, ctx, info, *ttl).await?;
                 Outcome::Unit
             }
-            Op::Heartbeat { id, ttl } => Outcome::Refusable(ops::heartbeat(tx, ctx, id, *ttl).await?),
+            Op::Heartbeat { id, ttl } => {
+                Outcome::Refusable(ops::heartbeat(tx, ctx, id, *ttl).await?)
+            }
             Op::Retire(id) => {
                 tx.execute(
                     "UPDATE instances SET expires = $1 WHERE id = $2 AND expires > $1",
@@ -212,7 +218,9 @@ async fn commit_batch(pool: &deadpool_postgres::Pool, batch: Vec<Queued>) {
         Ok(c) => c,
         Err(e) => {
             for q in batch {
-                let _ = q.reply.send(Err(backend(format!("no database connection: {e}"))));
+                let _ = q
+                    .reply
+                    .send(Err(backend(format!("no database connection: {e}"))));
             }
             return;
         }
