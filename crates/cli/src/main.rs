@@ -96,6 +96,8 @@ enum Cmd {
     Audit(cmd::audit::Args),
     /// Who the server takes you to be, and your roles.
     Whoami,
+    /// The server instances (replicas) sharing the store, and what each runs.
+    Cluster,
     /// Bearer tokens for servers running with --auth.
     Token {
         #[command(subcommand)]
@@ -139,6 +141,7 @@ async fn run(cli: Cli, t: &Target) -> Out {
         Cmd::Policies => cmd::policies::run(t, json).await,
         Cmd::Audit(a) => cmd::audit::run(a, t, json).await,
         Cmd::Whoami => cmd::whoami::run(t, json).await,
+        Cmd::Cluster => cmd::cluster::run(t, json).await,
     }
 }
 

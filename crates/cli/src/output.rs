@@ -60,6 +60,7 @@ proto!(
     AuditResp,
     BucketsResp,
     CancelResp,
+    ClusterResp,
     EmergencyStopStateResp,
     ExecResp,
     JobCatalogResp,

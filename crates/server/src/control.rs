@@ -194,6 +194,36 @@ impl Control for ControlApi {
         }))
     }
 
+    async fn cluster(
+        &self,
+        r: Request<v1::ClusterReq>,
+    ) -> Result<Response<v1::ClusterResp>, Status> {
+        self.guard.check_any(&identity(&r), Action::Read)?;
+        let instances = self
+            .engine
+            .instances()
+            .await
+            .map_err(engine_status)?
+            .into_iter()
+            .map(|i| v1::Instance {
+                id: i.id,
+                addr: i.addr,
+                host: i.host,
+                pid: i.pid,
+                version: i.version,
+                started: ts(Some(i.started)),
+                heartbeat: ts(Some(i.heartbeat)),
+                expires: ts(Some(i.expires)),
+                workflows: i.owned as u32,
+            })
+            .collect();
+        Ok(Response::new(v1::ClusterResp {
+            instances,
+            this_instance: self.engine.instance_id(),
+            shared_store: self.engine.stops_are_shared(),
+        }))
+    }
+
     async fn audit(&self, r: Request<v1::AuditReq>) -> Result<Response<v1::AuditResp>, Status> {
         self.guard.check(&identity(&r), Action::Admin, WILDCARD)?;
         let r = r.into_inner();

@@ -61,6 +61,24 @@ const DESCRIBED: &[Described] = {
             "Always 1; the labels name the interlockd version and the git commit it was built from.",
         ),
         m(
+            "interlock_leases_held",
+            Gauge,
+            Unit::Count,
+            "Running workflows this server owns (holds the lease of) and executes.",
+        ),
+        m(
+            "interlock_takeovers_total",
+            Counter,
+            Unit::Count,
+            "Running workflows this server claimed because their owner's lease lapsed (or at start-up).",
+        ),
+        m(
+            "interlock_fenced_writes_total",
+            Counter,
+            Unit::Count,
+            "Progress writes refused because another server took the workflow over; the run stopped here.",
+        ),
+        m(
             "interlock_rpc_requests_total",
             Counter,
             Unit::Count,
@@ -119,12 +137,6 @@ const DESCRIBED: &[Described] = {
             Counter,
             Unit::Count,
             "Jobs that ended, by job type and final status.",
-        ),
-        m(
-            "interlock_takeovers_total",
-            Counter,
-            Unit::Count,
-            "Workflows claimed from an instance whose lease expired.",
         ),
         m(
             "interlock_store_queue_depth",
@@ -329,6 +341,7 @@ fn render_process() -> String {
 
 async fn refresh(engine: &Engine, live: &Live) {
     metrics::gauge!("interlock_workflows_running").set(engine.active_count() as f64);
+    metrics::gauge!("interlock_leases_held").set(engine.active_count() as f64);
     metrics::gauge!("interlock_store_queue_depth").set(engine.store_queue_depth() as f64);
     // Keyed buckets would mint a series per key: only unkeyed levels here.
     for b in live.buckets.levels().await.unwrap_or_default() {

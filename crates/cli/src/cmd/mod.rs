@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod buckets;
 pub mod clone;
+pub mod cluster;
 pub mod completions;
 pub mod es;
 pub mod jobs;

@@ -181,6 +181,7 @@ async fn every_command_prints_json() {
         (vec!["policies"], "workflows"),
         (vec!["audit"], "entries"),
         (vec!["whoami"], "identity"),
+        (vec!["cluster"], "instances"),
         (vec!["token", "new", "--name", "ci"], "sha256"),
     ] {
         let mut a = vec!["--json"];

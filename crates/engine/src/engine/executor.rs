@@ -103,7 +103,12 @@ impl Inner {
                     }
                     wait = (wait * 2).min(MAX_WRITE_BACKOFF);
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    if matches!(e, StoreError::Fenced { .. }) {
+                        metrics::counter!("interlock_fenced_writes_total").increment(1);
+                    }
+                    return Err(e);
+                }
             }
         }
     }
