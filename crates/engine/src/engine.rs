@@ -178,7 +178,7 @@ struct Inner {
     active: Mutex<HashMap<String, Arc<Active>>>,
     draining: CancellationToken,
     tasks: TaskTracker,
-    instance: instance::Instance,
+    instance: Arc<instance::Instance>,
     health: Mutex<StoreHealth>,
 }
 
@@ -199,7 +199,7 @@ impl Engine {
         estop: watch::Receiver<Arc<EsState>>,
         opts: EngineOptions,
     ) -> Self {
-        let instance = instance::Instance::new(&opts.instance);
+        let instance = Arc::new(instance::Instance::new(&opts.instance));
         let (estop_tx, merged) = watch::channel(estop.borrow().clone());
         let inner = Arc::new(Inner {
             store,

@@ -62,6 +62,12 @@ pub trait JobSink: Send + Sync {
     /// Durably records the job's checkpoint (fenced by the workflow's
     /// lease: a process that lost the workflow cannot write it).
     async fn checkpoint(&self, state: String) -> Result<(), JobError>;
+
+    /// Whether this process still holds the workflow's lease, by its own
+    /// clock. A job asks right before acting on the outside world, so a
+    /// process that was paused past its lease (and may have been replaced)
+    /// acts on nothing.
+    fn holds_lease(&self) -> bool;
 }
 
 /// Where a job runs and how it is told to stop.
@@ -112,6 +118,12 @@ impl JobCtx {
             checkpoint: None,
             sink: None,
         }
+    }
+
+    /// False once this process may no longer act for the workflow (its
+    /// lease lapsed): stop without touching anything outside.
+    pub fn holds_lease(&self) -> bool {
+        self.sink.as_ref().is_none_or(|s| s.holds_lease())
     }
 
     /// Durably saves small state (e.g. an external request id) before the

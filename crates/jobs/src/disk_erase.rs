@@ -71,6 +71,11 @@ impl DiskErase {
         machine: &str,
         event: &str,
     ) -> Result<(), JobError> {
+        // A process paused past its lease may already have been replaced
+        // by another that runs this job; it must not touch the target.
+        if !ctx.holds_lease() {
+            return Err(JobError::cancelled());
+        }
         self.target
             .record(Event {
                 request: request.into(),

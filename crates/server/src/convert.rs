@@ -155,6 +155,7 @@ pub fn status_resp(rec: &WorkflowRecord) -> v1::StatusResp {
         trace_id: rec.req.trace_id.clone(),
         submitted_by: rec.submitted_by.clone(),
         executed_by: rec.executed_by.clone(),
+        run_by: rec.owner.clone().unwrap_or_default(),
         blocks: rec
             .req
             .blocks

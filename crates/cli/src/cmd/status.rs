@@ -28,6 +28,9 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
             who(&st.submitted_by),
             who(&st.executed_by)
         )?;
+        if !st.run_by.is_empty() {
+            outln!("running on server instance {}", st.run_by)?;
+        }
     }
     Ok(workflow_exit(st.status))
 }

@@ -43,6 +43,7 @@ struct Sink {
     lease: Lease,
     block: usize,
     job: usize,
+    instance: Arc<super::instance::Instance>,
 }
 
 #[async_trait]
@@ -60,6 +61,10 @@ impl JobSink for Sink {
             )
             .await
             .map_err(|e| JobError::new(format!("cannot save checkpoint: {e}")))
+    }
+
+    fn holds_lease(&self) -> bool {
+        self.instance.may_run().is_ok()
     }
 }
 
@@ -317,6 +322,7 @@ impl Inner {
                 lease: active.lease().clone(),
                 block: bi,
                 job: ji,
+                instance: self.instance.clone(),
             })),
         }
     }
