@@ -20,6 +20,7 @@ mod model;
 mod observe;
 mod overload;
 mod policy;
+mod replicas;
 mod restart;
 mod security;
 mod submit;

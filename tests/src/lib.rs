@@ -21,6 +21,7 @@ use std::time::Duration;
 
 pub mod daemon;
 pub mod pki;
+pub mod proxy;
 
 /// The ancestor's generated client (from `tests/proto/ancestor_diskerase.proto`).
 pub mod ancestor {

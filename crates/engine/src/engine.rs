@@ -199,7 +199,7 @@ impl Engine {
         estop: watch::Receiver<Arc<EsState>>,
         opts: EngineOptions,
     ) -> Self {
-        let instance = Arc::new(instance::Instance::new(&opts.instance));
+        let instance = Arc::new(instance::Instance::new(&opts.instance, !store.exclusive()));
         let (estop_tx, merged) = watch::channel(estop.borrow().clone());
         let inner = Arc::new(Inner {
             store,
@@ -464,7 +464,7 @@ impl Engine {
                 status: Status::Running,
             });
         }
-        let a = Arc::new(Active::new(name));
+        let a = Arc::new(Active::new(name, &self.inner.draining));
         map.insert(id.to_string(), a.clone());
         Ok(a)
     }

@@ -82,9 +82,10 @@ pub struct JobCtx {
     /// Fires when the job must stop (cancel, emergency stop, fatal sibling,
     /// timeout, lost lease, shutdown).
     pub cancel: CancellationToken,
-    /// Fires when the server is shutting down. A job cancelled while this
-    /// is set should detach from external work (it will be re-attached after
-    /// the restart) rather than abort it.
+    /// Fires when the workflow stops here without being finished here: the
+    /// server is shutting down or lost its lease. A job cancelled while this
+    /// is set should detach from external work (it is re-attached by
+    /// whichever process resumes the workflow) rather than abort it.
     pub detaching: CancellationToken,
     /// State saved by an earlier run of this job (see [`JobCtx::save_checkpoint`]).
     pub checkpoint: Option<String>,

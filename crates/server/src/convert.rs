@@ -155,7 +155,12 @@ pub fn status_resp(rec: &WorkflowRecord) -> v1::StatusResp {
         trace_id: rec.req.trace_id.clone(),
         submitted_by: rec.submitted_by.clone(),
         executed_by: rec.executed_by.clone(),
-        run_by: rec.owner.clone().unwrap_or_default(),
+        // The owner lets go of an ended workflow just after its final write.
+        run_by: if rec.status.is_terminal() {
+            String::new()
+        } else {
+            rec.owner.clone().unwrap_or_default()
+        },
         blocks: rec
             .req
             .blocks

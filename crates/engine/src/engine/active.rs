@@ -54,6 +54,10 @@ pub(crate) struct Active {
     /// (the entry is registered before, so the e-stop can see it).
     lease: std::sync::OnceLock<Lease>,
     pub token: CancellationToken,
+    /// Cancelled (before `token`) when the run stops without recording:
+    /// shutdown or a lost lease. Its jobs then leave external work running
+    /// for whoever resumes the workflow, instead of aborting it.
+    pub detach: CancellationToken,
     cause: Mutex<Option<Cause>>,
     /// True while paused: no new job starts.
     pub paused: watch::Sender<bool>,
@@ -69,11 +73,13 @@ pub(crate) struct Active {
 }
 
 impl Active {
-    pub fn new(name: &str) -> Self {
+    /// `draining` is the server's shutdown token.
+    pub fn new(name: &str, draining: &CancellationToken) -> Self {
         Self {
             name: name.to_string(),
             lease: std::sync::OnceLock::new(),
             token: CancellationToken::new(),
+            detach: draining.child_token(),
             cause: Mutex::new(None),
             paused: watch::Sender::new(false),
             start_gate: tokio::sync::RwLock::new(()),
@@ -94,6 +100,9 @@ impl Active {
     /// Records the cause (if first) and cancels running jobs.
     pub fn stop(&self, cause: Cause) {
         self.set_cause(cause);
+        if matches!(self.cause(), Some(Cause::Unrecorded(_))) {
+            self.detach.cancel();
+        }
         self.token.cancel();
     }
 

@@ -64,7 +64,7 @@ impl JobSink for Sink {
     }
 
     fn holds_lease(&self) -> bool {
-        self.instance.may_run().is_ok()
+        self.instance.holds(&self.lease).is_ok()
     }
 }
 
@@ -259,7 +259,7 @@ impl Inner {
                 active.stop(Cause::EmergencyStop(reason));
                 break;
             }
-            if let Err(why) = self.instance.may_run() {
+            if let Err(why) = self.instance.holds(active.lease()) {
                 active.stop(Cause::Unrecorded(why));
                 break;
             }
@@ -315,7 +315,7 @@ impl Inner {
             job: ji,
             attempt: jr.attempts.len() as u32 + 1,
             cancel: active.token.child_token(),
-            detaching: self.draining.clone(),
+            detaching: active.detach.clone(),
             checkpoint: jr.checkpoint.clone(),
             sink: Some(Arc::new(Sink {
                 store: self.store.clone(),
@@ -422,6 +422,13 @@ impl Inner {
             }
         };
 
+        // A job that ended after this process's lease lapsed (a pause, a
+        // partition) may already run elsewhere: its outcome is the new
+        // owner's to find out (recovery), not ours to record.
+        if let Err(why) = self.instance.holds(active.lease()) {
+            active.stop(Cause::Unrecorded(why));
+            return;
+        }
         jr.ended = Some(self.opts.clock.now());
         let mut changes = Vec::with_capacity(3);
         match result {

@@ -25,16 +25,19 @@ pub(super) struct Instance {
     info: Mutex<InstanceInfo>,
     /// Until when this process may start jobs.
     valid_until: Mutex<Option<Instant>>,
+    /// Whether other processes share the store (and so may take over).
+    shared: bool,
 }
 
 impl Instance {
-    pub fn new(template: &InstanceInfo) -> Self {
+    pub fn new(template: &InstanceInfo, shared: bool) -> Self {
         let mut info = template.clone();
         info.id = uuid::Uuid::now_v7().to_string();
         info.pid = std::process::id();
         Self {
             info: Mutex::new(info),
             valid_until: Mutex::new(None),
+            shared,
         }
     }
 
@@ -54,13 +57,30 @@ impl Instance {
         *self.valid_until.lock().expect("instance lock") = None;
     }
 
-    /// `Err(why)` when this process must not start a job now.
+    /// `Err(why)` when this process must not start a job, or record or
+    /// cause a job's effects, now. Always `Ok` on an exclusive store: nobody
+    /// else can take its workflows, so a late heartbeat changes nothing.
     pub fn may_run(&self) -> std::result::Result<(), String> {
+        if !self.shared {
+            return Ok(());
+        }
         match *self.valid_until.lock().expect("instance lock") {
             Some(t) if Instant::now() < t => Ok(()),
             Some(_) => Err("this server's lease lapsed (no heartbeat within the lease ttl)".into()),
             None => Err("this server holds no lease (not registered with the store)".into()),
         }
+    }
+
+    /// `Err(why)` unless this process may act for a workflow it runs
+    /// under `lease`: its lease is valid and it is still the registration
+    /// that took the workflow (after a lost lease it registers again, but
+    /// the workflows of its old registration may be someone else's).
+    pub fn holds(&self, lease: &interlock_store::Lease) -> std::result::Result<(), String> {
+        self.may_run()?;
+        if self.shared && self.id() != lease.owner {
+            return Err("this server lost its lease on the workflow and registered again".into());
+        }
+        Ok(())
     }
 
     /// A new identity, for registering again after the old one was lost.
@@ -185,6 +205,13 @@ impl Engine {
                         inner.set_lease_error(Some(why.clone()));
                         inner.stop_all(&why);
                         inner.instance.lapse();
+                        // The stopped workflows stay ours in the store until
+                        // the old id expires; a heartbeat under it that got
+                        // through later would leave them owned by a live
+                        // process that no longer runs them. A new id makes
+                        // them orphans that any instance (this one too)
+                        // takes over through recovery.
+                        inner.instance.renew_identity();
                     }
                 }
             }
