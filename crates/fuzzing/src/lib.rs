@@ -10,7 +10,7 @@
 //!
 //! - [`config_files`]: policies.json, es.json, buckets.json, tokens.json,
 //!   rbac.json, the inventory, interlockd's config file.
-//! - [`work_req`]: WorkReq admission from protobuf and from protobuf JSON.
+//! - [`mod@work_req`]: WorkReq admission from protobuf and from protobuf JSON.
 //! - [`fixtures`]: the job catalog, shipped policies and sample request the
 //!   targets check against.
 #![forbid(unsafe_code)]
