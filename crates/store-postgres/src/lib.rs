@@ -22,6 +22,7 @@ mod feed;
 mod ops;
 mod read;
 pub mod schema;
+mod sql;
 pub mod testing;
 mod writer;
 
@@ -221,11 +222,11 @@ impl Store for PgStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<WorkflowRecord>> {
-        read::load(&**self.client().await?, id).await
+        read::load(&self.client().await?, id).await
     }
 
     async fn resolve_id(&self, prefix: &str) -> Result<IdMatch> {
-        read::resolve_id(&**self.client().await?, prefix).await
+        read::resolve_id(&self.client().await?, prefix).await
     }
 
     async fn acquire(
@@ -317,7 +318,7 @@ impl Store for PgStore {
         let c = self.client().await?;
         let mut out = Vec::with_capacity(leases.len());
         for lease in leases {
-            let rec = read::load(&**c, &lease.workflow_id).await?.ok_or_else(|| {
+            let rec = read::load(&c, &lease.workflow_id).await?.ok_or_else(|| {
                 StoreError::Backend(format!("claimed workflow {} vanished", lease.workflow_id))
             })?;
             out.push((rec, lease));
@@ -326,7 +327,7 @@ impl Store for PgStore {
     }
 
     async fn list(&self, filter: ListFilter) -> Result<Vec<Summary>> {
-        read::list(&**self.client().await?, &filter).await
+        read::list(&self.client().await?, &filter).await
     }
 
     async fn expire_request_ids(&self, before: Micros) -> Result<usize> {
@@ -364,12 +365,11 @@ impl Store for PgStore {
 
     async fn instances(&self) -> Result<Vec<InstanceInfo>> {
         let c = self.client().await?;
-        let now: i64 = c
-            .query_one(&format!("SELECT {NOW_US}"), &[])
+        let now: i64 = sql::query_one(&c, &format!("SELECT {NOW_US}"), &[])
             .await
             .map_err(backend)?
             .get(0);
-        read::instances(&**c, now).await
+        read::instances(&c, now).await
     }
 
     async fn take(&self, req: TakeRequest) -> Result<TakeOutcome> {
@@ -380,11 +380,11 @@ impl Store for PgStore {
     }
 
     async fn bucket_states(&self, bucket: &str) -> Result<Vec<BucketState>> {
-        read::bucket_states(&**self.client().await?, bucket).await
+        read::bucket_states(&self.client().await?, bucket).await
     }
 
     async fn take_of(&self, workflow_id: &str, block: usize, job: usize) -> Result<Option<Take>> {
-        read::take_of(&**self.client().await?, workflow_id, block, job).await
+        read::take_of(&self.client().await?, workflow_id, block, job).await
     }
 
     async fn audit(&self, entry: AuditEntry) -> Result<()> {
@@ -392,7 +392,7 @@ impl Store for PgStore {
     }
 
     async fn audit_log(&self, query: AuditQuery) -> Result<Vec<AuditEntry>> {
-        read::audit_log(&**self.client().await?, &query).await
+        read::audit_log(&self.client().await?, &query).await
     }
 
     async fn request(
@@ -417,7 +417,7 @@ impl Store for PgStore {
     }
 
     async fn requests_for(&self, owner: &str) -> Result<Vec<ControlRequest>> {
-        read::requests_for(&**self.client().await?, owner).await
+        read::requests_for(&self.client().await?, owner).await
     }
 
     async fn finish_request(&self, id: i64) -> Result<()> {
@@ -429,7 +429,7 @@ impl Store for PgStore {
     }
 
     async fn stops(&self) -> Result<Vec<SharedStop>> {
-        read::stops(&**self.client().await?).await
+        read::stops(&self.client().await?).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<FeedItem> {

@@ -8,12 +8,13 @@
 //! - a bucket take locks the bucket's row;
 //! - claims skip rows other replicas are claiming (`SKIP LOCKED`).
 
+use crate::sql;
+use deadpool_postgres::Transaction;
 use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};
 use interlock_store::{
     CasOutcome, Change, ControlRequest, FeedItem, Gcra, InstanceInfo, Lease, RequestKind,
     SharedStop, StoreError, SubmitOutcome, TakeOutcome, TakeRequest, workflow_event,
 };
-use tokio_postgres::Transaction;
 
 pub type PgResult<T> = Result<T, tokio_postgres::Error>;
 
@@ -34,7 +35,8 @@ fn status_of(v: i32) -> Status {
 }
 
 pub async fn insert_audit(tx: &Transaction<'_>, e: &AuditEntry, target: &str) -> PgResult<()> {
-    tx.execute(
+    sql::execute(
+        tx,
         "INSERT INTO audit (at, identity, action, target, request_id, outcome, detail, peer)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         &[
@@ -61,20 +63,20 @@ pub async fn submit(
     let key = &rec.req.request_id;
     if !key.is_empty() {
         // Claim the key first: of racing submits with one key, one inserts.
-        let n = tx
-            .execute(
-                "INSERT INTO idempotency (request_id, content_hash, workflow_id, created)
+        let n = sql::execute(
+            tx,
+            "INSERT INTO idempotency (request_id, content_hash, workflow_id, created)
                  VALUES ($1, $2, $3, $4) ON CONFLICT (request_id) DO NOTHING",
-                &[key, &hash, &rec.id, &rec.created],
+            &[key, &hash, &rec.id, &rec.created],
+        )
+        .await?;
+        if n == 0 {
+            let row = sql::query_one(
+                tx,
+                "SELECT workflow_id, content_hash FROM idempotency WHERE request_id = $1",
+                &[key],
             )
             .await?;
-        if n == 0 {
-            let row = tx
-                .query_one(
-                    "SELECT workflow_id, content_hash FROM idempotency WHERE request_id = $1",
-                    &[key],
-                )
-                .await?;
             let (id, content_hash): (String, String) = (row.get(0), row.get(1));
             if let Some(a) = audit {
                 let mut a = a.clone();
@@ -85,7 +87,8 @@ pub async fn submit(
             return Ok(SubmitOutcome::Existing { id, content_hash });
         }
     }
-    tx.execute(
+    sql::execute(
+        tx,
         "INSERT INTO workflows (id, name, request, status, created, policy_version, submitted_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
@@ -100,7 +103,8 @@ pub async fn submit(
     )
     .await?;
     for (k, v) in &rec.req.labels {
-        tx.execute(
+        sql::execute(
+            tx,
             "INSERT INTO labels (workflow_id, key, value, created) VALUES ($1, $2, $3, $4)",
             &[&rec.id, k, v, &rec.created],
         )
@@ -137,13 +141,13 @@ async fn check_cas(
     me: Option<&str>,
     now: Micros,
 ) -> PgResult<Result<i64, CasOutcome<()>>> {
-    let Some(row) = tx
-        .query_opt(
-            "SELECT w.status, w.owner, w.epoch, i.expires FROM workflows w
+    let Some(row) = sql::query_opt(
+        tx,
+        "SELECT w.status, w.owner, w.epoch, i.expires FROM workflows w
              LEFT JOIN instances i ON i.id = w.owner WHERE w.id = $1 FOR UPDATE OF w",
-            &[&id],
-        )
-        .await?
+        &[&id],
+    )
+    .await?
     else {
         return Ok(Err(CasOutcome::NotFound));
     };
@@ -185,14 +189,16 @@ pub async fn acquire(
     let running = Status::Running as i32;
     if from == Status::NotStarted {
         let by = audit.map_or("", |a| a.identity.as_str());
-        tx.execute(
+        sql::execute(
+            tx,
             "UPDATE workflows SET status = $1, started = $2, executed_by = $3, owner = $4,
              epoch = $5 WHERE id = $6",
             &[&running, &at, &by, &owner, &epoch, &id],
         )
         .await?;
     } else {
-        tx.execute(
+        sql::execute(
+            tx,
             "UPDATE workflows SET status = $1, reason = '', owner = $2, epoch = $3 WHERE id = $4",
             &[&running, &owner, &epoch, &id],
         )
@@ -232,7 +238,8 @@ pub async fn transition(
         apply_change(tx, c).await?;
         ctx.items.extend(c.event(ctx.now).map(FeedItem::Event));
     }
-    tx.execute(
+    sql::execute(
+        tx,
         "UPDATE workflows SET status = $1, reason = $2, ended = COALESCE($3, ended) WHERE id = $4",
         &[&(to as i32), &reason, &ended, &id],
     )
@@ -245,13 +252,13 @@ pub async fn transition(
 /// `Err(Fenced)` unless `lease` is still the workflow's; holds the row
 /// shared until commit, so a takeover cannot slip in between.
 pub async fn check_lease(tx: &Transaction<'_>, lease: &Lease) -> PgResult<Result<(), StoreError>> {
-    let ok = tx
-        .query_opt(
-            "SELECT 1 FROM workflows WHERE id = $1 AND owner = $2 AND epoch = $3 FOR SHARE",
-            &[&lease.workflow_id, &lease.owner, &lease.epoch],
-        )
-        .await?
-        .is_some();
+    let ok = sql::query_opt(
+        tx,
+        "SELECT 1 FROM workflows WHERE id = $1 AND owner = $2 AND epoch = $3 FOR SHARE",
+        &[&lease.workflow_id, &lease.owner, &lease.epoch],
+    )
+    .await?
+    .is_some();
     Ok(if ok {
         Ok(())
     } else {
@@ -297,7 +304,7 @@ pub async fn apply_change(tx: &Transaction<'_>, c: &Change) -> PgResult<bool> {
             es_stopped,
             ended,
         } => {
-            tx.execute(
+            sql::execute(tx,
                 "UPDATE workflows SET status = $1, reason = $2, had_errors = $3, es_stopped = $4,
                  ended = $5 WHERE id = $6",
                 &[&(*status as i32), reason, had_errors, es_stopped, ended, id],
@@ -305,14 +312,14 @@ pub async fn apply_change(tx: &Transaction<'_>, c: &Change) -> PgResult<bool> {
             .await?
         }
         Change::WorkflowStatus { id, status, reason } => {
-            tx.execute(
+            sql::execute(tx,
                 "UPDATE workflows SET status = $1, reason = $2 WHERE id = $3",
                 &[&(*status as i32), reason, id],
             )
             .await?
         }
         Change::WorkflowErrors { id } => {
-            tx.execute("UPDATE workflows SET had_errors = true WHERE id = $1", &[id])
+            sql::execute(tx, "UPDATE workflows SET had_errors = true WHERE id = $1", &[id])
                 .await?
         }
         Change::Checkpoint {
@@ -321,7 +328,7 @@ pub async fn apply_change(tx: &Transaction<'_>, c: &Change) -> PgResult<bool> {
             job,
             state,
         } => {
-            tx.execute(
+            sql::execute(tx,
                 "INSERT INTO jobs (workflow_id, block_idx, idx, status, error, outputs, fatal,
                  attempts, checkpoint) VALUES ($1, $2, $3, $4, '', '{}', false, '[]', $5)
                  ON CONFLICT (workflow_id, block_idx, idx) DO UPDATE SET checkpoint = excluded.checkpoint",
@@ -336,7 +343,7 @@ pub async fn apply_change(tx: &Transaction<'_>, c: &Change) -> PgResult<bool> {
             .await?
         }
         Change::Block { id, block, rec } => {
-            tx.execute(
+            sql::execute(tx,
                 "INSERT INTO blocks (workflow_id, idx, status, has_error, failures, started, ended)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (workflow_id, idx) DO UPDATE SET status = excluded.status,
@@ -360,7 +367,7 @@ pub async fn apply_change(tx: &Transaction<'_>, c: &Change) -> PgResult<bool> {
             job,
             rec,
         } => {
-            tx.execute(
+            sql::execute(tx,
                 "INSERT INTO jobs (workflow_id, block_idx, idx, status, error, outputs, started,
                  ended, fatal, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                  ON CONFLICT (workflow_id, block_idx, idx) DO UPDATE SET status = excluded.status,
@@ -389,7 +396,8 @@ pub async fn release(tx: &Transaction<'_>, lease: &Lease) -> PgResult<Result<(),
     if let Err(e) = check_lease(tx, lease).await? {
         return Ok(Err(e));
     }
-    tx.execute(
+    sql::execute(
+        tx,
         "UPDATE workflows SET owner = NULL WHERE id = $1",
         &[&lease.workflow_id],
     )
@@ -405,24 +413,24 @@ pub async fn claim_orphans(
     owner: &str,
     limit: usize,
 ) -> PgResult<Vec<Lease>> {
-    let rows = tx
-        .query(
-            "SELECT w.id FROM workflows w WHERE w.status = $1 AND (w.owner IS NULL OR NOT EXISTS
+    let rows = sql::query(
+        tx,
+        "SELECT w.id FROM workflows w WHERE w.status = $1 AND (w.owner IS NULL OR NOT EXISTS
              (SELECT 1 FROM instances i WHERE i.id = w.owner AND i.expires >= $2))
              ORDER BY w.created LIMIT $3 FOR UPDATE SKIP LOCKED",
-            &[&(Status::Running as i32), &ctx.now, &(limit as i64)],
-        )
-        .await?;
+        &[&(Status::Running as i32), &ctx.now, &(limit as i64)],
+    )
+    .await?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let id: String = row.get(0);
-        let epoch: i64 = tx
-            .query_one(
-                "UPDATE workflows SET owner = $1, epoch = epoch + 1 WHERE id = $2 RETURNING epoch",
-                &[&owner, &id],
-            )
-            .await?
-            .get(0);
+        let epoch: i64 = sql::query_one(
+            tx,
+            "UPDATE workflows SET owner = $1, epoch = epoch + 1 WHERE id = $2 RETURNING epoch",
+            &[&owner, &id],
+        )
+        .await?
+        .get(0);
         out.push(Lease {
             workflow_id: id,
             owner: owner.to_string(),
@@ -439,13 +447,15 @@ pub async fn register_instance(
     ttl: Micros,
 ) -> PgResult<()> {
     // Long-gone instances owning nothing are history, not state.
-    tx.execute(
+    sql::execute(
+        tx,
         "DELETE FROM instances WHERE expires < $1 AND NOT EXISTS
          (SELECT 1 FROM workflows w WHERE w.owner = instances.id)",
         &[&(ctx.now - 7 * 24 * 3_600_000_000)],
     )
     .await?;
-    tx.execute(
+    sql::execute(
+        tx,
         "INSERT INTO instances (id, pid, host, addr, version, started, heartbeat, expires)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (id) DO UPDATE SET pid = excluded.pid, host = excluded.host,
@@ -472,12 +482,12 @@ pub async fn heartbeat(
     id: &str,
     ttl: Micros,
 ) -> PgResult<Result<(), StoreError>> {
-    let n = tx
-        .execute(
-            "UPDATE instances SET heartbeat = $1, expires = $2 WHERE id = $3 AND expires >= $1",
-            &[&ctx.now, &(ctx.now + ttl), &id],
-        )
-        .await?;
+    let n = sql::execute(
+        tx,
+        "UPDATE instances SET heartbeat = $1, expires = $2 WHERE id = $3 AND expires >= $1",
+        &[&ctx.now, &(ctx.now + ttl), &id],
+    )
+    .await?;
     Ok(if n == 1 {
         Ok(())
     } else {
@@ -487,19 +497,20 @@ pub async fn heartbeat(
 
 pub async fn take(tx: &Transaction<'_>, req: &TakeRequest) -> PgResult<TakeOutcome> {
     // The row exists before it is locked, so racing first takes serialize.
-    tx.execute(
+    sql::execute(
+        tx,
         "INSERT INTO bucket_state (bucket, key, tat, per_token, burst) VALUES ($1, $2, 0, 0, 0)
          ON CONFLICT (bucket, key) DO NOTHING",
         &[&req.bucket, &req.key],
     )
     .await?;
-    let row = tx
-        .query_one(
-            "SELECT tat, per_token, burst FROM bucket_state WHERE bucket = $1 AND key = $2
+    let row = sql::query_one(
+        tx,
+        "SELECT tat, per_token, burst FROM bucket_state WHERE bucket = $1 AND key = $2
              FOR UPDATE",
-            &[&req.bucket, &req.key],
-        )
-        .await?;
+        &[&req.bucket, &req.key],
+    )
+    .await?;
     let (tat, per_token, burst): (i64, i64, i32) = (row.get(0), row.get(1), row.get(2));
     let tat = if (Gcra {
         per_token,
@@ -510,22 +521,23 @@ pub async fn take(tx: &Transaction<'_>, req: &TakeRequest) -> PgResult<TakeOutco
     } else {
         // New bucket, or its rule changed: replay what the recorded takes
         // mean under the rule in force.
-        let takes: Vec<i64> = tx
-            .query(
-                "SELECT taken_at FROM bucket_takes WHERE bucket = $1 AND key = $2
+        let takes: Vec<i64> = sql::query(
+            tx,
+            "SELECT taken_at FROM bucket_takes WHERE bucket = $1 AND key = $2
                  AND taken_at >= $3 ORDER BY taken_at",
-                &[&req.bucket, &req.key, &(req.at - req.rule.window())],
-            )
-            .await?
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+            &[&req.bucket, &req.key, &(req.at - req.rule.window())],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
         req.rule.replay(takes)
     };
     match req.rule.take(tat, req.at) {
         Err(retry_after) => Ok(TakeOutcome::Empty { retry_after }),
         Ok(tat) => {
-            tx.execute(
+            sql::execute(
+                tx,
                 "UPDATE bucket_state SET tat = $3, per_token = $4, burst = $5
                  WHERE bucket = $1 AND key = $2",
                 &[
@@ -537,7 +549,8 @@ pub async fn take(tx: &Transaction<'_>, req: &TakeRequest) -> PgResult<TakeOutco
                 ],
             )
             .await?;
-            tx.execute(
+            sql::execute(
+                tx,
                 "INSERT INTO bucket_takes (bucket, key, taken_at, workflow_id, block_idx, job_idx)
                  VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
@@ -563,14 +576,14 @@ pub async fn request(
     reason: &str,
     at: Micros,
 ) -> PgResult<ControlRequest> {
-    let id: i64 = tx
-        .query_one(
-            "INSERT INTO requests (workflow_id, kind, reason, at) VALUES ($1, $2, $3, $4)
+    let id: i64 = sql::query_one(
+        tx,
+        "INSERT INTO requests (workflow_id, kind, reason, at) VALUES ($1, $2, $3, $4)
              RETURNING id",
-            &[&workflow_id, &kind.as_str(), &reason, &at],
-        )
-        .await?
-        .get(0);
+        &[&workflow_id, &kind.as_str(), &reason, &at],
+    )
+    .await?
+    .get(0);
     let r = ControlRequest {
         id,
         workflow_id: workflow_id.to_string(),
@@ -583,7 +596,8 @@ pub async fn request(
 }
 
 pub async fn set_stop(tx: &Transaction<'_>, ctx: &mut Ctx, e: &SharedStop) -> PgResult<()> {
-    tx.execute(
+    sql::execute(
+        tx,
         "INSERT INTO shared_stops (name, stop, reason, set_by, at) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (name) DO UPDATE SET stop = excluded.stop, reason = excluded.reason,
          set_by = excluded.set_by, at = excluded.at",

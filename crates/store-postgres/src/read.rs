@@ -1,5 +1,7 @@
 //! The read side: queries on pooled connections, seeing what has committed.
 
+use crate::sql;
+use deadpool_postgres::GenericClient;
 use interlock_core::{
     AuditEntry, AuditQuery, BlockRecord, JobRecord, ListFilter, Micros, Status, Summary, WorkReq,
     WorkflowRecord,
@@ -8,7 +10,6 @@ use interlock_store::{
     BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop,
     StoreError, Take,
 };
-use tokio_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 
 pub fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -28,14 +29,14 @@ fn status_of(id: &str, v: i32) -> Result<Status> {
 
 /// One workflow with every recorded block and job change applied.
 pub async fn load(c: &impl GenericClient, id: &str) -> Result<Option<WorkflowRecord>> {
-    let Some(row) = c
-        .query_opt(
-            "SELECT request, status, reason, had_errors, es_stopped, created, started, ended,
+    let Some(row) = sql::query_opt(
+        c,
+        "SELECT request, status, reason, had_errors, es_stopped, created, started, ended,
              policy_version, submitted_by, executed_by, owner FROM workflows WHERE id = $1",
-            &[&id],
-        )
-        .await
-        .map_err(backend)?
+        &[&id],
+    )
+    .await
+    .map_err(backend)?
     else {
         return Ok(None);
     };
@@ -50,14 +51,14 @@ pub async fn load(c: &impl GenericClient, id: &str) -> Result<Option<WorkflowRec
     rec.submitted_by = row.get(9);
     rec.executed_by = row.get(10);
     rec.owner = row.get(11);
-    for row in c
-        .query(
-            "SELECT idx, status, has_error, failures, started, ended FROM blocks
+    for row in sql::query(
+        c,
+        "SELECT idx, status, has_error, failures, started, ended FROM blocks
              WHERE workflow_id = $1",
-            &[&id],
-        )
-        .await
-        .map_err(backend)?
+        &[&id],
+    )
+    .await
+    .map_err(backend)?
     {
         let idx: i32 = row.get(0);
         let b: &mut BlockRecord = rec
@@ -70,14 +71,14 @@ pub async fn load(c: &impl GenericClient, id: &str) -> Result<Option<WorkflowRec
         b.started = row.get(4);
         b.ended = row.get(5);
     }
-    for row in c
-        .query(
-            "SELECT block_idx, idx, status, error, outputs, started, ended, fatal, attempts,
+    for row in sql::query(
+        c,
+        "SELECT block_idx, idx, status, error, outputs, started, ended, fatal, attempts,
              checkpoint FROM jobs WHERE workflow_id = $1",
-            &[&id],
-        )
-        .await
-        .map_err(backend)?
+        &[&id],
+    )
+    .await
+    .map_err(backend)?
     {
         let (bi, ji): (i32, i32) = (row.get(0), row.get(1));
         let j: &mut JobRecord = rec
@@ -101,16 +102,16 @@ pub async fn resolve_id(c: &impl GenericClient, prefix: &str) -> Result<IdMatch>
     // Ids are lowercase hex and dashes, all below '~': the range is exactly
     // the ids with this prefix, served by the primary key.
     let upper = format!("{prefix}~");
-    let ids: Vec<String> = c
-        .query(
-            "SELECT id FROM workflows WHERE id >= $1 AND id < $2 ORDER BY id LIMIT 5",
-            &[&prefix, &upper],
-        )
-        .await
-        .map_err(backend)?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ids: Vec<String> = sql::query(
+        c,
+        "SELECT id FROM workflows WHERE id >= $1 AND id < $2 ORDER BY id LIMIT 5",
+        &[&prefix, &upper],
+    )
+    .await
+    .map_err(backend)?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
     Ok(match ids.len() {
         0 => IdMatch::None,
         1 => IdMatch::One(ids.into_iter().next().expect("one")),
@@ -189,7 +190,7 @@ pub async fn list(c: &impl GenericClient, f: &ListFilter) -> Result<Vec<Summary>
         order.1,
         a.add(f.limit as i64)
     );
-    let rows = c.query(&sql, &a.refs()).await.map_err(backend)?;
+    let rows = sql::query(c, &sql, &a.refs()).await.map_err(backend)?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let id: String = row.get(0);
@@ -236,7 +237,7 @@ pub async fn audit_log(c: &impl GenericClient, q: &AuditQuery) -> Result<Vec<Aud
         }
     }
     sql += &format!(" ORDER BY id DESC LIMIT {}", a.add(q.limit as i64));
-    Ok(c.query(&sql, &a.refs())
+    Ok(sql::query(c, &sql, &a.refs())
         .await
         .map_err(backend)?
         .iter()
@@ -255,7 +256,8 @@ pub async fn audit_log(c: &impl GenericClient, q: &AuditQuery) -> Result<Vec<Aud
 }
 
 pub async fn instances(c: &impl GenericClient, now: Micros) -> Result<Vec<InstanceInfo>> {
-    Ok(c.query(
+    Ok(sql::query(
+        c,
         "SELECT i.id, i.pid, i.host, i.addr, i.version, i.started, i.heartbeat, i.expires,
          (SELECT count(*) FROM workflows w WHERE w.owner = i.id AND w.status = $2)
          FROM instances i WHERE i.expires >= $1 ORDER BY i.id",
@@ -279,7 +281,8 @@ pub async fn instances(c: &impl GenericClient, now: Micros) -> Result<Vec<Instan
 }
 
 pub async fn bucket_states(c: &impl GenericClient, bucket: &str) -> Result<Vec<BucketState>> {
-    Ok(c.query(
+    Ok(sql::query(
+        c,
         "SELECT key, tat, per_token, burst FROM bucket_state WHERE bucket = $1 AND burst > 0
          ORDER BY key",
         &[&bucket],
@@ -305,7 +308,8 @@ pub async fn take_of(
     block: usize,
     job: usize,
 ) -> Result<Option<Take>> {
-    Ok(c.query_opt(
+    Ok(sql::query_opt(
+        c,
         "SELECT bucket, key, taken_at FROM bucket_takes
              WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3",
         &[&workflow_id, &(block as i32), &(job as i32)],
@@ -323,7 +327,8 @@ pub async fn take_of(
 }
 
 pub async fn requests_for(c: &impl GenericClient, owner: &str) -> Result<Vec<ControlRequest>> {
-    Ok(c.query(
+    Ok(sql::query(
+        c,
         "SELECT r.id, r.workflow_id, r.kind, r.reason, r.at FROM requests r
          JOIN workflows w ON w.id = r.workflow_id WHERE w.owner = $1 ORDER BY r.id",
         &[&owner],
@@ -342,7 +347,8 @@ pub async fn requests_for(c: &impl GenericClient, owner: &str) -> Result<Vec<Con
 }
 
 pub async fn stops(c: &impl GenericClient) -> Result<Vec<SharedStop>> {
-    Ok(c.query(
+    Ok(sql::query(
+        c,
         "SELECT name, stop, reason, set_by, at FROM shared_stops ORDER BY name",
         &[],
     )

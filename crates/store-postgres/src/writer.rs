@@ -11,13 +11,14 @@
 
 use crate::feed;
 use crate::ops::{self, Ctx, Missing};
+use crate::sql;
+use deadpool_postgres::Transaction;
 use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};
 use interlock_store::{
     CasOutcome, Change, ControlRequest, InstanceInfo, Lease, RequestKind, Result, SharedStop,
     StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
 };
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::Transaction;
 
 /// One write, as the writer runs it.
 pub enum Op {
@@ -140,8 +141,7 @@ impl Op {
                 Outcome::Leases(ops::claim_orphans(tx, ctx, owner, *limit).await?)
             }
             Op::Expire(before) => Outcome::Count(
-                tx.execute("DELETE FROM idempotency WHERE created < $1", &[before])
-                    .await?,
+                sql::execute(tx, "DELETE FROM idempotency WHERE created < $1", &[before]).await?,
             ),
             Op::Register { info, ttl } => {
                 ops::register_instance(tx, ctx, info, *ttl).await?;
@@ -151,7 +151,8 @@ impl Op {
                 Outcome::Refusable(ops::heartbeat(tx, ctx, id, *ttl).await?)
             }
             Op::Retire(id) => {
-                tx.execute(
+                sql::execute(
+                    tx,
                     "UPDATE instances SET expires = $1 WHERE id = $2 AND expires > $1",
                     &[&(ctx.now - 1), id],
                 )
@@ -170,8 +171,7 @@ impl Op {
                 at,
             } => Outcome::Request(ops::request(tx, ctx, workflow_id, *kind, reason, *at).await?),
             Op::FinishRequest(id) => {
-                tx.execute("DELETE FROM requests WHERE id = $1", &[id])
-                    .await?;
+                sql::execute(tx, "DELETE FROM requests WHERE id = $1", &[id]).await?;
                 Outcome::Unit
             }
             Op::SetStop(e) => {
@@ -261,7 +261,9 @@ async fn run_tx(
     ops: &[&Op],
 ) -> std::result::Result<Vec<Outcome>, OpError> {
     let tx = client.transaction().await?;
-    let now: i64 = tx.query_one(&format!("SELECT {NOW_US}"), &[]).await?.get(0);
+    let now: i64 = sql::query_one(&tx, &format!("SELECT {NOW_US}"), &[])
+        .await?
+        .get(0);
     let mut ctx = Ctx {
         now,
         items: Vec::new(),
@@ -271,8 +273,7 @@ async fn run_tx(
         out.push(op.apply(&tx, &mut ctx).await?);
     }
     for chunk in feed::encode(&ctx.items) {
-        tx.execute("SELECT pg_notify($1, $2)", &[&feed::CHANNEL, &chunk])
-            .await?;
+        sql::execute(&tx, "SELECT pg_notify($1, $2)", &[&feed::CHANNEL, &chunk]).await?;
     }
     tx.commit().await?;
     Ok(out)
