@@ -39,6 +39,10 @@ struct Cli {
     /// Seconds of overload for the `overload` scenario.
     #[arg(long, default_value = "20")]
     overload_seconds: u64,
+    /// The interlockd binary the `replicas` scenario starts (default: the
+    /// one beside this binary).
+    #[arg(long)]
+    interlockd: Option<std::path::PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -61,6 +65,9 @@ enum Scenario {
     /// Ten times the sustainable Submit rate: only OK or RESOURCE_EXHAUSTED,
     /// bounded memory, normal service right after.
     Overload,
+    /// interlockd child processes: SQLite beside PostgreSQL with 1 and 3
+    /// replicas (Submit, end to end, e-stop across replicas, takeover).
+    Replicas,
 }
 
 #[derive(Serialize)]
@@ -117,6 +124,20 @@ async fn main() -> anyhow::Result<()> {
     if cli.scenarios.contains(&Scenario::Overload) {
         let b = Bench::start(cli.sync, cli.secure).await?;
         rows.extend(overload::overload(&b, cli.overload_seconds).await?);
+    }
+    if cli.scenarios.contains(&Scenario::Replicas) {
+        let bin = replicas::interlockd_path(cli.interlockd.clone())?;
+        rows.extend(
+            replicas::replicas(
+                &bin,
+                replicas::Params {
+                    seconds: cli.seconds,
+                    count: cli.count,
+                    flips: cli.flips.min(20),
+                },
+            )
+            .await?,
+        );
     }
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

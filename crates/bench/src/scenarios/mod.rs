@@ -4,6 +4,7 @@ pub mod estop;
 pub mod list;
 pub mod overload;
 pub mod reload;
+pub mod replicas;
 pub mod submit;
 pub mod transitions;
 pub mod workflows;

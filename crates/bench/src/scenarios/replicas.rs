@@ -1,0 +1,478 @@
+//! Replicas on PostgreSQL beside one process on SQLite, every server a real
+//! `interlockd` child process on 127.0.0.1 (the deployment's shape; the
+//! benchmark process only drives them):
+//!
+//! - Submit at concurrency 32 through one and through three replicas;
+//! - one-job workflows end to end spread over the replicas;
+//! - an e-stop through one replica → jobs on every replica cancelled;
+//! - takeover after SIGKILL of the owner.
+//!
+//! PostgreSQL rows need a server (`INTERLOCK_TEST_DATABASE_URL`, default the
+//! local one); each run creates its own database and drops it.
+
+use crate::Row;
+use crate::harness::{block, pct, sorted, work};
+use anyhow::{Context, bail};
+use interlock_client::{Client, Transport};
+use interlock_proto::v1;
+use interlock_store_postgres::testing::TestDb;
+use interlock_tests::append_entry;
+use interlock_tests::daemon::{Daemon, DaemonSpec};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+type Ctl = v1::control_client::ControlClient<Transport>;
+
+/// The interlockd binary: `--interlockd`, else the one beside this binary.
+pub fn interlockd_path(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let path = match given {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .context("no directory for the bench binary")?
+            .join("interlockd"),
+    };
+    if !path.exists() {
+        bail!(
+            "{} not found: build it beside the bench (cargo build --release -p interlock-server -p interlock-bench) or pass --interlockd",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+struct Node {
+    daemon: Daemon,
+    client: Client,
+    ctl: Ctl,
+    id: String,
+}
+
+impl Node {
+    async fn start(spec: &DaemonSpec) -> anyhow::Result<Self> {
+        let daemon = spec
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("interlockd did not start: {e:?}"))?;
+        let opts = interlock_client::Options {
+            call_timeout: Duration::from_secs(10),
+            ..Default::default()
+        };
+        let client = Client::connect(&daemon.addr, opts.clone()).await?;
+        let mut ctl = Ctl::new(interlock_client::transport(&daemon.addr, &opts).await?);
+        let id = ctl
+            .cluster(v1::ClusterReq {})
+            .await?
+            .into_inner()
+            .this_instance;
+        Ok(Self {
+            daemon,
+            client,
+            ctl,
+            id,
+        })
+    }
+}
+
+/// Servers sharing one store and one directory of configs.
+struct Deployment {
+    nodes: Vec<Option<Node>>,
+    spec: DaemonSpec,
+    label: String,
+    _dir: tempfile::TempDir,
+    _db: Option<TestDb>,
+}
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Deployment {
+    async fn start(bin: &Path, backend: Backend, n: usize, extra: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut spec = DaemonSpec::new(&bin.display().to_string(), dir.path())
+            .args(["--max-in-flight", "100000", "--drain", "100ms"])
+            .args(extra.iter().copied());
+        let configs = dir.path().join("configs");
+        append_entry(
+            &configs.join("policies.json"),
+            serde_json::json!({"Name": "bench", "Policies": []}),
+        );
+        append_entry(
+            &configs.join("es.json"),
+            serde_json::json!({"Name": "bench", "Status": "go"}),
+        );
+        let db = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                TestDb::create()
+                    .await
+                    .context("PostgreSQL is needed for the replica rows")?,
+            ),
+        };
+        if let Some(db) = &db {
+            spec.db = db.url.clone();
+        }
+        let label = match backend {
+            Backend::Sqlite => "SQLite, 1 process".to_string(),
+            Backend::Postgres if n == 1 => "PostgreSQL, 1 replica".to_string(),
+            Backend::Postgres => format!("PostgreSQL, {n} replicas"),
+        };
+        let mut nodes = Vec::new();
+        for _ in 0..n {
+            nodes.push(Some(Node::start(&spec).await?));
+        }
+        Ok(Self {
+            nodes,
+            spec,
+            label,
+            _dir: dir,
+            _db: db,
+        })
+    }
+
+    fn node(&self, i: usize) -> &Node {
+        self.nodes[i].as_ref().expect("node running")
+    }
+
+    fn len(&self) -> usize {
+        self.nodes.len()
+    }
+}
+
+fn sleep_req(seconds: &str) -> v1::WorkReq {
+    work(vec![block(
+        1,
+        vec![v1::Job {
+            name: "sleep".into(),
+            args: [("seconds".to_string(), seconds.to_string())].into(),
+            ..Default::default()
+        }],
+    )])
+}
+
+/// Submit at concurrency 32 for `seconds`, clients spread over the nodes.
+async fn submit_rate(d: &Deployment, seconds: u64) -> anyhow::Result<Row> {
+    let req = work(vec![
+        block(1, vec![sleep_req("0").blocks[0].jobs[0].clone()]),
+        block(2, vec![sleep_req("0").blocks[0].jobs[0].clone(); 2]),
+    ]);
+    // Warm the connections and the pools.
+    for i in 0..d.len() {
+        d.node(i).client.submit(req.clone()).await?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for t in 0..32 {
+        let mut c = d.node(t % d.len()).client.raw();
+        let req = req.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0u64);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match c.submit(req.clone()).await {
+                    Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1e3),
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await?;
+        lat.extend(l);
+        errors += e;
+    }
+    let rate = lat.len() as f64 / seconds as f64;
+    let lat = sorted(lat);
+    let (p50, p99) = (pct(&lat, 50.0), pct(&lat, 99.0));
+    Ok(Row {
+        scenario: format!("submit c=32, {}", d.label),
+        result: format!("{rate:.0} accepted/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {errors} errors"),
+        target: if d.len() == 3 {
+            "≥ 5,000/s through 3, p99 < 20 ms".into()
+        } else {
+            String::new()
+        },
+        values: BTreeMap::from([
+            ("accepted_per_s".into(), rate),
+            ("p50_ms".into(), p50),
+            ("p99_ms".into(), p99),
+            ("errors".into(), errors as f64),
+        ]),
+    })
+}
+
+/// `count` one-job workflows submitted, executed and waited for, 32 clients
+/// spread over the nodes (each client stays with its node).
+async fn end_to_end(d: &Deployment, count: usize) -> anyhow::Result<Row> {
+    let workers = 32;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let c = d.node(w % d.len()).client.clone();
+        let n = count / workers + usize::from(w < count % workers);
+        tasks.push(tokio::spawn(async move {
+            let req = sleep_req("0");
+            let mut ids = Vec::with_capacity(n);
+            for _ in 0..n {
+                let id = c.submit(req.clone()).await?;
+                c.exec(&id).await?;
+                ids.push(id);
+            }
+            for id in &ids {
+                let status = wait_final(&c, id).await?;
+                if status != v1::Status::Completed as i32 {
+                    bail!("{id} ended {status}");
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let rate = count as f64 / secs;
+    Ok(Row {
+        scenario: format!(
+            "{count} one-job workflows end to end (Watch until final), {}",
+            d.label
+        ),
+        result: format!("{secs:.2} s, {rate:.0} workflows/s"),
+        target: if d.len() == 3 {
+            "≥ 2,000 workflows/s on 3".into()
+        } else {
+            String::new()
+        },
+        values: BTreeMap::from([("seconds".into(), secs), ("workflows_per_s".into(), rate)]),
+    })
+}
+
+/// The workflow's final status, from Watch (as `interlock watch` and
+/// well-behaved clients wait, instead of polling Status).
+async fn wait_final(c: &Client, id: &str) -> anyhow::Result<i32> {
+    let mut stream = c
+        .raw()
+        .watch(v1::WatchReq { id: id.to_string() })
+        .await?
+        .into_inner();
+    while let Some(ev) = stream.message().await? {
+        match ev.event {
+            Some(v1::watch_event::Event::Snapshot(s)) if interlock_client::is_final(s.status) => {
+                return Ok(s.status);
+            }
+            Some(v1::watch_event::Event::Transition(t))
+                if t.block == -1 && interlock_client::is_final(t.status) =>
+            {
+                return Ok(t.status);
+            }
+            _ => {}
+        }
+    }
+    bail!("the watch of {id} ended before the workflow did")
+}
+
+/// `per_node` long sleeps running on each node; an e-stop through node 0;
+/// the time from the call until each job's cancellation is committed, as
+/// Watch on its owner reports it. `flips` rounds.
+async fn estop_spread(d: &Deployment, flips: usize, per_node: usize) -> anyhow::Result<Row> {
+    let mut lat = Vec::new();
+    let mut per_flip = Vec::new();
+    for _ in 0..flips {
+        let mut watches = Vec::new();
+        for i in 0..d.len() {
+            let node = d.node(i);
+            for _ in 0..per_node {
+                let id = node.client.submit(sleep_req("600")).await?;
+                node.client.exec(&id).await?;
+                watches.push((i, id));
+            }
+        }
+        // Every job Running, and a Watch open on its owner.
+        let t0 = Arc::new(Mutex::new(None::<Instant>));
+        let mut tasks = Vec::new();
+        for (i, id) in watches {
+            let c = d.node(i).client.clone();
+            loop {
+                let st = c.status(&id).await?;
+                if st.blocks[0].jobs[0].status == v1::Status::Running as i32 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            let mut stream = c
+                .raw()
+                .watch(v1::WatchReq { id: id.clone() })
+                .await?
+                .into_inner();
+            let t0 = t0.clone();
+            tasks.push(tokio::spawn(async move {
+                while let Some(ev) = stream.message().await? {
+                    if let Some(v1::watch_event::Event::Transition(t)) = ev.event
+                        && t.block == 0
+                        && t.job == 0
+                        && t.status == v1::Status::Stopped as i32
+                    {
+                        let seen = Instant::now();
+                        let start = t0.lock().await.context("stop not sent yet")?;
+                        return anyhow::Ok(seen.duration_since(start).as_secs_f64() * 1e3);
+                    }
+                }
+                bail!("the watch of {id} ended without the job stopping")
+            }));
+        }
+        let mut ctl = d.node(0).ctl.clone();
+        *t0.lock().await = Some(Instant::now());
+        ctl.set_emergency_stop(v1::SetEmergencyStopReq {
+            name: "bench".into(),
+            stop: true,
+            reason: "benchmark".into(),
+        })
+        .await?;
+        let mut worst: f64 = 0.0;
+        for t in tasks {
+            let ms = t.await??;
+            worst = worst.max(ms);
+            lat.push(ms);
+        }
+        per_flip.push(worst);
+        ctl.set_emergency_stop(v1::SetEmergencyStopReq {
+            name: "bench".into(),
+            stop: false,
+            reason: String::new(),
+        })
+        .await?;
+        // Every node lets the name run again before the next round.
+        for i in 0..d.len() {
+            let mut c = d.node(i).ctl.clone();
+            loop {
+                let es = c
+                    .emergency_stop_state(v1::EmergencyStopStateReq {})
+                    .await?
+                    .into_inner();
+                if !es.shared.iter().any(|e| e.name == "bench" && e.stop) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    let lat = sorted(lat);
+    let per_flip = sorted(per_flip);
+    let jobs = d.len() * per_node;
+    Ok(Row {
+        scenario: format!(
+            "e-stop through node 0 → {jobs} running jobs on every node Stopped, {}",
+            d.label
+        ),
+        result: format!(
+            "per job p50 {:.1} ms, p99 {:.1} ms; last job per flip p50 {:.1} ms, max {:.1} ms ({flips} flips)",
+            pct(&lat, 50.0),
+            pct(&lat, 99.0),
+            pct(&per_flip, 50.0),
+            pct(&per_flip, 100.0)
+        ),
+        target: "p99 ≤ 100 ms".into(),
+        values: BTreeMap::from([
+            ("job_p50_ms".into(), pct(&lat, 50.0)),
+            ("job_p99_ms".into(), pct(&lat, 99.0)),
+            ("flip_max_ms".into(), pct(&per_flip, 100.0)),
+        ]),
+    })
+}
+
+/// SIGKILL the owner of a running workflow; time until another replica
+/// owns it (Status.run_by through a survivor). `rounds` times.
+async fn takeover(d: &mut Deployment, rounds: usize, ttl: Duration) -> anyhow::Result<Row> {
+    let mut times = Vec::new();
+    for r in 0..rounds {
+        let k = r % d.len();
+        let survivor = (k + 1) % d.len();
+        let (id, dead) = {
+            let node = d.node(k);
+            let id = node.client.submit(sleep_req("600")).await?;
+            node.client.exec(&id).await?;
+            (id, node.id.clone())
+        };
+        let c = d.node(survivor).client.clone();
+        loop {
+            let st = c.status(&id).await?;
+            if st.run_by == dead && st.blocks[0].jobs[0].status == v1::Status::Running as i32 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if let Some(mut n) = d.nodes[k].take() {
+            n.daemon.kill();
+        }
+        let t = Instant::now();
+        loop {
+            let st = c.status(&id).await?;
+            if !st.run_by.is_empty() && st.run_by != dead {
+                break;
+            }
+            if t.elapsed() > ttl * 10 {
+                bail!("{id} was not taken over within {:?}", ttl * 10);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        times.push(t.elapsed().as_secs_f64());
+        c.raw()
+            .cancel(v1::CancelReq {
+                id,
+                reason: "benchmark round over".into(),
+            })
+            .await?;
+        d.nodes[k] = Some(Node::start(&d.spec).await?);
+    }
+    let times = sorted(times);
+    let ttl_s = ttl.as_secs_f64();
+    Ok(Row {
+        scenario: format!(
+            "takeover after SIGKILL of the owner, lease ttl {ttl_s} s, {}",
+            d.label
+        ),
+        result: format!(
+            "p50 {:.2} s, max {:.2} s ({rounds} kills)",
+            pct(&times, 50.0),
+            pct(&times, 100.0)
+        ),
+        target: format!("≤ lease ttl + 2 s = {:.0} s", ttl_s + 2.0),
+        values: BTreeMap::from([
+            ("p50_s".into(), pct(&times, 50.0)),
+            ("max_s".into(), pct(&times, 100.0)),
+        ]),
+    })
+}
+
+pub struct Params {
+    pub seconds: u64,
+    pub count: usize,
+    pub flips: usize,
+}
+
+pub async fn replicas(bin: &Path, p: Params) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let layouts = [
+        (Backend::Sqlite, 1),
+        (Backend::Postgres, 1),
+        (Backend::Postgres, 3),
+    ];
+    // One deployment at a time, so each has the machine to itself.
+    for (backend, n) in layouts {
+        let d = Deployment::start(bin, backend, n, &[]).await?;
+        rows.push(submit_rate(&d, p.seconds).await?);
+        rows.push(end_to_end(&d, p.count).await?);
+        rows.push(estop_spread(&d, p.flips, 10).await?);
+    }
+    let ttl = Duration::from_secs(2);
+    let mut d = Deployment::start(bin, Backend::Postgres, 3, &["--lease-ttl", "2s"]).await?;
+    rows.push(takeover(&mut d, 6, ttl).await?);
+    Ok(rows)
+}
