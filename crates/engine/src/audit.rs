@@ -5,8 +5,10 @@
 //! Entries that must commit with the change they describe (Submit, Exec,
 //! Clone) are handed to the engine call instead.
 
+use crate::EngineError;
+use crate::engine::clamp_page;
 use interlock_core::{AuditEntry, AuditQuery};
-use interlock_store::{Store, StoreError};
+use interlock_store::Store;
 use std::sync::Arc;
 
 #[derive(Clone)]
@@ -28,13 +30,26 @@ impl Auditor {
         }
     }
 
-    /// Entries matching `q`, newest first; the limit is clamped to 1..=1000
-    /// (0 means 100).
-    pub async fn log(&self, mut q: AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
-        q.limit = match q.limit {
-            0 => 100,
-            n => n.min(1000),
+    /// Entries matching `q`, newest first, one page of them (the limit is
+    /// clamped like every page size).
+    pub async fn log(&self, mut q: AuditQuery) -> Result<AuditPage, EngineError> {
+        q.limit = clamp_page(q.limit);
+        let entries = self.store.audit_log(q.clone()).await?;
+        let next_before_id = match entries.last() {
+            Some(e) if entries.len() == q.limit => e.id,
+            _ => 0,
         };
-        self.store.audit_log(q).await
+        Ok(AuditPage {
+            entries,
+            next_before_id,
+        })
     }
+}
+
+/// One page of the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    /// Pass as `before` to continue; 0 on the last page.
+    pub next_before_id: i64,
 }

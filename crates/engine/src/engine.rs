@@ -27,6 +27,7 @@ mod lifecycle;
 mod peers;
 mod recovery;
 
+pub(crate) use lifecycle::clamp_page;
 pub use lifecycle::{CloneOptions, Page};
 pub use recovery::Resolution;
 

@@ -34,7 +34,7 @@ pub mod job;
 pub mod registry;
 
 pub use admission::{Admission, AllowAll, Refusal};
-pub use audit::Auditor;
+pub use audit::{AuditPage, Auditor};
 pub use buckets::{BucketDef, BucketError, BucketLevel, Buckets};
 pub use engine::{CloneOptions, Engine, EngineOptions, Page, Resolution, StoreHealth, Verdict};
 pub use error::EngineError;

@@ -147,23 +147,25 @@ impl Guard {
         }
     }
 
-    fn rbac(&self) -> Result<Option<Arc<Rbac>>, Status> {
+    /// The rbac.json in force; `Err` carries the load error when none is
+    /// (every call is then refused).
+    fn rbac(&self) -> Result<Option<Arc<Rbac>>, Option<String>> {
         let Some(state) = &self.0 else {
             return Ok(None);
         };
         let st = state.borrow();
         match &st.rbac.good {
             Some(r) => Ok(Some(r.clone())),
-            None => Err(Status::permission_denied(format!(
-                "no valid rbac.json is loaded, so every call is refused until it is fixed: {}",
-                st.rbac.error.as_deref().unwrap_or("not read yet")
-            ))),
+            None => Err(st.rbac.error.clone()),
         }
     }
 
     /// Whether `who` may do `action` on the workflow named `workflow`.
     pub fn check(&self, who: &Identity, action: Action, workflow: &str) -> Result<(), Status> {
-        match self.rbac()? {
+        match self
+            .rbac()
+            .map_err(|e| error::no_rbac(action, e.as_deref()))?
+        {
             None => Ok(()),
             Some(r) => r
                 .check(who, action, workflow)
@@ -183,7 +185,10 @@ impl Guard {
     /// Whether `who` may do `action` on some workflow (calls that concern
     /// no workflow in particular).
     pub fn check_any(&self, who: &Identity, action: Action) -> Result<(), Status> {
-        match self.rbac()? {
+        match self
+            .rbac()
+            .map_err(|e| error::no_rbac(action, e.as_deref()))?
+        {
             None => Ok(()),
             Some(r) => r.check_any(who, action).map_err(error::permission_denied),
         }

@@ -227,16 +227,12 @@ impl Control for ControlApi {
     async fn audit(&self, r: Request<v1::AuditReq>) -> Result<Response<v1::AuditResp>, Status> {
         self.guard.check(&identity(&r), Action::Admin, WILDCARD)?;
         let r = r.into_inner();
-        let limit = match r.limit {
-            n if n <= 0 => 100,
-            n => (n as usize).min(1000),
-        };
         let some = |s: String| (!s.is_empty()).then_some(s);
-        let entries = self
+        let page = self
             .audit
             .log(AuditQuery {
                 before: (r.before_id > 0).then_some(r.before_id),
-                limit,
+                limit: r.limit.max(0) as usize,
                 from: micros(r.from),
                 to: micros(r.to),
                 identity: some(r.identity),
@@ -244,14 +240,10 @@ impl Control for ControlApi {
                 target: some(r.target),
             })
             .await
-            .map_err(store_unavailable)?;
-        let next_before_id = if entries.len() == limit {
-            entries.last().map_or(0, |e| e.id)
-        } else {
-            0
-        };
+            .map_err(engine_status)?;
         Ok(Response::new(v1::AuditResp {
-            entries: entries
+            entries: page
+                .entries
                 .into_iter()
                 .map(|e| v1::AuditEntry {
                     id: e.id,
@@ -265,7 +257,7 @@ impl Control for ControlApi {
                     peer: e.peer,
                 })
                 .collect(),
-            next_before_id,
+            next_before_id: page.next_before_id,
         }))
     }
 }

@@ -153,6 +153,30 @@ pub fn permission_denied(d: interlock_auth::Denied) -> Status {
     Status::permission_denied(d.to_string())
 }
 
+/// Every call refused because no valid rbac.json is loaded (fail closed);
+/// counted as a denial of `action` like any other.
+pub fn no_rbac(action: interlock_auth::Action, error: Option<&str>) -> Status {
+    metrics::counter!("interlock_auth_denials_total", "action" => action.as_str()).increment(1);
+    Status::permission_denied(format!(
+        "no valid rbac.json is loaded, so every call is refused until it is fixed: {}",
+        error.unwrap_or("not read yet")
+    ))
+}
+
+/// The concurrency limit is reached: the caller should back off and retry.
+pub fn overloaded(limit: usize) -> Status {
+    Status::resource_exhausted(format!(
+        "server is at its limit of {limit} concurrent requests; retry with backoff"
+    ))
+}
+
+/// A stream ended by the server's shutdown.
+pub fn shutting_down(what: &str) -> Status {
+    Status::unavailable(format!(
+        "the server is shutting down; {what} again (on another replica, or after the restart)"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,7 @@
 //! Handlers for the lifecycle RPCs: Cancel, Pause, Resume, List, Watch, Clone.
 
 use crate::convert::{micros, status_resp, ts};
-use crate::error::{bad_request, engine_status};
+use crate::error::{self, bad_request, engine_status};
 use interlock_core::{AuditEntry, Event, ListFilter, Status as DomainStatus, Summary};
 use interlock_engine::FeedItem;
 use interlock_engine::{CloneOptions, Engine, Resolution};
@@ -163,9 +163,7 @@ pub async fn watch(
                 _ = tx.closed() => return,
                 _ = stop.cancelled() => {
                     let _ = tx
-                        .send(Err(Status::unavailable(
-                            "the server is shutting down; watch again (on another replica, or after the restart)",
-                        )))
+                        .send(Err(error::shutting_down("watch")))
                         .await;
                     return;
                 }

@@ -67,12 +67,7 @@ where
             }
             Err(_) => {
                 let limit = self.limit;
-                Box::pin(async move {
-                    Ok(tonic::Status::resource_exhausted(format!(
-                        "server is at its limit of {limit} concurrent requests; retry with backoff"
-                    ))
-                    .into_http())
-                })
+                Box::pin(async move { Ok(crate::error::overloaded(limit).into_http()) })
             }
         }
     }

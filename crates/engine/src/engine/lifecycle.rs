@@ -46,8 +46,8 @@ pub struct Page {
     pub next_token: String,
 }
 
-/// Page sizes: 0 means 100; at most 1000.
-fn clamp_page(n: usize) -> usize {
+/// Page sizes of every listing: 0 means 100; at most 1000.
+pub(crate) fn clamp_page(n: usize) -> usize {
     match n {
         0 => 100,
         n => n.min(1000),
