@@ -341,3 +341,47 @@ async fn a_submit_whose_reply_is_lost_is_retried_into_the_same_workflow() {
         "{submits:?}"
     );
 }
+
+/// A workflow that outlives its job type (accepted by a server that knew
+/// `unsafeProbe`, resumed by one that does not): the job fails saying why,
+/// and the workflow does not end Completed as if it had run.
+#[tokio::test]
+async fn a_job_whose_type_is_gone_fails_instead_of_completing() {
+    let mut s = TestServer::start().await;
+    let c = s.client().await;
+    let id = c
+        .submit(req::work(
+            "x",
+            vec![
+                req::block(1, vec![req::probe(1_500)]),
+                req::block(1, vec![unsafe_probe(0)]),
+            ],
+        ))
+        .await
+        .unwrap();
+    c.exec(&id).await.unwrap();
+    eventually("block 0 running", || async {
+        s.probe.starts_of(&id).contains(&(0, 0))
+    })
+    .await;
+    s.stop().await;
+    // The same files, but only `probe` is registered.
+    let running = interlock_server::ServerBuilder::new(s.config.clone())
+        .job(s.probe.clone())
+        .start()
+        .await
+        .expect("server starts");
+    let c = interlock_client::Client::connect(&running.addr.to_string(), Default::default())
+        .await
+        .unwrap();
+    let st = wait_final(&c, &id).await;
+    assert_eq!(st.status, Status::Failed as i32, "{st:?}");
+    let job = &st.blocks[1].jobs[0];
+    assert_eq!(job.status, Status::Failed as i32, "{job:?}");
+    assert!(
+        job.error.contains("\"unsafeProbe\" is not registered"),
+        "{job:?}"
+    );
+    assert_eq!(s.unsafe_probe.starts_of(&id), vec![], "it never ran");
+    running.shutdown().await.unwrap();
+}
