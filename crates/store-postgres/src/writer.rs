@@ -264,17 +264,128 @@ async fn run_tx(
     let now: i64 = sql::query_one(&tx, &format!("SELECT {NOW_US}"), &[])
         .await?
         .get(0);
-    let mut ctx = Ctx {
-        now,
-        items: Vec::new(),
-    };
-    let mut out = Vec::with_capacity(ops.len());
-    for op in ops {
-        out.push(op.apply(&tx, &mut ctx).await?);
+    let mut out: Vec<Option<Outcome>> = (0..ops.len()).map(|_| None).collect();
+    let mut items = Vec::new();
+    for segment in plan(ops) {
+        // The chains of one segment touch disjoint workflows, so running
+        // them at once gives the result of some serial order; tokio-postgres
+        // pipelines their statements on the one connection.
+        let tx = &tx;
+        let chains = segment.into_iter().map(|chain| async move {
+            let mut ctx = Ctx {
+                now,
+                items: Vec::new(),
+            };
+            let mut done = Vec::with_capacity(chain.len());
+            for i in chain {
+                done.push((i, ops[i].apply(tx, &mut ctx).await?));
+            }
+            Ok::<_, OpError>((done, ctx.items))
+        });
+        for (done, chain_items) in futures::future::try_join_all(chains).await? {
+            for (i, o) in done {
+                out[i] = Some(o);
+            }
+            items.extend(chain_items);
+        }
     }
-    for chunk in feed::encode(&ctx.items) {
+    for chunk in feed::encode(&items) {
         sql::execute(&tx, "SELECT pg_notify($1, $2)", &[&feed::CHANNEL, &chunk]).await?;
     }
     tx.commit().await?;
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .map(|o| o.expect("every op of the batch ran"))
+        .collect())
+}
+
+/// The workflow an op reads and writes, when it touches only that one's
+/// rows (plus append-only audit rows); `None` for ops that lock or write
+/// rows shared across workflows (buckets, instances, stops, claims).
+fn workflow_key(op: &Op) -> Option<&str> {
+    match op {
+        Op::Submit { rec, .. } => Some(&rec.id),
+        Op::Acquire { id, .. } | Op::Transition { id, .. } => Some(id),
+        Op::Write { lease, changes } => {
+            let id = match lease {
+                Some(l) => l.workflow_id.as_str(),
+                None => changes.first()?.workflow_id(),
+            };
+            changes.iter().all(|c| c.workflow_id() == id).then_some(id)
+        }
+        Op::Release(lease) => Some(&lease.workflow_id),
+        Op::Request { workflow_id, .. } => Some(workflow_id),
+        _ => None,
+    }
+}
+
+/// Splits a batch into segments run one after another; a segment is a set
+/// of chains run concurrently, a chain being one workflow's ops in queue
+/// order. An op without a workflow key is a segment of its own, so it sees
+/// everything queued before it and nothing queued after.
+fn plan(ops: &[&Op]) -> Vec<Vec<Vec<usize>>> {
+    let mut segments = Vec::new();
+    let mut chains: Vec<Vec<usize>> = Vec::new();
+    let mut by_key: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, op) in ops.iter().enumerate() {
+        match workflow_key(op) {
+            Some(k) => {
+                let c = *by_key.entry(k).or_insert_with(|| {
+                    chains.push(Vec::new());
+                    chains.len() - 1
+                });
+                chains[c].push(i);
+            }
+            None => {
+                if !chains.is_empty() {
+                    segments.push(std::mem::take(&mut chains));
+                    by_key.clear();
+                }
+                segments.push(vec![vec![i]]);
+            }
+        }
+    }
+    if !chains.is_empty() {
+        segments.push(chains);
+    }
+    segments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audit() -> Op {
+        Op::Audit(AuditEntry::default())
+    }
+
+    fn request(w: &str) -> Op {
+        Op::Request {
+            workflow_id: w.into(),
+            kind: RequestKind::Cancel,
+            reason: String::new(),
+            at: 0,
+        }
+    }
+
+    #[test]
+    fn a_plan_keeps_each_workflows_order_and_fences_shared_ops() {
+        let ops = [
+            request("a"),
+            request("b"),
+            request("a"),
+            audit(),
+            request("b"),
+            request("c"),
+        ];
+        let refs: Vec<&Op> = ops.iter().collect();
+        assert_eq!(
+            plan(&refs),
+            vec![
+                vec![vec![0, 2], vec![1]],
+                vec![vec![3]],
+                vec![vec![4], vec![5]],
+            ]
+        );
+    }
 }
