@@ -3,6 +3,7 @@
 //! - `active`: the stop handle of an executing workflow.
 //! - `executor`: running blocks and jobs, recording every transition.
 //! - `lifecycle`: Cancel, Pause, Resume, Clone, List and the event feed.
+//! - `follow`: following one workflow (a snapshot, then its transitions).
 //! - `recovery`: resuming orphaned work (after a restart or a takeover) and
 //!   ResolveJob.
 //! - `instance`: this process's registration, heartbeat and takeovers.
@@ -22,11 +23,13 @@
 
 mod active;
 mod executor;
+mod follow;
 mod instance;
 mod lifecycle;
 mod peers;
 mod recovery;
 
+pub use follow::{Follower, Watched};
 pub(crate) use lifecycle::clamp_page;
 pub use lifecycle::{CloneOptions, Page};
 pub use recovery::Resolution;

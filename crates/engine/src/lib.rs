@@ -36,7 +36,9 @@ pub mod registry;
 pub use admission::{Admission, AllowAll, Refusal};
 pub use audit::{AuditPage, Auditor};
 pub use buckets::{BucketDef, BucketError, BucketLevel, Buckets};
-pub use engine::{CloneOptions, Engine, EngineOptions, Page, Resolution, StoreHealth, Verdict};
+pub use engine::{
+    CloneOptions, Engine, EngineOptions, Follower, Page, Resolution, StoreHealth, Verdict, Watched,
+};
 pub use error::EngineError;
 pub use estop::EsState;
 pub use interlock_store::FeedItem;

@@ -3,10 +3,9 @@
 use crate::convert::{micros, status_resp, ts};
 use crate::error::{self, bad_request, engine_status};
 use interlock_core::{AuditEntry, Event, ListFilter, Status as DomainStatus, Summary};
-use interlock_engine::FeedItem;
-use interlock_engine::{CloneOptions, Engine, Resolution};
+use interlock_engine::{CloneOptions, Engine, Resolution, Watched};
 use interlock_proto::v1;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tonic::Status;
 
 pub async fn cancel(e: &Engine, r: v1::CancelReq) -> Result<v1::CancelResp, Status> {
@@ -117,10 +116,6 @@ fn summary(s: Summary) -> v1::WorkflowSummary {
     }
 }
 
-fn ended(status: i32) -> bool {
-    DomainStatus::from_i32(status).is_some_and(|s| s.is_terminal())
-}
-
 fn transition(e: &Event) -> v1::WatchEvent {
     v1::WatchEvent {
         event: Some(v1::watch_event::Event::Transition(v1::Transition {
@@ -142,53 +137,28 @@ pub async fn watch(
     r: v1::WatchReq,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<mpsc::Receiver<Result<v1::WatchEvent, Status>>, Status> {
-    // Subscribe before reading the snapshot, so nothing falls between them.
-    let mut events = e.subscribe();
-    let first = e.status(&r.id).await.map_err(engine_status)?;
-    let id = first.id.clone();
+    let mut follower = e.follow(&r.id).await.map_err(engine_status)?;
     let (tx, rx) = mpsc::channel(WATCH_BUFFER);
-    let engine = e.clone();
     tokio::spawn(async move {
-        let snapshot = |s: v1::StatusResp| v1::WatchEvent {
-            event: Some(v1::watch_event::Event::Snapshot(s)),
-        };
-        let first = status_resp(&first);
-        let done = ended(first.status);
-        if tx.send(Ok(snapshot(first))).await.is_err() || done {
-            return;
-        }
         loop {
             let next = tokio::select! {
                 // A watcher that went away stops costing anything at once.
                 _ = tx.closed() => return,
                 _ = stop.cancelled() => {
-                    let _ = tx
-                        .send(Err(error::shutting_down("watch")))
-                        .await;
+                    let _ = tx.send(Err(error::shutting_down("watch"))).await;
                     return;
                 }
-                ev = events.recv() => ev,
+                next = follower.next() => next,
             };
-            match next {
-                Ok(FeedItem::Event(ev)) if ev.workflow_id == id => {
-                    let last = ev.block.is_none() && ev.status.is_terminal();
-                    if tx.send(Ok(transition(&ev))).await.is_err() || last {
-                        return;
-                    }
-                }
-                Ok(FeedItem::Event(_) | FeedItem::Request(_) | FeedItem::Stops) => {}
-                // Events may have been missed: send the state as it is now.
-                Ok(FeedItem::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let Ok(rec) = engine.status(&id).await else {
-                        return;
-                    };
-                    let s = status_resp(&rec);
-                    let done = ended(s.status);
-                    if tx.send(Ok(snapshot(s))).await.is_err() || done {
-                        return;
-                    }
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
+            let event = match next {
+                Some(Watched::Transition(ev)) => transition(&ev),
+                Some(Watched::Snapshot(rec)) => v1::WatchEvent {
+                    event: Some(v1::watch_event::Event::Snapshot(status_resp(&rec))),
+                },
+                None => return,
+            };
+            if tx.send(Ok(event)).await.is_err() {
+                return;
             }
         }
     });
