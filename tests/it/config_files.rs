@@ -232,3 +232,42 @@ async fn removing_policies_or_buckets_denies() {
     assert_eq!(e.code(), Some(Code::FailedPrecondition));
     assert!(e.to_string().contains("was removed"), "{e}");
 }
+
+/// An empty buckets.json is a file caught mid-write, not "no buckets":
+/// the buckets in force stay, and takes from them go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_buckets_json_keeps_the_buckets() {
+    let s = TestServer::start().await;
+    let buckets = || async {
+        s.control()
+            .await
+            .buckets(v1::BucketsReq {})
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let names = |r: &v1::BucketsResp| r.buckets.iter().map(|b| b.name.clone()).collect::<Vec<_>>();
+    let before = names(&buckets().await);
+    assert!(
+        before.contains(&"diskEraseSatellite".to_string()),
+        "{before:?}"
+    );
+    std::fs::File::create(s.config_path("buckets.json")).unwrap();
+    eventually("the empty file judged", || async {
+        buckets().await.last_error.contains("the file is empty")
+    })
+    .await;
+    assert_eq!(
+        names(&buckets().await),
+        before,
+        "the last good buckets stay"
+    );
+    let c = s.client().await;
+    let id = c
+        .submit(req::satellite_erase("aab", &["aab00"]))
+        .await
+        .expect("a take from a configured bucket is admitted");
+    c.exec(&id).await.unwrap();
+    let st = wait_final(&c, &id).await;
+    assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
+}

@@ -15,6 +15,7 @@ mod estop;
 mod exec;
 mod executor;
 mod faults;
+mod ids;
 mod lifecycle;
 mod model;
 mod observe;

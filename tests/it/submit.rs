@@ -247,3 +247,153 @@ async fn undecodable_requests_are_invalid_argument_on_both_protocols() {
         }
     }
 }
+
+/// The size of an error's trailers on the wire: the percent-encoded
+/// message, the base64 `grpc-status-details-bin` and every other entry.
+fn trailer_bytes(e: &tonic::Status) -> usize {
+    let message: usize = e
+        .message()
+        .bytes()
+        .map(|b| {
+            if (b' '..=b'~').contains(&b) && b != b'%' {
+                1
+            } else {
+                3
+            }
+        })
+        .sum();
+    let details = e.details().len().div_ceil(3) * 4;
+    let others: usize = e
+        .metadata()
+        .clone()
+        .into_headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    let names = "grpc-status".len() + "grpc-message".len() + "grpc-status-details-bin".len();
+    message + details + others + names + 2
+}
+
+/// 50 or more violations once made a trailer larger than clients accept
+/// (grpcio: "metadata size exceeds hard limit"). The details are capped
+/// and say how many there are in all, on both protocols.
+#[tokio::test]
+async fn two_hundred_violations_fit_an_error_under_8_kb_on_both_protocols() {
+    use interlock_tests::ancestor as a;
+    use tonic_types::StatusExt;
+    let s = TestServer::start().await;
+    let jobs = (0..200).map(|i| req::job(&format!("frobnicate{i}"), &[("machine", "aab00")]));
+    let v1_err = s
+        .raw()
+        .await
+        .submit(req::work("x", vec![req::block(1, jobs.collect())]))
+        .await
+        .unwrap_err();
+    let old_jobs = (0..200).map(|i| a::Job {
+        name: format!("frobnicate{i}"),
+        desc: String::new(),
+        args: [("machine".to_string(), "aab00".to_string())].into(),
+    });
+    let old_err = s
+        .ancestor()
+        .await
+        .submit(a::WorkReq {
+            name: "x".into(),
+            desc: String::new(),
+            blocks: vec![a::Block {
+                desc: String::new(),
+                rate_limit: 1,
+                jobs: old_jobs.collect(),
+            }],
+        })
+        .await
+        .unwrap_err();
+    for (protocol, e) in [("interlock.v1", v1_err), ("diskerase", old_err)] {
+        assert_eq!(e.code(), Code::InvalidArgument, "{protocol}: {e}");
+        let bytes = trailer_bytes(&e);
+        assert!(bytes < 8 * 1024, "{protocol}: {bytes} bytes of trailers");
+        let m = e.message();
+        assert!(
+            m.starts_with("invalid request (200 violations):"),
+            "{protocol}: {m}"
+        );
+        assert!(
+            m.contains("more (Validate lists them all)"),
+            "{protocol}: {m}"
+        );
+        let d = e.get_error_details();
+        let info = d.error_info().expect("the truncation is noted");
+        assert_eq!(info.reason, "TRUNCATED", "{protocol}");
+        assert_eq!(info.metadata["violations"], "200", "{protocol}");
+        let shown: usize = info.metadata["shown"].parse().unwrap();
+        let listed = d.bad_request().expect("BadRequest").field_violations.len();
+        assert_eq!(listed, shown, "{protocol}");
+        assert!((1..200).contains(&shown), "{protocol}: {shown} shown");
+    }
+}
+
+/// Label values and `request_id` are documented as at most 1 KB; a 15 MB
+/// request id was once stored. Refused, naming the limit, and nothing is
+/// stored.
+#[tokio::test]
+async fn a_2_kb_request_id_or_label_value_is_refused_naming_the_1_kb_limit() {
+    let s = TestServer::start().await;
+    let mut c = s.raw().await;
+    let big = "k".repeat(2048);
+    let mut with_id = req::work("x", vec![req::block(1, vec![req::probe(0)])]);
+    with_id.request_id = big.clone();
+    let mut with_label = req::work("x", vec![req::block(1, vec![req::probe(0)])]);
+    with_label.labels.insert("team".into(), big);
+    for (r, expected) in [
+        (
+            with_id,
+            "WorkReq.request_id is 2048 bytes; the limit is 1024",
+        ),
+        (
+            with_label,
+            "label \"team\" is too large (key 4 bytes, value 2048 bytes; the limit is 1024 each)",
+        ),
+    ] {
+        let e = c.submit(r).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+        assert!(e.message().contains(expected), "{}", e.message());
+    }
+    let listed = c.list(v1::ListReq::default()).await.unwrap().into_inner();
+    assert!(listed.workflows.is_empty(), "nothing stored: {listed:?}");
+}
+
+/// A request is at most 8 MiB in all (`limits.max_request_bytes`):
+/// INVALID_ARGUMENT naming that limit. Past the gRPC message limit
+/// (`max_message_bytes`, 16 MiB) the message is refused before it is
+/// decoded, by tonic, as OUT_OF_RANGE naming that limit.
+#[tokio::test]
+async fn a_request_past_the_size_limits_is_refused_naming_the_limit() {
+    let s = TestServer::start().await;
+    let mut c = s.raw().await;
+    let value = "1".repeat(4000);
+    let of_size = |bytes: usize| {
+        let jobs = (0..bytes / 4000 + 1)
+            .map(|_| req::job("probe", &[("ms", &value)]))
+            .collect();
+        req::work("x", vec![req::block(1, jobs)])
+    };
+    let e = c.submit(of_size(9 << 20)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e}");
+    assert!(
+        e.message()
+            .contains("; the limit is 8388608 (split the work into several workflows)"),
+        "{}",
+        e.message()
+    );
+    let e = c.submit(of_size(17 << 20)).await.unwrap_err();
+    assert_eq!(e.code(), Code::OutOfRange, "{e}");
+    assert!(
+        e.message().contains("the limit is: 16777216 bytes"),
+        "{}",
+        e.message()
+    );
+    // Still serving.
+    c.submit(req::work("x", vec![req::block(1, vec![req::probe(0)])]))
+        .await
+        .unwrap();
+}

@@ -129,8 +129,13 @@ impl Api {
     ) -> Result<Response<R>, Status> {
         let who = Caller::of(&r);
         let req = r.into_inner();
-        let t = target(&req);
         let (grant, id, reason) = need(&req);
+        // Audited under the full id when called with a unique prefix, so
+        // the entry names the workflow and a filter by its id finds it.
+        let t = match self.engine.resolve_id(&id).await {
+            Ok(full) if full != id => target(&req).replacen(&id, &full, 1),
+            _ => target(&req),
+        };
         let result = match self.check_id(&who.who, grant, &id).await {
             Ok(()) => call(&self.engine, req).await,
             Err(e) => Err(e),

@@ -156,3 +156,39 @@ async fn removing_rbac_or_tokens_json_denies_and_errors_stay_private() {
     })
     .await;
 }
+
+/// An empty tokens.json or rbac.json (truncated by an editor, and left so)
+/// is a mistake, not "no tokens" or "no grants": the last good version
+/// stays in force, and the empty file is audited as invalid.
+#[tokio::test]
+async fn an_empty_tokens_or_rbac_json_keeps_the_last_good() {
+    let sec = secure().await;
+    let (mut viewer, _) = sec.as_role(Some("viewer")).await;
+    let (_, admin) = sec.as_role(Some("admin")).await;
+    for file in ["tokens.json", "rbac.json"] {
+        std::fs::File::create(sec.s.config_path(file)).unwrap();
+        eventually("the empty file is audited as invalid", || {
+            let mut admin = admin.clone();
+            async move {
+                let log = admin
+                    .audit(v1::AuditReq {
+                        action: "config.reload".into(),
+                        target: file.into(),
+                        ..Default::default()
+                    })
+                    .await;
+                log.is_ok_and(|r| {
+                    r.into_inner()
+                        .entries
+                        .iter()
+                        .any(|e| e.outcome == "invalid" && e.detail.contains("the file is empty"))
+                })
+            }
+        })
+        .await;
+        viewer
+            .job_catalog(v1::JobCatalogReq {})
+            .await
+            .unwrap_or_else(|e| panic!("after an empty {file}: {e}"));
+    }
+}

@@ -68,3 +68,41 @@ async fn refusals_list_each_violation_once_on_its_own_line() {
     assert_eq!(code, 1);
     assert_eq!(out.lines().count(), 2, "{out}");
 }
+
+/// 200 violations once made a reply the CLI could not read ("h2 protocol
+/// error"): it is a refusal like any other (exit 3), the first violations
+/// listed and how many there are in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_violations_are_a_refusal_not_a_protocol_error() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let jobs: Vec<String> = (0..200)
+        .map(|i| format!(r#"{{"name": "frobnicate{i}", "args": {{"machine": "aab00"}}}}"#))
+        .collect();
+    let many = file(
+        &dir,
+        "many.json",
+        &format!(
+            r#"{{"name": "x", "blocks": [{{"jobs": [{}]}}]}}"#,
+            jobs.join(", ")
+        ),
+    );
+    let (code, out, err) = cli(&s, &["submit", &many]).await;
+    assert_eq!(code, 3, "{err}");
+    assert_eq!(out, "");
+    assert!(!err.contains("protocol error"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(
+        lines[0], "interlock: InvalidArgument: invalid request (200 violations)",
+        "{err}"
+    );
+    let shown = lines[lines.len() - 1]
+        .strip_prefix("  … ")
+        .and_then(|l| l.strip_suffix(" of 200 shown; `interlock validate` lists them all"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(shown.parse::<usize>().unwrap(), lines.len() - 2, "{err}");
+    assert!(
+        lines[1].starts_with("  - structure at blocks[0].jobs[0]: unknown job \"frobnicate0\""),
+        "{err}"
+    );
+}

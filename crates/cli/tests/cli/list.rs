@@ -1,4 +1,5 @@
-//! `interlock list`: the table, time filters, and ids passed through as given.
+//! `interlock list`: the table, time filters, short ids, and ids passed
+//! through as given.
 
 use crate::{GOOD, cli, file};
 use interlock_tests::TestServer;
@@ -80,8 +81,9 @@ async fn list_prints_a_table_and_filters_by_creation_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_that_are_not_uuids_go_to_the_server_as_given() {
-    // The server decides what an id may be (prefixes are coming): the CLI
-    // must not refuse one itself, which would exit 2.
+    // The server decides what an id may be (a UUID, or a unique prefix of
+    // 8 or more characters): the CLI must not refuse one itself, which
+    // would exit 2.
     let s = TestServer::start().await;
     for cmd in [
         "status", "exec", "cancel", "pause", "resume", "watch", "clone",
@@ -93,4 +95,63 @@ async fn ids_that_are_not_uuids_go_to_the_server_as_given() {
             "{cmd}: {err}"
         );
     }
+}
+
+/// The short ids `list` prints are unique prefixes: `status` and `cancel`
+/// take them. A prefix several workflows share is refused as ambiguous.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_ids_from_list_work_and_an_ambiguous_prefix_is_refused() {
+    let s = TestServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = file(&dir, "good.json", GOOD);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (code, out, err) = cli(&s, &["submit", &good]).await;
+        assert_eq!(code, 0, "{err}");
+        ids.push(out.trim().to_string());
+    }
+    let (code, out, err) = cli(&s, &["list"]).await;
+    assert_eq!(code, 0, "{err}");
+    let short: Vec<String> = out
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().next().unwrap().to_string())
+        .collect();
+    assert_eq!(short.len(), 3, "{out}");
+    for (short, id) in short.iter().zip(ids.iter().rev()) {
+        assert!(short.len() < id.len() && id.starts_with(short.as_str()));
+        let (code, out, err) = cli(&s, &["--json", "status", short]).await;
+        assert_eq!(code, 0, "{short}: {err}");
+        let st: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(st["id"], id.as_str(), "{out}");
+    }
+    let (code, _, err) = cli(&s, &["cancel", &short[0], "--reason", "short id"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, _) = cli(&s, &["status", &ids[2]]).await;
+    assert_eq!(code, 1, "a cancelled workflow: {out}");
+    assert!(out.contains("[Cancelled]"), "{out}");
+
+    // UUIDv7 ids begin with the time, and their first 8 characters change
+    // once every 65 s: of three made at once, two consecutive ones share
+    // at least those.
+    let prefix = ids
+        .windows(2)
+        .map(|w| {
+            w[0].chars()
+                .zip(w[1].chars())
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| a)
+                .collect::<String>()
+        })
+        .max_by_key(String::len)
+        .unwrap();
+    assert!(prefix.len() >= 8, "{ids:?}");
+    let (code, out, err) = cli(&s, &["status", &prefix]).await;
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(
+        err.starts_with(&format!(
+            "interlock: InvalidArgument: id prefix {prefix:?} is ambiguous: it matches "
+        )),
+        "{err}"
+    );
 }
