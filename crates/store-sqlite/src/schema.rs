@@ -137,6 +137,11 @@ const MIGRATIONS: &[&str] = &[
         set_by TEXT NOT NULL,
         at INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 9: lease checks and compare-and-sets read status, owner and epoch from
+    // this covering index: in the table those columns sit after the stored
+    // request, which for a large workflow spans overflow pages that every
+    // fenced write would otherwise walk.
+    "CREATE INDEX workflows_run ON workflows(id, status, owner, epoch);",
 ];
 
 /// The schema version this build writes.

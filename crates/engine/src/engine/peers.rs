@@ -164,11 +164,18 @@ impl Engine {
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(STOPS_REFRESH);
             loop {
-                tokio::select! {
+                let reread = tokio::select! {
                     _ = this.inner.draining.cancelled() => return,
-                    r = file.changed() => if r.is_err() { return },
-                    _ = stops_changed.notified() => {}
-                    _ = tick.tick() => {}
+                    r = file.changed() => if r.is_err() { return } else { false },
+                    _ = stops_changed.notified() => true,
+                    _ = tick.tick() => true,
+                };
+                if !reread {
+                    // An es.json change applies at once, with the shared
+                    // stops as last read: no store round trip on the way.
+                    let last = this.inner.shared_stops.lock().expect("stops lock").clone();
+                    this.inner.merge_stops(&last);
+                    continue;
                 }
                 if let Err(e) = this.refresh_stops().await {
                     // Without the store, the last shared stops stay in
