@@ -1,5 +1,6 @@
 //! Exec and Status error codes.
 
+use interlock_core::clock::ManualClock;
 use interlock_proto::v1;
 use interlock_tests::{TestServer, req, wait_final};
 use std::time::Duration;
@@ -63,16 +64,23 @@ async fn exec_twice_is_already_exists_even_when_racing() {
 
 #[tokio::test]
 async fn stale_submission_is_failed_precondition() {
-    let s = TestServer::start_with(|c| c.exec_ttl = Duration::from_millis(50)).await;
+    // The engine's clock is pinned: the submission ages by an hour and a
+    // minute without the test waiting for it.
+    let clock = ManualClock::new(interlock_core::now_micros());
+    let s = TestServer::start_with_clock(clock.clone(), |_| {}).await;
     let c = s.client().await;
     let id = c
         .submit(req::work("x", vec![req::block(1, vec![req::probe(0)])]))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    clock.advance(Duration::from_secs(3_660));
     let e = c.exec(&id).await.unwrap_err();
     assert_eq!(e.code(), Some(Code::FailedPrecondition));
-    assert!(e.to_string().contains("submit it again"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("more than the 3600s allowed before Exec; submit it again"),
+        "{e}"
+    );
     assert!(s.probe.starts_of(&id).is_empty());
 }
 

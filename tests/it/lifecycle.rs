@@ -241,6 +241,7 @@ async fn watch_from_the_start_the_middle_and_after_the_end() {
     let c = s.client().await;
     let id = c.submit(req::work("x", six(50))).await.unwrap();
     // From before Exec: snapshot NotStarted, then every transition.
+    let (subscribed, ready) = tokio::sync::oneshot::channel();
     let early = tokio::spawn({
         let s_addr = s.addr();
         let id = id.clone();
@@ -250,13 +251,18 @@ async fn watch_from_the_start_the_middle_and_after_the_end() {
                 .unwrap();
             let mut st = c.watch(v1::WatchReq { id }).await.unwrap().into_inner();
             let mut out = Vec::new();
+            let mut subscribed = Some(subscribed);
             while let Some(ev) = st.message().await.unwrap() {
                 out.push(ev);
+                // The first snapshot is read after the server subscribed.
+                if let Some(tx) = subscribed.take() {
+                    let _ = tx.send(());
+                }
             }
             out
         }
     });
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    ready.await.unwrap();
     c.exec(&id).await.unwrap();
     eventually("middle", || async { s.probe.starts_of(&id).len() >= 3 }).await;
     let middle = collect(&s, &id).await;

@@ -40,6 +40,8 @@ pub struct TestServer {
     pub probe: Arc<Probe>,
     /// Like `probe`, but declared not safe to re-run and not reconcilable.
     pub unsafe_probe: Arc<Probe>,
+    /// The engine's clock (the system clock unless pinned).
+    pub clock: Arc<dyn interlock_core::Clock>,
     running: Option<Running>,
 }
 
@@ -52,6 +54,15 @@ impl TestServer {
     /// Starts a server after `tweak` adjusted its config (and, through
     /// `config.configs`, its config files).
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_clock(interlock_core::clock::system(), tweak).await
+    }
+
+    /// Like `start_with`, with the engine reading `clock` (a
+    /// `ManualClock` pins time for tests of ages, expiries and buckets).
+    pub async fn start_with_clock(
+        clock: Arc<dyn interlock_core::Clock>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let configs = dir.path().join("configs");
         std::fs::create_dir_all(&configs).unwrap();
@@ -84,6 +95,7 @@ impl TestServer {
             config,
             probe: Arc::new(Probe::new("probe", Idempotency::Safe)),
             unsafe_probe: Arc::new(Probe::new("unsafeProbe", Idempotency::Unsafe)),
+            clock,
             running: None,
         };
         s.boot().await;
@@ -94,6 +106,7 @@ impl TestServer {
         let running = ServerBuilder::new(self.config.clone())
             .job(self.probe.clone())
             .job(self.unsafe_probe.clone())
+            .clock(self.clock.clone())
             .start()
             .await
             .expect("server starts");

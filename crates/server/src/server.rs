@@ -52,6 +52,7 @@ impl From<String> for StartError {
 pub struct ServerBuilder {
     config: Config,
     extra_jobs: Vec<Arc<dyn Job>>,
+    clock: Arc<dyn interlock_core::Clock>,
 }
 
 /// A serving instance.
@@ -69,7 +70,15 @@ impl ServerBuilder {
         Self {
             config,
             extra_jobs: Vec::new(),
+            clock: interlock_core::clock::system(),
         }
+    }
+
+    /// The clock the engine reads (buckets, Exec's staleness, leases,
+    /// timestamps); the system clock unless a test pins one.
+    pub fn clock(mut self, clock: Arc<dyn interlock_core::Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Registers an additional job (embedders and tests).
@@ -99,7 +108,7 @@ impl ServerBuilder {
         let inventory = Arc::new(
             Inventory::load(&c.data).map_err(|e| StartError::Config(format!("inventory: {e}")))?,
         );
-        let clock = interlock_core::clock::system();
+        let clock = self.clock;
         // Bucket definitions arrive with the first configuration load below.
         let buckets = Arc::new(Buckets::new(store.clone(), clock.clone()));
         let target = c.erase_target_path();
