@@ -25,3 +25,4 @@ mod replicas;
 mod restart;
 mod security;
 mod submit;
+mod watch;

@@ -11,6 +11,9 @@
 //! recorder is installed; the standard `process_*` metrics are read from
 //! `/proc` at scrape time and rendered here; `interlock_build_info` names the
 //! version and git commit.
+//!
+//! Why one file over 600 lines: about 480 lines of code, and the tests of
+//! the rendered exposition stay beside the renderer they check.
 
 use crate::live::Live;
 use interlock_engine::Engine;

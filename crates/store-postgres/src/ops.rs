@@ -7,6 +7,10 @@
 //!   waits for the takeover and then finds its lease gone;
 //! - a bucket take locks the bucket's row;
 //! - claims skip rows other replicas are claiming (`SKIP LOCKED`).
+//!
+//! Why one file over 600 lines: one function per write op, each a few
+//! statements; the locking rules above apply to all of them and read best
+//! in one place.
 
 use crate::sql;
 use deadpool_postgres::Transaction;

@@ -1,0 +1,211 @@
+//! Conformance: run ownership — instances, leases, fencing and orphan
+//! claims.
+
+use super::*;
+
+/// Once another instance claims a workflow, the old lease is refused, and a
+/// released workflow takes no leased writes at all.
+pub async fn fencing_refuses_a_superseded_lease(h: &dyn Harness) {
+    let s = h.store().await;
+    let a = instance(s.as_ref(), "i-a").await;
+    let old = running(s.as_ref(), 1, &a).await;
+    h.advance(TTL * 2).await;
+    let b = instance(s.as_ref(), "i-b").await;
+    let claimed = s.claim_orphans(&b, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let new = claimed[0].1.clone();
+    assert_eq!(new.epoch, old.epoch + 1);
+    let w = id(1);
+    match s
+        .write(Some(&old), vec![job(&w, 0, 0, Status::Completed)])
+        .await
+    {
+        Err(StoreError::Fenced { id, epoch }) => assert_eq!((id, epoch), (w.clone(), old.epoch)),
+        other => panic!("stale write not fenced: {other:?}"),
+    }
+    assert!(matches!(
+        s.release(&old).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    s.write(Some(&new), vec![job(&w, 0, 0, Status::Running)])
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get(&w).await.unwrap().unwrap().blocks[0].jobs[0].status,
+        Status::Running
+    );
+    s.release(&new).await.unwrap();
+    assert!(matches!(
+        s.write(Some(&new), vec![job(&w, 0, 0, Status::Completed)])
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+}
+
+/// A lapsed instance cannot renew (it must register anew); live instances
+/// are listed with what they own; a retired one is gone at once.
+pub async fn instances_lapse_and_cannot_come_back(h: &dyn Harness) {
+    let s = h.store().await;
+    let a = instance(s.as_ref(), "i-a").await;
+    running(s.as_ref(), 1, &a).await;
+    running(s.as_ref(), 2, &a).await;
+    s.heartbeat(&a, TTL).await.unwrap();
+    let b = instance(s.as_ref(), "i-b").await;
+    let live = s.instances().await.unwrap();
+    let owned: Vec<_> = live.iter().map(|i| (i.id.as_str(), i.owned)).collect();
+    if h.exclusive() {
+        // Only one process can hold the database: the newcomer's
+        // registration proves the first is gone.
+        assert_eq!(owned, [("i-b", 0)]);
+        assert_eq!(
+            s.heartbeat(&a, TTL).await,
+            Err(StoreError::LeaseLost(a.clone()))
+        );
+    } else {
+        assert_eq!(owned, [("i-a", 2), ("i-b", 0)]);
+    }
+    let me = live.iter().find(|i| i.id == b).expect("listed");
+    assert!(me.expires > me.heartbeat);
+    assert_eq!(me.addr, "127.0.0.1:1");
+
+    h.advance(TTL * 2).await;
+    assert_eq!(
+        s.heartbeat(&b, TTL).await,
+        Err(StoreError::LeaseLost(b.clone()))
+    );
+    assert!(s.instances().await.unwrap().is_empty());
+    let c = instance(s.as_ref(), "i-c").await;
+    s.retire_instance(&c).await.unwrap();
+    assert!(s.instances().await.unwrap().is_empty());
+    assert_eq!(
+        s.heartbeat(&c, TTL).await,
+        Err(StoreError::LeaseLost(c.clone()))
+    );
+    assert_eq!(
+        s.heartbeat("never", TTL).await,
+        Err(StoreError::LeaseLost("never".into()))
+    );
+}
+
+/// Running workflows of dead owners are claimed, each by one caller, at
+/// most `limit` at a time; those of live owners and paused ones are not.
+pub async fn orphans_are_claimed_once(h: &dyn Harness) {
+    let s = h.store().await;
+    let a = instance(s.as_ref(), "i-a").await;
+    for n in 1..=6 {
+        running(s.as_ref(), n, &a).await;
+    }
+    let paused = running(s.as_ref(), 7, &a).await;
+    s.write(
+        Some(&paused),
+        vec![Change::WorkflowStatus {
+            id: id(7),
+            status: Status::Paused,
+            reason: "p".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    if !h.exclusive() {
+        let b = instance(s.as_ref(), "i-b").await;
+        assert!(
+            s.claim_orphans(&b, 100).await.unwrap().is_empty(),
+            "a live owner keeps its workflows"
+        );
+    }
+    h.advance(TTL * 2).await;
+    let b = instance(s.as_ref(), "i-b2").await;
+    // Two live claimants racing; an exclusive backend has only one live
+    // instance, so it races with itself.
+    let c = if h.exclusive() {
+        b.clone()
+    } else {
+        instance(s.as_ref(), "i-c").await
+    };
+    let first = s.claim_orphans(&b, 4).await.unwrap();
+    assert_eq!(first.len(), 4);
+    let (sb, sc, bb, cc) = (s.clone(), s.clone(), b.clone(), c.clone());
+    let (x, y) = tokio::join!(
+        async move { sb.claim_orphans(&bb, 100).await.unwrap() },
+        async move { sc.claim_orphans(&cc, 100).await.unwrap() }
+    );
+    let mut all: Vec<String> = first
+        .iter()
+        .chain(&x)
+        .chain(&y)
+        .map(|(r, _)| r.id.clone())
+        .collect();
+    all.sort();
+    assert_eq!(all, (1..=6).map(id).collect::<Vec<_>>(), "each once");
+    for (rec, lease) in first.iter().chain(&x).chain(&y) {
+        assert_eq!(rec.status, Status::Running);
+        assert_eq!(lease.epoch, 2);
+    }
+}
+
+/// A non-owner's compare-and-set is refused while a live instance runs the
+/// workflow, and allowed (with its changes) once it is released or dead.
+pub async fn transition_refuses_a_workflow_a_live_owner_runs(h: &dyn Harness) {
+    let s = h.store().await;
+    let a = instance(s.as_ref(), "i-a").await;
+    let lease = running(s.as_ref(), 1, &a).await;
+    let w = id(1);
+    s.write(
+        Some(&lease),
+        vec![Change::WorkflowStatus {
+            id: w.clone(),
+            status: Status::Paused,
+            reason: "p".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    let cut = vec![job(&w, 0, 0, Status::Cancelled)];
+    assert_eq!(
+        s.transition(
+            &w,
+            Status::Paused,
+            Status::Cancelled,
+            "c",
+            Some(7),
+            cut.clone()
+        )
+        .await
+        .unwrap(),
+        CasOutcome::OwnedBy(a.clone())
+    );
+    s.release(&lease).await.unwrap();
+    assert_eq!(
+        s.transition(&w, Status::Running, Status::Cancelled, "c", None, vec![])
+            .await
+            .unwrap(),
+        CasOutcome::WrongStatus(Status::Paused)
+    );
+    assert_eq!(
+        s.transition(&w, Status::Paused, Status::Cancelled, "c", Some(7), cut)
+            .await
+            .unwrap(),
+        CasOutcome::Done(())
+    );
+    let rec = s.get(&w).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.status, rec.reason.as_str(), rec.ended),
+        (Status::Cancelled, "c", Some(7))
+    );
+    assert_eq!(rec.blocks[0].jobs[0].status, Status::Cancelled);
+    // Not started yet: nobody owns it.
+    submitted(s.as_ref(), 2, 5).await;
+    assert_eq!(
+        s.transition(
+            &id(2),
+            Status::NotStarted,
+            Status::Cancelled,
+            "c",
+            Some(8),
+            vec![]
+        )
+        .await
+        .unwrap(),
+        CasOutcome::Done(())
+    );
+}

@@ -1,0 +1,216 @@
+//! Conformance: what replicas share — bucket takes, the change feed,
+//! requests to an owner and shared e-stop entries.
+
+use super::*;
+
+fn take(bucket: &str, key: &str, rule: Gcra, at: Micros, job: usize) -> TakeRequest {
+    TakeRequest {
+        bucket: bucket.into(),
+        key: key.into(),
+        rule,
+        at,
+        workflow_id: id(1),
+        block: 0,
+        job,
+    }
+}
+
+/// Takes never exceed the rule, even when racing; buckets refill; keys are
+/// independent; a changed rule is applied to the recorded takes.
+pub async fn takes_are_atomic_and_refill(h: &dyn Harness) {
+    let s = h.store().await;
+    let t0: Micros = 1_700_000_000_000_000;
+    let one = Gcra::new(1, 1, Duration::from_secs(1800));
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.take(take("b", "", one, t0, i)).await.unwrap()
+        }));
+    }
+    let mut taken = 0;
+    for t in tasks {
+        if t.await.unwrap() == TakeOutcome::Taken {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 1, "a capacity-1 bucket gives one token to 50 racers");
+    assert_eq!(
+        s.take(take("b", "", one, t0 + 600_000_000, 99))
+            .await
+            .unwrap(),
+        TakeOutcome::Empty {
+            retry_after: Duration::from_secs(1200)
+        }
+    );
+    assert_eq!(
+        s.take(take("b", "", one, t0 + 1_800_000_000, 100))
+            .await
+            .unwrap(),
+        TakeOutcome::Taken,
+        "refilled after the period"
+    );
+    assert_eq!(
+        s.take(take("b", "site-a", one, t0, 101)).await.unwrap(),
+        TakeOutcome::Taken,
+        "another key has its own tokens"
+    );
+    let states = s.bucket_states("b").await.unwrap();
+    let keys: Vec<_> = states.iter().map(|b| b.key.as_str()).collect();
+    assert_eq!(keys, ["", "site-a"]);
+    assert_eq!(states[0].tat, t0 + 3_600_000_000);
+    // A stricter rule (1 per 2 h) is applied to the takes already recorded.
+    let strict = Gcra::new(1, 1, Duration::from_secs(7200));
+    assert!(matches!(
+        s.take(take("b", "", strict, t0 + 3_600_000_000, 102))
+            .await
+            .unwrap(),
+        TakeOutcome::Empty { .. }
+    ));
+    let recorded = s.take_of(&id(1), 0, 100).await.unwrap().unwrap();
+    assert_eq!(
+        (recorded.bucket.as_str(), recorded.at),
+        ("b", t0 + 1_800_000_000)
+    );
+    assert_eq!(s.take_of(&id(1), 0, 99).await.unwrap(), None);
+}
+
+/// Committed transitions reach subscribers in commit order; a refused
+/// write publishes nothing.
+pub async fn feed_publishes_commits_in_order(h: &dyn Harness) {
+    let s = h.store().await;
+    let mut feed = s.subscribe();
+    let a = instance(s.as_ref(), "i-a").await;
+    let lease = running(s.as_ref(), 1, &a).await;
+    let w = id(1);
+    s.write(
+        Some(&lease),
+        vec![
+            job(&w, 0, 0, Status::Running),
+            job(&w, 0, 0, Status::Completed),
+        ],
+    )
+    .await
+    .unwrap();
+    let stale = Lease {
+        epoch: lease.epoch - 1,
+        ..lease.clone()
+    };
+    assert!(
+        s.write(Some(&stale), vec![job(&w, 0, 1, Status::Failed)])
+            .await
+            .is_err()
+    );
+    s.write(
+        Some(&lease),
+        vec![
+            Change::Checkpoint {
+                id: w.clone(),
+                block: 0,
+                job: 1,
+                state: "x".into(),
+            },
+            Change::Workflow {
+                id: w.clone(),
+                status: Status::Completed,
+                reason: String::new(),
+                had_errors: false,
+                es_stopped: false,
+                ended: Some(3),
+            },
+        ],
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let item = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+            .await
+            .expect("event within 5 s")
+            .expect("feed open");
+        if let FeedItem::Event(e) = item
+            && e.workflow_id == w
+        {
+            seen.push((e.block, e.job, e.status));
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            (None, None, Status::Running),
+            (Some(0), Some(0), Status::Running),
+            (Some(0), Some(0), Status::Completed),
+            (None, None, Status::Completed),
+        ]
+    );
+}
+
+/// A request reaches the owner twice over: on the feed at once, and in
+/// `requests_for` until it is finished.
+pub async fn requests_reach_the_owner(h: &dyn Harness) {
+    let s = h.store().await;
+    let mut feed = s.subscribe();
+    let a = instance(s.as_ref(), "i-a").await;
+    running(s.as_ref(), 1, &a).await;
+    submitted(s.as_ref(), 2, 7).await;
+    let r = s
+        .request(&id(1), RequestKind::Pause, "maintenance", 42)
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.kind, r.reason.as_str(), r.at),
+        (RequestKind::Pause, "maintenance", 42)
+    );
+    loop {
+        let item = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+            .await
+            .expect("published within 5 s")
+            .expect("feed open");
+        if let FeedItem::Request(got) = item {
+            assert_eq!(got, r);
+            break;
+        }
+    }
+    s.request(&id(2), RequestKind::Cancel, "", 43)
+        .await
+        .unwrap();
+    let pending = s.requests_for(&a).await.unwrap();
+    assert_eq!(
+        pending.iter().map(|p| p.id).collect::<Vec<_>>(),
+        [r.id],
+        "only requests for workflows the owner runs"
+    );
+    assert!(s.requests_for("i-nobody").await.unwrap().is_empty());
+    s.finish_request(r.id).await.unwrap();
+    assert!(s.requests_for(&a).await.unwrap().is_empty());
+}
+
+/// Shared e-stop entries are replaced by name and announced on the feed.
+pub async fn shared_stops_are_kept_and_announced(h: &dyn Harness) {
+    let s = h.store().await;
+    let mut feed = s.subscribe();
+    let stop = |name: &str, stop: bool| SharedStop {
+        name: name.into(),
+        stop,
+        reason: format!("{name} {stop}"),
+        by: "token:sre".into(),
+        at: 9,
+    };
+    s.set_stop(stop("wf", true)).await.unwrap();
+    s.set_stop(stop("*", false)).await.unwrap();
+    s.set_stop(stop("wf", false)).await.unwrap();
+    assert_eq!(
+        s.stops().await.unwrap(),
+        [stop("*", false), stop("wf", false)]
+    );
+    let mut announced = 0;
+    while announced < 3 {
+        let item = tokio::time::timeout(Duration::from_secs(5), feed.recv())
+            .await
+            .expect("announced within 5 s")
+            .expect("feed open");
+        if item == FeedItem::Stops {
+            announced += 1;
+        }
+    }
+}
