@@ -203,3 +203,34 @@ pub fn rss_mb() -> f64 {
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
+
+/// Submits `req` in a loop on each client until `deadline`, concurrently;
+/// returns every OK reply's latency in ms, and the error count.
+pub async fn submit_until(
+    clients: Vec<v1::workflow_client::WorkflowClient<interlock_client::Transport>>,
+    req: &v1::WorkReq,
+    deadline: Instant,
+) -> anyhow::Result<(Vec<f64>, u64)> {
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        let req = req.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0u64);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match c.submit(req.clone()).await {
+                    Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1e3),
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await?;
+        lat.extend(l);
+        errors += e;
+    }
+    Ok((lat, errors))
+}

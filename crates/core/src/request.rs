@@ -61,6 +61,20 @@ pub struct Job {
     pub retry: Option<RetryPolicy>,
 }
 
+impl Job {
+    /// A job of type `name` with `args` and every other field default.
+    pub fn with_args(name: &str, args: &[(&str, &str)]) -> Self {
+        Job {
+            name: name.into(),
+            args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
 /// How a job's retryable failures are retried.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RetryPolicy {

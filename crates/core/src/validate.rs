@@ -268,14 +268,7 @@ mod tests {
     }
 
     fn job(name: &str, args: &[(&str, &str)]) -> Job {
-        Job {
-            name: name.into(),
-            args: args
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        }
+        Job::with_args(name, args)
     }
 
     #[test]

@@ -21,14 +21,7 @@ fn schema(name: &'static str, args: &[&'static str]) -> JobSchema {
 }
 
 fn job(name: &str, args: &[(&str, &str)]) -> Job {
-    Job {
-        name: name.into(),
-        args: args
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    }
+    Job::with_args(name, args)
 }
 
 fn bench(c: &mut Criterion) {

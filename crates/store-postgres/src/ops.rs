@@ -114,21 +114,8 @@ pub async fn submit(
         )
         .await?;
     }
-    for (bi, b) in rec.blocks.iter().enumerate() {
-        for (ji, j) in b.jobs.iter().enumerate() {
-            if j.status != Status::NotStarted {
-                apply_change(
-                    tx,
-                    &Change::Job {
-                        id: rec.id.clone(),
-                        block: bi,
-                        job: ji,
-                        rec: j.clone(),
-                    },
-                )
-                .await?;
-            }
-        }
+    for c in interlock_store::backend::carried_jobs(rec) {
+        apply_change(tx, &c).await?;
     }
     if let Some(a) = audit {
         insert_audit(tx, a, &rec.id).await?;
@@ -211,17 +198,9 @@ pub async fn acquire(
     if let Some(a) = audit {
         insert_audit(tx, a, id).await?;
     }
-    ctx.items.push(FeedItem::Event(workflow_event(
-        id,
-        ctx.now,
-        Status::Running,
-        "",
-    )));
-    Ok(CasOutcome::Done(Lease {
-        workflow_id: id.to_string(),
-        owner: owner.to_string(),
-        epoch,
-    }))
+    let (item, lease) = interlock_store::backend::acquired(id, owner, epoch, ctx.now);
+    ctx.items.push(item);
+    Ok(CasOutcome::Done(lease))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -7,25 +7,11 @@ use interlock_core::{
     WorkflowRecord,
 };
 use interlock_store::{
-    BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop,
-    StoreError, Take,
+    BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop, Take,
 };
 use tokio_postgres::types::ToSql;
 
-pub fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-fn corrupt(id: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        id: id.to_string(),
-        message: e.to_string(),
-    }
-}
-
-fn status_of(id: &str, v: i32) -> Result<Status> {
-    Status::from_i32(v).ok_or_else(|| corrupt(id, format!("unknown status {v}")))
-}
+pub use interlock_store::backend::{backend, corrupt, status_of};
 
 /// One workflow with every recorded block and job change applied.
 pub async fn load(c: &impl GenericClient, id: &str) -> Result<Option<WorkflowRecord>> {

@@ -14,6 +14,7 @@ use crate::ops::{self, Ctx, Missing};
 use crate::sql;
 use deadpool_postgres::Transaction;
 use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};
+use interlock_store::backend::backend;
 use interlock_store::{
     CasOutcome, Change, ControlRequest, InstanceInfo, Lease, RequestKind, Result, SharedStop,
     StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
@@ -207,10 +208,6 @@ pub async fn run(pool: deadpool_postgres::Pool, mut rx: mpsc::Receiver<Queued>, 
         metrics::histogram!("interlock_store_commit_seconds")
             .record(started.elapsed().as_secs_f64());
     }
-}
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
 }
 
 async fn commit_batch(pool: &deadpool_postgres::Pool, batch: Vec<Queued>) {

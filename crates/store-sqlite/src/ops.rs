@@ -77,20 +77,8 @@ pub fn submit(
         .execute(params![rec.id, k, v, rec.created])?;
     }
     // Jobs carried over by a clone start out with their own record.
-    for (bi, b) in rec.blocks.iter().enumerate() {
-        for (ji, j) in b.jobs.iter().enumerate() {
-            if j.status != Status::NotStarted {
-                apply_change(
-                    tx,
-                    &Change::Job {
-                        id: rec.id.clone(),
-                        block: bi,
-                        job: ji,
-                        rec: j.clone(),
-                    },
-                )?;
-            }
-        }
+    for c in interlock_store::backend::carried_jobs(rec) {
+        apply_change(tx, &c)?;
     }
     if !key.is_empty() {
         tx.prepare_cached(
@@ -196,17 +184,9 @@ pub fn acquire(
     if let Some(a) = audit {
         insert_audit(tx, a, id)?;
     }
-    ctx.events.push(FeedItem::Event(workflow_event(
-        id,
-        ctx.now,
-        Status::Running,
-        "",
-    )));
-    Ok(CasOutcome::Done(Lease {
-        workflow_id: id.to_string(),
-        owner: owner.to_string(),
-        epoch,
-    }))
+    let (item, lease) = interlock_store::backend::acquired(id, owner, epoch, ctx.now);
+    ctx.events.push(item);
+    Ok(CasOutcome::Done(lease))
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -6,25 +6,11 @@ use interlock_core::{
     WorkflowRecord,
 };
 use interlock_store::{
-    BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop,
-    StoreError, Take,
+    BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop, Take,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
-}
-
-fn corrupt(id: &str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        id: id.to_string(),
-        message: e.to_string(),
-    }
-}
-
-fn status_of(id: &str, v: i32) -> Result<Status> {
-    Status::from_i32(v).ok_or_else(|| corrupt(id, format!("unknown status {v}")))
-}
+pub use interlock_store::backend::{backend, corrupt, status_of};
 
 /// Loads one workflow and overlays its block and job rows.
 pub fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {

@@ -40,6 +40,7 @@
 //!   everything else records the times callers give.
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod conformance;
 pub mod gcra;
 pub mod memory;

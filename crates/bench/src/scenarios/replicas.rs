@@ -11,7 +11,7 @@
 //! local one); each run creates its own database and drops it.
 
 use crate::Row;
-use crate::harness::{block, pct, sorted, work};
+use crate::harness::{block, pct, sorted, submit_until, work};
 use anyhow::{Context, bail};
 use interlock_client::{Client, Transport};
 use interlock_proto::v1;
@@ -166,28 +166,8 @@ async fn submit_rate(d: &Deployment, seconds: u64) -> anyhow::Result<Row> {
         d.node(i).client.submit(req.clone()).await?;
     }
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for t in 0..32 {
-        let mut c = d.node(t % d.len()).client.raw();
-        let req = req.clone();
-        tasks.push(tokio::spawn(async move {
-            let (mut lat, mut errors) = (Vec::new(), 0u64);
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                match c.submit(req.clone()).await {
-                    Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1e3),
-                    Err(_) => errors += 1,
-                }
-            }
-            (lat, errors)
-        }));
-    }
-    let (mut lat, mut errors) = (Vec::new(), 0);
-    for t in tasks {
-        let (l, e) = t.await?;
-        lat.extend(l);
-        errors += e;
-    }
+    let clients = (0..32).map(|t| d.node(t % d.len()).client.raw()).collect();
+    let (lat, errors) = submit_until(clients, &req, deadline).await?;
     let rate = lat.len() as f64 / seconds as f64;
     let lat = sorted(lat);
     let (p50, p99) = (pct(&lat, 50.0), pct(&lat, 99.0));

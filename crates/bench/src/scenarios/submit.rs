@@ -14,28 +14,8 @@ pub async fn submit(b: &Bench, seconds: u64) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for conc in [1usize, 8, 32] {
         let deadline = Instant::now() + Duration::from_secs(seconds);
-        let mut tasks = Vec::new();
-        for _ in 0..conc {
-            let (c, req) = (b.client.raw(), req.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut c = c;
-                let (mut lat, mut errors) = (Vec::new(), 0u64);
-                while Instant::now() < deadline {
-                    let t = Instant::now();
-                    match c.submit(req.clone()).await {
-                        Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1e3),
-                        Err(_) => errors += 1,
-                    }
-                }
-                (lat, errors)
-            }));
-        }
-        let (mut lat, mut errors) = (Vec::new(), 0);
-        for t in tasks {
-            let (l, e) = t.await?;
-            lat.extend(l);
-            errors += e;
-        }
+        let clients = (0..conc).map(|_| b.client.raw()).collect();
+        let (lat, errors) = submit_until(clients, &req, deadline).await?;
         let n = lat.len() as f64;
         let lat = sorted(lat);
         let rate = n / seconds as f64;

@@ -1,0 +1,53 @@
+//! Helpers every backend shares: its errors as [`StoreError`]s, stored
+//! values read back, and the result of acquiring a run.
+
+use crate::{Change, FeedItem, Lease, Result, StoreError, workflow_event};
+use interlock_core::{Micros, Status, WorkflowRecord};
+
+/// The database failed (connection, I/O, SQL): the caller may retry.
+pub fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// A stored value of workflow `id` cannot be read back.
+pub fn corrupt(id: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        id: id.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// A stored status code of workflow `id`.
+pub fn status_of(id: &str, v: i32) -> Result<Status> {
+    Status::from_i32(v).ok_or_else(|| corrupt(id, format!("unknown status {v}")))
+}
+
+/// What a backend publishes and returns once `owner` acquired workflow `id`
+/// at `epoch`: the Running event and the lease.
+pub fn acquired(id: &str, owner: &str, epoch: i64, now: Micros) -> (FeedItem, Lease) {
+    (
+        FeedItem::Event(workflow_event(id, now, Status::Running, "")),
+        Lease {
+            workflow_id: id.to_string(),
+            owner: owner.to_string(),
+            epoch,
+        },
+    )
+}
+
+/// The job records a new workflow starts with (a clone carries over those
+/// that finished), as changes to apply with its insert.
+pub fn carried_jobs(rec: &WorkflowRecord) -> impl Iterator<Item = Change> + '_ {
+    rec.blocks.iter().enumerate().flat_map(move |(bi, b)| {
+        b.jobs
+            .iter()
+            .enumerate()
+            .filter(|(_, j)| j.status != Status::NotStarted)
+            .map(move |(ji, j)| Change::Job {
+                id: rec.id.clone(),
+                block: bi,
+                job: ji,
+                rec: j.clone(),
+            })
+    })
+}
