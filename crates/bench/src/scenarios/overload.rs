@@ -40,9 +40,15 @@ pub async fn overload(b: &Bench, seconds: u64) -> anyhow::Result<Vec<Row>> {
     let offered = sustainable * 10.0;
 
     // 2. Ten times that, open loop, for `seconds`.
+    // Many connections, as many clients would open: one HTTP/2 connection
+    // carrying every stream measures the client's connection, not the server.
     let mut channels = Vec::new();
     for _ in 0..32 {
-        channels.push(b.client.raw());
+        channels.push(
+            interlock_client::Client::connect(&b.addr, b.opts.clone())
+                .await?
+                .raw(),
+        );
     }
     let (ok, exhausted, other) = (
         Arc::new(AtomicU64::new(0)),
