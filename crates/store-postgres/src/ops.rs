@@ -223,8 +223,9 @@ pub async fn transition(
     }
     sql::execute(
         tx,
-        "UPDATE workflows SET status = $1, reason = $2, ended = COALESCE($3, ended) WHERE id = $4",
-        &[&(to as i32), &reason, &ended, &id],
+        "UPDATE workflows SET status = $1, reason = $2, ended = COALESCE($3, ended),
+         owner = CASE WHEN $5 THEN NULL ELSE owner END WHERE id = $4",
+        &[&(to as i32), &reason, &ended, &id, &to.is_terminal()],
     )
     .await?;
     ctx.items
@@ -289,8 +290,8 @@ pub async fn apply_change(tx: &Transaction<'_>, c: &Change) -> PgResult<bool> {
         } => {
             sql::execute(tx,
                 "UPDATE workflows SET status = $1, reason = $2, had_errors = $3, es_stopped = $4,
-                 ended = $5 WHERE id = $6",
-                &[&(*status as i32), reason, had_errors, es_stopped, ended, id],
+                 ended = $5, owner = CASE WHEN $7 THEN NULL ELSE owner END WHERE id = $6",
+                &[&(*status as i32), reason, had_errors, es_stopped, ended, id, &status.is_terminal()],
             )
             .await?
         }

@@ -208,9 +208,10 @@ pub fn transition(
         ctx.events.extend(c.event(ctx.now).map(FeedItem::Event));
     }
     tx.prepare_cached(
-        "UPDATE workflows SET status = ?1, reason = ?2, ended = COALESCE(?3, ended) WHERE id = ?4",
+        "UPDATE workflows SET status = ?1, reason = ?2, ended = COALESCE(?3, ended),
+         owner = CASE WHEN ?5 THEN NULL ELSE owner END WHERE id = ?4",
     )?
-    .execute(params![to as i32, reason, ended, id])?;
+    .execute(params![to as i32, reason, ended, id, to.is_terminal()])?;
     ctx.events
         .push(FeedItem::Event(workflow_event(id, ctx.now, to, reason)));
     Ok(CasOutcome::Done(()))
@@ -272,7 +273,7 @@ pub fn apply_change(tx: &Transaction<'_>, c: &Change) -> rusqlite::Result<bool> 
         } => tx
             .prepare_cached(
                 "UPDATE workflows SET status = ?1, reason = ?2, had_errors = ?3, es_stopped = ?4,
-                 ended = ?5 WHERE id = ?6",
+                 ended = ?5, owner = CASE WHEN ?7 THEN NULL ELSE owner END WHERE id = ?6",
             )?
             .execute(params![
                 *status as i32,
@@ -280,7 +281,8 @@ pub fn apply_change(tx: &Transaction<'_>, c: &Change) -> rusqlite::Result<bool> 
                 had_errors,
                 es_stopped,
                 ended,
-                id
+                id,
+                status.is_terminal()
             ])?,
         Change::WorkflowStatus { id, status, reason } => tx
             .prepare_cached("UPDATE workflows SET status = ?1, reason = ?2 WHERE id = ?3")?

@@ -414,7 +414,9 @@ pub trait Store: Send + Sync + 'static {
     async fn write(&self, lease: Option<&Lease>, changes: Vec<Change>) -> Result<()>;
 
     /// Gives a workflow up: no owner, so any instance may act on it (a
-    /// Paused workflow awaiting an operator, or one that ended). Refused
+    /// Paused workflow awaiting an operator). A workflow that reaches a
+    /// terminal status (a `Change::Workflow` or a `transition` to it) has
+    /// no owner from that commit on, without a release. Refused
     /// ([`StoreError::Fenced`]) if the lease moved.
     async fn release(&self, lease: &Lease) -> Result<()>;
 

@@ -122,6 +122,9 @@ impl State {
                 rec.had_errors = *had_errors;
                 rec.es_stopped = *es_stopped;
                 rec.ended = *ended;
+                if status.is_terminal() {
+                    row.owner = None;
+                }
             }
             Change::WorkflowErrors { .. } => rec.had_errors = true,
             Change::WorkflowStatus { status, reason, .. } => {
@@ -335,6 +338,9 @@ impl Store for MemStore {
         row.rec.reason = reason.to_string();
         if ended.is_some() {
             row.rec.ended = ended;
+        }
+        if to.is_terminal() {
+            row.owner = None;
         }
         drop(st);
         let mut events: Vec<Event> = changes.iter().filter_map(|c| c.event(now)).collect();

@@ -195,10 +195,8 @@ impl Inner {
         if self.persist(&active, vec![change]).await {
             metrics::counter!("interlock_workflows_finished_total", "status" => status.as_str())
                 .increment(1);
+            // Recording the end released the lease in the same commit.
             tracing::info!(workflow = %id, %status, reason = %interlock_core::Escaped(&reason), "workflow ended");
-            if let Err(e) = self.store.release(active.lease()).await {
-                tracing::debug!(workflow = %id, error = %e, "release after the end");
-            }
         }
         drop(finishing);
         self.retire(&id, &active);

@@ -111,8 +111,8 @@ impl Engine {
                 es_stopped: true,
                 ended: Some(now),
             });
+            // The terminal write releases the lease with it.
             inner.commit(lease, changes).await?;
-            inner.store.release(lease).await?;
             return Ok(None);
         }
         if let Err(r) = inner.admission.admit(&rec.req) {

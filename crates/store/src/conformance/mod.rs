@@ -63,6 +63,7 @@ pub async fn run_all(h: &dyn Harness) {
         acquire_is_a_compare_and_set,
         writes_are_atomic_and_ordered,
         fencing_refuses_a_superseded_lease,
+        a_terminal_status_ends_ownership,
         instances_lapse_and_cannot_come_back,
         orphans_are_claimed_once,
         transition_refuses_a_workflow_a_live_owner_runs,

@@ -42,6 +42,67 @@ pub async fn fencing_refuses_a_superseded_lease(h: &dyn Harness) {
     ));
 }
 
+/// Recording a terminal status ends ownership in the same commit, whether
+/// the owner wrote it or a compare-and-set did: no release is needed and a
+/// later write under the old lease is refused.
+pub async fn a_terminal_status_ends_ownership(h: &dyn Harness) {
+    let s = h.store().await;
+    let a = instance(s.as_ref(), "i-a").await;
+    let lease = running(s.as_ref(), 1, &a).await;
+    let w = id(1);
+    let pause = Change::Workflow {
+        id: w.clone(),
+        status: Status::Paused,
+        reason: "held".into(),
+        had_errors: false,
+        es_stopped: false,
+        ended: None,
+    };
+    s.write(Some(&lease), vec![pause]).await.unwrap();
+    let rec = s.get(&w).await.unwrap().unwrap();
+    assert_eq!(
+        rec.owner.as_deref(),
+        Some(a.as_str()),
+        "Paused keeps its owner"
+    );
+    let end = Change::Workflow {
+        id: w.clone(),
+        status: Status::Completed,
+        reason: String::new(),
+        had_errors: false,
+        es_stopped: false,
+        ended: Some(1),
+    };
+    s.write(Some(&lease), vec![end]).await.unwrap();
+    assert_eq!(s.get(&w).await.unwrap().unwrap().owner, None);
+    assert!(matches!(
+        s.write(Some(&lease), vec![job(&w, 0, 0, Status::Completed)])
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    // A compare-and-set to a terminal status clears a dead owner too.
+    let lease = running(s.as_ref(), 2, &a).await;
+    h.advance(TTL * 2).await;
+    let w = id(2);
+    let out = s
+        .transition(
+            &w,
+            Status::Running,
+            Status::Cancelled,
+            "cancelled",
+            Some(2),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(matches!(out, CasOutcome::Done(())), "{out:?}");
+    assert_eq!(s.get(&w).await.unwrap().unwrap().owner, None);
+    assert!(matches!(
+        s.release(&lease).await,
+        Err(StoreError::Fenced { .. })
+    ));
+}
+
 /// A lapsed instance cannot renew (it must register anew); live instances
 /// are listed with what they own; a retired one is gone at once.
 pub async fn instances_lapse_and_cannot_come_back(h: &dyn Harness) {
