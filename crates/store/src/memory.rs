@@ -325,11 +325,12 @@ impl Store for MemStore {
         let before = st
             .workflows
             .get(id)
-            .map(|r| r.rec.clone())
+            .map(|r| (r.rec.clone(), r.owner.clone()))
             .expect("present");
         for c in &changes {
             if let Err(e) = st.apply(c) {
-                st.workflows.get_mut(id).expect("present").rec = before;
+                let row = st.workflows.get_mut(id).expect("present");
+                (row.rec, row.owner) = before;
                 return Err(e);
             }
         }
@@ -359,22 +360,23 @@ impl Store for MemStore {
             st.check_lease(l)?;
         }
         // All or nothing: apply to copies of the touched records first.
-        let mut touched: BTreeMap<String, WorkflowRecord> = BTreeMap::new();
+        let mut touched: BTreeMap<String, (WorkflowRecord, Option<String>)> = BTreeMap::new();
         for c in &changes {
             let id = c.workflow_id();
             if !touched.contains_key(id) {
-                let rec = st
+                let saved = st
                     .workflows
                     .get(id)
-                    .map(|r| r.rec.clone())
+                    .map(|r| (r.rec.clone(), r.owner.clone()))
                     .ok_or_else(|| StoreError::Backend(format!("no workflow {id}")))?;
-                touched.insert(id.to_string(), rec);
+                touched.insert(id.to_string(), saved);
             }
         }
         for c in &changes {
             if let Err(e) = st.apply(c) {
-                for (id, rec) in touched {
-                    st.workflows.get_mut(&id).expect("present").rec = rec;
+                for (id, saved) in touched {
+                    let row = st.workflows.get_mut(&id).expect("present");
+                    (row.rec, row.owner) = saved;
                 }
                 return Err(e);
             }
@@ -647,5 +649,37 @@ impl Store for MemStore {
 
     async fn ping(&self) -> Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conformance::{id, instance, running};
+    use interlock_core::ManualClock;
+
+    /// A write that fails after a terminal change undoes the change and the
+    /// end of ownership that came with it (the SQL backends roll back).
+    #[tokio::test]
+    async fn a_failed_write_restores_the_owner_too() {
+        let s = MemStore::new(ManualClock::new(1_700_000_000_000_000));
+        let a = instance(&s, "i-a").await;
+        let lease = running(&s, 1, &a).await;
+        let end = Change::Workflow {
+            id: id(1),
+            status: Status::Completed,
+            reason: String::new(),
+            had_errors: false,
+            es_stopped: false,
+            ended: Some(1),
+        };
+        // Block 9 does not exist: the second change fails after the first.
+        let bad = crate::conformance::job(&id(1), 9, 0, Status::Completed);
+        assert!(s.write(Some(&lease), vec![end, bad]).await.is_err());
+        let rec = s.get(&id(1)).await.unwrap().unwrap();
+        assert_eq!(
+            (rec.status, rec.owner.as_deref()),
+            (Status::Running, Some(a.as_str()))
+        );
     }
 }

@@ -89,6 +89,7 @@ impl Inner {
         changes: Vec<Change>,
     ) -> Result<(), StoreError> {
         let mut wait = Duration::from_millis(50);
+        let mut retried = false;
         loop {
             match self.store.write(Some(lease), changes.clone()).await {
                 Ok(()) => {
@@ -107,6 +108,15 @@ impl Inner {
                         _ = self.draining.cancelled() => {}
                     }
                     wait = (wait * 2).min(MAX_WRITE_BACKOFF);
+                    retried = true;
+                }
+                // A failure can hide a commit (the connection dropped after
+                // COMMIT). A terminal write that did land has already ended
+                // the lease, so its retry is fenced: that is success.
+                Err(StoreError::Fenced { .. })
+                    if retried && self.landed_terminal(&lease.workflow_id, &changes).await =>
+                {
+                    return Ok(());
                 }
                 Err(e) => {
                     if matches!(e, StoreError::Fenced { .. }) {
@@ -116,6 +126,18 @@ impl Inner {
                 }
             }
         }
+    }
+
+    /// Whether `changes` end the workflow in a terminal status that the
+    /// store already shows.
+    async fn landed_terminal(&self, id: &str, changes: &[Change]) -> bool {
+        let Some(want) = changes.iter().find_map(|c| match c {
+            Change::Workflow { status, .. } if status.is_terminal() => Some(*status),
+            _ => None,
+        }) else {
+            return false;
+        };
+        matches!(self.store.get(id).await, Ok(Some(rec)) if rec.status == want)
     }
 
     /// Commits for a running workflow; on failure stops it without

@@ -173,16 +173,14 @@ impl Engine {
                 if !reread {
                     // An es.json change applies at once, with the shared
                     // stops as last read: no store round trip on the way.
-                    let last = this.inner.shared_stops.lock().expect("stops lock").clone();
-                    this.inner.merge_stops(&last);
+                    this.inner.remerge_file();
                     continue;
                 }
                 if let Err(e) = this.refresh_stops().await {
                     // Without the store, the last shared stops stay in
                     // force; the file still applies at once.
                     tracing::debug!(error = %e, "cannot re-read the shared emergency stop");
-                    let last = this.inner.shared_stops.lock().expect("stops lock").clone();
-                    this.inner.merge_stops(&last);
+                    this.inner.remerge_file();
                 }
             }
         });
@@ -233,7 +231,19 @@ impl Engine {
 
 impl Inner {
     fn merge_stops(&self, stops: &[SharedStop]) {
-        *self.shared_stops.lock().expect("stops lock") = stops.to_vec();
+        let mut shared = self.shared_stops.lock().expect("stops lock");
+        *shared = stops.to_vec();
+        self.publish_merged(&shared);
+    }
+
+    /// Re-merges es.json with the shared stops as last read. The lock is
+    /// held throughout, so a fresher read merged meanwhile is never undone.
+    fn remerge_file(&self) {
+        let shared = self.shared_stops.lock().expect("stops lock");
+        self.publish_merged(&shared);
+    }
+
+    fn publish_merged(&self, stops: &[SharedStop]) {
         let file = self.file_estop.borrow().clone();
         let merged = file.with_shared(
             stops

@@ -73,6 +73,14 @@ pub async fn a_terminal_status_ends_ownership(h: &dyn Harness) {
         es_stopped: false,
         ended: Some(1),
     };
+    // All or nothing: a failing change undoes the end and its release.
+    let failing = vec![end.clone(), Change::WorkflowErrors { id: id(99) }];
+    assert!(s.write(Some(&lease), failing).await.is_err());
+    let rec = s.get(&w).await.unwrap().unwrap();
+    assert_eq!(
+        (rec.status, rec.owner.as_deref()),
+        (Status::Paused, Some(a.as_str()))
+    );
     s.write(Some(&lease), vec![end]).await.unwrap();
     assert_eq!(s.get(&w).await.unwrap().unwrap().owner, None);
     assert!(matches!(
