@@ -57,14 +57,7 @@ pub fn shipped_policies() -> &'static PolicySet {
 /// The request of `samples/requests/erase-aab.yaml`: erase satellite `aab`.
 pub fn sample_request() -> WorkReq {
     fn job(name: &str, args: &[(&str, &str)]) -> Job {
-        Job {
-            name: name.into(),
-            args: args
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        }
+        Job::with_args(name, args)
     }
     fn erase(machine: &str) -> Job {
         job("diskErase", &[("machine", machine), ("site", "aab")])

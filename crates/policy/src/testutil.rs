@@ -37,14 +37,7 @@ pub fn build(kind: &str, settings: &str) -> Box<dyn Check> {
 }
 
 fn job(name: &str, args: &[(&str, &str)]) -> Job {
-    Job {
-        name: name.into(),
-        args: args
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    }
+    Job::with_args(name, args)
 }
 
 pub fn sleep() -> Job {
