@@ -59,14 +59,7 @@ async fn every_mutating_call_is_audited_with_identity_request_id_and_outcome() {
         })
         .await
         .unwrap();
-    write_config(&s.config_path("policies.json"), "not json");
-    eventually("reload audited", || async {
-        s.audit_log()
-            .await
-            .iter()
-            .any(|e| e.action == "config.reload" && e.outcome == "invalid")
-    })
-    .await;
+    break_policies_and_wait_for_the_audit(&s).await;
 
     let entries = s.audit_log().await;
     let find = |action: &str, outcome: &str| {
@@ -161,14 +154,7 @@ async fn audit_filters_return_only_matching_entries() {
     .await
     .unwrap();
     // The server's own entry, under its own identity.
-    write_config(&s.config_path("policies.json"), "not json");
-    eventually("reload audited", || async {
-        s.audit_log()
-            .await
-            .iter()
-            .any(|e| e.action == "config.reload" && e.outcome == "invalid")
-    })
-    .await;
+    break_policies_and_wait_for_the_audit(&s).await;
     raw.exec(v1::ExecReq { id: b.clone() }).await.unwrap();
 
     let all = s.audit_log().await;
@@ -296,4 +282,17 @@ async fn an_action_by_id_prefix_is_audited_under_the_full_id() {
         .entries;
     let actions: Vec<_> = entries.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["cancel", "submit"], "{entries:#?}");
+}
+
+/// Writes a broken policies.json and waits for the server's own audit
+/// entry refusing it.
+async fn break_policies_and_wait_for_the_audit(s: &TestServer) {
+    write_config(&s.config_path("policies.json"), "not json");
+    eventually("reload audited", || async {
+        s.audit_log()
+            .await
+            .iter()
+            .any(|e| e.action == "config.reload" && e.outcome == "invalid")
+    })
+    .await;
 }

@@ -1,6 +1,6 @@
 //! Control-service commands: buckets, audit.
 
-use crate::{GOOD, cli, file};
+use crate::{GOOD, cli, file, submit_n};
 use interlock_tests::{TestServer, eventually, write_config};
 use std::time::Duration;
 
@@ -52,12 +52,7 @@ async fn audit_flags_filter_by_time_actor_action_and_target() {
     let s = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let good = file(&dir, "good.json", GOOD);
-    let mut ids = Vec::new();
-    for _ in 0..2 {
-        let (code, out, err) = cli(&s, &["submit", &good]).await;
-        assert_eq!(code, 0, "{err}");
-        ids.push(out.trim().to_string());
-    }
+    let ids = submit_n(&s, &good, 2).await;
     let (code, _, err) = cli(&s, &["cancel", &ids[0], "--reason", "flags test"]).await;
     assert_eq!(code, 0, "{err}");
     let (code, _, err) = cli(&s, &["es", "stop", "y", "--reason", "rack work"]).await;

@@ -1,7 +1,7 @@
 //! `interlock list`: the table, time filters, short ids, and ids passed
 //! through as given.
 
-use crate::{GOOD, cli, file};
+use crate::{GOOD, cli, file, submit_n};
 use interlock_tests::TestServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -9,12 +9,7 @@ async fn list_prints_a_table_and_filters_by_creation_time() {
     let s = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let good = file(&dir, "good.json", GOOD);
-    let mut ids = Vec::new();
-    for _ in 0..2 {
-        let (code, out, err) = cli(&s, &["submit", &good]).await;
-        assert_eq!(code, 0, "{err}");
-        ids.push(out.trim().to_string());
-    }
+    let ids = submit_n(&s, &good, 2).await;
     let long_reason = "r".repeat(300);
     let (code, _, err) = cli(&s, &["cancel", &ids[1], "--reason", &long_reason]).await;
     assert_eq!(code, 0, "{err}");
@@ -104,12 +99,7 @@ async fn short_ids_from_list_work_and_an_ambiguous_prefix_is_refused() {
     let s = TestServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let good = file(&dir, "good.json", GOOD);
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        let (code, out, err) = cli(&s, &["submit", &good]).await;
-        assert_eq!(code, 0, "{err}");
-        ids.push(out.trim().to_string());
-    }
+    let ids = submit_n(&s, &good, 3).await;
     let (code, out, err) = cli(&s, &["list"]).await;
     assert_eq!(code, 0, "{err}");
     let short: Vec<String> = out

@@ -27,6 +27,17 @@ pub fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
+/// Submits the request in `file` `n` times with `interlock submit`; the ids.
+pub async fn submit_n(s: &TestServer, file: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let (code, out, err) = cli(s, &["submit", file]).await;
+        assert_eq!(code, 0, "{err}");
+        ids.push(out.trim().to_string());
+    }
+    ids
+}
+
 /// Runs the CLI with `envs` (and no ambient credentials), off the async runtime.
 pub async fn cli_env(envs: Vec<(&'static str, String)>, args: &[&str]) -> (i32, String, String) {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
