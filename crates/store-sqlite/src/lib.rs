@@ -39,7 +39,7 @@ use rusqlite::{Connection, OpenFlags, Transaction};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use writer::{Ctx, Msg, Pending, Writer};
 
 /// SQLite's `synchronous` setting for the write connection.
@@ -203,6 +203,7 @@ impl SqliteStore {
             max_batch: opts.max_batch.max(1),
             last_error: last_error.clone(),
             lock: Some(lock),
+            leases: Default::default(),
         };
         std::thread::Builder::new()
             .name("interlock-store-writer".into())
@@ -250,12 +251,22 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnMut(&Transaction<'_>, &mut Ctx<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
-        let (op, rx) = Pending::boxed(f);
+        self.queue(Pending::boxed(f)).await
+    }
+
+    async fn queue<T>(
+        &self,
+        (op, rx): (
+            Box<dyn writer::WriteOp>,
+            oneshot::Receiver<writer::Reply<T>>,
+        ),
+    ) -> Result<T> {
         self.tx
             .send(Msg::Op(op))
             .await
             .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let (outcome, _op) = rx.await.map_err(|_| StoreError::Closed)?;
+        outcome
     }
 
     async fn read<T: Send + 'static>(
@@ -376,9 +387,15 @@ impl Store for SqliteStore {
         if changes.is_empty() {
             return Ok(());
         }
-        let lease = lease.cloned();
-        self.op(move |tx, ctx| ops::write(tx, ctx, lease.as_ref(), &changes))
-            .await?
+        let Some(lease) = lease.cloned() else {
+            return self
+                .op(move |tx, ctx| ops::write(tx, ctx, None, &changes))
+                .await?;
+        };
+        self.queue(Pending::fenced(move |tx, ctx| {
+            ops::write(tx, ctx, Some(&lease), &changes)
+        }))
+        .await?
     }
 
     async fn release(&self, lease: &Lease) -> Result<()> {

@@ -246,14 +246,21 @@ pub fn write(
     changes: &[Change],
 ) -> rusqlite::Result<Result<(), StoreError>> {
     if let Some(l) = lease
-        && let Err(e) = check_lease(tx, l)?
+        && !ctx.leases.holds(l)
     {
-        return Ok(Err(e));
+        if let Err(e) = check_lease(tx, l)? {
+            return Ok(Err(e));
+        }
+        ctx.leases.remember(l);
     }
     for c in changes {
         if !apply_change(tx, c)? {
             // Nothing matched: the workflow does not exist.
             return Err(rusqlite::Error::QueryReturnedNoRows);
+        }
+        if let Change::Workflow { id, .. } = c {
+            // A terminal status ends ownership.
+            ctx.leases.forget(id);
         }
         ctx.events.extend(c.event(ctx.now).map(FeedItem::Event));
     }

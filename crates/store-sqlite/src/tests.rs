@@ -186,3 +186,137 @@ async fn a_database_from_a_newer_release_is_refused_untouched() {
     );
     assert_eq!(std::fs::read(&path).unwrap(), before, "nothing written");
 }
+
+/// Queues `ops` behind an op that holds the writer, so they all land in
+/// one batch (one transaction); each op answers on its own receiver.
+async fn one_batch(s: &SqliteStore, ops: Vec<Box<dyn writer::WriteOp>>) {
+    let (started, running) = std::sync::mpsc::channel();
+    let (blocker, _) = Pending::boxed(move |_, _| {
+        let _ = started.send(());
+        std::thread::sleep(Duration::from_millis(200));
+        Ok(())
+    });
+    s.tx.send(Msg::Op(blocker)).await.unwrap();
+    tokio::task::spawn_blocking(move || running.recv().unwrap())
+        .await
+        .unwrap();
+    for op in ops {
+        s.tx.send(Msg::Op(op)).await.unwrap();
+    }
+}
+
+fn job_done(id: &str, job: usize) -> Change {
+    Change::Job {
+        id: id.into(),
+        block: 0,
+        job,
+        rec: JobRecord {
+            status: Status::Completed,
+            ..Default::default()
+        },
+    }
+}
+
+type Verdict = tokio::sync::oneshot::Receiver<writer::Reply<Result<()>>>;
+
+/// The outcome an op answered with.
+async fn outcome<T>(rx: tokio::sync::oneshot::Receiver<writer::Reply<T>>) -> Result<T> {
+    rx.await.unwrap().0
+}
+
+fn fenced_write(lease: &Lease, change: Change) -> (Box<dyn writer::WriteOp>, Verdict) {
+    let lease = lease.clone();
+    let changes = vec![change];
+    Pending::fenced(move |tx, ctx| ops::write(tx, ctx, Some(&lease), &changes))
+}
+
+#[tokio::test]
+async fn a_lease_checked_earlier_in_a_batch_is_checked_again_after_ownership_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    s.register_instance(&instance("a"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let lease = start(&s, "w", "a").await;
+    let (first, first_rx) = fenced_write(&lease, job_done("w", 0));
+    let l = lease.clone();
+    let (release, release_rx) = Pending::boxed(move |tx, _| ops::release(tx, &l));
+    let (after, after_rx) = fenced_write(&lease, job_done("w", 1));
+    one_batch(&s, vec![first, release, after]).await;
+    assert_eq!(outcome(first_rx).await, Ok(Ok(())));
+    assert_eq!(outcome(release_rx).await, Ok(Ok(())));
+    assert!(matches!(
+        outcome(after_rx).await,
+        Ok(Err(StoreError::Fenced { .. }))
+    ));
+    let got = s.get("w").await.unwrap().unwrap();
+    assert_eq!(got.blocks[0].jobs[1].status, Status::NotStarted);
+}
+
+#[tokio::test]
+async fn a_terminal_write_ends_the_lease_for_the_rest_of_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    s.register_instance(&instance("a"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let lease = start(&s, "w", "a").await;
+    let end = Change::Workflow {
+        id: "w".into(),
+        status: Status::Completed,
+        reason: String::new(),
+        had_errors: false,
+        es_stopped: false,
+        ended: Some(20),
+    };
+    let (first, first_rx) = fenced_write(&lease, job_done("w", 0));
+    let (end, end_rx) = fenced_write(&lease, end);
+    let (late, late_rx) = fenced_write(&lease, job_done("w", 1));
+    one_batch(&s, vec![first, end, late]).await;
+    assert_eq!(outcome(first_rx).await, Ok(Ok(())));
+    assert_eq!(outcome(end_rx).await, Ok(Ok(())));
+    assert!(matches!(
+        outcome(late_rx).await,
+        Ok(Err(StoreError::Fenced { .. }))
+    ));
+}
+
+#[tokio::test]
+async fn a_lease_checked_in_a_transaction_that_rolled_back_is_checked_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    s.register_instance(&instance("a"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let lease = start(&s, "w", "a").await;
+    let taken = Lease {
+        owner: "b".into(),
+        epoch: lease.epoch + 1,
+        ..lease.clone()
+    };
+    // Moves ownership to "b" inside the batch, but fails when retried alone:
+    // the move never commits.
+    let mut tries = 0;
+    let (take, _take_rx) = Pending::boxed(move |tx, _| {
+        tries += 1;
+        if tries > 1 {
+            return Err(rusqlite::Error::QueryReturnedNoRows);
+        }
+        tx.execute(
+            "UPDATE workflows SET owner = 'b', epoch = epoch + 1 WHERE id = 'w'",
+            [],
+        )
+    });
+    let (by_b, by_b_rx) = fenced_write(&taken, job_done("w", 0));
+    let (fail, _fail_rx) =
+        Pending::<(), _>::boxed(|_, _| Err(rusqlite::Error::QueryReturnedNoRows));
+    one_batch(&s, vec![take, by_b, fail]).await;
+    assert!(matches!(
+        outcome(by_b_rx).await,
+        Ok(Err(StoreError::Fenced { .. }))
+    ));
+    assert_eq!(
+        s.get("w").await.unwrap().unwrap().blocks[0].jobs[0].status,
+        Status::NotStarted
+    );
+}

@@ -6,6 +6,14 @@
 //! answers each caller and publishes the batch's events. Many concurrent
 //! callers share one fsync, so durability does not cap throughput.
 //!
+//! Lease checks are remembered. This thread is the database's only writer
+//! (the one-owner lock keeps other processes out), so a lease it found
+//! valid stays valid until one of its own writes moves ownership. Only a
+//! fenced write keeps the memory: every other op may move ownership and
+//! empties it first, a fenced write that records the workflow's own row
+//! forgets that lease (a terminal status ends ownership), and a transaction
+//! that fails empties it (what it checked may have been rolled back).
+//!
 //! If a batch fails, it is rolled back and retried op by op, so one failing
 //! op (a write out of range, or a disk that filled up meanwhile) fails alone
 //! and everything else still commits. An op's events are published only
@@ -15,6 +23,7 @@ use crate::lock::DbLock;
 use interlock_core::{Clock, Micros};
 use interlock_store::{FeedItem, Result, StoreError};
 use rusqlite::{Connection, Transaction};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -24,6 +33,36 @@ pub struct Ctx<'a> {
     pub now: Micros,
     /// Feed items to publish if (and once) the op's transaction commits.
     pub events: &'a mut Vec<FeedItem>,
+    /// Leases found valid and not moved since.
+    pub leases: &'a mut Checked,
+}
+
+/// Leases found valid and not moved since: workflow id → (owner, epoch).
+#[derive(Default)]
+pub struct Checked(HashMap<String, (String, i64)>);
+
+impl Checked {
+    /// Whether `lease` was found valid and has not moved since.
+    pub fn holds(&self, lease: &interlock_store::Lease) -> bool {
+        self.0
+            .get(&lease.workflow_id)
+            .is_some_and(|(o, e)| *o == lease.owner && *e == lease.epoch)
+    }
+
+    pub fn remember(&mut self, lease: &interlock_store::Lease) {
+        self.0.insert(
+            lease.workflow_id.clone(),
+            (lease.owner.clone(), lease.epoch),
+        );
+    }
+
+    pub fn forget(&mut self, workflow_id: &str) {
+        self.0.remove(workflow_id);
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
 }
 
 /// One queued write.
@@ -35,14 +74,23 @@ pub trait WriteOp: Send {
     fn finish(self: Box<Self>, committed: Result<()>);
     /// Feed items the last `apply` produced.
     fn take_events(&mut self) -> Vec<FeedItem>;
+    /// Whether the op only writes under a lease and never moves ownership,
+    /// so leases checked before it in the transaction stay valid.
+    fn keeps_leases(&self) -> bool;
 }
+
+/// What a write op answers: its outcome, and the op itself, so that the
+/// caller's thread frees what the op captured. This thread is every write's
+/// bottleneck; freeing memory another thread allocated is not cheap.
+pub type Reply<T> = (Result<T>, Box<dyn Send>);
 
 /// A write op from a closure; `T` is what the caller gets back.
 pub struct Pending<T, F> {
     f: F,
     out: Option<T>,
     events: Vec<FeedItem>,
-    reply: oneshot::Sender<Result<T>>,
+    reply: Option<oneshot::Sender<Reply<T>>>,
+    fenced: bool,
 }
 
 impl<T, F> Pending<T, F>
@@ -50,13 +98,25 @@ where
     T: Send + 'static,
     F: FnMut(&Transaction<'_>, &mut Ctx<'_>) -> rusqlite::Result<T> + Send + 'static,
 {
-    pub fn boxed(f: F) -> (Box<dyn WriteOp>, oneshot::Receiver<Result<T>>) {
+    /// An op that may do anything, ownership changes included.
+    pub fn boxed(f: F) -> (Box<dyn WriteOp>, oneshot::Receiver<Reply<T>>) {
+        Self::queued(f, false)
+    }
+
+    /// An op that only writes under a lease and never moves ownership
+    /// (see [`WriteOp::keeps_leases`]).
+    pub fn fenced(f: F) -> (Box<dyn WriteOp>, oneshot::Receiver<Reply<T>>) {
+        Self::queued(f, true)
+    }
+
+    fn queued(f: F, fenced: bool) -> (Box<dyn WriteOp>, oneshot::Receiver<Reply<T>>) {
         let (reply, rx) = oneshot::channel();
         let op = Box::new(Self {
             f,
             out: None,
             events: Vec::new(),
-            reply,
+            reply: Some(reply),
+            fenced,
         });
         (op, rx)
     }
@@ -72,21 +132,28 @@ where
         let mut c = Ctx {
             now: ctx.now,
             events: &mut self.events,
+            leases: ctx.leases,
         };
         self.out = Some((self.f)(tx, &mut c)?);
         Ok(())
     }
 
-    fn finish(self: Box<Self>, committed: Result<()>) {
-        // A caller that went away no longer wants the answer; the write stands.
-        let Self { out, reply, .. } = *self;
-        let _ = reply.send(committed.and_then(|()| {
+    fn finish(mut self: Box<Self>, committed: Result<()>) {
+        let out = self.out.take();
+        let reply = self.reply.take().expect("an op is finished once");
+        let outcome = committed.and_then(|()| {
             out.ok_or_else(|| StoreError::Backend("write op produced no outcome".into()))
-        }));
+        });
+        // A caller that went away no longer wants the answer; the write stands.
+        let _ = reply.send((outcome, self));
     }
 
     fn take_events(&mut self) -> Vec<FeedItem> {
         std::mem::take(&mut self.events)
+    }
+
+    fn keeps_leases(&self) -> bool {
+        self.fenced
     }
 }
 
@@ -107,6 +174,7 @@ pub struct Writer {
     pub last_error: Arc<Mutex<Option<String>>>,
     /// Held until the writer stops: the database's one-owner lock.
     pub lock: Option<DbLock>,
+    pub leases: Checked,
 }
 
 impl Writer {
@@ -174,20 +242,28 @@ impl Writer {
 
     fn run_tx(&mut self, ops: &mut [Box<dyn WriteOp>]) -> rusqlite::Result<()> {
         let now = self.clock.now();
+        let leases = &mut self.leases;
         let result = (|| {
             let tx = self.conn.transaction()?;
             let mut scratch = Vec::new();
             for op in ops.iter_mut() {
+                if !op.keeps_leases() {
+                    leases.clear();
+                }
                 op.apply(
                     &tx,
                     &mut Ctx {
                         now,
                         events: &mut scratch,
+                        leases,
                     },
                 )?;
             }
             tx.commit()
         })();
+        if result.is_err() {
+            leases.clear();
+        }
         *self.last_error.lock().expect("last error lock") =
             result.as_ref().err().map(|e| e.to_string());
         result
