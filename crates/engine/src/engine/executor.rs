@@ -6,6 +6,10 @@
 //! every earlier verdict (a failing pre-check with rate_limit 1 stops the
 //! jobs after it).
 //!
+//! A block's end is committed with whatever comes next: the next block's
+//! start, or the workflow's end. Nothing happens in between, and one commit
+//! fewer per block is what a stop of thousands of runs waits for.
+//!
 //! Recording: every transition is committed with the run's lease. A write
 //! the store refuses because the lease moved stops the run without
 //! recording more (another process owns it now). A write that fails because
@@ -168,6 +172,8 @@ impl Inner {
         let rec = Arc::new(rec);
         let mut halted = None;
         let mut had_errors = rec.had_errors;
+        // The end of the last block run, committed with what comes next.
+        let mut ended = Vec::new();
         for bi in 0..rec.blocks.len() {
             if rec.blocks[bi].status.is_terminal() {
                 // Recorded before a restart: a block that halted the workflow
@@ -181,7 +187,11 @@ impl Inner {
             if active.cause().is_some() {
                 break;
             }
-            let run = self.clone().run_block(&rec, bi, &active).await;
+            let (run, end) = self
+                .clone()
+                .run_block(&rec, bi, &active, std::mem::take(&mut ended))
+                .await;
+            ended.extend(end);
             had_errors |= run.has_error;
             if let Some(reason) = run.halted {
                 halted = Some(reason);
@@ -214,7 +224,8 @@ impl Inner {
             es_stopped: status == Status::Stopped,
             ended: Some(self.opts.clock.now()),
         };
-        if self.persist(&active, vec![change]).await {
+        ended.push(change);
+        if self.persist(&active, ended).await {
             metrics::counter!("interlock_workflows_finished_total", "status" => status.as_str())
                 .increment(1);
             // Recording the end released the lease in the same commit.
@@ -230,12 +241,16 @@ impl Inner {
         active.done.send_replace(true);
     }
 
+    /// Runs block `bi`, committing `before` with its start. Returns how it
+    /// went and the block's end, which the caller commits (none when the
+    /// run can no longer record here).
     async fn run_block(
         self: Arc<Self>,
         rec: &Arc<WorkflowRecord>,
         bi: usize,
         active: &Arc<Active>,
-    ) -> BlockRun {
+        mut before: Vec<Change>,
+    ) -> (BlockRun, Option<Change>) {
         let block = &rec.req.blocks[bi];
         let mut brec = rec.blocks[bi].clone();
         brec.status = Status::Running;
@@ -251,12 +266,14 @@ impl Inner {
             block: bi,
             rec: brec.clone(),
         };
-        if !self.persist(active, vec![block_change(&brec)]).await {
-            return BlockRun {
+        before.push(block_change(&brec));
+        if !self.persist(active, before).await {
+            let run = BlockRun {
                 failures: 0,
                 has_error: false,
                 halted: None,
             };
+            return (run, None);
         }
         let sem = Arc::new(Semaphore::new(block.concurrency()));
         let mut tasks = JoinSet::new();
@@ -307,7 +324,7 @@ impl Inner {
             }
         };
         let status = match active.cause().map(|c| c.cut_status()) {
-            Some(None) => return run, // unrecorded: leave the block as it was
+            Some(None) => return (run, None), // unrecorded: leave the block as it was
             Some(Some(cut)) if !run.has_error => cut,
             _ if run.has_error => Status::Failed,
             _ => Status::Completed,
@@ -316,8 +333,7 @@ impl Inner {
         brec.failures = run.failures;
         brec.has_error = run.has_error;
         brec.ended = Some(self.opts.clock.now());
-        self.persist(active, vec![block_change(&brec)]).await;
-        run
+        (run, Some(block_change(&brec)))
     }
 
     pub(super) fn job_ctx(
