@@ -193,7 +193,7 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Creates the engine and starts its emergency-stop monitor. Nothing is
+    /// Creates the engine and starts its emergency-stop tasks. Nothing is
     /// written until [`Engine::start`]. Must be called inside a tokio
     /// runtime.
     pub fn new(
@@ -220,7 +220,6 @@ impl Engine {
             instance,
             health: Mutex::new(StoreHealth::default()),
         });
-        tokio::spawn(estop_monitor(Arc::downgrade(&inner), inner.estop.clone()));
         let engine = Self { inner };
         engine.spawn_peer_tasks(estop);
         engine
@@ -561,11 +560,12 @@ impl Engine {
     }
 }
 
-async fn estop_monitor(inner: std::sync::Weak<Inner>, mut rx: watch::Receiver<Arc<EsState>>) {
-    while rx.changed().await.is_ok() {
-        let Some(inner) = inner.upgrade() else { return };
-        let switch = rx.borrow_and_update().clone();
-        let actives: Vec<_> = inner
+impl Inner {
+    /// Stops every local run that `switch` stops. Called by whoever put
+    /// `switch` in force, right after: a run registered later reads the
+    /// e-stop itself after registering, so none is missed.
+    fn stop_halted(&self, switch: &EsState) {
+        let actives: Vec<_> = self
             .active
             .lock()
             .expect("active lock")

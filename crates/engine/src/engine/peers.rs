@@ -251,13 +251,19 @@ impl Inner {
                 .filter(|s| s.stop)
                 .map(|s| (s.name.as_str(), s.reason.as_str())),
         );
-        self.estop_tx.send_if_modified(|cur| {
-            if **cur == merged {
+        let merged = Arc::new(merged);
+        let changed = self.estop_tx.send_if_modified(|cur| {
+            if **cur == *merged {
                 false
             } else {
-                *cur = Arc::new(merged);
+                *cur = merged.clone();
                 true
             }
         });
+        if changed {
+            // Here, not in a task woken by the channel: one hop fewer
+            // between an es.json write and the runs it stops.
+            self.stop_halted(&merged);
+        }
     }
 }
