@@ -242,20 +242,24 @@ async fn wait_final(c: &Client, id: &str) -> anyhow::Result<i32> {
         .watch(v1::WatchReq { id: id.to_string() })
         .await?
         .into_inner();
+    let mut last = None;
+    // Read to the end: the server ends the stream after the final status.
+    // Dropping it earlier makes the server's last frames arrive on a reset
+    // stream, and h2 ends a connection after 1,024 such resets.
     while let Some(ev) = stream.message().await? {
         match ev.event {
             Some(v1::watch_event::Event::Snapshot(s)) if interlock_client::is_final(s.status) => {
-                return Ok(s.status);
+                last = Some(s.status);
             }
             Some(v1::watch_event::Event::Transition(t))
                 if t.block == -1 && interlock_client::is_final(t.status) =>
             {
-                return Ok(t.status);
+                last = Some(t.status);
             }
             _ => {}
         }
     }
-    bail!("the watch of {id} ended before the workflow did")
+    last.with_context(|| format!("the watch of {id} ended before the workflow did"))
 }
 
 /// `per_node` long sleeps running on each node; an e-stop through node 0;
