@@ -224,6 +224,20 @@ async fn outcome<T>(rx: tokio::sync::oneshot::Receiver<writer::Reply<T>>) -> Res
     rx.await.unwrap().0
 }
 
+/// A store with instance "a" running workflow "w", and a's lease on it.
+async fn running(dir: &tempfile::TempDir) -> (SqliteStore, Lease) {
+    let s = open(dir);
+    s.register_instance(&instance("a"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let lease = start(&s, "w", "a").await;
+    (s, lease)
+}
+
+fn assert_fenced(r: Result<Result<()>>) {
+    assert!(matches!(r, Ok(Err(StoreError::Fenced { .. }))), "{r:?}");
+}
+
 fn fenced_write(lease: &Lease, change: Change) -> (Box<dyn writer::WriteOp>, Verdict) {
     let lease = lease.clone();
     let changes = vec![change];
@@ -233,11 +247,7 @@ fn fenced_write(lease: &Lease, change: Change) -> (Box<dyn writer::WriteOp>, Ver
 #[tokio::test]
 async fn a_lease_checked_earlier_in_a_batch_is_checked_again_after_ownership_moved() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(&dir);
-    s.register_instance(&instance("a"), Duration::from_secs(10))
-        .await
-        .unwrap();
-    let lease = start(&s, "w", "a").await;
+    let (s, lease) = running(&dir).await;
     let (first, first_rx) = fenced_write(&lease, job_done("w", 0));
     let l = lease.clone();
     let (release, release_rx) = Pending::boxed(move |tx, _| ops::release(tx, &l));
@@ -245,10 +255,7 @@ async fn a_lease_checked_earlier_in_a_batch_is_checked_again_after_ownership_mov
     one_batch(&s, vec![first, release, after]).await;
     assert_eq!(outcome(first_rx).await, Ok(Ok(())));
     assert_eq!(outcome(release_rx).await, Ok(Ok(())));
-    assert!(matches!(
-        outcome(after_rx).await,
-        Ok(Err(StoreError::Fenced { .. }))
-    ));
+    assert_fenced(outcome(after_rx).await);
     let got = s.get("w").await.unwrap().unwrap();
     assert_eq!(got.blocks[0].jobs[1].status, Status::NotStarted);
 }
@@ -256,11 +263,7 @@ async fn a_lease_checked_earlier_in_a_batch_is_checked_again_after_ownership_mov
 #[tokio::test]
 async fn a_terminal_write_ends_the_lease_for_the_rest_of_its_batch() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(&dir);
-    s.register_instance(&instance("a"), Duration::from_secs(10))
-        .await
-        .unwrap();
-    let lease = start(&s, "w", "a").await;
+    let (s, lease) = running(&dir).await;
     let end = Change::Workflow {
         id: "w".into(),
         status: Status::Completed,
@@ -275,20 +278,13 @@ async fn a_terminal_write_ends_the_lease_for_the_rest_of_its_batch() {
     one_batch(&s, vec![first, end, late]).await;
     assert_eq!(outcome(first_rx).await, Ok(Ok(())));
     assert_eq!(outcome(end_rx).await, Ok(Ok(())));
-    assert!(matches!(
-        outcome(late_rx).await,
-        Ok(Err(StoreError::Fenced { .. }))
-    ));
+    assert_fenced(outcome(late_rx).await);
 }
 
 #[tokio::test]
 async fn a_lease_checked_in_a_transaction_that_rolled_back_is_checked_again() {
     let dir = tempfile::tempdir().unwrap();
-    let s = open(&dir);
-    s.register_instance(&instance("a"), Duration::from_secs(10))
-        .await
-        .unwrap();
-    let lease = start(&s, "w", "a").await;
+    let (s, lease) = running(&dir).await;
     let taken = Lease {
         owner: "b".into(),
         epoch: lease.epoch + 1,
@@ -311,10 +307,7 @@ async fn a_lease_checked_in_a_transaction_that_rolled_back_is_checked_again() {
     let (fail, _fail_rx) =
         Pending::<(), _>::boxed(|_, _| Err(rusqlite::Error::QueryReturnedNoRows));
     one_batch(&s, vec![take, by_b, fail]).await;
-    assert!(matches!(
-        outcome(by_b_rx).await,
-        Ok(Err(StoreError::Fenced { .. }))
-    ));
+    assert_fenced(outcome(by_b_rx).await);
     assert_eq!(
         s.get("w").await.unwrap().unwrap().blocks[0].jobs[0].status,
         Status::NotStarted
