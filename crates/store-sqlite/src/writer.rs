@@ -75,7 +75,7 @@ pub trait WriteOp: Send {
     /// Feed items the last `apply` produced.
     fn take_events(&mut self) -> Vec<FeedItem>;
     /// Whether the op only writes under a lease and never moves ownership,
-    /// so leases checked before it in the transaction stay valid.
+    /// so the leases the writer remembers stay valid across it.
     fn keeps_leases(&self) -> bool;
 }
 
