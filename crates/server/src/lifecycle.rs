@@ -151,10 +151,15 @@ pub async fn watch(
                 next = follower.next() => next,
             };
             let event = match next {
-                Some(Watched::Transition(ev)) => transition(&ev),
-                Some(Watched::Snapshot(rec)) => v1::WatchEvent {
+                Some(Ok(Watched::Transition(ev))) => transition(&ev),
+                Some(Ok(Watched::Snapshot(rec))) => v1::WatchEvent {
                     event: Some(v1::watch_event::Event::Snapshot(status_resp(&rec))),
                 },
+                Some(Err(e)) => {
+                    // Not a clean end: the client must watch again.
+                    let _ = tx.send(Err(engine_status(e))).await;
+                    return;
+                }
                 None => return,
             };
             if tx.send(Ok(event)).await.is_err() {

@@ -85,11 +85,42 @@ async fn without_the_database_replicas_stop_and_say_so_then_recover() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_all_health(&c, SERVING).await;
+    // A Watch through the replica that does not run it, open across the cut.
+    let mut watch = c
+        .r(1)
+        .client
+        .raw()
+        .watch(v1::WatchReq {
+            id: running[0].clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        watch.message().await.unwrap().is_some(),
+        "no first snapshot"
+    );
 
     let proxy = c.proxy.as_ref().expect("proxy");
     proxy.cut();
     // Lease ttl 1 s, health probed every 2 s.
     all_health(&c, NOT_SERVING, Duration::from_secs(10), "NOT_SERVING").await;
+    // The feed lost its link and the snapshot after the gap cannot be read:
+    // the Watch ends UNAVAILABLE (watch again), not as if the workflow ended.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match watch.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("the Watch neither ended nor failed during the outage");
+    match ended {
+        Err(s) => assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}"),
+        Ok(_) => panic!("the Watch ended cleanly while the database was away"),
+    }
     // Nothing is started or finished at the target while cut off, even
     // after the erases' time is up.
     let during = c.erase_events().len();

@@ -5,10 +5,12 @@
 //! Invariants: the feed is subscribed *before* the first snapshot is read,
 //! so no transition falls between them; when transitions may have been
 //! missed (the feed lagged or resynced) the follower gets a fresh snapshot
-//! instead; the stream ends after the workflow's terminal transition.
+//! instead; the stream ends after the workflow's terminal transition, or
+//! with an error when the follower can no longer be sure to see every
+//! transition (the snapshot after a gap cannot be read, or the feed closed).
 
 use super::Engine;
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 use interlock_core::{Event, WorkflowRecord};
 use interlock_store::FeedItem;
 use tokio::sync::broadcast;
@@ -53,26 +55,37 @@ impl Follower {
     }
 
     /// The next thing to show; `None` once the workflow has ended (after
-    /// its final transition or a snapshot of it ended) or the feed closed.
-    pub async fn next(&mut self) -> Option<Watched> {
+    /// its final transition or a snapshot of it ended). An error ends the
+    /// stream too: transitions may be missed from here on (the snapshot
+    /// after a gap could not be read, or the store's feed closed), so the
+    /// follower must start again.
+    pub async fn next(&mut self) -> Option<Result<Watched>> {
         if self.done {
             return None;
         }
         if let Some(first) = self.first.take() {
-            return Some(self.snapshot(first));
+            return Some(Ok(self.snapshot(first)));
         }
         loop {
             match self.feed.recv().await {
                 Ok(FeedItem::Event(ev)) if ev.workflow_id == self.id => {
                     self.done = ev.block.is_none() && ev.status.is_terminal();
-                    return Some(Watched::Transition(ev));
+                    return Some(Ok(Watched::Transition(ev)));
                 }
                 Ok(FeedItem::Event(_) | FeedItem::Request(_) | FeedItem::Stops) => {}
                 Ok(FeedItem::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let rec = self.engine.status(&self.id).await.ok()?;
-                    return Some(self.snapshot(rec));
+                    return Some(match self.engine.status(&self.id).await {
+                        Ok(rec) => Ok(self.snapshot(rec)),
+                        Err(e) => {
+                            self.done = true;
+                            Err(e)
+                        }
+                    });
                 }
-                Err(broadcast::error::RecvError::Closed) => return None,
+                Err(broadcast::error::RecvError::Closed) => {
+                    self.done = true;
+                    return Some(Err(EngineError::ShuttingDown));
+                }
             }
         }
     }
