@@ -281,6 +281,7 @@ impl Store for PgStore {
         if changes.is_empty() {
             return Ok(());
         }
+        interlock_store::backend::under_its_lease(lease, &changes)?;
         match self
             .send(Op::Write {
                 lease: lease.cloned(),

@@ -268,6 +268,18 @@ pub async fn write(
     {
         return Ok(Ok(Err(e)));
     }
+    if lease.is_none() {
+        // Row inserts (blocks, jobs) would not notice a missing workflow;
+        // under a lease, its check already proved the workflow exists.
+        for id in interlock_store::backend::workflows_named(changes) {
+            if sql::query_opt(tx, "SELECT 1 FROM workflows WHERE id = $1", &[&id])
+                .await?
+                .is_none()
+            {
+                return Ok(Err(Missing));
+            }
+        }
+    }
     for c in changes {
         if !apply_change(tx, c).await? {
             return Ok(Err(Missing));

@@ -387,6 +387,7 @@ impl Store for SqliteStore {
         if changes.is_empty() {
             return Ok(());
         }
+        interlock_store::backend::under_its_lease(lease, &changes)?;
         let Some(lease) = lease.cloned() else {
             return self
                 .op(move |tx, ctx| ops::write(tx, ctx, None, &changes))

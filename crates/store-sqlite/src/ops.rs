@@ -253,6 +253,15 @@ pub fn write(
         }
         ctx.leases.remember(l);
     }
+    if lease.is_none() {
+        // Row inserts (blocks, jobs) would not notice a missing workflow;
+        // under a lease, its check already proved the workflow exists.
+        for id in interlock_store::backend::workflows_named(changes) {
+            if ownership(tx, id)?.is_none() {
+                return Err(rusqlite::Error::QueryReturnedNoRows);
+            }
+        }
+    }
     for c in changes {
         if !apply_change(tx, c)? {
             // Nothing matched: the workflow does not exist.

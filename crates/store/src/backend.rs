@@ -51,3 +51,27 @@ pub fn carried_jobs(rec: &WorkflowRecord) -> impl Iterator<Item = Change> + '_ {
             })
     })
 }
+
+/// Refuses ([`StoreError::Fenced`]) a write under a lease that names
+/// another workflow than the lease's: a lease fences its own workflow only.
+pub fn under_its_lease(lease: Option<&Lease>, changes: &[Change]) -> Result<()> {
+    let Some(l) = lease else { return Ok(()) };
+    match changes.iter().find(|c| c.workflow_id() != l.workflow_id) {
+        Some(c) => Err(StoreError::Fenced {
+            id: c.workflow_id().to_string(),
+            epoch: l.epoch,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The distinct workflows `changes` name, in first-seen order.
+pub fn workflows_named(changes: &[Change]) -> Vec<&str> {
+    let mut ids: Vec<&str> = Vec::new();
+    for c in changes {
+        if !ids.contains(&c.workflow_id()) {
+            ids.push(c.workflow_id());
+        }
+    }
+    ids
+}

@@ -407,10 +407,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<CasOutcome>;
 
     /// Applies changes atomically, in order, and publishes their events.
-    /// With a lease, every change must concern its workflow, and the write is
-    /// refused ([`StoreError::Fenced`]) unless the lease is still the
-    /// workflow's. Without one, the caller must have won a compare-and-set
-    /// that makes it the only writer.
+    /// With a lease, the write is refused ([`StoreError::Fenced`]) unless
+    /// every change concerns the lease's workflow and the lease is still
+    /// that workflow's. Without one, the caller must have won a
+    /// compare-and-set that makes it the only writer. A change naming a
+    /// workflow that does not exist fails the whole write.
     async fn write(&self, lease: Option<&Lease>, changes: Vec<Change>) -> Result<()>;
 
     /// Gives a workflow up: no owner, so any instance may act on it (a

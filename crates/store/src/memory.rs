@@ -354,6 +354,7 @@ impl Store for MemStore {
         if changes.is_empty() {
             return Ok(());
         }
+        crate::backend::under_its_lease(lease, &changes)?;
         let now = self.clock.now();
         let mut st = self.lock();
         if let Some(l) = lease {

@@ -62,6 +62,7 @@ pub async fn run_all(h: &dyn Harness) {
         carried_job_records_are_stored,
         acquire_is_a_compare_and_set,
         writes_are_atomic_and_ordered,
+        writes_touch_only_what_they_may,
         fencing_refuses_a_superseded_lease,
         a_terminal_status_ends_ownership,
         instances_lapse_and_cannot_come_back,

@@ -179,6 +179,35 @@ pub async fn writes_are_atomic_and_ordered(h: &dyn Harness) {
     );
 }
 
+/// A write names existing workflows only, and a leased write only its
+/// lease's workflow: job and block rows are never created for a workflow
+/// that does not exist, nor changed under another workflow's lease.
+pub async fn writes_touch_only_what_they_may(h: &dyn Harness) {
+    let s = h.store().await;
+    let me = instance(s.as_ref(), "i-a").await;
+    let one = running(s.as_ref(), 1, &me).await;
+    let two = running(s.as_ref(), 2, &me).await;
+    let missing = id(405);
+    let bad = s
+        .write(None, vec![job(&missing, 0, 0, Status::Completed)])
+        .await;
+    assert!(bad.is_err(), "a job row for a missing workflow: {bad:?}");
+    assert_eq!(s.get(&missing).await.unwrap(), None);
+
+    match s
+        .write(
+            Some(&one),
+            vec![job(&two.workflow_id, 0, 0, Status::Failed)],
+        )
+        .await
+    {
+        Err(StoreError::Fenced { id, .. }) => assert_eq!(id, two.workflow_id),
+        other => panic!("a write under another workflow's lease: {other:?}"),
+    }
+    let rec = s.get(&two.workflow_id).await.unwrap().unwrap();
+    assert_eq!(rec.blocks[0].jobs[0].status, Status::NotStarted);
+}
+
 /// Listing filters by name, status, time and labels, newest first, and
 /// pages by an exclusive (created, id) cursor.
 pub async fn list_filters_and_pages(h: &dyn Harness) {
