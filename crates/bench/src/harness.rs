@@ -234,3 +234,43 @@ pub async fn submit_until(
     }
     Ok((lat, errors))
 }
+
+/// The row of a Submit load run: rate, p50 and p99 of the OK replies'
+/// latencies (ms), and the error count.
+pub fn submit_row(
+    scenario: String,
+    target: String,
+    lat: Vec<f64>,
+    errors: u64,
+    seconds: u64,
+) -> crate::Row {
+    let rate = lat.len() as f64 / seconds as f64;
+    let lat = sorted(lat);
+    let (p50, p99) = (pct(&lat, 50.0), pct(&lat, 99.0));
+    crate::Row {
+        scenario,
+        result: format!("{rate:.0} accepted/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {errors} errors"),
+        target,
+        values: BTreeMap::from([
+            ("accepted_per_s".into(), rate),
+            ("p50_ms".into(), p50),
+            ("p99_ms".into(), p99),
+            ("errors".into(), errors as f64),
+        ]),
+    }
+}
+
+/// Submits and starts `n` copies of `req`, one after another; their ids.
+pub async fn submit_and_exec(
+    c: &Client,
+    req: &v1::WorkReq,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let id = c.submit(req.clone()).await?;
+        c.exec(&id).await?;
+        ids.push(id);
+    }
+    Ok(ids)
+}

@@ -11,7 +11,7 @@
 //! local one); each run creates its own database and drops it.
 
 use crate::Row;
-use crate::harness::{block, pct, sorted, submit_until, work};
+use crate::harness::{block, pct, sorted, submit_and_exec, submit_row, submit_until, work};
 use anyhow::{Context, bail};
 use interlock_client::{Client, Transport};
 use interlock_proto::v1;
@@ -168,24 +168,13 @@ async fn submit_rate(d: &Deployment, seconds: u64) -> anyhow::Result<Row> {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let clients = (0..32).map(|t| d.node(t % d.len()).client.raw()).collect();
     let (lat, errors) = submit_until(clients, &req, deadline).await?;
-    let rate = lat.len() as f64 / seconds as f64;
-    let lat = sorted(lat);
-    let (p50, p99) = (pct(&lat, 50.0), pct(&lat, 99.0));
-    Ok(Row {
-        scenario: format!("submit c=32, {}", d.label),
-        result: format!("{rate:.0} accepted/s, p50 {p50:.2} ms, p99 {p99:.2} ms, {errors} errors"),
-        target: if d.len() == 3 {
-            "≥ 5,000/s through 3, p99 < 20 ms".into()
-        } else {
-            String::new()
-        },
-        values: BTreeMap::from([
-            ("accepted_per_s".into(), rate),
-            ("p50_ms".into(), p50),
-            ("p99_ms".into(), p99),
-            ("errors".into(), errors as f64),
-        ]),
-    })
+    let target = if d.len() == 3 {
+        "≥ 5,000/s through 3, p99 < 20 ms".into()
+    } else {
+        String::new()
+    };
+    let scenario = format!("submit c=32, {}", d.label);
+    Ok(submit_row(scenario, target, lat, errors, seconds))
 }
 
 /// `count` one-job workflows submitted, executed and waited for, 32 clients
@@ -198,13 +187,7 @@ async fn end_to_end(d: &Deployment, count: usize) -> anyhow::Result<Row> {
         let c = d.node(w % d.len()).client.clone();
         let n = count / workers + usize::from(w < count % workers);
         tasks.push(tokio::spawn(async move {
-            let req = sleep_req("0");
-            let mut ids = Vec::with_capacity(n);
-            for _ in 0..n {
-                let id = c.submit(req.clone()).await?;
-                c.exec(&id).await?;
-                ids.push(id);
-            }
+            let ids = submit_and_exec(&c, &sleep_req("0"), n).await?;
             for id in &ids {
                 let status = wait_final(&c, id).await?;
                 if status != v1::Status::Completed as i32 {

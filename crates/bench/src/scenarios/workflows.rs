@@ -17,12 +17,7 @@ pub async fn workflows(b: &Bench, count: usize) -> anyhow::Result<Vec<Row>> {
         let n = count / workers + usize::from(w < count % workers);
         tasks.push(tokio::spawn(async move {
             let req = work(vec![block(1, vec![sleep_job()])]);
-            let mut ids = Vec::with_capacity(n);
-            for _ in 0..n {
-                let id = c.submit(req.clone()).await?;
-                c.exec(&id).await?;
-                ids.push(id);
-            }
+            let ids = submit_and_exec(&c, &req, n).await?;
             for id in &ids {
                 let st = c.wait(id, Duration::from_millis(2), |_| {}).await?;
                 if st.status != v1::Status::Completed as i32 {
@@ -60,15 +55,9 @@ pub async fn concurrent(b: &Bench, count: usize, seconds: u64) -> anyhow::Result
     for w in 0..32 {
         let (c, req) = (b.client.clone(), req.clone());
         let n = count / 32 + usize::from(w < count % 32);
-        tasks.push(tokio::spawn(async move {
-            let mut ids = Vec::with_capacity(n);
-            for _ in 0..n {
-                let id = c.submit(req.clone()).await?;
-                c.exec(&id).await?;
-                ids.push(id);
-            }
-            anyhow::Ok(ids)
-        }));
+        tasks.push(tokio::spawn(
+            async move { submit_and_exec(&c, &req, n).await },
+        ));
     }
     for t in tasks {
         ids.extend(t.await??);
