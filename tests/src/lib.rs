@@ -12,6 +12,7 @@ use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema};
 use interlock_engine::job::sleep_or_cancel;
 use interlock_engine::{Job, JobCtx, JobError, Outputs};
 use interlock_proto::v1;
+use interlock_server::server::StartError;
 use interlock_server::{Config, Running, ServerBuilder};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -103,13 +104,30 @@ impl TestServer {
     }
 
     async fn boot(&mut self) {
-        let running = ServerBuilder::new(self.config.clone())
-            .job(self.probe.clone())
-            .job(self.unsafe_probe.clone())
-            .clock(self.clock.clone())
-            .start()
-            .await
-            .expect("server starts");
+        // A restart reuses the last port, which another test's socket may
+        // have taken meanwhile (as an ephemeral port): wait for it a while.
+        // A start that lost that race lets go of the database soon after.
+        let mut tries = 0;
+        let running = loop {
+            let started = ServerBuilder::new(self.config.clone())
+                .job(self.probe.clone())
+                .job(self.unsafe_probe.clone())
+                .clock(self.clock.clone())
+                .start()
+                .await;
+            match started {
+                Err(e)
+                    if self.config.listen.port() != 0
+                        && tries < 100
+                        && (matches!(e, StartError::InUse(_))
+                            || e.to_string().contains("Address already in use")) =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => break other.expect("server starts"),
+            }
+        };
         // Next boot reuses the same port so clients can reconnect.
         self.config.listen = running.addr;
         self.running = Some(running);

@@ -127,6 +127,10 @@ impl ServerBuilder {
         }
         let registry = Arc::new(registry);
         let shutdown = CancellationToken::new();
+        // A start that fails from here on stops the tasks it started, so
+        // they let go of the store (and of SQLite's lock) instead of
+        // keeping it for the life of the process.
+        let failed_start = shutdown.clone().drop_guard();
         let auditor = Auditor::new(store.clone());
         let live = live::start(
             auditor.clone(),
@@ -285,6 +289,7 @@ impl ServerBuilder {
         });
         tracing::info!(%addr, db = %c.db_shown(), configs = %c.configs.display(),
             tls = c.tls_cert.is_some(), auth = c.auth_enabled(), "interlockd serving");
+        failed_start.disarm();
         Ok(Running {
             addr,
             metrics_addr,
