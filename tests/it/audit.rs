@@ -56,6 +56,7 @@ async fn every_mutating_call_is_audited_with_identity_request_id_and_outcome() {
             name: "y".into(),
             stop: true,
             reason: "audit".into(),
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -113,6 +114,7 @@ async fn the_reason_for_a_cancel_or_an_emergency_stop_is_in_the_audit_detail() {
             name: "y".into(),
             stop: true,
             reason: "rack 12 power work".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

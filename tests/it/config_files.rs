@@ -184,6 +184,7 @@ async fn each_rejected_content_is_reported_once() {
                 name: format!("nudge-{i}"),
                 stop: false,
                 reason: String::new(),
+                ..Default::default()
             })
             .await
             .unwrap();

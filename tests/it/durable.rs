@@ -150,31 +150,45 @@ async fn retry_runs_an_interrupted_job_again() {
 }
 
 #[tokio::test]
-async fn a_workflow_whose_name_is_stopped_stays_stopped_at_resume() {
-    let mut s = TestServer::start().await;
-    let c = s.client().await;
-    let id = c
-        .submit(req::work(
-            "x",
-            vec![req::block(1, vec![req::probe(60_000), req::probe(0)])],
-        ))
-        .await
-        .unwrap();
-    c.exec(&id).await.unwrap();
-    eventually("running", || async { !s.probe.starts_of(&id).is_empty() }).await;
-    s.stop().await;
-    write_config(
-        &s.config_path("es.json"),
-        r#"[{"Name": "x", "Status": "stop", "Reason": "maintenance window"}]"#,
-    );
-    s.boot_again().await;
-    let st = s.client().await.status(&id).await.unwrap();
-    assert_eq!(st.status, Status::Stopped as i32);
-    assert!(st.was_es_stopped);
-    assert!(st.reason.contains("maintenance window"), "{}", st.reason);
-    assert_eq!(st.blocks[0].jobs[0].status, Status::Stopped as i32);
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(s.probe.starts_of(&id).len(), 1, "nothing resumed");
+async fn a_workflow_whose_name_is_stopped_or_drained_stays_stopped_at_resume() {
+    // A drain ends it too: resuming would start its jobs again.
+    for mode in [v1::EsMode::Stop, v1::EsMode::Drain] {
+        let mut s = TestServer::start().await;
+        let c = s.client().await;
+        let id = c
+            .submit(req::work(
+                "x",
+                vec![req::block(1, vec![req::probe(60_000), req::probe(0)])],
+            ))
+            .await
+            .unwrap();
+        c.exec(&id).await.unwrap();
+        eventually("running", || async { !s.probe.starts_of(&id).is_empty() }).await;
+        s.stop().await;
+        let word = if mode == v1::EsMode::Stop {
+            "stop"
+        } else {
+            "drain"
+        };
+        write_config(
+            &s.config_path("es.json"),
+            &format!(r#"[{{"Name": "x", "Status": "{word}", "Reason": "maintenance window"}}]"#),
+        );
+        s.boot_again().await;
+        let st = s.client().await.status(&id).await.unwrap();
+        assert_eq!(st.status, Status::Stopped as i32, "{word}");
+        assert!(st.was_es_stopped);
+        assert_eq!(st.halted_by, mode as i32, "{word}: {}", st.reason);
+        assert!(st.reason.contains("maintenance window"), "{}", st.reason);
+        assert!(
+            st.reason.contains(&format!("emergency {word}")),
+            "{}",
+            st.reason
+        );
+        assert_eq!(st.blocks[0].jobs[0].status, Status::Stopped as i32);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(s.probe.starts_of(&id).len(), 1, "{word}: nothing resumed");
+    }
 }
 
 #[tokio::test]

@@ -209,6 +209,7 @@ async fn the_set_rpc_writes_es_json_and_takes_effect() {
             name: "x".into(),
             stop: true,
             reason: "operator says stop".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -332,6 +333,7 @@ async fn after_a_stop_the_unfinished_part_is_cloned_and_completes() {
         name: "SatelliteDiskErase".into(),
         stop,
         reason: "wrong rack".into(),
+        ..Default::default()
     };
     ctl.set_emergency_stop(set(true)).await.unwrap();
     assert_eq!(wait_final(&c, &id).await.status, Status::Stopped as i32);
@@ -364,4 +366,154 @@ async fn after_a_stop_the_unfinished_part_is_cloned_and_completes() {
             .count();
         assert_eq!(done, 1, "{m} erased exactly once");
     }
+}
+
+/// Sets `x` to `mode` through the Control API (es.json on one server).
+async fn set_x(s: &TestServer, mode: v1::EsMode) {
+    s.control()
+        .await
+        .set_emergency_stop(v1::SetEmergencyStopReq {
+            name: "x".into(),
+            reason: format!("rack work ({})", mode.as_str_name()),
+            mode: mode as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// A workflow of probes: block 0 runs two probes at a time, four in all
+/// (the first two `first` and `second` ms long, the others short), then
+/// block 1 runs one more.
+async fn start_two_of_four(s: &TestServer, first: u64, second: u64) -> String {
+    let c = s.client().await;
+    let id = c
+        .submit(req::work(
+            "x",
+            vec![
+                req::block(
+                    2,
+                    vec![
+                        req::probe(first),
+                        req::probe(second),
+                        req::probe(0),
+                        req::probe(0),
+                    ],
+                ),
+                req::block(1, vec![req::probe(0)]),
+            ],
+        ))
+        .await
+        .unwrap();
+    c.exec(&id).await.unwrap();
+    eventually("two probes running", || async {
+        s.probe.starts_of(&id).len() == 2
+    })
+    .await;
+    id
+}
+
+#[tokio::test]
+async fn drain_lets_jobs_in_flight_finish_and_starts_nothing_new() {
+    let s = TestServer::start().await;
+    // The first probe ends while the second still runs, so the next start
+    // meets the drain with a job in flight.
+    let id = start_two_of_four(&s, 1_000, 3_000).await;
+    set_x(&s, v1::EsMode::Drain).await;
+
+    // New work is refused at once, naming the drain.
+    let c = s.client().await;
+    let e = c
+        .submit(req::work("x", vec![req::block(1, vec![req::probe(0)])]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(Code::FailedPrecondition));
+    assert!(e.to_string().contains("draining"), "{e}");
+    let state = es_state(&s).await;
+    let x = state.entries.iter().find(|e| e.name == "x").unwrap();
+    assert_eq!((x.mode, x.stop), (v1::EsMode::Drain as i32, true));
+
+    let st = wait_final(&c, &id).await;
+    assert_eq!(st.status, Status::Stopped as i32, "{}", st.reason);
+    assert_eq!(st.halted_by, v1::EsMode::Drain as i32);
+    assert!(st.was_es_stopped, "the ancestor's flag covers drains too");
+    assert!(st.reason.contains("emergency drain"), "{}", st.reason);
+    let jobs = &st.blocks[0].jobs;
+    assert_eq!(
+        [jobs[0].status, jobs[1].status],
+        [Status::Completed as i32; 2],
+        "jobs in flight finished: {:?} {:?}",
+        jobs[0].error,
+        jobs[1].error
+    );
+    assert!(
+        jobs[2..]
+            .iter()
+            .all(|j| j.status == Status::NotStarted as i32)
+    );
+    assert_eq!(st.blocks[0].status, Status::Stopped as i32);
+    assert_eq!(st.blocks[1].status, Status::NotStarted as i32);
+    assert_eq!(s.probe.starts_of(&id).len(), 2, "nothing new started");
+    assert_eq!(s.probe.cancelled(), 0, "a drain cancels nothing");
+
+    // Stop is still stop: it cancels what is in flight, also mid-drain.
+    set_x(&s, v1::EsMode::Go).await;
+    let id2 = start_two_of_four(&s, 30_000, 30_000).await;
+    set_x(&s, v1::EsMode::Drain).await;
+    set_x(&s, v1::EsMode::Stop).await;
+    let st = wait_final(&c, &id2).await;
+    assert_eq!(st.halted_by, v1::EsMode::Stop as i32, "{}", st.reason);
+    assert!(st.reason.contains("emergency stop"), "{}", st.reason);
+    assert_eq!(s.probe.cancelled(), 2);
+}
+
+#[tokio::test]
+async fn go_before_the_next_job_start_lifts_a_drain_without_a_trace() {
+    let s = TestServer::start().await;
+    let id = start_two_of_four(&s, 2_000, 2_000).await;
+    set_x(&s, v1::EsMode::Drain).await;
+    set_x(&s, v1::EsMode::Go).await;
+    let st = wait_final(&s.client().await, &id).await;
+    assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
+    assert_eq!(st.halted_by, v1::EsMode::Unspecified as i32);
+    assert_eq!(s.probe.starts_of(&id).len(), 5);
+}
+
+#[tokio::test]
+async fn a_drain_in_es_json_is_read_and_a_contradictory_request_is_refused() {
+    let s = TestServer::start().await;
+    write_config(
+        &s.config_path("es.json"),
+        r#"[{"Name": "*", "Status": "go"}, {"Name": "x", "Status": "drain", "Reason": "cable swap"}]"#,
+    );
+    eventually("drain in force", || async {
+        es_state(&s)
+            .await
+            .entries
+            .iter()
+            .any(|e| e.name == "x" && e.mode == v1::EsMode::Drain as i32)
+    })
+    .await;
+    let c = s.client().await;
+    let e = c
+        .submit(req::work("x", vec![req::block(1, vec![req::probe(0)])]))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("cable swap"), "{e}");
+
+    let e = s
+        .control()
+        .await
+        .set_emergency_stop(v1::SetEmergencyStopReq {
+            name: "x".into(),
+            stop: true,
+            mode: v1::EsMode::Go as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("contradicts"), "{}", e.message());
+    let text = std::fs::read_to_string(s.config_path("es.json")).unwrap();
+    assert!(text.contains("drain"), "left as it was: {text}");
 }

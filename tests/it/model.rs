@@ -387,6 +387,7 @@ impl StateMachineTest for Test {
                             name: "x".into(),
                             stop,
                             reason: "model".into(),
+                            ..Default::default()
                         })
                         .await
                     })

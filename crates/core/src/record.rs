@@ -70,6 +70,75 @@ impl std::fmt::Display for Status {
     }
 }
 
+/// What the emergency stop says about a workflow name, from least to most
+/// severe (the order is the precedence when several entries apply).
+///
+/// `Drain` refuses new work and starts no new job but lets jobs in flight
+/// finish, for work more dangerous to interrupt than to complete; `Stop`
+/// also cancels jobs in flight.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum EsMode {
+    #[default]
+    Go,
+    Drain,
+    Stop,
+}
+
+impl EsMode {
+    /// The word used in es.json, the CLI and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EsMode::Go => "go",
+            EsMode::Drain => "drain",
+            EsMode::Stop => "stop",
+        }
+    }
+
+    /// Parses the es.json word (exactly, lower case).
+    pub fn parse(s: &str) -> Option<EsMode> {
+        Some(match s {
+            "go" => EsMode::Go,
+            "drain" => EsMode::Drain,
+            "stop" => EsMode::Stop,
+            _ => return None,
+        })
+    }
+
+    /// The stored code. 0 and 1 are what older schemas wrote for "not
+    /// halted" and "stopped", so their rows keep their meaning.
+    pub fn code(self) -> i32 {
+        match self {
+            EsMode::Go => 0,
+            EsMode::Stop => 1,
+            EsMode::Drain => 2,
+        }
+    }
+
+    /// The mode a stored code means; an unknown code means `Stop` (fail
+    /// closed: a newer writer's mode is at least a halt).
+    pub fn from_code(v: i64) -> EsMode {
+        match v {
+            0 => EsMode::Go,
+            2 => EsMode::Drain,
+            _ => EsMode::Stop,
+        }
+    }
+
+    /// True for `Drain` and `Stop`: new work is refused.
+    pub fn halts(self) -> bool {
+        self != EsMode::Go
+    }
+}
+
+impl std::fmt::Display for EsMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Everything known about one workflow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WorkflowRecord {
@@ -79,7 +148,9 @@ pub struct WorkflowRecord {
     /// Why the workflow failed, stopped or was cancelled; empty otherwise.
     pub reason: String,
     pub had_errors: bool,
-    pub es_stopped: bool,
+    /// The emergency control that ended the workflow (`Go` when none did).
+    #[serde(default)]
+    pub es_halt: EsMode,
     pub created: Micros,
     /// Set when Exec was accepted.
     pub started: Option<Micros>,
@@ -112,7 +183,7 @@ impl WorkflowRecord {
             status: Status::NotStarted,
             reason: String::new(),
             had_errors: false,
-            es_stopped: false,
+            es_halt: EsMode::Go,
             created,
             started: None,
             ended: None,

@@ -40,7 +40,7 @@ use crate::estop::EsState;
 use crate::job::JobRunner;
 use active::{Active, Cause};
 use interlock_core::{
-    AuditEntry, Catalog, Clock, Limits, Status, Violation, WorkReq, WorkflowRecord,
+    AuditEntry, Catalog, Clock, EsMode, Limits, Status, Violation, WorkReq, WorkflowRecord,
     validate_structure,
 };
 use interlock_store::{CasOutcome, IdMatch, InstanceInfo, Store, SubmitOutcome};
@@ -563,7 +563,9 @@ impl Engine {
 impl Inner {
     /// Stops every local run that `switch` stops. Called by whoever put
     /// `switch` in force, right after: a run registered later reads the
-    /// e-stop itself after registering, so none is missed.
+    /// e-stop itself after registering, so none is missed. A drain cancels
+    /// nothing: each run meets it at its next job start (so a `go` before
+    /// then leaves the run untouched).
     fn stop_halted(&self, switch: &EsState) {
         let actives: Vec<_> = self
             .active
@@ -573,8 +575,8 @@ impl Inner {
             .cloned()
             .collect();
         for a in actives {
-            if let Some(reason) = switch.stopped(&a.name) {
-                a.stop(Cause::EmergencyStop(reason));
+            if let Some(h) = switch.halted(&a.name).filter(|h| h.mode == EsMode::Stop) {
+                a.halt(h);
             }
         }
     }

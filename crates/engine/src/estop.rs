@@ -1,14 +1,19 @@
 //! The emergency stop as read from `es.json`.
 //!
 //! Format: a JSON array of `{"Name": <workflow name or "*">, "Status": "go" |
-//! "stop", "Reason": <optional text>}`; the ancestor's form (objects
-//! concatenated) is accepted too.
+//! "drain" | "stop", "Reason": <optional text>}`; the ancestor's form
+//! (objects concatenated) is accepted too.
 //!
-//! Fail closed: a name with no entry (and no `"*": go`), a missing file and
-//! a malformed file all mean STOP. `"*": stop` stops everything whatever the
-//! other entries say; `"*": go` lets names without their own entry run.
+//! `drain` refuses new work and starts no new job but lets jobs in flight
+//! finish; `stop` also cancels jobs in flight.
+//!
+//! Fail closed: a name with no entry (and no `"*"` entry), a missing file
+//! and a malformed file all mean STOP. A `"*"` entry that halts (drain or
+//! stop) applies to every name whatever its own entry says; `"*": go` lets
+//! names without their own entry run. Where several entries apply, the
+//! most severe wins (stop over drain over go).
 
-use interlock_core::Micros;
+use interlock_core::{EsMode, Micros};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -16,8 +21,30 @@ use std::path::{Path, PathBuf};
 /// One decision about a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EsEntry {
-    pub stop: bool,
+    pub mode: EsMode,
     pub reason: String,
+}
+
+/// Why a workflow name must not start new work: drained or stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Halt {
+    /// `Drain` or `Stop`, never `Go`.
+    pub mode: EsMode,
+    /// Where the halt comes from and the operator's reason.
+    pub reason: String,
+}
+
+impl std::fmt::Display for Halt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.mode {
+            EsMode::Drain => write!(
+                f,
+                "draining (no new work, jobs in flight finish): {}",
+                self.reason
+            ),
+            _ => f.write_str(&self.reason),
+        }
+    }
 }
 
 /// The emergency-stop state in force: this server's es.json, and the stops
@@ -26,7 +53,7 @@ pub struct EsEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EsState {
     entries: HashMap<String, EsEntry>,
-    /// Shared stops in force (only those that stop), by name.
+    /// Shared entries in force (only those that halt), by name.
     shared: HashMap<String, EsEntry>,
     /// Set when the file is missing or malformed: everything is stopped.
     pub error: Option<String>,
@@ -67,18 +94,14 @@ impl EsState {
             if r.name.is_empty() {
                 return Err(format!("entry {i}: Name is empty"));
             }
-            let stop = match r.status.as_str() {
-                "go" => false,
-                "stop" => true,
-                other => {
-                    return Err(format!(
-                        "entry {i} ({:?}): Status is {other:?}; it must be \"go\" or \"stop\"",
-                        r.name
-                    ));
-                }
+            let Some(mode) = EsMode::parse(&r.status) else {
+                return Err(format!(
+                    "entry {i} ({:?}): Status is {:?}; it must be \"go\", \"drain\" or \"stop\"",
+                    r.name, r.status
+                ));
             };
             let e = EsEntry {
-                stop,
+                mode,
                 reason: r.reason,
             };
             if entries.insert(r.name.clone(), e).is_some() {
@@ -93,16 +116,21 @@ impl EsState {
         })
     }
 
-    /// This state with the shared stops in force (entries that say stop).
-    pub fn with_shared<'a>(&self, stops: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+    /// This state with the shared entries in force (those that say go are
+    /// left out: a shared go never lifts a halt in the file).
+    pub fn with_shared<'a>(
+        &self,
+        stops: impl IntoIterator<Item = (&'a str, EsMode, &'a str)>,
+    ) -> Self {
         let mut next = self.clone();
         next.shared = stops
             .into_iter()
-            .map(|(name, reason)| {
+            .filter(|(_, mode, _)| mode.halts())
+            .map(|(name, mode, reason)| {
                 (
                     name.to_string(),
                     EsEntry {
-                        stop: true,
+                        mode,
                         reason: reason.to_string(),
                     },
                 )
@@ -118,45 +146,70 @@ impl EsState {
         v
     }
 
-    /// `Some(reason)` when `workflow` must not run.
+    /// `Some(why)` when `workflow` must not start new work (drained or
+    /// stopped), in words.
     pub fn stopped(&self, workflow: &str) -> Option<String> {
-        if let Some(e) = self
-            .shared
-            .get(WILDCARD)
-            .or_else(|| self.shared.get(workflow))
-        {
-            return Some(if e.reason.is_empty() {
-                "a shared emergency stop is in force".to_string()
-            } else {
-                format!("{} (shared emergency stop)", e.reason)
-            });
-        }
-        self.file_stopped(workflow)
+        self.halted(workflow).map(|h| h.to_string())
     }
 
-    fn file_stopped(&self, workflow: &str) -> Option<String> {
-        if let Some(e) = &self.error {
-            return Some(format!(
-                "es.json is unusable, so everything is stopped: {e}"
-            ));
+    /// The halt in force for `workflow`, if any: the more severe of the
+    /// shared entries and the file (the shared one on a tie).
+    pub fn halted(&self, workflow: &str) -> Option<Halt> {
+        let shared = [WILDCARD, workflow]
+            .iter()
+            .filter_map(|n| self.shared.get(*n))
+            .max_by_key(|e| e.mode)
+            .map(|e| Halt {
+                mode: e.mode,
+                reason: match (e.mode, e.reason.is_empty()) {
+                    (EsMode::Stop, true) => "a shared emergency stop is in force".to_string(),
+                    (EsMode::Stop, false) => format!("{} (shared emergency stop)", e.reason),
+                    (_, true) => "a shared drain is in force".to_string(),
+                    (_, false) => format!("{} (shared drain)", e.reason),
+                },
+            });
+        match (shared, self.file_halted(workflow)) {
+            (Some(s), Some(f)) if f.mode > s.mode => Some(f),
+            (Some(s), _) => Some(s),
+            (None, f) => f,
         }
-        let said = |name: &str, e: &EsEntry| {
-            if e.reason.is_empty() {
-                format!("es.json says stop for {name:?}")
+    }
+
+    fn file_halted(&self, workflow: &str) -> Option<Halt> {
+        if let Some(e) = &self.error {
+            return Some(Halt {
+                mode: EsMode::Stop,
+                reason: format!("es.json is unusable, so everything is stopped: {e}"),
+            });
+        }
+        let said = |name: &str, e: &EsEntry| Halt {
+            mode: e.mode,
+            reason: if e.reason.is_empty() {
+                format!("es.json says {} for {name:?}", e.mode)
             } else {
                 format!("{} (es.json entry {name:?})", e.reason)
-            }
+            },
         };
-        if let Some(w) = self.entries.get(WILDCARD).filter(|w| w.stop) {
-            return Some(said(WILDCARD, w));
+        let wildcard = self.entries.get(WILDCARD);
+        let own = self.entries.get(workflow);
+        if own.is_none() && wildcard.is_none() {
+            return Some(Halt {
+                mode: EsMode::Stop,
+                reason: format!(
+                    "es.json has no entry for workflow {workflow:?}; add {{\"Name\": {workflow:?}, \"Status\": \"go\"}} to allow it"
+                ),
+            });
         }
-        match (self.entries.get(workflow), self.entries.get(WILDCARD)) {
-            (Some(e), _) if e.stop => Some(said(workflow, e)),
-            (Some(_), _) | (None, Some(_)) => None,
-            (None, None) => Some(format!(
-                "es.json has no entry for workflow {workflow:?}; add {{\"Name\": {workflow:?}, \"Status\": \"go\"}} to allow it"
-            )),
-        }
+        // The wildcard first, so it wins a tie: its halt is the broader one
+        // to lift.
+        [(WILDCARD, wildcard), (workflow, own)]
+            .into_iter()
+            .filter_map(|(n, e)| e.filter(|e| e.mode.halts()).map(|e| (n, e)))
+            .fold(None::<(&str, &EsEntry)>, |best, (n, e)| match best {
+                Some((_, b)) if b.mode >= e.mode => best,
+                _ => Some((n, e)),
+            })
+            .map(|(n, e)| said(n, e))
     }
 
     /// Entries by name, sorted.
@@ -185,7 +238,7 @@ pub enum EsFileError {
     Io { path: String, error: String },
 }
 
-/// Sets `name` to stop or go in the es.json at `path`, keeping every other
+/// Sets `name` to `mode` in the es.json at `path`, keeping every other
 /// entry as written on disk (not as in force: entries written by hand since
 /// the last reload are kept). The new file is written to a temporary file,
 /// synced and renamed into place, so a reader never sees it half-written.
@@ -193,14 +246,14 @@ pub enum EsFileError {
 pub async fn set_entry(
     path: &Path,
     name: &str,
-    stop: bool,
+    mode: EsMode,
     reason: &str,
 ) -> Result<(), EsFileError> {
     if name.is_empty() {
         return Err(EsFileError::EmptyName);
     }
     let (path, name, reason) = (path.to_path_buf(), name.to_string(), reason.to_string());
-    tokio::task::spawn_blocking(move || set_entry_blocking(&path, &name, stop, &reason))
+    tokio::task::spawn_blocking(move || set_entry_blocking(&path, &name, mode, &reason))
         .await
         .map_err(|e| EsFileError::Io {
             path: String::new(),
@@ -211,7 +264,7 @@ pub async fn set_entry(
 fn set_entry_blocking(
     path: &PathBuf,
     name: &str,
-    stop: bool,
+    mode: EsMode,
     reason: &str,
 ) -> Result<(), EsFileError> {
     let shown = path.display().to_string();
@@ -233,7 +286,7 @@ fn set_entry_blocking(
             })?
         }
     };
-    let status = if stop { "stop" } else { "go" };
+    let status = mode.as_str();
     match entries.iter_mut().find(|e| e.name == name) {
         Some(e) => {
             e.status = status.into();
@@ -305,18 +358,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("es.json");
         std::fs::write(&path, r#"{"Name": "a", "Status": "go"}"#).unwrap();
-        set_entry(&path, "b", true, "drill").await.unwrap();
-        set_entry(&path, "a", true, "").await.unwrap();
+        set_entry(&path, "b", EsMode::Stop, "drill").await.unwrap();
+        set_entry(&path, "a", EsMode::Stop, "").await.unwrap();
+        set_entry(&path, "c", EsMode::Drain, "finish the erase")
+            .await
+            .unwrap();
         let s = EsState::parse(&std::fs::read_to_string(&path).unwrap()).unwrap();
         assert_eq!(s.stopped("b").unwrap(), "drill (es.json entry \"b\")");
         assert!(s.stopped("a").is_some());
+        assert_eq!(s.halted("c").unwrap().mode, EsMode::Drain);
         assert!(matches!(
-            set_entry(&path, "", true, "x").await,
+            set_entry(&path, "", EsMode::Stop, "x").await,
             Err(EsFileError::EmptyName)
         ));
         std::fs::write(&path, "[{").unwrap();
         assert!(matches!(
-            set_entry(&path, "a", false, "").await,
+            set_entry(&path, "a", EsMode::Go, "").await,
             Err(EsFileError::Malformed { .. })
         ));
         assert_eq!(
@@ -330,16 +387,73 @@ mod tests {
     fn shared_stops_add_to_the_file() {
         let s = EsState::parse(r#"[{"Name": "*", "Status": "go"}]"#).unwrap();
         assert_eq!(s.stopped("a"), None);
-        let merged = s.with_shared([("a", "rack fire")]);
+        let merged = s.with_shared([("a", EsMode::Stop, "rack fire"), ("b", EsMode::Go, "")]);
         assert_eq!(
             merged.stopped("a").unwrap(),
             "rack fire (shared emergency stop)"
         );
         assert_eq!(merged.stopped("b"), None);
-        let all = s.with_shared([("*", "")]);
+        let all = s.with_shared([("*", EsMode::Stop, "")]);
         assert!(all.stopped("b").is_some());
         let broken = EsState::fail_closed("x".into()).with_shared([]);
         assert!(broken.stopped("a").is_some(), "a broken file still stops");
+    }
+
+    fn mode(s: &EsState, name: &str) -> EsMode {
+        s.halted(name).map_or(EsMode::Go, |h| h.mode)
+    }
+
+    #[test]
+    fn drain_sits_between_go_and_stop() {
+        let s = EsState::parse(
+            r#"[{"Name": "*", "Status": "go"}, {"Name": "a", "Status": "drain", "Reason": "rack work"}]"#,
+        )
+        .unwrap();
+        assert_eq!(mode(&s, "a"), EsMode::Drain);
+        assert_eq!(mode(&s, "b"), EsMode::Go);
+        let h = s.halted("a").unwrap();
+        assert_eq!(h.reason, "rack work (es.json entry \"a\")");
+        assert!(
+            s.stopped("a").unwrap().starts_with("draining"),
+            "the refusal says it is a drain: {:?}",
+            s.stopped("a")
+        );
+
+        // A halting wildcard applies to every name, whatever its own entry.
+        let s = EsState::parse(
+            r#"[{"Name": "*", "Status": "drain"}, {"Name": "a", "Status": "go"}, {"Name": "b", "Status": "stop"}]"#,
+        )
+        .unwrap();
+        assert_eq!(mode(&s, "a"), EsMode::Drain);
+        assert_eq!(mode(&s, "b"), EsMode::Stop, "the more severe wins");
+        assert_eq!(mode(&s, "c"), EsMode::Drain);
+
+        // The union with shared entries takes the more severe of the two.
+        let file =
+            EsState::parse(r#"[{"Name": "*", "Status": "go"}, {"Name": "b", "Status": "stop"}]"#)
+                .unwrap();
+        let merged = file.with_shared([("*", EsMode::Drain, "maintenance")]);
+        assert_eq!(mode(&merged, "a"), EsMode::Drain);
+        assert_eq!(
+            merged.halted("a").unwrap().reason,
+            "maintenance (shared drain)"
+        );
+        assert_eq!(
+            mode(&merged, "b"),
+            EsMode::Stop,
+            "a shared drain never weakens a stop"
+        );
+        let merged = file.with_shared([("a", EsMode::Stop, ""), ("*", EsMode::Drain, "")]);
+        assert_eq!(mode(&merged, "a"), EsMode::Stop);
+        assert_eq!(mode(&merged, "c"), EsMode::Drain);
+        let merged = EsState::parse(r#"[{"Name": "*", "Status": "drain"}]"#)
+            .unwrap()
+            .with_shared([("a", EsMode::Go, "")]);
+        assert_eq!(
+            mode(&merged, "a"),
+            EsMode::Drain,
+            "a shared go lifts nothing"
+        );
     }
 
     #[test]
@@ -348,6 +462,8 @@ mod tests {
             "",
             " \n",
             "[{\"Name\": \"a\", \"Status\": \"Go\"}]",
+            "[{\"Name\": \"a\", \"Status\": \"DRAIN\"}]",
+            "[{\"Name\": \"a\", \"Status\": \"pause\"}]",
             "[{\"Name\": \"a\"}]",
             "[{\"Name\": \"a\", \"Status\": \"go\"}, {\"Name\": \"a\", \"Status\": \"stop\"}]",
             "[{\"Name\": \"a\", \"Status\": \"go\"",

@@ -74,9 +74,7 @@ pub fn estop(data: &[u8]) {
     let canonical: Vec<Value> = state
         .entries()
         .into_iter()
-        .map(|(name, e)| {
-            json!({"Name": name, "Status": if e.stop { "stop" } else { "go" }, "Reason": e.reason})
-        })
+        .map(|(name, e)| json!({"Name": name, "Status": e.mode.as_str(), "Reason": e.reason}))
         .collect();
     let canonical = serde_json::to_string(&canonical).expect("JSON values serialize");
     let again = EsState::parse(&canonical)

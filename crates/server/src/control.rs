@@ -42,8 +42,9 @@ impl ControlApi {
             v.into_iter()
                 .map(|(name, e)| v1::EmergencyStopEntry {
                     name: name.to_string(),
-                    stop: e.stop,
+                    stop: e.mode.halts(),
                     reason: e.reason.clone(),
+                    mode: crate::convert::es_mode(e.mode) as i32,
                 })
                 .collect()
         };
@@ -131,15 +132,20 @@ impl Control for ControlApi {
     ) -> Result<Response<v1::EmergencyStopStateResp>, Status> {
         let who = Caller::of(&r);
         let r = r.into_inner();
-        let target = format!("{} {}", r.name, if r.stop { "stop" } else { "go" });
+        let mode = crate::convert::requested_es_mode(r.stop, r.mode);
+        let target = match &mode {
+            Ok(m) => format!("{} {m}", r.name),
+            Err(_) => r.name.clone(),
+        };
         let detail = if r.reason.is_empty() {
             String::new()
         } else {
             format!("reason: {}", r.reason)
         };
-        let result = match self.guard.check(&who.who, Action::Estop, &r.name) {
-            Ok(()) => self.set_es(r, &who.identity).await,
-            Err(e) => Err(e),
+        let result = match (self.guard.check(&who.who, Action::Estop, &r.name), mode) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Err(m)) => Err(Status::invalid_argument(m)),
+            (Ok(()), Ok(mode)) => self.set_es(&r.name, mode, &r.reason, &who.identity).await,
         };
         self.audit
             .record(who.outcome("estop.set", &target, &detail, &result))
@@ -265,17 +271,19 @@ impl Control for ControlApi {
 impl ControlApi {
     async fn set_es(
         &self,
-        r: v1::SetEmergencyStopReq,
+        name: &str,
+        mode: interlock_core::EsMode,
+        reason: &str,
         by: &str,
     ) -> Result<v1::EmergencyStopStateResp, Status> {
         let _guard = self.es_write.lock().await;
         let path = self.live.dir.join(ESTOP);
         self.engine
-            .set_stop(&path, &r.name, r.stop, &r.reason, by)
+            .set_stop(&path, name, mode, reason, by)
             .await
             .map_err(engine_status)?;
-        tracing::warn!(name = %interlock_core::Escaped(&r.name), stop = r.stop,
-            reason = %interlock_core::Escaped(&r.reason), shared = self.engine.stops_are_shared(),
+        tracing::warn!(name = %interlock_core::Escaped(name), %mode,
+            reason = %interlock_core::Escaped(reason), shared = self.engine.stops_are_shared(),
             "emergency stop changed through the API");
         // A file change is in force once the reloader has read it.
         self.live.reload_now().await;

@@ -3,7 +3,7 @@
 //! Inbound conversion can fail (negative durations); the error names the
 //! field. Outbound conversion renders a [`WorkflowRecord`] as a StatusResp.
 
-use interlock_core::{Block, Job, Micros, RetryPolicy, Status, WorkReq, WorkflowRecord};
+use interlock_core::{Block, EsMode, Job, Micros, RetryPolicy, Status, WorkReq, WorkflowRecord};
 use interlock_proto::v1;
 use std::time::Duration;
 
@@ -136,6 +136,40 @@ fn status(s: Status) -> i32 {
     s as i32
 }
 
+/// An emergency-stop mode on the wire.
+pub fn es_mode(m: EsMode) -> v1::EsMode {
+    match m {
+        EsMode::Go => v1::EsMode::Go,
+        EsMode::Drain => v1::EsMode::Drain,
+        EsMode::Stop => v1::EsMode::Stop,
+    }
+}
+
+/// The mode a SetEmergencyStop asks for: `mode` when set, else the `stop`
+/// flag of clients that predate it. Contradictions are refused rather
+/// than guessed at.
+pub fn requested_es_mode(stop: bool, mode: i32) -> Result<EsMode, String> {
+    let m = match v1::EsMode::try_from(mode) {
+        Ok(v1::EsMode::Unspecified) => {
+            return Ok(if stop { EsMode::Stop } else { EsMode::Go });
+        }
+        Ok(v1::EsMode::Go) => EsMode::Go,
+        Ok(v1::EsMode::Drain) => EsMode::Drain,
+        Ok(v1::EsMode::Stop) => EsMode::Stop,
+        Err(_) => {
+            return Err(format!(
+                "mode {mode} is not an emergency-stop mode; use EsModeGo, EsModeDrain or EsModeStop"
+            ));
+        }
+    };
+    if stop && m != EsMode::Stop {
+        return Err(format!(
+            "stop=true contradicts mode {m}; leave stop false when setting mode"
+        ));
+    }
+    Ok(m)
+}
+
 /// A record as the full interlock.v1 StatusResp.
 pub fn status_resp(rec: &WorkflowRecord) -> v1::StatusResp {
     let created = ts(Some(rec.created));
@@ -144,7 +178,12 @@ pub fn status_resp(rec: &WorkflowRecord) -> v1::StatusResp {
         desc: rec.req.desc.clone(),
         status: status(rec.status),
         had_errors: rec.had_errors,
-        was_es_stopped: rec.es_stopped,
+        was_es_stopped: rec.es_halt.halts(),
+        halted_by: if rec.es_halt.halts() {
+            es_mode(rec.es_halt) as i32
+        } else {
+            v1::EsMode::Unspecified as i32
+        },
         id: rec.id.clone(),
         created,
         started: ts(rec.started),

@@ -16,6 +16,7 @@
 //! the rendered exposition stay beside the renderer they check.
 
 use crate::live::Live;
+use interlock_core::EsMode;
 use interlock_engine::Engine;
 use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -176,6 +177,12 @@ const DESCRIBED: &[Described] = {
             Gauge,
             Unit::Count,
             "Entries of es.json that stop their workflow name.",
+        ),
+        m(
+            "interlock_estop_drained_entries",
+            Gauge,
+            Unit::Count,
+            "Entries of es.json that drain their workflow name (no new work, jobs in flight finish).",
         ),
         m(
             "interlock_policies_loaded",
@@ -359,8 +366,9 @@ async fn refresh(engine: &Engine, live: &Live) {
     } else {
         0.0
     });
-    let stopped = es.entries().iter().filter(|(_, e)| e.stop).count();
-    metrics::gauge!("interlock_estop_stopped_entries").set(stopped as f64);
+    let count = |m: EsMode| es.entries().iter().filter(|(_, e)| e.mode == m).count() as f64;
+    metrics::gauge!("interlock_estop_stopped_entries").set(count(EsMode::Stop));
+    metrics::gauge!("interlock_estop_drained_entries").set(count(EsMode::Drain));
     let loaded = live.policies.borrow().set.is_some();
     metrics::gauge!("interlock_policies_loaded").set(if loaded { 1.0 } else { 0.0 });
 }

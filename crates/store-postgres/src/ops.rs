@@ -297,13 +297,13 @@ pub async fn apply_change(tx: &Transaction<'_>, c: &Change) -> PgResult<bool> {
             status,
             reason,
             had_errors,
-            es_stopped,
+            es_halt,
             ended,
         } => {
             sql::execute(tx,
                 "UPDATE workflows SET status = $1, reason = $2, had_errors = $3, es_stopped = $4,
                  ended = $5, owner = CASE WHEN $7 THEN NULL ELSE owner END WHERE id = $6",
-                &[&(*status as i32), reason, had_errors, es_stopped, ended, id, &status.is_terminal()],
+                &[&(*status as i32), reason, had_errors, &(es_halt.code() as i16), ended, id, &status.is_terminal()],
             )
             .await?
         }
@@ -597,7 +597,7 @@ pub async fn set_stop(tx: &Transaction<'_>, ctx: &mut Ctx, e: &SharedStop) -> Pg
         "INSERT INTO shared_stops (name, stop, reason, set_by, at) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (name) DO UPDATE SET stop = excluded.stop, reason = excluded.reason,
          set_by = excluded.set_by, at = excluded.at",
-        &[&e.name, &e.stop, &e.reason, &e.by, &e.at],
+        &[&e.name, &(e.mode.code() as i16), &e.reason, &e.by, &e.at],
     )
     .await?;
     ctx.items.push(FeedItem::Stops);

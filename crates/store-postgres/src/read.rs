@@ -3,8 +3,8 @@
 use crate::sql;
 use deadpool_postgres::GenericClient;
 use interlock_core::{
-    AuditEntry, AuditQuery, BlockRecord, JobRecord, ListFilter, Micros, Status, Summary, WorkReq,
-    WorkflowRecord,
+    AuditEntry, AuditQuery, BlockRecord, EsMode, JobRecord, ListFilter, Micros, Status, Summary,
+    WorkReq, WorkflowRecord,
 };
 use interlock_store::{
     BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop, Take,
@@ -31,7 +31,7 @@ pub async fn load(c: &impl GenericClient, id: &str) -> Result<Option<WorkflowRec
     rec.status = status_of(id, row.get(1))?;
     rec.reason = row.get(2);
     rec.had_errors = row.get(3);
-    rec.es_stopped = row.get(4);
+    rec.es_halt = EsMode::from_code(row.get::<_, i16>(4).into());
     rec.started = row.get(6);
     rec.ended = row.get(7);
     rec.submitted_by = row.get(9);
@@ -343,7 +343,7 @@ pub async fn stops(c: &impl GenericClient) -> Result<Vec<SharedStop>> {
     .iter()
     .map(|r| SharedStop {
         name: r.get(0),
-        stop: r.get(1),
+        mode: EsMode::from_code(r.get::<_, i16>(1).into()),
         reason: r.get(2),
         by: r.get(3),
         at: r.get(4),

@@ -126,6 +126,15 @@ const MIGRATIONS: &[&str] = &[
         set_by TEXT NOT NULL,
         at BIGINT NOT NULL
     );",
+    // 2: drain beside stop. Both columns become the mode's code (0 go,
+    // 1 stop, 2 drain), so existing rows keep their meaning. Changing the
+    // type rewrites the tables once, under the migration lock.
+    "ALTER TABLE workflows ALTER COLUMN es_stopped DROP DEFAULT;
+    ALTER TABLE workflows ALTER COLUMN es_stopped TYPE SMALLINT
+        USING (CASE WHEN es_stopped THEN 1 ELSE 0 END);
+    ALTER TABLE workflows ALTER COLUMN es_stopped SET DEFAULT 0;
+    ALTER TABLE shared_stops ALTER COLUMN stop TYPE SMALLINT
+        USING (CASE WHEN stop THEN 1 ELSE 0 END);",
 ];
 
 /// The schema version this build writes.

@@ -284,7 +284,7 @@ pub fn apply_change(tx: &Transaction<'_>, c: &Change) -> rusqlite::Result<bool> 
             status,
             reason,
             had_errors,
-            es_stopped,
+            es_halt,
             ended,
         } => tx
             .prepare_cached(
@@ -295,7 +295,7 @@ pub fn apply_change(tx: &Transaction<'_>, c: &Change) -> rusqlite::Result<bool> 
                 *status as i32,
                 reason,
                 had_errors,
-                es_stopped,
+                es_halt.code(),
                 ended,
                 id,
                 status.is_terminal()
@@ -564,7 +564,7 @@ pub fn set_stop(tx: &Transaction<'_>, ctx: &mut Ctx<'_>, e: &SharedStop) -> rusq
          ON CONFLICT (name) DO UPDATE SET stop = excluded.stop, reason = excluded.reason,
          set_by = excluded.set_by, at = excluded.at",
     )?
-    .execute(params![e.name, e.stop, e.reason, e.by, e.at])?;
+    .execute(params![e.name, e.mode.code(), e.reason, e.by, e.at])?;
     ctx.events.push(FeedItem::Stops);
     Ok(())
 }

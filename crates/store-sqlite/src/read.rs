@@ -2,8 +2,8 @@
 //! run while the writer commits; they see the last committed state.
 
 use interlock_core::{
-    AuditEntry, AuditQuery, BlockRecord, JobRecord, ListFilter, Micros, Status, Summary, WorkReq,
-    WorkflowRecord,
+    AuditEntry, AuditQuery, BlockRecord, EsMode, JobRecord, ListFilter, Micros, Status, Summary,
+    WorkReq, WorkflowRecord,
 };
 use interlock_store::{
     BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop, Take,
@@ -26,7 +26,7 @@ pub fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
                 r.get::<_, i32>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, bool>(3)?,
-                r.get::<_, bool>(4)?,
+                r.get::<_, i64>(4)?,
                 r.get::<_, i64>(5)?,
                 r.get::<_, Option<i64>>(6)?,
                 r.get::<_, Option<i64>>(7)?,
@@ -50,7 +50,8 @@ pub fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
     rec.status = status_of(id, status)?;
     rec.reason = reason;
     rec.had_errors = had_errors;
-    rec.es_stopped = es_stopped;
+    // The column predates drain: 0 and 1 are go and stop, 2 is drain.
+    rec.es_halt = EsMode::from_code(es_stopped);
     rec.started = started;
     rec.ended = ended;
     (rec.submitted_by, rec.executed_by, rec.owner) = who;
@@ -388,7 +389,8 @@ pub fn stops(c: &Connection) -> Result<Vec<SharedStop>> {
         .query_map([], |r| {
             Ok(SharedStop {
                 name: r.get(0)?,
-                stop: r.get(1)?,
+                // 0/1 from before drain existed read as go/stop.
+                mode: EsMode::from_code(r.get(1)?),
                 reason: r.get(2)?,
                 by: r.get(3)?,
                 at: r.get(4)?,

@@ -269,7 +269,7 @@ async fn a_terminal_write_ends_the_lease_for_the_rest_of_its_batch() {
         status: Status::Completed,
         reason: String::new(),
         had_errors: false,
-        es_stopped: false,
+        es_halt: interlock_core::EsMode::Go,
         ended: Some(20),
     };
     let (first, first_rx) = fenced_write(&lease, job_done("w", 0));

@@ -47,8 +47,8 @@ pub mod memory;
 
 use async_trait::async_trait;
 use interlock_core::{
-    AuditEntry, AuditQuery, BlockRecord, Event, JobRecord, ListFilter, Micros, Status, Summary,
-    WorkflowRecord,
+    AuditEntry, AuditQuery, BlockRecord, EsMode, Event, JobRecord, ListFilter, Micros, Status,
+    Summary, WorkflowRecord,
 };
 use std::time::Duration;
 
@@ -129,7 +129,8 @@ pub enum Change {
         status: Status,
         reason: String,
         had_errors: bool,
-        es_stopped: bool,
+        /// The emergency control that ended it, if one did.
+        es_halt: EsMode,
         ended: Option<Micros>,
     },
     /// Sets the workflow's had_errors flag (a job failed).
@@ -318,7 +319,8 @@ pub struct ControlRequest {
 pub struct SharedStop {
     /// A workflow name, or "*" for every workflow.
     pub name: String,
-    pub stop: bool,
+    /// `Go` lifts the shared entry; the file may still halt the name.
+    pub mode: EsMode,
     pub reason: String,
     /// Who set it (an identity) and when.
     pub by: String,

@@ -113,14 +113,14 @@ impl State {
                 status,
                 reason,
                 had_errors,
-                es_stopped,
+                es_halt,
                 ended,
                 ..
             } => {
                 rec.status = *status;
                 rec.reason.clone_from(reason);
                 rec.had_errors = *had_errors;
-                rec.es_stopped = *es_stopped;
+                rec.es_halt = *es_halt;
                 rec.ended = *ended;
                 if status.is_terminal() {
                     row.owner = None;
@@ -671,7 +671,7 @@ mod tests {
             status: Status::Completed,
             reason: String::new(),
             had_errors: false,
-            es_stopped: false,
+            es_halt: interlock_core::EsMode::Go,
             ended: Some(1),
         };
         // Block 9 does not exist: the second change fails after the first.

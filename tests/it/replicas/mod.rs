@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 type Ctl = v1::control_client::ControlClient<Transport>;
 
 /// The workflow names every cluster's policies and es.json admit.
-const NAMES: [&str; 4] = ["rep", "rep-stop", "rep-takes", "rep-slow"];
+const NAMES: [&str; 5] = ["rep", "rep-stop", "rep-drain", "rep-takes", "rep-slow"];
 
 /// A running replica and a client for it.
 struct Replica {

@@ -58,6 +58,7 @@ async fn without_the_database_replicas_stop_and_say_so_then_recover() {
             name: "rep-stop".into(),
             stop: true,
             reason: "before the outage".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

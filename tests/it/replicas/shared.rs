@@ -47,6 +47,7 @@ async fn an_emergency_stop_through_one_replica_halts_jobs_on_all() {
             name: "rep-stop".into(),
             stop: true,
             reason: "replica test".into(),
+            ..Default::default()
         })
         .await
         .expect("SetEmergencyStop")
@@ -95,6 +96,7 @@ async fn an_emergency_stop_through_one_replica_halts_jobs_on_all() {
             name: "rep-stop".into(),
             stop: false,
             reason: String::new(),
+            ..Default::default()
         })
         .await
         .expect("go");
@@ -117,6 +119,52 @@ async fn an_emergency_stop_through_one_replica_halts_jobs_on_all() {
     let id = started.expect("the name runs again after go");
     let st = c.wait_final(&id, Duration::from_secs(10)).await;
     assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drain_through_one_replica_lets_jobs_in_flight_on_others_finish() {
+    let Some(c) = Cluster::start(Setup::default()).await else {
+        return;
+    };
+    // One job at a time: the first is in flight when the drain lands, the
+    // second would be new work.
+    let drainable = || {
+        req::work(
+            "rep-drain",
+            vec![req::block(1, vec![sleep(3.0), sleep(0.01)])],
+        )
+    };
+    let ids = [
+        run_on(&c, 1, drainable()).await,
+        run_on(&c, 2, drainable()).await,
+    ];
+    c.r(0)
+        .ctl
+        .clone()
+        .set_emergency_stop(v1::SetEmergencyStopReq {
+            name: "rep-drain".into(),
+            mode: v1::EsMode::Drain as i32,
+            reason: "replica drain".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("SetEmergencyStop drain");
+    for id in &ids {
+        let st = c.wait_final(id, Duration::from_secs(20)).await;
+        assert_eq!(st.status, Status::Stopped as i32, "{id}: {}", st.reason);
+        assert_eq!(st.halted_by, v1::EsMode::Drain as i32, "{}", st.reason);
+        assert!(st.reason.contains("replica drain"), "{}", st.reason);
+        let jobs = &st.blocks[0].jobs;
+        assert_eq!(
+            (jobs[0].status, jobs[1].status),
+            (Status::Completed as i32, Status::NotStarted as i32),
+            "{id}: the job in flight finished, the next never started"
+        );
+    }
+    for (i, r) in c.live() {
+        let e = r.client.submit(drainable()).await.expect_err("drained");
+        assert!(e.to_string().contains("draining"), "replica {i}: {e}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,6 +98,7 @@ async fn a_role_without_the_grant_is_denied_naming_it_and_one_with_it_works() {
                         name: "x".into(),
                         stop: true,
                         reason: "no".into(),
+                        ..Default::default()
                     })
                     .await,
             ),
@@ -114,6 +115,7 @@ async fn a_role_without_the_grant_is_denied_naming_it_and_one_with_it_works() {
             name: "*".into(),
             stop: true,
             reason: "all".into(),
+            ..Default::default()
         })
         .await,
     );
@@ -123,6 +125,7 @@ async fn a_role_without_the_grant_is_denied_naming_it_and_one_with_it_works() {
         name: "x".into(),
         stop: true,
         reason: "drill".into(),
+        ..Default::default()
     })
     .await
     .expect("stopper stops x");
@@ -132,6 +135,7 @@ async fn a_role_without_the_grant_is_denied_naming_it_and_one_with_it_works() {
         name: "x".into(),
         stop: false,
         reason: "drill over".into(),
+        ..Default::default()
     })
     .await
     .unwrap();

@@ -233,6 +233,7 @@ async fn call_everything(t: Transport, id: &str) -> Vec<(&'static str, Code, Str
                     name: "x".into(),
                     stop: false,
                     reason: "test".into(),
+                    ..Default::default()
                 })
                 .await,
             ),

@@ -300,6 +300,7 @@ async fn estop_spread(d: &Deployment, flips: usize, per_node: usize) -> anyhow::
             name: "bench".into(),
             stop: true,
             reason: "benchmark".into(),
+            ..Default::default()
         })
         .await?;
         let mut worst: f64 = 0.0;
@@ -313,6 +314,7 @@ async fn estop_spread(d: &Deployment, flips: usize, per_node: usize) -> anyhow::
             name: "bench".into(),
             stop: false,
             reason: String::new(),
+            ..Default::default()
         })
         .await?;
         // Every node lets the name run again before the next round.

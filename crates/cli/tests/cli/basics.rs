@@ -115,6 +115,21 @@ async fn control_commands() {
     let (code, _, err) = cli(&s, &["submit", &good]).await;
     assert_eq!(code, 3);
     assert!(err.contains("drill"), "{err}");
+    let (code, out, _) = cli(&s, &["es", "drain", "x", "--reason", "cable swap"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("x ") && l.contains("DRAIN") && l.contains("cable swap")),
+        "{out}"
+    );
+    let (code, _, err) = cli(&s, &["submit", &good]).await;
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("draining") && err.contains("cable swap"),
+        "{err}"
+    );
+    let (_, out, _) = cli(&s, &["--json", "es", "status"]).await;
+    assert!(out.contains("\"EsModeDrain\""), "{out}");
     assert_eq!(cli(&s, &["es", "go", "x"]).await.0, 0);
     let (_, out, _) = cli(&s, &["--json", "es", "status"]).await;
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -123,7 +138,8 @@ async fn control_commands() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["name"] == "x" && e["stop"] == false)
+            .any(|e| e["name"] == "x" && e["stop"] == false && e["mode"] == "EsModeGo"),
+        "{out}"
     );
 
     let (_, out, _) = cli(&s, &["jobs"]).await;

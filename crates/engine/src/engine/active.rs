@@ -12,10 +12,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-/// Why an executing workflow is stopping. The first cause wins.
+/// Why an executing workflow is stopping. The first cause wins, except
+/// that a drain gives way to any later cause: a drain only waits for jobs in
+/// flight, and whatever comes next (a stop, a Cancel) is more urgent.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Cause {
     EmergencyStop(String),
+    /// The emergency stop says drain: nothing new starts, jobs in flight
+    /// finish (nothing is cancelled).
+    Drained(String),
     /// A Cancel request, with its reason.
     Cancelled(String),
     Fatal(String),
@@ -31,7 +36,7 @@ impl Cause {
     /// nothing is to be recorded.
     pub(crate) fn cut_status(&self) -> Option<Status> {
         match self {
-            Cause::EmergencyStop(_) => Some(Status::Stopped),
+            Cause::EmergencyStop(_) | Cause::Drained(_) => Some(Status::Stopped),
             Cause::Cancelled(_) | Cause::Fatal(_) | Cause::Deadline(_) => Some(Status::Cancelled),
             Cause::Unrecorded(_) => None,
         }
@@ -40,6 +45,7 @@ impl Cause {
     pub(crate) fn describe(&self) -> String {
         match self {
             Cause::EmergencyStop(r) => format!("emergency stop: {r}"),
+            Cause::Drained(r) => format!("emergency drain: {r}"),
             Cause::Cancelled(r) => format!("cancelled: {r}"),
             Cause::Fatal(r) | Cause::Unrecorded(r) => r.clone(),
             Cause::Deadline(d) => format!("workflow deadline of {}s exceeded", d.as_secs_f64()),
@@ -106,12 +112,21 @@ impl Active {
         self.token.cancel();
     }
 
-    /// Records the cause (if first) without cancelling: no new job starts,
-    /// running ones finish.
+    /// Records the cause (if first, or replacing a drain) without
+    /// cancelling: no new job starts, running ones finish.
     pub fn set_cause(&self, cause: Cause) {
         let mut c = self.cause.lock().expect("cause lock");
-        if c.is_none() {
+        if c.is_none() || matches!(*c, Some(Cause::Drained(_))) {
             *c = Some(cause);
+        }
+    }
+
+    /// Acts on an emergency-stop halt: a stop cancels jobs in flight, a
+    /// drain only keeps new ones from starting.
+    pub fn halt(&self, h: crate::estop::Halt) {
+        match h.mode {
+            interlock_core::EsMode::Drain => self.set_cause(Cause::Drained(h.reason)),
+            _ => self.stop(Cause::EmergencyStop(h.reason)),
         }
     }
 

@@ -22,7 +22,9 @@ use super::active::{Active, Cause};
 use super::{Inner, StoreHealth};
 use crate::job::{JobCtx, JobError, JobSink};
 use async_trait::async_trait;
-use interlock_core::{Attempt, BlockRecord, Idempotency, JobRecord, Status, WorkflowRecord};
+use interlock_core::{
+    Attempt, BlockRecord, EsMode, Idempotency, JobRecord, Status, WorkflowRecord,
+};
 use interlock_store::{Change, Lease, Store, StoreError};
 use rand::Rng;
 use std::sync::{Arc, Mutex};
@@ -207,7 +209,9 @@ impl Inner {
                 self.retire(&id, &active);
                 return;
             }
-            (Some(c @ Cause::EmergencyStop(_)), _) => (Status::Stopped, c.describe()),
+            (Some(c @ (Cause::EmergencyStop(_) | Cause::Drained(_))), _) => {
+                (Status::Stopped, c.describe())
+            }
             (Some(c @ Cause::Cancelled(_)), _) => (Status::Cancelled, c.describe()),
             (Some(c), _) => (Status::Failed, c.describe()),
             (None, Some(reason)) => (Status::Failed, reason),
@@ -221,7 +225,11 @@ impl Inner {
             status,
             reason: reason.clone(),
             had_errors,
-            es_stopped: status == Status::Stopped,
+            es_halt: match active.cause() {
+                Some(Cause::EmergencyStop(_)) => EsMode::Stop,
+                Some(Cause::Drained(_)) => EsMode::Drain,
+                _ => EsMode::Go,
+            },
             ended: Some(self.opts.clock.now()),
         };
         ended.push(change);
@@ -292,8 +300,10 @@ impl Inner {
             if active.cause().is_some() || shared.lock().expect("block lock").halted.is_some() {
                 break;
             }
-            if let Some(reason) = self.estop.borrow().stopped(&active.name) {
-                active.stop(Cause::EmergencyStop(reason));
+            // A drain lands here: no new job, and the cause ends the block
+            // once the jobs in flight have finished.
+            if let Some(h) = self.estop.borrow().halted(&active.name) {
+                active.halt(h);
                 break;
             }
             if let Err(why) = self.instance.holds(active.lease()) {
@@ -394,8 +404,8 @@ impl Inner {
             if *active.paused.borrow() || active.token.is_cancelled() {
                 return;
             }
-            if let Some(reason) = self.estop.borrow().stopped(&active.name) {
-                active.stop(Cause::EmergencyStop(reason));
+            if let Some(h) = self.estop.borrow().halted(&active.name) {
+                active.halt(h);
                 return;
             }
             if !self.persist(active, vec![key(jr.clone())]).await {

@@ -15,7 +15,7 @@ use super::active::Cause;
 use super::{Engine, Inner};
 use crate::error::{EngineError, Result};
 use crate::estop::EsState;
-use interlock_core::Status;
+use interlock_core::{EsMode, Status};
 use interlock_store::{ControlRequest, FeedItem, RequestKind, SharedStop};
 use std::sync::Arc;
 use std::time::Duration;
@@ -193,7 +193,7 @@ impl Engine {
         &self,
         file: &std::path::Path,
         name: &str,
-        stop: bool,
+        mode: EsMode,
         reason: &str,
         by: &str,
     ) -> Result<()> {
@@ -201,13 +201,13 @@ impl Engine {
             return Err(crate::estop::EsFileError::EmptyName.into());
         }
         if self.inner.store.exclusive() {
-            return Ok(crate::estop::set_entry(file, name, stop, reason).await?);
+            return Ok(crate::estop::set_entry(file, name, mode, reason).await?);
         }
         self.inner
             .store
             .set_stop(SharedStop {
                 name: name.to_string(),
-                stop,
+                mode,
                 reason: reason.to_string(),
                 by: by.to_string(),
                 at: self.now(),
@@ -248,8 +248,7 @@ impl Inner {
         let merged = file.with_shared(
             stops
                 .iter()
-                .filter(|s| s.stop)
-                .map(|s| (s.name.as_str(), s.reason.as_str())),
+                .map(|s| (s.name.as_str(), s.mode, s.reason.as_str())),
         );
         let merged = Arc::new(merged);
         let changed = self.estop_tx.send_if_modified(|cur| {

@@ -95,20 +95,25 @@ impl Engine {
         let inner = &self.inner;
         let lease = active.lease();
         let now = self.now();
-        let stopped = inner.estop.borrow().stopped(&rec.req.name);
-        if let Some(reason) = stopped {
+        let halted = inner.estop.borrow().halted(&rec.req.name);
+        if let Some(h) = halted {
+            // A drain ends the run too: resuming would start its jobs
+            // again, and a drain starts nothing.
             let mut changes = cut_in_flight(
                 &rec,
                 Status::Stopped,
-                "the workflow's server went away under an emergency stop",
+                &format!(
+                    "the workflow's server went away under an emergency {}",
+                    h.mode
+                ),
                 now,
             );
             changes.push(Change::Workflow {
                 id: rec.id.clone(),
                 status: Status::Stopped,
-                reason: format!("emergency stop (found when resuming): {reason}"),
+                reason: format!("emergency {} (found when resuming): {h}", h.mode),
                 had_errors: rec.had_errors,
-                es_stopped: true,
+                es_halt: h.mode,
                 ended: Some(now),
             });
             // The terminal write releases the lease with it.
@@ -213,7 +218,7 @@ impl Engine {
                     status: Status::Paused,
                     reason,
                     had_errors: rec.had_errors,
-                    es_stopped: false,
+                    es_halt: interlock_core::EsMode::Go,
                     ended: None,
                 }],
             )

@@ -25,7 +25,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use interlock_core::{
-    AuditEntry, AuditQuery, Block, Job, JobRecord, ListFilter, Micros, Status, WorkReq,
+    AuditEntry, AuditQuery, Block, EsMode, Job, JobRecord, ListFilter, Micros, Status, WorkReq,
     WorkflowRecord,
 };
 use std::sync::Arc;

@@ -55,7 +55,7 @@ pub async fn a_terminal_status_ends_ownership(h: &dyn Harness) {
         status: Status::Paused,
         reason: "held".into(),
         had_errors: false,
-        es_stopped: false,
+        es_halt: interlock_core::EsMode::Go,
         ended: None,
     };
     s.write(Some(&lease), vec![pause]).await.unwrap();
@@ -70,7 +70,7 @@ pub async fn a_terminal_status_ends_ownership(h: &dyn Harness) {
         status: Status::Completed,
         reason: String::new(),
         had_errors: false,
-        es_stopped: false,
+        es_halt: interlock_core::EsMode::Go,
         ended: Some(1),
     };
     // All or nothing: a failing change undoes the end and its release.

@@ -162,10 +162,10 @@ pub async fn writes_are_atomic_and_ordered(h: &dyn Harness) {
             Change::WorkflowErrors { id: w.clone() },
             Change::Workflow {
                 id: w.clone(),
-                status: Status::Failed,
+                status: Status::Stopped,
                 reason: "r".into(),
                 had_errors: true,
-                es_stopped: false,
+                es_halt: interlock_core::EsMode::Drain,
                 ended: Some(9),
             },
         ],
@@ -174,8 +174,20 @@ pub async fn writes_are_atomic_and_ordered(h: &dyn Harness) {
     .unwrap();
     let rec = s.get(&w).await.unwrap().unwrap();
     assert_eq!(
-        (rec.status, rec.reason.as_str(), rec.had_errors, rec.ended),
-        (Status::Failed, "r", true, Some(9))
+        (
+            rec.status,
+            rec.reason.as_str(),
+            rec.had_errors,
+            rec.es_halt,
+            rec.ended
+        ),
+        (
+            Status::Stopped,
+            "r",
+            true,
+            interlock_core::EsMode::Drain,
+            Some(9)
+        )
     );
 }
 

@@ -115,7 +115,7 @@ pub async fn feed_publishes_commits_in_order(h: &dyn Harness) {
                 status: Status::Completed,
                 reason: String::new(),
                 had_errors: false,
-                es_stopped: false,
+                es_halt: interlock_core::EsMode::Go,
                 ended: Some(3),
             },
         ],
@@ -185,26 +185,32 @@ pub async fn requests_reach_the_owner(h: &dyn Harness) {
     assert!(s.requests_for(&a).await.unwrap().is_empty());
 }
 
-/// Shared e-stop entries are replaced by name and announced on the feed.
+/// Shared e-stop entries keep their mode, are replaced by name and are
+/// announced on the feed.
 pub async fn shared_stops_are_kept_and_announced(h: &dyn Harness) {
     let s = h.store().await;
     let mut feed = s.subscribe();
-    let stop = |name: &str, stop: bool| SharedStop {
+    let stop = |name: &str, mode: EsMode| SharedStop {
         name: name.into(),
-        stop,
-        reason: format!("{name} {stop}"),
+        mode,
+        reason: format!("{name} {mode}"),
         by: "token:sre".into(),
         at: 9,
     };
-    s.set_stop(stop("wf", true)).await.unwrap();
-    s.set_stop(stop("*", false)).await.unwrap();
-    s.set_stop(stop("wf", false)).await.unwrap();
+    s.set_stop(stop("wf", EsMode::Stop)).await.unwrap();
+    s.set_stop(stop("*", EsMode::Drain)).await.unwrap();
+    s.set_stop(stop("wf", EsMode::Go)).await.unwrap();
     assert_eq!(
         s.stops().await.unwrap(),
-        [stop("*", false), stop("wf", false)]
+        [stop("*", EsMode::Drain), stop("wf", EsMode::Go)]
+    );
+    s.set_stop(stop("*", EsMode::Stop)).await.unwrap();
+    assert_eq!(
+        s.stops().await.unwrap(),
+        [stop("*", EsMode::Stop), stop("wf", EsMode::Go)]
     );
     let mut announced = 0;
-    while announced < 3 {
+    while announced < 4 {
         let item = tokio::time::timeout(Duration::from_secs(5), feed.recv())
             .await
             .expect("announced within 5 s")
