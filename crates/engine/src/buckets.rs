@@ -7,6 +7,11 @@
 //! of server processes sharing a database never take more than the rule
 //! allows. (An in-memory limiter such as `governor` cannot be shared by
 //! processes; the arithmetic is a few lines.)
+//!
+//! A bucket with `KeyArg` is keyed: each key (say, each site) has its own
+//! level under the same rule. The key of an unkeyed bucket is always empty,
+//! whatever a caller passes, and a keyed bucket refuses an empty key: a key
+//! can never be used to reach a fresh level the rule does not give.
 
 use interlock_core::{Clock, parse_records};
 use interlock_store::{Gcra, Store, Take, TakeOutcome, TakeRequest};
@@ -30,6 +35,10 @@ pub struct BucketDef {
     /// Refill period, e.g. "30m", "1h", "90s".
     #[serde(rename = "Period", with = "humantime_serde")]
     pub period: Duration,
+    /// For a keyed bucket, the job argument its key stands for (e.g.
+    /// "site"): one level per value.
+    #[serde(rename = "KeyArg", default)]
+    pub key_arg: Option<String>,
 }
 
 impl BucketDef {
@@ -52,6 +61,11 @@ pub enum BucketError {
     },
     #[error("could not record the take durably: {0}")]
     Store(String),
+    #[error(
+        "bucket {bucket:?} is keyed by argument {key_arg:?}, so a take must name the \
+         {key_arg} it is for (tokenBucket argument key)"
+    )]
+    NeedsKey { bucket: String, key_arg: String },
 }
 
 /// Longest Period, and longest time an empty bucket may take to fill
@@ -86,6 +100,13 @@ pub fn parse_config(text: &str) -> Result<Vec<BucketDef>, BucketError> {
         }
         if !seen.insert(d.name.as_str()) {
             return Err(bad("duplicate Name"));
+        }
+        if let Some(k) = &d.key_arg
+            && interlock_core::ArgFormat::Name.check(k).is_err()
+        {
+            return Err(bad(
+                "KeyArg must be an argument name (letters, digits, '-', '_', '.'); leave it out for an unkeyed bucket",
+            ));
         }
     }
     Ok(defs)
@@ -127,7 +148,8 @@ impl Buckets {
         *self.defs.write().expect("buckets lock") = Arc::new(map);
     }
 
-    fn def(&self, name: &str) -> Option<BucketDef> {
+    /// The bucket's definition, if configured.
+    pub fn def(&self, name: &str) -> Option<BucketDef> {
         self.defs.read().expect("buckets lock").get(name).cloned()
     }
 
@@ -147,7 +169,8 @@ impl Buckets {
     }
 
     /// Takes one token (of `key`, for a keyed bucket) and records it
-    /// durably before returning `Ok`.
+    /// durably before returning `Ok`. An unkeyed bucket ignores `key`; a
+    /// keyed one refuses an empty key.
     pub async fn take(
         &self,
         name: &str,
@@ -157,6 +180,16 @@ impl Buckets {
         let def = self
             .def(name)
             .ok_or_else(|| BucketError::Unknown(name.to_string()))?;
+        let key = match &def.key_arg {
+            None => "",
+            Some(key_arg) if key.is_empty() => {
+                return Err(BucketError::NeedsKey {
+                    bucket: name.to_string(),
+                    key_arg: key_arg.clone(),
+                });
+            }
+            Some(_) => key,
+        };
         let req = TakeRequest {
             bucket: name.to_string(),
             key: key.to_string(),
@@ -190,7 +223,9 @@ impl Buckets {
     }
 
     /// Current levels, sorted by name then key; every configured bucket is
-    /// listed (a bucket never taken from is full).
+    /// listed (a bucket never taken from is full). A keyed bucket lists the
+    /// keys taken from, or one full line with an empty key when none is;
+    /// states left from a time its keying was different are not shown.
     pub async fn levels(&self) -> Result<Vec<BucketLevel>, BucketError> {
         let defs = self.defs.read().expect("buckets lock").clone();
         let now = self.clock.now();
@@ -211,10 +246,15 @@ impl Buckets {
                     next_token_in: next.map(round_up_secs),
                 });
             };
-            if !states.iter().any(|s| s.key.is_empty()) {
+            let keyed = def.key_arg.is_some();
+            let in_use: Vec<_> = states
+                .iter()
+                .filter(|s| s.key.is_empty() != keyed)
+                .collect();
+            if in_use.is_empty() {
                 level("", i64::MIN / 2);
             }
-            for s in &states {
+            for s in in_use {
                 level(&s.key, s.tat);
             }
         }
@@ -238,7 +278,58 @@ mod tests {
             capacity,
             refill: 1,
             period: humantime::parse_duration(period).unwrap(),
+            key_arg: None,
         }
+    }
+
+    #[tokio::test]
+    async fn a_keyed_bucket_has_a_level_per_key_and_an_unkeyed_one_ignores_keys() {
+        let clock = ManualClock::new(1_700_000_000_000_000);
+        let store: Arc<dyn Store> = Arc::new(MemStore::new(clock.clone()));
+        let b = Buckets::new(store.clone(), clock.clone());
+        let keyed = BucketDef {
+            name: "site".into(),
+            key_arg: Some("site".into()),
+            ..def(1, "30m")
+        };
+        b.configure(vec![keyed, def(1, "30m")]);
+        let levels = b.levels().await.unwrap();
+        assert_eq!(
+            levels
+                .iter()
+                .map(|l| (l.def.name.as_str(), l.key.as_str(), l.available))
+                .collect::<Vec<_>>(),
+            [("b", "", 1), ("site", "", 1)],
+            "nothing taken: one full line each"
+        );
+        b.take("site", "aab", ("w", 0, 0)).await.unwrap();
+        b.take("site", "aac", ("w2", 0, 0)).await.unwrap();
+        assert!(matches!(
+            b.take("site", "aab", ("w3", 0, 0)).await,
+            Err(BucketError::Empty { .. })
+        ));
+        assert_eq!(
+            b.take("site", "", ("w4", 0, 0)).await,
+            Err(BucketError::NeedsKey {
+                bucket: "site".into(),
+                key_arg: "site".into()
+            })
+        );
+        let levels = b.levels().await.unwrap();
+        assert_eq!(
+            levels
+                .iter()
+                .map(|l| (l.def.name.as_str(), l.key.as_str(), l.available))
+                .collect::<Vec<_>>(),
+            [("b", "", 1), ("site", "aab", 0), ("site", "aac", 0)]
+        );
+
+        // An unkeyed bucket: a key reaches no level of its own.
+        b.take("b", "aab", ("w5", 0, 0)).await.unwrap();
+        assert!(matches!(
+            b.take("b", "other", ("w6", 0, 0)).await,
+            Err(BucketError::Empty { .. })
+        ));
     }
 
     #[tokio::test]
@@ -292,6 +383,8 @@ mod tests {
             r#"[{"Name": "a", "Capacity": 1, "Refill": 1, "Period": "soon"}]"#,
             r#"[{"Name": "a", "Capacity": 1, "Refill": 1, "Period": "1m"}, {"Name": "a", "Capacity": 1, "Refill": 1, "Period": "1m"}]"#,
             r#"[{"Name": "a", "Capacity": 1, "Refill": 1, "Period": "1m", "X": 1}]"#,
+            r#"[{"Name": "a", "Capacity": 1, "Refill": 1, "Period": "1m", "KeyArg": ""}]"#,
+            r#"[{"Name": "a", "Capacity": 1, "Refill": 1, "Period": "1m", "KeyArg": "a b"}]"#,
         ] {
             assert!(parse_config(bad).is_err(), "{bad}");
         }

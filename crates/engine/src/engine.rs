@@ -253,7 +253,7 @@ impl Engine {
         for (bi, block) in req.blocks.iter().enumerate() {
             for (ji, job) in block.jobs.iter().enumerate() {
                 if !flagged.contains(&(bi, ji))
-                    && let Err(m) = inner.runner.check(job)
+                    && let Err(m) = inner.runner.check(req, job)
                 {
                     v.denied.push(Violation::new("arguments", m).at_job(bi, ji));
                 }

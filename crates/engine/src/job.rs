@@ -30,9 +30,14 @@ pub trait Job: Send + Sync + 'static {
     -> Result<Outputs, JobError>;
 
     /// Checks arguments against what the server knows now (the inventory,
-    /// configured buckets), at Submit and Validate. The schema's format
-    /// checks have passed already. `Err` says what to fix.
-    fn check(&self, _args: &BTreeMap<String, String>) -> Result<(), String> {
+    /// configured buckets) and against the rest of the request they are
+    /// part of, at Submit and Validate. The schema's format checks have
+    /// passed already. `Err` says what to fix.
+    fn check(
+        &self,
+        _args: &BTreeMap<String, String>,
+        _req: &interlock_core::WorkReq,
+    ) -> Result<(), String> {
         Ok(())
     }
 
@@ -197,9 +202,10 @@ pub trait JobRunner: Send + Sync + 'static {
     /// The job types this runner can run, with their schemas.
     fn catalog(&self) -> &dyn interlock_core::Catalog;
 
-    /// Checks a job's arguments against live state at Submit (after its
+    /// Checks a job of `req` against live state at Submit (after its
     /// schema's format checks passed).
-    fn check(&self, job: &interlock_core::Job) -> Result<(), String>;
+    fn check(&self, req: &interlock_core::WorkReq, job: &interlock_core::Job)
+    -> Result<(), String>;
 
     /// Runs one attempt. A type this runner does not know fails the job
     /// (non-retryable): it must never count as done.

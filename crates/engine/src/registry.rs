@@ -60,9 +60,13 @@ impl JobRunner for Registry {
         self
     }
 
-    fn check(&self, job: &interlock_core::Job) -> Result<(), String> {
+    fn check(
+        &self,
+        req: &interlock_core::WorkReq,
+        job: &interlock_core::Job,
+    ) -> Result<(), String> {
         match self.get(&job.name) {
-            Some(j) => j.check(&job.args),
+            Some(j) => j.check(&job.args, req),
             None => Err(format!("unknown job {:?}", job.name)),
         }
     }

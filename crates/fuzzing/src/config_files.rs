@@ -100,12 +100,16 @@ pub fn buckets(data: &[u8]) {
     let canonical: Vec<Value> = defs
         .iter()
         .map(|d| {
-            json!({
+            let mut v = json!({
                 "Name": d.name,
                 "Capacity": d.capacity,
                 "Refill": d.refill,
                 "Period": humantime::format_duration(d.period).to_string(),
-            })
+            });
+            if let Some(k) = &d.key_arg {
+                v["KeyArg"] = json!(k);
+            }
+            v
         })
         .collect();
     let canonical = serde_json::to_string(&canonical).expect("JSON values serialize");

@@ -8,7 +8,7 @@
 
 use super::erase_target::{Erase, EraseTarget, Event};
 use async_trait::async_trait;
-use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, now_micros as now};
+use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, WorkReq, now_micros as now};
 use interlock_engine::job::{Reconciled, sleep_or_cancel};
 use interlock_engine::{Job, JobCtx, JobError, Outputs};
 use interlock_inventory::Inventory;
@@ -104,7 +104,7 @@ impl Job for DiskErase {
         &self.schema
     }
 
-    fn check(&self, args: &BTreeMap<String, String>) -> Result<(), String> {
+    fn check(&self, args: &BTreeMap<String, String>, _req: &WorkReq) -> Result<(), String> {
         let (machine, site) = (&args["machine"], &args["site"]);
         match self.inventory.machine(site, machine) {
             Some(_) => Ok(()),

@@ -1,11 +1,17 @@
-//! `tokenBucket{bucket, fatal}`: takes one token from a configured bucket.
+//! `tokenBucket{bucket, fatal, key}`: takes one token from a configured
+//! bucket.
 //!
 //! The take is recorded durably before the job succeeds. With no token the
 //! job fails, saying when the next one comes; fatally when `fatal` is "true".
+//!
+//! A keyed bucket (`KeyArg` in buckets.json, say "site") needs `key`, and
+//! the key must be the work's: every job of the request that carries the
+//! key argument must carry this value, and at least one must. So a request
+//! cannot take from one site's level and erase another site.
 
 use async_trait::async_trait;
 use interlock_core::schema::parse_bool;
-use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema};
+use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, WorkReq};
 use interlock_engine::job::Reconciled;
 use interlock_engine::{BucketError, Buckets, Job, JobCtx, JobError, Outputs};
 use std::collections::BTreeMap;
@@ -30,6 +36,11 @@ impl TokenBucket {
                         ArgFormat::Bool,
                         "\"true\" to cancel the workflow when empty",
                     ),
+                    ArgSpec::optional(
+                        "key",
+                        ArgFormat::Name,
+                        "for a keyed bucket: the value of its KeyArg this take is for (e.g. the site)",
+                    ),
                 ],
                 idempotency: Idempotency::Unsafe,
                 reconcilable: true,
@@ -45,20 +56,29 @@ impl Job for TokenBucket {
         &self.schema
     }
 
-    fn check(&self, args: &BTreeMap<String, String>) -> Result<(), String> {
+    fn check(&self, args: &BTreeMap<String, String>, req: &WorkReq) -> Result<(), String> {
         let bucket = &args["bucket"];
-        if self.buckets.contains(bucket) {
-            return Ok(());
+        let Some(def) = self.buckets.def(bucket) else {
+            let names = self.buckets.names();
+            return Err(format!(
+                "no bucket named {bucket:?} is configured in buckets.json{}",
+                if names.is_empty() {
+                    " (none is)".to_string()
+                } else {
+                    format!("; configured: {}", names.join(", "))
+                }
+            ));
+        };
+        match (&def.key_arg, args.get("key")) {
+            (None, None) => Ok(()),
+            (None, Some(_)) => Err(format!(
+                "bucket {bucket:?} is not keyed (buckets.json gives it no KeyArg); remove the key argument"
+            )),
+            (Some(k), None) => Err(format!(
+                "bucket {bucket:?} is keyed by argument {k:?}: add key=<the {k} this workflow works on>"
+            )),
+            (Some(k), Some(key)) => key_is_the_works(bucket, k, key, req),
         }
-        let names = self.buckets.names();
-        Err(format!(
-            "no bucket named {bucket:?} is configured in buckets.json{}",
-            if names.is_empty() {
-                " (none is)".to_string()
-            } else {
-                format!("; configured: {}", names.join(", "))
-            }
-        ))
     }
 
     async fn run(
@@ -71,9 +91,13 @@ impl Job for TokenBucket {
         if ctx.cancel.is_cancelled() {
             return Err(JobError::cancelled());
         }
+        // The buckets enforce the keying in force now (buckets.json may have
+        // changed since Submit): no key for an unkeyed bucket, a key for a
+        // keyed one.
+        let key = args.get("key").map_or("", String::as_str);
         match self
             .buckets
-            .take(bucket, "", (&ctx.workflow_id, ctx.block, ctx.job))
+            .take(bucket, key, (&ctx.workflow_id, ctx.block, ctx.job))
             .await
         {
             Ok(()) => Ok(Outputs::from([("bucket".to_string(), bucket.clone())])),
@@ -99,5 +123,32 @@ impl Job for TokenBucket {
             Ok(None) => Reconciled::NotDone,
             Err(e) => Reconciled::Unknown(format!("cannot read recorded takes: {e}")),
         }
+    }
+}
+
+/// `Ok` when `key` is the value of argument `key_arg` in every job of `req`
+/// that carries it, and at least one does.
+fn key_is_the_works(bucket: &str, key_arg: &str, key: &str, req: &WorkReq) -> Result<(), String> {
+    let mut carried = false;
+    for (bi, b) in req.blocks.iter().enumerate() {
+        for (ji, j) in b.jobs.iter().enumerate() {
+            match j.args.get(key_arg) {
+                Some(v) if v != key => {
+                    return Err(format!(
+                        "key {key:?} of bucket {bucket:?} does not match block {bi} job {ji} ({}), whose {key_arg} is {v:?}; a keyed take must be for the {key_arg} the workflow works on",
+                        j.name
+                    ));
+                }
+                Some(_) => carried = true,
+                None => {}
+            }
+        }
+    }
+    if carried {
+        Ok(())
+    } else {
+        Err(format!(
+            "bucket {bucket:?} is keyed by argument {key_arg:?}, but no job of this workflow has one, so key {key:?} guards nothing; key the bucket by an argument the work carries"
+        ))
     }
 }

@@ -1,7 +1,7 @@
 //! `validateDecom{site, type}`: the site exists, is of that type, and is in decom.
 
 use async_trait::async_trait;
-use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema};
+use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, WorkReq};
 use interlock_engine::{Job, JobCtx, JobError, Outputs};
 use interlock_inventory::Inventory;
 use std::collections::BTreeMap;
@@ -43,7 +43,7 @@ impl Job for ValidateDecom {
 
     /// A site that does not exist cannot pass later either; its status and
     /// type are checked when the job runs, against the inventory then.
-    fn check(&self, args: &BTreeMap<String, String>) -> Result<(), String> {
+    fn check(&self, args: &BTreeMap<String, String>, _req: &WorkReq) -> Result<(), String> {
         match self.inventory.site(&args["site"]) {
             Some(_) => Ok(()),
             None => Err(format!("site {:?} is not in the inventory", args["site"])),

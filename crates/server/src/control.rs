@@ -172,6 +172,8 @@ impl Control for ControlApi {
                 period: Some(pdur(l.def.period)),
                 available: l.available,
                 next_token_in: l.next_token_in.map(pdur),
+                key_arg: l.def.key_arg.clone().unwrap_or_default(),
+                key: l.key,
             })
             .collect();
         Ok(Response::new(v1::BucketsResp {

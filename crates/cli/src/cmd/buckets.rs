@@ -21,12 +21,12 @@ pub async fn run(t: &Target, json: bool) -> Out {
                 .as_ref()
                 .map(|d| format!(", next token in {}", until(d)))
                 .unwrap_or_default();
-            outln!(
-                "{:<24} {}/{} available{next}",
-                b.name,
-                b.available,
-                b.capacity
-            )?;
+            let name = match (b.key_arg.is_empty(), b.key.is_empty()) {
+                (true, _) => b.name.clone(),
+                (false, true) => format!("{} (per {}, none taken)", b.name, b.key_arg),
+                (false, false) => format!("{} {}={}", b.name, b.key_arg, b.key),
+            };
+            outln!("{name:<24} {}/{} available{next}", b.available, b.capacity)?;
         }
         if !r.last_error.is_empty() {
             outln!("last reload error: {}", r.last_error)?;
