@@ -30,8 +30,8 @@ use async_trait::async_trait;
 use interlock_core::{AuditEntry, AuditQuery, ListFilter, Micros, Status, Summary, WorkflowRecord};
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    RequestKind, Result, SharedStop, Store, StoreError, SubmitOutcome, Take, TakeOutcome,
-    TakeRequest,
+    RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
+    SubmitOutcome, Take, TakeOutcome, TakeRequest,
 };
 use read::backend;
 use std::sync::{Arc, Mutex};
@@ -382,6 +382,28 @@ impl Store for PgStore {
 
     async fn bucket_states(&self, bucket: &str) -> Result<Vec<BucketState>> {
         read::bucket_states(&self.client().await?, bucket).await
+    }
+
+    async fn acquire_slots(&self, lease: &Lease, req: SlotRequest) -> Result<SlotOutcome> {
+        match self
+            .send(Op::AcquireSlots {
+                lease: lease.clone(),
+                req,
+            })
+            .await?
+        {
+            Outcome::Slots(r) => r,
+            _ => unexpected(),
+        }
+    }
+
+    async fn slots(&self, workflow_id: Option<&str>) -> Result<Vec<SlotRow>> {
+        let c = self.client().await?;
+        match workflow_id {
+            Some(w) => read::slot_rows(&c, "workflow_id = $1", &[&w]).await,
+            None => read::slot_rows(&c, "true", &[]).await,
+        }
+        .map_err(backend)
     }
 
     async fn take_of(&self, workflow_id: &str, block: usize, job: usize) -> Result<Option<Take>> {

@@ -17,7 +17,8 @@ use deadpool_postgres::Transaction;
 use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};
 use interlock_store::{
     CasOutcome, Change, ControlRequest, FeedItem, Gcra, InstanceInfo, Lease, RequestKind,
-    SharedStop, StoreError, SubmitOutcome, TakeOutcome, TakeRequest, workflow_event,
+    SharedStop, SlotOutcome, SlotRequest, StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
+    workflow_event,
 };
 
 pub type PgResult<T> = Result<T, tokio_postgres::Error>;
@@ -228,6 +229,9 @@ pub async fn transition(
         &[&(to as i32), &reason, &ended, &id, &to.is_terminal()],
     )
     .await?;
+    if to.is_terminal() {
+        drop_slots(tx, id).await?;
+    }
     ctx.items
         .push(FeedItem::Event(workflow_event(id, ctx.now, to, reason)));
     Ok(CasOutcome::Done(()))
@@ -384,8 +388,94 @@ pub async fn apply_change(tx: &Transaction<'_>, c: &Change) -> PgResult<bool> {
             )
             .await?
         }
+        Change::ReleaseSlots { id, block, job } => {
+            sql::execute(
+                tx,
+                "DELETE FROM limit_slots WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3",
+                &[id, &(*block as i32), &(*job as i32)],
+            )
+            .await?;
+            // Matching no row is fine: the job held none.
+            return Ok(true);
+        }
     };
+    if let Change::Workflow { id, status, .. } = c
+        && status.is_terminal()
+    {
+        drop_slots(tx, id).await?;
+    }
     Ok(n > 0)
+}
+
+/// Drops every slot row of a workflow that ended.
+async fn drop_slots(tx: &Transaction<'_>, id: &str) -> PgResult<()> {
+    sql::execute(tx, "DELETE FROM limit_slots WHERE workflow_id = $1", &[&id]).await?;
+    Ok(())
+}
+
+/// Decides a request for limit slots; see [`interlock_store::slots`].
+/// Requests on the same partitions serialize on transaction-scoped
+/// advisory locks taken in one order (no deadlock between requests); the
+/// writer runs this op alone in its segment, so two requests of one batch
+/// never read before each other's rows are written.
+pub async fn acquire_slots(
+    tx: &Transaction<'_>,
+    lease: &Lease,
+    req: &SlotRequest,
+) -> PgResult<Result<SlotOutcome, StoreError>> {
+    if let Err(e) = check_lease(tx, lease).await? {
+        return Ok(Err(e));
+    }
+    let mut parts: Vec<(&str, &str)> = req
+        .slots
+        .iter()
+        .map(|s| (s.limit.as_str(), s.part.as_str()))
+        .collect();
+    parts.sort_unstable();
+    parts.dedup();
+    let mut rows = Vec::new();
+    for (limit, part) in parts {
+        sql::execute(
+            tx,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || chr(31) || $2, 1229737803))",
+            &[&limit, &part],
+        )
+        .await?;
+        rows.extend(
+            crate::read::slot_rows(tx, "limit_name = $1 AND part = $2", &[&limit, &part]).await?,
+        );
+    }
+    let (out, write) = interlock_store::slots::decide(req, &rows);
+    sql::execute(
+        tx,
+        "DELETE FROM limit_slots WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3",
+        &[&req.workflow_id, &(req.block as i32), &(req.job as i32)],
+    )
+    .await?;
+    for r in &write {
+        sql::execute(
+            tx,
+            "INSERT INTO limit_slots (limit_name, part, holder, workflow_id, block_idx, job_idx,
+             granted, since, seen, position, held, max)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            &[
+                &r.limit,
+                &r.part,
+                &r.holder,
+                &r.workflow_id,
+                &(r.block as i32),
+                &(r.job as i32),
+                &r.granted,
+                &r.since,
+                &r.seen,
+                &i64::from(r.position),
+                &i64::from(r.held),
+                &i64::from(r.max),
+            ],
+        )
+        .await?;
+    }
+    Ok(Ok(out))
 }
 
 pub async fn release(tx: &Transaction<'_>, lease: &Lease) -> PgResult<Result<(), StoreError>> {

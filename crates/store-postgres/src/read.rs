@@ -7,7 +7,8 @@ use interlock_core::{
     WorkReq, WorkflowRecord,
 };
 use interlock_store::{
-    BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop, Take,
+    BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop,
+    SlotRow, Take,
 };
 use tokio_postgres::types::ToSql;
 
@@ -347,6 +348,41 @@ pub async fn stops(c: &impl GenericClient) -> Result<Vec<SharedStop>> {
         reason: r.get(2),
         by: r.get(3),
         at: r.get(4),
+    })
+    .collect())
+}
+
+/// Slot rows matching `filter` (an SQL condition on `limit_slots`), in
+/// limit, partition and job order.
+pub async fn slot_rows(
+    c: &impl GenericClient,
+    filter: &str,
+    params: sql::Params<'_>,
+) -> Result<Vec<SlotRow>, tokio_postgres::Error> {
+    Ok(sql::query(
+        c,
+        &format!(
+            "SELECT limit_name, part, holder, workflow_id, block_idx, job_idx, granted, since,
+             seen, position, held, max FROM limit_slots WHERE {filter}
+             ORDER BY limit_name, part, workflow_id, block_idx, job_idx"
+        ),
+        params,
+    )
+    .await?
+    .iter()
+    .map(|r| SlotRow {
+        limit: r.get(0),
+        part: r.get(1),
+        holder: r.get(2),
+        workflow_id: r.get(3),
+        block: r.get::<_, i32>(4) as usize,
+        job: r.get::<_, i32>(5) as usize,
+        granted: r.get(6),
+        since: r.get(7),
+        seen: r.get(8),
+        position: r.get::<_, i64>(9) as u32,
+        held: r.get::<_, i64>(10) as u32,
+        max: r.get::<_, i64>(11) as u32,
     })
     .collect())
 }

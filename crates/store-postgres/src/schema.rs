@@ -135,6 +135,24 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE workflows ALTER COLUMN es_stopped SET DEFAULT 0;
     ALTER TABLE shared_stops ALTER COLUMN stop TYPE SMALLINT
         USING (CASE WHEN stop THEN 1 ELSE 0 END);",
+    // 3: concurrency limits' slots (granted or waiting), one row per job
+    // and limit; see interlock_store::slots.
+    "CREATE TABLE limit_slots (
+        limit_name TEXT NOT NULL,
+        part TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        block_idx INTEGER NOT NULL,
+        job_idx INTEGER NOT NULL,
+        granted BOOLEAN NOT NULL,
+        since BIGINT NOT NULL,
+        seen BIGINT NOT NULL,
+        position BIGINT NOT NULL,
+        held BIGINT NOT NULL,
+        max BIGINT NOT NULL,
+        PRIMARY KEY (limit_name, part, workflow_id, block_idx, job_idx)
+    );
+    CREATE INDEX limit_slots_by_workflow ON limit_slots (workflow_id, block_idx, job_idx);",
 ];
 
 /// The schema version this build writes.

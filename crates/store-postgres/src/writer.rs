@@ -17,7 +17,7 @@ use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};
 use interlock_store::backend::backend;
 use interlock_store::{
     CasOutcome, Change, ControlRequest, InstanceInfo, Lease, RequestKind, Result, SharedStop,
-    StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
+    SlotOutcome, SlotRequest, StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -72,6 +72,10 @@ pub enum Op {
     },
     FinishRequest(i64),
     SetStop(SharedStop),
+    AcquireSlots {
+        lease: Lease,
+        req: SlotRequest,
+    },
 }
 
 /// What an op gives back once committed.
@@ -84,6 +88,7 @@ pub enum Outcome {
     Count(u64),
     Take(TakeOutcome),
     Request(ControlRequest),
+    Slots(std::result::Result<SlotOutcome, StoreError>),
     Unit,
 }
 
@@ -178,6 +183,9 @@ impl Op {
             Op::SetStop(e) => {
                 ops::set_stop(tx, ctx, e).await?;
                 Outcome::Unit
+            }
+            Op::AcquireSlots { lease, req } => {
+                Outcome::Slots(ops::acquire_slots(tx, lease, req).await?)
             }
         })
     }
@@ -298,7 +306,8 @@ async fn run_tx(
 
 /// The workflow an op reads and writes, when it touches only that one's
 /// rows (plus append-only audit rows); `None` for ops that lock or write
-/// rows shared across workflows (buckets, instances, stops, claims).
+/// rows shared across workflows (buckets, instances, stops, claims, limit
+/// slots).
 fn workflow_key(op: &Op) -> Option<&str> {
     match op {
         Op::Submit { rec, .. } => Some(&rec.id),

@@ -30,8 +30,8 @@ use interlock_core::{
 };
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    RequestKind, Result, SharedStop, Store, StoreError, SubmitOutcome, Take, TakeOutcome,
-    TakeRequest,
+    RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
+    SubmitOutcome, Take, TakeOutcome, TakeRequest,
 };
 use lock::{DbLock, LockError};
 use read::backend;
@@ -469,6 +469,26 @@ impl Store for SqliteStore {
     async fn bucket_states(&self, bucket: &str) -> Result<Vec<BucketState>> {
         let bucket = bucket.to_string();
         self.read(move |c| read::bucket_states(c, &bucket)).await
+    }
+
+    async fn acquire_slots(&self, lease: &Lease, req: SlotRequest) -> Result<SlotOutcome> {
+        let lease = lease.clone();
+        self.queue(Pending::fenced(move |tx, ctx| {
+            ops::acquire_slots(tx, ctx, &lease, &req)
+        }))
+        .await?
+    }
+
+    async fn slots(&self, workflow_id: Option<&str>) -> Result<Vec<SlotRow>> {
+        let w = workflow_id.map(str::to_string);
+        self.read(move |c| {
+            match &w {
+                Some(w) => read::slot_rows(c, "workflow_id = ?1", [w]),
+                None => read::slot_rows(c, "1 = 1", []),
+            }
+            .map_err(backend)
+        })
+        .await
     }
 
     async fn take_of(&self, workflow_id: &str, block: usize, job: usize) -> Result<Option<Take>> {

@@ -5,8 +5,8 @@
 use crate::writer::Ctx;
 use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};
 use interlock_store::{
-    CasOutcome, Change, ControlRequest, FeedItem, Gcra, Lease, RequestKind, SharedStop, StoreError,
-    SubmitOutcome, TakeOutcome, TakeRequest, workflow_event,
+    CasOutcome, Change, ControlRequest, FeedItem, Gcra, Lease, RequestKind, SharedStop,
+    SlotOutcome, SlotRequest, StoreError, SubmitOutcome, TakeOutcome, TakeRequest, workflow_event,
 };
 use rusqlite::{OptionalExtension, Transaction, params};
 
@@ -212,6 +212,9 @@ pub fn transition(
          owner = CASE WHEN ?5 THEN NULL ELSE owner END WHERE id = ?4",
     )?
     .execute(params![to as i32, reason, ended, id, to.is_terminal()])?;
+    if to.is_terminal() {
+        drop_slots(tx, id)?;
+    }
     ctx.events
         .push(FeedItem::Event(workflow_event(id, ctx.now, to, reason)));
     Ok(CasOutcome::Done(()))
@@ -369,8 +372,79 @@ pub fn apply_change(tx: &Transaction<'_>, c: &Change) -> rusqlite::Result<bool> 
                 json(&rec.attempts)
             ])?
         }
+        Change::ReleaseSlots { id, block, job } => {
+            tx.prepare_cached(
+                "DELETE FROM limit_slots WHERE workflow_id = ?1 AND block_idx = ?2 AND job_idx = ?3",
+            )?
+            .execute(params![id, *block as i64, *job as i64])?;
+            // Matching no row is fine: the job held none.
+            return Ok(true);
+        }
     };
+    if let Change::Workflow { id, status, .. } = c
+        && status.is_terminal()
+    {
+        drop_slots(tx, id)?;
+    }
     Ok(n > 0)
+}
+
+/// Drops every slot row of a workflow that ended.
+fn drop_slots(tx: &Transaction<'_>, id: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM limit_slots WHERE workflow_id = ?1")?
+        .execute([id])?;
+    Ok(())
+}
+
+/// Decides a request for limit slots; see [`interlock_store::slots`]. The
+/// single writer serializes it with every other request.
+pub fn acquire_slots(
+    tx: &Transaction<'_>,
+    ctx: &mut Ctx<'_>,
+    lease: &Lease,
+    req: &SlotRequest,
+) -> rusqlite::Result<Result<SlotOutcome, StoreError>> {
+    if !ctx.leases.holds(lease) {
+        if let Err(e) = check_lease(tx, lease)? {
+            return Ok(Err(e));
+        }
+        ctx.leases.remember(lease);
+    }
+    let mut rows = Vec::new();
+    for s in &req.slots {
+        rows.extend(crate::read::slot_rows(
+            tx,
+            "limit_name = ?1 AND part = ?2",
+            params![s.limit, s.part],
+        )?);
+    }
+    let (out, write) = interlock_store::slots::decide(req, &rows);
+    tx.prepare_cached(
+        "DELETE FROM limit_slots WHERE workflow_id = ?1 AND block_idx = ?2 AND job_idx = ?3",
+    )?
+    .execute(params![req.workflow_id, req.block as i64, req.job as i64])?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO limit_slots (limit_name, part, holder, workflow_id, block_idx, job_idx,
+         granted, since, seen, position, held, max)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    for r in &write {
+        insert.execute(params![
+            r.limit,
+            r.part,
+            r.holder,
+            r.workflow_id,
+            r.block as i64,
+            r.job as i64,
+            r.granted,
+            r.since,
+            r.seen,
+            r.position,
+            r.held,
+            r.max
+        ])?;
+    }
+    Ok(Ok(out))
 }
 
 pub fn release(tx: &Transaction<'_>, lease: &Lease) -> rusqlite::Result<Result<(), StoreError>> {

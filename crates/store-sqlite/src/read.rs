@@ -6,7 +6,8 @@ use interlock_core::{
     WorkReq, WorkflowRecord,
 };
 use interlock_store::{
-    BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop, Take,
+    BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop,
+    SlotRow, Take,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -399,4 +400,35 @@ pub fn stops(c: &Connection) -> Result<Vec<SharedStop>> {
         .map_err(backend)?
         .collect::<rusqlite::Result<_>>()
         .map_err(backend)
+}
+
+/// Slot rows matching `filter` (an SQL condition on `limit_slots`), in
+/// limit, partition and job order.
+pub fn slot_rows(
+    c: &Connection,
+    filter: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<Vec<SlotRow>> {
+    c.prepare_cached(&format!(
+        "SELECT limit_name, part, holder, workflow_id, block_idx, job_idx, granted, since, seen,
+         position, held, max FROM limit_slots WHERE {filter}
+         ORDER BY limit_name, part, workflow_id, block_idx, job_idx"
+    ))?
+    .query_map(params, |r| {
+        Ok(SlotRow {
+            limit: r.get(0)?,
+            part: r.get(1)?,
+            holder: r.get(2)?,
+            workflow_id: r.get(3)?,
+            block: r.get::<_, i64>(4)? as usize,
+            job: r.get::<_, i64>(5)? as usize,
+            granted: r.get(6)?,
+            since: r.get(7)?,
+            seen: r.get(8)?,
+            position: r.get(9)?,
+            held: r.get(10)?,
+            max: r.get(11)?,
+        })
+    })?
+    .collect()
 }

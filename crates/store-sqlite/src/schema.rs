@@ -145,6 +145,24 @@ const MIGRATIONS: &[&str] = &[
     // 10: `workflows_status_created` starts with `status`, so this index only
     // cost one more B-tree update on every status change.
     "DROP INDEX workflows_status;",
+    // 11: concurrency limits' slots (granted or waiting), one row per job
+    // and limit; see interlock_store::slots.
+    "CREATE TABLE limit_slots (
+        limit_name TEXT NOT NULL,
+        part TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        workflow_id TEXT NOT NULL,
+        block_idx INTEGER NOT NULL,
+        job_idx INTEGER NOT NULL,
+        granted INTEGER NOT NULL,
+        since INTEGER NOT NULL,
+        seen INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        held INTEGER NOT NULL,
+        max INTEGER NOT NULL,
+        PRIMARY KEY (limit_name, part, workflow_id, block_idx, job_idx)
+    ) WITHOUT ROWID;
+    CREATE INDEX limit_slots_by_workflow ON limit_slots(workflow_id, block_idx, job_idx);",
 ];
 
 /// The schema version this build writes.

@@ -44,6 +44,7 @@ pub mod backend;
 pub mod conformance;
 pub mod gcra;
 pub mod memory;
+pub mod slots;
 
 use async_trait::async_trait;
 use interlock_core::{
@@ -53,6 +54,7 @@ use interlock_core::{
 use std::time::Duration;
 
 pub use gcra::Gcra;
+pub use slots::{Slot, SlotOutcome, SlotRequest, SlotRow};
 
 /// Errors from a store. Every variant means the operation did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -161,6 +163,13 @@ pub enum Change {
         job: usize,
         state: String,
     },
+    /// The job gives up its limit slots (granted or waiting). A workflow's
+    /// terminal status gives up all of its own in the same commit.
+    ReleaseSlots {
+        id: String,
+        block: usize,
+        job: usize,
+    },
 }
 
 impl Change {
@@ -172,7 +181,8 @@ impl Change {
             | Change::WorkflowStatus { id, .. }
             | Change::Block { id, .. }
             | Change::Job { id, .. }
-            | Change::Checkpoint { id, .. } => id,
+            | Change::Checkpoint { id, .. }
+            | Change::ReleaseSlots { id, .. } => id,
         }
     }
 
@@ -192,7 +202,9 @@ impl Change {
                 job,
                 rec,
             } => (id, Some(*block), Some(*job), rec.status, rec.error.clone()),
-            Change::WorkflowErrors { .. } | Change::Checkpoint { .. } => return None,
+            Change::WorkflowErrors { .. }
+            | Change::Checkpoint { .. }
+            | Change::ReleaseSlots { .. } => return None,
         };
         Some(Event {
             workflow_id: workflow_id.clone(),
@@ -470,6 +482,17 @@ pub trait Store: Send + Sync + 'static {
 
     /// The take recorded for one job, if any (to reconcile after a crash).
     async fn take_of(&self, workflow_id: &str, block: usize, job: usize) -> Result<Option<Take>>;
+
+    // ---- limits
+
+    /// Decides a job's request for limit slots with [`slots::decide`] and
+    /// records the answer (granted rows, or its place in the queues), in one
+    /// transaction that serializes requests on the same partitions across
+    /// processes. Refused ([`StoreError::Fenced`]) if the lease moved.
+    async fn acquire_slots(&self, lease: &Lease, req: SlotRequest) -> Result<SlotOutcome>;
+
+    /// Slot rows, of one workflow or of all, by limit, partition and job.
+    async fn slots(&self, workflow_id: Option<&str>) -> Result<Vec<SlotRow>>;
 
     // ---- audit
 

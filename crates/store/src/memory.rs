@@ -11,8 +11,8 @@
 
 use crate::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    RequestKind, Result, SharedStop, Store, StoreError, SubmitOutcome, Take, TakeOutcome,
-    TakeRequest, workflow_event,
+    RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
+    SubmitOutcome, Take, TakeOutcome, TakeRequest, workflow_event,
 };
 use async_trait::async_trait;
 use interlock_core::{
@@ -41,6 +41,7 @@ struct State {
     requests: Vec<ControlRequest>,
     next_request: i64,
     stops: BTreeMap<String, SharedStop>,
+    slots: Vec<SlotRow>,
 }
 
 /// An in-memory store. Cheap to clone; clones share state.
@@ -161,8 +162,26 @@ impl State {
                     .ok_or_else(out_of_range)?;
                 t.checkpoint = Some(state.clone());
             }
+            // Applied by `drop_slots` once the whole write succeeded.
+            Change::ReleaseSlots { .. } => {}
         }
         Ok(())
+    }
+
+    /// Drops the slot rows `changes` give up: a job's, or all of a
+    /// workflow that ends.
+    fn drop_slots(&mut self, changes: &[Change]) {
+        for c in changes {
+            match c {
+                Change::ReleaseSlots { id, block, job } => self
+                    .slots
+                    .retain(|r| !(&r.workflow_id == id && r.block == *block && r.job == *job)),
+                Change::Workflow { id, status, .. } if status.is_terminal() => {
+                    self.slots.retain(|r| &r.workflow_id != id)
+                }
+                _ => {}
+            }
+        }
     }
 }
 
@@ -342,7 +361,9 @@ impl Store for MemStore {
         }
         if to.is_terminal() {
             row.owner = None;
+            st.slots.retain(|r| r.workflow_id != id);
         }
+        st.drop_slots(&changes);
         drop(st);
         let mut events: Vec<Event> = changes.iter().filter_map(|c| c.event(now)).collect();
         events.push(workflow_event(id, now, to, reason));
@@ -382,6 +403,7 @@ impl Store for MemStore {
                 return Err(e);
             }
         }
+        st.drop_slots(&changes);
         drop(st);
         self.publish(changes.iter().filter_map(|c| c.event(now)));
         Ok(())
@@ -570,6 +592,43 @@ impl Store for MemStore {
             .iter()
             .find(|t| t.workflow_id == workflow_id && t.block == block && t.job == job)
             .cloned())
+    }
+
+    async fn acquire_slots(&self, lease: &Lease, req: SlotRequest) -> Result<SlotOutcome> {
+        let mut st = self.lock();
+        st.check_lease(lease)?;
+        let touches = |r: &SlotRow| {
+            req.slots
+                .iter()
+                .any(|s| s.limit == r.limit && s.part == r.part)
+        };
+        let rows: Vec<SlotRow> = st.slots.iter().filter(|r| touches(r)).cloned().collect();
+        let (out, write) = crate::slots::decide(&req, &rows);
+        st.slots.retain(|r| {
+            !(r.workflow_id == req.workflow_id && r.block == req.block && r.job == req.job)
+        });
+        st.slots.extend(write);
+        Ok(out)
+    }
+
+    async fn slots(&self, workflow_id: Option<&str>) -> Result<Vec<SlotRow>> {
+        let mut v: Vec<SlotRow> = self
+            .lock()
+            .slots
+            .iter()
+            .filter(|r| workflow_id.is_none_or(|w| r.workflow_id == w))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| {
+            (&a.limit, &a.part, &a.workflow_id, a.block, a.job).cmp(&(
+                &b.limit,
+                &b.part,
+                &b.workflow_id,
+                b.block,
+                b.job,
+            ))
+        });
+        Ok(v)
     }
 
     async fn audit(&self, mut entry: AuditEntry) -> Result<()> {

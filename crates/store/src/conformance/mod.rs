@@ -21,7 +21,7 @@ pub use shared::*;
 
 use crate::{
     CasOutcome, Change, FeedItem, Gcra, IdMatch, InstanceInfo, Lease, RequestKind, SharedStop,
-    Store, StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
+    Slot, SlotOutcome, SlotRequest, Store, StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
 };
 use async_trait::async_trait;
 use interlock_core::{
@@ -75,6 +75,7 @@ pub async fn run_all(h: &dyn Harness) {
         feed_publishes_commits_in_order,
         requests_reach_the_owner,
         shared_stops_are_kept_and_announced,
+        limit_slots_are_decided_atomically_and_released,
     );
 }
 

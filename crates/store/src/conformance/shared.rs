@@ -220,3 +220,151 @@ pub async fn shared_stops_are_kept_and_announced(h: &dyn Harness) {
         }
     }
 }
+
+/// Limit slots: at most `max` holders even under concurrent requests, a
+/// queue in order of asking, and rows that go with the job's release or
+/// the workflow's end.
+pub async fn limit_slots_are_decided_atomically_and_released(h: &dyn Harness) {
+    let s = h.store().await;
+    let me = instance(s.as_ref(), "i-a").await;
+    let ask = |lease: &Lease, max: u32, at: Micros| {
+        let (s, lease) = (s.clone(), lease.clone());
+        async move {
+            s.acquire_slots(
+                &lease,
+                SlotRequest {
+                    workflow_id: lease.workflow_id.clone(),
+                    block: 0,
+                    job: 0,
+                    slots: vec![Slot {
+                        limit: "two".into(),
+                        part: "wf".into(),
+                        holder: lease.workflow_id.clone(),
+                        max,
+                    }],
+                    at,
+                    fresh_after: at - 1_000_000,
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let mut leases = Vec::new();
+    for n in 0..24 {
+        leases.push(running(s.as_ref(), 700 + n, &me).await);
+    }
+    assert_eq!(ask(&leases[0], 2, 10).await, SlotOutcome::Granted);
+    assert_eq!(ask(&leases[1], 2, 11).await, SlotOutcome::Granted);
+    match ask(&leases[2], 2, 12).await {
+        SlotOutcome::Waiting(w) => {
+            assert_eq!((w.position, w.held, w.max, w.granted), (1, 2, 2, false))
+        }
+        other => panic!("{other:?}"),
+    }
+    let rows = s.slots(Some(&leases[2].workflow_id)).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(!rows[0].granted && rows[0].position == 1 && rows[0].since == 12);
+    assert_eq!(
+        ask(&leases[0], 2, 13).await,
+        SlotOutcome::Granted,
+        "asking again"
+    );
+
+    // Twenty at once for a limit of one, in another partition: one gets it.
+    let many: Vec<_> = leases[4..]
+        .iter()
+        .map(|l| {
+            let (s, l) = (s.clone(), l.clone());
+            tokio::spawn(async move {
+                s.acquire_slots(
+                    &l,
+                    SlotRequest {
+                        workflow_id: l.workflow_id.clone(),
+                        block: 0,
+                        job: 1,
+                        slots: vec![Slot {
+                            limit: "one".into(),
+                            part: String::new(),
+                            holder: l.workflow_id.clone(),
+                            max: 1,
+                        }],
+                        at: 20,
+                        fresh_after: 0,
+                    },
+                )
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for t in many {
+        if t.await.unwrap() == SlotOutcome::Granted {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 1, "concurrent requests never exceed the limit");
+
+    // A job's release lets the first waiter in; a workflow's end drops all
+    // of its rows.
+    s.write(
+        Some(&leases[0]),
+        vec![Change::ReleaseSlots {
+            id: leases[0].workflow_id.clone(),
+            block: 0,
+            job: 0,
+        }],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(ask(&leases[3], 2, 14).await, SlotOutcome::Waiting(_)),
+        "behind the first waiter"
+    );
+    assert_eq!(ask(&leases[2], 2, 15).await, SlotOutcome::Granted);
+    s.write(
+        Some(&leases[1]),
+        vec![Change::Workflow {
+            id: leases[1].workflow_id.clone(),
+            status: Status::Completed,
+            reason: String::new(),
+            had_errors: false,
+            es_halt: EsMode::Go,
+            ended: Some(16),
+        }],
+    )
+    .await
+    .unwrap();
+    assert!(
+        s.slots(Some(&leases[1].workflow_id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(ask(&leases[3], 2, 17).await, SlotOutcome::Granted);
+    let all = s.slots(None).await.unwrap();
+    assert_eq!(
+        all.iter().filter(|r| r.limit == "two" && r.granted).count(),
+        2
+    );
+
+    // A lease that moved asks for nothing.
+    let mut stale = leases[5].clone();
+    stale.epoch -= 1;
+    let e = s
+        .acquire_slots(
+            &stale,
+            SlotRequest {
+                workflow_id: stale.workflow_id.clone(),
+                block: 0,
+                job: 0,
+                slots: vec![],
+                at: 18,
+                fresh_after: 0,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(e, StoreError::Fenced { .. }), "{e:?}");
+}
