@@ -17,6 +17,7 @@ mod executor;
 mod faults;
 mod ids;
 mod lifecycle;
+mod limits;
 mod model;
 mod observe;
 mod overload;

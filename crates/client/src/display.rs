@@ -52,6 +52,9 @@ pub fn tree(st: &v1::StatusResp) -> String {
             if !j.error.is_empty() {
                 out.push_str(&format!("       error: {}\n", j.error));
             }
+            if !j.waiting_for.is_empty() {
+                out.push_str(&format!("       waiting for {}\n", j.waiting_for));
+            }
         }
     }
     out

@@ -233,6 +233,11 @@ pub struct JobRecord {
     /// id), handed back to it after a restart so it can re-attach.
     #[serde(default)]
     pub checkpoint: Option<String>,
+    /// While the job waits for a blast-radius limit: which, and its place.
+    /// Read from the store's limit slots when shown, never stored with the
+    /// job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
 }
 
 impl Default for JobRecord {
@@ -246,6 +251,7 @@ impl Default for JobRecord {
             fatal: false,
             attempts: Vec::new(),
             checkpoint: None,
+            waiting: None,
         }
     }
 }

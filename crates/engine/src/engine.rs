@@ -26,6 +26,7 @@ mod executor;
 mod follow;
 mod instance;
 mod lifecycle;
+mod limits;
 mod peers;
 mod recovery;
 
@@ -68,6 +69,8 @@ pub struct EngineOptions {
     pub clock: Arc<dyn Clock>,
     /// How long a Submit `request_id` is remembered.
     pub request_id_window: Duration,
+    /// Blast-radius limits in force (from limits.json).
+    pub concurrency: Arc<crate::ConcurrencyLimits>,
 }
 
 impl Default for EngineOptions {
@@ -79,6 +82,7 @@ impl Default for EngineOptions {
             instance: InstanceInfo::default(),
             clock: interlock_core::clock::system(),
             request_id_window: Duration::from_secs(24 * 3600),
+            concurrency: Arc::default(),
         }
     }
 }
@@ -344,11 +348,16 @@ impl Engine {
     /// The workflow's record as stored.
     pub async fn status(&self, id: &str) -> Result<WorkflowRecord> {
         let id = self.resolve_id(id).await?;
-        self.inner
+        let mut rec = self
+            .inner
             .store
             .get(&id)
             .await?
-            .ok_or(EngineError::NotFound(id))
+            .ok_or(EngineError::NotFound(id))?;
+        if rec.status == Status::Running && !self.inner.opts.concurrency.defs().is_empty() {
+            self.show_waits(&mut rec).await?;
+        }
+        Ok(rec)
     }
 
     /// Starts a submitted workflow; returns once it is recorded as Running.

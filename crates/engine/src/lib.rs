@@ -27,6 +27,7 @@
 pub mod admission;
 pub mod audit;
 pub mod buckets;
+pub mod concurrency;
 pub mod engine;
 pub mod error;
 pub mod estop;
@@ -36,6 +37,7 @@ pub mod registry;
 pub use admission::{Admission, AllowAll, Refusal};
 pub use audit::{AuditPage, Auditor};
 pub use buckets::{BucketDef, BucketError, BucketLevel, Buckets};
+pub use concurrency::{ConcurrencyLimits, LimitDef};
 pub use engine::{
     CloneOptions, Engine, EngineOptions, Follower, Page, Resolution, StoreHealth, Verdict, Watched,
 };

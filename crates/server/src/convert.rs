@@ -240,6 +240,7 @@ pub fn status_resp(rec: &WorkflowRecord) -> v1::StatusResp {
                                 error: a.error.clone(),
                             })
                             .collect(),
+                        waiting_for: jr.waiting.clone().unwrap_or_default(),
                     })
                     .collect(),
             })

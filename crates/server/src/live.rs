@@ -1,4 +1,5 @@
-//! Live configuration: policies.json, es.json and buckets.json (and, with
+//! Live configuration: policies.json, es.json, buckets.json and limits.json
+//! (and, with
 //! authentication on, tokens.json and rbac.json), reloaded while the server
 //! runs.
 //!
@@ -22,7 +23,7 @@ mod reload;
 use crate::audit::Auditor;
 use crate::auth::AuthState;
 use interlock_core::{Catalog, Micros, WorkReq};
-use interlock_engine::{Admission, Buckets, EsState, Refusal};
+use interlock_engine::{Admission, Buckets, ConcurrencyLimits, EsState, Refusal};
 use interlock_policy::PolicySet;
 use notify::Watcher;
 use std::collections::HashMap;
@@ -35,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 pub const POLICIES: &str = "policies.json";
 pub const ESTOP: &str = "es.json";
 pub const BUCKETS: &str = "buckets.json";
+pub const LIMITS: &str = "limits.json";
 pub const TOKENS: &str = "tokens.json";
 pub const RBAC: &str = "rbac.json";
 
@@ -78,6 +80,8 @@ pub struct Live {
     pub estop: watch::Receiver<Arc<EsState>>,
     pub buckets: Arc<Buckets>,
     pub bucket_error: Arc<Mutex<Option<String>>>,
+    pub limits: Arc<ConcurrencyLimits>,
+    pub limit_error: Arc<Mutex<Option<String>>>,
     /// Credentials configuration; `None` when authentication is off.
     pub auth: Option<watch::Receiver<Arc<AuthState>>>,
     reload: mpsc::Sender<oneshot::Sender<()>>,
@@ -106,12 +110,19 @@ fn changes_content(kind: &notify::EventKind) -> bool {
     }
 }
 
+/// What the config files configure in place (rather than publish on a
+/// channel).
+pub struct Targets {
+    pub buckets: Arc<Buckets>,
+    pub limits: Arc<ConcurrencyLimits>,
+}
+
 /// Loads the configuration once, then keeps it live until `shutdown`.
 pub async fn start(
     audit: Auditor,
     dir: PathBuf,
     catalog: Arc<dyn Catalog>,
-    buckets: Arc<Buckets>,
+    Targets { buckets, limits }: Targets,
     interval: Duration,
     auth: bool,
     shutdown: CancellationToken,
@@ -133,12 +144,15 @@ pub async fn start(
         "es.json not read yet".into(),
     )));
     let bucket_error = Arc::new(Mutex::new(None));
+    let limit_error = Arc::new(Mutex::new(None));
     let mut r = reload::Reloader {
         audit,
         dir: dir.clone(),
         catalog,
         buckets: buckets.clone(),
         bucket_error: bucket_error.clone(),
+        limits: limits.clone(),
+        limit_error: limit_error.clone(),
         policies,
         estop,
         auth: auth_tx,
@@ -194,6 +208,8 @@ pub async fn start(
         estop: estop_rx,
         buckets,
         bucket_error,
+        limits,
+        limit_error,
         auth: auth_rx,
         reload: reload_tx,
     }

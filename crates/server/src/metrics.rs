@@ -77,6 +77,12 @@ const DESCRIBED: &[Described] = {
             "Running workflows this server claimed because their owner's lease lapsed (or at start-up).",
         ),
         m(
+            "interlock_limit_waits_total",
+            Counter,
+            Unit::Count,
+            "Jobs that had to wait for a blast-radius limit (limits.json), by limit.",
+        ),
+        m(
             "interlock_fenced_writes_total",
             Counter,
             Unit::Count,

@@ -6,7 +6,9 @@ use crate::control::ControlApi;
 use crate::limit::InFlightLimitLayer;
 use crate::live::{self, LivePolicies};
 use crate::service::{Api, CompatApi};
-use interlock_engine::{Admission, Auditor, Buckets, Engine, EngineOptions, Job};
+use interlock_engine::{
+    Admission, Auditor, Buckets, ConcurrencyLimits, Engine, EngineOptions, Job,
+};
 use interlock_inventory::Inventory;
 use interlock_jobs::{BuiltinDeps, EraseTarget, builtin_registry};
 use interlock_proto::{diskerase, v1};
@@ -132,11 +134,15 @@ impl ServerBuilder {
         // keeping it for the life of the process.
         let failed_start = shutdown.clone().drop_guard();
         let auditor = Auditor::new(store.clone());
+        let concurrency = Arc::new(ConcurrencyLimits::new());
         let live = live::start(
             auditor.clone(),
             c.configs.clone(),
             registry.clone(),
-            buckets,
+            live::Targets {
+                buckets,
+                limits: concurrency.clone(),
+            },
             c.reload_interval,
             c.auth_enabled(),
             shutdown.clone(),
@@ -175,6 +181,7 @@ impl ServerBuilder {
                 },
                 clock,
                 request_id_window: c.request_id_window,
+                concurrency,
             },
         );
         let metrics_addr = match c.metrics_listen {

@@ -234,6 +234,8 @@ impl Inner {
         };
         ended.push(change);
         if self.persist(&active, ended).await {
+            // Its limit slots went with the final write.
+            self.opts.concurrency.freed();
             metrics::counter!("interlock_workflows_finished_total", "status" => status.as_str())
                 .increment(1);
             // Recording the end released the lease in the same commit.
@@ -394,6 +396,17 @@ impl Inner {
         if !active.wait_unpaused().await {
             return;
         }
+        // Blast-radius limits: a slot of each, held from before the start
+        // is recorded until the end is.
+        let holds_slots = match self.take_slots(rec, bi, ji, active).await {
+            Ok(holds) => holds,
+            Err(asked) => {
+                if asked {
+                    self.give_back_slots(rec, bi, ji, active).await;
+                }
+                return;
+            }
+        };
         let mut jr = JobRecord {
             status: Status::Running,
             started: prior.started.or(Some(self.opts.clock.now())),
@@ -401,11 +414,14 @@ impl Inner {
         };
         {
             let _gate = active.start_gate.read().await;
-            if *active.paused.borrow() || active.token.is_cancelled() {
-                return;
-            }
-            if let Some(h) = self.estop.borrow().halted(&active.name) {
-                active.halt(h);
+            let halted = self.estop.borrow().halted(&active.name);
+            if *active.paused.borrow() || active.token.is_cancelled() || halted.is_some() {
+                if let Some(h) = halted {
+                    active.halt(h);
+                }
+                if holds_slots {
+                    self.give_back_slots(rec, bi, ji, active).await;
+                }
                 return;
             }
             if !self.persist(active, vec![key(jr.clone())]).await {
@@ -523,7 +539,17 @@ impl Inner {
         metrics::counter!("interlock_jobs_finished_total", "job" => spec.name.clone(), "status" => jr.status.as_str())
             .increment(1);
         changes.insert(0, key(jr));
+        if holds_slots {
+            changes.push(Change::ReleaseSlots {
+                id: rec.id.clone(),
+                block: bi,
+                job: ji,
+            });
+        }
         self.persist(active, changes).await;
+        if holds_slots {
+            self.opts.concurrency.freed();
+        }
     }
 }
 

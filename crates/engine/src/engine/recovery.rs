@@ -175,12 +175,21 @@ impl Engine {
                     }
                 }
                 rec.blocks[bi].jobs[ji] = jr.clone();
+                let ended = jr.status.is_terminal();
                 changes.push(Change::Job {
                     id: rec.id.clone(),
                     block: bi,
                     job: ji,
                     rec: jr,
                 });
+                if ended {
+                    // A reconciled job is done with its limit slots.
+                    changes.push(Change::ReleaseSlots {
+                        id: rec.id.clone(),
+                        block: bi,
+                        job: ji,
+                    });
+                }
             }
         }
         inner.commit(lease, changes).await?;
@@ -276,15 +285,24 @@ impl Engine {
         };
         jr.error = reason.to_string();
         rec.blocks[block].jobs[job] = jr.clone();
-        let change = Change::Job {
+        let skipped = jr.status == Status::Skipped;
+        let mut changes = vec![Change::Job {
             id: id.clone(),
             block,
             job,
             rec: jr,
-        };
+        }];
+        if skipped {
+            // A skipped job gives up its limit slots; a retried one keeps them.
+            changes.push(Change::ReleaseSlots {
+                id: id.clone(),
+                block,
+                job,
+            });
+        }
         // Recorded only while still Paused and run by nobody.
         let still = rec.reason.clone();
-        self.paused_cas(&id, Status::Paused, &still, None, vec![change])
+        self.paused_cas(&id, Status::Paused, &still, None, changes)
             .await?;
         // Resume only when nothing else waits for a decision.
         let waiting = rec

@@ -14,18 +14,21 @@
 //! - It is missing: an operator removed it, which is a decision to deny.
 //!   policies.json: every workflow is refused. es.json: everything stops.
 //!   buckets.json: no bucket, so every take is refused. tokens.json: no token
-//!   is valid. rbac.json: no grant, so every call is denied.
+//!   is valid. rbac.json: no grant, so every call is denied. limits.json is
+//!   the exception: removing it would lift every limit, so the last limits
+//!   stay in force (write `[]` to lift them); with none ever loaded there
+//!   are none.
 //!
 //! Each outcome is logged, counted (`interlock_config_reloads_total{file,
 //! outcome}`) and audited; a rejected content is reported once, however
 //! often it is re-read.
 
-use super::{BUCKETS, ESTOP, POLICIES, PolicyState, RBAC, TOKENS};
+use super::{BUCKETS, ESTOP, LIMITS, POLICIES, PolicyState, RBAC, TOKENS};
 use crate::audit::{Auditor, Caller};
 use crate::auth::AuthState;
 use interlock_auth::{Rbac, Tokens};
 use interlock_core::{Catalog, Escaped, now_micros};
-use interlock_engine::{Buckets, EsState, buckets};
+use interlock_engine::{Buckets, ConcurrencyLimits, EsState, buckets, concurrency};
 use interlock_policy::PolicySet;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
@@ -89,6 +92,8 @@ pub(super) struct Reloader {
     pub catalog: Arc<dyn Catalog>,
     pub buckets: Arc<Buckets>,
     pub bucket_error: Arc<Mutex<Option<String>>>,
+    pub limits: Arc<ConcurrencyLimits>,
+    pub limit_error: Arc<Mutex<Option<String>>>,
     pub policies: watch::Sender<Arc<PolicyState>>,
     pub estop: watch::Sender<Arc<EsState>>,
     pub auth: Option<watch::Sender<Arc<AuthState>>>,
@@ -157,6 +162,7 @@ impl Reloader {
         self.reload_policies().await;
         self.reload_estop().await;
         self.reload_buckets().await;
+        self.reload_limits().await;
         if self.auth.is_some() {
             self.reload_tokens().await;
             self.reload_rbac().await;
@@ -262,6 +268,38 @@ impl Reloader {
             }
         };
         self.report(BUCKETS, outcome, detail, h).await;
+    }
+
+    async fn reload_limits(&mut self) {
+        let catalog = self.catalog.clone();
+        let parse = |t: &str| concurrency::parse_config(t, catalog.as_ref());
+        let Some((judged, h)) = self.settled(LIMITS, parse).await else {
+            return;
+        };
+        let (outcome, detail) = match judged {
+            Judged::Parsed(defs) => {
+                let d = format!("{} limits", defs.len());
+                self.limits.configure(defs);
+                *self.limit_error.lock().expect("limit error lock") = None;
+                ("ok", d)
+            }
+            Judged::Missing if self.limits.defs().is_empty() => (
+                "missing",
+                "no limits.json: no blast-radius limit is in force".to_string(),
+            ),
+            Judged::Missing => {
+                let d = "limits.json was removed; the last limits stay in force (write [] to lift them)"
+                    .to_string();
+                *self.limit_error.lock().expect("limit error lock") = Some(d.clone());
+                ("missing", d)
+            }
+            Judged::Bad(e) => {
+                let d = format!("{e}; the last good limits stay in force");
+                *self.limit_error.lock().expect("limit error lock") = Some(d.clone());
+                ("invalid", d)
+            }
+        };
+        self.report(LIMITS, outcome, detail, h).await;
     }
 
     async fn reload_tokens(&mut self) {

@@ -1,0 +1,224 @@
+//! Blast-radius limits (limits.json) over the real server: a limit is never
+//! exceeded, also across a SIGKILL, and a waiting job says what it waits
+//! for.
+
+use interlock_proto::v1::{self, Status};
+use interlock_tests::daemon::{Daemon, DaemonSpec};
+use interlock_tests::{TestServer, append_entry, eventually, interlockd, req, wait_final};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const TWO_PROBES: &str = r#"[{"Name": "twoProbes", "Max": 2, "Count": "jobs", "Jobs": ["probe"]}]"#;
+
+async fn with_limits(limits: &'static str) -> TestServer {
+    TestServer::start_with(move |c| {
+        std::fs::write(c.configs.join("limits.json"), limits).unwrap();
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_workflows_competing_for_a_limit_of_two_run_two_at_a_time() {
+    let s = with_limits(TWO_PROBES).await;
+    let c = s.client().await;
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        let id = c
+            .submit(req::work("x", vec![req::block(1, vec![req::probe(20)])]))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let execs: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (c, id) = (c.clone(), id.clone());
+            tokio::spawn(async move { c.exec(&id).await.unwrap() })
+        })
+        .collect();
+    for e in execs {
+        e.await.unwrap();
+    }
+    for id in &ids {
+        let st = wait_final(&c, id).await;
+        assert_eq!(st.status, Status::Completed as i32, "{id}: {}", st.reason);
+    }
+    assert_eq!(s.probe.starts().len(), 100);
+    assert_eq!(
+        s.probe.max_concurrent(),
+        2,
+        "the limit was reached and never passed"
+    );
+}
+
+#[tokio::test]
+async fn a_waiting_job_shows_its_limit_and_place_and_a_cancel_frees_the_line() {
+    let s =
+        with_limits(r#"[{"Name": "oneProbe", "Max": 1, "Count": "workflows", "Jobs": ["probe"]}]"#)
+            .await;
+    let c = s.client().await;
+    let start = |ms| {
+        let c = c.clone();
+        async move {
+            let id = c
+                .submit(req::work("x", vec![req::block(1, vec![req::probe(ms)])]))
+                .await
+                .unwrap();
+            c.exec(&id).await.unwrap();
+            id
+        }
+    };
+    let holder = start(30_000).await;
+    eventually("the first probe runs", || async {
+        s.probe.starts_of(&holder).len() == 1
+    })
+    .await;
+    let second = start(0).await;
+    let third = start(0).await;
+    let waiting = |id: String| {
+        let c = c.clone();
+        async move {
+            c.status(&id).await.unwrap().blocks[0].jobs[0]
+                .waiting_for
+                .clone()
+        }
+    };
+    eventually("both wait in line", || async {
+        waiting(second.clone()).await.contains("position 1")
+            && waiting(third.clone()).await.contains("position 2")
+    })
+    .await;
+    let w = waiting(second.clone()).await;
+    assert!(
+        w.starts_with("limit oneProbe: position 1 in line, 1 of 1 in use, since "),
+        "{w}"
+    );
+    let st = c.status(&second).await.unwrap();
+    assert_eq!(st.blocks[0].jobs[0].status, Status::NotStarted as i32);
+
+    // Cancelling the holder lets the line move, in order.
+    s.raw()
+        .await
+        .cancel(v1::CancelReq {
+            id: holder.clone(),
+            reason: "make room".into(),
+        })
+        .await
+        .unwrap();
+    for id in [&second, &third] {
+        let st = wait_final(&c, id).await;
+        assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
+        assert!(st.blocks[0].jobs[0].waiting_for.is_empty());
+    }
+    let order: Vec<_> = s.probe.starts().into_iter().map(|s| s.0).collect();
+    assert_eq!(order, [holder, second, third]);
+}
+
+fn spawn(dir: &Path) -> Daemon {
+    DaemonSpec::new(interlockd!(), dir)
+        .args(["--drain", "100ms"])
+        .spawn()
+        .expect("interlockd starts")
+}
+
+/// Most attempts of `name` jobs whose [started, ended) intervals overlap.
+fn max_overlap(all: &[v1::StatusResp]) -> usize {
+    let mut edges = Vec::new();
+    for st in all {
+        for j in st.blocks.iter().flat_map(|b| &b.jobs) {
+            for a in &j.attempts {
+                let t = |ts: &Option<interlock_proto::pbjson_types::Timestamp>| {
+                    let ts = ts.as_ref().expect("attempt times are recorded");
+                    ts.seconds as i128 * 1_000_000_000 + ts.nanos as i128
+                };
+                // Ends sort before starts at the same instant.
+                edges.push((t(&a.started), 1i32));
+                edges.push((t(&a.ended), -1i32));
+            }
+        }
+    }
+    edges.sort();
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        max = max.max(now);
+    }
+    max as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_holds_across_a_sigkill_of_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dir.path().join("configs");
+    drop(DaemonSpec::new(interlockd!(), dir.path())); // copies the shipped configs
+    append_entry(
+        &configs.join("policies.json"),
+        serde_json::json!({"Name": "x", "Policies": []}),
+    );
+    append_entry(
+        &configs.join("es.json"),
+        serde_json::json!({"Name": "x", "Status": "go"}),
+    );
+    std::fs::write(
+        configs.join("limits.json"),
+        r#"[{"Name": "twoSleeps", "Max": 2, "Count": "jobs", "Jobs": ["sleep"]}]"#,
+    )
+    .unwrap();
+
+    let mut d = spawn(dir.path());
+    let c = d.client().await;
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        let id = c
+            .submit(req::work(
+                "x",
+                vec![req::block(
+                    1,
+                    vec![req::job("sleep", &[("seconds", "0.05")])],
+                )],
+            ))
+            .await
+            .unwrap();
+        c.exec(&id).await.unwrap();
+        ids.push(id);
+    }
+    // Some have run, two are in flight, most wait: kill it mid-way.
+    eventually("a few have completed", || async {
+        let mut done = 0;
+        for id in &ids[..20] {
+            if c.status(id).await.unwrap().status == Status::Completed as i32 {
+                done += 1;
+            }
+        }
+        done >= 4
+    })
+    .await;
+    d.kill();
+
+    let d = spawn(dir.path());
+    let c = d.client().await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut finals = Vec::new();
+    for id in &ids {
+        loop {
+            let st = c.status(id).await.unwrap();
+            if interlock_client::is_final(st.status) {
+                assert_eq!(st.status, Status::Completed as i32, "{id}: {}", st.reason);
+                finals.push(st);
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{id} still {} after restart",
+                st.status
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    assert_eq!(
+        max_overlap(&finals),
+        2,
+        "at most two sleeps at once, before, across and after the kill"
+    );
+    drop(d);
+}
