@@ -95,6 +95,26 @@ async fn a_waiting_job_shows_its_limit_and_place_and_a_cancel_frees_the_line() {
     );
     let st = c.status(&second).await.unwrap();
     assert_eq!(st.blocks[0].jobs[0].status, Status::NotStarted as i32);
+    let limits = s
+        .control()
+        .await
+        .limits(v1::LimitsReq {})
+        .await
+        .unwrap()
+        .into_inner();
+    let l = &limits.limits[0];
+    assert_eq!(
+        (l.name.as_str(), l.max, l.count.as_str()),
+        ("oneProbe", 1, "workflows")
+    );
+    assert_eq!(
+        l.parts,
+        [v1::LimitPart {
+            part: String::new(),
+            holders: vec![holder.clone()],
+            waiting: 2
+        }]
+    );
 
     // Cancelling the holder lets the line move, in order.
     s.raw()

@@ -88,6 +88,8 @@ enum Cmd {
     },
     /// Token bucket levels.
     Buckets,
+    /// Blast-radius limits: who holds them and how many wait.
+    Limits,
     /// The job catalog: every job, its arguments and whether it is safe to re-run.
     Jobs,
     /// The policy set in force.
@@ -137,6 +139,7 @@ async fn run(cli: Cli, t: &Target) -> Out {
         Cmd::Clone(a) => cmd::clone::run(a, t, json).await,
         Cmd::Es { cmd } => cmd::es::run(cmd, t, json).await,
         Cmd::Buckets => cmd::buckets::run(t, json).await,
+        Cmd::Limits => cmd::limits::run(t, json).await,
         Cmd::Jobs => cmd::jobs::run(t, json).await,
         Cmd::Policies => cmd::policies::run(t, json).await,
         Cmd::Audit(a) => cmd::audit::run(a, t, json).await,

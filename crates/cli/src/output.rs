@@ -64,6 +64,7 @@ proto!(
     EmergencyStopStateResp,
     ExecResp,
     JobCatalogResp,
+    LimitsResp,
     ListResp,
     PauseResp,
     PolicyStateResp,

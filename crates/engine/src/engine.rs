@@ -27,6 +27,7 @@ mod follow;
 mod instance;
 mod lifecycle;
 mod limits;
+pub use limits::{LimitUsage, PartUsage};
 mod peers;
 mod recovery;
 

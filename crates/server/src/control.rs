@@ -153,6 +153,43 @@ impl Control for ControlApi {
         result.map(Response::new)
     }
 
+    async fn limits(&self, r: Request<v1::LimitsReq>) -> Result<Response<v1::LimitsResp>, Status> {
+        self.guard.check_any(&identity(&r), Action::Read)?;
+        let limits = self
+            .engine
+            .limits()
+            .await
+            .map_err(engine_status)?
+            .into_iter()
+            .map(|l| v1::Limit {
+                name: l.def.name,
+                max: l.def.max,
+                count: l.def.count_text,
+                per: l.def.per_text,
+                jobs: l.def.jobs,
+                parts: l
+                    .parts
+                    .into_iter()
+                    .map(|p| v1::LimitPart {
+                        part: p.part,
+                        holders: p.holders,
+                        waiting: p.waiting,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(v1::LimitsResp {
+            limits,
+            last_error: self
+                .live
+                .limit_error
+                .lock()
+                .expect("lock")
+                .clone()
+                .unwrap_or_default(),
+        }))
+    }
+
     async fn buckets(
         &self,
         r: Request<v1::BucketsReq>,

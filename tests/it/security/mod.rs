@@ -239,6 +239,7 @@ async fn call_everything(t: Transport, id: &str) -> Vec<(&'static str, Code, Str
             ),
         ),
         ("Buckets", code(ctl.buckets(v1::BucketsReq {}).await)),
+        ("Limits", code(ctl.limits(v1::LimitsReq {}).await)),
         (
             "Audit",
             code(

@@ -10,6 +10,7 @@ pub mod completions;
 pub mod es;
 pub mod jobs;
 pub mod lifecycle;
+pub mod limits;
 pub mod list;
 pub mod policies;
 pub mod status;

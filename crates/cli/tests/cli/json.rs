@@ -177,6 +177,7 @@ async fn every_command_prints_json() {
         (vec!["es", "status"], "entries"),
         (vec!["es", "go", "x"], "entries"),
         (vec!["buckets"], "buckets"),
+        (vec!["limits"], "limits"),
         (vec!["jobs"], "jobs"),
         (vec!["policies"], "workflows"),
         (vec!["audit"], "entries"),

@@ -156,3 +156,59 @@ impl super::Engine {
         Ok(())
     }
 }
+
+/// One partition of a limit in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartUsage {
+    pub part: String,
+    pub holders: Vec<String>,
+    pub waiting: u32,
+}
+
+/// A limit in force, with its partitions in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitUsage {
+    pub def: crate::LimitDef,
+    pub parts: Vec<PartUsage>,
+}
+
+impl super::Engine {
+    /// The limits in force and, for each, who holds slots and how many
+    /// wait (waiters that stopped asking are not counted).
+    pub async fn limits(&self) -> crate::error::Result<Vec<LimitUsage>> {
+        let defs = self.inner.opts.concurrency.defs();
+        let rows = self.inner.store.slots(None).await?;
+        let fresh_after = self.now() - STALE.as_micros() as i64;
+        Ok(defs
+            .iter()
+            .map(|def| {
+                let mut parts: Vec<PartUsage> = Vec::new();
+                for r in rows.iter().filter(|r| r.limit == def.name) {
+                    if !r.granted && r.seen < fresh_after {
+                        continue;
+                    }
+                    let p = match parts.iter_mut().position(|p| p.part == r.part) {
+                        Some(i) => &mut parts[i],
+                        None => {
+                            parts.push(PartUsage {
+                                part: r.part.clone(),
+                                holders: Vec::new(),
+                                waiting: 0,
+                            });
+                            parts.last_mut().expect("just pushed")
+                        }
+                    };
+                    if !r.granted {
+                        p.waiting += 1;
+                    } else if !p.holders.contains(&r.holder) {
+                        p.holders.push(r.holder.clone());
+                    }
+                }
+                LimitUsage {
+                    def: def.clone(),
+                    parts,
+                }
+            })
+            .collect())
+    }
+}
