@@ -4,7 +4,9 @@
 
 use interlock_proto::v1::{self, Status};
 use interlock_tests::daemon::{Daemon, DaemonSpec};
-use interlock_tests::{TestServer, append_entry, eventually, interlockd, req, wait_final};
+use interlock_tests::{
+    TestServer, append_entry, eventually, interlockd, max_overlap, req, wait_final,
+};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -139,31 +141,6 @@ fn spawn(dir: &Path) -> Daemon {
         .args(["--drain", "100ms"])
         .spawn()
         .expect("interlockd starts")
-}
-
-/// Most attempts of `name` jobs whose [started, ended) intervals overlap.
-fn max_overlap(all: &[v1::StatusResp]) -> usize {
-    let mut edges = Vec::new();
-    for st in all {
-        for j in st.blocks.iter().flat_map(|b| &b.jobs) {
-            for a in &j.attempts {
-                let t = |ts: &Option<interlock_proto::pbjson_types::Timestamp>| {
-                    let ts = ts.as_ref().expect("attempt times are recorded");
-                    ts.seconds as i128 * 1_000_000_000 + ts.nanos as i128
-                };
-                // Ends sort before starts at the same instant.
-                edges.push((t(&a.started), 1i32));
-                edges.push((t(&a.ended), -1i32));
-            }
-        }
-    }
-    edges.sort();
-    let (mut now, mut max) = (0i32, 0i32);
-    for (_, d) in edges {
-        now += d;
-        max = max.max(now);
-    }
-    max as usize
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -445,3 +445,29 @@ pub mod req {
         work("SatelliteDiskErase", blocks)
     }
 }
+
+/// The most job attempts of `all` whose recorded [started, ended)
+/// intervals overlap: how many ran at once, at most.
+pub fn max_overlap(all: &[v1::StatusResp]) -> usize {
+    let mut edges = Vec::new();
+    for st in all {
+        for j in st.blocks.iter().flat_map(|b| &b.jobs) {
+            for a in &j.attempts {
+                let t = |ts: &Option<interlock_proto::pbjson_types::Timestamp>| {
+                    let ts = ts.as_ref().expect("attempt times are recorded");
+                    i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos)
+                };
+                // Ends sort before starts at the same instant.
+                edges.push((t(&a.started), 1i32));
+                edges.push((t(&a.ended), -1i32));
+            }
+        }
+    }
+    edges.sort();
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        max = max.max(now);
+    }
+    max as usize
+}

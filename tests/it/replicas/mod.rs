@@ -104,6 +104,8 @@ struct Setup {
     /// Put a cuttable proxy between the replicas and PostgreSQL.
     proxy: bool,
     buckets: Vec<serde_json::Value>,
+    /// The content of limits.json, if any.
+    limits: Option<&'static str>,
 }
 
 impl Default for Setup {
@@ -114,6 +116,7 @@ impl Default for Setup {
             erase: "150ms",
             proxy: false,
             buckets: Vec::new(),
+            limits: None,
         }
     }
 }
@@ -144,6 +147,9 @@ impl Cluster {
         }
         for b in setup.buckets {
             append_entry(&configs.join("buckets.json"), b);
+        }
+        if let Some(l) = setup.limits {
+            std::fs::write(configs.join("limits.json"), l).unwrap();
         }
         let proxy = setup.proxy.then(|| Proxy::start(upstream(&db.url)));
         spec.db = match &proxy {

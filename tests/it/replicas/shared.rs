@@ -168,6 +168,37 @@ async fn a_drain_through_one_replica_lets_jobs_in_flight_on_others_finish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_of_two_holds_across_three_replicas() {
+    let Some(c) = Cluster::start(Setup {
+        limits: Some(r#"[{"Name": "twoSleeps", "Max": 2, "Count": "jobs", "Jobs": ["sleep"]}]"#),
+        ..Setup::default()
+    })
+    .await
+    else {
+        return;
+    };
+    let w = || req::work("rep", vec![req::block(1, vec![sleep(0.05)])]);
+    let mut ids = Vec::new();
+    for n in 0..45 {
+        let r = c.r(n % 3);
+        let id = r.client.submit(w()).await.expect("submit");
+        r.client.exec(&id).await.expect("exec");
+        ids.push(id);
+    }
+    let mut finals = Vec::new();
+    for id in &ids {
+        let st = c.wait_final(id, Duration::from_secs(60)).await;
+        assert_eq!(st.status, Status::Completed as i32, "{id}: {}", st.reason);
+        finals.push(st);
+    }
+    assert_eq!(
+        interlock_tests::max_overlap(&finals),
+        2,
+        "three replicas together ran at most two sleeps at once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_takes_of_one_token_over_three_replicas_get_it_once() {
     let Some(c) = Cluster::start(Setup {
         buckets: vec![serde_json::json!({
