@@ -219,3 +219,55 @@ async fn a_limit_holds_across_a_sigkill_of_the_server() {
     );
     drop(d);
 }
+
+#[tokio::test]
+async fn a_job_paused_while_in_line_starts_after_resume_not_before() {
+    let s = with_limits(r#"[{"Name": "oneProbe", "Max": 1, "Count": "jobs", "Jobs": ["probe"]}]"#)
+        .await;
+    let c = s.client().await;
+    let mut raw = s.raw().await;
+    let start = |ms| {
+        let c = c.clone();
+        async move {
+            let id = c
+                .submit(req::work("x", vec![req::block(1, vec![req::probe(ms)])]))
+                .await
+                .unwrap();
+            c.exec(&id).await.unwrap();
+            id
+        }
+    };
+    let holder = start(1_000).await;
+    eventually("the holder runs", || async {
+        s.probe.starts_of(&holder).len() == 1
+    })
+    .await;
+    let queued = start(0).await;
+    eventually("the second waits in line", || async {
+        !c.status(&queued).await.unwrap().blocks[0].jobs[0]
+            .waiting_for
+            .is_empty()
+    })
+    .await;
+    raw.pause(v1::PauseReq {
+        id: queued.clone(),
+        reason: "look first".into(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        wait_final(&c, &holder).await.status,
+        Status::Completed as i32
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        s.probe.starts_of(&queued).is_empty(),
+        "a paused workflow's job does not start when the slot frees"
+    );
+    raw.resume(v1::ResumeReq { id: queued.clone() })
+        .await
+        .unwrap();
+    let st = wait_final(&c, &queued).await;
+    assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
+    assert_eq!(s.probe.starts_of(&queued).len(), 1);
+}
