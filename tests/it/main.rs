@@ -27,3 +27,4 @@ mod restart;
 mod security;
 mod submit;
 mod watch;
+mod windows;

@@ -3,7 +3,7 @@
 //! set; tests and embedders can plug in their own. It is consulted inside the
 //! engine, so no RPC can reach execution without it.
 
-use interlock_core::{Violation, WorkReq};
+use interlock_core::{Micros, Violation, WorkReq};
 
 /// Why admission refused a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,8 +20,15 @@ pub enum Refusal {
 
 /// Decides whether a request may be accepted or started now.
 pub trait Admission: Send + Sync + 'static {
-    /// `Ok(version)` of the policy set that accepted the request.
-    fn admit(&self, req: &WorkReq) -> Result<String, Refusal>;
+    /// `Ok(version)` of the policy set that accepted the request at `now`
+    /// (the engine's clock).
+    fn admit(&self, req: &WorkReq, now: Micros) -> Result<String, Refusal>;
+
+    /// Why a running workflow of this request must pause at `now`, if it
+    /// must (a change window that closed). Asked before each job start.
+    fn pauses(&self, _req: &WorkReq, _now: Micros) -> Option<String> {
+        None
+    }
 }
 
 /// Admits everything. For embedders and tests without policies.
@@ -29,7 +36,7 @@ pub trait Admission: Send + Sync + 'static {
 pub struct AllowAll;
 
 impl Admission for AllowAll {
-    fn admit(&self, _req: &WorkReq) -> Result<String, Refusal> {
+    fn admit(&self, _req: &WorkReq, _now: Micros) -> Result<String, Refusal> {
         Ok("allow-all".into())
     }
 }

@@ -25,6 +25,7 @@ mod active;
 mod executor;
 mod follow;
 mod instance;
+mod job_start;
 mod lifecycle;
 mod limits;
 pub use limits::{LimitUsage, PartUsage};
@@ -264,7 +265,7 @@ impl Engine {
                 }
             }
         }
-        match inner.admission.admit(req) {
+        match inner.admission.admit(req, self.now()) {
             Ok(version) => v.policy_version = version,
             Err(Refusal::Violations {
                 version,
@@ -398,7 +399,10 @@ impl Engine {
     ) -> Result<()> {
         let inner = &self.inner;
         // Policies may have tightened since Submit: the ones in force now.
-        let version = inner.admission.admit(&rec.req).map_err(refused)?;
+        let version = inner
+            .admission
+            .admit(&rec.req, self.now())
+            .map_err(refused)?;
         if version != rec.policy_version {
             tracing::info!(workflow = %rec.id, submitted = %rec.policy_version, now = %version,
                 "re-checked against newer policies");

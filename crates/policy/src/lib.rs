@@ -2,19 +2,22 @@
 //! for its name in `policies.json`.
 //!
 //! - [`Policy`]: one kind of rule with typed settings (one module per kind:
-//!   [`restrict_job_types`], [`same_args`], [`start_or_end`]).
+//!   [`restrict_job_types`], [`same_args`], [`start_or_end`],
+//!   [`change_window`]).
 //! - [`KINDS`]: the registered kinds. Adding a policy is one new module plus
 //!   one line there.
 //! - [`PolicySet`]: a parsed, validated `policies.json` with its version hash.
 //!
 //! Architecture invariants: pure logic — no tokio, no gRPC, no I/O beyond
-//! parsing text handed in. Policies read the request through a shared
+//! parsing text handed in; the time comes in with the check ([`Ctx`]), from
+//! the engine's pinnable clock, and the time zone database is compiled in. Policies read the request through a shared
 //! reference and cannot change it. A check returns every violation, not the
 //! first. Settings are validated against the job catalog at load, so a
 //! policy that names a job or argument that does not exist (and would
 //! therefore pass vacuously) is a configuration error, never a silent pass.
 #![forbid(unsafe_code)]
 
+pub mod change_window;
 pub mod restrict_job_types;
 pub mod same_args;
 mod set;
@@ -22,9 +25,16 @@ pub mod start_or_end;
 
 pub use set::{ConfigError, PolicySet, Rules, Verdict};
 
-use interlock_core::{Catalog, Violation, WorkReq};
+use interlock_core::{Catalog, Micros, Violation, WorkReq};
 use serde::de::DeserializeOwned;
 use std::marker::PhantomData;
+
+/// What a check knows besides the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ctx {
+    /// Now, in microseconds since the Unix epoch, on the engine's clock.
+    pub now: Micros,
+}
 
 /// One kind of policy.
 pub trait Policy: Send + Sync + Sized + 'static {
@@ -35,7 +45,13 @@ pub trait Policy: Send + Sync + Sized + 'static {
     /// Validates settings against the registered jobs.
     fn new(settings: Self::Settings, jobs: &dyn Catalog) -> Result<Self, String>;
     /// Appends every violation of `req` to `out`.
-    fn check(&self, req: &WorkReq, out: &mut Vec<Violation>);
+    fn check(&self, req: &WorkReq, ctx: &Ctx, out: &mut Vec<Violation>);
+
+    /// Why a workflow already running must pause now, if it must (a change
+    /// window that closed, with pause-at-end). Most kinds never pause.
+    fn pauses(&self, _req: &WorkReq, _ctx: &Ctx) -> Option<String> {
+        None
+    }
 }
 
 /// Every registered policy kind. Add new kinds here.
@@ -43,6 +59,7 @@ pub const KINDS: &[&dyn Kind] = &[
     &Typed::<restrict_job_types::RestrictJobTypes>(PhantomData),
     &Typed::<same_args::SameArgs>(PhantomData),
     &Typed::<start_or_end::StartOrEnd>(PhantomData),
+    &Typed::<change_window::ChangeWindow>(PhantomData),
 ];
 
 /// Object-safe face of a [`Policy`] kind: builds checks from JSON settings.
@@ -58,7 +75,8 @@ pub trait Kind: Sync {
 /// A configured policy, ready to check requests.
 pub trait Check: Send + Sync {
     fn name(&self) -> &'static str;
-    fn check(&self, req: &WorkReq, out: &mut Vec<Violation>);
+    fn check(&self, req: &WorkReq, ctx: &Ctx, out: &mut Vec<Violation>);
+    fn pauses(&self, req: &WorkReq, ctx: &Ctx) -> Option<String>;
 }
 
 /// Adapts a typed [`Policy`] to [`Kind`].
@@ -90,8 +108,12 @@ impl<P: Policy> Check for P {
         P::NAME
     }
 
-    fn check(&self, req: &WorkReq, out: &mut Vec<Violation>) {
-        Policy::check(self, req, out)
+    fn check(&self, req: &WorkReq, ctx: &Ctx, out: &mut Vec<Violation>) {
+        Policy::check(self, req, ctx, out)
+    }
+
+    fn pauses(&self, req: &WorkReq, ctx: &Ctx) -> Option<String> {
+        Policy::pauses(self, req, ctx)
     }
 }
 

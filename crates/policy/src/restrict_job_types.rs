@@ -31,7 +31,7 @@ impl Policy for RestrictJobTypes {
         Ok(Self { allowed, listed })
     }
 
-    fn check(&self, req: &WorkReq, out: &mut Vec<Violation>) {
+    fn check(&self, req: &WorkReq, _ctx: &crate::Ctx, out: &mut Vec<Violation>) {
         for (bi, b) in req.blocks.iter().enumerate() {
             for (ji, j) in b.jobs.iter().enumerate() {
                 if !self.allowed.contains(&j.name) {

@@ -37,7 +37,7 @@ impl Policy for SameArgs {
         Ok(Self { jobs: s.jobs })
     }
 
-    fn check(&self, req: &WorkReq, out: &mut Vec<Violation>) {
+    fn check(&self, req: &WorkReq, _ctx: &crate::Ctx, out: &mut Vec<Violation>) {
         for (job, keys) in &self.jobs {
             for key in keys {
                 // The first job of this type that carries the key sets the value.

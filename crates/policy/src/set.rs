@@ -5,8 +5,8 @@
 //! concatenated without an array — is accepted too. Either the whole file is
 //! valid or nothing of it is used.
 
-use crate::{Check, KINDS};
-use interlock_core::{Catalog, Violation, WorkReq};
+use crate::{Check, Ctx, KINDS};
+use interlock_core::{Catalog, Violation, WorkReq, now_micros};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -156,11 +156,16 @@ impl PolicySet {
         v
     }
 
+    /// [`PolicySet::admit_at`] now, on the system clock.
+    pub fn admit(&self, req: &WorkReq) -> Result<(), Vec<Violation>> {
+        self.admit_at(req, &Ctx { now: now_micros() })
+    }
+
     /// Admission by this set: every violation of `req`. A workflow name
     /// with no entry is refused (an entry with no policies admits
     /// everything): nothing runs that the file does not mention.
-    pub fn admit(&self, req: &WorkReq) -> Result<(), Vec<Violation>> {
-        match self.check(req) {
+    pub fn admit_at(&self, req: &WorkReq, ctx: &Ctx) -> Result<(), Vec<Violation>> {
+        match self.check_at(req, ctx) {
             Verdict::Allowed => Ok(()),
             Verdict::Violations(v) => Err(v),
             Verdict::NoEntry => Err(vec![Violation::new(
@@ -174,14 +179,28 @@ impl PolicySet {
         }
     }
 
-    /// Checks `req` against every policy of its workflow name.
+    /// [`PolicySet::check_at`] now, on the system clock.
     pub fn check(&self, req: &WorkReq) -> Verdict {
+        self.check_at(req, &Ctx { now: now_micros() })
+    }
+
+    /// Why a running workflow of `req`'s name must pause now, if a policy
+    /// says so (a change window that closed, with pause-at-end).
+    pub fn pauses(&self, req: &WorkReq, ctx: &Ctx) -> Option<String> {
+        self.workflows
+            .get(&req.name)?
+            .iter()
+            .find_map(|c| c.pauses(req, ctx))
+    }
+
+    /// Checks `req` against every policy of its workflow name.
+    pub fn check_at(&self, req: &WorkReq, ctx: &Ctx) -> Verdict {
         let Some(checks) = self.workflows.get(&req.name) else {
             return Verdict::NoEntry;
         };
         let mut out = Vec::new();
         for c in checks {
-            c.check(req, &mut out);
+            c.check(req, ctx, &mut out);
         }
         if out.is_empty() {
             Verdict::Allowed

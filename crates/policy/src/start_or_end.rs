@@ -48,7 +48,7 @@ impl Policy for StartOrEnd {
         Ok(Self { s })
     }
 
-    fn check(&self, req: &WorkReq, out: &mut Vec<Violation>) {
+    fn check(&self, req: &WorkReq, _ctx: &crate::Ctx, out: &mut Vec<Violation>) {
         let s = &self.s;
         let (which, block) = if s.start {
             ("first", 0)

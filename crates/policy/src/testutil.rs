@@ -76,7 +76,7 @@ pub fn request(blocks: &[&[Job]]) -> WorkReq {
 #[allow(clippy::borrowed_box)]
 pub fn check(p: &Box<dyn Check>, blocks: &[&[Job]]) -> Vec<Violation> {
     let mut out = Vec::new();
-    p.check(&request(blocks), &mut out);
+    p.check(&request(blocks), &crate::Ctx { now: 0 }, &mut out);
     out
 }
 

@@ -24,7 +24,7 @@ use crate::audit::Auditor;
 use crate::auth::AuthState;
 use interlock_core::{Catalog, Micros, WorkReq};
 use interlock_engine::{Admission, Buckets, ConcurrencyLimits, EsState, Refusal};
-use interlock_policy::PolicySet;
+use interlock_policy::{Ctx, PolicySet};
 use notify::Watcher;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -54,7 +54,12 @@ pub struct PolicyState {
 pub struct LivePolicies(pub watch::Receiver<Arc<PolicyState>>);
 
 impl Admission for LivePolicies {
-    fn admit(&self, req: &WorkReq) -> Result<String, Refusal> {
+    fn pauses(&self, req: &WorkReq, now: Micros) -> Option<String> {
+        let st = self.0.borrow().clone();
+        st.set.as_ref()?.pauses(req, &Ctx { now })
+    }
+
+    fn admit(&self, req: &WorkReq, now: Micros) -> Result<String, Refusal> {
         let st = self.0.borrow().clone();
         let Some(set) = &st.set else {
             return Err(Refusal::Unavailable(format!(
@@ -63,7 +68,7 @@ impl Admission for LivePolicies {
                 st.last_error.as_deref().unwrap_or("not read yet")
             )));
         };
-        set.admit(req)
+        set.admit_at(req, &Ctx { now })
             .map(|()| set.version().to_string())
             .map_err(|violations| Refusal::Violations {
                 version: set.version().to_string(),

@@ -148,7 +148,7 @@ impl Inner {
 
     /// Commits for a running workflow; on failure stops it without
     /// recording more and returns false.
-    async fn persist(&self, active: &Active, changes: Vec<Change>) -> bool {
+    pub(super) async fn persist(&self, active: &Active, changes: Vec<Change>) -> bool {
         match self.commit(active.lease(), changes).await {
             Ok(()) => true,
             Err(e) => {
@@ -391,53 +391,8 @@ impl Inner {
             job: ji,
             rec: jr,
         };
-        // Until its Running record is committed, a pause makes the job wait
-        // (and ask for its limit slots again after), and a stop or cancel
-        // means it never starts: it stays NotStarted.
-        let (holds_slots, mut jr) = loop {
-            if !active.wait_unpaused().await {
-                return;
-            }
-            // Blast-radius limits: a slot of each, held from before the
-            // start is recorded until the end is.
-            let holds = match self.take_slots(rec, bi, ji, active).await {
-                Ok(holds) => holds,
-                Err(asked) => {
-                    if active.token.is_cancelled() || active.cause().is_some() {
-                        if asked {
-                            self.give_back_slots(rec, bi, ji, active).await;
-                        }
-                        return;
-                    }
-                    // Paused while in line: its rows keep its place (and,
-                    // no longer refreshed, hold nobody back meanwhile).
-                    continue;
-                }
-            };
-            let gate = active.start_gate.read().await;
-            if let Some(h) = self.estop.borrow().halted(&active.name) {
-                active.halt(h);
-            }
-            let paused = *active.paused.borrow();
-            if paused || active.token.is_cancelled() || active.cause().is_some() {
-                drop(gate);
-                if holds {
-                    self.give_back_slots(rec, bi, ji, active).await;
-                }
-                if paused && !active.token.is_cancelled() && active.cause().is_none() {
-                    continue;
-                }
-                return;
-            }
-            let jr = JobRecord {
-                status: Status::Running,
-                started: prior.started.or(Some(self.opts.clock.now())),
-                ..prior.clone()
-            };
-            if !self.persist(active, vec![key(jr.clone())]).await {
-                return;
-            }
-            break (holds, jr);
+        let Some((holds_slots, mut jr)) = self.start_job(rec, bi, ji, &prior, active).await else {
+            return;
         };
         metrics::counter!("interlock_jobs_started_total", "job" => spec.name.clone()).increment(1);
         // Only a type known to be safe is retried; an unknown type is not.

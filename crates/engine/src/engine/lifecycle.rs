@@ -9,9 +9,9 @@
 //! - Cancel of a running workflow returns once its end is recorded (or after
 //!   a bounded wait), so no job starts after the reply.
 
-use super::Engine;
-use super::active::Cause;
+use super::active::{Active, Cause};
 use super::recovery::cut_in_flight;
+use super::{Engine, Inner};
 use crate::error::{EngineError, Result};
 use interlock_core::{AuditEntry, ListFilter, Micros, Status, Summary, WorkflowRecord};
 use interlock_store::{CasOutcome, Change, RequestKind};
@@ -162,33 +162,12 @@ impl Engine {
                 ))),
             };
         };
-        let finishing = a.finishing.lock().await;
-        if *finishing || a.cause().is_some() {
-            return Err(EngineError::WrongState(format!(
-                "workflow {id} is already ending"
-            )));
-        }
-        if *a.paused.borrow() {
-            return Ok(());
-        }
-        // Starts being recorded finish first; later ones see the flag.
-        let _gate = a.start_gate.write().await;
-        a.paused.send_replace(true);
         let why = if reason.is_empty() {
             "paused".to_string()
         } else {
             format!("paused: {reason}")
         };
-        let change = Change::WorkflowStatus {
-            id: id.clone(),
-            status: Status::Paused,
-            reason: why,
-        };
-        if let Err(e) = self.inner.commit(a.lease(), vec![change]).await {
-            a.paused.send_replace(false);
-            return Err(e.into());
-        }
-        Ok(())
+        self.inner.pause_active(&id, &a, why).await
     }
 
     /// Resumes a paused workflow after checking the policies in force and
@@ -233,7 +212,10 @@ impl Engine {
             };
         };
         let _finishing = a.finishing.lock().await;
-        inner.admission.admit(&rec.req).map_err(super::refused)?;
+        inner
+            .admission
+            .admit(&rec.req, self.now())
+            .map_err(super::refused)?;
         if let Some(reason) = inner.estop.borrow().stopped(&rec.req.name) {
             return Err(EngineError::EmergencyStopped {
                 name: rec.req.name.clone(),
@@ -321,5 +303,35 @@ fn carry_over(src: &WorkflowRecord, clone: &mut WorkflowRecord, now: Micros) {
                 j.ended = Some(now);
             }
         }
+    }
+}
+
+impl Inner {
+    /// Pauses a run of this process, recording `why`: job starts being
+    /// recorded finish first, later ones wait for Resume.
+    pub(super) async fn pause_active(&self, id: &str, a: &Active, why: String) -> Result<()> {
+        let finishing = a.finishing.lock().await;
+        if *finishing || a.cause().is_some() {
+            return Err(EngineError::WrongState(format!(
+                "workflow {id} is already ending"
+            )));
+        }
+        if *a.paused.borrow() {
+            return Ok(());
+        }
+        // Starts being recorded finish first; later ones see the flag.
+        let _gate = a.start_gate.write().await;
+        a.paused.send_replace(true);
+        let change = Change::WorkflowStatus {
+            id: id.to_string(),
+            status: Status::Paused,
+            reason: why,
+        };
+        if let Err(e) = self.commit(a.lease(), vec![change]).await {
+            a.paused.send_replace(false);
+            return Err(e.into());
+        }
+        drop(finishing);
+        Ok(())
     }
 }

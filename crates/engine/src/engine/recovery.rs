@@ -120,7 +120,7 @@ impl Engine {
             inner.commit(lease, changes).await?;
             return Ok(None);
         }
-        if let Err(r) = inner.admission.admit(&rec.req) {
+        if let Err(r) = inner.admission.admit(&rec.req, now) {
             let why = refused(r).to_string();
             self.hold_for_operator(&rec, lease, format!("not resumed: {why}"))
                 .await?;
