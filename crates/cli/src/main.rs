@@ -77,6 +77,10 @@ enum Cmd {
     Pause(cmd::lifecycle::PauseArgs),
     /// Resume a paused workflow.
     Resume(cmd::lifecycle::ResumeArgs),
+    /// Approve a workflow awaiting approval (a requireApproval policy).
+    Approve(cmd::lifecycle::DecideArgs),
+    /// Reject a workflow awaiting approval: it ends Cancelled.
+    Reject(cmd::lifecycle::DecideArgs),
     /// Decide about a job Interrupted by a restart.
     Resolve(cmd::lifecycle::ResolveArgs),
     /// Submit a workflow's request again.
@@ -135,6 +139,8 @@ async fn run(cli: Cli, t: &Target) -> Out {
         Cmd::Cancel(a) => cmd::lifecycle::cancel(a, t, json).await,
         Cmd::Pause(a) => cmd::lifecycle::pause(a, t, json).await,
         Cmd::Resume(a) => cmd::lifecycle::resume(a, t, json).await,
+        Cmd::Approve(a) => cmd::lifecycle::decide(a, true, t, json).await,
+        Cmd::Reject(a) => cmd::lifecycle::decide(a, false, t, json).await,
         Cmd::Resolve(a) => cmd::lifecycle::resolve(a, t, json).await,
         Cmd::Clone(a) => cmd::clone::run(a, t, json).await,
         Cmd::Es { cmd } => cmd::es::run(cmd, t, json).await,

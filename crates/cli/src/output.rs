@@ -57,6 +57,7 @@ macro_rules! proto {
 }
 
 proto!(
+    ApproveResp,
     AuditResp,
     BucketsResp,
     CancelResp,

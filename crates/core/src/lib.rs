@@ -24,7 +24,9 @@ pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use listing::{AuditEntry, AuditQuery, ListFilter, Summary};
-pub use record::{Attempt, BlockRecord, EsMode, Event, JobRecord, Status, WorkflowRecord};
+pub use record::{
+    Approval, ApprovalRule, Attempt, BlockRecord, EsMode, Event, JobRecord, Status, WorkflowRecord,
+};
 pub use records_text::{RecordsError, parse_records};
 pub use request::{Block, Job, RetryPolicy, WorkReq};
 pub use schema::{ArgFormat, ArgSpec, Catalog, Idempotency, JobSchema, StaticCatalog};

@@ -19,6 +19,9 @@ pub enum Status {
     Stopped = 7,
     Interrupted = 8,
     Skipped = 9,
+    /// Submitted, and needs approvals (a requireApproval policy) before
+    /// Exec can start it.
+    AwaitingApproval = 10,
 }
 
 impl Status {
@@ -45,6 +48,7 @@ impl Status {
             7 => Status::Stopped,
             8 => Status::Interrupted,
             9 => Status::Skipped,
+            10 => Status::AwaitingApproval,
             _ => return None,
         })
     }
@@ -60,6 +64,7 @@ impl Status {
             Status::Stopped => "Stopped",
             Status::Interrupted => "Interrupted",
             Status::Skipped => "Skipped",
+            Status::AwaitingApproval => "AwaitingApproval",
         }
     }
 }
@@ -167,6 +172,36 @@ pub struct WorkflowRecord {
     /// shown to operators; not stored by `submit`).
     #[serde(default)]
     pub owner: Option<String>,
+    /// Approvals and rejections given (read from the store when shown,
+    /// never stored with the workflow row).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approvals: Vec<Approval>,
+}
+
+/// One approver's decision on a workflow (the two-person rule).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub workflow_id: String,
+    /// The approver, as the audit log names identities.
+    pub identity: String,
+    /// True to approve, false to reject.
+    pub approve: bool,
+    pub comment: String,
+    /// The request content it was given for: an approval applies to that
+    /// exact content only.
+    pub content_hash: String,
+    pub at: Micros,
+}
+
+/// What a requireApproval policy asks of a request before Exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalRule {
+    /// Distinct approvers needed, none of them the submitter.
+    pub approvals: u32,
+    /// The role each approver must hold.
+    pub role: String,
+    /// An approval older than this no longer counts.
+    pub expires_after: std::time::Duration,
 }
 
 impl WorkflowRecord {
@@ -192,6 +227,7 @@ impl WorkflowRecord {
             submitted_by: String::new(),
             executed_by: String::new(),
             owner: None,
+            approvals: Vec::new(),
         }
     }
 }

@@ -29,6 +29,11 @@ pub trait Admission: Send + Sync + 'static {
     fn pauses(&self, _req: &WorkReq, _now: Micros) -> Option<String> {
         None
     }
+
+    /// The approvals this request needs before Exec, if any.
+    fn approval(&self, _req: &WorkReq) -> Option<interlock_core::ApprovalRule> {
+        None
+    }
 }
 
 /// Admits everything. For embedders and tests without policies.

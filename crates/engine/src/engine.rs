@@ -22,6 +22,8 @@
 //!   the run here at once.
 
 mod active;
+mod approvals;
+pub use approvals::ApprovalTally;
 mod executor;
 mod follow;
 mod instance;
@@ -313,6 +315,9 @@ impl Engine {
             .map(|a| a.identity.clone())
             .unwrap_or_default();
         prepare(&mut rec);
+        if inner.admission.approval(&rec.req).is_some() {
+            rec.status = Status::AwaitingApproval;
+        }
         match inner.store.submit(&rec, &hash, audit).await? {
             SubmitOutcome::Inserted => {
                 tracing::info!(workflow = %id, name = %interlock_core::Escaped(&rec.req.name),
@@ -359,6 +364,7 @@ impl Engine {
         if rec.status == Status::Running && !self.inner.opts.concurrency.defs().is_empty() {
             self.show_waits(&mut rec).await?;
         }
+        self.load_approvals(&mut rec).await?;
         Ok(rec)
     }
 
@@ -369,14 +375,50 @@ impl Engine {
         if inner.draining.is_cancelled() {
             return Err(EngineError::ShuttingDown);
         }
-        let rec = self.status(id).await?;
-        if rec.status != Status::NotStarted {
+        let mut rec = self.status(id).await?;
+        if !matches!(rec.status, Status::NotStarted | Status::AwaitingApproval) {
             return Err(EngineError::AlreadyStarted {
                 id: rec.id,
                 status: rec.status,
             });
         }
-        let age = Duration::from_micros((self.now() - rec.created).max(0) as u64);
+        self.check_approved(&rec)?;
+        if rec.status == Status::AwaitingApproval {
+            // Approved meanwhile, or the policy no longer asks: ready.
+            match inner
+                .store
+                .transition(
+                    &rec.id,
+                    Status::AwaitingApproval,
+                    Status::NotStarted,
+                    "",
+                    None,
+                    Vec::new(),
+                )
+                .await?
+            {
+                CasOutcome::Done(()) | CasOutcome::WrongStatus(Status::NotStarted) => {
+                    rec.status = Status::NotStarted;
+                }
+                CasOutcome::NotFound => return Err(EngineError::NotFound(rec.id)),
+                CasOutcome::WrongStatus(status) => {
+                    return Err(EngineError::AlreadyStarted { id: rec.id, status });
+                }
+                CasOutcome::OwnedBy(owner) => {
+                    return Err(EngineError::AlreadyStarted {
+                        id: format!("{} (run by {owner})", rec.id),
+                        status: Status::Running,
+                    });
+                }
+            }
+        }
+        // Approval takes time: the Exec deadline runs from the last approval.
+        let since = rec
+            .approvals
+            .iter()
+            .map(|a| a.at)
+            .fold(rec.created, i64::max);
+        let age = Duration::from_micros((self.now() - since).max(0) as u64);
         if age > inner.opts.exec_ttl {
             return Err(EngineError::Stale {
                 id: rec.id,

@@ -55,6 +55,12 @@ pub enum EngineError {
         age: Duration,
         ttl: Duration,
     },
+    /// Exec before the approvals a requireApproval policy asks for.
+    #[error("{0}")]
+    NeedsApproval(String),
+    /// The caller may not decide on this workflow's approval.
+    #[error("{0}")]
+    NotAnApprover(String),
     /// The emergency stop is on for this workflow name: wait for "go".
     #[error("workflow {name:?} is emergency-stopped: {reason}")]
     EmergencyStopped { name: String, reason: String },

@@ -3,7 +3,7 @@
 //!
 //! - [`Policy`]: one kind of rule with typed settings (one module per kind:
 //!   [`restrict_job_types`], [`same_args`], [`start_or_end`],
-//!   [`change_window`]).
+//!   [`change_window`], [`require_approval`]).
 //! - [`KINDS`]: the registered kinds. Adding a policy is one new module plus
 //!   one line there.
 //! - [`PolicySet`]: a parsed, validated `policies.json` with its version hash.
@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod change_window;
+pub mod require_approval;
 pub mod restrict_job_types;
 pub mod same_args;
 mod set;
@@ -52,6 +53,11 @@ pub trait Policy: Send + Sync + Sized + 'static {
     fn pauses(&self, _req: &WorkReq, _ctx: &Ctx) -> Option<String> {
         None
     }
+
+    /// The approvals `req` needs before Exec, if this policy asks for any.
+    fn approval(&self, _req: &WorkReq) -> Option<interlock_core::ApprovalRule> {
+        None
+    }
 }
 
 /// Every registered policy kind. Add new kinds here.
@@ -60,6 +66,7 @@ pub const KINDS: &[&dyn Kind] = &[
     &Typed::<same_args::SameArgs>(PhantomData),
     &Typed::<start_or_end::StartOrEnd>(PhantomData),
     &Typed::<change_window::ChangeWindow>(PhantomData),
+    &Typed::<require_approval::RequireApproval>(PhantomData),
 ];
 
 /// Object-safe face of a [`Policy`] kind: builds checks from JSON settings.
@@ -77,6 +84,7 @@ pub trait Check: Send + Sync {
     fn name(&self) -> &'static str;
     fn check(&self, req: &WorkReq, ctx: &Ctx, out: &mut Vec<Violation>);
     fn pauses(&self, req: &WorkReq, ctx: &Ctx) -> Option<String>;
+    fn approval(&self, req: &WorkReq) -> Option<interlock_core::ApprovalRule>;
 }
 
 /// Adapts a typed [`Policy`] to [`Kind`].
@@ -114,6 +122,10 @@ impl<P: Policy> Check for P {
 
     fn pauses(&self, req: &WorkReq, ctx: &Ctx) -> Option<String> {
         Policy::pauses(self, req, ctx)
+    }
+
+    fn approval(&self, req: &WorkReq) -> Option<interlock_core::ApprovalRule> {
+        Policy::approval(self, req)
     }
 }
 

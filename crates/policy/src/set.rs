@@ -193,6 +193,16 @@ impl PolicySet {
             .find_map(|c| c.pauses(req, ctx))
     }
 
+    /// The approvals `req` needs before Exec: the strictest rule of its
+    /// name's requireApproval policies that apply, if any.
+    pub fn approval(&self, req: &WorkReq) -> Option<interlock_core::ApprovalRule> {
+        self.workflows
+            .get(&req.name)?
+            .iter()
+            .filter_map(|c| c.approval(req))
+            .max_by_key(|r| (r.approvals, std::cmp::Reverse(r.expires_after)))
+    }
+
     /// Checks `req` against every policy of its workflow name.
     pub fn check_at(&self, req: &WorkReq, ctx: &Ctx) -> Verdict {
         let Some(checks) = self.workflows.get(&req.name) else {

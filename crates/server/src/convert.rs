@@ -178,6 +178,19 @@ pub fn status_resp(rec: &WorkflowRecord) -> v1::StatusResp {
         desc: rec.req.desc.clone(),
         status: status(rec.status),
         had_errors: rec.had_errors,
+        approvals: rec
+            .approvals
+            .iter()
+            .map(|a| v1::Approval {
+                identity: a.identity.clone(),
+                approve: a.approve,
+                comment: a.comment.clone(),
+                at: ts(Some(a.at)),
+            })
+            .collect(),
+        // Counted by the engine where it answers Status.
+        approvals_needed: 0,
+        approvals_valid: 0,
         was_es_stopped: rec.es_halt.halts(),
         halted_by: if rec.es_halt.halts() {
             es_mode(rec.es_halt) as i32
@@ -255,6 +268,7 @@ fn ancestor_status(s: i32) -> i32 {
         Some(Status::Cancelled | Status::Stopped) => Status::Failed as i32,
         Some(Status::Paused | Status::Interrupted) => Status::Running as i32,
         Some(Status::Skipped) => Status::Completed as i32,
+        Some(Status::AwaitingApproval) => Status::NotStarted as i32,
         _ => s,
     }
 }

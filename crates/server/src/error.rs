@@ -100,7 +100,9 @@ pub fn engine_status(e: EngineError) -> Status {
             message(&format!("refused by policy version {version}"), &violations),
             details(&violations, true),
         ),
+        e @ EngineError::NotAnApprover(_) => Status::permission_denied(e.to_string()),
         e @ (EngineError::NoDecision(_)
+        | EngineError::NeedsApproval(_)
         | EngineError::Stale { .. }
         | EngineError::EmergencyStopped { .. }
         | EngineError::WrongState(_)) => Status::failed_precondition(e.to_string()),

@@ -54,6 +54,11 @@ pub struct PolicyState {
 pub struct LivePolicies(pub watch::Receiver<Arc<PolicyState>>);
 
 impl Admission for LivePolicies {
+    fn approval(&self, req: &WorkReq) -> Option<interlock_core::ApprovalRule> {
+        let st = self.0.borrow().clone();
+        st.set.as_ref()?.approval(req)
+    }
+
     fn pauses(&self, req: &WorkReq, now: Micros) -> Option<String> {
         let st = self.0.borrow().clone();
         st.set.as_ref()?.pauses(req, &Ctx { now })

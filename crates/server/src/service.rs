@@ -154,7 +154,43 @@ impl Api {
     async fn status(&self, r: Request<v1::StatusReq>) -> Result<v1::StatusResp, Status> {
         let who = identity(&r);
         let rec = self.readable(&who, &r.into_inner().id).await?;
-        Ok(convert::status_resp(&rec))
+        let mut resp = convert::status_resp(&rec);
+        (resp.approvals_needed, resp.approvals_valid) = self.engine.approval_tally(&rec);
+        Ok(resp)
+    }
+
+    /// Approve or Reject: the caller must be able to read the workflow; the
+    /// engine checks the policy's role (from rbac.json) and the two-person
+    /// rule. Audited with the comment.
+    async fn decide(
+        &self,
+        r: Request<v1::ApproveReq>,
+        approve: bool,
+    ) -> Result<Response<v1::ApproveResp>, Status> {
+        let caller = Caller::of(&r);
+        let roles = self.guard.roles_of(&caller.who);
+        let identity = caller.identity;
+        let need = |q: &v1::ApproveReq| (Action::Read, q.id.clone(), q.comment.clone());
+        let action = if approve { "approve" } else { "reject" };
+        self.audited(
+            r,
+            action,
+            |q| q.id.clone(),
+            need,
+            async move |e: &Engine, q: v1::ApproveReq| {
+                let t = e
+                    .decide_approval(&q.id, &identity, &roles, &q.comment, approve)
+                    .await
+                    .map_err(engine_status)?;
+                Ok(v1::ApproveResp {
+                    id: t.id,
+                    status: t.status as i32,
+                    approvals_needed: t.needed,
+                    approvals_valid: t.valid,
+                })
+            },
+        )
+        .await
     }
 }
 
@@ -243,6 +279,20 @@ impl v1::workflow_server::Workflow for Api {
 
     async fn status(&self, r: Request<v1::StatusReq>) -> Result<Response<v1::StatusResp>, Status> {
         Api::status(self, r).await.map(Response::new)
+    }
+
+    async fn approve(
+        &self,
+        r: Request<v1::ApproveReq>,
+    ) -> Result<Response<v1::ApproveResp>, Status> {
+        self.decide(r, true).await
+    }
+
+    async fn reject(
+        &self,
+        r: Request<v1::ApproveReq>,
+    ) -> Result<Response<v1::ApproveResp>, Status> {
+        self.decide(r, false).await
     }
 
     async fn validate(

@@ -27,7 +27,9 @@ pub mod testing;
 mod writer;
 
 use async_trait::async_trait;
-use interlock_core::{AuditEntry, AuditQuery, ListFilter, Micros, Status, Summary, WorkflowRecord};
+use interlock_core::{
+    Approval, AuditEntry, AuditQuery, ListFilter, Micros, Status, Summary, WorkflowRecord,
+};
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
     RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
@@ -382,6 +384,17 @@ impl Store for PgStore {
 
     async fn bucket_states(&self, bucket: &str) -> Result<Vec<BucketState>> {
         read::bucket_states(&self.client().await?, bucket).await
+    }
+
+    async fn add_approval(&self, a: &Approval) -> Result<()> {
+        match self.send(Op::Approval(a.clone())).await? {
+            Outcome::Refusable(r) => r,
+            _ => unexpected(),
+        }
+    }
+
+    async fn approvals(&self, workflow_id: &str) -> Result<Vec<Approval>> {
+        read::approvals(&self.client().await?, workflow_id).await
     }
 
     async fn acquire_slots(&self, lease: &Lease, req: SlotRequest) -> Result<SlotOutcome> {

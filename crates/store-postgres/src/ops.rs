@@ -693,3 +693,41 @@ pub async fn set_stop(tx: &Transaction<'_>, ctx: &mut Ctx, e: &SharedStop) -> Pg
     ctx.items.push(FeedItem::Stops);
     Ok(())
 }
+
+/// Records an approver's decision, replacing that identity's earlier one;
+/// `Err` when the workflow does not exist.
+pub async fn add_approval(
+    tx: &Transaction<'_>,
+    a: &interlock_core::Approval,
+) -> PgResult<Result<(), StoreError>> {
+    if sql::query_opt(
+        tx,
+        "SELECT 1 FROM workflows WHERE id = $1",
+        &[&a.workflow_id],
+    )
+    .await?
+    .is_none()
+    {
+        return Ok(Err(StoreError::Backend(format!(
+            "no workflow {}",
+            a.workflow_id
+        ))));
+    }
+    sql::execute(
+        tx,
+        "INSERT INTO approvals (workflow_id, identity, approve, comment, content_hash, at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (workflow_id, identity) DO UPDATE SET approve = excluded.approve,
+         comment = excluded.comment, content_hash = excluded.content_hash, at = excluded.at",
+        &[
+            &a.workflow_id,
+            &a.identity,
+            &a.approve,
+            &a.comment,
+            &a.content_hash,
+            &a.at,
+        ],
+    )
+    .await?;
+    Ok(Ok(()))
+}

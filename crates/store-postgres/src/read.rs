@@ -3,8 +3,8 @@
 use crate::sql;
 use deadpool_postgres::GenericClient;
 use interlock_core::{
-    AuditEntry, AuditQuery, BlockRecord, EsMode, JobRecord, ListFilter, Micros, Status, Summary,
-    WorkReq, WorkflowRecord,
+    Approval, AuditEntry, AuditQuery, BlockRecord, EsMode, JobRecord, ListFilter, Micros, Status,
+    Summary, WorkReq, WorkflowRecord,
 };
 use interlock_store::{
     BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop,
@@ -383,6 +383,28 @@ pub async fn slot_rows(
         position: r.get::<_, i64>(9) as u32,
         held: r.get::<_, i64>(10) as u32,
         max: r.get::<_, i64>(11) as u32,
+    })
+    .collect())
+}
+
+/// Approvers' decisions on a workflow, oldest first.
+pub async fn approvals(c: &impl GenericClient, workflow_id: &str) -> Result<Vec<Approval>> {
+    Ok(sql::query(
+        c,
+        "SELECT identity, approve, comment, content_hash, at FROM approvals
+         WHERE workflow_id = $1 ORDER BY at, identity",
+        &[&workflow_id],
+    )
+    .await
+    .map_err(backend)?
+    .iter()
+    .map(|r| Approval {
+        workflow_id: workflow_id.to_string(),
+        identity: r.get(0),
+        approve: r.get(1),
+        comment: r.get(2),
+        content_hash: r.get(3),
+        at: r.get(4),
     })
     .collect())
 }

@@ -13,7 +13,7 @@ use crate::feed;
 use crate::ops::{self, Ctx, Missing};
 use crate::sql;
 use deadpool_postgres::Transaction;
-use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};
+use interlock_core::{Approval, AuditEntry, Micros, Status, WorkflowRecord};
 use interlock_store::backend::backend;
 use interlock_store::{
     CasOutcome, Change, ControlRequest, InstanceInfo, Lease, RequestKind, Result, SharedStop,
@@ -76,6 +76,7 @@ pub enum Op {
         lease: Lease,
         req: SlotRequest,
     },
+    Approval(Approval),
 }
 
 /// What an op gives back once committed.
@@ -187,6 +188,7 @@ impl Op {
             Op::AcquireSlots { lease, req } => {
                 Outcome::Slots(ops::acquire_slots(tx, lease, req).await?)
             }
+            Op::Approval(a) => Outcome::Refusable(ops::add_approval(tx, a).await?),
         })
     }
 }
@@ -320,6 +322,7 @@ fn workflow_key(op: &Op) -> Option<&str> {
             changes.iter().all(|c| c.workflow_id() == id).then_some(id)
         }
         Op::Release(lease) => Some(&lease.workflow_id),
+        Op::Approval(a) => Some(&a.workflow_id),
         Op::Request { workflow_id, .. } => Some(workflow_id),
         _ => None,
     }

@@ -26,7 +26,7 @@ mod tests;
 
 use async_trait::async_trait;
 use interlock_core::{
-    AuditEntry, AuditQuery, Clock, ListFilter, Micros, Status, Summary, WorkflowRecord,
+    Approval, AuditEntry, AuditQuery, Clock, ListFilter, Micros, Status, Summary, WorkflowRecord,
 };
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
@@ -469,6 +469,36 @@ impl Store for SqliteStore {
     async fn bucket_states(&self, bucket: &str) -> Result<Vec<BucketState>> {
         let bucket = bucket.to_string();
         self.read(move |c| read::bucket_states(c, &bucket)).await
+    }
+
+    async fn add_approval(&self, a: &Approval) -> Result<()> {
+        let a = a.clone();
+        self.op(move |tx, _| {
+            if ops::ownership(tx, &a.workflow_id)?.is_none() {
+                return Ok(Err(backend(format!("no workflow {}", a.workflow_id))));
+            }
+            tx.prepare_cached(
+                "INSERT INTO approvals (workflow_id, identity, approve, comment, content_hash, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (workflow_id, identity) DO UPDATE SET approve = excluded.approve,
+                 comment = excluded.comment, content_hash = excluded.content_hash, at = excluded.at",
+            )?
+            .execute(rusqlite::params![
+                a.workflow_id,
+                a.identity,
+                a.approve,
+                a.comment,
+                a.content_hash,
+                a.at
+            ])?;
+            Ok(Ok(()))
+        })
+        .await?
+    }
+
+    async fn approvals(&self, workflow_id: &str) -> Result<Vec<Approval>> {
+        let w = workflow_id.to_string();
+        self.read(move |c| read::approvals(c, &w)).await
     }
 
     async fn acquire_slots(&self, lease: &Lease, req: SlotRequest) -> Result<SlotOutcome> {

@@ -94,7 +94,7 @@ pub fn submit(
 }
 
 /// The workflow's status, owner and epoch.
-fn ownership(
+pub fn ownership(
     tx: &Transaction<'_>,
     id: &str,
 ) -> rusqlite::Result<Option<(i32, Option<String>, i64)>> {

@@ -2,8 +2,8 @@
 //! run while the writer commits; they see the last committed state.
 
 use interlock_core::{
-    AuditEntry, AuditQuery, BlockRecord, EsMode, JobRecord, ListFilter, Micros, Status, Summary,
-    WorkReq, WorkflowRecord,
+    Approval, AuditEntry, AuditQuery, BlockRecord, EsMode, JobRecord, ListFilter, Micros, Status,
+    Summary, WorkReq, WorkflowRecord,
 };
 use interlock_store::{
     BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop,
@@ -431,4 +431,26 @@ pub fn slot_rows(
         })
     })?
     .collect()
+}
+
+/// Approvers' decisions on a workflow, oldest first.
+pub fn approvals(c: &Connection, workflow_id: &str) -> Result<Vec<Approval>> {
+    c.prepare_cached(
+        "SELECT identity, approve, comment, content_hash, at FROM approvals
+         WHERE workflow_id = ?1 ORDER BY at, identity",
+    )
+    .map_err(backend)?
+    .query_map([workflow_id], |r| {
+        Ok(Approval {
+            workflow_id: workflow_id.to_string(),
+            identity: r.get(0)?,
+            approve: r.get(1)?,
+            comment: r.get(2)?,
+            content_hash: r.get(3)?,
+            at: r.get(4)?,
+        })
+    })
+    .map_err(backend)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(backend)
 }

@@ -163,6 +163,16 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (limit_name, part, workflow_id, block_idx, job_idx)
     ) WITHOUT ROWID;
     CREATE INDEX limit_slots_by_workflow ON limit_slots(workflow_id, block_idx, job_idx);",
+    // 12: approvers' decisions (the two-person rule), one per identity.
+    "CREATE TABLE approvals (
+        workflow_id TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        approve INTEGER NOT NULL,
+        comment TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        PRIMARY KEY (workflow_id, identity)
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

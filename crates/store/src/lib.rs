@@ -48,8 +48,8 @@ pub mod slots;
 
 use async_trait::async_trait;
 use interlock_core::{
-    AuditEntry, AuditQuery, BlockRecord, EsMode, Event, JobRecord, ListFilter, Micros, Status,
-    Summary, WorkflowRecord,
+    Approval, AuditEntry, AuditQuery, BlockRecord, EsMode, Event, JobRecord, ListFilter, Micros,
+    Status, Summary, WorkflowRecord,
 };
 use std::time::Duration;
 
@@ -482,6 +482,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// The take recorded for one job, if any (to reconcile after a crash).
     async fn take_of(&self, workflow_id: &str, block: usize, job: usize) -> Result<Option<Take>>;
+
+    // ---- approvals
+
+    /// Records an approver's decision on a workflow, replacing that
+    /// identity's earlier one. Fails if the workflow does not exist.
+    async fn add_approval(&self, approval: &Approval) -> Result<()>;
+
+    /// Decisions on a workflow, oldest first.
+    async fn approvals(&self, workflow_id: &str) -> Result<Vec<Approval>>;
 
     // ---- limits
 

@@ -16,7 +16,8 @@ use crate::{
 };
 use async_trait::async_trait;
 use interlock_core::{
-    AuditEntry, AuditQuery, Clock, Event, ListFilter, Micros, Status, Summary, WorkflowRecord,
+    Approval, AuditEntry, AuditQuery, Clock, Event, ListFilter, Micros, Status, Summary,
+    WorkflowRecord,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -42,6 +43,7 @@ struct State {
     next_request: i64,
     stops: BTreeMap<String, SharedStop>,
     slots: Vec<SlotRow>,
+    approvals: Vec<Approval>,
 }
 
 /// An in-memory store. Cheap to clone; clones share state.
@@ -592,6 +594,32 @@ impl Store for MemStore {
             .iter()
             .find(|t| t.workflow_id == workflow_id && t.block == block && t.job == job)
             .cloned())
+    }
+
+    async fn add_approval(&self, a: &Approval) -> Result<()> {
+        let mut st = self.lock();
+        if !st.workflows.contains_key(&a.workflow_id) {
+            return Err(StoreError::Backend(format!(
+                "no workflow {}",
+                a.workflow_id
+            )));
+        }
+        st.approvals
+            .retain(|x| !(x.workflow_id == a.workflow_id && x.identity == a.identity));
+        st.approvals.push(a.clone());
+        Ok(())
+    }
+
+    async fn approvals(&self, workflow_id: &str) -> Result<Vec<Approval>> {
+        let mut v: Vec<Approval> = self
+            .lock()
+            .approvals
+            .iter()
+            .filter(|a| a.workflow_id == workflow_id)
+            .cloned()
+            .collect();
+        v.sort_by_key(|a| a.at);
+        Ok(v)
     }
 
     async fn acquire_slots(&self, lease: &Lease, req: SlotRequest) -> Result<SlotOutcome> {

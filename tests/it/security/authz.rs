@@ -33,6 +33,12 @@ async fn a_role_without_the_grant_is_denied_naming_it_and_one_with_it_works() {
                 );
                 assert!(msg.contains("(its roles: viewer)"), "{msg}");
             }
+            // Authorized (read), refused on its merits: no policy asks
+            // for approval of "x" here.
+            None if matches!(*rpc, "Approve" | "Reject") => {
+                assert_eq!(*code, Code::FailedPrecondition, "viewer {rpc}: {msg}");
+                assert!(msg.contains("needs no approval"), "{msg}");
+            }
             None => assert_eq!(*code, Code::Ok, "viewer {rpc}: {msg}"),
         }
     }

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 use tonic::{Code, Status};
 
+mod approvals;
 mod authn;
 mod authz;
 mod reload;
@@ -24,13 +25,17 @@ const RBAC: &str = r#"{
     "operator": [{"actions": ["read", "submit", "exec", "cancel", "pause"], "workflows": ["x"]}],
     "viewer": [{"actions": ["read"], "workflows": ["*"]}],
     "stopper": [{"actions": ["estop", "read"], "workflows": ["x"]}],
-    "admin": [{"actions": ["admin"], "workflows": ["*"]}]
+    "admin": [{"actions": ["admin"], "workflows": ["*"]}],
+    "approver": [{"actions": ["read"], "workflows": ["x"]}]
   },
   "bindings": [
     {"identity": "token:operator", "roles": ["operator"]},
     {"identity": "token:viewer", "roles": ["viewer"]},
     {"identity": "token:stopper", "roles": ["stopper"]},
     {"identity": "token:admin", "roles": ["admin"]},
+    {"identity": "token:lead", "roles": ["operator", "approver"]},
+    {"identity": "token:approver-a", "roles": ["approver"]},
+    {"identity": "token:approver-b", "roles": ["approver"]},
     {"identity": "cert:alice", "roles": ["operator"]},
     {"identity": "cert:*.sre.example.com", "roles": ["viewer"]}
   ]
@@ -65,10 +70,18 @@ async fn secure_with(
     let pki = tempfile::tempdir().unwrap();
     let ca = Ca::new(pki.path(), "main");
     let server_cert = ca.server(pki.path(), "server");
-    let tokens: BTreeMap<_, _> = ["operator", "viewer", "stopper", "admin"]
-        .into_iter()
-        .map(|n| (n, tokens::mint()))
-        .collect();
+    let tokens: BTreeMap<_, _> = [
+        "operator",
+        "viewer",
+        "stopper",
+        "admin",
+        "lead",
+        "approver-a",
+        "approver-b",
+    ]
+    .into_iter()
+    .map(|n| (n, tokens::mint()))
+    .collect();
     let s = TestServer::start_with(|c| {
         c.tls_cert = Some(server_cert.cert.clone());
         c.tls_key = Some(server_cert.key.clone());
@@ -205,6 +218,26 @@ async fn call_everything(t: Transport, id: &str) -> Vec<(&'static str, Code, Str
         ),
         ("List", code(wf.list(v1::ListReq::default()).await)),
         ("Watch", code(wf.watch(v1::WatchReq { id: id() }).await)),
+        (
+            "Approve",
+            code(
+                wf.approve(v1::ApproveReq {
+                    id: id(),
+                    comment: String::new(),
+                })
+                .await,
+            ),
+        ),
+        (
+            "Reject",
+            code(
+                wf.reject(v1::ApproveReq {
+                    id: id(),
+                    comment: String::new(),
+                })
+                .await,
+            ),
+        ),
         (
             "Clone",
             code(

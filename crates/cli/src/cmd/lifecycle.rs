@@ -121,3 +121,37 @@ fn done<T: Proto>(json: bool, id: &str, resp: &T) -> Out {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[derive(clap::Args)]
+pub struct DecideArgs {
+    id: String,
+    /// Why: recorded with the decision and in the audit log.
+    #[arg(long, default_value = "")]
+    comment: String,
+}
+
+/// `approve` (`approve` true) or `reject`.
+pub async fn decide(a: DecideArgs, approve: bool, t: &Target, json: bool) -> Out {
+    let mut raw = connect(t).await?.raw();
+    let q = v1::ApproveReq {
+        id: a.id.clone(),
+        comment: a.comment,
+    };
+    let r = if approve {
+        raw.approve(q).await?
+    } else {
+        raw.reject(q).await?
+    }
+    .into_inner();
+    if json {
+        print_value(&action(&a.id, &r))?;
+    } else {
+        outln!(
+            "{} ({} of {} approvals)",
+            status_name(r.status),
+            r.approvals_valid,
+            r.approvals_needed
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

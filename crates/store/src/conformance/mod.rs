@@ -25,8 +25,8 @@ use crate::{
 };
 use async_trait::async_trait;
 use interlock_core::{
-    AuditEntry, AuditQuery, Block, EsMode, Job, JobRecord, ListFilter, Micros, Status, WorkReq,
-    WorkflowRecord,
+    Approval, AuditEntry, AuditQuery, Block, EsMode, Job, JobRecord, ListFilter, Micros, Status,
+    WorkReq, WorkflowRecord,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,6 +76,7 @@ pub async fn run_all(h: &dyn Harness) {
         requests_reach_the_owner,
         shared_stops_are_kept_and_announced,
         limit_slots_are_decided_atomically_and_released,
+        approvals_are_kept_per_identity,
     );
 }
 

@@ -368,3 +368,30 @@ pub async fn limit_slots_are_decided_atomically_and_released(h: &dyn Harness) {
         .unwrap_err();
     assert!(matches!(e, StoreError::Fenced { .. }), "{e:?}");
 }
+
+/// Approvals are kept per workflow and identity (a second decision by the
+/// same identity replaces the first), oldest first, and only for workflows
+/// that exist.
+pub async fn approvals_are_kept_per_identity(h: &dyn Harness) {
+    let s = h.store().await;
+    let w = submitted(s.as_ref(), 800, 1).await.id;
+    let a = |who: &str, approve: bool, at: Micros| Approval {
+        workflow_id: w.clone(),
+        identity: who.into(),
+        approve,
+        comment: format!("{who} at {at}"),
+        content_hash: "hash".into(),
+        at,
+    };
+    s.add_approval(&a("token:alice", true, 10)).await.unwrap();
+    s.add_approval(&a("token:bob", false, 11)).await.unwrap();
+    s.add_approval(&a("token:alice", true, 12)).await.unwrap();
+    assert_eq!(
+        s.approvals(&w).await.unwrap(),
+        [a("token:bob", false, 11), a("token:alice", true, 12)]
+    );
+    assert!(s.approvals(&id(801)).await.unwrap().is_empty());
+    let mut stray = a("token:alice", true, 13);
+    stray.workflow_id = id(802);
+    assert!(s.add_approval(&stray).await.is_err(), "no such workflow");
+}

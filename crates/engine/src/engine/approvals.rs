@@ -1,0 +1,204 @@
+//! The two-person rule: a workflow a requireApproval policy applies to is
+//! submitted AwaitingApproval and needs that many approvals before Exec can
+//! start it.
+//!
+//! An approval counts when it approves, comes from a distinct identity
+//! (one decision per identity; a second replaces the first) other than the
+//! submitter, holding the policy's role when given, was given for this
+//! exact request content, and has not expired. A workflow with enough
+//! approvals moves to NotStarted; one rejection ends it Cancelled. Exec
+//! counts again (policies, approvals and expiry may have changed since),
+//! so nothing starts without the approvals the policies in force ask for.
+
+use super::Engine;
+use crate::error::{EngineError, Result};
+use interlock_core::{Approval, ApprovalRule, Status, WorkflowRecord};
+use interlock_store::CasOutcome;
+
+/// Where a workflow stands with its approvals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalTally {
+    pub id: String,
+    pub status: Status,
+    /// Approvals the policies in force ask for (0: none).
+    pub needed: u32,
+    /// Approvals that count now.
+    pub valid: u32,
+}
+
+impl Engine {
+    /// The approval rule for `rec` under the policies in force, if any.
+    pub(super) fn approval_rule(&self, rec: &WorkflowRecord) -> Option<ApprovalRule> {
+        self.inner.admission.approval(&rec.req)
+    }
+
+    /// How many of `rec.approvals` count now under `rule`.
+    fn valid_approvals(&self, rec: &WorkflowRecord, rule: &ApprovalRule) -> u32 {
+        let hash = rec.req.content_hash();
+        let fresh_after = self.now() - rule.expires_after.as_micros() as i64;
+        rec.approvals
+            .iter()
+            .filter(|a| {
+                a.approve
+                    && a.identity != rec.submitted_by
+                    && a.content_hash == hash
+                    && a.at >= fresh_after
+            })
+            .count() as u32
+    }
+
+    /// `(needed, valid)` for a record read with [`Engine::status`].
+    pub fn approval_tally(&self, rec: &WorkflowRecord) -> (u32, u32) {
+        match self.approval_rule(rec) {
+            Some(rule) => (rule.approvals, self.valid_approvals(rec, &rule)),
+            None => (0, 0),
+        }
+    }
+
+    /// Reads the decisions given on `rec` into it, when they can matter.
+    pub(super) async fn load_approvals(&self, rec: &mut WorkflowRecord) -> Result<()> {
+        if rec.status == Status::AwaitingApproval
+            || (rec.status == Status::NotStarted && self.approval_rule(rec).is_some())
+        {
+            rec.approvals = self.inner.store.approvals(&rec.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Refuses Exec of `rec` unless it has the approvals the policies in
+    /// force ask for.
+    pub(super) fn check_approved(&self, rec: &WorkflowRecord) -> Result<()> {
+        // No rule (the policy was removed since Submit): nothing is asked.
+        let Some(rule) = self.approval_rule(rec) else {
+            return Ok(());
+        };
+        let valid = self.valid_approvals(rec, &rule);
+        if valid >= rule.approvals {
+            return Ok(());
+        }
+        Err(EngineError::NeedsApproval(format!(
+            "workflow {} needs {} approval(s) from holders of role {:?} other than its submitter \
+             and has {valid} that count; ask an approver to run `interlock approve {}`",
+            rec.id, rule.approvals, rule.role, rec.id
+        )))
+    }
+
+    /// Records `identity`'s decision on workflow `id`: an approval (moving
+    /// it to NotStarted once it has enough) or a rejection (ending it
+    /// Cancelled). `roles` are the roles `identity` holds.
+    pub async fn decide_approval(
+        &self,
+        id: &str,
+        identity: &str,
+        roles: &[String],
+        comment: &str,
+        approve: bool,
+    ) -> Result<ApprovalTally> {
+        let mut rec = self.status(id).await?;
+        let id = rec.id.clone();
+        let Some(rule) = self.approval_rule(&rec) else {
+            return Err(EngineError::WrongState(format!(
+                "workflow {id} needs no approval: no requireApproval policy applies to it"
+            )));
+        };
+        if !matches!(rec.status, Status::AwaitingApproval | Status::NotStarted) {
+            return Err(EngineError::WrongState(format!(
+                "workflow {id} is {}; only a workflow not yet started is approved or rejected",
+                rec.status
+            )));
+        }
+        if !roles.contains(&rule.role) {
+            return Err(EngineError::NotAnApprover(format!(
+                "{identity} does not hold role {:?}, which deciding on workflow {:?} needs \
+                 (approvals need authentication, so that approvers are known)",
+                rule.role, rec.req.name
+            )));
+        }
+        if approve && identity == rec.submitted_by {
+            return Err(EngineError::NotAnApprover(format!(
+                "{identity} submitted workflow {id} and cannot approve it; another holder of \
+                 role {:?} must",
+                rule.role
+            )));
+        }
+        let now = self.now();
+        let decision = Approval {
+            workflow_id: id.clone(),
+            identity: identity.to_string(),
+            approve,
+            comment: comment.to_string(),
+            content_hash: rec.req.content_hash(),
+            at: now,
+        };
+        self.inner.store.add_approval(&decision).await?;
+        if !approve {
+            let why = if comment.is_empty() {
+                format!("rejected by {identity}")
+            } else {
+                format!("rejected by {identity}: {comment}")
+            };
+            let to = match self
+                .inner
+                .store
+                .transition(
+                    &id,
+                    rec.status,
+                    Status::Cancelled,
+                    &why,
+                    Some(now),
+                    Vec::new(),
+                )
+                .await?
+            {
+                CasOutcome::Done(()) => Status::Cancelled,
+                CasOutcome::WrongStatus(s) => s,
+                CasOutcome::NotFound => return Err(EngineError::NotFound(id)),
+                CasOutcome::OwnedBy(_) => Status::Running,
+            };
+            tracing::info!(workflow = %id, %identity, "workflow rejected");
+            return Ok(ApprovalTally {
+                id,
+                status: to,
+                needed: rule.approvals,
+                valid: 0,
+            });
+        }
+        rec.approvals = self.inner.store.approvals(&id).await?;
+        let valid = self.valid_approvals(&rec, &rule);
+        let mut status = rec.status;
+        if valid >= rule.approvals && rec.status == Status::AwaitingApproval {
+            let by: Vec<&str> = rec
+                .approvals
+                .iter()
+                .filter(|a| a.approve && a.identity != rec.submitted_by)
+                .map(|a| a.identity.as_str())
+                .collect();
+            let why = format!("approved by {}", by.join(", "));
+            status = match self
+                .inner
+                .store
+                .transition(
+                    &id,
+                    Status::AwaitingApproval,
+                    Status::NotStarted,
+                    &why,
+                    None,
+                    Vec::new(),
+                )
+                .await?
+            {
+                CasOutcome::Done(()) => Status::NotStarted,
+                CasOutcome::WrongStatus(s) => s,
+                CasOutcome::NotFound => return Err(EngineError::NotFound(id)),
+                CasOutcome::OwnedBy(_) => Status::Running,
+            };
+        }
+        tracing::info!(workflow = %id, %identity, valid, needed = rule.approvals, "workflow approved");
+        Ok(ApprovalTally {
+            id,
+            status,
+            needed: rule.approvals,
+            valid,
+        })
+    }
+}
