@@ -1,7 +1,7 @@
 //! Submit and Validate: structural validation and its error messages.
 
 use interlock_proto::v1;
-use interlock_tests::{TestServer, req};
+use interlock_tests::{TestServer, req, wait_final};
 use tonic::Code;
 
 #[tokio::test]
@@ -396,4 +396,40 @@ async fn a_request_past_the_size_limits_is_refused_naming_the_limit() {
     c.submit(req::work("x", vec![req::block(1, vec![req::probe(0)])]))
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn validate_reports_what_submit_and_exec_would_meet() {
+    let s = TestServer::start_with(|c| {
+        std::fs::write(
+            c.configs.join("limits.json"),
+            r#"[{"Name": "twoSites", "Max": 2, "Count": "arg:site", "Jobs": ["diskErase"]}]"#,
+        )
+        .unwrap();
+    })
+    .await;
+    let c = s.client().await;
+    let erase = req::satellite_erase("aab", &["aab00", "aab01"]);
+    let v = c.validate(erase.clone()).await.unwrap();
+    assert!(v.ok, "{v:?}");
+    assert_eq!(v.estop_mode, v1::EsMode::Go as i32);
+    assert_eq!(v.sites, ["aab"]);
+    assert_eq!(v.machines, ["aab00", "aab01"]);
+    assert_eq!(v.limits, ["twoSites"]);
+    assert_eq!(v.approvals_needed, 0);
+    assert_eq!(v.buckets.len(), 1);
+    let b = &v.buckets[0];
+    assert_eq!(
+        (b.bucket.as_str(), b.needed, b.available, b.capacity),
+        ("diskEraseSatellite", 1, 1, 1)
+    );
+
+    // Once the token is spent, the dry run says so, and when the next comes.
+    let id = c.submit(erase.clone()).await.unwrap();
+    c.exec(&id).await.unwrap();
+    wait_final(&c, &id).await;
+    let v = c.validate(erase).await.unwrap();
+    let b = &v.buckets[0];
+    assert_eq!((b.needed, b.available), (1, 0));
+    assert!(b.next_token_in.is_some());
 }

@@ -107,7 +107,8 @@ pub struct LimitDef {
 }
 
 impl LimitDef {
-    fn applies_to(&self, job: &str) -> bool {
+    /// Whether jobs of type `job` fall under this limit.
+    pub fn applies_to(&self, job: &str) -> bool {
         self.jobs.is_empty() || self.jobs.iter().any(|j| j == job)
     }
 }

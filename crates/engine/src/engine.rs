@@ -23,7 +23,9 @@
 
 mod active;
 mod approvals;
+mod dry_run;
 pub use approvals::ApprovalTally;
+pub use dry_run::{BucketNeed, DryRun};
 mod executor;
 mod follow;
 mod instance;
@@ -75,6 +77,8 @@ pub struct EngineOptions {
     pub request_id_window: Duration,
     /// Blast-radius limits in force (from limits.json).
     pub concurrency: Arc<crate::ConcurrencyLimits>,
+    /// The token buckets, for dry runs to report levels.
+    pub buckets: Option<Arc<crate::Buckets>>,
 }
 
 impl Default for EngineOptions {
@@ -87,6 +91,7 @@ impl Default for EngineOptions {
             clock: interlock_core::clock::system(),
             request_id_window: Duration::from_secs(24 * 3600),
             concurrency: Arc::default(),
+            buckets: None,
         }
     }
 }

@@ -41,6 +41,12 @@ pub trait Job: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The bucket (and key) a run of this job takes a token from, if it
+    /// takes one: what a dry run counts against the bucket's level.
+    fn bucket_take(&self, _args: &BTreeMap<String, String>) -> Option<(String, String)> {
+        None
+    }
+
     /// After a crash, finds out whether a run that was in flight had its
     /// effect. Only called for jobs whose schema says `reconcilable`; the
     /// context carries the checkpoint the run saved, if any.
@@ -206,6 +212,11 @@ pub trait JobRunner: Send + Sync + 'static {
     /// schema's format checks passed).
     fn check(&self, req: &interlock_core::WorkReq, job: &interlock_core::Job)
     -> Result<(), String>;
+
+    /// The bucket (and key) a run of `job` takes a token from, if any.
+    fn bucket_take(&self, _job: &interlock_core::Job) -> Option<(String, String)> {
+        None
+    }
 
     /// Runs one attempt. A type this runner does not know fails the job
     /// (non-retryable): it must never count as done.

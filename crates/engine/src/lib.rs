@@ -39,8 +39,8 @@ pub use audit::{AuditPage, Auditor};
 pub use buckets::{BucketDef, BucketError, BucketLevel, Buckets};
 pub use concurrency::{ConcurrencyLimits, LimitDef};
 pub use engine::{
-    ApprovalTally, CloneOptions, Engine, EngineOptions, Follower, LimitUsage, Page, PartUsage,
-    Resolution, StoreHealth, Verdict, Watched,
+    ApprovalTally, BucketNeed, CloneOptions, DryRun, Engine, EngineOptions, Follower, LimitUsage,
+    Page, PartUsage, Resolution, StoreHealth, Verdict, Watched,
 };
 pub use error::EngineError;
 pub use estop::EsState;

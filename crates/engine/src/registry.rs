@@ -71,6 +71,10 @@ impl JobRunner for Registry {
         }
     }
 
+    fn bucket_take(&self, job: &interlock_core::Job) -> Option<(String, String)> {
+        self.get(&job.name)?.bucket_take(&job.args)
+    }
+
     async fn run(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Result<Outputs, JobError> {
         self.job(&job.name)?.run(ctx, &job.args).await
     }

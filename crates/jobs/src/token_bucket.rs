@@ -81,6 +81,16 @@ impl Job for TokenBucket {
         }
     }
 
+    fn bucket_take(&self, args: &BTreeMap<String, String>) -> Option<(String, String)> {
+        let bucket = args.get("bucket")?.clone();
+        // The key the take would use under the keying in force.
+        let key = match self.buckets.def(&bucket).and_then(|d| d.key_arg) {
+            Some(_) => args.get("key").cloned().unwrap_or_default(),
+            None => String::new(),
+        };
+        Some((bucket, key))
+    }
+
     async fn run(
         &self,
         ctx: &JobCtx,

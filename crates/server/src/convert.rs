@@ -77,7 +77,7 @@ pub fn work_req(r: v1::WorkReq) -> Result<WorkReq, ConvertError> {
     })
 }
 
-fn pdur(d: Duration) -> interlock_proto::pbjson_types::Duration {
+pub fn pdur(d: Duration) -> interlock_proto::pbjson_types::Duration {
     interlock_proto::pbjson_types::Duration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,

@@ -182,6 +182,7 @@ impl ServerBuilder {
                 clock,
                 request_id_window: c.request_id_window,
                 concurrency,
+                buckets: Some(live.buckets.clone()),
             },
         );
         let metrics_addr = match c.metrics_listen {

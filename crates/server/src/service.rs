@@ -303,16 +303,40 @@ impl v1::workflow_server::Workflow for Api {
         let req = r.into_inner();
         self.guard.check(&who, Action::Read, &req.name)?;
         let req = convert::work_req(req).map_err(bad_request)?;
-        // Every check Submit makes, nothing stored.
-        let verdict = self.engine.check(&req);
+        // Every check Submit makes, and what it would meet; nothing stored.
+        let dry = self.engine.dry_run(&req).await;
+        let (estop_mode, estop_reason) = match dry.halt {
+            Some(h) => (convert::es_mode(h.mode), h.reason),
+            None => (v1::EsMode::Go, String::new()),
+        };
         Ok(Response::new(v1::ValidateResp {
-            ok: verdict.ok(),
-            violations: verdict
+            ok: dry.verdict.ok(),
+            violations: dry
+                .verdict
                 .violations()
                 .into_iter()
                 .map(wire_violation)
                 .collect(),
-            policy_version: verdict.policy_version,
+            policy_version: dry.verdict.policy_version,
+            estop_mode: estop_mode as i32,
+            estop_reason,
+            buckets: dry
+                .buckets
+                .into_iter()
+                .map(|b| v1::BucketNeed {
+                    bucket: b.bucket,
+                    key: b.key,
+                    needed: b.needed,
+                    available: b.available.unwrap_or(0),
+                    capacity: b.capacity,
+                    next_token_in: b.next_token_in.map(convert::pdur),
+                })
+                .collect(),
+            approvals_needed: dry.approval.as_ref().map_or(0, |a| a.approvals),
+            approval_role: dry.approval.map(|a| a.role).unwrap_or_default(),
+            limits: dry.limits,
+            sites: dry.sites,
+            machines: dry.machines,
         }))
     }
 

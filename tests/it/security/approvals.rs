@@ -42,6 +42,11 @@ async fn decide(
 async fn two_distinct_approvers_other_than_the_submitter_let_it_run() {
     let sec = approval_server().await;
     let (mut lead, _) = sec.as_role(Some("lead")).await;
+    let dry = lead.validate(quick()).await.unwrap().into_inner();
+    assert_eq!(
+        (dry.approvals_needed, dry.approval_role.as_str()),
+        (2, "approver")
+    );
     let id = lead.submit(quick()).await.unwrap().into_inner().id;
     let reader = lead.clone();
     let status = |id: String| {

@@ -63,10 +63,18 @@ async fn refusals_list_each_violation_once_on_its_own_line() {
         "interlock: NotFound: no workflow with id \"0190a5f0-0000-7000-8000-000000000000\"\n"
     );
 
-    // validate keeps one line per violation, on stdout.
+    // validate keeps one line per violation, on stdout, then what the
+    // request would meet (the e-stop, the sites it touches).
     let (code, out, _) = cli(&s, &["validate", &refused]).await;
     assert_eq!(code, 1);
-    assert_eq!(out.lines().count(), 2, "{out}");
+    let lines: Vec<_> = out.lines().collect();
+    assert!(
+        lines.len() == 4
+            && lines[..2].iter().all(|l| l.starts_with("startOrEnd"))
+            && lines[2] == "e-stop: go"
+            && lines[3] == "sites: aab",
+        "{out}"
+    );
 }
 
 /// 200 violations once made a reply the CLI could not read ("h2 protocol
