@@ -67,14 +67,7 @@ async fn kill_9_at_random_moments_loses_and_repeats_nothing() {
     let configs = dir.path().join("configs");
     // Copies the shipped configs.
     drop(DaemonSpec::new(interlockd!(), dir.path()));
-    append_entry(
-        &configs.join("policies.json"),
-        serde_json::json!({"Name": "x", "Policies": []}),
-    );
-    append_entry(
-        &configs.join("es.json"),
-        serde_json::json!({"Name": "x", "Status": "go"}),
-    );
+    interlock_tests::admit_x(&configs);
     append_entry(
         &configs.join("buckets.json"),
         serde_json::json!({"Name": "crashBucket", "Capacity": BUCKET_CAPACITY, "Refill": 1, "Period": "1h"}),

@@ -4,9 +4,7 @@
 
 use interlock_proto::v1::{self, Status};
 use interlock_tests::daemon::{Daemon, DaemonSpec};
-use interlock_tests::{
-    TestServer, append_entry, eventually, interlockd, max_overlap, req, wait_final,
-};
+use interlock_tests::{TestServer, eventually, interlockd, max_overlap, req, wait_final};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -17,6 +15,16 @@ async fn with_limits(limits: &'static str) -> TestServer {
         std::fs::write(c.configs.join("limits.json"), limits).unwrap();
     })
     .await
+}
+
+/// Submits and executes a workflow of one `ms`-long probe.
+async fn start_probe(c: &interlock_client::Client, ms: u64) -> String {
+    let id = c
+        .submit(req::work("x", vec![req::block(1, vec![req::probe(ms)])]))
+        .await
+        .unwrap();
+    c.exec(&id).await.unwrap();
+    id
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,24 +67,13 @@ async fn a_waiting_job_shows_its_limit_and_place_and_a_cancel_frees_the_line() {
         with_limits(r#"[{"Name": "oneProbe", "Max": 1, "Count": "workflows", "Jobs": ["probe"]}]"#)
             .await;
     let c = s.client().await;
-    let start = |ms| {
-        let c = c.clone();
-        async move {
-            let id = c
-                .submit(req::work("x", vec![req::block(1, vec![req::probe(ms)])]))
-                .await
-                .unwrap();
-            c.exec(&id).await.unwrap();
-            id
-        }
-    };
-    let holder = start(30_000).await;
+    let holder = start_probe(&c, 30_000).await;
     eventually("the first probe runs", || async {
         s.probe.starts_of(&holder).len() == 1
     })
     .await;
-    let second = start(0).await;
-    let third = start(0).await;
+    let second = start_probe(&c, 0).await;
+    let third = start_probe(&c, 0).await;
     let waiting = |id: String| {
         let c = c.clone();
         async move {
@@ -148,14 +145,7 @@ async fn a_limit_holds_across_a_sigkill_of_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let configs = dir.path().join("configs");
     drop(DaemonSpec::new(interlockd!(), dir.path())); // copies the shipped configs
-    append_entry(
-        &configs.join("policies.json"),
-        serde_json::json!({"Name": "x", "Policies": []}),
-    );
-    append_entry(
-        &configs.join("es.json"),
-        serde_json::json!({"Name": "x", "Status": "go"}),
-    );
+    interlock_tests::admit_x(&configs);
     std::fs::write(
         configs.join("limits.json"),
         r#"[{"Name": "twoSleeps", "Max": 2, "Count": "jobs", "Jobs": ["sleep"]}]"#,
@@ -226,23 +216,12 @@ async fn a_job_paused_while_in_line_starts_after_resume_not_before() {
         .await;
     let c = s.client().await;
     let mut raw = s.raw().await;
-    let start = |ms| {
-        let c = c.clone();
-        async move {
-            let id = c
-                .submit(req::work("x", vec![req::block(1, vec![req::probe(ms)])]))
-                .await
-                .unwrap();
-            c.exec(&id).await.unwrap();
-            id
-        }
-    };
-    let holder = start(1_000).await;
+    let holder = start_probe(&c, 1_000).await;
     eventually("the holder runs", || async {
         s.probe.starts_of(&holder).len() == 1
     })
     .await;
-    let queued = start(0).await;
+    let queued = start_probe(&c, 0).await;
     eventually("the second waits in line", || async {
         !c.status(&queued).await.unwrap().blocks[0].jobs[0]
             .waiting_for

@@ -71,15 +71,7 @@ impl TestServer {
             let entry = entry.unwrap();
             std::fs::copy(entry.path(), configs.join(entry.file_name())).unwrap();
         }
-        // Test workflows are named "x": explicitly no policies, and go.
-        append_entry(
-            &configs.join("policies.json"),
-            serde_json::json!({"Name": "x", "Policies": []}),
-        );
-        append_entry(
-            &configs.join("es.json"),
-            serde_json::json!({"Name": "x", "Status": "go"}),
-        );
+        admit_x(&configs);
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             db: dir.path().join("var/interlock.db"),
@@ -283,6 +275,19 @@ where
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Lets test workflows named "x" run under the configs in `configs`:
+/// explicitly no policies, and go.
+pub fn admit_x(configs: &Path) {
+    append_entry(
+        &configs.join("policies.json"),
+        serde_json::json!({"Name": "x", "Policies": []}),
+    );
+    append_entry(
+        &configs.join("es.json"),
+        serde_json::json!({"Name": "x", "Status": "go"}),
+    );
 }
 
 /// Polls Status until the workflow is final; panics after 30 s.
