@@ -159,6 +159,60 @@ impl Verdict {
     }
 }
 
+/// Keyed takes name their work: the key of each take from a keyed bucket
+/// must be the value of the bucket's key argument in every other job of
+/// the request that carries it, and at least one must (else the key
+/// guards nothing). Values are collected once per key argument, so the
+/// cost is linear in the request.
+fn keyed_takes(req: &WorkReq, runner: &dyn JobRunner, buckets: &crate::Buckets) -> Vec<Violation> {
+    let jobs = || {
+        req.blocks
+            .iter()
+            .enumerate()
+            .flat_map(|(bi, b)| b.jobs.iter().enumerate().map(move |(ji, j)| (bi, ji, j)))
+    };
+    let takes: Vec<_> = jobs()
+        .filter_map(|(bi, ji, j)| runner.bucket_take(j).map(|t| (bi, ji, t)))
+        .collect();
+    let mut values: HashMap<String, Vec<(usize, usize, &str, &str)>> = HashMap::new();
+    let mut out = Vec::new();
+    for (bi, ji, (bucket, key)) in takes {
+        let Some(key_arg) = buckets.def(&bucket).and_then(|d| d.key_arg) else {
+            continue;
+        };
+        if key.is_empty() {
+            continue; // the job's own check names the missing key
+        }
+        // The takes themselves are not the work (a take's own arguments
+        // never vouch for its key).
+        let carriers = values.entry(key_arg.clone()).or_insert_with(|| {
+            jobs()
+                .filter(|(_, _, j)| runner.bucket_take(j).is_none())
+                .filter_map(|(b, i, j)| {
+                    j.args
+                        .get(&key_arg)
+                        .map(|v| (b, i, j.name.as_str(), v.as_str()))
+                })
+                .collect()
+        });
+        let at = |m: String| Violation::new("arguments", m).at_job(bi, ji);
+        match carriers.iter().find(|c| c.3 != key) {
+            Some((b, i, name, val)) => out.push(at(format!(
+                "key {key:?} of bucket {bucket:?} does not match block {b} job {i} ({name}), \
+                 whose {key_arg} is {val:?}; a keyed take must be for the {key_arg} the \
+                 workflow works on"
+            ))),
+            None if carriers.is_empty() => out.push(at(format!(
+                "bucket {bucket:?} is keyed by argument {key_arg:?}, but no job of this \
+                 workflow has one, so key {key:?} guards nothing; key the bucket by an \
+                 argument the work carries"
+            ))),
+            None => {}
+        }
+    }
+    out
+}
+
 pub(crate) fn refused(r: Refusal) -> EngineError {
     match r {
         Refusal::Violations {
@@ -271,6 +325,10 @@ impl Engine {
                     v.denied.push(Violation::new("arguments", m).at_job(bi, ji));
                 }
             }
+        }
+        if let Some(buckets) = &inner.opts.buckets {
+            v.denied
+                .extend(keyed_takes(req, inner.runner.as_ref(), buckets));
         }
         match inner.admission.admit(req, self.now()) {
             Ok(version) => v.policy_version = version,

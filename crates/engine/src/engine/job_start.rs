@@ -10,7 +10,7 @@
 //! after a Pause, outside its window, past a limit or after an e-stop.
 
 use super::Inner;
-use super::active::Active;
+use super::active::{Active, Cause};
 use interlock_core::{JobRecord, Status, WorkflowRecord};
 use interlock_store::Change;
 
@@ -42,15 +42,8 @@ impl Inner {
             // A change window that closed (with pause-at-end) pauses the
             // run here, before anything new starts.
             if let Some(why) = self.admission.pauses(&rec.req, self.opts.clock.now()) {
-                match self.pause_active(&rec.id, active, why.clone()).await {
-                    Ok(()) => {
-                        tracing::warn!(workflow = %rec.id, why = %interlock_core::Escaped(&why),
-                            "workflow paused: its change window closed");
-                    }
-                    Err(e) => {
-                        tracing::debug!(workflow = %rec.id, error = %e, "not paused");
-                        return None;
-                    }
+                if !self.pause_for_window(rec, active, why).await {
+                    return None;
                 }
                 continue;
             }
@@ -74,6 +67,22 @@ impl Inner {
             if let Some(h) = self.estop.borrow().halted(&active.name) {
                 active.halt(h);
             }
+            // The wait for slots may have been long: the lease and the
+            // change window are asked again right before the record.
+            if let Err(why) = self.instance.holds(active.lease()) {
+                active.stop(Cause::Unrecorded(why));
+            }
+            let closed = self.admission.pauses(&rec.req, self.opts.clock.now());
+            if let Some(why) = closed {
+                drop(gate);
+                if holds {
+                    self.give_back_slots(rec, bi, ji, active).await;
+                }
+                if !self.pause_for_window(rec, active, why).await {
+                    return None;
+                }
+                continue;
+            }
             let paused = *active.paused.borrow();
             if paused || active.token.is_cancelled() || active.cause().is_some() {
                 drop(gate);
@@ -94,6 +103,27 @@ impl Inner {
                 return None;
             }
             return Some((holds, jr));
+        }
+    }
+
+    /// Pauses the run because its change window closed; false when it
+    /// could not be recorded (the run then stops here, unrecorded, or was
+    /// already ending).
+    async fn pause_for_window(&self, rec: &WorkflowRecord, active: &Active, why: String) -> bool {
+        match self.pause_active(&rec.id, active, why.clone()).await {
+            Ok(()) => {
+                tracing::warn!(workflow = %rec.id, why = %interlock_core::Escaped(&why),
+                    "workflow paused: its change window closed");
+                true
+            }
+            Err(e) => {
+                if active.cause().is_none() {
+                    // A job must not be left behind silently: whoever runs
+                    // the workflow next finds it as it was.
+                    active.stop(Cause::Unrecorded(format!("pause not recorded: {e}")));
+                }
+                false
+            }
         }
     }
 }

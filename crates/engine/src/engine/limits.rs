@@ -44,6 +44,12 @@ impl Inner {
             if slots.is_empty() {
                 return Ok(asked);
             }
+            // A drain or stop met while in line ends the wait (and, with
+            // the cause set, the run) rather than waiting for a slot that
+            // could not be used.
+            if let Some(h) = self.estop.borrow().halted(&active.name) {
+                active.halt(h);
+            }
             if active.token.is_cancelled() || active.cause().is_some() || *active.paused.borrow() {
                 return Err(asked);
             }
