@@ -184,6 +184,10 @@ pub struct Approval {
     pub workflow_id: String,
     /// The approver, as the audit log names identities.
     pub identity: String,
+    /// The roles the approver held when deciding (rbac.json): a rule counts
+    /// the approvals of holders of its role.
+    #[serde(default)]
+    pub roles: Vec<String>,
     /// True to approve, false to reject.
     pub approve: bool,
     pub comment: String,

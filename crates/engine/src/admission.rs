@@ -30,9 +30,10 @@ pub trait Admission: Send + Sync + 'static {
         None
     }
 
-    /// The approvals this request needs before Exec, if any.
-    fn approval(&self, _req: &WorkReq) -> Option<interlock_core::ApprovalRule> {
-        None
+    /// The approval rules this request must meet before Exec (all of
+    /// them); empty when none applies.
+    fn approvals(&self, _req: &WorkReq) -> Vec<interlock_core::ApprovalRule> {
+        Vec::new()
     }
 }
 

@@ -378,7 +378,7 @@ impl Engine {
             .map(|a| a.identity.clone())
             .unwrap_or_default();
         prepare(&mut rec);
-        if inner.admission.approval(&rec.req).is_some() {
+        if !inner.admission.approvals(&rec.req).is_empty() {
             rec.status = Status::AwaitingApproval;
         }
         match inner.store.submit(&rec, &hash, audit).await? {

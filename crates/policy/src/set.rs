@@ -193,14 +193,13 @@ impl PolicySet {
             .find_map(|c| c.pauses(req, ctx))
     }
 
-    /// The approvals `req` needs before Exec: the strictest rule of its
-    /// name's requireApproval policies that apply, if any.
-    pub fn approval(&self, req: &WorkReq) -> Option<interlock_core::ApprovalRule> {
+    /// The approvals `req` needs before Exec: every rule of its name's
+    /// requireApproval policies that applies (all must be met).
+    pub fn approvals(&self, req: &WorkReq) -> Vec<interlock_core::ApprovalRule> {
         self.workflows
-            .get(&req.name)?
-            .iter()
-            .filter_map(|c| c.approval(req))
-            .max_by_key(|r| (r.approvals, std::cmp::Reverse(r.expires_after)))
+            .get(&req.name)
+            .map(|cs| cs.iter().filter_map(|c| c.approval(req)).collect())
+            .unwrap_or_default()
     }
 
     /// Checks `req` against every policy of its workflow name.

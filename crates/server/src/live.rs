@@ -54,9 +54,12 @@ pub struct PolicyState {
 pub struct LivePolicies(pub watch::Receiver<Arc<PolicyState>>);
 
 impl Admission for LivePolicies {
-    fn approval(&self, req: &WorkReq) -> Option<interlock_core::ApprovalRule> {
+    fn approvals(&self, req: &WorkReq) -> Vec<interlock_core::ApprovalRule> {
         let st = self.0.borrow().clone();
-        st.set.as_ref()?.approval(req)
+        st.set
+            .as_ref()
+            .map(|s| s.approvals(req))
+            .unwrap_or_default()
     }
 
     fn pauses(&self, req: &WorkReq, now: Micros) -> Option<String> {

@@ -332,8 +332,13 @@ impl v1::workflow_server::Workflow for Api {
                     next_token_in: b.next_token_in.map(convert::pdur),
                 })
                 .collect(),
-            approvals_needed: dry.approval.as_ref().map_or(0, |a| a.approvals),
-            approval_role: dry.approval.map(|a| a.role).unwrap_or_default(),
+            approvals_needed: dry.approvals.iter().map(|a| a.approvals).sum(),
+            approval_role: dry
+                .approvals
+                .iter()
+                .map(|a| a.role.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
             limits: dry.limits,
             sites: dry.sites,
             machines: dry.machines,

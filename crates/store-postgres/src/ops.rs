@@ -715,13 +715,15 @@ pub async fn add_approval(
     }
     sql::execute(
         tx,
-        "INSERT INTO approvals (workflow_id, identity, approve, comment, content_hash, at)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (workflow_id, identity) DO UPDATE SET approve = excluded.approve,
-         comment = excluded.comment, content_hash = excluded.content_hash, at = excluded.at",
+        "INSERT INTO approvals (workflow_id, identity, roles, approve, comment, content_hash, at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (workflow_id, identity) DO UPDATE SET roles = excluded.roles,
+         approve = excluded.approve, comment = excluded.comment,
+         content_hash = excluded.content_hash, at = excluded.at",
         &[
             &a.workflow_id,
             &a.identity,
+            &json(&a.roles),
             &a.approve,
             &a.comment,
             &a.content_hash,

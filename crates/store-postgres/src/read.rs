@@ -391,7 +391,7 @@ pub async fn slot_rows(
 pub async fn approvals(c: &impl GenericClient, workflow_id: &str) -> Result<Vec<Approval>> {
     Ok(sql::query(
         c,
-        "SELECT identity, approve, comment, content_hash, at FROM approvals
+        "SELECT identity, approve, comment, content_hash, at, roles FROM approvals
          WHERE workflow_id = $1 ORDER BY at, identity",
         &[&workflow_id],
     )
@@ -405,6 +405,8 @@ pub async fn approvals(c: &impl GenericClient, workflow_id: &str) -> Result<Vec<
         comment: r.get(2),
         content_hash: r.get(3),
         at: r.get(4),
+        // Unreadable roles count for no rule.
+        roles: serde_json::from_str(r.get::<_, &str>(5)).unwrap_or_default(),
     })
     .collect())
 }

@@ -478,14 +478,16 @@ impl Store for SqliteStore {
                 return Ok(Err(backend(format!("no workflow {}", a.workflow_id))));
             }
             tx.prepare_cached(
-                "INSERT INTO approvals (workflow_id, identity, approve, comment, content_hash, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT (workflow_id, identity) DO UPDATE SET approve = excluded.approve,
-                 comment = excluded.comment, content_hash = excluded.content_hash, at = excluded.at",
+                "INSERT INTO approvals (workflow_id, identity, roles, approve, comment,
+                 content_hash, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (workflow_id, identity) DO UPDATE SET roles = excluded.roles,
+                 approve = excluded.approve, comment = excluded.comment,
+                 content_hash = excluded.content_hash, at = excluded.at",
             )?
             .execute(rusqlite::params![
                 a.workflow_id,
                 a.identity,
+                serde_json::to_string(&a.roles).expect("strings serialize"),
                 a.approve,
                 a.comment,
                 a.content_hash,

@@ -436,7 +436,7 @@ pub fn slot_rows(
 /// Approvers' decisions on a workflow, oldest first.
 pub fn approvals(c: &Connection, workflow_id: &str) -> Result<Vec<Approval>> {
     c.prepare_cached(
-        "SELECT identity, approve, comment, content_hash, at FROM approvals
+        "SELECT identity, approve, comment, content_hash, at, roles FROM approvals
          WHERE workflow_id = ?1 ORDER BY at, identity",
     )
     .map_err(backend)?
@@ -448,6 +448,8 @@ pub fn approvals(c: &Connection, workflow_id: &str) -> Result<Vec<Approval>> {
             comment: r.get(2)?,
             content_hash: r.get(3)?,
             at: r.get(4)?,
+            // Unreadable roles count for no rule.
+            roles: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
         })
     })
     .map_err(backend)?

@@ -167,6 +167,7 @@ const MIGRATIONS: &[&str] = &[
     "CREATE TABLE approvals (
         workflow_id TEXT NOT NULL,
         identity TEXT NOT NULL,
+        roles TEXT NOT NULL,
         approve INTEGER NOT NULL,
         comment TEXT NOT NULL,
         content_hash TEXT NOT NULL,

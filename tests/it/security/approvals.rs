@@ -83,7 +83,12 @@ async fn two_distinct_approvers_other_than_the_submitter_let_it_run() {
         "{}",
         viewer.message()
     );
-    assert!(viewer.message().contains("does not hold role \"approver\""));
+    assert!(
+        viewer.message().contains("holds none of the roles")
+            && viewer.message().contains("approver"),
+        "{}",
+        viewer.message()
+    );
 
     let one = decide(&sec, "approver-a", &id, true).await.unwrap();
     assert_eq!((one.approvals_valid, one.approvals_needed), (1, 2));
@@ -170,4 +175,30 @@ async fn a_rejection_ends_it_and_approvals_expire() {
     tokio::time::sleep(Duration::from_millis(3_500)).await;
     let e = lead.exec(v1::ExecReq { id: id.clone() }).await.unwrap_err();
     assert!(e.message().contains("has 0 that count"), "{}", e.message());
+}
+
+#[tokio::test]
+async fn every_approval_policy_that_applies_must_be_met() {
+    let sec = secure_with(|c, _, _| {
+        std::fs::write(
+            c.configs.join("policies.json"),
+            r#"[{"Name": "x", "Policies": [
+                {"Name": "requireApproval", "Settings": {"Role": "approver"}},
+                {"Name": "requireApproval", "Settings": {"Role": "operator"}}]}]"#,
+        )
+        .unwrap();
+    })
+    .await;
+    let (mut lead, _) = sec.as_role(Some("lead")).await;
+    let id = lead.submit(quick()).await.unwrap().into_inner().id;
+    let one = decide(&sec, "approver-a", &id, true).await.unwrap();
+    assert_eq!(
+        (one.status, one.approvals_valid, one.approvals_needed),
+        (S::AwaitingApproval as i32, 1, 2),
+        "the approver role is met, the operator role is not"
+    );
+    let e = lead.exec(v1::ExecReq { id: id.clone() }).await.unwrap_err();
+    assert!(e.message().contains("role \"operator\""), "{}", e.message());
+    let two = decide(&sec, "operator", &id, true).await.unwrap();
+    assert_eq!((two.status, two.approvals_valid), (S::NotStarted as i32, 2));
 }

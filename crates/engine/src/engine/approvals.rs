@@ -2,13 +2,15 @@
 //! submitted AwaitingApproval and needs that many approvals before Exec can
 //! start it.
 //!
-//! An approval counts when it approves, comes from a distinct identity
-//! (one decision per identity; a second replaces the first) other than the
-//! submitter, holding the policy's role when given, was given for this
-//! exact request content, and has not expired. A workflow with enough
-//! approvals moves to NotStarted; one rejection ends it Cancelled. Exec
-//! counts again (policies, approvals and expiry may have changed since),
-//! so nothing starts without the approvals the policies in force ask for.
+//! An approval counts for a rule when it approves, comes from a distinct
+//! identity (one decision per identity; a second replaces the first) other
+//! than the submitter that held the rule's role when deciding, was given
+//! for this exact request content, and has not expired under the rule.
+//! Every rule that applies must be met (two policies asking for a security
+//! and an ops approval need both). A workflow that meets them moves to
+//! NotStarted; one rejection ends it Cancelled. Exec counts again
+//! (policies, approvals and expiry may have changed since), so nothing
+//! starts without the approvals the policies in force ask for.
 
 use super::Engine;
 use crate::error::{EngineError, Result};
@@ -27,12 +29,12 @@ pub struct ApprovalTally {
 }
 
 impl Engine {
-    /// The approval rule for `rec` under the policies in force, if any.
-    pub(super) fn approval_rule(&self, rec: &WorkflowRecord) -> Option<ApprovalRule> {
-        self.inner.admission.approval(&rec.req)
+    /// The approval rules for `rec` under the policies in force.
+    pub(super) fn approval_rules(&self, rec: &WorkflowRecord) -> Vec<ApprovalRule> {
+        self.inner.admission.approvals(&rec.req)
     }
 
-    /// How many of `rec.approvals` count now under `rule`.
+    /// How many of `rec.approvals` count now for `rule`.
     fn valid_approvals(&self, rec: &WorkflowRecord, rule: &ApprovalRule) -> u32 {
         let hash = rec.req.content_hash();
         let fresh_after = self.now() - rule.expires_after.as_micros() as i64;
@@ -41,24 +43,33 @@ impl Engine {
             .filter(|a| {
                 a.approve
                     && a.identity != rec.submitted_by
+                    && a.roles.contains(&rule.role)
                     && a.content_hash == hash
                     && a.at >= fresh_after
             })
             .count() as u32
     }
 
+    /// `(needed, counting)` over every rule: approvals asked for, and
+    /// those that count now (at most the number asked, per rule).
+    fn tally(&self, rec: &WorkflowRecord, rules: &[ApprovalRule]) -> (u32, u32) {
+        rules.iter().fold((0, 0), |(n, v), r| {
+            (
+                n + r.approvals,
+                v + self.valid_approvals(rec, r).min(r.approvals),
+            )
+        })
+    }
+
     /// `(needed, valid)` for a record read with [`Engine::status`].
     pub fn approval_tally(&self, rec: &WorkflowRecord) -> (u32, u32) {
-        match self.approval_rule(rec) {
-            Some(rule) => (rule.approvals, self.valid_approvals(rec, &rule)),
-            None => (0, 0),
-        }
+        self.tally(rec, &self.approval_rules(rec))
     }
 
     /// Reads the decisions given on `rec` into it, when they can matter.
     pub(super) async fn load_approvals(&self, rec: &mut WorkflowRecord) -> Result<()> {
         if rec.status == Status::AwaitingApproval
-            || (rec.status == Status::NotStarted && self.approval_rule(rec).is_some())
+            || (rec.status == Status::NotStarted && !self.approval_rules(rec).is_empty())
         {
             rec.approvals = self.inner.store.approvals(&rec.id).await?;
         }
@@ -69,17 +80,28 @@ impl Engine {
     /// force ask for.
     pub(super) fn check_approved(&self, rec: &WorkflowRecord) -> Result<()> {
         // No rule (the policy was removed since Submit): nothing is asked.
-        let Some(rule) = self.approval_rule(rec) else {
-            return Ok(());
-        };
-        let valid = self.valid_approvals(rec, &rule);
-        if valid >= rule.approvals {
+        let missing: Vec<String> = self
+            .approval_rules(rec)
+            .iter()
+            .filter_map(|rule| {
+                let valid = self.valid_approvals(rec, rule);
+                (valid < rule.approvals).then(|| {
+                    format!(
+                        "{} approval(s) from holders of role {:?} other than its submitter \
+                         (has {valid} that count)",
+                        rule.approvals, rule.role
+                    )
+                })
+            })
+            .collect();
+        if missing.is_empty() {
             return Ok(());
         }
         Err(EngineError::NeedsApproval(format!(
-            "workflow {} needs {} approval(s) from holders of role {:?} other than its submitter \
-             and has {valid} that count; ask an approver to run `interlock approve {}`",
-            rec.id, rule.approvals, rule.role, rec.id
+            "workflow {} needs {}; ask an approver to run `interlock approve {}`",
+            rec.id,
+            missing.join(", and "),
+            rec.id
         )))
     }
 
@@ -96,35 +118,39 @@ impl Engine {
     ) -> Result<ApprovalTally> {
         let mut rec = self.status(id).await?;
         let id = rec.id.clone();
-        let Some(rule) = self.approval_rule(&rec) else {
+        let rules = self.approval_rules(&rec);
+        if rules.is_empty() {
             return Err(EngineError::WrongState(format!(
                 "workflow {id} needs no approval: no requireApproval policy applies to it"
             )));
-        };
+        }
         if !matches!(rec.status, Status::AwaitingApproval | Status::NotStarted) {
             return Err(EngineError::WrongState(format!(
                 "workflow {id} is {}; only a workflow not yet started is approved or rejected",
                 rec.status
             )));
         }
-        if !roles.contains(&rule.role) {
+        let wanted: Vec<&str> = rules.iter().map(|r| r.role.as_str()).collect();
+        if !rules.iter().any(|r| roles.contains(&r.role)) {
             return Err(EngineError::NotAnApprover(format!(
-                "{identity} does not hold role {:?}, which deciding on workflow {:?} needs \
+                "{identity} holds none of the roles deciding on workflow {:?} needs ({}) \
                  (approvals need authentication, so that approvers are known)",
-                rule.role, rec.req.name
+                rec.req.name,
+                wanted.join(", ")
             )));
         }
         if approve && identity == rec.submitted_by {
             return Err(EngineError::NotAnApprover(format!(
                 "{identity} submitted workflow {id} and cannot approve it; another holder of \
-                 role {:?} must",
-                rule.role
+                 role {} must",
+                wanted.join(" / ")
             )));
         }
         let now = self.now();
         let decision = Approval {
             workflow_id: id.clone(),
             identity: identity.to_string(),
+            roles: roles.to_vec(),
             approve,
             comment: comment.to_string(),
             content_hash: rec.req.content_hash(),
@@ -159,14 +185,14 @@ impl Engine {
             return Ok(ApprovalTally {
                 id,
                 status: to,
-                needed: rule.approvals,
+                needed: self.tally(&rec, &rules).0,
                 valid: 0,
             });
         }
         rec.approvals = self.inner.store.approvals(&id).await?;
-        let valid = self.valid_approvals(&rec, &rule);
+        let (needed, valid) = self.tally(&rec, &rules);
         let mut status = rec.status;
-        if valid >= rule.approvals && rec.status == Status::AwaitingApproval {
+        if self.check_approved(&rec).is_ok() && rec.status == Status::AwaitingApproval {
             let by: Vec<&str> = rec
                 .approvals
                 .iter()
@@ -193,11 +219,11 @@ impl Engine {
                 CasOutcome::OwnedBy(_) => Status::Running,
             };
         }
-        tracing::info!(workflow = %id, %identity, valid, needed = rule.approvals, "workflow approved");
+        tracing::info!(workflow = %id, %identity, valid, needed, "workflow approved");
         Ok(ApprovalTally {
             id,
             status,
-            needed: rule.approvals,
+            needed,
             valid,
         })
     }

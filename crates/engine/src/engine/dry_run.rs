@@ -32,8 +32,8 @@ pub struct DryRun {
     pub verdict: Verdict,
     /// The emergency stop of the name (drain or stop), if any.
     pub halt: Option<Halt>,
-    /// The approvals Exec would need.
-    pub approval: Option<ApprovalRule>,
+    /// The approval rules Exec would need met.
+    pub approvals: Vec<ApprovalRule>,
     pub buckets: Vec<BucketNeed>,
     /// Blast-radius limits some job of the request falls under.
     pub limits: Vec<String>,
@@ -92,7 +92,7 @@ impl Engine {
         DryRun {
             verdict: self.check(req),
             halt: inner.estop.borrow().halted(&req.name),
-            approval: inner.admission.approval(req),
+            approvals: inner.admission.approvals(req),
             buckets,
             limits,
             sites: values("site"),

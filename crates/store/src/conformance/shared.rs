@@ -378,6 +378,7 @@ pub async fn approvals_are_kept_per_identity(h: &dyn Harness) {
     let a = |who: &str, approve: bool, at: Micros| Approval {
         workflow_id: w.clone(),
         identity: who.into(),
+        roles: vec!["approver".into(), format!("{who}-team")],
         approve,
         comment: format!("{who} at {at}"),
         content_hash: "hash".into(),
