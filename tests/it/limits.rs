@@ -250,3 +250,32 @@ async fn a_job_paused_while_in_line_starts_after_resume_not_before() {
     assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
     assert_eq!(s.probe.starts_of(&queued).len(), 1);
 }
+
+#[tokio::test]
+async fn a_server_started_with_a_broken_limits_json_starts_no_job_until_it_is_fixed() {
+    let s = with_limits(r#"[{"Name": "twoProbes", "Max": 2, "Count": "jobz"}]"#).await;
+    let c = s.client().await;
+    let id = start_probe(&c, 0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        s.probe.starts_of(&id).is_empty(),
+        "which jobs fall under a limit is unknown: none starts"
+    );
+    let limits = s
+        .control()
+        .await
+        .limits(v1::LimitsReq {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        limits
+            .last_error
+            .contains("no job starts until it is fixed"),
+        "{}",
+        limits.last_error
+    );
+    interlock_tests::write_config(&s.config_path("limits.json"), TWO_PROBES);
+    let st = wait_final(&c, &id).await;
+    assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
+}

@@ -170,6 +170,10 @@ pub fn parse_config(text: &str, catalog: &dyn Catalog) -> Result<Vec<LimitDef>, 
 #[derive(Default)]
 pub struct ConcurrencyLimits {
     defs: RwLock<Arc<Vec<LimitDef>>>,
+    /// Set while limits.json is unusable and no limits were ever loaded:
+    /// which jobs fall under a limit is unknown, so none starts (fail
+    /// closed, like es.json).
+    unusable: RwLock<Option<String>>,
     freed: Notify,
 }
 
@@ -182,7 +186,22 @@ impl ConcurrencyLimits {
     /// a lower `Max` lets nobody new in until enough have ended.
     pub fn configure(&self, defs: Vec<LimitDef>) {
         *self.defs.write().expect("limits lock") = Arc::new(defs);
+        *self.unusable.write().expect("limits lock") = None;
         self.freed.notify_waiters();
+    }
+
+    /// Says limits.json could not be used. Before any limits were loaded
+    /// this holds every job start until it is fixed; after, the last good
+    /// limits stay in force.
+    pub fn unusable_file(&self, why: String, loaded_before: bool) {
+        if !loaded_before {
+            *self.unusable.write().expect("limits lock") = Some(why);
+        }
+    }
+
+    /// Why no job may start now, if limits.json is unusable.
+    pub fn unusable(&self) -> Option<String> {
+        self.unusable.read().expect("limits lock").clone()
     }
 
     pub fn defs(&self) -> Arc<Vec<LimitDef>> {

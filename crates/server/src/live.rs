@@ -166,6 +166,7 @@ pub async fn start(
         bucket_error: bucket_error.clone(),
         limits: limits.clone(),
         limit_error: limit_error.clone(),
+        limits_loaded: false,
         policies,
         estop,
         auth: auth_tx,

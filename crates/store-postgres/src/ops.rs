@@ -415,9 +415,12 @@ async fn drop_slots(tx: &Transaction<'_>, id: &str) -> PgResult<()> {
 
 /// Decides a request for limit slots; see [`interlock_store::slots`].
 /// Requests on the same partitions serialize on transaction-scoped
-/// advisory locks taken in one order (no deadlock between requests); the
-/// writer runs this op alone in its segment, so two requests of one batch
-/// never read before each other's rows are written.
+/// advisory locks, taken in one order within a request; the writer runs
+/// this op alone in its segment, so two requests of one batch never read
+/// before each other's rows are written. Two batches on two replicas can
+/// still lock partitions in opposite orders: PostgreSQL then aborts one
+/// (deadlock detected) and the writer retries its ops one by one, so the
+/// cost is a delay, never a double grant.
 pub async fn acquire_slots(
     tx: &Transaction<'_>,
     lease: &Lease,

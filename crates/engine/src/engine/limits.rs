@@ -38,7 +38,31 @@ impl Inner {
     ) -> Result<bool, bool> {
         let limits = &self.opts.concurrency;
         let mut waiting_for: Option<String> = None;
+        let mut held_back = false;
         loop {
+            if let Some(why) = limits.unusable() {
+                if !held_back {
+                    tracing::error!(workflow = %rec.id, block = bi, job = ji,
+                        why = %interlock_core::Escaped(&why),
+                        "job held: limits.json is unusable, so no job starts until it is fixed");
+                    held_back = true;
+                }
+                if active.token.is_cancelled()
+                    || active.cause().is_some()
+                    || *active.paused.borrow()
+                {
+                    return Err(waiting_for.is_some());
+                }
+                let freed = limits.wait_freed();
+                let mut paused = active.paused.subscribe();
+                tokio::select! {
+                    _ = freed => {}
+                    _ = tokio::time::sleep(ASK_EVERY) => {}
+                    _ = paused.wait_for(|p| *p) => {}
+                    _ = active.token.cancelled() => {}
+                }
+                continue;
+            }
             let slots = limits.slots_for(&rec.id, &rec.req, bi, ji);
             let asked = waiting_for.is_some();
             if slots.is_empty() {

@@ -94,6 +94,8 @@ pub(super) struct Reloader {
     pub bucket_error: Arc<Mutex<Option<String>>>,
     pub limits: Arc<ConcurrencyLimits>,
     pub limit_error: Arc<Mutex<Option<String>>>,
+    /// Whether limits.json was ever loaded by this process.
+    pub limits_loaded: bool,
     pub policies: watch::Sender<Arc<PolicyState>>,
     pub estop: watch::Sender<Arc<EsState>>,
     pub auth: Option<watch::Sender<Arc<AuthState>>>,
@@ -280,13 +282,19 @@ impl Reloader {
             Judged::Parsed(defs) => {
                 let d = format!("{} limits", defs.len());
                 self.limits.configure(defs);
+                self.limits_loaded = true;
                 *self.limit_error.lock().expect("limit error lock") = None;
                 ("ok", d)
             }
-            Judged::Missing if self.limits.defs().is_empty() => (
-                "missing",
-                "no limits.json: no blast-radius limit is in force".to_string(),
-            ),
+            Judged::Missing if self.limits.defs().is_empty() => {
+                // Never loaded or emptied on purpose: no limits (an absent
+                // optional file is not a broken one).
+                self.limits.configure(Vec::new());
+                (
+                    "missing",
+                    "no limits.json: no blast-radius limit is in force".to_string(),
+                )
+            }
             Judged::Missing => {
                 let d = "limits.json was removed; the last limits stay in force (write [] to lift them)"
                     .to_string();
@@ -294,7 +302,13 @@ impl Reloader {
                 ("missing", d)
             }
             Judged::Bad(e) => {
-                let d = format!("{e}; the last good limits stay in force");
+                let loaded = self.limits_loaded;
+                let d = if loaded {
+                    format!("{e}; the last good limits stay in force")
+                } else {
+                    format!("{e}; no limits were loaded yet, so no job starts until it is fixed")
+                };
+                self.limits.unusable_file(d.clone(), loaded);
                 *self.limit_error.lock().expect("limit error lock") = Some(d.clone());
                 ("invalid", d)
             }
