@@ -19,6 +19,7 @@ mod ids;
 mod lifecycle;
 mod limits;
 mod model;
+mod notify;
 mod observe;
 mod overload;
 mod policy;

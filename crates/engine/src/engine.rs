@@ -251,6 +251,9 @@ struct Inner {
     tasks: TaskTracker,
     instance: Arc<instance::Instance>,
     health: Mutex<StoreHealth>,
+    /// (id, name) of each workflow submitted AwaitingApproval, for
+    /// whoever tells approvers (the notifier).
+    approval_requests: tokio::sync::broadcast::Sender<(String, String)>,
 }
 
 /// The engine. Cheap to clone.
@@ -286,6 +289,7 @@ impl Engine {
             tasks: TaskTracker::new(),
             instance,
             health: Mutex::new(StoreHealth::default()),
+            approval_requests: tokio::sync::broadcast::Sender::new(1024),
         });
         let engine = Self { inner };
         engine.spawn_peer_tasks(estop);
@@ -385,6 +389,11 @@ impl Engine {
             SubmitOutcome::Inserted => {
                 tracing::info!(workflow = %id, name = %interlock_core::Escaped(&rec.req.name),
                     trace_id = %rec.req.trace_id, "submitted");
+                if rec.status == Status::AwaitingApproval {
+                    let _ = inner
+                        .approval_requests
+                        .send((id.clone(), rec.req.name.clone()));
+                }
                 Ok(id)
             }
             SubmitOutcome::Existing { id, content_hash } if content_hash == hash => Ok(id),

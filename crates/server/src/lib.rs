@@ -32,6 +32,7 @@ pub mod lifecycle;
 pub mod limit;
 pub mod live;
 pub mod metrics;
+pub mod notify;
 pub mod server;
 pub mod service;
 pub mod tls;

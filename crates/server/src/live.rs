@@ -37,6 +37,7 @@ pub const POLICIES: &str = "policies.json";
 pub const ESTOP: &str = "es.json";
 pub const BUCKETS: &str = "buckets.json";
 pub const LIMITS: &str = "limits.json";
+pub const NOTIFY: &str = "notify.json";
 pub const TOKENS: &str = "tokens.json";
 pub const RBAC: &str = "rbac.json";
 
@@ -128,6 +129,7 @@ fn changes_content(kind: &notify::EventKind) -> bool {
 pub struct Targets {
     pub buckets: Arc<Buckets>,
     pub limits: Arc<ConcurrencyLimits>,
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 /// Loads the configuration once, then keeps it live until `shutdown`.
@@ -135,7 +137,11 @@ pub async fn start(
     audit: Auditor,
     dir: PathBuf,
     catalog: Arc<dyn Catalog>,
-    Targets { buckets, limits }: Targets,
+    Targets {
+        buckets,
+        limits,
+        notifier,
+    }: Targets,
     interval: Duration,
     auth: bool,
     shutdown: CancellationToken,
@@ -167,6 +173,7 @@ pub async fn start(
         limits: limits.clone(),
         limit_error: limit_error.clone(),
         limits_loaded: false,
+        notifier,
         policies,
         estop,
         auth: auth_tx,

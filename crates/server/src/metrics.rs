@@ -77,6 +77,12 @@ const DESCRIBED: &[Described] = {
             "Running workflows this server claimed because their owner's lease lapsed (or at start-up).",
         ),
         m(
+            "interlock_notifications_total",
+            Counter,
+            Unit::Count,
+            "Webhook notifications by outcome: delivered, retried (a failed try), given_up, dropped (queue full).",
+        ),
+        m(
             "interlock_limit_waits_total",
             Counter,
             Unit::Count,

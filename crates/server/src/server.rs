@@ -135,6 +135,7 @@ impl ServerBuilder {
         let failed_start = shutdown.clone().drop_guard();
         let auditor = Auditor::new(store.clone());
         let concurrency = Arc::new(ConcurrencyLimits::new());
+        let notifier = crate::notify::Notifier::new(store.clone());
         let live = live::start(
             auditor.clone(),
             c.configs.clone(),
@@ -142,6 +143,7 @@ impl ServerBuilder {
             live::Targets {
                 buckets,
                 limits: concurrency.clone(),
+                notifier: notifier.clone(),
             },
             c.reload_interval,
             c.auth_enabled(),
@@ -185,6 +187,7 @@ impl ServerBuilder {
                 buckets: Some(live.buckets.clone()),
             },
         );
+        notifier.start(&engine, shutdown.clone());
         let metrics_addr = match c.metrics_listen {
             Some(a) => Some(
                 crate::metrics::serve(a, engine.clone(), live.clone(), shutdown.clone()).await?,

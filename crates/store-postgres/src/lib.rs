@@ -32,7 +32,7 @@ use interlock_core::{
 };
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
+    Notice, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
     SubmitOutcome, Take, TakeOutcome, TakeRequest,
 };
 use read::backend;
@@ -395,6 +395,92 @@ impl Store for PgStore {
 
     async fn approvals(&self, workflow_id: &str) -> Result<Vec<Approval>> {
         read::approvals(&self.client().await?, workflow_id).await
+    }
+
+    async fn enqueue_notices(&self, notices: Vec<Notice>, cap: usize) -> Result<usize> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(backend)?;
+        for n in &notices {
+            sql::execute(
+                &tx,
+                "INSERT INTO notices (key, hook, event, body, attempts, next_at, created,
+                 last_error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (key) DO NOTHING",
+                &[
+                    &n.key,
+                    &n.hook,
+                    &n.event,
+                    &n.body,
+                    &i64::from(n.attempts),
+                    &n.next_at,
+                    &n.created,
+                    &n.last_error,
+                ],
+            )
+            .await
+            .map_err(backend)?;
+        }
+        let dropped = sql::execute(
+            &tx,
+            "DELETE FROM notices WHERE id IN (SELECT id FROM notices ORDER BY id DESC OFFSET $1)",
+            &[&(cap as i64)],
+        )
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(dropped as usize)
+    }
+
+    async fn due_notices(&self, now: Micros, limit: usize) -> Result<Vec<Notice>> {
+        let rows = sql::query(
+            &self.client().await?,
+            "SELECT id, key, hook, event, body, attempts, next_at, created, last_error
+             FROM notices WHERE next_at <= $1 ORDER BY id LIMIT $2",
+            &[&now, &(limit as i64)],
+        )
+        .await
+        .map_err(backend)?;
+        Ok(rows
+            .iter()
+            .map(|r| Notice {
+                id: r.get(0),
+                key: r.get(1),
+                hook: r.get(2),
+                event: r.get(3),
+                body: r.get(4),
+                attempts: r.get::<_, i64>(5) as u32,
+                next_at: r.get(6),
+                created: r.get(7),
+                last_error: r.get(8),
+            })
+            .collect())
+    }
+
+    async fn notice_done(&self, id: i64) -> Result<()> {
+        sql::execute(
+            &self.client().await?,
+            "DELETE FROM notices WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn notice_failed(
+        &self,
+        id: i64,
+        attempts: u32,
+        next_at: Micros,
+        error: &str,
+    ) -> Result<()> {
+        sql::execute(
+            &self.client().await?,
+            "UPDATE notices SET attempts = $2, next_at = $3, last_error = $4 WHERE id = $1",
+            &[&id, &i64::from(attempts), &next_at, &error],
+        )
+        .await
+        .map_err(backend)?;
+        Ok(())
     }
 
     async fn acquire_slots(&self, lease: &Lease, req: SlotRequest) -> Result<SlotOutcome> {

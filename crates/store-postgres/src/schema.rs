@@ -164,6 +164,19 @@ const MIGRATIONS: &[&str] = &[
         at BIGINT NOT NULL,
         PRIMARY KEY (workflow_id, identity)
     );",
+    // 5: webhook notifications waiting for delivery.
+    "CREATE TABLE notices (
+        id BIGSERIAL PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,
+        hook TEXT NOT NULL,
+        event TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attempts BIGINT NOT NULL,
+        next_at BIGINT NOT NULL,
+        created BIGINT NOT NULL,
+        last_error TEXT NOT NULL
+    );
+    CREATE INDEX notices_due ON notices (next_at, id);",
 ];
 
 /// The schema version this build writes.

@@ -30,7 +30,7 @@ use interlock_core::{
 };
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
+    Notice, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
     SubmitOutcome, Take, TakeOutcome, TakeRequest,
 };
 use lock::{DbLock, LockError};
@@ -501,6 +501,66 @@ impl Store for SqliteStore {
     async fn approvals(&self, workflow_id: &str) -> Result<Vec<Approval>> {
         let w = workflow_id.to_string();
         self.read(move |c| read::approvals(c, &w)).await
+    }
+
+    async fn enqueue_notices(&self, notices: Vec<Notice>, cap: usize) -> Result<usize> {
+        self.op(move |tx, _| {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO notices (key, hook, event, body, attempts, next_at, created,
+                 last_error) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (key) DO NOTHING",
+            )?;
+            for n in &notices {
+                insert.execute(rusqlite::params![
+                    n.key,
+                    n.hook,
+                    n.event,
+                    n.body,
+                    n.attempts,
+                    n.next_at,
+                    n.created,
+                    n.last_error
+                ])?;
+            }
+            let dropped = tx
+                .prepare_cached(
+                    "DELETE FROM notices WHERE id IN (SELECT id FROM notices ORDER BY id DESC
+                     LIMIT -1 OFFSET ?1)",
+                )?
+                .execute([cap as i64])?;
+            Ok(dropped)
+        })
+        .await
+    }
+
+    async fn due_notices(&self, now: Micros, limit: usize) -> Result<Vec<Notice>> {
+        self.read(move |c| read::due_notices(c, now, limit)).await
+    }
+
+    async fn notice_done(&self, id: i64) -> Result<()> {
+        self.op(move |tx, _| {
+            tx.prepare_cached("DELETE FROM notices WHERE id = ?1")?
+                .execute([id])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn notice_failed(
+        &self,
+        id: i64,
+        attempts: u32,
+        next_at: Micros,
+        error: &str,
+    ) -> Result<()> {
+        let error = error.to_string();
+        self.op(move |tx, _| {
+            tx.prepare_cached(
+                "UPDATE notices SET attempts = ?2, next_at = ?3, last_error = ?4 WHERE id = ?1",
+            )?
+            .execute(rusqlite::params![id, attempts, next_at, error])?;
+            Ok(())
+        })
+        .await
     }
 
     async fn acquire_slots(&self, lease: &Lease, req: SlotRequest) -> Result<SlotOutcome> {

@@ -6,8 +6,8 @@ use interlock_core::{
     Summary, WorkReq, WorkflowRecord,
 };
 use interlock_store::{
-    BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop,
-    SlotRow, Take,
+    BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, Notice, RequestKind, Result,
+    SharedStop, SlotRow, Take,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -450,6 +450,31 @@ pub fn approvals(c: &Connection, workflow_id: &str) -> Result<Vec<Approval>> {
             at: r.get(4)?,
             // Unreadable roles count for no rule.
             roles: serde_json::from_str(&r.get::<_, String>(5)?).unwrap_or_default(),
+        })
+    })
+    .map_err(backend)?
+    .collect::<rusqlite::Result<_>>()
+    .map_err(backend)
+}
+
+/// Queued notifications due at `now`, oldest first.
+pub fn due_notices(c: &Connection, now: Micros, limit: usize) -> Result<Vec<Notice>> {
+    c.prepare_cached(
+        "SELECT id, key, hook, event, body, attempts, next_at, created, last_error FROM notices
+         WHERE next_at <= ?1 ORDER BY id LIMIT ?2",
+    )
+    .map_err(backend)?
+    .query_map(params![now, limit as i64], |r| {
+        Ok(Notice {
+            id: r.get(0)?,
+            key: r.get(1)?,
+            hook: r.get(2)?,
+            event: r.get(3)?,
+            body: r.get(4)?,
+            attempts: r.get(5)?,
+            next_at: r.get(6)?,
+            created: r.get(7)?,
+            last_error: r.get(8)?,
         })
     })
     .map_err(backend)?

@@ -174,6 +174,19 @@ const MIGRATIONS: &[&str] = &[
         at INTEGER NOT NULL,
         PRIMARY KEY (workflow_id, identity)
     ) WITHOUT ROWID;",
+    // 13: webhook notifications waiting for delivery.
+    "CREATE TABLE notices (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL UNIQUE,
+        hook TEXT NOT NULL,
+        event TEXT NOT NULL,
+        body TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_at INTEGER NOT NULL,
+        created INTEGER NOT NULL,
+        last_error TEXT NOT NULL
+    );
+    CREATE INDEX notices_due ON notices(next_at, id);",
 ];
 
 /// The schema version this build writes.

@@ -325,6 +325,26 @@ pub struct ControlRequest {
     pub at: Micros,
 }
 
+/// A notification waiting to be delivered to a webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    /// Assigned by the store (0 before it is queued).
+    pub id: i64,
+    /// What it is about, unique among queued notices (e.g.
+    /// "workflow/<id>/Failed"); also sent as the delivery id.
+    pub key: String,
+    /// The webhook's name in notify.json.
+    pub hook: String,
+    /// The event kind, e.g. "workflow.failed".
+    pub event: String,
+    /// The JSON body to send.
+    pub body: String,
+    pub attempts: u32,
+    pub next_at: Micros,
+    pub created: Micros,
+    pub last_error: String,
+}
+
 /// One entry of the emergency stop shared by every instance on the store
 /// (beside each instance's own es.json; the stop in force is the union).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -491,6 +511,28 @@ pub trait Store: Send + Sync + 'static {
 
     /// Decisions on a workflow, oldest first.
     async fn approvals(&self, workflow_id: &str) -> Result<Vec<Approval>>;
+
+    // ---- notifications
+
+    /// Queues notifications; one whose `key` is already queued is ignored
+    /// (replicas that see the same transition queue it once). Keeps at
+    /// most `cap` queued, dropping the oldest; returns how many it dropped.
+    async fn enqueue_notices(&self, notices: Vec<Notice>, cap: usize) -> Result<usize>;
+
+    /// Queued notifications due at `now`, oldest first, at most `limit`.
+    async fn due_notices(&self, now: Micros, limit: usize) -> Result<Vec<Notice>>;
+
+    /// Removes a notification: delivered, or given up.
+    async fn notice_done(&self, id: i64) -> Result<()>;
+
+    /// Records a failed delivery: tried `attempts` times, next at `next_at`.
+    async fn notice_failed(
+        &self,
+        id: i64,
+        attempts: u32,
+        next_at: Micros,
+        error: &str,
+    ) -> Result<()>;
 
     // ---- limits
 

@@ -11,7 +11,7 @@
 
 use crate::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
+    Notice, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
     SubmitOutcome, Take, TakeOutcome, TakeRequest, workflow_event,
 };
 use async_trait::async_trait;
@@ -44,6 +44,8 @@ struct State {
     stops: BTreeMap<String, SharedStop>,
     slots: Vec<SlotRow>,
     approvals: Vec<Approval>,
+    notices: Vec<Notice>,
+    next_notice: i64,
 }
 
 /// An in-memory store. Cheap to clone; clones share state.
@@ -620,6 +622,52 @@ impl Store for MemStore {
             .collect();
         v.sort_by_key(|a| a.at);
         Ok(v)
+    }
+
+    async fn enqueue_notices(&self, notices: Vec<Notice>, cap: usize) -> Result<usize> {
+        let mut st = self.lock();
+        for mut n in notices {
+            if st.notices.iter().any(|q| q.key == n.key) {
+                continue;
+            }
+            st.next_notice += 1;
+            n.id = st.next_notice;
+            st.notices.push(n);
+        }
+        let over = st.notices.len().saturating_sub(cap);
+        st.notices.drain(..over);
+        Ok(over)
+    }
+
+    async fn due_notices(&self, now: Micros, limit: usize) -> Result<Vec<Notice>> {
+        Ok(self
+            .lock()
+            .notices
+            .iter()
+            .filter(|n| n.next_at <= now)
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn notice_done(&self, id: i64) -> Result<()> {
+        self.lock().notices.retain(|n| n.id != id);
+        Ok(())
+    }
+
+    async fn notice_failed(
+        &self,
+        id: i64,
+        attempts: u32,
+        next_at: Micros,
+        error: &str,
+    ) -> Result<()> {
+        if let Some(n) = self.lock().notices.iter_mut().find(|n| n.id == id) {
+            n.attempts = attempts;
+            n.next_at = next_at;
+            n.last_error = error.to_string();
+        }
+        Ok(())
     }
 
     async fn acquire_slots(&self, lease: &Lease, req: SlotRequest) -> Result<SlotOutcome> {

@@ -216,6 +216,18 @@ impl Engine {
         self.refresh_stops().await
     }
 
+    /// The emergency-stop state in force, as a channel that says when it
+    /// changes.
+    pub fn estop_watch(&self) -> watch::Receiver<Arc<EsState>> {
+        self.inner.estop.clone()
+    }
+
+    /// (id, name) of each workflow submitted here AwaitingApproval, from
+    /// now on.
+    pub fn approval_requests(&self) -> broadcast::Receiver<(String, String)> {
+        self.inner.approval_requests.subscribe()
+    }
+
     /// The emergency-stop state in force (es.json united with the shared
     /// stops).
     pub fn estop_state(&self) -> Arc<EsState> {

@@ -23,7 +23,7 @@
 //! outcome}`) and audited; a rejected content is reported once, however
 //! often it is re-read.
 
-use super::{BUCKETS, ESTOP, LIMITS, POLICIES, PolicyState, RBAC, TOKENS};
+use super::{BUCKETS, ESTOP, LIMITS, NOTIFY, POLICIES, PolicyState, RBAC, TOKENS};
 use crate::audit::{Auditor, Caller};
 use crate::auth::AuthState;
 use interlock_auth::{Rbac, Tokens};
@@ -96,6 +96,7 @@ pub(super) struct Reloader {
     pub limit_error: Arc<Mutex<Option<String>>>,
     /// Whether limits.json was ever loaded by this process.
     pub limits_loaded: bool,
+    pub notifier: Arc<crate::notify::Notifier>,
     pub policies: watch::Sender<Arc<PolicyState>>,
     pub estop: watch::Sender<Arc<EsState>>,
     pub auth: Option<watch::Sender<Arc<AuthState>>>,
@@ -165,6 +166,7 @@ impl Reloader {
         self.reload_estop().await;
         self.reload_buckets().await;
         self.reload_limits().await;
+        self.reload_notify().await;
         if self.auth.is_some() {
             self.reload_tokens().await;
             self.reload_rbac().await;
@@ -314,6 +316,33 @@ impl Reloader {
             }
         };
         self.report(LIMITS, outcome, detail, h).await;
+    }
+
+    async fn reload_notify(&mut self) {
+        let parse = crate::notify::NotifyConfig::parse;
+        let Some((judged, h)) = self.settled(NOTIFY, parse).await else {
+            return;
+        };
+        let (outcome, detail) = match judged {
+            Judged::Parsed(c) => {
+                let d = format!("{} webhooks", c.hooks.len());
+                self.notifier.configure(c);
+                ("ok", d)
+            }
+            // Optional: without it nobody is told anything.
+            Judged::Missing => {
+                self.notifier.configure(Default::default());
+                (
+                    "missing",
+                    "no notify.json: no webhook is called".to_string(),
+                )
+            }
+            Judged::Bad(e) => (
+                "invalid",
+                format!("{e}; the last good webhooks stay in force"),
+            ),
+        };
+        self.report(NOTIFY, outcome, detail, h).await;
     }
 
     async fn reload_tokens(&mut self) {

@@ -20,8 +20,9 @@ pub use records::*;
 pub use shared::*;
 
 use crate::{
-    CasOutcome, Change, FeedItem, Gcra, IdMatch, InstanceInfo, Lease, RequestKind, SharedStop,
-    Slot, SlotOutcome, SlotRequest, Store, StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
+    CasOutcome, Change, FeedItem, Gcra, IdMatch, InstanceInfo, Lease, Notice, RequestKind,
+    SharedStop, Slot, SlotOutcome, SlotRequest, Store, StoreError, SubmitOutcome, TakeOutcome,
+    TakeRequest,
 };
 use async_trait::async_trait;
 use interlock_core::{
@@ -77,6 +78,7 @@ pub async fn run_all(h: &dyn Harness) {
         shared_stops_are_kept_and_announced,
         limit_slots_are_decided_atomically_and_released,
         approvals_are_kept_per_identity,
+        notices_queue_once_per_key_and_stay_bounded,
     );
 }
 

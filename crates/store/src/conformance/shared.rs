@@ -396,3 +396,61 @@ pub async fn approvals_are_kept_per_identity(h: &dyn Harness) {
     stray.workflow_id = id(802);
     assert!(s.add_approval(&stray).await.is_err(), "no such workflow");
 }
+
+/// The notification queue: one per key, oldest first, bounded (the oldest
+/// go), retried later, removed when done.
+pub async fn notices_queue_once_per_key_and_stay_bounded(h: &dyn Harness) {
+    let s = h.store().await;
+    let n = |key: &str, created: Micros| Notice {
+        id: 0,
+        key: key.into(),
+        hook: "sre".into(),
+        event: "workflow.failed".into(),
+        body: format!("{{\"key\": \"{key}\"}}"),
+        attempts: 0,
+        next_at: created,
+        created,
+        last_error: String::new(),
+    };
+    let dropped = s
+        .enqueue_notices(vec![n("a", 1), n("b", 2), n("a", 3)], 10)
+        .await
+        .unwrap();
+    assert_eq!(dropped, 0);
+    let due = s.due_notices(5, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(),
+        ["a", "b"],
+        "a key already queued is queued once"
+    );
+    assert!(
+        s.due_notices(0, 10).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    s.notice_failed(due[0].id, 1, 100, "connection refused")
+        .await
+        .unwrap();
+    let later = s.due_notices(5, 10).await.unwrap();
+    assert_eq!(
+        later.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(),
+        ["b"]
+    );
+    let retried = s.due_notices(100, 10).await.unwrap();
+    let a = retried.iter().find(|d| d.key == "a").unwrap();
+    assert_eq!(
+        (a.attempts, a.last_error.as_str()),
+        (1, "connection refused")
+    );
+    s.notice_done(a.id).await.unwrap();
+    // Bounded: past the cap, the oldest go.
+    let dropped = s
+        .enqueue_notices(vec![n("c", 6), n("d", 7), n("e", 8)], 2)
+        .await
+        .unwrap();
+    assert_eq!(dropped, 2);
+    let left = s.due_notices(100, 10).await.unwrap();
+    assert_eq!(
+        left.iter().map(|d| d.key.as_str()).collect::<Vec<_>>(),
+        ["d", "e"]
+    );
+}
