@@ -331,7 +331,7 @@ pub struct Notice {
     /// Assigned by the store (0 before it is queued).
     pub id: i64,
     /// What it is about, unique among queued notices (e.g.
-    /// "workflow/<id>/Failed"); also sent as the delivery id.
+    /// `workflow/<id>/Failed`); also sent as the delivery id.
     pub key: String,
     /// The webhook's name in notify.json.
     pub hook: String,
