@@ -14,8 +14,8 @@ const SECRET: &str = "correct horse battery staple";
 
 /// What the receiver got: (event, delivery id, signature, body).
 #[derive(Default)]
-struct Received {
-    posts: Mutex<Vec<(String, String, String, String)>>,
+pub(crate) struct Received {
+    pub(crate) posts: Mutex<Vec<(String, String, String, String)>>,
     slow: AtomicBool,
 }
 
@@ -40,7 +40,7 @@ async fn hook(State(r): State<Arc<Received>>, headers: HeaderMap, body: String) 
 }
 
 /// Serves the receiver on `port` (127.0.0.1) until the test ends.
-async fn receive_on(port: u16, r: Arc<Received>) {
+pub(crate) async fn receive_on(port: u16, r: Arc<Received>) {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("the receiver's port is free again");
@@ -51,7 +51,7 @@ async fn receive_on(port: u16, r: Arc<Received>) {
 }
 
 /// A port with nothing listening on it (yet).
-fn dead_port() -> u16 {
+pub(crate) fn dead_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -66,7 +66,7 @@ async fn server_notifying(port: u16) -> TestServer {
             format!(
                 r#"{{"AllowedHosts": ["127.0.0.1"], "Webhooks": [{{"Name": "sre",
                 "Url": "http://127.0.0.1:{port}/hook", "Secret": "{SECRET}",
-                "Events": ["workflow.failed", "estop.changed"]}}]}}"#
+                "Events": ["workflow.failed", "estop.changed", "job.interrupted"]}}]}}"#
             ),
         )
         .unwrap();
@@ -168,4 +168,44 @@ async fn queued_notifications_survive_a_restart_and_a_slow_receiver_slows_nothin
         .unwrap();
     c.exec(&id).await.unwrap();
     assert_eq!(wait_final(&c, &id).await.status, Status::Completed as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_interrupted_by_a_restart_is_told() {
+    let port = dead_port();
+    let r = Arc::new(Received::default());
+    receive_on(port, r.clone()).await;
+    let mut s = server_notifying(port).await;
+    let c = s.client().await;
+    let id = c
+        .submit(req::work(
+            "x",
+            vec![req::block(
+                1,
+                vec![req::job("unsafeProbe", &[("ms", "60000")])],
+            )],
+        ))
+        .await
+        .unwrap();
+    c.exec(&id).await.unwrap();
+    eventually("the unsafe job runs", || async {
+        !s.unsafe_probe.starts_of(&id).is_empty()
+    })
+    .await;
+    s.restart().await;
+    eventually("the interruption is delivered", || async {
+        r.posts
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.0 == "job.interrupted" && p.3.contains(&id))
+    })
+    .await;
+    let posts = r.posts.lock().unwrap().clone();
+    let (_, delivery, _, body) = posts.iter().find(|p| p.0 == "job.interrupted").unwrap();
+    assert!(
+        delivery.starts_with(&format!("sre/job/{id}/0/0/Interrupted/")),
+        "{delivery}"
+    );
+    assert!(body.contains(r#""status":"Interrupted""#), "{body}");
 }

@@ -9,10 +9,46 @@ const POLICY: &str = r#"[{"Name": "x", "Policies": [{"Name": "requireApproval",
     "Settings": {"Approvals": 2, "Role": "approver", "ExpiresAfter": "3s"}}]}]"#;
 
 async fn approval_server() -> Secure {
-    secure_with(|c, _, _| {
+    approval_server_notifying(None).await
+}
+
+/// With `port`, approval requests are posted to a webhook there.
+async fn approval_server_notifying(port: Option<u16>) -> Secure {
+    secure_with(move |c, _, _| {
         std::fs::write(c.configs.join("policies.json"), POLICY).unwrap();
+        if let Some(port) = port {
+            std::fs::write(
+                c.configs.join("notify.json"),
+                format!(
+                    r#"{{"AllowedHosts": ["127.0.0.1"], "Webhooks": [{{"Name": "approvers",
+                    "Url": "http://127.0.0.1:{port}/hook", "Secret": "0123456789abcdef",
+                    "Events": ["approval.requested"]}}]}}"#
+                ),
+            )
+            .unwrap();
+        }
     })
     .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvers_are_told_of_a_request() {
+    use crate::notify::{Received, dead_port, receive_on};
+    let port = dead_port();
+    let received = std::sync::Arc::new(Received::default());
+    receive_on(port, received.clone()).await;
+    let sec = approval_server_notifying(Some(port)).await;
+    let (mut lead, _) = sec.as_role(Some("lead")).await;
+    let id = lead.submit(quick()).await.unwrap().into_inner().id;
+    eventually("the approvers' webhook is told", || async {
+        received
+            .posts
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|p| p.0 == "approval.requested" && p.3.contains(&id))
+    })
+    .await;
 }
 
 fn quick() -> v1::WorkReq {
