@@ -418,7 +418,7 @@ async fn drain_lets_jobs_in_flight_finish_and_starts_nothing_new() {
     let s = TestServer::start().await;
     // The first probe ends while the second still runs, so the next start
     // meets the drain with a job in flight.
-    let id = start_two_of_four(&s, 1_000, 3_000).await;
+    let id = start_two_of_four(&s, 2_000, 5_000).await;
     set_x(&s, v1::EsMode::Drain).await;
 
     // New work is refused at once, naming the drain.
@@ -470,7 +470,7 @@ async fn drain_lets_jobs_in_flight_finish_and_starts_nothing_new() {
 #[tokio::test]
 async fn go_before_the_next_job_start_lifts_a_drain_without_a_trace() {
     let s = TestServer::start().await;
-    let id = start_two_of_four(&s, 2_000, 2_000).await;
+    let id = start_two_of_four(&s, 4_000, 4_000).await;
     set_x(&s, v1::EsMode::Drain).await;
     set_x(&s, v1::EsMode::Go).await;
     let st = wait_final(&s.client().await, &id).await;

@@ -3,6 +3,7 @@
 
 mod agree;
 mod audit;
+mod backup;
 mod binary;
 mod buckets;
 mod compat;

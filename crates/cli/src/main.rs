@@ -90,6 +90,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cmd::es::EsCmd,
     },
+    /// Operations on the server itself (backup).
+    Admin {
+        #[command(subcommand)]
+        cmd: cmd::admin::AdminCmd,
+    },
     /// Token bucket levels.
     Buckets,
     /// Blast-radius limits: who holds them and how many wait.
@@ -144,6 +149,7 @@ async fn run(cli: Cli, t: &Target) -> Out {
         Cmd::Resolve(a) => cmd::lifecycle::resolve(a, t, json).await,
         Cmd::Clone(a) => cmd::clone::run(a, t, json).await,
         Cmd::Es { cmd } => cmd::es::run(cmd, t, json).await,
+        Cmd::Admin { cmd } => cmd::admin::run(cmd, t, json).await,
         Cmd::Buckets => cmd::buckets::run(t, json).await,
         Cmd::Limits => cmd::limits::run(t, json).await,
         Cmd::Jobs => cmd::jobs::run(t, json).await,

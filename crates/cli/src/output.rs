@@ -58,6 +58,7 @@ macro_rules! proto {
 
 proto!(
     ApproveResp,
+    BackupResp,
     AuditResp,
     BucketsResp,
     CancelResp,

@@ -87,6 +87,10 @@ pub struct Config {
     /// Default 10s.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// A backup (from `interlock admin backup`) to restore as the SQLite
+    /// database before starting; refused if the database file exists.
+    #[serde(default)]
+    pub restore: Option<PathBuf>,
 }
 
 /// `metrics_listen` is spelled the same in the file as on the command line:
@@ -162,6 +166,7 @@ impl Default for Config {
             tls_require_client_cert: false,
             auth: false,
             lease_ttl: Duration::from_secs(10),
+            restore: None,
         }
     }
 }
@@ -241,6 +246,11 @@ pub struct Args {
     /// registration; then another instance may take them over [default: 10s].
     #[arg(long, env = "INTERLOCK_LEASE_TTL", value_parser = humantime::parse_duration)]
     pub lease_ttl: Option<Duration>,
+    /// Restore this backup (from `interlock admin backup`) as the SQLite
+    /// database, then start on it. The database file must not exist: move
+    /// the old one away first.
+    #[arg(long, env = "INTERLOCK_RESTORE")]
+    pub restore: Option<PathBuf>,
 }
 
 impl Config {
@@ -285,6 +295,9 @@ impl Config {
             log_format,
             lease_ttl
         );
+        if args.restore.is_some() {
+            c.restore.clone_from(&args.restore);
+        }
         c.insecure |= args.insecure;
         c.tls_require_client_cert |= args.tls_require_client_cert;
         c.auth |= args.auth;

@@ -239,6 +239,28 @@ impl Control for ControlApi {
         }))
     }
 
+    async fn backup(&self, r: Request<v1::BackupReq>) -> Result<Response<v1::BackupResp>, Status> {
+        let who = Caller::of(&r);
+        let path = r.into_inner().path;
+        let result = match self.guard.check(&who.who, Action::Admin, WILDCARD) {
+            Err(e) => Err(e),
+            Ok(()) if !std::path::Path::new(&path).is_absolute() => Err(Status::invalid_argument(
+                format!("path {path:?} must be absolute: it is a file on the server's machine"),
+            )),
+            Ok(()) => match self.engine.backup(std::path::Path::new(&path)).await {
+                Ok(bytes) => Ok(v1::BackupResp {
+                    path: path.clone(),
+                    bytes,
+                }),
+                Err(e) => Err(Status::failed_precondition(e.to_string())),
+            },
+        };
+        self.audit
+            .record(who.outcome("backup", &path, "", &result))
+            .await;
+        result.map(Response::new)
+    }
+
     async fn cluster(
         &self,
         r: Request<v1::ClusterReq>,

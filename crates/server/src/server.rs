@@ -106,6 +106,9 @@ impl ServerBuilder {
             crate::metrics::handle();
         }
         let started = interlock_core::now_micros();
+        if let Some(backup) = &c.restore {
+            restore(&c, backup)?;
+        }
         let (store, sqlite) = open_store(&c).await?;
         let inventory = Arc::new(
             Inventory::load(&c.data).map_err(|e| StartError::Config(format!("inventory: {e}")))?,
@@ -427,6 +430,41 @@ fn open_sqlite(c: &Config) -> Result<SqliteStore, StartError> {
         )),
         e => StartError::Config(e.to_string()),
     })
+}
+
+/// Puts a backup in place as the SQLite database, refusing to overwrite
+/// one: a restore that replaced live data by mistake would lose it. The
+/// copy is opened (and migrated) by the normal start right after.
+fn restore(c: &Config, backup: &std::path::Path) -> Result<(), StartError> {
+    if c.postgres_url().is_some() {
+        return Err(StartError::Config(
+            "--restore restores a SQLite backup; restore PostgreSQL with its own tools \
+             (pg_restore), then start on its URL"
+                .into(),
+        ));
+    }
+    if c.db.exists() {
+        return Err(StartError::Config(format!(
+            "--restore: {} exists; move it away first (a restore never overwrites a database)",
+            c.db.display()
+        )));
+    }
+    let fail = |e: std::io::Error| {
+        StartError::Config(format!(
+            "--restore {} to {}: {e}",
+            backup.display(),
+            c.db.display()
+        ))
+    };
+    if let Some(dir) = c.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    std::fs::copy(backup, &c.db).map_err(fail)?;
+    std::fs::File::open(&c.db)
+        .and_then(|f| f.sync_all())
+        .map_err(fail)?;
+    tracing::warn!(backup = %backup.display(), db = %c.db.display(), "database restored from a backup");
+    Ok(())
 }
 
 /// This machine's name, for the instance list.

@@ -397,6 +397,14 @@ impl Store for PgStore {
         read::approvals(&self.client().await?, workflow_id).await
     }
 
+    async fn backup(&self, _dest: &std::path::Path) -> Result<u64> {
+        Err(StoreError::Backend(
+            "a PostgreSQL store is backed up with PostgreSQL's own tools (pg_dump, or base \
+             backups with WAL archiving for point-in-time recovery); see the README"
+                .into(),
+        ))
+    }
+
     async fn enqueue_notices(&self, notices: Vec<Notice>, cap: usize) -> Result<usize> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(backend)?;

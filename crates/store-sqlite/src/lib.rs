@@ -15,6 +15,7 @@
 //! UNAVAILABLE later.
 #![forbid(unsafe_code)]
 
+mod backup;
 pub mod lock;
 mod ops;
 mod read;
@@ -501,6 +502,11 @@ impl Store for SqliteStore {
     async fn approvals(&self, workflow_id: &str) -> Result<Vec<Approval>> {
         let w = workflow_id.to_string();
         self.read(move |c| read::approvals(c, &w)).await
+    }
+
+    async fn backup(&self, dest: &std::path::Path) -> Result<u64> {
+        let dest = dest.to_path_buf();
+        self.read(move |c| backup::write(c, &dest)).await
     }
 
     async fn enqueue_notices(&self, notices: Vec<Notice>, cap: usize) -> Result<usize> {

@@ -313,3 +313,25 @@ async fn a_lease_checked_in_a_transaction_that_rolled_back_is_checked_again() {
         Status::NotStarted
     );
 }
+
+#[tokio::test]
+async fn a_backup_taken_while_serving_opens_as_the_database_it_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    s.register_instance(&instance("a"), Duration::from_secs(10))
+        .await
+        .unwrap();
+    start(&s, "w1", "a").await;
+    let dest = dir.path().join("backup.db");
+    let bytes = s.backup(&dest).await.unwrap();
+    assert!(bytes > 0);
+    // Written after the backup: not in it.
+    start(&s, "w2", "a").await;
+    let again = s.backup(&dest).await.unwrap_err();
+    assert!(again.to_string().contains("already exists"), "{again}");
+
+    let copy = SqliteStore::open(SqliteOptions::new(&dest)).unwrap();
+    let got = copy.get("w1").await.unwrap().unwrap();
+    assert_eq!((got.status, got.started), (Status::Running, Some(11)));
+    assert_eq!(copy.get("w2").await.unwrap(), None);
+}

@@ -512,6 +512,19 @@ pub trait Store: Send + Sync + 'static {
     /// Decisions on a workflow, oldest first.
     async fn approvals(&self, workflow_id: &str) -> Result<Vec<Approval>>;
 
+    // ---- backup
+
+    /// Writes a consistent copy of the whole store to `dest`, a file that
+    /// must not exist yet, while the store keeps serving; returns its size
+    /// in bytes. A backend whose database has its own tools for this
+    /// refuses, naming them.
+    async fn backup(&self, dest: &std::path::Path) -> Result<u64> {
+        Err(StoreError::Backend(format!(
+            "this store cannot write a backup to {}",
+            dest.display()
+        )))
+    }
+
     // ---- notifications
 
     /// Queues notifications; one whose `key` is already queued is ignored

@@ -126,12 +126,12 @@ async fn a_drain_through_one_replica_lets_jobs_in_flight_on_others_finish() {
     let Some(c) = Cluster::start(Setup::default()).await else {
         return;
     };
-    // One job at a time: the first is in flight when the drain lands, the
-    // second would be new work.
+    // One job at a time: the first is in flight when the drain lands (long
+    // enough for a busy machine to get there), the second would be new work.
     let drainable = || {
         req::work(
             "rep-drain",
-            vec![req::block(1, vec![sleep(3.0), sleep(0.01)])],
+            vec![req::block(1, vec![sleep(8.0), sleep(0.01)])],
         )
     };
     let ids = [
@@ -150,7 +150,7 @@ async fn a_drain_through_one_replica_lets_jobs_in_flight_on_others_finish() {
         .await
         .expect("SetEmergencyStop drain");
     for id in &ids {
-        let st = c.wait_final(id, Duration::from_secs(20)).await;
+        let st = c.wait_final(id, Duration::from_secs(30)).await;
         assert_eq!(st.status, Status::Stopped as i32, "{id}: {}", st.reason);
         assert_eq!(st.halted_by, v1::EsMode::Drain as i32, "{}", st.reason);
         assert!(st.reason.contains("replica drain"), "{}", st.reason);

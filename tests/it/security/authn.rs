@@ -9,7 +9,7 @@ async fn without_credentials_every_rpc_is_unauthenticated_but_health_answers() {
     for creds in [sec.creds(None), sec.creds(Some("ilk_not-a-real-token"))] {
         let bad_token = creds.token.is_some();
         let results = call_everything(sec.transport(creds).await, &id).await;
-        assert_eq!(results.len(), 25);
+        assert_eq!(results.len(), 26);
         for (rpc, code, msg) in results {
             assert_eq!(code, Code::Unauthenticated, "{rpc}: {msg}");
             let want = if bad_token {

@@ -19,6 +19,7 @@ async fn a_role_without_the_grant_is_denied_naming_it_and_one_with_it_works() {
         ("Clone", "\"submit\" on workflow \"x\""),
         ("SetEmergencyStop", "\"estop\" on workflow \"x\""),
         ("Audit", "\"admin\" on workflow \"*\""),
+        ("Backup", "\"admin\" on workflow \"*\""),
         ("diskerase.Submit", "\"submit\" on workflow \"x\""),
         ("diskerase.Exec", "\"exec\" on workflow \"x\""),
     ]
@@ -66,7 +67,7 @@ async fn a_role_without_the_grant_is_denied_naming_it_and_one_with_it_works() {
     let operator = call_everything(sec.transport(sec.creds(Some("operator"))).await, &other).await;
     for (rpc, code, msg) in &operator {
         let denied = *code == Code::PermissionDenied;
-        let want_denied = matches!(*rpc, "SetEmergencyStop" | "Audit");
+        let want_denied = matches!(*rpc, "SetEmergencyStop" | "Audit" | "Backup");
         assert_eq!(denied, want_denied, "operator {rpc}: {code:?} {msg}");
         assert_ne!(*code, Code::Unauthenticated, "operator {rpc}: {msg}");
     }

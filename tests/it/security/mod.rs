@@ -274,6 +274,15 @@ async fn call_everything(t: Transport, id: &str) -> Vec<(&'static str, Code, Str
         ("Buckets", code(ctl.buckets(v1::BucketsReq {}).await)),
         ("Limits", code(ctl.limits(v1::LimitsReq {}).await)),
         (
+            "Backup",
+            code(
+                ctl.backup(v1::BackupReq {
+                    path: "/nonexistent/backup.db".into(),
+                })
+                .await,
+            ),
+        ),
+        (
             "Audit",
             code(
                 ctl.audit(v1::AuditReq {

@@ -2,6 +2,7 @@
 //! a `run` that talks to the server and prints the result; argument parsers
 //! shared by several commands live here.
 
+pub mod admin;
 pub mod audit;
 pub mod buckets;
 pub mod clone;

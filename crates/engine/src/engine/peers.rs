@@ -216,6 +216,12 @@ impl Engine {
         self.refresh_stops().await
     }
 
+    /// Writes a consistent copy of the store to `dest` while serving;
+    /// returns its size in bytes.
+    pub async fn backup(&self, dest: &std::path::Path) -> Result<u64> {
+        Ok(self.inner.store.backup(dest).await?)
+    }
+
     /// The emergency-stop state in force, as a channel that says when it
     /// changes.
     pub fn estop_watch(&self) -> watch::Receiver<Arc<EsState>> {
