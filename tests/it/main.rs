@@ -10,6 +10,7 @@ mod compat;
 mod config;
 mod config_files;
 mod crash;
+mod deploy;
 mod diskerase;
 mod durable;
 mod estop;

@@ -36,6 +36,8 @@ pub struct DaemonSpec {
     pub args: Vec<String>,
     /// `RUST_LOG` for the child.
     pub log: String,
+    /// Further environment variables for the child.
+    pub env: Vec<(String, String)>,
 }
 
 impl DaemonSpec {
@@ -58,11 +60,18 @@ impl DaemonSpec {
             metrics: "off".into(),
             args: Vec::new(),
             log: "warn".into(),
+            env: Vec::new(),
         }
     }
 
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.listen = addr.into();
+        self
+    }
+
+    /// Sets an environment variable for the child.
+    pub fn env(mut self, k: impl Into<String>, v: impl Into<String>) -> Self {
+        self.env.push((k.into(), v.into()));
         self
     }
 
@@ -93,6 +102,7 @@ impl DaemonSpec {
             .arg(self.dir.join("var/erase-target.log"))
             .args(&self.args)
             .env("RUST_LOG", &self.log)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log).expect("log file"));

@@ -1,4 +1,8 @@
 //! interlockd: serve until SIGINT or SIGTERM, then drain and exit.
+//!
+//! Under systemd (`Type=notify`, see deploy/interlockd.service) it says
+//! READY once it serves (recovery done, ports bound) and STOPPING when a
+//! drain begins; elsewhere the notifications are no-ops.
 use clap::Parser;
 use interlock_server::{Args, Config, ServerBuilder, init_logs};
 
@@ -24,10 +28,12 @@ async fn main() -> std::process::ExitCode {
     // Printed on stdout so scripts (and tests) can find the port when
     // listening on port 0.
     println!("interlockd listening on {}", running.addr);
+    systemd(sd_notify::NotifyState::Ready);
     let stop = running.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutdown requested; draining");
+        systemd(sd_notify::NotifyState::Stopping);
         stop.cancel();
     });
     match running.shutdown_on_token().await {
@@ -36,6 +42,17 @@ async fn main() -> std::process::ExitCode {
             tracing::error!("server failed: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// Tells systemd about the service's state when started by it
+/// (`NOTIFY_SOCKET` set); a failure only costs systemd's view, so it is
+/// logged, not fatal.
+fn systemd(state: sd_notify::NotifyState) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some()
+        && let Err(e) = sd_notify::notify(false, &[state])
+    {
+        tracing::warn!(error = %e, "cannot notify systemd");
     }
 }
 
