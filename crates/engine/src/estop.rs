@@ -200,15 +200,12 @@ impl EsState {
                 ),
             });
         }
-        // The wildcard first, so it wins a tie: its halt is the broader one
-        // to lift.
-        [(WILDCARD, wildcard), (workflow, own)]
+        // The more severe wins; on a tie the last, the wildcard: its halt is
+        // the broader one to lift.
+        [(workflow, own), (WILDCARD, wildcard)]
             .into_iter()
             .filter_map(|(n, e)| e.filter(|e| e.mode.halts()).map(|e| (n, e)))
-            .fold(None::<(&str, &EsEntry)>, |best, (n, e)| match best {
-                Some((_, b)) if b.mode >= e.mode => best,
-                _ => Some((n, e)),
-            })
+            .max_by_key(|(_, e)| e.mode)
             .map(|(n, e)| said(n, e))
     }
 

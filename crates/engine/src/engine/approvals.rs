@@ -105,6 +105,29 @@ impl Engine {
         )))
     }
 
+    /// Moves a workflow nobody runs from `from` to `to`; the status it has
+    /// afterwards (another's if a racing call moved it first).
+    async fn move_to(
+        &self,
+        id: &str,
+        from: Status,
+        to: Status,
+        why: &str,
+        ended: Option<interlock_core::Micros>,
+    ) -> Result<Status> {
+        match self
+            .inner
+            .store
+            .transition(id, from, to, why, ended, Vec::new())
+            .await?
+        {
+            CasOutcome::Done(()) => Ok(to),
+            CasOutcome::WrongStatus(s) => Ok(s),
+            CasOutcome::NotFound => Err(EngineError::NotFound(id.to_string())),
+            CasOutcome::OwnedBy(_) => Ok(Status::Running),
+        }
+    }
+
     /// Records `identity`'s decision on workflow `id`: an approval (moving
     /// it to NotStarted once it has enough) or a rejection (ending it
     /// Cancelled). `roles` are the roles `identity` holds.
@@ -163,24 +186,9 @@ impl Engine {
             } else {
                 format!("rejected by {identity}: {comment}")
             };
-            let to = match self
-                .inner
-                .store
-                .transition(
-                    &id,
-                    rec.status,
-                    Status::Cancelled,
-                    &why,
-                    Some(now),
-                    Vec::new(),
-                )
-                .await?
-            {
-                CasOutcome::Done(()) => Status::Cancelled,
-                CasOutcome::WrongStatus(s) => s,
-                CasOutcome::NotFound => return Err(EngineError::NotFound(id)),
-                CasOutcome::OwnedBy(_) => Status::Running,
-            };
+            let to = self
+                .move_to(&id, rec.status, Status::Cancelled, &why, Some(now))
+                .await?;
             tracing::info!(workflow = %id, %identity, "workflow rejected");
             return Ok(ApprovalTally {
                 id,
@@ -200,24 +208,15 @@ impl Engine {
                 .map(|a| a.identity.as_str())
                 .collect();
             let why = format!("approved by {}", by.join(", "));
-            status = match self
-                .inner
-                .store
-                .transition(
+            status = self
+                .move_to(
                     &id,
                     Status::AwaitingApproval,
                     Status::NotStarted,
                     &why,
                     None,
-                    Vec::new(),
                 )
-                .await?
-            {
-                CasOutcome::Done(()) => Status::NotStarted,
-                CasOutcome::WrongStatus(s) => s,
-                CasOutcome::NotFound => return Err(EngineError::NotFound(id)),
-                CasOutcome::OwnedBy(_) => Status::Running,
-            };
+                .await?;
         }
         tracing::info!(workflow = %id, %identity, valid, needed, "workflow approved");
         Ok(ApprovalTally {

@@ -40,34 +40,27 @@ impl Inner {
         let mut waiting_for: Option<String> = None;
         let mut held_back = false;
         loop {
-            if let Some(why) = limits.unusable() {
-                if !held_back {
-                    tracing::error!(workflow = %rec.id, block = bi, job = ji,
-                        why = %interlock_core::Escaped(&why),
-                        "job held: limits.json is unusable, so no job starts until it is fixed");
-                    held_back = true;
-                }
-                if active.token.is_cancelled()
-                    || active.cause().is_some()
-                    || *active.paused.borrow()
-                {
-                    return Err(waiting_for.is_some());
-                }
-                let freed = limits.wait_freed();
-                let mut paused = active.paused.subscribe();
-                tokio::select! {
-                    _ = freed => {}
-                    _ = tokio::time::sleep(ASK_EVERY) => {}
-                    _ = paused.wait_for(|p| *p) => {}
-                    _ = active.token.cancelled() => {}
-                }
-                continue;
-            }
-            let slots = limits.slots_for(&rec.id, &rec.req, bi, ji);
             let asked = waiting_for.is_some();
-            if slots.is_empty() {
-                return Ok(asked);
-            }
+            // Until a good limits.json was loaded, which limits a job falls
+            // under is unknown: it waits like a job in line.
+            let slots = match limits.unusable() {
+                None => {
+                    let slots = limits.slots_for(&rec.id, &rec.req, bi, ji);
+                    if slots.is_empty() {
+                        return Ok(asked);
+                    }
+                    Some(slots)
+                }
+                Some(why) => {
+                    if !held_back {
+                        tracing::error!(workflow = %rec.id, block = bi, job = ji,
+                            why = %interlock_core::Escaped(&why),
+                            "job held: limits.json is unusable, so no job starts until it is fixed");
+                        held_back = true;
+                    }
+                    None
+                }
+            };
             // A drain or stop met while in line ends the wait (and, with
             // the cause set, the run) rather than waiting for a slot that
             // could not be used.
@@ -81,39 +74,41 @@ impl Inner {
             let freed = limits.wait_freed();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            let now = self.opts.clock.now();
-            let req = SlotRequest {
-                workflow_id: rec.id.clone(),
-                block: bi,
-                job: ji,
-                slots,
-                at: now,
-                fresh_after: now - STALE.as_micros() as i64,
-            };
-            match self.store.acquire_slots(active.lease(), req).await {
-                Ok(SlotOutcome::Granted) => {
-                    if let Some(limit) = waiting_for {
-                        tracing::info!(workflow = %rec.id, block = bi, job = ji, %limit,
-                            "limit slot granted; the job starts");
+            if let Some(slots) = slots {
+                let now = self.opts.clock.now();
+                let req = SlotRequest {
+                    workflow_id: rec.id.clone(),
+                    block: bi,
+                    job: ji,
+                    slots,
+                    at: now,
+                    fresh_after: now - STALE.as_micros() as i64,
+                };
+                match self.store.acquire_slots(active.lease(), req).await {
+                    Ok(SlotOutcome::Granted) => {
+                        if let Some(limit) = waiting_for {
+                            tracing::info!(workflow = %rec.id, block = bi, job = ji, %limit,
+                                "limit slot granted; the job starts");
+                        }
+                        return Ok(true);
                     }
-                    return Ok(true);
-                }
-                Ok(SlotOutcome::Waiting(w)) => {
-                    if waiting_for.as_deref() != Some(w.limit.as_str()) {
-                        tracing::info!(workflow = %rec.id, block = bi, job = ji, limit = %w.limit,
-                            part = %interlock_core::Escaped(&w.part), position = w.position,
-                            held = w.held, max = w.max, "job waits for a limit");
-                        metrics::counter!("interlock_limit_waits_total", "limit" => w.limit.clone())
-                            .increment(1);
-                        waiting_for = Some(w.limit);
+                    Ok(SlotOutcome::Waiting(w)) => {
+                        if waiting_for.as_deref() != Some(w.limit.as_str()) {
+                            tracing::info!(workflow = %rec.id, block = bi, job = ji, limit = %w.limit,
+                                part = %interlock_core::Escaped(&w.part), position = w.position,
+                                held = w.held, max = w.max, "job waits for a limit");
+                            metrics::counter!("interlock_limit_waits_total", "limit" => w.limit.clone())
+                                .increment(1);
+                            waiting_for = Some(w.limit);
+                        }
                     }
-                }
-                Err(e @ StoreError::Fenced { .. }) => {
-                    active.stop(Cause::Unrecorded(format!("not recorded: {e}")));
-                    return Err(false);
-                }
-                Err(e) => {
-                    tracing::warn!(workflow = %rec.id, error = %e, "cannot ask for limit slots; asking again");
+                    Err(e @ StoreError::Fenced { .. }) => {
+                        active.stop(Cause::Unrecorded(format!("not recorded: {e}")));
+                        return Err(false);
+                    }
+                    Err(e) => {
+                        tracing::warn!(workflow = %rec.id, error = %e, "cannot ask for limit slots; asking again");
+                    }
                 }
             }
             let mut paused = active.paused.subscribe();
