@@ -29,5 +29,6 @@ mod replicas;
 mod restart;
 mod security;
 mod submit;
+mod upgrade;
 mod watch;
 mod windows;
