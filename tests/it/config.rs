@@ -259,3 +259,39 @@ fn anything_after_the_config_object_is_refused() {
     let e = interlock_server::Config::from_args(&args).unwrap_err();
     assert!(e.contains("after the JSON object"), "{e}");
 }
+
+#[test]
+fn retention_takes_off_and_keeps_audit_longer_than_workflows() {
+    use clap::Parser;
+    let load = |r: &str, a: &str| {
+        let args =
+            Args::try_parse_from(["interlockd", "--retention", r, "--audit-retention", a]).unwrap();
+        Config::from_args(&args)
+    };
+    let c = load("30d", "1y").unwrap();
+    assert_eq!(
+        c.retention,
+        Some(std::time::Duration::from_secs(30 * 86_400))
+    );
+    let c = load("off", "off").unwrap();
+    assert_eq!((c.retention, c.audit_retention), (None, None));
+    let e = load("90d", "30d").unwrap_err();
+    assert!(e.contains("shorter than retention"), "{e}");
+    let e = load("off", "400d").unwrap_err();
+    assert!(
+        e.contains("audit_retention (400days) is shorter than retention (off)"),
+        "{e}"
+    );
+    let e = load("2h", "off").unwrap_err();
+    assert!(
+        e.contains("retention is 2h; it must be at least 1day "),
+        "{e}"
+    );
+    let e = Args::try_parse_from(["interlockd", "--retention", "soon"])
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("give a duration such as 90d"), "{e}");
+    let file: Config =
+        serde_json::from_str(r#"{"retention": "off", "audit_retention": null}"#).unwrap();
+    assert_eq!((file.retention, file.audit_retention), (None, None));
+}

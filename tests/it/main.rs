@@ -27,6 +27,7 @@ mod overload;
 mod policy;
 mod replicas;
 mod restart;
+mod retention;
 mod security;
 mod submit;
 mod upgrade;

@@ -9,6 +9,7 @@
 //! - `instance`: this process's registration, heartbeat and takeovers.
 //! - `peers`: requests to the instance that runs a workflow, and the
 //!   emergency stop shared through the store.
+//! - `retention`: pruning finished workflows and old audit entries.
 //!
 //! Invariants:
 //! - Every path that starts a run (Exec, Resume of a paused workflow,
@@ -35,6 +36,8 @@ mod limits;
 pub use limits::{LimitUsage, PartUsage};
 mod peers;
 mod recovery;
+mod retention;
+pub use retention::{Retention, Swept};
 
 pub use follow::{Follower, Watched};
 pub(crate) use lifecycle::clamp_page;
@@ -77,6 +80,8 @@ pub struct EngineOptions {
     pub request_id_window: Duration,
     /// Blast-radius limits in force (from limits.json).
     pub concurrency: Arc<crate::ConcurrencyLimits>,
+    /// How long finished workflows and audit entries are kept.
+    pub retention: Retention,
     /// The token buckets, for dry runs to report levels.
     pub buckets: Option<Arc<crate::Buckets>>,
 }
@@ -91,6 +96,7 @@ impl Default for EngineOptions {
             clock: interlock_core::clock::system(),
             request_id_window: Duration::from_secs(24 * 3600),
             concurrency: Arc::default(),
+            retention: Retention::default(),
             buckets: None,
         }
     }
@@ -427,12 +433,10 @@ impl Engine {
     /// The workflow's record as stored.
     pub async fn status(&self, id: &str) -> Result<WorkflowRecord> {
         let id = self.resolve_id(id).await?;
-        let mut rec = self
-            .inner
-            .store
-            .get(&id)
-            .await?
-            .ok_or(EngineError::NotFound(id))?;
+        let rec = self.inner.store.get(&id).await?;
+        let Some(mut rec) = rec else {
+            return Err(self.missing(id).await);
+        };
         if rec.status == Status::Running && !self.inner.opts.concurrency.defs().is_empty() {
             self.show_waits(&mut rec).await?;
         }

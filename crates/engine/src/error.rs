@@ -25,6 +25,20 @@ pub enum EngineError {
     /// No such workflow: check the id.
     #[error("no workflow with id {0:?}")]
     NotFound(String),
+    /// The workflow finished long ago and retention deleted it; its audit
+    /// entries remain.
+    #[error(
+        "workflow {id} was pruned after {days} days: it ended {} and was deleted {}; \
+         its audit entries are kept (interlock audit --target {id})",
+        crate::error::when(*.ended),
+        crate::error::when(*.pruned_at)
+    )]
+    Pruned {
+        id: String,
+        ended: interlock_core::Micros,
+        pruned_at: interlock_core::Micros,
+        days: u32,
+    },
     /// The id is neither a workflow id nor a usable prefix of one.
     #[error(
         "{0:?} is not a workflow id (expected a UUID, or a unique prefix of at least 8 characters)"
@@ -95,3 +109,10 @@ pub enum EngineError {
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// A stored time for people: RFC 3339, UTC, to the second.
+pub(crate) fn when(t: interlock_core::Micros) -> String {
+    jiff::Timestamp::from_microsecond(t)
+        .map(|ts| ts.round(jiff::Unit::Second).unwrap_or(ts).to_string())
+        .unwrap_or_else(|_| format!("at {t} µs"))
+}

@@ -40,7 +40,7 @@ pub use buckets::{BucketDef, BucketError, BucketLevel, Buckets};
 pub use concurrency::{ConcurrencyLimits, LimitDef};
 pub use engine::{
     ApprovalTally, BucketNeed, CloneOptions, DryRun, Engine, EngineOptions, Follower, LimitUsage,
-    Page, PartUsage, Resolution, StoreHealth, Verdict, Watched,
+    Page, PartUsage, Resolution, Retention, StoreHealth, Swept, Verdict, Watched,
 };
 pub use error::EngineError;
 pub use estop::EsState;

@@ -91,6 +91,20 @@ pub struct Config {
     /// database before starting; refused if the database file exists.
     #[serde(default)]
     pub restore: Option<PathBuf>,
+    /// Finished workflows are deleted this long after they ended; `null`
+    /// keeps them forever. Default 90 days; at least a day and at least
+    /// `request_id_window`.
+    #[serde(with = "retention_serde")]
+    pub retention: Option<Duration>,
+    /// Audit entries are deleted this long after they were recorded; `null`
+    /// keeps them forever. Default 400 days; never shorter than `retention`.
+    #[serde(with = "retention_serde")]
+    pub audit_retention: Option<Duration>,
+    /// Rows deleted per transaction while pruning. Default 100.
+    pub retention_batch: usize,
+    /// How often pruning looks for old records. Default 1m.
+    #[serde(with = "humantime_serde")]
+    pub retention_interval: Duration,
 }
 
 /// `metrics_listen` is spelled the same in the file as on the command line:
@@ -157,6 +171,10 @@ impl Default for Config {
             reload_interval: Duration::from_secs(1),
             erase_target: None,
             request_id_window: Duration::from_secs(24 * 3600),
+            retention: Some(Duration::from_secs(90 * 86_400)),
+            audit_retention: Some(Duration::from_secs(400 * 86_400)),
+            retention_batch: 100,
+            retention_interval: Duration::from_secs(60),
             metrics_listen: Some("127.0.0.1:9464".parse().expect("valid address")),
             insecure: false,
             tls_cert: None,
@@ -251,6 +269,62 @@ pub struct Args {
     /// the old one away first.
     #[arg(long, env = "INTERLOCK_RESTORE")]
     pub restore: Option<PathBuf>,
+    /// Delete finished workflows this long after they ended, e.g. 90d, or
+    /// "off" to keep them forever [default: 90d].
+    #[arg(long, env = "INTERLOCK_RETENTION", value_parser = parse_retention)]
+    pub retention: Option<Retention>,
+    /// Delete audit entries this long after they were recorded, or "off"
+    /// [default: 400d]; never shorter than --retention.
+    #[arg(long, env = "INTERLOCK_AUDIT_RETENTION", value_parser = parse_retention)]
+    pub audit_retention: Option<Retention>,
+}
+
+/// Retentions in the file: `"90days"` (whole days written as days, not
+/// humantime's months), or `"off"`/`null` for forever.
+mod retention_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// As people read it: whole days as days, else humantime; "off".
+    pub fn show(v: Option<Duration>) -> String {
+        match v {
+            None => "off".into(),
+            Some(d) if d.as_secs() % 86_400 == 0 && d.subsec_nanos() == 0 => {
+                let n = d.as_secs() / 86_400;
+                format!("{n}day{}", if n == 1 { "" } else { "s" })
+            }
+            Some(d) => humantime::format_duration(d).to_string(),
+        }
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(_) => s.serialize_str(&show(*v)),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            None => Ok(None),
+            Some(text) => super::parse_retention(&text)
+                .map(|r| r.0)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A retention flag's value: a duration, or "off" (keep forever).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+fn parse_retention(text: &str) -> Result<Retention, String> {
+    if text == "off" {
+        return Ok(Retention(None));
+    }
+    humantime::parse_duration(text)
+        .map(|d| Retention(Some(d)))
+        .map_err(|e| format!("{text:?}: {e} (give a duration such as 90d, or \"off\")"))
 }
 
 impl Config {
@@ -297,6 +371,12 @@ impl Config {
         );
         if args.restore.is_some() {
             c.restore.clone_from(&args.restore);
+        }
+        if let Some(Retention(r)) = args.retention {
+            c.retention = r;
+        }
+        if let Some(Retention(r)) = args.audit_retention {
+            c.audit_retention = r;
         }
         c.insecure |= args.insecure;
         c.tls_require_client_cert |= args.tls_require_client_cert;
@@ -424,6 +504,38 @@ impl Config {
         }
         if self.max_message_bytes < 1024 {
             return Err("max_message_bytes must be at least 1024".into());
+        }
+        self.validate_retention()
+    }
+
+    fn validate_retention(&self) -> Result<(), String> {
+        let show = retention_serde::show;
+        if let Some(keep) = self.retention {
+            let floor = self.request_id_window.max(Duration::from_secs(86_400));
+            if keep < floor {
+                return Err(format!(
+                    "retention is {}; it must be at least {} (a day, and the request id \
+                     window, so a retried Submit never meets a deleted workflow)",
+                    show(Some(keep)),
+                    show(Some(floor))
+                ));
+            }
+        }
+        let audit_shorter = match (self.retention, self.audit_retention) {
+            (_, None) => false,
+            (None, Some(_)) => true,
+            (Some(w), Some(a)) => a < w,
+        };
+        if audit_shorter {
+            return Err(format!(
+                "audit_retention ({}) is shorter than retention ({}): audit entries must \
+                 outlive the workflows they describe. Raise audit_retention (or set it off)",
+                show(self.audit_retention),
+                show(self.retention)
+            ));
+        }
+        if self.retention_batch == 0 {
+            return Err("retention_batch must be at least 1".into());
         }
         Ok(())
     }

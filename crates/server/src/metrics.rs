@@ -71,6 +71,24 @@ const DESCRIBED: &[Described] = {
             "Running workflows this server owns (holds the lease of) and executes.",
         ),
         m(
+            "interlock_pruned_workflows_total",
+            Counter,
+            Unit::Count,
+            "Finished workflows retention deleted (their audit entries are kept longer).",
+        ),
+        m(
+            "interlock_pruned_audit_entries_total",
+            Counter,
+            Unit::Count,
+            "Audit entries retention deleted.",
+        ),
+        m(
+            "interlock_db_size_bytes",
+            Gauge,
+            Unit::Bytes,
+            "Size of the database (SQLite file pages, or the PostgreSQL database), refreshed each retention sweep.",
+        ),
+        m(
             "interlock_takeovers_total",
             Counter,
             Unit::Count,

@@ -186,6 +186,13 @@ impl ServerBuilder {
                 },
                 clock,
                 request_id_window: c.request_id_window,
+                retention: interlock_engine::Retention {
+                    workflows: c.retention,
+                    audit: c.audit_retention,
+                    batch: c.retention_batch,
+                    interval: c.retention_interval,
+                    ..Default::default()
+                },
                 concurrency,
                 buckets: Some(live.buckets.clone()),
             },

@@ -21,6 +21,7 @@
 mod feed;
 mod ops;
 mod read;
+mod retention;
 pub mod schema;
 mod sql;
 pub mod testing;
@@ -32,8 +33,8 @@ use interlock_core::{
 };
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    Notice, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
-    SubmitOutcome, Take, TakeOutcome, TakeRequest,
+    Notice, Pruned, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store,
+    StoreError, SubmitOutcome, Take, TakeOutcome, TakeRequest,
 };
 use read::backend;
 use std::sync::{Arc, Mutex};
@@ -338,6 +339,33 @@ impl Store for PgStore {
             Outcome::Count(n) => Ok(n as usize),
             _ => unexpected(),
         }
+    }
+
+    async fn prune_workflows(&self, before: Micros, kept_days: u32, limit: usize) -> Result<usize> {
+        let mut c = self.client().await?;
+        retention::prune_workflows(&mut c, before, kept_days, limit)
+            .await
+            .map_err(backend)
+    }
+
+    async fn prune_audit(&self, before: Micros, limit: usize) -> Result<usize> {
+        let mut c = self.client().await?;
+        retention::prune_audit(&mut c, before, limit)
+            .await
+            .map_err(backend)
+    }
+
+    async fn pruned(&self, id: &str) -> Result<Option<Pruned>> {
+        retention::pruned(&self.client().await?, id)
+            .await
+            .map_err(backend)
+    }
+
+    async fn size_bytes(&self) -> Result<Option<u64>> {
+        retention::size_bytes(&self.client().await?)
+            .await
+            .map(Some)
+            .map_err(backend)
     }
 
     async fn register_instance(&self, info: &InstanceInfo, ttl: Duration) -> Result<()> {

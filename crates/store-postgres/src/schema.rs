@@ -177,6 +177,17 @@ const MIGRATIONS: &[&str] = &[
         last_error TEXT NOT NULL
     );
     CREATE INDEX notices_due ON notices (next_at, id);",
+    // 6: retention: finished workflows by end time, labels by workflow, and
+    // a tombstone per pruned id.
+    "CREATE INDEX workflows_ended ON workflows (ended) WHERE ended IS NOT NULL;
+    CREATE INDEX labels_by_workflow ON labels (workflow_id);
+    CREATE TABLE pruned (
+        id TEXT PRIMARY KEY,
+        ended BIGINT NOT NULL,
+        pruned_at BIGINT NOT NULL,
+        kept_days INTEGER NOT NULL
+    );
+    CREATE INDEX pruned_at ON pruned (pruned_at);",
 ];
 
 /// The schema version this build writes.

@@ -7,6 +7,7 @@
 //! - `writer`: the single writer thread and its group commit.
 //! - `ops`: the SQL of each write, run inside the writer's transaction.
 //! - `read`: queries on a pool of read-only connections.
+//! - `retention`: pruning finished workflows and old audit entries.
 //!
 //! Every write resolves only after its transaction committed with
 //! `synchronous=FULL` (survives power loss) unless [`Synchronous::Normal`]
@@ -19,6 +20,7 @@ mod backup;
 pub mod lock;
 mod ops;
 mod read;
+mod retention;
 pub mod schema;
 mod writer;
 
@@ -31,8 +33,8 @@ use interlock_core::{
 };
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    Notice, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
-    SubmitOutcome, Take, TakeOutcome, TakeRequest,
+    Notice, Pruned, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store,
+    StoreError, SubmitOutcome, Take, TakeOutcome, TakeRequest,
 };
 use lock::{DbLock, LockError};
 use read::backend;
@@ -434,6 +436,27 @@ impl Store for SqliteStore {
                 .execute([before])
         })
         .await
+    }
+
+    async fn prune_workflows(&self, before: Micros, kept_days: u32, limit: usize) -> Result<usize> {
+        self.op(move |tx, ctx| retention::prune_workflows(tx, ctx.now, before, kept_days, limit))
+            .await
+    }
+
+    async fn prune_audit(&self, before: Micros, limit: usize) -> Result<usize> {
+        self.op(move |tx, _| retention::prune_audit(tx, before, limit))
+            .await
+    }
+
+    async fn pruned(&self, id: &str) -> Result<Option<Pruned>> {
+        let id = id.to_string();
+        self.read(move |c| retention::pruned(c, &id).map_err(backend))
+            .await
+    }
+
+    async fn size_bytes(&self) -> Result<Option<u64>> {
+        self.read(|c| retention::size_bytes(c).map(Some).map_err(backend))
+            .await
     }
 
     async fn register_instance(&self, info: &InstanceInfo, ttl: Duration) -> Result<()> {

@@ -187,6 +187,18 @@ const MIGRATIONS: &[&str] = &[
         last_error TEXT NOT NULL
     );
     CREATE INDEX notices_due ON notices(next_at, id);",
+    // 14: retention. Finished workflows are found by end time (a partial
+    // index: only ended rows); labels are deleted by workflow; a tombstone
+    // per pruned id answers "pruned" instead of a bare NotFound.
+    "CREATE INDEX workflows_ended ON workflows(ended) WHERE ended IS NOT NULL;
+    CREATE INDEX labels_by_workflow ON labels(workflow_id);
+    CREATE TABLE pruned (
+        id TEXT PRIMARY KEY,
+        ended INTEGER NOT NULL,
+        pruned_at INTEGER NOT NULL,
+        kept_days INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX pruned_at ON pruned(pruned_at);",
 ];
 
 /// The schema version this build writes.

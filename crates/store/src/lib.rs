@@ -325,6 +325,19 @@ pub struct ControlRequest {
     pub at: Micros,
 }
 
+/// What is left of a workflow retention deleted: enough to answer "it
+/// existed, and was pruned" instead of a bare NotFound.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pruned {
+    pub id: String,
+    /// When it ended.
+    pub ended: Micros,
+    /// When it was deleted.
+    pub pruned_at: Micros,
+    /// The retention in force then, in days.
+    pub kept_days: u32,
+}
+
 /// A notification waiting to be delivered to a webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notice {
@@ -469,6 +482,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forgets idempotency keys created before `before`; returns how many.
     async fn expire_request_ids(&self, before: Micros) -> Result<usize>;
+
+    // ---- retention
+
+    /// Deletes at most `limit` workflows with a terminal status that ended
+    /// before `before`, oldest first, with everything kept for them (blocks,
+    /// jobs, labels, checkpoints, slots, approvals, takes, requests), and
+    /// leaves a [`Pruned`] tombstone per id saying `kept_days`. Audit
+    /// entries are not touched. A workflow that is not terminal (running,
+    /// paused, interrupted, waiting) is never deleted. One transaction per
+    /// call, so a caller bounds how long it holds the writer with `limit`.
+    /// Returns how many workflows it deleted.
+    async fn prune_workflows(&self, before: Micros, kept_days: u32, limit: usize) -> Result<usize>;
+
+    /// Deletes at most `limit` audit entries recorded before `before`
+    /// (oldest first), and the tombstones of workflows pruned before it.
+    /// Returns how many audit entries it deleted.
+    async fn prune_audit(&self, before: Micros, limit: usize) -> Result<usize>;
+
+    /// The tombstone of a pruned workflow, if `id` was pruned.
+    async fn pruned(&self, id: &str) -> Result<Option<Pruned>>;
+
+    /// How much space the database takes, in bytes, where the backend can
+    /// tell (for monitoring).
+    async fn size_bytes(&self) -> Result<Option<u64>> {
+        Ok(None)
+    }
 
     // ---- instances
 

@@ -11,8 +11,8 @@
 
 use crate::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    Notice, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
-    SubmitOutcome, Take, TakeOutcome, TakeRequest, workflow_event,
+    Notice, Pruned, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store,
+    StoreError, SubmitOutcome, Take, TakeOutcome, TakeRequest, workflow_event,
 };
 use async_trait::async_trait;
 use interlock_core::{
@@ -46,6 +46,8 @@ struct State {
     approvals: Vec<Approval>,
     notices: Vec<Notice>,
     next_notice: i64,
+    next_audit: i64,
+    pruned: HashMap<String, Pruned>,
 }
 
 /// An in-memory store. Cheap to clone; clones share state.
@@ -486,6 +488,73 @@ impl Store for MemStore {
         Ok(n - st.keys.len())
     }
 
+    async fn prune_workflows(&self, before: Micros, kept_days: u32, limit: usize) -> Result<usize> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let mut victims: Vec<(Micros, String)> = st
+            .workflows
+            .values()
+            .filter(|r| r.rec.status.is_terminal())
+            .filter_map(|r| {
+                r.rec
+                    .ended
+                    .filter(|e| *e < before)
+                    .map(|e| (e, r.rec.id.clone()))
+            })
+            .collect();
+        victims.sort();
+        victims.truncate(limit);
+        for (ended, id) in &victims {
+            st.workflows.remove(id);
+            st.takes.retain(|t| t.workflow_id != *id);
+            st.requests.retain(|r| r.workflow_id != *id);
+            st.slots.retain(|s| s.workflow_id != *id);
+            st.approvals.retain(|a| a.workflow_id != *id);
+            st.pruned.insert(
+                id.clone(),
+                Pruned {
+                    id: id.clone(),
+                    ended: *ended,
+                    pruned_at: now,
+                    kept_days,
+                },
+            );
+        }
+        Ok(victims.len())
+    }
+
+    async fn prune_audit(&self, before: Micros, limit: usize) -> Result<usize> {
+        let mut st = self.lock();
+        // Oldest first, as the durable backends do: only the first `limit`
+        // entries are looked at.
+        let old = st
+            .audit
+            .iter()
+            .take(limit)
+            .filter(|e| e.at < before)
+            .count();
+        let mut seen = 0;
+        st.audit.retain(|e| {
+            seen += 1;
+            !(seen <= limit && e.at < before)
+        });
+        let mut tombs: Vec<(Micros, String)> = st
+            .pruned
+            .values()
+            .filter(|p| p.pruned_at < before)
+            .map(|p| (p.pruned_at, p.id.clone()))
+            .collect();
+        tombs.sort();
+        for (_, id) in tombs.into_iter().take(limit) {
+            st.pruned.remove(&id);
+        }
+        Ok(old)
+    }
+
+    async fn pruned(&self, id: &str) -> Result<Option<Pruned>> {
+        Ok(self.lock().pruned.get(id).cloned())
+    }
+
     async fn register_instance(&self, info: &InstanceInfo, ttl: Duration) -> Result<()> {
         let now = self.clock.now();
         let mut info = info.clone();
@@ -709,7 +778,8 @@ impl Store for MemStore {
 
     async fn audit(&self, mut entry: AuditEntry) -> Result<()> {
         let mut st = self.lock();
-        entry.id = st.audit.len() as i64 + 1;
+        st.next_audit += 1;
+        entry.id = st.next_audit;
         st.audit.push(entry);
         Ok(())
     }

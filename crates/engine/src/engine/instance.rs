@@ -110,6 +110,8 @@ impl Engine {
         tokio::spawn(async move { this.heartbeat_loop().await });
         let this = self.clone();
         tokio::spawn(async move { this.expire_request_ids().await });
+        let this = self.clone();
+        tokio::spawn(async move { this.retention_loop().await });
         Ok(resumed)
     }
 

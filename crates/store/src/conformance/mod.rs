@@ -9,14 +9,17 @@
 //!
 //! The tests, by concern: `records` (submit, compare-and-set, writes,
 //! listing, audit, ids), `ownership` (instances, leases, fencing, orphan
-//! claims) and `shared` (buckets, the feed, requests, shared stops).
+//! claims), `shared` (buckets, the feed, requests, shared stops) and
+//! `retention` (pruning and tombstones).
 
 mod ownership;
 mod records;
+mod retention;
 mod shared;
 
 pub use ownership::*;
 pub use records::*;
+pub use retention::*;
 pub use shared::*;
 
 use crate::{
@@ -79,6 +82,8 @@ pub async fn run_all(h: &dyn Harness) {
         limit_slots_are_decided_atomically_and_released,
         approvals_are_kept_per_identity,
         notices_queue_once_per_key_and_stay_bounded,
+        retention_prunes_only_finished_old_workflows,
+        audit_retention_is_separate_and_batched,
     );
 }
 

@@ -1,0 +1,109 @@
+//! Retention on SQLite: finished workflows and old audit entries deleted in
+//! bounded batches, each one transaction on the single writer, so a batch
+//! holds up Submit for at most its own few milliseconds.
+//!
+//! Candidates are found through the partial index on `ended` (migration
+//! 14), oldest first; everything kept for a workflow goes with it, through
+//! indexes that start with `workflow_id`; a tombstone in `pruned` stays.
+
+use interlock_core::{Micros, Status};
+use interlock_store::Pruned;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+/// The statuses a workflow never leaves, as an SQL list: only these are
+/// pruned.
+fn terminal() -> String {
+    [
+        Status::Failed,
+        Status::Completed,
+        Status::Cancelled,
+        Status::Stopped,
+        Status::Skipped,
+    ]
+    .iter()
+    .inspect(|s| debug_assert!(s.is_terminal()))
+    .map(|s| (*s as i32).to_string())
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// Tables holding rows per workflow, keyed (first) by `workflow_id`.
+const CHILDREN: &[&str] = &[
+    "blocks",
+    "jobs",
+    "labels",
+    "bucket_takes",
+    "requests",
+    "limit_slots",
+    "approvals",
+];
+
+pub fn prune_workflows(
+    tx: &Transaction<'_>,
+    now: Micros,
+    before: Micros,
+    kept_days: u32,
+    limit: usize,
+) -> rusqlite::Result<usize> {
+    let victims: Vec<(String, Micros)> = tx
+        .prepare_cached(&format!(
+            "SELECT id, ended FROM workflows
+             WHERE ended IS NOT NULL AND ended < ?1 AND status IN ({})
+             ORDER BY ended LIMIT ?2",
+            terminal()
+        ))?
+        .query_map(params![before, limit as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (id, ended) in &victims {
+        for table in CHILDREN {
+            tx.prepare_cached(&format!("DELETE FROM {table} WHERE workflow_id = ?1"))?
+                .execute([id])?;
+        }
+        tx.prepare_cached("DELETE FROM workflows WHERE id = ?1")?
+            .execute([id])?;
+        tx.prepare_cached(
+            "INSERT OR REPLACE INTO pruned (id, ended, pruned_at, kept_days)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?
+        .execute(params![id, ended, now, kept_days])?;
+    }
+    Ok(victims.len())
+}
+
+pub fn prune_audit(tx: &Transaction<'_>, before: Micros, limit: usize) -> rusqlite::Result<usize> {
+    // Audit ids grow with time: look only at the oldest `limit` entries, so
+    // a table with nothing old enough costs `limit` rows, not a scan.
+    let n = tx
+        .prepare_cached(
+            "DELETE FROM audit WHERE id IN (SELECT id FROM audit ORDER BY id LIMIT ?2)
+             AND at < ?1",
+        )?
+        .execute(params![before, limit as i64])?;
+    tx.prepare_cached(
+        "DELETE FROM pruned WHERE id IN
+         (SELECT id FROM pruned WHERE pruned_at < ?1 ORDER BY pruned_at LIMIT ?2)",
+    )?
+    .execute(params![before, limit as i64])?;
+    Ok(n)
+}
+
+pub fn pruned(c: &Connection, id: &str) -> rusqlite::Result<Option<Pruned>> {
+    c.prepare_cached("SELECT ended, pruned_at, kept_days FROM pruned WHERE id = ?1")?
+        .query_row([id], |r| {
+            Ok(Pruned {
+                id: id.to_string(),
+                ended: r.get(0)?,
+                pruned_at: r.get(1)?,
+                kept_days: r.get(2)?,
+            })
+        })
+        .optional()
+}
+
+pub fn size_bytes(c: &Connection) -> rusqlite::Result<u64> {
+    let pages: u64 = c.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    let size: u64 = c.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    Ok(pages * size)
+}
