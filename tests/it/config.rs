@@ -83,7 +83,8 @@ fn file_keys() -> BTreeMap<String, Value> {
 fn flags() -> BTreeMap<String, String> {
     Args::command()
         .get_arguments()
-        .filter(|a| !matches!(a.get_id().as_str(), "help" | "version"))
+        // Actions, not settings.
+        .filter(|a| !matches!(a.get_id().as_str(), "help" | "version" | "man"))
         .map(|a| {
             let long = a.get_long().expect("every setting has a long flag");
             let env = a

@@ -122,3 +122,28 @@ fn under_systemd_it_says_ready_once_serving_and_stopping_on_sigterm() {
     d.wait_exit(std::time::Duration::from_secs(20))
         .expect("a clean exit after the drain");
 }
+
+#[test]
+fn interlockd_prints_its_man_page_from_its_flags() {
+    let out = Command::new(interlockd!()).arg("--man").output().unwrap();
+    assert!(out.status.success());
+    let page = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        page.starts_with(".ie"),
+        "roff: {}",
+        &page[..80.min(page.len())]
+    );
+    assert!(page.contains(".TH interlockd 8"), "section 8");
+    for flag in [
+        "db",
+        "retention",
+        "audit\\-retention",
+        "restore",
+        "tls\\-client\\-ca",
+    ] {
+        assert!(
+            page.contains(&format!("\\-\\-{flag}")),
+            "--{flag} documented"
+        );
+    }
+}

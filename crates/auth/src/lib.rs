@@ -8,6 +8,8 @@
 //! - [`cert`]: the identity inside an (already verified) client certificate.
 //! - [`rbac`]: `rbac.json`, roles granting [`Action`]s on workflow names
 //!   (exact or glob), bound to identities.
+//! - [`pki`]: a private CA with a server and a client certificate, for a
+//!   TLS and mTLS start.
 //!
 //! Architecture invariant: this crate is pure. It parses text and DER bytes
 //! it is given and answers questions; it does no I/O and knows nothing about
@@ -17,6 +19,7 @@
 
 pub mod cert;
 pub mod identity;
+pub mod pki;
 pub mod rbac;
 pub mod tokens;
 

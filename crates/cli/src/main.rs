@@ -90,7 +90,7 @@ enum Cmd {
         #[command(subcommand)]
         cmd: cmd::es::EsCmd,
     },
-    /// Operations on the server itself (backup).
+    /// Operations on the server itself (backup), and certificates for it.
     Admin {
         #[command(subcommand)]
         cmd: cmd::admin::AdminCmd,
@@ -116,6 +116,8 @@ enum Cmd {
     },
     /// Print a shell completion script.
     Completions(cmd::completions::Args),
+    /// Write manual pages for every command into a directory.
+    Man(cmd::man::Args),
 }
 
 /// What a command ends with: its exit code, or a failure carrying one.
@@ -135,6 +137,7 @@ async fn run(cli: Cli, t: &Target) -> Out {
     match cli.cmd {
         Cmd::Token { cmd } => cmd::token::run(&cmd, json),
         Cmd::Completions(a) => cmd::completions::run(a),
+        Cmd::Man(a) => cmd::man::run(a),
         Cmd::Submit(a) => cmd::submit::run(a, t, json).await,
         Cmd::Validate(a) => cmd::validate::run(a, t, json).await,
         Cmd::Exec(a) => cmd::lifecycle::exec(a, t, json).await,
@@ -165,7 +168,12 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // Local commands work whatever the connection settings say.
     let target = match &cli.cmd {
-        Cmd::Token { .. } | Cmd::Completions(_) => Ok(Target::local()),
+        Cmd::Token { .. }
+        | Cmd::Completions(_)
+        | Cmd::Man(_)
+        | Cmd::Admin {
+            cmd: cmd::admin::AdminCmd::GenCerts(_),
+        } => Ok(Target::local()),
         _ => target::resolve(&cli.addr, &cli.config, &cli.creds, cli.timeout),
     };
     let (t, result) = match target {

@@ -277,6 +277,22 @@ pub struct Args {
     /// [default: 400d]; never shorter than --retention.
     #[arg(long, env = "INTERLOCK_AUDIT_RETENTION", value_parser = parse_retention)]
     pub audit_retention: Option<Retention>,
+    /// Print this manual page (roff, section 8) and exit, e.g.
+    /// `interlockd --man > /usr/local/share/man/man8/interlockd.8`.
+    #[arg(long)]
+    pub man: bool,
+}
+
+/// interlockd's manual page, from the same definitions that parse its
+/// arguments.
+pub fn man_page() -> Vec<u8> {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Args::command())
+        .section("8")
+        .render(&mut page)
+        .expect("rendering into memory cannot fail");
+    page
 }
 
 /// Retentions in the file: `"90days"` (whole days written as days, not

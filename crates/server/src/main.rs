@@ -9,6 +9,14 @@ use interlock_server::{Args, Config, ServerBuilder, init_logs};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    if args.man {
+        use std::io::Write;
+        let page = interlock_server::config::man_page();
+        return match std::io::stdout().write_all(&page) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(_) => std::process::ExitCode::FAILURE,
+        };
+    }
     let config = match Config::from_args(&args) {
         Ok(c) => c,
         Err(e) => {

@@ -13,6 +13,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod limits;
 pub mod list;
+pub mod man;
 pub mod policies;
 pub mod status;
 pub mod submit;

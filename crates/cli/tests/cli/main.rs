@@ -7,6 +7,7 @@ mod control;
 mod errors;
 mod json;
 mod list;
+mod operate;
 mod transport;
 mod watch;
 
