@@ -24,6 +24,7 @@ async fn finished_workflows_are_pruned_and_say_so_audit_stays_longer() {
         c.retention = Some(2 * DAY);
         c.audit_retention = Some(10 * DAY);
         c.retention_batch = 2;
+        c.retention_pause = Duration::from_millis(1);
         c.retention_interval = Duration::from_millis(50);
     })
     .await;

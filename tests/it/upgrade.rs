@@ -152,6 +152,9 @@ async fn load_dump(url: &str, file: &Path) {
     let _ = driver.await;
 }
 
+/// The machines of the decom satellite the fixtures erase.
+const MACHINES: [&str; 6] = ["aab00", "aab01", "aab02", "aab03", "aab04", "aab05"];
+
 /// Writes a fixture (see the module docs). Run by
 /// `scripts/write-schema-fixture`, which sets:
 /// - `INTERLOCK_FIXTURE_BIN`: the released interlockd (default: this build),
@@ -177,37 +180,29 @@ async fn write_schema_fixture() {
     spec.db = var("INTERLOCK_FIXTURE_DB");
     let mut d = spec.spawn().expect("the released interlockd starts");
     let c = d.client().await;
-    let machines = ["aab00", "aab01", "aab02", "aab03", "aab04", "aab05"];
     let mut ids = Vec::new();
 
+    let run = |site: &'static str, machines: &'static [&'static str]| {
+        let c = c.clone();
+        async move {
+            let id = c
+                .submit(req::satellite_erase(site, machines))
+                .await
+                .unwrap();
+            c.exec(&id).await.unwrap();
+            wait_final(&c, &id).await;
+            id
+        }
+    };
     // Completed: an erase of a decom satellite, three blocks.
-    let id = c
-        .submit(req::satellite_erase("aab", &machines))
-        .await
-        .unwrap();
-    c.exec(&id).await.unwrap();
-    wait_final(&c, &id).await;
-    ids.push(id);
+    ids.push(run("aab", &MACHINES).await);
     // Failed in block one: an in-service cluster.
-    let cluster = ["aad00", "aad01"];
-    let id = c
-        .submit(req::satellite_erase("aad", &cluster))
-        .await
-        .unwrap();
-    c.exec(&id).await.unwrap();
-    wait_final(&c, &id).await;
-    ids.push(id);
+    ids.push(run("aad", &["aad00", "aad01"]).await);
     // Failed on the bucket: a second erase too soon after the first.
-    let id = c
-        .submit(req::satellite_erase("aab", &machines))
-        .await
-        .unwrap();
-    c.exec(&id).await.unwrap();
-    wait_final(&c, &id).await;
-    ids.push(id);
+    ids.push(run("aab", &MACHINES).await);
     // Cancelled before it ran.
     let id = c
-        .submit(req::satellite_erase("aab", &machines))
+        .submit(req::satellite_erase("aab", &MACHINES))
         .await
         .unwrap();
     let mut raw = v1::workflow_client::WorkflowClient::connect(d.url())
@@ -222,7 +217,7 @@ async fn write_schema_fixture() {
     ids.push(id);
     // Submitted, never executed.
     ids.push(
-        c.submit(req::satellite_erase("aab", &machines))
+        c.submit(req::satellite_erase("aab", &MACHINES))
             .await
             .unwrap(),
     );

@@ -74,6 +74,15 @@ impl Bench {
         sync: interlock_server::config::SyncMode,
         secure: bool,
     ) -> anyhow::Result<Self> {
+        Self::start_with(sync, secure, |_| {}).await
+    }
+
+    /// Like `start`, after `tweak` adjusted the server's config.
+    pub async fn start_with(
+        sync: interlock_server::config::SyncMode,
+        secure: bool,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let configs = dir.path().join("configs");
         std::fs::create_dir_all(&configs)?;
@@ -125,6 +134,7 @@ impl Bench {
                 ..Default::default()
             };
         }
+        tweak(&mut config);
         let hold = Arc::new(Hold::default());
         let running = ServerBuilder::new(config)
             .job(hold.clone())

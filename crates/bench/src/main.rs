@@ -43,6 +43,12 @@ struct Cli {
     /// one beside this binary).
     #[arg(long)]
     interlockd: Option<std::path::PathBuf>,
+    /// Old finished workflows seeded for the `retention` scenario.
+    #[arg(long, default_value = "1000000")]
+    rows: usize,
+    /// Rounds of (pruning off, pruning on) for the `retention` scenario.
+    #[arg(long, default_value = "2")]
+    rounds: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -68,6 +74,9 @@ enum Scenario {
     /// interlockd child processes: SQLite beside PostgreSQL with 1 and 3
     /// replicas (Submit, end to end, e-stop across replicas, takeover).
     Replicas,
+    /// Submit latency while retention prunes a backlog of `--rows` old
+    /// finished workflows, beside the same load with pruning off.
+    Retention,
 }
 
 #[derive(Serialize)]
@@ -136,6 +145,16 @@ async fn main() -> anyhow::Result<()> {
                     flips: cli.flips.min(20),
                 },
             )
+            .await?,
+        );
+    }
+    if cli.scenarios.contains(&Scenario::Retention) {
+        rows.extend(
+            retention::retention(retention::Params {
+                rows: cli.rows,
+                seconds: cli.seconds,
+                rounds: cli.rounds.max(1),
+            })
             .await?,
         );
     }

@@ -100,8 +100,11 @@ pub struct Config {
     /// keeps them forever. Default 400 days; never shorter than `retention`.
     #[serde(with = "retention_serde")]
     pub audit_retention: Option<Duration>,
-    /// Rows deleted per transaction while pruning. Default 100.
+    /// Rows deleted per transaction while pruning. Default 20.
     pub retention_batch: usize,
+    /// Pause between two pruning transactions. Default 100ms.
+    #[serde(with = "humantime_serde")]
+    pub retention_pause: Duration,
     /// How often pruning looks for old records. Default 1m.
     #[serde(with = "humantime_serde")]
     pub retention_interval: Duration,
@@ -173,7 +176,8 @@ impl Default for Config {
             request_id_window: Duration::from_secs(24 * 3600),
             retention: Some(Duration::from_secs(90 * 86_400)),
             audit_retention: Some(Duration::from_secs(400 * 86_400)),
-            retention_batch: 100,
+            retention_batch: 20,
+            retention_pause: Duration::from_millis(100),
             retention_interval: Duration::from_secs(60),
             metrics_listen: Some("127.0.0.1:9464".parse().expect("valid address")),
             insecure: false,

@@ -191,7 +191,7 @@ impl ServerBuilder {
                     audit: c.audit_retention,
                     batch: c.retention_batch,
                     interval: c.retention_interval,
-                    ..Default::default()
+                    pause: c.retention_pause,
                 },
                 concurrency,
                 buckets: Some(live.buckets.clone()),

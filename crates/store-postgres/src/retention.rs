@@ -9,29 +9,10 @@
 
 use crate::sql;
 use deadpool_postgres::GenericClient;
-use interlock_core::{Micros, Status};
+use interlock_core::Micros;
 use interlock_store::Pruned;
+use interlock_store::backend::{WORKFLOW_ROWS, terminal_codes};
 use tokio_postgres::error::Error as PgError;
-
-/// Tables holding rows per workflow, with an index starting at
-/// `workflow_id`.
-const CHILDREN: &[&str] = &[
-    "blocks",
-    "jobs",
-    "labels",
-    "bucket_takes",
-    "requests",
-    "limit_slots",
-    "approvals",
-];
-
-const TERMINAL: [Status; 5] = [
-    Status::Failed,
-    Status::Completed,
-    Status::Cancelled,
-    Status::Stopped,
-    Status::Skipped,
-];
 
 pub async fn prune_workflows(
     c: &mut deadpool_postgres::Client,
@@ -39,7 +20,7 @@ pub async fn prune_workflows(
     kept_days: u32,
     limit: usize,
 ) -> Result<usize, PgError> {
-    let terminal: Vec<i32> = TERMINAL.iter().map(|s| *s as i32).collect();
+    let terminal = terminal_codes();
     let tx = c.transaction().await?;
     let rows = sql::query(
         &tx,
@@ -54,7 +35,7 @@ pub async fn prune_workflows(
     if ids.is_empty() {
         return Ok(0);
     }
-    for table in CHILDREN {
+    for table in WORKFLOW_ROWS {
         sql::execute(
             &tx,
             &format!("DELETE FROM {table} WHERE workflow_id = ANY($1)"),

@@ -6,37 +6,19 @@
 //! 14), oldest first; everything kept for a workflow goes with it, through
 //! indexes that start with `workflow_id`; a tombstone in `pruned` stays.
 
-use interlock_core::{Micros, Status};
+use interlock_core::Micros;
 use interlock_store::Pruned;
+use interlock_store::backend::{WORKFLOW_ROWS, terminal_codes};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
-/// The statuses a workflow never leaves, as an SQL list: only these are
-/// pruned.
+/// The terminal status codes, as an SQL list.
 fn terminal() -> String {
-    [
-        Status::Failed,
-        Status::Completed,
-        Status::Cancelled,
-        Status::Stopped,
-        Status::Skipped,
-    ]
-    .iter()
-    .inspect(|s| debug_assert!(s.is_terminal()))
-    .map(|s| (*s as i32).to_string())
-    .collect::<Vec<_>>()
-    .join(", ")
+    terminal_codes()
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
-
-/// Tables holding rows per workflow, keyed (first) by `workflow_id`.
-const CHILDREN: &[&str] = &[
-    "blocks",
-    "jobs",
-    "labels",
-    "bucket_takes",
-    "requests",
-    "limit_slots",
-    "approvals",
-];
 
 pub fn prune_workflows(
     tx: &Transaction<'_>,
@@ -47,7 +29,10 @@ pub fn prune_workflows(
 ) -> rusqlite::Result<usize> {
     let victims: Vec<(String, Micros)> = tx
         .prepare_cached(&format!(
-            "SELECT id, ended FROM workflows
+            // INDEXED BY: with `status IN (..)` the planner may prefer
+            // `workflows_status_created` and sort every finished row; this
+            // must walk `ended` and stop after `limit`.
+            "SELECT id, ended FROM workflows INDEXED BY workflows_ended
              WHERE ended IS NOT NULL AND ended < ?1 AND status IN ({})
              ORDER BY ended LIMIT ?2",
             terminal()
@@ -57,7 +42,7 @@ pub fn prune_workflows(
         })?
         .collect::<rusqlite::Result<_>>()?;
     for (id, ended) in &victims {
-        for table in CHILDREN {
+        for table in WORKFLOW_ROWS {
             tx.prepare_cached(&format!("DELETE FROM {table} WHERE workflow_id = ?1"))?
                 .execute([id])?;
         }

@@ -4,6 +4,28 @@
 use crate::{Change, FeedItem, Lease, Result, StoreError, workflow_event};
 use interlock_core::{Micros, Status, WorkflowRecord};
 
+/// Tables with rows per workflow, each with an index starting at
+/// `workflow_id`: what retention deletes along with the `workflows` row.
+pub const WORKFLOW_ROWS: &[&str] = &[
+    "blocks",
+    "jobs",
+    "labels",
+    "bucket_takes",
+    "requests",
+    "limit_slots",
+    "approvals",
+];
+
+/// The stored codes of the statuses a workflow never leaves: only these
+/// are ever pruned.
+pub fn terminal_codes() -> Vec<i32> {
+    (1..=16)
+        .filter_map(Status::from_i32)
+        .filter(|s| s.is_terminal())
+        .map(|s| s as i32)
+        .collect()
+}
+
 /// The database failed (connection, I/O, SQL): the caller may retry.
 pub fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())

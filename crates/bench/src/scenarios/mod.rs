@@ -5,6 +5,7 @@ pub mod list;
 pub mod overload;
 pub mod reload;
 pub mod replicas;
+pub mod retention;
 pub mod submit;
 pub mod transitions;
 pub mod workflows;

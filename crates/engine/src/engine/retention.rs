@@ -37,8 +37,8 @@ impl Default for Retention {
         Self {
             workflows: Some(Duration::from_secs(90 * 86_400)),
             audit: Some(Duration::from_secs(400 * 86_400)),
-            batch: 100,
-            pause: Duration::from_millis(20),
+            batch: 20,
+            pause: Duration::from_millis(100),
             interval: Duration::from_secs(60),
         }
     }
