@@ -17,6 +17,7 @@ mod estop;
 mod exec;
 mod executor;
 mod faults;
+mod http;
 mod ids;
 mod lifecycle;
 mod limits;

@@ -178,6 +178,7 @@ async fn write_schema_fixture() {
     }
     let mut spec = DaemonSpec::new(&bin, work.path()).args(["--erase-duration", "10ms"]);
     spec.db = var("INTERLOCK_FIXTURE_DB");
+    spec.http = None;
     let mut d = spec.spawn().expect("the released interlockd starts");
     let c = d.client().await;
     let mut ids = Vec::new();

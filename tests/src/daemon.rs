@@ -32,6 +32,9 @@ pub struct DaemonSpec {
     pub listen: String,
     /// `--metrics-listen` (default `off`).
     pub metrics: String,
+    /// `--http-listen` (default `off`); `None` passes no flag (releases that
+    /// predate the HTTP API refuse it).
+    pub http: Option<String>,
     /// Extra arguments (each flag at most once, with the ones above).
     pub args: Vec<String>,
     /// `RUST_LOG` for the child.
@@ -58,6 +61,7 @@ impl DaemonSpec {
             db: dir.join("var/interlock.db").display().to_string(),
             listen: "127.0.0.1:0".into(),
             metrics: "off".into(),
+            http: Some("off".into()),
             args: Vec::new(),
             log: "warn".into(),
             env: Vec::new(),
@@ -91,8 +95,11 @@ impl DaemonSpec {
 
     fn command(&self, log: &Path) -> Command {
         let mut c = Command::new(&self.bin);
-        c.args(["--listen", &self.listen, "--metrics-listen", &self.metrics])
-            .arg("--db")
+        c.args(["--listen", &self.listen, "--metrics-listen", &self.metrics]);
+        if let Some(h) = &self.http {
+            c.args(["--http-listen", h]);
+        }
+        c.arg("--db")
             .arg(&self.db)
             .arg("--configs")
             .arg(self.dir.join("configs"))

@@ -80,6 +80,7 @@ impl TestServer {
             erase_duration: Duration::from_millis(50),
             drain: Duration::from_millis(200),
             metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+            http_listen: Some("127.0.0.1:0".parse().unwrap()),
             ..Config::default()
         };
         tweak(&mut config);
@@ -123,6 +124,16 @@ impl TestServer {
         // Next boot reuses the same port so clients can reconnect.
         self.config.listen = running.addr;
         self.running = Some(running);
+    }
+
+    /// `http://addr` of the HTTP/JSON API.
+    pub fn http_url(&self) -> String {
+        let addr = self
+            .running
+            .as_ref()
+            .and_then(|r| r.http_addr)
+            .expect("the HTTP API is on");
+        format!("http://{addr}")
     }
 
     /// The `/metrics` address.

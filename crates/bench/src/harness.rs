@@ -107,6 +107,7 @@ impl Bench {
             data: repo().join("data"),
             max_in_flight: 100_000,
             metrics_listen: None,
+            http_listen: None,
             sync,
             ..Config::default()
         };

@@ -91,6 +91,11 @@ pub struct Config {
     /// database before starting; refused if the database file exists.
     #[serde(default)]
     pub restore: Option<PathBuf>,
+    /// Address of the HTTP/JSON API (`/api/v1/`), or `null`/"off". Default
+    /// `127.0.0.1:8081`; beyond loopback it needs `insecure` (the HTTP API
+    /// has no TLS of its own yet).
+    #[serde(with = "metrics_listen")]
+    pub http_listen: Option<SocketAddr>,
     /// Finished workflows are deleted this long after they ended; `null`
     /// keeps them forever. Default 90 days; at least a day and at least
     /// `request_id_window`.
@@ -174,6 +179,7 @@ impl Default for Config {
             reload_interval: Duration::from_secs(1),
             erase_target: None,
             request_id_window: Duration::from_secs(24 * 3600),
+            http_listen: Some("127.0.0.1:8081".parse().expect("valid address")),
             retention: Some(Duration::from_secs(90 * 86_400)),
             audit_retention: Some(Duration::from_secs(400 * 86_400)),
             retention_batch: 20,
@@ -273,6 +279,9 @@ pub struct Args {
     /// the old one away first.
     #[arg(long, env = "INTERLOCK_RESTORE")]
     pub restore: Option<PathBuf>,
+    /// HTTP/JSON API address, or "off" [default: 127.0.0.1:8081].
+    #[arg(long, env = "INTERLOCK_HTTP_LISTEN")]
+    pub http_listen: Option<String>,
     /// Delete finished workflows this long after they ended, e.g. 90d, or
     /// "off" to keep them forever [default: 90d].
     #[arg(long, env = "INTERLOCK_RETENTION", value_parser = parse_retention)]
@@ -414,6 +423,9 @@ impl Config {
         if let Some(t) = &args.erase_target {
             c.erase_target = Some(t.clone());
         }
+        if let Some(a) = args.http_listen.as_deref() {
+            c.http_listen = metrics_listen::parse(a).map_err(|e| format!("--http-listen {e}"))?;
+        }
         if let Some(a) = args.metrics_listen.as_deref() {
             c.metrics_listen =
                 metrics_listen::parse(a).map_err(|e| format!("--metrics-listen {e}"))?;
@@ -508,6 +520,13 @@ impl Config {
             return Err(format!(
                 "refusing to serve /metrics on {m}: it is plaintext and unauthenticated. Serve it on \
                  127.0.0.1 (and scrape through a sidecar or tunnel), or pass --insecure"
+            ));
+        }
+        if let Some(h) = self.http_listen.filter(|h| !self.insecure && exposed(h)) {
+            return Err(format!(
+                "refusing to serve the HTTP API on {h}: it has no TLS of its own yet, so tokens \
+                 would cross the network in clear. Serve it on 127.0.0.1 (behind a TLS proxy), \
+                 turn it off (--http-listen off), or pass --insecure"
             ));
         }
         if self.lease_ttl < Duration::from_millis(100) {

@@ -17,6 +17,7 @@
 //!   periodic re-read + SIGHUP), last-known-good and fail-closed.
 //! - [`control`]: the Control service (policy state, e-stop, buckets).
 //! - [`metrics`]: Prometheus `/metrics` and the RPC metrics layer.
+//! - [`http`]: the HTTP/JSON API, an adapter over the same services.
 //!
 //! Architecture invariant: handlers hold no business logic; every check that
 //! guards execution lives in the engine, so both protocols get the same.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod control;
 pub mod convert;
 pub mod error;
+pub mod http;
 pub mod lifecycle;
 pub mod limit;
 pub mod live;

@@ -63,6 +63,8 @@ pub struct Running {
     pub addr: SocketAddr,
     /// Where `/metrics` is served, if enabled.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the HTTP/JSON API is served, if enabled.
+    pub http_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), String>>,
 }
@@ -250,22 +252,39 @@ impl ServerBuilder {
         let reflection_err = |e| StartError::Other(format!("reflection: {e}"));
         let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
         let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
+        let control = Arc::new(ControlApi::new(
+            engine.clone(),
+            live,
+            auditor,
+            guard.clone(),
+        ));
+        let http_addr = match c.http_listen {
+            Some(a) => Some(
+                crate::http::serve(
+                    a,
+                    crate::http::HttpApi {
+                        api: api.clone(),
+                        control: control.clone(),
+                        guard: guard.clone(),
+                    },
+                    shutdown.clone(),
+                )
+                .await
+                .map_err(StartError::Other)?,
+            ),
+            None => None,
+        };
         let max = c.max_message_bytes;
         let router = tonic::transport::Server::builder()
             .layer(crate::metrics::RpcMetricsLayer)
-            .layer(AuthnLayer(guard.clone()))
+            .layer(AuthnLayer(guard))
             .layer(InFlightLimitLayer::new(c.max_in_flight))
             .add_service(
                 v1::workflow_server::WorkflowServer::new(api.clone())
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(usize::MAX),
             )
-            .add_service(v1::control_server::ControlServer::new(ControlApi::new(
-                engine.clone(),
-                live,
-                auditor,
-                guard,
-            )))
+            .add_service(v1::control_server::ControlServer::from_arc(control.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -314,6 +333,7 @@ impl ServerBuilder {
         Ok(Running {
             addr,
             metrics_addr,
+            http_addr,
             shutdown,
             task,
         })

@@ -1,0 +1,348 @@
+//! The HTTP/JSON API: the same answers, refusals, authorization and audit
+//! as gRPC, because it calls the same service methods.
+
+use interlock_proto::v1;
+use interlock_tests::{TestServer, req};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP/1.1 exchange (connection closed after it): status and body.
+async fn call(
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let (code, text) = raw(s, method, path, token, body.map(|b| b.to_string())).await;
+    let v = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    (code, v)
+}
+
+async fn raw(
+    s: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> (u16, String) {
+    let addr = s.http_url().trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let body = body.unwrap_or_default();
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}\
+         x-request-id: http-test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(body.as_bytes()).await.unwrap();
+    let mut resp = String::new();
+    conn.read_to_string(&mut resp).await.unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").expect("a response");
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
+}
+
+fn one() -> Value {
+    json!({"name": "x", "blocks": [{"rateLimit": 1, "jobs": [{"name": "probe", "args": {"ms": "5"}}]}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_runs_over_http_and_reads_as_grpc_reads_it() {
+    let s = TestServer::start().await;
+    let (code, v) = call(&s, "POST", "/api/v1/workflows", None, Some(one())).await;
+    assert_eq!(code, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (code, _) = call(
+        &s,
+        "POST",
+        &format!("/api/v1/workflows/{id}/exec"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let c = s.client().await;
+    let st = interlock_tests::wait_final(&c, &id).await;
+    assert_eq!(st.status, v1::Status::Completed as i32);
+    let (code, v) = call(&s, "GET", &format!("/api/v1/workflows/{id}"), None, None).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        v,
+        serde_json::to_value(&st).unwrap(),
+        "the gRPC answer, as JSON"
+    );
+
+    let (code, v) = call(
+        &s,
+        "GET",
+        "/api/v1/workflows?name=x&status=StatusCompleted&page_size=10",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["workflows"][0]["id"], id.as_str());
+    let (code, v) = call(
+        &s,
+        "GET",
+        "/api/v1/workflows?status=StatusRunning",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (code, v["workflows"].as_array().map(Vec::len)),
+        (200, Some(0))
+    );
+
+    // The audit entry is the gRPC one, with the request id.
+    let audit = s.audit_log().await;
+    let submit = audit
+        .iter()
+        .find(|e| e.target == id && e.action == "submit")
+        .expect("audited");
+    assert_eq!(submit.request_id, "http-test");
+    assert!(
+        submit.identity.starts_with("anonymous@127.0.0.1"),
+        "{}",
+        submit.identity
+    );
+}
+
+#[tokio::test]
+async fn refusals_carry_the_grpc_code_and_message() {
+    let s = TestServer::start().await;
+    let missing = "0190a000-0000-7000-8000-000000000001";
+    let grpc = s
+        .client()
+        .await
+        .status(missing)
+        .await
+        .unwrap_err()
+        .to_string();
+    let (code, v) = call(
+        &s,
+        "GET",
+        &format!("/api/v1/workflows/{missing}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((code, v["code"].as_str()), (404, Some("NOT_FOUND")));
+    assert!(
+        grpc.contains(v["message"].as_str().unwrap()),
+        "{grpc} vs {v}"
+    );
+
+    let mut bad = one();
+    bad["name"] = json!("nobody-has-a-policy-for-this");
+    let (code, v) = call(&s, "POST", "/api/v1/workflows", None, Some(bad)).await;
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (400, Some("FAILED_PRECONDITION")),
+        "{v}"
+    );
+
+    let (code, v) = raw(
+        &s,
+        "POST",
+        "/api/v1/workflows",
+        None,
+        Some("{not json".into()),
+    )
+    .await;
+    assert_eq!(code, 400, "{v}");
+    assert!(
+        v.contains("INVALID_ARGUMENT") && v.contains("not JSON"),
+        "{v}"
+    );
+    let (code, v) = call(&s, "POST", "/api/v1/workflows/x/explode", None, None).await;
+    assert_eq!((code, v["code"].as_str()), (404, Some("NOT_FOUND")));
+}
+
+#[tokio::test]
+async fn nothing_changes_state_on_get() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let id = c
+        .submit(req::work("x", vec![req::block(1, vec![req::probe(0)])]))
+        .await
+        .unwrap();
+    for action in ["exec", "cancel"] {
+        let (code, _) = raw(
+            &s,
+            "GET",
+            &format!("/api/v1/workflows/{id}/{action}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(code, 405, "GET {action}");
+    }
+    assert_eq!(
+        c.status(&id).await.unwrap().status,
+        v1::Status::NotStarted as i32
+    );
+}
+
+#[tokio::test]
+async fn the_emergency_stop_over_http_stops_submits() {
+    let s = TestServer::start().await;
+    let (code, v) = call(
+        &s,
+        "POST",
+        "/api/v1/estop",
+        None,
+        Some(json!({"name": "x", "mode": "EsModeStop", "reason": "incident 42"})),
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let (_, v) = call(&s, "GET", "/api/v1/estop", None, None).await;
+    assert!(v.to_string().contains("incident 42"), "{v}");
+    let (code, v) = call(&s, "POST", "/api/v1/workflows", None, Some(one())).await;
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (400, Some("FAILED_PRECONDITION")),
+        "{v}"
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("incident 42"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn watch_is_server_sent_events() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let id = c
+        .submit(req::work("x", vec![req::block(1, vec![req::probe(20)])]))
+        .await
+        .unwrap();
+    c.exec(&id).await.unwrap();
+    let (code, body) = raw(
+        &s,
+        "GET",
+        &format!("/api/v1/workflows/{id}/watch"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(body.contains("event: watch"), "{body}");
+    assert!(
+        body.contains("StatusCompleted"),
+        "the stream runs to the end: {body}"
+    );
+}
+
+#[tokio::test]
+async fn authorization_is_the_grpc_one() {
+    let tokens = [
+        ("operator", interlock_auth::tokens::mint()),
+        ("viewer", interlock_auth::tokens::mint()),
+        ("admin", interlock_auth::tokens::mint()),
+    ];
+    let s = TestServer::start_with(|c| {
+        c.auth = true;
+        let entries: Vec<_> = tokens
+            .iter()
+            .map(|(n, t)| json!({"name": n, "sha256": interlock_auth::tokens::hash(t)}))
+            .collect();
+        std::fs::write(
+            c.configs.join("tokens.json"),
+            json!({"tokens": entries}).to_string(),
+        )
+        .unwrap();
+        std::fs::write(
+            c.configs.join("rbac.json"),
+            r#"{"roles": {"op": [{"actions": ["read", "submit", "exec"], "workflows": ["x"]}],
+                          "ro": [{"actions": ["read"], "workflows": ["*"]}],
+                          "all": [{"actions": ["admin"], "workflows": ["*"]}]},
+                "bindings": [{"identity": "token:operator", "roles": ["op"]},
+                             {"identity": "token:admin", "roles": ["all"]},
+                             {"identity": "token:viewer", "roles": ["ro"]}]}"#,
+        )
+        .unwrap();
+    })
+    .await;
+    let (op, viewer) = (tokens[0].1.as_str(), tokens[1].1.as_str());
+    let (code, v) = call(&s, "POST", "/api/v1/workflows", None, Some(one())).await;
+    assert_eq!((code, v["code"].as_str()), (401, Some("UNAUTHENTICATED")));
+    let (code, v) = call(
+        &s,
+        "POST",
+        "/api/v1/workflows",
+        Some("not-a-token"),
+        Some(one()),
+    )
+    .await;
+    assert_eq!((code, v["code"].as_str()), (401, Some("UNAUTHENTICATED")));
+    let (code, v) = call(&s, "POST", "/api/v1/workflows", Some(viewer), Some(one())).await;
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (403, Some("PERMISSION_DENIED")),
+        "{v}"
+    );
+    let (code, v) = call(&s, "POST", "/api/v1/workflows", Some(op), Some(one())).await;
+    assert_eq!(code, 200, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let (code, v) = call(&s, "GET", "/api/v1/whoami", Some(viewer), None).await;
+    assert_eq!((code, v["identity"].as_str()), (200, Some("token:viewer")));
+    let (code, _) = call(
+        &s,
+        "GET",
+        &format!("/api/v1/workflows/{id}"),
+        Some(viewer),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, v) = call(
+        &s,
+        "POST",
+        "/api/v1/estop",
+        Some(op),
+        Some(json!({"name": "x", "mode": "EsModeStop"})),
+    )
+    .await;
+    assert_eq!(
+        (code, v["code"].as_str()),
+        (403, Some("PERMISSION_DENIED")),
+        "{v}"
+    );
+    let (code, v) = call(
+        &s,
+        "GET",
+        &format!("/api/v1/audit?target={id}&action=submit"),
+        Some(tokens[2].1.as_str()),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    let e = &v["entries"][0];
+    assert_eq!(e["identity"], "token:operator", "{v}");
+    assert!(e["peer"].as_str().unwrap().starts_with("127.0.0.1"), "{v}");
+}
+
+#[test]
+fn an_exposed_http_api_is_refused_without_insecure() {
+    use interlock_server::Config;
+    let mut c = Config {
+        http_listen: Some("0.0.0.0:8081".parse().unwrap()),
+        ..Config::default()
+    };
+    let e = c.validate().unwrap_err();
+    assert!(
+        e.contains("refusing to serve the HTTP API on 0.0.0.0:8081"),
+        "{e}"
+    );
+    c.insecure = true;
+    c.validate().unwrap();
+}
