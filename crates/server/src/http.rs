@@ -41,11 +41,13 @@ pub struct HttpApi {
     /// Shared with the gRPC server: it serializes es.json writes.
     pub control: std::sync::Arc<ControlApi>,
     pub guard: Guard,
+    /// The gRPC server's in-flight budget, shared.
+    pub limit: crate::limit::InFlightLimitLayer,
 }
 
 /// The router: `/api/v1/...`.
 pub fn router(state: HttpApi) -> axum::Router {
-    let guard = state.guard.clone();
+    let (guard, limit) = (state.guard.clone(), state.limit.clone());
     axum::Router::new()
         .route("/api/v1/workflows", get(list).post(submit))
         .route("/api/v1/validate", post(validate))
@@ -69,6 +71,18 @@ pub fn router(state: HttpApi) -> axum::Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             authenticate(guard.clone(), req, next)
         }))
+        // Outermost, as for gRPC: past the budget, refused before any work.
+        .layer(axum::middleware::from_fn(
+            move |req: Request, next: Next| {
+                let permit = limit.try_acquire();
+                async move {
+                    match permit {
+                        Ok(_held) => next.run(req).await,
+                        Err(status) => refusal(status),
+                    }
+                }
+            },
+        ))
 }
 
 /// Serves `router` on `addr` until `stop`; returns the bound address.

@@ -24,6 +24,17 @@ impl InFlightLimitLayer {
     }
 }
 
+impl InFlightLimitLayer {
+    /// A permit from the same budget, for calls that arrive another way
+    /// (the HTTP API): both protocols together stay under one limit.
+    pub fn try_acquire(&self) -> Result<tokio::sync::OwnedSemaphorePermit, tonic::Status> {
+        self.sem
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| crate::error::overloaded(self.limit))
+    }
+}
+
 impl<S> Layer<S> for InFlightLimitLayer {
     type Service = InFlightLimit<S>;
     fn layer(&self, inner: S) -> Self::Service {
@@ -127,5 +138,19 @@ mod tests {
         tokio::task::yield_now().await;
         release.notify_waiters();
         assert_eq!(grpc_status(&c.await.unwrap().unwrap()), None);
+    }
+
+    #[tokio::test]
+    async fn the_http_api_draws_on_the_same_budget() {
+        let release = Arc::new(Notify::new());
+        let layer = InFlightLimitLayer::new(1);
+        let held = layer.try_acquire().expect("one permit");
+        let mut svc = layer.layer(Held(release.clone()));
+        let refused = svc.call(http::Request::new(())).await.unwrap();
+        assert_eq!(grpc_status(&refused).as_deref(), Some("8"));
+        let e = layer.try_acquire().unwrap_err();
+        assert_eq!(e.code(), tonic::Code::ResourceExhausted);
+        drop(held);
+        assert!(layer.try_acquire().is_ok(), "the permit came back");
     }
 }

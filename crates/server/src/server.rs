@@ -258,6 +258,7 @@ impl ServerBuilder {
             auditor,
             guard.clone(),
         ));
+        let in_flight = InFlightLimitLayer::new(c.max_in_flight);
         let http_addr = match c.http_listen {
             Some(a) => Some(
                 crate::http::serve(
@@ -266,6 +267,7 @@ impl ServerBuilder {
                         api: api.clone(),
                         control: control.clone(),
                         guard: guard.clone(),
+                        limit: in_flight.clone(),
                     },
                     shutdown.clone(),
                 )
@@ -278,7 +280,7 @@ impl ServerBuilder {
         let router = tonic::transport::Server::builder()
             .layer(crate::metrics::RpcMetricsLayer)
             .layer(AuthnLayer(guard))
-            .layer(InFlightLimitLayer::new(c.max_in_flight))
+            .layer(in_flight)
             .add_service(
                 v1::workflow_server::WorkflowServer::new(api.clone())
                     .max_decoding_message_size(max)
