@@ -112,7 +112,13 @@ async fn every_released_sqlite_schema_opens_migrates_and_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("interlock.db");
         std::fs::copy(&file, &db).unwrap();
-        let s = TestServer::start_with(|c| c.db = db.clone()).await;
+        // Retention off: the fixtures' workflows age, and must read back.
+        let s = TestServer::start_with(|c| {
+            c.db = db.clone();
+            c.retention = None;
+            c.audit_retention = None;
+        })
+        .await;
         reads_back(&s, version, &manifest).await;
     }
 }
@@ -130,7 +136,12 @@ async fn every_released_postgres_schema_opens_migrates_and_reads_back() {
         };
         load_dump(&db.url, &file).await;
         let url = db.url.clone();
-        let s = TestServer::start_with(|c| c.db = PathBuf::from(url)).await;
+        let s = TestServer::start_with(|c| {
+            c.db = PathBuf::from(url);
+            c.retention = None;
+            c.audit_retention = None;
+        })
+        .await;
         reads_back(&s, version, &manifest).await;
     }
 }

@@ -53,8 +53,9 @@ fn ymd(days: i64) -> Result<(i32, u8, u8), PkiError> {
 }
 
 fn validity(p: &mut CertificateParams, days: i64) -> Result<(), PkiError> {
-    // From yesterday: a peer whose clock is a little behind still accepts it.
-    let ((fy, fm, fd), (ty, tm, td)) = (ymd(-1)?, ymd(days)?);
+    // From yesterday, so a peer whose clock is a little behind accepts it;
+    // and so `days` in all, never longer than asked.
+    let ((fy, fm, fd), (ty, tm, td)) = (ymd(-1)?, ymd(days - 1)?);
     p.not_before = date_time_ymd(fy, fm, fd);
     p.not_after = date_time_ymd(ty, tm, td);
     Ok(())

@@ -25,19 +25,25 @@ pub enum EngineError {
     /// No such workflow: check the id.
     #[error("no workflow with id {0:?}")]
     NotFound(String),
-    /// The workflow finished long ago and retention deleted it; its audit
-    /// entries remain.
+    /// The workflow finished long ago and retention deleted it.
     #[error(
-        "workflow {id} was pruned after {days} days: it ended {} and was deleted {}; \
-         its audit entries are kept (interlock audit --target {id})",
+        "workflow {id} was pruned after {days} days: it ended {} and was deleted {}; {}",
         crate::error::when(*.ended),
-        crate::error::when(*.pruned_at)
+        crate::error::when(*.pruned_at),
+        if *.audit_kept {
+            format!("its audit entries are kept (interlock audit --target {id})")
+        } else {
+            "its audit entries have been pruned too".to_string()
+        }
     )]
     Pruned {
         id: String,
         ended: interlock_core::Micros,
         pruned_at: interlock_core::Micros,
         days: u32,
+        /// Whether audit entries about it remain (they have their own,
+        /// longer retention).
+        audit_kept: bool,
     },
     /// The id is neither a workflow id nor a usable prefix of one.
     #[error(

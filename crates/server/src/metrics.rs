@@ -80,7 +80,7 @@ const DESCRIBED: &[Described] = {
             "interlock_pruned_audit_entries_total",
             Counter,
             Unit::Count,
-            "Audit entries retention deleted.",
+            "Audit entries, and tombstones of pruned workflows, retention deleted.",
         ),
         m(
             "interlock_db_size_bytes",

@@ -341,9 +341,15 @@ impl Store for PgStore {
         }
     }
 
-    async fn prune_workflows(&self, before: Micros, kept_days: u32, limit: usize) -> Result<usize> {
+    async fn prune_workflows(
+        &self,
+        before: Micros,
+        now: Micros,
+        kept_days: u32,
+        limit: usize,
+    ) -> Result<usize> {
         let mut c = self.client().await?;
-        retention::prune_workflows(&mut c, before, kept_days, limit)
+        retention::prune_workflows(&mut c, before, now, kept_days, limit)
             .await
             .map_err(backend)
     }

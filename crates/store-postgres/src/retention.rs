@@ -17,6 +17,7 @@ use tokio_postgres::error::Error as PgError;
 pub async fn prune_workflows(
     c: &mut deadpool_postgres::Client,
     before: Micros,
+    now: Micros,
     kept_days: u32,
     limit: usize,
 ) -> Result<usize, PgError> {
@@ -47,10 +48,10 @@ pub async fn prune_workflows(
     sql::execute(
         &tx,
         "INSERT INTO pruned (id, ended, pruned_at, kept_days)
-         SELECT id, ended, (extract(epoch from clock_timestamp()) * 1000000)::bigint, $3
+         SELECT id, ended, $3, $4
          FROM unnest($1::text[], $2::bigint[]) AS t(id, ended)
          ON CONFLICT (id) DO NOTHING",
-        &[&ids, &ended, &(kept_days as i32)],
+        &[&ids, &ended, &now, &(kept_days as i32)],
     )
     .await?;
     tx.commit().await?;
@@ -71,15 +72,15 @@ pub async fn prune_audit(
         &[&before, &(limit as i64)],
     )
     .await?;
-    sql::execute(
+    let t = sql::execute(
         &tx,
-        "DELETE FROM pruned WHERE id IN (SELECT id FROM pruned WHERE pruned_at < $1
-         ORDER BY pruned_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        "DELETE FROM pruned WHERE id IN (SELECT id FROM pruned WHERE ended < $1
+         ORDER BY ended LIMIT $2 FOR UPDATE SKIP LOCKED)",
         &[&before, &(limit as i64)],
     )
     .await?;
     tx.commit().await?;
-    Ok(n as usize)
+    Ok((n + t) as usize)
 }
 
 pub async fn pruned(c: &impl GenericClient, id: &str) -> Result<Option<Pruned>, PgError> {

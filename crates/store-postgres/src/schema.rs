@@ -187,7 +187,7 @@ const MIGRATIONS: &[&str] = &[
         pruned_at BIGINT NOT NULL,
         kept_days INTEGER NOT NULL
     );
-    CREATE INDEX pruned_at ON pruned (pruned_at);",
+    CREATE INDEX pruned_ended ON pruned (ended);",
 ];
 
 /// The schema version this build writes.

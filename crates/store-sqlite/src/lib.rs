@@ -438,8 +438,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn prune_workflows(&self, before: Micros, kept_days: u32, limit: usize) -> Result<usize> {
-        self.op(move |tx, ctx| retention::prune_workflows(tx, ctx.now, before, kept_days, limit))
+    async fn prune_workflows(
+        &self,
+        before: Micros,
+        now: Micros,
+        kept_days: u32,
+        limit: usize,
+    ) -> Result<usize> {
+        self.op(move |tx, _| retention::prune_workflows(tx, now, before, kept_days, limit))
             .await
     }
 

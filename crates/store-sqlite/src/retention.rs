@@ -66,12 +66,13 @@ pub fn prune_audit(tx: &Transaction<'_>, before: Micros, limit: usize) -> rusqli
              AND at < ?1",
         )?
         .execute(params![before, limit as i64])?;
-    tx.prepare_cached(
-        "DELETE FROM pruned WHERE id IN
-         (SELECT id FROM pruned WHERE pruned_at < ?1 ORDER BY pruned_at LIMIT ?2)",
-    )?
-    .execute(params![before, limit as i64])?;
-    Ok(n)
+    let t = tx
+        .prepare_cached(
+            "DELETE FROM pruned WHERE id IN
+             (SELECT id FROM pruned WHERE ended < ?1 ORDER BY ended LIMIT ?2)",
+        )?
+        .execute(params![before, limit as i64])?;
+    Ok(n + t)
 }
 
 pub fn pruned(c: &Connection, id: &str) -> rusqlite::Result<Option<Pruned>> {

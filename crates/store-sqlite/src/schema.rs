@@ -189,7 +189,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX notices_due ON notices(next_at, id);",
     // 14: retention. Finished workflows are found by end time (a partial
     // index: only ended rows); labels are deleted by workflow; a tombstone
-    // per pruned id answers "pruned" instead of a bare NotFound.
+    // per pruned id answers "pruned" instead of a bare NotFound, until the
+    // audit retention passes its end time.
     "CREATE INDEX workflows_ended ON workflows(ended) WHERE ended IS NOT NULL;
     CREATE INDEX labels_by_workflow ON labels(workflow_id);
     CREATE TABLE pruned (
@@ -198,7 +199,7 @@ const MIGRATIONS: &[&str] = &[
         pruned_at INTEGER NOT NULL,
         kept_days INTEGER NOT NULL
     ) WITHOUT ROWID;
-    CREATE INDEX pruned_at ON pruned(pruned_at);",
+    CREATE INDEX pruned_ended ON pruned(ended);",
 ];
 
 /// The schema version this build writes.

@@ -6,11 +6,12 @@ use interlock_core::{Micros, Status, WorkflowRecord};
 
 /// Tables with rows per workflow, each with an index starting at
 /// `workflow_id`: what retention deletes along with the `workflows` row.
+/// Not `bucket_takes`: a bucket rebuilds its level from the takes in its
+/// window, so they outlive the workflows that took them.
 pub const WORKFLOW_ROWS: &[&str] = &[
     "blocks",
     "jobs",
     "labels",
-    "bucket_takes",
     "requests",
     "limit_slots",
     "approvals",

@@ -487,17 +487,26 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes at most `limit` workflows with a terminal status that ended
     /// before `before`, oldest first, with everything kept for them (blocks,
-    /// jobs, labels, checkpoints, slots, approvals, takes, requests), and
-    /// leaves a [`Pruned`] tombstone per id saying `kept_days`. Audit
-    /// entries are not touched. A workflow that is not terminal (running,
+    /// jobs, labels, checkpoints, slots, approvals, requests), and leaves a
+    /// [`Pruned`] tombstone per id, pruned at `now`, saying `kept_days`.
+    /// Audit entries are not touched, nor are bucket takes (a bucket whose
+    /// rule changes rebuilds its level from the takes in its window, whatever
+    /// became of the workflows that took them). A workflow that is not terminal (running,
     /// paused, interrupted, waiting) is never deleted. One transaction per
     /// call, so a caller bounds how long it holds the writer with `limit`.
     /// Returns how many workflows it deleted.
-    async fn prune_workflows(&self, before: Micros, kept_days: u32, limit: usize) -> Result<usize>;
+    async fn prune_workflows(
+        &self,
+        before: Micros,
+        now: Micros,
+        kept_days: u32,
+        limit: usize,
+    ) -> Result<usize>;
 
     /// Deletes at most `limit` audit entries recorded before `before`
-    /// (oldest first), and the tombstones of workflows pruned before it.
-    /// Returns how many audit entries it deleted.
+    /// (oldest first), and at most `limit` tombstones of workflows that
+    /// ended before it (their audit entries are gone by then). Returns how
+    /// many rows it deleted, entries and tombstones together.
     async fn prune_audit(&self, before: Micros, limit: usize) -> Result<usize>;
 
     /// The tombstone of a pruned workflow, if `id` was pruned.

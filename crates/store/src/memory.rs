@@ -488,8 +488,13 @@ impl Store for MemStore {
         Ok(n - st.keys.len())
     }
 
-    async fn prune_workflows(&self, before: Micros, kept_days: u32, limit: usize) -> Result<usize> {
-        let now = self.clock.now();
+    async fn prune_workflows(
+        &self,
+        before: Micros,
+        now: Micros,
+        kept_days: u32,
+        limit: usize,
+    ) -> Result<usize> {
         let mut st = self.lock();
         let mut victims: Vec<(Micros, String)> = st
             .workflows
@@ -506,7 +511,6 @@ impl Store for MemStore {
         victims.truncate(limit);
         for (ended, id) in &victims {
             st.workflows.remove(id);
-            st.takes.retain(|t| t.workflow_id != *id);
             st.requests.retain(|r| r.workflow_id != *id);
             st.slots.retain(|s| s.workflow_id != *id);
             st.approvals.retain(|a| a.workflow_id != *id);
@@ -541,14 +545,15 @@ impl Store for MemStore {
         let mut tombs: Vec<(Micros, String)> = st
             .pruned
             .values()
-            .filter(|p| p.pruned_at < before)
-            .map(|p| (p.pruned_at, p.id.clone()))
+            .filter(|p| p.ended < before)
+            .map(|p| (p.ended, p.id.clone()))
             .collect();
         tombs.sort();
-        for (_, id) in tombs.into_iter().take(limit) {
-            st.pruned.remove(&id);
+        tombs.truncate(limit);
+        for (_, id) in &tombs {
+            st.pruned.remove(id);
         }
-        Ok(old)
+        Ok(old + tombs.len())
     }
 
     async fn pruned(&self, id: &str) -> Result<Option<Pruned>> {

@@ -40,7 +40,7 @@ fn write_pages(
     let path = dir.join(format!("{name}.1"));
     let mut page = Vec::new();
     // After `build`, a subcommand's display name is already `interlock-es-stop`.
-    clap_mangen::Man::new(cmd.clone())
+    clap_mangen::Man::new(cmd.clone().version(env!("CARGO_PKG_VERSION")))
         .render(&mut page)
         .map_err(|e| (path.clone(), e))?;
     std::fs::write(&path, page).map_err(|e| (path.clone(), e))?;

@@ -8,8 +8,8 @@
 //!   with `pause` between batches, so the writer is never held for long and
 //!   Submit keeps its latency while a large backlog is worked off.
 //! - A pruned id leaves a tombstone: Status answers NotFound saying when
-//!   and after how long it was pruned, until the audit retention drops the
-//!   tombstone too.
+//!   and after how long it was pruned (and whether its audit entries are
+//!   still there), until the audit retention passes its end time.
 
 use super::Engine;
 use interlock_core::Micros;
@@ -92,7 +92,7 @@ impl Engine {
             loop {
                 let n = inner
                     .store
-                    .prune_workflows(before(keep), days(keep), batch)
+                    .prune_workflows(before(keep), now, days(keep), batch)
                     .await?;
                 metrics::counter!("interlock_pruned_workflows_total").increment(n as u64);
                 swept.workflows += n;
@@ -103,6 +103,7 @@ impl Engine {
         }
         if let Some(keep) = r.audit {
             loop {
+                // Entries and tombstones: either may have a backlog.
                 let n = inner.store.prune_audit(before(keep), batch).await?;
                 metrics::counter!("interlock_pruned_audit_entries_total").increment(n as u64);
                 swept.audit_entries += n;
@@ -128,12 +129,27 @@ impl Engine {
     /// why) or never known.
     pub(crate) async fn missing(&self, id: String) -> crate::error::EngineError {
         match self.inner.store.pruned(&id).await {
-            Ok(Some(p)) => crate::error::EngineError::Pruned {
-                id,
-                ended: p.ended,
-                pruned_at: p.pruned_at,
-                days: p.kept_days,
-            },
+            Ok(Some(p)) => {
+                let audit = interlock_core::AuditQuery {
+                    target: Some(id.clone()),
+                    limit: 1,
+                    ..Default::default()
+                };
+                // Unknown counts as gone: the message must not promise.
+                let audit_kept = self
+                    .inner
+                    .store
+                    .audit_log(audit)
+                    .await
+                    .is_ok_and(|e| !e.is_empty());
+                crate::error::EngineError::Pruned {
+                    id,
+                    ended: p.ended,
+                    pruned_at: p.pruned_at,
+                    days: p.kept_days,
+                    audit_kept,
+                }
+            }
             // Failing to read the tombstone must not hide that the id is
             // unknown now.
             Ok(None) | Err(_) => crate::error::EngineError::NotFound(id),

@@ -55,8 +55,24 @@ pub async fn retention_prunes_only_finished_old_workflows(h: &dyn Harness) {
     s.request(&completed, RequestKind::Cancel, "late", 30)
         .await
         .unwrap();
+    // A token the workflow took: the bucket's history, which outlives it.
+    let rule = Gcra::new(1, 1, Duration::from_secs(7 * 86_400));
+    let take = |job: usize, at: Micros| TakeRequest {
+        bucket: "b".into(),
+        key: String::new(),
+        rule,
+        at,
+        workflow_id: completed.clone(),
+        block: 0,
+        job,
+    };
+    assert_eq!(s.take(take(0, 40)).await.unwrap(), TakeOutcome::Taken);
 
-    assert_eq!(s.prune_workflows(1_000, 90, 2).await.unwrap(), 2, "a batch");
+    assert_eq!(
+        s.prune_workflows(1_000, 7_000, 90, 2).await.unwrap(),
+        2,
+        "a batch"
+    );
     assert_eq!(s.get(&completed).await.unwrap(), None, "oldest first");
     assert_eq!(s.get(&failed).await.unwrap(), None);
     assert!(s.get(&cancelled).await.unwrap().is_some(), "batch bounded");
@@ -65,9 +81,20 @@ pub async fn retention_prunes_only_finished_old_workflows(h: &dyn Harness) {
         (tomb.id.as_str(), tomb.ended, tomb.kept_days),
         (completed.as_str(), 100, 90)
     );
-    assert!(tomb.pruned_at > 0);
-    assert_eq!(s.prune_workflows(1_000, 90, 10).await.unwrap(), 1);
-    assert_eq!(s.prune_workflows(1_000, 90, 10).await.unwrap(), 0);
+    assert_eq!(tomb.pruned_at, 7_000, "pruned at the caller's now");
+    assert_eq!(s.prune_workflows(1_000, 7_000, 90, 10).await.unwrap(), 1);
+    assert_eq!(s.prune_workflows(1_000, 7_000, 90, 10).await.unwrap(), 0);
+    // The take stays: a second take inside the bucket's window is refused,
+    // under the same rule and under a changed one (rebuilt from the takes).
+    let tighter = Gcra::new(1, 1, Duration::from_secs(8 * 86_400));
+    for rule in [rule, tighter] {
+        let mut again = take(1, 3 * 86_400_000_000);
+        again.rule = rule;
+        assert!(
+            matches!(s.take(again).await.unwrap(), TakeOutcome::Empty { .. }),
+            "a pruned workflow's take still counts"
+        );
+    }
     assert_eq!(s.get(&cancelled).await.unwrap(), None);
 
     for kept in [
@@ -138,10 +165,12 @@ pub async fn audit_retention_is_separate_and_batched(h: &dyn Harness) {
         .collect();
     assert!(ids[0] > ids[1], "ids keep growing after a prune: {ids:?}");
 
-    // Tombstones go with the audit retention.
+    // Tombstones go when the audit retention passes the workflow's end
+    // (its entries, recorded before it ended, are gone by then).
     let w = moved(s.as_ref(), 1, Status::Completed, 100).await;
-    assert_eq!(s.prune_workflows(1_000, 1, 10).await.unwrap(), 1);
-    assert!(s.pruned(&w).await.unwrap().is_some());
-    s.prune_audit(Micros::MAX / 2, 100).await.unwrap();
+    assert_eq!(s.prune_workflows(1_000, 5_000, 1, 10).await.unwrap(), 1);
+    s.prune_audit(100, 100).await.unwrap();
+    assert!(s.pruned(&w).await.unwrap().is_some(), "ended at 100: kept");
+    s.prune_audit(101, 100).await.unwrap();
     assert_eq!(s.pruned(&w).await.unwrap(), None);
 }
