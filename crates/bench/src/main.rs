@@ -49,6 +49,12 @@ struct Cli {
     /// Rounds of (pruning off, pruning on) for the `retention` scenario.
     #[arg(long, default_value = "2")]
     rounds: usize,
+    /// Runs per concurrency for `compare` (the median is reported).
+    #[arg(long, default_value = "3")]
+    runs: usize,
+    /// Serve the no-op server `compare` measures against (internal).
+    #[arg(long, hide = true)]
+    serve_noop: bool,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -77,6 +83,9 @@ enum Scenario {
     /// Submit latency while retention prunes a backlog of `--rows` old
     /// finished workflows, beside the same load with pruning off.
     Retention,
+    /// interlockd beside a no-op tonic server of the same proto, each a
+    /// child pinned to core 0, the load driver on core 1: the ratio.
+    Compare,
 }
 
 #[derive(Serialize)]
@@ -96,6 +105,9 @@ use scenarios::*;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if cli.serve_noop {
+        return compare::serve_noop().await;
+    }
     let all = cli.scenarios.contains(&Scenario::All);
     let want = |s| all || cli.scenarios.contains(&s);
     let mut rows = Vec::new();
@@ -155,6 +167,19 @@ async fn main() -> anyhow::Result<()> {
                 seconds: cli.seconds,
                 rounds: cli.rounds.max(1),
             })
+            .await?,
+        );
+    }
+    if cli.scenarios.contains(&Scenario::Compare) {
+        let bin = replicas::interlockd_path(cli.interlockd.clone())?;
+        rows.extend(
+            compare::compare(
+                &bin,
+                compare::Params {
+                    seconds: cli.seconds,
+                    runs: cli.runs.max(1),
+                },
+            )
             .await?,
         );
     }

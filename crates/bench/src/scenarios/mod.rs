@@ -1,5 +1,6 @@
 //! One module per scenario; each returns rows for the report.
 
+pub mod compare;
 pub mod estop;
 pub mod list;
 pub mod overload;

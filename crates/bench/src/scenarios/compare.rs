@@ -1,0 +1,270 @@
+//! Side by side with the physical limit: a tonic server of the same proto
+//! whose Submit does nothing, and interlockd (durable, as shipped), each a
+//! child process pinned to core 0, driven by this process pinned to core 1
+//! with the same erase-shaped request on the ancestor's protocol.
+//!
+//! On a noisy machine the ratio interlockd / no-op is the figure of merit:
+//! both sides see the same noise within a run. Absolute numbers are
+//! printed beside it. Without two cores, or without `taskset`, nothing is
+//! pinned and the report says so.
+
+use crate::Row;
+use crate::harness::{pct, sorted};
+use anyhow::Context;
+use interlock_proto::{diskerase, v1};
+use interlock_tests::daemon::{Daemon, DaemonSpec};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+pub struct Params {
+    pub seconds: u64,
+    pub runs: usize,
+}
+
+type Wf = diskerase::workflow_client::WorkflowClient<Channel>;
+
+/// The request of the comparison: a token-bucket pre-check block, then two
+/// disk erases (what the ancestor's sample submits, trimmed).
+fn request() -> v1::WorkReq {
+    let job = |name: &str, args: &[(&str, &str)]| v1::Job {
+        name: name.into(),
+        args: args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    v1::WorkReq {
+        name: "compare".into(),
+        blocks: vec![
+            v1::Block {
+                rate_limit: 1,
+                jobs: vec![job(
+                    "tokenBucket",
+                    &[("bucket", "diskEraseSatellite"), ("fatal", "true")],
+                )],
+                ..Default::default()
+            },
+            v1::Block {
+                rate_limit: 2,
+                jobs: vec![
+                    job("diskErase", &[("machine", "aab00"), ("site", "aab")]),
+                    job("diskErase", &[("machine", "aab01"), ("site", "aab")]),
+                ],
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    }
+}
+
+/// The no-op server (run as `interlock-bench --serve-noop`): Submit, Exec
+/// and Status answer at once without doing anything.
+#[derive(Clone, Default)]
+pub struct Noop;
+
+#[tonic::async_trait]
+impl diskerase::workflow_server::Workflow for Noop {
+    async fn submit(
+        &self,
+        _: tonic::Request<v1::WorkReq>,
+    ) -> Result<tonic::Response<v1::WorkResp>, tonic::Status> {
+        Ok(tonic::Response::new(v1::WorkResp {
+            id: "0190a000-0000-7000-8000-000000000000".into(),
+        }))
+    }
+    async fn exec(
+        &self,
+        _: tonic::Request<v1::ExecReq>,
+    ) -> Result<tonic::Response<v1::ExecResp>, tonic::Status> {
+        Ok(tonic::Response::new(v1::ExecResp {}))
+    }
+    async fn status(
+        &self,
+        _: tonic::Request<v1::StatusReq>,
+    ) -> Result<tonic::Response<v1::StatusResp>, tonic::Status> {
+        Ok(tonic::Response::new(v1::StatusResp::default()))
+    }
+}
+
+/// Serves [`Noop`] on 127.0.0.1:0 and prints the address; runs until killed.
+pub async fn serve_noop() -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("noop listening on {}", listener.local_addr()?);
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(diskerase::workflow_server::WorkflowServer::new(Noop))
+        .serve_with_incoming(incoming)
+        .await?;
+    Ok(())
+}
+
+/// Pins every thread of `pid` to `cpu`; false when that is not possible.
+fn pin(pid: u32, cpu: usize) -> bool {
+    Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+struct NoopChild(Child);
+
+impl Drop for NoopChild {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_noop() -> anyhow::Result<(NoopChild, String)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("--serve-noop")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
+    let addr = line
+        .trim()
+        .strip_prefix("noop listening on ")
+        .with_context(|| format!("no-op server said {line:?}"))?
+        .to_string();
+    Ok((NoopChild(child), addr))
+}
+
+fn start_interlockd(bin: &Path, dir: &Path) -> anyhow::Result<Daemon> {
+    let configs = dir.join("configs");
+    std::fs::create_dir_all(&configs)?;
+    std::fs::copy(
+        crate::harness::repo().join("configs/buckets.json"),
+        configs.join("buckets.json"),
+    )?;
+    // The three policy kinds, so Submit pays for each.
+    std::fs::write(
+        configs.join("policies.json"),
+        r#"[{"Name": "compare", "Policies": [
+            {"Name": "restrictJobTypes", "Settings": {"AllowedJobs": ["tokenBucket", "diskErase"]}},
+            {"Name": "sameArgs", "Settings": {"Jobs": {"diskErase": ["site"]}}},
+            {"Name": "startOrEnd", "Settings": {"JobName": "tokenBucket", "Start": true}}
+        ]}]"#,
+    )?;
+    std::fs::write(
+        configs.join("es.json"),
+        r#"[{"Name": "compare", "Status": "go"}]"#,
+    )?;
+    DaemonSpec::new(&bin.display().to_string(), dir)
+        .args(["--max-in-flight", "100000"])
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("interlockd did not start: {e:?}"))
+}
+
+/// Submits on `conc` connections for `seconds`; OK latencies in ms and the
+/// error count.
+async fn load(addr: &str, conc: usize, seconds: u64) -> anyhow::Result<(Vec<f64>, u64)> {
+    let mut clients = Vec::new();
+    for _ in 0..conc {
+        let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+            .tcp_nodelay(true)
+            .connect()
+            .await?;
+        clients.push(Wf::new(ch));
+    }
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let req = request();
+    let mut tasks = Vec::new();
+    for mut c in clients {
+        let req = req.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut errors) = (Vec::new(), 0u64);
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                match c.submit(req.clone()).await {
+                    Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1e3),
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await?;
+        lat.extend(l);
+        errors += e;
+    }
+    Ok((lat, errors))
+}
+
+pub async fn compare(bin: &Path, p: Params) -> anyhow::Result<Vec<Row>> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let dir = tempfile::tempdir()?;
+    let (noop, noop_addr) = start_noop()?;
+    let daemon = start_interlockd(bin, dir.path())?;
+    let pinned =
+        cores >= 2 && pin(noop.0.id(), 0) && pin(daemon.pid(), 0) && pin(std::process::id(), 1);
+    eprintln!(
+        "{}",
+        if pinned {
+            "servers pinned to core 0, the load driver to core 1"
+        } else {
+            "not pinned (fewer than two cores, or no taskset)"
+        }
+    );
+    let mut rows = Vec::new();
+    for conc in [1usize, 8, 32] {
+        // (rate, p50, p99, errors) per run, per server.
+        let mut runs: BTreeMap<&str, Vec<(f64, f64, f64, u64)>> = BTreeMap::new();
+        for _ in 0..p.runs {
+            for (name, addr) in [
+                ("noop", noop_addr.as_str()),
+                ("interlockd", daemon.addr.as_str()),
+            ] {
+                let (lat, errors) = load(addr, conc, p.seconds).await?;
+                let rate = lat.len() as f64 / p.seconds as f64;
+                let lat = sorted(lat);
+                runs.entry(name).or_default().push((
+                    rate,
+                    pct(&lat, 50.0),
+                    pct(&lat, 99.0),
+                    errors,
+                ));
+            }
+        }
+        let median = |name: &str, f: fn(&(f64, f64, f64, u64)) -> f64| {
+            pct(&sorted(runs[name].iter().map(f).collect()), 50.0)
+        };
+        let (nr, ir) = (median("noop", |r| r.0), median("interlockd", |r| r.0));
+        let errors: u64 = runs.values().flatten().map(|r| r.3).sum();
+        rows.push(Row {
+            scenario: format!(
+                "compare c={conc}{}: interlockd / no-op tonic server, Submit (ancestor protocol)",
+                if pinned { ", pinned" } else { ", not pinned" }
+            ),
+            result: format!(
+                "{:.2}× — interlockd {ir:.0}/s (p50 {:.2} ms, p99 {:.2} ms), no-op {nr:.0}/s (p50 {:.2} ms, p99 {:.2} ms); median of {} runs of {} s; {errors} errors",
+                ir / nr,
+                median("interlockd", |r| r.1),
+                median("interlockd", |r| r.2),
+                median("noop", |r| r.1),
+                median("noop", |r| r.2),
+                p.runs,
+                p.seconds
+            ),
+            target: "≥ 0.5× at c=8 and c=32".into(),
+            values: BTreeMap::from([
+                ("ratio".into(), ir / nr),
+                ("interlockd_per_s".into(), ir),
+                ("noop_per_s".into(), nr),
+                ("interlockd_p99_ms".into(), median("interlockd", |r| r.2)),
+            ]),
+        });
+    }
+    drop(daemon);
+    Ok(rows)
+}
