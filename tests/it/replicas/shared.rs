@@ -104,16 +104,17 @@ async fn an_emergency_stop_through_one_replica_halts_jobs_on_all() {
     let r2 = c.r(2);
     let mut started = None;
     for _ in 0..100 {
-        let id = r2
-            .client
-            .submit(quick.clone())
-            .await
-            .expect("submit after go");
-        if r2.client.exec(&id).await.is_ok() {
-            started = Some(id);
-            break;
+        // The go reaches each replica through the feed, within moments:
+        // until then Submit (and Exec) may still be refused as stopped.
+        match r2.client.submit(quick.clone()).await {
+            Ok(id) => {
+                if r2.client.exec(&id).await.is_ok() {
+                    started = Some(id);
+                    break;
+                }
+            }
+            Err(e) => assert!(e.to_string().contains("emergency"), "submit after go: {e}"),
         }
-        // The go reaches each replica through the feed, within moments.
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let id = started.expect("the name runs again after go");
@@ -271,6 +272,12 @@ async fn pause_resume_and_cancel_through_replicas_that_do_not_run_the_workflow()
         ],
     );
     let id = run_on(&c, 0, w).await;
+    // The job must be in flight when the pause lands (a pause before its
+    // start rightly keeps it from starting, and the block from finishing).
+    c.wait_for(&id, Duration::from_secs(10), "first job running", |s| {
+        s.blocks[0].jobs[0].status == Status::Running as i32
+    })
+    .await;
     let mut raw1 = c.r(1).client.raw();
     raw1.pause(v1::PauseReq {
         id: id.clone(),
