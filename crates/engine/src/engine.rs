@@ -393,7 +393,9 @@ impl Engine {
         }
         match inner.store.submit(&rec, &hash, audit).await? {
             SubmitOutcome::Inserted => {
-                tracing::info!(workflow = %id, name = %interlock_core::Escaped(&rec.req.name),
+                // Debug, not info: a line per Submit costs a formatted write
+                // at thousands a second, and the audit log records each one.
+                tracing::debug!(workflow = %id, name = %interlock_core::Escaped(&rec.req.name),
                     trace_id = %rec.req.trace_id, "submitted");
                 if rec.status == Status::AwaitingApproval {
                     let _ = inner

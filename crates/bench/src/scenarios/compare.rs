@@ -158,9 +158,11 @@ fn start_interlockd(bin: &Path, dir: &Path) -> anyhow::Result<Daemon> {
         configs.join("es.json"),
         r#"[{"Name": "compare", "Status": "go"}]"#,
     )?;
-    DaemonSpec::new(&bin.display().to_string(), dir)
-        .args(["--max-in-flight", "100000"])
-        .spawn()
+    let mut spec =
+        DaemonSpec::new(&bin.display().to_string(), dir).args(["--max-in-flight", "100000"]);
+    // As shipped: interlockd logs at info unless told otherwise.
+    spec.log = "info".into();
+    spec.spawn()
         .map_err(|e| anyhow::anyhow!("interlockd did not start: {e:?}"))
 }
 
