@@ -215,23 +215,30 @@ pub fn rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Submits `req` in a loop on each client until `deadline`, concurrently;
-/// returns every OK reply's latency in ms, and the error count.
-pub async fn submit_until(
-    clients: Vec<v1::workflow_client::WorkflowClient<interlock_client::Transport>>,
-    req: &v1::WorkReq,
+/// Calls `call` in a loop on each client until `deadline`, concurrently;
+/// returns the latency in ms of every call that answered `true`, and how
+/// many answered `false`. One loop for every load in the bench.
+pub async fn load_until<C, F, Fut>(
+    clients: Vec<C>,
     deadline: Instant,
-) -> anyhow::Result<(Vec<f64>, u64)> {
+    call: F,
+) -> anyhow::Result<(Vec<f64>, u64)>
+where
+    C: Clone + Send + 'static,
+    F: Fn(C) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
     let mut tasks = Vec::new();
-    for mut c in clients {
-        let req = req.clone();
+    for c in clients {
+        let call = call.clone();
         tasks.push(tokio::spawn(async move {
             let (mut lat, mut errors) = (Vec::new(), 0u64);
             while Instant::now() < deadline {
                 let t = Instant::now();
-                match c.submit(req.clone()).await {
-                    Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1e3),
-                    Err(_) => errors += 1,
+                if call(c.clone()).await {
+                    lat.push(t.elapsed().as_secs_f64() * 1e3);
+                } else {
+                    errors += 1;
                 }
             }
             (lat, errors)
@@ -244,6 +251,21 @@ pub async fn submit_until(
         errors += e;
     }
     Ok((lat, errors))
+}
+
+/// Submits `req` in a loop on each client until `deadline` (see
+/// [`load_until`]).
+pub async fn submit_until(
+    clients: Vec<v1::workflow_client::WorkflowClient<interlock_client::Transport>>,
+    req: &v1::WorkReq,
+    deadline: Instant,
+) -> anyhow::Result<(Vec<f64>, u64)> {
+    let req = req.clone();
+    load_until(clients, deadline, move |mut c| {
+        let req = req.clone();
+        async move { c.submit(req).await.is_ok() }
+    })
+    .await
 }
 
 /// The row of a Submit load run: rate, p50 and p99 of the OK replies'

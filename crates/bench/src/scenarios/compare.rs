@@ -179,28 +179,11 @@ async fn load(addr: &str, conc: usize, seconds: u64) -> anyhow::Result<(Vec<f64>
     }
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let req = request();
-    let mut tasks = Vec::new();
-    for mut c in clients {
+    crate::harness::load_until(clients, deadline, move |mut c: Wf| {
         let req = req.clone();
-        tasks.push(tokio::spawn(async move {
-            let (mut lat, mut errors) = (Vec::new(), 0u64);
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                match c.submit(req.clone()).await {
-                    Ok(_) => lat.push(t.elapsed().as_secs_f64() * 1e3),
-                    Err(_) => errors += 1,
-                }
-            }
-            (lat, errors)
-        }));
-    }
-    let (mut lat, mut errors) = (Vec::new(), 0);
-    for t in tasks {
-        let (l, e) = t.await?;
-        lat.extend(l);
-        errors += e;
-    }
-    Ok((lat, errors))
+        async move { c.submit(req).await.is_ok() }
+    })
+    .await
 }
 
 pub async fn compare(bin: &Path, p: Params) -> anyhow::Result<Vec<Row>> {
