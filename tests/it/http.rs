@@ -346,3 +346,29 @@ fn an_exposed_http_api_is_refused_without_insecure() {
     c.insecure = true;
     c.validate().unwrap();
 }
+
+#[tokio::test]
+async fn calls_are_counted_by_route_template_not_by_id() {
+    let s = TestServer::start().await;
+    let missing = "0190a000-0000-7000-8000-000000000042";
+    let (code, _) = call(
+        &s,
+        "GET",
+        &format!("/api/v1/workflows/{missing}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 404);
+    let m = s.scrape().await;
+    let line = m
+        .lines()
+        .find(|l| {
+            l.starts_with("interlock_http_requests_total{")
+                && l.contains(r#"route="/api/v1/workflows/{id}""#)
+                && l.contains(r#"status="404""#)
+        })
+        .unwrap_or_else(|| panic!("no series for the route: {m}"));
+    assert!(line.contains(r#"method="GET""#), "{line}");
+    assert!(!m.contains(missing), "ids never become labels");
+}

@@ -71,6 +71,7 @@ pub fn router(state: HttpApi) -> axum::Router {
         .layer(axum::middleware::from_fn(move |req, next| {
             authenticate(guard.clone(), req, next)
         }))
+        .layer(axum::middleware::from_fn(measure))
         // Outermost, as for gRPC: past the budget, refused before any work.
         .layer(axum::middleware::from_fn(
             move |req: Request, next: Next| {
@@ -103,6 +104,24 @@ pub async fn serve(
             .await;
     });
     Ok(bound)
+}
+
+/// Counts the call and its time by route template (`/api/v1/workflows/{id}`,
+/// never the id itself, so callers cannot mint series) and HTTP status.
+async fn measure(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "other".to_string(), |p| p.as_str().to_string());
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("interlock_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("interlock_http_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    resp
 }
 
 /// The gRPC authentication, on the same headers; the caller's address is

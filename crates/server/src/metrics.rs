@@ -125,6 +125,18 @@ const DESCRIBED: &[Described] = {
             "Time from receiving a gRPC call to its response headers, by method.",
         ),
         m(
+            "interlock_http_requests_total",
+            Counter,
+            Unit::Count,
+            "HTTP/JSON API calls answered, by route (as declared, ids not expanded; unknown paths share route=\"other\"), method and HTTP status.",
+        ),
+        m(
+            "interlock_http_duration_seconds",
+            Histogram,
+            Unit::Seconds,
+            "Time from receiving an HTTP/JSON API call to its response headers, by route.",
+        ),
+        m(
             "interlock_auth_failures_total",
             Counter,
             Unit::Count,
