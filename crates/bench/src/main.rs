@@ -49,6 +49,13 @@ struct Cli {
     /// Rounds of (pruning off, pruning on) for the `retention` scenario.
     #[arg(long, default_value = "2")]
     rounds: usize,
+    /// `retention_batch` for the `retention` scenario [default: the server's].
+    #[arg(long)]
+    retention_batch: Option<usize>,
+    /// `retention_pause` for the `retention` scenario, e.g. 250ms [default:
+    /// the server's].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    retention_pause: Option<std::time::Duration>,
     /// Runs per concurrency for `compare` (the median is reported).
     #[arg(long, default_value = "3")]
     runs: usize,
@@ -166,6 +173,8 @@ async fn main() -> anyhow::Result<()> {
                 rows: cli.rows,
                 seconds: cli.seconds,
                 rounds: cli.rounds.max(1),
+                batch: cli.retention_batch,
+                pause: cli.retention_pause,
             })
             .await?,
         );

@@ -80,7 +80,7 @@ pub struct Config {
     pub auth: bool,
     /// Address of the Prometheus `/metrics` endpoint; `"off"` (as the flag
     /// takes) or `null` turns it off. Default `127.0.0.1:9464`.
-    #[serde(with = "metrics_listen")]
+    #[serde(with = "addr_or_off")]
     pub metrics_listen: Option<SocketAddr>,
     /// How long this server owns its running workflows without renewing
     /// its registration; after that another instance may take them over.
@@ -94,7 +94,7 @@ pub struct Config {
     /// Address of the HTTP/JSON API (`/api/v1/`), or `null`/"off". Default
     /// `127.0.0.1:8081`; beyond loopback it needs `insecure` (the HTTP API
     /// has no TLS of its own yet).
-    #[serde(with = "metrics_listen")]
+    #[serde(with = "addr_or_off")]
     pub http_listen: Option<SocketAddr>,
     /// Finished workflows are deleted this long after they ended; `null`
     /// keeps them forever. Default 90 days; at least a day and at least
@@ -115,10 +115,10 @@ pub struct Config {
     pub retention_interval: Duration,
 }
 
-/// `metrics_listen` is spelled the same in the file as on the command line:
-/// an address, or `"off"`; the file also takes `null`. Written as the
-/// address, or `null`, which reads back the same.
-mod metrics_listen {
+/// `metrics_listen` and `http_listen` are spelled the same in the file as
+/// on the command line: an address, or `"off"`; the file also takes
+/// `null`. Written as the address, or `null`, which reads back the same.
+mod addr_or_off {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use std::net::SocketAddr;
 
@@ -128,7 +128,7 @@ mod metrics_listen {
             return Ok(None);
         }
         text.parse().map(Some).map_err(|e| {
-            format!("{text:?}: {e} (give an address such as 127.0.0.1:9464, or \"off\")")
+            format!("{text:?}: {e} (give an address and port such as 127.0.0.1:9464, or \"off\")")
         })
     }
 
@@ -424,11 +424,11 @@ impl Config {
             c.erase_target = Some(t.clone());
         }
         if let Some(a) = args.http_listen.as_deref() {
-            c.http_listen = metrics_listen::parse(a).map_err(|e| format!("--http-listen {e}"))?;
+            c.http_listen = addr_or_off::parse(a).map_err(|e| format!("--http-listen {e}"))?;
         }
         if let Some(a) = args.metrics_listen.as_deref() {
             c.metrics_listen =
-                metrics_listen::parse(a).map_err(|e| format!("--metrics-listen {e}"))?;
+                addr_or_off::parse(a).map_err(|e| format!("--metrics-listen {e}"))?;
         }
         c.validate()?;
         Ok(c)

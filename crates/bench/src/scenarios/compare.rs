@@ -30,36 +30,26 @@ type Wf = diskerase::workflow_client::WorkflowClient<Channel>;
 /// The request of the comparison: a token-bucket pre-check block, then two
 /// disk erases (what the ancestor's sample submits, trimmed).
 fn request() -> v1::WorkReq {
-    let job = |name: &str, args: &[(&str, &str)]| v1::Job {
-        name: name.into(),
-        args: args
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Default::default()
-    };
-    v1::WorkReq {
-        name: "compare".into(),
-        blocks: vec![
-            v1::Block {
-                rate_limit: 1,
-                jobs: vec![job(
+    use interlock_tests::req::{block, job, work};
+    work(
+        "compare",
+        vec![
+            block(
+                1,
+                vec![job(
                     "tokenBucket",
                     &[("bucket", "diskEraseSatellite"), ("fatal", "true")],
                 )],
-                ..Default::default()
-            },
-            v1::Block {
-                rate_limit: 2,
-                jobs: vec![
+            ),
+            block(
+                2,
+                vec![
                     job("diskErase", &[("machine", "aab00"), ("site", "aab")]),
                     job("diskErase", &[("machine", "aab01"), ("site", "aab")]),
                 ],
-                ..Default::default()
-            },
+            ),
         ],
-        ..Default::default()
-    }
+    )
 }
 
 /// The no-op server (run as `interlock-bench --serve-noop`): Submit, Exec

@@ -21,6 +21,10 @@ pub struct Params {
     pub rows: usize,
     pub seconds: u64,
     pub rounds: usize,
+    /// `retention_batch` and `retention_pause` for the pruning phases
+    /// (`None`: the server's defaults).
+    pub batch: Option<usize>,
+    pub pause: Option<Duration>,
 }
 
 const CONCURRENCY: usize = 8;
@@ -54,6 +58,12 @@ pub async fn retention(p: Params) -> anyhow::Result<Vec<Row>> {
                 c.retention = pruning.then_some(Duration::from_secs(90 * 86_400));
                 c.audit_retention = None;
                 c.retention_interval = Duration::from_millis(100);
+                if let Some(b) = p.batch {
+                    c.retention_batch = b;
+                }
+                if let Some(d) = p.pause {
+                    c.retention_pause = d;
+                }
             })
             .await?;
             let deadline = Instant::now() + Duration::from_secs(p.seconds);
