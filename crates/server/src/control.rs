@@ -346,8 +346,10 @@ impl ControlApi {
         tracing::warn!(name = %interlock_core::Escaped(name), %mode,
             reason = %interlock_core::Escaped(reason), shared = self.engine.stops_are_shared(),
             "emergency stop changed through the API");
-        // A file change is in force once the reloader has read it.
+        // A file change is in force once the reloader has read it and the
+        // engine has merged it with the shared stops.
         self.live.reload_now().await;
+        self.engine.apply_file_stops();
         Ok(self.es_state())
     }
 }

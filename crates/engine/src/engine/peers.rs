@@ -234,6 +234,13 @@ impl Engine {
         self.inner.approval_requests.subscribe()
     }
 
+    /// Puts the es.json version just loaded in force now, instead of when
+    /// the task following the file wakes: for a caller that changed the
+    /// file and answers with the state in force.
+    pub fn apply_file_stops(&self) {
+        self.inner.remerge_file();
+    }
+
     /// The emergency-stop state in force (es.json united with the shared
     /// stops).
     pub fn estop_state(&self) -> Arc<EsState> {
