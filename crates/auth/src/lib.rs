@@ -25,7 +25,7 @@ pub mod tokens;
 
 pub use identity::{Identity, IdentityKind};
 pub use rbac::{Action, Denied, Rbac};
-pub use tokens::{Refused, Tokens};
+pub use tokens::{Refused, SessionRefused, Tokens};
 
 /// A configuration file that cannot be used. The caller keeps the last good
 /// version in force and reports this message, which names the file's fault.

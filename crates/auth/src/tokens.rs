@@ -50,10 +50,15 @@ struct Known {
     expires: Option<SystemTime>,
 }
 
+mod session;
+pub use session::SessionRefused;
+
 /// The configured tokens, by hash.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tokens {
     by_hash: HashMap<[u8; 32], Known>,
+    /// Session id → hash (see [`session`]).
+    by_session: HashMap<[u8; 16], [u8; 32]>,
 }
 
 /// Why a presented token was not accepted.
@@ -120,7 +125,14 @@ impl Tokens {
                 )));
             }
         }
-        Ok(Self { by_hash })
+        let by_session = by_hash
+            .keys()
+            .map(|d| (session::session_id(d), *d))
+            .collect();
+        Ok(Self {
+            by_hash,
+            by_session,
+        })
     }
 
     /// The name of the token `presented`, if it is known and, at `now`,

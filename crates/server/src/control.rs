@@ -231,11 +231,24 @@ impl Control for ControlApi {
     ) -> Result<Response<v1::WhoAmIResp>, Status> {
         // Any authenticated caller may ask; it is how one debugs a denial.
         let who = identity(&r);
+        let workflow = &r.get_ref().workflow;
+        let grants = Action::ALL
+            .into_iter()
+            .filter(|&a| {
+                if workflow.is_empty() {
+                    self.guard.check_any(&who, a).is_ok()
+                } else {
+                    self.guard.check(&who, a, workflow).is_ok()
+                }
+            })
+            .map(|a| a.as_str().to_string())
+            .collect();
         Ok(Response::new(v1::WhoAmIResp {
             identity: who.to_string(),
             aliases: who.written_forms().skip(1).collect(),
             roles: self.guard.roles_of(&who),
             auth_enabled: self.guard.enabled(),
+            grants,
         }))
     }
 

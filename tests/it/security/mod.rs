@@ -293,7 +293,7 @@ async fn call_everything(t: Transport, id: &str) -> Vec<(&'static str, Code, Str
                 .await,
             ),
         ),
-        ("WhoAmI", code(ctl.who_am_i(v1::WhoAmIReq {}).await)),
+        ("WhoAmI", code(ctl.who_am_i(v1::WhoAmIReq::default()).await)),
         ("diskerase.Submit", code(old.submit(ancestor_work()).await)),
         (
             "diskerase.Exec",

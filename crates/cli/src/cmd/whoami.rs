@@ -9,7 +9,7 @@ use std::process::ExitCode;
 pub async fn run(t: &Target, json: bool) -> Out {
     let r = control(t)
         .await?
-        .who_am_i(v1::WhoAmIReq {})
+        .who_am_i(v1::WhoAmIReq::default())
         .await?
         .into_inner();
     if json {
@@ -27,6 +27,9 @@ pub async fn run(t: &Target, json: bool) -> Out {
         match r.roles.as_slice() {
             [] => outln!("  roles: none (every call will be denied)")?,
             roles => outln!("  roles: {}", roles.join(", "))?,
+        }
+        if !r.grants.is_empty() {
+            outln!("  may: {}", r.grants.join(", "))?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -285,7 +285,10 @@ async fn tls_tokens_and_client_certificates_from_flags_and_environment() {
     );
 
     let (code, out, _) = cli_env(env(vec![("INTERLOCK_TOKEN", token.clone())]), &["whoami"]).await;
-    assert_eq!((code, out.as_str()), (0, "token:ci\n  roles: op\n"));
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "token:ci\n  roles: op\n  may: submit, exec, read\n")
+    );
 
     // Refusals: exit 3 with the reason; bad settings: exit 2.
     let (code, _, err) = cli_env(env(vec![]), &["status", &id]).await;

@@ -70,7 +70,7 @@ async fn gen_certs_gives_a_working_mtls_quick_start() {
     let (code, out, err) = cli_env(creds(true), &["whoami"]).await;
     assert_eq!(
         (code, out.as_str()),
-        (0, "cert:alice\n  roles: op\n"),
+        (0, "cert:alice\n  roles: op\n  may: submit, exec, read\n"),
         "{err}"
     );
     let good = file(&dir, "good.json", crate::GOOD);
