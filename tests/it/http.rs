@@ -30,22 +30,58 @@ async fn raw(
     token: Option<&str>,
     body: Option<String>,
 ) -> (u16, String) {
-    let addr = s.http_url().trim_start_matches("http://").to_string();
-    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("x-request-id", "http-test")];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a));
+    }
+    let (code, _, body) = exchange(&s.http_url(), method, path, &headers, body).await;
+    (code, body)
+}
+
+/// One HTTP/1.1 exchange with the given headers (Host is localhost unless
+/// given): status, response head, body.
+pub async fn exchange(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> (u16, String, String) {
+    let addr = url.trim_start_matches("http://").to_string();
+    let conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    exchange_on(conn, method, path, headers, body).await
+}
+
+/// [`exchange`] over an open connection (plain or TLS).
+pub async fn exchange_on(
+    mut conn: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<String>,
+) -> (u16, String, String) {
     let body = body.unwrap_or_default();
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}\
-         x-request-id: http-test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+    let mut head = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        head.push_str("Host: localhost\r\n");
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
-    );
+    ));
     conn.write_all(head.as_bytes()).await.unwrap();
     conn.write_all(body.as_bytes()).await.unwrap();
-    let mut resp = String::new();
-    conn.read_to_string(&mut resp).await.unwrap();
+    let mut resp = Vec::new();
+    // A TLS peer may close without close_notify; what was read counts.
+    let _ = conn.read_to_end(&mut resp).await;
+    let resp = String::from_utf8_lossy(&resp).to_string();
     let (head, body) = resp.split_once("\r\n\r\n").expect("a response");
     let code = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (code, body.to_string())
+    (code, head.to_string(), body.to_string())
 }
 
 fn one() -> Value {
@@ -250,26 +286,17 @@ async fn authorization_is_the_grpc_one() {
         ("admin", interlock_auth::tokens::mint()),
     ];
     let s = TestServer::start_with(|c| {
-        c.auth = true;
-        let entries: Vec<_> = tokens
-            .iter()
-            .map(|(n, t)| json!({"name": n, "sha256": interlock_auth::tokens::hash(t)}))
-            .collect();
-        std::fs::write(
-            c.configs.join("tokens.json"),
-            json!({"tokens": entries}).to_string(),
-        )
-        .unwrap();
-        std::fs::write(
-            c.configs.join("rbac.json"),
+        let named: Vec<_> = tokens.iter().map(|(n, t)| (*n, t.as_str())).collect();
+        interlock_tests::enable_auth(
+            c,
+            &named,
             r#"{"roles": {"op": [{"actions": ["read", "submit", "exec"], "workflows": ["x"]}],
                           "ro": [{"actions": ["read"], "workflows": ["*"]}],
                           "all": [{"actions": ["admin"], "workflows": ["*"]}]},
                 "bindings": [{"identity": "token:operator", "roles": ["op"]},
                              {"identity": "token:admin", "roles": ["all"]},
                              {"identity": "token:viewer", "roles": ["ro"]}]}"#,
-        )
-        .unwrap();
+        );
     })
     .await;
     let (op, viewer) = (tokens[0].1.as_str(), tokens[1].1.as_str());
@@ -340,9 +367,19 @@ fn an_exposed_http_api_is_refused_without_insecure() {
     };
     let e = c.validate().unwrap_err();
     assert!(
-        e.contains("refusing to serve the HTTP API on 0.0.0.0:8081"),
+        e.contains("refusing to serve the HTTP API and dashboard on 0.0.0.0:8081"),
         "{e}"
     );
+    // With TLS and authentication, as for the gRPC listener, it may.
+    c.tls_cert = Some("/etc/interlock/cert.pem".into());
+    c.tls_key = Some("/etc/interlock/key.pem".into());
+    let e = c.validate().unwrap_err();
+    assert!(e.contains("without authentication"), "{e}");
+    c.auth = true;
+    c.listen = "0.0.0.0:50051".parse().unwrap();
+    c.validate().unwrap();
+    c.tls_cert = None;
+    c.tls_key = None;
     c.insecure = true;
     c.validate().unwrap();
 }

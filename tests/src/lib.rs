@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod browser;
 pub mod daemon;
 pub mod pki;
 pub mod proxy;
@@ -286,6 +287,21 @@ where
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// Turns authentication on with `tokens` (name, token) in tokens.json and
+/// `rbac` as rbac.json, in `c`'s config directory.
+pub fn enable_auth(c: &mut Config, tokens: &[(&str, &str)], rbac: &str) {
+    c.auth = true;
+    let entries: Vec<_> = tokens
+        .iter()
+        .map(|(n, t)| serde_json::json!({"name": n, "sha256": interlock_auth::tokens::hash(t)}))
+        .collect();
+    write_config(
+        &c.configs.join("tokens.json"),
+        &serde_json::json!({ "tokens": entries }).to_string(),
+    );
+    write_config(&c.configs.join("rbac.json"), rbac);
 }
 
 /// Lets test workflows named "x" run under the configs in `configs`:

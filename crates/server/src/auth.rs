@@ -147,6 +147,56 @@ impl Guard {
         }
     }
 
+    /// Starts a dashboard session for `token` (checked as a bearer token
+    /// is), lasting `ttl`: the session value and who it stands for.
+    pub fn open_session(
+        &self,
+        token: &str,
+        ttl: std::time::Duration,
+    ) -> Result<(String, Identity), Status> {
+        let Some(state) = &self.0 else {
+            return Err(Status::failed_precondition(
+                "authentication is off on this server: there is nothing to sign in to",
+            ));
+        };
+        let st = state.borrow();
+        match st
+            .tokens
+            .good
+            .open_session(token, std::time::SystemTime::now(), ttl)
+        {
+            Ok((value, name)) => Ok((value, Identity::token(name))),
+            Err(refused) => Err(error::unauthenticated("bad_token", refused.to_string())),
+        }
+    }
+
+    /// Who a dashboard session stands for, while it and its token are good.
+    pub fn authenticate_session(&self, value: &str) -> Result<Identity, Status> {
+        let Some(state) = &self.0 else {
+            return Err(Status::unauthenticated(
+                "authentication is off: no sessions",
+            ));
+        };
+        let st = state.borrow();
+        st.tokens
+            .good
+            .verify_session(value, std::time::SystemTime::now())
+            .map(Identity::token)
+            .map_err(|e| error::unauthenticated("bad_session", e.to_string()))
+    }
+
+    /// The CSRF token of a dashboard session.
+    pub fn session_csrf(&self, value: &str) -> Option<String> {
+        self.0.as_ref()?.borrow().tokens.good.session_csrf(value)
+    }
+
+    /// Whether `sent` is the CSRF token of the session `value`.
+    pub fn session_csrf_ok(&self, value: &str, sent: &str) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|s| s.borrow().tokens.good.session_csrf_ok(value, sent))
+    }
+
     /// The rbac.json in force; `Err` carries the load error when none is
     /// (every call is then refused).
     fn rbac(&self) -> Result<Option<Arc<Rbac>>, Option<String>> {

@@ -503,12 +503,14 @@ impl Config {
             );
         }
         let secured = self.tls_cert.is_some() && self.auth_enabled();
+        // What an exposed listener lacks, in words.
+        let missing = || match (self.tls_cert.is_some(), self.auth_enabled()) {
+            (false, false) => "TLS and authentication",
+            (false, true) => "TLS (tokens and identities would cross the network in clear)",
+            _ => "authentication (anyone who can connect could run and stop work)",
+        };
         if !self.insecure && exposed(&self.listen) && !secured {
-            let missing = match (self.tls_cert.is_some(), self.auth_enabled()) {
-                (false, false) => "TLS and authentication",
-                (false, true) => "TLS (tokens and identities would cross the network in clear)",
-                _ => "authentication (anyone who can connect could run and stop work)",
-            };
+            let missing = missing();
             return Err(format!(
                 "refusing to listen on {} without {missing}. Give --tls-cert/--tls-key and \
                  --auth (or --tls-client-ca), listen on 127.0.0.1, or pass --insecure to accept \
@@ -522,10 +524,14 @@ impl Config {
                  127.0.0.1 (and scrape through a sidecar or tunnel), or pass --insecure"
             ));
         }
-        if let Some(h) = self.http_listen.filter(|h| !self.insecure && exposed(h)) {
+        if let Some(h) = self
+            .http_listen
+            .filter(|h| !self.insecure && exposed(h) && !secured)
+        {
+            let missing = missing();
             return Err(format!(
-                "refusing to serve the HTTP API on {h}: it has no TLS of its own yet, so tokens \
-                 would cross the network in clear. Serve it on 127.0.0.1 (behind a TLS proxy), \
+                "refusing to serve the HTTP API and dashboard on {h} without {missing}. It uses \
+                 the gRPC listener's --tls-cert/--tls-key and --auth; or serve it on 127.0.0.1, \
                  turn it off (--http-listen off), or pass --insecure"
             ));
         }

@@ -11,17 +11,21 @@
 //!
 //! Invariants:
 //! - Authentication is the gRPC one (`Guard::authenticate` on the same
-//!   headers): `Authorization: Bearer <token>`; with authentication on, no
-//!   call is served without it.
+//!   headers): `Authorization: Bearer <token>`, or the dashboard's session
+//!   cookie, which carries such a token (see [`crate::web::session`]); with
+//!   authentication on, no call is served without one. A cookie-borne
+//!   state change must also carry the session's CSRF token, and no state
+//!   change is taken from another origin.
 //! - Nothing changes state on GET: every mutating route is a POST.
 //! - Watch is Server-Sent Events: one `event: watch` per WatchEvent.
 
 use crate::auth::{Guard, peer};
 use crate::control::ControlApi;
 use crate::service::Api;
+use crate::web::session::{self, WebPolicy};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -32,7 +36,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::net::SocketAddr;
-use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 
 /// What every route needs.
 #[derive(Clone)]
@@ -43,12 +47,15 @@ pub struct HttpApi {
     pub guard: Guard,
     /// The gRPC server's in-flight budget, shared.
     pub limit: crate::limit::InFlightLimitLayer,
+    /// Cookie and origin rules of the listener.
+    pub web: WebPolicy,
 }
 
-/// The router: `/api/v1/...`.
+/// The router: `/api/v1/...` and the dashboard under `/ui/`.
 pub fn router(state: HttpApi) -> axum::Router {
-    let (guard, limit) = (state.guard.clone(), state.limit.clone());
-    axum::Router::new()
+    let (guard, limit, web) = (state.guard.clone(), state.limit.clone(), state.web);
+    let pages = crate::web::router(state.clone());
+    let api = axum::Router::new()
         .route("/api/v1/workflows", get(list).post(submit))
         .route("/api/v1/validate", post(validate))
         .route("/api/v1/workflows/{id}", get(status))
@@ -69,8 +76,11 @@ pub fn router(state: HttpApi) -> axum::Router {
         })
         .with_state(state)
         .layer(axum::middleware::from_fn(move |req, next| {
-            authenticate(guard.clone(), req, next)
-        }))
+            authenticate(guard.clone(), web, req, next)
+        }));
+    pages
+        .merge(api)
+        .layer(axum::middleware::from_fn(crate::web::secure_headers))
         .layer(axum::middleware::from_fn(measure))
         // Outermost, as for gRPC: past the budget, refused before any work.
         .layer(axum::middleware::from_fn(
@@ -86,24 +96,108 @@ pub fn router(state: HttpApi) -> axum::Router {
         ))
 }
 
-/// Serves `router` on `addr` until `stop`; returns the bound address.
+/// Serves `router` on `addr` (over TLS with the gRPC listener's
+/// certificate when `tls` is set) until `stop`; returns the bound address.
 pub async fn serve(
     addr: SocketAddr,
     state: HttpApi,
+    tls: Option<crate::tls::Tls>,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<SocketAddr, String> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("cannot listen for the HTTP API on {addr}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    tracing::info!(addr = %bound, "serving the HTTP API");
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let mut state = state;
+    state.web.port = bound.port();
+    tracing::info!(addr = %bound, tls = tls.is_some(), "serving the HTTP API and dashboard");
+    let app = router(state).into_make_service_with_connect_info::<Peer>();
+    let done = stop.clone().cancelled_owned();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
+        let _ = match tls {
+            None => {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(done)
+                    .await
+            }
+            Some(tls) => {
+                let incoming =
+                    crate::tls::incoming(listener, tls, crate::tls::ALPN_HTTP, stop.clone());
+                let listener = TlsListener { incoming, bound };
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(done)
+                    .await
+            }
+        };
     });
     Ok(bound)
+}
+
+/// Who is on the other end of a connection: its addresses and, over TLS,
+/// its verified client certificate (as tonic records them for gRPC).
+#[derive(Clone)]
+pub struct Peer {
+    tcp: TcpConnectInfo,
+    tls: Option<TlsConnectInfo<TcpConnectInfo>>,
+}
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Peer {
+            tcp: TcpConnectInfo {
+                local_addr: s.io().local_addr().ok(),
+                remote_addr: Some(*s.remote_addr()),
+            },
+            tls: None,
+        }
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(s: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        use tonic::transport::server::Connected as _;
+        let tls = s.io().connect_info();
+        Peer {
+            tcp: tls.get_ref().clone(),
+            tls: Some(tls),
+        }
+    }
+}
+
+/// Connections that completed a TLS handshake, as axum accepts them.
+pub struct TlsListener {
+    incoming: tokio_stream::wrappers::ReceiverStream<
+        std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>,
+    >,
+    bound: SocketAddr,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        use futures::StreamExt;
+        loop {
+            match self.incoming.next().await {
+                Some(Ok(stream)) => match stream.get_ref().0.peer_addr() {
+                    Ok(peer) => return (stream, peer),
+                    Err(_) => continue,
+                },
+                Some(Err(_)) => continue,
+                // Shut down: nothing more will be accepted; the graceful
+                // shutdown ends the server.
+                None => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.bound)
+    }
 }
 
 /// Counts the call and its time by route template (`/api/v1/workflows/{id}`,
@@ -124,18 +218,44 @@ async fn measure(req: Request, next: Next) -> Response {
     resp
 }
 
-/// The gRPC authentication, on the same headers; the caller's address is
-/// kept as the gRPC server keeps it, for the audit log.
-async fn authenticate(guard: Guard, mut req: Request, next: Next) -> Response {
-    let remote = req
+/// The gRPC authentication, on the same headers (or, with authentication
+/// on, the dashboard's session cookie); the caller's address (and client
+/// certificate) is kept as the gRPC server keeps it, for the audit log.
+async fn authenticate(guard: Guard, web: WebPolicy, mut req: Request, next: Next) -> Response {
+    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD);
+    if let Err(why) = session::check(req.headers(), mutating, web) {
+        return refusal(tonic::Status::permission_denied(why));
+    }
+    if let Some(peer) = req
         .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
-    req.extensions_mut().insert(TcpConnectInfo {
-        local_addr: None,
-        remote_addr: remote,
-    });
-    match guard.authenticate(req.uri().path(), req.headers(), req.extensions()) {
+        .get::<ConnectInfo<Peer>>()
+        .map(|c| c.0.clone())
+    {
+        req.extensions_mut().insert(peer.tcp);
+        if let Some(tls) = peer.tls {
+            req.extensions_mut().insert(tls);
+        }
+    }
+    let cookie = if guard.enabled() && !req.headers().contains_key(header::AUTHORIZATION) {
+        session::cookie_value(req.headers(), web)
+    } else {
+        None
+    };
+    let who = match &cookie {
+        Some(value) => guard.authenticate_session(value).and_then(|who| {
+            if mutating && !guard.session_csrf_ok(value, session::csrf_sent(req.headers())) {
+                Err(tonic::Status::permission_denied(format!(
+                    "this request is signed in by cookie but carries no valid CSRF token ({}): \
+                     reload the page",
+                    session::CSRF_HEADER
+                )))
+            } else {
+                Ok(who)
+            }
+        }),
+        None => guard.authenticate(req.uri().path(), req.headers(), req.extensions()),
+    };
+    match who {
         Ok(who) => {
             req.extensions_mut().insert(who);
             next.run(req).await
@@ -206,7 +326,7 @@ fn http_status(code: tonic::Code) -> StatusCode {
 
 /// A gRPC status as JSON: the code's name (as gRPC spells it) and the same
 /// message.
-fn refusal(s: tonic::Status) -> Response {
+pub(crate) fn refusal(s: tonic::Status) -> Response {
     let code = format!("{:?}", s.code());
     let body = serde_json::json!({
         "code": screaming(&code),
@@ -231,7 +351,7 @@ fn screaming(camel: &str) -> String {
     out
 }
 
-fn json_body(v: &impl Serialize) -> ([(header::HeaderName, &'static str); 1], String) {
+pub(crate) fn json_body(v: &impl Serialize) -> ([(header::HeaderName, &'static str); 1], String) {
     (
         [(header::CONTENT_TYPE, "application/json")],
         serde_json::to_string(v).expect("messages serialize"),
@@ -436,8 +556,11 @@ async fn audit(State(s): State<HttpApi>, p: Parts, axum::extract::Query(q): Quer
     }
 }
 
-async fn whoami(State(s): State<HttpApi>, p: Parts) -> Response {
-    reply(s.control.who_am_i(grpc(&p, v1::WhoAmIReq {})).await)
+async fn whoami(State(s): State<HttpApi>, p: Parts, axum::extract::Query(q): Query) -> Response {
+    match query::<v1::WhoAmIReq>(&q) {
+        Ok(m) => reply(s.control.who_am_i(grpc(&p, m)).await),
+        Err(e) => invalid(e),
+    }
 }
 
 async fn cluster(State(s): State<HttpApi>, p: Parts) -> Response {

@@ -18,6 +18,7 @@
 //! - [`control`]: the Control service (policy state, e-stop, buckets).
 //! - [`metrics`]: Prometheus `/metrics` and the RPC metrics layer.
 //! - [`http`]: the HTTP/JSON API, an adapter over the same services.
+//! - [`web`]: the dashboard (pages, sign-in, assets, security headers).
 //!
 //! Architecture invariant: handlers hold no business logic; every check that
 //! guards execution lives in the engine, so both protocols get the same.
@@ -38,6 +39,7 @@ pub mod notify;
 pub mod server;
 pub mod service;
 pub mod tls;
+pub mod web;
 
 pub use config::{Args, Config};
 

@@ -137,6 +137,12 @@ const DESCRIBED: &[Described] = {
             "Time from receiving an HTTP/JSON API call to its response headers, by route.",
         ),
         m(
+            "interlock_http_signins_total",
+            Counter,
+            Unit::Count,
+            "Dashboard sign-ins, by outcome (ok, refused).",
+        ),
+        m(
             "interlock_auth_failures_total",
             Counter,
             Unit::Count,

@@ -268,7 +268,14 @@ impl ServerBuilder {
                         control: control.clone(),
                         guard: guard.clone(),
                         limit: in_flight.clone(),
+                        web: crate::web::session::WebPolicy {
+                            tls: tls.is_some(),
+                            loopback_hosts_only: !c.auth_enabled() && a.ip().is_loopback(),
+                            // Set to the bound port by `serve`.
+                            port: a.port(),
+                        },
                     },
+                    tls.clone(),
                     shutdown.clone(),
                 )
                 .await
@@ -300,7 +307,8 @@ impl ServerBuilder {
         let task = tokio::spawn(async move {
             let served = match tls {
                 Some(tls) => {
-                    let incoming = crate::tls::incoming(listener, tls, stop.clone());
+                    let incoming =
+                        crate::tls::incoming(listener, tls, crate::tls::ALPN_GRPC, stop.clone());
                     router
                         .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                         .await

@@ -173,11 +173,19 @@ pub fn start(
     Ok(Tls(rx))
 }
 
+/// ALPN for gRPC: HTTP/2 only.
+pub const ALPN_GRPC: &[&[u8]] = &[b"h2"];
+/// ALPN for the HTTP API and dashboard: HTTP/2 first (a browser's Watch
+/// streams then share one connection instead of using up its six), then
+/// HTTP/1.1.
+pub const ALPN_HTTP: &[&[u8]] = &[b"h2", b"http/1.1"];
+
 /// Accepts TCP connections and yields those that complete a TLS handshake
-/// with the configuration in force at accept time.
+/// with the configuration in force at accept time, offering `alpn`.
 pub fn incoming(
     listener: TcpListener,
     tls: Tls,
+    alpn: &'static [&'static [u8]],
     shutdown: CancellationToken,
 ) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
     let (tx, rx) = mpsc::channel(64);
@@ -203,7 +211,18 @@ pub fn incoming(
             };
             // See server.rs: Nagle plus delayed ACKs stalls responses.
             let _ = tcp.set_nodelay(true);
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls.0.borrow().clone());
+            let mut cfg = tls.0.borrow().clone();
+            if cfg
+                .alpn_protocols
+                .iter()
+                .map(Vec::as_slice)
+                .ne(alpn.iter().copied())
+            {
+                let mut c = (*cfg).clone();
+                c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+                cfg = Arc::new(c);
+            }
+            let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
             let tx = tx.clone();
             tokio::spawn(async move {
                 let _permit = permit;

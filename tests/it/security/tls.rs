@@ -30,7 +30,7 @@ async fn client_certificates_identify_callers_and_foreign_ones_are_refused() {
         .client(dir, Some("Jo Smith"), &["jo.sre.example.com"]);
     let t = sec.transport(sec.cert_creds(&jo)).await;
     let me = Ctl::new(t.clone())
-        .who_am_i(v1::WhoAmIReq {})
+        .who_am_i(v1::WhoAmIReq::default())
         .await
         .unwrap()
         .into_inner();
@@ -82,7 +82,7 @@ async fn a_client_certificate_listed_in_the_crl_is_refused_once_the_crl_reloads(
     let bob = sec.ca.client(dir, Some("bob.sre.example.com"), &[]);
     async fn reads(sec: &Secure, leaf: &Leaf) -> bool {
         match sec.s.transport_with(sec.cert_creds(leaf)).await {
-            Ok(t) => Ctl::new(t).who_am_i(v1::WhoAmIReq {}).await.is_ok(),
+            Ok(t) => Ctl::new(t).who_am_i(v1::WhoAmIReq::default()).await.is_ok(),
             Err(_) => false,
         }
     }
@@ -200,4 +200,65 @@ impl Secure {
             .await;
         (Wf::new(t.clone()), Ctl::new(t))
     }
+}
+
+#[tokio::test]
+async fn the_http_api_and_dashboard_are_served_over_tls_with_the_same_certificate() {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::{self, pki_types::ServerName};
+    let sec = secure().await;
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::CertificateDer::from_pem_slice(sec.ca.pem.as_bytes()).unwrap();
+    roots.add(ca).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
+    let addr = sec.s.http_url().trim_start_matches("http://").to_string();
+    let tls = || async {
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .expect("a TLS handshake with the gRPC listener's certificate")
+    };
+    let bearer = format!("Bearer {}", sec.tokens["operator"]);
+    let (code, _, body) = crate::http::exchange_on(
+        tls().await,
+        "GET",
+        "/api/v1/whoami",
+        &[("authorization", &bearer)],
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("token:operator"), "{body}");
+    // Over TLS the session cookie is Secure.
+    let token = serde_json::json!({ "token": sec.tokens["viewer"] }).to_string();
+    let (code, head, _) =
+        crate::http::exchange_on(tls().await, "POST", "/ui/signin", &[], Some(token)).await;
+    assert_eq!(code, 200);
+    let cookie = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a cookie");
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    // Plain HTTP gets no HTTP answer from the TLS listener.
+    let mut plain = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!(
+        "GET /api/v1/whoami HTTP/1.1\r\nHost: localhost\r\nAuthorization: {bearer}\r\n\r\n"
+    );
+    plain.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut got)).await;
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
 }
