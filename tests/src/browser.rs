@@ -205,9 +205,11 @@ impl Drop for KillOnDrop {
 }
 
 fn kill_group(c: &mut Child) {
+    // `-s SIGNAL -- -PGID`: procps-ng's kill reads `kill -KILL -PGID` as
+    // a signal option followed by garbage and signals the wrong group
+    // (strace shows kill(-2, ...)), which can take down every process.
     let _ = Command::new("kill")
-        .arg("-KILL")
-        .arg(format!("-{}", c.id()))
+        .args(["-s", "KILL", "--", &format!("-{}", c.id())])
         .status();
     let _ = c.kill();
     let _ = c.wait();
