@@ -33,6 +33,11 @@ async fn pages_and_answers_carry_a_strict_content_security_policy() {
     let (code, head, _) = exchange(&url, "GET", "/api/v1/whoami", &[], None).await;
     assert_eq!(code, 200);
     assert!(header(&head, "content-security-policy").is_some());
+    assert_eq!(header(&head, "cache-control"), Some("no-store"));
+    assert!(
+        header(&head, "strict-transport-security").is_none(),
+        "not over TLS"
+    );
     let (code, head, js) = exchange(&url, "GET", "/ui/assets/app.js", &[], None).await;
     assert_eq!(
         (code, header(&head, "content-type")),

@@ -80,7 +80,9 @@ pub fn router(state: HttpApi) -> axum::Router {
         }));
     pages
         .merge(api)
-        .layer(axum::middleware::from_fn(crate::web::secure_headers))
+        .layer(axum::middleware::from_fn(move |req, next| {
+            crate::web::secure_headers(web, req, next)
+        }))
         .layer(axum::middleware::from_fn(measure))
         // Outermost, as for gRPC: past the budget, refused before any work.
         .layer(axum::middleware::from_fn(
@@ -223,7 +225,7 @@ async fn measure(req: Request, next: Next) -> Response {
 /// certificate) is kept as the gRPC server keeps it, for the audit log.
 async fn authenticate(guard: Guard, web: WebPolicy, mut req: Request, next: Next) -> Response {
     let mutating = !matches!(*req.method(), Method::GET | Method::HEAD);
-    if let Err(why) = session::check(req.headers(), mutating, web) {
+    if let Err(why) = session::check(req.headers(), req.uri(), mutating, web) {
         return refusal(tonic::Status::permission_denied(why));
     }
     if let Some(peer) = req

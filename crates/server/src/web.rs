@@ -28,6 +28,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use session::WebPolicy;
 
 const SHELL: &str = include_str!("../assets/index.html");
 const APP_JS: &str = include_str!("../assets/app.js");
@@ -57,8 +58,11 @@ pub fn router(state: HttpApi) -> axum::Router {
         .with_state(state)
 }
 
-/// Adds the security headers to every response, API included.
-pub async fn secure_headers(req: axum::extract::Request, next: Next) -> Response {
+/// Adds the security headers to every response, API included: the CSP,
+/// no framing, no sniffing, no referrer; HSTS under TLS; and API answers
+/// (audit entries, statuses) are not cached.
+pub async fn secure_headers(p: WebPolicy, req: axum::extract::Request, next: Next) -> Response {
+    let api = req.uri().path().starts_with("/api/");
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert(
@@ -74,6 +78,15 @@ pub async fn secure_headers(req: axum::extract::Request, next: Next) -> Response
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    if p.tls {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    if api && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     resp
 }
 
@@ -110,7 +123,7 @@ fn signed_in(s: &HttpApi, headers: &HeaderMap) -> Option<String> {
 }
 
 async fn page(State(s): State<HttpApi>, headers: HeaderMap, uri: Uri) -> Response {
-    if let Err(why) = session::check(&headers, false, s.web) {
+    if let Err(why) = session::check(&headers, &uri, false, s.web) {
         return refusal(tonic::Status::permission_denied(why));
     }
     if !s.guard.enabled() {
@@ -125,8 +138,8 @@ async fn page(State(s): State<HttpApi>, headers: HeaderMap, uri: Uri) -> Respons
     }
 }
 
-async fn signin_page(State(s): State<HttpApi>, headers: HeaderMap) -> Response {
-    if let Err(why) = session::check(&headers, false, s.web) {
+async fn signin_page(State(s): State<HttpApi>, headers: HeaderMap, uri: Uri) -> Response {
+    if let Err(why) = session::check(&headers, &uri, false, s.web) {
         return refusal(tonic::Status::permission_denied(why));
     }
     if !s.guard.enabled() {
@@ -142,8 +155,8 @@ struct SignIn {
 
 /// `POST /ui/signin` `{"token": "..."}`: checks the token as any call's
 /// would be checked and, if it is good, starts a session.
-async fn sign_in(State(s): State<HttpApi>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(why) = session::check(&headers, true, s.web) {
+async fn sign_in(State(s): State<HttpApi>, headers: HeaderMap, uri: Uri, body: Bytes) -> Response {
+    if let Err(why) = session::check(&headers, &uri, true, s.web) {
         return refusal(tonic::Status::permission_denied(why));
     }
     let token = match serde_json::from_slice::<SignIn>(&body) {
@@ -176,8 +189,8 @@ async fn sign_in(State(s): State<HttpApi>, headers: HeaderMap, body: Bytes) -> R
     }
 }
 
-async fn sign_out(State(s): State<HttpApi>, headers: HeaderMap) -> Response {
-    if let Err(why) = session::check(&headers, true, s.web) {
+async fn sign_out(State(s): State<HttpApi>, headers: HeaderMap, uri: Uri) -> Response {
+    if let Err(why) = session::check(&headers, &uri, true, s.web) {
         return refusal(tonic::Status::permission_denied(why));
     }
     let mut resp = (StatusCode::OK, json_body(&serde_json::json!({}))).into_response();

@@ -215,10 +215,33 @@ async fn the_http_api_and_dashboard_are_served_over_tls_with_the_same_certificat
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
-    .with_root_certificates(roots)
+    .with_root_certificates(roots.clone())
     .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg));
     let addr = sec.s.http_url().trim_start_matches("http://").to_string();
+    // A client certificate identifies its holder, as over gRPC.
+    let alice = sec.ca.client(sec.pki.path(), Some("alice"), &[]);
+    let with_cert = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(
+        vec![rustls::pki_types::CertificateDer::from_pem_slice(alice.cert_pem.as_bytes()).unwrap()],
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(alice.key_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let tls_cert = tokio_rustls::TlsConnector::from(std::sync::Arc::new(with_cert))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    let (code, _, body) =
+        crate::http::exchange_on(tls_cert, "GET", "/api/v1/whoami", &[], None).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("cert:alice"), "{body}");
+
     let tls = || async {
         let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
         connector
@@ -247,6 +270,11 @@ async fn the_http_api_and_dashboard_are_served_over_tls_with_the_same_certificat
         .find(|l| l.to_ascii_lowercase().starts_with("set-cookie:"))
         .expect("a cookie");
     assert!(cookie.ends_with("; Secure"), "{cookie}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("strict-transport-security: max-age="),
+        "{head}"
+    );
     // Plain HTTP gets no HTTP answer from the TLS listener.
     let mut plain = tokio::net::TcpStream::connect(&addr).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

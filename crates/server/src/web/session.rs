@@ -88,10 +88,19 @@ fn cookie(value: &str, max_age: u64, p: WebPolicy) -> HeaderValue {
 
 /// Refuses what no credential makes acceptable: a state-changing request
 /// from another site, and (authentication off) a rebinding `Host`.
-pub fn check(headers: &HeaderMap, mutating: bool, p: WebPolicy) -> Result<(), String> {
+///
+/// The host is the `Host` header, or under HTTP/2 (which has none) the
+/// request URI's authority.
+pub fn check(
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    mutating: bool,
+    p: WebPolicy,
+) -> Result<(), String> {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .unwrap_or("");
     if p.loopback_hosts_only && !loopback_host(host) {
         return Err(format!(
@@ -137,6 +146,10 @@ fn loopback_host(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn path_only() -> axum::http::Uri {
+        axum::http::Uri::from_static("/api/v1/estop")
+    }
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -188,20 +201,24 @@ mod tests {
             ("host", "127.0.0.1:8081"),
             ("origin", "http://127.0.0.1:8081"),
         ]);
-        assert!(check(&same, true, p).is_ok());
+        assert!(check(&same, &path_only(), true, p).is_ok());
         let cross = headers(&[("host", "127.0.0.1:8081"), ("origin", "http://evil.test")]);
-        assert!(check(&cross, true, p).is_err());
+        assert!(check(&cross, &path_only(), true, p).is_err());
         assert!(
-            check(&cross, false, p).is_ok(),
+            check(&cross, &path_only(), false, p).is_ok(),
             "reads are protected by CORS"
         );
         let null = headers(&[("host", "127.0.0.1:8081"), ("origin", "null")]);
-        assert!(check(&null, true, p).is_err());
+        assert!(check(&null, &path_only(), true, p).is_err());
         let fetch = headers(&[("host", "h:1"), ("sec-fetch-site", "same-site")]);
-        assert!(check(&fetch, true, p).is_err());
+        assert!(check(&fetch, &path_only(), true, p).is_err());
+        // HTTP/2: no Host header, the authority is in the URI.
+        let h2 = axum::http::Uri::from_static("https://127.0.0.1:8081/api/v1/estop");
+        let origin = headers(&[("origin", "https://127.0.0.1:8081")]);
+        assert!(check(&origin, &h2, true, p).is_ok());
         let cli = headers(&[("host", "h:1")]);
         assert!(
-            check(&cli, true, p).is_ok(),
+            check(&cli, &path_only(), true, p).is_ok(),
             "no browser headers: not a browser"
         );
 
@@ -211,13 +228,13 @@ mod tests {
         };
         for ok in ["127.0.0.1:8081", "localhost:1", "[::1]:8081", "LOCALHOST"] {
             assert!(
-                check(&headers(&[("host", ok)]), false, open).is_ok(),
+                check(&headers(&[("host", ok)]), &path_only(), false, open).is_ok(),
                 "{ok}"
             );
         }
         for bad in ["evil.test:8081", "10.0.0.1:8081", ""] {
             assert!(
-                check(&headers(&[("host", bad)]), false, open).is_err(),
+                check(&headers(&[("host", bad)]), &path_only(), false, open).is_err(),
                 "{bad}"
             );
         }
