@@ -62,6 +62,9 @@ struct Cli {
     /// Serve the no-op server `compare` measures against (internal).
     #[arg(long, hide = true)]
     serve_noop: bool,
+    /// SSE watchers for the `dashboard` scenario.
+    #[arg(long, default_value = "200")]
+    watchers: usize,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
@@ -93,6 +96,10 @@ enum Scenario {
     /// interlockd beside a no-op tonic server of the same proto, each a
     /// child pinned to core 0, the load driver on core 1: the ratio.
     Compare,
+    /// The dashboard's cost: SSE watchers while workflows run (event
+    /// latency, extra CPU), and its list call over `--rows` stored
+    /// workflows (default 100,000 for this scenario).
+    Dashboard,
 }
 
 #[derive(Serialize)]
@@ -189,6 +196,17 @@ async fn main() -> anyhow::Result<()> {
                     runs: cli.runs.max(1),
                 },
             )
+            .await?,
+        );
+    }
+    if cli.scenarios.contains(&Scenario::Dashboard) {
+        rows.extend(
+            dashboard::dashboard(dashboard::Params {
+                workflows: cli.workflows.max(1000),
+                watchers: cli.watchers,
+                stored: cli.rows.min(100_000),
+                seconds: cli.seconds,
+            })
             .await?,
         );
     }

@@ -7,7 +7,9 @@ use interlock_proto::v1;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-pub async fn list(b: &Bench, count: usize, seconds: u64) -> anyhow::Result<Vec<Row>> {
+/// Stores `count` never-started workflows (32 submitters), labelled
+/// `team=t0`..`t99`.
+pub async fn seed(b: &Bench, count: usize) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for w in 0..32usize {
         let c = b.client.raw();
@@ -26,6 +28,11 @@ pub async fn list(b: &Bench, count: usize, seconds: u64) -> anyhow::Result<Vec<R
     for t in tasks {
         t.await??;
     }
+    Ok(())
+}
+
+pub async fn list(b: &Bench, count: usize, seconds: u64) -> anyhow::Result<Vec<Row>> {
+    seed(b, count).await?;
     let mut raw = b.client.raw();
     let mut rows = Vec::new();
     let queries: Vec<(&str, v1::ListReq)> = vec![

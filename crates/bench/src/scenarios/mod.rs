@@ -1,6 +1,7 @@
 //! One module per scenario; each returns rows for the report.
 
 pub mod compare;
+pub mod dashboard;
 pub mod estop;
 pub mod list;
 pub mod overload;
