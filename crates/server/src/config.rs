@@ -91,9 +91,10 @@ pub struct Config {
     /// database before starting; refused if the database file exists.
     #[serde(default)]
     pub restore: Option<PathBuf>,
-    /// Address of the HTTP/JSON API (`/api/v1/`), or `null`/"off". Default
-    /// `127.0.0.1:8081`; beyond loopback it needs `insecure` (the HTTP API
-    /// has no TLS of its own yet).
+    /// Address of the HTTP/JSON API (`/api/v1/`) and the dashboard (`/ui/`),
+    /// or `null`/"off". Default `127.0.0.1:8081`. It uses the gRPC
+    /// listener's TLS files; beyond loopback it needs TLS and
+    /// authentication, or `insecure`.
     #[serde(with = "addr_or_off")]
     pub http_listen: Option<SocketAddr>,
     /// Finished workflows are deleted this long after they ended; `null`
@@ -279,7 +280,8 @@ pub struct Args {
     /// the old one away first.
     #[arg(long, env = "INTERLOCK_RESTORE")]
     pub restore: Option<PathBuf>,
-    /// HTTP/JSON API address, or "off" [default: 127.0.0.1:8081].
+    /// HTTP/JSON API and dashboard address, or "off" [default:
+    /// 127.0.0.1:8081].
     #[arg(long, env = "INTERLOCK_HTTP_LISTEN")]
     pub http_listen: Option<String>,
     /// Delete finished workflows this long after they ended, e.g. 90d, or
