@@ -4,7 +4,7 @@
 //! READY once it serves (recovery done, ports bound) and STOPPING when a
 //! drain begins; elsewhere the notifications are no-ops.
 use clap::Parser;
-use interlock_server::{Args, Config, ServerBuilder, init_logs};
+use interlock_server::{Args, Config, ServerBuilder};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -24,33 +24,48 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    init_logs(config.log_format);
+    let telemetry =
+        match interlock_server::telemetry::init(config.log_format, config.otlp_endpoint.as_deref())
+        {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("interlockd: {e}");
+                return std::process::ExitCode::from(2);
+            }
+        };
     let running = match ServerBuilder::new(config).start().await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!("cannot start: {e}");
             eprintln!("interlockd: cannot start: {e}");
+            telemetry.shutdown();
             return std::process::ExitCode::from(e.exit_code());
         }
     };
+    // Installed before anyone is told we are up: a TERM sent the moment
+    // READY (or the line below) arrives must drain, not kill the process
+    // with the default disposition.
+    let signals = shutdown_signals();
     // Printed on stdout so scripts (and tests) can find the port when
     // listening on port 0.
     println!("interlockd listening on {}", running.addr);
     systemd(sd_notify::NotifyState::Ready);
     let stop = running.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.await;
         tracing::info!("shutdown requested; draining");
         systemd(sd_notify::NotifyState::Stopping);
         stop.cancel();
     });
-    match running.shutdown_on_token().await {
+    let code = match running.shutdown_on_token().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("server failed: {e}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 /// Tells systemd about the service's state when started by it
@@ -64,11 +79,16 @@ fn systemd(state: sd_notify::NotifyState) {
     }
 }
 
-async fn wait_for_signal() {
+/// Installs the SIGINT and SIGTERM handlers now; the future completes on
+/// the first of them.
+fn shutdown_signals() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     }
 }
