@@ -25,6 +25,7 @@ mod limits;
 mod model;
 mod notify;
 mod observe;
+mod otel;
 mod overload;
 mod policy;
 mod replicas;

@@ -100,6 +100,9 @@ enum Scenario {
     /// latency, extra CPU), and its list call over `--rows` stored
     /// workflows (default 100,000 for this scenario).
     Dashboard,
+    /// Submit through interlockd exporting traces over OTLP beside one
+    /// that does not (children pinned as for `compare`): the overhead.
+    Traced,
 }
 
 #[derive(Serialize)]
@@ -209,6 +212,10 @@ async fn main() -> anyhow::Result<()> {
             })
             .await?,
         );
+    }
+    if cli.scenarios.contains(&Scenario::Traced) {
+        let bin = replicas::interlockd_path(cli.interlockd.clone())?;
+        rows.extend(traced::traced(&bin, cli.seconds, cli.runs.max(1)).await?);
     }
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -373,7 +373,8 @@ impl Engine {
         if inner.draining.is_cancelled() {
             return Err(EngineError::ShuttingDown);
         }
-        let verdict = self.check(&req);
+        // Debug spans: free unless a trace exporter asks for them.
+        let verdict = tracing::debug_span!("admission").in_scope(|| self.check(&req));
         let version = verdict.policy_version.clone();
         if let Some(e) = verdict.into_error(&req.name) {
             return Err(e);
@@ -391,7 +392,12 @@ impl Engine {
         if !inner.admission.approvals(&rec.req).is_empty() {
             rec.status = Status::AwaitingApproval;
         }
-        match inner.store.submit(&rec, &hash, audit).await? {
+        match inner
+            .store
+            .submit(&rec, &hash, audit)
+            .instrument(tracing::debug_span!("store.submit"))
+            .await?
+        {
             SubmitOutcome::Inserted => {
                 // Debug, not info: a line per Submit costs a formatted write
                 // at thousands a second, and the audit log records each one.

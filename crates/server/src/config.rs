@@ -42,6 +42,10 @@ pub struct Config {
     pub drain: Duration,
     /// `text` or `json` logs. Default `text`.
     pub log_format: LogFormat,
+    /// OTLP/gRPC collector to export traces to, e.g.
+    /// `http://127.0.0.1:4317`; `null` (the default) exports nothing.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
     /// Request size limits.
     pub limits: Limits,
     /// Periodic re-read of the config files, backing up file-change events.
@@ -176,6 +180,7 @@ impl Default for Config {
             sync: SyncMode::Full,
             drain: Duration::from_secs(10),
             log_format: LogFormat::Text,
+            otlp_endpoint: None,
             limits: Limits::default(),
             reload_interval: Duration::from_secs(1),
             erase_target: None,
@@ -242,6 +247,10 @@ pub struct Args {
     /// Log format [default: text].
     #[arg(long, env = "INTERLOCK_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// Export traces over OTLP/gRPC to this collector, e.g.
+    /// http://127.0.0.1:4317 [default: none].
+    #[arg(long, env = "INTERLOCK_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Listen on a non-loopback address without TLS and authentication
     /// (anyone who can reach it can run and stop work). Logged loudly.
     #[arg(long, env = "INTERLOCK_INSECURE")]
@@ -425,6 +434,9 @@ impl Config {
         if let Some(t) = &args.erase_target {
             c.erase_target = Some(t.clone());
         }
+        if let Some(e) = &args.otlp_endpoint {
+            c.otlp_endpoint = Some(e.clone());
+        }
         if let Some(a) = args.http_listen.as_deref() {
             c.http_listen = addr_or_off::parse(a).map_err(|e| format!("--http-listen {e}"))?;
         }
@@ -535,6 +547,13 @@ impl Config {
                 "refusing to serve the HTTP API and dashboard on {h} without {missing}. It uses \
                  the gRPC listener's --tls-cert/--tls-key and --auth; or serve it on 127.0.0.1, \
                  turn it off (--http-listen off), or pass --insecure"
+            ));
+        }
+        if let Some(e) = &self.otlp_endpoint
+            && !(e.starts_with("http://") || e.starts_with("https://"))
+        {
+            return Err(format!(
+                "otlp_endpoint {e:?} must be a URL like http://127.0.0.1:4317 (OTLP over gRPC)"
             ));
         }
         if self.lease_ttl < Duration::from_millis(100) {

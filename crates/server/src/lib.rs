@@ -17,6 +17,7 @@
 //!   periodic re-read + SIGHUP), last-known-good and fail-closed.
 //! - [`control`]: the Control service (policy state, e-stop, buckets).
 //! - [`metrics`]: Prometheus `/metrics` and the RPC metrics layer.
+//! - [`telemetry`]: the log subscriber and OpenTelemetry trace export.
 //! - [`http`]: the HTTP/JSON API, an adapter over the same services.
 //! - [`web`]: the dashboard (pages, sign-in, assets, security headers).
 //!
@@ -38,27 +39,10 @@ pub mod metrics;
 pub mod notify;
 pub mod server;
 pub mod service;
+pub mod telemetry;
 pub mod tls;
 pub mod web;
 
 pub use config::{Args, Config};
 
-/// Installs the global `tracing` subscriber: human text (colours only on a
-/// terminal) or JSON lines, on stderr, filtered by `RUST_LOG` (default
-/// `info`). Workflow work runs inside `workflow{id, name, trace_id}` and
-/// `job{block, job, name}` spans, so every line names what it is about.
-pub fn init_logs(format: config::LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Logs go to stderr: stdout carries the "listening on" line for scripts.
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let b = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(tty);
-    match format {
-        config::LogFormat::Json => b.json().init(),
-        config::LogFormat::Text => b.init(),
-    }
-}
 pub use server::{Running, ServerBuilder};

@@ -509,9 +509,14 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        use tracing::Instrument as _;
         let method = method_label(req.uri().path());
         let started = Instant::now();
-        let fut = self.inner.call(req);
+        // The handler runs inside the call's span, so what it starts (a
+        // workflow's span, on Exec) belongs to the caller's trace.
+        let span =
+            crate::telemetry::rpc_span(req.uri().path().trim_start_matches('/'), req.headers());
+        let fut = span.in_scope(|| self.inner.call(req)).instrument(span);
         Box::pin(async move {
             let r = fut.await;
             let code = match &r {

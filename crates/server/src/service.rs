@@ -75,7 +75,20 @@ impl Api {
 
     async fn submit(&self, r: Request<v1::WorkReq>) -> Result<v1::WorkResp, Status> {
         let who = Caller::of(&r);
-        let req = r.into_inner();
+        // A caller's W3C trace continues into the workflow when the request
+        // names no trace of its own.
+        let traced = r
+            .metadata()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::telemetry::trace_id_of)
+            .map(str::to_string);
+        let mut req = r.into_inner();
+        if req.trace_id.is_empty()
+            && let Some(t) = traced
+        {
+            req.trace_id = t;
+        }
         let name = req.name.clone();
         let result = async {
             self.guard.check(&who.who, Action::Submit, &name)?;

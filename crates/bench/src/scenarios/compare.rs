@@ -94,7 +94,7 @@ pub async fn serve_noop() -> anyhow::Result<()> {
 }
 
 /// Pins every thread of `pid` to `cpu`; false when that is not possible.
-fn pin(pid: u32, cpu: usize) -> bool {
+pub(crate) fn pin(pid: u32, cpu: usize) -> bool {
     Command::new("taskset")
         .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
         .stdout(Stdio::null())
@@ -129,6 +129,15 @@ fn start_noop() -> anyhow::Result<(NoopChild, String)> {
 }
 
 fn start_interlockd(bin: &Path, dir: &Path) -> anyhow::Result<Daemon> {
+    start_interlockd_with(bin, dir, &[])
+}
+
+/// [`start_interlockd`] with further flags.
+pub(crate) fn start_interlockd_with(
+    bin: &Path,
+    dir: &Path,
+    extra: &[String],
+) -> anyhow::Result<Daemon> {
     let configs = dir.join("configs");
     std::fs::create_dir_all(&configs)?;
     std::fs::copy(
@@ -148,8 +157,9 @@ fn start_interlockd(bin: &Path, dir: &Path) -> anyhow::Result<Daemon> {
         configs.join("es.json"),
         r#"[{"Name": "compare", "Status": "go"}]"#,
     )?;
-    let mut spec =
-        DaemonSpec::new(&bin.display().to_string(), dir).args(["--max-in-flight", "100000"]);
+    let mut spec = DaemonSpec::new(&bin.display().to_string(), dir)
+        .args(["--max-in-flight", "100000"])
+        .args(extra.iter().cloned());
     // As shipped: interlockd logs at info unless told otherwise.
     spec.log = "info".into();
     spec.spawn()
@@ -158,7 +168,7 @@ fn start_interlockd(bin: &Path, dir: &Path) -> anyhow::Result<Daemon> {
 
 /// Submits on `conc` connections for `seconds`; OK latencies in ms and the
 /// error count.
-async fn load(addr: &str, conc: usize, seconds: u64) -> anyhow::Result<(Vec<f64>, u64)> {
+pub(crate) async fn load(addr: &str, conc: usize, seconds: u64) -> anyhow::Result<(Vec<f64>, u64)> {
     let mut clients = Vec::new();
     for _ in 0..conc {
         let ch = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?

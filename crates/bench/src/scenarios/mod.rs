@@ -9,5 +9,6 @@ pub mod reload;
 pub mod replicas;
 pub mod retention;
 pub mod submit;
+pub mod traced;
 pub mod transitions;
 pub mod workflows;

@@ -192,6 +192,11 @@ impl Inner {
             let (run, end) = self
                 .clone()
                 .run_block(&rec, bi, &active, std::mem::take(&mut ended))
+                .instrument(tracing::info_span!(
+                    "block",
+                    block = bi,
+                    jobs = rec.blocks[bi].jobs.len()
+                ))
                 .await;
             ended.extend(end);
             had_errors |= run.has_error;
@@ -409,7 +414,10 @@ impl Inner {
             let ctx = self.job_ctx(rec, bi, ji, active, &jr);
             let number = ctx.attempt;
             let started = self.opts.clock.now();
-            let run = self.runner.run(&ctx, spec);
+            let run = self
+                .runner
+                .run(&ctx, spec)
+                .instrument(tracing::debug_span!("attempt", number));
             let r = match spec.timeout {
                 Some(t) if !t.is_zero() => tokio::select! {
                     r = run => r,

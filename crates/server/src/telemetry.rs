@@ -1,0 +1,177 @@
+//! Logs and traces: the global `tracing` subscriber, and, when an OTLP
+//! endpoint is configured, OpenTelemetry spans exported over OTLP/gRPC.
+//!
+//! Every `tracing` span the server opens (an `rpc` span per gRPC call, the
+//! engine's `workflow`, `block` and `job` spans, admission steps) becomes
+//! an OpenTelemetry span through `tracing-opentelemetry`; nothing in the
+//! engine knows about OpenTelemetry. A gRPC call carrying a W3C
+//! `traceparent` continues the caller's trace, and Submit stores that
+//! trace's id with the workflow (`trace_id`) when the request names none.
+//!
+//! Invariants:
+//! - With no endpoint configured nothing is exported and no `rpc` span is
+//!   made (the hot path pays one relaxed load).
+//! - Export never blocks a call: spans are batched and sent by the SDK's
+//!   own worker; an unreachable collector loses spans, not requests.
+//! - [`Telemetry::shutdown`] flushes what is batched before the process
+//!   exits.
+
+use crate::config::LogFormat;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported (an OTLP endpoint is configured).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
+/// What must be flushed at exit.
+#[must_use = "call shutdown() before exiting, or batched spans are lost"]
+pub struct Telemetry {
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends what is batched (bounded by the SDK's export timeout).
+    pub fn shutdown(self) {
+        if let Some(p) = self.provider
+            && let Err(e) = p.shutdown()
+        {
+            eprintln!("interlockd: flushing traces: {e}");
+        }
+    }
+}
+
+/// Installs the global subscriber: human text (colours only on a terminal)
+/// or JSON lines on stderr, filtered by `RUST_LOG` (default `info`); and,
+/// with `otlp_endpoint`, an OpenTelemetry layer exporting to it.
+pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Telemetry, String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr: stdout carries the "listening on" line for scripts.
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(tty);
+    let fmt = match format {
+        LogFormat::Json => fmt.json().boxed(),
+        LogFormat::Text => fmt.boxed(),
+    };
+    let (otel, provider) = match otlp_endpoint {
+        None => (None, None),
+        Some(endpoint) => {
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .with_timeout(std::time::Duration::from_secs(5))
+                .build()
+                .map_err(|e| format!("OTLP exporter for {endpoint}: {e}"))?;
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name("interlockd")
+                        .build(),
+                )
+                .build();
+            opentelemetry::global::set_text_map_propagator(
+                opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+            );
+            let tracer = provider.tracer("interlockd");
+            EXPORTING.store(true, Ordering::Relaxed);
+            (
+                Some(tracing_opentelemetry::layer().with_tracer(tracer)),
+                Some(provider),
+            )
+        }
+    };
+    // Each layer filters for itself: logs by RUST_LOG; traces take
+    // Interlock's own spans down to debug (admission steps, store commits),
+    // which cost nothing when no exporter wants them.
+    let otel = otel.map(|l| {
+        l.with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("interlock", tracing::Level::DEBUG),
+        )
+    });
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel)
+        .try_init()
+        .map_err(|e| format!("logging: {e}"))?;
+    Ok(Telemetry { provider })
+}
+
+struct Headers<'a>(&'a http::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// The span for one gRPC call, continuing the caller's trace when the call
+/// carries a `traceparent`; a disabled span when nothing is exported.
+pub fn rpc_span(method: &str, headers: &http::HeaderMap) -> tracing::Span {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !exporting() {
+        return tracing::Span::none();
+    }
+    let span = tracing::info_span!("rpc", otel.name = %method, rpc.system = "grpc",
+        otel.kind = "server");
+    if headers.contains_key("traceparent") {
+        let parent =
+            opentelemetry::global::get_text_map_propagator(|p| p.extract(&Headers(headers)));
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// The trace id (32 lowercase hex digits) of a W3C `traceparent` value
+/// (`00-<trace id>-<parent id>-<flags>`), if it is well formed and not
+/// all zeros.
+pub fn trace_id_of(traceparent: &str) -> Option<&str> {
+    let mut parts = traceparent.trim().split('-');
+    let (version, trace, parent, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let ok = hex(version, 2)
+        && version != "ff"
+        && hex(trace, 32)
+        && trace.bytes().any(|b| b != b'0')
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace.bytes().all(|b| !b.is_ascii_uppercase());
+    ok.then_some(trace)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn trace_ids_are_read_from_well_formed_traceparents_only() {
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(
+            super::trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")),
+            Some(id)
+        );
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(super::trace_id_of(bad), None, "{bad:?}");
+        }
+    }
+}
