@@ -85,10 +85,15 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Telemetry,
             );
             let tracer = provider.tracer("interlockd");
             EXPORTING.store(true, Ordering::Relaxed);
-            (
-                Some(tracing_opentelemetry::layer().with_tracer(tracer)),
-                Some(provider),
-            )
+            // Per-span extras cost time on every poll (busy/idle tracking)
+            // or allocate attributes (source location, thread); a span's
+            // name, fields, timing and parent are what a trace needs.
+            let layer = tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_tracked_inactivity(false)
+                .with_location(false)
+                .with_threads(false);
+            (Some(layer), Some(provider))
         }
     };
     // Each layer filters for itself: logs by RUST_LOG; traces take
