@@ -138,15 +138,15 @@ impl Tokens {
     /// The name of the token `presented`, if it is known and, at `now`,
     /// not expired.
     pub fn verify(&self, presented: &str, now: SystemTime) -> Result<&str, Refused> {
+        self.entry(presented, now).map(|(_, k)| k.name.as_str())
+    }
+
+    /// The hash and entry of the token `presented`, if it is good at `now`.
+    fn entry(&self, presented: &str, now: SystemTime) -> Result<([u8; 32], &Known), Refused> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let k = self.by_hash.get(&digest).ok_or(Refused::Unknown)?;
-        match k.expires {
-            Some(at) if now >= at => Err(Refused::Expired {
-                name: k.name.clone(),
-                at: humantime::format_rfc3339_seconds(at).to_string(),
-            }),
-            _ => Ok(&k.name),
-        }
+        k.current(now)?;
+        Ok((digest, k))
     }
 
     pub fn len(&self) -> usize {
@@ -155,6 +155,19 @@ impl Tokens {
 
     pub fn is_empty(&self) -> bool {
         self.by_hash.is_empty()
+    }
+}
+
+impl Known {
+    /// Refused once past its expiry.
+    fn current(&self, now: SystemTime) -> Result<(), Refused> {
+        match self.expires {
+            Some(at) if now >= at => Err(Refused::Expired {
+                name: self.name.clone(),
+                at: humantime::format_rfc3339_seconds(at).to_string(),
+            }),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -13,7 +13,6 @@
   const FINAL = new Set(['StatusFailed', 'StatusCompleted', 'StatusCancelled', 'StatusStopped', 'StatusSkipped']);
   const STATUSES = ['StatusNotStarted', 'StatusAwaitingApproval', 'StatusRunning', 'StatusPaused',
     'StatusCompleted', 'StatusFailed', 'StatusCancelled', 'StatusStopped', 'StatusInterrupted', 'StatusSkipped'];
-  const ACTIONS = ['submit', 'exec', 'read', 'cancel', 'pause', 'estop', 'admin'];
   const enc = encodeURIComponent;
 
   // ---- DOM ---------------------------------------------------------------
@@ -543,6 +542,6 @@
     await route();
   }
   // Exposed for tests and the console: the API helper (CSRF included).
-  window.interlock = { api, ACTIONS };
+  window.interlock = { api };
   start();
 })();

@@ -81,6 +81,9 @@ pub fn router(state: HttpApi) -> axum::Router {
     pages
         .merge(api)
         .layer(axum::middleware::from_fn(move |req, next| {
+            same_origin(web, req, next)
+        }))
+        .layer(axum::middleware::from_fn(move |req, next| {
             crate::web::secure_headers(web, req, next)
         }))
         .layer(axum::middleware::from_fn(measure))
@@ -220,14 +223,24 @@ async fn measure(req: Request, next: Next) -> Response {
     resp
 }
 
+fn mutating(req: &Request) -> bool {
+    !matches!(*req.method(), Method::GET | Method::HEAD)
+}
+
+/// What no credential makes acceptable, refused before any route (pages and
+/// API alike): a state change from another origin, a rebinding `Host`.
+async fn same_origin(web: WebPolicy, req: Request, next: Next) -> Response {
+    match session::check(req.headers(), req.uri(), mutating(&req), web) {
+        Ok(()) => next.run(req).await,
+        Err(why) => refusal(tonic::Status::permission_denied(why)),
+    }
+}
+
 /// The gRPC authentication, on the same headers (or, with authentication
 /// on, the dashboard's session cookie); the caller's address (and client
 /// certificate) is kept as the gRPC server keeps it, for the audit log.
 async fn authenticate(guard: Guard, web: WebPolicy, mut req: Request, next: Next) -> Response {
-    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD);
-    if let Err(why) = session::check(req.headers(), req.uri(), mutating, web) {
-        return refusal(tonic::Status::permission_denied(why));
-    }
+    let mutating = mutating(&req);
     if let Some(peer) = req
         .extensions()
         .get::<ConnectInfo<Peer>>()

@@ -173,6 +173,34 @@ pub fn start(
     Ok(Tls(rx))
 }
 
+/// The configuration in force with `alpn` offered: `base` itself when it
+/// already offers that, else a copy made once per configuration in force
+/// (kept in `derived` with the base it came from), not once per connection.
+fn offering(
+    derived: &mut Option<(Arc<ServerConfig>, Arc<ServerConfig>)>,
+    base: Arc<ServerConfig>,
+    alpn: &[&[u8]],
+) -> Arc<ServerConfig> {
+    if base
+        .alpn_protocols
+        .iter()
+        .map(Vec::as_slice)
+        .eq(alpn.iter().copied())
+    {
+        return base;
+    }
+    match derived {
+        Some((from, cfg)) if Arc::ptr_eq(from, &base) => cfg.clone(),
+        _ => {
+            let mut c = (*base).clone();
+            c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            let cfg = Arc::new(c);
+            *derived = Some((base, cfg.clone()));
+            cfg
+        }
+    }
+}
+
 /// ALPN for gRPC: HTTP/2 only.
 pub const ALPN_GRPC: &[&[u8]] = &[b"h2"];
 /// ALPN for the HTTP API and dashboard: HTTP/2 first (a browser's Watch
@@ -191,6 +219,7 @@ pub fn incoming(
     let (tx, rx) = mpsc::channel(64);
     let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
+        let mut derived = None;
         loop {
             let permit = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -211,17 +240,7 @@ pub fn incoming(
             };
             // See server.rs: Nagle plus delayed ACKs stalls responses.
             let _ = tcp.set_nodelay(true);
-            let mut cfg = tls.0.borrow().clone();
-            if cfg
-                .alpn_protocols
-                .iter()
-                .map(Vec::as_slice)
-                .ne(alpn.iter().copied())
-            {
-                let mut c = (*cfg).clone();
-                c.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-                cfg = Arc::new(c);
-            }
+            let cfg = offering(&mut derived, tls.0.borrow().clone(), alpn);
             let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
             let tx = tx.clone();
             tokio::spawn(async move {

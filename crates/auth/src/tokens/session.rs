@@ -61,9 +61,7 @@ impl Tokens {
         now: SystemTime,
         ttl: Duration,
     ) -> Result<(String, &str), Refused> {
-        let name = self.verify(presented, now)?;
-        let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let k = &self.by_hash[&digest];
+        let (digest, k) = self.entry(presented, now)?;
         let mut until = now + ttl;
         if let Some(at) = k.expires {
             until = until.min(at);
@@ -74,7 +72,7 @@ impl Tokens {
             .as_secs();
         let body = format!("{}.{secs}", hex::encode(session_id(&digest)));
         let tag = hex::encode(mac(&digest, b"session v1\0", &body).finalize().into_bytes());
-        Ok((format!("{body}.{tag}"), name))
+        Ok((format!("{body}.{tag}"), k.name.as_str()))
     }
 
     /// The name of the token behind a session value, if the session is
@@ -93,14 +91,8 @@ impl Tokens {
         if now >= SystemTime::UNIX_EPOCH + Duration::from_secs(secs) {
             return Err(SessionRefused::Expired);
         }
-        match k.expires {
-            Some(at) if now >= at => Err(Refused::Expired {
-                name: k.name.clone(),
-                at: humantime::format_rfc3339_seconds(at).to_string(),
-            }
-            .into()),
-            _ => Ok(&k.name),
-        }
+        k.current(now)?;
+        Ok(&k.name)
     }
 
     /// The CSRF token of a session value (`None` when its token is gone).
