@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
         "interlock/v1/workflow.proto",
         "interlock/v1/control.proto",
+        "interlock/v1/templates.proto",
         "diskerase.proto",
     ];
     for f in &files {

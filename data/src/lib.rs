@@ -165,6 +165,31 @@ impl Inventory {
     }
 }
 
+/// What templates check parameter values against and fan out over.
+impl interlock_templates::Inventory for Inventory {
+    fn site_exists(&self, site: &str) -> bool {
+        self.sites.contains_key(site)
+    }
+
+    fn machine_exists(&self, machine: &str) -> bool {
+        self.machines.values().any(|m| m.name == machine)
+    }
+
+    fn machines_of(&self, site: &str) -> Option<Vec<String>> {
+        self.site(site)?;
+        Some(
+            self.machines_at(site)
+                .into_iter()
+                .map(|m| m.name.clone())
+                .collect(),
+        )
+    }
+
+    fn site_names(&self) -> Vec<String> {
+        self.sites().into_iter().map(|s| s.name.clone()).collect()
+    }
+}
+
 fn read_records<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
         path: path.display().to_string(),

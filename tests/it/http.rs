@@ -409,3 +409,124 @@ async fn calls_are_counted_by_route_template_not_by_id() {
     assert!(line.contains(r#"method="GET""#), "{line}");
     assert!(!m.contains(missing), "ids never become labels");
 }
+
+#[tokio::test]
+async fn templates_over_http_take_the_grpc_path() {
+    let s = TestServer::start().await;
+    let text = std::fs::read_to_string(
+        interlock_tests::repo().join("configs/templates/erase-satellite.yaml"),
+    )
+    .unwrap();
+    let (code, applied) = call(
+        &s,
+        "POST",
+        "/api/v1/templates",
+        None,
+        Some(json!({"text": text})),
+    )
+    .await;
+    assert_eq!(code, 200, "{applied}");
+    assert_eq!(applied["revision"], 1);
+    let (code, listed) = call(&s, "GET", "/api/v1/templates", None, None).await;
+    assert_eq!(code, 200);
+    assert_eq!(listed["templates"][0]["name"], "erase-satellite");
+    let (code, one) = call(
+        &s,
+        "GET",
+        "/api/v1/templates/erase-satellite?revision=1",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((code, one["latest"].as_u64()), (200, Some(1)), "{one}");
+
+    let params = json!({"site": "aab", "ticket": "CHG-1"});
+    let (code, dry) = call(
+        &s,
+        "POST",
+        "/api/v1/templates/erase-satellite/instantiate",
+        None,
+        Some(json!({"params": params, "dryRun": true})),
+    )
+    .await;
+    assert_eq!(code, 200, "{dry}");
+    assert_eq!(dry["id"], "");
+    assert_eq!(dry["validation"]["ok"], true, "{dry}");
+    assert_eq!(
+        dry["request"]["blocks"][1]["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        8
+    );
+
+    let (code, bad) = call(
+        &s,
+        "POST",
+        "/api/v1/templates/erase-satellite/instantiate",
+        None,
+        Some(json!({"params": {"site": "aab", "ticket": "nope"}})),
+    )
+    .await;
+    assert_eq!(
+        (code, bad["code"].as_str()),
+        (400, Some("INVALID_ARGUMENT")),
+        "{bad}"
+    );
+    assert!(
+        bad["message"]
+            .as_str()
+            .unwrap()
+            .contains("parameter \"ticket\""),
+        "{bad}"
+    );
+
+    let (code, made) = call(
+        &s,
+        "POST",
+        "/api/v1/templates/erase-satellite/instantiate",
+        None,
+        Some(json!({"params": params})),
+    )
+    .await;
+    assert_eq!(code, 200, "{made}");
+    let id = made["id"].as_str().unwrap().to_string();
+    let st = s.client().await.status(&id).await.unwrap();
+    assert_eq!(st.labels["interlock.template"], "erase-satellite");
+
+    let (code, off) = call(
+        &s,
+        "POST",
+        "/api/v1/templates/erase-satellite/disable",
+        None,
+        Some(json!({"reason": "freeze"})),
+    )
+    .await;
+    assert_eq!(
+        (code, off["disabled"].as_bool()),
+        (200, Some(true)),
+        "{off}"
+    );
+    let (code, refused) = call(
+        &s,
+        "POST",
+        "/api/v1/templates/erase-satellite/instantiate",
+        None,
+        Some(json!({"params": params})),
+    )
+    .await;
+    assert_eq!(
+        (code, refused["code"].as_str()),
+        (400, Some("FAILED_PRECONDITION")),
+        "{refused}"
+    );
+    let (code, _) = call(
+        &s,
+        "GET",
+        "/api/v1/templates/erase-satellite/disable",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 405, "no state change on GET");
+}

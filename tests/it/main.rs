@@ -33,6 +33,7 @@ mod restart;
 mod retention;
 mod security;
 mod submit;
+mod templates;
 mod upgrade;
 mod watch;
 mod web;

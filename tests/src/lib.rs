@@ -68,10 +68,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let configs = dir.path().join("configs");
         std::fs::create_dir_all(&configs).unwrap();
-        for entry in std::fs::read_dir(repo().join("configs")).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), configs.join(entry.file_name())).unwrap();
-        }
+        copy_dir(&repo().join("configs"), &configs);
         admit_x(&configs);
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -286,6 +283,20 @@ where
             "timed out waiting for: {what}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Copies the files of `from` into `to`, subdirectories included.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
     }
 }
 

@@ -45,18 +45,22 @@ pub enum Action {
     Pause,
     /// Set or clear an emergency stop.
     Estop,
+    /// Create, disable and enable workflow templates (its patterns match
+    /// template names).
+    Template,
     /// Everything above, and the audit log.
     Admin,
 }
 
 impl Action {
-    pub const ALL: [Action; 7] = [
+    pub const ALL: [Action; 8] = [
         Action::Submit,
         Action::Exec,
         Action::Read,
         Action::Cancel,
         Action::Pause,
         Action::Estop,
+        Action::Template,
         Action::Admin,
     ];
 
@@ -68,6 +72,7 @@ impl Action {
             Action::Cancel => "cancel",
             Action::Pause => "pause",
             Action::Estop => "estop",
+            Action::Template => "template",
             Action::Admin => "admin",
         }
     }

@@ -85,6 +85,13 @@ enum Cmd {
     Resolve(cmd::lifecycle::ResolveArgs),
     /// Submit a workflow's request again.
     Clone(cmd::clone::Args),
+    /// Instantiate a template with parameter values and start the workflow.
+    Run(cmd::run::Args),
+    /// Workflow templates kept on the server, with their revisions.
+    Template {
+        #[command(subcommand)]
+        cmd: cmd::template::TemplateCmd,
+    },
     /// The emergency stop.
     Es {
         #[command(subcommand)]
@@ -151,6 +158,8 @@ async fn run(cli: Cli, t: &Target) -> Out {
         Cmd::Reject(a) => cmd::lifecycle::decide(a, false, t, json).await,
         Cmd::Resolve(a) => cmd::lifecycle::resolve(a, t, json).await,
         Cmd::Clone(a) => cmd::clone::run(a, t, json).await,
+        Cmd::Run(a) => cmd::run::run(a, t, json).await,
+        Cmd::Template { cmd } => cmd::template::run(cmd, t, json).await,
         Cmd::Es { cmd } => cmd::es::run(cmd, t, json).await,
         Cmd::Admin { cmd } => cmd::admin::run(cmd, t, json).await,
         Cmd::Buckets => cmd::buckets::run(t, json).await,

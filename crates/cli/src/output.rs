@@ -57,6 +57,7 @@ macro_rules! proto {
 }
 
 proto!(
+    ApplyTemplateResp,
     ApproveResp,
     BackupResp,
     AuditResp,
@@ -65,14 +66,17 @@ proto!(
     ClusterResp,
     EmergencyStopStateResp,
     ExecResp,
+    InstantiateResp,
     JobCatalogResp,
     LimitsResp,
     ListResp,
+    ListTemplatesResp,
     PauseResp,
     PolicyStateResp,
     ResolveJobResp,
     ResumeResp,
     StatusResp,
+    TemplateInfo,
     ValidateResp,
     WatchEvent,
     WhoAmIResp,

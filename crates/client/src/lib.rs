@@ -16,6 +16,7 @@ pub mod args;
 pub mod display;
 
 use interlock_proto::v1;
+use interlock_proto::v1::templates_client::TemplatesClient;
 use interlock_proto::v1::workflow_client::WorkflowClient;
 use rand::Rng;
 use std::path::Path;
@@ -215,6 +216,7 @@ impl Error {
 #[derive(Clone)]
 pub struct Client {
     inner: WorkflowClient<Transport>,
+    templates: TemplatesClient<Transport>,
     opts: Options,
 }
 
@@ -239,7 +241,8 @@ impl Client {
     pub async fn connect(addr: &str, opts: Options) -> Result<Self, Error> {
         let channel = transport(addr, &opts).await?;
         Ok(Self {
-            inner: WorkflowClient::new(channel).max_decoding_message_size(usize::MAX),
+            inner: WorkflowClient::new(channel.clone()).max_decoding_message_size(usize::MAX),
+            templates: TemplatesClient::new(channel).max_decoding_message_size(usize::MAX),
             opts,
         })
     }
@@ -258,14 +261,24 @@ impl Client {
         exp.mul_f64(rand::rng().random::<f64>())
     }
 
-    async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    async fn retry<T, F, Fut>(&self, call: F) -> Result<T, Error>
     where
         F: FnMut(WorkflowClient<Transport>, u32) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,
     {
+        self.retry_on(&self.inner, call).await
+    }
+
+    /// Calls `call` with a copy of `client` until it succeeds, fails for
+    /// good, or the attempts run out.
+    async fn retry_on<C: Clone, T, F, Fut>(&self, client: &C, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut(C, u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
         let mut attempt = 0;
         loop {
-            match call(self.inner.clone(), attempt).await {
+            match call(client.clone(), attempt).await {
                 Ok(v) => return Ok(v),
                 Err(s) if retryable(&s) && attempt + 1 < self.opts.max_attempts => {
                     tokio::time::sleep(self.backoff(attempt)).await;
@@ -287,6 +300,27 @@ impl Client {
             async move { Ok(c.submit(req).await?.into_inner().id) }
         })
         .await
+    }
+
+    /// Instantiates a template (or dry-runs it). Sets `request_id` when
+    /// empty so that retries cannot create a second workflow.
+    pub async fn instantiate(
+        &self,
+        mut req: v1::InstantiateReq,
+    ) -> Result<v1::InstantiateResp, Error> {
+        if req.request_id.is_empty() && !req.dry_run {
+            req.request_id = uuid::Uuid::now_v7().to_string();
+        }
+        self.retry_on(&self.templates, |mut c, _| {
+            let req = req.clone();
+            async move { Ok(c.instantiate(req).await?.into_inner()) }
+        })
+        .await
+    }
+
+    /// The raw generated Templates client.
+    pub fn templates(&self) -> TemplatesClient<Transport> {
+        self.templates.clone()
     }
 
     /// Starts a submitted workflow.

@@ -38,6 +38,11 @@ mod peers;
 mod recovery;
 mod retention;
 pub use retention::{Retention, Swept};
+mod templates;
+pub use templates::{
+    Instantiate, Instantiated, RESERVED_LABEL_PREFIX, TEMPLATE_LABEL, TEMPLATE_REVISION_LABEL,
+    TemplateApplied, TemplateView,
+};
 
 pub use follow::{Follower, Watched};
 pub(crate) use lifecycle::clamp_page;
@@ -84,6 +89,9 @@ pub struct EngineOptions {
     pub retention: Retention,
     /// The token buckets, for dry runs to report levels.
     pub buckets: Option<Arc<crate::Buckets>>,
+    /// The sites and machines templates check values against and fan out
+    /// over (empty by default: every site value is refused).
+    pub inventory: Arc<dyn interlock_templates::Inventory>,
 }
 
 impl Default for EngineOptions {
@@ -98,7 +106,26 @@ impl Default for EngineOptions {
             concurrency: Arc::default(),
             retention: Retention::default(),
             buckets: None,
+            inventory: Arc::new(NoInventory),
         }
+    }
+}
+
+/// An inventory with nothing in it.
+struct NoInventory;
+
+impl interlock_templates::Inventory for NoInventory {
+    fn site_exists(&self, _: &str) -> bool {
+        false
+    }
+    fn machine_exists(&self, _: &str) -> bool {
+        false
+    }
+    fn machines_of(&self, _: &str) -> Option<Vec<String>> {
+        None
+    }
+    fn site_names(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -315,11 +342,21 @@ impl Engine {
     /// limits, each job's arguments against live state (inventory, bucket
     /// names), the policies in force, and the emergency stop.
     pub fn check(&self, req: &WorkReq) -> Verdict {
+        self.verdict(req, false)
+    }
+
+    /// [`Engine::check`]; `trusted` for a request the server built (a clone,
+    /// an instantiation), which may carry the server's own labels.
+    fn verdict(&self, req: &WorkReq, trusted: bool) -> Verdict {
         let inner = &self.inner;
         let mut v = Verdict {
             invalid: validate_structure(req, self.catalog(), &inner.opts.limits),
             ..Verdict::default()
         };
+        if !trusted {
+            v.invalid
+                .extend(templates::reserved_labels(req.labels.keys()));
+        }
         // Only jobs that passed their schema: one problem, one message.
         // (A set, so the cost stays linear in jobs plus violations.)
         let flagged: std::collections::HashSet<(usize, usize)> = v
@@ -358,15 +395,16 @@ impl Engine {
     /// Checks, admits and stores a request; returns its id. `audit`, if
     /// given, is committed with the submission.
     pub async fn submit(&self, req: WorkReq, audit: Option<AuditEntry>) -> Result<String> {
-        self.submit_record(req, audit, |_| {}).await
+        self.submit_record(req, audit, false, |_| {}).await
     }
 
     /// Submit, with `prepare` adjusting the new record before it is stored
-    /// (Clone carries completed jobs over).
+    /// (Clone carries completed jobs over); `trusted` as for `verdict`.
     async fn submit_record(
         &self,
         req: WorkReq,
         audit: Option<AuditEntry>,
+        trusted: bool,
         prepare: impl FnOnce(&mut WorkflowRecord),
     ) -> Result<String> {
         let inner = &self.inner;
@@ -374,7 +412,7 @@ impl Engine {
             return Err(EngineError::ShuttingDown);
         }
         // Debug spans: free unless a trace exporter asks for them.
-        let verdict = tracing::debug_span!("admission").in_scope(|| self.check(&req));
+        let verdict = tracing::debug_span!("admission").in_scope(|| self.verdict(&req, trusted));
         let version = verdict.policy_version.clone();
         if let Some(e) = verdict.into_error(&req.name) {
             return Err(e);

@@ -109,9 +109,37 @@ pub enum EngineError {
         "workflow {id} is run by server instance {owner}, which did not confirm in time; retry"
     )]
     Elsewhere { id: String, owner: String },
+    /// No such template (or revision of it).
+    #[error("{}", no_template(.name, *.revision, *.latest, .hint.as_deref()))]
+    NoTemplate {
+        name: String,
+        revision: Option<u32>,
+        /// The template's newest revision, when the template exists.
+        latest: Option<u32>,
+        /// A template name close to `name`.
+        hint: Option<String>,
+    },
     /// The e-stop file could not be changed.
     #[error(transparent)]
     EsFile(#[from] crate::estop::EsFileError),
+}
+
+fn no_template(
+    name: &str,
+    revision: Option<u32>,
+    latest: Option<u32>,
+    hint: Option<&str>,
+) -> String {
+    match (revision, latest) {
+        (Some(r), Some(l)) => {
+            format!("template {name:?} has no revision {r}; its revisions are 1 to {l}")
+        }
+        _ => format!(
+            "no template named {name:?}{}; `interlock template list` shows them",
+            hint.map(|h| format!(" (did you mean {h:?}?)"))
+                .unwrap_or_default()
+        ),
+    }
 }
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

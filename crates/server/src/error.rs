@@ -106,9 +106,9 @@ pub fn engine_status(e: EngineError) -> Status {
         | EngineError::Stale { .. }
         | EngineError::EmergencyStopped { .. }
         | EngineError::WrongState(_)) => Status::failed_precondition(e.to_string()),
-        e @ (EngineError::NotFound(_) | EngineError::Pruned { .. }) => {
-            Status::not_found(e.to_string())
-        }
+        e @ (EngineError::NotFound(_)
+        | EngineError::Pruned { .. }
+        | EngineError::NoTemplate { .. }) => Status::not_found(e.to_string()),
         e @ (EngineError::NoSuchJob { .. }
         | EngineError::BadArgument(_)
         | EngineError::BadId(_)

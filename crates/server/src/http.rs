@@ -19,6 +19,8 @@
 //! - Nothing changes state on GET: every mutating route is a POST.
 //! - Watch is Server-Sent Events: one `event: watch` per WatchEvent.
 
+mod templates;
+
 use crate::auth::{Guard, peer};
 use crate::control::ControlApi;
 use crate::service::Api;
@@ -44,6 +46,7 @@ pub struct HttpApi {
     pub api: Api,
     /// Shared with the gRPC server: it serializes es.json writes.
     pub control: std::sync::Arc<ControlApi>,
+    pub templates: std::sync::Arc<crate::templates::TemplatesApi>,
     pub guard: Guard,
     /// The gRPC server's in-flight budget, shared.
     pub limit: crate::limit::InFlightLimitLayer,
@@ -69,6 +72,7 @@ pub fn router(state: HttpApi) -> axum::Router {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/cluster", get(cluster))
+        .merge(templates::routes())
         .fallback(|| async {
             refusal(tonic::Status::not_found(
                 "no such API route: see the README's HTTP API section",

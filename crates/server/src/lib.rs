@@ -40,6 +40,7 @@ pub mod notify;
 pub mod server;
 pub mod service;
 pub mod telemetry;
+pub mod templates;
 pub mod tls;
 pub mod web;
 

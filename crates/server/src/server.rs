@@ -124,7 +124,7 @@ impl ServerBuilder {
                 StartError::Config(format!("erase target {}: {e}", target.display()))
             })?);
         let mut registry = builtin_registry(BuiltinDeps {
-            inventory,
+            inventory: inventory.clone(),
             buckets: buckets.clone(),
             erase_duration: c.erase_duration,
             erase_target,
@@ -197,6 +197,7 @@ impl ServerBuilder {
                 },
                 concurrency,
                 buckets: Some(live.buckets.clone()),
+                inventory,
             },
         );
         notifier.start(&engine, shutdown.clone());
@@ -252,6 +253,11 @@ impl ServerBuilder {
         let reflection_err = |e| StartError::Other(format!("reflection: {e}"));
         let reflection_v1 = reflection().build_v1().map_err(reflection_err)?;
         let reflection_v1alpha = reflection().build_v1alpha().map_err(reflection_err)?;
+        let templates = Arc::new(crate::templates::TemplatesApi::new(
+            engine.clone(),
+            auditor.clone(),
+            guard.clone(),
+        ));
         let control = Arc::new(ControlApi::new(
             engine.clone(),
             live,
@@ -266,6 +272,7 @@ impl ServerBuilder {
                     crate::http::HttpApi {
                         api: api.clone(),
                         control: control.clone(),
+                        templates: templates.clone(),
                         guard: guard.clone(),
                         limit: in_flight.clone(),
                         web: crate::web::session::WebPolicy {
@@ -294,6 +301,10 @@ impl ServerBuilder {
                     .max_encoding_message_size(usize::MAX),
             )
             .add_service(v1::control_server::ControlServer::from_arc(control.clone()))
+            .add_service(
+                v1::templates_server::TemplatesServer::from_arc(templates.clone())
+                    .max_decoding_message_size(max),
+            )
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

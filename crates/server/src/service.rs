@@ -207,6 +207,48 @@ impl Api {
     }
 }
 
+/// Validate's answer: a dry run's verdict and what the request would meet.
+pub(crate) fn validate_resp(dry: interlock_engine::DryRun) -> v1::ValidateResp {
+    let (estop_mode, estop_reason) = match dry.halt {
+        Some(h) => (convert::es_mode(h.mode), h.reason),
+        None => (v1::EsMode::Go, String::new()),
+    };
+    v1::ValidateResp {
+        ok: dry.verdict.ok(),
+        violations: dry
+            .verdict
+            .violations()
+            .into_iter()
+            .map(wire_violation)
+            .collect(),
+        policy_version: dry.verdict.policy_version,
+        estop_mode: estop_mode as i32,
+        estop_reason,
+        buckets: dry
+            .buckets
+            .into_iter()
+            .map(|b| v1::BucketNeed {
+                bucket: b.bucket,
+                key: b.key,
+                needed: b.needed,
+                available: b.available.unwrap_or(0),
+                capacity: b.capacity,
+                next_token_in: b.next_token_in.map(convert::pdur),
+            })
+            .collect(),
+        approvals_needed: dry.approvals.iter().map(|a| a.approvals).sum(),
+        approval_role: dry
+            .approvals
+            .iter()
+            .map(|a| a.role.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        limits: dry.limits,
+        sites: dry.sites,
+        machines: dry.machines,
+    }
+}
+
 fn wire_violation(v: Violation) -> v1::Violation {
     v1::Violation {
         policy: v.policy,
@@ -317,45 +359,9 @@ impl v1::workflow_server::Workflow for Api {
         self.guard.check(&who, Action::Read, &req.name)?;
         let req = convert::work_req(req).map_err(bad_request)?;
         // Every check Submit makes, and what it would meet; nothing stored.
-        let dry = self.engine.dry_run(&req).await;
-        let (estop_mode, estop_reason) = match dry.halt {
-            Some(h) => (convert::es_mode(h.mode), h.reason),
-            None => (v1::EsMode::Go, String::new()),
-        };
-        Ok(Response::new(v1::ValidateResp {
-            ok: dry.verdict.ok(),
-            violations: dry
-                .verdict
-                .violations()
-                .into_iter()
-                .map(wire_violation)
-                .collect(),
-            policy_version: dry.verdict.policy_version,
-            estop_mode: estop_mode as i32,
-            estop_reason,
-            buckets: dry
-                .buckets
-                .into_iter()
-                .map(|b| v1::BucketNeed {
-                    bucket: b.bucket,
-                    key: b.key,
-                    needed: b.needed,
-                    available: b.available.unwrap_or(0),
-                    capacity: b.capacity,
-                    next_token_in: b.next_token_in.map(convert::pdur),
-                })
-                .collect(),
-            approvals_needed: dry.approvals.iter().map(|a| a.approvals).sum(),
-            approval_role: dry
-                .approvals
-                .iter()
-                .map(|a| a.role.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            limits: dry.limits,
-            sites: dry.sites,
-            machines: dry.machines,
-        }))
+        Ok(Response::new(validate_resp(
+            self.engine.dry_run(&req).await,
+        )))
     }
 
     async fn resolve_job(

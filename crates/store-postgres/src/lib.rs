@@ -24,6 +24,7 @@ mod read;
 mod retention;
 pub mod schema;
 mod sql;
+mod templates;
 pub mod testing;
 mod writer;
 
@@ -34,7 +35,8 @@ use interlock_core::{
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
     Notice, Pruned, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store,
-    StoreError, SubmitOutcome, Take, TakeOutcome, TakeRequest,
+    StoreError, StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest, TemplateDisabled,
+    TemplatePut, TemplateRevision,
 };
 use read::backend;
 use std::sync::{Arc, Mutex};
@@ -594,6 +596,30 @@ impl Store for PgStore {
 
     async fn stops(&self) -> Result<Vec<SharedStop>> {
         read::stops(&self.client().await?).await
+    }
+
+    async fn put_template(&self, rev: TemplateRevision) -> Result<TemplatePut> {
+        templates::put(&mut self.client().await?, &rev).await
+    }
+
+    async fn template(&self, name: &str, revision: Option<u32>) -> Result<Option<StoredTemplate>> {
+        templates::get(&self.client().await?, name, revision).await
+    }
+
+    async fn templates(&self) -> Result<Vec<StoredTemplate>> {
+        templates::all(&self.client().await?).await
+    }
+
+    async fn template_revisions(&self, name: &str) -> Result<Vec<TemplateRevision>> {
+        templates::revisions(&self.client().await?, name).await
+    }
+
+    async fn set_template_disabled(
+        &self,
+        name: &str,
+        disabled: Option<TemplateDisabled>,
+    ) -> Result<bool> {
+        templates::set_disabled(&self.client().await?, name, disabled.as_ref()).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<FeedItem> {

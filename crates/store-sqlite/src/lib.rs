@@ -22,6 +22,7 @@ mod ops;
 mod read;
 mod retention;
 pub mod schema;
+mod templates;
 mod writer;
 
 #[cfg(test)]
@@ -34,7 +35,8 @@ use interlock_core::{
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
     Notice, Pruned, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store,
-    StoreError, SubmitOutcome, Take, TakeOutcome, TakeRequest,
+    StoreError, StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest, TemplateDisabled,
+    TemplatePut, TemplateRevision,
 };
 use lock::{DbLock, LockError};
 use read::backend;
@@ -665,6 +667,34 @@ impl Store for SqliteStore {
 
     async fn stops(&self) -> Result<Vec<SharedStop>> {
         self.read(read::stops).await
+    }
+
+    async fn put_template(&self, rev: TemplateRevision) -> Result<TemplatePut> {
+        self.op(move |tx, _| templates::put(tx, &rev)).await
+    }
+
+    async fn template(&self, name: &str, revision: Option<u32>) -> Result<Option<StoredTemplate>> {
+        let name = name.to_string();
+        self.read(move |c| templates::get(c, &name, revision)).await
+    }
+
+    async fn templates(&self) -> Result<Vec<StoredTemplate>> {
+        self.read(templates::all).await
+    }
+
+    async fn template_revisions(&self, name: &str) -> Result<Vec<TemplateRevision>> {
+        let name = name.to_string();
+        self.read(move |c| templates::revisions(c, &name)).await
+    }
+
+    async fn set_template_disabled(
+        &self,
+        name: &str,
+        disabled: Option<TemplateDisabled>,
+    ) -> Result<bool> {
+        let name = name.to_string();
+        self.op(move |tx, _| templates::set_disabled(tx, &name, disabled.as_ref()))
+            .await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<FeedItem> {

@@ -200,6 +200,25 @@ const MIGRATIONS: &[&str] = &[
         kept_days INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX pruned_ended ON pruned(ended);",
+    // 15: workflow templates. A revision row is never updated or deleted;
+    // `templates` holds each name's newest revision number and whether it
+    // is disabled.
+    "CREATE TABLE templates (
+        name TEXT PRIMARY KEY,
+        latest INTEGER NOT NULL,
+        disabled_by TEXT,
+        disabled_reason TEXT,
+        disabled_at INTEGER
+    );
+    CREATE TABLE template_revisions (
+        name TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        body TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (name, revision)
+    );",
 ];
 
 /// The schema version this build writes.

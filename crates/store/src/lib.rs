@@ -372,6 +372,49 @@ pub struct SharedStop {
     pub at: Micros,
 }
 
+/// One revision of a workflow template. Revisions are never changed or
+/// deleted: a template's history is its revisions, 1, 2, 3, ...
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateRevision {
+    pub name: String,
+    /// Assigned by the store (ignored by [`Store::put_template`]).
+    pub revision: u32,
+    /// The template, as its layer stores it (opaque here).
+    pub body: String,
+    /// Identifies equal content: putting the latest revision's hash again
+    /// adds nothing.
+    pub content_hash: String,
+    pub created_by: String,
+    pub created_at: Micros,
+}
+
+/// Why a template is disabled, and by whom.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplateDisabled {
+    pub by: String,
+    pub reason: String,
+    pub at: Micros,
+}
+
+/// A template revision and the state of its template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTemplate {
+    pub revision: TemplateRevision,
+    /// The template's newest revision.
+    pub latest: u32,
+    /// Set while the template may not be instantiated.
+    pub disabled: Option<TemplateDisabled>,
+}
+
+/// What [`Store::put_template`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplatePut {
+    /// A new revision with this number.
+    Created(u32),
+    /// The latest revision already has this content.
+    Unchanged(u32),
+}
+
 /// A server process registered with the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstanceInfo {
@@ -613,6 +656,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Audit entries matching `query`, newest first.
     async fn audit_log(&self, query: AuditQuery) -> Result<Vec<AuditEntry>>;
+
+    // ---- templates
+
+    /// Adds the next revision of `rev.name` (1 for a new name), unless its
+    /// latest revision has the same `content_hash`. Concurrent puts of one
+    /// name get distinct, consecutive revisions. A disabled template stays
+    /// disabled.
+    async fn put_template(&self, rev: TemplateRevision) -> Result<TemplatePut>;
+
+    /// One revision of a template (its latest when `revision` is `None`).
+    async fn template(&self, name: &str, revision: Option<u32>) -> Result<Option<StoredTemplate>>;
+
+    /// Every template at its latest revision, by name.
+    async fn templates(&self) -> Result<Vec<StoredTemplate>>;
+
+    /// Every revision of a template, oldest first (empty if none).
+    async fn template_revisions(&self, name: &str) -> Result<Vec<TemplateRevision>>;
+
+    /// Disables a template (`Some`) or enables it again (`None`); `false`
+    /// when no template has that name.
+    async fn set_template_disabled(
+        &self,
+        name: &str,
+        disabled: Option<TemplateDisabled>,
+    ) -> Result<bool>;
 
     // ---- feed and health
 

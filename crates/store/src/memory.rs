@@ -12,7 +12,8 @@
 use crate::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
     Notice, Pruned, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store,
-    StoreError, SubmitOutcome, Take, TakeOutcome, TakeRequest, workflow_event,
+    StoreError, StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest, TemplateDisabled,
+    TemplatePut, TemplateRevision, workflow_event,
 };
 use async_trait::async_trait;
 use interlock_core::{
@@ -48,6 +49,8 @@ struct State {
     next_notice: i64,
     next_audit: i64,
     pruned: HashMap<String, Pruned>,
+    /// name → (revisions, oldest first; disabled).
+    templates: BTreeMap<String, (Vec<TemplateRevision>, Option<TemplateDisabled>)>,
 }
 
 /// An in-memory store. Cheap to clone; clones share state.
@@ -852,6 +855,72 @@ impl Store for MemStore {
 
     async fn stops(&self) -> Result<Vec<SharedStop>> {
         Ok(self.lock().stops.values().cloned().collect())
+    }
+
+    async fn put_template(&self, mut rev: TemplateRevision) -> Result<TemplatePut> {
+        let mut st = self.lock();
+        let (revs, _) = st.templates.entry(rev.name.clone()).or_default();
+        if let Some(last) = revs.last()
+            && last.content_hash == rev.content_hash
+        {
+            return Ok(TemplatePut::Unchanged(last.revision));
+        }
+        rev.revision = revs.len() as u32 + 1;
+        revs.push(rev);
+        Ok(TemplatePut::Created(revs.len() as u32))
+    }
+
+    async fn template(&self, name: &str, revision: Option<u32>) -> Result<Option<StoredTemplate>> {
+        let st = self.lock();
+        Ok(st.templates.get(name).and_then(|(revs, disabled)| {
+            let latest = revs.len() as u32;
+            let n = revision.unwrap_or(latest);
+            let rev = revs.get((n as usize).checked_sub(1)?)?.clone();
+            Some(StoredTemplate {
+                revision: rev,
+                latest,
+                disabled: disabled.clone(),
+            })
+        }))
+    }
+
+    async fn templates(&self) -> Result<Vec<StoredTemplate>> {
+        let st = self.lock();
+        Ok(st
+            .templates
+            .values()
+            .filter_map(|(revs, disabled)| {
+                Some(StoredTemplate {
+                    revision: revs.last()?.clone(),
+                    latest: revs.len() as u32,
+                    disabled: disabled.clone(),
+                })
+            })
+            .collect())
+    }
+
+    async fn template_revisions(&self, name: &str) -> Result<Vec<TemplateRevision>> {
+        Ok(self
+            .lock()
+            .templates
+            .get(name)
+            .map(|(revs, _)| revs.clone())
+            .unwrap_or_default())
+    }
+
+    async fn set_template_disabled(
+        &self,
+        name: &str,
+        disabled: Option<TemplateDisabled>,
+    ) -> Result<bool> {
+        let mut st = self.lock();
+        match st.templates.get_mut(name) {
+            Some((revs, d)) if !revs.is_empty() => {
+                *d = disabled;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     fn subscribe(&self) -> broadcast::Receiver<FeedItem> {

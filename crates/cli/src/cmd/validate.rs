@@ -17,6 +17,18 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
     if json {
         print_json(&r)?;
     } else {
+        print(&r)?;
+    }
+    Ok(if r.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// A validation's verdict and facts, for people.
+pub fn print(r: &interlock_proto::v1::ValidateResp) -> Result<(), crate::fail::Fail> {
+    {
         if r.ok {
             outln!("ok (policy version {})", r.policy_version)?;
         }
@@ -28,13 +40,9 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
             };
             outln!("{}{at}: {}", v.policy, v.message)?;
         }
-        facts(&r)?;
+        facts(r)?;
     }
-    Ok(if r.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(())
 }
 
 /// What Submit and Exec would meet besides violations, one line each.

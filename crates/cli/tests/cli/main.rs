@@ -8,6 +8,7 @@ mod errors;
 mod json;
 mod list;
 mod operate;
+mod template;
 mod transport;
 mod watch;
 

@@ -45,6 +45,11 @@ pub struct DryRun {
 impl Engine {
     /// Runs every check of Submit on `req` and reports what it would meet.
     pub async fn dry_run(&self, req: &WorkReq) -> DryRun {
+        self.dry_run_as(req, false).await
+    }
+
+    /// [`Engine::dry_run`]; `trusted` for a request the server built.
+    pub(super) async fn dry_run_as(&self, req: &WorkReq, trusted: bool) -> DryRun {
         let inner = &self.inner;
         let jobs = || req.blocks.iter().flat_map(|b| &b.jobs);
         let mut takes: BTreeMap<(String, String), u32> = BTreeMap::new();
@@ -90,7 +95,7 @@ impl Engine {
                 .collect()
         };
         DryRun {
-            verdict: self.check(req),
+            verdict: self.verdict(req, trusted),
             halt: inner.estop.borrow().halted(&req.name),
             approvals: inner.admission.approvals(req),
             buckets,

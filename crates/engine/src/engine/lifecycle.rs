@@ -241,6 +241,10 @@ impl Engine {
         opts: CloneOptions,
         audit: Option<AuditEntry>,
     ) -> Result<String> {
+        let reserved = super::templates::reserved_labels(opts.labels.keys());
+        if !reserved.is_empty() {
+            return Err(EngineError::Invalid(reserved));
+        }
         let src = self.status(id).await?;
         let mut req = src.req.clone();
         req.labels.extend(opts.labels);
@@ -250,8 +254,9 @@ impl Engine {
             req.trace_id = opts.trace_id;
         }
         req.request_id = opts.request_id;
+        // Trusted: the original's labels (its provenance) are carried over.
         if !opts.only_unfinished {
-            return self.submit(req, audit).await;
+            return self.submit_record(req, audit, true, |_| {}).await;
         }
         let done = |s: Status| matches!(s, Status::Completed | Status::Skipped);
         if src
@@ -266,7 +271,7 @@ impl Engine {
             )));
         }
         let now = self.now();
-        self.submit_record(req, audit, |rec: &mut WorkflowRecord| {
+        self.submit_record(req, audit, true, |rec: &mut WorkflowRecord| {
             carry_over(&src, rec, now)
         })
         .await

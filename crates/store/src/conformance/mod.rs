@@ -10,17 +10,19 @@
 //! The tests, by concern: `records` (submit, compare-and-set, writes,
 //! listing, audit, ids), `ownership` (instances, leases, fencing, orphan
 //! claims), `shared` (buckets, the feed, requests, shared stops) and
-//! `retention` (pruning and tombstones).
+//! `retention` (pruning and tombstones), `templates` (revisions).
 
 mod ownership;
 mod records;
 mod retention;
 mod shared;
+mod templates;
 
 pub use ownership::*;
 pub use records::*;
 pub use retention::*;
 pub use shared::*;
+pub use templates::*;
 
 use crate::{
     CasOutcome, Change, FeedItem, Gcra, IdMatch, InstanceInfo, Lease, Notice, RequestKind,
@@ -84,6 +86,9 @@ pub async fn run_all(h: &dyn Harness) {
         notices_queue_once_per_key_and_stay_bounded,
         retention_prunes_only_finished_old_workflows,
         audit_retention_is_separate_and_batched,
+        template_revisions_are_kept_and_never_changed,
+        templates_are_disabled_until_enabled,
+        concurrent_template_puts_get_distinct_revisions,
     );
 }
 

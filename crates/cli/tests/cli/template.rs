@@ -1,0 +1,124 @@
+//! `interlock template` and `interlock run`: store the shipped templates,
+//! read them back, dry-run and run one, and the refusals in words.
+
+use crate::cli;
+use interlock_tests::{TestServer, repo};
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_show_and_run_the_shipped_templates() {
+    let s = TestServer::start().await;
+    let dir = repo().join("configs/templates");
+    let dir = dir.to_str().unwrap();
+    let (code, out, err) = cli(&s, &["template", "apply", dir]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("erase-cluster: stored as revision 1"), "{out}");
+    assert!(
+        out.contains("erase-satellite: stored as revision 1"),
+        "{out}"
+    );
+    let (code, out, _) = cli(&s, &["template", "apply", dir]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("erase-satellite: unchanged at revision 1"),
+        "{out}"
+    );
+
+    let (code, out, err) = cli(&s, &["template", "list"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("erase-satellite") && out.contains("SatelliteDiskErase"),
+        "{out}"
+    );
+    let (code, out, err) = cli(&s, &["template", "show", "erase-cluster"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("wave int = 8 [1 to 24]"), "{out}");
+    assert!(
+        out.contains("ticket string (required) [matches [A-Z]+-[0-9]+]"),
+        "{out}"
+    );
+
+    // A dry run of the cluster erase: 24 machines in waves of 10.
+    let (code, out, err) = cli(
+        &s,
+        &[
+            "run",
+            "erase-cluster",
+            "site=aal",
+            "ticket=CHG-9",
+            "wave=10",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("block 1: one job per machines of site aal (24 items, 3 blocks)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("request: ClusterDiskErase (4 blocks, 26 jobs)"),
+        "{out}"
+    );
+    assert!(out.contains("e-stop: go"), "{out}");
+
+    // Refused values exit 3 and say which parameter and why.
+    let (code, _, err) = cli(&s, &["run", "erase-satellite", "site=aab", "ticket=later"]).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(
+        err.contains("parameter \"ticket\": \"later\" does not match"),
+        "{err}"
+    );
+
+    // Run and follow it to the end.
+    let (code, out, err) = cli(
+        &s,
+        &[
+            "run",
+            "erase-satellite",
+            "site=aab",
+            "ticket=CHG-1",
+            "rate=8",
+            "--watch",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains("fans out over machines of site aab (8 items)"),
+        "{err}"
+    );
+    let id = out.lines().next().unwrap().trim().to_string();
+    let (_, st, _) = cli(&s, &["--json", "status", &id]).await;
+    let st: Value = serde_json::from_str(&st).unwrap();
+    assert_eq!(st["status"], "Completed");
+    assert_eq!(st["labels"]["interlock.template"], "erase-satellite");
+    assert_eq!(st["labels"]["ticket"], "CHG-1");
+
+    let (code, out, err) = cli(
+        &s,
+        &[
+            "template",
+            "disable",
+            "erase-satellite",
+            "--reason",
+            "site freeze",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("erase-satellite: disabled (site freeze)"),
+        "{out}"
+    );
+    let (code, _, err) = cli(&s, &["run", "erase-satellite", "site=aab", "ticket=CHG-2"]).await;
+    assert_eq!(code, 3);
+    assert!(err.contains("site freeze"), "{err}");
+    let (code, out, _) = cli(&s, &["template", "revisions", "erase-satellite"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 2, "{out}");
+    let (code, out, _) = cli(&s, &["--json", "template", "show", "erase-satellite"]).await;
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["disabledReason"], "site freeze");
+}
