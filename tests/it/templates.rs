@@ -625,8 +625,8 @@ async fn managing_needs_the_template_grant_and_running_needs_submit_on_the_resul
         .unwrap()
         .into_inner();
     let names: Vec<&str> = all.templates.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["probes"]);
-    let params: BTreeMap<&str, &str> = all.templates[0]
+    assert_eq!(names, ["erase-cluster", "erase-satellite", "probes"]);
+    let params: BTreeMap<&str, &str> = all.templates[2]
         .params
         .iter()
         .map(|p| (p.name.as_str(), p.r#type.as_str()))
@@ -635,4 +635,111 @@ async fn managing_needs_the_template_grant_and_running_needs_submit_on_the_resul
         params,
         BTreeMap::from([("items", "list"), ("ms", "int"), ("note", "string")])
     );
+}
+
+#[tokio::test]
+async fn template_files_are_stored_at_start_and_when_they_change() {
+    let s = TestServer::start().await;
+    let mut t = templates(&s).await;
+    // The shipped files were stored before the first call was served.
+    let all = t
+        .list_templates(v1::ListTemplatesReq {})
+        .await
+        .unwrap()
+        .into_inner();
+    let loaded: Vec<(&str, &str)> = all
+        .templates
+        .iter()
+        .map(|t| (t.name.as_str(), t.created_by.as_str()))
+        .collect();
+    assert_eq!(
+        loaded,
+        [
+            ("erase-cluster", "file:templates/erase-cluster.yaml"),
+            ("erase-satellite", "file:templates/erase-satellite.yaml")
+        ]
+    );
+
+    let dir = s.config.configs.join("templates");
+    let latest = |t: Tpl| async move {
+        let mut t = t;
+        t.get_template(v1::GetTemplateReq {
+            name: "probes".into(),
+            revision: 0,
+        })
+        .await
+        .map(|r| r.into_inner())
+    };
+    write_config(&dir.join("probes.yaml"), PROBES);
+    interlock_tests::eventually("the new file is stored", || {
+        let t = t.clone();
+        async move { latest(t).await.is_ok_and(|r| r.revision == 1) }
+    })
+    .await;
+    write_config(
+        &dir.join("probes.yaml"),
+        &PROBES.replace("default: 5", "default: 9"),
+    );
+    interlock_tests::eventually("the change is the next revision", || {
+        let t = t.clone();
+        async move { latest(t).await.is_ok_and(|r| r.revision == 2) }
+    })
+    .await;
+
+    // A broken file changes nothing and is reported.
+    write_config(
+        &dir.join("probes.yaml"),
+        "name: probes\nworkflow: {name: x, blocks: []}",
+    );
+    interlock_tests::eventually("the broken file is reported", || async {
+        s.audit_log().await.iter().any(|e| {
+            e.action == "config.reload"
+                && e.target == "templates/probes.yaml"
+                && e.outcome == "invalid"
+                && e.detail.contains("a template needs at least one block")
+        })
+    })
+    .await;
+    assert_eq!(latest(t.clone()).await.unwrap().revision, 2);
+
+    // Two files for one name: neither applies, and both are named.
+    write_config(
+        &dir.join("probes.yaml"),
+        &PROBES.replace("default: 5", "default: 11"),
+    );
+    write_config(
+        &dir.join("probes-copy.yaml"),
+        &PROBES.replace("default: 5", "default: 12"),
+    );
+    interlock_tests::eventually("the conflict is reported", || async {
+        s.audit_log().await.iter().any(|e| {
+            e.outcome == "invalid"
+                && e.detail.contains(
+                    "template \"probes\" is defined by templates/probes-copy.yaml and templates/probes.yaml",
+                )
+        })
+    })
+    .await;
+    assert_eq!(latest(t.clone()).await.unwrap().revision, 2);
+    std::fs::remove_file(dir.join("probes-copy.yaml")).unwrap();
+    interlock_tests::eventually("the remaining file applies", || {
+        let t = t.clone();
+        async move {
+            latest(t)
+                .await
+                .is_ok_and(|r| r.revision == 3 && r.text.contains("'11'"))
+        }
+    })
+    .await;
+    // A removed file removes no revision.
+    std::fs::remove_file(dir.join("probes.yaml")).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let revs = t
+        .template_revisions(v1::TemplateRevisionsReq {
+            name: "probes".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(revs.templates.len(), 3);
 }

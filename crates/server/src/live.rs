@@ -19,6 +19,7 @@
 //!   the request path.
 
 mod reload;
+pub mod templates;
 
 use crate::audit::Auditor;
 use crate::auth::AuthState;

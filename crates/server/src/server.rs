@@ -230,6 +230,11 @@ impl ServerBuilder {
         if resumed > 0 {
             tracing::info!(resumed, "resumed workflows left running by the last stop");
         }
+        // Template files are in the store before the first call is served.
+        let mut template_files =
+            crate::live::templates::TemplateFiles::new(&c.configs, engine.clone(), auditor.clone());
+        template_files.sync().await;
+        template_files.spawn(c.reload_interval, shutdown.clone());
 
         let api = Api::new(
             engine.clone(),

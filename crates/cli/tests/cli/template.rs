@@ -10,18 +10,42 @@ async fn apply_show_and_run_the_shipped_templates() {
     let s = TestServer::start().await;
     let dir = repo().join("configs/templates");
     let dir = dir.to_str().unwrap();
+    // The server stored the shipped files at start: applying them again
+    // adds nothing; a changed copy is the next revision.
     let (code, out, err) = cli(&s, &["template", "apply", dir]).await;
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("erase-cluster: stored as revision 1"), "{out}");
     assert!(
-        out.contains("erase-satellite: stored as revision 1"),
+        out.contains("erase-cluster: unchanged at revision 1"),
         "{out}"
     );
-    let (code, out, _) = cli(&s, &["template", "apply", dir]).await;
-    assert_eq!(code, 0);
     assert!(
         out.contains("erase-satellite: unchanged at revision 1"),
         "{out}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let shipped =
+        std::fs::read_to_string(repo().join("configs/templates/erase-satellite.yaml")).unwrap();
+    let changed = crate::file(
+        &tmp,
+        "erase.yaml",
+        &shipped.replace("default: 5", "default: 6"),
+    );
+    let (code, out, err) = cli(&s, &["template", "apply", &changed]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("erase-satellite: stored as revision 2"),
+        "{out}"
+    );
+    let bad = crate::file(
+        &tmp,
+        "bad.yaml",
+        "name: bad\nworkflow: {name: W, blocks: []}",
+    );
+    let (code, _, err) = cli(&s, &["template", "apply", &bad]).await;
+    assert_eq!(code, 3);
+    assert!(
+        err.contains("bad.yaml") && err.contains("at least one block"),
+        "{err}"
     );
 
     let (code, out, err) = cli(&s, &["template", "list"]).await;
@@ -116,7 +140,8 @@ async fn apply_show_and_run_the_shipped_templates() {
     assert!(err.contains("site freeze"), "{err}");
     let (code, out, _) = cli(&s, &["template", "revisions", "erase-satellite"]).await;
     assert_eq!(code, 0);
-    assert_eq!(out.lines().count(), 2, "{out}");
+    assert_eq!(out.lines().count(), 3, "{out}");
+    assert!(out.contains("file:templates/erase-satellite.yaml"), "{out}");
     let (code, out, _) = cli(&s, &["--json", "template", "show", "erase-satellite"]).await;
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
