@@ -743,3 +743,91 @@ async fn template_files_are_stored_at_start_and_when_they_change() {
         .into_inner();
     assert_eq!(revs.templates.len(), 3);
 }
+
+#[tokio::test]
+async fn later_jobs_take_earlier_outputs_when_their_block_starts() {
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    // The shipped erase: each verify takes its own machine's erase request.
+    let r = c
+        .instantiate(call(
+            "erase-satellite",
+            &[("site", "aab"), ("ticket", "CHG-3")],
+        ))
+        .await
+        .unwrap();
+    let req = r.request.as_ref().unwrap();
+    assert_eq!(req.blocks.len(), 3);
+    let input = &req.blocks[2].jobs[3].inputs["eraseRequest"];
+    assert_eq!(
+        (input.block, input.job, input.output.as_str()),
+        (1, 3, "eraseRequest")
+    );
+    c.exec(&r.id).await.unwrap();
+    let st = wait_final(&c, &r.id).await;
+    assert_eq!(st.status, v1::Status::Completed as i32, "{st:#?}");
+    for (erase, verify) in st.blocks[1].jobs.iter().zip(&st.blocks[2].jobs) {
+        assert_eq!(erase.args["machine"], verify.args["machine"]);
+        // Status shows the value the input resolved to, and where from.
+        assert_eq!(verify.args["eraseRequest"], erase.outputs["eraseRequest"]);
+        assert_eq!(verify.inputs["eraseRequest"].output, "eraseRequest");
+        assert_eq!(verify.outputs["verified"], "true");
+    }
+
+    // An input naming an output that is not there fails its job, saying so.
+    let mut t = templates(&s).await;
+    apply(
+        &mut t,
+        r#"
+name: chained
+workflow:
+  name: x
+  blocks:
+    - jobs: [{id: first, name: probe, args: {ms: 1}}]
+    - jobs:
+        - {name: probe, inputs: {ms: {job: first, output: waitedMs}}}
+        - {name: probe, inputs: {ms: {job: first, output: nope}}}
+"#,
+    )
+    .await;
+    let r = c.instantiate(call("chained", &[])).await.unwrap();
+    c.exec(&r.id).await.unwrap();
+    let st = wait_final(&c, &r.id).await;
+    assert_eq!(st.status, v1::Status::Failed as i32);
+    let (ok, bad) = (&st.blocks[1].jobs[0], &st.blocks[1].jobs[1]);
+    assert_eq!(ok.status, v1::Status::Completed as i32, "{ok:?}");
+    assert_eq!(ok.args["ms"], "1");
+    assert_eq!(bad.status, v1::Status::Failed as i32);
+    assert!(
+        bad.error.contains(
+            "input \"ms\": job 0 of block 0 has no output \"nope\" (its outputs: waitedMs)"
+        ),
+        "{}",
+        bad.error
+    );
+    assert!(!bad.args.contains_key("ms"));
+
+    // By hand: an input must come from an earlier block.
+    let mut wrong = interlock_tests::req::work(
+        "x",
+        vec![interlock_tests::req::block(
+            1,
+            vec![interlock_tests::req::probe(1)],
+        )],
+    );
+    wrong.blocks[0].jobs[0].args.clear();
+    wrong.blocks[0].jobs[0].inputs.insert(
+        "ms".into(),
+        v1::OutputRef {
+            block: 0,
+            job: 0,
+            output: "waitedMs".into(),
+        },
+    );
+    let e = c.submit(wrong).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("an input must come from an earlier block"),
+        "{e}"
+    );
+}

@@ -28,7 +28,7 @@ pub use record::{
     Approval, ApprovalRule, Attempt, BlockRecord, EsMode, Event, JobRecord, Status, WorkflowRecord,
 };
 pub use records_text::{RecordsError, parse_records};
-pub use request::{Block, Job, RetryPolicy, WorkReq};
+pub use request::{Block, Job, OutputRef, RetryPolicy, WorkReq};
 pub use schema::{ArgFormat, ArgSpec, Catalog, Idempotency, JobSchema, StaticCatalog};
 pub use validate::{Limits, validate_structure};
 

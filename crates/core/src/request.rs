@@ -59,6 +59,20 @@ pub struct Job {
     pub timeout: Option<Duration>,
     #[serde(default)]
     pub retry: Option<RetryPolicy>,
+    /// Arguments whose values are outputs of jobs in earlier blocks,
+    /// resolved when this job starts. (Omitted from the stored form when
+    /// empty, so requests without inputs keep their content hash.)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, OutputRef>,
+}
+
+/// An output of a job in an earlier block: `blocks[block].jobs[job]`'s
+/// output named `output`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputRef {
+    pub block: usize,
+    pub job: usize,
+    pub output: String,
 }
 
 impl Job {
@@ -84,6 +98,53 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
 }
 
+impl Job {
+    /// This job with each input replaced by the output it names, taken
+    /// from `blocks` (the workflow's records). An input that cannot be
+    /// resolved is an error saying which, and why.
+    pub fn resolved(&self, blocks: &[crate::BlockRecord]) -> Result<Job, String> {
+        if self.inputs.is_empty() {
+            return Ok(self.clone());
+        }
+        let mut out = self.clone();
+        out.inputs.clear();
+        for (arg, r) in &self.inputs {
+            let Some(src) = blocks.get(r.block).and_then(|b| b.jobs.get(r.job)) else {
+                return Err(format!(
+                    "input {arg:?}: block {} has no job {}",
+                    r.block, r.job
+                ));
+            };
+            match src.outputs.get(&r.output) {
+                Some(v) => {
+                    out.args.insert(arg.clone(), v.clone());
+                }
+                None if src.status != crate::Status::Completed => {
+                    return Err(format!(
+                        "input {arg:?}: job {} of block {} ended {} without output {:?}",
+                        r.job, r.block, src.status, r.output
+                    ));
+                }
+                None => {
+                    let has: Vec<&str> = src.outputs.keys().map(String::as_str).collect();
+                    return Err(format!(
+                        "input {arg:?}: job {} of block {} has no output {:?} (its outputs: {})",
+                        r.job,
+                        r.block,
+                        r.output,
+                        if has.is_empty() {
+                            "none".into()
+                        } else {
+                            has.join(", ")
+                        }
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 impl WorkReq {
     /// SHA-256 of the request's content, excluding `request_id`: two submits
     /// with the same key must carry the same content.
@@ -97,5 +158,56 @@ impl WorkReq {
     /// Number of jobs across all blocks.
     pub fn job_count(&self) -> usize {
         self.blocks.iter().map(|b| b.jobs.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BlockRecord, JobRecord, Status};
+
+    #[test]
+    fn inputs_resolve_from_earlier_outputs_or_say_why_not() {
+        let mut job = Job::with_args("verifyErase", &[("machine", "m1")]);
+        job.inputs.insert(
+            "eraseRequest".into(),
+            OutputRef {
+                block: 0,
+                job: 1,
+                output: "eraseRequest".into(),
+            },
+        );
+        let done = JobRecord {
+            status: Status::Completed,
+            outputs: [("eraseRequest".to_string(), "r-1".to_string())].into(),
+            ..Default::default()
+        };
+        let mut block = BlockRecord::new(2);
+        block.jobs[1] = done;
+        let blocks = vec![block];
+        let r = job.resolved(&blocks).unwrap();
+        assert_eq!(r.args["eraseRequest"], "r-1");
+        assert!(r.inputs.is_empty());
+
+        let mut failed = blocks.clone();
+        failed[0].jobs[1] = JobRecord {
+            status: Status::Failed,
+            ..Default::default()
+        };
+        let e = job.resolved(&failed).unwrap_err();
+        assert!(
+            e.contains("ended Failed without output \"eraseRequest\""),
+            "{e}"
+        );
+        let mut other = blocks.clone();
+        other[0].jobs[1].outputs = [("machine".to_string(), "m1".to_string())].into();
+        let e = job.resolved(&other).unwrap_err();
+        assert!(
+            e.contains("has no output \"eraseRequest\" (its outputs: machine)"),
+            "{e}"
+        );
+        // A request without inputs serializes as before (same content hash).
+        let plain = Job::with_args("sleep", &[]);
+        assert!(!serde_json::to_string(&plain).unwrap().contains("inputs"));
     }
 }

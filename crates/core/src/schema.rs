@@ -140,9 +140,20 @@ pub struct JobSchema {
 impl JobSchema {
     /// Every problem with `args`, one sentence each.
     pub fn check_args(&self, args: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+        self.check_args_pending(args, |_| false)
+    }
+
+    /// [`JobSchema::check_args`], with the arguments `pending` says are
+    /// filled in later (inputs from earlier jobs) counted as present.
+    pub fn check_args_pending(
+        &self,
+        args: &std::collections::BTreeMap<String, String>,
+        pending: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
         let mut problems = Vec::new();
         for spec in &self.args {
             match args.get(spec.name) {
+                None if pending(spec.name) => {}
                 None if spec.required => problems.push(format!(
                     "{} needs argument {:?} ({})",
                     self.name, spec.name, spec.description

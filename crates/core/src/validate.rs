@@ -160,10 +160,10 @@ pub fn validate_structure(req: &WorkReq, catalog: &dyn Catalog, limits: &Limits)
                 return out;
             }
             let vj = |m: String| v(m).at_job(bi, ji);
-            if job.args.len() > limits.max_args_per_job {
+            if job.args.len() + job.inputs.len() > limits.max_args_per_job {
                 out.push(vj(format!(
                     "{} args; the limit is {}",
-                    job.args.len(),
+                    job.args.len() + job.inputs.len(),
                     limits.max_args_per_job
                 )));
                 continue;
@@ -204,8 +204,50 @@ pub fn validate_structure(req: &WorkReq, catalog: &dyn Catalog, limits: &Limits)
                     )))
                 }
                 Some(schema) => {
-                    for problem in schema.check_args(&job.args) {
+                    let pending = |k: &str| job.inputs.contains_key(k);
+                    for problem in schema.check_args_pending(&job.args, pending) {
                         out.push(vj(problem));
+                    }
+                    for (k, r) in &job.inputs {
+                        if !schema.args.iter().any(|a| a.name == k) {
+                            let known: Vec<_> = schema.args.iter().map(|a| a.name).collect();
+                            out.push(vj(format!(
+                                "input {:?}: {} has no argument {:?} (it takes {})",
+                                truncate(k, 32),
+                                job.name,
+                                truncate(k, 32),
+                                known.join(", ")
+                            )));
+                        }
+                        if job.args.contains_key(k) {
+                            out.push(vj(format!(
+                                "argument {:?} is given both as a value and as an input; keep one",
+                                truncate(k, 32)
+                            )));
+                        }
+                        if r.block >= bi {
+                            out.push(vj(format!(
+                                "input {:?} names block {}: an input must come from an earlier \
+                                 block (this is block {bi})",
+                                truncate(k, 32),
+                                r.block
+                            )));
+                        } else if r.job >= req.blocks[r.block].jobs.len() {
+                            out.push(vj(format!(
+                                "input {:?} names job {} of block {}, which has {} jobs",
+                                truncate(k, 32),
+                                r.job,
+                                r.block,
+                                req.blocks[r.block].jobs.len()
+                            )));
+                        }
+                        if r.output.is_empty() || r.output.len() > limits.max_arg_key_bytes {
+                            out.push(vj(format!(
+                                "input {:?} must name an output (1 to {} bytes)",
+                                truncate(k, 32),
+                                limits.max_arg_key_bytes
+                            )));
+                        }
                     }
                 }
             }
@@ -233,6 +275,10 @@ fn request_bytes(req: &WorkReq) -> usize {
             j.name.len()
                 + j.desc.len()
                 + j.args.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                + j.inputs
+                    .iter()
+                    .map(|(k, r)| k.len() + r.output.len() + 16)
+                    .sum::<usize>()
         })
         .sum();
     let blocks: usize = req.blocks.iter().map(|b| b.desc.len()).sum();

@@ -49,6 +49,8 @@ pub struct EraseTarget {
 #[derive(Default)]
 struct View {
     requests: HashMap<String, Erase>,
+    /// The machine each request erases.
+    machines: HashMap<String, String>,
     /// Bytes of the log already applied (always at a line boundary).
     read: u64,
 }
@@ -75,6 +77,9 @@ impl View {
         for line in buf[..=end].split(|b| *b == b'\n') {
             if let Ok(e) = serde_json::from_slice::<Event>(line) {
                 apply(&mut self.requests, &e);
+                self.machines
+                    .entry(e.request.clone())
+                    .or_insert_with(|| e.machine.clone());
             }
         }
         self.read += end as u64 + 1;
@@ -99,6 +104,17 @@ impl EraseTarget {
         let mut view = self.state.lock().expect("target lock");
         view.catch_up(&self.path);
         view.requests.get(request).copied()
+    }
+
+    /// The state of an erase request and the machine it erases.
+    pub fn lookup(&self, request: &str) -> Option<(Erase, String)> {
+        let mut view = self.state.lock().expect("target lock");
+        view.catch_up(&self.path);
+        let state = view.requests.get(request).copied()?;
+        Some((
+            state,
+            view.machines.get(request).cloned().unwrap_or_default(),
+        ))
     }
 
     /// Records an event durably (one append of a whole line), then applies

@@ -3,18 +3,24 @@
 //! schema is its documentation (shown by the JobCatalog RPC), and its
 //! `check` refuses at Submit what it could only fail at run time (a machine
 //! not at its site, a bucket that does not exist).
+//!
+//! A job's `check` may be given arguments its schema requires but that are
+//! not there yet (inputs from earlier jobs, resolved when it starts): it
+//! must not assume them.
 
 pub mod disk_erase;
 pub mod erase_target;
 mod sleep;
 mod token_bucket;
 mod validate_decom;
+mod verify_erase;
 
 pub use disk_erase::DiskErase;
 pub use erase_target::EraseTarget;
 pub use sleep::Sleep;
 pub use token_bucket::TokenBucket;
 pub use validate_decom::ValidateDecom;
+pub use verify_erase::VerifyErase;
 
 use interlock_engine::{Buckets, Registry};
 use interlock_inventory::Inventory;
@@ -38,8 +44,12 @@ pub fn builtin_registry(deps: BuiltinDeps) -> Registry {
     r.register(Arc::new(Sleep::new()))
         .register(Arc::new(DiskErase::new(
             deps.inventory.clone(),
-            deps.erase_target,
+            deps.erase_target.clone(),
             deps.erase_duration,
+        )))
+        .register(Arc::new(VerifyErase::new(
+            deps.inventory.clone(),
+            deps.erase_target,
         )))
         .register(Arc::new(ValidateDecom::new(deps.inventory)))
         .register(Arc::new(TokenBucket::new(deps.buckets)));

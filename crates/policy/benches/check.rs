@@ -30,6 +30,7 @@ fn bench(c: &mut Criterion) {
         schema("sleep", &["seconds"]),
         schema("tokenBucket", &["bucket", "fatal"]),
         schema("validateDecom", &["site", "type"]),
+        schema("verifyErase", &["machine", "site", "eraseRequest"]),
     ]);
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -24,6 +24,7 @@ pub fn catalog() -> StaticCatalog {
         schema("sleep", &["seconds"]),
         schema("tokenBucket", &["bucket", "fatal"]),
         schema("validateDecom", &["site", "type"]),
+        schema("verifyErase", &["machine", "site", "eraseRequest"]),
     ])
 }
 

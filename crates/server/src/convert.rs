@@ -3,7 +3,9 @@
 //! Inbound conversion can fail (negative durations); the error names the
 //! field. Outbound conversion renders a [`WorkflowRecord`] as a StatusResp.
 
-use interlock_core::{Block, EsMode, Job, Micros, RetryPolicy, Status, WorkReq, WorkflowRecord};
+use interlock_core::{
+    Block, EsMode, Job, Micros, OutputRef, RetryPolicy, Status, WorkReq, WorkflowRecord,
+};
 use interlock_proto::v1;
 use std::time::Duration;
 
@@ -57,6 +59,20 @@ pub fn work_req(r: v1::WorkReq) -> Result<WorkReq, ConvertError> {
                 desc: j.desc,
                 args: j.args,
                 retry,
+                inputs: j
+                    .inputs
+                    .into_iter()
+                    .map(|(k, r)| {
+                        (
+                            k,
+                            OutputRef {
+                                block: r.block as usize,
+                                job: r.job as usize,
+                                output: r.output,
+                            },
+                        )
+                    })
+                    .collect(),
             });
         }
         blocks.push(Block {
@@ -84,6 +100,22 @@ pub fn pdur(d: Duration) -> interlock_proto::pbjson_types::Duration {
     }
 }
 
+fn wire_inputs(j: &Job) -> std::collections::BTreeMap<String, v1::OutputRef> {
+    j.inputs
+        .iter()
+        .map(|(k, r)| {
+            (
+                k.clone(),
+                v1::OutputRef {
+                    block: r.block as u32,
+                    job: r.job as u32,
+                    output: r.output.clone(),
+                },
+            )
+        })
+        .collect()
+}
+
 /// Domain request → wire request (for clients that read it back).
 pub fn work_req_to_wire(r: &WorkReq) -> v1::WorkReq {
     v1::WorkReq {
@@ -109,6 +141,7 @@ pub fn work_req_to_wire(r: &WorkReq) -> v1::WorkReq {
                             initial_backoff: Some(pdur(r.initial_backoff)),
                             max_backoff: Some(pdur(r.max_backoff)),
                         }),
+                        inputs: wire_inputs(j),
                     })
                     .collect(),
             })
@@ -235,7 +268,15 @@ pub fn status_resp(rec: &WorkflowRecord) -> v1::StatusResp {
                     .map(|(j, jr)| v1::JobStatus {
                         name: j.name.clone(),
                         desc: j.desc.clone(),
-                        args: j.args.clone(),
+                        // Inputs show as the values they resolve to, once
+                        // the outputs they name exist.
+                        args: match j.inputs.is_empty() {
+                            true => j.args.clone(),
+                            false => j
+                                .resolved(&rec.blocks)
+                                .map_or_else(|_| j.args.clone(), |r| r.args),
+                        },
+                        inputs: wire_inputs(j),
                         status: status(jr.status),
                         error: jr.error.clone(),
                         outputs: jr.outputs.clone(),

@@ -92,6 +92,9 @@ impl ForEachDoc {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct JobDoc {
+    /// Names this job for the inputs of jobs in later blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// The job type; never templated, so a reviewer sees what runs.
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -102,6 +105,19 @@ pub struct JobDoc {
     pub timeout: Option<Scalar>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryDoc>,
+    /// Arguments taken from an output of a job (by `id`) of an earlier
+    /// block, when this job starts. In a `forEach` block over the same
+    /// items as the named job's, each instance takes its own item's output.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inputs: BTreeMap<String, InputDoc>,
+}
+
+/// `{job: ID, output: NAME}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct InputDoc {
+    pub job: String,
+    pub output: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,6 +269,8 @@ fn check(doc: &Document) -> Vec<String> {
     if w.blocks.is_empty() {
         out.push("workflow.blocks: a template needs at least one block".into());
     }
+    // Job ids of the blocks before the one being checked.
+    let mut earlier: Vec<&str> = Vec::new();
     for (bi, b) in w.blocks.iter().enumerate() {
         let at = format!("workflow.blocks[{bi}]");
         let mut scope = Scope {
@@ -296,6 +314,22 @@ fn check(doc: &Document) -> Vec<String> {
             if let Some(t) = &j.timeout {
                 scope.text(&mut out, &format!("{at}.timeout"), &t.0, Want::Duration);
             }
+            for (arg, input) in &j.inputs {
+                if j.args.contains_key(arg) {
+                    out.push(format!(
+                        "{at}.inputs.{arg}: {arg:?} is also in args; an argument is one or the other"
+                    ));
+                }
+                if !earlier.contains(&input.job.as_str()) {
+                    out.push(format!(
+                        "{at}.inputs.{arg}: no job with id {:?} in an earlier block",
+                        input.job
+                    ));
+                }
+                if input.output.is_empty() {
+                    out.push(format!("{at}.inputs.{arg}: name the output to take"));
+                }
+            }
             if let Some(r) = &j.retry {
                 scope.text(
                     &mut out,
@@ -317,6 +351,21 @@ fn check(doc: &Document) -> Vec<String> {
                 );
             }
         }
+        for (ji, j) in b.jobs.iter().enumerate() {
+            let Some(id) = &j.id else { continue };
+            if !is_name(id) {
+                out.push(format!(
+                    "workflow.blocks[{bi}].jobs[{ji}].id: {id:?} is not an id (letters, digits, _)"
+                ));
+            } else if earlier.contains(&id.as_str())
+                || b.jobs[..ji].iter().any(|o| o.id.as_ref() == Some(id))
+            {
+                out.push(format!(
+                    "workflow.blocks[{bi}].jobs[{ji}].id: {id:?} is already the id of another job"
+                ));
+            }
+        }
+        earlier.extend(b.jobs.iter().filter_map(|j| j.id.as_deref()));
     }
     out
 }

@@ -10,7 +10,7 @@ use crate::Inventory;
 use crate::document::{BlockDoc, JobDoc, Template};
 use crate::param::Value;
 use crate::text::Text;
-use interlock_core::{Block, Job, RetryPolicy, WorkReq};
+use interlock_core::{Block, Job, OutputRef, RetryPolicy, WorkReq};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -107,16 +107,17 @@ impl Template {
             ..WorkReq::default()
         };
         let mut fanouts = Vec::new();
+        let mut ids = Instances::default();
         for (bi, b) in w.blocks.iter().enumerate() {
             let at = format!("workflow.blocks[{bi}]");
             let Some(f) = &b.for_each else {
                 let mut block = r.block(&mut errs, &at, b, None);
-                block.jobs = b
-                    .jobs
-                    .iter()
-                    .enumerate()
-                    .map(|(ji, j)| r.job(&mut errs, &format!("{at}.jobs[{ji}]"), j, None))
-                    .collect();
+                for (ji, j) in b.jobs.iter().enumerate() {
+                    let at = format!("{at}.jobs[{ji}]");
+                    let job = r.job(&mut errs, &at, j, None);
+                    let pos = (req.blocks.len(), block.jobs.len());
+                    block.jobs.push(ids.wire(&mut errs, &at, j, job, None, pos));
+                }
                 req.blocks.push(block);
                 continue;
             };
@@ -173,12 +174,12 @@ impl Template {
                 let mut block = r.block(&mut errs, &at, b, wave_of);
                 for item in chunk.iter() {
                     for (ji, j) in b.jobs.iter().enumerate() {
-                        block.jobs.push(r.job(
-                            &mut errs,
-                            &format!("{at}.jobs[{ji}]"),
-                            j,
-                            Some((var, item)),
-                        ));
+                        let at = format!("{at}.jobs[{ji}]");
+                        let job = r.job(&mut errs, &at, j, Some((var, item)));
+                        let pos = (req.blocks.len(), block.jobs.len());
+                        block
+                            .jobs
+                            .push(ids.wire(&mut errs, &at, j, job, Some(item), pos));
                     }
                 }
                 req.blocks.push(block);
@@ -198,6 +199,70 @@ impl Template {
             fanouts,
             values: texts,
         })
+    }
+}
+
+/// Where each template job id's instances landed in the request: (the
+/// item it was made for, block, job).
+#[derive(Default)]
+struct Instances(BTreeMap<String, Vec<(Option<String>, usize, usize)>>);
+
+impl Instances {
+    /// Records `job` (made from `j` for `item`, at `pos`) under its id, and
+    /// points its inputs at the instances they name: the one made for the
+    /// same item, else the only one.
+    fn wire(
+        &mut self,
+        errs: &mut Vec<String>,
+        at: &str,
+        j: &JobDoc,
+        mut job: Job,
+        item: Option<&String>,
+        pos: (usize, usize),
+    ) -> Job {
+        for (arg, input) in &j.inputs {
+            let found = self
+                .0
+                .get(&input.job)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let same_item: Vec<_> = found
+                .iter()
+                .filter(|(i, _, _)| i.is_some() && i.as_ref() == item)
+                .collect();
+            let chosen = match (same_item.as_slice(), found) {
+                ([one], _) => Some(*one),
+                ([], [only]) => Some(only),
+                _ => None,
+            };
+            match chosen {
+                Some((_, block, jb)) => {
+                    job.inputs.insert(
+                        arg.clone(),
+                        OutputRef {
+                            block: *block,
+                            job: *jb,
+                            output: input.output.clone(),
+                        },
+                    );
+                }
+                None => errs.push(format!(
+                    "{at}.inputs.{arg}: job {:?} ran {} times{}; an input can name it only from \
+                     a forEach over the same items, or when it runs once",
+                    input.job,
+                    found.len(),
+                    item.map(|i| format!(", none of them for {i:?}"))
+                        .unwrap_or_default()
+                )),
+            }
+        }
+        if let Some(id) = &j.id {
+            self.0
+                .entry(id.clone())
+                .or_default()
+                .push((item.cloned(), pos.0, pos.1));
+        }
+        job
     }
 }
 
@@ -336,6 +401,7 @@ impl Renderer<'_> {
                     )
                     .unwrap_or_default(),
             }),
+            inputs: BTreeMap::new(),
         }
     }
 }

@@ -258,3 +258,93 @@ fn the_stored_form_is_canonical() {
     let c = Template::parse(&a.to_yaml()).unwrap();
     assert_eq!(a.content_hash(), c.content_hash());
 }
+
+const VERIFIED: &str = r#"
+name: verified
+params: {site: {type: site}, wave: {type: int, default: 2}}
+workflow:
+  name: W
+  blocks:
+    - jobs: [{id: check, name: validateDecom, args: {site: "{{site}}", type: satellite}}]
+    - forEach: {machinesOf: "{{site}}", wave: "{{wave}}"}
+      jobs: [{id: erase, name: diskErase, args: {site: "{{site}}", machine: "{{machine}}"}}]
+    - forEach: {machinesOf: "{{site}}"}
+      jobs:
+        - name: verifyErase
+          args: {site: "{{site}}", machine: "{{machine}}"}
+          inputs:
+            eraseRequest: {job: erase, output: eraseRequest}
+            checked: {job: check, output: status}
+"#;
+
+#[test]
+fn inputs_pair_each_item_with_its_own_earlier_job() {
+    let t = Template::parse(VERIFIED).unwrap();
+    let x = t.expand(&params(&[("site", "aab")]), &Inv).unwrap();
+    // Blocks: check, three waves of erases (2, 2, 1), verify.
+    assert_eq!(x.req.blocks.len(), 5);
+    let verify = &x.req.blocks[4];
+    let at: Vec<(usize, usize)> = verify
+        .jobs
+        .iter()
+        .map(|j| (j.inputs["eraseRequest"].block, j.inputs["eraseRequest"].job))
+        .collect();
+    assert_eq!(at, [(1, 0), (1, 1), (2, 0), (2, 1), (3, 0)]);
+    for (j, m) in verify
+        .jobs
+        .iter()
+        .zip(["aab00", "aab01", "aab02", "aab03", "aab04"])
+    {
+        assert_eq!(j.args["machine"], m);
+        let src = &j.inputs["eraseRequest"];
+        assert_eq!(x.req.blocks[src.block].jobs[src.job].args["machine"], m);
+        assert_eq!(src.output, "eraseRequest");
+        // A job that ran once is the input of every item.
+        assert_eq!((j.inputs["checked"].block, j.inputs["checked"].job), (0, 0));
+    }
+}
+
+#[test]
+fn inputs_are_checked_when_the_template_is_stored() {
+    let bad = |jobs: &str| {
+        Template::parse(&format!(
+            "name: t\nworkflow:\n  name: W\n  blocks:\n    - jobs: [{{id: a, name: sleep}}]\n    - jobs: {jobs}\n"
+        ))
+        .unwrap_err()
+        .0
+        .join("\n")
+    };
+    let e = bad("[{name: sleep, inputs: {seconds: {job: b, output: x}}}]");
+    assert!(
+        e.contains("no job with id \"b\" in an earlier block"),
+        "{e}"
+    );
+    let e = bad("[{name: sleep, args: {seconds: 1}, inputs: {seconds: {job: a, output: x}}}]");
+    assert!(e.contains("also in args"), "{e}");
+    let e = bad("[{id: a, name: sleep}]");
+    assert!(e.contains("already the id of another job"), "{e}");
+    let e = bad("[{id: c, name: sleep, inputs: {seconds: {job: c, output: x}}}]");
+    assert!(
+        e.contains("no job with id \"c\" in an earlier block"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_input_naming_a_fan_out_from_outside_it_is_refused() {
+    let t = Template::parse(
+        r#"
+name: t
+params: {site: {type: site}}
+workflow:
+  name: W
+  blocks:
+    - forEach: {machinesOf: "{{site}}"}
+      jobs: [{id: erase, name: diskErase, args: {site: "{{site}}", machine: "{{machine}}"}}]
+    - jobs: [{name: sleep, inputs: {seconds: {job: erase, output: x}}}]
+"#,
+    )
+    .unwrap();
+    let e = t.expand(&params(&[("site", "aab")]), &Inv).unwrap_err();
+    assert!(e[0].contains("job \"erase\" ran 5 times"), "{e:?}");
+}

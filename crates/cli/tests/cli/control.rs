@@ -98,10 +98,11 @@ async fn audit_flags_filter_by_time_actor_action_and_target() {
     }
     let server = entries(&["--actor", "interlockd"]).await;
     assert!(!server.is_empty());
+    // Config reloads, and the template files stored at start.
     assert!(
         field(&server, "action")
             .iter()
-            .all(|a| a == "config.reload")
+            .all(|a| a == "config.reload" || a == "template.apply")
     );
     let callers = entries(&["--actor", "anonymous@127.0.0.1"]).await;
     assert_eq!(callers.len() + server.len(), all.len(), "{all:?}");

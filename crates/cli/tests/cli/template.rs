@@ -81,7 +81,7 @@ async fn apply_show_and_run_the_shipped_templates() {
         "{out}"
     );
     assert!(
-        out.contains("request: ClusterDiskErase (4 blocks, 26 jobs)"),
+        out.contains("request: ClusterDiskErase (5 blocks, 50 jobs)"),
         "{out}"
     );
     assert!(out.contains("e-stop: go"), "{out}");

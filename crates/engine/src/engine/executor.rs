@@ -27,6 +27,7 @@ use interlock_core::{
 };
 use interlock_store::{Change, Lease, Store, StoreError};
 use rand::Rng;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -189,9 +190,23 @@ impl Inner {
             if active.cause().is_some() {
                 break;
             }
+            // A block whose jobs take inputs runs on a copy of the record
+            // with them filled in, so limits, buckets, checks and the job
+            // itself all see the values.
+            let (block_rec, unresolved) =
+                match rec.req.blocks[bi].jobs.iter().any(|j| !j.inputs.is_empty()) {
+                    true => self.with_inputs(&rec, bi).await,
+                    false => (rec.clone(), Arc::default()),
+                };
             let (run, end) = self
                 .clone()
-                .run_block(&rec, bi, &active, std::mem::take(&mut ended))
+                .run_block(
+                    &block_rec,
+                    bi,
+                    &active,
+                    std::mem::take(&mut ended),
+                    unresolved,
+                )
                 .instrument(tracing::info_span!(
                     "block",
                     block = bi,
@@ -265,6 +280,7 @@ impl Inner {
         bi: usize,
         active: &Arc<Active>,
         mut before: Vec<Change>,
+        unresolved: Arc<HashMap<usize, String>>,
     ) -> (BlockRun, Option<Change>) {
         let block = &rec.req.blocks[bi];
         let mut brec = rec.blocks[bi].clone();
@@ -319,12 +335,14 @@ impl Inner {
             }
             let (this, rec, active, shared) =
                 (self.clone(), rec.clone(), active.clone(), shared.clone());
+            let unresolved = unresolved.get(&ji).cloned();
             let prior = brec.jobs[ji].clone();
             let span = tracing::info_span!("job", block = bi, job = ji,
                 name = %interlock_core::Escaped(&block.jobs[ji].name));
             tasks.spawn(
                 async move {
-                    this.run_job(&rec, bi, ji, prior, &active, &shared).await;
+                    this.run_job(&rec, (bi, ji), (prior, unresolved), &active, &shared)
+                        .await;
                     drop(permit);
                 }
                 .instrument(span),
@@ -380,12 +398,13 @@ impl Inner {
         }
     }
 
+    /// Runs job `ji` of block `bi` from its `prior` record; `unresolved`
+    /// says why its inputs could not be filled in (it then fails).
     async fn run_job(
         &self,
         rec: &WorkflowRecord,
-        bi: usize,
-        ji: usize,
-        prior: JobRecord,
+        (bi, ji): (usize, usize),
+        (prior, unresolved): (JobRecord, Option<String>),
         active: &Active,
         shared: &Mutex<BlockRun>,
     ) {
@@ -414,6 +433,9 @@ impl Inner {
             let ctx = self.job_ctx(rec, bi, ji, active, &jr);
             let number = ctx.attempt;
             let started = self.opts.clock.now();
+            if let Some(why) = &unresolved {
+                break Err(JobError::new(why.clone()));
+            }
             let run = self
                 .runner
                 .run(&ctx, spec)

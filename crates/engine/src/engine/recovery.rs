@@ -139,14 +139,19 @@ impl Engine {
                 let next = match schema {
                     None => Err(format!("job type {:?} is no longer registered", spec.name)),
                     Some(s) if s.idempotency == Idempotency::Safe => Ok(None),
-                    Some(_) => {
-                        let ctx = inner.job_ctx(&rec, bi, ji, active, &jr);
-                        match inner.runner.reconcile(&ctx, spec).await {
-                            Reconciled::Done(outputs) => Ok(Some(outputs)),
-                            Reconciled::NotDone => Ok(None),
-                            Reconciled::Unknown(why) => Err(why),
+                    // Reconciled with the arguments it ran with: its inputs
+                    // resolve from the record, as when it started.
+                    Some(_) => match spec.resolved(&rec.blocks) {
+                        Err(why) => Err(why),
+                        Ok(spec) => {
+                            let ctx = inner.job_ctx(&rec, bi, ji, active, &jr);
+                            match inner.runner.reconcile(&ctx, &spec).await {
+                                Reconciled::Done(outputs) => Ok(Some(outputs)),
+                                Reconciled::NotDone => Ok(None),
+                                Reconciled::Unknown(why) => Err(why),
+                            }
                         }
-                    }
+                    },
                 };
                 let attempt = |jr: &JobRecord, error: &str| Attempt {
                     number: jr.attempts.len() as u32 + 1,
