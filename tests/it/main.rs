@@ -31,6 +31,7 @@ mod policy;
 mod replicas;
 mod restart;
 mod retention;
+mod schedules;
 mod security;
 mod submit;
 mod templates;

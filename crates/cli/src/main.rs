@@ -87,6 +87,11 @@ enum Cmd {
     Clone(cmd::clone::Args),
     /// Instantiate a template with parameter values and start the workflow.
     Run(cmd::run::Args),
+    /// Templates instantiated at given times (once, or on a cron expression).
+    Schedule {
+        #[command(subcommand)]
+        cmd: cmd::schedule::ScheduleCmd,
+    },
     /// Workflow templates kept on the server, with their revisions.
     Template {
         #[command(subcommand)]
@@ -160,6 +165,7 @@ async fn run(cli: Cli, t: &Target) -> Out {
         Cmd::Clone(a) => cmd::clone::run(a, t, json).await,
         Cmd::Run(a) => cmd::run::run(a, t, json).await,
         Cmd::Template { cmd } => cmd::template::run(cmd, t, json).await,
+        Cmd::Schedule { cmd } => cmd::schedule::run(cmd, t, json).await,
         Cmd::Es { cmd } => cmd::es::run(cmd, t, json).await,
         Cmd::Admin { cmd } => cmd::admin::run(cmd, t, json).await,
         Cmd::Buckets => cmd::buckets::run(t, json).await,

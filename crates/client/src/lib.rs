@@ -16,6 +16,7 @@ pub mod args;
 pub mod display;
 
 use interlock_proto::v1;
+use interlock_proto::v1::schedules_client::SchedulesClient;
 use interlock_proto::v1::templates_client::TemplatesClient;
 use interlock_proto::v1::workflow_client::WorkflowClient;
 use rand::Rng;
@@ -217,6 +218,7 @@ impl Error {
 pub struct Client {
     inner: WorkflowClient<Transport>,
     templates: TemplatesClient<Transport>,
+    schedules: SchedulesClient<Transport>,
     opts: Options,
 }
 
@@ -242,7 +244,8 @@ impl Client {
         let channel = transport(addr, &opts).await?;
         Ok(Self {
             inner: WorkflowClient::new(channel.clone()).max_decoding_message_size(usize::MAX),
-            templates: TemplatesClient::new(channel).max_decoding_message_size(usize::MAX),
+            templates: TemplatesClient::new(channel.clone()).max_decoding_message_size(usize::MAX),
+            schedules: SchedulesClient::new(channel),
             opts,
         })
     }
@@ -316,6 +319,11 @@ impl Client {
             async move { Ok(c.instantiate(req).await?.into_inner()) }
         })
         .await
+    }
+
+    /// The raw generated Schedules client.
+    pub fn schedules(&self) -> SchedulesClient<Transport> {
+        self.schedules.clone()
     }
 
     /// The raw generated Templates client.

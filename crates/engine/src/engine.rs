@@ -39,6 +39,8 @@ mod peers;
 mod recovery;
 mod retention;
 pub use retention::{Retention, Swept};
+mod schedules;
+pub use schedules::{SCHEDULE_LABEL, ScheduleView};
 mod templates;
 pub use templates::{
     Instantiate, Instantiated, RESERVED_LABEL_PREFIX, TEMPLATE_LABEL, TEMPLATE_REVISION_LABEL,

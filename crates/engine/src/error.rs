@@ -119,6 +119,12 @@ pub enum EngineError {
         /// A template name close to `name`.
         hint: Option<String>,
     },
+    /// No schedule has this name.
+    #[error("no schedule named {0:?}; `interlock schedule list` shows them")]
+    NoSchedule(String),
+    /// A schedule of this name exists.
+    #[error("a schedule named {0:?} exists; delete it first, or pick another name")]
+    ScheduleExists(String),
     /// The e-stop file could not be changed.
     #[error(transparent)]
     EsFile(#[from] crate::estop::EsFileError),

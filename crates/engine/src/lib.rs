@@ -41,8 +41,8 @@ pub use concurrency::{ConcurrencyLimits, LimitDef};
 pub use engine::{
     ApprovalTally, BucketNeed, CloneOptions, DryRun, Engine, EngineOptions, Follower, Instantiate,
     Instantiated, LimitUsage, Page, PartUsage, RESERVED_LABEL_PREFIX, Resolution, Retention,
-    StoreHealth, Swept, TEMPLATE_LABEL, TEMPLATE_REVISION_LABEL, TemplateApplied, TemplateView,
-    Verdict, Watched,
+    SCHEDULE_LABEL, ScheduleView, StoreHealth, Swept, TEMPLATE_LABEL, TEMPLATE_REVISION_LABEL,
+    TemplateApplied, TemplateView, Verdict, Watched,
 };
 pub use error::EngineError;
 pub use estop::EsState;

@@ -108,14 +108,15 @@ pub fn engine_status(e: EngineError) -> Status {
         | EngineError::WrongState(_)) => Status::failed_precondition(e.to_string()),
         e @ (EngineError::NotFound(_)
         | EngineError::Pruned { .. }
-        | EngineError::NoTemplate { .. }) => Status::not_found(e.to_string()),
+        | EngineError::NoTemplate { .. }
+        | EngineError::NoSchedule(_)) => Status::not_found(e.to_string()),
         e @ (EngineError::NoSuchJob { .. }
         | EngineError::BadArgument(_)
         | EngineError::BadId(_)
         | EngineError::AmbiguousId { .. }) => Status::invalid_argument(e.to_string()),
-        e @ (EngineError::AlreadyStarted { .. } | EngineError::KeyReused { .. }) => {
-            Status::already_exists(e.to_string())
-        }
+        e @ (EngineError::AlreadyStarted { .. }
+        | EngineError::KeyReused { .. }
+        | EngineError::ScheduleExists(_)) => Status::already_exists(e.to_string()),
         e @ (EngineError::Store(_) | EngineError::ShuttingDown | EngineError::Elsewhere { .. }) => {
             Status::unavailable(e.to_string())
         }

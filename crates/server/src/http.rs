@@ -19,6 +19,7 @@
 //! - Nothing changes state on GET: every mutating route is a POST.
 //! - Watch is Server-Sent Events: one `event: watch` per WatchEvent.
 
+mod schedules;
 mod templates;
 
 use crate::auth::{Guard, peer};
@@ -47,6 +48,7 @@ pub struct HttpApi {
     /// Shared with the gRPC server: it serializes es.json writes.
     pub control: std::sync::Arc<ControlApi>,
     pub templates: std::sync::Arc<crate::templates::TemplatesApi>,
+    pub schedules: std::sync::Arc<crate::schedules::SchedulesApi>,
     pub guard: Guard,
     /// The gRPC server's in-flight budget, shared.
     pub limit: crate::limit::InFlightLimitLayer,
@@ -73,6 +75,7 @@ pub fn router(state: HttpApi) -> axum::Router {
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/cluster", get(cluster))
         .merge(templates::routes())
+        .merge(schedules::routes())
         .fallback(|| async {
             refusal(tonic::Status::not_found(
                 "no such API route: see the README's HTTP API section",

@@ -37,6 +37,7 @@ pub mod limit;
 pub mod live;
 pub mod metrics;
 pub mod notify;
+pub mod schedules;
 pub mod server;
 pub mod service;
 pub mod telemetry;

@@ -263,6 +263,11 @@ impl ServerBuilder {
             auditor.clone(),
             guard.clone(),
         ));
+        let schedules = Arc::new(crate::schedules::SchedulesApi::new(
+            engine.clone(),
+            auditor.clone(),
+            guard.clone(),
+        ));
         let control = Arc::new(ControlApi::new(
             engine.clone(),
             live,
@@ -278,6 +283,7 @@ impl ServerBuilder {
                         api: api.clone(),
                         control: control.clone(),
                         templates: templates.clone(),
+                        schedules: schedules.clone(),
                         guard: guard.clone(),
                         limit: in_flight.clone(),
                         web: crate::web::session::WebPolicy {
@@ -310,6 +316,9 @@ impl ServerBuilder {
                 v1::templates_server::TemplatesServer::from_arc(templates.clone())
                     .max_decoding_message_size(max),
             )
+            .add_service(v1::schedules_server::SchedulesServer::from_arc(
+                schedules.clone(),
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -22,6 +22,7 @@ mod feed;
 mod ops;
 mod read;
 mod retention;
+mod schedules;
 pub mod schema;
 mod sql;
 mod templates;
@@ -34,9 +35,9 @@ use interlock_core::{
 };
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    Notice, Pruned, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store,
-    StoreError, StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest, TemplateDisabled,
-    TemplatePut, TemplateRevision,
+    Notice, Pruned, RequestKind, Result, ScheduleRow, SharedStop, SlotOutcome, SlotRequest,
+    SlotRow, Store, StoreError, StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest,
+    TemplateDisabled, TemplatePut, TemplateRevision,
 };
 use read::backend;
 use std::sync::{Arc, Mutex};
@@ -620,6 +621,51 @@ impl Store for PgStore {
         disabled: Option<TemplateDisabled>,
     ) -> Result<bool> {
         templates::set_disabled(&self.client().await?, name, disabled.as_ref()).await
+    }
+
+    async fn create_schedule(&self, row: ScheduleRow) -> Result<bool> {
+        schedules::create(&self.client().await?, &row).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+        schedules::all(&self.client().await?).await
+    }
+
+    async fn schedule(&self, name: &str) -> Result<Option<ScheduleRow>> {
+        schedules::get(&self.client().await?, name).await
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool> {
+        schedules::delete(&self.client().await?, name).await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        next_fire: Option<Micros>,
+    ) -> Result<bool> {
+        schedules::set_paused(&self.client().await?, name, paused, next_fire).await
+    }
+
+    async fn claim_fire(
+        &self,
+        name: &str,
+        due: Micros,
+        next: Option<Micros>,
+        by: &str,
+    ) -> Result<bool> {
+        schedules::claim(&self.client().await?, name, due, next, by).await
+    }
+
+    async fn finish_fire(
+        &self,
+        name: &str,
+        due: Micros,
+        outcome: &str,
+        workflow: &str,
+    ) -> Result<bool> {
+        schedules::finish(&self.client().await?, name, due, outcome, workflow).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<FeedItem> {

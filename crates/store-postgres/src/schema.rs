@@ -208,6 +208,23 @@ const MIGRATIONS: &[&str] = &[
         created_at BIGINT NOT NULL,
         PRIMARY KEY (name, revision)
     );",
+    // 8: schedules. `next_fire` is compared-and-set to claim a fire (one
+    // replica wins); `firing_*` mark a claimed fire until its outcome is
+    // recorded.
+    "CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        workflow TEXT NOT NULL,
+        paused BOOLEAN NOT NULL DEFAULT false,
+        next_fire BIGINT,
+        firing_due BIGINT,
+        firing_by TEXT NOT NULL DEFAULT '',
+        last_due BIGINT,
+        last_outcome TEXT NOT NULL DEFAULT '',
+        last_workflow TEXT NOT NULL DEFAULT '',
+        created_by TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

@@ -21,6 +21,7 @@ pub mod lock;
 mod ops;
 mod read;
 mod retention;
+mod schedules;
 pub mod schema;
 mod templates;
 mod writer;
@@ -34,9 +35,9 @@ use interlock_core::{
 };
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    Notice, Pruned, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store,
-    StoreError, StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest, TemplateDisabled,
-    TemplatePut, TemplateRevision,
+    Notice, Pruned, RequestKind, Result, ScheduleRow, SharedStop, SlotOutcome, SlotRequest,
+    SlotRow, Store, StoreError, StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest,
+    TemplateDisabled, TemplatePut, TemplateRevision,
 };
 use lock::{DbLock, LockError};
 use read::backend;
@@ -694,6 +695,60 @@ impl Store for SqliteStore {
     ) -> Result<bool> {
         let name = name.to_string();
         self.op(move |tx, _| templates::set_disabled(tx, &name, disabled.as_ref()))
+            .await
+    }
+
+    async fn create_schedule(&self, row: ScheduleRow) -> Result<bool> {
+        self.op(move |tx, _| schedules::create(tx, &row)).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+        self.read(schedules::all).await
+    }
+
+    async fn schedule(&self, name: &str) -> Result<Option<ScheduleRow>> {
+        let name = name.to_string();
+        self.read(move |c| schedules::get(c, &name)).await
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.op(move |tx, _| schedules::delete(tx, &name)).await
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        next_fire: Option<Micros>,
+    ) -> Result<bool> {
+        let name = name.to_string();
+        self.op(move |tx, _| schedules::set_paused(tx, &name, paused, next_fire))
+            .await
+    }
+
+    async fn claim_fire(
+        &self,
+        name: &str,
+        due: Micros,
+        next: Option<Micros>,
+        by: &str,
+    ) -> Result<bool> {
+        let (name, by) = (name.to_string(), by.to_string());
+        self.op(move |tx, _| schedules::claim(tx, &name, due, next, &by))
+            .await
+    }
+
+    async fn finish_fire(
+        &self,
+        name: &str,
+        due: Micros,
+        outcome: &str,
+        workflow: &str,
+    ) -> Result<bool> {
+        let (name, outcome, workflow) =
+            (name.to_string(), outcome.to_string(), workflow.to_string());
+        self.op(move |tx, _| schedules::finish(tx, &name, due, &outcome, &workflow))
             .await
     }
 

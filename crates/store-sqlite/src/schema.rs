@@ -219,6 +219,22 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL,
         PRIMARY KEY (name, revision)
     );",
+    // 16: schedules. `next_fire` is compared-and-set to claim a fire;
+    // `firing_*` mark a claimed fire until its outcome is recorded.
+    "CREATE TABLE schedules (
+        name TEXT PRIMARY KEY,
+        body TEXT NOT NULL,
+        workflow TEXT NOT NULL,
+        paused INTEGER NOT NULL DEFAULT 0,
+        next_fire INTEGER,
+        firing_due INTEGER,
+        firing_by TEXT NOT NULL DEFAULT '',
+        last_due INTEGER,
+        last_outcome TEXT NOT NULL DEFAULT '',
+        last_workflow TEXT NOT NULL DEFAULT '',
+        created_by TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

@@ -415,6 +415,29 @@ pub enum TemplatePut {
     Unchanged(u32),
 }
 
+/// A schedule and its firing state. The body is opaque here (the
+/// schedule's layer reads it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScheduleRow {
+    pub name: String,
+    pub body: String,
+    /// The workflow name its template produced when it was created (whose
+    /// grants manage it).
+    pub workflow: String,
+    pub paused: bool,
+    /// The next fire (`None`: none is left).
+    pub next_fire: Option<Micros>,
+    /// A fire claimed and not yet finished: its due time, and who claimed it.
+    pub firing_due: Option<Micros>,
+    pub firing_by: String,
+    /// The last finished fire: its due time, what came of it, its workflow.
+    pub last_due: Option<Micros>,
+    pub last_outcome: String,
+    pub last_workflow: String,
+    pub created_by: String,
+    pub created_at: Micros,
+}
+
 /// A server process registered with the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstanceInfo {
@@ -680,6 +703,50 @@ pub trait Store: Send + Sync + 'static {
         &self,
         name: &str,
         disabled: Option<TemplateDisabled>,
+    ) -> Result<bool>;
+
+    // ---- schedules
+
+    /// Stores a new schedule; `false` when the name is taken.
+    async fn create_schedule(&self, row: ScheduleRow) -> Result<bool>;
+
+    /// Every schedule, by name.
+    async fn schedules(&self) -> Result<Vec<ScheduleRow>>;
+
+    async fn schedule(&self, name: &str) -> Result<Option<ScheduleRow>>;
+
+    /// `false` when there is no such schedule.
+    async fn delete_schedule(&self, name: &str) -> Result<bool>;
+
+    /// Pauses or resumes a schedule, setting its next fire; `false` when
+    /// there is no such schedule.
+    async fn set_schedule_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        next_fire: Option<Micros>,
+    ) -> Result<bool>;
+
+    /// Compare-and-set: claims the fire due at `due` for `by` if it is
+    /// still the schedule's next fire, the schedule is not paused and no
+    /// fire is in progress; moves the next fire to `next`. Of any number of
+    /// callers (replicas), exactly one gets `true`.
+    async fn claim_fire(
+        &self,
+        name: &str,
+        due: Micros,
+        next: Option<Micros>,
+        by: &str,
+    ) -> Result<bool>;
+
+    /// Records the end of the fire claimed for `due`: its outcome and
+    /// workflow (empty for none); `false` if that fire is not in progress.
+    async fn finish_fire(
+        &self,
+        name: &str,
+        due: Micros,
+        outcome: &str,
+        workflow: &str,
     ) -> Result<bool>;
 
     // ---- feed and health

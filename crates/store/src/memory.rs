@@ -11,9 +11,9 @@
 
 use crate::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    Notice, Pruned, RequestKind, Result, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store,
-    StoreError, StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest, TemplateDisabled,
-    TemplatePut, TemplateRevision, workflow_event,
+    Notice, Pruned, RequestKind, Result, ScheduleRow, SharedStop, SlotOutcome, SlotRequest,
+    SlotRow, Store, StoreError, StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest,
+    TemplateDisabled, TemplatePut, TemplateRevision, workflow_event,
 };
 use async_trait::async_trait;
 use interlock_core::{
@@ -51,6 +51,7 @@ struct State {
     pruned: HashMap<String, Pruned>,
     /// name → (revisions, oldest first; disabled).
     templates: BTreeMap<String, (Vec<TemplateRevision>, Option<TemplateDisabled>)>,
+    schedules: BTreeMap<String, ScheduleRow>,
 }
 
 /// An in-memory store. Cheap to clone; clones share state.
@@ -921,6 +922,81 @@ impl Store for MemStore {
             }
             _ => Ok(false),
         }
+    }
+
+    async fn create_schedule(&self, row: ScheduleRow) -> Result<bool> {
+        let mut st = self.lock();
+        if st.schedules.contains_key(&row.name) {
+            return Ok(false);
+        }
+        st.schedules.insert(row.name.clone(), row);
+        Ok(true)
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleRow>> {
+        Ok(self.lock().schedules.values().cloned().collect())
+    }
+
+    async fn schedule(&self, name: &str) -> Result<Option<ScheduleRow>> {
+        Ok(self.lock().schedules.get(name).cloned())
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool> {
+        Ok(self.lock().schedules.remove(name).is_some())
+    }
+
+    async fn set_schedule_paused(
+        &self,
+        name: &str,
+        paused: bool,
+        next_fire: Option<Micros>,
+    ) -> Result<bool> {
+        Ok(match self.lock().schedules.get_mut(name) {
+            Some(r) => {
+                r.paused = paused;
+                r.next_fire = next_fire;
+                true
+            }
+            None => false,
+        })
+    }
+
+    async fn claim_fire(
+        &self,
+        name: &str,
+        due: Micros,
+        next: Option<Micros>,
+        by: &str,
+    ) -> Result<bool> {
+        Ok(match self.lock().schedules.get_mut(name) {
+            Some(r) if r.next_fire == Some(due) && !r.paused && r.firing_due.is_none() => {
+                r.next_fire = next;
+                r.firing_due = Some(due);
+                r.firing_by = by.to_string();
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn finish_fire(
+        &self,
+        name: &str,
+        due: Micros,
+        outcome: &str,
+        workflow: &str,
+    ) -> Result<bool> {
+        Ok(match self.lock().schedules.get_mut(name) {
+            Some(r) if r.firing_due == Some(due) => {
+                r.firing_due = None;
+                r.firing_by.clear();
+                r.last_due = Some(due);
+                r.last_outcome = outcome.to_string();
+                r.last_workflow = workflow.to_string();
+                true
+            }
+            _ => false,
+        })
     }
 
     fn subscribe(&self) -> broadcast::Receiver<FeedItem> {

@@ -1,10 +1,14 @@
 //! diskerase: erases the disks of a decommissioned satellite site through
 //! Interlock, the way the ancestor's sample did, over interlock.v1.
 //!
-//! `diskerase erase-satellite SITE` pre-checks the site locally, builds the
-//! request (checks first, so a site that fails validation never spends the
-//! erase token), validates it with the server (dry run), submits, executes,
-//! appends the id to a log file and follows progress until the end.
+//! `diskerase erase-satellite SITE --ticket T` pre-checks the site locally,
+//! then has the server build the request from its `erase-satellite`
+//! template (checks first, so a site that fails validation never spends
+//! the erase token; one erase per machine the server's inventory lists;
+//! each erase verified), dry-runs it, instantiates and executes it, appends
+//! the id to a log file and follows progress until the end. `--hand-built`
+//! builds the ancestor's request shape here instead (blocks of five erases
+//! separated by `--pause` sleeps) and submits it.
 //! `diskerase status ID` prints the tree; `diskerase status-json ID` the
 //! protobuf JSON of the full status.
 
@@ -55,8 +59,19 @@ enum Cmd {
         /// File the workflow id is appended to.
         #[arg(long, default_value = "submit.log")]
         log: PathBuf,
-        /// Seconds to wait between erase blocks.
-        #[arg(long, default_value = "10")]
+        /// The change ticket that authorizes the erase (the template's
+        /// `ticket` parameter).
+        #[arg(long, default_value = "DECOM-1")]
+        ticket: String,
+        /// Erases in flight at once (the template's `rate`).
+        #[arg(long)]
+        rate: Option<u32>,
+        /// Build the ancestor's request here instead of using the server's
+        /// template.
+        #[arg(long)]
+        hand_built: bool,
+        /// With --hand-built: seconds to wait between erase blocks.
+        #[arg(long, default_value = "10", requires = "hand_built")]
         pause: String,
         /// Submit and execute, then return without following progress.
         #[arg(long)]
@@ -66,6 +81,30 @@ enum Cmd {
     Status { id: String },
     /// Print a workflow's full status as protobuf JSON.
     StatusJson { id: String },
+}
+
+/// The server-side template the sample instantiates.
+const TEMPLATE: &str = "erase-satellite";
+
+fn refused(violations: &[v1::Violation]) {
+    for v in violations {
+        eprintln!(
+            "violation: {} (block {}, job {}): {}",
+            v.policy, v.block, v.job, v.message
+        );
+    }
+}
+
+/// A missing template, said with what to do about it.
+fn no_template(e: interlock_client::Error) -> anyhow::Error {
+    if e.code() == Some(tonic::Code::NotFound) {
+        anyhow::anyhow!(
+            "{e}\nthe server has no {TEMPLATE:?} template: store it with `interlock template \
+             apply configs/templates/erase-satellite.yaml`, or pass --hand-built"
+        )
+    } else {
+        e.into()
+    }
 }
 
 fn job(name: &str, args: &[(&str, &str)]) -> v1::Job {
@@ -175,6 +214,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             site,
             data,
             log,
+            ticket,
+            rate,
+            hand_built,
             pause,
             no_wait,
         } => {
@@ -197,19 +239,48 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             if machines.is_empty() {
                 bail!("site {site:?} has no machines");
             }
-            let req = build(&site, &machines, &pause);
             let c = connect().await?;
-            let verdict = c.validate(req.clone()).await?;
-            if !verdict.ok {
-                for v in &verdict.violations {
-                    eprintln!(
-                        "violation: {} (block {}, job {}): {}",
-                        v.policy, v.block, v.job, v.message
-                    );
+            let (id, total) = if hand_built {
+                let req = build(&site, &machines, &pause);
+                let verdict = c.validate(req.clone()).await?;
+                if !verdict.ok {
+                    refused(&verdict.violations);
+                    bail!("the server would refuse this request");
                 }
-                bail!("the server would refuse this request");
-            }
-            let id = c.submit(req).await?;
+                let total = req.blocks.iter().map(|b| b.jobs.len()).sum::<usize>();
+                let id = c.submit(req).await?;
+                (id, total)
+            } else {
+                let mut params = std::collections::BTreeMap::from([
+                    ("site".to_string(), site.clone()),
+                    ("ticket".to_string(), ticket),
+                ]);
+                if let Some(r) = rate {
+                    params.insert("rate".into(), r.to_string());
+                }
+                let call = v1::InstantiateReq {
+                    template: TEMPLATE.into(),
+                    params,
+                    ..Default::default()
+                };
+                let dry = c
+                    .instantiate(v1::InstantiateReq {
+                        dry_run: true,
+                        ..call.clone()
+                    })
+                    .await
+                    .map_err(no_template)?;
+                if let Some(v) = dry.validation.as_ref().filter(|v| !v.ok) {
+                    refused(&v.violations);
+                    bail!("the server would refuse this request");
+                }
+                let made = c.instantiate(call).await?;
+                let total = made
+                    .request
+                    .as_ref()
+                    .map_or(0, |r| r.blocks.iter().map(|b| b.jobs.len()).sum::<usize>());
+                (made.id, total)
+            };
             c.exec(&id).await?;
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
@@ -224,8 +295,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             if no_wait {
                 return Ok(std::process::ExitCode::SUCCESS);
             }
-            let total = (machines.len() + 2 + machines.len().div_ceil(5) - 1) as u64;
-            let st = follow(&c, &id, total).await?;
+            let st = follow(&c, &id, total as u64).await?;
             print!("{}", render(&st));
             Ok(exit(&st))
         }

@@ -48,8 +48,8 @@ async fn erase_and_status_reach_the_server_named_by_addr() {
             &data,
             "--log",
             &log,
-            "--pause",
-            "0",
+            "--ticket",
+            "CHG-9",
         ]),
     )
     .await;

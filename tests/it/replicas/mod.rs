@@ -7,6 +7,7 @@
 mod chaos;
 mod lease;
 mod outage;
+mod schedules;
 mod shared;
 
 use interlock_client::{Client, Transport};

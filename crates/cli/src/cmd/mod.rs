@@ -16,6 +16,7 @@ pub mod list;
 pub mod man;
 pub mod policies;
 pub mod run;
+pub mod schedule;
 pub mod status;
 pub mod submit;
 pub mod template;

@@ -147,3 +147,90 @@ async fn apply_show_and_run_the_shipped_templates() {
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["disabledReason"], "site freeze");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_are_created_listed_paused_and_deleted() {
+    let s = TestServer::start().await;
+    let (code, out, err) = cli(
+        &s,
+        &[
+            "schedule",
+            "create",
+            "nightly",
+            "erase-satellite",
+            "site=aab",
+            "ticket=CHG-4",
+            "--cron",
+            "30 2 * * MON-FRI",
+            "--tz",
+            "Europe/Berlin",
+            "--missed",
+            "run-once",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(
+            "nightly: template erase-satellite (revision latest), workflow SatelliteDiskErase"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("when: 30 2 * * MON-FRI Europe/Berlin; missed: runOnce; overlap: skip"),
+        "{out}"
+    );
+    assert!(out.contains("next fire: "), "{out}");
+
+    let (code, out, _) = cli(&s, &["schedule", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("nightly") && out.contains("active"), "{out}");
+    let (code, out, _) = cli(&s, &["schedule", "pause", "nightly"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("PAUSED; next fire"), "{out}");
+    let (code, out, _) = cli(&s, &["--json", "schedule", "resume", "nightly"]).await;
+    assert_eq!(code, 0);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["paused"], false);
+    assert_eq!(v["timeZone"], "Europe/Berlin");
+
+    // Refusals say what is wrong.
+    let (code, _, err) = cli(
+        &s,
+        &[
+            "schedule",
+            "create",
+            "past",
+            "erase-satellite",
+            "site=aab",
+            "ticket=CHG-4",
+            "--at",
+            "2020-01-01T00:00:00Z",
+        ],
+    )
+    .await;
+    assert_eq!(code, 3);
+    assert!(err.contains("would never fire"), "{err}");
+    let (code, _, err) = cli(
+        &s,
+        &[
+            "schedule",
+            "create",
+            "typo",
+            "erase-satellite",
+            "site=aab",
+            "--cron",
+            "0 3 * * *",
+        ],
+    )
+    .await;
+    assert_eq!(code, 3);
+    assert!(err.contains("parameter \"ticket\" is required"), "{err}");
+
+    let (code, out, _) = cli(&s, &["schedule", "delete", "nightly"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("nightly: deleted"));
+    let (code, _, err) = cli(&s, &["schedule", "show", "nightly"]).await;
+    assert_eq!(code, 3);
+    assert!(err.contains("no schedule named \"nightly\""), "{err}");
+}

@@ -112,6 +112,8 @@ impl Engine {
         tokio::spawn(async move { this.expire_request_ids().await });
         let this = self.clone();
         tokio::spawn(async move { this.retention_loop().await });
+        let this = self.clone();
+        tokio::spawn(async move { this.scheduler_loop().await });
         Ok(resumed)
     }
 

@@ -10,17 +10,19 @@
 //! The tests, by concern: `records` (submit, compare-and-set, writes,
 //! listing, audit, ids), `ownership` (instances, leases, fencing, orphan
 //! claims), `shared` (buckets, the feed, requests, shared stops) and
-//! `retention` (pruning and tombstones), `templates` (revisions).
+//! `retention` (pruning and tombstones), `templates` (revisions), `schedules` (fire claims).
 
 mod ownership;
 mod records;
 mod retention;
+mod schedules;
 mod shared;
 mod templates;
 
 pub use ownership::*;
 pub use records::*;
 pub use retention::*;
+pub use schedules::*;
 pub use shared::*;
 pub use templates::*;
 
@@ -89,6 +91,8 @@ pub async fn run_all(h: &dyn Harness) {
         template_revisions_are_kept_and_never_changed,
         templates_are_disabled_until_enabled,
         concurrent_template_puts_get_distinct_revisions,
+        schedules_are_kept_by_name,
+        a_fire_is_claimed_once_and_finished_once,
     );
 }
 

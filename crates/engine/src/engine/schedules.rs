@@ -1,0 +1,376 @@
+//! Schedules: a template instantiated with fixed values, once or on a
+//! cron expression, by whichever server instance claims each fire.
+//!
+//! A fire is claimed with a compare-and-set on the schedule's next fire
+//! (`Store::claim_fire`), so of several replicas exactly one fires. The
+//! fire then takes the same path as a person's Instantiate: expansion,
+//! then Submit (structure, arguments, policies, the e-stop, idempotency),
+//! then Exec (the e-stop again, change windows, approvals) — a refused
+//! fire is recorded with its reason and not retried. Its request id is
+//! `schedule/NAME/DUE`, so a fire that is redone after its instance died
+//! mid-fire is the same submission, not a second one. Time comes from the
+//! engine's clock, so tests move it instead of waiting.
+
+use super::Engine;
+use super::templates::Instantiate;
+use crate::EngineError;
+use crate::error::Result;
+use interlock_core::{AuditEntry, Micros, Violation};
+use interlock_schedules::{Due, Overlap, ScheduleSpec};
+use interlock_store::ScheduleRow;
+use std::time::Duration;
+
+/// The schedule a workflow was fired by (set by the server only).
+pub const SCHEDULE_LABEL: &str = "interlock.schedule";
+
+/// How often due schedules are looked for.
+const TICK: Duration = Duration::from_millis(250);
+
+/// A schedule and its state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduleView {
+    pub spec: ScheduleSpec,
+    /// The workflow name its template produced when it was created.
+    pub workflow: String,
+    pub paused: bool,
+    pub next_fire: Option<Micros>,
+    /// A fire in progress (its due time).
+    pub firing: Option<Micros>,
+    pub last_due: Option<Micros>,
+    pub last_outcome: String,
+    pub last_workflow: String,
+    pub created_by: String,
+    pub created_at: Micros,
+}
+
+fn view(row: ScheduleRow) -> Result<ScheduleView> {
+    let spec: ScheduleSpec = serde_json::from_str(&row.body).map_err(|e| {
+        EngineError::Store(interlock_store::StoreError::Backend(format!(
+            "stored schedule {} does not parse: {e}",
+            row.name
+        )))
+    })?;
+    Ok(ScheduleView {
+        spec,
+        workflow: row.workflow,
+        paused: row.paused,
+        next_fire: row.next_fire,
+        firing: row.firing_due,
+        last_due: row.last_due,
+        last_outcome: row.last_outcome,
+        last_workflow: row.last_workflow,
+        created_by: row.created_by,
+        created_at: row.created_at,
+    })
+}
+
+fn when(t: Micros) -> String {
+    crate::error::when(t)
+}
+
+/// How a fire went: its audit outcome, what to record, its workflow.
+struct Fired {
+    outcome: &'static str,
+    detail: String,
+    workflow: String,
+}
+
+impl Engine {
+    /// The request a schedule's template makes now, as a dry run (the
+    /// server authorizes on its workflow name before creating).
+    pub async fn schedule_preview(&self, spec: &ScheduleSpec) -> Result<super::Instantiated> {
+        self.instantiate_dry(&Instantiate {
+            template: spec.template.clone(),
+            revision: spec.revision,
+            params: spec.params.clone(),
+            labels: spec.labels.clone(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Stores a new schedule. Its template must instantiate with its values
+    /// now into a well-formed request, and it must have a fire to come.
+    pub async fn create_schedule(&self, spec: ScheduleSpec, by: &str) -> Result<ScheduleView> {
+        spec.check().map_err(|e| {
+            EngineError::Invalid(
+                e.into_iter()
+                    .map(|m| Violation::new("schedule", m))
+                    .collect(),
+            )
+        })?;
+        let inst = self.schedule_preview(&spec).await?;
+        let invalid = self.verdict(inst.req(), true).invalid;
+        if !invalid.is_empty() {
+            return Err(EngineError::Invalid(invalid));
+        }
+        let now = self.now();
+        let Some(next) = spec.next_after(now) else {
+            return Err(EngineError::BadArgument(format!(
+                "schedule {:?} would never fire: its time is not after now ({})",
+                spec.name,
+                when(now)
+            )));
+        };
+        let row = ScheduleRow {
+            name: spec.name.clone(),
+            body: serde_json::to_string(&spec).expect("a schedule serializes"),
+            workflow: inst.req().name.clone(),
+            next_fire: Some(next),
+            created_by: by.to_string(),
+            created_at: now,
+            ..Default::default()
+        };
+        if !self.inner.store.create_schedule(row).await? {
+            return Err(EngineError::ScheduleExists(spec.name));
+        }
+        self.schedule(&spec.name).await
+    }
+
+    pub async fn schedules(&self) -> Result<Vec<ScheduleView>> {
+        self.inner
+            .store
+            .schedules()
+            .await?
+            .into_iter()
+            .map(view)
+            .collect()
+    }
+
+    pub async fn schedule(&self, name: &str) -> Result<ScheduleView> {
+        match self.inner.store.schedule(name).await? {
+            Some(row) => view(row),
+            None => Err(EngineError::NoSchedule(name.chars().take(128).collect())),
+        }
+    }
+
+    /// Pauses a schedule (no fire until resumed) or resumes it: the fires
+    /// it would have made meanwhile are not made up for; the next fire is
+    /// the first one after now.
+    pub async fn pause_schedule(&self, name: &str, paused: bool) -> Result<ScheduleView> {
+        let v = self.schedule(name).await?;
+        let next = match paused {
+            true => v.next_fire,
+            false => v.spec.next_after(self.now()),
+        };
+        if !self
+            .inner
+            .store
+            .set_schedule_paused(name, paused, next)
+            .await?
+        {
+            return Err(EngineError::NoSchedule(name.into()));
+        }
+        self.schedule(name).await
+    }
+
+    pub async fn delete_schedule(&self, name: &str) -> Result<()> {
+        match self.inner.store.delete_schedule(name).await? {
+            true => Ok(()),
+            false => Err(EngineError::NoSchedule(name.into())),
+        }
+    }
+
+    /// Fires due schedules until the engine drains.
+    pub(super) async fn scheduler_loop(self) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.inner.draining.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.fire_due().await {
+                tracing::warn!(error = %e, "cannot look for due schedules; trying again");
+            }
+        }
+    }
+
+    /// Fires every schedule that is due now (and finishes fires a dead
+    /// instance left half done).
+    pub async fn fire_due(&self) -> Result<()> {
+        let rows = self.inner.store.schedules().await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let me = self.instance_id();
+        let live: Vec<String> = match self.inner.store.exclusive() {
+            true => vec![me.clone()],
+            false => self.instances().await?.into_iter().map(|i| i.id).collect(),
+        };
+        for row in rows {
+            if self.inner.draining.is_cancelled() {
+                break;
+            }
+            if let Some(due) = row.firing_due {
+                // Claimed by an instance that died before recording the
+                // outcome: redo it (the same request id, so at most one
+                // workflow) and record it.
+                if !live.contains(&row.firing_by) {
+                    self.redo(row, due).await;
+                }
+                continue;
+            }
+            let Some(due) = row.next_fire.filter(|d| *d <= self.now()) else {
+                continue;
+            };
+            if row.paused {
+                continue;
+            }
+            let name = row.name.clone();
+            let v = match view(row.clone()) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(schedule = %interlock_core::Escaped(&name), error = %e, "schedule not fired");
+                    continue;
+                }
+            };
+            let (what, next) = v.spec.due(due, self.now());
+            if !self.inner.store.claim_fire(&name, due, next, &me).await? {
+                continue; // another instance fired it
+            }
+            let fired = match what {
+                Due::Fire(at) => self.fire(&v, at).await,
+                Due::Missed { count, latest } => Fired {
+                    outcome: "missed",
+                    detail: format!(
+                        "missed {count} fire(s), the last due {}: no server was running; \
+                         skipped (missed: skip)",
+                        when(latest)
+                    ),
+                    workflow: String::new(),
+                },
+                Due::CatchUp { count, latest } => {
+                    let f = self.fire(&v, latest).await;
+                    Fired {
+                        detail: format!(
+                            "missed {count} fire(s), the last due {}; ran once (missed: runOnce): {}",
+                            when(latest),
+                            f.detail
+                        ),
+                        ..f
+                    }
+                }
+            };
+            self.finish(&name, due, fired).await;
+        }
+        Ok(())
+    }
+
+    async fn redo(&self, row: ScheduleRow, due: Micros) {
+        let name = row.name.clone();
+        let Ok(v) = view(row) else { return };
+        tracing::warn!(schedule = %interlock_core::Escaped(&name), due = %when(due),
+            "finishing a fire its instance left half done");
+        let fired = self.fire(&v, due).await;
+        self.finish(&name, due, fired).await;
+    }
+
+    async fn finish(&self, name: &str, due: Micros, f: Fired) {
+        tracing::info!(schedule = %interlock_core::Escaped(name), due = %when(due),
+            outcome = f.outcome, detail = %interlock_core::Escaped(&f.detail), "schedule fired");
+        if let Err(e) = self
+            .inner
+            .store
+            .finish_fire(name, due, &f.detail, &f.workflow)
+            .await
+        {
+            tracing::error!(schedule = %interlock_core::Escaped(name), error = %e,
+                "cannot record a fire's outcome; it will be redone by the next look");
+            return;
+        }
+        let entry = self.schedule_entry(name, "schedule.fire", f.outcome, &f.detail);
+        if let Err(e) = self.inner.store.audit(entry).await {
+            tracing::warn!(error = %e, "cannot audit a schedule's fire");
+        }
+    }
+
+    fn schedule_entry(&self, name: &str, action: &str, outcome: &str, detail: &str) -> AuditEntry {
+        AuditEntry {
+            id: 0,
+            at: self.now(),
+            identity: format!("schedule:{name}"),
+            action: action.into(),
+            target: name.into(),
+            request_id: String::new(),
+            outcome: outcome.into(),
+            detail: detail.into(),
+            peer: String::new(),
+        }
+    }
+
+    /// One fire of `v` for `due`: through Instantiate's checks, Submit and
+    /// (unless the schedule only submits) Exec.
+    async fn fire(&self, v: &ScheduleView, due: Micros) -> Fired {
+        let name = &v.spec.name;
+        if v.spec.overlap == Overlap::Skip && !v.last_workflow.is_empty() {
+            match self.status(&v.last_workflow).await {
+                Ok(prev) if !prev.status.is_terminal() => {
+                    return Fired {
+                        outcome: "skipped",
+                        detail: format!(
+                            "skipped: workflow {} of the previous fire is still {} (overlap: skip)",
+                            prev.id, prev.status
+                        ),
+                        workflow: String::new(),
+                    };
+                }
+                _ => {}
+            }
+        }
+        let refused = |e: EngineError| Fired {
+            outcome: "refused",
+            detail: format!("refused: {e}"),
+            workflow: String::new(),
+        };
+        let mut inst = match self
+            .instantiate_dry(&Instantiate {
+                template: v.spec.template.clone(),
+                revision: v.spec.revision,
+                params: v.spec.params.clone(),
+                labels: v.spec.labels.clone(),
+                request_id: format!("schedule/{name}/{due}"),
+                trace_id: String::new(),
+            })
+            .await
+        {
+            Ok(i) => i,
+            Err(e) => return refused(e),
+        };
+        inst.expansion
+            .req
+            .labels
+            .insert(SCHEDULE_LABEL.into(), name.clone());
+        let mut entry = self.schedule_entry(name, "instantiate", "ok", "");
+        entry.detail = format!(
+            "schedule {name} due {}: template {} revision {}",
+            when(due),
+            inst.template,
+            inst.revision
+        );
+        let id = match self.submit_instantiated(&inst, Some(entry)).await {
+            Ok(id) => id,
+            Err(e) => return refused(e),
+        };
+        if !v.spec.exec {
+            return Fired {
+                outcome: "ok",
+                detail: format!("submitted {id} (not started: the schedule only submits)"),
+                workflow: id,
+            };
+        }
+        let entry = self.schedule_entry(name, "exec", "ok", "");
+        match self.exec(&id, Some(entry)).await {
+            Ok(()) | Err(EngineError::AlreadyStarted { .. }) => Fired {
+                outcome: "ok",
+                detail: format!("started {id}"),
+                workflow: id,
+            },
+            Err(e) => Fired {
+                outcome: "refused",
+                detail: format!("submitted {id} but not started: {e}"),
+                workflow: id,
+            },
+        }
+    }
+}
