@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,6 +94,62 @@ impl Inventory {
         })
     }
 
+    /// Parses the text of `sites.json` and `machines.json` (one object per
+    /// line, or an array) and checks it as an import must be: no repeats,
+    /// every site's type and status known, every machine at a listed site.
+    pub fn parse_import(sites: &str, machines: &str) -> Result<Self, String> {
+        let sites: Vec<Site> =
+            interlock_core::parse_records(sites).map_err(|e| format!("sites: {e}"))?;
+        let machines: Vec<Machine> =
+            interlock_core::parse_records(machines).map_err(|e| format!("machines: {e}"))?;
+        let inv = Self::from_records(sites, machines).map_err(|e| e.to_string())?;
+        let mut problems = Vec::new();
+        for s in inv.sites() {
+            if !KINDS.contains(&s.kind.as_str()) {
+                problems.push(format!(
+                    "site {:?} has type {:?}; the types are {}",
+                    s.name,
+                    s.kind,
+                    KINDS.join(", ")
+                ));
+            }
+            if !STATUSES.contains(&s.status.as_str()) {
+                problems.push(format!(
+                    "site {:?} has status {:?}; the statuses are {}",
+                    s.name,
+                    s.status,
+                    STATUSES.join(", ")
+                ));
+            }
+        }
+        for m in inv.machines() {
+            if inv.site(&m.site).is_none() {
+                problems.push(format!(
+                    "machine {:?} is at site {:?}, which is not listed",
+                    m.name, m.site
+                ));
+            }
+        }
+        if inv.sites.is_empty() {
+            problems.push(
+                "no sites: an empty inventory would refuse every erase; import a real one".into(),
+            );
+        }
+        problems.truncate(20);
+        if problems.is_empty() {
+            Ok(inv)
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Every machine, by site then name.
+    pub fn machines(&self) -> Vec<&Machine> {
+        let mut v: Vec<_> = self.machines.values().collect();
+        v.sort_by(|a, b| (&a.site, &a.name).cmp(&(&b.site, &b.name)));
+        v
+    }
+
     /// Builds an inventory; refuses a site listed twice or a (site, machine)
     /// pair listed twice (`path` in the error is "sites" or "machines").
     pub fn from_records(sites: Vec<Site>, machines: Vec<Machine>) -> Result<Self, Error> {
@@ -162,6 +219,46 @@ impl Inventory {
         let mut v: Vec<_> = self.sites.values().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
+    }
+}
+
+/// The site statuses the inventory knows.
+pub const STATUSES: [&str; 3] = ["decom", "inService", "removed"];
+/// The site types the inventory knows.
+pub const KINDS: [&str; 2] = ["satellite", "cluster"];
+
+/// The inventory in force while the server runs: replaced as a whole when
+/// the store's copy changes, so a reader sees one version throughout.
+#[derive(Debug, Default)]
+pub struct LiveInventory(std::sync::RwLock<Arc<Inventory>>);
+
+impl LiveInventory {
+    pub fn new(inv: Inventory) -> Arc<Self> {
+        Arc::new(Self(std::sync::RwLock::new(Arc::new(inv))))
+    }
+
+    /// The inventory now.
+    pub fn current(&self) -> Arc<Inventory> {
+        self.0.read().expect("inventory lock").clone()
+    }
+
+    pub fn replace(&self, inv: Inventory) {
+        *self.0.write().expect("inventory lock") = Arc::new(inv);
+    }
+}
+
+impl interlock_templates::Inventory for LiveInventory {
+    fn site_exists(&self, site: &str) -> bool {
+        self.current().site_exists(site)
+    }
+    fn machine_exists(&self, machine: &str) -> bool {
+        self.current().machine_exists(machine)
+    }
+    fn machines_of(&self, site: &str) -> Option<Vec<String>> {
+        self.current().machines_of(site)
+    }
+    fn site_names(&self) -> Vec<String> {
+        self.current().site_names()
     }
 }
 

@@ -534,3 +534,70 @@ async fn templates_over_http_take_the_grpc_path() {
     .await;
     assert_eq!(code, 405, "no state change on GET");
 }
+
+#[tokio::test]
+async fn schedules_and_inventory_over_http() {
+    let s = TestServer::start().await;
+    let (code, made) = call(
+        &s,
+        "POST",
+        "/api/v1/schedules",
+        None,
+        Some(json!({
+            "name": "nightly", "template": "erase-satellite",
+            "params": {"site": "aab", "ticket": "CHG-1"},
+            "cron": "0 3 * * *", "timeZone": "Europe/Berlin"
+        })),
+    )
+    .await;
+    assert_eq!(code, 200, "{made}");
+    assert_eq!(made["workflow"], "SatelliteDiskErase");
+    assert!(made["nextFire"].is_string(), "{made}");
+    let (code, listed) = call(&s, "GET", "/api/v1/schedules", None, None).await;
+    assert_eq!(
+        (code, listed["schedules"][0]["name"].as_str()),
+        (200, Some("nightly"))
+    );
+    let (code, paused) = call(&s, "POST", "/api/v1/schedules/nightly/pause", None, None).await;
+    assert_eq!((code, paused["paused"].as_bool()), (200, Some(true)));
+    let (code, _) = call(&s, "POST", "/api/v1/schedules/nightly/delete", None, None).await;
+    assert_eq!(code, 200);
+    let (code, gone) = call(&s, "GET", "/api/v1/schedules/nightly", None, None).await;
+    assert_eq!((code, gone["code"].as_str()), (404, Some("NOT_FOUND")));
+
+    let (code, inv) = call(&s, "GET", "/api/v1/inventory?site=aab", None, None).await;
+    assert_eq!(
+        (code, inv["source"].as_str()),
+        (200, Some("files")),
+        "{inv}"
+    );
+    assert_eq!(inv["machines"].as_array().unwrap().len(), 8);
+    let read =
+        |f: &str| std::fs::read_to_string(interlock_tests::repo().join("data").join(f)).unwrap();
+    let (code, imported) = call(
+        &s,
+        "POST",
+        "/api/v1/inventory/import",
+        None,
+        Some(json!({"sitesJson": read("sites.json"), "machinesJson": read("machines.json")})),
+    )
+    .await;
+    assert_eq!(
+        (code, imported["source"].as_str()),
+        (200, Some("store")),
+        "{imported}"
+    );
+    let (code, changed) = call(
+        &s,
+        "POST",
+        "/api/v1/inventory/sites/aab/status",
+        None,
+        Some(json!({"status": "removed", "reason": "gone"})),
+    )
+    .await;
+    assert_eq!(
+        (code, changed["sites"][0]["status"].as_str()),
+        (200, Some("removed")),
+        "{changed}"
+    );
+}

@@ -20,6 +20,7 @@ mod executor;
 mod faults;
 mod http;
 mod ids;
+mod inventory;
 mod lifecycle;
 mod limits;
 mod model;

@@ -87,6 +87,11 @@ enum Cmd {
     Clone(cmd::clone::Args),
     /// Instantiate a template with parameter values and start the workflow.
     Run(cmd::run::Args),
+    /// Sites and machines: list, import into the store, change a site's status.
+    Inventory {
+        #[command(subcommand)]
+        cmd: cmd::inventory::InventoryCmd,
+    },
     /// Templates instantiated at given times (once, or on a cron expression).
     Schedule {
         #[command(subcommand)]
@@ -166,6 +171,7 @@ async fn run(cli: Cli, t: &Target) -> Out {
         Cmd::Run(a) => cmd::run::run(a, t, json).await,
         Cmd::Template { cmd } => cmd::template::run(cmd, t, json).await,
         Cmd::Schedule { cmd } => cmd::schedule::run(cmd, t, json).await,
+        Cmd::Inventory { cmd } => cmd::inventory::run(cmd, t, json).await,
         Cmd::Es { cmd } => cmd::es::run(cmd, t, json).await,
         Cmd::Admin { cmd } => cmd::admin::run(cmd, t, json).await,
         Cmd::Buckets => cmd::buckets::run(t, json).await,

@@ -67,6 +67,7 @@ proto!(
     EmergencyStopStateResp,
     ExecResp,
     InstantiateResp,
+    InventoryResp,
     JobCatalogResp,
     LimitsResp,
     ListResp,

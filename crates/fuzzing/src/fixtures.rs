@@ -37,7 +37,7 @@ pub fn catalog() -> &'static Registry {
         let target = EraseTarget::open(Path::new("interlock-fuzzing-erase-target.log"))
             .expect("opening an erase target without a directory does no I/O that can fail");
         builtin_registry(BuiltinDeps {
-            inventory: Arc::new(Inventory::default()),
+            inventory: interlock_inventory::LiveInventory::new(Inventory::default()),
             buckets: Arc::new(Buckets::new(store, clock)),
             erase_duration: Duration::ZERO,
             erase_target: Arc::new(target),

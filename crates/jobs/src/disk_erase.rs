@@ -11,13 +11,17 @@ use async_trait::async_trait;
 use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, WorkReq, now_micros as now};
 use interlock_engine::job::{Reconciled, sleep_or_cancel};
 use interlock_engine::{Job, JobCtx, JobError, Outputs};
-use interlock_inventory::Inventory;
+use interlock_inventory::LiveInventory;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Why `machine` cannot be erased as part of `site`, naming where it is.
-pub fn machine_not_at_site(inv: &Inventory, site: &str, machine: &str) -> String {
+pub fn machine_not_at_site(
+    inv: &interlock_inventory::Inventory,
+    site: &str,
+    machine: &str,
+) -> String {
     match inv.sites_with_machine(machine).as_slice() {
         [] => format!("machine {machine:?} is not in the inventory"),
         sites => format!(
@@ -31,15 +35,36 @@ pub fn machine_not_at_site(inv: &Inventory, site: &str, machine: &str) -> String
     }
 }
 
+/// The check of a job on a machine of a site (`machine`, `site`): the
+/// machine is at that site in the inventory now. Arguments not there yet
+/// (inputs, resolved later) are left to the schema check.
+pub fn machine_at_site(
+    inventory: &LiveInventory,
+    args: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    let (Some(machine), Some(site)) = (args.get("machine"), args.get("site")) else {
+        return Ok(());
+    };
+    let inv = inventory.current();
+    match inv.machine(site, machine) {
+        Some(_) => Ok(()),
+        None => Err(machine_not_at_site(&inv, site, machine)),
+    }
+}
+
 pub struct DiskErase {
     schema: JobSchema,
-    inventory: Arc<Inventory>,
+    inventory: Arc<LiveInventory>,
     target: Arc<EraseTarget>,
     duration: Duration,
 }
 
 impl DiskErase {
-    pub fn new(inventory: Arc<Inventory>, target: Arc<EraseTarget>, duration: Duration) -> Self {
+    pub fn new(
+        inventory: Arc<LiveInventory>,
+        target: Arc<EraseTarget>,
+        duration: Duration,
+    ) -> Self {
         Self {
             schema: JobSchema {
                 name: "diskErase",
@@ -105,11 +130,7 @@ impl Job for DiskErase {
     }
 
     fn check(&self, args: &BTreeMap<String, String>, _req: &WorkReq) -> Result<(), String> {
-        let (machine, site) = (&args["machine"], &args["site"]);
-        match self.inventory.machine(site, machine) {
-            Some(_) => Ok(()),
-            None => Err(machine_not_at_site(&self.inventory, site, machine)),
-        }
+        machine_at_site(&self.inventory, args)
     }
 
     async fn run(
@@ -118,12 +139,9 @@ impl Job for DiskErase {
         args: &BTreeMap<String, String>,
     ) -> Result<Outputs, JobError> {
         let (machine, site) = (&args["machine"], &args["site"]);
-        if self.inventory.machine(site, machine).is_none() {
-            return Err(JobError::new(machine_not_at_site(
-                &self.inventory,
-                site,
-                machine,
-            )));
+        let inv = self.inventory.current();
+        if inv.machine(site, machine).is_none() {
+            return Err(JobError::new(machine_not_at_site(&inv, site, machine)));
         }
         // Re-attach to our earlier request unless it was aborted.
         let reusable = ctx

@@ -23,14 +23,16 @@ pub use validate_decom::ValidateDecom;
 pub use verify_erase::VerifyErase;
 
 use interlock_engine::{Buckets, Registry};
-use interlock_inventory::Inventory;
+use interlock_inventory::LiveInventory;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// What the built-in jobs need from their environment.
 #[derive(Clone)]
 pub struct BuiltinDeps {
-    pub inventory: Arc<Inventory>,
+    /// The inventory in force (replaced while running when it lives in
+    /// the store).
+    pub inventory: Arc<LiveInventory>,
     pub buckets: Arc<Buckets>,
     /// How long a simulated disk erase takes.
     pub erase_duration: Duration,

@@ -3,17 +3,17 @@
 use async_trait::async_trait;
 use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, WorkReq};
 use interlock_engine::{Job, JobCtx, JobError, Outputs};
-use interlock_inventory::Inventory;
+use interlock_inventory::LiveInventory;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub struct ValidateDecom {
     schema: JobSchema,
-    inventory: Arc<Inventory>,
+    inventory: Arc<LiveInventory>,
 }
 
 impl ValidateDecom {
-    pub fn new(inventory: Arc<Inventory>) -> Self {
+    pub fn new(inventory: Arc<LiveInventory>) -> Self {
         Self {
             schema: JobSchema {
                 name: "validateDecom",
@@ -44,7 +44,7 @@ impl Job for ValidateDecom {
     /// A site that does not exist cannot pass later either; its status and
     /// type are checked when the job runs, against the inventory then.
     fn check(&self, args: &BTreeMap<String, String>, _req: &WorkReq) -> Result<(), String> {
-        match self.inventory.site(&args["site"]) {
+        match self.inventory.current().site(&args["site"]) {
             Some(_) => Ok(()),
             None => Err(format!("site {:?} is not in the inventory", args["site"])),
         }
@@ -56,8 +56,8 @@ impl Job for ValidateDecom {
         args: &BTreeMap<String, String>,
     ) -> Result<Outputs, JobError> {
         let (name, want) = (&args["site"], &args["type"]);
-        let site = self
-            .inventory
+        let inv = self.inventory.current();
+        let site = inv
             .site(name)
             .ok_or_else(|| JobError::new(format!("site {name:?} is not in the inventory")))?;
         let found = Outputs::from([
@@ -66,7 +66,7 @@ impl Job for ValidateDecom {
             ("status".to_string(), site.status.clone()),
             (
                 "machines".to_string(),
-                self.inventory.machines_at(name).len().to_string(),
+                inv.machines_at(name).len().to_string(),
             ),
         ]);
         if &site.kind != want {

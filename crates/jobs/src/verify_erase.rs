@@ -6,23 +6,23 @@
 //! target itself that the disks were erased, recorded in the workflow. It
 //! only reads, so it is safe to repeat.
 
-use super::disk_erase::machine_not_at_site;
+use super::disk_erase::machine_at_site;
 use super::erase_target::{Erase, EraseTarget};
 use async_trait::async_trait;
 use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, WorkReq};
 use interlock_engine::{Job, JobCtx, JobError, Outputs};
-use interlock_inventory::Inventory;
+use interlock_inventory::LiveInventory;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub struct VerifyErase {
     schema: JobSchema,
-    inventory: Arc<Inventory>,
+    inventory: Arc<LiveInventory>,
     target: Arc<EraseTarget>,
 }
 
 impl VerifyErase {
-    pub fn new(inventory: Arc<Inventory>, target: Arc<EraseTarget>) -> Self {
+    pub fn new(inventory: Arc<LiveInventory>, target: Arc<EraseTarget>) -> Self {
         Self {
             schema: JobSchema {
                 name: "verifyErase",
@@ -58,13 +58,7 @@ impl Job for VerifyErase {
     }
 
     fn check(&self, args: &BTreeMap<String, String>, _req: &WorkReq) -> Result<(), String> {
-        let (Some(machine), Some(site)) = (args.get("machine"), args.get("site")) else {
-            return Ok(()); // the schema check reports what is missing
-        };
-        match self.inventory.machine(site, machine) {
-            Some(_) => Ok(()),
-            None => Err(machine_not_at_site(&self.inventory, site, machine)),
-        }
+        machine_at_site(&self.inventory, args)
     }
 
     async fn run(

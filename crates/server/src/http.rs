@@ -19,6 +19,7 @@
 //! - Nothing changes state on GET: every mutating route is a POST.
 //! - Watch is Server-Sent Events: one `event: watch` per WatchEvent.
 
+mod inventory;
 mod schedules;
 mod templates;
 
@@ -49,6 +50,7 @@ pub struct HttpApi {
     pub control: std::sync::Arc<ControlApi>,
     pub templates: std::sync::Arc<crate::templates::TemplatesApi>,
     pub schedules: std::sync::Arc<crate::schedules::SchedulesApi>,
+    pub inventory: std::sync::Arc<crate::inventory::InventoryApi>,
     pub guard: Guard,
     /// The gRPC server's in-flight budget, shared.
     pub limit: crate::limit::InFlightLimitLayer,
@@ -76,6 +78,7 @@ pub fn router(state: HttpApi) -> axum::Router {
         .route("/api/v1/cluster", get(cluster))
         .merge(templates::routes())
         .merge(schedules::routes())
+        .merge(inventory::routes())
         .fallback(|| async {
             refusal(tonic::Status::not_found(
                 "no such API route: see the README's HTTP API section",

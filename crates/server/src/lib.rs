@@ -32,6 +32,7 @@ pub mod control;
 pub mod convert;
 pub mod error;
 pub mod http;
+pub mod inventory;
 pub mod lifecycle;
 pub mod limit;
 pub mod live;

@@ -9,7 +9,7 @@ use crate::service::{Api, CompatApi};
 use interlock_engine::{
     Admission, Auditor, Buckets, ConcurrencyLimits, Engine, EngineOptions, Job,
 };
-use interlock_inventory::Inventory;
+use interlock_inventory::{Inventory, LiveInventory};
 use interlock_jobs::{BuiltinDeps, EraseTarget, builtin_registry};
 use interlock_proto::{diskerase, v1};
 use interlock_store::{InstanceInfo, Store};
@@ -112,9 +112,15 @@ impl ServerBuilder {
             restore(&c, backup)?;
         }
         let (store, sqlite) = open_store(&c).await?;
-        let inventory = Arc::new(
+        let inventory = LiveInventory::new(
             Inventory::load(&c.data).map_err(|e| StartError::Config(format!("inventory: {e}")))?,
         );
+        // The store's inventory, once one was imported, wins over the files.
+        let inventory_sync = crate::inventory::InventorySync::new(store.clone(), inventory.clone());
+        inventory_sync
+            .refresh()
+            .await
+            .map_err(|e| StartError::Config(format!("inventory in the store: {e}")))?;
         let clock = self.clock;
         // Bucket definitions arrive with the first configuration load below.
         let buckets = Arc::new(Buckets::new(store.clone(), clock.clone()));
@@ -268,6 +274,14 @@ impl ServerBuilder {
             auditor.clone(),
             guard.clone(),
         ));
+        inventory_sync
+            .clone()
+            .spawn(c.reload_interval, shutdown.clone());
+        let inventory_api = Arc::new(crate::inventory::InventoryApi {
+            sync: inventory_sync,
+            audit: auditor.clone(),
+            guard: guard.clone(),
+        });
         let control = Arc::new(ControlApi::new(
             engine.clone(),
             live,
@@ -284,6 +298,7 @@ impl ServerBuilder {
                         control: control.clone(),
                         templates: templates.clone(),
                         schedules: schedules.clone(),
+                        inventory: inventory_api.clone(),
                         guard: guard.clone(),
                         limit: in_flight.clone(),
                         web: crate::web::session::WebPolicy {
@@ -318,6 +333,9 @@ impl ServerBuilder {
             )
             .add_service(v1::schedules_server::SchedulesServer::from_arc(
                 schedules.clone(),
+            ))
+            .add_service(v1::inventory_server::InventoryServer::from_arc(
+                inventory_api.clone(),
             ))
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod feed;
+mod inventory;
 mod ops;
 mod read;
 mod retention;
@@ -34,10 +35,11 @@ use interlock_core::{
     Approval, AuditEntry, AuditQuery, ListFilter, Micros, Status, Summary, WorkflowRecord,
 };
 use interlock_store::{
-    BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    Notice, Pruned, RequestKind, Result, ScheduleRow, SharedStop, SlotOutcome, SlotRequest,
-    SlotRow, Store, StoreError, StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest,
-    TemplateDisabled, TemplatePut, TemplateRevision,
+    BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo,
+    InventoryMachine, InventorySite, Lease, Notice, Pruned, RequestKind, Result, ScheduleRow,
+    SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError, StoredInventory,
+    StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest, TemplateDisabled, TemplatePut,
+    TemplateRevision,
 };
 use read::backend;
 use std::sync::{Arc, Mutex};
@@ -666,6 +668,34 @@ impl Store for PgStore {
         workflow: &str,
     ) -> Result<bool> {
         schedules::finish(&self.client().await?, name, due, outcome, workflow).await
+    }
+
+    async fn replace_inventory(
+        &self,
+        sites: Vec<InventorySite>,
+        machines: Vec<InventoryMachine>,
+        by: &str,
+        at: Micros,
+    ) -> Result<i64> {
+        inventory::replace(&mut self.client().await?, &sites, &machines, by, at).await
+    }
+
+    async fn inventory(&self) -> Result<Option<StoredInventory>> {
+        inventory::get(&mut self.client().await?).await
+    }
+
+    async fn inventory_version(&self) -> Result<Option<i64>> {
+        inventory::version(&self.client().await?).await
+    }
+
+    async fn set_site_status(
+        &self,
+        site: &str,
+        status: &str,
+        by: &str,
+        at: Micros,
+    ) -> Result<Option<i64>> {
+        inventory::set_status(&mut self.client().await?, site, status, by, at).await
     }
 
     fn subscribe(&self) -> broadcast::Receiver<FeedItem> {

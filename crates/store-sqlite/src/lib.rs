@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod backup;
+mod inventory;
 pub mod lock;
 mod ops;
 mod read;
@@ -34,10 +35,11 @@ use interlock_core::{
     Approval, AuditEntry, AuditQuery, Clock, ListFilter, Micros, Status, Summary, WorkflowRecord,
 };
 use interlock_store::{
-    BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    Notice, Pruned, RequestKind, Result, ScheduleRow, SharedStop, SlotOutcome, SlotRequest,
-    SlotRow, Store, StoreError, StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest,
-    TemplateDisabled, TemplatePut, TemplateRevision,
+    BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo,
+    InventoryMachine, InventorySite, Lease, Notice, Pruned, RequestKind, Result, ScheduleRow,
+    SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError, StoredInventory,
+    StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest, TemplateDisabled, TemplatePut,
+    TemplateRevision,
 };
 use lock::{DbLock, LockError};
 use read::backend;
@@ -749,6 +751,38 @@ impl Store for SqliteStore {
         let (name, outcome, workflow) =
             (name.to_string(), outcome.to_string(), workflow.to_string());
         self.op(move |tx, _| schedules::finish(tx, &name, due, &outcome, &workflow))
+            .await
+    }
+
+    async fn replace_inventory(
+        &self,
+        sites: Vec<InventorySite>,
+        machines: Vec<InventoryMachine>,
+        by: &str,
+        at: Micros,
+    ) -> Result<i64> {
+        let by = by.to_string();
+        self.op(move |tx, _| inventory::replace(tx, &sites, &machines, &by, at))
+            .await
+    }
+
+    async fn inventory(&self) -> Result<Option<StoredInventory>> {
+        self.read(inventory::get).await
+    }
+
+    async fn inventory_version(&self) -> Result<Option<i64>> {
+        self.read(inventory::version).await
+    }
+
+    async fn set_site_status(
+        &self,
+        site: &str,
+        status: &str,
+        by: &str,
+        at: Micros,
+    ) -> Result<Option<i64>> {
+        let (site, status, by) = (site.to_string(), status.to_string(), by.to_string());
+        self.op(move |tx, _| inventory::set_status(tx, &site, &status, &by, at))
             .await
     }
 

@@ -235,6 +235,24 @@ const MIGRATIONS: &[&str] = &[
         created_by TEXT NOT NULL,
         created_at INTEGER NOT NULL
     );",
+    // 17: the inventory, when it lives in the store. One meta row holds
+    // the version every change bumps (replicas and the reloader poll it).
+    "CREATE TABLE inventory_sites (
+        name TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        status TEXT NOT NULL
+    );
+    CREATE TABLE inventory_machines (
+        site TEXT NOT NULL,
+        name TEXT NOT NULL,
+        PRIMARY KEY (site, name)
+    );
+    CREATE TABLE inventory_meta (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        version INTEGER NOT NULL,
+        updated_by TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+    );",
 ];
 
 /// The schema version this build writes.

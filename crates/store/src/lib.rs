@@ -438,6 +438,35 @@ pub struct ScheduleRow {
     pub created_at: Micros,
 }
 
+/// A site of the inventory kept in the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InventorySite {
+    pub name: String,
+    /// `satellite` or `cluster`.
+    pub kind: String,
+    /// `decom`, `inService` or `removed`.
+    pub status: String,
+}
+
+/// A machine of the inventory kept in the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InventoryMachine {
+    pub site: String,
+    pub name: String,
+}
+
+/// The inventory kept in the store, with its version (bumped by every
+/// change, so replicas notice one by reading a number).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredInventory {
+    pub version: i64,
+    /// Sites by name; machines by site, then name.
+    pub sites: Vec<InventorySite>,
+    pub machines: Vec<InventoryMachine>,
+    pub updated_by: String,
+    pub updated_at: Micros,
+}
+
 /// A server process registered with the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstanceInfo {
@@ -748,6 +777,34 @@ pub trait Store: Send + Sync + 'static {
         outcome: &str,
         workflow: &str,
     ) -> Result<bool>;
+
+    // ---- inventory
+
+    /// Replaces the whole inventory in one transaction; returns its new
+    /// version.
+    async fn replace_inventory(
+        &self,
+        sites: Vec<InventorySite>,
+        machines: Vec<InventoryMachine>,
+        by: &str,
+        at: Micros,
+    ) -> Result<i64>;
+
+    /// The inventory, or `None` when none was ever stored.
+    async fn inventory(&self) -> Result<Option<StoredInventory>>;
+
+    /// The inventory's version (`None`: none was ever stored).
+    async fn inventory_version(&self) -> Result<Option<i64>>;
+
+    /// Sets a site's status; the new version, or `None` when there is no
+    /// such site (or no inventory).
+    async fn set_site_status(
+        &self,
+        site: &str,
+        status: &str,
+        by: &str,
+        at: Micros,
+    ) -> Result<Option<i64>>;
 
     // ---- feed and health
 

@@ -10,10 +10,11 @@
 //! be spread over several files.
 
 use crate::{
-    BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo, Lease,
-    Notice, Pruned, RequestKind, Result, ScheduleRow, SharedStop, SlotOutcome, SlotRequest,
-    SlotRow, Store, StoreError, StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest,
-    TemplateDisabled, TemplatePut, TemplateRevision, workflow_event,
+    BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo,
+    InventoryMachine, InventorySite, Lease, Notice, Pruned, RequestKind, Result, ScheduleRow,
+    SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError, StoredInventory,
+    StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest, TemplateDisabled, TemplatePut,
+    TemplateRevision, workflow_event,
 };
 use async_trait::async_trait;
 use interlock_core::{
@@ -52,6 +53,7 @@ struct State {
     /// name → (revisions, oldest first; disabled).
     templates: BTreeMap<String, (Vec<TemplateRevision>, Option<TemplateDisabled>)>,
     schedules: BTreeMap<String, ScheduleRow>,
+    inventory: Option<StoredInventory>,
 }
 
 /// An in-memory store. Cheap to clone; clones share state.
@@ -997,6 +999,56 @@ impl Store for MemStore {
             }
             _ => false,
         })
+    }
+
+    async fn replace_inventory(
+        &self,
+        mut sites: Vec<InventorySite>,
+        mut machines: Vec<InventoryMachine>,
+        by: &str,
+        at: Micros,
+    ) -> Result<i64> {
+        let mut st = self.lock();
+        sites.sort_by(|a, b| a.name.cmp(&b.name));
+        machines.sort_by(|a, b| (&a.site, &a.name).cmp(&(&b.site, &b.name)));
+        let version = st.inventory.as_ref().map_or(0, |i| i.version) + 1;
+        st.inventory = Some(StoredInventory {
+            version,
+            sites,
+            machines,
+            updated_by: by.to_string(),
+            updated_at: at,
+        });
+        Ok(version)
+    }
+
+    async fn inventory(&self) -> Result<Option<StoredInventory>> {
+        Ok(self.lock().inventory.clone())
+    }
+
+    async fn inventory_version(&self) -> Result<Option<i64>> {
+        Ok(self.lock().inventory.as_ref().map(|i| i.version))
+    }
+
+    async fn set_site_status(
+        &self,
+        site: &str,
+        status: &str,
+        by: &str,
+        at: Micros,
+    ) -> Result<Option<i64>> {
+        let mut st = self.lock();
+        let Some(inv) = st.inventory.as_mut() else {
+            return Ok(None);
+        };
+        let Some(s) = inv.sites.iter_mut().find(|s| s.name == site) else {
+            return Ok(None);
+        };
+        s.status = status.to_string();
+        inv.version += 1;
+        inv.updated_by = by.to_string();
+        inv.updated_at = at;
+        Ok(Some(inv.version))
     }
 
     fn subscribe(&self) -> broadcast::Receiver<FeedItem> {

@@ -9,6 +9,7 @@ pub mod clone;
 pub mod cluster;
 pub mod completions;
 pub mod es;
+pub mod inventory;
 pub mod jobs;
 pub mod lifecycle;
 pub mod limits;

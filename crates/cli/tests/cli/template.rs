@@ -234,3 +234,40 @@ async fn schedules_are_created_listed_paused_and_deleted() {
     assert_eq!(code, 3);
     assert!(err.contains("no schedule named \"nightly\""), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inventory_import_list_and_set_status() {
+    let s = TestServer::start().await;
+    let (code, out, _) = cli(&s, &["inventory", "list"]).await;
+    assert_eq!(code, 0);
+    assert!(out.starts_with("inventory from the data files"), "{out}");
+    let data = repo().join("data");
+    let (code, out, err) = cli(&s, &["inventory", "import", data.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("inventory from the store, version 1"),
+        "{out}"
+    );
+    let (code, out, err) = cli(
+        &s,
+        &[
+            "inventory",
+            "set-status",
+            "aaa",
+            "decom",
+            "--reason",
+            "rack retired",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("aaa        satellite  decom      8"), "{out}");
+    assert!(out.contains("machines: aaa00, aaa01"), "{out}");
+    let (code, _, err) = cli(
+        &s,
+        &["inventory", "set-status", "aaa", "gone", "--reason", "x"],
+    )
+    .await;
+    assert_eq!(code, 3);
+    assert!(err.contains("one of decom, inService, removed"), "{err}");
+}

@@ -10,8 +10,9 @@
 //! The tests, by concern: `records` (submit, compare-and-set, writes,
 //! listing, audit, ids), `ownership` (instances, leases, fencing, orphan
 //! claims), `shared` (buckets, the feed, requests, shared stops) and
-//! `retention` (pruning and tombstones), `templates` (revisions), `schedules` (fire claims).
+//! `retention` (pruning and tombstones), `templates` (revisions), `schedules` (fire claims), `inventory`.
 
+mod inventory;
 mod ownership;
 mod records;
 mod retention;
@@ -19,6 +20,7 @@ mod schedules;
 mod shared;
 mod templates;
 
+pub use inventory::*;
 pub use ownership::*;
 pub use records::*;
 pub use retention::*;
@@ -93,6 +95,7 @@ pub async fn run_all(h: &dyn Harness) {
         concurrent_template_puts_get_distinct_revisions,
         schedules_are_kept_by_name,
         a_fire_is_claimed_once_and_finished_once,
+        the_inventory_is_replaced_whole_and_versioned,
     );
 }
 
