@@ -120,7 +120,9 @@ async fn a_cron_schedule_fires_once_per_period_across_a_restart() {
     assert_eq!(wf[0].id, first.last_workflow);
     let st = wait_final(&c, &first.last_workflow).await;
     assert_eq!(st.status, v1::Status::Completed as i32);
-    assert_eq!(st.executed_by, "schedule:every5");
+    // The schedule's creator submitted it (and may not approve it).
+    assert_eq!(st.submitted_by, created.created_by);
+    assert_eq!(st.executed_by, created.created_by);
     assert_eq!(st.labels["interlock.template"], "probe-x");
 
     clock.advance(5 * MIN);
@@ -256,7 +258,7 @@ async fn overlap_once_and_pause_resume_delete() {
     let second = fire_recorded(&c, "long", mark(2)).await;
     assert!(
         second.last_outcome.starts_with(&format!(
-            "skipped: workflow {} of the previous fire is still Running",
+            "skipped: workflow {} of an earlier fire is still Running",
             first.last_workflow
         )),
         "{}",

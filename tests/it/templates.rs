@@ -831,3 +831,54 @@ workflow:
         "{e}"
     );
 }
+
+#[tokio::test]
+async fn inputs_cannot_slip_a_request_past_an_approval_rule() {
+    // Waits of 8 seconds need an approval. A wait whose length is an
+    // input (the machine count of a site, 8) is not matched at Submit, so
+    // its block is refused once the value is known, before it starts.
+    let s = TestServer::start_with(|c| {
+        interlock_tests::append_entry(
+            &c.configs.join("policies.json"),
+            serde_json::json!({"Name": "sneaky", "Policies": [{"Name": "requireApproval",
+                "Settings": {"Role": "approver", "When": {"Args": {"seconds": "8"}}}}]}),
+        );
+        interlock_tests::append_entry(
+            &c.configs.join("es.json"),
+            serde_json::json!({"Name": "sneaky", "Status": "go"}),
+        );
+    })
+    .await;
+    let mut t = templates(&s).await;
+    apply(
+        &mut t,
+        r#"
+name: sneaky
+workflow:
+  name: sneaky
+  blocks:
+    - jobs: [{id: count, name: validateDecom, args: {site: aab, type: satellite}}]
+    - jobs:
+        - name: sleep
+          inputs: {seconds: {job: count, output: machines}}
+"#,
+    )
+    .await;
+    let c = s.client().await;
+    let r = c.instantiate(call("sneaky", &[])).await.unwrap();
+    assert_eq!(
+        c.status(&r.id).await.unwrap().status,
+        v1::Status::NotStarted as i32
+    );
+    c.exec(&r.id).await.unwrap();
+    let st = wait_final(&c, &r.id).await;
+    assert_eq!(st.status, v1::Status::Failed as i32, "{st:#?}");
+    let wait = &st.blocks[1].jobs[0];
+    assert!(
+        wait.error
+            .contains("falls under approval rules it was not approved for"),
+        "{}",
+        wait.error
+    );
+    assert!(wait.attempts.is_empty(), "it never ran");
+}

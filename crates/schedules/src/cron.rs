@@ -8,8 +8,9 @@
 //! matching either fires. `@hourly`, `@daily` (`@midnight`), `@weekly`,
 //! `@monthly` and `@yearly` (`@annually`) are the usual shorthands.
 //!
-//! Local times that a daylight-saving change skips fire at the first
-//! instant after the gap; times it repeats fire once, at the first.
+//! A local time that a daylight-saving change skips fires shifted forward
+//! by the gap (02:30 on a spring-forward night fires at 03:30); a local
+//! time it repeats fires once, at the first.
 //!
 //! Written here rather than taken from a crate: the maintained cron crates
 //! evaluate zones through chrono-tz, a second time zone database beside
@@ -27,7 +28,9 @@ pub struct Cron {
     days: [bool; 32],
     months: [bool; 13],
     weekdays: [bool; 7],
-    /// Whether the day-of-month / day-of-week field was `*`.
+    /// Whether the day-of-month / day-of-week field starts with `*` (`*`
+    /// or `*/n`): as in Vixie cron, only then is it "any day" for the
+    /// either-or rule.
     any_day: bool,
     any_weekday: bool,
 }
@@ -81,8 +84,8 @@ impl Cron {
             days,
             months,
             weekdays,
-            any_day: *dom == "*",
-            any_weekday: *dow == "*",
+            any_day: dom.starts_with('*'),
+            any_weekday: dow.starts_with('*'),
         })
     }
 

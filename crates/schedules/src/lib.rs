@@ -143,7 +143,9 @@ impl ScheduleSpec {
     pub fn due(&self, due: Micros, now: Micros) -> (Due, Option<Micros>) {
         let missed_after = MISSED_AFTER.as_micros() as Micros;
         if now - due <= missed_after {
-            return (Due::Fire(due), self.next_after(now.max(due)));
+            // The next after this one, even if it is already due too: the
+            // next look fires it (or counts it missed).
+            return (Due::Fire(due), self.next_after(due));
         }
         // Count the fires between `due` and now (bounded: a schedule every
         // minute left for years is not walked minute by minute forever).

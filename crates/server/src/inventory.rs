@@ -26,6 +26,7 @@ pub struct InventorySync {
     /// The store version in force (`None`: the files are).
     seen: Mutex<Option<i64>>,
     updated: Mutex<(String, interlock_core::Micros)>,
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 fn from_stored(s: &StoredInventory) -> Result<Inventory, String> {
@@ -56,11 +57,14 @@ impl InventorySync {
             live,
             seen: Mutex::new(None),
             updated: Mutex::new((String::new(), 0)),
+            refreshing: tokio::sync::Mutex::new(()),
         })
     }
 
-    /// Re-reads the store's inventory if its version moved.
+    /// Re-reads the store's inventory if its version moved (one refresh at
+    /// a time, and never back to an older version).
     pub async fn refresh(&self) -> Result<(), String> {
+        let _one = self.refreshing.lock().await;
         let version = self
             .store
             .inventory_version()
@@ -72,6 +76,9 @@ impl InventorySync {
         let Some(stored) = self.store.inventory().await.map_err(|e| e.to_string())? else {
             return Ok(());
         };
+        if Some(stored.version) <= *self.seen.lock().expect("inventory lock") {
+            return Ok(());
+        }
         let inv = from_stored(&stored)?;
         self.live.replace(inv);
         *self.updated.lock().expect("inventory lock") = (stored.updated_by, stored.updated_at);

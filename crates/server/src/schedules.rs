@@ -165,7 +165,7 @@ impl Schedules for SchedulesApi {
                 self.guard.check(&who.who, Action::Exec, &workflow)?;
             }
             self.engine
-                .create_schedule(spec, &who.identity)
+                .create_schedule(spec, &who.identity, &workflow)
                 .await
                 .map_err(engine_status)
         }

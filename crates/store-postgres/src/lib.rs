@@ -656,8 +656,9 @@ impl Store for PgStore {
         due: Micros,
         next: Option<Micros>,
         by: &str,
+        key: Option<Micros>,
     ) -> Result<bool> {
-        schedules::claim(&self.client().await?, name, due, next, by).await
+        schedules::claim(&self.client().await?, name, due, next, by, key).await
     }
 
     async fn finish_fire(

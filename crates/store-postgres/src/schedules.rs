@@ -10,7 +10,7 @@ use interlock_store::{Result, ScheduleRow};
 use tokio_postgres::Row;
 
 const COLUMNS: &str = "name, body, workflow, paused, next_fire, firing_due, firing_by, last_due, \
-                       last_outcome, last_workflow, created_by, created_at";
+                       last_outcome, last_workflow, created_by, created_at, firing_key";
 
 fn row(r: &Row) -> ScheduleRow {
     ScheduleRow {
@@ -26,13 +26,14 @@ fn row(r: &Row) -> ScheduleRow {
         last_workflow: r.get(9),
         created_by: r.get(10),
         created_at: r.get(11),
+        firing_key: r.get(12),
     }
 }
 
 pub async fn create(c: &impl GenericClient, s: &ScheduleRow) -> Result<bool> {
     let sql = format!(
         "INSERT INTO schedules ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-         $12) ON CONFLICT (name) DO NOTHING"
+         $12, $13) ON CONFLICT (name) DO NOTHING"
     );
     let n = sql::execute(
         c,
@@ -50,6 +51,7 @@ pub async fn create(c: &impl GenericClient, s: &ScheduleRow) -> Result<bool> {
             &s.last_workflow,
             &s.created_by,
             &s.created_at,
+            &s.firing_key,
         ],
     )
     .await
@@ -105,12 +107,13 @@ pub async fn claim(
     due: Micros,
     next: Option<Micros>,
     by: &str,
+    key: Option<Micros>,
 ) -> Result<bool> {
     let n = sql::execute(
         c,
-        "UPDATE schedules SET next_fire = $3, firing_due = $2, firing_by = $4
+        "UPDATE schedules SET next_fire = $3, firing_due = $2, firing_by = $4, firing_key = $5
          WHERE name = $1 AND next_fire = $2 AND NOT paused AND firing_due IS NULL",
-        &[&name, &due, &next, &by],
+        &[&name, &due, &next, &by, &key],
     )
     .await
     .map_err(backend)?;
@@ -126,8 +129,10 @@ pub async fn finish(
 ) -> Result<bool> {
     let n = sql::execute(
         c,
-        "UPDATE schedules SET firing_due = NULL, firing_by = '', last_due = $2,
-         last_outcome = $3, last_workflow = $4 WHERE name = $1 AND firing_due = $2",
+        "UPDATE schedules SET firing_due = NULL, firing_by = '', firing_key = NULL,
+         last_due = $2, last_outcome = $3,
+         last_workflow = CASE WHEN $4 = '' THEN last_workflow ELSE $4 END
+         WHERE name = $1 AND firing_due = $2",
         &[&name, &due, &outcome, &workflow],
     )
     .await

@@ -219,6 +219,7 @@ const MIGRATIONS: &[&str] = &[
         next_fire BIGINT,
         firing_due BIGINT,
         firing_by TEXT NOT NULL DEFAULT '',
+        firing_key BIGINT,
         last_due BIGINT,
         last_outcome TEXT NOT NULL DEFAULT '',
         last_workflow TEXT NOT NULL DEFAULT '',

@@ -61,6 +61,9 @@ pub fn version(c: &Connection) -> Result<Option<i64>> {
 }
 
 pub fn get(c: &Connection) -> Result<Option<StoredInventory>> {
+    // One read transaction: the version, sites and machines of one write.
+    let tx = c.unchecked_transaction().map_err(backend)?;
+    let c = &*tx;
     let meta: Option<(i64, String, Micros)> = c
         .prepare_cached("SELECT version, updated_by, updated_at FROM inventory_meta WHERE id = 1")
         .map_err(backend)?

@@ -735,9 +735,10 @@ impl Store for SqliteStore {
         due: Micros,
         next: Option<Micros>,
         by: &str,
+        key: Option<Micros>,
     ) -> Result<bool> {
         let (name, by) = (name.to_string(), by.to_string());
-        self.op(move |tx, _| schedules::claim(tx, &name, due, next, &by))
+        self.op(move |tx, _| schedules::claim(tx, &name, due, next, &by, key))
             .await
     }
 

@@ -7,7 +7,7 @@ use interlock_store::{Result, ScheduleRow};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 const COLUMNS: &str = "name, body, workflow, paused, next_fire, firing_due, firing_by, last_due, \
-                       last_outcome, last_workflow, created_by, created_at";
+                       last_outcome, last_workflow, created_by, created_at, firing_key";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ScheduleRow> {
     Ok(ScheduleRow {
@@ -23,6 +23,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ScheduleRow> {
         last_workflow: r.get(9)?,
         created_by: r.get(10)?,
         created_at: r.get(11)?,
+        firing_key: r.get(12)?,
     })
 }
 
@@ -30,7 +31,7 @@ pub fn create(tx: &Transaction<'_>, s: &ScheduleRow) -> rusqlite::Result<bool> {
     let n = tx
         .prepare_cached(&format!(
             "INSERT INTO schedules ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
-             ?11, ?12) ON CONFLICT (name) DO NOTHING"
+             ?11, ?12, ?13) ON CONFLICT (name) DO NOTHING"
         ))?
         .execute(params![
             s.name,
@@ -44,7 +45,8 @@ pub fn create(tx: &Transaction<'_>, s: &ScheduleRow) -> rusqlite::Result<bool> {
             s.last_outcome,
             s.last_workflow,
             s.created_by,
-            s.created_at
+            s.created_at,
+            s.firing_key
         ])?;
     Ok(n == 1)
 }
@@ -91,13 +93,14 @@ pub fn claim(
     due: Micros,
     next: Option<Micros>,
     by: &str,
+    key: Option<Micros>,
 ) -> rusqlite::Result<bool> {
     Ok(tx
         .prepare_cached(
-            "UPDATE schedules SET next_fire = ?3, firing_due = ?2, firing_by = ?4
+            "UPDATE schedules SET next_fire = ?3, firing_due = ?2, firing_by = ?4, firing_key = ?5
              WHERE name = ?1 AND next_fire = ?2 AND paused = 0 AND firing_due IS NULL",
         )?
-        .execute(params![name, due, next, by])?
+        .execute(params![name, due, next, by, key])?
         == 1)
 }
 
@@ -110,8 +113,10 @@ pub fn finish(
 ) -> rusqlite::Result<bool> {
     Ok(tx
         .prepare_cached(
-            "UPDATE schedules SET firing_due = NULL, firing_by = '', last_due = ?2,
-             last_outcome = ?3, last_workflow = ?4 WHERE name = ?1 AND firing_due = ?2",
+            "UPDATE schedules SET firing_due = NULL, firing_by = '', firing_key = NULL,
+             last_due = ?2, last_outcome = ?3,
+             last_workflow = CASE WHEN ?4 = '' THEN last_workflow ELSE ?4 END
+             WHERE name = ?1 AND firing_due = ?2",
         )?
         .execute(params![name, due, outcome, workflow])?
         == 1)

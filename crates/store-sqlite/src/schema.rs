@@ -229,6 +229,7 @@ const MIGRATIONS: &[&str] = &[
         next_fire INTEGER,
         firing_due INTEGER,
         firing_by TEXT NOT NULL DEFAULT '',
+        firing_key INTEGER,
         last_due INTEGER,
         last_outcome TEXT NOT NULL DEFAULT '',
         last_workflow TEXT NOT NULL DEFAULT '',

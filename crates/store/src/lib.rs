@@ -427,10 +427,14 @@ pub struct ScheduleRow {
     pub paused: bool,
     /// The next fire (`None`: none is left).
     pub next_fire: Option<Micros>,
-    /// A fire claimed and not yet finished: its due time, and who claimed it.
+    /// A fire claimed and not yet finished: its due time, who claimed it,
+    /// and the time it instantiates for (`None`: it only records missed
+    /// fires), so whoever finishes it does exactly that.
     pub firing_due: Option<Micros>,
     pub firing_by: String,
-    /// The last finished fire: its due time, what came of it, its workflow.
+    pub firing_key: Option<Micros>,
+    /// The last finished fire: its due time and what came of it; the
+    /// workflow of the last fire that made one.
     pub last_due: Option<Micros>,
     pub last_outcome: String,
     pub last_workflow: String,
@@ -758,18 +762,22 @@ pub trait Store: Send + Sync + 'static {
 
     /// Compare-and-set: claims the fire due at `due` for `by` if it is
     /// still the schedule's next fire, the schedule is not paused and no
-    /// fire is in progress; moves the next fire to `next`. Of any number of
-    /// callers (replicas), exactly one gets `true`.
+    /// fire is in progress; moves the next fire to `next` and records
+    /// `key` (the time the fire instantiates for; `None`: it only records
+    /// missed fires). Of any number of callers (replicas), exactly one gets
+    /// `true`.
     async fn claim_fire(
         &self,
         name: &str,
         due: Micros,
         next: Option<Micros>,
         by: &str,
+        key: Option<Micros>,
     ) -> Result<bool>;
 
-    /// Records the end of the fire claimed for `due`: its outcome and
-    /// workflow (empty for none); `false` if that fire is not in progress.
+    /// Records the end of the fire claimed for `due`: its outcome and its
+    /// workflow (empty for none: the last workflow recorded stays);
+    /// `false` if that fire is not in progress.
     async fn finish_fire(
         &self,
         name: &str,

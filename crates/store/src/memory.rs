@@ -969,12 +969,14 @@ impl Store for MemStore {
         due: Micros,
         next: Option<Micros>,
         by: &str,
+        key: Option<Micros>,
     ) -> Result<bool> {
         Ok(match self.lock().schedules.get_mut(name) {
             Some(r) if r.next_fire == Some(due) && !r.paused && r.firing_due.is_none() => {
                 r.next_fire = next;
                 r.firing_due = Some(due);
                 r.firing_by = by.to_string();
+                r.firing_key = key;
                 true
             }
             _ => false,
@@ -992,9 +994,12 @@ impl Store for MemStore {
             Some(r) if r.firing_due == Some(due) => {
                 r.firing_due = None;
                 r.firing_by.clear();
+                r.firing_key = None;
                 r.last_due = Some(due);
                 r.last_outcome = outcome.to_string();
-                r.last_workflow = workflow.to_string();
+                if !workflow.is_empty() {
+                    r.last_workflow = workflow.to_string();
+                }
                 true
             }
             _ => false,

@@ -261,6 +261,12 @@ fn check(doc: &Document) -> Vec<String> {
     scope.text(&mut out, "workflow.name", &w.name, Want::Text);
     scope.text(&mut out, "workflow.desc", &w.desc, Want::Text);
     for (k, v) in &w.labels {
+        if k.starts_with("interlock.") {
+            out.push(format!(
+                "workflow.labels.{k}: labels starting with \"interlock.\" are set by the server \
+                 (where a workflow came from); use another key"
+            ));
+        }
         scope.text(&mut out, &format!("workflow.labels.{k}"), &v.0, Want::Text);
     }
     if let Some(d) = &w.deadline {

@@ -230,9 +230,11 @@ impl Instances {
                 .iter()
                 .filter(|(i, _, _)| i.is_some() && i.as_ref() == item)
                 .collect();
+            // Its own item's instance; else the one instance made outside
+            // any forEach (never another item's).
             let chosen = match (same_item.as_slice(), found) {
                 ([one], _) => Some(*one),
-                ([], [only]) => Some(only),
+                ([], [only]) if only.0.is_none() => Some(only),
                 _ => None,
             };
             match chosen {
@@ -247,8 +249,8 @@ impl Instances {
                     );
                 }
                 None => errs.push(format!(
-                    "{at}.inputs.{arg}: job {:?} ran {} times{}; an input can name it only from \
-                     a forEach over the same items, or when it runs once",
+                    "{at}.inputs.{arg}: job {:?} has {} instance(s){}; an input can name it only \
+                     from a forEach over the same items, or when it runs once outside any forEach",
                     input.job,
                     found.len(),
                     item.map(|i| format!(", none of them for {i:?}"))

@@ -346,5 +346,41 @@ workflow:
     )
     .unwrap();
     let e = t.expand(&params(&[("site", "aab")]), &Inv).unwrap_err();
-    assert!(e[0].contains("job \"erase\" ran 5 times"), "{e:?}");
+    assert!(e[0].contains("job \"erase\" has 5 instance(s)"), "{e:?}");
+}
+
+#[test]
+fn an_input_never_takes_another_items_output() {
+    // One machine erased, another verified: no pairing, an error.
+    let t = Template::parse(
+        r#"
+name: t
+params: {m: {type: list, items: {type: string}}, v: {type: list, items: {type: string}}}
+workflow:
+  name: W
+  blocks:
+    - forEach: {items: "{{m}}", as: x}
+      jobs: [{id: erase, name: diskErase, args: {site: aab, machine: "{{x}}"}}]
+    - forEach: {items: "{{v}}", as: x}
+      jobs: [{name: verifyErase, args: {site: aab, machine: "{{x}}"}, inputs: {eraseRequest: {job: erase, output: eraseRequest}}}]
+"#,
+    )
+    .unwrap();
+    let e = t
+        .expand(&params(&[("m", "aab01"), ("v", "aab02")]), &Inv)
+        .unwrap_err();
+    assert!(e[0].contains("none of them for \"aab02\""), "{e:?}");
+    assert!(
+        t.expand(&params(&[("m", "aab01"), ("v", "aab01")]), &Inv)
+            .is_ok()
+    );
+}
+
+#[test]
+fn templates_cannot_claim_the_servers_labels() {
+    let e = Template::parse(
+        "name: t\nworkflow: {name: W, labels: {interlock.template: other}, blocks: [{jobs: [{name: sleep}]}]}",
+    )
+    .unwrap_err();
+    assert!(e.0[0].contains("set by the server"), "{e}");
 }

@@ -50,7 +50,65 @@ impl Inner {
                 }
             }
         }
+        // What looks at the whole request (policies, approvals, keyed
+        // bucket takes) saw the inputs as absent at Submit; it sees the
+        // values now. Anything they refuse now that they did not refuse
+        // without the values fails the whole block before any job of it
+        // starts.
+        if let Some(why) = self.refused_with_values(&rec.req, &out.req) {
+            for ji in 0..rec.req.blocks[bi].jobs.len() {
+                unresolved.insert(ji, why.clone());
+            }
+        }
+        if let Some(buckets) = &self.opts.buckets {
+            for v in super::keyed_takes(&out.req, self.runner.as_ref(), buckets) {
+                if v.block == Some(bi)
+                    && let Some(ji) = v.job
+                {
+                    unresolved
+                        .entry(ji)
+                        .or_insert(format!("after its inputs were filled in: {}", v.message));
+                }
+            }
+        }
         (Arc::new(out), Arc::new(unresolved))
+    }
+
+    /// Why the request with its inputs filled in is refused where the
+    /// request as submitted is not: new policy violations, or approval
+    /// rules that now apply.
+    fn refused_with_values(
+        &self,
+        submitted: &interlock_core::WorkReq,
+        filled: &interlock_core::WorkReq,
+    ) -> Option<String> {
+        use crate::admission::Refusal;
+        let now = self.opts.clock.now();
+        let violations = |r: Result<String, Refusal>| match r {
+            Ok(_) => Vec::new(),
+            Err(Refusal::Violations { violations, .. }) => violations,
+            Err(Refusal::Unavailable(m)) => vec![interlock_core::Violation::new("policy", m)],
+        };
+        let before = violations(self.admission.admit(submitted, now));
+        let new: Vec<String> = violations(self.admission.admit(filled, now))
+            .into_iter()
+            .filter(|v| !before.contains(v))
+            .map(|v| format!("{}: {}", v.policy, v.message))
+            .collect();
+        if !new.is_empty() {
+            return Some(format!(
+                "with its inputs filled in, the request breaks its policies: {}",
+                new.join("; ")
+            ));
+        }
+        if self.admission.approvals(filled) != self.admission.approvals(submitted) {
+            return Some(
+                "with its inputs filled in, the request falls under approval rules it was not \
+                 approved for; write those arguments out and submit it again"
+                    .into(),
+            );
+        }
+        None
     }
 
     /// The workflow's block records as committed now.

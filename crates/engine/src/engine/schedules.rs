@@ -90,8 +90,15 @@ impl Engine {
     }
 
     /// Stores a new schedule. Its template must instantiate with its values
-    /// now into a well-formed request, and it must have a fire to come.
-    pub async fn create_schedule(&self, spec: ScheduleSpec, by: &str) -> Result<ScheduleView> {
+    /// now into a well-formed request for the workflow name `authorized`
+    /// (the one the caller was authorized on), and it must have a fire to
+    /// come.
+    pub async fn create_schedule(
+        &self,
+        spec: ScheduleSpec,
+        by: &str,
+        authorized: &str,
+    ) -> Result<ScheduleView> {
         spec.check().map_err(|e| {
             EngineError::Invalid(
                 e.into_iter()
@@ -100,17 +107,32 @@ impl Engine {
             )
         })?;
         let inst = self.schedule_preview(&spec).await?;
+        if inst.req().name != authorized {
+            return Err(EngineError::WrongState(format!(
+                "template {:?} changed while the schedule was created (it now makes workflow {:?}); \
+                 try again",
+                spec.template,
+                inst.req().name
+            )));
+        }
         let invalid = self.verdict(inst.req(), true).invalid;
         if !invalid.is_empty() {
             return Err(EngineError::Invalid(invalid));
         }
         let now = self.now();
         let Some(next) = spec.next_after(now) else {
-            return Err(EngineError::BadArgument(format!(
-                "schedule {:?} would never fire: its time is not after now ({})",
-                spec.name,
-                when(now)
-            )));
+            return Err(EngineError::BadArgument(match &spec.when {
+                interlock_schedules::When::Once { at } => format!(
+                    "schedule {:?} would never fire: {} is not after now ({})",
+                    spec.name,
+                    when(*at),
+                    when(now)
+                ),
+                interlock_schedules::When::Cron { expr, .. } => format!(
+                    "schedule {:?} would never fire: {expr:?} matches no time in the next eight years",
+                    spec.name
+                ),
+            }));
         };
         let row = ScheduleRow {
             name: spec.name.clone(),
@@ -186,8 +208,8 @@ impl Engine {
         }
     }
 
-    /// Fires every schedule that is due now (and finishes fires a dead
-    /// instance left half done).
+    /// Fires every schedule that is due now, and finishes fires left half
+    /// done (by a dead instance, or by this one when recording failed).
     pub async fn fire_due(&self) -> Result<()> {
         let rows = self.inner.store.schedules().await?;
         if rows.is_empty() {
@@ -203,11 +225,13 @@ impl Engine {
                 break;
             }
             if let Some(due) = row.firing_due {
-                // Claimed by an instance that died before recording the
-                // outcome: redo it (the same request id, so at most one
-                // workflow) and record it.
-                if !live.contains(&row.firing_by) {
-                    self.redo(row, due).await;
+                // This loop is the only one firing here, so a fire of ours
+                // still open at the top of a pass failed to finish; one of
+                // a dead instance never will. Redo exactly what was claimed
+                // (the same request id: at most one workflow).
+                if row.firing_by == me || !live.contains(&row.firing_by) {
+                    let key = row.firing_key;
+                    self.redo(row, due, key).await;
                 }
                 continue;
             }
@@ -226,12 +250,22 @@ impl Engine {
                 }
             };
             let (what, next) = v.spec.due(due, self.now());
-            if !self.inner.store.claim_fire(&name, due, next, &me).await? {
+            let key = match what {
+                Due::Fire(at) => Some(at),
+                Due::CatchUp { latest, .. } => Some(latest),
+                Due::Missed { .. } => None,
+            };
+            if !self
+                .inner
+                .store
+                .claim_fire(&name, due, next, &me, key)
+                .await?
+            {
                 continue; // another instance fired it
             }
             let fired = match what {
                 Due::Fire(at) => self.fire(&v, at).await,
-                Due::Missed { count, latest } => Fired {
+                Due::Missed { count, latest } => Some(Fired {
                     outcome: "missed",
                     detail: format!(
                         "missed {count} fire(s), the last due {}: no server was running; \
@@ -239,31 +273,39 @@ impl Engine {
                         when(latest)
                     ),
                     workflow: String::new(),
-                },
-                Due::CatchUp { count, latest } => {
-                    let f = self.fire(&v, latest).await;
-                    Fired {
-                        detail: format!(
-                            "missed {count} fire(s), the last due {}; ran once (missed: runOnce): {}",
-                            when(latest),
-                            f.detail
-                        ),
-                        ..f
-                    }
-                }
+                }),
+                Due::CatchUp { count, latest } => self.fire(&v, latest).await.map(|f| Fired {
+                    detail: format!(
+                        "missed {count} fire(s), the last due {}; ran once (missed: runOnce): {}",
+                        when(latest),
+                        f.detail
+                    ),
+                    ..f
+                }),
             };
-            self.finish(&name, due, fired).await;
+            if let Some(f) = fired {
+                self.finish(&name, due, f).await;
+            }
         }
         Ok(())
     }
 
-    async fn redo(&self, row: ScheduleRow, due: Micros) {
+    async fn redo(&self, row: ScheduleRow, due: Micros, key: Option<Micros>) {
         let name = row.name.clone();
         let Ok(v) = view(row) else { return };
         tracing::warn!(schedule = %interlock_core::Escaped(&name), due = %when(due),
-            "finishing a fire its instance left half done");
-        let fired = self.fire(&v, due).await;
-        self.finish(&name, due, fired).await;
+            "finishing a fire left half done");
+        let fired = match key {
+            Some(at) => self.fire(&v, at).await,
+            None => Some(Fired {
+                outcome: "missed",
+                detail: "missed fire(s) while no server was running; skipped (missed: skip)".into(),
+                workflow: String::new(),
+            }),
+        };
+        if let Some(f) = fired {
+            self.finish(&name, due, f).await;
+        }
     }
 
     async fn finish(&self, name: &str, due: Micros, f: Fired) {
@@ -276,7 +318,7 @@ impl Engine {
             .await
         {
             tracing::error!(schedule = %interlock_core::Escaped(name), error = %e,
-                "cannot record a fire's outcome; it will be redone by the next look");
+                "cannot record a fire's outcome; it is redone (same request id) at the next look");
             return;
         }
         let entry = self.schedule_entry(name, "schedule.fire", f.outcome, &f.detail);
@@ -300,28 +342,33 @@ impl Engine {
     }
 
     /// One fire of `v` for `due`: through Instantiate's checks, Submit and
-    /// (unless the schedule only submits) Exec.
-    async fn fire(&self, v: &ScheduleView, due: Micros) -> Fired {
+    /// (unless the schedule only submits) Exec. `None` when it met a
+    /// passing failure (the store, a shutdown): it stays claimed, to be
+    /// redone.
+    async fn fire(&self, v: &ScheduleView, due: Micros) -> Option<Fired> {
         let name = &v.spec.name;
         if v.spec.overlap == Overlap::Skip && !v.last_workflow.is_empty() {
             match self.status(&v.last_workflow).await {
                 Ok(prev) if !prev.status.is_terminal() => {
-                    return Fired {
+                    return Some(Fired {
                         outcome: "skipped",
                         detail: format!(
-                            "skipped: workflow {} of the previous fire is still {} (overlap: skip)",
+                            "skipped: workflow {} of an earlier fire is still {} (overlap: skip)",
                             prev.id, prev.status
                         ),
                         workflow: String::new(),
-                    };
+                    });
                 }
+                Err(e) if transient(&e) => return None,
                 _ => {}
             }
         }
-        let refused = |e: EngineError| Fired {
-            outcome: "refused",
-            detail: format!("refused: {e}"),
-            workflow: String::new(),
+        let refused = |e: EngineError| {
+            (!transient(&e)).then(|| Fired {
+                outcome: "refused",
+                detail: format!("refused: {e}"),
+                workflow: String::new(),
+            })
         };
         let mut inst = match self
             .instantiate_dry(&Instantiate {
@@ -337,40 +384,70 @@ impl Engine {
             Ok(i) => i,
             Err(e) => return refused(e),
         };
+        // The schedule was authorized for one workflow name; a newer
+        // revision of its template that makes another is not run.
+        if inst.req().name != v.workflow {
+            return Some(Fired {
+                outcome: "refused",
+                detail: format!(
+                    "refused: template {} revision {} now makes workflow {:?}, not {:?} that the \
+                     schedule was created for; create the schedule again",
+                    inst.template,
+                    inst.revision,
+                    inst.req().name,
+                    v.workflow
+                ),
+                workflow: String::new(),
+            });
+        }
         inst.expansion
             .req
             .labels
             .insert(SCHEDULE_LABEL.into(), name.clone());
-        let mut entry = self.schedule_entry(name, "instantiate", "ok", "");
-        entry.detail = format!(
+        // The schedule's creator is its workflows' submitter: the one who
+        // may not approve them under the two-person rule.
+        let detail = format!(
             "schedule {name} due {}: template {} revision {}",
             when(due),
             inst.template,
             inst.revision
         );
-        let id = match self.submit_instantiated(&inst, Some(entry)).await {
+        let as_creator = |action: &str| AuditEntry {
+            identity: v.created_by.clone(),
+            detail: detail.clone(),
+            ..self.schedule_entry(name, action, "ok", "")
+        };
+        let id = match self
+            .submit_instantiated(&inst, Some(as_creator("instantiate")))
+            .await
+        {
             Ok(id) => id,
             Err(e) => return refused(e),
         };
         if !v.spec.exec {
-            return Fired {
+            return Some(Fired {
                 outcome: "ok",
                 detail: format!("submitted {id} (not started: the schedule only submits)"),
                 workflow: id,
-            };
+            });
         }
-        let entry = self.schedule_entry(name, "exec", "ok", "");
-        match self.exec(&id, Some(entry)).await {
+        Some(match self.exec(&id, Some(as_creator("exec"))).await {
             Ok(()) | Err(EngineError::AlreadyStarted { .. }) => Fired {
                 outcome: "ok",
                 detail: format!("started {id}"),
                 workflow: id,
             },
+            Err(e) if transient(&e) => return None,
             Err(e) => Fired {
                 outcome: "refused",
                 detail: format!("submitted {id} but not started: {e}"),
                 workflow: id,
             },
-        }
+        })
     }
+}
+
+/// A failure that says nothing about the fire itself: it is redone.
+fn transient(e: &EngineError) -> bool {
+    matches!(e, EngineError::Store(_) | EngineError::ShuttingDown)
 }

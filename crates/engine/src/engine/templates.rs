@@ -276,6 +276,28 @@ impl Engine {
             .expand(&call.params, inventory.as_ref())
             .map_err(invalid)?;
         let req = &mut expansion.req;
+        // A template's labels are part of what was reviewed (a ticket
+        // checked against its pattern): the caller adds labels, never
+        // replaces one.
+        let clashes: Vec<Violation> = call
+            .labels
+            .keys()
+            .filter(|k| req.labels.contains_key(*k))
+            .map(|k| {
+                Violation::new(
+                    "template",
+                    format!(
+                        "label {:?} is set by template {:?}; give its value through the \
+                         template's parameters, or use another key",
+                        interlock_core::Escaped(k),
+                        call.template
+                    ),
+                )
+            })
+            .collect();
+        if !clashes.is_empty() {
+            return Err(EngineError::Invalid(clashes));
+        }
         req.labels.extend(call.labels.clone());
         req.labels
             .insert(TEMPLATE_LABEL.into(), call.template.clone());

@@ -85,18 +85,17 @@ impl TemplateFiles {
         files.sort();
         // Every file is parsed on every change of any, so a conflict is
         // seen whichever file changed; only changed files are applied.
-        let mut parsed: BTreeMap<String, Vec<(PathBuf, Template, bool)>> = BTreeMap::new();
+        let mut parsed: BTreeMap<String, Vec<(PathBuf, Template, Vec<u8>)>> = BTreeMap::new();
         for path in files {
             let Some((bytes, result)) = settled(&path).await else {
                 continue;
             };
-            let changed = self.seen.get(&path) != Some(&bytes);
             match result {
                 Ok(t) => {
                     parsed
                         .entry(t.name().to_string())
                         .or_default()
-                        .push((path.clone(), t, changed))
+                        .push((path.clone(), t, bytes))
                 }
                 Err(e) => {
                     self.seen.insert(path.clone(), bytes);
@@ -119,22 +118,22 @@ impl TemplateFiles {
                 }
                 continue;
             }
-            let (path, t, changed) = defs.into_iter().next().expect("one definition");
-            if !changed {
+            let (path, t, bytes) = defs.into_iter().next().expect("one definition");
+            if self.seen.get(&path) == Some(&bytes) {
                 continue;
             }
-            self.apply(&path, &t).await;
+            self.apply(&path, &t, bytes).await;
         }
     }
 
-    async fn apply(&mut self, path: &Path, t: &Template) {
+    /// Stores `t`, read from `path` as `bytes` (what counts as seen once
+    /// stored: an edit made meanwhile is read at the next look).
+    async fn apply(&mut self, path: &Path, t: &Template, bytes: Vec<u8>) {
         let by = format!("file:{}", self.rel(path));
         let before = self.engine.template(t.name(), None).await.ok();
         match self.engine.store_template(t, &by).await {
             Ok(a) => {
-                if let Ok(bytes) = std::fs::read(path) {
-                    self.seen.insert(path.to_path_buf(), bytes);
-                }
+                self.seen.insert(path.to_path_buf(), bytes);
                 if !a.created {
                     return;
                 }

@@ -44,12 +44,16 @@ pub async fn a_fire_is_claimed_once_and_finished_once(h: &dyn Harness) {
     let s = h.store().await;
     s.create_schedule(row("s", 100)).await.unwrap();
     // Only the due time that is next can be claimed.
-    assert!(!s.claim_fire("s", 99, Some(200), "i1").await.unwrap());
+    assert!(
+        !s.claim_fire("s", 99, Some(200), "i1", Some(99))
+            .await
+            .unwrap()
+    );
     let mut claims = tokio::task::JoinSet::new();
     for i in 0..6 {
         let s = s.clone();
         claims.spawn(async move {
-            s.claim_fire("s", 100, Some(200), &format!("i{i}"))
+            s.claim_fire("s", 100, Some(200), &format!("i{i}"), Some(100))
                 .await
                 .unwrap()
         });
@@ -57,10 +61,13 @@ pub async fn a_fire_is_claimed_once_and_finished_once(h: &dyn Harness) {
     let won = claims.join_all().await.into_iter().filter(|w| *w).count();
     assert_eq!(won, 1, "exactly one claim wins");
     let r = s.schedule("s").await.unwrap().unwrap();
-    assert_eq!((r.next_fire, r.firing_due), (Some(200), Some(100)));
+    assert_eq!(
+        (r.next_fire, r.firing_due, r.firing_key),
+        (Some(200), Some(100), Some(100))
+    );
     assert!(!r.firing_by.is_empty());
     // While it is in progress, the next fire cannot be claimed.
-    assert!(!s.claim_fire("s", 200, Some(300), "i1").await.unwrap());
+    assert!(!s.claim_fire("s", 200, Some(300), "i1", None).await.unwrap());
     assert!(!s.finish_fire("s", 99, "ok", "").await.unwrap());
     assert!(
         s.finish_fire("s", 100, "started wf-1", "wf-1")
@@ -81,8 +88,15 @@ pub async fn a_fire_is_claimed_once_and_finished_once(h: &dyn Harness) {
     // A paused schedule is not claimed; the last fire of a once-schedule
     // leaves no next fire.
     s.set_schedule_paused("s", true, Some(200)).await.unwrap();
-    assert!(!s.claim_fire("s", 200, Some(300), "i1").await.unwrap());
+    assert!(!s.claim_fire("s", 200, Some(300), "i1", None).await.unwrap());
     s.set_schedule_paused("s", false, Some(200)).await.unwrap();
-    assert!(s.claim_fire("s", 200, None, "i1").await.unwrap());
+    assert!(s.claim_fire("s", 200, None, "i1", Some(200)).await.unwrap());
     assert_eq!(s.schedule("s").await.unwrap().unwrap().next_fire, None);
+    // A fire that made no workflow keeps the last one made.
+    assert!(s.finish_fire("s", 200, "refused: stop", "").await.unwrap());
+    let r = s.schedule("s").await.unwrap().unwrap();
+    assert_eq!(
+        (r.last_outcome.as_str(), r.last_workflow.as_str()),
+        ("refused: stop", "wf-1")
+    );
 }
