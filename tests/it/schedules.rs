@@ -454,3 +454,78 @@ async fn creating_a_schedule_needs_what_running_its_template_needs() {
         "a schedule the caller may not read is not there"
     );
 }
+
+#[tokio::test]
+async fn a_creator_whose_grants_are_revoked_fires_nothing() {
+    let tokens = [
+        ("author", "author-token-1234567"),
+        ("operator", "operator-token-1234567"),
+    ];
+    let clock = ManualClock::new(T0);
+    let s = TestServer::start_with_clock(clock.clone(), |c| enable_auth(c, &tokens, RBAC)).await;
+    let channel = s.transport_with(Default::default()).await.unwrap();
+    v1::templates_client::TemplatesClient::new(channel.clone())
+        .apply_template(as_who(
+            "author-token-1234567",
+            v1::ApplyTemplateReq { text: PROBE.into() },
+        ))
+        .await
+        .unwrap();
+    let mut sc = v1::schedules_client::SchedulesClient::new(channel);
+    sc.create_schedule(as_who("operator-token-1234567", every5("runs")))
+        .await
+        .unwrap();
+    // The operator loses exec on x.
+    write_config(
+        &s.config_path("rbac.json"),
+        &RBAC.replace(
+            r#""actions": ["read", "submit", "exec"]"#,
+            r#""actions": ["read", "submit"]"#,
+        ),
+    );
+    let get = || {
+        let mut sc = sc.clone();
+        async move {
+            sc.get_schedule(as_who(
+                "operator-token-1234567",
+                v1::GetScheduleReq {
+                    name: "runs".into(),
+                },
+            ))
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    // Wait for the reload: creating a schedule that execs is refused now.
+    eventually("the revocation is in force", || {
+        let mut sc = sc.clone();
+        async move {
+            sc.create_schedule(as_who("operator-token-1234567", every5("probe")))
+                .await
+                .is_err_and(|e| e.code() == Code::PermissionDenied)
+        }
+    })
+    .await;
+    clock.advance(5 * MIN);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let fired = loop {
+        let f = get().await;
+        if f.last_due.is_some() {
+            break f;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no fire recorded: {f:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        fired
+            .last_outcome
+            .starts_with("refused: the schedule's creator token:operator may no longer run it"),
+        "{}",
+        fired.last_outcome
+    );
+    assert!(fired.last_workflow.is_empty());
+}

@@ -40,7 +40,7 @@ mod recovery;
 mod retention;
 pub use retention::{Retention, Swept};
 mod schedules;
-pub use schedules::{SCHEDULE_LABEL, ScheduleView};
+pub use schedules::{FireAuthorizer, SCHEDULE_LABEL, ScheduleView};
 mod templates;
 pub use templates::{
     Instantiate, Instantiated, RESERVED_LABEL_PREFIX, TEMPLATE_LABEL, TEMPLATE_REVISION_LABEL,
@@ -95,6 +95,9 @@ pub struct EngineOptions {
     /// The sites and machines templates check values against and fan out
     /// over (empty by default: every site value is refused).
     pub inventory: Arc<dyn interlock_templates::Inventory>,
+    /// Asked at every schedule fire whether its creator may still run it
+    /// (none: every creator may, for embedders without access rules).
+    pub fire_authorizer: Option<Arc<dyn schedules::FireAuthorizer>>,
 }
 
 impl Default for EngineOptions {
@@ -110,6 +113,7 @@ impl Default for EngineOptions {
             retention: Retention::default(),
             buckets: None,
             inventory: Arc::new(NoInventory),
+            fire_authorizer: None,
         }
     }
 }

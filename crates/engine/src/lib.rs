@@ -39,10 +39,10 @@ pub use audit::{AuditPage, Auditor};
 pub use buckets::{BucketDef, BucketError, BucketLevel, Buckets};
 pub use concurrency::{ConcurrencyLimits, LimitDef};
 pub use engine::{
-    ApprovalTally, BucketNeed, CloneOptions, DryRun, Engine, EngineOptions, Follower, Instantiate,
-    Instantiated, LimitUsage, Page, PartUsage, RESERVED_LABEL_PREFIX, Resolution, Retention,
-    SCHEDULE_LABEL, ScheduleView, StoreHealth, Swept, TEMPLATE_LABEL, TEMPLATE_REVISION_LABEL,
-    TemplateApplied, TemplateView, Verdict, Watched,
+    ApprovalTally, BucketNeed, CloneOptions, DryRun, Engine, EngineOptions, FireAuthorizer,
+    Follower, Instantiate, Instantiated, LimitUsage, Page, PartUsage, RESERVED_LABEL_PREFIX,
+    Resolution, Retention, SCHEDULE_LABEL, ScheduleView, StoreHealth, Swept, TEMPLATE_LABEL,
+    TEMPLATE_REVISION_LABEL, TemplateApplied, TemplateView, Verdict, Watched,
 };
 pub use error::EngineError;
 pub use estop::EsState;

@@ -49,6 +49,37 @@ impl SchedulesApi {
     }
 }
 
+/// The access rules, asked at every fire for the schedule's creator.
+pub struct CreatorGrants(pub Guard);
+
+impl interlock_engine::FireAuthorizer for CreatorGrants {
+    fn may_fire(&self, creator: &str, workflow: &str, exec: bool) -> Result<(), String> {
+        if !self.0.enabled() {
+            return Ok(());
+        }
+        // A certificate's other names are not kept with the schedule: only
+        // bindings of its common name count here (fail closed).
+        let who = match creator.split_once(':') {
+            Some(("token", name)) => Identity::token(name),
+            Some(("cert", name)) => Identity::certificate(name, Vec::new()),
+            _ => {
+                return Err(format!(
+                    "{creator:?} is not an identity that grants can name"
+                ));
+            }
+        };
+        self.0
+            .check(&who, Action::Submit, workflow)
+            .map_err(|s| s.message().to_string())?;
+        if exec {
+            self.0
+                .check(&who, Action::Exec, workflow)
+                .map_err(|s| s.message().to_string())?;
+        }
+        Ok(())
+    }
+}
+
 fn spec(q: v1::CreateScheduleReq) -> Result<ScheduleSpec, Status> {
     let when = match (q.at, q.cron.trim()) {
         (Some(at), "") => When::Once {

@@ -204,6 +204,7 @@ impl ServerBuilder {
                 concurrency,
                 buckets: Some(live.buckets.clone()),
                 inventory,
+                fire_authorizer: Some(Arc::new(crate::schedules::CreatorGrants(guard.clone()))),
             },
         );
         notifier.start(&engine, shutdown.clone());

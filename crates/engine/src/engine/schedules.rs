@@ -23,6 +23,19 @@ use std::time::Duration;
 /// The schedule a workflow was fired by (set by the server only).
 pub const SCHEDULE_LABEL: &str = "interlock.schedule";
 
+/// Whether a schedule's creator may still do what its fires do: submit
+/// (and exec) the workflow name. Asked at every fire, so revoking the
+/// creator's grants stops their schedules; the server answers from its
+/// access rules.
+pub trait FireAuthorizer: Send + Sync {
+    fn may_fire(
+        &self,
+        creator: &str,
+        workflow: &str,
+        exec: bool,
+    ) -> std::result::Result<(), String>;
+}
+
 /// How often due schedules are looked for.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -396,6 +409,18 @@ impl Engine {
                     inst.revision,
                     inst.req().name,
                     v.workflow
+                ),
+                workflow: String::new(),
+            });
+        }
+        if let Some(a) = &self.inner.opts.fire_authorizer
+            && let Err(why) = a.may_fire(&v.created_by, &v.workflow, v.spec.exec)
+        {
+            return Some(Fired {
+                outcome: "refused",
+                detail: format!(
+                    "refused: the schedule's creator {} may no longer run it: {why}",
+                    v.created_by
                 ),
                 workflow: String::new(),
             });
