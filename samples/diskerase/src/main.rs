@@ -296,19 +296,27 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 return Ok(std::process::ExitCode::SUCCESS);
             }
             let st = follow(&c, &id, total as u64).await?;
-            print!("{}", render(&st));
+            out(&render(&st))?;
             Ok(exit(&st))
         }
         Cmd::Status { id } => {
             let st = connect().await?.status(&id).await?;
-            print!("{}", render(&st));
+            out(&render(&st))?;
             Ok(exit(&st))
         }
         Cmd::StatusJson { id } => {
             let st = connect().await?.status(&id).await?;
-            println!("{}", serde_json::to_string_pretty(&st)?);
+            out(&format!("{}\n", serde_json::to_string_pretty(&st)?))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is not an error.
+fn out(text: &str) -> anyhow::Result<()> {
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
 

@@ -90,7 +90,7 @@ fn dry_run(r: &v1::InstantiateResp, json: bool) -> Out {
         }
         for f in &r.fanouts {
             outln!(
-                "block {}: one job per {} ({} items, {} blocks)",
+                "block {}: fans out over {} ({} items, {} block(s))",
                 f.template_block,
                 f.source,
                 f.items,

@@ -109,6 +109,7 @@ pub async fn run(cmd: ScheduleCmd, t: &Target, json: bool) -> Out {
             }
             if r.schedules.is_empty() {
                 outln!("no schedules; create one with `interlock schedule create`")?;
+                return Ok(ExitCode::SUCCESS);
             }
             outln!(
                 "{:<24} {:<22} {:<22} {:<8} LAST",
@@ -118,7 +119,11 @@ pub async fn run(cmd: ScheduleCmd, t: &Target, json: bool) -> Out {
                 "STATE"
             )?;
             for s in &r.schedules {
-                let state = if s.paused { "paused" } else { "active" };
+                let state = match (s.paused, s.next_fire.is_some()) {
+                    (true, _) => "paused",
+                    (false, true) => "active",
+                    (false, false) => "done",
+                };
                 let next = if s.next_fire.is_some() {
                     rfc3339(&s.next_fire)
                 } else {

@@ -125,10 +125,10 @@ pub async fn run(cmd: TemplateCmd, t: &Target, json: bool) -> Out {
             if json {
                 print_json(&r)?;
             } else {
-                outln!("{:>4}  {:<22} {:<24} HASH", "REV", "CREATED", "BY")?;
+                outln!("{:>4}  {:<28} {:<32} HASH", "REV", "CREATED", "BY")?;
                 for t in &r.templates {
                     outln!(
-                        "{:>4}  {:<22} {:<24} {}",
+                        "{:>4}  {:<28} {:<32} {}",
                         t.revision,
                         rfc3339(&t.created_at),
                         t.created_by,

@@ -77,7 +77,7 @@ async fn apply_show_and_run_the_shipped_templates() {
     .await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(
-        out.contains("block 1: one job per machines of site aal (24 items, 3 blocks)"),
+        out.contains("block 1: fans out over machines of site aal (24 items, 3 block(s))"),
         "{out}"
     );
     assert!(

@@ -334,7 +334,10 @@ impl Engine {
                 "cannot record a fire's outcome; it is redone (same request id) at the next look");
             return;
         }
-        let entry = self.schedule_entry(name, "schedule.fire", f.outcome, &f.detail);
+        // The outcome has its own column: the detail says the rest.
+        let prefix = format!("{}: ", f.outcome);
+        let detail = f.detail.strip_prefix(&prefix).unwrap_or(&f.detail);
+        let entry = self.schedule_entry(name, "schedule.fire", f.outcome, detail);
         if let Err(e) = self.inner.store.audit(entry).await {
             tracing::warn!(error = %e, "cannot audit a schedule's fire");
         }
