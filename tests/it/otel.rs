@@ -140,3 +140,72 @@ async fn a_workflow_is_one_trace_continuing_the_callers() {
 fn names(spans: &[&Span]) -> Vec<String> {
     spans.iter().map(|s| s.name.clone()).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_resumed_after_a_crash_stays_in_its_trace() {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = listener.local_addr().unwrap();
+    let serve = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DaemonSpec::new(interlockd!(), dir.path())
+        .args(["--erase-duration", "2s", "--otlp-endpoint"])
+        .arg(format!("http://{at}"));
+    let mut d = spec.spawn().expect("starts");
+    let mut raw = v1::workflow_client::WorkflowClient::connect(d.url())
+        .await
+        .unwrap();
+    let id = raw
+        .submit(traced(req::satellite_erase("aab", &["aab00"])))
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    raw.exec(traced(v1::ExecReq { id: id.clone() }))
+        .await
+        .unwrap();
+    // Killed while the erase runs; the next process resumes it.
+    let c = d.client().await;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let st = c.status(&id).await.unwrap();
+        if st.blocks[1].jobs[0].status == v1::Status::Running as i32 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the erase never started: {st:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    d.kill();
+    let mut d = spec.spawn().expect("starts again");
+    let st = wait_final(&d.client().await, &id).await;
+    assert_eq!(st.status, v1::Status::Completed as i32, "{}", st.reason);
+    d.signal("TERM");
+    d.wait_exit(std::time::Duration::from_secs(30))
+        .expect("exits after TERM");
+    serve.abort();
+
+    let spans = collector.0.lock().unwrap().clone();
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let ours: Vec<&Span> = spans.iter().filter(|s| hex(&s.trace_id) == TRACE).collect();
+    // The killed process never ended (nor exported) its workflow span;
+    // the resumed run's is in the same trace, under the workflow's parent.
+    let workflows: Vec<&&Span> = ours.iter().filter(|s| s.name == "workflow").collect();
+    assert_eq!(workflows.len(), 1, "{:?}", names(&ours));
+    let resumed = workflows[0];
+    // The parent id is the low 64 bits of the workflow id.
+    let parent = id.replace('-', "")[16..].to_string();
+    assert_eq!(hex(&resumed.parent_span_id), parent);
+    assert!(
+        ours.iter()
+            .any(|s| s.name == "block" && s.parent_span_id == resumed.span_id),
+        "its blocks are under it: {:?}",
+        names(&ours)
+    );
+}

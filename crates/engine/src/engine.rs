@@ -98,7 +98,14 @@ pub struct EngineOptions {
     /// Asked at every schedule fire whether its creator may still run it
     /// (none: every creator may, for embedders without access rules).
     pub fire_authorizer: Option<Arc<dyn schedules::FireAuthorizer>>,
+    /// Called with each run's `workflow` span, the workflow's id and its
+    /// stored trace id before the run starts (the server puts the span in
+    /// that trace, so a run resumed after a restart stays in it).
+    pub workflow_span: Option<WorkflowSpanHook>,
 }
+
+/// See [`EngineOptions::workflow_span`].
+pub type WorkflowSpanHook = Arc<dyn Fn(&tracing::Span, &str, &str) + Send + Sync>;
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -114,6 +121,7 @@ impl Default for EngineOptions {
             buckets: None,
             inventory: Arc::new(NoInventory),
             fire_authorizer: None,
+            workflow_span: None,
         }
     }
 }
@@ -640,6 +648,9 @@ impl Engine {
     fn launch(&self, rec: WorkflowRecord, active: Arc<Active>) {
         let span = tracing::info_span!("workflow", id = %rec.id,
             name = %interlock_core::Escaped(&rec.req.name), trace_id = %rec.req.trace_id);
+        if let Some(hook) = &self.inner.opts.workflow_span {
+            hook(&span, &rec.id, &rec.req.trace_id);
+        }
         let runner = self.inner.clone();
         self.inner
             .tasks

@@ -205,6 +205,7 @@ impl ServerBuilder {
                 buckets: Some(live.buckets.clone()),
                 inventory,
                 fire_authorizer: Some(Arc::new(crate::schedules::CreatorGrants(guard.clone()))),
+                workflow_span: Some(Arc::new(crate::telemetry::join_workflow_trace)),
             },
         );
         notifier.start(&engine, shutdown.clone());

@@ -141,6 +141,45 @@ pub fn rpc_span(method: &str, headers: &http::HeaderMap) -> tracing::Span {
     span
 }
 
+/// Puts a run's `workflow` span in the workflow's stored trace when its
+/// parent (the Exec call, or nothing for a run resumed after a restart) is
+/// in another trace, under a parent id derived from the workflow id: every
+/// run of a workflow, across restarts and replicas, is in its one trace.
+pub fn join_workflow_trace(span: &tracing::Span, workflow_id: &str, trace_id: &str) {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !exporting() {
+        return;
+    }
+    let Ok(trace) = TraceId::from_hex(trace_id) else {
+        return;
+    };
+    if trace == TraceId::INVALID
+        || tracing::Span::current()
+            .context()
+            .span()
+            .span_context()
+            .trace_id()
+            == trace
+    {
+        return;
+    }
+    let id = uuid::Uuid::parse_str(workflow_id)
+        .map(|u| u.as_u64_pair().1)
+        .unwrap_or(1)
+        .max(1);
+    let parent = SpanContext::new(
+        trace,
+        SpanId::from_bytes(id.to_be_bytes()),
+        TraceFlags::SAMPLED,
+        true,
+        TraceState::default(),
+    );
+    let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+}
+
 /// The trace id (32 lowercase hex digits) of a W3C `traceparent` value
 /// (`00-<trace id>-<parent id>-<flags>`), if it is well formed and not
 /// all zeros.
