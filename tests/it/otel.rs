@@ -34,6 +34,23 @@ impl TraceService for Collector {
     }
 }
 
+impl Collector {
+    /// A collector serving on 127.0.0.1: it, its address, its task.
+    async fn serve() -> (Self, std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+        let collector = Collector::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        let service = TraceServiceServer::new(collector.clone());
+        let serve = tokio::spawn(async move {
+            let _ = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+                .await;
+        });
+        (collector, at, serve)
+    }
+}
+
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
@@ -48,14 +65,7 @@ fn traced<T>(msg: T) -> tonic::Request<T> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_is_one_trace_continuing_the_callers() {
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let at = listener.local_addr().unwrap();
-    let serve = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (collector, at, serve) = Collector::serve().await;
 
     let dir = tempfile::tempdir().unwrap();
     let mut d = DaemonSpec::new(interlockd!(), dir.path())
@@ -143,14 +153,7 @@ fn names(spans: &[&Span]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_resumed_after_a_crash_stays_in_its_trace() {
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let at = listener.local_addr().unwrap();
-    let serve = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (collector, at, serve) = Collector::serve().await;
     let dir = tempfile::tempdir().unwrap();
     let spec = DaemonSpec::new(interlockd!(), dir.path())
         .args(["--erase-duration", "2s", "--otlp-endpoint"])

@@ -7,7 +7,7 @@
 use interlock_client::Client;
 use interlock_core::ManualClock;
 use interlock_proto::v1;
-use interlock_tests::{TestServer, enable_auth, eventually, wait_final, write_config};
+use interlock_tests::{TestServer, bearer, enable_auth, eventually, wait_final, write_config};
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::Code;
@@ -374,13 +374,6 @@ const RBAC: &str = r#"{
   ]
 }"#;
 
-fn as_who<T>(token: &str, msg: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
-}
-
 #[tokio::test]
 async fn creating_a_schedule_needs_what_running_its_template_needs() {
     let tokens = [
@@ -392,7 +385,7 @@ async fn creating_a_schedule_needs_what_running_its_template_needs() {
     let s = TestServer::start_with(|c| enable_auth(c, &tokens, RBAC)).await;
     let channel = s.transport_with(Default::default()).await.unwrap();
     v1::templates_client::TemplatesClient::new(channel.clone())
-        .apply_template(as_who(
+        .apply_template(bearer(
             "author-token-1234567",
             v1::ApplyTemplateReq { text: PROBE.into() },
         ))
@@ -405,13 +398,13 @@ async fn creating_a_schedule_needs_what_running_its_template_needs() {
         "submitter-token-1234567",
     ] {
         let e = sc
-            .create_schedule(as_who(who, every5("s")))
+            .create_schedule(bearer(who, every5("s")))
             .await
             .unwrap_err();
         assert_eq!(e.code(), Code::PermissionDenied, "{who}: {e:?}");
     }
     // Submit only needs no exec grant.
-    sc.create_schedule(as_who(
+    sc.create_schedule(bearer(
         "submitter-token-1234567",
         v1::CreateScheduleReq {
             no_exec: true,
@@ -420,17 +413,17 @@ async fn creating_a_schedule_needs_what_running_its_template_needs() {
     ))
     .await
     .unwrap();
-    sc.create_schedule(as_who("operator-token-1234567", every5("runs")))
+    sc.create_schedule(bearer("operator-token-1234567", every5("runs")))
         .await
         .unwrap();
     let listed = sc
-        .list_schedules(as_who("viewer-token-1234567", v1::ListSchedulesReq {}))
+        .list_schedules(bearer("viewer-token-1234567", v1::ListSchedulesReq {}))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(listed.schedules.len(), 2);
     let e = sc
-        .delete_schedule(as_who(
+        .delete_schedule(bearer(
             "viewer-token-1234567",
             v1::DeleteScheduleReq {
                 name: "runs".into(),
@@ -440,7 +433,7 @@ async fn creating_a_schedule_needs_what_running_its_template_needs() {
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     let e = sc
-        .get_schedule(as_who(
+        .get_schedule(bearer(
             "author-token-1234567",
             v1::GetScheduleReq {
                 name: "runs".into(),
@@ -465,14 +458,14 @@ async fn a_creator_whose_grants_are_revoked_fires_nothing() {
     let s = TestServer::start_with_clock(clock.clone(), |c| enable_auth(c, &tokens, RBAC)).await;
     let channel = s.transport_with(Default::default()).await.unwrap();
     v1::templates_client::TemplatesClient::new(channel.clone())
-        .apply_template(as_who(
+        .apply_template(bearer(
             "author-token-1234567",
             v1::ApplyTemplateReq { text: PROBE.into() },
         ))
         .await
         .unwrap();
     let mut sc = v1::schedules_client::SchedulesClient::new(channel);
-    sc.create_schedule(as_who("operator-token-1234567", every5("runs")))
+    sc.create_schedule(bearer("operator-token-1234567", every5("runs")))
         .await
         .unwrap();
     // The operator loses exec on x.
@@ -486,7 +479,7 @@ async fn a_creator_whose_grants_are_revoked_fires_nothing() {
     let get = || {
         let mut sc = sc.clone();
         async move {
-            sc.get_schedule(as_who(
+            sc.get_schedule(bearer(
                 "operator-token-1234567",
                 v1::GetScheduleReq {
                     name: "runs".into(),
@@ -501,7 +494,7 @@ async fn a_creator_whose_grants_are_revoked_fires_nothing() {
     eventually("the revocation is in force", || {
         let mut sc = sc.clone();
         async move {
-            sc.create_schedule(as_who("operator-token-1234567", every5("probe")))
+            sc.create_schedule(bearer("operator-token-1234567", every5("probe")))
                 .await
                 .is_err_and(|e| e.code() == Code::PermissionDenied)
         }

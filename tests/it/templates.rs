@@ -5,9 +5,9 @@
 
 use interlock_client::Transport;
 use interlock_proto::v1;
-use interlock_tests::{TestServer, enable_auth, repo, wait_final, write_config};
+use interlock_tests::{TestServer, bearer, enable_auth, repo, wait_final, write_config};
 use std::collections::BTreeMap;
-use tonic::{Code, Request};
+use tonic::Code;
 
 type Tpl = v1::templates_client::TemplatesClient<Transport>;
 
@@ -517,13 +517,6 @@ const RBAC: &str = r#"{
   ]
 }"#;
 
-fn as_who<T>(token: &str, msg: T) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
-}
-
 #[tokio::test]
 async fn managing_needs_the_template_grant_and_running_needs_submit_on_the_result() {
     let tokens = [
@@ -538,7 +531,7 @@ async fn managing_needs_the_template_grant_and_running_needs_submit_on_the_resul
 
     // Only an author, and only for names its grant covers.
     let e = t
-        .apply_template(as_who(
+        .apply_template(bearer(
             "operator-token-123456",
             v1::ApplyTemplateReq {
                 text: text("probes"),
@@ -548,7 +541,7 @@ async fn managing_needs_the_template_grant_and_running_needs_submit_on_the_resul
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     let e = t
-        .apply_template(as_who(
+        .apply_template(bearer(
             "author-token-123456",
             v1::ApplyTemplateReq {
                 text: text("other"),
@@ -557,7 +550,7 @@ async fn managing_needs_the_template_grant_and_running_needs_submit_on_the_resul
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
-    t.apply_template(as_who(
+    t.apply_template(bearer(
         "author-token-123456",
         v1::ApplyTemplateReq {
             text: text("probes"),
@@ -567,7 +560,7 @@ async fn managing_needs_the_template_grant_and_running_needs_submit_on_the_resul
     .unwrap();
     // An erase template outside the author's names is refused too.
     let e = t
-        .apply_template(as_who(
+        .apply_template(bearer(
             "author-token-123456",
             v1::ApplyTemplateReq {
                 text: shipped("erase-satellite.yaml"),
@@ -580,17 +573,17 @@ async fn managing_needs_the_template_grant_and_running_needs_submit_on_the_resul
     // The author may not run what it wrote: running needs submit on "x".
     let run = || call("probes", &[("items", "a")]);
     let e = t
-        .instantiate(as_who("author-token-123456", run()))
+        .instantiate(bearer("author-token-123456", run()))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     let e = t
-        .instantiate(as_who("viewer-token-123456", run()))
+        .instantiate(bearer("viewer-token-123456", run()))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
     // A viewer may dry-run it (as Validate), an operator may run it.
-    t.instantiate(as_who(
+    t.instantiate(bearer(
         "viewer-token-123456",
         v1::InstantiateReq {
             dry_run: true,
@@ -600,14 +593,14 @@ async fn managing_needs_the_template_grant_and_running_needs_submit_on_the_resul
     .await
     .unwrap();
     let r = t
-        .instantiate(as_who("operator-token-123456", run()))
+        .instantiate(bearer("operator-token-123456", run()))
         .await
         .unwrap()
         .into_inner();
     assert!(!r.id.is_empty());
     // The operator may not disable it.
     let e = t
-        .set_template_disabled(as_who(
+        .set_template_disabled(bearer(
             "operator-token-123456",
             v1::SetTemplateDisabledReq {
                 name: "probes".into(),
@@ -620,7 +613,7 @@ async fn managing_needs_the_template_grant_and_running_needs_submit_on_the_resul
     assert_eq!(e.code(), Code::PermissionDenied);
     // Listing shows what the caller may read: the viewer reads everything.
     let all = t
-        .list_templates(as_who("viewer-token-123456", v1::ListTemplatesReq {}))
+        .list_templates(bearer("viewer-token-123456", v1::ListTemplatesReq {}))
         .await
         .unwrap()
         .into_inner();

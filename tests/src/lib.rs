@@ -286,6 +286,16 @@ where
     }
 }
 
+/// `msg` as a call carrying `token` as its bearer token.
+pub fn bearer<T>(token: &str, msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("a token is ASCII"),
+    );
+    r
+}
+
 /// Copies the files of `from` into `to`, subdirectories included.
 pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -56,7 +56,7 @@ fn rules(p: &ParamSpec) -> String {
         out.push(format!("one of {}", p.values.join(", ")));
     }
     if let Some(item) = &p.items {
-        let kind = item.kind.map(kind_name).unwrap_or("?");
+        let kind = item.kind.map(Kind::as_str).unwrap_or("?");
         let inner = rules(item);
         out.push(if inner.is_empty() {
             format!("items: {kind}")
@@ -65,19 +65,6 @@ fn rules(p: &ParamSpec) -> String {
         });
     }
     out.join("; ")
-}
-
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::String => "string",
-        Kind::Int => "int",
-        Kind::Enum => "enum",
-        Kind::Duration => "duration",
-        Kind::Bool => "bool",
-        Kind::Site => "site",
-        Kind::Machine => "machine",
-        Kind::List => "list",
-    }
 }
 
 fn info(v: TemplateView) -> v1::TemplateInfo {
@@ -100,7 +87,7 @@ fn info(v: TemplateView) -> v1::TemplateInfo {
             .iter()
             .map(|(name, p)| v1::TemplateParam {
                 name: name.clone(),
-                r#type: p.kind.map(kind_name).unwrap_or_default().into(),
+                r#type: p.kind.map(Kind::as_str).unwrap_or_default().into(),
                 desc: p.desc.clone(),
                 default: p.default.clone().unwrap_or_default(),
                 has_default: p.default.is_some(),
@@ -123,13 +110,7 @@ impl Templates for TemplatesApi {
         // Only a caller who may manage some template learns what is wrong
         // with a text.
         self.guard.check_any(&who.who, Action::Template)?;
-        let parsed = interlock_templates::Template::parse(&text).map_err(|e| {
-            engine_status(interlock_engine::EngineError::Invalid(
-                e.0.into_iter()
-                    .map(|m| interlock_core::Violation::new("template", m))
-                    .collect(),
-            ))
-        });
+        let parsed = self.engine.parse_template(&text).map_err(engine_status);
         let name = parsed
             .as_ref()
             .map(|t| t.name().to_string())

@@ -26,6 +26,22 @@ pub enum Kind {
     List,
 }
 
+impl Kind {
+    /// The name a template writes it by.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Int => "int",
+            Kind::Enum => "enum",
+            Kind::Duration => "duration",
+            Kind::Bool => "bool",
+            Kind::Site => "site",
+            Kind::Machine => "machine",
+            Kind::List => "list",
+        }
+    }
+}
+
 /// A parameter as a template declares it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]

@@ -122,11 +122,10 @@ fn view(t: StoredTemplate) -> Result<TemplateView> {
 }
 
 impl Engine {
-    /// Parses and checks a template text and stores it as the next
-    /// revision of its name (nothing new if the latest has this content).
-    pub async fn apply_template(&self, text: &str, by: &str) -> Result<TemplateApplied> {
-        let t = Template::parse(text).map_err(|e| invalid(e.0))?;
-        self.store_template(&t, by).await
+    /// Parses and checks a template text (every problem, as an invalid
+    /// request); [`Engine::store_template`] stores it.
+    pub fn parse_template(&self, text: &str) -> Result<Template> {
+        Template::parse(text).map_err(|e| invalid(e.0))
     }
 
     /// Stores a parsed template as the next revision of its name.

@@ -143,7 +143,7 @@ impl TemplateFiles {
                 }
                 tracing::info!(template = %a.name, revision = a.revision, file = %self.rel(path), "template file stored");
                 let mut entry = Caller::config_reload(
-                    &format!("{DIR}/{}", self.file_name(path)),
+                    &self.rel(path),
                     "ok".into(),
                     format!("template {} revision {}", a.name, a.revision),
                 );
@@ -166,20 +166,16 @@ impl TemplateFiles {
         tracing::error!(file = %self.rel(path), error = %Escaped(&msg), "template file not usable");
         metrics::counter!("interlock_config_reloads_total", "file" => "templates", "outcome" => "invalid")
             .increment(1);
-        let file = format!("{DIR}/{}", self.file_name(path));
+        let file = self.rel(path);
         self.audit
             .record(Caller::config_reload(&file, "invalid".into(), msg))
             .await;
     }
 
-    fn file_name(&self, path: &Path) -> String {
-        path.file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    }
-
+    /// How a file is named in logs and the audit: `templates/NAME`.
     fn rel(&self, path: &Path) -> String {
-        format!("{DIR}/{}", self.file_name(path))
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        format!("{DIR}/{name}")
     }
 }
 
