@@ -48,12 +48,14 @@ pub enum Action {
     /// Create, disable and enable workflow templates (its patterns match
     /// template names).
     Template,
+    /// Serve jobs as a worker (its patterns match job type names).
+    Work,
     /// Everything above, and the audit log.
     Admin,
 }
 
 impl Action {
-    pub const ALL: [Action; 8] = [
+    pub const ALL: [Action; 9] = [
         Action::Submit,
         Action::Exec,
         Action::Read,
@@ -61,6 +63,7 @@ impl Action {
         Action::Pause,
         Action::Estop,
         Action::Template,
+        Action::Work,
         Action::Admin,
     ];
 
@@ -73,6 +76,7 @@ impl Action {
             Action::Pause => "pause",
             Action::Estop => "estop",
             Action::Template => "template",
+            Action::Work => "work",
             Action::Admin => "admin",
         }
     }
@@ -254,17 +258,35 @@ impl Rbac {
 
     /// Whether `who` may do `action` on the workflow named `workflow`.
     pub fn check(&self, who: &Identity, action: Action, workflow: &str) -> Result<(), Denied> {
+        self.check_scoped(who, action, workflow, || format!("workflow {workflow:?}"))
+    }
+
+    /// Whether `who` may serve jobs of type `job_type` as a worker: the
+    /// `work` grant, whose patterns match job type names.
+    pub fn check_work(&self, who: &Identity, job_type: &str) -> Result<(), Denied> {
+        self.check_scoped(who, Action::Work, job_type, || {
+            format!("job type {job_type:?}")
+        })
+    }
+
+    fn check_scoped(
+        &self,
+        who: &Identity,
+        action: Action,
+        name: &str,
+        scope: impl FnOnce() -> String,
+    ) -> Result<(), Denied> {
         let roles = self.roles_of(who);
         let allowed = self.grants_of(&roles).into_iter().any(|g| {
             g.actions
                 .iter()
                 .any(|a| *a == action || *a == Action::Admin)
-                && g.workflows.iter().any(|p| p.matches(workflow))
+                && g.workflows.iter().any(|p| p.matches(name))
         });
         if allowed {
             Ok(())
         } else {
-            Err(self.denied(who, action, format!("workflow {workflow:?}"), &roles))
+            Err(self.denied(who, action, scope(), &roles))
         }
     }
 

@@ -185,6 +185,11 @@ pub trait Catalog: Send + Sync {
     fn schema(&self, job: &str) -> Option<&JobSchema>;
     /// Every schema, sorted by name.
     fn schemas(&self) -> Vec<&JobSchema>;
+    /// Where jobs of this type run, when not in the server itself (e.g.
+    /// "workers (2 online)").
+    fn location(&self, _job: &str) -> Option<String> {
+        None
+    }
 }
 
 /// A catalog over a fixed list of schemas: for tools, tests and benchmarks

@@ -504,6 +504,15 @@ impl Engine {
         if rec.status == Status::Running && !self.inner.opts.concurrency.defs().is_empty() {
             self.show_waits(&mut rec).await?;
         }
+        if rec.status == Status::Running {
+            for (bi, ji, why) in self.inner.runner.waiting(&rec.id) {
+                if let Some(j) = rec.blocks.get_mut(bi).and_then(|b| b.jobs.get_mut(ji))
+                    && j.waiting.is_none()
+                {
+                    j.waiting = Some(why);
+                }
+            }
+        }
         self.load_approvals(&mut rec).await?;
         Ok(rec)
     }

@@ -132,6 +132,14 @@ impl JobCtx {
         }
     }
 
+    /// A context whose checkpoints and lease answers come from `sink`: for
+    /// running a job's code outside the server (a worker process), where
+    /// the sink forwards checkpoints to the server.
+    pub fn with_sink(mut self, sink: Arc<dyn JobSink>) -> Self {
+        self.sink = Some(sink);
+        self
+    }
+
     /// False once this process may no longer act for the workflow (its
     /// lease lapsed): stop without touching anything outside.
     pub fn holds_lease(&self) -> bool {
@@ -157,6 +165,11 @@ pub struct JobError {
     pub fatal: bool,
     /// Worth another attempt if the job's retry policy allows it.
     pub retryable: bool,
+    /// Nobody can tell whether the attempt took effect (the worker running
+    /// it was lost and the job is not safe to re-run): the job becomes
+    /// Interrupted and the workflow waits for an operator's ResolveJob, as
+    /// after a server crash.
+    pub interrupted: bool,
 }
 
 impl JobError {
@@ -165,6 +178,7 @@ impl JobError {
             message: message.into(),
             fatal: false,
             retryable: false,
+            interrupted: false,
         }
     }
 
@@ -176,6 +190,14 @@ impl JobError {
     pub fn retryable(mut self) -> Self {
         self.retryable = true;
         self
+    }
+
+    /// The attempt's effect is unknown (see the `interrupted` field).
+    pub fn interrupted(message: impl Into<String>) -> Self {
+        Self {
+            interrupted: true,
+            ..Self::new(message)
+        }
     }
 
     /// The job stopped because its context was cancelled.
@@ -224,4 +246,10 @@ pub trait JobRunner: Send + Sync + 'static {
 
     /// After a crash: did the attempt that was in flight take effect?
     async fn reconcile(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Reconciled;
+
+    /// Jobs of workflow `id` whose attempt waits to be picked up (for a
+    /// worker), as (block, job, what it waits for and since when).
+    fn waiting(&self, _id: &str) -> Vec<(usize, usize, String)> {
+        Vec::new()
+    }
 }

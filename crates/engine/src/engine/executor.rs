@@ -42,6 +42,9 @@ struct BlockRun {
     failures: u32,
     has_error: bool,
     halted: Option<String>,
+    /// Jobs that came back Interrupted (their worker was lost and they are
+    /// not safe to re-run): the workflow waits for an operator.
+    held: Vec<String>,
 }
 
 /// Checkpoints of one job attempt, written under the run's lease.
@@ -174,6 +177,7 @@ impl Inner {
         });
         let rec = Arc::new(rec);
         let mut halted = None;
+        let mut held = Vec::new();
         let mut had_errors = rec.had_errors;
         // The end of the last block run, committed with what comes next.
         let mut ended = Vec::new();
@@ -215,6 +219,10 @@ impl Inner {
                 .await;
             ended.extend(end);
             had_errors |= run.has_error;
+            if !run.held.is_empty() {
+                held = run.held;
+                break;
+            }
             if let Some(reason) = run.halted {
                 halted = Some(reason);
                 break;
@@ -234,6 +242,10 @@ impl Inner {
             }
             (Some(c @ Cause::Cancelled(_)), _) => (Status::Cancelled, c.describe()),
             (Some(c), _) => (Status::Failed, c.describe()),
+            (None, _) if !held.is_empty() => {
+                self.hold(&id, &active, had_errors, &held).await;
+                return;
+            }
             (None, Some(reason)) => (Status::Failed, reason),
             (None, None) => (Status::Completed, String::new()),
         };
@@ -265,6 +277,34 @@ impl Inner {
         self.retire(&id, &active);
     }
 
+    /// Pauses a run whose jobs came back Interrupted and gives up its
+    /// lease, so an operator's ResolveJob can resume it from any instance
+    /// (what recovery does for jobs a crash interrupted).
+    async fn hold(&self, id: &str, active: &Active, had_errors: bool, held: &[String]) {
+        let reason = format!(
+            "awaiting an operator decision: {} interrupted; use ResolveJob to retry, skip or cancel",
+            held.join(", ")
+        );
+        tracing::warn!(workflow = %id, reason = %interlock_core::Escaped(&reason), "workflow paused");
+        let mut finishing = active.finishing.lock().await;
+        *finishing = true;
+        let change = Change::Workflow {
+            id: id.to_string(),
+            status: Status::Paused,
+            reason,
+            had_errors,
+            es_halt: EsMode::Go,
+            ended: None,
+        };
+        if self.persist(active, vec![change]).await
+            && let Err(e) = self.store.release(active.lease()).await
+        {
+            tracing::warn!(workflow = %id, error = %e, "cannot release the lease of a held workflow; it lapses");
+        }
+        drop(finishing);
+        self.retire(id, active);
+    }
+
     /// The run is over: forget it and wake whoever waits for its end.
     pub(super) fn retire(&self, id: &str, active: &Active) {
         self.active.lock().expect("active lock").remove(id);
@@ -291,6 +331,7 @@ impl Inner {
             failures,
             has_error: failures > 0,
             halted: halt_reason(rec, bi),
+            held: Vec::new(),
         }));
         let block_change = |brec: &BlockRecord| Change::Block {
             id: rec.id.clone(),
@@ -303,6 +344,7 @@ impl Inner {
                 failures: 0,
                 has_error: false,
                 halted: None,
+                held: Vec::new(),
             };
             return (run, None);
         }
@@ -320,8 +362,11 @@ impl Inner {
             if !active.wait_unpaused().await {
                 break;
             }
-            if active.cause().is_some() || shared.lock().expect("block lock").halted.is_some() {
-                break;
+            {
+                let s = shared.lock().expect("block lock");
+                if active.cause().is_some() || s.halted.is_some() || !s.held.is_empty() {
+                    break;
+                }
             }
             // A drain lands here: no new job, and the cause ends the block
             // once the jobs in flight have finished.
@@ -356,10 +401,13 @@ impl Inner {
                 failures: s.failures,
                 has_error: s.has_error,
                 halted: s.halted.clone(),
+                held: s.held.clone(),
             }
         };
         let status = match active.cause().map(|c| c.cut_status()) {
             Some(None) => return (run, None), // unrecorded: leave the block as it was
+            // Held for an operator: the block resumes after ResolveJob.
+            None if !run.held.is_empty() => return (run, None),
             Some(Some(cut)) if !run.has_error => cut,
             _ if run.has_error => Status::Failed,
             _ => Status::Completed,
@@ -507,6 +555,19 @@ impl Inner {
                         );
                     }
                 }
+            }
+            Err(e) if e.interrupted => {
+                jr.status = Status::Interrupted;
+                jr.error = e.message.clone();
+                shared
+                    .lock()
+                    .expect("block lock")
+                    .held
+                    .push(format!("block {bi} job {ji} ({})", spec.name));
+                // Its limit slots stay taken until an operator decides, as
+                // after a crash: the effect may still be under way.
+                self.persist(active, vec![key(jr)]).await;
+                return;
             }
             Err(e) => {
                 jr.status = Status::Failed;
