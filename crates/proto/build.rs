@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "interlock/v1/control.proto",
         "interlock/v1/templates.proto",
         "interlock/v1/inventory.proto",
+        "interlock/v1/worker.proto",
         "diskerase.proto",
     ];
     for f in &files {

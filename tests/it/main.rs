@@ -40,3 +40,4 @@ mod upgrade;
 mod watch;
 mod web;
 mod windows;
+mod workers;

@@ -126,6 +126,8 @@ enum Cmd {
     Whoami,
     /// The server instances (replicas) sharing the store, and what each runs.
     Cluster,
+    /// Workers connected to this server, and jobs waiting for one.
+    Workers,
     /// Bearer tokens for servers running with --auth.
     Token {
         #[command(subcommand)]
@@ -181,6 +183,7 @@ async fn run(cli: Cli, t: &Target) -> Out {
         Cmd::Audit(a) => cmd::audit::run(a, t, json).await,
         Cmd::Whoami => cmd::whoami::run(t, json).await,
         Cmd::Cluster => cmd::cluster::run(t, json).await,
+        Cmd::Workers => cmd::workers::run(t, json).await,
     }
 }
 

@@ -64,6 +64,7 @@ proto!(
     BucketsResp,
     CancelResp,
     ClusterResp,
+    ListWorkersResp,
     EmergencyStopStateResp,
     ExecResp,
     InstantiateResp,

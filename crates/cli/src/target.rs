@@ -3,7 +3,8 @@
 
 use crate::fail::Fail;
 use interlock_client::args::{CredentialArgs, DEFAULT_ADDR};
-use interlock_client::{Client, Options, Transport, transport};
+pub(crate) use interlock_client::transport;
+use interlock_client::{Client, Options, Transport};
 use interlock_proto::v1;
 use std::path::PathBuf;
 use std::time::Duration;

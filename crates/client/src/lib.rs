@@ -14,6 +14,7 @@
 #[cfg(feature = "clap")]
 pub mod args;
 pub mod display;
+pub mod worker;
 
 use interlock_proto::v1;
 use interlock_proto::v1::schedules_client::SchedulesClient;

@@ -223,6 +223,19 @@ impl Guard {
         }
     }
 
+    /// Whether `who` may serve jobs of type `job_type` as a worker.
+    pub fn check_work(&self, who: &Identity, job_type: &str) -> Result<(), Status> {
+        match self
+            .rbac()
+            .map_err(|e| error::no_rbac(Action::Work, e.as_deref()))?
+        {
+            None => Ok(()),
+            Some(r) => r
+                .check_work(who, job_type)
+                .map_err(error::permission_denied),
+        }
+    }
+
     /// The roles bound to `who` (empty with authentication off or no
     /// rbac.json loaded).
     pub fn roles_of(&self, who: &Identity) -> Vec<String> {

@@ -91,6 +91,10 @@ pub struct Config {
     /// Default 10s.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// A worker not heard from for this long is lost: its tasks are
+    /// re-dispatched (safe), reconciled, or Interrupted. Default 10s.
+    #[serde(with = "humantime_serde")]
+    pub worker_ttl: Duration,
     /// A backup (from `interlock admin backup`) to restore as the SQLite
     /// database before starting; refused if the database file exists.
     #[serde(default)]
@@ -200,6 +204,7 @@ impl Default for Config {
             tls_require_client_cert: false,
             auth: false,
             lease_ttl: Duration::from_secs(10),
+            worker_ttl: Duration::from_secs(10),
             restore: None,
         }
     }
@@ -284,6 +289,10 @@ pub struct Args {
     /// registration; then another instance may take them over [default: 10s].
     #[arg(long, env = "INTERLOCK_LEASE_TTL", value_parser = humantime::parse_duration)]
     pub lease_ttl: Option<Duration>,
+    /// A worker silent this long is lost; its tasks are re-dispatched when
+    /// safe to re-run, else reconciled or Interrupted [default: 10s].
+    #[arg(long, env = "INTERLOCK_WORKER_TTL", value_parser = humantime::parse_duration)]
+    pub worker_ttl: Option<Duration>,
     /// Restore this backup (from `interlock admin backup`) as the SQLite
     /// database, then start on it. The database file must not exist: move
     /// the old one away first.
@@ -407,7 +416,8 @@ impl Config {
             sync,
             drain,
             log_format,
-            lease_ttl
+            lease_ttl,
+            worker_ttl
         );
         if args.restore.is_some() {
             c.restore.clone_from(&args.restore);
@@ -560,6 +570,12 @@ impl Config {
             return Err(format!(
                 "lease_ttl is {}; it must be at least 100ms (heartbeats renew it every third of it)",
                 humantime::format_duration(self.lease_ttl)
+            ));
+        }
+        if self.worker_ttl < Duration::from_millis(100) {
+            return Err(format!(
+                "worker_ttl is {}; it must be at least 100ms",
+                humantime::format_duration(self.worker_ttl)
             ));
         }
         if self.db_pool < 2 {

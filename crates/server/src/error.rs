@@ -134,6 +134,24 @@ fn es_file_status(e: interlock_engine::estop::EsFileError) -> Status {
     }
 }
 
+/// A worker's call the dispatcher refused.
+pub fn dispatch_status(e: interlock_workers::DispatchError) -> Status {
+    use interlock_workers::DispatchError as D;
+    match e {
+        e @ D::Invalid(_) => Status::invalid_argument(e.to_string()),
+        e @ D::Undeclared(_) => Status::failed_precondition(e.to_string()),
+        e @ D::NotAllowed(_) => {
+            metrics::counter!("interlock_auth_denials_total", "action" => "work").increment(1);
+            Status::permission_denied(e.to_string())
+        }
+        e @ D::LeaseLost(_) => {
+            metrics::counter!("interlock_worker_results_refused_total").increment(1);
+            Status::failed_precondition(e.to_string())
+        }
+        e @ D::Checkpoint(_) => Status::unavailable(e.to_string()),
+    }
+}
+
 /// A request that could not even be converted (e.g. a negative duration).
 pub fn bad_request(e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(e.to_string())

@@ -45,6 +45,7 @@ pub mod telemetry;
 pub mod templates;
 pub mod tls;
 pub mod web;
+pub mod worker;
 
 pub use config::{Args, Config};
 

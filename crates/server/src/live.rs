@@ -1,7 +1,6 @@
-//! Live configuration: policies.json, es.json, buckets.json and limits.json
-//! (and, with
-//! authentication on, tokens.json and rbac.json), reloaded while the server
-//! runs.
+//! Live configuration: jobs.json, policies.json, es.json, buckets.json,
+//! limits.json and notify.json (and, with authentication on, tokens.json
+//! and rbac.json), reloaded while the server runs.
 //!
 //! The watcher observes the config *directory* (not the files), so editors
 //! that write a temp file and rename it, and Kubernetes ConfigMap symlink
@@ -128,6 +127,10 @@ fn changes_content(kind: &notify::EventKind) -> bool {
 /// What the config files configure in place (rather than publish on a
 /// channel).
 pub struct Targets {
+    /// Where jobs.json's declarations go.
+    pub workers: Arc<interlock_workers::Dispatcher>,
+    /// The jobs built into the server (a declaration may not reuse a name).
+    pub builtin: Arc<dyn Catalog>,
     pub buckets: Arc<Buckets>,
     pub limits: Arc<ConcurrencyLimits>,
     pub notifier: Arc<crate::notify::Notifier>,
@@ -139,6 +142,8 @@ pub async fn start(
     dir: PathBuf,
     catalog: Arc<dyn Catalog>,
     Targets {
+        workers,
+        builtin,
         buckets,
         limits,
         notifier,
@@ -169,6 +174,8 @@ pub async fn start(
         audit,
         dir: dir.clone(),
         catalog,
+        workers,
+        builtin,
         buckets: buckets.clone(),
         bucket_error: bucket_error.clone(),
         limits: limits.clone(),

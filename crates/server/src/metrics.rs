@@ -101,6 +101,30 @@ const DESCRIBED: &[Described] = {
             "Webhook notifications by outcome: delivered, retried (a failed try), given_up, dropped (queue full).",
         ),
         m(
+            "interlock_workers_connected",
+            Gauge,
+            Unit::Count,
+            "Worker sessions open on this server (jobs.json types served out of process).",
+        ),
+        m(
+            "interlock_worker_dispatches_total",
+            Counter,
+            Unit::Count,
+            "Tasks leased to workers (a re-dispatch after a lost worker counts again).",
+        ),
+        m(
+            "interlock_workers_lost_total",
+            Counter,
+            Unit::Count,
+            "Worker sessions lost: stream closed or silent past --worker-ttl.",
+        ),
+        m(
+            "interlock_worker_results_refused_total",
+            Counter,
+            Unit::Count,
+            "Checkpoints and results refused because the worker no longer held the task's lease.",
+        ),
+        m(
             "interlock_limit_waits_total",
             Counter,
             Unit::Count,

@@ -138,12 +138,19 @@ impl ServerBuilder {
         for j in self.extra_jobs {
             registry.register(j);
         }
-        let registry = Arc::new(registry);
+        let builtin: Arc<dyn interlock_core::Catalog> = Arc::new(registry.clone());
+        let workers = interlock_workers::Dispatcher::new(interlock_workers::DispatchOpts {
+            lease_ttl: c.worker_ttl,
+            heartbeat: (c.worker_ttl / 5).max(std::time::Duration::from_millis(10)),
+            ..Default::default()
+        });
+        let registry = Arc::new(interlock_workers::Runners::new(registry, workers.clone()));
         let shutdown = CancellationToken::new();
         // A start that fails from here on stops the tasks it started, so
         // they let go of the store (and of SQLite's lock) instead of
         // keeping it for the life of the process.
         let failed_start = shutdown.clone().drop_guard();
+        tokio::spawn(workers.clone().run_expiry(shutdown.clone()));
         let auditor = Auditor::new(store.clone());
         let concurrency = Arc::new(ConcurrencyLimits::new());
         let notifier = crate::notify::Notifier::new(store.clone());
@@ -152,6 +159,8 @@ impl ServerBuilder {
             c.configs.clone(),
             registry.clone(),
             live::Targets {
+                workers: workers.clone(),
+                builtin,
                 buckets,
                 limits: concurrency.clone(),
                 notifier: notifier.clone(),
@@ -284,6 +293,12 @@ impl ServerBuilder {
             audit: auditor.clone(),
             guard: guard.clone(),
         });
+        let worker_api = Arc::new(crate::worker::WorkerApi::new(
+            workers,
+            auditor.clone(),
+            guard.clone(),
+            shutdown.clone(),
+        ));
         let control = Arc::new(ControlApi::new(
             engine.clone(),
             live,
@@ -339,6 +354,7 @@ impl ServerBuilder {
             .add_service(v1::inventory_server::InventoryServer::from_arc(
                 inventory_api.clone(),
             ))
+            .add_service(v1::worker_server::WorkerServer::from_arc(worker_api))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -384,9 +384,8 @@ impl v1::workflow_server::Workflow for Api {
     ) -> Result<Response<v1::JobCatalogResp>, Status> {
         self.guard.check_any(&identity(&r), Action::Read)?;
         use interlock_core::Idempotency;
-        let jobs = self
-            .engine
-            .catalog()
+        let catalog = self.engine.catalog();
+        let jobs = catalog
             .schemas()
             .into_iter()
             .map(|s| v1::JobInfo {
@@ -394,6 +393,7 @@ impl v1::workflow_server::Workflow for Api {
                 description: s.description.into(),
                 idempotent: s.idempotency == Idempotency::Safe,
                 reconcilable: s.reconcilable,
+                runs_on: catalog.location(s.name).unwrap_or_default(),
                 args: s
                     .args
                     .iter()

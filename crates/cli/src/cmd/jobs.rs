@@ -18,7 +18,12 @@ pub async fn run(t: &Target, json: bool) -> Out {
             } else {
                 "needs an operator after a crash"
             };
-            outln!("{} ({safety})\n  {}", j.name, j.description)?;
+            let place = if j.runs_on.is_empty() {
+                String::new()
+            } else {
+                format!("; runs on {}", j.runs_on)
+            };
+            outln!("{} ({safety}{place})\n  {}", j.name, j.description)?;
             for a in &j.args {
                 let req = if a.required { "required" } else { "optional" };
                 outln!("  {:<10} {req:<8} {} [{}]", a.name, a.description, a.format)?;

@@ -25,6 +25,7 @@ pub mod token;
 pub mod validate;
 pub mod watch;
 pub mod whoami;
+pub mod workers;
 
 /// A `key=value` label.
 pub fn parse_label(l: &str) -> Result<(String, String), String> {

@@ -90,6 +90,8 @@ pub(super) struct Reloader {
     pub audit: Auditor,
     pub dir: PathBuf,
     pub catalog: Arc<dyn Catalog>,
+    pub workers: Arc<interlock_workers::Dispatcher>,
+    pub builtin: Arc<dyn Catalog>,
     pub buckets: Arc<Buckets>,
     pub bucket_error: Arc<Mutex<Option<String>>>,
     pub limits: Arc<ConcurrencyLimits>,
@@ -162,6 +164,8 @@ impl Reloader {
     }
 
     pub async fn reload(&mut self) {
+        // First: policies may name the job types it declares.
+        self.reload_jobs().await;
         self.reload_policies().await;
         self.reload_estop().await;
         self.reload_buckets().await;
@@ -171,6 +175,36 @@ impl Reloader {
             self.reload_tokens().await;
             self.reload_rbac().await;
         }
+    }
+
+    async fn reload_jobs(&mut self) {
+        use interlock_workers::{Declarations, JOBS};
+        let builtin = self.builtin.clone();
+        let parse = |t: &str| Declarations::parse(t, builtin.as_ref());
+        let Some((judged, h)) = self.settled(JOBS, parse).await else {
+            return;
+        };
+        let (outcome, detail) = match judged {
+            Judged::Parsed(d) => {
+                let names: Vec<_> = d.iter().map(|(n, _)| n.clone()).collect();
+                let detail = format!("{} remote job types: {}", d.len(), names.join(", "));
+                self.workers.declare(d);
+                ("ok", detail)
+            }
+            // Optional: without it every job runs in the server.
+            Judged::Missing => {
+                self.workers.declare(Declarations::default());
+                (
+                    "missing",
+                    "no jobs.json: no job type is served by workers".to_string(),
+                )
+            }
+            Judged::Bad(e) => (
+                "invalid",
+                format!("{e}; the last good job types stay in force"),
+            ),
+        };
+        self.report(JOBS, outcome, detail, h).await;
     }
 
     async fn reload_policies(&mut self) {

@@ -1,0 +1,254 @@
+//! The Worker service: a worker's session stream, its checkpoints and
+//! results, and the list of connected workers, over the dispatcher.
+//!
+//! One stream per worker in both directions, rather than long polls: the
+//! server must push a cancellation the moment an attempt is cancelled (an
+//! emergency stop), and the inbound half doubles as the worker's liveness
+//! (any message renews its leases; a closed stream loses them at once).
+//! Checkpoints and results are unary calls, so each gets its own status
+//! code: a worker that lost its lease is told FAILED_PRECONDITION.
+
+use crate::audit::{Auditor, Caller};
+use crate::auth::{Guard, identity};
+use crate::error::{bad_request, dispatch_status};
+use interlock_auth::Action;
+use interlock_proto::v1::{self, worker_server::Worker};
+use interlock_workers::{Dispatcher, TaskResult, ToWorker};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+pub struct WorkerApi {
+    dispatcher: Arc<Dispatcher>,
+    audit: Auditor,
+    guard: Guard,
+    stop: CancellationToken,
+}
+
+impl WorkerApi {
+    pub fn new(
+        dispatcher: Arc<Dispatcher>,
+        audit: Auditor,
+        guard: Guard,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            dispatcher,
+            audit,
+            guard,
+            stop,
+        }
+    }
+}
+
+fn to_proto(m: ToWorker) -> v1::ServerMsg {
+    use v1::server_msg::Msg;
+    let msg = match m {
+        ToWorker::Task(t) => Msg::Task(v1::Task {
+            lease_id: t.lease_id,
+            workflow_id: t.workflow_id,
+            workflow_name: t.workflow_name,
+            block: t.block as u32,
+            job: t.job as u32,
+            attempt: t.attempt,
+            job_type: t.job_type,
+            args: t.args,
+            checkpoint: t.checkpoint,
+            reconcile: t.reconcile,
+            dispatch: t.dispatch,
+        }),
+        ToWorker::Cancel {
+            lease_id,
+            reason,
+            detach,
+        } => Msg::Cancel(v1::CancelTask {
+            lease_id,
+            reason,
+            detach,
+        }),
+    };
+    v1::ServerMsg { msg: Some(msg) }
+}
+
+fn millis(d: std::time::Duration) -> u32 {
+    d.as_millis().min(u32::MAX as u128) as u32
+}
+
+type ServerStream = Pin<Box<dyn Stream<Item = Result<v1::ServerMsg, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Worker for WorkerApi {
+    type SessionStream = ServerStream;
+
+    async fn session(
+        &self,
+        r: Request<Streaming<v1::WorkerMsg>>,
+    ) -> Result<Response<ServerStream>, Status> {
+        let who = Caller::of(&r);
+        let mut inbound = r.into_inner();
+        let hello = match inbound.message().await? {
+            Some(v1::WorkerMsg {
+                msg: Some(v1::worker_msg::Msg::Hello(h)),
+            }) => h,
+            _ => {
+                return Err(bad_request(
+                    "a worker's first message must be a hello naming the job types it serves",
+                ));
+            }
+        };
+        let result = async {
+            for t in &hello.job_types {
+                self.guard.check_work(&who.who, t)?;
+            }
+            let roles = self.guard.roles_of(&who.who);
+            self.dispatcher
+                .connect(
+                    &who.identity,
+                    &roles,
+                    &hello.name,
+                    &hello.job_types,
+                    hello.capacity as usize,
+                )
+                .map_err(dispatch_status)
+        }
+        .await;
+        let detail = format!(
+            "worker {:?} serving {} (capacity {})",
+            hello.name,
+            hello.job_types.join(", "),
+            hello.capacity
+        );
+        self.audit
+            .record(who.outcome("worker.connect", &hello.name, &detail, &result))
+            .await;
+        let (session, rx) = result?;
+        let d = self.dispatcher.clone();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            let why = loop {
+                tokio::select! {
+                    m = inbound.message() => match m {
+                        Ok(Some(_)) => d.touch(session),
+                        Ok(None) => break "its stream was closed".to_string(),
+                        Err(e) => break format!("its stream failed: {}", e.message()),
+                    },
+                    _ = stop.cancelled() => break "the server is shutting down".to_string(),
+                }
+            };
+            d.disconnect(session, &why);
+        });
+        let opts = self.dispatcher.opts();
+        let welcome = v1::ServerMsg {
+            msg: Some(v1::server_msg::Msg::Welcome(v1::Welcome {
+                session,
+                heartbeat_ms: millis(opts.heartbeat),
+                lease_ttl_ms: millis(opts.lease_ttl),
+            })),
+        };
+        let tasks =
+            tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(|m| Ok(to_proto(m)));
+        // Ends when the session does (its sender is dropped with it), on
+        // shutdown included.
+        let out = tokio_stream::once(Ok(welcome)).chain(tasks);
+        Ok(Response::new(Box::pin(out)))
+    }
+
+    async fn checkpoint(
+        &self,
+        r: Request<v1::TaskCheckpoint>,
+    ) -> Result<Response<v1::TaskAck>, Status> {
+        let who = identity(&r);
+        let c = r.into_inner();
+        self.dispatcher
+            .checkpoint(&who.to_string(), &c.lease_id, c.state)
+            .await
+            .map_err(dispatch_status)?;
+        Ok(Response::new(v1::TaskAck {}))
+    }
+
+    async fn complete(&self, r: Request<v1::TaskResult>) -> Result<Response<v1::TaskAck>, Status> {
+        let who = Caller::of(&r);
+        let t = r.into_inner();
+        use v1::task_result::Outcome;
+        let (result, summary) = match t.outcome {
+            Some(Outcome::Done(d)) => (TaskResult::Done(d.outputs), "done".to_string()),
+            Some(Outcome::Failed(f)) => {
+                let s = format!("failed: {}", f.message);
+                (
+                    TaskResult::Failed {
+                        message: f.message,
+                        retryable: f.retryable,
+                        fatal: f.fatal,
+                    },
+                    s,
+                )
+            }
+            Some(Outcome::NotDone(_)) => (TaskResult::NotDone, "reconciled: not done".into()),
+            Some(Outcome::Unknown(why)) => {
+                let s = format!("reconciled: unknown: {why}");
+                (TaskResult::Unknown(why), s)
+            }
+            None => return Err(bad_request("a task result needs an outcome")),
+        };
+        let result = self
+            .dispatcher
+            .complete(&who.identity, &t.lease_id, result)
+            .map_err(dispatch_status);
+        let target = match &result {
+            Ok((spec, _)) => spec.workflow_id.clone(),
+            Err(_) => String::new(),
+        };
+        let detail = match &result {
+            Ok((spec, worker)) => format!(
+                "worker {worker:?}: block {} job {} ({}) attempt {}: {summary} (lease {})",
+                spec.block, spec.job, spec.job_type, spec.attempt, t.lease_id
+            ),
+            Err(_) => format!("lease {}: {summary}", t.lease_id),
+        };
+        self.audit
+            .record(who.outcome("task.complete", &target, &detail, &result))
+            .await;
+        result.map(|_| Response::new(v1::TaskAck {}))
+    }
+
+    async fn list_workers(
+        &self,
+        r: Request<v1::ListWorkersReq>,
+    ) -> Result<Response<v1::ListWorkersResp>, Status> {
+        self.guard.check_any(&identity(&r), Action::Read)?;
+        let ts = |t: std::time::SystemTime| {
+            let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            crate::convert::ts(Some(d.as_micros() as i64))
+        };
+        let workers = self
+            .dispatcher
+            .sessions()
+            .into_iter()
+            .map(|s| v1::WorkerInfo {
+                session: s.id,
+                identity: s.identity,
+                name: s.name,
+                job_types: s.types,
+                capacity: s.capacity as u32,
+                leased: s.leased as u32,
+                connected: ts(s.connected),
+                idle_ms: millis(s.idle_for),
+            })
+            .collect();
+        let waiting = self
+            .dispatcher
+            .waiting()
+            .into_iter()
+            .map(|w| v1::WaitingTask {
+                workflow_id: w.workflow_id,
+                block: w.block as u32,
+                job: w.job as u32,
+                job_type: w.job_type,
+                since: ts(w.since),
+            })
+            .collect();
+        Ok(Response::new(v1::ListWorkersResp { workers, waiting }))
+    }
+}

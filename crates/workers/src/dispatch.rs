@@ -1,0 +1,703 @@
+//! Handing job attempts to workers: sessions, the queue, leases.
+//!
+//! A worker opens a session (declaring the types it serves and how many
+//! tasks it takes at once) and receives [`ToWorker`] messages on a channel
+//! the gRPC layer streams to it. Each dispatch of a task is a **lease**: a
+//! fresh, unguessable lease id that the worker quotes with every
+//! checkpoint and result. The lease lives as long as the worker's session
+//! is heard from (any message counts; idle workers send heartbeats).
+//!
+//! Invariants:
+//! - A task is leased to at most one session at a time; a result or
+//!   checkpoint quoting any other lease id (an earlier lease of the same
+//!   task, a cancelled task, another identity) is refused: a worker that
+//!   lost its lease cannot record anything.
+//! - A session that is closed or silent for longer than the ttl is lost.
+//!   Its tasks are re-queued only when their type is safe to re-run; a
+//!   reconcilable task goes back out as a reconcile request carrying its
+//!   last checkpoint; any other ends Interrupted for an operator.
+//! - Cancellation is pushed to the worker holding the lease the moment the
+//!   attempt is cancelled (Cancel, emergency stop, deadline, fatal sibling).
+//! - Queues are per job type and FIFO; a free slot goes to the session of
+//!   that type with the fewest tasks in hand.
+
+use crate::decl::{Declarations, RemoteType};
+use interlock_engine::{JobCtx, JobError, Outputs};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// What a worker is told.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ToWorker {
+    Task(TaskSpec),
+    /// Stop the task under this lease: its attempt was cancelled, or (with
+    /// `detach`) the server let go of it, so external work under way is to
+    /// be re-attached by the next run, not undone.
+    Cancel {
+        lease_id: String,
+        reason: String,
+        detach: bool,
+    },
+}
+
+/// One leased task, as the worker sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSpec {
+    pub lease_id: String,
+    pub workflow_id: String,
+    pub workflow_name: String,
+    pub block: usize,
+    pub job: usize,
+    pub attempt: u32,
+    pub job_type: String,
+    pub args: BTreeMap<String, String>,
+    pub checkpoint: Option<String>,
+    /// Find out whether an earlier run (on a lost worker) took effect,
+    /// instead of running the job.
+    pub reconcile: bool,
+    /// How many times this attempt was handed out (1 for the first).
+    pub dispatch: u32,
+}
+
+/// How a worker says a task ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TaskResult {
+    Done(Outputs),
+    Failed {
+        message: String,
+        retryable: bool,
+        fatal: bool,
+    },
+    /// Answer to a reconcile request: the effect did not happen; run it.
+    NotDone,
+    /// Answer to a reconcile request: cannot tell.
+    Unknown(String),
+}
+
+/// Why a worker's call was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DispatchError {
+    /// The request itself is wrong (no types, capacity 0).
+    #[error("{0}")]
+    Invalid(String),
+    /// A type jobs.json does not declare.
+    #[error("{0}")]
+    Undeclared(String),
+    /// jobs.json does not let this identity serve the type.
+    #[error("{0}")]
+    NotAllowed(String),
+    #[error(
+        "lease {0} is not held by this worker (the task was cancelled, finished, or handed to \
+         another worker after this one was lost); its result is discarded"
+    )]
+    LeaseLost(String),
+    #[error("{0}")]
+    Checkpoint(String),
+}
+
+/// A session as shown to operators.
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    pub id: u64,
+    pub identity: String,
+    pub name: String,
+    pub types: Vec<String>,
+    pub capacity: usize,
+    pub leased: usize,
+    pub connected: SystemTime,
+    pub idle_for: Duration,
+}
+
+/// A task no worker has taken yet.
+#[derive(Debug, Clone)]
+pub struct WaitingView {
+    pub workflow_id: String,
+    pub block: usize,
+    pub job: usize,
+    pub job_type: String,
+    pub since: SystemTime,
+}
+
+/// Timing of sessions and leases.
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchOpts {
+    /// A session not heard from for this long is lost.
+    pub lease_ttl: Duration,
+    /// How often a worker should send a heartbeat (told to it at connect).
+    pub heartbeat: Duration,
+    /// How long a cancelled attempt waits for its worker to confirm.
+    pub cancel_grace: Duration,
+}
+
+impl Default for DispatchOpts {
+    fn default() -> Self {
+        Self {
+            lease_ttl: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(2),
+            cancel_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+struct Session {
+    identity: String,
+    name: String,
+    types: BTreeSet<String>,
+    capacity: usize,
+    leased: BTreeSet<u64>,
+    tx: mpsc::UnboundedSender<ToWorker>,
+    last_seen: Instant,
+    connected: SystemTime,
+}
+
+struct Task {
+    spec: TaskSpec,
+    safe: bool,
+    reconcilable: bool,
+    /// The lease in force: (session, lease id).
+    lease: Option<(u64, String)>,
+    queued_since: SystemTime,
+    /// Where checkpoints go (the attempt's own context).
+    ctx: JobCtx,
+    done: Option<oneshot::Sender<Result<Outputs, JobError>>>,
+}
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<u64, Session>,
+    tasks: HashMap<u64, Task>,
+    /// Lease id → task.
+    leases: HashMap<String, u64>,
+    queues: HashMap<String, VecDeque<u64>>,
+    next: u64,
+}
+
+/// The remote half of job execution. One per server process.
+pub struct Dispatcher {
+    state: Mutex<State>,
+    decls: RwLock<Arc<Declarations>>,
+    opts: DispatchOpts,
+}
+
+/// A task handed to [`Dispatcher::run`], removed when its attempt ends.
+struct Enqueued<'a> {
+    d: &'a Dispatcher,
+    id: u64,
+}
+
+impl Drop for Enqueued<'_> {
+    fn drop(&mut self) {
+        self.d.forget(self.id, "the attempt ended");
+    }
+}
+
+impl Dispatcher {
+    pub fn new(opts: DispatchOpts) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::default(),
+            decls: RwLock::default(),
+            opts,
+        })
+    }
+
+    pub fn opts(&self) -> DispatchOpts {
+        self.opts
+    }
+
+    /// Puts a newly loaded jobs.json in force. Sessions keep serving what
+    /// they were admitted for; new sessions are checked against it.
+    pub fn declare(&self, decls: Declarations) {
+        *self.decls.write().expect("decls lock") = Arc::new(decls);
+    }
+
+    pub fn declarations(&self) -> Arc<Declarations> {
+        self.decls.read().expect("decls lock").clone()
+    }
+
+    /// Opens a session for `identity` (bound to `roles`) serving `types`.
+    /// Every type must be declared and allowed to this identity.
+    pub fn connect(
+        &self,
+        identity: &str,
+        roles: &[String],
+        name: &str,
+        types: &[String],
+        capacity: usize,
+    ) -> Result<(u64, mpsc::UnboundedReceiver<ToWorker>), DispatchError> {
+        if types.is_empty() {
+            return Err(DispatchError::Invalid(
+                "a worker must offer at least one job type".into(),
+            ));
+        }
+        if capacity == 0 {
+            return Err(DispatchError::Invalid(
+                "a worker must take at least one task at a time (capacity ≥ 1)".into(),
+            ));
+        }
+        let decls = self.declarations();
+        for t in types {
+            let Some(decl) = decls.get(t) else {
+                let known: Vec<_> = decls.iter().map(|(n, _)| n.as_str()).collect();
+                return Err(DispatchError::Undeclared(format!(
+                    "job type {t:?} is not declared in jobs.json (declared: {}); \
+                     an operator declares the types workers may serve",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            };
+            if !decl.may_serve(identity, roles) {
+                return Err(DispatchError::NotAllowed(format!(
+                    "{identity} may not serve job type {t:?}: jobs.json lets only {} serve it",
+                    decl.served_by().join(", ")
+                )));
+            }
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut st = self.state.lock().expect("dispatch lock");
+        st.next += 1;
+        let id = st.next;
+        st.sessions.insert(
+            id,
+            Session {
+                identity: identity.to_string(),
+                name: name.to_string(),
+                types: types.iter().cloned().collect(),
+                capacity,
+                leased: BTreeSet::new(),
+                tx,
+                last_seen: Instant::now(),
+                connected: SystemTime::now(),
+            },
+        );
+        for t in types {
+            pump(&mut st, t);
+        }
+        metrics::gauge!("interlock_workers_connected").set(st.sessions.len() as f64);
+        tracing::info!(session = id, %identity, %name, ?types, capacity, "worker connected");
+        Ok((id, rx))
+    }
+
+    /// The worker was heard from.
+    pub fn touch(&self, session: u64) {
+        if let Some(s) = self
+            .state
+            .lock()
+            .expect("dispatch lock")
+            .sessions
+            .get_mut(&session)
+        {
+            s.last_seen = Instant::now();
+        }
+    }
+
+    /// The session's stream ended: its worker is gone.
+    pub fn disconnect(&self, session: u64, why: &str) {
+        let mut st = self.state.lock().expect("dispatch lock");
+        lose(&mut st, session, why);
+        metrics::gauge!("interlock_workers_connected").set(st.sessions.len() as f64);
+    }
+
+    /// Loses every session silent for longer than the lease ttl.
+    pub fn expire(&self) {
+        let ttl = self.opts.lease_ttl;
+        let mut st = self.state.lock().expect("dispatch lock");
+        let silent: Vec<u64> = st
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.last_seen.elapsed() > ttl)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in silent {
+            lose(
+                &mut st,
+                id,
+                &format!(
+                    "not heard from for more than {}",
+                    humantime::format_duration(ttl)
+                ),
+            );
+        }
+        metrics::gauge!("interlock_workers_connected").set(st.sessions.len() as f64);
+    }
+
+    /// Expires silent sessions until `stop` fires.
+    pub async fn run_expiry(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        let period = (self.opts.lease_ttl / 4).max(Duration::from_millis(10));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(period) => self.expire(),
+            }
+        }
+    }
+
+    /// Runs one attempt of a remote job: queues it, waits for a worker's
+    /// result, pushes cancellation when `ctx.cancel` fires.
+    pub async fn run(
+        &self,
+        ctx: &JobCtx,
+        decl: &RemoteType,
+        job: &interlock_core::Job,
+    ) -> Result<Outputs, JobError> {
+        let (done, mut rx) = oneshot::channel();
+        let id = {
+            let mut st = self.state.lock().expect("dispatch lock");
+            st.next += 1;
+            let id = st.next;
+            st.tasks.insert(
+                id,
+                Task {
+                    spec: TaskSpec {
+                        lease_id: String::new(),
+                        workflow_id: ctx.workflow_id.clone(),
+                        workflow_name: ctx.workflow_name.clone(),
+                        block: ctx.block,
+                        job: ctx.job,
+                        attempt: ctx.attempt,
+                        job_type: job.name.clone(),
+                        args: job.args.clone(),
+                        checkpoint: ctx.checkpoint.clone(),
+                        // An earlier attempt may have acted: ask first.
+                        reconcile: decl.schema.reconcilable && ctx.checkpoint.is_some(),
+                        dispatch: 0,
+                    },
+                    safe: decl.schema.idempotency == interlock_core::Idempotency::Safe,
+                    reconcilable: decl.schema.reconcilable,
+                    lease: None,
+                    queued_since: SystemTime::now(),
+                    ctx: ctx.clone(),
+                    done: Some(done),
+                },
+            );
+            st.queues.entry(job.name.clone()).or_default().push_back(id);
+            pump(&mut st, &job.name);
+            id
+        };
+        let guard = Enqueued { d: self, id };
+        let limit = match job.timeout {
+            Some(t) if !t.is_zero() => None, // the executor enforces it
+            _ => decl.timeout,
+        };
+        let timeout = async {
+            match limit {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let stopped = tokio::select! {
+            r = &mut rx => return r.unwrap_or_else(|_| Err(JobError::new("the task was dropped"))),
+            _ = ctx.cancel.cancelled() => None,
+            _ = timeout => Some(limit.expect("a timeout fired")),
+        };
+        let detach = stopped.is_none() && ctx.detaching.is_cancelled();
+        let reason = match stopped {
+            None if detach => "the server stopped running this workflow here".to_string(),
+            None => "the attempt was cancelled".to_string(),
+            Some(t) => format!("timed out after {}", humantime::format_duration(t)),
+        };
+        // Push the cancel; give the worker a moment to confirm it stopped.
+        if self.cancel(id, &reason, detach) {
+            let _ = tokio::time::timeout(self.opts.cancel_grace, &mut rx).await;
+        }
+        drop(guard);
+        match stopped {
+            None => Err(JobError::cancelled()),
+            Some(_) => Err(JobError::new(reason).retryable()),
+        }
+    }
+
+    /// Tells the worker holding task `id` to stop; false when none holds it.
+    fn cancel(&self, id: u64, reason: &str, detach: bool) -> bool {
+        let st = self.state.lock().expect("dispatch lock");
+        let Some((session, lease_id)) = st.tasks.get(&id).and_then(|t| t.lease.clone()) else {
+            return false;
+        };
+        match st.sessions.get(&session) {
+            Some(s) => {
+                s.tx.send(ToWorker::Cancel {
+                    lease_id,
+                    reason: reason.to_string(),
+                    detach,
+                })
+                .is_ok()
+            }
+            None => false,
+        }
+    }
+
+    /// Drops task `id` from every table (its attempt is over).
+    fn forget(&self, id: u64, _why: &str) {
+        let mut st = self.state.lock().expect("dispatch lock");
+        let Some(t) = st.tasks.remove(&id) else {
+            return;
+        };
+        if let Some(q) = st.queues.get_mut(&t.spec.job_type) {
+            q.retain(|x| *x != id);
+        }
+        if let Some((session, lease_id)) = t.lease {
+            st.leases.remove(&lease_id);
+            if let Some(s) = st.sessions.get_mut(&session) {
+                s.leased.remove(&id);
+            }
+            pump_session(&mut st, session);
+        }
+    }
+
+    /// The task under `lease_id`, if `identity` holds it.
+    fn leased(&self, identity: &str, lease_id: &str) -> Result<(u64, u64), DispatchError> {
+        let st = self.state.lock().expect("dispatch lock");
+        let lost = || DispatchError::LeaseLost(lease_id.to_string());
+        let id = *st.leases.get(lease_id).ok_or_else(lost)?;
+        let (session, _) = st
+            .tasks
+            .get(&id)
+            .and_then(|t| t.lease.clone())
+            .ok_or_else(lost)?;
+        match st.sessions.get(&session) {
+            Some(s) if s.identity == identity => Ok((id, session)),
+            _ => Err(lost()),
+        }
+    }
+
+    /// Durably saves a task's checkpoint (fenced twice: by the lease here,
+    /// by the workflow's lease in the store).
+    pub async fn checkpoint(
+        &self,
+        identity: &str,
+        lease_id: &str,
+        state: String,
+    ) -> Result<(), DispatchError> {
+        let (id, session) = self.leased(identity, lease_id)?;
+        self.touch(session);
+        let ctx = {
+            let st = self.state.lock().expect("dispatch lock");
+            st.tasks.get(&id).map(|t| t.ctx.clone())
+        }
+        .ok_or_else(|| DispatchError::LeaseLost(lease_id.to_string()))?;
+        ctx.save_checkpoint(state.clone())
+            .await
+            .map_err(|e| DispatchError::Checkpoint(e.message))?;
+        // Still ours after the write? Then a reconcile carries it.
+        let mut st = self.state.lock().expect("dispatch lock");
+        match st.tasks.get_mut(&id) {
+            Some(t) if t.lease.as_ref().is_some_and(|(_, l)| l == lease_id) => {
+                t.spec.checkpoint = Some(state);
+                Ok(())
+            }
+            _ => Err(DispatchError::LeaseLost(lease_id.to_string())),
+        }
+    }
+
+    /// A worker's result for the task under `lease_id`; returns the task
+    /// it was for and the worker's name (the audit log records both).
+    pub fn complete(
+        &self,
+        identity: &str,
+        lease_id: &str,
+        result: TaskResult,
+    ) -> Result<(TaskSpec, String), DispatchError> {
+        let (id, session) = self.leased(identity, lease_id)?;
+        let mut st = self.state.lock().expect("dispatch lock");
+        if let Some(s) = st.sessions.get_mut(&session) {
+            s.last_seen = Instant::now();
+            s.leased.remove(&id);
+        }
+        st.leases.remove(lease_id);
+        let who = st
+            .sessions
+            .get(&session)
+            .map(|s| s.name.clone())
+            .unwrap_or_default();
+        let Some(task) = st.tasks.get_mut(&id) else {
+            return Err(DispatchError::LeaseLost(lease_id.to_string()));
+        };
+        task.lease = None;
+        let spec = task.spec.clone();
+        let outcome = match result {
+            TaskResult::Done(out) => Some(Ok(out)),
+            TaskResult::Failed {
+                message,
+                retryable,
+                fatal,
+            } => {
+                let mut e = JobError::new(message).fatal(fatal);
+                e.retryable = retryable;
+                Some(Err(e))
+            }
+            TaskResult::NotDone if task.spec.reconcile => {
+                // Not done: run it again, with its checkpoint.
+                task.spec.reconcile = false;
+                None
+            }
+            TaskResult::Unknown(why) if task.spec.reconcile => Some(Err(JobError::interrupted(
+                format!("worker {who:?} cannot tell whether an earlier run took effect: {why}"),
+            ))),
+            TaskResult::NotDone | TaskResult::Unknown(_) => {
+                return Err(DispatchError::Invalid(
+                    "a reconcile answer was sent for a task that was asked to run".into(),
+                ));
+            }
+        };
+        match outcome {
+            Some(r) => {
+                if let Some(tx) = task.done.take() {
+                    let _ = tx.send(r);
+                }
+            }
+            None => {
+                let t = task.spec.job_type.clone();
+                st.queues.entry(t).or_default().push_front(id);
+            }
+        }
+        pump_session(&mut st, session);
+        let t = st.tasks.get(&id).map(|t| t.spec.job_type.clone());
+        if let Some(t) = t {
+            pump(&mut st, &t);
+        }
+        Ok((spec, who))
+    }
+
+    /// Connected workers.
+    pub fn sessions(&self) -> Vec<SessionView> {
+        let st = self.state.lock().expect("dispatch lock");
+        let mut v: Vec<_> = st
+            .sessions
+            .iter()
+            .map(|(id, s)| SessionView {
+                id: *id,
+                identity: s.identity.clone(),
+                name: s.name.clone(),
+                types: s.types.iter().cloned().collect(),
+                capacity: s.capacity,
+                leased: s.leased.len(),
+                connected: s.connected,
+                idle_for: s.last_seen.elapsed(),
+            })
+            .collect();
+        v.sort_by_key(|s| s.id);
+        v
+    }
+
+    /// Tasks waiting for a worker, oldest first.
+    pub fn waiting(&self) -> Vec<WaitingView> {
+        let st = self.state.lock().expect("dispatch lock");
+        let mut v: Vec<_> = st
+            .queues
+            .values()
+            .flatten()
+            .filter_map(|id| st.tasks.get(id))
+            .map(|t| WaitingView {
+                workflow_id: t.spec.workflow_id.clone(),
+                block: t.spec.block,
+                job: t.spec.job,
+                job_type: t.spec.job_type.clone(),
+                since: t.queued_since,
+            })
+            .collect();
+        v.sort_by_key(|w| w.since);
+        v
+    }
+
+    /// How many sessions serve `job_type`.
+    pub fn online(&self, job_type: &str) -> usize {
+        let st = self.state.lock().expect("dispatch lock");
+        st.sessions
+            .values()
+            .filter(|s| s.types.contains(job_type))
+            .count()
+    }
+}
+
+/// Hands queued tasks of `job_type` to sessions with room.
+fn pump(st: &mut State, job_type: &str) {
+    loop {
+        let Some(&id) = st.queues.get(job_type).and_then(|q| q.front()) else {
+            return;
+        };
+        let Some(session) = st
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.types.contains(job_type) && s.leased.len() < s.capacity)
+            .min_by_key(|(sid, s)| (s.leased.len(), **sid))
+            .map(|(sid, _)| *sid)
+        else {
+            return;
+        };
+        st.queues.get_mut(job_type).expect("queue").pop_front();
+        let lease_id = uuid::Uuid::now_v7().to_string();
+        let Some(task) = st.tasks.get_mut(&id) else {
+            continue;
+        };
+        task.spec.lease_id = lease_id.clone();
+        task.spec.dispatch += 1;
+        task.lease = Some((session, lease_id.clone()));
+        let spec = task.spec.clone();
+        st.leases.insert(lease_id, id);
+        let s = st.sessions.get_mut(&session).expect("session");
+        s.leased.insert(id);
+        metrics::counter!("interlock_worker_dispatches_total").increment(1);
+        if s.tx.send(ToWorker::Task(spec)).is_err() {
+            // The stream is gone; the session is lost when its end is seen.
+            // Until then the lease stands, as for a silent worker.
+            tracing::debug!(session, "task sent to a closed worker stream");
+        }
+    }
+}
+
+/// Pumps every type `session` serves (it has room again).
+fn pump_session(st: &mut State, session: u64) {
+    let types: Vec<String> = match st.sessions.get(&session) {
+        Some(s) => s.types.iter().cloned().collect(),
+        None => return,
+    };
+    for t in types {
+        pump(st, &t);
+    }
+}
+
+/// Removes a lost session and decides the fate of each task it held.
+fn lose(st: &mut State, session: u64, why: &str) {
+    let Some(s) = st.sessions.remove(&session) else {
+        return;
+    };
+    tracing::warn!(session, identity = %s.identity, name = %s.name, %why, tasks = s.leased.len(), "worker lost");
+    metrics::counter!("interlock_workers_lost_total").increment(1);
+    let mut requeued = BTreeSet::new();
+    for id in s.leased {
+        let Some(task) = st.tasks.get_mut(&id) else {
+            continue;
+        };
+        if let Some((_, lease_id)) = task.lease.take() {
+            st.leases.remove(&lease_id);
+        }
+        let what = format!("worker {:?} ({}) was lost: {why}", s.name, s.identity);
+        if task.safe {
+            tracing::info!(workflow = %task.spec.workflow_id, block = task.spec.block, job = task.spec.job, "{what}; the task is safe to re-run and is queued again");
+        } else if task.reconcilable {
+            task.spec.reconcile = true;
+        } else {
+            if let Some(tx) = task.done.take() {
+                let _ = tx.send(Err(JobError::interrupted(format!(
+                    "{what}, while running it; it is not safe to run twice and cannot \
+                     tell whether it took effect"
+                ))));
+            }
+            continue;
+        }
+        let t = task.spec.job_type.clone();
+        st.queues.entry(t.clone()).or_default().push_front(id);
+        requeued.insert(t);
+    }
+    for t in requeued {
+        pump(st, &t);
+    }
+}
+
+#[cfg(test)]
+mod tests;
