@@ -10,7 +10,10 @@
 //! builds the ancestor's request shape here instead (blocks of five erases
 //! separated by `--pause` sleeps) and submits it.
 //! `diskerase status ID` prints the tree; `diskerase status-json ID` the
-//! protobuf JSON of the full status.
+//! protobuf JSON of the full status. `diskerase worker` runs the erase
+//! outside the server (see [`worker`]).
+
+mod worker;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -81,6 +84,10 @@ enum Cmd {
     Status { id: String },
     /// Print a workflow's full status as protobuf JSON.
     StatusJson { id: String },
+    /// Serve diskErase and verifyErase as a worker, against an erase
+    /// target this process owns (the server's jobs.json must declare
+    /// them). Runs until interrupted.
+    Worker(worker::Args),
 }
 
 /// The server-side template the sample instantiates.
@@ -307,6 +314,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Cmd::StatusJson { id } => {
             let st = connect().await?.status(&id).await?;
             out(&format!("{}\n", serde_json::to_string_pretty(&st)?))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Cmd::Worker(args) => {
+            worker::run(&cli.addr, opts, args).await?;
             Ok(std::process::ExitCode::SUCCESS)
         }
     }
