@@ -62,6 +62,16 @@ struct Cli {
     /// Serve the no-op server `compare` measures against (internal).
     #[arg(long, hide = true)]
     serve_noop: bool,
+    /// Be a worker of the `workers` scenario for this server (internal).
+    #[arg(long, hide = true)]
+    serve_worker: Option<String>,
+    #[arg(long, hide = true, default_value = "bench")]
+    worker_name: String,
+    #[arg(long, hide = true, default_value = "64")]
+    worker_capacity: u32,
+    /// Worker processes for the `workers` scenario.
+    #[arg(long, default_value = "4")]
+    processes: usize,
     /// SSE watchers for the `dashboard` scenario.
     #[arg(long, default_value = "200")]
     watchers: usize,
@@ -103,6 +113,9 @@ enum Scenario {
     /// Submit through interlockd exporting traces over OTLP beside one
     /// that does not (children pinned as for `compare`): the overhead.
     Traced,
+    /// One-job workflows on `--processes` worker processes beside the same
+    /// in the server; Exec → handler start; es.json → handler cancelled.
+    Workers,
 }
 
 #[derive(Serialize)]
@@ -124,6 +137,9 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     if cli.serve_noop {
         return compare::serve_noop().await;
+    }
+    if let Some(addr) = &cli.serve_worker {
+        return workers::serve_worker(addr, &cli.worker_name, cli.worker_capacity).await;
     }
     let all = cli.scenarios.contains(&Scenario::All);
     let want = |s| all || cli.scenarios.contains(&s);
@@ -216,6 +232,20 @@ async fn main() -> anyhow::Result<()> {
     if cli.scenarios.contains(&Scenario::Traced) {
         let bin = replicas::interlockd_path(cli.interlockd.clone())?;
         rows.extend(traced::traced(&bin, cli.seconds, cli.runs.max(1)).await?);
+    }
+    if cli.scenarios.contains(&Scenario::Workers) {
+        rows.extend(
+            workers::workers(
+                cli.sync,
+                workers::Params {
+                    count: cli.count,
+                    processes: cli.processes.max(1),
+                    flips: cli.flips.min(20),
+                    held: cli.workflows,
+                },
+            )
+            .await?,
+        );
     }
     if cli.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);

@@ -11,4 +11,5 @@ pub mod retention;
 pub mod submit;
 pub mod traced;
 pub mod transitions;
+pub mod workers;
 pub mod workflows;
