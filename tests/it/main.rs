@@ -16,6 +16,7 @@ mod diskerase;
 mod durable;
 mod estop;
 mod exec;
+mod exec_job;
 mod executor;
 mod faults;
 mod http;

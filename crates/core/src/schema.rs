@@ -192,6 +192,29 @@ pub trait Catalog: Send + Sync {
     }
 }
 
+/// The process-lifetime schema for `key`, made by `make` the first time
+/// `key` is seen: for job types read from config files (jobs.json,
+/// commands.json). [`Catalog`] hands out schemas by reference, and
+/// validation may hold one across a reload, so they are never freed; each
+/// distinct declaration is kept once, so re-reading an unchanged file
+/// allocates nothing.
+pub fn intern(key: String, make: impl FnOnce() -> JobSchema) -> &'static JobSchema {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static SEEN: OnceLock<Mutex<HashMap<String, &'static JobSchema>>> = OnceLock::new();
+    let mut seen = SEEN
+        .get_or_init(Default::default)
+        .lock()
+        .expect("intern lock");
+    seen.entry(key)
+        .or_insert_with(|| Box::leak(Box::new(make())))
+}
+
+/// `s` for the life of the process (a config file's names, for [`intern`]).
+pub fn leak(s: &str) -> &'static str {
+    Box::leak(s.to_owned().into_boxed_str())
+}
+
 /// A catalog over a fixed list of schemas: for tools, tests and benchmarks
 /// that need job schemas without the engine's registry.
 #[derive(Debug, Clone, Default)]

@@ -48,4 +48,4 @@ pub use error::EngineError;
 pub use estop::EsState;
 pub use interlock_store::FeedItem;
 pub use job::{Job, JobCtx, JobError, JobRunner, Outputs, Reconciled};
-pub use registry::Registry;
+pub use registry::{LiveJobs, Registry};

@@ -81,17 +81,68 @@ impl JobRunner for Registry {
 
     async fn reconcile(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Reconciled {
         match self.job(&job.name) {
-            Ok(j) if j.schema().reconcilable => j.reconcile(ctx, &job.args).await,
-            Ok(_) => Reconciled::Unknown(
-                "it is not safe to run twice and cannot tell whether it took effect".into(),
-            ),
+            Ok(j) => reconcile(j.as_ref(), ctx, &job.args).await,
             Err(e) => Reconciled::Unknown(e.message),
         }
+    }
+}
+
+/// Asks `job` whether its interrupted run took effect, if it can tell.
+pub async fn reconcile(job: &dyn Job, ctx: &JobCtx, args: &BTreeMap<String, String>) -> Reconciled {
+    if job.schema().reconcilable {
+        job.reconcile(ctx, args).await
+    } else {
+        Reconciled::Unknown(
+            "it is not safe to run twice and cannot tell whether it took effect".into(),
+        )
     }
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list().entries(self.jobs.keys()).finish()
+    }
+}
+
+/// Jobs defined by a config file (commands.json's `exec.*` types), swapped
+/// whole when the file is reloaded. Their schemas are interned
+/// (`interlock_core::schema::intern`), so a lookup can hand one out while a
+/// reload replaces the set.
+#[derive(Default)]
+pub struct LiveJobs {
+    set: std::sync::RwLock<Arc<LiveSet>>,
+}
+
+/// Config-defined jobs by type name, with their interned schemas.
+type LiveSet = BTreeMap<String, (Arc<dyn Job>, &'static JobSchema)>;
+
+impl LiveJobs {
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// Puts `jobs` in force in place of the last set.
+    pub fn replace(&self, jobs: Vec<(Arc<dyn Job>, &'static JobSchema)>) {
+        let set = jobs
+            .into_iter()
+            .map(|(j, s)| (s.name.to_string(), (j, s)))
+            .collect();
+        *self.set.write().expect("live jobs lock") = Arc::new(set);
+    }
+
+    fn current(&self) -> Arc<LiveSet> {
+        self.set.read().expect("live jobs lock").clone()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Job>> {
+        self.current().get(name).map(|(j, _)| j.clone())
+    }
+
+    pub fn schema(&self, name: &str) -> Option<&'static JobSchema> {
+        self.current().get(name).map(|(_, s)| *s)
+    }
+
+    pub fn schemas(&self) -> Vec<&'static JobSchema> {
+        self.current().values().map(|(_, s)| *s).collect()
     }
 }

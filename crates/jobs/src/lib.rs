@@ -10,6 +10,7 @@
 
 pub mod disk_erase;
 pub mod erase_target;
+pub mod exec;
 mod sleep;
 mod token_bucket;
 mod validate_decom;

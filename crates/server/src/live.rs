@@ -1,5 +1,5 @@
-//! Live configuration: jobs.json, policies.json, es.json, buckets.json,
-//! limits.json and notify.json (and, with authentication on, tokens.json
+//! Live configuration: jobs.json, commands.json, policies.json, es.json,
+//! buckets.json, limits.json and notify.json (and, with authentication on, tokens.json
 //! and rbac.json), reloaded while the server runs.
 //!
 //! The watcher observes the config *directory* (not the files), so editors
@@ -129,6 +129,8 @@ fn changes_content(kind: &notify::EventKind) -> bool {
 pub struct Targets {
     /// Where jobs.json's declarations go.
     pub workers: Arc<interlock_workers::Dispatcher>,
+    /// Where commands.json's exec.* jobs go.
+    pub commands: Arc<interlock_engine::LiveJobs>,
     /// The jobs built into the server (a declaration may not reuse a name).
     pub builtin: Arc<dyn Catalog>,
     pub buckets: Arc<Buckets>,
@@ -143,6 +145,7 @@ pub async fn start(
     catalog: Arc<dyn Catalog>,
     Targets {
         workers,
+        commands,
         builtin,
         buckets,
         limits,
@@ -175,6 +178,7 @@ pub async fn start(
         dir: dir.clone(),
         catalog,
         workers,
+        commands,
         builtin,
         buckets: buckets.clone(),
         bucket_error: bucket_error.clone(),

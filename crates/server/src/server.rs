@@ -144,7 +144,13 @@ impl ServerBuilder {
             heartbeat: (c.worker_ttl / 5).max(std::time::Duration::from_millis(10)),
             ..Default::default()
         });
-        let registry = Arc::new(interlock_workers::Runners::new(registry, workers.clone()));
+        // commands.json's exec.* jobs arrive with the first configuration load.
+        let commands = interlock_engine::LiveJobs::new();
+        let registry = Arc::new(interlock_workers::Runners::new(
+            registry,
+            commands.clone(),
+            workers.clone(),
+        ));
         let shutdown = CancellationToken::new();
         // A start that fails from here on stops the tasks it started, so
         // they let go of the store (and of SQLite's lock) instead of
@@ -160,6 +166,7 @@ impl ServerBuilder {
             registry.clone(),
             live::Targets {
                 workers: workers.clone(),
+                commands,
                 builtin,
                 buckets,
                 limits: concurrency.clone(),

@@ -22,10 +22,11 @@
 //! re-reading an unchanged file allocates nothing new and validation that
 //! holds a schema across a reload stays sound.
 
+use interlock_core::schema::{intern, leak};
 use interlock_core::{ArgFormat, ArgSpec, Catalog, Idempotency, JobSchema};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The file's name in the config directory.
@@ -139,6 +140,11 @@ impl Declarations {
             if types.contains_key(&t.name) {
                 return Err(format!("{at}: declared twice"));
             }
+            if t.name.starts_with("exec.") {
+                return Err(format!(
+                    "{at}: names starting with \"exec.\" belong to commands.json's commands"
+                ));
+            }
             if t.timeout.is_some_and(|d| d.is_zero()) {
                 return Err(format!(
                     "{at}: timeout must be more than zero (leave it out for none)"
@@ -226,7 +232,6 @@ impl Declarations {
 
 /// The schema a new type's declaration describes.
 fn declared_schema(t: &TypeFile, idempotency: IdempotencyFile) -> JobSchema {
-    let leak = |s: &str| -> &'static str { Box::leak(s.to_owned().into_boxed_str()) };
     let (idempotency, reconcilable) = match idempotency {
         IdempotencyFile::Safe => (Idempotency::Safe, false),
         IdempotencyFile::Reconcilable => (Idempotency::Unsafe, true),
@@ -259,17 +264,6 @@ fn declared_schema(t: &TypeFile, idempotency: IdempotencyFile) -> JobSchema {
         idempotency,
         reconcilable,
     }
-}
-
-/// The process-lifetime schema for `key`, made by `make` the first time.
-fn intern(key: String, make: impl FnOnce() -> JobSchema) -> &'static JobSchema {
-    static SEEN: OnceLock<Mutex<HashMap<String, &'static JobSchema>>> = OnceLock::new();
-    let mut seen = SEEN
-        .get_or_init(Default::default)
-        .lock()
-        .expect("intern lock");
-    seen.entry(key)
-        .or_insert_with(|| Box::leak(Box::new(make())))
 }
 
 #[cfg(test)]

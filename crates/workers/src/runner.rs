@@ -1,24 +1,39 @@
-//! The job runner a server uses: its built-in jobs, and beside them the
-//! remote types declared in jobs.json, run by workers. A built-in job
-//! that jobs.json declares runs on workers but keeps the server's schema,
-//! Submit checks and bucket.
+//! The job runner a server uses: its built-in jobs, the jobs a config file
+//! defines (commands.json's `exec.*`), and the remote types declared in
+//! jobs.json, run by workers. A built-in job that jobs.json declares runs
+//! on workers but keeps the server's schema, Submit checks and bucket.
 
 use crate::dispatch::Dispatcher;
 use async_trait::async_trait;
 use interlock_core::{Catalog, JobSchema, WorkReq};
-use interlock_engine::{JobCtx, JobError, JobRunner, Outputs, Reconciled, Registry};
+use interlock_engine::registry::reconcile;
+use interlock_engine::{Job, JobCtx, JobError, JobRunner, LiveJobs, Outputs, Reconciled, Registry};
 use std::sync::Arc;
 
 /// Schemas, checks and buckets: the built-in's if there is one, else the
-/// declaration's. Where it runs: workers if declared, else the server.
+/// config-defined job's, else the declaration's. Where it runs: workers if
+/// declared, else the server.
 pub struct Runners {
     builtin: Registry,
+    live: Arc<LiveJobs>,
     remote: Arc<Dispatcher>,
 }
 
 impl Runners {
-    pub fn new(builtin: Registry, remote: Arc<Dispatcher>) -> Self {
-        Self { builtin, remote }
+    pub fn new(builtin: Registry, live: Arc<LiveJobs>, remote: Arc<Dispatcher>) -> Self {
+        Self {
+            builtin,
+            live,
+            remote,
+        }
+    }
+
+    /// A job that runs in this process: built in or config-defined.
+    fn local(&self, name: &str) -> Option<Arc<dyn Job>> {
+        self.builtin
+            .get(name)
+            .cloned()
+            .or_else(|| self.live.get(name))
     }
 
     pub fn builtin(&self) -> &Registry {
@@ -34,12 +49,20 @@ impl Catalog for Runners {
     fn schema(&self, job: &str) -> Option<&JobSchema> {
         self.builtin
             .schema(job)
+            .or_else(|| self.live.schema(job))
             .or_else(|| self.remote.declarations().get(job).map(|d| d.schema))
     }
 
     fn schemas(&self) -> Vec<&JobSchema> {
         let mut v = self.builtin.schemas();
-        v.extend(self.remote.declarations().iter().map(|(_, d)| d.schema));
+        v.extend(self.live.schemas());
+        let decls = self.remote.declarations();
+        v.extend(
+            decls
+                .iter()
+                .filter(|(_, d)| !d.moved)
+                .map(|(_, d)| d.schema),
+        );
         v.sort_by_key(|s| s.name);
         v
     }
@@ -68,8 +91,8 @@ impl JobRunner for Runners {
     }
 
     fn check(&self, req: &WorkReq, job: &interlock_core::Job) -> Result<(), String> {
-        if self.builtin.get(&job.name).is_some() {
-            return self.builtin.check(req, job);
+        if let Some(j) = self.local(&job.name) {
+            return j.check(&job.args, req);
         }
         match self.remote.declarations().get(&job.name) {
             Some(_) => Ok(()),
@@ -78,14 +101,16 @@ impl JobRunner for Runners {
     }
 
     fn bucket_take(&self, job: &interlock_core::Job) -> Option<(String, String)> {
-        self.builtin.bucket_take(job)
+        self.local(&job.name)?.bucket_take(&job.args)
     }
 
     async fn run(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Result<Outputs, JobError> {
         let decl = self.remote.declarations().get(&job.name).cloned();
-        match decl {
-            Some(d) => self.remote.run(ctx, &d, job).await,
-            None if self.builtin.get(&job.name).is_some() => self.builtin.run(ctx, job).await,
+        if let Some(d) = decl {
+            return self.remote.run(ctx, &d, job).await;
+        }
+        match self.local(&job.name) {
+            Some(j) => j.run(ctx, &job.args).await,
             None => Err(JobError::new(format!(
                 "job type {:?} is not registered on this server (neither built in nor declared in \
                  jobs.json), so the job cannot run",
@@ -122,7 +147,10 @@ impl JobRunner for Runners {
             Some(_) => Reconciled::Unknown(
                 "it ran on a worker, is not safe to run twice, and cannot be reconciled".into(),
             ),
-            None => self.builtin.reconcile(ctx, job).await,
+            None => match self.local(&job.name) {
+                Some(j) => reconcile(j.as_ref(), ctx, &job.args).await,
+                None => self.builtin.reconcile(ctx, job).await,
+            },
         }
     }
 }

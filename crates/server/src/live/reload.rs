@@ -91,6 +91,7 @@ pub(super) struct Reloader {
     pub dir: PathBuf,
     pub catalog: Arc<dyn Catalog>,
     pub workers: Arc<interlock_workers::Dispatcher>,
+    pub commands: Arc<interlock_engine::LiveJobs>,
     pub builtin: Arc<dyn Catalog>,
     pub buckets: Arc<Buckets>,
     pub bucket_error: Arc<Mutex<Option<String>>>,
@@ -166,6 +167,7 @@ impl Reloader {
     pub async fn reload(&mut self) {
         // First: policies may name the job types it declares.
         self.reload_jobs().await;
+        self.reload_commands().await;
         self.reload_policies().await;
         self.reload_estop().await;
         self.reload_buckets().await;
@@ -205,6 +207,34 @@ impl Reloader {
             ),
         };
         self.report(JOBS, outcome, detail, h).await;
+    }
+
+    async fn reload_commands(&mut self) {
+        use interlock_jobs::exec::{COMMANDS, Commands, Exec};
+        let Some((judged, h)) = self.settled(COMMANDS, Commands::parse).await else {
+            return;
+        };
+        let (outcome, detail) = match judged {
+            Judged::Parsed(c) => {
+                let names: Vec<_> = c.0.iter().map(|c| c.schema.name).collect();
+                let detail = format!("{} commands: {}", names.len(), names.join(", "));
+                self.commands.replace(Exec::all(c));
+                ("ok", detail)
+            }
+            // Optional: without it no command can run.
+            Judged::Missing => {
+                self.commands.replace(Vec::new());
+                (
+                    "missing",
+                    "no commands.json: no exec job can run".to_string(),
+                )
+            }
+            Judged::Bad(e) => (
+                "invalid",
+                format!("{e}; the last good commands stay in force"),
+            ),
+        };
+        self.report(COMMANDS, outcome, detail, h).await;
     }
 
     async fn reload_policies(&mut self) {

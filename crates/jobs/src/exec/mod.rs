@@ -1,0 +1,181 @@
+//! `exec.NAME`: runs a command commands.json allows (see [`config`]).
+//!
+//! No shell: the program is the entry's absolute path, each argument one
+//! argv element. The environment is cleared (then the entry's `env`, and
+//! the `pass_env` variables from the server's own), stdin is empty, the
+//! working directory is the entry's. The command runs in its own process
+//! group; Cancel, the emergency stop or its timeout send SIGTERM to the
+//! whole group, then SIGKILL after the grace period, so nothing it started
+//! outlives it. Output: `exitCode` and the last [`config::TAIL_BYTES`] of
+//! stdout and stderr. A command in flight at a crash is run again only if
+//! its entry says `safe`; otherwise recovery makes it Interrupted.
+
+pub mod config;
+
+use async_trait::async_trait;
+use config::{Command, TAIL_BYTES};
+use interlock_core::{JobSchema, WorkReq};
+use interlock_engine::{Job, JobCtx, JobError, Outputs};
+use std::collections::{BTreeMap, VecDeque};
+use std::process::Stdio;
+use std::sync::Arc;
+use tokio::io::AsyncReadExt;
+
+pub use config::{COMMANDS, Commands, PREFIX};
+
+/// One command of commands.json as a job.
+pub struct Exec {
+    command: Command,
+}
+
+impl Exec {
+    pub fn new(command: Command) -> Self {
+        Self { command }
+    }
+
+    /// Every command of `commands` as a job, with its schema.
+    pub fn all(commands: Commands) -> Vec<(Arc<dyn Job>, &'static JobSchema)> {
+        commands
+            .0
+            .into_iter()
+            .map(|c| {
+                let schema = c.schema;
+                (Arc::new(Exec::new(c)) as Arc<dyn Job>, schema)
+            })
+            .collect()
+    }
+}
+
+/// Signals the process group led by `pid`; gone already is fine.
+fn signal_group(pid: u32, sig: rustix::process::Signal) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, sig);
+    }
+}
+
+/// Kills the group if the run is dropped half way (an aborted task).
+struct GroupGuard(Option<u32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            signal_group(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+/// Reads a stream to its end, keeping its last `TAIL_BYTES`.
+async fn tail(mut r: impl tokio::io::AsyncRead + Unpin) -> String {
+    let mut keep = VecDeque::with_capacity(TAIL_BYTES);
+    let mut buf = [0u8; 8192];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        keep.extend(&buf[..n]);
+        let over = keep.len().saturating_sub(TAIL_BYTES);
+        keep.drain(..over);
+    }
+    String::from_utf8_lossy(keep.make_contiguous()).into_owned()
+}
+
+#[async_trait]
+impl Job for Exec {
+    fn schema(&self) -> &JobSchema {
+        self.command.schema
+    }
+
+    fn check(&self, args: &BTreeMap<String, String>, _req: &WorkReq) -> Result<(), String> {
+        self.command.check(args)
+    }
+
+    async fn run(
+        &self,
+        ctx: &JobCtx,
+        args: &BTreeMap<String, String>,
+    ) -> Result<Outputs, JobError> {
+        let c = &self.command;
+        let (program, argv) = c.argv(args).map_err(JobError::new)?;
+        if !ctx.holds_lease() {
+            return Err(JobError::cancelled());
+        }
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(&argv)
+            .env_clear()
+            .envs(&c.env)
+            .envs(
+                c.pass_env
+                    .iter()
+                    .filter_map(|k| std::env::var_os(k).map(|v| (k.clone(), v))),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(d) = &c.cwd {
+            cmd.current_dir(d);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| JobError::new(format!("cannot start {}: {e}", program.display())))?;
+        let mut guard = GroupGuard(child.id());
+        let out = tokio::spawn(tail(child.stdout.take().expect("piped")));
+        let err = tokio::spawn(tail(child.stderr.take().expect("piped")));
+        let stopped = tokio::select! {
+            s = child.wait() => Ok(s),
+            _ = ctx.cancel.cancelled() => Err(None),
+            _ = tokio::time::sleep(c.timeout) => Err(Some(c.timeout)),
+        };
+        let status = match stopped {
+            Ok(s) => s.map_err(|e| JobError::new(format!("waiting for the command: {e}")))?,
+            Err(why) => {
+                if let Some(pid) = child.id() {
+                    signal_group(pid, rustix::process::Signal::TERM);
+                    if tokio::time::timeout(c.grace, child.wait()).await.is_err() {
+                        signal_group(pid, rustix::process::Signal::KILL);
+                        let _ = child.wait().await;
+                    }
+                }
+                // The leader is gone; anything left in its group goes too.
+                drop(guard);
+                return Err(match why {
+                    None => JobError::cancelled(),
+                    Some(t) => JobError::new(format!(
+                        "timed out after {} (commands.json); the command was stopped",
+                        humantime::format_duration(t)
+                    ))
+                    .retryable(),
+                });
+            }
+        };
+        // Exited: its group may still hold children it left behind.
+        if let Some(pid) = guard.0.take() {
+            signal_group(pid, rustix::process::Signal::KILL);
+        }
+        let (stdout, stderr) = (out.await.unwrap_or_default(), err.await.unwrap_or_default());
+        let code = status.code();
+        let outputs = Outputs::from([
+            (
+                "exitCode".to_string(),
+                code.map_or_else(|| "signal".to_string(), |c| c.to_string()),
+            ),
+            ("stdout".to_string(), stdout),
+            ("stderr".to_string(), stderr.clone()),
+        ]);
+        if status.success() {
+            return Ok(outputs);
+        }
+        let last = stderr.lines().last().unwrap_or_default();
+        let what = match code {
+            Some(n) => format!("exited with code {n}"),
+            None => "was killed by a signal".to_string(),
+        };
+        let mut e = JobError::new(format!("{} {what}: {last}", program.display()));
+        e.retryable = c.schema.idempotency == interlock_core::Idempotency::Safe;
+        Err(e)
+    }
+}
