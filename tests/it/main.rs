@@ -20,6 +20,7 @@ mod exec_job;
 mod executor;
 mod faults;
 mod http;
+mod http_job;
 mod ids;
 mod inventory;
 mod lifecycle;

@@ -47,6 +47,13 @@ pub trait Job: Send + Sync + 'static {
         None
     }
 
+    /// Whether running it again with these arguments is harmless (retries,
+    /// re-running after a crash): the schema's idempotency, unless the
+    /// arguments decide (an HTTP GET is, a POST is not).
+    fn safe_to_repeat(&self, _args: &BTreeMap<String, String>) -> bool {
+        self.schema().idempotency == interlock_core::Idempotency::Safe
+    }
+
     /// After a crash, finds out whether a run that was in flight had its
     /// effect. Only called for jobs whose schema says `reconcilable`; the
     /// context carries the checkpoint the run saved, if any.
@@ -238,6 +245,14 @@ pub trait JobRunner: Send + Sync + 'static {
     /// The bucket (and key) a run of `job` takes a token from, if any.
     fn bucket_take(&self, _job: &interlock_core::Job) -> Option<(String, String)> {
         None
+    }
+
+    /// Whether `job` may run again (a retry, a re-run after a crash);
+    /// false for a type this runner does not know.
+    fn safe_to_repeat(&self, job: &interlock_core::Job) -> bool {
+        self.catalog()
+            .schema(&job.name)
+            .is_some_and(|s| s.idempotency == interlock_core::Idempotency::Safe)
     }
 
     /// Runs one attempt. A type this runner does not know fails the job

@@ -75,6 +75,11 @@ impl JobRunner for Registry {
         self.get(&job.name)?.bucket_take(&job.args)
     }
 
+    fn safe_to_repeat(&self, job: &interlock_core::Job) -> bool {
+        self.get(&job.name)
+            .is_some_and(|j| j.safe_to_repeat(&job.args))
+    }
+
     async fn run(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Result<Outputs, JobError> {
         self.job(&job.name)?.run(ctx, &job.args).await
     }

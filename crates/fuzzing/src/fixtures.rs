@@ -37,6 +37,7 @@ pub fn catalog() -> &'static Registry {
         let target = EraseTarget::open(Path::new("interlock-fuzzing-erase-target.log"))
             .expect("opening an erase target without a directory does no I/O that can fail");
         builtin_registry(BuiltinDeps {
+            http: Default::default(),
             inventory: interlock_inventory::LiveInventory::new(Inventory::default()),
             buckets: Arc::new(Buckets::new(store, clock)),
             erase_duration: Duration::ZERO,

@@ -11,6 +11,7 @@
 pub mod disk_erase;
 pub mod erase_target;
 pub mod exec;
+pub mod http;
 mod sleep;
 mod token_bucket;
 mod validate_decom;
@@ -39,6 +40,8 @@ pub struct BuiltinDeps {
     pub erase_duration: Duration,
     /// The simulated erase target.
     pub erase_target: Arc<EraseTarget>,
+    /// The URLs the http job may call (http.json, kept live by the server).
+    pub http: Arc<http::LiveHttpConfig>,
 }
 
 /// A registry holding every built-in job.
@@ -54,6 +57,7 @@ pub fn builtin_registry(deps: BuiltinDeps) -> Registry {
             deps.inventory.clone(),
             deps.erase_target,
         )))
+        .register(Arc::new(http::Http::new(deps.http)))
         .register(Arc::new(ValidateDecom::new(deps.inventory)))
         .register(Arc::new(TokenBucket::new(deps.buckets)));
     r

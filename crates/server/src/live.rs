@@ -1,4 +1,4 @@
-//! Live configuration: jobs.json, commands.json, policies.json, es.json,
+//! Live configuration: jobs.json, commands.json, http.json, policies.json, es.json,
 //! buckets.json, limits.json and notify.json (and, with authentication on, tokens.json
 //! and rbac.json), reloaded while the server runs.
 //!
@@ -131,6 +131,8 @@ pub struct Targets {
     pub workers: Arc<interlock_workers::Dispatcher>,
     /// Where commands.json's exec.* jobs go.
     pub commands: Arc<interlock_engine::LiveJobs>,
+    /// Where http.json's allowed URLs go.
+    pub http: Arc<interlock_jobs::http::LiveHttpConfig>,
     /// The jobs built into the server (a declaration may not reuse a name).
     pub builtin: Arc<dyn Catalog>,
     pub buckets: Arc<Buckets>,
@@ -146,6 +148,7 @@ pub async fn start(
     Targets {
         workers,
         commands,
+        http,
         builtin,
         buckets,
         limits,
@@ -179,6 +182,7 @@ pub async fn start(
         catalog,
         workers,
         commands,
+        http,
         builtin,
         buckets: buckets.clone(),
         bucket_error: bucket_error.clone(),

@@ -129,7 +129,10 @@ impl ServerBuilder {
             Arc::new(EraseTarget::open(&target).map_err(|e| {
                 StartError::Config(format!("erase target {}: {e}", target.display()))
             })?);
+        // http.json's allowed URLs arrive with the first configuration load.
+        let http = Arc::new(interlock_jobs::http::LiveHttpConfig::default());
         let mut registry = builtin_registry(BuiltinDeps {
+            http: http.clone(),
             inventory: inventory.clone(),
             buckets: buckets.clone(),
             erase_duration: c.erase_duration,
@@ -167,6 +170,7 @@ impl ServerBuilder {
             live::Targets {
                 workers: workers.clone(),
                 commands,
+                http,
                 builtin,
                 buckets,
                 limits: concurrency.clone(),

@@ -104,6 +104,15 @@ impl JobRunner for Runners {
         self.local(&job.name)?.bucket_take(&job.args)
     }
 
+    fn safe_to_repeat(&self, job: &interlock_core::Job) -> bool {
+        match self.remote.declarations().get(&job.name) {
+            Some(d) => d.schema.idempotency == interlock_core::Idempotency::Safe,
+            None => self
+                .local(&job.name)
+                .is_some_and(|j| j.safe_to_repeat(&job.args)),
+        }
+    }
+
     async fn run(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Result<Outputs, JobError> {
         let decl = self.remote.declarations().get(&job.name).cloned();
         if let Some(d) = decl {

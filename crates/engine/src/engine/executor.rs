@@ -22,9 +22,7 @@ use super::active::{Active, Cause};
 use super::{Inner, StoreHealth};
 use crate::job::{JobCtx, JobError, JobSink};
 use async_trait::async_trait;
-use interlock_core::{
-    Attempt, BlockRecord, EsMode, Idempotency, JobRecord, Status, WorkflowRecord,
-};
+use interlock_core::{Attempt, BlockRecord, EsMode, JobRecord, Status, WorkflowRecord};
 use interlock_store::{Change, Lease, Store, StoreError};
 use rand::Rng;
 use std::collections::HashMap;
@@ -467,12 +465,9 @@ impl Inner {
             return;
         };
         metrics::counter!("interlock_jobs_started_total", "job" => spec.name.clone()).increment(1);
-        // Only a type known to be safe is retried; an unknown type is not.
-        let idempotent = self
-            .runner
-            .catalog()
-            .schema(&spec.name)
-            .is_some_and(|s| s.idempotency == Idempotency::Safe);
+        // Only a job known to be safe to repeat is retried; an unknown
+        // type is not.
+        let idempotent = self.runner.safe_to_repeat(spec);
         let max_attempts = spec.retry.as_ref().map_or(1, |r| r.max_attempts.max(1));
         let result = loop {
             if active.token.is_cancelled() {

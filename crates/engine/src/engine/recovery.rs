@@ -10,7 +10,7 @@ use super::active::Active;
 use super::{Engine, refused};
 use crate::error::{EngineError, Result};
 use crate::job::Reconciled;
-use interlock_core::{Attempt, Idempotency, JobRecord, Status, WorkflowRecord};
+use interlock_core::{Attempt, JobRecord, Status, WorkflowRecord};
 use interlock_store::{CasOutcome, Change, Lease};
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,7 +138,7 @@ impl Engine {
                 let schema = inner.runner.catalog().schema(&spec.name).cloned();
                 let next = match schema {
                     None => Err(format!("job type {:?} is no longer registered", spec.name)),
-                    Some(s) if s.idempotency == Idempotency::Safe => Ok(None),
+                    Some(_) if inner.runner.safe_to_repeat(spec) => Ok(None),
                     // Reconciled with the arguments it ran with: its inputs
                     // resolve from the record, as when it started.
                     Some(_) => match spec.resolved(&rec.blocks) {

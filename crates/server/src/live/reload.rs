@@ -92,6 +92,7 @@ pub(super) struct Reloader {
     pub catalog: Arc<dyn Catalog>,
     pub workers: Arc<interlock_workers::Dispatcher>,
     pub commands: Arc<interlock_engine::LiveJobs>,
+    pub http: Arc<interlock_jobs::http::LiveHttpConfig>,
     pub builtin: Arc<dyn Catalog>,
     pub buckets: Arc<Buckets>,
     pub bucket_error: Arc<Mutex<Option<String>>>,
@@ -168,6 +169,7 @@ impl Reloader {
         // First: policies may name the job types it declares.
         self.reload_jobs().await;
         self.reload_commands().await;
+        self.reload_http().await;
         self.reload_policies().await;
         self.reload_estop().await;
         self.reload_buckets().await;
@@ -235,6 +237,32 @@ impl Reloader {
             ),
         };
         self.report(COMMANDS, outcome, detail, h).await;
+    }
+
+    async fn reload_http(&mut self) {
+        use interlock_jobs::http::{HTTP, HttpConfig};
+        let Some((judged, h)) = self.settled(HTTP, HttpConfig::parse).await else {
+            return;
+        };
+        let (outcome, detail) = match judged {
+            Judged::Parsed(c) => {
+                self.http.replace(c);
+                ("ok", "the http job's allowed URLs".to_string())
+            }
+            // Deny by default: without it the http job may call nothing.
+            Judged::Missing => {
+                self.http.replace(HttpConfig::default());
+                (
+                    "missing",
+                    "no http.json: the http job may call no URL".to_string(),
+                )
+            }
+            Judged::Bad(e) => (
+                "invalid",
+                format!("{e}; the last good allowed URLs stay in force"),
+            ),
+        };
+        self.report(HTTP, outcome, detail, h).await;
     }
 
     async fn reload_policies(&mut self) {

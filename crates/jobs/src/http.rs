@@ -1,0 +1,466 @@
+//! `http{method, url, headers?, body?, expect?, timeoutSeconds?}`: one HTTP
+//! request to a URL `configs/http.json` allows.
+//!
+//! Deny by default: a URL must fall under one of the file's prefixes
+//! (same scheme, host and port; the path under the prefix's path, on a
+//! segment boundary), checked at Submit and again right before the
+//! request. URLs with user info, `.`/`..` segments (also percent-encoded)
+//! or a backslash are refused, so a prefix cannot be escaped. Redirects
+//! are not followed. Output: `status`, the first [`BODY_BYTES`] of the
+//! body and whether it was cut. A status outside `expect` (default
+//! 200-299) fails the job. Only idempotent methods (GET, HEAD, PUT,
+//! DELETE, OPTIONS) are retried or re-run after a crash; a POST or PATCH
+//! in flight at a crash is Interrupted. Cancel drops the request.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, WorkReq};
+use interlock_engine::{Job, JobCtx, JobError, Outputs};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// The file's name in the config directory.
+pub const HTTP: &str = "http.json";
+/// Body bytes kept in the output.
+pub const BODY_BYTES: usize = 4096;
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+const IDEMPOTENT: [&str; 5] = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"];
+/// Headers a job may not set: they belong to the connection and the body.
+const RESERVED: [&str; 6] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    allow: Vec<String>,
+}
+
+/// Where a URL points: what a prefix is compared with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Target {
+    scheme: String,
+    /// host:port, lower case, the port explicit.
+    authority: String,
+    path: String,
+}
+
+fn target(url: &str) -> Result<(Target, http::Uri), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let scheme = match uri.scheme_str() {
+        Some(s @ ("http" | "https")) => s.to_string(),
+        _ => return Err(format!("{url:?} is not an http:// or https:// URL")),
+    };
+    let auth = uri
+        .authority()
+        .ok_or_else(|| format!("{url:?} has no host"))?;
+    if auth.as_str().contains('@') {
+        return Err(format!(
+            "{url:?} carries user info; put credentials in headers"
+        ));
+    }
+    let port = auth
+        .port_u16()
+        .unwrap_or(if scheme == "https" { 443 } else { 80 });
+    let path = uri.path().to_string();
+    if path.contains('\\') {
+        return Err(format!("{url:?} has a backslash in its path"));
+    }
+    for seg in path.split('/') {
+        let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
+        if decoded == "." || decoded == ".." {
+            return Err(format!("{url:?} has a {seg:?} segment; write the path out"));
+        }
+    }
+    let t = Target {
+        scheme,
+        authority: format!("{}:{port}", auth.host().to_ascii_lowercase()),
+        path,
+    };
+    Ok((t, uri))
+}
+
+/// A loaded http.json.
+#[derive(Debug, Clone, Default)]
+pub struct HttpConfig {
+    allow: Vec<Target>,
+}
+
+impl HttpConfig {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        let file: File = serde_path_to_error::deserialize(de)
+            .map_err(|e| format!("{HTTP}: {}: {}", e.path(), e.inner()))?;
+        let allow = file
+            .allow
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let (t, uri) = target(p).map_err(|e| format!("{HTTP}: allow[{i}]: {e}"))?;
+                if uri.query().is_some() {
+                    return Err(format!("{HTTP}: allow[{i}]: a prefix has no query"));
+                }
+                Ok(t)
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Self { allow })
+    }
+
+    /// The URL, if a prefix allows it; else why not.
+    fn allows(&self, url: &str) -> Result<http::Uri, String> {
+        let (t, uri) = target(url)?;
+        let under = |p: &Target| {
+            p.scheme == t.scheme
+                && p.authority == t.authority
+                && (t.path == p.path
+                    || (t.path.starts_with(&p.path)
+                        && (p.path.ends_with('/') || t.path[p.path.len()..].starts_with('/'))))
+        };
+        if self.allow.iter().any(under) {
+            Ok(uri)
+        } else {
+            Err(format!(
+                "{url:?} is not under any prefix http.json allows ({} allowed); \
+                 an operator adds the prefix to allow it",
+                self.allow.len()
+            ))
+        }
+    }
+}
+
+/// The http.json in force, swapped whole on reload (none allowed until
+/// one is loaded).
+#[derive(Default)]
+pub struct LiveHttpConfig(RwLock<Arc<HttpConfig>>);
+
+impl LiveHttpConfig {
+    pub fn replace(&self, c: HttpConfig) {
+        *self.0.write().expect("http config lock") = Arc::new(c);
+    }
+
+    fn current(&self) -> Arc<HttpConfig> {
+        self.0.read().expect("http config lock").clone()
+    }
+}
+
+/// Status codes and ranges: `200-299`, `200,204`, `404`.
+fn expected(spec: &str) -> Result<Vec<(u16, u16)>, String> {
+    spec.split(',')
+        .map(|part| {
+            let part = part.trim();
+            let (lo, hi) = part.split_once('-').unwrap_or((part, part));
+            let code = |s: &str| {
+                s.trim()
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|c| (100..=599).contains(c))
+                    .ok_or_else(|| {
+                        format!("expect: {part:?} is not a status code or a range like 200-299")
+                    })
+            };
+            let (lo, hi) = (code(lo)?, code(hi)?);
+            if lo > hi {
+                return Err(format!("expect: {part:?} is an empty range"));
+            }
+            Ok((lo, hi))
+        })
+        .collect()
+}
+
+fn headers(args: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+    let Some(text) = args.get("headers") else {
+        return Ok(BTreeMap::new());
+    };
+    let h: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| {
+        format!("headers: a JSON object of strings, like {{\"Accept\": \"application/json\"}}: {e}")
+    })?;
+    for (k, v) in &h {
+        let name = http::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("headers: {k:?} is not a header name"))?;
+        if RESERVED.contains(&name.as_str()) {
+            return Err(format!("headers: {k:?} is set by the client, not by a job"));
+        }
+        http::HeaderValue::from_str(v)
+            .map_err(|_| format!("headers: the value of {k:?} is not a header value"))?;
+    }
+    Ok(h)
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+pub struct Http {
+    schema: JobSchema,
+    config: Arc<LiveHttpConfig>,
+    client: HttpsClient,
+}
+
+impl Http {
+    pub fn new(config: Arc<LiveHttpConfig>) -> Self {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default protocol versions")
+        .with_native_roots_or_empty();
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Self {
+            schema: JobSchema {
+                name: "http",
+                description: "Sends one HTTP request to a URL http.json allows (deny by default) and \
+                              fails unless the status is expected. Output: status and the first 4 KiB \
+                              of the body. Safe to repeat for GET, HEAD, PUT, DELETE, OPTIONS only.",
+                args: vec![
+                    ArgSpec::required(
+                        "method",
+                        ArgFormat::Name,
+                        "GET, HEAD, POST, PUT, PATCH, DELETE or OPTIONS",
+                    ),
+                    ArgSpec::required(
+                        "url",
+                        ArgFormat::Text,
+                        "an http:// or https:// URL under a prefix of http.json",
+                    ),
+                    ArgSpec::optional(
+                        "headers",
+                        ArgFormat::Text,
+                        "a JSON object of header names to values",
+                    ),
+                    ArgSpec::optional("body", ArgFormat::Text, "the request body"),
+                    ArgSpec::optional(
+                        "expect",
+                        ArgFormat::Text,
+                        "statuses that count as success, e.g. 200-299 (the default) or 200,204",
+                    ),
+                    ArgSpec::optional(
+                        "timeoutSeconds",
+                        ArgFormat::Seconds,
+                        "the whole request's limit (default 30)",
+                    ),
+                ],
+                idempotency: Idempotency::Unsafe,
+                reconcilable: false,
+            },
+            config,
+            client: Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector),
+        }
+    }
+}
+
+trait NativeRoots {
+    fn with_native_roots_or_empty(self) -> rustls::ClientConfig;
+}
+
+impl NativeRoots for rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier> {
+    /// The system's CA certificates; none found means https fails (with
+    /// the TLS error), never that anything is trusted.
+    fn with_native_roots_or_empty(self) -> rustls::ClientConfig {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        self.with_root_certificates(roots).with_no_client_auth()
+    }
+}
+
+fn method(args: &BTreeMap<String, String>) -> Result<&str, String> {
+    let m = args.get("method").map(String::as_str).unwrap_or_default();
+    if METHODS.contains(&m) {
+        Ok(m)
+    } else {
+        Err(format!("method {m:?} is not one of {}", METHODS.join(", ")))
+    }
+}
+
+#[async_trait]
+impl Job for Http {
+    fn schema(&self) -> &JobSchema {
+        &self.schema
+    }
+
+    fn check(&self, args: &BTreeMap<String, String>, _req: &WorkReq) -> Result<(), String> {
+        method(args)?;
+        headers(args)?;
+        if let Some(e) = args.get("expect") {
+            expected(e)?;
+        }
+        match args.get("url") {
+            Some(url) => self.config.current().allows(url).map(|_| ()),
+            None => Ok(()), // an input, checked when it is known
+        }
+    }
+
+    fn safe_to_repeat(&self, args: &BTreeMap<String, String>) -> bool {
+        method(args).is_ok_and(|m| IDEMPOTENT.contains(&m))
+    }
+
+    async fn run(
+        &self,
+        ctx: &JobCtx,
+        args: &BTreeMap<String, String>,
+    ) -> Result<Outputs, JobError> {
+        let m = method(args).map_err(JobError::new)?;
+        let url = args.get("url").map(String::as_str).unwrap_or_default();
+        let uri = self.config.current().allows(url).map_err(JobError::new)?;
+        let expect = expected(args.get("expect").map_or("200-299", String::as_str))
+            .map_err(JobError::new)?;
+        let limit = match args.get("timeoutSeconds") {
+            Some(s) => interlock_core::schema::parse_seconds(s).map_err(JobError::new)?,
+            None => Duration::from_secs(30),
+        };
+        let mut req = http::Request::builder().method(m).uri(uri);
+        for (k, v) in headers(args).map_err(JobError::new)? {
+            req = req.header(k, v);
+        }
+        let body = args.get("body").cloned().unwrap_or_default();
+        let req = req
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| JobError::new(format!("cannot build the request: {e}")))?;
+        let repeatable = IDEMPOTENT.contains(&m);
+        let retry = |e: JobError| if repeatable { e.retryable() } else { e };
+        if !ctx.holds_lease() {
+            return Err(JobError::cancelled());
+        }
+        let exchange = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| retry(JobError::new(format!("{m} {url}: {}", chain(&e)))))?;
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            let mut kept = Vec::new();
+            let mut truncated = false;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| {
+                    retry(JobError::new(format!("{m} {url}: reading the body: {e}")))
+                })?;
+                if let Some(data) = frame.data_ref() {
+                    let room = BODY_BYTES - kept.len();
+                    kept.extend_from_slice(&data[..data.len().min(room)]);
+                    if data.len() > room {
+                        truncated = true;
+                        break;
+                    }
+                }
+            }
+            Ok::<_, JobError>((status, kept, truncated))
+        };
+        let (status, kept, truncated) = tokio::select! {
+            r = tokio::time::timeout(limit, exchange) => r.map_err(|_| {
+                retry(JobError::new(format!(
+                    "{m} {url}: no complete answer within {}", humantime::format_duration(limit)
+                )))
+            })??,
+            _ = ctx.cancel.cancelled() => return Err(JobError::cancelled()),
+        };
+        let outputs = Outputs::from([
+            ("status".to_string(), status.to_string()),
+            (
+                "body".to_string(),
+                String::from_utf8_lossy(&kept).into_owned(),
+            ),
+            ("bodyTruncated".to_string(), truncated.to_string()),
+        ]);
+        if expect.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status)) {
+            return Ok(outputs);
+        }
+        let e = JobError::new(format!(
+            "{m} {url} answered {status}, expected {}",
+            args.get("expect").map_or("200-299", String::as_str)
+        ));
+        Err(if status >= 500 || status == 429 {
+            retry(e)
+        } else {
+            e
+        })
+    }
+}
+
+/// An error with its causes ("connection refused").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> HttpConfig {
+        HttpConfig::parse(
+            r#"{"allow": ["http://127.0.0.1:8500/v1/", "https://api.example.com/hosts"]}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn only_urls_under_a_prefix_are_allowed() {
+        let c = config();
+        for ok in [
+            "http://127.0.0.1:8500/v1/kv/x",
+            "http://127.0.0.1:8500/v1/",
+            "https://API.example.com/hosts",
+            "https://api.example.com:443/hosts/h1?x=1",
+        ] {
+            assert!(c.allows(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://127.0.0.1:8500/v2/kv",
+            "http://127.0.0.1:8501/v1/kv",
+            "https://127.0.0.1:8500/v1/kv",
+            "https://api.example.com/hostsX",
+            "http://127.0.0.1:8500/v1/../admin",
+            "http://127.0.0.1:8500/v1/%2e%2E/admin",
+            "http://evil@127.0.0.1:8500/v1/kv",
+            "http://127.0.0.1:8500@evil.example/v1/",
+            "ftp://127.0.0.1:8500/v1/",
+            "not a url",
+        ] {
+            assert!(c.allows(bad).is_err(), "{bad}");
+        }
+        assert!(
+            HttpConfig::default()
+                .allows("http://127.0.0.1:8500/v1/")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn expected_statuses_and_headers_are_checked() {
+        assert_eq!(expected("200-299").unwrap(), [(200, 299)]);
+        assert_eq!(expected("200, 404").unwrap(), [(200, 200), (404, 404)]);
+        assert!(expected("299-200").is_err());
+        assert!(expected("abc").is_err());
+        let h = |t: &str| headers(&[("headers".to_string(), t.to_string())].into());
+        assert!(h(r#"{"Accept": "text/plain"}"#).is_ok());
+        assert!(
+            h(r#"{"Host": "evil"}"#)
+                .unwrap_err()
+                .contains("set by the client")
+        );
+        assert!(h(r#"{"X": "a\nb"}"#).is_err());
+        assert!(h("[1]").is_err());
+    }
+}
