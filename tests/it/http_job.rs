@@ -61,6 +61,15 @@ async fn target() -> (u16, Arc<Seen>) {
                 }
             }),
         )
+        .route(
+            "/v1/trace",
+            get(|h: HeaderMap| async move {
+                h.get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_string()
+            }),
+        )
         .route("/admin", get(|| async { "secret" }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -136,6 +145,22 @@ async fn statuses_bodies_and_headers() {
     )
     .await;
     assert_eq!(st.blocks[0].jobs[0].outputs["body"], "t1:payload", "{st:?}");
+}
+
+#[tokio::test]
+async fn the_request_carries_the_workflow_s_trace() {
+    let (port, _) = target().await;
+    let s = server(port).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let job = call("GET", &format!("http://127.0.0.1:{port}/v1/trace"), &[]);
+    let mut w = req::work("x", vec![req::block(1, vec![job])]);
+    w.trace_id = trace.into();
+    let c = s.client().await;
+    let id = c.submit(w).await.unwrap();
+    c.exec(&id).await.unwrap();
+    let st = wait_final(&c, &id).await;
+    let body = &st.blocks[0].jobs[0].outputs["body"];
+    assert!(body.starts_with(&format!("00-{trace}-")), "{body}");
 }
 
 #[tokio::test]

@@ -697,3 +697,35 @@ async fn after_the_server_is_sigkilled_workers_reconnect_and_its_work_resumes() 
     assert_eq!(wipes.load(Ordering::SeqCst), 1);
     stop.cancel();
 }
+
+#[tokio::test]
+async fn a_task_carries_its_workflow_s_trace_to_the_worker() {
+    let s = server().await;
+    let seen = Arc::new(std::sync::Mutex::new(String::new()));
+    let got = seen.clone();
+    let stop = spawn(
+        Worker::new(&s.addr(), opts(), "w1").handle("ping", move |t| {
+            *got.lock().unwrap() = t.task.traceparent.clone();
+            async { Ok(Default::default()) }
+        }),
+    );
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let mut w = req::work(
+        "x",
+        vec![req::block(1, vec![req::job("ping", &[("host", "h")])])],
+    );
+    w.trace_id = trace.into();
+    let c = s.client().await;
+    let id = c.submit(w).await.unwrap();
+    c.exec(&id).await.unwrap();
+    assert_eq!(
+        wait_final(&c, &id).await.status,
+        v1::Status::Completed as i32
+    );
+    let tp = seen.lock().unwrap().clone();
+    assert!(
+        tp.starts_with(&format!("00-{trace}-")) && tp.len() == 55,
+        "{tp}"
+    );
+    stop.cancel();
+}

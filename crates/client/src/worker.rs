@@ -190,10 +190,15 @@ impl Worker {
         let this = Arc::new(self);
         let mut failures = 0u32;
         while !stop.is_cancelled() {
+            let began = std::time::Instant::now();
             match this.clone().session(&stop).await {
                 Ok(()) => failures = 0,
                 Err(e) if refused(&e) => return Err(e),
                 Err(e) => {
+                    // A session that lasted a while was a success that ended.
+                    if began.elapsed() > Duration::from_secs(30) {
+                        failures = 0;
+                    }
                     failures += 1;
                     eprintln!("worker {}: session lost: {e}; reconnecting", this.name);
                 }
@@ -331,7 +336,12 @@ impl Worker {
             }
         } else {
             let r = match self.run.get(&ctx.task.job_type) {
-                Some(f) => f(ctx.clone()).await,
+                // In a task of its own, so a handler that panics still ends
+                // its task with a result instead of holding it forever.
+                Some(f) => match tokio::spawn(f(ctx.clone())).await {
+                    Ok(r) => r,
+                    Err(e) => Err(TaskError::new(format!("the handler failed: {e}"))),
+                },
                 None => Err(TaskError::new(format!(
                     "this worker does not serve {:?}",
                     ctx.task.job_type
@@ -354,13 +364,19 @@ impl Worker {
             lease_id,
             outcome: Some(outcome),
         };
-        // A result is worth a few tries: the alternative is the task being
-        // re-dispatched or interrupted when this session ends.
-        for attempt in 0..5u32 {
+        // A result is worth retrying for as long as the session lasts: the
+        // lease holds meanwhile, and the alternative is the task waiting
+        // until it is re-dispatched or interrupted.
+        let mut wait = Duration::from_millis(50);
+        loop {
             match ctx.client.clone().complete(result.clone()).await {
                 Ok(_) => return,
-                Err(s) if s.code() == Code::Unavailable => {
-                    tokio::time::sleep(Duration::from_millis(100) * (attempt + 1)).await;
+                Err(s) if transient(&s) && !ended.is_cancelled() => {
+                    tokio::select! {
+                        _ = ended.cancelled() => return,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(2));
                 }
                 Err(s) => {
                     eprintln!(
@@ -374,6 +390,14 @@ impl Worker {
             }
         }
     }
+}
+
+/// A call that may succeed if made again.
+fn transient(s: &tonic::Status) -> bool {
+    matches!(
+        s.code(),
+        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded | Code::Unknown
+    )
 }
 
 /// The server refused the worker itself; reconnecting cannot help.

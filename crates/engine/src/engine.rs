@@ -102,10 +102,17 @@ pub struct EngineOptions {
     /// stored trace id before the run starts (the server puts the span in
     /// that trace, so a run resumed after a restart stays in it).
     pub workflow_span: Option<WorkflowSpanHook>,
+    /// The W3C `traceparent` of the current span, when traces are exported
+    /// (the server's telemetry); a job hands it on to a worker or an HTTP
+    /// API. Without one, a job whose workflow has a trace id passes that
+    /// trace on with a span id of its own.
+    pub job_traceparent: Option<TraceparentHook>,
 }
 
 /// See [`EngineOptions::workflow_span`].
 pub type WorkflowSpanHook = Arc<dyn Fn(&tracing::Span, &str, &str) + Send + Sync>;
+/// See [`EngineOptions::job_traceparent`].
+pub type TraceparentHook = Arc<dyn Fn() -> Option<String> + Send + Sync>;
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -122,6 +129,7 @@ impl Default for EngineOptions {
             inventory: Arc::new(NoInventory),
             fire_authorizer: None,
             workflow_span: None,
+            job_traceparent: None,
         }
     }
 }

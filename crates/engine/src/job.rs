@@ -107,6 +107,14 @@ pub struct JobCtx {
     pub detaching: CancellationToken,
     /// State saved by an earlier run of this job (see [`JobCtx::save_checkpoint`]).
     pub checkpoint: Option<String>,
+    /// The W3C `traceparent` to hand on to whatever the job calls (a
+    /// worker, an HTTP API), so the work joins the workflow's trace.
+    pub traceparent: Option<String>,
+    /// An operator decided, with ResolveJob, that the job runs again
+    /// whatever an earlier run did: a job that would first find out
+    /// whether an earlier run took effect (from its checkpoint) must not
+    /// ask again.
+    pub operator_retry: bool,
     pub(crate) sink: Option<Arc<dyn JobSink>>,
 }
 
@@ -135,6 +143,8 @@ impl JobCtx {
             cancel: CancellationToken::new(),
             detaching: CancellationToken::new(),
             checkpoint: None,
+            traceparent: None,
+            operator_retry: false,
             sink: None,
         }
     }
@@ -217,6 +227,24 @@ impl fmt::Display for JobError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)
     }
+}
+
+/// A traceparent in `trace_id`'s trace for job `job` of block `block` of
+/// `workflow` (a span id derived from them), or none when `trace_id` is not
+/// a W3C trace id.
+pub fn traceparent_in(trace_id: &str, workflow: &str, block: usize, job: usize) -> Option<String> {
+    let ok = trace_id.len() == 32
+        && trace_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && trace_id.bytes().any(|b| b != b'0');
+    if !ok {
+        return None;
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (workflow, block, job).hash(&mut h);
+    Some(format!("00-{trace_id}-{:016x}-01", h.finish().max(1)))
 }
 
 /// Sleeps for `d` unless `cancel` fires first.

@@ -10,7 +10,8 @@
 //! body and whether it was cut. A status outside `expect` (default
 //! 200-299) fails the job. Only idempotent methods (GET, HEAD, PUT,
 //! DELETE, OPTIONS) are retried or re-run after a crash; a POST or PATCH
-//! in flight at a crash is Interrupted. Cancel drops the request.
+//! in flight at a crash is Interrupted. Cancel drops the request. The
+//! request carries the job's W3C `traceparent` (unless the job sets one).
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -31,13 +32,19 @@ pub const BODY_BYTES: usize = 4096;
 const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 const IDEMPOTENT: [&str; 5] = ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"];
 /// Headers a job may not set: they belong to the connection and the body.
-const RESERVED: [&str; 6] = [
+/// Also those some servers obey to change the method or the path, which
+/// would escape the allow list or the method's idempotency.
+const RESERVED: [&str; 10] = [
     "host",
     "content-length",
     "transfer-encoding",
     "connection",
     "upgrade",
     "te",
+    "x-http-method-override",
+    "x-method-override",
+    "x-original-url",
+    "x-rewrite-url",
 ];
 
 #[derive(Deserialize)]
@@ -75,8 +82,16 @@ fn target(url: &str) -> Result<(Target, http::Uri), String> {
         .port_u16()
         .unwrap_or(if scheme == "https" { 443 } else { 80 });
     let path = uri.path().to_string();
-    if path.contains('\\') {
-        return Err(format!("{url:?} has a backslash in its path"));
+    // Servers differ in what they decode before they route: anything that
+    // could turn into another path on the far side is refused here.
+    let lower = path.to_ascii_lowercase();
+    if let Some(bad) = ["\\", ";", "%2f", "%5c", "%25", "%00"]
+        .iter()
+        .find(|b| lower.contains(*b))
+    {
+        return Err(format!(
+            "{url:?} has {bad:?} in its path, which servers may read as another path"
+        ));
     }
     for seg in path.split('/') {
         let decoded = seg.to_ascii_lowercase().replace("%2e", ".");
@@ -190,7 +205,9 @@ fn headers(args: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, 
         let name = http::HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| format!("headers: {k:?} is not a header name"))?;
         if RESERVED.contains(&name.as_str()) {
-            return Err(format!("headers: {k:?} is set by the client, not by a job"));
+            return Err(format!(
+                "headers: {k:?} is set by the client, not by a job (or could change the method or path)"
+            ));
         }
         http::HeaderValue::from_str(v)
             .map_err(|_| format!("headers: the value of {k:?} is not a header value"))?;
@@ -324,7 +341,17 @@ impl Job for Http {
             None => Duration::from_secs(30),
         };
         let mut req = http::Request::builder().method(m).uri(uri);
-        for (k, v) in headers(args).map_err(JobError::new)? {
+        let headers = headers(args).map_err(JobError::new)?;
+        // The API's work joins the workflow's trace, unless the job says
+        // otherwise.
+        if let Some(tp) = &ctx.traceparent
+            && !headers
+                .keys()
+                .any(|k| k.eq_ignore_ascii_case("traceparent"))
+        {
+            req = req.header("traceparent", tp);
+        }
+        for (k, v) in headers {
             req = req.header(k, v);
         }
         let body = args.get("body").cloned().unwrap_or_default();
@@ -435,6 +462,9 @@ mod tests {
             "http://127.0.0.1:8500/v1/%2e%2E/admin",
             "http://evil@127.0.0.1:8500/v1/kv",
             "http://127.0.0.1:8500@evil.example/v1/",
+            "http://127.0.0.1:8500/v1/x%2F..%2F..%2Fadmin",
+            "http://127.0.0.1:8500/v1/..;/admin",
+            "http://127.0.0.1:8500/v1/%252e%252e/admin",
             "ftp://127.0.0.1:8500/v1/",
             "not a url",
         ] {

@@ -226,6 +226,7 @@ impl ServerBuilder {
                 inventory,
                 fire_authorizer: Some(Arc::new(crate::schedules::CreatorGrants(guard.clone()))),
                 workflow_span: Some(Arc::new(crate::telemetry::join_workflow_trace)),
+                job_traceparent: Some(Arc::new(crate::telemetry::current_traceparent)),
             },
         );
         notifier.start(&engine, shutdown.clone());

@@ -183,6 +183,25 @@ pub fn join_workflow_trace(span: &tracing::Span, workflow_id: &str, trace_id: &s
 /// The trace id (32 lowercase hex digits) of a W3C `traceparent` value
 /// (`00-<trace id>-<parent id>-<flags>`), if it is well formed and not
 /// all zeros.
+/// The W3C `traceparent` of the current span, when traces are exported.
+pub fn current_traceparent() -> Option<String> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if !exporting() {
+        return None;
+    }
+    let cx = tracing::Span::current().context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
+}
+
 pub fn trace_id_of(traceparent: &str) -> Option<&str> {
     let mut parts = traceparent.trim().split('-');
     let (version, trace, parent, flags) =

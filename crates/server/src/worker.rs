@@ -58,6 +58,7 @@ fn to_proto(m: ToWorker) -> v1::ServerMsg {
             checkpoint: t.checkpoint,
             reconcile: t.reconcile,
             dispatch: t.dispatch,
+            traceparent: t.traceparent.unwrap_or_default(),
         }),
         ToWorker::Cancel {
             lease_id,
@@ -88,7 +89,10 @@ impl Worker for WorkerApi {
     ) -> Result<Response<ServerStream>, Status> {
         let who = Caller::of(&r);
         let mut inbound = r.into_inner();
-        let hello = match inbound.message().await? {
+        let first = tokio::time::timeout(self.dispatcher.opts().lease_ttl, inbound.message())
+            .await
+            .map_err(|_| bad_request("no hello within the worker ttl"))?;
+        let hello = match first? {
             Some(v1::WorkerMsg {
                 msg: Some(v1::worker_msg::Msg::Hello(h)),
             }) => h,
@@ -134,7 +138,12 @@ impl Worker for WorkerApi {
                         Ok(None) => break "its stream was closed".to_string(),
                         Err(e) => break format!("its stream failed: {}", e.message()),
                     },
-                    _ = stop.cancelled() => break "the server is shutting down".to_string(),
+                    _ = stop.cancelled() => {
+                        // Shutting down is not losing the worker: its
+                        // tasks are left for whoever resumes the workflow.
+                        d.close();
+                        return;
+                    }
                 }
             };
             d.disconnect(session, &why);

@@ -23,7 +23,7 @@
 
 use crate::decl::{Declarations, RemoteType};
 use interlock_engine::{JobCtx, JobError, Outputs};
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
@@ -60,6 +60,8 @@ pub struct TaskSpec {
     pub reconcile: bool,
     /// How many times this attempt was handed out (1 for the first).
     pub dispatch: u32,
+    /// The W3C traceparent the worker's work continues.
+    pub traceparent: Option<String>,
 }
 
 /// How a worker says a task ended.
@@ -142,38 +144,8 @@ impl Default for DispatchOpts {
     }
 }
 
-struct Session {
-    identity: String,
-    name: String,
-    types: BTreeSet<String>,
-    capacity: usize,
-    leased: BTreeSet<u64>,
-    tx: mpsc::UnboundedSender<ToWorker>,
-    last_seen: Instant,
-    connected: SystemTime,
-}
-
-struct Task {
-    spec: TaskSpec,
-    safe: bool,
-    reconcilable: bool,
-    /// The lease in force: (session, lease id).
-    lease: Option<(u64, String)>,
-    queued_since: SystemTime,
-    /// Where checkpoints go (the attempt's own context).
-    ctx: JobCtx,
-    done: Option<oneshot::Sender<Result<Outputs, JobError>>>,
-}
-
-#[derive(Default)]
-struct State {
-    sessions: HashMap<u64, Session>,
-    tasks: HashMap<u64, Task>,
-    /// Lease id → task.
-    leases: HashMap<String, u64>,
-    queues: HashMap<String, VecDeque<u64>>,
-    next: u64,
-}
+mod state;
+use state::{Session, State, Task};
 
 /// The remote half of job execution. One per server process.
 pub struct Dispatcher {
@@ -190,7 +162,7 @@ struct Enqueued<'a> {
 
 impl Drop for Enqueued<'_> {
     fn drop(&mut self) {
-        self.d.forget(self.id, "the attempt ended");
+        self.d.forget(self.id);
     }
 }
 
@@ -276,7 +248,7 @@ impl Dispatcher {
             },
         );
         for t in types {
-            pump(&mut st, t);
+            st.pump(t);
         }
         metrics::gauge!("interlock_workers_connected").set(st.sessions.len() as f64);
         tracing::info!(session = id, %identity, %name, ?types, capacity, "worker connected");
@@ -299,8 +271,22 @@ impl Dispatcher {
     /// The session's stream ended: its worker is gone.
     pub fn disconnect(&self, session: u64, why: &str) {
         let mut st = self.state.lock().expect("dispatch lock");
-        lose(&mut st, session, why);
+        st.lose(session, why);
         metrics::gauge!("interlock_workers_connected").set(st.sessions.len() as f64);
+    }
+
+    /// The server is shutting down: every session ends (workers reconnect
+    /// to the next server), nothing more is handed out, and the tasks in
+    /// hand are not decided here: their runs stop detached and whoever
+    /// resumes the workflow re-runs, reconciles or interrupts them.
+    pub fn close(&self) {
+        let mut st = self.state.lock().expect("dispatch lock");
+        st.closing = true;
+        let ids: Vec<u64> = st.sessions.keys().copied().collect();
+        for id in ids {
+            st.lose(id, "the server is shutting down");
+        }
+        metrics::gauge!("interlock_workers_connected").set(0.0);
     }
 
     /// Loses every session silent for longer than the lease ttl.
@@ -314,8 +300,7 @@ impl Dispatcher {
             .map(|(id, _)| *id)
             .collect();
         for id in silent {
-            lose(
-                &mut st,
+            st.lose(
                 id,
                 &format!(
                     "not heard from for more than {}",
@@ -364,8 +349,12 @@ impl Dispatcher {
                         args: job.args.clone(),
                         checkpoint: ctx.checkpoint.clone(),
                         // An earlier attempt may have acted: ask first.
-                        reconcile: decl.schema.reconcilable && ctx.checkpoint.is_some(),
+                        // (unless an operator said run it, whatever it did).
+                        reconcile: decl.schema.reconcilable
+                            && ctx.checkpoint.is_some()
+                            && !ctx.operator_retry,
                         dispatch: 0,
+                        traceparent: ctx.traceparent.clone(),
                     },
                     safe: decl.schema.idempotency == interlock_core::Idempotency::Safe,
                     reconcilable: decl.schema.reconcilable,
@@ -373,10 +362,11 @@ impl Dispatcher {
                     queued_since: SystemTime::now(),
                     ctx: ctx.clone(),
                     done: Some(done),
+                    writing: Arc::default(),
                 },
             );
             st.queues.entry(job.name.clone()).or_default().push_back(id);
-            pump(&mut st, &job.name);
+            st.pump(&job.name);
             id
         };
         let guard = Enqueued { d: self, id };
@@ -431,67 +421,61 @@ impl Dispatcher {
         }
     }
 
-    /// Drops task `id` from every table (its attempt is over).
-    fn forget(&self, id: u64, _why: &str) {
+    /// Drops task `id` from every table (its attempt is over); a worker
+    /// still holding it is told to stop (an attempt the executor gave up on,
+    /// e.g. at its timeout, must not go on out there).
+    fn forget(&self, id: u64) {
         let mut st = self.state.lock().expect("dispatch lock");
+        st.unlease(id, Some("the attempt ended on the server"));
         let Some(t) = st.tasks.remove(&id) else {
             return;
         };
         if let Some(q) = st.queues.get_mut(&t.spec.job_type) {
             q.retain(|x| *x != id);
         }
-        if let Some((session, lease_id)) = t.lease {
-            st.leases.remove(&lease_id);
-            if let Some(s) = st.sessions.get_mut(&session) {
-                s.leased.remove(&id);
-            }
-            pump_session(&mut st, session);
-        }
-    }
-
-    /// The task under `lease_id`, if `identity` holds it.
-    fn leased(&self, identity: &str, lease_id: &str) -> Result<(u64, u64), DispatchError> {
-        let st = self.state.lock().expect("dispatch lock");
-        let lost = || DispatchError::LeaseLost(lease_id.to_string());
-        let id = *st.leases.get(lease_id).ok_or_else(lost)?;
-        let (session, _) = st
-            .tasks
-            .get(&id)
-            .and_then(|t| t.lease.clone())
-            .ok_or_else(lost)?;
-        match st.sessions.get(&session) {
-            Some(s) if s.identity == identity => Ok((id, session)),
-            _ => Err(lost()),
-        }
     }
 
     /// Durably saves a task's checkpoint (fenced twice: by the lease here,
-    /// by the workflow's lease in the store).
+    /// by the workflow's lease in the store). While it is written the task
+    /// is not handed to another worker, so a write of a worker that is
+    /// being lost cannot land after its successor's.
     pub async fn checkpoint(
         &self,
         identity: &str,
         lease_id: &str,
         state: String,
     ) -> Result<(), DispatchError> {
-        let (id, session) = self.leased(identity, lease_id)?;
-        self.touch(session);
-        let ctx = {
+        let writing = {
             let st = self.state.lock().expect("dispatch lock");
-            st.tasks.get(&id).map(|t| t.ctx.clone())
-        }
-        .ok_or_else(|| DispatchError::LeaseLost(lease_id.to_string()))?;
-        ctx.save_checkpoint(state.clone())
-            .await
-            .map_err(|e| DispatchError::Checkpoint(e.message))?;
-        // Still ours after the write? Then a reconcile carries it.
-        let mut st = self.state.lock().expect("dispatch lock");
-        match st.tasks.get_mut(&id) {
-            Some(t) if t.lease.as_ref().is_some_and(|(_, l)| l == lease_id) => {
-                t.spec.checkpoint = Some(state);
-                Ok(())
+            let (id, _) = st.lease_of(identity, lease_id)?;
+            st.tasks[&id].writing.clone()
+        };
+        let guard = writing.lock().await;
+        let (id, ctx) = {
+            let mut st = self.state.lock().expect("dispatch lock");
+            let (id, session) = st.lease_of(identity, lease_id)?;
+            if let Some(s) = st.sessions.get_mut(&session) {
+                s.last_seen = Instant::now();
             }
-            _ => Err(DispatchError::LeaseLost(lease_id.to_string())),
-        }
+            (id, st.tasks[&id].ctx.clone())
+        };
+        let written = ctx.save_checkpoint(state.clone()).await;
+        drop(guard);
+        let mut st = self.state.lock().expect("dispatch lock");
+        let job_type = match st.tasks.get_mut(&id) {
+            Some(t) => {
+                if written.is_ok() {
+                    // In the store now: a reconcile request carries it.
+                    t.spec.checkpoint = Some(state);
+                }
+                t.spec.job_type.clone()
+            }
+            None => return Err(DispatchError::LeaseLost(lease_id.to_string())),
+        };
+        let held = st.lease_of(identity, lease_id).map(|_| ());
+        st.pump(&job_type);
+        written.map_err(|e| DispatchError::Checkpoint(e.message))?;
+        held
     }
 
     /// A worker's result for the task under `lease_id`; returns the task
@@ -502,8 +486,8 @@ impl Dispatcher {
         lease_id: &str,
         result: TaskResult,
     ) -> Result<(TaskSpec, String), DispatchError> {
-        let (id, session) = self.leased(identity, lease_id)?;
         let mut st = self.state.lock().expect("dispatch lock");
+        let (id, session) = st.lease_of(identity, lease_id)?;
         if let Some(s) = st.sessions.get_mut(&session) {
             s.last_seen = Instant::now();
             s.leased.remove(&id);
@@ -555,10 +539,10 @@ impl Dispatcher {
                 st.queues.entry(t).or_default().push_front(id);
             }
         }
-        pump_session(&mut st, session);
+        st.pump_session(session);
         let t = st.tasks.get(&id).map(|t| t.spec.job_type.clone());
         if let Some(t) = t {
-            pump(&mut st, &t);
+            st.pump(&t);
         }
         Ok((spec, who))
     }
@@ -611,91 +595,6 @@ impl Dispatcher {
             .values()
             .filter(|s| s.types.contains(job_type))
             .count()
-    }
-}
-
-/// Hands queued tasks of `job_type` to sessions with room.
-fn pump(st: &mut State, job_type: &str) {
-    loop {
-        let Some(&id) = st.queues.get(job_type).and_then(|q| q.front()) else {
-            return;
-        };
-        let Some(session) = st
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.types.contains(job_type) && s.leased.len() < s.capacity)
-            .min_by_key(|(sid, s)| (s.leased.len(), **sid))
-            .map(|(sid, _)| *sid)
-        else {
-            return;
-        };
-        st.queues.get_mut(job_type).expect("queue").pop_front();
-        let lease_id = uuid::Uuid::now_v7().to_string();
-        let Some(task) = st.tasks.get_mut(&id) else {
-            continue;
-        };
-        task.spec.lease_id = lease_id.clone();
-        task.spec.dispatch += 1;
-        task.lease = Some((session, lease_id.clone()));
-        let spec = task.spec.clone();
-        st.leases.insert(lease_id, id);
-        let s = st.sessions.get_mut(&session).expect("session");
-        s.leased.insert(id);
-        metrics::counter!("interlock_worker_dispatches_total").increment(1);
-        if s.tx.send(ToWorker::Task(spec)).is_err() {
-            // The stream is gone; the session is lost when its end is seen.
-            // Until then the lease stands, as for a silent worker.
-            tracing::debug!(session, "task sent to a closed worker stream");
-        }
-    }
-}
-
-/// Pumps every type `session` serves (it has room again).
-fn pump_session(st: &mut State, session: u64) {
-    let types: Vec<String> = match st.sessions.get(&session) {
-        Some(s) => s.types.iter().cloned().collect(),
-        None => return,
-    };
-    for t in types {
-        pump(st, &t);
-    }
-}
-
-/// Removes a lost session and decides the fate of each task it held.
-fn lose(st: &mut State, session: u64, why: &str) {
-    let Some(s) = st.sessions.remove(&session) else {
-        return;
-    };
-    tracing::warn!(session, identity = %s.identity, name = %s.name, %why, tasks = s.leased.len(), "worker lost");
-    metrics::counter!("interlock_workers_lost_total").increment(1);
-    let mut requeued = BTreeSet::new();
-    for id in s.leased {
-        let Some(task) = st.tasks.get_mut(&id) else {
-            continue;
-        };
-        if let Some((_, lease_id)) = task.lease.take() {
-            st.leases.remove(&lease_id);
-        }
-        let what = format!("worker {:?} ({}) was lost: {why}", s.name, s.identity);
-        if task.safe {
-            tracing::info!(workflow = %task.spec.workflow_id, block = task.spec.block, job = task.spec.job, "{what}; the task is safe to re-run and is queued again");
-        } else if task.reconcilable {
-            task.spec.reconcile = true;
-        } else {
-            if let Some(tx) = task.done.take() {
-                let _ = tx.send(Err(JobError::interrupted(format!(
-                    "{what}, while running it; it is not safe to run twice and cannot \
-                     tell whether it took effect"
-                ))));
-            }
-            continue;
-        }
-        let t = task.spec.job_type.clone();
-        st.queues.entry(t.clone()).or_default().push_front(id);
-        requeued.insert(t);
-    }
-    for t in requeued {
-        pump(st, &t);
     }
 }
 

@@ -434,6 +434,13 @@ impl Inner {
             cancel: active.token.child_token(),
             detaching: active.detach.clone(),
             checkpoint: jr.checkpoint.clone(),
+            traceparent: self
+                .opts
+                .job_traceparent
+                .as_ref()
+                .and_then(|hook| hook())
+                .or_else(|| crate::job::traceparent_in(&rec.req.trace_id, &rec.id, bi, ji)),
+            operator_retry: jr.error == super::recovery::RETRIED_BY_OPERATOR,
             sink: Some(Arc::new(Sink {
                 store: self.store.clone(),
                 lease: active.lease().clone(),

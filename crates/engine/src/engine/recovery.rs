@@ -15,6 +15,9 @@ use interlock_store::{CasOutcome, Change, Lease};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The error a job carries between an operator's Retry and its next run.
+pub(super) const RETRIED_BY_OPERATOR: &str = "retried by an operator";
+
 /// An operator's decision about an interrupted job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
@@ -285,7 +288,7 @@ impl Engine {
             }
             Resolution::Retry => {
                 jr.status = Status::NotStarted;
-                "retried by an operator"
+                RETRIED_BY_OPERATOR
             }
         };
         jr.error = reason.to_string();

@@ -234,6 +234,10 @@ impl Commands {
             }
             let mut args = BTreeMap::new();
             for (name, p) in &c.args {
+                // On its own first, so a pattern cannot close the anchoring
+                // group around it ("a)|(.*").
+                regex::Regex::new(&p.pattern)
+                    .map_err(|e| format!("{at}: argument {name:?}: pattern: {e}"))?;
                 let pattern = regex::Regex::new(&format!("^(?:{})$", p.pattern))
                     .map_err(|e| format!("{at}: argument {name:?}: pattern: {e}"))?;
                 args.insert(

@@ -19,6 +19,7 @@ use interlock_engine::{Job, JobCtx, JobError, Outputs};
 use std::collections::{BTreeMap, VecDeque};
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::AsyncReadExt;
 
 pub use config::{COMMANDS, Commands, PREFIX};
@@ -156,7 +157,19 @@ impl Job for Exec {
         if let Some(pid) = guard.0.take() {
             signal_group(pid, rustix::process::Signal::KILL);
         }
-        let (stdout, stderr) = (out.await.unwrap_or_default(), err.await.unwrap_or_default());
+        // A descendant that left the group (setsid) may hold the pipes open:
+        // the output is what arrived by then.
+        let collect = |h: tokio::task::JoinHandle<String>| async move {
+            let abort = h.abort_handle();
+            match tokio::time::timeout(Duration::from_secs(1), h).await {
+                Ok(r) => r.unwrap_or_default(),
+                Err(_) => {
+                    abort.abort();
+                    String::new()
+                }
+            }
+        };
+        let (stdout, stderr) = (collect(out).await, collect(err).await);
         let code = status.code();
         let outputs = Outputs::from([
             (

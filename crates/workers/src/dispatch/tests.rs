@@ -164,7 +164,10 @@ async fn an_unknown_reconcile_answer_interrupts_the_job() {
     let d = dispatcher();
     let (s1, mut rx1) = connect(&d, "token:w1", &["reboot"]);
     let (run, _) = start(&d, "reboot");
-    next_task(&mut rx1).await;
+    let t = next_task(&mut rx1).await;
+    d.checkpoint("token:w1", &t.lease_id, "request-9".into())
+        .await
+        .unwrap();
     d.disconnect(s1, "killed");
     let (_, mut rx2) = connect(&d, "token:w2", &["reboot"]);
     let r = next_task(&mut rx2).await;
@@ -307,4 +310,89 @@ async fn a_server_letting_go_of_an_attempt_tells_the_worker_to_detach() {
         other => panic!("expected a cancel, got {other:?}"),
     }
     assert!(run.await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn an_attempt_the_server_gives_up_on_is_cancelled_on_its_worker() {
+    let d = dispatcher();
+    let (_, mut rx) = connect(&d, "token:w1", &["ping"]);
+    let (run, _) = start(&d, "ping");
+    let t = next_task(&mut rx).await;
+    // What the executor's own timeout does: it drops the attempt.
+    run.abort();
+    let _ = run.await;
+    match rx.recv().await.unwrap() {
+        ToWorker::Cancel { lease_id, .. } => assert_eq!(lease_id, t.lease_id),
+        other => panic!("expected a cancel, got {other:?}"),
+    }
+    let late = d.complete("token:w1", &t.lease_id, TaskResult::Done(Outputs::new()));
+    assert!(matches!(late, Err(DispatchError::LeaseLost(_))));
+}
+
+#[tokio::test]
+async fn at_shutdown_tasks_in_hand_are_left_for_recovery_not_interrupted() {
+    let d = dispatcher();
+    let (_, mut rx) = connect(&d, "token:eraser", &["erase"]);
+    let (run, ctx) = start(&d, "erase");
+    next_task(&mut rx).await;
+    d.close();
+    assert!(d.sessions().is_empty());
+    assert!(rx.recv().await.is_none(), "the session's stream ends");
+    tokio::task::yield_now().await;
+    assert!(!run.is_finished(), "not decided here");
+    // The engine's shutdown then stops the run, detached.
+    ctx.detaching.cancel();
+    ctx.cancel.cancel();
+    let e = run.await.unwrap().unwrap_err();
+    assert!(!e.interrupted && e == JobError::cancelled(), "{e:?}");
+    // Nothing is handed out any more.
+    let (_, mut late) = connect(&d, "token:eraser", &["erase"]);
+    let (again, _) = start(&d, "erase");
+    tokio::task::yield_now().await;
+    assert!(late.try_recv().is_err());
+    again.abort();
+}
+
+#[tokio::test]
+async fn a_reconcilable_task_without_a_checkpoint_simply_runs_again() {
+    let d = dispatcher();
+    let (s1, mut rx1) = connect(&d, "token:w1", &["reboot"]);
+    let (run, _) = start(&d, "reboot");
+    next_task(&mut rx1).await;
+    d.disconnect(s1, "killed");
+    let (_, mut rx2) = connect(&d, "token:w2", &["reboot"]);
+    let t = next_task(&mut rx2).await;
+    assert!(
+        !t.reconcile,
+        "it never saved a checkpoint, so it never acted"
+    );
+    run.abort();
+}
+
+#[tokio::test]
+async fn an_operator_s_retry_runs_a_checkpointed_task_without_asking_first() {
+    let d = dispatcher();
+    let (_, mut rx) = connect(&d, "token:w1", &["reboot"]);
+    let decl = d.declarations().get("reboot").unwrap().clone();
+    let mut ctx = JobCtx::detached("wf-1", 0, 0);
+    ctx.checkpoint = Some("request-7".into());
+    let asks = {
+        let (d, c, decl) = (d.clone(), ctx.clone(), decl.clone());
+        tokio::spawn(async move { d.run(&c, &decl, &job("reboot")).await })
+    };
+    assert!(
+        next_task(&mut rx).await.reconcile,
+        "a resumed run asks first"
+    );
+    asks.abort();
+    let _ = asks.await;
+    let _ = rx.recv().await; // its cancel
+    ctx.operator_retry = true;
+    let runs = tokio::spawn(async move { d.run(&ctx, &decl, &job("reboot")).await });
+    let t = next_task(&mut rx).await;
+    assert!(
+        !t.reconcile && t.checkpoint.as_deref() == Some("request-7"),
+        "{t:?}"
+    );
+    runs.abort();
 }
