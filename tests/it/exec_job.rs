@@ -3,7 +3,7 @@
 //! tree that Cancel, the e-stop or a timeout ends whole.
 
 use interlock_proto::v1;
-use interlock_tests::{TestServer, eventually, req, wait_final, write_config};
+use interlock_tests::{TestServer, eventually, req, run_one, wait_final, write_config};
 use tonic::Code;
 
 const COMMANDS: &str = r#"{"commands": [
@@ -27,27 +27,17 @@ async fn server() -> TestServer {
     TestServer::start_with(|c| write_config(&c.configs.join("commands.json"), COMMANDS)).await
 }
 
-async fn run(s: &TestServer, job: v1::Job) -> v1::StatusResp {
-    let c = s.client().await;
-    let id = c
-        .submit(req::work("x", vec![req::block(1, vec![job])]))
-        .await
-        .unwrap();
-    c.exec(&id).await.unwrap();
-    wait_final(&c, &id).await
-}
-
 #[tokio::test]
 async fn an_allowed_command_runs_with_each_argument_as_one_element() {
     let s = server().await;
-    let st = run(&s, req::job("exec.greet", &[("who", "world")])).await;
+    let st = run_one(&s, req::job("exec.greet", &[("who", "world")])).await;
     assert_eq!(st.status, v1::Status::Completed as i32, "{st:?}");
     let out = &st.blocks[0].jobs[0].outputs;
     assert_eq!(out["stdout"], "hello world\n");
     assert_eq!(out["exitCode"], "0");
     // A permissive pattern lets shell syntax through, as text: no shell
     // ever reads it.
-    let st = run(
+    let st = run_one(
         &s,
         req::job("exec.say", &[("text", "a; rm -rf / $(id) `id`")]),
     )
@@ -115,7 +105,7 @@ async fn injection_attempts_and_unlisted_commands_are_refused_at_submit() {
 #[tokio::test]
 async fn the_environment_is_cleared_but_for_what_the_entry_sets() {
     let s = server().await;
-    let st = run(&s, req::job("exec.env", &[])).await;
+    let st = run_one(&s, req::job("exec.env", &[])).await;
     assert_eq!(st.status, v1::Status::Completed as i32, "{st:?}");
     assert_eq!(st.blocks[0].jobs[0].outputs["stdout"], "FOO=bar\n");
 }
@@ -123,7 +113,7 @@ async fn the_environment_is_cleared_but_for_what_the_entry_sets() {
 #[tokio::test]
 async fn a_failing_command_reports_its_code_and_stderr() {
     let s = server().await;
-    let st = run(&s, req::job("exec.fail", &[])).await;
+    let st = run_one(&s, req::job("exec.fail", &[])).await;
     assert_eq!(st.status, v1::Status::Failed as i32, "{st:?}");
     let e = &st.blocks[0].jobs[0].error;
     assert!(e.contains("exited with code 3: oops"), "{e}");
@@ -132,7 +122,7 @@ async fn a_failing_command_reports_its_code_and_stderr() {
 #[tokio::test]
 async fn a_command_past_its_timeout_is_stopped() {
     let s = server().await;
-    let st = run(&s, req::job("exec.slow", &[("secs", "30")])).await;
+    let st = run_one(&s, req::job("exec.slow", &[("secs", "30")])).await;
     assert_eq!(st.status, v1::Status::Failed as i32, "{st:?}");
     assert!(
         st.blocks[0].jobs[0].error.contains("timed out after 300ms"),

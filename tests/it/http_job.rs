@@ -4,7 +4,7 @@
 
 use axum::http::HeaderMap;
 use interlock_proto::v1;
-use interlock_tests::{TestServer, eventually, req, wait_final, write_config};
+use interlock_tests::{TestServer, eventually, req, run_one, wait_final, write_config};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -93,22 +93,12 @@ fn call(method: &str, url: &str, more: &[(&str, &str)]) -> v1::Job {
     req::job("http", &args)
 }
 
-async fn run(s: &TestServer, job: v1::Job) -> v1::StatusResp {
-    let c = s.client().await;
-    let id = c
-        .submit(req::work("x", vec![req::block(1, vec![job])]))
-        .await
-        .unwrap();
-    c.exec(&id).await.unwrap();
-    wait_final(&c, &id).await
-}
-
 #[tokio::test]
 async fn statuses_bodies_and_headers() {
     let (port, _) = target().await;
     let s = server(port).await;
     let u = |p: &str| format!("http://127.0.0.1:{port}{p}");
-    let st = run(&s, call("GET", &u("/v1/ok"), &[])).await;
+    let st = run_one(&s, call("GET", &u("/v1/ok"), &[])).await;
     assert_eq!(st.status, v1::Status::Completed as i32, "{st:?}");
     let out = &st.blocks[0].jobs[0].outputs;
     assert_eq!(
@@ -117,7 +107,7 @@ async fn statuses_bodies_and_headers() {
     );
     assert_eq!(out["bodyTruncated"], "false");
 
-    let st = run(&s, call("GET", &u("/v1/fail"), &[])).await;
+    let st = run_one(&s, call("GET", &u("/v1/fail"), &[])).await;
     assert_eq!(st.status, v1::Status::Failed as i32);
     assert!(
         st.blocks[0].jobs[0]
@@ -125,17 +115,17 @@ async fn statuses_bodies_and_headers() {
             .contains("answered 503, expected 200-299"),
         "{st:?}"
     );
-    let st = run(&s, call("GET", &u("/v1/fail"), &[("expect", "200,503")])).await;
+    let st = run_one(&s, call("GET", &u("/v1/fail"), &[("expect", "200,503")])).await;
     assert_eq!(st.status, v1::Status::Completed as i32, "{st:?}");
 
-    let st = run(&s, call("GET", &u("/v1/big"), &[])).await;
+    let st = run_one(&s, call("GET", &u("/v1/big"), &[])).await;
     let out = &st.blocks[0].jobs[0].outputs;
     assert_eq!(
         (out["body"].len(), out["bodyTruncated"].as_str()),
         (4096, "true")
     );
 
-    let st = run(
+    let st = run_one(
         &s,
         call(
             "POST",
@@ -207,7 +197,7 @@ async fn a_timeout_fails_the_job_and_cancel_drops_the_request() {
     let (port, seen) = target().await;
     let s = server(port).await;
     let slow = format!("http://127.0.0.1:{port}/v1/slow");
-    let st = run(&s, call("GET", &slow, &[("timeoutSeconds", "0.3")])).await;
+    let st = run_one(&s, call("GET", &slow, &[("timeoutSeconds", "0.3")])).await;
     assert_eq!(st.status, v1::Status::Failed as i32, "{st:?}");
     assert!(
         st.blocks[0].jobs[0].error.contains("within 300ms"),
@@ -263,10 +253,10 @@ async fn only_idempotent_methods_are_retried() {
         });
         j
     };
-    let st = run(&s, retry(call("GET", &fail, &[]))).await;
+    let st = run_one(&s, retry(call("GET", &fail, &[]))).await;
     assert_eq!(st.blocks[0].jobs[0].attempts.len(), 3, "{st:?}");
     assert_eq!(seen.fails.load(Ordering::SeqCst), 3);
-    let st = run(&s, retry(call("POST", &fail, &[]))).await;
+    let st = run_one(&s, retry(call("POST", &fail, &[]))).await;
     assert_eq!(st.status, v1::Status::Failed as i32);
     assert_eq!(
         st.blocks[0].jobs[0].attempts.len(),

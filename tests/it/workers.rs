@@ -48,6 +48,15 @@ async fn online(s: &TestServer, n: usize) {
     .await;
 }
 
+/// Waits until `runs` reaches `n`.
+async fn runs_reach(runs: &Arc<AtomicUsize>, n: usize, what: &str) {
+    eventually(what, || {
+        let r = runs.clone();
+        async move { r.load(Ordering::SeqCst) == n }
+    })
+    .await;
+}
+
 async fn run(s: &TestServer, jobs: Vec<v1::Job>) -> String {
     let c = s.client().await;
     let id = c
@@ -203,11 +212,7 @@ async fn a_lost_worker_s_safe_task_runs_on_another() {
     );
     online(&s, 1).await;
     let id = run(&s, vec![req::job("hang", &[])]).await;
-    eventually("the first worker has the task", || {
-        let r = runs.clone();
-        async move { r.load(Ordering::SeqCst) == 1 }
-    })
-    .await;
+    runs_reach(&runs, 1, "the first worker has the task").await;
     // The second worker joins, then the first dies: the task moves.
     let second = spawn(
         Worker::new(&s.addr(), opts(), "healthy")
@@ -264,11 +269,7 @@ async fn a_lost_worker_s_unsafe_task_is_interrupted_until_an_operator_decides() 
         .await
         .unwrap();
     c.exec(&id).await.unwrap();
-    eventually("the worker has the task", || {
-        let r = runs.clone();
-        async move { r.load(Ordering::SeqCst) == 1 }
-    })
-    .await;
+    runs_reach(&runs, 1, "the worker has the task").await;
     doomed.cancel();
     eventually("the workflow waits for an operator", || {
         let (c, id) = (c.clone(), id.clone());
@@ -453,11 +454,7 @@ async fn workers_reconnect_after_a_server_restart_and_the_work_resumes() {
     );
     online(&s, 1).await;
     let id = run(&s, vec![req::job("hang", &[])]).await;
-    eventually("the worker has the task", || {
-        let r = runs.clone();
-        async move { r.load(Ordering::SeqCst) == 1 }
-    })
-    .await;
+    runs_reach(&runs, 1, "the worker has the task").await;
     s.restart().await;
     let done = wait_final(&s.client().await, &id).await;
     assert_eq!(done.status, v1::Status::Completed as i32, "{done:?}");

@@ -338,6 +338,18 @@ pub fn admit_x(configs: &Path) {
     );
 }
 
+/// Submits a workflow "x" of one block holding `job`, executes it, and
+/// waits for its end.
+pub async fn run_one(s: &TestServer, job: v1::Job) -> v1::StatusResp {
+    let c = s.client().await;
+    let id = c
+        .submit(req::work("x", vec![req::block(1, vec![job])]))
+        .await
+        .expect("submit");
+    c.exec(&id).await.expect("exec");
+    wait_final(&c, &id).await
+}
+
 /// Polls Status until the workflow is final; panics after 30 s.
 pub async fn wait_final(c: &Client, id: &str) -> v1::StatusResp {
     let wait = c.wait(id, Duration::from_millis(10), |_| {});
