@@ -271,3 +271,40 @@ fn pbjson_duration(ms: i32) -> interlock_proto::pbjson_types::Duration {
         nanos: ms * 1_000_000,
     }
 }
+
+#[tokio::test]
+async fn https_trusts_the_system_and_the_ca_file_and_nothing_else() {
+    // The target: an interlockd whose HTTP API speaks TLS with a
+    // certificate of an internal CA.
+    let pki = tempfile::tempdir().unwrap();
+    let ca = interlock_tests::pki::Ca::new(pki.path(), "internal");
+    let cert = ca.server(pki.path(), "target");
+    let target = TestServer::start_with(|c| {
+        c.tls_cert = Some(cert.cert.clone());
+        c.tls_key = Some(cert.key.clone());
+    })
+    .await;
+    let port = target.http_url().rsplit(':').next().unwrap().to_string();
+    let prefix = format!("https://localhost:{port}/api/v1/");
+    let url = format!("{prefix}jobs");
+    let with = |ca_file: Option<&std::path::Path>| {
+        let mut v = serde_json::json!({ "allow": [prefix] });
+        if let Some(f) = ca_file {
+            v["ca_file"] = f.display().to_string().into();
+        }
+        let text = v.to_string();
+        move |c: &mut interlock_server::Config| write_config(&c.configs.join("http.json"), &text)
+    };
+    // The internal CA is not trusted unless http.json names it.
+    let s = TestServer::start_with(with(None)).await;
+    let st = run_one(&s, call("GET", &url, &[])).await;
+    assert_eq!(st.status, v1::Status::Failed as i32, "{st:?}");
+    let e = &st.blocks[0].jobs[0].error;
+    assert!(e.contains("certificate") || e.contains("Unknown"), "{e}");
+    let s = TestServer::start_with(with(Some(&ca.path))).await;
+    let st = run_one(&s, call("GET", &url, &[])).await;
+    assert_eq!(st.status, v1::Status::Completed as i32, "{st:?}");
+    let out = &st.blocks[0].jobs[0].outputs;
+    assert_eq!(out["status"], "200");
+    assert!(out["body"].contains("sleep"), "{out:?}");
+}

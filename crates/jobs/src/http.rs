@@ -10,7 +10,8 @@
 //! body and whether it was cut. A status outside `expect` (default
 //! 200-299) fails the job. Only idempotent methods (GET, HEAD, PUT,
 //! DELETE, OPTIONS) are retried or re-run after a crash; a POST or PATCH
-//! in flight at a crash is Interrupted. Cancel drops the request. The
+//! in flight at a crash is Interrupted. Cancel drops the request. https
+//! trusts the system's CAs and those of the file's `ca_file`. The
 //! request carries the job's W3C `traceparent` (unless the job sets one).
 
 use async_trait::async_trait;
@@ -51,6 +52,10 @@ const RESERVED: [&str; 10] = [
 #[serde(deny_unknown_fields)]
 struct File {
     allow: Vec<String>,
+    /// PEM certificates of CAs to trust besides the system's (an internal
+    /// PKI); an absolute path.
+    #[serde(default)]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 /// Where a URL points: what a prefix is compared with.
@@ -107,10 +112,55 @@ fn target(url: &str) -> Result<(Target, http::Uri), String> {
     Ok((t, uri))
 }
 
-/// A loaded http.json.
-#[derive(Debug, Clone, Default)]
+/// A loaded http.json, with the client its trust settings make.
+#[derive(Clone)]
 pub struct HttpConfig {
     allow: Vec<Target>,
+    client: HttpsClient,
+}
+
+impl Default for HttpConfig {
+    /// Nothing allowed.
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            client: client(&[]),
+        }
+    }
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("allow", &self.allow)
+            .finish()
+    }
+}
+
+/// A client trusting the system's CAs and `extra`; no redirects, HTTP/1.
+fn client(extra: &[rustls::pki_types::CertificateDer<'static>]) -> HttpsClient {
+    let mut roots = rustls::RootCertStore::empty();
+    // None found means https fails with the TLS error, never that anything
+    // is trusted.
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    for cert in extra {
+        let _ = roots.add(cert.clone());
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default protocol versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector)
 }
 
 impl HttpConfig {
@@ -130,7 +180,33 @@ impl HttpConfig {
                 Ok(t)
             })
             .collect::<Result<_, String>>()?;
-        Ok(Self { allow })
+        let extra = match &file.ca_file {
+            None => Vec::new(),
+            Some(path) => {
+                if !path.is_absolute() {
+                    return Err(format!(
+                        "{HTTP}: ca_file {} must be an absolute path",
+                        path.display()
+                    ));
+                }
+                let pem = std::fs::read(path)
+                    .map_err(|e| format!("{HTTP}: ca_file {}: {e}", path.display()))?;
+                let certs: Vec<_> = rustls::pki_types::pem::PemObject::pem_slice_iter(&pem)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("{HTTP}: ca_file {}: {e:?}", path.display()))?;
+                if certs.is_empty() {
+                    return Err(format!(
+                        "{HTTP}: ca_file {} holds no PEM certificate",
+                        path.display()
+                    ));
+                }
+                certs
+            }
+        };
+        Ok(Self {
+            allow,
+            client: client(&extra),
+        })
     }
 
     /// The URL, if a prefix allows it; else why not.
@@ -220,22 +296,10 @@ type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Byte
 pub struct Http {
     schema: JobSchema,
     config: Arc<LiveHttpConfig>,
-    client: HttpsClient,
 }
 
 impl Http {
     pub fn new(config: Arc<LiveHttpConfig>) -> Self {
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_native_roots_or_empty();
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .build();
         Self {
             schema: JobSchema {
                 name: "http",
@@ -274,24 +338,7 @@ impl Http {
                 reconcilable: false,
             },
             config,
-            client: Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector),
         }
-    }
-}
-
-trait NativeRoots {
-    fn with_native_roots_or_empty(self) -> rustls::ClientConfig;
-}
-
-impl NativeRoots for rustls::ConfigBuilder<rustls::ClientConfig, rustls::WantsVerifier> {
-    /// The system's CA certificates; none found means https fails (with
-    /// the TLS error), never that anything is trusted.
-    fn with_native_roots_or_empty(self) -> rustls::ClientConfig {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_native_certs::load_native_certs().certs {
-            let _ = roots.add(cert);
-        }
-        self.with_root_certificates(roots).with_no_client_auth()
     }
 }
 
@@ -333,7 +380,8 @@ impl Job for Http {
     ) -> Result<Outputs, JobError> {
         let m = method(args).map_err(JobError::new)?;
         let url = args.get("url").map(String::as_str).unwrap_or_default();
-        let uri = self.config.current().allows(url).map_err(JobError::new)?;
+        let config = self.config.current();
+        let uri = config.allows(url).map_err(JobError::new)?;
         let expect = expected(args.get("expect").map_or("200-299", String::as_str))
             .map_err(JobError::new)?;
         let limit = match args.get("timeoutSeconds") {
@@ -364,7 +412,7 @@ impl Job for Http {
             return Err(JobError::cancelled());
         }
         let exchange = async {
-            let resp = self
+            let resp = config
                 .client
                 .request(req)
                 .await
@@ -475,6 +523,19 @@ mod tests {
                 .allows("http://127.0.0.1:8500/v1/")
                 .is_err()
         );
+    }
+
+    #[test]
+    fn a_ca_file_must_be_absolute_and_hold_certificates() {
+        let e = HttpConfig::parse(r#"{"allow": [], "ca_file": "ca.pem"}"#).unwrap_err();
+        assert!(e.contains("absolute"), "{e}");
+        assert!(HttpConfig::parse(r#"{"allow": [], "ca_file": "/nonexistent/ca.pem"}"#).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("ca.pem");
+        std::fs::write(&f, "not a certificate").unwrap();
+        let text = serde_json::json!({"allow": [], "ca_file": f}).to_string();
+        let e = HttpConfig::parse(&text).unwrap_err();
+        assert!(e.contains("no PEM certificate"), "{e}");
     }
 
     #[test]
