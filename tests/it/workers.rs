@@ -726,3 +726,91 @@ async fn a_task_carries_its_workflow_s_trace_to_the_worker() {
     );
     stop.cancel();
 }
+
+/// Workers on `s` as `token` sees them.
+async fn workers_seen(s: &TestServer, token: &str) -> usize {
+    let mut c = WorkerClient::connect(s.addr()).await.unwrap();
+    let r = c
+        .list_workers(interlock_tests::bearer(token, v1::ListWorkersReq {}))
+        .await
+        .unwrap();
+    r.into_inner().workers.len()
+}
+
+#[tokio::test]
+async fn revoking_a_worker_s_grant_or_token_ends_its_session() {
+    const RBAC: &str = r#"{"roles": {"worker": [{"actions": ["work"], "workflows": ["wipe"]}],
+                          "ops": [{"actions": ["admin"], "workflows": ["*"]}]},
+                "bindings": [{"identity": "token:wiper", "roles": ["worker"]},
+                             {"identity": "token:ops", "roles": ["ops"]}]}"#;
+    let tokens = [("wiper", "wiper-secret"), ("ops", "ops-secret")];
+    let s = TestServer::start_with(|c| {
+        write_config(&c.configs.join("jobs.json"), JOBS);
+        enable_auth(c, &tokens, RBAC);
+    })
+    .await;
+    let start = || {
+        let mut o = opts();
+        o.credentials.token = Some("wiper-secret".into());
+        let w =
+            Worker::new(&s.addr(), o, "wiper").handle("wipe", |_| async { Ok(Default::default()) });
+        tokio::spawn(async move { w.run(CancellationToken::new()).await })
+    };
+    // The grant goes: the session ends, and the worker is refused when it
+    // comes back.
+    let worker = start();
+    eventually("the worker connects", || async {
+        workers_seen(&s, "ops-secret").await == 1
+    })
+    .await;
+    write_config(
+        &s.config_path("rbac.json"),
+        &RBAC.replace(r#"["work"]"#, r#"["read"]"#),
+    );
+    eventually("its session ends", || async {
+        workers_seen(&s, "ops-secret").await == 0
+    })
+    .await;
+    let e = tokio::time::timeout(Duration::from_secs(20), worker)
+        .await
+        .expect("the worker gives up")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code(), Some(Code::PermissionDenied), "{e}");
+
+    // The token goes: the same.
+    write_config(&s.config_path("rbac.json"), RBAC);
+    let worker = start();
+    eventually("the worker connects again", || async {
+        workers_seen(&s, "ops-secret").await == 1
+    })
+    .await;
+    let only_ops = serde_json::json!({"tokens": [
+        {"name": "ops", "sha256": interlock_auth::tokens::hash("ops-secret")}]});
+    write_config(&s.config_path("tokens.json"), &only_ops.to_string());
+    eventually("its session ends", || async {
+        workers_seen(&s, "ops-secret").await == 0
+    })
+    .await;
+    let e = tokio::time::timeout(Duration::from_secs(20), worker)
+        .await
+        .expect("the worker gives up")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code(), Some(Code::Unauthenticated), "{e}");
+}
+
+#[tokio::test]
+async fn a_type_taken_out_of_jobs_json_ends_the_sessions_offering_it() {
+    let s = server().await;
+    let stop = spawn(
+        Worker::new(&s.addr(), opts(), "w1").handle("hang", |_| async { Ok(Default::default()) }),
+    );
+    online(&s, 1).await;
+    write_config(
+        &s.config_path("jobs.json"),
+        r#"{"jobs": [{"name": "ping", "idempotency": "safe"}]}"#,
+    );
+    online(&s, 0).await;
+    stop.cancel();
+}

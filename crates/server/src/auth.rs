@@ -147,6 +147,37 @@ impl Guard {
         }
     }
 
+    /// Whether a bearer token presented earlier (by a long-lived stream) is
+    /// still good: revoking it in tokens.json ends what it opened. True
+    /// with authentication off or without a token (a certificate).
+    pub fn still_valid(&self, bearer: Option<&str>) -> bool {
+        match (&self.0, bearer) {
+            (Some(state), Some(token)) => state
+                .borrow()
+                .tokens
+                .good
+                .verify(token, std::time::SystemTime::now())
+                .is_ok(),
+            _ => true,
+        }
+    }
+
+    /// Tells when tokens.json or rbac.json changes (none with
+    /// authentication off).
+    pub fn subscribe(&self) -> Option<watch::Receiver<Arc<AuthState>>> {
+        self.0.clone()
+    }
+
+    /// The bearer token of a call, if it carries one.
+    pub fn bearer(headers: &tonic::metadata::MetadataMap) -> Option<String> {
+        headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim().to_string())
+    }
+
     /// Starts a dashboard session for `token` (checked as a bearer token
     /// is), lasting `ttl`: the session value and who it stands for.
     pub fn open_session(

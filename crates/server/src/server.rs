@@ -305,12 +305,12 @@ impl ServerBuilder {
             audit: auditor.clone(),
             guard: guard.clone(),
         });
-        let worker_api = Arc::new(crate::worker::WorkerApi::new(
+        let worker_api = crate::worker::WorkerApi::start(
             workers,
             auditor.clone(),
             guard.clone(),
             shutdown.clone(),
-        ));
+        );
         let control = Arc::new(ControlApi::new(
             engine.clone(),
             live,

@@ -25,21 +25,76 @@ pub struct WorkerApi {
     audit: Auditor,
     guard: Guard,
     stop: CancellationToken,
+    /// Who opened each session, with what: checked again whenever
+    /// tokens.json or rbac.json changes.
+    sessions: Arc<std::sync::Mutex<std::collections::HashMap<u64, SessionAuth>>>,
+}
+
+struct SessionAuth {
+    who: interlock_auth::Identity,
+    bearer: Option<String>,
+    types: Vec<String>,
 }
 
 impl WorkerApi {
-    pub fn new(
+    /// The service, and (with authentication on) the task that ends a
+    /// session once its token is revoked or its `work` grant is gone.
+    pub fn start(
         dispatcher: Arc<Dispatcher>,
         audit: Auditor,
         guard: Guard,
         stop: CancellationToken,
-    ) -> Self {
-        Self {
+    ) -> Arc<Self> {
+        let api = Arc::new(Self {
             dispatcher,
             audit,
             guard,
             stop,
+            sessions: Default::default(),
+        });
+        if let Some(mut changes) = api.guard.subscribe() {
+            let (this, stop) = (Arc::downgrade(&api), api.stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        r = changes.changed() => if r.is_err() { return },
+                    }
+                    match this.upgrade() {
+                        Some(api) => api.recheck(),
+                        None => return,
+                    }
+                }
+            });
         }
+        api
+    }
+
+    /// Ends every session whose credentials or grants no longer hold.
+    fn recheck(&self) {
+        let mut sessions = self.sessions.lock().expect("sessions lock");
+        sessions.retain(|id, a| {
+            let why = if !self.guard.still_valid(a.bearer.as_deref()) {
+                Some(format!("{}'s token is no longer valid", a.who))
+            } else if let Some(Err(e)) = a
+                .types
+                .iter()
+                .map(|t| self.guard.check_work(&a.who, t))
+                .find(Result::is_err)
+            {
+                Some(e.message().to_string())
+            } else {
+                self.dispatcher.recheck(*id, &self.guard.roles_of(&a.who))
+            };
+            match why {
+                Some(why) => {
+                    tracing::warn!(session = id, who = %a.who, %why, "worker session ended");
+                    self.dispatcher.disconnect(*id, &why);
+                    false
+                }
+                None => true,
+            }
+        });
     }
 }
 
@@ -88,6 +143,7 @@ impl Worker for WorkerApi {
         r: Request<Streaming<v1::WorkerMsg>>,
     ) -> Result<Response<ServerStream>, Status> {
         let who = Caller::of(&r);
+        let bearer = Guard::bearer(r.metadata());
         let mut inbound = r.into_inner();
         let first = tokio::time::timeout(self.dispatcher.opts().lease_ttl, inbound.message())
             .await
@@ -128,8 +184,17 @@ impl Worker for WorkerApi {
             .record(who.outcome("worker.connect", &hello.name, &detail, &result))
             .await;
         let (session, rx) = result?;
+        self.sessions.lock().expect("sessions lock").insert(
+            session,
+            SessionAuth {
+                who: who.who.clone(),
+                bearer,
+                types: hello.job_types.clone(),
+            },
+        );
         let d = self.dispatcher.clone();
         let stop = self.stop.clone();
+        let sessions = self.sessions.clone();
         tokio::spawn(async move {
             let why = loop {
                 tokio::select! {
@@ -147,6 +212,7 @@ impl Worker for WorkerApi {
                 }
             };
             d.disconnect(session, &why);
+            sessions.lock().expect("sessions lock").remove(&session);
         });
         let opts = self.dispatcher.opts();
         let welcome = v1::ServerMsg {

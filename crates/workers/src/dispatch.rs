@@ -179,10 +179,43 @@ impl Dispatcher {
         self.opts
     }
 
-    /// Puts a newly loaded jobs.json in force. Sessions keep serving what
-    /// they were admitted for; new sessions are checked against it.
+    /// Puts a newly loaded jobs.json in force. A session offering a type
+    /// it no longer declares, or no longer lets that worker serve, ends
+    /// (its tasks are handled as a lost worker's); it may reconnect with
+    /// what it may still serve.
     pub fn declare(&self, decls: Declarations) {
         *self.decls.write().expect("decls lock") = Arc::new(decls);
+        let sessions: Vec<(u64, Vec<String>)> = {
+            let st = self.state.lock().expect("dispatch lock");
+            st.sessions
+                .iter()
+                .map(|(id, s)| (*id, s.roles.clone()))
+                .collect()
+        };
+        for (id, roles) in sessions {
+            self.recheck(id, &roles);
+        }
+    }
+
+    /// Checks session `session` again with the identity's current roles:
+    /// every type it offers must still be declared and allowed to it.
+    /// If not, the session ends and this says why.
+    pub fn recheck(&self, session: u64, roles: &[String]) -> Option<String> {
+        let decls = self.declarations();
+        let mut st = self.state.lock().expect("dispatch lock");
+        let s = st.sessions.get_mut(&session)?;
+        s.roles = roles.to_vec();
+        let why = s.types.iter().find_map(|t| match decls.get(t) {
+            None => Some(format!("job type {t:?} is no longer declared in jobs.json")),
+            Some(d) if !d.may_serve(&s.identity, roles) => Some(format!(
+                "jobs.json no longer lets {} serve job type {t:?}",
+                s.identity
+            )),
+            Some(_) => None,
+        })?;
+        st.lose(session, &why);
+        metrics::gauge!("interlock_workers_connected").set(st.sessions.len() as f64);
+        Some(why)
     }
 
     pub fn declarations(&self) -> Arc<Declarations> {
@@ -238,6 +271,7 @@ impl Dispatcher {
             id,
             Session {
                 identity: identity.to_string(),
+                roles: roles.to_vec(),
                 name: name.to_string(),
                 types: types.iter().cloned().collect(),
                 capacity,

@@ -11,6 +11,8 @@ use tokio::time::Instant;
 
 pub(super) struct Session {
     pub identity: String,
+    /// The roles bound to the identity when last checked.
+    pub roles: Vec<String>,
     pub name: String,
     pub types: BTreeSet<String>,
     pub capacity: usize,
