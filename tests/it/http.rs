@@ -601,3 +601,29 @@ async fn schedules_and_inventory_over_http() {
         "{changed}"
     );
 }
+
+#[tokio::test]
+async fn workers_are_listed_as_over_grpc() {
+    let s = TestServer::start_with(|c| {
+        interlock_tests::write_config(
+            &c.configs.join("jobs.json"),
+            r#"{"jobs": [{"name": "ping", "idempotency": "safe"}]}"#,
+        )
+    })
+    .await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let w = interlock_client::worker::Worker::new(&s.addr(), Default::default(), "w1")
+        .handle("ping", |_| async { Ok(Default::default()) });
+    let run = tokio::spawn(w.run(stop.clone()));
+    interlock_tests::eventually("the worker is listed", || async {
+        let (code, v) = call(&s, "GET", "/api/v1/workers", None, None).await;
+        code == 200 && v["workers"].as_array().is_some_and(|w| w.len() == 1)
+    })
+    .await;
+    let (_, v) = call(&s, "GET", "/api/v1/workers", None, None).await;
+    assert_eq!(v["workers"][0]["name"], "w1", "{v}");
+    assert_eq!(v["workers"][0]["jobTypes"], json!(["ping"]), "{v}");
+    assert_eq!(v["waiting"], json!([]));
+    stop.cancel();
+    let _ = run.await;
+}

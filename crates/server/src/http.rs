@@ -51,6 +51,7 @@ pub struct HttpApi {
     pub templates: std::sync::Arc<crate::templates::TemplatesApi>,
     pub schedules: std::sync::Arc<crate::schedules::SchedulesApi>,
     pub inventory: std::sync::Arc<crate::inventory::InventoryApi>,
+    pub workers: std::sync::Arc<crate::worker::WorkerApi>,
     pub guard: Guard,
     /// The gRPC server's in-flight budget, shared.
     pub limit: crate::limit::InFlightLimitLayer,
@@ -76,6 +77,7 @@ pub fn router(state: HttpApi) -> axum::Router {
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/cluster", get(cluster))
+        .route("/api/v1/workers", get(workers))
         .merge(templates::routes())
         .merge(schedules::routes())
         .merge(inventory::routes())
@@ -590,6 +592,15 @@ async fn whoami(State(s): State<HttpApi>, p: Parts, axum::extract::Query(q): Que
 
 async fn cluster(State(s): State<HttpApi>, p: Parts) -> Response {
     reply(s.control.cluster(grpc(&p, v1::ClusterReq {})).await)
+}
+
+async fn workers(State(s): State<HttpApi>, p: Parts) -> Response {
+    use interlock_proto::v1::worker_server::Worker as _;
+    reply(
+        s.workers
+            .list_workers(grpc(&p, v1::ListWorkersReq {}))
+            .await,
+    )
 }
 
 #[cfg(test)]

@@ -328,6 +328,7 @@ impl ServerBuilder {
                         templates: templates.clone(),
                         schedules: schedules.clone(),
                         inventory: inventory_api.clone(),
+                        workers: worker_api.clone(),
                         guard: guard.clone(),
                         limit: in_flight.clone(),
                         web: crate::web::session::WebPolicy {
@@ -366,7 +367,9 @@ impl ServerBuilder {
             .add_service(v1::inventory_server::InventoryServer::from_arc(
                 inventory_api.clone(),
             ))
-            .add_service(v1::worker_server::WorkerServer::from_arc(worker_api))
+            .add_service(v1::worker_server::WorkerServer::from_arc(
+                worker_api.clone(),
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
