@@ -194,3 +194,48 @@ async fn the_emergency_stop_ends_the_whole_process_tree() {
     .await;
     assert_eq!(st.status, v1::Status::Stopped as i32, "{st:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_crash_the_command_left_running_is_killed_and_the_unsafe_job_interrupted() {
+    use interlock_tests::daemon::DaemonSpec;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DaemonSpec::new(interlock_tests::interlockd!(), dir.path());
+    let configs = dir.path().join("configs");
+    interlock_tests::admit_x(&configs);
+    write_config(&configs.join("commands.json"), COMMANDS);
+    let mut d = spec.clone().spawn().expect("interlockd starts");
+    let pidfile = dir.path().join("grandchild.pid");
+    let c = d.client().await;
+    let job = req::job("exec.tree", &[("pidfile", pidfile.to_str().unwrap())]);
+    let id = c
+        .submit(req::work("x", vec![req::block(1, vec![job])]))
+        .await
+        .unwrap();
+    c.exec(&id).await.unwrap();
+    eventually("the command started its child", || async {
+        std::fs::read_to_string(&pidfile).is_ok_and(|p| !p.trim().is_empty())
+    })
+    .await;
+    let pid = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .to_string();
+    d.kill(); // SIGKILL: the command outlives its server
+    assert!(!gone(&pid), "the orphaned command is still running");
+    let d = spec
+        .listen(d.addr.clone())
+        .spawn()
+        .expect("interlockd restarts");
+    eventually("the restarted server kills it", || async { gone(&pid) }).await;
+    let c = d.client().await;
+    eventually("the workflow waits for an operator", || async {
+        c.status(&id).await.unwrap().status == v1::Status::Paused as i32
+    })
+    .await;
+    let st = c.status(&id).await.unwrap();
+    assert_eq!(
+        st.blocks[0].jobs[0].status,
+        v1::Status::Interrupted as i32,
+        "{st:?}"
+    );
+}

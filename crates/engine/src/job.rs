@@ -54,6 +54,13 @@ pub trait Job: Send + Sync + 'static {
         self.schema().idempotency == interlock_core::Idempotency::Safe
     }
 
+    /// Stops whatever a run found in flight at recovery left behind in
+    /// this machine (a process it started), before the job is re-run,
+    /// reconciled or interrupted: a run the restarted server does not
+    /// continue must not go on unsupervised. The context carries the
+    /// run's checkpoint. Best effort; the default does nothing.
+    async fn abandon(&self, _ctx: &JobCtx, _args: &BTreeMap<String, String>) {}
+
     /// After a crash, finds out whether a run that was in flight had its
     /// effect. Only called for jobs whose schema says `reconcilable`; the
     /// context carries the checkpoint the run saved, if any.
@@ -289,6 +296,10 @@ pub trait JobRunner: Send + Sync + 'static {
 
     /// After a crash: did the attempt that was in flight take effect?
     async fn reconcile(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Reconciled;
+
+    /// After a crash: stop what the attempt in flight left running here
+    /// (see [`Job::abandon`]).
+    async fn abandon(&self, _ctx: &JobCtx, _job: &interlock_core::Job) {}
 
     /// Jobs of workflow `id` whose attempt waits to be picked up (for a
     /// worker), as (block, job, what it waits for and since when).

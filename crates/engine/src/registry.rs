@@ -84,6 +84,12 @@ impl JobRunner for Registry {
         self.job(&job.name)?.run(ctx, &job.args).await
     }
 
+    async fn abandon(&self, ctx: &JobCtx, job: &interlock_core::Job) {
+        if let Some(j) = self.get(&job.name) {
+            j.abandon(ctx, &job.args).await;
+        }
+    }
+
     async fn reconcile(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Reconciled {
         match self.job(&job.name) {
             Ok(j) => reconcile(j.as_ref(), ctx, &job.args).await,

@@ -145,6 +145,15 @@ impl JobRunner for Runners {
             .collect()
     }
 
+    async fn abandon(&self, ctx: &JobCtx, job: &interlock_core::Job) {
+        // A worker's run is its own to stop; a local one is ours.
+        if self.remote.declarations().get(&job.name).is_none()
+            && let Some(j) = self.local(&job.name)
+        {
+            j.abandon(ctx, &job.args).await;
+        }
+    }
+
     async fn reconcile(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Reconciled {
         let decl = self.remote.declarations().get(&job.name).cloned();
         match decl {

@@ -98,6 +98,20 @@ impl Engine {
         let inner = &self.inner;
         let lease = active.lease();
         let now = self.now();
+        // First, whatever runs in flight left going here stops: nothing
+        // below continues them (a re-run starts afresh, a reconcile only
+        // looks, an interrupted job waits for an operator).
+        for (bi, block) in rec.blocks.iter().enumerate() {
+            for (ji, jr) in block.jobs.iter().enumerate() {
+                if jr.status == Status::Running {
+                    let ctx = inner.job_ctx(&rec, bi, ji, active, jr);
+                    inner
+                        .runner
+                        .abandon(&ctx, &rec.req.blocks[bi].jobs[ji])
+                        .await;
+                }
+            }
+        }
         let halted = inner.estop.borrow().halted(&rec.req.name);
         if let Some(h) = halted {
             // A drain ends the run too: resuming would start its jobs

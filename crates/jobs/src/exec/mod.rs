@@ -8,7 +8,9 @@
 //! whole group, then SIGKILL after the grace period, so nothing it started
 //! outlives it. Output: `exitCode` and the last [`config::TAIL_BYTES`] of
 //! stdout and stderr. A command in flight at a crash is run again only if
-//! its entry says `safe`; otherwise recovery makes it Interrupted.
+//! its entry says `safe`; otherwise recovery makes it Interrupted. Either
+//! way the restarted server first kills the process group the crashed one
+//! left running (its checkpoint records which: boot, pid, start time).
 
 pub mod config;
 
@@ -57,6 +59,67 @@ fn signal_group(pid: u32, sig: rustix::process::Signal) {
     }
 }
 
+/// A running command's process group, as its checkpoint records it: the
+/// machine's boot, the leader's pid and its start time, so a later server
+/// kills that group and never another that reuses the number.
+#[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq, Debug)]
+struct Running {
+    boot: String,
+    pid: u32,
+    start: u64,
+}
+
+impl Running {
+    fn of(pid: u32) -> Option<Self> {
+        Some(Self {
+            boot: boot_id()?,
+            pid,
+            start: start_time(pid)?,
+        })
+    }
+
+    /// Kills the group if it is still this machine's, this boot's, and led
+    /// by the same process (or its leader is gone: a pid is not reused
+    /// while its process group lives).
+    fn stop(&self) -> bool {
+        if boot_id().as_deref() != Some(self.boot.as_str()) {
+            return false;
+        }
+        match start_time(self.pid) {
+            Some(t) if t != self.start => false,
+            _ => {
+                signal_group(self.pid, rustix::process::Signal::KILL);
+                true
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&serde_json::to_string(self).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// The process's start time (clock ticks after boot), from /proc.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may hold spaces: state is the
+    // 3rd field, starttime the 22nd.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
 /// Kills the group if the run is dropped half way (an aborted task).
 struct GroupGuard(Option<u32>);
 
@@ -93,6 +156,21 @@ impl Job for Exec {
         self.command.check(args)
     }
 
+    async fn abandon(&self, ctx: &JobCtx, _args: &BTreeMap<String, String>) {
+        let Some(mark) = ctx
+            .checkpoint
+            .as_deref()
+            .and_then(|c| serde_json::from_str::<Running>(c).ok())
+        else {
+            return;
+        };
+        if mark.stop() {
+            tracing::warn!(workflow = %ctx.workflow_id, block = ctx.block, job = ctx.job,
+                pid = mark.pid, command = self.command.schema.name,
+                "killed the process group a crashed server's run left behind");
+        }
+    }
+
     async fn run(
         &self,
         ctx: &JobCtx,
@@ -124,6 +202,11 @@ impl Job for Exec {
             .spawn()
             .map_err(|e| JobError::new(format!("cannot start {}: {e}", program.display())))?;
         let mut guard = GroupGuard(child.id());
+        // Where the process is, durably, before it can act for long: if this
+        // server dies, the next one stops it (see `abandon`).
+        if let Some(mark) = child.id().and_then(Running::of) {
+            ctx.save_checkpoint(mark.to_string()).await?;
+        }
         let out = tokio::spawn(tail(child.stdout.take().expect("piped")));
         let err = tokio::spawn(tail(child.stderr.take().expect("piped")));
         let stopped = tokio::select! {
@@ -190,5 +273,30 @@ impl Job for Exec {
         let mut e = JobError::new(format!("{} {what}: {last}", program.display()));
         e.retryable = c.schema.idempotency == interlock_core::Idempotency::Safe;
         Err(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mark_names_this_process_and_no_other() {
+        let me = Running::of(std::process::id()).expect("this process is in /proc");
+        let back: Running = serde_json::from_str(&me.to_string()).unwrap();
+        assert_eq!(back, me);
+        assert_eq!(start_time(std::process::id()), Some(me.start));
+        // Another boot, or the same pid started at another time: not ours
+        // to kill (stop() returns before signalling anything).
+        let other_boot = Running {
+            boot: "not-this-boot".into(),
+            ..Running::of(std::process::id()).unwrap()
+        };
+        assert!(!other_boot.stop());
+        let reused = Running {
+            start: me.start + 1,
+            ..Running::of(std::process::id()).unwrap()
+        };
+        assert!(!reused.stop());
     }
 }
