@@ -262,9 +262,13 @@ impl Worker {
             });
         }
         let running: Arc<Mutex<Running>> = Arc::default();
+        let give_up = CancellationToken::new();
         let result = loop {
             let msg = tokio::select! {
                 _ = stop.cancelled() => break Ok(()),
+                _ = give_up.cancelled() => break Err(Error::Rpc(tonic::Status::unavailable(
+                    "a task's result could not be delivered",
+                ))),
                 m = inbound.message() => m,
             };
             match msg {
@@ -283,7 +287,12 @@ impl Worker {
                             detached,
                             client: client.clone(),
                         };
-                        tokio::spawn(self.clone().serve(ctx, running.clone(), ended.clone()));
+                        tokio::spawn(self.clone().serve(
+                            ctx,
+                            running.clone(),
+                            ended.clone(),
+                            give_up.clone(),
+                        ));
                     }
                     v1::server_msg::Msg::Cancel(c) => {
                         if let Some((cancel, detached)) =
@@ -320,6 +329,7 @@ impl Worker {
         ctx: TaskCtx,
         running: Arc<Mutex<Running>>,
         ended: CancellationToken,
+        give_up: CancellationToken,
     ) {
         use v1::task_result::Outcome;
         let lease_id = ctx.task.lease_id.clone();
@@ -328,7 +338,10 @@ impl Worker {
                 None => {
                     Outcome::Unknown("this worker has no reconcile handler for the type".into())
                 }
-                Some(f) => match f(ctx.clone()).await {
+                Some(f) => match tokio::spawn(f(ctx.clone()))
+                    .await
+                    .unwrap_or_else(|e| Reconciled::Unknown(format!("the handler failed: {e}")))
+                {
                     Reconciled::Done(outputs) => Outcome::Done(v1::TaskDone { outputs }),
                     Reconciled::NotDone => Outcome::NotDone(v1::TaskNotDone {}),
                     Reconciled::Unknown(why) => Outcome::Unknown(why),
@@ -364,14 +377,15 @@ impl Worker {
             lease_id,
             outcome: Some(outcome),
         };
-        // A result is worth retrying for as long as the session lasts: the
-        // lease holds meanwhile, and the alternative is the task waiting
-        // until it is re-dispatched or interrupted.
+        // A result is worth retrying for a while: the lease holds meanwhile.
+        // Past that, or refused, the session is given up, so the server
+        // treats the task as a lost worker's instead of waiting on it.
         let mut wait = Duration::from_millis(50);
+        let deadline = std::time::Instant::now() + RESULT_RETRY;
         loop {
             match ctx.client.clone().complete(result.clone()).await {
                 Ok(_) => return,
-                Err(s) if transient(&s) && !ended.is_cancelled() => {
+                Err(s) if transient(&s) && std::time::Instant::now() < deadline => {
                     tokio::select! {
                         _ = ended.cancelled() => return,
                         _ = tokio::time::sleep(wait) => {}
@@ -380,11 +394,12 @@ impl Worker {
                 }
                 Err(s) => {
                     eprintln!(
-                        "worker {}: result of {} refused: {}",
+                        "worker {}: result of {} not delivered ({}); ending the session",
                         self.name,
                         result.lease_id,
                         s.message()
                     );
+                    give_up.cancel();
                     return;
                 }
             }
@@ -392,11 +407,14 @@ impl Worker {
     }
 }
 
+/// How long a task's result is retried before the session is given up.
+const RESULT_RETRY: Duration = Duration::from_secs(60);
+
 /// A call that may succeed if made again.
 fn transient(s: &tonic::Status) -> bool {
     matches!(
         s.code(),
-        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded | Code::Unknown
+        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded
     )
 }
 

@@ -248,10 +248,12 @@ pub fn traceparent_in(trace_id: &str, workflow: &str, block: usize, job: usize) 
     if !ok {
         return None;
     }
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (workflow, block, job).hash(&mut h);
-    Some(format!("00-{trace_id}-{:016x}-01", h.finish().max(1)))
+    // FNV-1a: the same span id from every build and process.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("{workflow}/{block}/{job}").bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    Some(format!("00-{trace_id}-{:016x}-01", h.max(1)))
 }
 
 /// Sleeps for `d` unless `cancel` fires first.

@@ -180,9 +180,6 @@ pub fn join_workflow_trace(span: &tracing::Span, workflow_id: &str, trace_id: &s
     let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
 }
 
-/// The trace id (32 lowercase hex digits) of a W3C `traceparent` value
-/// (`00-<trace id>-<parent id>-<flags>`), if it is well formed and not
-/// all zeros.
 /// The W3C `traceparent` of the current span, when traces are exported.
 pub fn current_traceparent() -> Option<String> {
     use opentelemetry::trace::TraceContextExt as _;
@@ -202,6 +199,9 @@ pub fn current_traceparent() -> Option<String> {
     })
 }
 
+/// The trace id (32 lowercase hex digits) of a W3C `traceparent` value
+/// (`00-<trace id>-<parent id>-<flags>`), if it is well formed and not
+/// all zeros.
 pub fn trace_id_of(traceparent: &str) -> Option<&str> {
     let mut parts = traceparent.trim().split('-');
     let (version, trace, parent, flags) =

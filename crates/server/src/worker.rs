@@ -147,7 +147,9 @@ impl Worker for WorkerApi {
         let mut inbound = r.into_inner();
         let first = tokio::time::timeout(self.dispatcher.opts().lease_ttl, inbound.message())
             .await
-            .map_err(|_| bad_request("no hello within the worker ttl"))?;
+            .map_err(|_| {
+                Status::deadline_exceeded("no hello within the worker ttl; connect again")
+            })?;
         let hello = match first? {
             Some(v1::WorkerMsg {
                 msg: Some(v1::worker_msg::Msg::Hello(h)),
@@ -192,6 +194,8 @@ impl Worker for WorkerApi {
                 types: hello.job_types.clone(),
             },
         );
+        // A revocation between the checks above and now is seen too.
+        self.recheck();
         let d = self.dispatcher.clone();
         let stop = self.stop.clone();
         let sessions = self.sessions.clone();

@@ -154,6 +154,22 @@ pub struct Dispatcher {
     opts: DispatchOpts,
 }
 
+/// Pumps a type's queue when dropped (a checkpoint write held it back).
+struct PumpOnDrop<'a> {
+    d: &'a Dispatcher,
+    job_type: String,
+}
+
+impl Drop for PumpOnDrop<'_> {
+    fn drop(&mut self) {
+        self.d
+            .state
+            .lock()
+            .expect("dispatch lock")
+            .pump(&self.job_type);
+    }
+}
+
 /// A task handed to [`Dispatcher::run`], removed when its attempt ends.
 struct Enqueued<'a> {
     d: &'a Dispatcher,
@@ -285,6 +301,13 @@ impl Dispatcher {
             st.pump(t);
         }
         metrics::gauge!("interlock_workers_connected").set(st.sessions.len() as f64);
+        drop(st);
+        // A jobs.json loaded meanwhile is checked against this session too.
+        if !Arc::ptr_eq(&decls, &self.declarations())
+            && let Some(why) = self.recheck(id, roles)
+        {
+            return Err(DispatchError::NotAllowed(why));
+        }
         tracing::info!(session = id, %identity, %name, ?types, capacity, "worker connected");
         Ok((id, rx))
     }
@@ -369,6 +392,7 @@ impl Dispatcher {
             let mut st = self.state.lock().expect("dispatch lock");
             st.next += 1;
             let id = st.next;
+            let writer = st.writer((ctx.workflow_id.clone(), ctx.block, ctx.job));
             st.tasks.insert(
                 id,
                 Task {
@@ -396,7 +420,7 @@ impl Dispatcher {
                     queued_since: SystemTime::now(),
                     ctx: ctx.clone(),
                     done: Some(done),
-                    writing: Arc::default(),
+                    writing: writer,
                 },
             );
             st.queues.entry(job.name.clone()).or_default().push_back(id);
@@ -471,19 +495,24 @@ impl Dispatcher {
 
     /// Durably saves a task's checkpoint (fenced twice: by the lease here,
     /// by the workflow's lease in the store). While it is written the task
-    /// is not handed to another worker, so a write of a worker that is
-    /// being lost cannot land after its successor's.
+    /// is not handed to another worker, and no other attempt of the job
+    /// writes, so a write of a worker that is being lost cannot land after
+    /// its successor's.
     pub async fn checkpoint(
         &self,
         identity: &str,
         lease_id: &str,
         state: String,
     ) -> Result<(), DispatchError> {
-        let writing = {
+        let (writing, job_type) = {
             let st = self.state.lock().expect("dispatch lock");
             let (id, _) = st.lease_of(identity, lease_id)?;
-            st.tasks[&id].writing.clone()
+            let t = &st.tasks[&id];
+            (t.writing.clone(), t.spec.job_type.clone())
         };
+        // Declared first, dropped last: once the write is over (or this
+        // call is dropped half way) the task may go out again.
+        let _pump = PumpOnDrop { d: self, job_type };
         let guard = writing.lock().await;
         let (id, ctx) = {
             let mut st = self.state.lock().expect("dispatch lock");
@@ -494,20 +523,17 @@ impl Dispatcher {
             (id, st.tasks[&id].ctx.clone())
         };
         let written = ctx.save_checkpoint(state.clone()).await;
-        drop(guard);
-        let mut st = self.state.lock().expect("dispatch lock");
-        let job_type = match st.tasks.get_mut(&id) {
-            Some(t) => {
-                if written.is_ok() {
-                    // In the store now: a reconcile request carries it.
-                    t.spec.checkpoint = Some(state);
-                }
-                t.spec.job_type.clone()
+        let held = {
+            let mut st = self.state.lock().expect("dispatch lock");
+            if written.is_ok()
+                && let Some(t) = st.tasks.get_mut(&id)
+            {
+                // In the store now: whoever gets the task next gets it.
+                t.spec.checkpoint = Some(state);
             }
-            None => return Err(DispatchError::LeaseLost(lease_id.to_string())),
+            st.lease_of(identity, lease_id).map(|_| ())
         };
-        let held = st.lease_of(identity, lease_id).map(|_| ());
-        st.pump(&job_type);
+        drop(guard);
         written.map_err(|e| DispatchError::Checkpoint(e.message))?;
         held
     }
@@ -522,6 +548,12 @@ impl Dispatcher {
     ) -> Result<(TaskSpec, String), DispatchError> {
         let mut st = self.state.lock().expect("dispatch lock");
         let (id, session) = st.lease_of(identity, lease_id)?;
+        let asked_to_reconcile = st.tasks.get(&id).is_some_and(|t| t.spec.reconcile);
+        if matches!(result, TaskResult::NotDone | TaskResult::Unknown(_)) && !asked_to_reconcile {
+            return Err(DispatchError::Invalid(
+                "a reconcile answer was sent for a task that was asked to run".into(),
+            ));
+        }
         if let Some(s) = st.sessions.get_mut(&session) {
             s.last_seen = Instant::now();
             s.leased.remove(&id);

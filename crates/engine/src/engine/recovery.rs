@@ -189,6 +189,9 @@ impl Engine {
                             "interrupted by a server restart or takeover; will run again",
                         ));
                         jr.status = Status::NotStarted;
+                        // An operator's earlier Retry is spent: this run
+                        // finds out first, like any resumed one.
+                        jr.error.clear();
                     }
                     Err(why) => {
                         jr.status = Status::Interrupted;

@@ -60,11 +60,13 @@ fn signal_group(pid: u32, sig: rustix::process::Signal) {
 }
 
 /// A running command's process group, as its checkpoint records it: the
-/// machine's boot, the leader's pid and its start time, so a later server
-/// kills that group and never another that reuses the number.
+/// machine's boot, the pid namespace, the leader's pid and its start time,
+/// so a later server kills that group and never another that reuses the
+/// number (or lives in another container of the same machine).
 #[derive(serde::Serialize, serde::Deserialize, PartialEq, Eq, Debug)]
 struct Running {
     boot: String,
+    ns: String,
     pid: u32,
     start: u64,
 }
@@ -73,26 +75,31 @@ impl Running {
     fn of(pid: u32) -> Option<Self> {
         Some(Self {
             boot: boot_id()?,
+            ns: pid_namespace()?,
             pid,
             start: start_time(pid)?,
         })
     }
 
-    /// Kills the group if it is still this machine's, this boot's, and led
-    /// by the same process (or its leader is gone: a pid is not reused
-    /// while its process group lives).
+    /// Kills the group only while its leader is the very process that was
+    /// started (same boot, same pid namespace, same start time). A group
+    /// whose leader has exited is left alone: its pid could name another
+    /// group by then, and a wrong kill is worse than a missed one.
     fn stop(&self) -> bool {
-        if boot_id().as_deref() != Some(self.boot.as_str()) {
-            return false;
+        let ours = boot_id().as_deref() == Some(self.boot.as_str())
+            && pid_namespace().as_deref() == Some(self.ns.as_str())
+            && start_time(self.pid) == Some(self.start);
+        if ours {
+            signal_group(self.pid, rustix::process::Signal::KILL);
         }
-        match start_time(self.pid) {
-            Some(t) if t != self.start => false,
-            _ => {
-                signal_group(self.pid, rustix::process::Signal::KILL);
-                true
-            }
-        }
+        ours
     }
+}
+
+fn pid_namespace() -> Option<String> {
+    std::fs::read_link("/proc/self/ns/pid")
+        .ok()
+        .map(|p| p.display().to_string())
 }
 
 impl std::fmt::Display for Running {

@@ -45,6 +45,10 @@ pub(super) struct State {
     /// Lease id → task.
     pub leases: HashMap<String, u64>,
     pub queues: HashMap<String, VecDeque<u64>>,
+    /// One checkpoint writer lock per job (workflow, block, job), shared by
+    /// its attempts: an abandoned attempt's last write and the next
+    /// attempt's writes are ordered.
+    pub writers: HashMap<(String, usize, usize), std::sync::Weak<tokio::sync::Mutex<()>>>,
     pub next: u64,
     /// The server is shutting down: nothing is handed out, and a closed
     /// session's tasks are left for recovery rather than decided here.
@@ -52,6 +56,17 @@ pub(super) struct State {
 }
 
 impl State {
+    /// The checkpoint writer lock of a job, shared while anyone holds it.
+    pub fn writer(&mut self, key: (String, usize, usize)) -> Arc<tokio::sync::Mutex<()>> {
+        self.writers.retain(|_, w| w.strong_count() > 0);
+        if let Some(w) = self.writers.get(&key).and_then(std::sync::Weak::upgrade) {
+            return w;
+        }
+        let w = Arc::new(tokio::sync::Mutex::new(()));
+        self.writers.insert(key, Arc::downgrade(&w));
+        w
+    }
+
     /// The task (and session) under `lease_id`, if `identity` holds it now.
     pub fn lease_of(&self, identity: &str, lease_id: &str) -> Result<(u64, u64), DispatchError> {
         let lost = || DispatchError::LeaseLost(lease_id.to_string());

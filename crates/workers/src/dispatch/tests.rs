@@ -396,3 +396,19 @@ async fn an_operator_s_retry_runs_a_checkpointed_task_without_asking_first() {
     );
     runs.abort();
 }
+
+#[tokio::test]
+async fn a_reconcile_answer_to_a_run_is_refused_and_changes_nothing() {
+    let d = dispatcher();
+    let (_, mut rx) = connect(&d, "token:w1", &["ping"]);
+    let (run, _) = start(&d, "ping");
+    let t = next_task(&mut rx).await;
+    for wrong in [TaskResult::NotDone, TaskResult::Unknown("?".into())] {
+        let e = d.complete("token:w1", &t.lease_id, wrong).unwrap_err();
+        assert!(matches!(e, DispatchError::Invalid(_)), "{e:?}");
+    }
+    // The lease stands: the real result still lands.
+    d.complete("token:w1", &t.lease_id, TaskResult::Done(Outputs::new()))
+        .unwrap();
+    assert!(run.await.unwrap().is_ok());
+}
