@@ -822,3 +822,51 @@ async fn a_type_taken_out_of_jobs_json_ends_the_sessions_offering_it() {
     online(&s, 0).await;
     stop.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_whose_token_expires_loses_its_session() {
+    // Three seconds from now, as tokens.json writes it.
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3;
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    let expires = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let s = TestServer::start_with(|c| {
+        write_config(&c.configs.join("jobs.json"), JOBS);
+        enable_auth(
+            c,
+            &[("pinger", "pinger-secret"), ("ops", "ops-secret")],
+            r#"{"roles": {"w": [{"actions": ["work"], "workflows": ["ping"]}],
+                          "ops": [{"actions": ["admin"], "workflows": ["*"]}]},
+                "bindings": [{"identity": "token:pinger", "roles": ["w"]},
+                             {"identity": "token:ops", "roles": ["ops"]}]}"#,
+        );
+        let tokens = serde_json::json!({"tokens": [
+            {"name": "pinger", "sha256": interlock_auth::tokens::hash("pinger-secret"), "expires": expires},
+            {"name": "ops", "sha256": interlock_auth::tokens::hash("ops-secret")}]});
+        write_config(&c.configs.join("tokens.json"), &tokens.to_string());
+    })
+    .await;
+    let mut o = opts();
+    o.credentials.token = Some("pinger-secret".into());
+    let w =
+        Worker::new(&s.addr(), o, "pinger").handle("ping", |_| async { Ok(Default::default()) });
+    let worker = tokio::spawn(async move { w.run(CancellationToken::new()).await });
+    eventually("the worker connects", || async {
+        workers_seen(&s, "ops-secret").await == 1
+    })
+    .await;
+    // No file changes: the expiry alone ends the session.
+    let e = tokio::time::timeout(Duration::from_secs(20), worker)
+        .await
+        .expect("the worker is turned away")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code(), Some(Code::Unauthenticated), "{e}");
+    assert_eq!(workers_seen(&s, "ops-secret").await, 0);
+}

@@ -20,6 +20,10 @@ use tokio_stream::{Stream, StreamExt};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+/// How often sessions are checked again when no config file changed (a
+/// token past its expiry).
+const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct WorkerApi {
     dispatcher: Arc<Dispatcher>,
     audit: Auditor,
@@ -38,7 +42,8 @@ struct SessionAuth {
 
 impl WorkerApi {
     /// The service, and (with authentication on) the task that ends a
-    /// session once its token is revoked or its `work` grant is gone.
+    /// session once its token is revoked or expires, or its `work` grant is
+    /// gone.
     pub fn start(
         dispatcher: Arc<Dispatcher>,
         audit: Auditor,
@@ -59,6 +64,8 @@ impl WorkerApi {
                     tokio::select! {
                         _ = stop.cancelled() => return,
                         r = changes.changed() => if r.is_err() { return },
+                        // Tokens also expire without any file changing.
+                        _ = tokio::time::sleep(RECHECK_EVERY) => {}
                     }
                     match this.upgrade() {
                         Some(api) => api.recheck(),
