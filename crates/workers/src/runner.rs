@@ -35,14 +35,6 @@ impl Runners {
             .cloned()
             .or_else(|| self.live.get(name))
     }
-
-    pub fn builtin(&self) -> &Registry {
-        &self.builtin
-    }
-
-    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
-        &self.remote
-    }
 }
 
 impl Catalog for Runners {
