@@ -14,7 +14,7 @@ const COMMANDS: &str = r#"{"commands": [
    "timeout": "5s", "idempotency": "safe"},
   {"name": "env", "argv": ["/usr/bin/env"], "env": {"FOO": "bar"},
    "timeout": "5s", "idempotency": "safe"},
-  {"name": "tree", "argv": ["/bin/sh", "-c", "sleep 300 & echo $! > \"$1\"; wait", "sh", "{pidfile}"],
+  {"name": "tree", "argv": ["/bin/sh", "-c", "sleep 300 & sleep 1; echo $! > \"$1\"; wait", "sh", "{pidfile}"],
    "args": {"pidfile": {"pattern": "/[A-Za-z0-9/_.-]+"}},
    "timeout": "60s", "grace": "1s", "idempotency": "unsafe"},
   {"name": "slow", "argv": ["/bin/sleep", "{secs}"], "args": {"secs": {"pattern": "[0-9]+"}},
@@ -220,6 +220,8 @@ async fn after_a_crash_the_command_left_running_is_killed_and_the_unsafe_job_int
         .unwrap()
         .trim()
         .to_string();
+    // The pidfile comes a second after the start, by which time the job's
+    // checkpoint (where its process is) has long been committed.
     d.kill(); // SIGKILL: the command outlives its server
     assert!(!gone(&pid), "the orphaned command is still running");
     let d = spec

@@ -375,12 +375,7 @@ impl Dispatcher {
     fn forget(&self, id: u64) {
         let mut st = self.state.lock().expect("dispatch lock");
         st.unlease(id, Some("the attempt ended on the server"));
-        let Some(t) = st.tasks.remove(&id) else {
-            return;
-        };
-        if let Some(q) = st.queues.get_mut(&t.spec.job_type) {
-            q.retain(|x| *x != id);
-        }
+        st.remove_task(id);
     }
 
     /// Durably saves a task's checkpoint (fenced twice: by the lease here,

@@ -58,7 +58,6 @@ pub(super) struct State {
 impl State {
     /// The checkpoint writer lock of a job, shared while anyone holds it.
     pub fn writer(&mut self, key: (String, usize, usize)) -> Arc<tokio::sync::Mutex<()>> {
-        self.writers.retain(|_, w| w.strong_count() > 0);
         if let Some(w) = self.writers.get(&key).and_then(std::sync::Weak::upgrade) {
             return w;
         }
@@ -136,6 +135,20 @@ impl State {
         for t in types {
             self.pump(&t);
         }
+    }
+
+    /// Removes task `id` (its attempt is over), and its job's writer lock
+    /// once nothing else holds it.
+    pub fn remove_task(&mut self, id: u64) -> Option<Task> {
+        let t = self.tasks.remove(&id)?;
+        if let Some(q) = self.queues.get_mut(&t.spec.job_type) {
+            q.retain(|x| *x != id);
+        }
+        if Arc::strong_count(&t.writing) == 1 {
+            self.writers
+                .remove(&(t.spec.workflow_id.clone(), t.spec.block, t.spec.job));
+        }
+        Some(t)
     }
 
     /// Ends task `id`'s lease; tells its worker to stop (with `reason`) if
