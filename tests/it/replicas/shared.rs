@@ -324,6 +324,10 @@ async fn pause_resume_and_cancel_through_replicas_that_do_not_run_the_workflow()
         req::work("rep", vec![req::block(1, vec![sleep(60.0)])]),
     )
     .await;
+    c.wait_for(&id, Duration::from_secs(10), "the long job runs", |s| {
+        s.blocks[0].jobs[0].status == Status::Running as i32
+    })
+    .await;
     c.r(2)
         .client
         .raw()
