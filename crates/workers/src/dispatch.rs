@@ -352,21 +352,10 @@ impl Dispatcher {
 
     /// Tells the worker holding task `id` to stop; false when none holds it.
     fn cancel(&self, id: u64, reason: &str, detach: bool) -> bool {
-        let st = self.state.lock().expect("dispatch lock");
-        let Some((session, lease_id)) = st.tasks.get(&id).and_then(|t| t.lease.clone()) else {
-            return false;
-        };
-        match st.sessions.get(&session) {
-            Some(s) => {
-                s.tx.send(ToWorker::Cancel {
-                    lease_id,
-                    reason: reason.to_string(),
-                    detach,
-                })
-                .is_ok()
-            }
-            None => false,
-        }
+        self.state
+            .lock()
+            .expect("dispatch lock")
+            .push_cancel(id, reason, detach)
     }
 
     /// Drops task `id` from every table (its attempt is over); a worker
@@ -465,19 +454,15 @@ impl Dispatcher {
                 e.retryable = retryable;
                 Some(Err(e))
             }
-            TaskResult::NotDone if task.spec.reconcile => {
+            // Reconcile answers (refused above unless asked for).
+            TaskResult::NotDone => {
                 // Not done: run it again, with its checkpoint.
                 task.spec.reconcile = false;
                 None
             }
-            TaskResult::Unknown(why) if task.spec.reconcile => Some(Err(JobError::interrupted(
-                format!("worker {who:?} cannot tell whether an earlier run took effect: {why}"),
-            ))),
-            TaskResult::NotDone | TaskResult::Unknown(_) => {
-                return Err(DispatchError::Invalid(
-                    "a reconcile answer was sent for a task that was asked to run".into(),
-                ));
-            }
+            TaskResult::Unknown(why) => Some(Err(JobError::interrupted(format!(
+                "worker {who:?} cannot tell whether an earlier run took effect: {why}"
+            )))),
         };
         match outcome {
             Some(r) => {

@@ -45,11 +45,18 @@ fn spawn(w: Worker) -> CancellationToken {
 
 async fn online(s: &TestServer, n: usize) {
     eventually("workers online", || async {
-        let mut c = WorkerClient::connect(s.addr()).await.unwrap();
-        let r = c.list_workers(v1::ListWorkersReq {}).await.unwrap();
-        r.into_inner().workers.len() == n
+        listing(s).await.workers.len() == n
     })
     .await;
+}
+
+/// Workers connected and tasks waiting, as ListWorkers says (no token).
+async fn listing(s: &TestServer) -> v1::ListWorkersResp {
+    let mut c = WorkerClient::connect(s.addr()).await.unwrap();
+    c.list_workers(v1::ListWorkersReq {})
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 /// Waits until `runs` reaches `n`.
@@ -126,16 +133,11 @@ async fn submit_checks_a_remote_job_s_arguments_like_any_job() {
 async fn a_job_waits_for_a_worker_and_is_listed_as_waiting() {
     let s = server().await;
     let id = run(&s, vec![req::job("ping", &[("host", "h1")])]).await;
-    let mut wc = WorkerClient::connect(s.addr()).await.unwrap();
     eventually("the task waits", || {
-        let mut wc = wc.clone();
         let id = id.clone();
+        let s = &s;
         async move {
-            let r = wc
-                .list_workers(v1::ListWorkersReq {})
-                .await
-                .unwrap()
-                .into_inner();
+            let r = listing(s).await;
             r.waiting
                 .iter()
                 .any(|w| w.workflow_id == id && w.since.is_some())
@@ -153,12 +155,7 @@ async fn a_job_waits_for_a_worker_and_is_listed_as_waiting() {
     );
     let done = wait_final(&s.client().await, &id).await;
     assert_eq!(done.status, v1::Status::Completed as i32);
-    let r = wc
-        .list_workers(v1::ListWorkersReq {})
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(r.waiting.is_empty());
+    assert!(listing(&s).await.waiting.is_empty());
     stop.cancel();
 }
 

@@ -52,23 +52,14 @@ async fn a_python_worker_serves_a_declared_type_and_is_cancelled_by_push() {
     }
     let stderr = child.stderr.take();
     let _child = Kill(child);
-    let mut wc = WorkerClient::connect(s.addr()).await.unwrap();
     for _ in 0..3000 {
-        let r = wc
-            .list_workers(v1::ListWorkersReq {})
-            .await
-            .unwrap()
-            .into_inner();
+        let r = listing(&s).await;
         if r.workers.iter().any(|w| w.name == "py-1") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let r = wc
-        .list_workers(v1::ListWorkersReq {})
-        .await
-        .unwrap()
-        .into_inner();
+    let r = listing(&s).await;
     assert!(
         r.workers
             .iter()
@@ -94,16 +85,8 @@ async fn a_python_worker_serves_a_declared_type_and_is_cancelled_by_push() {
         vec![req::job("pyEcho", &[("text", "x"), ("seconds", "600")])],
     )
     .await;
-    eventually("the python worker holds the task", || {
-        let mut wc = wc.clone();
-        async move {
-            let r = wc
-                .list_workers(v1::ListWorkersReq {})
-                .await
-                .unwrap()
-                .into_inner();
-            r.workers.iter().any(|w| w.leased == 1)
-        }
+    eventually("the python worker holds the task", || async {
+        listing(&s).await.workers.iter().any(|w| w.leased == 1)
     })
     .await;
     c.raw()

@@ -154,21 +154,32 @@ impl State {
     /// Ends task `id`'s lease; tells its worker to stop (with `reason`) if
     /// the worker still holds it.
     pub fn unlease(&mut self, id: u64, reason: Option<&str>) {
+        if let Some(reason) = reason {
+            self.push_cancel(id, reason, false);
+        }
         let Some((session, lease_id)) = self.tasks.get_mut(&id).and_then(|t| t.lease.take()) else {
             return;
         };
         self.leases.remove(&lease_id);
         if let Some(s) = self.sessions.get_mut(&session) {
             s.leased.remove(&id);
-            if let Some(reason) = reason {
-                let _ = s.tx.send(ToWorker::Cancel {
-                    lease_id,
-                    reason: reason.to_string(),
-                    detach: false,
-                });
-            }
         }
         self.pump_session(session);
+    }
+
+    /// Tells the worker holding task `id` to stop; false when none holds it.
+    pub fn push_cancel(&self, id: u64, reason: &str, detach: bool) -> bool {
+        let Some((session, lease_id)) = self.tasks.get(&id).and_then(|t| t.lease.clone()) else {
+            return false;
+        };
+        self.sessions.get(&session).is_some_and(|s| {
+            s.tx.send(ToWorker::Cancel {
+                lease_id,
+                reason: reason.to_string(),
+                detach,
+            })
+            .is_ok()
+        })
     }
 
     /// Removes a lost session and decides the fate of each task it held.
