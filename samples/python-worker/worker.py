@@ -6,8 +6,8 @@ server's configs/jobs.json, e.g.
                "args": [{"name": "text", "required": true, "format": "text"},
                         {"name": "seconds", "format": "seconds"}]}]}
 
-Each task saves a checkpoint, waits `seconds` (stopping at once when the
-server cancels it), and answers with the text. Stubs are generated from
+Each task saves a checkpoint, logs a line, waits `seconds` (stopping at
+once when the server cancels it), and answers with the text. Stubs are generated from
 proto/ when the worker starts (grpcio-tools), so nothing generated is
 checked in. Needs: pip install grpcio grpcio-tools.
 """
@@ -78,8 +78,8 @@ def session(pb, stub, meta, a):
                 print(f"worker {a.name}: serving {a.type}", file=sys.stderr, flush=True)
             elif kind == "task":
                 cancel = running[msg.task.lease_id] = threading.Event()
-                threading.Thread(target=run, args=(pb, stub, meta, msg.task, cancel, running, ended),
-                                 daemon=True).start()
+                threading.Thread(target=run, args=(pb, stub, meta, msg.task, cancel, running, ended,
+                                                   outbox), daemon=True).start()
             elif kind == "cancel" and msg.cancel.lease_id in running:
                 running[msg.cancel.lease_id].set()
     finally:
@@ -93,16 +93,23 @@ def heartbeats(pb, outbox, every, ended):
         outbox.put(pb.WorkerMsg(heartbeat=pb.Heartbeat()))
 
 
-def run(pb, stub, meta, task, cancel, running, ended):
-    lease = task.lease_id
+def run(pb, stub, meta, task, cancel, running, ended, outbox):
+    lease, logged = task.lease_id, [0]
+
+    def log(line):  # kept with the job's attempt on the server (interlock logs)
+        outbox.put(pb.WorkerMsg(log=pb.TaskLog(lease_id=lease, lines=[line])))
+        logged[0] += 1
+
     try:
         stub.Checkpoint(pb.TaskCheckpoint(lease_id=lease, state="started"), metadata=meta)
+        log(f"python worker {os.getpid()}: echoing {task.args['text']!r}")
         if cancel.wait(float(task.args.get("seconds", "0"))):
             result = pb.TaskResult(lease_id=lease, failed=pb.TaskFailed(message="cancelled"))
         else:
             out = {"echo": task.args["text"], "worker": "python"}
             result = pb.TaskResult(lease_id=lease, done=pb.TaskDone(outputs=out))
         if not ended.is_set():
+            result.log_lines = logged[0]  # the server waits for them before recording the end
             stub.Complete(result, metadata=meta)
     except grpc.RpcError as e:
         print(f"task {lease}: {e.code().name}: {e.details()}", file=sys.stderr, flush=True)

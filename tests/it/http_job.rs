@@ -106,6 +106,24 @@ async fn statuses_bodies_and_headers() {
         ("200", "hello")
     );
     assert_eq!(out["bodyTruncated"], "false");
+    // The job's log says what it asked and what came back.
+    let logs = s
+        .raw()
+        .await
+        .logs(v1::LogsReq {
+            id: st.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let texts: Vec<&str> = logs.lines.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert_eq!(texts[0], format!("GET {}", u("/v1/ok")));
+    assert!(
+        texts[1].starts_with(&format!("GET {} answered 200 in ", u("/v1/ok"))),
+        "{texts:?}"
+    );
 
     let st = run_one(&s, call("GET", &u("/v1/fail"), &[])).await;
     assert_eq!(st.status, v1::Status::Failed as i32);

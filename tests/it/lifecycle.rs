@@ -428,6 +428,7 @@ async fn bad_ids_and_wrong_states_get_the_right_codes() {
     let e = raw
         .watch(v1::WatchReq {
             id: missing.clone(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

@@ -23,6 +23,7 @@ mod http;
 mod http_job;
 mod ids;
 mod inventory;
+mod job_logs;
 mod lifecycle;
 mod limits;
 mod model;

@@ -184,7 +184,13 @@ impl Sut {
             let Ok(mut c) = v1::workflow_client::WorkflowClient::connect(addr).await else {
                 return;
             };
-            let Ok(stream) = c.watch(v1::WatchReq { id: id.clone() }).await else {
+            let Ok(stream) = c
+                .watch(v1::WatchReq {
+                    id: id.clone(),
+                    ..Default::default()
+                })
+                .await
+            else {
                 return;
             };
             let mut stream = stream.into_inner();

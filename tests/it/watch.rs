@@ -10,7 +10,10 @@ async fn collect(s: &TestServer, id: &str) -> Vec<v1::WatchEvent> {
     let mut stream = s
         .raw()
         .await
-        .watch(v1::WatchReq { id: id.into() })
+        .watch(v1::WatchReq {
+            id: id.into(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -33,6 +36,7 @@ fn final_status(events: &[v1::WatchEvent]) -> i32 {
             t.status
         }
         Some(Event::Snapshot(s)) => s.status,
+        Some(Event::Log(l)) => panic!("a log line last: {l:?}"),
         None => panic!("no events"),
     }
 }
@@ -51,7 +55,14 @@ async fn watch_from_the_start_the_middle_and_after_the_end() {
             let mut c = v1::workflow_client::WorkflowClient::connect(s_addr)
                 .await
                 .unwrap();
-            let mut st = c.watch(v1::WatchReq { id }).await.unwrap().into_inner();
+            let mut st = c
+                .watch(v1::WatchReq {
+                    id,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
             let mut out = Vec::new();
             let mut subscribed = Some(subscribed);
             while let Some(ev) = st.message().await.unwrap() {
@@ -105,7 +116,14 @@ async fn many_watchers_all_see_the_end() {
             let mut c = v1::workflow_client::WorkflowClient::connect(addr)
                 .await
                 .unwrap();
-            let mut st = c.watch(v1::WatchReq { id }).await.unwrap().into_inner();
+            let mut st = c
+                .watch(v1::WatchReq {
+                    id,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
             let mut last = None;
             while let Some(ev) = st.message().await.unwrap() {
                 last = Some(ev);
@@ -141,7 +159,10 @@ async fn a_slow_watcher_does_not_hold_the_executor_and_gets_a_resync() {
         .await
         .unwrap();
     let mut stream = v1::workflow_client::WorkflowClient::new(channel)
-        .watch(v1::WatchReq { id: id.clone() })
+        .watch(v1::WatchReq {
+            id: id.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
@@ -191,7 +212,10 @@ async fn a_watch_does_not_hold_a_shutdown() {
     let mut stream = s
         .raw()
         .await
-        .watch(v1::WatchReq { id: id.clone() })
+        .watch(v1::WatchReq {
+            id: id.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();

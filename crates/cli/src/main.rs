@@ -69,6 +69,8 @@ enum Cmd {
     Status(cmd::status::Args),
     /// Follow a workflow live until it ends.
     Watch(cmd::watch::Args),
+    /// The log lines of a workflow's jobs (stdout, stderr, messages).
+    Logs(cmd::logs::Args),
     /// Workflows, newest first.
     List(cmd::list::Args),
     /// Cancel a workflow.
@@ -162,6 +164,7 @@ async fn run(cli: Cli, t: &Target) -> Out {
         Cmd::Exec(a) => cmd::lifecycle::exec(a, t, json).await,
         Cmd::Status(a) => cmd::status::run(a, t, json).await,
         Cmd::Watch(a) => cmd::watch::run(a, t, json).await,
+        Cmd::Logs(a) => cmd::logs::run(a, t, json).await,
         Cmd::List(a) => cmd::list::run(a, t, json).await,
         Cmd::Cancel(a) => cmd::lifecycle::cancel(a, t, json).await,
         Cmd::Pause(a) => cmd::lifecycle::pause(a, t, json).await,

@@ -65,6 +65,7 @@ proto!(
     CancelResp,
     ClusterResp,
     ListWorkersResp,
+    LogLine,
     EmergencyStopStateResp,
     ExecResp,
     InstantiateResp,
@@ -218,7 +219,7 @@ mod tests {
         let v = json(&ev);
         assert_eq!(
             v,
-            serde_json::json!({"snapshot": null, "transition": {
+            serde_json::json!({"snapshot": null, "log": null, "transition": {
                 "at": null, "block": 1, "job": null, "status": "NotStarted", "message": ""}})
         );
         let st = v1::StatusResp {

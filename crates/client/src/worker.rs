@@ -103,6 +103,10 @@ pub struct TaskCtx {
     /// than undone.
     pub detached: CancellationToken,
     client: WorkerClient<Transport>,
+    /// The session's upward stream, for log lines.
+    session: mpsc::Sender<v1::WorkerMsg>,
+    /// Log lines sent for this task (the result tells the server).
+    lines: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl TaskCtx {
@@ -113,6 +117,30 @@ impl TaskCtx {
     /// The state the task saved last (on this or an earlier worker).
     pub fn saved(&self) -> Option<&str> {
         self.task.checkpoint.as_deref()
+    }
+
+    /// Adds a line to the job attempt's log on the server (shown by Watch,
+    /// Logs and `interlock logs`). Never waits: a line that finds the
+    /// session's stream full is dropped (the server's line numbers show
+    /// the gap).
+    pub fn log(&self, text: impl Into<String>) {
+        self.log_to("log", text);
+    }
+
+    /// [`TaskCtx::log`] for a line of a command's output: `stream` is
+    /// "stdout" or "stderr".
+    pub fn log_to(&self, stream: &str, text: impl Into<String>) {
+        let sent = self.session.try_send(v1::WorkerMsg {
+            msg: Some(v1::worker_msg::Msg::Log(v1::TaskLog {
+                lease_id: self.task.lease_id.clone(),
+                stream: stream.to_string(),
+                lines: vec![text.into()],
+            })),
+        });
+        if sent.is_ok() {
+            self.lines
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Durably saves `state` before acting on it; fails when this worker no
@@ -217,7 +245,8 @@ impl Worker {
     /// One session: hello, then tasks until the stream ends or `stop`.
     async fn session(self: Arc<Self>, stop: &CancellationToken) -> Result<(), Error> {
         let mut client = WorkerClient::new(transport(&self.addr, &self.opts).await?);
-        let (tx, rx) = mpsc::channel(4);
+        // Room for bursts of log lines beside the heartbeats.
+        let (tx, rx) = mpsc::channel(1_024);
         let mut types: Vec<String> = self.run.keys().cloned().collect();
         types.sort();
         let hello = v1::WorkerMsg {
@@ -244,6 +273,7 @@ impl Worker {
         };
         let ended = CancellationToken::new();
         let _end = ended.clone().drop_guard();
+        let upward = tx.clone();
         {
             let ended = ended.clone();
             tokio::spawn(async move {
@@ -286,6 +316,8 @@ impl Worker {
                             cancel,
                             detached,
                             client: client.clone(),
+                            session: upward.clone(),
+                            lines: Arc::default(),
                         };
                         tokio::spawn(self.clone().serve(
                             ctx,
@@ -376,6 +408,7 @@ impl Worker {
         let result = v1::TaskResult {
             lease_id,
             outcome: Some(outcome),
+            log_lines: ctx.lines.load(std::sync::atomic::Ordering::Relaxed),
         };
         // A result is worth retrying for a while: the lease holds meanwhile.
         // Past that, or refused, the session is given up, so the server

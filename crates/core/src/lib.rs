@@ -6,6 +6,7 @@
 //! - [`validate`]: structural checks of a request against the job catalog and limits.
 //! - [`Violation`]: one reason a request is refused, shared with the policy engine.
 //! - [`listing`]: listing filters and rows, audit entries (engine ⇄ store).
+//! - [`log`]: job log lines and how to read them.
 //! - [`clock`]: injected wall-clock time ([`Clock`]), pinnable in tests.
 //! - [`records_text`]: the one reader of record files (JSON array or
 //!   concatenated objects; empty text is malformed).
@@ -16,6 +17,7 @@
 
 pub mod clock;
 pub mod listing;
+pub mod log;
 pub mod record;
 pub mod records_text;
 pub mod request;
@@ -24,6 +26,7 @@ pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use listing::{AuditEntry, AuditQuery, ListFilter, Summary};
+pub use log::{LogLine, LogQuery, LogStream};
 pub use record::{
     Approval, ApprovalRule, Attempt, BlockRecord, EsMode, Event, JobRecord, Status, WorkflowRecord,
 };

@@ -4,6 +4,7 @@
 //! - `executor`: running blocks and jobs, recording every transition.
 //! - `lifecycle`: Cancel, Pause, Resume, Clone, List and the event feed.
 //! - `follow`: following one workflow (a snapshot, then its transitions).
+//! - `logs`: job log lines, from running attempts to the store and back.
 //! - `recovery`: resuming orphaned work (after a restart or a takeover) and
 //!   ResolveJob.
 //! - `instance`: this process's registration, heartbeat and takeovers.
@@ -33,6 +34,8 @@ mod inputs;
 mod instance;
 mod job_start;
 mod lifecycle;
+mod logs;
+pub use logs::LogPage;
 mod limits;
 pub use limits::{LimitUsage, PartUsage};
 mod peers;
@@ -107,6 +110,8 @@ pub struct EngineOptions {
     /// API. Without one, a job whose workflow has a trace id passes that
     /// trace on with a span id of its own.
     pub job_traceparent: Option<TraceparentHook>,
+    /// Log lines each job attempt keeps (its newest); 0 keeps none.
+    pub job_log_lines: u32,
 }
 
 /// See [`EngineOptions::workflow_span`].
@@ -130,6 +135,7 @@ impl Default for EngineOptions {
             fire_authorizer: None,
             workflow_span: None,
             job_traceparent: None,
+            job_log_lines: 1_000,
         }
     }
 }
@@ -310,6 +316,7 @@ struct Inner {
     /// (id, name) of each workflow submitted AwaitingApproval, for
     /// whoever tells approvers (the notifier).
     approval_requests: tokio::sync::broadcast::Sender<(String, String)>,
+    logs: logs::Shipper,
 }
 
 /// The engine. Cheap to clone.
@@ -331,7 +338,9 @@ impl Engine {
     ) -> Self {
         let instance = Arc::new(instance::Instance::new(&opts.instance, !store.exclusive()));
         let (estop_tx, merged) = watch::channel(estop.borrow().clone());
+        let logs = logs::Shipper::start(store.clone(), opts.job_log_lines);
         let inner = Arc::new(Inner {
+            logs,
             store,
             runner,
             admission,

@@ -8,7 +8,7 @@
 //! remote runner hands attempts to workers in other processes.
 
 use async_trait::async_trait;
-use interlock_core::JobSchema;
+use interlock_core::{JobSchema, LogStream};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
@@ -93,6 +93,13 @@ pub trait JobSink: Send + Sync {
     /// process that was paused past its lease (and may have been replaced)
     /// acts on nothing.
     fn holds_lease(&self) -> bool;
+
+    /// Records one log line of the attempt, without waiting (a line that
+    /// cannot be kept up with is dropped).
+    fn log(&self, _stream: LogStream, _text: &str) {}
+
+    /// Resolves once the lines logged so far are recorded (or given up).
+    async fn flush_logs(&self) {}
 }
 
 /// Where a job runs and how it is told to stop.
@@ -168,6 +175,28 @@ impl JobCtx {
     /// lease lapsed): stop without touching anything outside.
     pub fn holds_lease(&self) -> bool {
         self.sink.as_ref().is_none_or(|s| s.holds_lease())
+    }
+
+    /// Adds a line to the attempt's log (shown by Watch, the Logs call
+    /// and `interlock logs`). Never waits; one line per call (line ends
+    /// inside are shown escaped).
+    pub fn log(&self, text: impl AsRef<str>) {
+        self.log_to(LogStream::Log, text);
+    }
+
+    /// [`JobCtx::log`] for a line of a command's stdout or stderr.
+    pub fn log_to(&self, stream: LogStream, text: impl AsRef<str>) {
+        if let Some(sink) = &self.sink {
+            sink.log(stream, text.as_ref());
+        }
+    }
+
+    /// Waits until the lines logged so far are recorded: the executor does
+    /// this before it records the attempt's end.
+    pub async fn flush_logs(&self) {
+        if let Some(sink) = &self.sink {
+            sink.flush_logs().await;
+        }
     }
 
     /// Durably saves small state (e.g. an external request id) before the

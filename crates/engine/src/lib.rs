@@ -40,9 +40,9 @@ pub use buckets::{BucketDef, BucketError, BucketLevel, Buckets};
 pub use concurrency::{ConcurrencyLimits, LimitDef};
 pub use engine::{
     ApprovalTally, BucketNeed, CloneOptions, DryRun, Engine, EngineOptions, FireAuthorizer,
-    Follower, Instantiate, Instantiated, LimitUsage, Page, PartUsage, RESERVED_LABEL_PREFIX,
-    Resolution, Retention, SCHEDULE_LABEL, ScheduleView, StoreHealth, Swept, TEMPLATE_LABEL,
-    TEMPLATE_REVISION_LABEL, TemplateApplied, TemplateView, Verdict, Watched,
+    Follower, Instantiate, Instantiated, LimitUsage, LogPage, Page, PartUsage,
+    RESERVED_LABEL_PREFIX, Resolution, Retention, SCHEDULE_LABEL, ScheduleView, StoreHealth, Swept,
+    TEMPLATE_LABEL, TEMPLATE_REVISION_LABEL, TemplateApplied, TemplateView, Verdict, Watched,
 };
 pub use error::EngineError;
 pub use estop::EsState;

@@ -160,15 +160,24 @@ impl Job for DiskErase {
         };
         let started = match self.target.get(&request) {
             Some(Erase::Done { ended, .. }) => return Ok(Self::outputs(machine, &request, ended)),
-            Some(Erase::Running { started }) => started,
+            Some(Erase::Running { started }) => {
+                ctx.log(format!(
+                    "re-attached to erase request {request} of {machine}"
+                ));
+                started
+            }
             Some(Erase::Aborted) | None => {
                 if ctx.cancel.is_cancelled() {
                     return Err(JobError::cancelled());
                 }
                 self.event(ctx, &request, machine, "start")?;
+                ctx.log(format!(
+                    "erasing {machine} at {site} (erase request {request})"
+                ));
                 now()
             }
         };
+
         let elapsed = Duration::from_micros((now() - started).max(0) as u64);
         if let Err(e) = sleep_or_cancel(self.duration.saturating_sub(elapsed), &ctx.cancel).await {
             // On shutdown the erase goes on at the target and is re-attached
@@ -179,6 +188,7 @@ impl Job for DiskErase {
             return Err(e);
         }
         self.event(ctx, &request, machine, "done")?;
+        ctx.log(format!("erased {machine}"));
         Ok(Self::outputs(machine, &request, now()))
     }
 

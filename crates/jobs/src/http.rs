@@ -411,6 +411,9 @@ impl Job for Http {
         if !ctx.holds_lease() {
             return Err(JobError::cancelled());
         }
+        // The URL only: headers may carry credentials.
+        ctx.log(format!("{m} {url}"));
+        let sent = std::time::Instant::now();
         let exchange = async {
             let resp = config
                 .client
@@ -444,6 +447,12 @@ impl Job for Http {
             })??,
             _ = ctx.cancel.cancelled() => return Err(JobError::cancelled()),
         };
+        ctx.log(format!(
+            "{m} {url} answered {status} in {} ms ({} body bytes kept{})",
+            sent.elapsed().as_millis(),
+            kept.len(),
+            if truncated { ", cut" } else { "" }
+        ));
         let outputs = Outputs::from([
             ("status".to_string(), status.to_string()),
             (

@@ -95,6 +95,9 @@ pub struct Config {
     /// re-dispatched (safe), reconciled, or Interrupted. Default 10s.
     #[serde(with = "humantime_serde")]
     pub worker_ttl: Duration,
+    /// Log lines each job attempt keeps, its newest (older ones are
+    /// dropped as new ones come); 0 records no job logs. Default 1000.
+    pub job_log_lines: u32,
     /// A backup (from `interlock admin backup`) to restore as the SQLite
     /// database before starting; refused if the database file exists.
     #[serde(default)]
@@ -205,6 +208,7 @@ impl Default for Config {
             auth: false,
             lease_ttl: Duration::from_secs(10),
             worker_ttl: Duration::from_secs(10),
+            job_log_lines: 1_000,
             restore: None,
         }
     }
@@ -293,6 +297,10 @@ pub struct Args {
     /// safe to re-run, else reconciled or Interrupted [default: 10s].
     #[arg(long, env = "INTERLOCK_WORKER_TTL", value_parser = humantime::parse_duration)]
     pub worker_ttl: Option<Duration>,
+    /// Log lines each job attempt keeps (its newest); 0 records none
+    /// [default: 1000].
+    #[arg(long, env = "INTERLOCK_JOB_LOG_LINES")]
+    pub job_log_lines: Option<u32>,
     /// Restore this backup (from `interlock admin backup`) as the SQLite
     /// database, then start on it. The database file must not exist: move
     /// the old one away first.
@@ -417,7 +425,8 @@ impl Config {
             drain,
             log_format,
             lease_ttl,
-            worker_ttl
+            worker_ttl,
+            job_log_lines
         );
         if args.restore.is_some() {
             c.restore.clone_from(&args.restore);
@@ -570,6 +579,12 @@ impl Config {
             return Err(format!(
                 "lease_ttl is {}; it must be at least 100ms (heartbeats renew it every third of it)",
                 humantime::format_duration(self.lease_ttl)
+            ));
+        }
+        if self.job_log_lines > 100_000 {
+            return Err(format!(
+                "job_log_lines is {}; at most 100000 lines are kept per job attempt",
+                self.job_log_lines
             ));
         }
         if self.worker_ttl < Duration::from_millis(100) {

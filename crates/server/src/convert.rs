@@ -204,6 +204,19 @@ pub fn requested_es_mode(stop: bool, mode: i32) -> Result<EsMode, String> {
 }
 
 /// A record as the full interlock.v1 StatusResp.
+pub fn log_line(l: &interlock_core::LogLine) -> v1::LogLine {
+    v1::LogLine {
+        seq: l.seq,
+        block: l.block as i32,
+        job: l.job as i32,
+        attempt: l.attempt,
+        n: l.n,
+        at: ts(Some(l.at)),
+        stream: l.stream.as_str().to_string(),
+        text: l.text.clone(),
+    }
+}
+
 pub fn status_resp(rec: &WorkflowRecord) -> v1::StatusResp {
     let created = ts(Some(rec.created));
     v1::StatusResp {

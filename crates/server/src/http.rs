@@ -68,6 +68,7 @@ pub fn router(state: HttpApi) -> axum::Router {
         .route("/api/v1/validate", post(validate))
         .route("/api/v1/workflows/{id}", get(status))
         .route("/api/v1/workflows/{id}/watch", get(watch))
+        .route("/api/v1/workflows/{id}/logs", get(logs))
         .route("/api/v1/workflows/{id}/{action}", post(act))
         .route("/api/v1/estop", get(estop).post(set_estop))
         .route("/api/v1/buckets", get(buckets))
@@ -468,6 +469,22 @@ async fn validate(State(s): State<HttpApi>, p: Parts, body: Bytes) -> Response {
 
 async fn status(State(s): State<HttpApi>, p: Parts, Path(id): Path<String>) -> Response {
     reply(Workflow::status(&s.api, grpc(&p, v1::StatusReq { id })).await)
+}
+
+/// `GET /api/v1/workflows/{id}/logs?block=B&job=J&after=SEQ&limit=N`.
+async fn logs(
+    State(s): State<HttpApi>,
+    p: Parts,
+    Path(id): Path<String>,
+    axum::extract::Query(q): Query,
+) -> Response {
+    match query::<v1::LogsReq>(&q) {
+        Ok(mut m) => {
+            m.id = id;
+            reply(Workflow::logs(&s.api, grpc(&p, m)).await)
+        }
+        Err(e) => invalid(e),
+    }
 }
 
 /// `POST /api/v1/workflows/{id}/{action}`: the body holds the request's

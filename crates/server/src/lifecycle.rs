@@ -137,7 +137,10 @@ pub async fn watch(
     r: v1::WatchReq,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<mpsc::Receiver<Result<v1::WatchEvent, Status>>, Status> {
-    let mut follower = e.follow(&r.id).await.map_err(engine_status)?;
+    let mut follower = e
+        .follow_with_logs(&r.id, r.logs.then_some(r.logs_after))
+        .await
+        .map_err(engine_status)?;
     let (tx, rx) = mpsc::channel(WATCH_BUFFER);
     tokio::spawn(async move {
         loop {
@@ -155,6 +158,9 @@ pub async fn watch(
                 Some(Ok(Watched::Snapshot(rec))) => v1::WatchEvent {
                     event: Some(v1::watch_event::Event::Snapshot(status_resp(&rec))),
                 },
+                Some(Ok(Watched::Log(line))) => v1::WatchEvent {
+                    event: Some(v1::watch_event::Event::Log(crate::convert::log_line(&line))),
+                },
                 Some(Err(e)) => {
                     // Not a clean end: the client must watch again.
                     let _ = tx.send(Err(engine_status(e))).await;
@@ -168,4 +174,26 @@ pub async fn watch(
         }
     });
     Ok(rx)
+}
+
+/// Logs: one page of a workflow's job log lines.
+pub async fn logs(e: &Engine, r: v1::LogsReq) -> Result<v1::LogsResp, Status> {
+    let job = match (r.block, r.job) {
+        (Some(b), Some(j)) => Some((b as usize, j as usize)),
+        (None, None) => None,
+        _ => {
+            return Err(error::bad_request(
+                "give both block and job (counting from 0) to read one job's lines, or neither",
+            ));
+        }
+    };
+    let page = e
+        .logs(&r.id, job, r.after, r.limit as usize)
+        .await
+        .map_err(engine_status)?;
+    Ok(v1::LogsResp {
+        lines: page.lines.iter().map(crate::convert::log_line).collect(),
+        next: page.next,
+        more: page.more,
+    })
 }

@@ -125,6 +125,12 @@ const DESCRIBED: &[Described] = {
             "Checkpoints and results refused because the worker no longer held the task's lease.",
         ),
         m(
+            "interlock_job_log_lines_dropped_total",
+            Counter,
+            Unit::Count,
+            "Job log lines not recorded: logged faster than the store took them, or a failed write.",
+        ),
+        m(
             "interlock_limit_waits_total",
             Counter,
             Unit::Count,

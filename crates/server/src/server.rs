@@ -227,6 +227,7 @@ impl ServerBuilder {
                 fire_authorizer: Some(Arc::new(crate::schedules::CreatorGrants(guard.clone()))),
                 workflow_span: Some(Arc::new(crate::telemetry::join_workflow_trace)),
                 job_traceparent: Some(Arc::new(crate::telemetry::current_traceparent)),
+                job_log_lines: c.job_log_lines,
             },
         );
         notifier.start(&engine, shutdown.clone());

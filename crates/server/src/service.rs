@@ -305,6 +305,13 @@ impl v1::workflow_server::Workflow for Api {
         )))
     }
 
+    async fn logs(&self, r: Request<v1::LogsReq>) -> Result<Response<v1::LogsResp>, Status> {
+        let who = identity(&r);
+        let req = r.into_inner();
+        self.check_id(&who, Action::Read, &req.id).await?;
+        lifecycle::logs(&self.engine, req).await.map(Response::new)
+    }
+
     async fn clone(&self, r: Request<v1::CloneReq>) -> Result<Response<v1::WorkResp>, Status> {
         let who = Caller::of(&r);
         let req = r.into_inner();

@@ -40,6 +40,9 @@ struct SessionAuth {
     types: Vec<String>,
 }
 
+/// Longest a result waits for the log lines it follows.
+const LINES_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl WorkerApi {
     /// The service, and (with authentication on) the task that ends a
     /// session once its token is revoked or expires, or its `work` grant is
@@ -210,6 +213,12 @@ impl Worker for WorkerApi {
             let why = loop {
                 tokio::select! {
                     m = inbound.message() => match m {
+                        Ok(Some(v1::WorkerMsg { msg: Some(v1::worker_msg::Msg::Log(l)) })) => {
+                            // An unknown stream name is kept as a plain log line.
+                            let stream = interlock_core::LogStream::parse(&l.stream)
+                                .unwrap_or(interlock_core::LogStream::Log);
+                            d.log(session, &l.lease_id, stream, &l.lines);
+                        }
                         Ok(Some(_)) => d.touch(session),
                         Ok(None) => break "its stream was closed".to_string(),
                         Err(e) => break format!("its stream failed: {}", e.message()),
@@ -278,6 +287,10 @@ impl Worker for WorkerApi {
             }
             None => return Err(bad_request("a task result needs an outcome")),
         };
+        // The task's log lines first, so they are recorded before its end.
+        self.dispatcher
+            .await_lines(&t.lease_id, t.log_lines, LINES_WAIT)
+            .await;
         let result = self
             .dispatcher
             .complete(&who.identity, &t.lease_id, result)

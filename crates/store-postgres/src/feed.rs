@@ -47,6 +47,8 @@ enum Wire {
     },
     #[serde(rename = "s")]
     Stops,
+    #[serde(rename = "l")]
+    Logs { w: String },
 }
 
 fn clip(s: &str) -> String {
@@ -74,6 +76,7 @@ fn wire(item: &FeedItem) -> Option<Wire> {
             at: r.at,
         },
         FeedItem::Stops => Wire::Stops,
+        FeedItem::Logs(w) => Wire::Logs { w: w.clone() },
         FeedItem::Resync => return None,
     })
 }
@@ -131,6 +134,7 @@ pub fn decode(payload: &str) -> Vec<FeedItem> {
                 None => FeedItem::Resync,
             },
             Wire::Stops => FeedItem::Stops,
+            Wire::Logs { w } => FeedItem::Logs(w),
         })
         .collect()
 }

@@ -32,7 +32,8 @@ mod writer;
 
 use async_trait::async_trait;
 use interlock_core::{
-    Approval, AuditEntry, AuditQuery, ListFilter, Micros, Status, Summary, WorkflowRecord,
+    Approval, AuditEntry, AuditQuery, ListFilter, LogLine, LogQuery, Micros, Status, Summary,
+    WorkflowRecord,
 };
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo,
@@ -430,6 +431,10 @@ impl Store for PgStore {
             Outcome::Refusable(r) => r,
             _ => unexpected(),
         }
+    }
+
+    async fn logs(&self, query: &LogQuery) -> Result<Vec<LogLine>> {
+        read::logs(&self.client().await?, query).await
     }
 
     async fn approvals(&self, workflow_id: &str) -> Result<Vec<Approval>> {

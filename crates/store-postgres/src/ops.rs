@@ -220,7 +220,7 @@ pub async fn transition(
     }
     for c in changes {
         apply_change(tx, c).await?;
-        ctx.items.extend(c.event(ctx.now).map(FeedItem::Event));
+        ctx.items.extend(c.feed_item(ctx.now));
     }
     sql::execute(
         tx,
@@ -288,7 +288,7 @@ pub async fn write(
         if !apply_change(tx, c).await? {
             return Ok(Err(Missing));
         }
-        ctx.items.extend(c.event(ctx.now).map(FeedItem::Event));
+        ctx.items.extend(c.feed_item(ctx.now));
     }
     Ok(Ok(Ok(())))
 }
@@ -396,6 +396,40 @@ pub async fn apply_change(tx: &Transaction<'_>, c: &Change) -> PgResult<bool> {
             )
             .await?;
             // Matching no row is fine: the job held none.
+            return Ok(true);
+        }
+        Change::Log {
+            id,
+            block,
+            job,
+            attempt,
+            lines,
+            keep,
+        } => {
+            let (b, j, a) = (*block as i32, *job as i32, *attempt as i32);
+            let ns: Vec<i64> = lines.iter().map(|l| l.n as i64).collect();
+            let ats: Vec<i64> = lines.iter().map(|l| l.at).collect();
+            let streams: Vec<&str> = lines.iter().map(|l| l.stream.as_str()).collect();
+            let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+            // One statement for the whole batch: lines come in bursts.
+            sql::execute(
+                tx,
+                "INSERT INTO job_logs (workflow_id, block_idx, job_idx, attempt, n, at, stream, line)
+                 SELECT $1, $2, $3, $4, t.n, t.at, t.stream, t.line
+                 FROM UNNEST($5::bigint[], $6::bigint[], $7::text[], $8::text[])
+                 WITH ORDINALITY AS t(n, at, stream, line, ord) ORDER BY t.ord",
+                &[id, &b, &j, &a, &ns, &ats, &streams, &texts],
+            )
+            .await?;
+            let last = lines.iter().map(|l| l.n).max().unwrap_or(0);
+            let floor = last.saturating_sub(u64::from(*keep)) as i64;
+            sql::execute(
+                tx,
+                "DELETE FROM job_logs WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3
+                 AND attempt = $4 AND n <= $5",
+                &[id, &b, &j, &a, &floor],
+            )
+            .await?;
             return Ok(true);
         }
     };

@@ -3,8 +3,8 @@
 use crate::sql;
 use deadpool_postgres::GenericClient;
 use interlock_core::{
-    Approval, AuditEntry, AuditQuery, BlockRecord, EsMode, JobRecord, ListFilter, Micros, Status,
-    Summary, WorkReq, WorkflowRecord,
+    Approval, AuditEntry, AuditQuery, BlockRecord, EsMode, JobRecord, ListFilter, LogLine,
+    LogQuery, LogStream, Micros, Status, Summary, WorkReq, WorkflowRecord,
 };
 use interlock_store::{
     BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop,
@@ -388,6 +388,47 @@ pub async fn slot_rows(
 }
 
 /// Approvers' decisions on a workflow, oldest first.
+/// A workflow's log lines after a cursor (see [`interlock_store::Store::logs`]).
+pub async fn logs(c: &impl GenericClient, q: &LogQuery) -> Result<Vec<LogLine>> {
+    let after = q.after.min(i64::MAX as u64) as i64;
+    let limit = q.limit.min(i64::MAX as usize) as i64;
+    let rows = match q.job {
+        Some((b, j)) => {
+            sql::query(
+                c,
+                "SELECT seq, block_idx, job_idx, attempt, n, at, stream, line FROM job_logs
+                 WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3 AND seq > $4
+                 ORDER BY seq LIMIT $5",
+                &[&q.workflow_id, &(b as i32), &(j as i32), &after, &limit],
+            )
+            .await
+        }
+        None => {
+            sql::query(
+                c,
+                "SELECT seq, block_idx, job_idx, attempt, n, at, stream, line FROM job_logs
+                 WHERE workflow_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &[&q.workflow_id, &after, &limit],
+            )
+            .await
+        }
+    }
+    .map_err(backend)?;
+    Ok(rows
+        .iter()
+        .map(|r| LogLine {
+            seq: r.get::<_, i64>(0) as u64,
+            block: r.get::<_, i32>(1) as usize,
+            job: r.get::<_, i32>(2) as usize,
+            attempt: r.get::<_, i32>(3) as u32,
+            n: r.get::<_, i64>(4) as u64,
+            at: r.get(5),
+            stream: LogStream::parse(r.get::<_, &str>(6)).unwrap_or(LogStream::Log),
+            text: r.get(7),
+        })
+        .collect())
+}
+
 pub async fn approvals(c: &impl GenericClient, workflow_id: &str) -> Result<Vec<Approval>> {
     Ok(sql::query(
         c,

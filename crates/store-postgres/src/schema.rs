@@ -244,6 +244,23 @@ const MIGRATIONS: &[&str] = &[
         updated_by TEXT NOT NULL,
         updated_at BIGINT NOT NULL
     );",
+    // 10: job log lines. `seq` orders a workflow's lines as they were
+    // written (one writer per workflow: its lease holder); `n` numbers an
+    // attempt's lines, so trimming an attempt to its newest is one range
+    // delete.
+    "CREATE TABLE job_logs (
+        seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        workflow_id TEXT NOT NULL,
+        block_idx INTEGER NOT NULL,
+        job_idx INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        n BIGINT NOT NULL,
+        at BIGINT NOT NULL,
+        stream TEXT NOT NULL,
+        line TEXT NOT NULL
+    );
+    CREATE INDEX job_logs_workflow ON job_logs (workflow_id, seq);
+    CREATE INDEX job_logs_attempt ON job_logs (workflow_id, block_idx, job_idx, attempt, n);",
 ];
 
 /// The schema version this build writes.

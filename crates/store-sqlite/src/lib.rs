@@ -32,7 +32,8 @@ mod tests;
 
 use async_trait::async_trait;
 use interlock_core::{
-    Approval, AuditEntry, AuditQuery, Clock, ListFilter, Micros, Status, Summary, WorkflowRecord,
+    Approval, AuditEntry, AuditQuery, Clock, ListFilter, LogLine, LogQuery, Micros, Status,
+    Summary, WorkflowRecord,
 };
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo,
@@ -531,6 +532,11 @@ impl Store for SqliteStore {
             Ok(Ok(()))
         })
         .await?
+    }
+
+    async fn logs(&self, query: &LogQuery) -> Result<Vec<LogLine>> {
+        let q = query.clone();
+        self.read(move |c| read::logs(c, &q)).await
     }
 
     async fn approvals(&self, workflow_id: &str) -> Result<Vec<Approval>> {

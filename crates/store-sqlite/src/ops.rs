@@ -205,7 +205,7 @@ pub fn transition(
     }
     for c in changes {
         apply_change(tx, c)?;
-        ctx.events.extend(c.event(ctx.now).map(FeedItem::Event));
+        ctx.events.extend(c.feed_item(ctx.now));
     }
     tx.prepare_cached(
         "UPDATE workflows SET status = ?1, reason = ?2, ended = COALESCE(?3, ended),
@@ -274,7 +274,7 @@ pub fn write(
             // A terminal status ends ownership.
             ctx.leases.forget(id);
         }
-        ctx.events.extend(c.event(ctx.now).map(FeedItem::Event));
+        ctx.events.extend(c.feed_item(ctx.now));
     }
     Ok(Ok(()))
 }
@@ -378,6 +378,46 @@ pub fn apply_change(tx: &Transaction<'_>, c: &Change) -> rusqlite::Result<bool> 
             )?
             .execute(params![id, *block as i64, *job as i64])?;
             // Matching no row is fine: the job held none.
+            return Ok(true);
+        }
+        Change::Log {
+            id,
+            block,
+            job,
+            attempt,
+            lines,
+            keep,
+        } => {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO job_logs (workflow_id, block_idx, job_idx, attempt, n, at, stream, line)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for l in lines {
+                insert.execute(params![
+                    id,
+                    *block as i64,
+                    *job as i64,
+                    attempt,
+                    l.n as i64,
+                    l.at,
+                    l.stream.as_str(),
+                    l.text
+                ])?;
+            }
+            let last = lines.iter().map(|l| l.n).max().unwrap_or(0);
+            tx.prepare_cached(
+                "DELETE FROM job_logs WHERE workflow_id = ?1 AND block_idx = ?2 AND job_idx = ?3
+                 AND attempt = ?4 AND n <= ?5",
+            )?
+            .execute(params![
+                id,
+                *block as i64,
+                *job as i64,
+                attempt,
+                last.saturating_sub(u64::from(*keep)) as i64
+            ])?;
+            // Under a lease the workflow exists; without one the caller
+            // checked it (see `write`).
             return Ok(true);
         }
     };

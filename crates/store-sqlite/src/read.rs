@@ -2,8 +2,8 @@
 //! run while the writer commits; they see the last committed state.
 
 use interlock_core::{
-    Approval, AuditEntry, AuditQuery, BlockRecord, EsMode, JobRecord, ListFilter, Micros, Status,
-    Summary, WorkReq, WorkflowRecord,
+    Approval, AuditEntry, AuditQuery, BlockRecord, EsMode, JobRecord, ListFilter, LogLine,
+    LogQuery, LogStream, Micros, Status, Summary, WorkReq, WorkflowRecord,
 };
 use interlock_store::{
     BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, Notice, RequestKind, Result,
@@ -455,6 +455,49 @@ pub fn approvals(c: &Connection, workflow_id: &str) -> Result<Vec<Approval>> {
     .map_err(backend)?
     .collect::<rusqlite::Result<_>>()
     .map_err(backend)
+}
+
+/// A workflow's log lines after a cursor (see [`interlock_store::Store::logs`]).
+pub fn logs(c: &Connection, q: &LogQuery) -> Result<Vec<LogLine>> {
+    let (block, job) = match q.job {
+        Some((b, j)) => (Some(b as i64), Some(j as i64)),
+        None => (None, None),
+    };
+    let sql = if q.job.is_some() {
+        "SELECT seq, block_idx, job_idx, attempt, n, at, stream, line FROM job_logs
+         WHERE workflow_id = ?1 AND block_idx = ?3 AND job_idx = ?4 AND seq > ?2
+         ORDER BY seq LIMIT ?5"
+    } else {
+        "SELECT seq, block_idx, job_idx, attempt, n, at, stream, line FROM job_logs
+         WHERE workflow_id = ?1 AND seq > ?2 AND ?3 IS NULL AND ?4 IS NULL
+         ORDER BY seq LIMIT ?5"
+    };
+    c.prepare_cached(sql)
+        .map_err(backend)?
+        .query_map(
+            params![
+                q.workflow_id,
+                q.after as i64,
+                block,
+                job,
+                q.limit.min(i64::MAX as usize) as i64
+            ],
+            |r| {
+                Ok(LogLine {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    block: r.get::<_, i64>(1)? as usize,
+                    job: r.get::<_, i64>(2)? as usize,
+                    attempt: r.get(3)?,
+                    n: r.get::<_, i64>(4)? as u64,
+                    at: r.get(5)?,
+                    stream: LogStream::parse(&r.get::<_, String>(6)?).unwrap_or(LogStream::Log),
+                    text: r.get(7)?,
+                })
+            },
+        )
+        .map_err(backend)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(backend)
 }
 
 /// Queued notifications due at `now`, oldest first.

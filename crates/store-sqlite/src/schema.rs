@@ -254,6 +254,22 @@ const MIGRATIONS: &[&str] = &[
         updated_by TEXT NOT NULL,
         updated_at INTEGER NOT NULL
     );",
+    // 18: job log lines. `seq` (the rowid) orders a workflow's lines in
+    // commit order; `n` numbers an attempt's lines, so trimming an attempt
+    // to its newest is one range delete.
+    "CREATE TABLE job_logs (
+        seq INTEGER PRIMARY KEY,
+        workflow_id TEXT NOT NULL,
+        block_idx INTEGER NOT NULL,
+        job_idx INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        n INTEGER NOT NULL,
+        at INTEGER NOT NULL,
+        stream TEXT NOT NULL,
+        line TEXT NOT NULL
+    );
+    CREATE INDEX job_logs_workflow ON job_logs (workflow_id, seq);
+    CREATE INDEX job_logs_attempt ON job_logs (workflow_id, block_idx, job_idx, attempt, n);",
 ];
 
 /// The schema version this build writes.

@@ -14,6 +14,7 @@ pub const WORKFLOW_ROWS: &[&str] = &[
     "labels",
     "requests",
     "limit_slots",
+    "job_logs",
     "approvals",
 ];
 

@@ -32,7 +32,11 @@
 //! - **Change feed.** Every committed transition (workflow, block, job) is
 //!   published on [`Store::subscribe`] in commit order, whichever process
 //!   wrote it. The feed is bounded: a subscriber that falls behind is told it
-//!   lagged and must re-read what it follows.
+//!   lagged and must re-read what it follows. Log lines are announced, not
+//!   carried ([`FeedItem::Logs`]): followers read them after their cursor.
+//! - **Job logs.** Lines are appended under the workflow's lease, like any
+//!   progress; each gets a `seq` that grows in commit order within its
+//!   workflow, and an attempt keeps only its newest lines.
 //! - **Atomic takes.** [`Store::take`] decides and records a bucket take in
 //!   one transaction (GCRA on the stored theoretical arrival time), so any
 //!   number of processes together never take more than the bucket allows.
@@ -48,8 +52,8 @@ pub mod slots;
 
 use async_trait::async_trait;
 use interlock_core::{
-    Approval, AuditEntry, AuditQuery, BlockRecord, EsMode, Event, JobRecord, ListFilter, Micros,
-    Status, Summary, WorkflowRecord,
+    Approval, AuditEntry, AuditQuery, BlockRecord, EsMode, Event, JobRecord, ListFilter, LogLine,
+    LogQuery, Micros, Status, Summary, WorkflowRecord,
 };
 use std::time::Duration;
 
@@ -170,6 +174,17 @@ pub enum Change {
         block: usize,
         job: usize,
     },
+    /// Log lines of one job attempt, appended in order (their `seq` is
+    /// ignored: the store assigns it). Afterwards the attempt keeps only
+    /// its `keep` newest lines (by `n`); older ones are dropped.
+    Log {
+        id: String,
+        block: usize,
+        job: usize,
+        attempt: u32,
+        lines: Vec<LogLine>,
+        keep: u32,
+    },
 }
 
 impl Change {
@@ -182,7 +197,8 @@ impl Change {
             | Change::Block { id, .. }
             | Change::Job { id, .. }
             | Change::Checkpoint { id, .. }
-            | Change::ReleaseSlots { id, .. } => id,
+            | Change::ReleaseSlots { id, .. }
+            | Change::Log { id, .. } => id,
         }
     }
 
@@ -204,7 +220,8 @@ impl Change {
             } => (id, Some(*block), Some(*job), rec.status, rec.error.clone()),
             Change::WorkflowErrors { .. }
             | Change::Checkpoint { .. }
-            | Change::ReleaseSlots { .. } => return None,
+            | Change::ReleaseSlots { .. }
+            | Change::Log { .. } => return None,
         };
         Some(Event {
             workflow_id: workflow_id.clone(),
@@ -214,6 +231,16 @@ impl Change {
             status,
             message,
         })
+    }
+}
+
+impl Change {
+    /// What the change feed carries once this change is committed at `at`.
+    pub fn feed_item(&self, at: Micros) -> Option<FeedItem> {
+        match self {
+            Change::Log { id, .. } => Some(FeedItem::Logs(id.clone())),
+            c => c.event(at).map(FeedItem::Event),
+        }
     }
 }
 
@@ -285,6 +312,9 @@ pub enum FeedItem {
     Request(ControlRequest),
     /// The shared emergency stop changed: re-read it.
     Stops,
+    /// Log lines of this workflow were recorded: read them after your
+    /// cursor ([`Store::logs`]).
+    Logs(String),
 }
 
 /// What a process that does not run a workflow asks its owner to do.
@@ -649,6 +679,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// The take recorded for one job, if any (to reconcile after a crash).
     async fn take_of(&self, workflow_id: &str, block: usize, job: usize) -> Result<Option<Take>>;
+
+    // ---- job logs
+
+    /// A workflow's recorded log lines after `query.after`, oldest first
+    /// (those of one job with `query.job`), at most `query.limit`. A
+    /// workflow that does not exist (or was pruned) has none.
+    async fn logs(&self, query: &LogQuery) -> Result<Vec<LogLine>>;
 
     // ---- approvals
 

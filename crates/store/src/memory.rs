@@ -18,8 +18,8 @@ use crate::{
 };
 use async_trait::async_trait;
 use interlock_core::{
-    Approval, AuditEntry, AuditQuery, Clock, Event, ListFilter, Micros, Status, Summary,
-    WorkflowRecord,
+    Approval, AuditEntry, AuditQuery, Clock, Event, ListFilter, LogLine, LogQuery, Micros, Status,
+    Summary, WorkflowRecord,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -54,6 +54,9 @@ struct State {
     templates: BTreeMap<String, (Vec<TemplateRevision>, Option<TemplateDisabled>)>,
     schedules: BTreeMap<String, ScheduleRow>,
     inventory: Option<StoredInventory>,
+    /// workflow id → its log lines in `seq` order.
+    logs: HashMap<String, Vec<LogLine>>,
+    next_log: u64,
 }
 
 /// An in-memory store. Cheap to clone; clones share state.
@@ -80,6 +83,12 @@ impl MemStore {
     fn publish(&self, events: impl IntoIterator<Item = Event>) {
         for e in events {
             let _ = self.events.send(FeedItem::Event(e));
+        }
+    }
+
+    fn publish_items(&self, items: impl IntoIterator<Item = FeedItem>) {
+        for i in items {
+            let _ = self.events.send(i);
         }
     }
 }
@@ -174,17 +183,45 @@ impl State {
                     .ok_or_else(out_of_range)?;
                 t.checkpoint = Some(state.clone());
             }
-            // Applied by `drop_slots` once the whole write succeeded.
-            Change::ReleaseSlots { .. } => {}
+            // Applied by `after_write` once the whole write succeeded.
+            Change::ReleaseSlots { .. } | Change::Log { .. } => {}
         }
         Ok(())
     }
 
-    /// Drops the slot rows `changes` give up: a job's, or all of a
-    /// workflow that ends.
-    fn drop_slots(&mut self, changes: &[Change]) {
+    /// What `changes` do outside the workflow records: drops the slot rows
+    /// they give up (a job's, or all of a workflow that ends) and appends
+    /// their log lines.
+    fn after_write(&mut self, changes: &[Change]) {
         for c in changes {
             match c {
+                Change::Log {
+                    id,
+                    block,
+                    job,
+                    attempt,
+                    lines,
+                    keep,
+                } => {
+                    let mut added = Vec::with_capacity(lines.len());
+                    for l in lines {
+                        self.next_log += 1;
+                        added.push(LogLine {
+                            seq: self.next_log,
+                            ..l.clone()
+                        });
+                    }
+                    let last = added.iter().map(|l| l.n).max().unwrap_or(0);
+                    let all = self.logs.entry(id.clone()).or_default();
+                    all.extend(added);
+                    let floor = last.saturating_sub(u64::from(*keep));
+                    all.retain(|l| {
+                        !(l.block == *block
+                            && l.job == *job
+                            && l.attempt == *attempt
+                            && l.n <= floor)
+                    });
+                }
                 Change::ReleaseSlots { id, block, job } => self
                     .slots
                     .retain(|r| !(&r.workflow_id == id && r.block == *block && r.job == *job)),
@@ -375,11 +412,11 @@ impl Store for MemStore {
             row.owner = None;
             st.slots.retain(|r| r.workflow_id != id);
         }
-        st.drop_slots(&changes);
+        st.after_write(&changes);
         drop(st);
-        let mut events: Vec<Event> = changes.iter().filter_map(|c| c.event(now)).collect();
-        events.push(workflow_event(id, now, to, reason));
-        self.publish(events);
+        let mut items: Vec<FeedItem> = changes.iter().filter_map(|c| c.feed_item(now)).collect();
+        items.push(FeedItem::Event(workflow_event(id, now, to, reason)));
+        self.publish_items(items);
         Ok(CasOutcome::Done(()))
     }
 
@@ -415,9 +452,9 @@ impl Store for MemStore {
                 return Err(e);
             }
         }
-        st.drop_slots(&changes);
+        st.after_write(&changes);
         drop(st);
-        self.publish(changes.iter().filter_map(|c| c.event(now)));
+        self.publish_items(changes.iter().filter_map(|c| c.feed_item(now)));
         Ok(())
     }
 
@@ -520,6 +557,7 @@ impl Store for MemStore {
             st.requests.retain(|r| r.workflow_id != *id);
             st.slots.retain(|s| s.workflow_id != *id);
             st.approvals.retain(|a| a.workflow_id != *id);
+            st.logs.remove(id);
             st.pruned.insert(
                 id.clone(),
                 Pruned {
@@ -676,6 +714,20 @@ impl Store for MemStore {
             .iter()
             .find(|t| t.workflow_id == workflow_id && t.block == block && t.job == job)
             .cloned())
+    }
+
+    async fn logs(&self, q: &LogQuery) -> Result<Vec<LogLine>> {
+        let st = self.lock();
+        Ok(st
+            .logs
+            .get(&q.workflow_id)
+            .into_iter()
+            .flatten()
+            .filter(|l| l.seq > q.after)
+            .filter(|l| q.job.is_none_or(|(b, j)| l.block == b && l.job == j))
+            .take(q.limit)
+            .cloned()
+            .collect())
     }
 
     async fn add_approval(&self, a: &Approval) -> Result<()> {

@@ -40,6 +40,8 @@ use state::{Session, State, Task};
 /// The remote half of job execution. One per server process.
 pub struct Dispatcher {
     state: Mutex<State>,
+    /// Woken whenever log lines arrive (results wait for theirs).
+    lines: tokio::sync::Notify,
     decls: RwLock<Arc<Declarations>>,
     opts: DispatchOpts,
 }
@@ -76,6 +78,7 @@ impl Dispatcher {
     pub fn new(opts: DispatchOpts) -> Arc<Self> {
         Arc::new(Self {
             state: Mutex::default(),
+            lines: tokio::sync::Notify::new(),
             decls: RwLock::default(),
             opts,
         })
@@ -215,6 +218,70 @@ impl Dispatcher {
         }
     }
 
+    /// Log lines a worker sent on its session for the task under
+    /// `lease_id`: kept with the job's attempt. Lines for a lease the
+    /// session does not hold (any more) are dropped; the answer says
+    /// whether they were kept.
+    pub fn log(
+        &self,
+        session: u64,
+        lease_id: &str,
+        stream: interlock_core::LogStream,
+        lines: &[String],
+    ) -> bool {
+        let ctx = {
+            let mut st = self.state.lock().expect("dispatch lock");
+            if let Some(s) = st.sessions.get_mut(&session) {
+                s.last_seen = Instant::now();
+            }
+            let Some(&id) = st.leases.get(lease_id) else {
+                return false;
+            };
+            match st.tasks.get_mut(&id) {
+                Some(t)
+                    if t.lease
+                        .as_ref()
+                        .is_some_and(|(s, l)| *s == session && l == lease_id) =>
+                {
+                    t.lines += lines.len() as u64;
+                    t.ctx.clone()
+                }
+                _ => return false,
+            }
+        };
+        for l in lines {
+            ctx.log_to(stream, l);
+        }
+        self.lines.notify_waiters();
+        true
+    }
+
+    /// Waits (at most `limit`) until `count` log lines arrived under
+    /// `lease_id`: they travel on the session stream, the result on a call
+    /// of its own, so the result may overtake the last of them. Gives up
+    /// at once when the lease is not held (the result is refused anyway).
+    pub async fn await_lines(&self, lease_id: &str, count: u64, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let arrived = self.lines.notified();
+            {
+                let st = self.state.lock().expect("dispatch lock");
+                let seen = st
+                    .leases
+                    .get(lease_id)
+                    .and_then(|id| st.tasks.get(id))
+                    .map(|t| t.lines);
+                match seen {
+                    Some(n) if n < count => {}
+                    _ => return,
+                }
+            }
+            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// The session's stream ended: its worker is gone.
     pub fn disconnect(&self, session: u64, why: &str) {
         let mut st = self.state.lock().expect("dispatch lock");
@@ -311,6 +378,7 @@ impl Dispatcher {
                     ctx: ctx.clone(),
                     done: Some(done),
                     writing: writer,
+                    lines: 0,
                 },
             );
             st.queues.entry(job.name.clone()).or_default().push_back(id);

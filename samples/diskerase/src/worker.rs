@@ -57,6 +57,10 @@ impl JobSink for TaskSink {
     fn holds_lease(&self) -> bool {
         !self.0.detached.is_cancelled()
     }
+
+    fn log(&self, stream: interlock_core::LogStream, text: &str) {
+        self.0.log_to(stream.as_str(), text);
+    }
 }
 
 fn job_ctx(t: &TaskCtx) -> JobCtx {

@@ -93,6 +93,7 @@ async fn without_the_database_replicas_stop_and_say_so_then_recover() {
         .raw()
         .watch(v1::WatchReq {
             id: running[0].clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

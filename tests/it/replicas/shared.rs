@@ -361,7 +361,7 @@ async fn watch_on_one_replica_streams_a_workflow_another_runs() {
         "rep",
         vec![
             req::block(1, vec![sleep(0.2)]),
-            req::block(1, vec![sleep(0.2)]),
+            req::block(1, vec![super::erase("aab00", "aab")]),
         ],
     );
     let id = c.r(0).client.submit(w).await.unwrap();
@@ -369,13 +369,18 @@ async fn watch_on_one_replica_streams_a_workflow_another_runs() {
         .r(1)
         .client
         .raw()
-        .watch(v1::WatchReq { id: id.clone() })
+        .watch(v1::WatchReq {
+            id: id.clone(),
+            logs: true,
+            logs_after: 0,
+        })
         .await
         .expect("Watch on replica 1")
         .into_inner();
     c.r(0).client.exec(&id).await.unwrap();
 
     let mut seen = Vec::new();
+    let mut lines = Vec::new();
     let mut ended = false;
     let drain = async {
         while let Some(ev) = stream.message().await.expect("watch stream") {
@@ -387,6 +392,9 @@ async fn watch_on_one_replica_streams_a_workflow_another_runs() {
                     }
                 }
                 Some(WatchEv::Snapshot(s)) if interlock_client::is_final(s.status) => ended = true,
+                // The job's log lines, recorded by replica 0, come before
+                // the end of the stream.
+                Some(WatchEv::Log(l)) if !ended => lines.push(l.text),
                 _ => {}
             }
         }
@@ -409,4 +417,9 @@ async fn watch_on_one_replica_streams_a_workflow_another_runs() {
         );
     }
     assert_eq!(seen.last(), Some(&(-1, -1, completed)));
+    assert!(
+        lines.iter().any(|l| l.starts_with("erasing aab00 at aab"))
+            && lines.iter().any(|l| l == "erased aab00"),
+        "replica 1 streamed the lines replica 0 recorded: {lines:?}"
+    );
 }

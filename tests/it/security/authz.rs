@@ -282,7 +282,13 @@ async fn ids_cannot_be_probed_by_callers_without_read() {
                 })
                 .await,
             );
-            let watch = code(w.watch(v1::WatchReq { id: id.clone() }).await);
+            let watch = code(
+                w.watch(v1::WatchReq {
+                    id: id.clone(),
+                    ..Default::default()
+                })
+                .await,
+            );
             [status, cancel, watch]
                 .map(|(c, m)| (c, m.replace(&id, "<id>")))
                 .to_vec()

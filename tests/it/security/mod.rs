@@ -217,7 +217,16 @@ async fn call_everything(t: Transport, id: &str) -> Vec<(&'static str, Code, Str
             ),
         ),
         ("List", code(wf.list(v1::ListReq::default()).await)),
-        ("Watch", code(wf.watch(v1::WatchReq { id: id() }).await)),
+        (
+            "Watch",
+            code(
+                wf.watch(v1::WatchReq {
+                    id: id(),
+                    ..Default::default()
+                })
+                .await,
+            ),
+        ),
         (
             "Approve",
             code(

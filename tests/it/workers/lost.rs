@@ -145,6 +145,7 @@ async fn a_result_sent_after_the_lease_moved_is_refused() {
                 message: "late".into(),
                 ..Default::default()
             })),
+            log_lines: 0,
         })
         .await
         .unwrap_err();

@@ -84,6 +84,10 @@ async fn a_worker_runs_a_declared_job_and_its_outputs_and_identity_are_recorded(
     let stop = spawn(
         Worker::new(&s.addr(), opts(), "w1").handle("ping", |t| async move {
             let host = t.arg("host").unwrap_or_default().to_string();
+            for i in 0..20 {
+                t.log(format!("pinging {host} ({i})"));
+            }
+            t.log_to("stderr", "no route to the backup address");
             Ok([("pong".to_string(), host)].into())
         }),
     );
@@ -100,6 +104,28 @@ async fn a_worker_runs_a_declared_job_and_its_outputs_and_identity_are_recorded(
     assert_eq!(done.status, v1::Status::Completed as i32, "{done:?}");
     let job = &done.blocks[0].jobs[0];
     assert_eq!(job.outputs.get("pong").map(String::as_str), Some("h1"));
+    // Its log lines came on the session stream, the result on a call of
+    // its own: the result waited for them, so all are there, in order.
+    let logs = s
+        .raw()
+        .await
+        .logs(v1::LogsReq {
+            id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let lines: Vec<(String, String)> = logs
+        .lines
+        .iter()
+        .map(|l| (l.stream.clone(), l.text.clone()))
+        .collect();
+    let mut want: Vec<(String, String)> = (0..20)
+        .map(|i| ("log".to_string(), format!("pinging h1 ({i})")))
+        .collect();
+    want.push(("stderr".into(), "no route to the backup address".into()));
+    assert_eq!(lines, want);
     let audit = s.audit_log().await;
     let e = audit
         .iter()

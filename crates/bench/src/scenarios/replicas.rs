@@ -222,7 +222,10 @@ async fn end_to_end(d: &Deployment, count: usize) -> anyhow::Result<Row> {
 async fn wait_final(c: &Client, id: &str) -> anyhow::Result<i32> {
     let mut stream = c
         .raw()
-        .watch(v1::WatchReq { id: id.to_string() })
+        .watch(v1::WatchReq {
+            id: id.to_string(),
+            ..Default::default()
+        })
         .await?
         .into_inner();
     let mut last = None;
@@ -275,7 +278,10 @@ async fn estop_spread(d: &Deployment, flips: usize, per_node: usize) -> anyhow::
             }
             let mut stream = c
                 .raw()
-                .watch(v1::WatchReq { id: id.clone() })
+                .watch(v1::WatchReq {
+                    id: id.clone(),
+                    ..Default::default()
+                })
                 .await?
                 .into_inner();
             let t0 = t0.clone();

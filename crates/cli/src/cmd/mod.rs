@@ -14,6 +14,7 @@ pub mod jobs;
 pub mod lifecycle;
 pub mod limits;
 pub mod list;
+pub mod logs;
 pub mod man;
 pub mod policies;
 pub mod run;

@@ -20,18 +20,30 @@ use std::time::SystemTime;
 #[derive(clap::Args)]
 pub struct Args {
     id: String,
+    /// Show the jobs' log lines too, as they are recorded.
+    #[arg(long)]
+    logs: bool,
 }
 
 pub async fn run(a: Args, t: &Target, json: bool) -> Out {
-    follow(&connect(t).await?, &a.id, json).await
+    follow_with(&connect(t).await?, &a.id, json, a.logs).await
 }
 
 /// Follows `id` to its end; exits 1 unless it ends Completed.
 pub async fn follow(c: &Client, id: &str, json: bool) -> Out {
+    follow_with(c, id, json, false).await
+}
+
+/// [`follow`], with the jobs' log lines when `logs`.
+async fn follow_with(c: &Client, id: &str, json: bool, logs: bool) -> Out {
     use v1::watch_event::Event;
     let mut stream = c
         .raw()
-        .watch(v1::WatchReq { id: id.into() })
+        .watch(v1::WatchReq {
+            id: id.into(),
+            logs,
+            logs_after: 0,
+        })
         .await?
         .into_inner();
     let mut view = if json {
@@ -63,6 +75,28 @@ pub async fn follow(c: &Client, id: &str, json: bool) -> Out {
                         let at = t.at.as_ref().map_or_else(now, stamp);
                         outln!("{at} {}", transition_line(st, &t))?;
                     }
+                }
+            }
+            Some(Event::Log(l)) => {
+                let line = format!(
+                    "{} {}.{}#{} {}| {}",
+                    l.at.as_ref().map_or_else(now, stamp),
+                    l.block,
+                    l.job,
+                    l.attempt,
+                    l.stream,
+                    l.text
+                );
+                match &view {
+                    View::Lines => outln!("{line}")?,
+                    // Above the bars, which keep their place.
+                    View::Bars(b) => match &b.multi {
+                        Some(m) => {
+                            let _ = m.println(line);
+                        }
+                        None => outln!("{line}")?,
+                    },
+                    View::Json => {}
                 }
             }
             None => {}

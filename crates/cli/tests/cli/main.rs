@@ -7,6 +7,7 @@ mod control;
 mod errors;
 mod json;
 mod list;
+mod logs;
 mod operate;
 mod template;
 mod transport;

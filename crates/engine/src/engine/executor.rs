@@ -45,13 +45,16 @@ struct BlockRun {
     held: Vec<String>,
 }
 
-/// Checkpoints of one job attempt, written under the run's lease.
+/// Checkpoints and log lines of one job attempt, written under the run's
+/// lease.
 struct Sink {
     store: Arc<dyn Store>,
     lease: Lease,
     block: usize,
     job: usize,
     instance: Arc<super::instance::Instance>,
+    log: super::logs::AttemptLog,
+    clock: Arc<dyn interlock_core::Clock>,
 }
 
 #[async_trait]
@@ -73,6 +76,14 @@ impl JobSink for Sink {
 
     fn holds_lease(&self) -> bool {
         self.instance.holds(&self.lease).is_ok()
+    }
+
+    fn log(&self, stream: interlock_core::LogStream, text: &str) {
+        self.log.line(self.clock.as_ref(), stream, text);
+    }
+
+    async fn flush_logs(&self) {
+        self.log.flush().await;
     }
 }
 
@@ -425,12 +436,13 @@ impl Inner {
         active: &Active,
         jr: &JobRecord,
     ) -> JobCtx {
+        let attempt = jr.attempts.len() as u32 + 1;
         JobCtx {
             workflow_id: rec.id.clone(),
             workflow_name: rec.req.name.clone(),
             block: bi,
             job: ji,
-            attempt: jr.attempts.len() as u32 + 1,
+            attempt,
             cancel: active.token.child_token(),
             detaching: active.detach.clone(),
             checkpoint: jr.checkpoint.clone(),
@@ -447,6 +459,8 @@ impl Inner {
                 block: bi,
                 job: ji,
                 instance: self.instance.clone(),
+                log: self.logs.attempt(active.lease().clone(), bi, ji, attempt),
+                clock: self.opts.clock.clone(),
             })),
         }
     }
@@ -500,6 +514,9 @@ impl Inner {
                 },
                 _ => run.await,
             };
+            // Its lines before its end: a reader that sees the job end has
+            // seen everything it logged.
+            ctx.flush_logs().await;
             jr.attempts.push(Attempt {
                 number,
                 started,

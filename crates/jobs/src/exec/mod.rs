@@ -7,7 +7,8 @@
 //! group; Cancel, the emergency stop or its timeout send SIGTERM to the
 //! whole group, then SIGKILL after the grace period, so nothing it started
 //! outlives it. Output: `exitCode` and the last [`config::TAIL_BYTES`] of
-//! stdout and stderr. A command in flight at a crash is run again only if
+//! stdout and stderr; every line of both also goes to the job's log as it
+//! is written. A command in flight at a crash is run again only if
 //! its entry says `safe`; otherwise recovery makes it Interrupted. Either
 //! way the restarted server first kills the process group the crashed one
 //! left running (its checkpoint records which: boot, pid, start time).
@@ -16,7 +17,8 @@ pub mod config;
 
 use async_trait::async_trait;
 use config::{Command, TAIL_BYTES};
-use interlock_core::{JobSchema, WorkReq};
+use interlock_core::log::MAX_LINE_BYTES;
+use interlock_core::{JobSchema, LogStream, WorkReq};
 use interlock_engine::{Job, JobCtx, JobError, Outputs};
 use std::collections::{BTreeMap, VecDeque};
 use std::process::Stdio;
@@ -139,8 +141,9 @@ impl Drop for GroupGuard {
 }
 
 /// Reads a stream to its end, keeping its last `TAIL_BYTES`.
-async fn tail(mut r: impl tokio::io::AsyncRead + Unpin) -> String {
+async fn tail(mut r: impl tokio::io::AsyncRead + Unpin, ctx: JobCtx, stream: LogStream) -> String {
     let mut keep = VecDeque::with_capacity(TAIL_BYTES);
+    let mut line = Vec::new();
     let mut buf = [0u8; 8192];
     while let Ok(n) = r.read(&mut buf).await {
         if n == 0 {
@@ -149,6 +152,20 @@ async fn tail(mut r: impl tokio::io::AsyncRead + Unpin) -> String {
         keep.extend(&buf[..n]);
         let over = keep.len().saturating_sub(TAIL_BYTES);
         keep.drain(..over);
+        // Every line goes to the job's log as it comes; a line longer than
+        // a log line is cut into several rather than held.
+        for &b in &buf[..n] {
+            if b == b'\n' || line.len() >= MAX_LINE_BYTES {
+                ctx.log_to(stream, String::from_utf8_lossy(&line));
+                line.clear();
+            }
+            if b != b'\n' {
+                line.push(b);
+            }
+        }
+    }
+    if !line.is_empty() {
+        ctx.log_to(stream, String::from_utf8_lossy(&line));
     }
     String::from_utf8_lossy(keep.make_contiguous()).into_owned()
 }
@@ -214,8 +231,16 @@ impl Job for Exec {
         if let Some(mark) = child.id().and_then(Running::of) {
             ctx.save_checkpoint(mark.to_string()).await?;
         }
-        let out = tokio::spawn(tail(child.stdout.take().expect("piped")));
-        let err = tokio::spawn(tail(child.stderr.take().expect("piped")));
+        let out = tokio::spawn(tail(
+            child.stdout.take().expect("piped"),
+            ctx.clone(),
+            LogStream::Stdout,
+        ));
+        let err = tokio::spawn(tail(
+            child.stderr.take().expect("piped"),
+            ctx.clone(),
+            LogStream::Stderr,
+        ));
         let stopped = tokio::select! {
             s = child.wait() => Ok(s),
             _ = ctx.cancel.cancelled() => Err(None),

@@ -10,9 +10,11 @@
 //! The tests, by concern: `records` (submit, compare-and-set, writes,
 //! listing, audit, ids), `ownership` (instances, leases, fencing, orphan
 //! claims), `shared` (buckets, the feed, requests, shared stops) and
-//! `retention` (pruning and tombstones), `templates` (revisions), `schedules` (fire claims), `inventory`.
+//! `retention` (pruning and tombstones), `templates` (revisions), `schedules` (fire claims), `inventory`, `logs`
+//! (job log lines).
 
 mod inventory;
+mod logs;
 mod ownership;
 mod records;
 mod retention;
@@ -21,6 +23,7 @@ mod shared;
 mod templates;
 
 pub use inventory::*;
+pub use logs::*;
 pub use ownership::*;
 pub use records::*;
 pub use retention::*;
@@ -96,6 +99,7 @@ pub async fn run_all(h: &dyn Harness) {
         schedules_are_kept_by_name,
         a_fire_is_claimed_once_and_finished_once,
         the_inventory_is_replaced_whole_and_versioned,
+        job_logs_append_read_and_trim,
     );
 }
 

@@ -36,6 +36,9 @@ pub(super) struct Task {
     /// not handed to another worker meanwhile, so a lost worker's last
     /// write cannot land over its successor's.
     pub writing: Arc<tokio::sync::Mutex<()>>,
+    /// Log lines received under the current lease (a result says how many
+    /// it follows, and waits for them).
+    pub lines: u64,
 }
 
 #[derive(Default)]
@@ -113,6 +116,7 @@ impl State {
             task.spec.lease_id = lease_id.clone();
             task.spec.dispatch += 1;
             task.lease = Some((session, lease_id.clone()));
+            task.lines = 0;
             let spec = task.spec.clone();
             self.leases.insert(lease_id, id);
             let s = self.sessions.get_mut(&session).expect("session");
