@@ -10,7 +10,9 @@ const COMMANDS: &str = r#"{"commands": [
   {"name": "chatty", "argv": ["/bin/sh", "-c", "for i in 1 2 3; do echo out $i; echo err $i >&2; done; printf 'no newline'"],
    "timeout": "5s", "idempotency": "safe"},
   {"name": "count", "argv": ["/bin/sh", "-c", "i=1; while [ $i -le $1 ]; do echo line $i; i=$((i+1)); done", "sh", "{n}"],
-   "args": {"n": {"pattern": "[0-9]+"}}, "timeout": "10s", "idempotency": "safe"}
+   "args": {"n": {"pattern": "[0-9]+"}}, "timeout": "10s", "idempotency": "safe"},
+  {"name": "leaves", "argv": ["/bin/sh", "-c", "setsid sh -c 'sleep 0.5; echo late' & echo before; sleep 30"],
+   "timeout": "300ms", "grace": "200ms", "idempotency": "unsafe"}
 ]}"#;
 
 async fn server(lines: u32) -> TestServer {
@@ -140,6 +142,45 @@ async fn a_command_s_output_is_its_job_s_log() {
         ["stdout", "stderr"].contains(&v["lines"][0]["stream"].as_str().unwrap()),
         "{v}"
     );
+    // And Watch over HTTP with `?logs=true` (a query string's "true").
+    let (code, _, body) = crate::http::exchange(
+        &s.http_url(),
+        "GET",
+        &format!("/api/v1/workflows/{}/watch?logs=true", st.id),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body.matches("\"text\":\"out ").count(), 3, "{body}");
+}
+
+#[tokio::test]
+async fn what_a_command_leaves_behind_is_not_its_log() {
+    let s = server(1_000).await;
+    let c = s.client().await;
+    // A sibling keeps the workflow running (its lease alive) well past the
+    // moment the left-behind process writes.
+    let mut block = req::block(
+        2,
+        vec![
+            req::job("exec.leaves", &[]),
+            req::job("sleep", &[("seconds", "2")]),
+        ],
+    );
+    block.max_failures = 1;
+    let id = c.submit(req::work("x", vec![block])).await.unwrap();
+    c.exec(&id).await.unwrap();
+    let st = interlock_tests::wait_final(&c, &id).await;
+    assert_eq!(
+        st.blocks[0].jobs[0].status,
+        v1::Status::Failed as i32,
+        "{st:?}"
+    );
+    // The process it left (outside its group, holding its stdout) wrote
+    // "late" while the workflow still ran; the job's log ended with the job.
+    let r = logs(&s, &id, Some((0, 0)), 0).await;
+    assert_eq!(texts(&r.lines, "stdout"), ["before"], "{r:?}");
 }
 
 #[tokio::test]

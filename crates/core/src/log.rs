@@ -76,21 +76,22 @@ pub fn clean_line(text: &str) -> String {
     let text = text.strip_suffix('\r').unwrap_or(text);
     let mut out = String::with_capacity(text.len().min(MAX_LINE_BYTES));
     for c in text.chars() {
-        let extra = if c == '\t' || !c.is_control() {
-            c.len_utf8()
-        } else {
-            // \u{XXXX} at most
-            8
-        };
-        if out.len() + extra > MAX_LINE_BYTES - '…'.len_utf8() {
-            out.push('…');
-            return out;
-        }
         if c == '\t' || !c.is_control() {
             out.push(c);
         } else {
             out.extend(c.escape_unicode());
         }
+        if out.len() > MAX_LINE_BYTES {
+            break;
+        }
+    }
+    if out.len() > MAX_LINE_BYTES {
+        let mut cut = MAX_LINE_BYTES - '…'.len_utf8();
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push('…');
     }
     out
 }
@@ -108,6 +109,10 @@ mod tests {
         let cut = clean_line(&long);
         assert!(cut.len() <= MAX_LINE_BYTES, "{}", cut.len());
         assert!(cut.ends_with('…'));
+        // A line that fits is kept whole, however close to the limit.
+        let exact = "x".repeat(MAX_LINE_BYTES);
+        assert_eq!(clean_line(&exact), exact);
+        assert_eq!(clean_line(&format!("{exact}\n")), exact);
     }
 
     #[test]

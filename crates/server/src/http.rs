@@ -436,8 +436,28 @@ fn query<T: DeserializeOwned>(q: &[(String, String)]) -> Result<T, String> {
     if !statuses.is_empty() {
         m.insert("statuses".into(), Value::Array(statuses));
     }
-    serde_json::from_value(Value::Object(m))
-        .map_err(|e| format!("the query does not fit the request: {e}"))
+    match serde_json::from_value(Value::Object(m.clone())) {
+        Ok(v) => Ok(v),
+        // A query string has no booleans: `?logs=true` is the text "true",
+        // which the JSON mapping reads only as a string. Try once more with
+        // such values as booleans.
+        Err(first) => {
+            let mut bools = false;
+            for v in m.values_mut() {
+                if let Value::String(t) = v
+                    && (t == "true" || t == "false")
+                {
+                    *v = Value::Bool(t == "true");
+                    bools = true;
+                }
+            }
+            let err = |e: serde_json::Error| format!("the query does not fit the request: {e}");
+            if !bools {
+                return Err(err(first));
+            }
+            serde_json::from_value(Value::Object(m)).map_err(|_| err(first))
+        }
+    }
 }
 
 type Query = axum::extract::Query<Vec<(String, String)>>;

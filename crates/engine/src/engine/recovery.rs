@@ -162,7 +162,10 @@ impl Engine {
                         Err(why) => Err(why),
                         Ok(spec) => {
                             let ctx = inner.job_ctx(&rec, bi, ji, active, &jr);
-                            match inner.runner.reconcile(&ctx, &spec).await {
+                            let found = inner.runner.reconcile(&ctx, &spec).await;
+                            // What it logged, before the job's new state.
+                            ctx.flush_logs().await;
+                            match found {
                                 Reconciled::Done(outputs) => Ok(Some(outputs)),
                                 Reconciled::NotDone => Ok(None),
                                 Reconciled::Unknown(why) => Err(why),
@@ -194,6 +197,12 @@ impl Engine {
                         jr.error.clear();
                     }
                     Err(why) => {
+                        // The run that was lost is an attempt of its own, so
+                        // an operator's Retry runs (and logs) as the next.
+                        jr.attempts.push(attempt(
+                            &jr,
+                            "interrupted by a server restart or takeover; waits for an operator",
+                        ));
                         jr.status = Status::Interrupted;
                         jr.error = format!("was running when its server went away; {why}");
                         interrupted.push(format!("block {bi} job {ji} ({})", spec.name));

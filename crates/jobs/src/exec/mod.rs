@@ -141,6 +141,21 @@ impl Drop for GroupGuard {
 }
 
 /// Reads a stream to its end, keeping its last `TAIL_BYTES`.
+struct AbortOnDrop<const N: usize>([tokio::task::AbortHandle; N]);
+
+impl<const N: usize> Drop for AbortOnDrop<N> {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}
+
+/// Longest piece of a long output line logged as one line: under
+/// [`MAX_LINE_BYTES`], with room for the few control characters a log
+/// line shows escaped.
+const CHUNK: usize = MAX_LINE_BYTES - 256;
+
 async fn tail(mut r: impl tokio::io::AsyncRead + Unpin, ctx: JobCtx, stream: LogStream) -> String {
     let mut keep = VecDeque::with_capacity(TAIL_BYTES);
     let mut line = Vec::new();
@@ -153,14 +168,23 @@ async fn tail(mut r: impl tokio::io::AsyncRead + Unpin, ctx: JobCtx, stream: Log
         let over = keep.len().saturating_sub(TAIL_BYTES);
         keep.drain(..over);
         // Every line goes to the job's log as it comes; a line longer than
-        // a log line is cut into several rather than held.
+        // a log line is cut into several (on a character boundary) rather
+        // than held.
         for &b in &buf[..n] {
-            if b == b'\n' || line.len() >= MAX_LINE_BYTES {
+            if b == b'\n' {
                 ctx.log_to(stream, String::from_utf8_lossy(&line));
                 line.clear();
+                continue;
             }
-            if b != b'\n' {
-                line.push(b);
+            line.push(b);
+            if line.len() >= CHUNK {
+                let cut = (1..=4)
+                    .map(|back| line.len() - back)
+                    .find(|&i| line[i] & 0xC0 != 0x80)
+                    .filter(|&i| line[i] >= 0xC0)
+                    .unwrap_or(line.len());
+                ctx.log_to(stream, String::from_utf8_lossy(&line[..cut]));
+                line.drain(..cut);
             }
         }
     }
@@ -241,6 +265,10 @@ impl Job for Exec {
             ctx.clone(),
             LogStream::Stderr,
         ));
+        // However the run ends (a timeout or cancel returns early, the
+        // executor's own timeout drops this future), the readers go too: a
+        // process left holding the pipes must not go on logging.
+        let _readers = AbortOnDrop([out.abort_handle(), err.abort_handle()]);
         let stopped = tokio::select! {
             s = child.wait() => Ok(s),
             _ = ctx.cancel.cancelled() => Err(None),
