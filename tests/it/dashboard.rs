@@ -137,6 +137,73 @@ async fn pages_follow_work_live_show_data_as_text_and_stop_halts_work() {
     b.close().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_page_shows_its_jobs_log_lines_live_as_text() {
+    let s = TestServer::start_with(|c| {
+        interlock_tests::write_config(
+            &c.configs.join("commands.json"),
+            r#"{"commands": [{"name": "ticks", "argv": ["/bin/sh", "-c",
+                "echo '<img src=x onerror=alert(3)>'; i=1; while [ $i -le 6 ]; do echo tick $i; sleep 0.3; i=$((i+1)); done; echo oops >&2"],
+              "timeout": "20s", "idempotency": "safe"}]}"#,
+        );
+    })
+    .await;
+    let Some(b) = Browser::start().await else {
+        return;
+    };
+    let url = s.http_url();
+    let c = s.client().await;
+    let id = started(
+        &c,
+        work(
+            "x",
+            vec![block(1, vec![interlock_tests::req::job("exec.ticks", &[])])],
+        ),
+    )
+    .await;
+    b.open(&format!("{url}/ui/workflows/{id}")).await;
+    // Lines arrive while the page is open, without a reload.
+    b.wait_for("a first tick", "#log-lines span.stdout").await;
+    b.client
+        .execute("window.sameDocument = true", vec![])
+        .await
+        .unwrap();
+    b.wait_for("the stderr line", "#log-lines span.stderr")
+        .await;
+    b.wait_for("Completed", "#wf-status [data-status='Completed']")
+        .await;
+    let text = b.text("#log-lines").await;
+    let shown: Vec<&str> = text
+        .lines()
+        .map(|l| l.split_once("| ").expect("STREAM| TEXT").1)
+        .collect();
+    let mut want = vec!["<img src=x onerror=alert(3)>".to_string()];
+    want.extend((1..=6).map(|i| format!("tick {i}")));
+    want.push("oops".into());
+    assert_eq!(shown, want, "each line once, in order: {text}");
+    assert!(text.contains(" 1.1 #1 stdout| tick 6"), "{text}");
+    let checks = b
+        .client
+        .execute(
+            "return [document.querySelectorAll('main img').length, window.sameDocument === true]",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        checks,
+        serde_json::json!([0, true]),
+        "text, not markup; no reload"
+    );
+    b.screenshot("workflow-logs").await;
+
+    // A finished workflow's page reads them all at once.
+    b.open(&format!("{url}/ui/workflows/{id}")).await;
+    b.wait_for("the lines", "#log-lines span.stderr").await;
+    assert_eq!(b.text("#log-lines").await, text);
+    b.close().await;
+}
+
 const RBAC: &str = r#"{
   "roles": {
     "operator": [{"actions": ["read", "submit", "exec", "cancel", "pause", "estop"], "workflows": ["*"]}],

@@ -287,6 +287,34 @@
     const refresh = async () => { st = await api('GET', `/api/v1/workflows/${enc(id)}`); render(); };
     render();
 
+    // Job logs, outside the view render() redraws: lines are only ever
+    // appended (as text), in `seq` order, each once (a reconnecting stream
+    // may send again what was shown), the newest MAX_LOG_LINES kept.
+    const MAX_LOG_LINES = 5000;
+    const lines = el('pre', { id: 'log-lines', class: 'log-lines', hidden: true });
+    const none = el('p', { id: 'no-logs', class: 'muted' }, 'No job has logged anything yet.');
+    add(main, el('section', { id: 'logs', class: 'block' }, el('h2', {}, 'Job logs'), none, lines));
+    let lastSeq = 0;
+    const logLine = (l) => {
+      const seq = Number(l.seq);
+      if (!(seq > lastSeq)) return;
+      lastSeq = seq;
+      none.hidden = true;
+      lines.hidden = false;
+      const stick = lines.scrollTop + lines.clientHeight >= lines.scrollHeight - 4;
+      add(lines, el('span', { class: `log ${l.stream}`, 'data-seq': seq },
+        `${when(l.at)}  ${l.block + 1}.${l.job + 1} #${l.attempt} ${l.stream}| ${l.text}\n`));
+      while (lines.childNodes.length > MAX_LOG_LINES) lines.firstChild.remove();
+      if (stick) lines.scrollTop = lines.scrollHeight;
+    };
+    const loadLogs = async () => {
+      for (;;) {
+        const r = await api('GET', `/api/v1/workflows/${enc(id)}/logs?after=${lastSeq}`);
+        (r.lines || []).forEach(logLine);
+        if (!r.more || !(r.lines || []).length) return;
+      }
+    };
+
     // Live: apply each transition at once, and re-read the full status
     // (attempts, outputs, times) shortly after a burst of them. A hidden
     // tab lets go of its stream (browsers allow few connections per
@@ -296,9 +324,10 @@
     const unfollow = () => { if (source) { source.close(); source = null; } };
     const follow = () => {
       if (source || FINAL.has(st.status) || document.hidden) return;
-      source = new EventSource(`/api/v1/workflows/${enc(id)}/watch`);
+      source = new EventSource(`/api/v1/workflows/${enc(id)}/watch?logs=true&logs_after=${lastSeq}`);
       source.addEventListener('watch', (ev) => {
         const w = JSON.parse(ev.data);
+        if (w.log) { logLine(w.log); return; }
         if (w.snapshot) st = w.snapshot;
         else if (w.transition) {
           const t = w.transition;
@@ -334,6 +363,7 @@
       else refresh().then(follow).catch(fail);
     };
     document.addEventListener('visibilitychange', visibility);
+    await loadLogs().catch(fail);
     follow();
     return () => {
       unfollow();
