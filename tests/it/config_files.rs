@@ -272,3 +272,38 @@ async fn an_empty_buckets_json_keeps_the_buckets() {
     let st = wait_final(&c, &id).await;
     assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
 }
+
+/// policies.json names `exec.fresh` before commands.json declares it: it is
+/// refused (the last good policies stay). Once commands.json declares the
+/// command, the same, unchanged policies.json is judged again and taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_file_refused_for_an_unknown_job_type_is_taken_once_the_type_exists() {
+    let s = TestServer::start().await;
+    let good = policy_state(&s).await.version;
+    let path = s.config_path("policies.json");
+    let mut policies: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    policies.as_array_mut().unwrap().push(serde_json::json!({
+        "Name": "fresh",
+        "Policies": [{"Name": "restrictJobTypes", "Settings": {"AllowedJobs": ["exec.fresh"]}}]
+    }));
+    write_config(&path, &policies.to_string());
+    eventually("the policy file is refused", || async {
+        policy_state(&s).await.last_error.contains("exec.fresh")
+    })
+    .await;
+    assert_eq!(
+        policy_state(&s).await.version,
+        good,
+        "the last good set stays"
+    );
+    write_config(
+        &s.config_path("commands.json"),
+        r#"{"commands": [{"name": "fresh", "argv": ["/bin/true"], "timeout": "5s", "idempotency": "safe"}]}"#,
+    );
+    eventually("the unchanged policy file is taken", || async {
+        let st = policy_state(&s).await;
+        st.last_error.is_empty() && st.version != good
+    })
+    .await;
+}

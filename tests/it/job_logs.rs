@@ -38,6 +38,14 @@ async fn logs(s: &TestServer, id: &str, job: Option<(u32, u32)>, after: u64) -> 
         .into_inner()
 }
 
+/// `GET /api/v1/workflows/{path}`: the body of a 200 answer.
+async fn http_get(s: &TestServer, path: &str) -> String {
+    let path = format!("/api/v1/workflows/{path}");
+    let (code, _, body) = crate::http::exchange(&s.http_url(), "GET", &path, &[], None).await;
+    assert_eq!(code, 200, "{path}: {body}");
+    body
+}
+
 fn status(s: i32) -> String {
     format!("{:?}", v1::Status::try_from(s).unwrap())
 }
@@ -126,15 +134,7 @@ async fn a_command_s_output_is_its_job_s_log() {
     );
 
     // The HTTP API serves the same page.
-    let (code, _, body) = crate::http::exchange(
-        &s.http_url(),
-        "GET",
-        &format!("/api/v1/workflows/{}/logs?block=0&job=0&limit=2", st.id),
-        &[],
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{body}");
+    let body = http_get(&s, &format!("{}/logs?block=0&job=0&limit=2", st.id)).await;
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["lines"].as_array().unwrap().len(), 2, "{v}");
     assert_eq!(v["more"], true, "{v}");
@@ -143,15 +143,7 @@ async fn a_command_s_output_is_its_job_s_log() {
         "{v}"
     );
     // And Watch over HTTP with `?logs=true` (a query string's "true").
-    let (code, _, body) = crate::http::exchange(
-        &s.http_url(),
-        "GET",
-        &format!("/api/v1/workflows/{}/watch?logs=true", st.id),
-        &[],
-        None,
-    )
-    .await;
-    assert_eq!(code, 200, "{body}");
+    let body = http_get(&s, &format!("{}/watch?logs=true", st.id)).await;
     assert_eq!(body.matches("\"text\":\"out ").count(), 3, "{body}");
 }
 

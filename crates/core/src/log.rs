@@ -69,15 +69,49 @@ pub struct LogQuery {
     pub limit: usize,
 }
 
-/// `text` as one log line: without a trailing line end, with control
-/// characters other than tab made visible, and cut to [`MAX_LINE_BYTES`].
+/// `text` as one log line: without a trailing line end, without terminal
+/// control sequences (colours, cursor moves: ESC `[` … and ESC `]` … BEL),
+/// with other control characters but tab made visible (`\x07`), and cut
+/// to [`MAX_LINE_BYTES`] (marked with `…`).
 pub fn clean_line(text: &str) -> String {
     let text = text.strip_suffix('\n').unwrap_or(text);
     let text = text.strip_suffix('\r').unwrap_or(text);
     let mut out = String::with_capacity(text.len().min(MAX_LINE_BYTES));
-    for c in text.chars() {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            match chars.peek() {
+                // CSI: parameters and intermediates, then one final byte.
+                Some('[') => {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if ('\u{40}'..='\u{7e}').contains(&c) {
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                // OSC (window titles, hyperlinks): up to BEL or ESC \.
+                Some(']') => {
+                    chars.next();
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' {
+                            break;
+                        }
+                        if c == '\u{1b}' {
+                            chars.next_if_eq(&'\\');
+                            break;
+                        }
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+        }
         if c == '\t' || !c.is_control() {
             out.push(c);
+        } else if (c as u32) < 0x80 {
+            out.push_str(&format!("\\x{:02x}", c as u32));
         } else {
             out.extend(c.escape_unicode());
         }
@@ -104,7 +138,15 @@ mod tests {
     fn a_line_is_one_line_and_bounded() {
         assert_eq!(clean_line("hello\r\n"), "hello");
         assert_eq!(clean_line("a\tb"), "a\tb");
-        assert_eq!(clean_line("a\nb\u{1b}[31m"), "a\\u{a}b\\u{1b}[31m");
+        assert_eq!(clean_line("a\nb\u{7}"), "a\\x0ab\\x07");
+        // Colours and titles go; the text stays, however many there are.
+        assert_eq!(
+            clean_line("\u{1b}[1;31merror\u{1b}[0m: disk \u{1b}]0;title\u{7}full"),
+            "error: disk full"
+        );
+        let coloured = format!("{}TAIL", "\u{1b}[0m".repeat(800));
+        assert_eq!(clean_line(&coloured), "TAIL");
+        assert_eq!(clean_line("lone \u{1b} escape"), "lone \\x1b escape");
         let long = "é".repeat(MAX_LINE_BYTES);
         let cut = clean_line(&long);
         assert!(cut.len() <= MAX_LINE_BYTES, "{}", cut.len());

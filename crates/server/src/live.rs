@@ -195,6 +195,7 @@ pub async fn start(
         auth: auth_tx,
         seen: HashMap::new(),
         reported: HashMap::new(),
+        refused: Default::default(),
     };
     r.reload().await;
 

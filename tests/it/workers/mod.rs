@@ -50,6 +50,20 @@ async fn online(s: &TestServer, n: usize) {
     .await;
 }
 
+/// Every log line recorded for workflow `id`.
+async fn log_lines(s: &TestServer, id: &str) -> Vec<v1::LogLine> {
+    s.raw()
+        .await
+        .logs(v1::LogsReq {
+            id: id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .lines
+}
+
 /// Workers connected and tasks waiting, as ListWorkers says (no token).
 async fn listing(s: &TestServer) -> v1::ListWorkersResp {
     let mut c = WorkerClient::connect(s.addr()).await.unwrap();
@@ -106,18 +120,8 @@ async fn a_worker_runs_a_declared_job_and_its_outputs_and_identity_are_recorded(
     assert_eq!(job.outputs.get("pong").map(String::as_str), Some("h1"));
     // Its log lines came on the session stream, the result on a call of
     // its own: the result waited for them, so all are there, in order.
-    let logs = s
-        .raw()
+    let lines: Vec<(String, String)> = log_lines(&s, &id)
         .await
-        .logs(v1::LogsReq {
-            id: id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let lines: Vec<(String, String)> = logs
-        .lines
         .iter()
         .map(|l| (l.stream.clone(), l.text.clone()))
         .collect();

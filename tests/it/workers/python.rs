@@ -78,19 +78,9 @@ async fn a_python_worker_serves_a_declared_type_and_is_cancelled_by_push() {
     let out = &done.blocks[0].jobs[0].outputs;
     assert_eq!(out.get("echo").map(String::as_str), Some("hello"));
     assert_eq!(out.get("worker").map(String::as_str), Some("python"));
-    let logs = s
-        .raw()
-        .await
-        .logs(v1::LogsReq {
-            id: id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let logs = log_lines(&s, &id).await;
     assert!(
-        logs.lines
-            .iter()
+        logs.iter()
             .any(|l| l.text.starts_with("python worker") && l.text.ends_with("echoing 'hello'")),
         "{logs:?}"
     );

@@ -10,7 +10,8 @@
 //! where they were.
 
 use crate::Out;
-use crate::output::{outln, print_json_line, rfc3339};
+use crate::cmd::watch::{now, stamp};
+use crate::output::{outln, print_json_line};
 use crate::target::{Target, connect};
 use interlock_proto::v1;
 use std::collections::HashMap;
@@ -39,8 +40,20 @@ fn parse_job(s: &str) -> Result<(u32, u32), String> {
 
 pub async fn run(a: Args, t: &Target, json: bool) -> Out {
     let c = connect(t).await?;
-    let mut shown = Shown::default();
+    // With --after, lines before it were skipped, not dropped.
+    let mut shown = Shown::after(a.after);
     if a.follow {
+        // The id and the job are checked as without --follow (Watch
+        // itself knows nothing of jobs).
+        c.raw()
+            .logs(v1::LogsReq {
+                id: a.id.clone(),
+                block: a.job.map(|(b, _)| b),
+                job: a.job.map(|(_, j)| j),
+                after: a.after,
+                limit: 1,
+            })
+            .await?;
         use v1::watch_event::Event;
         let mut stream = c
             .raw()
@@ -92,32 +105,54 @@ fn wanted(a: &Args, l: &v1::LogLine) -> bool {
         .is_none_or(|(b, j)| l.block == b as i32 && l.job == j as i32)
 }
 
-/// The last line number printed per attempt, to count dropped lines.
+/// Log lines as text, with a count where lines were dropped (a gap in an
+/// attempt's numbering); also used by `watch --logs`.
 #[derive(Default)]
-struct Shown {
+pub(crate) struct Shown {
+    /// The last line number seen per attempt.
     last: HashMap<(i32, i32, u32), u64>,
+    /// Lines were skipped on purpose (`--after`): an attempt's first line
+    /// shown says nothing about lines before it.
+    skipped: bool,
 }
 
 impl Shown {
+    fn after(after: u64) -> Self {
+        Self {
+            skipped: after > 0,
+            ..Self::default()
+        }
+    }
+
+    /// The text lines for `l`: a dropped-lines note first when there is a
+    /// gap before it.
+    pub(crate) fn lines(&mut self, l: &v1::LogLine) -> Vec<String> {
+        let prev = self.last.insert((l.block, l.job, l.attempt), l.n);
+        let at = l.at.as_ref().map_or_else(now, stamp);
+        let who = format!("{}.{}#{}", l.block, l.job, l.attempt);
+        let mut out = Vec::new();
+        let gap = match prev {
+            Some(p) => l.n.saturating_sub(p + 1),
+            None if self.skipped => 0,
+            None => l.n.saturating_sub(1),
+        };
+        if gap > 0 {
+            let what = if prev.is_none() { "earlier " } else { "" };
+            let s = if gap == 1 { "" } else { "s" };
+            out.push(format!("{at} {who} ({gap} {what}line{s} dropped)"));
+        }
+        out.push(format!("{at} {who} {}| {}", l.stream, l.text));
+        out
+    }
+
     fn print(&mut self, l: &v1::LogLine, json: bool) -> Result<(), crate::fail::Fail> {
-        let prev = self
-            .last
-            .insert((l.block, l.job, l.attempt), l.n)
-            .unwrap_or(0);
         if json {
             return print_json_line(l);
         }
-        let at = rfc3339(&l.at);
-        let who = format!("{}.{}#{}", l.block, l.job, l.attempt);
-        if l.n > prev + 1 {
-            let gap = l.n - prev - 1;
-            let what = if prev == 0 { "earlier " } else { "" };
-            outln!(
-                "{at} {who} ({gap} {what}line{} dropped)",
-                if gap == 1 { "" } else { "s" }
-            )?;
+        for line in self.lines(l) {
+            outln!("{line}")?;
         }
-        outln!("{at} {who} {}| {}", l.stream, l.text)
+        Ok(())
     }
 }
 

@@ -54,6 +54,7 @@ async fn follow_with(c: &Client, id: &str, json: bool, logs: bool) -> Out {
         View::Lines
     };
     let mut state: Option<v1::StatusResp> = None;
+    let mut shown = super::logs::Shown::default();
     while let Some(ev) = stream.message().await? {
         if let View::Json = view {
             output::print_json_line(&ev)?;
@@ -78,25 +79,18 @@ async fn follow_with(c: &Client, id: &str, json: bool, logs: bool) -> Out {
                 }
             }
             Some(Event::Log(l)) => {
-                let line = format!(
-                    "{} {}.{}#{} {}| {}",
-                    l.at.as_ref().map_or_else(now, stamp),
-                    l.block,
-                    l.job,
-                    l.attempt,
-                    l.stream,
-                    l.text
-                );
-                match &view {
-                    View::Lines => outln!("{line}")?,
-                    // Above the bars, which keep their place.
-                    View::Bars(b) => match &b.multi {
-                        Some(m) => {
-                            let _ = m.println(line);
-                        }
-                        None => outln!("{line}")?,
-                    },
-                    View::Json => {}
+                for line in shown.lines(&l) {
+                    match &view {
+                        View::Lines => outln!("{line}")?,
+                        // Above the bars, which keep their place.
+                        View::Bars(b) => match &b.multi {
+                            Some(m) => {
+                                let _ = m.println(line);
+                            }
+                            None => outln!("{line}")?,
+                        },
+                        View::Json => {}
+                    }
                 }
             }
             None => {}
@@ -301,12 +295,12 @@ fn resync_lines(old: &v1::StatusResp, new: &v1::StatusResp) -> Result<(), Fail> 
     Ok(())
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
 
 /// RFC 3339 with milliseconds, UTC.
-fn stamp(t: &Timestamp) -> String {
+pub(crate) fn stamp(t: &Timestamp) -> String {
     let at = SystemTime::UNIX_EPOCH
         + std::time::Duration::new(t.seconds.max(0) as u64, t.nanos.max(0) as u32);
     humantime::format_rfc3339_millis(at).to_string()

@@ -69,12 +69,30 @@ async fn logs_prints_every_line_and_counts_the_dropped_ones() {
     let (code, _, err) = cli(&s, &["logs", &id, "--job", "x"]).await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("BLOCK.JOB"), "{err}");
-    let (code, _, err) = cli(&s, &["logs", &id, "--job", "0.3"]).await;
-    assert_ne!(code, 0);
-    assert!(err.contains("no job 3 in block 0"), "{err}");
+    for follow in [false, true] {
+        let mut args = vec!["logs", &id, "--job", "0.3"];
+        if follow {
+            args.push("--follow");
+        }
+        let (code, _, err) = cli(&s, &args).await;
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains("no job 3 in block 0"), "{args:?}: {err}");
+    }
+    // Lines skipped with --after are not reported as dropped.
+    let (_, out, _) = cli(&s, &["logs", &id, "--json"]).await;
+    let second: serde_json::Value = serde_json::from_str(out.lines().nth(1).unwrap()).unwrap();
+    let seq = second["seq"].as_str().unwrap();
+    let (code, out, _) = cli(&s, &["logs", &id, "--after", seq]).await;
+    assert_eq!(code, 0);
+    assert!(!out.contains("dropped"), "{out}");
+    assert!(
+        out.lines().next().unwrap().ends_with("stdout| line 6"),
+        "{out}"
+    );
 
     let (code, out, err) = cli(&s, &["watch", &id, "--logs"]).await;
     assert_eq!(code, 0, "{err}");
+    assert!(out.contains(" 0.0#1 (3 earlier lines dropped)"), "{out}");
     assert!(out.contains(" 0.0#1 stdout| line 7"), "{out}");
     assert!(out.contains(" 1.0#1 stderr| careful"), "{out}");
 }

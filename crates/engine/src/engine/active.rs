@@ -9,7 +9,6 @@ use interlock_core::Status;
 use interlock_store::Lease;
 use std::sync::Mutex;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// Why an executing workflow is stopping. The first cause wins, except
@@ -66,7 +65,7 @@ pub(crate) struct Active {
     pub detach: CancellationToken,
     cause: Mutex<Option<Cause>>,
     /// True while paused: no new job starts.
-    pub paused: watch::Sender<bool>,
+    pub paused: Flag,
     /// Job starts hold it shared from their last check until their Running
     /// record is committed; Pause holds it exclusively while it records
     /// Paused. So in commit order no job start follows the pause.
@@ -75,7 +74,43 @@ pub(crate) struct Active {
     /// the run is finishing (Pause is then refused).
     pub finishing: tokio::sync::Mutex<bool>,
     /// Set when the run has ended (its final state is recorded).
-    pub done: watch::Sender<bool>,
+    pub done: Flag,
+}
+
+/// A boolean others can wait on. Lighter than a `watch` channel (whose
+/// shared state holds nine wake-up lists): a running workflow holds two,
+/// and a server may run a hundred thousand workflows.
+#[derive(Default)]
+pub(crate) struct Flag {
+    on: std::sync::atomic::AtomicBool,
+    changed: tokio::sync::Notify,
+}
+
+impl Flag {
+    pub fn get(&self) -> bool {
+        self.on.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn set(&self, on: bool) {
+        if self.on.swap(on, std::sync::atomic::Ordering::SeqCst) != on {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// Returns once the flag is `on` (at once if it is).
+    pub async fn wait_for(&self, on: bool) {
+        loop {
+            // Registered before the check, so a change between the two
+            // still wakes it.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if self.get() == on {
+                return;
+            }
+            changed.await;
+        }
+    }
 }
 
 impl Active {
@@ -87,10 +122,10 @@ impl Active {
             token: CancellationToken::new(),
             detach: draining.child_token(),
             cause: Mutex::new(None),
-            paused: watch::Sender::new(false),
+            paused: Flag::default(),
             start_gate: tokio::sync::RwLock::new(()),
             finishing: tokio::sync::Mutex::new(false),
-            done: watch::Sender::new(false),
+            done: Flag::default(),
         }
     }
 
@@ -136,16 +171,14 @@ impl Active {
 
     /// Waits while paused; returns false if the workflow was cancelled meanwhile.
     pub async fn wait_unpaused(&self) -> bool {
-        let mut rx = self.paused.subscribe();
         tokio::select! {
-            r = rx.wait_for(|p| !*p) => r.is_ok(),
+            _ = self.paused.wait_for(false) => true,
             _ = self.token.cancelled() => false,
         }
     }
 
     /// Waits until the run's end is recorded, at most `limit`.
     pub async fn wait_done(&self, limit: Duration) {
-        let mut done = self.done.subscribe();
-        let _ = tokio::time::timeout(limit, done.wait_for(|d| *d)).await;
+        let _ = tokio::time::timeout(limit, self.done.wait_for(true)).await;
     }
 }

@@ -317,7 +317,7 @@ impl Inner {
     /// The run is over: forget it and wake whoever waits for its end.
     pub(super) fn retire(&self, id: &str, active: &Active) {
         self.active.lock().expect("active lock").remove(id);
-        active.done.send_replace(true);
+        active.done.set(true);
     }
 
     /// Runs block `bi`, committing `before` with its start. Returns how it

@@ -83,7 +83,7 @@ impl Inner {
                 }
                 continue;
             }
-            let paused = *active.paused.borrow();
+            let paused = active.paused.get();
             if paused || active.token.is_cancelled() || active.cause().is_some() {
                 drop(gate);
                 if holds {

@@ -228,7 +228,7 @@ impl Engine {
             reason: String::new(),
         };
         inner.commit(a.lease(), vec![change]).await?;
-        a.paused.send_replace(false);
+        a.paused.set(false);
         Ok(())
     }
 
@@ -321,19 +321,19 @@ impl Inner {
                 "workflow {id} is already ending"
             )));
         }
-        if *a.paused.borrow() {
+        if a.paused.get() {
             return Ok(());
         }
         // Starts being recorded finish first; later ones see the flag.
         let _gate = a.start_gate.write().await;
-        a.paused.send_replace(true);
+        a.paused.set(true);
         let change = Change::WorkflowStatus {
             id: id.to_string(),
             status: Status::Paused,
             reason: why,
         };
         if let Err(e) = self.commit(a.lease(), vec![change]).await {
-            a.paused.send_replace(false);
+            a.paused.set(false);
             return Err(e.into());
         }
         drop(finishing);

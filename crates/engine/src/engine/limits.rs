@@ -67,7 +67,7 @@ impl Inner {
             if let Some(h) = self.estop.borrow().halted(&active.name) {
                 active.halt(h);
             }
-            if active.token.is_cancelled() || active.cause().is_some() || *active.paused.borrow() {
+            if active.token.is_cancelled() || active.cause().is_some() || active.paused.get() {
                 return Err(asked);
             }
             // Listen before asking, so a slot freed meanwhile is not missed.
@@ -111,11 +111,10 @@ impl Inner {
                     }
                 }
             }
-            let mut paused = active.paused.subscribe();
             tokio::select! {
                 _ = freed => {}
                 _ = tokio::time::sleep(ASK_EVERY) => {}
-                _ = paused.wait_for(|p| *p) => {}
+                _ = active.paused.wait_for(true) => {}
                 _ = active.token.cancelled() => {}
             }
         }

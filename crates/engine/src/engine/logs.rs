@@ -1,38 +1,48 @@
 //! Job logs: carrying the lines running attempts emit into the store, and
 //! reading them back.
 //!
-//! A job logs without waiting: its line goes into a bounded queue that one
-//! task per engine drains into the store, a batch at a time (one write per
-//! workflow, under that workflow's lease, so a process that lost the
-//! workflow records nothing). Lines that would overflow the queue, or an
-//! attempt's share of it, are dropped, and the gap in the attempt's line
-//! numbers shows it. An attempt's log is closed and flushed before its end
-//! is recorded, so a reader that sees the job end has seen all its lines
-//! (anything the job left behind writes later is not its log).
+//! A job logs without waiting: its line goes into its attempt's buffer,
+//! and one task per engine drains the buffers into the store, a batch at a
+//! time (one write per workflow, under that workflow's lease, so a process
+//! that lost the workflow records nothing). A buffer that fills up (a job
+//! writing faster than the store takes lines) drops its *oldest* lines, as
+//! the store does beyond the per-attempt limit: the end of a flood of
+//! output, where the error usually is, is what stays. The gap in the
+//! attempt's line numbers shows what was dropped. An attempt's log is
+//! closed and flushed before its end is recorded, so a reader that sees
+//! the job end has seen all its lines (anything the job left behind writes
+//! later is not its log).
 //!
-//! Invariants: for one workflow, writes are made one after another (the
-//! store numbers lines in commit order); logs never hold up a job or a
-//! transition longer than one flush.
+//! Buffers are bounded in lines and bytes, each and all together, so a
+//! stalled store or a flood costs a bounded amount of memory.
+//!
+//! Invariants: an attempt's lines are numbered and buffered under one lock,
+//! so they reach the store in number order; for one workflow, writes are
+//! made one after another (the store numbers lines in commit order); the
+//! queue holds at most one wake-up per attempt, so it is bounded by the
+//! attempts running; logs never hold up a job's end longer than
+//! [`FLUSH_WAIT`].
 
 use super::Engine;
 use crate::error::{EngineError, Result};
 use interlock_core::{Clock, LogLine, LogQuery, LogStream, log::clean_line};
 use interlock_store::{Change, Lease, Store, StoreError};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
-/// Lines waiting for the store, across all attempts of this process.
-const QUEUE: usize = 16_384;
-/// Lines one attempt may have waiting: a chatty job loses its own lines,
-/// not everyone else's.
-const PER_ATTEMPT: usize = 2_048;
-/// Most lines, and bytes, one batch takes from the queue.
-const BATCH: usize = 2_048;
-const BATCH_BYTES: usize = 1 << 20;
-/// How long a batch waits for more lines after its first one.
+/// Lines, and bytes, an attempt's buffer holds before it drops its oldest.
+const BUFFER: usize = 1_024;
+const BUFFER_BYTES: usize = 256 << 10;
+/// Bytes all buffers together hold before new lines are dropped (the store
+/// stalled, or every job floods at once).
+const ALL_BUFFERS_BYTES: usize = 64 << 20;
+/// Most lines, and bytes, one batch writes.
+const BATCH: usize = 4_096;
+const BATCH_BYTES: usize = 2 << 20;
+/// How long a batch waits for more after its first wake-up.
 const LINGER: Duration = Duration::from_millis(20);
 /// Longest an attempt's end waits for its lines to be written.
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
@@ -40,32 +50,36 @@ const FLUSH_WAIT: Duration = Duration::from_secs(5);
 pub const MAX_READ: usize = 5_000;
 
 enum Msg {
-    Line {
-        lease: Lease,
-        line: LogLine,
-        /// The attempt's count of lines waiting, given back once written.
-        waiting: Arc<AtomicUsize>,
-    },
-    Flush(oneshot::Sender<()>),
+    /// This attempt has buffered lines.
+    Ready(Arc<Attempt>),
+    /// Answer once this (closed) attempt's buffer is written.
+    Flush(Arc<Attempt>, oneshot::Sender<()>),
 }
 
 /// The sending side of the engine's log queue.
 #[derive(Clone)]
 pub(crate) struct Shipper {
-    tx: mpsc::Sender<Msg>,
+    tx: mpsc::UnboundedSender<Msg>,
     /// Lines an attempt keeps (from the options; 0 keeps none).
     keep: u32,
+    /// Bytes in all attempts' buffers.
+    buffered: Arc<AtomicUsize>,
 }
 
 impl Shipper {
-    /// Starts the task that writes queued lines to `store`; it ends when
+    /// Starts the task that writes buffered lines to `store`; it ends when
     /// the last sender is gone.
     pub(crate) fn start(store: Arc<dyn Store>, keep: u32) -> Self {
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let (tx, rx) = mpsc::unbounded_channel();
         if keep > 0 {
-            tokio::spawn(ship(store, rx, keep));
+            // Weak: the task ends once the engine (every sender) is gone.
+            tokio::spawn(ship(store, rx, tx.downgrade(), keep));
         }
-        Self { tx, keep }
+        Self {
+            tx,
+            keep,
+            buffered: Arc::default(),
+        }
     }
 
     /// The log of one attempt.
@@ -78,74 +92,113 @@ impl Shipper {
     ) -> AttemptLog {
         AttemptLog {
             shipper: self.clone(),
-            lease,
-            block,
-            job,
-            attempt,
-            state: Mutex::new(Numbering {
-                next: 1,
-                closed: false,
+            attempt: Arc::new(Attempt {
+                lease,
+                block,
+                job,
+                attempt,
+                buffered: self.buffered.clone(),
+                buffer: Mutex::new(Buffer {
+                    next: 1,
+                    closed: false,
+                    woken: false,
+                    lines: VecDeque::new(),
+                    bytes: 0,
+                }),
             }),
-            waiting: Arc::default(),
         }
     }
 }
 
-struct Numbering {
+struct Buffer {
     next: u64,
     /// The attempt's end is being recorded: later lines (a process the
     /// job left behind, still writing to its pipe) are not its log.
     closed: bool,
+    /// A wake-up for these lines is in the queue.
+    woken: bool,
+    lines: VecDeque<LogLine>,
+    /// Bytes of `lines` (as counted by [`cost`]).
+    bytes: usize,
+}
+
+/// What a buffered line counts for against the byte limits.
+fn cost(l: &LogLine) -> usize {
+    l.text.len() + 64
+}
+
+impl Buffer {
+    fn pop(&mut self, all: &AtomicUsize) -> Option<LogLine> {
+        let l = self.lines.pop_front()?;
+        self.bytes -= cost(&l);
+        all.fetch_sub(cost(&l), Ordering::Relaxed);
+        Some(l)
+    }
+}
+
+struct Attempt {
+    lease: Lease,
+    block: usize,
+    job: usize,
+    attempt: u32,
+    /// The shipper's count of bytes in all buffers.
+    buffered: Arc<AtomicUsize>,
+    buffer: Mutex<Buffer>,
 }
 
 /// Where one attempt's lines go.
 pub(crate) struct AttemptLog {
     shipper: Shipper,
-    lease: Lease,
-    block: usize,
-    job: usize,
-    attempt: u32,
-    state: Mutex<Numbering>,
-    waiting: Arc<AtomicUsize>,
+    attempt: Arc<Attempt>,
+}
+
+fn dropped(n: usize) {
+    metrics::counter!("interlock_job_log_lines_dropped_total").increment(n as u64);
 }
 
 impl AttemptLog {
     pub(crate) fn line(&self, clock: &dyn Clock, stream: LogStream, text: &str) {
         let text = clean_line(text);
-        let dropped = || metrics::counter!("interlock_job_log_lines_dropped_total").increment(1);
-        // Numbered and queued under one lock, so the queue holds an
-        // attempt's lines in number order (stdout and stderr are read by
-        // two tasks); numbered even when dropped, so the gap shows.
-        let mut st = self.state.lock().expect("log numbering lock");
-        if st.closed {
+        let a = &self.attempt;
+        let mut b = a.buffer.lock().expect("log buffer lock");
+        if b.closed {
             return;
         }
-        let n = st.next;
-        st.next += 1;
+        // Numbered even when not kept: the gap shows.
+        let n = b.next;
+        b.next += 1;
         if self.shipper.keep == 0 {
             return;
         }
-        if self.waiting.fetch_add(1, Ordering::Relaxed) >= PER_ATTEMPT {
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
-            return dropped();
-        }
-        let msg = Msg::Line {
-            lease: self.lease.clone(),
-            line: LogLine {
-                seq: 0,
-                block: self.block,
-                job: self.job,
-                attempt: self.attempt,
-                n,
-                at: clock.now(),
-                stream,
-                text,
-            },
-            waiting: self.waiting.clone(),
+        let line = LogLine {
+            seq: 0,
+            block: a.block,
+            job: a.job,
+            attempt: a.attempt,
+            n,
+            at: clock.now(),
+            stream,
+            text,
         };
-        if self.shipper.tx.try_send(msg).is_err() {
-            self.waiting.fetch_sub(1, Ordering::Relaxed);
-            dropped();
+        let size = cost(&line);
+        let room = BUFFER.min(self.shipper.keep as usize);
+        while !b.lines.is_empty()
+            && (b.lines.len() >= room
+                || b.bytes + size > BUFFER_BYTES
+                || a.buffered.load(Ordering::Relaxed) + size > ALL_BUFFERS_BYTES)
+        {
+            b.pop(&a.buffered);
+            dropped(1);
+        }
+        if a.buffered.load(Ordering::Relaxed) + size > ALL_BUFFERS_BYTES {
+            return dropped(1);
+        }
+        b.bytes += size;
+        a.buffered.fetch_add(size, Ordering::Relaxed);
+        b.lines.push_back(line);
+        if !b.woken {
+            b.woken = true;
+            let _ = self.shipper.tx.send(Msg::Ready(a.clone()));
         }
     }
 
@@ -154,79 +207,91 @@ impl AttemptLog {
     /// after at most [`FLUSH_WAIT`]: logs never hold up a job's end long).
     pub(crate) async fn flush(&self) {
         let sent = {
-            let mut st = self.state.lock().expect("log numbering lock");
-            st.closed = true;
-            st.next > 1
+            let mut b = self.attempt.buffer.lock().expect("log buffer lock");
+            b.closed = true;
+            b.next > 1
         };
         if self.shipper.keep == 0 || !sent {
             return;
         }
         let (tx, rx) = oneshot::channel();
-        let _ = tokio::time::timeout(FLUSH_WAIT, async {
-            if self.shipper.tx.send(Msg::Flush(tx)).await.is_ok() {
-                let _ = rx.await;
-            }
-        })
-        .await;
+        let flush = Msg::Flush(self.attempt.clone(), tx);
+        if self.shipper.tx.send(flush).is_ok() {
+            let _ = tokio::time::timeout(FLUSH_WAIT, rx).await;
+        }
     }
 }
 
-async fn ship(store: Arc<dyn Store>, mut rx: mpsc::Receiver<Msg>, keep: u32) {
-    let mut batch = Vec::with_capacity(BATCH);
+async fn ship(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    again: mpsc::WeakUnboundedSender<Msg>,
+    keep: u32,
+) {
+    let mut batch = Vec::new();
     while let Some(first) = rx.recv().await {
-        let mut bytes = size(&first);
         batch.push(first);
         let linger = tokio::time::sleep(LINGER);
         tokio::pin!(linger);
-        while batch.len() < BATCH && bytes < BATCH_BYTES {
-            if matches!(batch.last(), Some(Msg::Flush(_))) {
-                break;
-            }
+        while !matches!(batch.last(), Some(Msg::Flush(..))) && batch.len() < BATCH {
             tokio::select! {
                 m = rx.recv() => match m {
-                    Some(m) => {
-                        bytes += size(&m);
-                        batch.push(m);
-                    }
+                    Some(m) => batch.push(m),
                     None => break,
                 },
                 _ = &mut linger => break,
             }
         }
-        write_batch(store.as_ref(), std::mem::take(&mut batch), keep).await;
+        write_batch(store.as_ref(), std::mem::take(&mut batch), &again, keep).await;
     }
 }
 
-fn size(m: &Msg) -> usize {
-    match m {
-        Msg::Line { line, .. } => line.text.len() + 64,
-        Msg::Flush(_) => 0,
-    }
-}
-
-/// Writes a batch: one write per workflow (one change per attempt, cut to
-/// the lines the attempt keeps), concurrently, then answers the flushes in
-/// it.
-async fn write_batch(store: &dyn Store, batch: Vec<Msg>, keep: u32) {
+/// Writes a batch: the buffered lines of each attempt woken or flushed in
+/// it (up to [`BATCH`] lines and [`BATCH_BYTES`]; an attempt with more
+/// left is woken again), one write per workflow, concurrently; then answers
+/// each flush whose attempt has nothing left (the others go round again).
+async fn write_batch(
+    store: &dyn Store,
+    batch: Vec<Msg>,
+    again: &mpsc::WeakUnboundedSender<Msg>,
+    keep: u32,
+) {
     type Attempts = BTreeMap<(usize, usize, u32), Vec<LogLine>>;
     let mut per_workflow: HashMap<Lease, Attempts> = HashMap::new();
     let mut flushes = Vec::new();
+    let (mut lines, mut bytes) = (0, 0);
+    let again = again.upgrade();
     for m in batch {
-        match m {
-            Msg::Flush(done) => flushes.push(done),
-            Msg::Line {
-                lease,
-                line,
-                waiting,
-            } => {
-                waiting.fetch_sub(1, Ordering::Relaxed);
-                per_workflow
-                    .entry(lease)
-                    .or_default()
-                    .entry((line.block, line.job, line.attempt))
-                    .or_default()
-                    .push(line);
+        let a = match m {
+            Msg::Flush(a, done) => {
+                flushes.push((a.clone(), done));
+                a
             }
+            Msg::Ready(a) => a,
+        };
+        let mut taken = Vec::new();
+        {
+            let mut b = a.buffer.lock().expect("log buffer lock");
+            while lines < BATCH && bytes < BATCH_BYTES {
+                let Some(l) = b.pop(&a.buffered) else { break };
+                lines += 1;
+                bytes += cost(&l);
+                taken.push(l);
+            }
+            if b.lines.is_empty() {
+                b.woken = false;
+            } else if let Some(q) = &again {
+                // The rest goes in a later batch, still in order.
+                let _ = q.send(Msg::Ready(a.clone()));
+            }
+        }
+        if !taken.is_empty() {
+            per_workflow
+                .entry(a.lease.clone())
+                .or_default()
+                .entry((a.block, a.job, a.attempt))
+                .or_default()
+                .extend(taken);
         }
     }
     let writes = per_workflow.into_iter().map(|(lease, attempts)| async move {
@@ -246,20 +311,36 @@ async fn write_batch(store: &dyn Store, batch: Vec<Msg>, keep: u32) {
                 }
             })
             .collect();
+        let count: usize = changes
+            .iter()
+            .map(|c| match c {
+                Change::Log { lines, .. } => lines.len(),
+                _ => 0,
+            })
+            .sum();
         match store.write(Some(&lease), changes).await {
             Ok(()) => {}
             // The workflow moved on (another owner, or it ended): its
             // lines are no longer this process's to record.
             Err(StoreError::Fenced { .. }) => {}
             Err(e) => {
-                metrics::counter!("interlock_job_log_lines_dropped_total").increment(1);
+                dropped(count);
                 tracing::warn!(workflow = %lease.workflow_id, "job log lines not recorded: {e}");
             }
         }
     });
     futures::future::join_all(writes).await;
-    for f in flushes {
-        let _ = f.send(());
+    for (a, done) in flushes {
+        let left = !a.buffer.lock().expect("log buffer lock").lines.is_empty();
+        match &again {
+            // Lines of its attempt wait for a later batch: so does it.
+            Some(q) if left => {
+                let _ = q.send(Msg::Flush(a, done));
+            }
+            _ => {
+                let _ = done.send(());
+            }
+        }
     }
 }
 
@@ -416,6 +497,63 @@ mod tests {
             let want: Vec<String> = (0..500).map(|i| format!("{name} {i}")).collect();
             assert_eq!(mine, want);
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_of_lines_keeps_its_end() {
+        let clock = interlock_core::clock::system();
+        let store: Arc<dyn Store> = Arc::new(MemStore::new(clock.clone()));
+        let lease = running(&store).await;
+        let log = Shipper::start(store.clone(), 100).attempt(lease, 0, 0, 1);
+        // Far faster than batches are written: the buffer drops its oldest.
+        for i in 1..=20_000 {
+            log.line(clock.as_ref(), LogStream::Stdout, &format!("line {i}"));
+        }
+        log.line(clock.as_ref(), LogStream::Stderr, "the error at the end");
+        log.flush().await;
+        let got = lines(&store).await;
+        assert_eq!(got.len(), 100);
+        assert_eq!(got.last().unwrap().text, "the error at the end");
+        assert_eq!(got.last().unwrap().n, 20_001);
+        assert_eq!(got[0].text, "line 19902");
+        assert!(got.windows(2).all(|w| w[0].n + 1 == w[1].n));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flush_returns_once_its_own_lines_are_written_even_over_several_batches() {
+        let clock = interlock_core::clock::system();
+        let store: Arc<dyn Store> = Arc::new(MemStore::new(clock.clone()));
+        let lease = running(&store).await;
+        let shipper = Shipper::start(store.clone(), 1_000);
+        // Twenty attempts with close to a full buffer each: more bytes than
+        // one batch takes, so some are written a batch later than others.
+        let logs: Vec<_> = (0..20)
+            .map(|job| Arc::new(shipper.attempt(lease.clone(), 0, job, 1)))
+            .collect();
+        let long = "x".repeat(2_500);
+        for log in &logs {
+            for _ in 0..100 {
+                log.line(clock.as_ref(), LogStream::Stdout, &long);
+            }
+        }
+        let flushes = logs.iter().enumerate().map(|(job, log)| {
+            let (log, store) = (log.clone(), store.clone());
+            async move {
+                log.flush().await;
+                let mine = store
+                    .logs(&LogQuery {
+                        workflow_id: "w1".into(),
+                        job: Some((0, job)),
+                        after: 0,
+                        limit: 1_000,
+                    })
+                    .await
+                    .unwrap();
+                assert_eq!(mine.len(), 100, "job {job}: its flush returned early");
+            }
+        });
+        futures::future::join_all(flushes).await;
+        assert_eq!(shipper.buffered.load(Ordering::Relaxed), 0);
     }
 
     #[tokio::test]

@@ -108,6 +108,8 @@ pub(super) struct Reloader {
     pub seen: HashMap<&'static str, Raw>,
     /// Rejected contents already reported, per file.
     pub reported: HashMap<&'static str, VecDeque<u64>>,
+    /// Files whose content on disk was last judged invalid.
+    pub refused: std::collections::HashSet<&'static str>,
 }
 
 impl Reloader {
@@ -144,6 +146,11 @@ impl Reloader {
     /// reported is not reported again.
     async fn report(&mut self, file: &'static str, outcome: &'static str, detail: String, h: u64) {
         if outcome == "invalid" {
+            self.refused.insert(file);
+        } else {
+            self.refused.remove(file);
+        }
+        if outcome == "invalid" {
             let seen = self.reported.entry(file).or_default();
             if seen.contains(&h) {
                 return;
@@ -166,9 +173,29 @@ impl Reloader {
     }
 
     pub async fn reload(&mut self) {
-        // First: policies may name the job types it declares.
+        use interlock_jobs::exec::COMMANDS;
+        use interlock_workers::JOBS;
+        // First: policies may name the job types these declare.
+        let before = (
+            self.seen.get(JOBS).cloned(),
+            self.seen.get(COMMANDS).cloned(),
+        );
         self.reload_jobs().await;
         self.reload_commands().await;
+        // A policy or limits file refused (perhaps for naming a job type
+        // that did not exist yet) is judged again once the job types
+        // change, though its own content may not change at all.
+        let after = (
+            self.seen.get(JOBS).cloned(),
+            self.seen.get(COMMANDS).cloned(),
+        );
+        if after != before {
+            for file in [POLICIES, LIMITS] {
+                if self.refused.contains(file) {
+                    self.seen.remove(file);
+                }
+            }
+        }
         self.reload_http().await;
         self.reload_policies().await;
         self.reload_estop().await;
