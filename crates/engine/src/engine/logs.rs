@@ -358,7 +358,7 @@ pub struct LogPage {
 impl Engine {
     /// Lines of workflow `id` (or a unique prefix) after `after`, oldest
     /// first; one job's with `job`. At most `limit` (clamped to
-    /// [`MAX_READ`]; 0 means the most).
+    /// 5,000; 0 means the most).
     pub async fn logs(
         &self,
         id: &str,
