@@ -97,6 +97,18 @@ async fn a_command_s_output_is_its_job_s_log() {
         .clone()
         .logs(v1::LogsReq {
             id: st.id.clone(),
+            block: Some(3),
+            job: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("has no block 3: it has 1"), "{e:?}");
+    let e = raw
+        .clone()
+        .logs(v1::LogsReq {
+            id: st.id.clone(),
             block: Some(0),
             ..Default::default()
         })

@@ -367,14 +367,21 @@ impl Engine {
         limit: usize,
     ) -> Result<LogPage> {
         let rec = self.status(id).await?;
-        if let Some((b, j)) = job
-            && rec.blocks.get(b).is_none_or(|bl| bl.jobs.get(j).is_none())
-        {
-            return Err(EngineError::NoSuchJob {
-                id: rec.id,
-                block: b,
-                job: j,
-            });
+        if let Some((b, j)) = job {
+            let Some(block) = rec.blocks.get(b) else {
+                return Err(EngineError::BadArgument(format!(
+                    "workflow {} has no block {b}: it has {} (counting from 0)",
+                    rec.id,
+                    rec.blocks.len()
+                )));
+            };
+            if block.jobs.get(j).is_none() {
+                return Err(EngineError::NoSuchJob {
+                    id: rec.id,
+                    block: b,
+                    job: j,
+                });
+            }
         }
         self.read_logs(&rec.id, job, after, limit).await
     }
