@@ -21,6 +21,9 @@ pub struct Args {
     /// Start the copy and follow it to the end (implies --exec).
     #[arg(long)]
     watch: bool,
+    /// With --watch: show the jobs' log lines too.
+    #[arg(long, requires = "watch")]
+    logs: bool,
 }
 
 pub async fn run(a: Args, t: &Target, json: bool) -> Out {
@@ -35,5 +38,5 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
     let r = v1::workflow_client::WorkflowClient::clone(&mut c.raw(), req)
         .await?
         .into_inner();
-    submit::start(&c, &r.id, a.exec, a.watch, json).await
+    submit::start(&c, &r.id, a.exec, a.watch.then_some(a.logs), json).await
 }

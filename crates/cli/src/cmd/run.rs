@@ -31,6 +31,9 @@ pub struct Args {
     /// Follow the workflow to the end.
     #[arg(long)]
     watch: bool,
+    /// With --watch: show the jobs' log lines too.
+    #[arg(long, requires = "watch")]
+    logs: bool,
 }
 
 pub async fn run(a: Args, t: &Target, json: bool) -> Out {
@@ -65,7 +68,7 @@ pub async fn run(a: Args, t: &Target, json: bool) -> Out {
             );
         }
     }
-    let started = submit::start(&c, &r.id, !a.no_exec, a.watch, json).await;
+    let started = submit::start(&c, &r.id, !a.no_exec, a.watch.then_some(a.logs), json).await;
     started.map_err(|f| match f {
         Fail::Rpc(s) => Fail::Rpc(tonic::Status::new(
             s.code(),

@@ -19,18 +19,23 @@ pub struct Args {
     /// Start it and follow it to the end (implies --exec).
     #[arg(long)]
     watch: bool,
+    /// With --watch: show the jobs' log lines too.
+    #[arg(long, requires = "watch")]
+    logs: bool,
 }
 
 pub async fn run(a: Args, t: &Target, json: bool) -> Out {
     let req = read_request(&a.file)?;
     let c = connect(t).await?;
     let id = c.submit(req).await?;
-    start(&c, &id, a.exec, a.watch, json).await
+    start(&c, &id, a.exec, a.watch.then_some(a.logs), json).await
 }
 
 /// After a workflow was created (submit, clone): start it if asked, print
-/// its id, and follow it if asked.
-pub async fn start(c: &Client, id: &str, exec: bool, watch: bool, json: bool) -> Out {
+/// its id, and follow it if asked (`watch`: with the jobs' log lines or not).
+pub async fn start(c: &Client, id: &str, exec: bool, watch: Option<bool>, json: bool) -> Out {
+    let follow = watch;
+    let watch = follow.is_some();
     if exec || watch {
         c.exec(id).await?;
     }
@@ -45,8 +50,8 @@ pub async fn start(c: &Client, id: &str, exec: bool, watch: bool, json: bool) ->
     } else {
         outln!("{id}")?;
     }
-    if watch {
-        return watch::follow(c, id, json).await;
+    if let Some(logs) = follow {
+        return watch::follow(c, id, json, logs).await;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -26,16 +26,12 @@ pub struct Args {
 }
 
 pub async fn run(a: Args, t: &Target, json: bool) -> Out {
-    follow_with(&connect(t).await?, &a.id, json, a.logs).await
+    follow(&connect(t).await?, &a.id, json, a.logs).await
 }
 
-/// Follows `id` to its end; exits 1 unless it ends Completed.
-pub async fn follow(c: &Client, id: &str, json: bool) -> Out {
-    follow_with(c, id, json, false).await
-}
-
-/// [`follow`], with the jobs' log lines when `logs`.
-async fn follow_with(c: &Client, id: &str, json: bool, logs: bool) -> Out {
+/// Follows `id` to its end (with the jobs' log lines when `logs`); exits
+/// 1 unless it ends Completed.
+pub(crate) async fn follow(c: &Client, id: &str, json: bool, logs: bool) -> Out {
     use v1::watch_event::Event;
     let mut stream = c
         .raw()

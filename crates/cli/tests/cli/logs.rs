@@ -90,6 +90,13 @@ async fn logs_prints_every_line_and_counts_the_dropped_ones() {
         "{out}"
     );
 
+    // Submit and follow, with the lines, in one command.
+    let (code, out, err) = cli(&s, &["submit", &req, "--watch", "--logs"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(" 0.0#1 stdout| line 7"), "{out}");
+    let (code, _, err) = cli(&s, &["submit", &req, "--logs"]).await;
+    assert_eq!(code, 2, "--logs needs --watch: {err}");
+
     let (code, out, err) = cli(&s, &["watch", &id, "--logs"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(" 0.0#1 (3 earlier lines dropped)"), "{out}");
