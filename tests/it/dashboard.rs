@@ -137,17 +137,24 @@ async fn pages_follow_work_live_show_data_as_text_and_stop_halts_work() {
     b.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_workflow_page_shows_its_jobs_log_lines_live_as_text() {
-    let s = TestServer::start_with(|c| {
+/// A server whose `exec.ticks` prints a line of markup, six ticks 0.3 s
+/// apart and a line on stderr; each attempt keeps `lines` of them.
+async fn ticking_server(lines: u32) -> TestServer {
+    TestServer::start_with(|c| {
         interlock_tests::write_config(
             &c.configs.join("commands.json"),
             r#"{"commands": [{"name": "ticks", "argv": ["/bin/sh", "-c",
                 "echo '<img src=x onerror=alert(3)>'; i=1; while [ $i -le 6 ]; do echo tick $i; sleep 0.3; i=$((i+1)); done; echo oops >&2"],
               "timeout": "20s", "idempotency": "safe"}]}"#,
         );
+        c.job_log_lines = lines;
     })
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_page_shows_its_jobs_log_lines_live_as_text() {
+    let s = ticking_server(1_000).await;
     let Some(b) = Browser::start().await else {
         return;
     };
@@ -201,6 +208,38 @@ async fn a_workflow_page_shows_its_jobs_log_lines_live_as_text() {
     b.open(&format!("{url}/ui/workflows/{id}")).await;
     b.wait_for("the lines", "#log-lines span.stderr").await;
     assert_eq!(b.text("#log-lines").await, text);
+
+    // A server keeping fewer lines than the command prints: the page shows
+    // the newest five, after a note of the three before them.
+    let s = ticking_server(5).await;
+    let c = s.client().await;
+    let id = started(
+        &c,
+        work(
+            "x",
+            vec![block(1, vec![interlock_tests::req::job("exec.ticks", &[])])],
+        ),
+    )
+    .await;
+    wait_final(&c, &id).await;
+    b.open(&format!("{}/ui/workflows/{id}", s.http_url())).await;
+    b.wait_for("the lines", "#log-lines span.stderr").await;
+    let kept = b.text("#log-lines").await;
+    let kept: Vec<&str> = kept
+        .lines()
+        .map(|l| l.split_once(" #1 ").expect("BLOCK.JOB #ATTEMPT").1)
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            "(3 lines dropped)",
+            "stdout| tick 3",
+            "stdout| tick 4",
+            "stdout| tick 5",
+            "stdout| tick 6",
+            "stderr| oops"
+        ]
+    );
     b.close().await;
 }
 

@@ -295,6 +295,7 @@
     const none = el('p', { id: 'no-logs', class: 'muted' }, 'No job has logged anything yet.');
     add(main, el('section', { id: 'logs', class: 'block' }, el('h2', {}, 'Job logs'), none, lines));
     let lastSeq = 0;
+    const lastN = new Map(); // attempt → the last line number shown
     const logLine = (l) => {
       const seq = Number(l.seq);
       if (!(seq > lastSeq)) return;
@@ -302,8 +303,14 @@
       none.hidden = true;
       lines.hidden = false;
       const stick = lines.scrollTop + lines.clientHeight >= lines.scrollHeight - 4;
+      const who = `${l.block + 1}.${l.job + 1} #${l.attempt}`;
+      const n = Number(l.n);
+      const gap = n - (lastN.get(who) || 0) - 1;
+      lastN.set(who, n);
+      // A gap in an attempt's numbering is lines the server dropped.
+      if (gap > 0) add(lines, el('span', { class: 'log dropped' }, `${when(l.at)}  ${who} (${gap} line${gap === 1 ? '' : 's'} dropped)\n`));
       add(lines, el('span', { class: `log ${l.stream}`, 'data-seq': seq },
-        `${when(l.at)}  ${l.block + 1}.${l.job + 1} #${l.attempt} ${l.stream}| ${l.text}\n`));
+        `${when(l.at)}  ${who} ${l.stream}| ${l.text}\n`));
       while (lines.childNodes.length > MAX_LOG_LINES) lines.firstChild.remove();
       if (stick) lines.scrollTop = lines.scrollHeight;
     };
