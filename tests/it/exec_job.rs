@@ -141,11 +141,10 @@ fn gone(pid: &str) -> bool {
     }
 }
 
-async fn tree_is_ended_by(stop: impl AsyncFnOnce(&TestServer, &str)) -> v1::StatusResp {
-    let s = server().await;
-    let dir = tempfile::tempdir().unwrap();
-    let pidfile = dir.path().join("grandchild.pid");
-    let c = s.client().await;
+/// Submits and executes `exec.tree` (a shell that leaves a grandchild
+/// running) through `c`; the workflow's id and the grandchild's pid once
+/// it has written it.
+async fn start_tree(c: &interlock_client::Client, pidfile: &std::path::Path) -> (String, String) {
     let job = req::job("exec.tree", &[("pidfile", pidfile.to_str().unwrap())]);
     let id = c
         .submit(req::work("x", vec![req::block(1, vec![job])]))
@@ -153,13 +152,19 @@ async fn tree_is_ended_by(stop: impl AsyncFnOnce(&TestServer, &str)) -> v1::Stat
         .unwrap();
     c.exec(&id).await.unwrap();
     eventually("the command started its child", || async {
-        std::fs::read_to_string(&pidfile).is_ok_and(|p| !p.trim().is_empty())
+        std::fs::read_to_string(pidfile).is_ok_and(|p| !p.trim().is_empty())
     })
     .await;
-    let pid = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .to_string();
+    let pid = std::fs::read_to_string(pidfile).unwrap().trim().to_string();
+    (id, pid)
+}
+
+async fn tree_is_ended_by(stop: impl AsyncFnOnce(&TestServer, &str)) -> v1::StatusResp {
+    let s = server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("grandchild.pid");
+    let c = s.client().await;
+    let (id, pid) = start_tree(&c, &pidfile).await;
     assert!(!gone(&pid));
     stop(&s, &id).await;
     let st = wait_final(&c, &id).await;
@@ -206,20 +211,7 @@ async fn after_a_crash_the_command_left_running_is_killed_and_the_unsafe_job_int
     let mut d = spec.clone().spawn().expect("interlockd starts");
     let pidfile = dir.path().join("grandchild.pid");
     let c = d.client().await;
-    let job = req::job("exec.tree", &[("pidfile", pidfile.to_str().unwrap())]);
-    let id = c
-        .submit(req::work("x", vec![req::block(1, vec![job])]))
-        .await
-        .unwrap();
-    c.exec(&id).await.unwrap();
-    eventually("the command started its child", || async {
-        std::fs::read_to_string(&pidfile).is_ok_and(|p| !p.trim().is_empty())
-    })
-    .await;
-    let pid = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .to_string();
+    let (id, pid) = start_tree(&c, &pidfile).await;
     // The pidfile comes a second after the start, by which time the job's
     // checkpoint (where its process is) has long been committed.
     d.kill(); // SIGKILL: the command outlives its server

@@ -80,54 +80,31 @@ async fn a_command_s_output_is_its_job_s_log() {
     );
     // One job's lines; a job that does not exist; half a job.
     assert_eq!(logs(&s, &st.id, Some((0, 0)), 0).await.lines.len(), 7);
-    let raw = s.raw().await;
-    let e = raw
-        .clone()
-        .logs(v1::LogsReq {
-            id: st.id.clone(),
-            block: Some(0),
-            job: Some(5),
+    let refused = |block, job, id: &str| {
+        let req = v1::LogsReq {
+            id: id.to_string(),
+            block,
+            job,
             ..Default::default()
-        })
-        .await
-        .unwrap_err();
+        };
+        let s = &s;
+        async move { s.raw().await.logs(req).await.unwrap_err() }
+    };
+    let e = refused(Some(0), Some(5), &st.id).await;
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     assert!(e.message().contains("no job 5 in block 0"), "{e:?}");
-    let e = raw
-        .clone()
-        .logs(v1::LogsReq {
-            id: st.id.clone(),
-            block: Some(3),
-            job: Some(0),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let e = refused(Some(3), Some(0), &st.id).await;
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     assert!(e.message().contains("has no block 3: it has 1"), "{e:?}");
-    let e = raw
-        .clone()
-        .logs(v1::LogsReq {
-            id: st.id.clone(),
-            block: Some(0),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let e = refused(Some(0), None, &st.id).await;
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
-    let e = raw
-        .clone()
-        .logs(v1::LogsReq {
-            id: "0190a000-0000-7000-8000-000000000000".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let e = refused(None, None, "0190a000-0000-7000-8000-000000000000").await;
     assert_eq!(e.code(), Code::NotFound, "{e:?}");
 
     // Pages: a cursor and a limit.
-    let first = raw
-        .clone()
+    let first = s
+        .raw()
+        .await
         .logs(v1::LogsReq {
             id: st.id.clone(),
             limit: 3,

@@ -232,9 +232,7 @@ impl Change {
             message,
         })
     }
-}
 
-impl Change {
     /// What the change feed carries once this change is committed at `at`.
     pub fn feed_item(&self, at: Micros) -> Option<FeedItem> {
         match self {

@@ -18,7 +18,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use interlock_core::{
-    Approval, AuditEntry, AuditQuery, Clock, Event, ListFilter, LogLine, LogQuery, Micros, Status,
+    Approval, AuditEntry, AuditQuery, Clock, ListFilter, LogLine, LogQuery, Micros, Status,
     Summary, WorkflowRecord,
 };
 use std::collections::{BTreeMap, HashMap};
@@ -80,13 +80,7 @@ impl MemStore {
         self.state.lock().expect("memstore lock")
     }
 
-    fn publish(&self, events: impl IntoIterator<Item = Event>) {
-        for e in events {
-            let _ = self.events.send(FeedItem::Event(e));
-        }
-    }
-
-    fn publish_items(&self, items: impl IntoIterator<Item = FeedItem>) {
+    fn publish(&self, items: impl IntoIterator<Item = FeedItem>) {
         for i in items {
             let _ = self.events.send(i);
         }
@@ -366,7 +360,12 @@ impl Store for MemStore {
             st.audit.push(a);
         }
         drop(st);
-        self.publish([workflow_event(id, now, Status::Running, "")]);
+        self.publish([FeedItem::Event(workflow_event(
+            id,
+            now,
+            Status::Running,
+            "",
+        ))]);
         Ok(CasOutcome::Done(lease))
     }
 
@@ -416,7 +415,7 @@ impl Store for MemStore {
         drop(st);
         let mut items: Vec<FeedItem> = changes.iter().filter_map(|c| c.feed_item(now)).collect();
         items.push(FeedItem::Event(workflow_event(id, now, to, reason)));
-        self.publish_items(items);
+        self.publish(items);
         Ok(CasOutcome::Done(()))
     }
 
@@ -454,7 +453,7 @@ impl Store for MemStore {
         }
         st.after_write(&changes);
         drop(st);
-        self.publish_items(changes.iter().filter_map(|c| c.feed_item(now)));
+        self.publish(changes.iter().filter_map(|c| c.feed_item(now)));
         Ok(())
     }
 

@@ -422,8 +422,10 @@ mod tests {
     use interlock_store::memory::MemStore;
     use interlock_store::{CasOutcome, InstanceInfo};
 
-    async fn running(store: &Arc<dyn Store>) -> Lease {
+    /// A clock, a store, and the lease of workflow "w1" running in it.
+    async fn running() -> (Arc<dyn Clock>, Arc<dyn Store>, Lease) {
         let clock = interlock_core::clock::system();
+        let store: Arc<dyn Store> = Arc::new(MemStore::new(clock.clone()));
         let req = WorkReq {
             name: "wf".into(),
             blocks: vec![Block {
@@ -450,7 +452,7 @@ mod tests {
             .await
             .unwrap()
         {
-            CasOutcome::Done(l) => l,
+            CasOutcome::Done(l) => (clock, store, l),
             other => panic!("{other:?}"),
         }
     }
@@ -469,9 +471,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lines_from_several_threads_are_numbered_in_the_order_they_are_kept() {
-        let clock = interlock_core::clock::system();
-        let store: Arc<dyn Store> = Arc::new(MemStore::new(clock.clone()));
-        let lease = running(&store).await;
+        let (clock, store, lease) = running().await;
         let log = Arc::new(Shipper::start(store.clone(), 10_000).attempt(lease, 0, 0, 1));
         let writers: Vec<_> = ["stdout", "stderr"]
             .into_iter()
@@ -508,9 +508,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_flood_of_lines_keeps_its_end() {
-        let clock = interlock_core::clock::system();
-        let store: Arc<dyn Store> = Arc::new(MemStore::new(clock.clone()));
-        let lease = running(&store).await;
+        let (clock, store, lease) = running().await;
         let log = Shipper::start(store.clone(), 100).attempt(lease, 0, 0, 1);
         // Far faster than batches are written: the buffer drops its oldest.
         for i in 1..=20_000 {
@@ -528,9 +526,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_flush_returns_once_its_own_lines_are_written_even_over_several_batches() {
-        let clock = interlock_core::clock::system();
-        let store: Arc<dyn Store> = Arc::new(MemStore::new(clock.clone()));
-        let lease = running(&store).await;
+        let (clock, store, lease) = running().await;
         let shipper = Shipper::start(store.clone(), 1_000);
         // Twenty attempts with close to a full buffer each: more bytes than
         // one batch takes, so some are written a batch later than others.
@@ -565,9 +561,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flushed_attempt_logs_nothing_more_and_keeps_its_newest_lines() {
-        let clock = interlock_core::clock::system();
-        let store: Arc<dyn Store> = Arc::new(MemStore::new(clock.clone()));
-        let lease = running(&store).await;
+        let (clock, store, lease) = running().await;
         let log = Shipper::start(store.clone(), 3).attempt(lease, 0, 0, 1);
         for i in 1..=10 {
             log.line(clock.as_ref(), LogStream::Log, &format!("line {i}"));

@@ -173,23 +173,13 @@ impl Reloader {
     }
 
     pub async fn reload(&mut self) {
-        use interlock_jobs::exec::COMMANDS;
-        use interlock_workers::JOBS;
         // First: policies may name the job types these declare.
-        let before = (
-            self.seen.get(JOBS).cloned(),
-            self.seen.get(COMMANDS).cloned(),
-        );
-        self.reload_jobs().await;
-        self.reload_commands().await;
+        let jobs = self.reload_jobs().await;
+        let commands = self.reload_commands().await;
         // A policy or limits file refused (perhaps for naming a job type
         // that did not exist yet) is judged again once the job types
         // change, though its own content may not change at all.
-        let after = (
-            self.seen.get(JOBS).cloned(),
-            self.seen.get(COMMANDS).cloned(),
-        );
-        if after != before {
+        if jobs || commands {
             for file in [POLICIES, LIMITS] {
                 if self.refused.contains(file) {
                     self.seen.remove(file);
@@ -208,12 +198,13 @@ impl Reloader {
         }
     }
 
-    async fn reload_jobs(&mut self) {
+    /// Whether the job types changed (a file taken, or removed).
+    async fn reload_jobs(&mut self) -> bool {
         use interlock_workers::{Declarations, JOBS};
         let builtin = self.builtin.clone();
         let parse = |t: &str| Declarations::parse(t, builtin.as_ref());
         let Some((judged, h)) = self.settled(JOBS, parse).await else {
-            return;
+            return false;
         };
         let (outcome, detail) = match judged {
             Judged::Parsed(d) => {
@@ -236,12 +227,14 @@ impl Reloader {
             ),
         };
         self.report(JOBS, outcome, detail, h).await;
+        outcome != "invalid"
     }
 
-    async fn reload_commands(&mut self) {
+    /// Whether the job types changed (a file taken, or removed).
+    async fn reload_commands(&mut self) -> bool {
         use interlock_jobs::exec::{COMMANDS, Commands, Exec};
         let Some((judged, h)) = self.settled(COMMANDS, Commands::parse).await else {
-            return;
+            return false;
         };
         let (outcome, detail) = match judged {
             Judged::Parsed(c) => {
@@ -264,6 +257,7 @@ impl Reloader {
             ),
         };
         self.report(COMMANDS, outcome, detail, h).await;
+        outcome != "invalid"
     }
 
     async fn reload_http(&mut self) {
