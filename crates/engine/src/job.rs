@@ -94,6 +94,13 @@ pub trait JobSink: Send + Sync {
     /// acts on nothing.
     fn holds_lease(&self) -> bool;
 
+    /// The workflow lease the attempt runs under, when it runs in the
+    /// server that owns the workflow (a remote runner fences its own
+    /// writes with it).
+    fn lease(&self) -> Option<interlock_store::Lease> {
+        None
+    }
+
     /// Records one log line of the attempt, without waiting (a line that
     /// cannot be kept up with is dropped).
     fn log(&self, _stream: LogStream, _text: &str) {}
@@ -175,6 +182,11 @@ impl JobCtx {
     /// lease lapsed): stop without touching anything outside.
     pub fn holds_lease(&self) -> bool {
         self.sink.as_ref().is_none_or(|s| s.holds_lease())
+    }
+
+    /// The workflow lease this attempt runs under (see [`JobSink::lease`]).
+    pub fn lease(&self) -> Option<interlock_store::Lease> {
+        self.sink.as_ref().and_then(|s| s.lease())
     }
 
     /// Adds a line to the attempt's log (shown by Watch, the Logs call

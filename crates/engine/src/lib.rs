@@ -47,5 +47,5 @@ pub use engine::{
 pub use error::EngineError;
 pub use estop::EsState;
 pub use interlock_store::FeedItem;
-pub use job::{Job, JobCtx, JobError, JobRunner, Outputs, Reconciled};
+pub use job::{Job, JobCtx, JobError, JobRunner, JobSink, Outputs, Reconciled};
 pub use registry::{LiveJobs, Registry};

@@ -149,11 +149,29 @@ impl ServerBuilder {
         });
         // commands.json's exec.* jobs arrive with the first configuration load.
         let commands = interlock_engine::LiveJobs::new();
-        let registry = Arc::new(interlock_workers::Runners::new(
-            registry,
-            commands.clone(),
-            workers.clone(),
-        ));
+        // Replicas sharing the store hand remote attempts to each other's
+        // workers through its task board.
+        let board = store.shares_tasks().then(|| {
+            interlock_workers::Board::new(
+                store.clone(),
+                workers.clone(),
+                interlock_workers::BoardOpts {
+                    claim_ttl: c.lease_ttl,
+                    poll: (c.lease_ttl / 4).clamp(
+                        std::time::Duration::from_millis(50),
+                        std::time::Duration::from_secs(1),
+                    ),
+                    cancel_grace: workers.opts().cancel_grace,
+                    keep_lines: c.job_log_lines,
+                },
+            )
+        });
+        let mut runners =
+            interlock_workers::Runners::new(registry, commands.clone(), workers.clone());
+        if let Some(b) = &board {
+            runners = runners.with_board(b.clone());
+        }
+        let registry = Arc::new(runners);
         let shutdown = CancellationToken::new();
         // A start that fails from here on stops the tasks it started, so
         // they let go of the store (and of SQLite's lock) instead of
@@ -231,6 +249,12 @@ impl ServerBuilder {
             },
         );
         notifier.start(&engine, shutdown.clone());
+        if let Some(b) = &board {
+            tokio::spawn(
+                b.clone()
+                    .serve(engine.instance_id().to_string(), shutdown.clone()),
+            );
+        }
         let metrics_addr = match c.metrics_listen {
             Some(a) => Some(
                 crate::metrics::serve(a, engine.clone(), live.clone(), shutdown.clone()).await?,
@@ -409,6 +433,11 @@ impl ServerBuilder {
             }
             .map_err(|e| e.to_string());
             engine.shutdown(drain).await;
+            if let Some(b) = &board {
+                // Tasks held for this replica's workers go back to their
+                // owners now, not when their claims lapse.
+                b.close().await;
+            }
             // Releases the database (its lock), so a restart in this
             // process, or another process, can open it at once.
             store.close().await;

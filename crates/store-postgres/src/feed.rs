@@ -12,7 +12,7 @@
 //! the listener reconnects with backoff.
 
 use interlock_core::{Event, Status};
-use interlock_store::{ControlRequest, FeedItem, RequestKind};
+use interlock_store::{ControlRequest, FeedItem, RequestKind, TaskKey};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -49,6 +49,13 @@ enum Wire {
     Stops,
     #[serde(rename = "l")]
     Logs { w: String },
+    #[serde(rename = "t")]
+    Task {
+        w: String,
+        b: usize,
+        j: usize,
+        y: String,
+    },
 }
 
 fn clip(s: &str) -> String {
@@ -77,6 +84,12 @@ fn wire(item: &FeedItem) -> Option<Wire> {
         },
         FeedItem::Stops => Wire::Stops,
         FeedItem::Logs(w) => Wire::Logs { w: w.clone() },
+        FeedItem::Task { key, job_type } => Wire::Task {
+            w: key.workflow_id.clone(),
+            b: key.block,
+            j: key.job,
+            y: job_type.clone(),
+        },
         FeedItem::Resync => return None,
     })
 }
@@ -135,6 +148,14 @@ pub fn decode(payload: &str) -> Vec<FeedItem> {
             },
             Wire::Stops => FeedItem::Stops,
             Wire::Logs { w } => FeedItem::Logs(w),
+            Wire::Task { w, b, j, y } => FeedItem::Task {
+                key: TaskKey {
+                    workflow_id: w,
+                    block: b,
+                    job: j,
+                },
+                job_type: y,
+            },
         })
         .collect()
 }

@@ -18,6 +18,7 @@
 //! the same host or a trusted network.
 #![forbid(unsafe_code)]
 
+mod board;
 mod feed;
 mod inventory;
 mod ops;
@@ -36,11 +37,11 @@ use interlock_core::{
     WorkflowRecord,
 };
 use interlock_store::{
-    BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo,
-    InventoryMachine, InventorySite, Lease, Notice, Pruned, RequestKind, Result, ScheduleRow,
-    SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError, StoredInventory,
-    StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest, TemplateDisabled, TemplatePut,
-    TemplateRevision,
+    BoardReport, BoardTask, BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch,
+    InstanceInfo, InventoryMachine, InventorySite, Lease, Notice, OwnerAct, Pruned, RequestKind,
+    Result, ScheduleRow, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
+    StoredInventory, StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest, TaskKey,
+    TemplateDisabled, TemplatePut, TemplateRevision,
 };
 use read::backend;
 use std::sync::{Arc, Mutex};
@@ -604,6 +605,51 @@ impl Store for PgStore {
 
     async fn stops(&self) -> Result<Vec<SharedStop>> {
         read::stops(&self.client().await?).await
+    }
+
+    fn shares_tasks(&self) -> bool {
+        true
+    }
+
+    async fn board_post(&self, lease: &Lease, task: BoardTask) -> Result<()> {
+        board::post(&mut self.client().await?, lease, &task).await
+    }
+
+    async fn board_claim(
+        &self,
+        replica: &str,
+        types: &[String],
+        limit: usize,
+        until: Micros,
+    ) -> Result<Vec<BoardTask>> {
+        board::claim(&mut self.client().await?, replica, types, limit, until).await
+    }
+
+    async fn board_renew(&self, replica: &str, until: Micros) -> Result<()> {
+        board::renew(&self.client().await?, replica, until).await
+    }
+
+    async fn board_report(
+        &self,
+        key: &TaskKey,
+        claim: i64,
+        report: BoardReport,
+        at: Micros,
+    ) -> Result<bool> {
+        board::report(&mut self.client().await?, key, claim, report, at).await
+    }
+
+    async fn board_act(
+        &self,
+        lease: &Lease,
+        key: &TaskKey,
+        act: OwnerAct,
+    ) -> Result<Option<BoardTask>> {
+        board::act(&mut self.client().await?, lease, key, act).await
+    }
+
+    async fn board_task(&self, key: &TaskKey) -> Result<Option<BoardTask>> {
+        board::get(&self.client().await?, key).await
     }
 
     async fn put_template(&self, rev: TemplateRevision) -> Result<TemplatePut> {

@@ -36,7 +36,8 @@ pub async fn prune_workflows(
     if ids.is_empty() {
         return Ok(0);
     }
-    for table in WORKFLOW_ROWS {
+    // The board is PostgreSQL's alone (only shared stores keep one).
+    for table in WORKFLOW_ROWS.iter().chain(&["board"]) {
         sql::execute(
             &tx,
             &format!("DELETE FROM {table} WHERE workflow_id = ANY($1)"),

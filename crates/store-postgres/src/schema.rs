@@ -261,6 +261,28 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX job_logs_workflow ON job_logs (workflow_id, seq);
     CREATE INDEX job_logs_attempt ON job_logs (workflow_id, block_idx, job_idx, attempt, n);",
+    // 11: the task board: remote job attempts posted by a workflow's owner
+    // and claimed by the replica a worker of their type is connected to.
+    "CREATE TABLE board (
+        workflow_id TEXT NOT NULL,
+        block_idx INTEGER NOT NULL,
+        job_idx INTEGER NOT NULL,
+        attempt INTEGER NOT NULL,
+        job_type TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        owner_epoch BIGINT NOT NULL,
+        posted_at BIGINT NOT NULL,
+        claimed_by TEXT,
+        claim BIGINT NOT NULL DEFAULT 0,
+        claim_expires BIGINT NOT NULL DEFAULT 0,
+        checkpoint TEXT,
+        result TEXT,
+        lost TEXT,
+        cancel TEXT,
+        PRIMARY KEY (workflow_id, block_idx, job_idx)
+    );
+    CREATE INDEX board_open ON board (job_type, posted_at) WHERE claimed_by IS NULL;
+    CREATE INDEX board_claimed_by ON board (claimed_by) WHERE claimed_by IS NOT NULL;",
 ];
 
 /// The schema version this build writes.

@@ -45,6 +45,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod board;
 pub mod conformance;
 pub mod gcra;
 pub mod memory;
@@ -57,6 +58,7 @@ use interlock_core::{
 };
 use std::time::Duration;
 
+pub use board::{BoardReport, BoardTask, OwnerAct, TaskKey};
 pub use gcra::Gcra;
 pub use slots::{Slot, SlotOutcome, SlotRequest, SlotRow};
 
@@ -94,6 +96,12 @@ impl StoreError {
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn no_board() -> StoreError {
+    StoreError::Backend(
+        "this store keeps no task board (it is not shared between processes)".into(),
+    )
+}
 
 /// Outcome of storing a new workflow.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -313,6 +321,9 @@ pub enum FeedItem {
     /// Log lines of this workflow were recorded: read them after your
     /// cursor ([`Store::logs`]).
     Logs(String),
+    /// A task on the board was posted or changed: re-read it
+    /// ([`Store::board_task`]).
+    Task { key: TaskKey, job_type: String },
 }
 
 /// What a process that does not run a workflow asks its owner to do.
@@ -875,6 +886,67 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every shared e-stop entry, by name.
     async fn stops(&self) -> Result<Vec<SharedStop>>;
+
+    // ---- the task board (see [`board`]); only stores replicas share
+    // keep one. A backend without one answers every call with
+    // `StoreError::Backend`.
+
+    /// True when several processes may run workflows on this store, so a
+    /// remote job's attempt goes through the board (to whichever replica
+    /// its worker is connected to).
+    fn shares_tasks(&self) -> bool {
+        false
+    }
+
+    /// Posts `task` (replacing any row of its job), under `lease`.
+    async fn board_post(&self, _lease: &Lease, _task: BoardTask) -> Result<()> {
+        Err(no_board())
+    }
+
+    /// Claims up to `limit` posted tasks of `types` for `replica`, oldest
+    /// first, until `until`; never a task another call claims meanwhile.
+    async fn board_claim(
+        &self,
+        _replica: &str,
+        _types: &[String],
+        _limit: usize,
+        _until: Micros,
+    ) -> Result<Vec<BoardTask>> {
+        Err(no_board())
+    }
+
+    /// Extends every claim `replica` holds to `until`.
+    async fn board_renew(&self, _replica: &str, _until: Micros) -> Result<()> {
+        Err(no_board())
+    }
+
+    /// A claimer's report for the task it holds under claim `claim`; false
+    /// (and nothing recorded) when that claim is no longer the task's.
+    async fn board_report(
+        &self,
+        _key: &TaskKey,
+        _claim: i64,
+        _report: BoardReport,
+        _at: Micros,
+    ) -> Result<bool> {
+        Err(no_board())
+    }
+
+    /// An owner's act on a task of its workflow, under `lease`; the row as
+    /// it is afterwards (none when removed or not there).
+    async fn board_act(
+        &self,
+        _lease: &Lease,
+        _key: &TaskKey,
+        _act: OwnerAct,
+    ) -> Result<Option<BoardTask>> {
+        Err(no_board())
+    }
+
+    /// One task, if posted.
+    async fn board_task(&self, _key: &TaskKey) -> Result<Option<BoardTask>> {
+        Err(no_board())
+    }
 
     // ---- feed and health
 

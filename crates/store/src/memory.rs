@@ -10,11 +10,11 @@
 //! be spread over several files.
 
 use crate::{
-    BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo,
-    InventoryMachine, InventorySite, Lease, Notice, Pruned, RequestKind, Result, ScheduleRow,
-    SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError, StoredInventory,
-    StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest, TemplateDisabled, TemplatePut,
-    TemplateRevision, workflow_event,
+    BoardReport, BoardTask, BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch,
+    InstanceInfo, InventoryMachine, InventorySite, Lease, Notice, OwnerAct, Pruned, RequestKind,
+    Result, ScheduleRow, SharedStop, SlotOutcome, SlotRequest, SlotRow, Store, StoreError,
+    StoredInventory, StoredTemplate, SubmitOutcome, Take, TakeOutcome, TakeRequest, TaskKey,
+    TemplateDisabled, TemplatePut, TemplateRevision, workflow_event,
 };
 use async_trait::async_trait;
 use interlock_core::{
@@ -57,6 +57,7 @@ struct State {
     /// workflow id → its log lines in `seq` order.
     logs: HashMap<String, Vec<LogLine>>,
     next_log: u64,
+    board: crate::board::MemBoard,
 }
 
 /// An in-memory store. Cheap to clone; clones share state.
@@ -84,6 +85,13 @@ impl MemStore {
         for i in items {
             let _ = self.events.send(i);
         }
+    }
+}
+
+fn task_item(t: &BoardTask) -> FeedItem {
+    FeedItem::Task {
+        key: t.key.clone(),
+        job_type: t.job_type.clone(),
     }
 }
 
@@ -557,6 +565,7 @@ impl Store for MemStore {
             st.slots.retain(|s| s.workflow_id != *id);
             st.approvals.retain(|a| a.workflow_id != *id);
             st.logs.remove(id);
+            st.board.drop_workflow(id);
             st.pruned.insert(
                 id.clone(),
                 Pruned {
@@ -909,6 +918,124 @@ impl Store for MemStore {
 
     async fn stops(&self) -> Result<Vec<SharedStop>> {
         Ok(self.lock().stops.values().cloned().collect())
+    }
+
+    async fn board_post(&self, lease: &Lease, task: BoardTask) -> Result<()> {
+        let item = task_item(&task);
+        {
+            let mut st = self.lock();
+            st.check_lease(lease)?;
+            st.board.post(task);
+        }
+        self.publish([item]);
+        Ok(())
+    }
+
+    async fn board_claim(
+        &self,
+        replica: &str,
+        types: &[String],
+        limit: usize,
+        until: Micros,
+    ) -> Result<Vec<BoardTask>> {
+        let got = self.lock().board.claim(replica, types, limit, until);
+        self.publish(got.iter().map(task_item));
+        Ok(got)
+    }
+
+    async fn board_renew(&self, replica: &str, until: Micros) -> Result<()> {
+        self.lock().board.renew(replica, until);
+        Ok(())
+    }
+
+    async fn board_report(
+        &self,
+        key: &TaskKey,
+        claim: i64,
+        report: BoardReport,
+        at: Micros,
+    ) -> Result<bool> {
+        let mut items = Vec::new();
+        {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let Some(t) = st.board.claimed(key, claim) else {
+                return Ok(false);
+            };
+            match report {
+                BoardReport::Checkpoint(c) => t.checkpoint = Some(c),
+                BoardReport::Result(r) => {
+                    if t.result.is_some() {
+                        return Ok(false);
+                    }
+                    t.result = Some(r);
+                }
+                BoardReport::Lost(why) => t.lost = Some(why),
+                BoardReport::Lines { lines, keep } => {
+                    let attempt = t.attempt;
+                    let all = st.logs.entry(key.workflow_id.clone()).or_default();
+                    let of_attempt = |l: &LogLine| {
+                        l.block == key.block && l.job == key.job && l.attempt == attempt
+                    };
+                    let base = all
+                        .iter()
+                        .filter(|l| of_attempt(l))
+                        .map(|l| l.n)
+                        .max()
+                        .unwrap_or(0);
+                    for (i, l) in lines.into_iter().enumerate() {
+                        st.next_log += 1;
+                        all.push(LogLine {
+                            seq: st.next_log,
+                            block: key.block,
+                            job: key.job,
+                            attempt,
+                            n: base + 1 + i as u64,
+                            at: if l.at == 0 { at } else { l.at },
+                            ..l
+                        });
+                    }
+                    let last = all
+                        .iter()
+                        .filter(|l| of_attempt(l))
+                        .map(|l| l.n)
+                        .max()
+                        .unwrap_or(0);
+                    let floor = last.saturating_sub(u64::from(keep));
+                    all.retain(|l| !(of_attempt(l) && l.n <= floor));
+                    self.publish([FeedItem::Logs(key.workflow_id.clone())]);
+                    return Ok(true);
+                }
+            }
+            items.push(task_item(t));
+        }
+        self.publish(items);
+        Ok(true)
+    }
+
+    async fn board_act(
+        &self,
+        lease: &Lease,
+        key: &TaskKey,
+        act: OwnerAct,
+    ) -> Result<Option<BoardTask>> {
+        let (row, item) = {
+            let mut st = self.lock();
+            st.check_lease(lease)?;
+            let job_type = st.board.get(key).map(|t| t.job_type);
+            let row = st.board.act(key, act, lease.epoch);
+            let item = job_type.map(|job_type| FeedItem::Task {
+                key: key.clone(),
+                job_type,
+            });
+            (row, item)
+        };
+        self.publish(item);
+        Ok(row)
+    }
+
+    async fn board_task(&self, key: &TaskKey) -> Result<Option<BoardTask>> {
+        Ok(self.lock().board.get(key))
     }
 
     async fn put_template(&self, mut rev: TemplateRevision) -> Result<TemplatePut> {

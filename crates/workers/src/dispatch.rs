@@ -35,7 +35,15 @@ pub use types::{
 };
 
 mod state;
-use state::{Session, State, Task};
+use state::{Ended, Session, State, Task};
+
+/// How a relayed attempt ended here (see [`Dispatcher::run_relayed`]).
+#[derive(Debug)]
+pub enum Relayed {
+    Ended(Result<Outputs, JobError>),
+    /// Its worker was lost: why.
+    Lost(String),
+}
 
 /// The remote half of job execution. One per server process.
 pub struct Dispatcher {
@@ -344,6 +352,46 @@ impl Dispatcher {
         decl: &RemoteType,
         job: &interlock_core::Job,
     ) -> Result<Outputs, JobError> {
+        // An earlier attempt may have acted: ask first (unless an
+        // operator said run it, whatever it did).
+        let reconcile = decl.schema.reconcilable && ctx.checkpoint.is_some() && !ctx.operator_retry;
+        let limit = match job.timeout {
+            Some(t) if !t.is_zero() => None, // the executor enforces it
+            _ => decl.timeout,
+        };
+        match self.queue(ctx, decl, job, reconcile, limit, false).await {
+            Ended::Result(r) => r,
+            // Only relayed tasks end this way.
+            Ended::Lost(why) => Err(JobError::interrupted(why)),
+        }
+    }
+
+    /// Runs an attempt claimed from the task board for another replica's
+    /// workflow: as [`Dispatcher::run`], but its owner decided whether it
+    /// is a reconcile request and enforces its timeout, and a lost worker
+    /// ends it with [`Relayed::Lost`] (the owner decides what then).
+    pub async fn run_relayed(
+        &self,
+        ctx: &JobCtx,
+        decl: &RemoteType,
+        job: &interlock_core::Job,
+        reconcile: bool,
+    ) -> Relayed {
+        match self.queue(ctx, decl, job, reconcile, None, true).await {
+            Ended::Result(r) => Relayed::Ended(r),
+            Ended::Lost(why) => Relayed::Lost(why),
+        }
+    }
+
+    async fn queue(
+        &self,
+        ctx: &JobCtx,
+        decl: &RemoteType,
+        job: &interlock_core::Job,
+        reconcile: bool,
+        limit: Option<Duration>,
+        relayed: bool,
+    ) -> Ended {
         let (done, mut rx) = oneshot::channel();
         let id = {
             let mut st = self.state.lock().expect("dispatch lock");
@@ -363,11 +411,7 @@ impl Dispatcher {
                         job_type: job.name.clone(),
                         args: job.args.clone(),
                         checkpoint: ctx.checkpoint.clone(),
-                        // An earlier attempt may have acted: ask first.
-                        // (unless an operator said run it, whatever it did).
-                        reconcile: decl.schema.reconcilable
-                            && ctx.checkpoint.is_some()
-                            && !ctx.operator_retry,
+                        reconcile,
                         dispatch: 0,
                         traceparent: ctx.traceparent.clone(),
                     },
@@ -377,6 +421,7 @@ impl Dispatcher {
                     queued_since: SystemTime::now(),
                     ctx: ctx.clone(),
                     done: Some(done),
+                    relayed,
                     writing: writer,
                     lines: 0,
                 },
@@ -386,10 +431,6 @@ impl Dispatcher {
             id
         };
         let guard = Enqueued { d: self, id };
-        let limit = match job.timeout {
-            Some(t) if !t.is_zero() => None, // the executor enforces it
-            _ => decl.timeout,
-        };
         let timeout = async {
             match limit {
                 Some(t) => tokio::time::sleep(t).await,
@@ -397,7 +438,11 @@ impl Dispatcher {
             }
         };
         let stopped = tokio::select! {
-            r = &mut rx => return r.unwrap_or_else(|_| Err(JobError::new("the task was dropped"))),
+            r = &mut rx => {
+                return r.unwrap_or_else(|_| {
+                    Ended::Result(Err(JobError::new("the task was dropped")))
+                })
+            }
             _ = ctx.cancel.cancelled() => None,
             _ = timeout => Some(limit.expect("a timeout fired")),
         };
@@ -412,10 +457,31 @@ impl Dispatcher {
             let _ = tokio::time::timeout(self.opts.cancel_grace, &mut rx).await;
         }
         drop(guard);
-        match stopped {
+        Ended::Result(match stopped {
             None => Err(JobError::cancelled()),
             Some(_) => Err(JobError::new(reason).retryable()),
+        })
+    }
+
+    /// Free room for more tasks: slots of connected workers not in use,
+    /// less the tasks already queued here; and the types they serve.
+    pub fn room(&self) -> (usize, Vec<String>) {
+        let st = self.state.lock().expect("dispatch lock");
+        if st.closing {
+            return (0, Vec::new());
         }
+        let free: usize = st
+            .sessions
+            .values()
+            .map(|s| s.capacity.saturating_sub(s.leased.len()))
+            .sum();
+        let queued: usize = st.queues.values().map(|q| q.len()).sum();
+        let types: BTreeSet<String> = st
+            .sessions
+            .values()
+            .flat_map(|s| s.types.iter().cloned())
+            .collect();
+        (free.saturating_sub(queued), types.into_iter().collect())
     }
 
     /// Tells the worker holding task `id` to stop; false when none holds it.
@@ -535,7 +601,7 @@ impl Dispatcher {
         match outcome {
             Some(r) => {
                 if let Some(tx) = task.done.take() {
-                    let _ = tx.send(r);
+                    let _ = tx.send(Ended::Result(r));
                 }
             }
             None => {

@@ -3,6 +3,7 @@
 //! jobs.json, run by workers. A built-in job that jobs.json declares runs
 //! on workers but keeps the server's schema, Submit checks and bucket.
 
+use crate::board::Board;
 use crate::dispatch::Dispatcher;
 use async_trait::async_trait;
 use interlock_core::{Catalog, JobSchema, WorkReq};
@@ -17,6 +18,9 @@ pub struct Runners {
     builtin: Registry,
     live: Arc<LiveJobs>,
     remote: Arc<Dispatcher>,
+    /// Remote attempts go through the store's task board (several
+    /// replicas share the store; a worker may be on any of them).
+    board: Option<Arc<Board>>,
 }
 
 impl Runners {
@@ -25,6 +29,21 @@ impl Runners {
             builtin,
             live,
             remote,
+            board: None,
+        }
+    }
+
+    /// Hands remote attempts to workers through `board` rather than only
+    /// to this process's own workers.
+    pub fn with_board(mut self, board: Arc<Board>) -> Self {
+        self.board = Some(board);
+        self
+    }
+
+    async fn in_flight(&self, ctx: &JobCtx) -> bool {
+        match &self.board {
+            Some(b) => b.in_flight(ctx).await,
+            None => false,
         }
     }
 
@@ -108,7 +127,10 @@ impl JobRunner for Runners {
     async fn run(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Result<Outputs, JobError> {
         let decl = self.remote.declarations().get(&job.name).cloned();
         if let Some(d) = decl {
-            return self.remote.run(ctx, &d, job).await;
+            return match &self.board {
+                Some(b) => b.run(ctx, &d, job).await,
+                None => self.remote.run(ctx, &d, job).await,
+            };
         }
         match self.local(&job.name) {
             Some(j) => j.run(ctx, &job.args).await,
@@ -121,20 +143,33 @@ impl JobRunner for Runners {
     }
 
     fn waiting(&self, id: &str) -> Vec<(usize, usize, String)> {
-        self.remote
+        let why = |job_type: &str, since| {
+            format!(
+                "a worker serving {job_type} ({} online{}), since {}",
+                self.remote.online(job_type),
+                if self.board.is_some() {
+                    " here; any replica's may take it"
+                } else {
+                    ""
+                },
+                humantime::format_rfc3339_seconds(since)
+            )
+        };
+        let mut v: Vec<_> = self
+            .remote
             .waiting()
             .into_iter()
             .filter(|w| w.workflow_id == id)
-            .map(|w| {
-                let why = format!(
-                    "a worker serving {} ({} online), since {}",
-                    w.job_type,
-                    self.remote.online(&w.job_type),
-                    humantime::format_rfc3339_seconds(w.since)
-                );
-                (w.block, w.job, why)
-            })
-            .collect()
+            .map(|w| (w.block, w.job, why(&w.job_type, w.since)))
+            .collect();
+        if let Some(b) = &self.board {
+            v.extend(
+                b.waiting(id)
+                    .into_iter()
+                    .map(|(block, job, t, since)| (block, job, why(&t, since))),
+            );
+        }
+        v
     }
 
     async fn abandon(&self, ctx: &JobCtx, job: &interlock_core::Job) {
@@ -154,6 +189,11 @@ impl JobRunner for Runners {
             // running it again is safe: an attempt that starts with a
             // checkpoint goes to a worker as a reconcile request first.
             Some(d) if d.schema.reconcilable => Reconciled::NotDone,
+            // Its worker (on any replica) may still run it, or be done:
+            // the next run takes it over rather than doing it again.
+            Some(_) if self.board.as_ref().is_some() && self.in_flight(ctx).await => {
+                Reconciled::NotDone
+            }
             Some(_) => Reconciled::Unknown(
                 "it ran on a worker, is not safe to run twice, and cannot be reconciled".into(),
             ),

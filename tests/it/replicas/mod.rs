@@ -9,6 +9,7 @@ mod lease;
 mod outage;
 mod schedules;
 mod shared;
+mod workers;
 
 use interlock_client::{Client, Transport};
 use interlock_jobs::{EraseTarget, erase_target::Event};
@@ -107,6 +108,8 @@ struct Setup {
     buckets: Vec<serde_json::Value>,
     /// The content of limits.json, if any.
     limits: Option<&'static str>,
+    /// The content of jobs.json, if any.
+    jobs: Option<&'static str>,
 }
 
 impl Default for Setup {
@@ -118,6 +121,7 @@ impl Default for Setup {
             proxy: false,
             buckets: Vec::new(),
             limits: None,
+            jobs: None,
         }
     }
 }
@@ -151,6 +155,9 @@ impl Cluster {
         }
         if let Some(l) = setup.limits {
             std::fs::write(configs.join("limits.json"), l).unwrap();
+        }
+        if let Some(j) = setup.jobs {
+            std::fs::write(configs.join("jobs.json"), j).unwrap();
         }
         let proxy = setup.proxy.then(|| Proxy::start(upstream(&db.url)));
         spec.db = match &proxy {

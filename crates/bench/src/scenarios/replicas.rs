@@ -5,7 +5,9 @@
 //! - Submit at concurrency 32 through one and through three replicas;
 //! - one-job workflows end to end spread over the replicas;
 //! - an e-stop through one replica → jobs on every replica cancelled;
-//! - takeover after SIGKILL of the owner.
+//! - takeover after SIGKILL of the owner;
+//! - one-job workflows run through one replica on worker processes
+//!   connected to the two others (the task board hands the jobs over).
 //!
 //! PostgreSQL rows need a server (`INTERLOCK_TEST_DATABASE_URL`, default the
 //! local one); each run creates its own database and drops it.
@@ -93,6 +95,17 @@ enum Backend {
 
 impl Deployment {
     async fn start(bin: &Path, backend: Backend, n: usize, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with(bin, backend, n, extra, None).await
+    }
+
+    /// With `jobs` as jobs.json.
+    async fn start_with(
+        bin: &Path,
+        backend: Backend,
+        n: usize,
+        extra: &[&str],
+        jobs: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut spec = DaemonSpec::new(&bin.display().to_string(), dir.path())
             .args(["--max-in-flight", "100000", "--drain", "100ms"])
@@ -106,6 +119,9 @@ impl Deployment {
             &configs.join("es.json"),
             serde_json::json!({"Name": "bench", "Status": "go"}),
         );
+        if let Some(j) = jobs {
+            std::fs::write(configs.join("jobs.json"), j)?;
+        }
         let db = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => Some(
@@ -449,5 +465,93 @@ pub async fn replicas(bin: &Path, p: Params) -> anyhow::Result<Vec<Row>> {
     let ttl = Duration::from_secs(2);
     let mut d = Deployment::start(bin, Backend::Postgres, 3, &["--lease-ttl", "2s"]).await?;
     rows.push(takeover(&mut d, 6, ttl).await?);
+    drop(d);
+    rows.extend(remote_workers(bin, p.count).await?);
     Ok(rows)
+}
+
+/// `count` one-job workflows submitted and executed through replica 0 by
+/// 32 clients: first with the job run in the server (`sleep 0`), then
+/// with a job that runs on 4 worker processes connected to replicas 1
+/// and 2 only, so every attempt crosses the task board.
+async fn remote_workers(bin: &Path, count: usize) -> anyhow::Result<Vec<Row>> {
+    let d =
+        Deployment::start_with(bin, Backend::Postgres, 3, &[], Some(super::workers::JOBS)).await?;
+    let mut workers = Vec::new();
+    for i in [1, 2] {
+        workers.push(super::workers::spawn_workers(
+            &d.node(i).daemon.url(),
+            2,
+            64,
+        )?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for i in [1, 2] {
+        let addr = d.node(i).daemon.url();
+        loop {
+            let mut c = v1::worker_client::WorkerClient::new(
+                interlock_client::transport(&addr, &Default::default()).await?,
+            );
+            let online = c.list_workers(v1::ListWorkersReq {}).await?.into_inner();
+            if online.workers.len() >= 2 {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the workers of replica {i} never connected");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let through = |job: &str| {
+        let c = d.node(0).client.clone();
+        let req = work(vec![block(
+            1,
+            vec![v1::Job {
+                name: job.into(),
+                args: if job == "sleep" {
+                    [("seconds".to_string(), "0".to_string())].into()
+                } else {
+                    Default::default()
+                },
+                ..Default::default()
+            }],
+        )]);
+        async move {
+            let t = Instant::now();
+            let mut tasks = Vec::new();
+            for w in 0..32 {
+                let (c, req) = (c.clone(), req.clone());
+                let n = count / 32 + usize::from(w < count % 32);
+                tasks.push(tokio::spawn(async move {
+                    for id in submit_and_exec(&c, &req, n).await? {
+                        let status = wait_final(&c, &id).await?;
+                        if status != v1::Status::Completed as i32 {
+                            bail!("{id} ended {status}");
+                        }
+                    }
+                    anyhow::Ok(())
+                }));
+            }
+            for t in tasks {
+                t.await??;
+            }
+            anyhow::Ok(t.elapsed().as_secs_f64())
+        }
+    };
+    let local = through("sleep").await?;
+    let remote = through("benchNoop").await?;
+    drop(workers);
+    let (lr, rr) = (count as f64 / local, count as f64 / remote);
+    Ok(vec![Row {
+        scenario: format!(
+            "{count} one-job workflows through replica 0 of 3 (PostgreSQL), the job on 4 worker \
+             processes connected to replicas 1 and 2, beside the job in the server"
+        ),
+        result: format!(
+            "workers {rr:.0}/s ({remote:.2} s), in the server {lr:.0}/s ({local:.2} s), ratio {:.2}",
+            rr / lr
+        ),
+        target: "≥ 2,000 workflows/s on workers".into(),
+        values: BTreeMap::from([("workers_per_s".into(), rr), ("server_per_s".into(), lr)]),
+    }])
 }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 
-const JOBS: &str = r#"{"jobs": [{"name": "benchNoop", "idempotency": "safe"},
+pub(crate) const JOBS: &str = r#"{"jobs": [{"name": "benchNoop", "idempotency": "safe"},
                                  {"name": "benchHold", "idempotency": "safe"}]}"#;
 
 fn now_us() -> i64 {
@@ -48,7 +48,7 @@ pub async fn serve_worker(addr: &str, name: &str, capacity: u32) -> anyhow::Resu
     Ok(())
 }
 
-struct Workers {
+pub(crate) struct Workers {
     children: Vec<Child>,
     lines: mpsc::UnboundedReceiver<String>,
 }
@@ -62,7 +62,7 @@ impl Drop for Workers {
     }
 }
 
-fn spawn_workers(addr: &str, n: usize, capacity: u32) -> anyhow::Result<Workers> {
+pub(crate) fn spawn_workers(addr: &str, n: usize, capacity: u32) -> anyhow::Result<Workers> {
     let exe = std::env::current_exe()?;
     let (tx, lines) = mpsc::unbounded_channel();
     let mut children = Vec::new();

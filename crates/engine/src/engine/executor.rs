@@ -78,6 +78,10 @@ impl JobSink for Sink {
         self.instance.holds(&self.lease).is_ok()
     }
 
+    fn lease(&self) -> Option<interlock_store::Lease> {
+        Some(self.lease.clone())
+    }
+
     fn log(&self, stream: interlock_core::LogStream, text: &str) {
         self.log.line(self.clock.as_ref(), stream, text);
     }

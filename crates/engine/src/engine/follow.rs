@@ -125,7 +125,11 @@ impl Follower {
                     }
                 }
                 Ok(
-                    FeedItem::Event(_) | FeedItem::Request(_) | FeedItem::Stops | FeedItem::Logs(_),
+                    FeedItem::Event(_)
+                    | FeedItem::Request(_)
+                    | FeedItem::Stops
+                    | FeedItem::Logs(_)
+                    | FeedItem::Task { .. },
                 ) => {}
                 Ok(FeedItem::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
                     return Some(match self.engine.status(&self.id).await {

@@ -150,7 +150,7 @@ impl Engine {
                         tokio::spawn(async move { this.act_on(r).await });
                     }
                     Ok(FeedItem::Stops) => wake.notify_one(),
-                    Ok(FeedItem::Event(_) | FeedItem::Logs(_)) => {}
+                    Ok(FeedItem::Event(_) | FeedItem::Logs(_) | FeedItem::Task { .. }) => {}
                     Ok(FeedItem::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         wake.notify_one();
                         let this = this.clone();

@@ -11,8 +11,9 @@
 //! listing, audit, ids), `ownership` (instances, leases, fencing, orphan
 //! claims), `shared` (buckets, the feed, requests, shared stops) and
 //! `retention` (pruning and tombstones), `templates` (revisions), `schedules` (fire claims), `inventory`, `logs`
-//! (job log lines).
+//! (job log lines), `board` (remote tasks between replicas).
 
+mod board;
 mod inventory;
 mod logs;
 mod ownership;
@@ -22,6 +23,7 @@ mod schedules;
 mod shared;
 mod templates;
 
+pub use board::*;
 pub use inventory::*;
 pub use logs::*;
 pub use ownership::*;
@@ -100,6 +102,7 @@ pub async fn run_all(h: &dyn Harness) {
         a_fire_is_claimed_once_and_finished_once,
         the_inventory_is_replaced_whole_and_versioned,
         job_logs_append_read_and_trim,
+        the_board_hands_each_task_to_one_claim_and_fences_both_sides,
     );
 }
 

@@ -31,7 +31,10 @@ pub(super) struct Task {
     pub queued_since: SystemTime,
     /// Where checkpoints go (the attempt's own context).
     pub ctx: JobCtx,
-    pub done: Option<oneshot::Sender<Result<Outputs, JobError>>>,
+    pub done: Option<oneshot::Sender<Ended>>,
+    /// Claimed from the task board for another replica's workflow: a lost
+    /// worker hands it back to that workflow's owner, who decides.
+    pub relayed: bool,
     /// Held while a checkpoint of the task is being written: the task is
     /// not handed to another worker meanwhile, so a lost worker's last
     /// write cannot land over its successor's.
@@ -39,6 +42,16 @@ pub(super) struct Task {
     /// Log lines received under the current lease (a result says how many
     /// it follows, and waits for them).
     pub lines: u64,
+}
+
+/// How a task left the dispatcher.
+#[derive(Debug)]
+pub enum Ended {
+    /// Its worker's result (or the server's verdict when the worker was
+    /// lost: interrupted).
+    Result(Result<Outputs, JobError>),
+    /// Its worker was lost, and the task was relayed: why.
+    Lost(String),
 }
 
 #[derive(Default)]
@@ -215,6 +228,12 @@ impl State {
                 self.leases.remove(&lease_id);
             }
             let what = format!("worker {:?} ({}) was lost: {why}", s.name, s.identity);
+            if task.relayed {
+                if let Some(tx) = task.done.take() {
+                    let _ = tx.send(Ended::Lost(what));
+                }
+                continue;
+            }
             if task.safe {
                 tracing::info!(workflow = %task.spec.workflow_id, block = task.spec.block,
                     job = task.spec.job, "{what}; the task is safe to re-run and is queued again");
@@ -224,10 +243,10 @@ impl State {
                 task.spec.reconcile = task.spec.checkpoint.is_some();
             } else {
                 if let Some(tx) = task.done.take() {
-                    let _ = tx.send(Err(JobError::interrupted(format!(
+                    let _ = tx.send(Ended::Result(Err(JobError::interrupted(format!(
                         "{what}, while running it; it is not safe to run twice and cannot \
                          tell whether it took effect"
-                    ))));
+                    )))));
                 }
                 continue;
             }

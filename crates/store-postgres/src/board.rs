@@ -1,0 +1,296 @@
+//! The SQL of the task board (see `interlock_store::board`). Each call is
+//! one short transaction of its own, outside the writer's batches: a
+//! board change is rare next to workflow progress, and a claim must see
+//! the rows other replicas claim meanwhile (`FOR UPDATE SKIP LOCKED`).
+//! Owner acts hold the workflow row shared (the lease check), claimer
+//! reports lock the task row, so each is fenced until it commits.
+
+use crate::feed;
+use crate::ops::check_lease;
+use crate::read::backend;
+use crate::sql::{self, PgResult};
+use deadpool_postgres::Transaction;
+use interlock_core::Micros;
+use interlock_store::board::apply;
+use interlock_store::{BoardReport, BoardTask, FeedItem, Lease, OwnerAct, Result, TaskKey};
+use tokio_postgres::Row;
+
+const COLUMNS: &str = "workflow_id, block_idx, job_idx, attempt, job_type, spec, owner_epoch, \
+                       posted_at, claimed_by, claim, claim_expires, checkpoint, result, lost, cancel";
+
+fn row(r: &Row) -> BoardTask {
+    BoardTask {
+        key: TaskKey {
+            workflow_id: r.get(0),
+            block: r.get::<_, i32>(1) as usize,
+            job: r.get::<_, i32>(2) as usize,
+        },
+        attempt: r.get::<_, i32>(3) as u32,
+        job_type: r.get(4),
+        spec: r.get(5),
+        owner_epoch: r.get(6),
+        posted_at: r.get(7),
+        claimed_by: r.get(8),
+        claim: r.get(9),
+        claim_expires: r.get(10),
+        checkpoint: r.get(11),
+        result: r.get(12),
+        lost: r.get(13),
+        cancel: r.get(14),
+    }
+}
+
+fn item(t: &BoardTask) -> FeedItem {
+    FeedItem::Task {
+        key: t.key.clone(),
+        job_type: t.job_type.clone(),
+    }
+}
+
+fn ids(k: &TaskKey) -> (i32, i32) {
+    (k.block as i32, k.job as i32)
+}
+
+/// Announces `items` in `tx` (delivered when, and only if, it commits).
+async fn announce(tx: &Transaction<'_>, items: &[FeedItem]) -> PgResult<()> {
+    for chunk in feed::encode(items) {
+        sql::execute(tx, "SELECT pg_notify($1, $2)", &[&feed::CHANNEL, &chunk]).await?;
+    }
+    Ok(())
+}
+
+async fn select_for_update(tx: &Transaction<'_>, k: &TaskKey) -> PgResult<Option<BoardTask>> {
+    let (b, j) = ids(k);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM board WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3 \
+         FOR UPDATE"
+    );
+    Ok(sql::query_opt(tx, &sql, &[&k.workflow_id, &b, &j])
+        .await?
+        .as_ref()
+        .map(row))
+}
+
+async fn store_row(tx: &Transaction<'_>, t: &BoardTask) -> PgResult<()> {
+    let (b, j) = ids(&t.key);
+    let sql = format!(
+        "INSERT INTO board ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14, $15)
+         ON CONFLICT (workflow_id, block_idx, job_idx) DO UPDATE SET attempt = excluded.attempt,
+         job_type = excluded.job_type, spec = excluded.spec, owner_epoch = excluded.owner_epoch,
+         posted_at = excluded.posted_at, claimed_by = excluded.claimed_by,
+         claim = GREATEST(board.claim, excluded.claim), claim_expires = excluded.claim_expires,
+         checkpoint = excluded.checkpoint, result = excluded.result, lost = excluded.lost,
+         cancel = excluded.cancel"
+    );
+    sql::execute(
+        tx,
+        &sql,
+        &[
+            &t.key.workflow_id,
+            &b,
+            &j,
+            &(t.attempt as i32),
+            &t.job_type,
+            &t.spec,
+            &t.owner_epoch,
+            &t.posted_at,
+            &t.claimed_by,
+            &t.claim,
+            &t.claim_expires,
+            &t.checkpoint,
+            &t.result,
+            &t.lost,
+            &t.cancel,
+        ],
+    )
+    .await
+    .map(|_| ())
+}
+
+pub async fn post(c: &mut deadpool_postgres::Client, lease: &Lease, t: &BoardTask) -> Result<()> {
+    let tx = c.transaction().await.map_err(backend)?;
+    check_lease(&tx, lease).await.map_err(backend)??;
+    store_row(&tx, t).await.map_err(backend)?;
+    announce(&tx, &[item(t)]).await.map_err(backend)?;
+    tx.commit().await.map_err(backend)
+}
+
+pub async fn claim(
+    c: &mut deadpool_postgres::Client,
+    replica: &str,
+    types: &[String],
+    limit: usize,
+    until: Micros,
+) -> Result<Vec<BoardTask>> {
+    let tx = c.transaction().await.map_err(backend)?;
+    let sql = format!(
+        "UPDATE board SET claimed_by = $1, claim = claim + 1, claim_expires = $4
+         WHERE (workflow_id, block_idx, job_idx) IN (
+             SELECT workflow_id, block_idx, job_idx FROM board
+             WHERE claimed_by IS NULL AND result IS NULL AND cancel IS NULL
+             AND job_type = ANY($2)
+             ORDER BY posted_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+         RETURNING {COLUMNS}"
+    );
+    let mut got: Vec<BoardTask> =
+        sql::query(&tx, &sql, &[&replica, &types, &(limit as i64), &until])
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(row)
+            .collect();
+    got.sort_by_key(|t| t.posted_at);
+    if !got.is_empty() {
+        let items: Vec<FeedItem> = got.iter().map(item).collect();
+        announce(&tx, &items).await.map_err(backend)?;
+    }
+    tx.commit().await.map_err(backend)?;
+    Ok(got)
+}
+
+pub async fn renew(c: &deadpool_postgres::Client, replica: &str, until: Micros) -> Result<()> {
+    sql::execute(
+        c,
+        "UPDATE board SET claim_expires = GREATEST(claim_expires, $2)
+         WHERE claimed_by = $1 AND lost IS NULL",
+        &[&replica, &until],
+    )
+    .await
+    .map_err(backend)
+    .map(|_| ())
+}
+
+pub async fn report(
+    c: &mut deadpool_postgres::Client,
+    key: &TaskKey,
+    claim: i64,
+    report: BoardReport,
+    at: Micros,
+) -> Result<bool> {
+    let tx = c.transaction().await.map_err(backend)?;
+    let held = select_for_update(&tx, key)
+        .await
+        .map_err(backend)?
+        .filter(|t| t.claimed_by.is_some() && t.claim == claim && t.lost.is_none());
+    let Some(mut t) = held else {
+        return Ok(false);
+    };
+    let items = match report {
+        BoardReport::Lines { lines, keep } => {
+            append_lines(&tx, &t, lines, keep, at)
+                .await
+                .map_err(backend)?;
+            vec![FeedItem::Logs(key.workflow_id.clone())]
+        }
+        BoardReport::Result(_) if t.result.is_some() => return Ok(false),
+        BoardReport::Result(r) => {
+            t.result = Some(r);
+            vec![item(&t)]
+        }
+        BoardReport::Checkpoint(cp) => {
+            t.checkpoint = Some(cp);
+            vec![item(&t)]
+        }
+        BoardReport::Lost(why) => {
+            t.lost = Some(why);
+            vec![item(&t)]
+        }
+    };
+    if !matches!(items.first(), Some(FeedItem::Logs(_))) {
+        store_row(&tx, &t).await.map_err(backend)?;
+    }
+    announce(&tx, &items).await.map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
+    Ok(true)
+}
+
+/// Appends a worker's lines to the task's attempt, numbered after the
+/// ones it has, and trims the attempt to its newest `keep`.
+async fn append_lines(
+    tx: &Transaction<'_>,
+    t: &BoardTask,
+    lines: Vec<interlock_core::LogLine>,
+    keep: u32,
+    at: Micros,
+) -> PgResult<()> {
+    let (b, j) = ids(&t.key);
+    let a = t.attempt as i32;
+    let base: i64 = sql::query_one(
+        tx,
+        "SELECT COALESCE(MAX(n), 0) FROM job_logs WHERE workflow_id = $1 AND block_idx = $2
+         AND job_idx = $3 AND attempt = $4",
+        &[&t.key.workflow_id, &b, &j, &a],
+    )
+    .await?
+    .get(0);
+    let count = lines.len() as i64;
+    let ns: Vec<i64> = (1..=count).map(|i| base + i).collect();
+    let ats: Vec<i64> = lines
+        .iter()
+        .map(|l| if l.at == 0 { at } else { l.at })
+        .collect();
+    let streams: Vec<&str> = lines.iter().map(|l| l.stream.as_str()).collect();
+    let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+    sql::execute(
+        tx,
+        "INSERT INTO job_logs (workflow_id, block_idx, job_idx, attempt, n, at, stream, line)
+         SELECT $1, $2, $3, $4, t.n, t.at, t.stream, t.line
+         FROM UNNEST($5::bigint[], $6::bigint[], $7::text[], $8::text[])
+         WITH ORDINALITY AS t(n, at, stream, line, ord) ORDER BY t.ord",
+        &[&t.key.workflow_id, &b, &j, &a, &ns, &ats, &streams, &texts],
+    )
+    .await?;
+    let floor = (base + count - i64::from(keep)).max(0);
+    sql::execute(
+        tx,
+        "DELETE FROM job_logs WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3
+         AND attempt = $4 AND n <= $5",
+        &[&t.key.workflow_id, &b, &j, &a, &floor],
+    )
+    .await?;
+    Ok(())
+}
+
+pub async fn act(
+    c: &mut deadpool_postgres::Client,
+    lease: &Lease,
+    key: &TaskKey,
+    act: OwnerAct,
+) -> Result<Option<BoardTask>> {
+    let tx = c.transaction().await.map_err(backend)?;
+    check_lease(&tx, lease).await.map_err(backend)??;
+    let Some(mut t) = select_for_update(&tx, key).await.map_err(backend)? else {
+        return Ok(None);
+    };
+    let after = if act == OwnerAct::Remove {
+        let (b, j) = ids(key);
+        sql::execute(
+            &tx,
+            "DELETE FROM board WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3",
+            &[&key.workflow_id, &b, &j],
+        )
+        .await
+        .map_err(backend)?;
+        None
+    } else {
+        apply(&mut t, act, lease.epoch);
+        store_row(&tx, &t).await.map_err(backend)?;
+        Some(t.clone())
+    };
+    announce(&tx, &[item(&t)]).await.map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
+    Ok(after)
+}
+
+pub async fn get(c: &deadpool_postgres::Client, key: &TaskKey) -> Result<Option<BoardTask>> {
+    let (b, j) = ids(key);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM board WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3"
+    );
+    Ok(sql::query_opt(c, &sql, &[&key.workflow_id, &b, &j])
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(row))
+}

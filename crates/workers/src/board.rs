@@ -1,0 +1,509 @@
+//! Remote job attempts between replicas, through the store's task board.
+//!
+//! On a store several replicas share, the replica that owns a workflow is
+//! not necessarily the one a worker of the right type is connected to.
+//! The owner posts the attempt on the board ([`Board::run`], this file);
+//! any replica with a free worker claims it and hands it to that worker
+//! through its own [`Dispatcher`] (`claim.rs`). The worker's checkpoints,
+//! log lines and result travel back through the task's row; the owner
+//! copies checkpoints and the result into the workflow under its lease.
+//!
+//! Invariants (beside the board's own, in `interlock_store::board`):
+//! - Policies, buckets, limits, approvals and the e-stop act on the owner
+//!   before an attempt is posted; a cancel (Cancel, e-stop, timeout, fatal
+//!   sibling) is written to the row and pushed to the worker by its
+//!   claimer at once (the feed carries it).
+//! - An owner that lets go of a workflow (shutdown, lost lease) leaves
+//!   its tasks alone: the next owner adopts the task of the attempt that
+//!   was in flight, and the worker goes on without noticing.
+//! - A claim that was given back (its worker lost) or lapsed (its replica
+//!   gone) is decided by the owner as for a lost worker: posted again if
+//!   the type is safe to re-run, posted as a reconcile request if it is
+//!   reconcilable, otherwise the job is Interrupted for an operator.
+//! - A claimer whose task's workflow ended (it learns it from the feed)
+//!   stops the worker.
+
+use crate::decl::RemoteType;
+use crate::dispatch::Dispatcher;
+use interlock_core::Micros;
+use interlock_engine::{JobCtx, JobError, Outputs};
+use interlock_store::{BoardTask, FeedItem, Lease, OwnerAct, Store, StoreError, TaskKey};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
+
+mod claim;
+
+/// Timing of the board.
+#[derive(Debug, Clone, Copy)]
+pub struct BoardOpts {
+    /// A claim not renewed for this long has lapsed (its replica is gone).
+    pub claim_ttl: Duration,
+    /// How often a replica with idle workers looks for posted tasks
+    /// beside the feed's news (owners look for lapsed claims every half
+    /// `claim_ttl`).
+    pub poll: Duration,
+    /// How long a cancelled attempt waits for its worker to confirm.
+    pub cancel_grace: Duration,
+    /// An attempt keeps its newest this many log lines.
+    pub keep_lines: u32,
+}
+
+/// What a worker needs to run a posted attempt (the row's `spec`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Spec {
+    /// The workflow's name.
+    name: String,
+    args: BTreeMap<String, String>,
+    /// Find out whether an earlier run took effect instead of running.
+    reconcile: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    traceparent: Option<String>,
+}
+
+/// How an attempt ended (the row's `result`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Outcome {
+    Done(Outputs),
+    Failed {
+        message: String,
+        fatal: bool,
+        retryable: bool,
+        interrupted: bool,
+    },
+}
+
+impl Outcome {
+    fn of(r: &Result<Outputs, JobError>) -> Self {
+        match r {
+            Ok(o) => Outcome::Done(o.clone()),
+            Err(e) => Outcome::Failed {
+                message: e.message.clone(),
+                fatal: e.fatal,
+                retryable: e.retryable,
+                interrupted: e.interrupted,
+            },
+        }
+    }
+
+    fn into_result(self) -> Result<Outputs, JobError> {
+        match self {
+            Outcome::Done(o) => Ok(o),
+            Outcome::Failed {
+                message,
+                fatal,
+                retryable,
+                interrupted,
+            } => Err(JobError {
+                message,
+                fatal,
+                retryable,
+                interrupted,
+            }),
+        }
+    }
+}
+
+fn decode_result(raw: &str) -> Result<Outputs, JobError> {
+    serde_json::from_str::<Outcome>(raw)
+        .map_err(|e| JobError::interrupted(format!("the worker's result cannot be read ({e})")))?
+        .into_result()
+}
+
+fn store_error(e: StoreError) -> JobError {
+    match e {
+        // The workflow moved to another owner: this run detaches.
+        StoreError::Fenced { .. } => JobError::cancelled(),
+        e => JobError::new(format!("the task board failed: {e}")).retryable(),
+    }
+}
+
+/// The board as one replica uses it: the owner's side (posting, waiting,
+/// deciding) and the claimer's (claiming for local workers, relaying).
+pub struct Board {
+    store: Arc<dyn Store>,
+    dispatcher: Arc<Dispatcher>,
+    opts: BoardOpts,
+    /// This replica's instance id, known once it registered.
+    replica: OnceLock<String>,
+    /// Who waits for which row to change: its owner, its claimer (one
+    /// replica may be both).
+    watch: Mutex<HashMap<(TaskKey, Side), Arc<Notify>>>,
+    /// Tasks this replica posted that no worker took yet.
+    waiting: Mutex<HashMap<TaskKey, (String, SystemTime)>>,
+    claims: claim::Claims,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Side {
+    Owner,
+    Claimer,
+}
+
+/// Stops watching a row when dropped.
+struct Watching<'a> {
+    board: &'a Board,
+    key: TaskKey,
+    side: Side,
+    notify: Arc<Notify>,
+}
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        let k = (self.key.clone(), self.side);
+        self.board.watch.lock().expect("watch lock").remove(&k);
+        if self.side == Side::Owner {
+            self.board
+                .waiting
+                .lock()
+                .expect("waiting lock")
+                .remove(&self.key);
+        }
+    }
+}
+
+impl Board {
+    pub fn new(store: Arc<dyn Store>, dispatcher: Arc<Dispatcher>, opts: BoardOpts) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            dispatcher,
+            opts,
+            replica: OnceLock::new(),
+            watch: Mutex::default(),
+            waiting: Mutex::default(),
+            claims: claim::Claims::default(),
+        })
+    }
+
+    fn now() -> Micros {
+        interlock_core::now_micros()
+    }
+
+    fn watching(&self, key: &TaskKey, side: Side) -> Watching<'_> {
+        let notify = self
+            .watch
+            .lock()
+            .expect("watch lock")
+            .entry((key.clone(), side))
+            .or_default()
+            .clone();
+        Watching {
+            board: self,
+            key: key.clone(),
+            side,
+            notify,
+        }
+    }
+
+    /// Wakes whoever waits for `key` (or everyone, after a feed gap).
+    fn wake(&self, key: Option<&TaskKey>) {
+        let w = self.watch.lock().expect("watch lock");
+        match key {
+            Some(k) => {
+                for side in [Side::Owner, Side::Claimer] {
+                    if let Some(n) = w.get(&(k.clone(), side)) {
+                        n.notify_one();
+                    }
+                }
+            }
+            None => w.values().for_each(|n| n.notify_one()),
+        }
+    }
+
+    /// Posted tasks of workflow `id` no worker took yet: (block, job,
+    /// type, since).
+    pub fn waiting(&self, id: &str) -> Vec<(usize, usize, String, SystemTime)> {
+        self.waiting
+            .lock()
+            .expect("waiting lock")
+            .iter()
+            .filter(|(k, _)| k.workflow_id == id)
+            .map(|(k, (t, since))| (k.block, k.job, t.clone(), *since))
+            .collect()
+    }
+
+    /// Whether the attempt in flight of `ctx`'s job is still on the board
+    /// for a new owner to take over: done, waiting for a worker, or held
+    /// by a live claim (recovery then runs the job again, and that run
+    /// adopts it instead of doing it twice).
+    pub async fn in_flight(&self, ctx: &JobCtx) -> bool {
+        let key = key_of(ctx);
+        match self.store.board_task(&key).await {
+            Ok(Some(t)) => {
+                t.attempt == ctx.attempt
+                    && t.cancel.is_none()
+                    && (t.result.is_some() || t.claimed_by.is_none() || t.held(Self::now()))
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs one attempt of a remote job through the board: posts it (or
+    /// adopts the one an earlier owner posted for the attempt before),
+    /// copies the worker's checkpoints into the job, decides a lost claim,
+    /// pushes a cancel, and returns the worker's result.
+    pub async fn run(
+        &self,
+        ctx: &JobCtx,
+        decl: &RemoteType,
+        job: &interlock_core::Job,
+    ) -> Result<Outputs, JobError> {
+        let Some(lease) = ctx.lease() else {
+            // Not run by a workflow's owner (a context outside the
+            // engine): nothing to fence with, so it stays here.
+            return self.dispatcher.run(ctx, decl, job).await;
+        };
+        let key = key_of(ctx);
+        let watching = self.watching(&key, Side::Owner);
+        let mut spec = Spec {
+            name: ctx.workflow_name.clone(),
+            args: job.args.clone(),
+            reconcile: decl.schema.reconcilable && ctx.checkpoint.is_some() && !ctx.operator_retry,
+            traceparent: ctx.traceparent.clone(),
+        };
+        let found = self.store.board_task(&key).await.map_err(store_error)?;
+        let adopt = found.as_ref().is_some_and(|t| {
+            t.owner_epoch < lease.epoch
+                && t.attempt + 1 == ctx.attempt
+                && t.cancel.is_none()
+                && t.job_type == job.name
+        });
+        let mut row = if adopt {
+            let t = self
+                .store
+                .board_act(
+                    &lease,
+                    &key,
+                    OwnerAct::Adopt {
+                        attempt: ctx.attempt,
+                    },
+                )
+                .await
+                .map_err(store_error)?;
+            ctx.log(format!(
+                "attempt {} goes on where it runs: taken over from the previous owner",
+                ctx.attempt - 1
+            ));
+            t
+        } else {
+            let mut t = BoardTask::posted(
+                key.clone(),
+                ctx.attempt,
+                &job.name,
+                encode(&spec),
+                lease.epoch,
+                Self::now(),
+            );
+            t.checkpoint = ctx.checkpoint.clone();
+            self.store
+                .board_post(&lease, t.clone())
+                .await
+                .map_err(store_error)?;
+            Some(t)
+        };
+        let limit = match job.timeout {
+            Some(t) if !t.is_zero() => None, // the executor enforces it
+            _ => decl.timeout,
+        };
+        let deadline = limit.map(|t| tokio::time::Instant::now() + t);
+        let safe = decl.schema.idempotency == interlock_core::Idempotency::Safe;
+        let lapse_check = (self.opts.claim_ttl / 2).max(self.opts.poll);
+        // What the job's record has: a checkpoint newer than it is copied.
+        let mut copied = ctx.checkpoint.clone();
+        loop {
+            let Some(t) = row.take() else {
+                // Removed under us: only a newer owner can (it finished the
+                // attempt, or gave it up); this run detaches.
+                return Err(JobError::cancelled());
+            };
+            if t.owner_epoch != lease.epoch {
+                return Err(JobError::cancelled());
+            }
+            if t.checkpoint != copied
+                && let Some(cp) = &t.checkpoint
+            {
+                ctx.save_checkpoint(cp.clone()).await?;
+                copied = t.checkpoint.clone();
+            }
+            if let Some(raw) = &t.result {
+                self.finish(&lease, &key).await;
+                return decode_result(raw);
+            }
+            {
+                let mut w = self.waiting.lock().expect("waiting lock");
+                if t.claimed_by.is_some() {
+                    w.remove(&key);
+                } else {
+                    w.entry(key.clone())
+                        .or_insert_with(|| (job.name.clone(), SystemTime::now()));
+                }
+            }
+            if t.claimed_by.is_some() && !t.held(Self::now()) {
+                let why = t.lost.clone().unwrap_or_else(|| {
+                    format!(
+                        "replica {} holding it was not heard from for {}",
+                        t.claimed_by.as_deref().unwrap_or("?"),
+                        humantime::format_duration(self.opts.claim_ttl)
+                    )
+                });
+                if !safe && !decl.schema.reconcilable {
+                    self.finish(&lease, &key).await;
+                    return Err(JobError::interrupted(format!(
+                        "{why}, while running it; it is not safe to run twice and cannot tell \
+                         whether it took effect"
+                    )));
+                }
+                // A reconcilable type without a checkpoint never acted
+                // (its promise): it simply runs again.
+                spec.reconcile = decl.schema.reconcilable && t.checkpoint.is_some();
+                tracing::info!(workflow = %key.workflow_id, block = key.block, job = key.job,
+                    reconcile = spec.reconcile, "{why}; the task is posted again");
+                row = self
+                    .store
+                    .board_act(&lease, &key, OwnerAct::Repost(encode(&spec)))
+                    .await
+                    .map_err(store_error)?;
+                continue;
+            }
+            tokio::select! {
+                _ = watching.notify.notified() => {}
+                // A lapsed claim announces nothing: look now and then.
+                _ = tokio::time::sleep(lapse_check) => {}
+                _ = ctx.cancel.cancelled() => return self.stop(ctx, &lease, &key, &watching, None).await,
+                _ = sleep_until(deadline) => {
+                    return self.stop(ctx, &lease, &key, &watching, limit).await;
+                }
+            }
+            row = match self.store.board_task(&key).await {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the task board; trying again");
+                    Some(t)
+                }
+            };
+        }
+    }
+
+    /// The attempt stops before its worker said it ended.
+    async fn stop(
+        &self,
+        ctx: &JobCtx,
+        lease: &Lease,
+        key: &TaskKey,
+        watching: &Watching<'_>,
+        timed_out: Option<Duration>,
+    ) -> Result<Outputs, JobError> {
+        if timed_out.is_none() && ctx.detaching.is_cancelled() {
+            // Let go, not cancelled: whoever resumes the workflow adopts
+            // the task and its worker goes on.
+            return Err(JobError::cancelled());
+        }
+        let reason = match timed_out {
+            Some(t) => format!("timed out after {}", humantime::format_duration(t)),
+            None => "the attempt was cancelled".to_string(),
+        };
+        if self
+            .store
+            .board_act(lease, key, OwnerAct::Cancel(reason.clone()))
+            .await
+            .is_ok()
+        {
+            // Give the worker a moment to confirm it stopped.
+            let grace = tokio::time::Instant::now() + self.opts.cancel_grace;
+            loop {
+                match self.store.board_task(key).await {
+                    Ok(Some(t)) if t.result.is_none() && t.claimed_by.is_some() => {}
+                    _ => break,
+                }
+                if tokio::time::timeout_at(grace, watching.notify.notified())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+        self.finish(lease, key).await;
+        match timed_out {
+            None => Err(JobError::cancelled()),
+            Some(_) => Err(JobError::new(reason).retryable()),
+        }
+    }
+
+    /// The attempt is over: its row goes (a failure only leaves it for
+    /// retention; nothing claims a task that has a result or a cancel).
+    async fn finish(&self, lease: &Lease, key: &TaskKey) {
+        if let Err(e) = self.store.board_act(lease, key, OwnerAct::Remove).await {
+            tracing::debug!(error = %e, "task left on the board");
+        }
+    }
+
+    /// Follows the feed for both sides until `stop`: wakes owners and
+    /// claimers whose rows changed, claims tasks for free local workers,
+    /// renews this replica's claims, and stops tasks of workflows that
+    /// ended. Gives back what it holds when it stops.
+    pub async fn serve(
+        self: Arc<Self>,
+        replica: String,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let _ = self.replica.set(replica);
+        let mut feed = self.store.subscribe();
+        let mut poll = tokio::time::interval(self.opts.poll);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut renew = tokio::time::interval(self.opts.claim_ttl / 3);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                item = feed.recv() => match item {
+                    Ok(FeedItem::Task { key, job_type }) => {
+                        self.wake(Some(&key));
+                        if self.claims.serves(&self.dispatcher, &job_type) {
+                            self.claim().await;
+                        }
+                    }
+                    Ok(FeedItem::Event(e))
+                        if e.block.is_none() && e.status.is_terminal() =>
+                    {
+                        self.claims.workflow_ended(&e.workflow_id);
+                    }
+                    Ok(FeedItem::Resync)
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        self.wake(None);
+                        self.claim().await;
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = self.claims.kicked() => self.claim().await,
+                // Owners look for lapsed claims on their own; this is for
+                // workers that got room without a feed item saying so.
+                _ = poll.tick() => self.claim().await,
+                _ = renew.tick() => self.renew().await,
+            }
+        }
+    }
+}
+
+fn key_of(ctx: &JobCtx) -> TaskKey {
+    TaskKey {
+        workflow_id: ctx.workflow_id.clone(),
+        block: ctx.block,
+        job: ctx.job,
+    }
+}
+
+fn encode(spec: &Spec) -> String {
+    serde_json::to_string(spec).expect("plain data serializes")
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
