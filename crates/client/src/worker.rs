@@ -2,12 +2,17 @@
 //! async handlers, one task per handler call.
 //!
 //! The worker keeps one session open (reconnecting with backoff when it
-//! drops), sends heartbeats at the interval the server asks for, runs each
-//! task it is handed in its own tokio task, and reports the handler's
-//! result. A task's [`TaskCtx::cancel`] fires when the server cancels it
-//! (Cancel, emergency stop, deadline) or the session is lost (the server
-//! then re-dispatches, reconciles or interrupts it: the result of this run
-//! would be refused anyway).
+//! drops, to the next address given with [`Worker::also`]), sends
+//! heartbeats at the interval the server asks for, runs each task it is
+//! handed in its own tokio task, and reports the handler's result. A
+//! task's [`TaskCtx::cancel`] fires when the server cancels it (Cancel,
+//! emergency stop, deadline) or gives it up. Replicas sharing a store keep
+//! tasks across sessions (their welcome says so): when a session ends, the
+//! tasks in hand go on, the next session's hello names them, and the
+//! server keeps each one still wanted; one it refuses, or a session not
+//! re-opened within the server's ttl, ends them as given up (the server
+//! then re-dispatches, reconciles or interrupts them). A single server
+//! gives a session's tasks up when it ends.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), interlock_client::Error> {
@@ -28,6 +33,7 @@ use rand::Rng;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -40,8 +46,6 @@ pub type Outputs = BTreeMap<String, String>;
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 type RunFn = Arc<dyn Fn(TaskCtx) -> BoxFuture<Result<Outputs, TaskError>> + Send + Sync>;
 type ReconcileFn = Arc<dyn Fn(TaskCtx) -> BoxFuture<Reconciled> + Send + Sync>;
-/// Tasks in hand by lease id: their cancel and detach tokens.
-type Running = HashMap<String, (CancellationToken, CancellationToken)>;
 
 /// A failed task.
 #[derive(Debug, Clone, Default)]
@@ -96,17 +100,15 @@ pub struct TaskCtx {
     /// Fires when the task must stop.
     pub cancel: CancellationToken,
     /// Fires (with `cancel`) when the server let go of the task rather than
-    /// cancelling it: this worker's session ended (the server re-dispatches,
-    /// reconciles or interrupts the task), or the server is shutting down
-    /// or lost the workflow. External work under way may be left running,
-    /// to be re-attached by the next run (it gets the checkpoint), rather
-    /// than undone.
+    /// cancelling it: this worker's session ended and the task could not be
+    /// kept (the server re-dispatches, reconciles or interrupts it), or the
+    /// server is shutting down or lost the workflow. External work under
+    /// way may be left running, to be re-attached by the next run (it gets
+    /// the checkpoint), rather than undone.
     pub detached: CancellationToken,
-    client: WorkerClient<Transport>,
-    /// The session's upward stream, for log lines.
-    session: mpsc::Sender<v1::WorkerMsg>,
+    hand: Arc<Hand>,
     /// Log lines sent for this task (the result tells the server).
-    lines: Arc<std::sync::atomic::AtomicU64>,
+    lines: Arc<AtomicU64>,
 }
 
 impl TaskCtx {
@@ -121,8 +123,8 @@ impl TaskCtx {
 
     /// Adds a line to the job attempt's log on the server (shown by Watch,
     /// Logs and `interlock logs`). Never waits: a line that finds the
-    /// session's stream full is dropped (the server's line numbers show
-    /// the gap).
+    /// session's stream full (or no session) is dropped (the server's line
+    /// numbers show the gap).
     pub fn log(&self, text: impl Into<String>) {
         self.log_to("log", text);
     }
@@ -130,7 +132,10 @@ impl TaskCtx {
     /// [`TaskCtx::log`] for a line of a command's output: `stream` is
     /// "stdout" or "stderr".
     pub fn log_to(&self, stream: &str, text: impl Into<String>) {
-        let sent = self.session.try_send(v1::WorkerMsg {
+        let Some(link) = self.hand.link() else {
+            return;
+        };
+        let sent = link.upward.try_send(v1::WorkerMsg {
             msg: Some(v1::worker_msg::Msg::Log(v1::TaskLog {
                 lease_id: self.task.lease_id.clone(),
                 stream: stream.to_string(),
@@ -138,28 +143,104 @@ impl TaskCtx {
             })),
         });
         if sent.is_ok() {
-            self.lines
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.lines.fetch_add(1, Ordering::Relaxed);
         }
     }
 
     /// Durably saves `state` before acting on it; fails when this worker no
-    /// longer holds the task (then stop without acting).
+    /// longer holds the task (then stop without acting). Between sessions
+    /// it waits for the next one (the task is re-attached there).
     pub async fn checkpoint(&self, state: impl Into<String>) -> Result<(), Error> {
-        self.client
-            .clone()
-            .checkpoint(v1::TaskCheckpoint {
-                lease_id: self.task.lease_id.clone(),
-                state: state.into(),
-            })
-            .await?;
-        Ok(())
+        let req = v1::TaskCheckpoint {
+            lease_id: self.task.lease_id.clone(),
+            state: state.into(),
+        };
+        let deadline = std::time::Instant::now() + RESULT_RETRY;
+        loop {
+            let link = self.hand.await_link(&self.detached, deadline).await?;
+            match link.client.clone().checkpoint(req.clone()).await {
+                Err(s)
+                    if (transient(&s) || self.hand.moved_on(&link))
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                r => return r.map(|_| ()).map_err(Error::Rpc),
+            }
+        }
+    }
+}
+
+/// A task in hand: how to stop it, and its line count.
+struct Held {
+    cancel: CancellationToken,
+    detached: CancellationToken,
+    lines: Arc<AtomicU64>,
+}
+
+/// The way to the server while a session is open.
+#[derive(Clone)]
+struct Link {
+    client: WorkerClient<Transport>,
+    /// The session's upward stream, for log lines.
+    upward: mpsc::Sender<v1::WorkerMsg>,
+    /// Ends the session (a result could not be delivered).
+    give_up: CancellationToken,
+    /// Which session it is (counted from 1).
+    session: u64,
+}
+
+/// What outlives a session: the tasks in hand (a server that re-attaches
+/// keeps them across sessions, on any replica) and the current link.
+#[derive(Default)]
+struct Hand {
+    running: Mutex<HashMap<String, Held>>,
+    link: std::sync::RwLock<Option<Link>>,
+    /// Sessions the server welcomed so far.
+    sessions: AtomicU64,
+}
+
+impl Hand {
+    fn link(&self) -> Option<Link> {
+        self.link.read().expect("link lock").clone()
+    }
+
+    /// The session `link` belonged to is over: a call that failed on it
+    /// may succeed on the next (the task is re-attached there).
+    fn moved_on(&self, link: &Link) -> bool {
+        self.link().is_none_or(|l| l.session != link.session)
+    }
+
+    /// The open session's link, waiting for one until `deadline`.
+    async fn await_link(
+        &self,
+        detached: &CancellationToken,
+        deadline: std::time::Instant,
+    ) -> Result<Link, Error> {
+        loop {
+            if let Some(l) = self.link() {
+                return Ok(l);
+            }
+            if detached.is_cancelled() || std::time::Instant::now() >= deadline {
+                return Err(Error::Rpc(tonic::Status::unavailable(
+                    "no session with the server to send it on",
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The server has given every task in hand up.
+    fn detach_all(&self) {
+        for h in self.running.lock().expect("running lock").values() {
+            h.detached.cancel();
+        }
     }
 }
 
 /// A worker process's connection to Interlock.
 pub struct Worker {
-    addr: String,
+    addrs: Vec<String>,
     opts: Options,
     name: String,
     capacity: u32,
@@ -171,13 +252,21 @@ impl Worker {
     /// A worker named `name` (shown to operators) for the server at `addr`.
     pub fn new(addr: &str, opts: Options, name: &str) -> Self {
         Self {
-            addr: addr.to_string(),
+            addrs: vec![addr.to_string()],
             opts,
             name: name.to_string(),
             capacity: 1,
             run: HashMap::new(),
             reconcile: HashMap::new(),
         }
+    }
+
+    /// Another replica of the same service: when a session cannot be
+    /// opened or ends, the next address is tried (the tasks in hand are
+    /// re-attached there).
+    pub fn also(mut self, addr: &str) -> Self {
+        self.addrs.push(addr.to_string());
+        self
     }
 
     /// Tasks run at once (default 1).
@@ -210,25 +299,35 @@ impl Worker {
         self
     }
 
-    /// Serves until `stop` fires, reconnecting whenever the session drops.
-    /// Returns an error only when the server refuses the worker itself
-    /// (undeclared type, missing grant, bad credentials): retrying cannot
-    /// fix that.
+    /// Serves until `stop` fires, reconnecting whenever the session drops
+    /// (to the next address given, if several). Returns an error only when
+    /// the server refuses the worker itself (undeclared type, missing
+    /// grant, bad credentials): retrying cannot fix that.
     pub async fn run(self, stop: CancellationToken) -> Result<(), Error> {
         let this = Arc::new(self);
+        let hand = Arc::new(Hand::default());
         let mut failures = 0u32;
+        let mut next = 0usize;
         while !stop.is_cancelled() {
             let began = std::time::Instant::now();
-            match this.clone().session(&stop).await {
+            let addr = this.addrs[next % this.addrs.len()].clone();
+            match this.clone().session(&addr, &hand, &stop).await {
                 Ok(()) => failures = 0,
-                Err(e) if refused(&e) => return Err(e),
+                Err(e) if refused(&e) => {
+                    hand.detach_all();
+                    return Err(e);
+                }
                 Err(e) => {
                     // A session that lasted a while was a success that ended.
                     if began.elapsed() > Duration::from_secs(30) {
                         failures = 0;
                     }
                     failures += 1;
-                    eprintln!("worker {}: session lost: {e}; reconnecting", this.name);
+                    next += 1;
+                    eprintln!(
+                        "worker {}: session with {addr} lost: {e}; reconnecting",
+                        this.name
+                    );
                 }
             }
             let cap =
@@ -239,21 +338,36 @@ impl Worker {
                 _ = tokio::time::sleep(wait) => {}
             }
         }
+        hand.detach_all();
         Ok(())
     }
 
-    /// One session: hello, then tasks until the stream ends or `stop`.
-    async fn session(self: Arc<Self>, stop: &CancellationToken) -> Result<(), Error> {
-        let mut client = WorkerClient::new(transport(&self.addr, &self.opts).await?);
+    /// One session: hello (naming the tasks still in hand), then tasks
+    /// until the stream ends or `stop`.
+    async fn session(
+        self: Arc<Self>,
+        addr: &str,
+        hand: &Arc<Hand>,
+        stop: &CancellationToken,
+    ) -> Result<(), Error> {
+        let mut client = WorkerClient::new(transport(addr, &self.opts).await?);
         // Room for bursts of log lines beside the heartbeats.
         let (tx, rx) = mpsc::channel(1_024);
         let mut types: Vec<String> = self.run.keys().cloned().collect();
         types.sort();
+        let held_leases: Vec<String> = hand
+            .running
+            .lock()
+            .expect("running lock")
+            .keys()
+            .cloned()
+            .collect();
         let hello = v1::WorkerMsg {
             msg: Some(v1::worker_msg::Msg::Hello(v1::WorkerHello {
                 name: self.name.clone(),
                 job_types: types,
                 capacity: self.capacity,
+                held_leases,
             })),
         };
         tx.send(hello).await.expect("receiver held below");
@@ -261,19 +375,32 @@ impl Worker {
             .session(tokio_stream::wrappers::ReceiverStream::new(rx))
             .await?
             .into_inner();
-        let heartbeat = match inbound.message().await? {
+        let welcome = match inbound.message().await? {
             Some(v1::ServerMsg {
                 msg: Some(v1::server_msg::Msg::Welcome(w)),
-            }) => Duration::from_millis(u64::from(w.heartbeat_ms.max(10))),
+            }) => w,
             _ => {
                 return Err(Error::Rpc(tonic::Status::internal(
                     "no welcome from the server",
                 )));
             }
         };
+        let heartbeat = Duration::from_millis(u64::from(welcome.heartbeat_ms.max(10)));
+        // Lines of the tasks it kept count from here (a result says how
+        // many this session carried).
+        for h in hand.running.lock().expect("running lock").values() {
+            h.lines.store(0, Ordering::Relaxed);
+        }
         let ended = CancellationToken::new();
         let _end = ended.clone().drop_guard();
-        let upward = tx.clone();
+        let give_up = CancellationToken::new();
+        let number = hand.sessions.fetch_add(1, Ordering::SeqCst) + 1;
+        *hand.link.write().expect("link lock") = Some(Link {
+            client: client.clone(),
+            upward: tx.clone(),
+            give_up: give_up.clone(),
+            session: number,
+        });
         {
             let ended = ended.clone();
             tokio::spawn(async move {
@@ -291,8 +418,6 @@ impl Worker {
                 }
             });
         }
-        let running: Arc<Mutex<Running>> = Arc::default();
-        let give_up = CancellationToken::new();
         let result = loop {
             let msg = tokio::select! {
                 _ = stop.cancelled() => break Ok(()),
@@ -305,35 +430,33 @@ impl Worker {
                 Ok(Some(v1::ServerMsg { msg: Some(m) })) => match m {
                     v1::server_msg::Msg::Task(task) => {
                         // A detach stops the task too; a cancel only stops it.
-                        let detached = ended.child_token();
+                        let detached = CancellationToken::new();
                         let cancel = detached.child_token();
-                        running
-                            .lock()
-                            .expect("running lock")
-                            .insert(task.lease_id.clone(), (cancel.clone(), detached.clone()));
+                        let lines = Arc::new(AtomicU64::new(0));
+                        hand.running.lock().expect("running lock").insert(
+                            task.lease_id.clone(),
+                            Held {
+                                cancel: cancel.clone(),
+                                detached: detached.clone(),
+                                lines: lines.clone(),
+                            },
+                        );
                         let ctx = TaskCtx {
                             task,
                             cancel,
                             detached,
-                            client: client.clone(),
-                            session: upward.clone(),
-                            lines: Arc::default(),
+                            hand: hand.clone(),
+                            lines,
                         };
-                        tokio::spawn(self.clone().serve(
-                            ctx,
-                            running.clone(),
-                            ended.clone(),
-                            give_up.clone(),
-                        ));
+                        tokio::spawn(self.clone().serve(ctx));
                     }
                     v1::server_msg::Msg::Cancel(c) => {
-                        if let Some((cancel, detached)) =
-                            running.lock().expect("running lock").get(&c.lease_id)
+                        if let Some(h) = hand.running.lock().expect("running lock").get(&c.lease_id)
                         {
                             if c.detach {
-                                detached.cancel();
+                                h.detached.cancel();
                             } else {
-                                cancel.cancel();
+                                h.cancel.cancel();
                             }
                         }
                     }
@@ -348,21 +471,32 @@ impl Worker {
                 Err(e) => break Err(Error::Rpc(e)),
             }
         };
-        // Tasks of a lost session stop: the server has given them up.
-        ended.cancel();
+        *hand.link.write().expect("link lock") = None;
+        if welcome.reattach && !stop.is_cancelled() {
+            // The tasks go on, and the next session (to this replica or
+            // another) names them; without one within the server's ttl,
+            // the server has given them up.
+            let ttl = Duration::from_millis(u64::from(welcome.lease_ttl_ms));
+            let seen = hand.sessions.load(Ordering::SeqCst);
+            let hand = hand.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(ttl).await;
+                if hand.sessions.load(Ordering::SeqCst) == seen {
+                    hand.detach_all();
+                }
+            });
+        } else {
+            // The server has given them up: they stop.
+            hand.detach_all();
+        }
         result
     }
 
-    /// Runs one task and reports its end, unless the session ended first:
-    /// the server has then given the task up (re-dispatched, reconciled or
-    /// interrupted it), and a "cancelled" result would only be refused.
-    async fn serve(
-        self: Arc<Self>,
-        ctx: TaskCtx,
-        running: Arc<Mutex<Running>>,
-        ended: CancellationToken,
-        give_up: CancellationToken,
-    ) {
+    /// Runs one task and reports its end (on whichever session is open
+    /// then), unless the server let go of it first: it has then
+    /// re-dispatched, reconciled or interrupted the task, and a result of
+    /// this run would only be refused.
+    async fn serve(self: Arc<Self>, ctx: TaskCtx) {
         use v1::task_result::Outcome;
         let lease_id = ctx.task.lease_id.clone();
         let outcome = if ctx.task.reconcile {
@@ -401,38 +535,51 @@ impl Worker {
                 }),
             }
         };
-        running.lock().expect("running lock").remove(&lease_id);
-        if ended.is_cancelled() {
-            return;
-        }
-        let result = v1::TaskResult {
-            lease_id,
-            outcome: Some(outcome),
-            log_lines: ctx.lines.load(std::sync::atomic::Ordering::Relaxed),
-        };
+        self.deliver(&ctx, outcome).await;
+        // In hand until delivered: a session that ends meanwhile names it
+        // to the next one, where the result is then accepted.
+        ctx.hand
+            .running
+            .lock()
+            .expect("running lock")
+            .remove(&lease_id);
+    }
+
+    async fn deliver(&self, ctx: &TaskCtx, outcome: v1::task_result::Outcome) {
         // A result is worth retrying for a while: the lease holds meanwhile.
         // Past that, or refused, the session is given up, so the server
         // treats the task as a lost worker's instead of waiting on it.
         let mut wait = Duration::from_millis(50);
         let deadline = std::time::Instant::now() + RESULT_RETRY;
         loop {
-            match ctx.client.clone().complete(result.clone()).await {
+            if ctx.detached.is_cancelled() {
+                return;
+            }
+            let Ok(link) = ctx.hand.await_link(&ctx.detached, deadline).await else {
+                return;
+            };
+            let result = v1::TaskResult {
+                lease_id: ctx.task.lease_id.clone(),
+                outcome: Some(outcome.clone()),
+                log_lines: ctx.lines.load(Ordering::Relaxed),
+            };
+            match link.client.clone().complete(result).await {
                 Ok(_) => return,
-                Err(s) if transient(&s) && std::time::Instant::now() < deadline => {
-                    tokio::select! {
-                        _ = ended.cancelled() => return,
-                        _ = tokio::time::sleep(wait) => {}
-                    }
+                Err(s)
+                    if (transient(&s) || ctx.hand.moved_on(&link))
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(2));
                 }
                 Err(s) => {
                     eprintln!(
                         "worker {}: result of {} not delivered ({}); ending the session",
                         self.name,
-                        result.lease_id,
+                        ctx.task.lease_id,
                         s.message()
                     );
-                    give_up.cancel();
+                    link.give_up.cancel();
                     return;
                 }
             }
@@ -447,7 +594,8 @@ const RESULT_RETRY: Duration = Duration::from_secs(60);
 fn transient(s: &tonic::Status) -> bool {
     matches!(
         s.code(),
-        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded
+        // Unknown: how a connection that broke under a call shows.
+        Code::Unavailable | Code::ResourceExhausted | Code::DeadlineExceeded | Code::Unknown
     )
 }
 

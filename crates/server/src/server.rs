@@ -332,6 +332,7 @@ impl ServerBuilder {
         });
         let worker_api = crate::worker::WorkerApi::start(
             workers,
+            board.clone(),
             auditor.clone(),
             guard.clone(),
             shutdown.clone(),
@@ -432,12 +433,12 @@ impl ServerBuilder {
                 }
             }
             .map_err(|e| e.to_string());
-            engine.shutdown(drain).await;
             if let Some(b) = &board {
-                // Tasks held for this replica's workers go back to their
-                // owners now, not when their claims lapse.
+                // The workers' sessions end with the server's: the tasks
+                // they run are let go of, for them to re-attach elsewhere.
                 b.close().await;
             }
+            engine.shutdown(drain).await;
             // Releases the database (its lock), so a restart in this
             // process, or another process, can open it at once.
             store.close().await;

@@ -13,7 +13,7 @@ use crate::auth::{Guard, identity};
 use crate::error::{bad_request, dispatch_status};
 use interlock_auth::Action;
 use interlock_proto::v1::{self, worker_server::Worker};
-use interlock_workers::{Dispatcher, TaskResult, ToWorker};
+use interlock_workers::{Board, Dispatcher, TaskResult, ToWorker};
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio_stream::{Stream, StreamExt};
@@ -26,6 +26,9 @@ const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub struct WorkerApi {
     dispatcher: Arc<Dispatcher>,
+    /// Tasks between replicas (a shared store): where a worker's tasks
+    /// from an earlier session are re-attached.
+    board: Option<Arc<Board>>,
     audit: Auditor,
     guard: Guard,
     stop: CancellationToken,
@@ -49,12 +52,14 @@ impl WorkerApi {
     /// gone.
     pub fn start(
         dispatcher: Arc<Dispatcher>,
+        board: Option<Arc<Board>>,
         audit: Auditor,
         guard: Guard,
         stop: CancellationToken,
     ) -> Arc<Self> {
         let api = Arc::new(Self {
             dispatcher,
+            board,
             audit,
             guard,
             stop,
@@ -240,13 +245,43 @@ impl Worker for WorkerApi {
                 session,
                 heartbeat_ms: millis(opts.heartbeat),
                 lease_ttl_ms: millis(opts.lease_ttl),
+                reattach: self.board.is_some(),
             })),
         };
+        // Tasks the worker still runs from an earlier session: kept where
+        // they are still wanted (before the welcome, so their leases are
+        // known here when it sends their checkpoints and results); the
+        // others are stopped.
+        let refused = match (&self.board, hello.held_leases.is_empty()) {
+            (_, true) => Vec::new(),
+            (Some(b), false) => b.reattach(session, &hello.held_leases).await,
+            (None, false) => hello
+                .held_leases
+                .iter()
+                .map(|l| {
+                    let why = "this server keeps no task across worker sessions: it gave the \
+                               task up when the earlier session ended";
+                    (l.clone(), why.to_string())
+                })
+                .collect(),
+        };
+        let refused: Vec<v1::ServerMsg> = refused
+            .into_iter()
+            .map(|(lease_id, reason)| {
+                to_proto(ToWorker::Cancel {
+                    lease_id,
+                    reason,
+                    detach: true,
+                })
+            })
+            .collect();
         let tasks =
             tokio_stream::wrappers::UnboundedReceiverStream::new(rx).map(|m| Ok(to_proto(m)));
         // Ends when the session does (its sender is dropped with it), on
         // shutdown included.
-        let out = tokio_stream::once(Ok(welcome)).chain(tasks);
+        let out = tokio_stream::once(Ok(welcome))
+            .chain(tokio_stream::iter(refused.into_iter().map(Ok)))
+            .chain(tasks);
         Ok(Response::new(Box::pin(out)))
     }
 

@@ -9,14 +9,17 @@ use crate::feed;
 use crate::ops::check_lease;
 use crate::read::backend;
 use crate::sql::{self, PgResult};
+use crate::writer::NOW_US;
 use deadpool_postgres::Transaction;
 use interlock_core::Micros;
-use interlock_store::board::apply;
+use interlock_store::board::{apply, reattach as reattach_row};
 use interlock_store::{BoardReport, BoardTask, FeedItem, Lease, OwnerAct, Result, TaskKey};
+use std::time::Duration;
 use tokio_postgres::Row;
 
 const COLUMNS: &str = "workflow_id, block_idx, job_idx, attempt, job_type, spec, owner_epoch, \
-                       posted_at, claimed_by, claim, claim_expires, checkpoint, result, lost, cancel";
+                       posted_at, claimed_by, claim, claim_expires, checkpoint, result, lost, cancel, \
+                       lease";
 
 fn row(r: &Row) -> BoardTask {
     BoardTask {
@@ -37,6 +40,8 @@ fn row(r: &Row) -> BoardTask {
         result: r.get(12),
         lost: r.get(13),
         cancel: r.get(14),
+        lease: r.get(15),
+        now: r.get(16),
     }
 }
 
@@ -44,7 +49,13 @@ fn item(t: &BoardTask) -> FeedItem {
     FeedItem::Task {
         key: t.key.clone(),
         job_type: t.job_type.clone(),
+        open: t.claimed_by.is_none() && t.result.is_none() && t.cancel.is_none(),
     }
+}
+
+/// `d` in microseconds, for SQL.
+fn us(d: Duration) -> i64 {
+    interlock_store::board::micros(d)
 }
 
 fn ids(k: &TaskKey) -> (i32, i32) {
@@ -62,8 +73,8 @@ async fn announce(tx: &Transaction<'_>, items: &[FeedItem]) -> PgResult<()> {
 async fn select_for_update(tx: &Transaction<'_>, k: &TaskKey) -> PgResult<Option<BoardTask>> {
     let (b, j) = ids(k);
     let sql = format!(
-        "SELECT {COLUMNS} FROM board WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3 \
-         FOR UPDATE"
+        "SELECT {COLUMNS}, {NOW_US} FROM board WHERE workflow_id = $1 AND block_idx = $2 \
+         AND job_idx = $3 FOR UPDATE"
     );
     Ok(sql::query_opt(tx, &sql, &[&k.workflow_id, &b, &j])
         .await?
@@ -75,13 +86,13 @@ async fn store_row(tx: &Transaction<'_>, t: &BoardTask) -> PgResult<()> {
     let (b, j) = ids(&t.key);
     let sql = format!(
         "INSERT INTO board ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-         $13, $14, $15)
+         $13, $14, $15, $16)
          ON CONFLICT (workflow_id, block_idx, job_idx) DO UPDATE SET attempt = excluded.attempt,
          job_type = excluded.job_type, spec = excluded.spec, owner_epoch = excluded.owner_epoch,
          posted_at = excluded.posted_at, claimed_by = excluded.claimed_by,
          claim = GREATEST(board.claim, excluded.claim), claim_expires = excluded.claim_expires,
          checkpoint = excluded.checkpoint, result = excluded.result, lost = excluded.lost,
-         cancel = excluded.cancel"
+         cancel = excluded.cancel, lease = excluded.lease"
     );
     sql::execute(
         tx,
@@ -102,6 +113,7 @@ async fn store_row(tx: &Transaction<'_>, t: &BoardTask) -> PgResult<()> {
             &t.result,
             &t.lost,
             &t.cancel,
+            &t.lease,
         ],
     )
     .await
@@ -121,25 +133,33 @@ pub async fn claim(
     replica: &str,
     types: &[String],
     limit: usize,
-    until: Micros,
+    ttl: Duration,
+    lease_prefix: &str,
 ) -> Result<Vec<BoardTask>> {
     let tx = c.transaction().await.map_err(backend)?;
+    // The lease id as `BoardTask::lease_for` makes it; never a task of a
+    // workflow that ended (its owner is gone with it).
     let sql = format!(
-        "UPDATE board SET claimed_by = $1, claim = claim + 1, claim_expires = $4
+        "UPDATE board SET claimed_by = $1, claim = claim + 1, claim_expires = {NOW_US} + $4,
+         lease = $5 || '.' || workflow_id || '.' || block_idx || '.' || job_idx
          WHERE (workflow_id, block_idx, job_idx) IN (
-             SELECT workflow_id, block_idx, job_idx FROM board
-             WHERE claimed_by IS NULL AND result IS NULL AND cancel IS NULL
-             AND job_type = ANY($2)
-             ORDER BY posted_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-         RETURNING {COLUMNS}"
+             SELECT b.workflow_id, b.block_idx, b.job_idx FROM board b
+             JOIN workflows w ON w.id = b.workflow_id AND w.ended IS NULL
+             WHERE b.claimed_by IS NULL AND b.result IS NULL AND b.cancel IS NULL
+             AND b.job_type = ANY($2)
+             ORDER BY b.posted_at LIMIT $3 FOR UPDATE OF b SKIP LOCKED)
+         RETURNING {COLUMNS}, {NOW_US}"
     );
-    let mut got: Vec<BoardTask> =
-        sql::query(&tx, &sql, &[&replica, &types, &(limit as i64), &until])
-            .await
-            .map_err(backend)?
-            .iter()
-            .map(row)
-            .collect();
+    let mut got: Vec<BoardTask> = sql::query(
+        &tx,
+        &sql,
+        &[&replica, &types, &(limit as i64), &us(ttl), &lease_prefix],
+    )
+    .await
+    .map_err(backend)?
+    .iter()
+    .map(row)
+    .collect();
     got.sort_by_key(|t| t.posted_at);
     if !got.is_empty() {
         let items: Vec<FeedItem> = got.iter().map(item).collect();
@@ -149,16 +169,25 @@ pub async fn claim(
     Ok(got)
 }
 
-pub async fn renew(c: &deadpool_postgres::Client, replica: &str, until: Micros) -> Result<()> {
-    sql::execute(
-        c,
-        "UPDATE board SET claim_expires = GREATEST(claim_expires, $2)
-         WHERE claimed_by = $1 AND lost IS NULL",
-        &[&replica, &until],
-    )
-    .await
-    .map_err(backend)
-    .map(|_| ())
+pub async fn renew(
+    c: &deadpool_postgres::Client,
+    replica: &str,
+    keys: &[TaskKey],
+    ttl: Duration,
+) -> Result<()> {
+    let ws: Vec<&str> = keys.iter().map(|k| k.workflow_id.as_str()).collect();
+    let bs: Vec<i32> = keys.iter().map(|k| k.block as i32).collect();
+    let js: Vec<i32> = keys.iter().map(|k| k.job as i32).collect();
+    let sql = format!(
+        "UPDATE board SET claim_expires = GREATEST(claim_expires, {NOW_US} + $2)
+         FROM UNNEST($3::text[], $4::int[], $5::int[]) AS k(w, b, j)
+         WHERE board.workflow_id = k.w AND board.block_idx = k.b AND board.job_idx = k.j
+         AND claimed_by = $1 AND lost IS NULL"
+    );
+    sql::execute(c, &sql, &[&replica, &us(ttl), &ws, &bs, &js])
+        .await
+        .map_err(backend)
+        .map(|_| ())
 }
 
 pub async fn report(
@@ -192,8 +221,9 @@ pub async fn report(
             t.checkpoint = Some(cp);
             vec![item(&t)]
         }
-        BoardReport::Lost(why) => {
+        BoardReport::Lost { why, grace } => {
             t.lost = Some(why);
+            t.claim_expires = t.claim_expires.min(t.now + us(grace));
             vec![item(&t)]
         }
     };
@@ -252,6 +282,33 @@ async fn append_lines(
     Ok(())
 }
 
+pub async fn reattach(
+    c: &mut deadpool_postgres::Client,
+    lease: &str,
+    replica: &str,
+    ttl: Duration,
+) -> Result<Option<BoardTask>> {
+    let tx = c.transaction().await.map_err(backend)?;
+    let sql = format!(
+        "SELECT {COLUMNS}, {NOW_US} FROM board WHERE lease = $1 AND claimed_by IS NOT NULL
+         AND result IS NULL AND cancel IS NULL FOR UPDATE"
+    );
+    let found = sql::query_opt(&tx, &sql, &[&lease])
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(row);
+    let Some(mut t) = found else {
+        return Ok(None);
+    };
+    let until = t.now + us(ttl);
+    reattach_row(&mut t, replica, until);
+    store_row(&tx, &t).await.map_err(backend)?;
+    announce(&tx, &[item(&t)]).await.map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
+    Ok(Some(t))
+}
+
 pub async fn act(
     c: &mut deadpool_postgres::Client,
     lease: &Lease,
@@ -286,7 +343,8 @@ pub async fn act(
 pub async fn get(c: &deadpool_postgres::Client, key: &TaskKey) -> Result<Option<BoardTask>> {
     let (b, j) = ids(key);
     let sql = format!(
-        "SELECT {COLUMNS} FROM board WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3"
+        "SELECT {COLUMNS}, {NOW_US} FROM board WHERE workflow_id = $1 AND block_idx = $2 \
+         AND job_idx = $3"
     );
     Ok(sql::query_opt(c, &sql, &[&key.workflow_id, &b, &j])
         .await

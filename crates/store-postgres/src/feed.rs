@@ -55,6 +55,7 @@ enum Wire {
         b: usize,
         j: usize,
         y: String,
+        o: bool,
     },
 }
 
@@ -84,11 +85,16 @@ fn wire(item: &FeedItem) -> Option<Wire> {
         },
         FeedItem::Stops => Wire::Stops,
         FeedItem::Logs(w) => Wire::Logs { w: w.clone() },
-        FeedItem::Task { key, job_type } => Wire::Task {
+        FeedItem::Task {
+            key,
+            job_type,
+            open,
+        } => Wire::Task {
             w: key.workflow_id.clone(),
             b: key.block,
             j: key.job,
             y: job_type.clone(),
+            o: *open,
         },
         FeedItem::Resync => return None,
     })
@@ -148,13 +154,14 @@ pub fn decode(payload: &str) -> Vec<FeedItem> {
             },
             Wire::Stops => FeedItem::Stops,
             Wire::Logs { w } => FeedItem::Logs(w),
-            Wire::Task { w, b, j, y } => FeedItem::Task {
+            Wire::Task { w, b, j, y, o } => FeedItem::Task {
                 key: TaskKey {
                     workflow_id: w,
                     block: b,
                     job: j,
                 },
                 job_type: y,
+                open: o,
             },
         })
         .collect()

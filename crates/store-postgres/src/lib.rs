@@ -620,13 +620,24 @@ impl Store for PgStore {
         replica: &str,
         types: &[String],
         limit: usize,
-        until: Micros,
+        ttl: Duration,
+        lease_prefix: &str,
     ) -> Result<Vec<BoardTask>> {
-        board::claim(&mut self.client().await?, replica, types, limit, until).await
+        let mut c = self.client().await?;
+        board::claim(&mut c, replica, types, limit, ttl, lease_prefix).await
     }
 
-    async fn board_renew(&self, replica: &str, until: Micros) -> Result<()> {
-        board::renew(&self.client().await?, replica, until).await
+    async fn board_reattach(
+        &self,
+        lease: &str,
+        replica: &str,
+        ttl: Duration,
+    ) -> Result<Option<BoardTask>> {
+        board::reattach(&mut self.client().await?, lease, replica, ttl).await
+    }
+
+    async fn board_renew(&self, replica: &str, keys: &[TaskKey], ttl: Duration) -> Result<()> {
+        board::renew(&self.client().await?, replica, keys, ttl).await
     }
 
     async fn board_report(

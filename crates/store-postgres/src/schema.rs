@@ -275,6 +275,7 @@ const MIGRATIONS: &[&str] = &[
         claimed_by TEXT,
         claim BIGINT NOT NULL DEFAULT 0,
         claim_expires BIGINT NOT NULL DEFAULT 0,
+        lease TEXT,
         checkpoint TEXT,
         result TEXT,
         lost TEXT,
@@ -282,7 +283,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (workflow_id, block_idx, job_idx)
     );
     CREATE INDEX board_open ON board (job_type, posted_at) WHERE claimed_by IS NULL;
-    CREATE INDEX board_claimed_by ON board (claimed_by) WHERE claimed_by IS NOT NULL;",
+    CREATE INDEX board_claimed_by ON board (claimed_by) WHERE claimed_by IS NOT NULL;
+    CREATE INDEX board_lease ON board (lease) WHERE lease IS NOT NULL;",
 ];
 
 /// The schema version this build writes.

@@ -19,11 +19,22 @@
 //! - A claim lives while its replica renews it; one that lapsed counts as
 //!   lost, and the owner decides as for a lost worker (safe: post again;
 //!   reconcilable: post as a reconcile request; otherwise Interrupted).
+//!   A claimer whose worker was lost says so, and the claim lapses a
+//!   little later, so the worker can re-attach meanwhile: each claim
+//!   carries a lease id the worker holds, and whoever presents it takes
+//!   the claim over (on any replica), unless the task ended or the owner
+//!   cancelled it or took it back.
 //! - Every change to a row is announced on the feed ([`FeedItem::Task`]),
 //!   so owners and claimers need not poll (they still do, slowly, as a
 //!   backstop).
 
 use interlock_core::{LogLine, Micros};
+use std::time::Duration;
+
+/// `d` in the store's microseconds.
+pub fn micros(d: Duration) -> Micros {
+    d.as_micros().min(i64::MAX as u128) as Micros
+}
 
 /// Which job a task is an attempt of.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,6 +62,8 @@ pub struct BoardTask {
     pub claim: i64,
     /// When the claim lapses unless renewed.
     pub claim_expires: Micros,
+    /// The lease id the claim's worker holds (it re-attaches with it).
+    pub lease: Option<String>,
     /// The worker's newest checkpoint.
     pub checkpoint: Option<String>,
     /// The worker's result, once it sent one (encoded by the claimer).
@@ -59,6 +72,8 @@ pub struct BoardTask {
     pub lost: Option<String>,
     /// Why the owner wants it stopped.
     pub cancel: Option<String>,
+    /// The store's clock when the row was read: claims are judged by it.
+    pub now: Micros,
 }
 
 impl BoardTask {
@@ -81,16 +96,31 @@ impl BoardTask {
             claimed_by: None,
             claim: 0,
             claim_expires: 0,
+            lease: None,
             checkpoint: None,
             result: None,
             lost: None,
             cancel: None,
+            now: at,
         }
     }
 
-    /// Claimed, not given back, and the claim had not lapsed at `now`.
-    pub fn held(&self, now: Micros) -> bool {
-        self.claimed_by.is_some() && self.lost.is_none() && self.claim_expires >= now
+    /// Claimed, and the claim had not lapsed when the row was read (one
+    /// given back lapses soon after, unless its worker re-attaches).
+    pub fn held(&self) -> bool {
+        self.claimed_by.is_some() && self.claim_expires >= self.now
+    }
+
+    /// Still wanted and not decided: waiting for a claim, held by a live
+    /// one, or done with a result not yet recorded.
+    pub fn in_flight(&self) -> bool {
+        self.cancel.is_none() && (self.result.is_some() || self.claimed_by.is_none() || self.held())
+    }
+
+    /// The lease id a claim under `prefix` gives this task: unguessable
+    /// when the prefix is, and distinct per task.
+    pub fn lease_for(prefix: &str, key: &TaskKey) -> String {
+        format!("{prefix}.{}.{}.{}", key.workflow_id, key.block, key.job)
     }
 }
 
@@ -120,8 +150,9 @@ pub enum BoardReport {
     Lines { lines: Vec<LogLine>, keep: u32 },
     /// The worker's result.
     Result(String),
-    /// Its worker was lost: the owner decides what happens next.
-    Lost(String),
+    /// Its worker was lost: unless the worker re-attaches within `grace`
+    /// (the claim then lapses), the owner decides what happens next.
+    Lost { why: String, grace: Duration },
 }
 
 /// The board of [`crate::memory::MemStore`]: the same rules, in a map.
@@ -131,16 +162,23 @@ pub(crate) struct MemBoard {
 }
 
 impl MemBoard {
-    pub fn post(&mut self, task: BoardTask) {
+    pub fn post(&mut self, mut task: BoardTask) {
+        // Claim numbers only grow: a stale claim never matches again.
+        if let Some(old) = self.rows.get(&task.key) {
+            task.claim = task.claim.max(old.claim);
+        }
         self.rows.insert(task.key.clone(), task);
     }
 
+    /// `ended`: whether a workflow has ended (its tasks are not claimed).
     pub fn claim(
         &mut self,
         replica: &str,
         types: &[String],
         limit: usize,
         until: Micros,
+        lease_prefix: &str,
+        ended: impl Fn(&str) -> bool,
     ) -> Vec<BoardTask> {
         let mut open: Vec<&mut BoardTask> = self
             .rows
@@ -150,6 +188,7 @@ impl MemBoard {
                     && t.result.is_none()
                     && t.cancel.is_none()
                     && types.contains(&t.job_type)
+                    && !ended(&t.key.workflow_id)
             })
             .collect();
         open.sort_by_key(|t| t.posted_at);
@@ -159,14 +198,18 @@ impl MemBoard {
                 t.claimed_by = Some(replica.to_string());
                 t.claim += 1;
                 t.claim_expires = until;
+                t.lease = Some(BoardTask::lease_for(lease_prefix, &t.key));
                 t.clone()
             })
             .collect()
     }
 
-    pub fn renew(&mut self, replica: &str, until: Micros) {
-        for t in self.rows.values_mut() {
-            if t.claimed_by.as_deref() == Some(replica) && t.lost.is_none() {
+    pub fn renew(&mut self, replica: &str, keys: &[TaskKey], until: Micros) {
+        for k in keys {
+            if let Some(t) = self.rows.get_mut(k)
+                && t.claimed_by.as_deref() == Some(replica)
+                && t.lost.is_none()
+            {
                 t.claim_expires = t.claim_expires.max(until);
             }
         }
@@ -177,6 +220,17 @@ impl MemBoard {
         self.rows
             .get_mut(key)
             .filter(|t| t.claimed_by.is_some() && t.claim == claim && t.lost.is_none())
+    }
+
+    pub fn reattach(&mut self, lease: &str, replica: &str, until: Micros) -> Option<BoardTask> {
+        let t = self.rows.values_mut().find(|t| {
+            t.lease.as_deref() == Some(lease) && t.claimed_by.is_some() && t.result.is_none()
+        })?;
+        if t.cancel.is_some() {
+            return None;
+        }
+        reattach(t, replica, until);
+        Some(t.clone())
     }
 
     pub fn act(&mut self, key: &TaskKey, act: OwnerAct, epoch: i64) -> Option<BoardTask> {
@@ -206,6 +260,7 @@ pub fn apply(t: &mut BoardTask, act: OwnerAct, epoch: i64) {
             t.spec = spec;
             t.claimed_by = None;
             t.claim_expires = 0;
+            t.lease = None;
             t.lost = None;
         }
         OwnerAct::Adopt { attempt } => {
@@ -214,4 +269,12 @@ pub fn apply(t: &mut BoardTask, act: OwnerAct, epoch: i64) {
         }
         OwnerAct::Remove => {}
     }
+}
+
+/// A worker presented the claim's lease on `replica`: the claim is its now.
+pub fn reattach(t: &mut BoardTask, replica: &str, until: Micros) {
+    t.claimed_by = Some(replica.to_string());
+    t.claim += 1;
+    t.claim_expires = until;
+    t.lost = None;
 }

@@ -322,8 +322,12 @@ pub enum FeedItem {
     /// cursor ([`Store::logs`]).
     Logs(String),
     /// A task on the board was posted or changed: re-read it
-    /// ([`Store::board_task`]).
-    Task { key: TaskKey, job_type: String },
+    /// ([`Store::board_task`]). `open` when it waits for a claim.
+    Task {
+        key: TaskKey,
+        job_type: String,
+        open: bool,
+    },
 }
 
 /// What a process that does not run a workflow asks its owner to do.
@@ -904,19 +908,34 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Claims up to `limit` posted tasks of `types` for `replica`, oldest
-    /// first, until `until`; never a task another call claims meanwhile.
+    /// first, for `ttl` (on the store's clock); never a task another call
+    /// claims meanwhile, nor one of a workflow that ended. Each claim's
+    /// lease id is [`BoardTask::lease_for`] `lease_prefix`.
     async fn board_claim(
         &self,
         _replica: &str,
         _types: &[String],
         _limit: usize,
-        _until: Micros,
+        _ttl: Duration,
+        _lease_prefix: &str,
     ) -> Result<Vec<BoardTask>> {
         Err(no_board())
     }
 
-    /// Extends every claim `replica` holds to `until`.
-    async fn board_renew(&self, _replica: &str, _until: Micros) -> Result<()> {
+    /// A worker re-attaches the task whose claim gave it `lease`: the
+    /// claim moves to `replica` (a new claim number, for `ttl`) unless the
+    /// task has a result, was cancelled or taken back.
+    async fn board_reattach(
+        &self,
+        _lease: &str,
+        _replica: &str,
+        _ttl: Duration,
+    ) -> Result<Option<BoardTask>> {
+        Err(no_board())
+    }
+
+    /// Extends the claims `replica` holds on `keys` by `ttl` from now.
+    async fn board_renew(&self, _replica: &str, _keys: &[TaskKey], _ttl: Duration) -> Result<()> {
         Err(no_board())
     }
 

@@ -92,7 +92,18 @@ fn task_item(t: &BoardTask) -> FeedItem {
     FeedItem::Task {
         key: t.key.clone(),
         job_type: t.job_type.clone(),
+        open: open(t),
     }
+}
+
+/// Waiting for a claim.
+fn open(t: &BoardTask) -> bool {
+    t.claimed_by.is_none() && t.result.is_none() && t.cancel.is_none()
+}
+
+/// Rows stamped with the store's clock when they were read.
+fn with_now(rows: impl IntoIterator<Item = BoardTask>, now: Micros) -> Vec<BoardTask> {
+    rows.into_iter().map(|t| BoardTask { now, ..t }).collect()
 }
 
 fn micros(d: Duration) -> Micros {
@@ -936,15 +947,39 @@ impl Store for MemStore {
         replica: &str,
         types: &[String],
         limit: usize,
-        until: Micros,
+        ttl: Duration,
+        lease_prefix: &str,
     ) -> Result<Vec<BoardTask>> {
-        let got = self.lock().board.claim(replica, types, limit, until);
+        let now = self.clock.now();
+        let got = {
+            let mut st = self.lock();
+            let st = &mut *st;
+            let workflows = &st.workflows;
+            let ended = |id: &str| workflows.get(id).is_none_or(|r| r.rec.status.is_terminal());
+            let until = now + crate::board::micros(ttl);
+            st.board
+                .claim(replica, types, limit, until, lease_prefix, ended)
+        };
         self.publish(got.iter().map(task_item));
-        Ok(got)
+        Ok(with_now(got, now))
     }
 
-    async fn board_renew(&self, replica: &str, until: Micros) -> Result<()> {
-        self.lock().board.renew(replica, until);
+    async fn board_reattach(
+        &self,
+        lease: &str,
+        replica: &str,
+        ttl: Duration,
+    ) -> Result<Option<BoardTask>> {
+        let now = self.clock.now();
+        let until = now + crate::board::micros(ttl);
+        let got = self.lock().board.reattach(lease, replica, until);
+        self.publish(got.iter().map(task_item));
+        Ok(with_now(got, now).pop())
+    }
+
+    async fn board_renew(&self, replica: &str, keys: &[TaskKey], ttl: Duration) -> Result<()> {
+        let until = self.clock.now() + crate::board::micros(ttl);
+        self.lock().board.renew(replica, keys, until);
         Ok(())
     }
 
@@ -955,6 +990,7 @@ impl Store for MemStore {
         report: BoardReport,
         at: Micros,
     ) -> Result<bool> {
+        let now = self.clock.now();
         let mut items = Vec::new();
         {
             let mut st = self.lock();
@@ -970,7 +1006,10 @@ impl Store for MemStore {
                     }
                     t.result = Some(r);
                 }
-                BoardReport::Lost(why) => t.lost = Some(why),
+                BoardReport::Lost { why, grace } => {
+                    t.lost = Some(why);
+                    t.claim_expires = t.claim_expires.min(now + crate::board::micros(grace));
+                }
                 BoardReport::Lines { lines, keep } => {
                     let attempt = t.attempt;
                     let all = st.logs.entry(key.workflow_id.clone()).or_default();
@@ -1019,23 +1058,27 @@ impl Store for MemStore {
         key: &TaskKey,
         act: OwnerAct,
     ) -> Result<Option<BoardTask>> {
+        let now = self.clock.now();
         let (row, item) = {
             let mut st = self.lock();
             st.check_lease(lease)?;
-            let job_type = st.board.get(key).map(|t| t.job_type);
+            let before = st.board.get(key);
             let row = st.board.act(key, act, lease.epoch);
-            let item = job_type.map(|job_type| FeedItem::Task {
+            // A removed row is announced as it was (its type), not open.
+            let item = row.as_ref().or(before.as_ref()).map(|t| FeedItem::Task {
                 key: key.clone(),
-                job_type,
+                job_type: t.job_type.clone(),
+                open: row.as_ref().is_some_and(open),
             });
             (row, item)
         };
         self.publish(item);
-        Ok(row)
+        Ok(with_now(row, now).pop())
     }
 
     async fn board_task(&self, key: &TaskKey) -> Result<Option<BoardTask>> {
-        Ok(self.lock().board.get(key))
+        let now = self.clock.now();
+        Ok(with_now(self.lock().board.get(key), now).pop())
     }
 
     async fn put_template(&self, mut rev: TemplateRevision) -> Result<TemplatePut> {

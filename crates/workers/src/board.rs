@@ -131,16 +131,42 @@ pub struct Board {
     replica: OnceLock<String>,
     /// Who waits for which row to change: its owner, its claimer (one
     /// replica may be both).
-    watch: Mutex<HashMap<(TaskKey, Side), Arc<Notify>>>,
+    watch: Mutex<Watchers>,
     /// Tasks this replica posted that no worker took yet.
     waiting: Mutex<HashMap<TaskKey, (String, SystemTime)>>,
     claims: claim::Claims,
 }
 
+/// Who waits for each row, by side.
+type Watchers = HashMap<(TaskKey, Side), Vec<Arc<Notify>>>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Side {
     Owner,
     Claimer,
+}
+
+/// Stops a task whose attempt was dropped undecided (not let go).
+struct Abandon {
+    board: Arc<Board>,
+    lease: Lease,
+    key: TaskKey,
+    detaching: tokio_util::sync::CancellationToken,
+    armed: bool,
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        if !self.armed || self.detaching.is_cancelled() {
+            return;
+        }
+        let (board, lease, key) = (self.board.clone(), self.lease.clone(), self.key.clone());
+        tokio::spawn(async move {
+            let why = OwnerAct::Cancel("the attempt ended on the server".into());
+            let _ = board.store.board_act(&lease, &key, why).await;
+            board.finish(&lease, &key).await;
+        });
+    }
 }
 
 /// Stops watching a row when dropped.
@@ -154,7 +180,15 @@ struct Watching<'a> {
 impl Drop for Watching<'_> {
     fn drop(&mut self) {
         let k = (self.key.clone(), self.side);
-        self.board.watch.lock().expect("watch lock").remove(&k);
+        {
+            let mut w = self.board.watch.lock().expect("watch lock");
+            if let Some(v) = w.get_mut(&k) {
+                v.retain(|n| !Arc::ptr_eq(n, &self.notify));
+                if v.is_empty() {
+                    w.remove(&k);
+                }
+            }
+        }
         if self.side == Side::Owner {
             self.board
                 .waiting
@@ -183,13 +217,15 @@ impl Board {
     }
 
     fn watching(&self, key: &TaskKey, side: Side) -> Watching<'_> {
-        let notify = self
-            .watch
+        // One per watcher: two runs of one key (an old claim winding down
+        // beside a new one) each get woken.
+        let notify = Arc::new(Notify::new());
+        self.watch
             .lock()
             .expect("watch lock")
             .entry((key.clone(), side))
             .or_default()
-            .clone();
+            .push(notify.clone());
         Watching {
             board: self,
             key: key.clone(),
@@ -204,12 +240,12 @@ impl Board {
         match key {
             Some(k) => {
                 for side in [Side::Owner, Side::Claimer] {
-                    if let Some(n) = w.get(&(k.clone(), side)) {
+                    for n in w.get(&(k.clone(), side)).into_iter().flatten() {
                         n.notify_one();
                     }
                 }
             }
-            None => w.values().for_each(|n| n.notify_one()),
+            None => w.values().flatten().for_each(|n| n.notify_one()),
         }
     }
 
@@ -230,23 +266,18 @@ impl Board {
     /// by a live claim (recovery then runs the job again, and that run
     /// adopts it instead of doing it twice).
     pub async fn in_flight(&self, ctx: &JobCtx) -> bool {
-        let key = key_of(ctx);
-        match self.store.board_task(&key).await {
-            Ok(Some(t)) => {
-                t.attempt == ctx.attempt
-                    && t.cancel.is_none()
-                    && (t.result.is_some() || t.claimed_by.is_none() || t.held(Self::now()))
-            }
+        match self.store.board_task(&key_of(ctx)).await {
+            Ok(Some(t)) => t.attempt <= ctx.attempt && t.in_flight(),
             _ => false,
         }
     }
 
     /// Runs one attempt of a remote job through the board: posts it (or
-    /// adopts the one an earlier owner posted for the attempt before),
+    /// adopts the one an earlier owner posted and a worker may still run),
     /// copies the worker's checkpoints into the job, decides a lost claim,
     /// pushes a cancel, and returns the worker's result.
     pub async fn run(
-        &self,
+        self: &Arc<Self>,
         ctx: &JobCtx,
         decl: &RemoteType,
         job: &interlock_core::Job,
@@ -258,37 +289,75 @@ impl Board {
         };
         let key = key_of(ctx);
         let watching = self.watching(&key, Side::Owner);
+        // Dropped undecided (the executor's own timeout), the task stops.
+        let mut abandon = Abandon {
+            board: self.clone(),
+            lease: lease.clone(),
+            key: key.clone(),
+            detaching: ctx.detaching.clone(),
+            armed: true,
+        };
+        let r = self.attempt(ctx, decl, job, &lease, &watching).await;
+        abandon.armed = false;
+        r
+    }
+
+    async fn attempt(
+        &self,
+        ctx: &JobCtx,
+        decl: &RemoteType,
+        job: &interlock_core::Job,
+        lease: &Lease,
+        watching: &Watching<'_>,
+    ) -> Result<Outputs, JobError> {
+        let key = &watching.key;
+        let found = self.store.board_task(key).await.map_err(store_error)?;
+        // A task an earlier owner posted that a worker may still run (or
+        // finished): this attempt is its continuation, unless an operator
+        // said to run the job again.
+        let adopt = found.as_ref().is_some_and(|t| {
+            t.owner_epoch < lease.epoch
+                && t.attempt < ctx.attempt
+                && t.job_type == job.name
+                && !ctx.operator_retry
+                && t.in_flight()
+        });
         let mut spec = Spec {
             name: ctx.workflow_name.clone(),
             args: job.args.clone(),
-            reconcile: decl.schema.reconcilable && ctx.checkpoint.is_some() && !ctx.operator_retry,
+            reconcile: false,
             traceparent: ctx.traceparent.clone(),
         };
-        let found = self.store.board_task(&key).await.map_err(store_error)?;
-        let adopt = found.as_ref().is_some_and(|t| {
-            t.owner_epoch < lease.epoch
-                && t.attempt + 1 == ctx.attempt
-                && t.cancel.is_none()
-                && t.job_type == job.name
-        });
         let mut row = if adopt {
-            let t = self
-                .store
+            tracing::info!(workflow = %key.workflow_id, block = key.block, job = key.job,
+                attempt = ctx.attempt, "a task an earlier owner posted goes on: taken over");
+            self.store
                 .board_act(
-                    &lease,
-                    &key,
+                    lease,
+                    key,
                     OwnerAct::Adopt {
                         attempt: ctx.attempt,
                     },
                 )
                 .await
-                .map_err(store_error)?;
-            ctx.log(format!(
-                "attempt {} goes on where it runs: taken over from the previous owner",
-                ctx.attempt - 1
-            ));
-            t
+                .map_err(store_error)?
         } else {
+            if let Some(t) = &found
+                && t.result.is_none()
+                && t.cancel.is_none()
+                && t.claimed_by.is_some()
+            {
+                // An earlier attempt may still run on a worker: it stops
+                // before another starts.
+                self.stop_task(lease, watching, "another attempt of the job starts")
+                    .await;
+            }
+            // The newest checkpoint, wherever it was saved last.
+            let checkpoint = found
+                .and_then(|t| t.checkpoint)
+                .or_else(|| ctx.checkpoint.clone());
+            spec.reconcile =
+                decl.schema.reconcilable && checkpoint.is_some() && !ctx.operator_retry;
             let mut t = BoardTask::posted(
                 key.clone(),
                 ctx.attempt,
@@ -297,9 +366,9 @@ impl Board {
                 lease.epoch,
                 Self::now(),
             );
-            t.checkpoint = ctx.checkpoint.clone();
+            t.checkpoint = checkpoint;
             self.store
-                .board_post(&lease, t.clone())
+                .board_post(lease, t.clone())
                 .await
                 .map_err(store_error)?;
             Some(t)
@@ -310,6 +379,7 @@ impl Board {
         };
         let deadline = limit.map(|t| tokio::time::Instant::now() + t);
         let safe = decl.schema.idempotency == interlock_core::Idempotency::Safe;
+        // A lapsed claim announces nothing: look now and then.
         let lapse_check = (self.opts.claim_ttl / 2).max(self.opts.poll);
         // What the job's record has: a checkpoint newer than it is copied.
         let mut copied = ctx.checkpoint.clone();
@@ -329,19 +399,19 @@ impl Board {
                 copied = t.checkpoint.clone();
             }
             if let Some(raw) = &t.result {
-                self.finish(&lease, &key).await;
+                self.finish(lease, key).await;
                 return decode_result(raw);
             }
             {
                 let mut w = self.waiting.lock().expect("waiting lock");
                 if t.claimed_by.is_some() {
-                    w.remove(&key);
+                    w.remove(key);
                 } else {
                     w.entry(key.clone())
                         .or_insert_with(|| (job.name.clone(), SystemTime::now()));
                 }
             }
-            if t.claimed_by.is_some() && !t.held(Self::now()) {
+            if t.claimed_by.is_some() && !t.held() {
                 let why = t.lost.clone().unwrap_or_else(|| {
                     format!(
                         "replica {} holding it was not heard from for {}",
@@ -350,7 +420,7 @@ impl Board {
                     )
                 });
                 if !safe && !decl.schema.reconcilable {
-                    self.finish(&lease, &key).await;
+                    self.finish(lease, key).await;
                     return Err(JobError::interrupted(format!(
                         "{why}, while running it; it is not safe to run twice and cannot tell \
                          whether it took effect"
@@ -363,21 +433,20 @@ impl Board {
                     reconcile = spec.reconcile, "{why}; the task is posted again");
                 row = self
                     .store
-                    .board_act(&lease, &key, OwnerAct::Repost(encode(&spec)))
+                    .board_act(lease, key, OwnerAct::Repost(encode(&spec)))
                     .await
                     .map_err(store_error)?;
                 continue;
             }
             tokio::select! {
                 _ = watching.notify.notified() => {}
-                // A lapsed claim announces nothing: look now and then.
                 _ = tokio::time::sleep(lapse_check) => {}
-                _ = ctx.cancel.cancelled() => return self.stop(ctx, &lease, &key, &watching, None).await,
+                _ = ctx.cancel.cancelled() => return self.stop(ctx, lease, watching, None).await,
                 _ = sleep_until(deadline) => {
-                    return self.stop(ctx, &lease, &key, &watching, limit).await;
+                    return self.stop(ctx, lease, watching, limit).await;
                 }
             }
-            row = match self.store.board_task(&key).await {
+            row = match self.store.board_task(key).await {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the task board; trying again");
@@ -392,7 +461,6 @@ impl Board {
         &self,
         ctx: &JobCtx,
         lease: &Lease,
-        key: &TaskKey,
         watching: &Watching<'_>,
         timed_out: Option<Duration>,
     ) -> Result<Outputs, JobError> {
@@ -405,31 +473,37 @@ impl Board {
             Some(t) => format!("timed out after {}", humantime::format_duration(t)),
             None => "the attempt was cancelled".to_string(),
         };
-        if self
-            .store
-            .board_act(lease, key, OwnerAct::Cancel(reason.clone()))
-            .await
-            .is_ok()
-        {
-            // Give the worker a moment to confirm it stopped.
-            let grace = tokio::time::Instant::now() + self.opts.cancel_grace;
-            loop {
-                match self.store.board_task(key).await {
-                    Ok(Some(t)) if t.result.is_none() && t.claimed_by.is_some() => {}
-                    _ => break,
-                }
-                if tokio::time::timeout_at(grace, watching.notify.notified())
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        }
-        self.finish(lease, key).await;
+        self.stop_task(lease, watching, &reason).await;
+        self.finish(lease, &watching.key).await;
         match timed_out {
             None => Err(JobError::cancelled()),
             Some(_) => Err(JobError::new(reason).retryable()),
+        }
+    }
+
+    /// Asks the worker of a task to stop, and gives it a moment to say it
+    /// did (or to deliver the result it had).
+    async fn stop_task(&self, lease: &Lease, watching: &Watching<'_>, reason: &str) {
+        let key = &watching.key;
+        let asked = self
+            .store
+            .board_act(lease, key, OwnerAct::Cancel(reason.to_string()))
+            .await;
+        if asked.is_err() {
+            return;
+        }
+        let grace = tokio::time::Instant::now() + self.opts.cancel_grace;
+        loop {
+            match self.store.board_task(key).await {
+                Ok(Some(t)) if t.result.is_none() && t.held() => {}
+                _ => return,
+            }
+            if tokio::time::timeout_at(grace, watching.notify.notified())
+                .await
+                .is_err()
+            {
+                return;
+            }
         }
     }
 
@@ -460,9 +534,9 @@ impl Board {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 item = feed.recv() => match item {
-                    Ok(FeedItem::Task { key, job_type }) => {
+                    Ok(FeedItem::Task { key, job_type, open }) => {
                         self.wake(Some(&key));
-                        if self.claims.serves(&self.dispatcher, &job_type) {
+                        if open && self.claims.serves(&self.dispatcher, &job_type) {
                             self.claim().await;
                         }
                     }

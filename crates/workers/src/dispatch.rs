@@ -37,6 +37,21 @@ pub use types::{
 mod state;
 use state::{Ended, Session, State, Task};
 
+/// An attempt claimed from the task board for a workflow that may be
+/// another replica's.
+#[derive(Debug)]
+pub struct Relay {
+    /// Its owner asks for a reconcile answer rather than a run.
+    pub reconcile: bool,
+    /// The claim's lease id: its dispatch gets it, so the worker can
+    /// re-attach with it to any replica.
+    pub lease: String,
+    /// The session of a worker that re-attached it (holds it already).
+    pub attached: Option<u64>,
+    /// Told once the attempt is in the tables (its lease is known here).
+    pub registered: Option<oneshot::Sender<()>>,
+}
+
 /// How a relayed attempt ended here (see [`Dispatcher::run_relayed`]).
 #[derive(Debug)]
 pub enum Relayed {
@@ -67,6 +82,17 @@ impl Drop for PumpOnDrop<'_> {
             .lock()
             .expect("dispatch lock")
             .pump(&self.job_type);
+    }
+}
+
+/// Says so when dropped.
+struct Registered(Option<oneshot::Sender<()>>);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
     }
 }
 
@@ -359,25 +385,28 @@ impl Dispatcher {
             Some(t) if !t.is_zero() => None, // the executor enforces it
             _ => decl.timeout,
         };
-        match self.queue(ctx, decl, job, reconcile, limit, false).await {
+        match self.queue(ctx, decl, job, reconcile, limit, None).await {
             Ended::Result(r) => r,
             // Only relayed tasks end this way.
             Ended::Lost(why) => Err(JobError::interrupted(why)),
         }
     }
 
-    /// Runs an attempt claimed from the task board for another replica's
-    /// workflow: as [`Dispatcher::run`], but its owner decided whether it
-    /// is a reconcile request and enforces its timeout, and a lost worker
-    /// ends it with [`Relayed::Lost`] (the owner decides what then).
+    /// Runs an attempt claimed from the task board (see [`Relay`]): as
+    /// [`Dispatcher::run`], but its owner decided whether it is a
+    /// reconcile request and enforces its timeout, and a lost worker ends
+    /// it with [`Relayed::Lost`] (the owner decides what then).
     pub async fn run_relayed(
         &self,
         ctx: &JobCtx,
         decl: &RemoteType,
         job: &interlock_core::Job,
-        reconcile: bool,
+        relay: Relay,
     ) -> Relayed {
-        match self.queue(ctx, decl, job, reconcile, None, true).await {
+        match self
+            .queue(ctx, decl, job, relay.reconcile, None, Some(relay))
+            .await
+        {
             Ended::Result(r) => Relayed::Ended(r),
             Ended::Lost(why) => Relayed::Lost(why),
         }
@@ -390,13 +419,19 @@ impl Dispatcher {
         job: &interlock_core::Job,
         reconcile: bool,
         limit: Option<Duration>,
-        relayed: bool,
+        relay: Option<Relay>,
     ) -> Ended {
         let (done, mut rx) = oneshot::channel();
         let id = {
             let mut st = self.state.lock().expect("dispatch lock");
             st.next += 1;
             let id = st.next;
+            let relayed = relay.is_some();
+            let (lease, attached, registered) = relay.map_or((None, None, None), |r| {
+                (Some(r.lease), r.attached, r.registered)
+            });
+            // Sent as the lock is let go, with the attempt in the tables.
+            let _registered = Registered(registered);
             let writer = st.writer((ctx.workflow_id.clone(), ctx.block, ctx.job));
             st.tasks.insert(
                 id,
@@ -422,12 +457,38 @@ impl Dispatcher {
                     ctx: ctx.clone(),
                     done: Some(done),
                     relayed,
+                    next_lease: None,
                     writing: writer,
                     lines: 0,
                 },
             );
-            st.queues.entry(job.name.clone()).or_default().push_back(id);
-            st.pump(&job.name);
+            match (lease, attached) {
+                // The worker has it already (it re-attached): leased to its
+                // session as it is, nothing sent.
+                (Some(lease), Some(session)) if st.sessions.contains_key(&session) => {
+                    let t = st.tasks.get_mut(&id).expect("just inserted");
+                    t.spec.lease_id = lease.clone();
+                    t.spec.dispatch = 1;
+                    t.lease = Some((session, lease.clone()));
+                    st.leases.insert(lease, id);
+                    st.sessions
+                        .get_mut(&session)
+                        .expect("checked")
+                        .leased
+                        .insert(id);
+                }
+                (lease, attached) => {
+                    if attached.is_some() {
+                        // Its session ended meanwhile: lost again.
+                        let why = "the worker's session ended as it re-attached".to_string();
+                        st.remove_task(id);
+                        return Ended::Lost(why);
+                    }
+                    st.tasks.get_mut(&id).expect("just inserted").next_lease = lease;
+                    st.queues.entry(job.name.clone()).or_default().push_back(id);
+                    st.pump(&job.name);
+                }
+            }
             id
         };
         let guard = Enqueued { d: self, id };
@@ -464,7 +525,8 @@ impl Dispatcher {
     }
 
     /// Free room for more tasks: slots of connected workers not in use,
-    /// less the tasks already queued here; and the types they serve.
+    /// less the tasks already queued here; and the types some worker with
+    /// a free slot serves.
     pub fn room(&self) -> (usize, Vec<String>) {
         let st = self.state.lock().expect("dispatch lock");
         if st.closing {
@@ -479,7 +541,10 @@ impl Dispatcher {
         let types: BTreeSet<String> = st
             .sessions
             .values()
-            .flat_map(|s| s.types.iter().cloned())
+            .filter(|s| s.leased.len() < s.capacity)
+            .flat_map(|s| s.types.iter())
+            .filter(|t| st.queues.get(*t).is_none_or(|q| q.is_empty()))
+            .cloned()
             .collect();
         (free.saturating_sub(queued), types.into_iter().collect())
     }
@@ -656,6 +721,16 @@ impl Dispatcher {
             .collect();
         v.sort_by_key(|w| w.since);
         v
+    }
+
+    /// Whether session `session` offers `job_type`.
+    pub fn serves(&self, session: u64, job_type: &str) -> bool {
+        self.state
+            .lock()
+            .expect("dispatch lock")
+            .sessions
+            .get(&session)
+            .is_some_and(|s| s.types.contains(job_type))
     }
 
     /// How many sessions serve `job_type`.

@@ -1,8 +1,9 @@
 //! Workers across replicas: a worker connected to one replica runs the
 //! remote jobs of workflows another replica owns (through the store's task
 //! board); a cancel reaches it wherever it is; the owner's death does not
-//! stop it (the next owner takes the attempt over); the death of the
-//! replica it is connected to is handled as a lost worker.
+//! stop it (the next owner takes the attempt over); when the replica it
+//! is connected to dies, it re-attaches its tasks to another one, and a
+//! worker that cannot is handled as a lost one.
 
 use super::{Cluster, Setup};
 use interlock_client::worker::{TaskCtx, TaskError, Worker};
@@ -62,6 +63,10 @@ impl Gate {
                 return Err(TaskError::cancelled());
             }
         }
+        // Its lease still holds, wherever the task went meanwhile.
+        t.checkpoint(format!("finishing {n}"))
+            .await
+            .map_err(|e| TaskError::new(e.to_string()))?;
         Ok([("ran".to_string(), n.to_string())].into())
     }
 
@@ -247,4 +252,32 @@ async fn the_death_of_the_workers_replica_is_a_lost_worker() {
     );
     first.cancel();
     second.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_re_attaches_its_task_to_another_replica_when_its_own_dies() {
+    let Some(mut c) = cluster(2).await else {
+        return;
+    };
+    let gate = Gate::default();
+    // Connected to replica 1, and told about replica 0.
+    let w = worker(&c.r(1).daemon.url(), "w-b", &["wipe"], &gate).also(&c.r(0).daemon.url());
+    let stop = spawn(w);
+    let id = start(&c, 0, vec![req::job("wipe", &[])]).await;
+    gate.runs_reach(1, "the worker got the task through replica 1")
+        .await;
+    c.kill(1);
+    // Past the dead replica's claim ttl: the task was re-attached, not
+    // decided as lost (the job would be Interrupted).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let st = c.status(&id).await;
+    assert_eq!(st.status, Status::Running as i32, "{}", st.reason);
+    gate.go.notify_one();
+    let st = c.wait_final(&id, LIMIT).await;
+    assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
+    assert_eq!(gate.runs.load(Ordering::SeqCst), 1, "it ran once");
+    let job = &st.blocks[0].jobs[0];
+    assert_eq!(job.outputs.get("ran").map(String::as_str), Some("1"));
+    assert_eq!(job.attempts.len(), 1, "{:?}", job.attempts);
+    stop.cancel();
 }

@@ -247,6 +247,7 @@ async fn raw_session(
             name: "raw".into(),
             job_types: types.iter().map(|t| t.to_string()).collect(),
             capacity: 1,
+            ..Default::default()
         })),
     })
     .await

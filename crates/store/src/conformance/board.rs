@@ -26,6 +26,9 @@ fn task(lease: &Lease, job: usize, job_type: &str, at: Micros) -> BoardTask {
     )
 }
 
+/// A claim that does not lapse during the test.
+const LONG: Duration = Duration::from_secs(3_600);
+
 fn types(t: &[&str]) -> Vec<String> {
     t.iter().map(|s| s.to_string()).collect()
 }
@@ -57,27 +60,37 @@ pub async fn the_board_hands_each_task_to_one_claim_and_fences_both_sides(h: &dy
     // Racing claimers: each task goes to one of them, oldest first.
     let wipe = types(&["wipe"]);
     let (x, y) = tokio::join!(
-        s.board_claim("rx", &wipe, 1, 1 << 60),
-        s.board_claim("ry", &wipe, 1, 1 << 60),
+        s.board_claim("rx", &wipe, 1, LONG, "px"),
+        s.board_claim("ry", &wipe, 1, LONG, "py"),
     );
     let (x, y) = (x.unwrap(), y.unwrap());
     let mut jobs: Vec<usize> = x.iter().chain(&y).map(|t| t.key.job).collect();
     jobs.sort_unstable();
     assert_eq!(jobs, [0, 1], "two wipes, two claims, none twice");
     assert!(
-        s.board_claim("rz", &types(&["wipe"]), 5, 1 << 60)
+        s.board_claim("rz", &types(&["wipe"]), 5, LONG, "pz")
             .await
             .unwrap()
             .is_empty(),
         "nothing is claimed twice"
     );
     let got = s
-        .board_claim("rz", &types(&["ping", "other"]), 5, 1 << 60)
+        .board_claim("rz", &types(&["ping", "other"]), 5, LONG, "pz")
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
     let mut first = x.into_iter().chain(y).find(|t| t.key.job == 0).unwrap();
     assert!(first.claimed_by.is_some() && first.claim >= 1);
+    let prefix = if first.claimed_by.as_deref() == Some("rx") {
+        "px"
+    } else {
+        "py"
+    };
+    assert_eq!(
+        first.lease.as_deref(),
+        Some(BoardTask::lease_for(prefix, &first.key).as_str()),
+        "a claim's lease id comes from its prefix"
+    );
 
     // The claimer's reports land under its claim.
     let k0 = key(&wf, 0);
@@ -133,7 +146,14 @@ pub async fn the_board_hands_each_task_to_one_claim_and_fences_both_sides(h: &dy
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(back.claimed_by, None);
+    assert_eq!((back.claimed_by, back.lease), (None, None));
+    assert_eq!(
+        s.board_reattach(first.lease.as_deref().unwrap(), "rw", LONG)
+            .await
+            .unwrap(),
+        None,
+        "a task taken back is not re-attached with its old lease"
+    );
     assert_eq!(
         back.checkpoint.as_deref(),
         Some("c1"),
@@ -146,7 +166,7 @@ pub async fn the_board_hands_each_task_to_one_claim_and_fences_both_sides(h: &dy
         "a result under a claim the owner took back is refused"
     );
     let again = s
-        .board_claim("ry", &types(&["wipe"]), 5, 1 << 60)
+        .board_claim("ry", &types(&["wipe"]), 5, LONG, "py2")
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -169,28 +189,59 @@ pub async fn the_board_hands_each_task_to_one_claim_and_fences_both_sides(h: &dy
         Some("done")
     );
 
-    // A lapsed claim is visible as such; renewing keeps it.
+    // Renewing keeps a claim; a worker lost lets it lapse soon, unless the
+    // worker re-attaches (on any replica) with the claim's lease.
     let k1 = key(&wf, 1);
     let t1 = s.board_task(&k1).await.unwrap().unwrap();
-    s.board_renew(t1.claimed_by.as_deref().unwrap(), 1 << 61)
-        .await
-        .unwrap();
-    assert_eq!(
-        s.board_task(&k1).await.unwrap().unwrap().claim_expires,
-        1 << 61
-    );
-    assert!(
-        s.board_report(&k1, t1.claim, BoardReport::Lost("worker gone".into()), 600)
-            .await
-            .unwrap()
-    );
+    s.board_renew(
+        t1.claimed_by.as_deref().unwrap(),
+        std::slice::from_ref(&k1),
+        LONG * 2,
+    )
+    .await
+    .unwrap();
+    let renewed = s.board_task(&k1).await.unwrap().unwrap();
+    assert!(renewed.claim_expires > t1.claim_expires && renewed.held());
+    let lost = BoardReport::Lost {
+        why: "worker gone".into(),
+        grace: TTL,
+    };
+    assert!(s.board_report(&k1, t1.claim, lost, 600).await.unwrap());
     let lost = s.board_task(&k1).await.unwrap().unwrap();
-    assert!(!lost.held(0), "a task whose worker was lost is not held");
+    assert_eq!(lost.lost.as_deref(), Some("worker gone"));
+    assert!(lost.held(), "held while its worker may re-attach");
+    h.advance(TTL * 2).await;
+    assert!(
+        !s.board_task(&k1).await.unwrap().unwrap().held(),
+        "then the claim lapses"
+    );
     assert!(
         !s.board_report(&k1, t1.claim, BoardReport::Checkpoint("x".into()), 700)
             .await
             .unwrap(),
         "nothing lands after the claimer gave it back"
+    );
+    assert_eq!(
+        s.board_reattach("not-a-lease", "rw", LONG).await.unwrap(),
+        None
+    );
+    let back = s
+        .board_reattach(t1.lease.as_deref().unwrap(), "rw", LONG)
+        .await
+        .unwrap()
+        .expect("the worker re-attaches with its lease");
+    assert_eq!(back.claimed_by.as_deref(), Some("rw"));
+    assert!(back.claim > t1.claim && back.lost.is_none() && back.held());
+    assert!(
+        !s.board_report(&k1, t1.claim, BoardReport::Result("old".into()), 800)
+            .await
+            .unwrap(),
+        "the old claim records nothing after a re-attach"
+    );
+    assert!(
+        s.board_report(&k1, back.claim, BoardReport::Checkpoint("c2".into()), 800)
+            .await
+            .unwrap()
     );
 
     // A cancelled task is not claimed.
@@ -201,13 +252,16 @@ pub async fn the_board_hands_each_task_to_one_claim_and_fences_both_sides(h: &dy
         .await
         .unwrap();
     assert!(
-        s.board_claim("rx", &types(&["wipe"]), 5, 1 << 60)
+        s.board_claim("rx", &types(&["wipe"]), 5, LONG, "px2")
             .await
             .unwrap()
             .is_empty()
     );
 
     // A new owner: the old one can neither post nor act; the new one adopts.
+    s.board_post(&lease, task(&lease, 5, "wipe", 50))
+        .await
+        .unwrap();
     h.advance(TTL * 2).await;
     let b = instance(s, "b").await;
     let claimed = s.claim_orphans(&b, 10).await.unwrap();
@@ -237,4 +291,26 @@ pub async fn the_board_hands_each_task_to_one_claim_and_fences_both_sides(h: &dy
         None
     );
     assert_eq!(s.board_task(&k0).await.unwrap(), None);
+
+    // The tasks of a workflow that ended are not claimed.
+    s.write(
+        Some(&new),
+        vec![Change::Workflow {
+            id: wf.clone(),
+            status: Status::Cancelled,
+            reason: "done".into(),
+            had_errors: false,
+            es_halt: EsMode::Go,
+            ended: Some(900),
+        }],
+    )
+    .await
+    .unwrap();
+    assert!(
+        s.board_claim("rx", &types(&["wipe"]), 5, LONG, "px3")
+            .await
+            .unwrap()
+            .is_empty(),
+        "a task left by a workflow that ended is never claimed"
+    );
 }

@@ -5,12 +5,17 @@
 //!
 //! A task is claimed only when a local worker has room for it, so tasks
 //! wait on the board (where any replica can take them) rather than in one
-//! replica's queue. A relayed task whose worker is lost goes back to its
-//! owner as lost; one this replica lets go of (shutdown, or the owner took
-//! it back) is reported lost too, never as an outcome.
+//! replica's queue. The worker gets the claim's lease id: when its replica
+//! goes away (a rolling restart, a crash) it re-attaches the tasks it
+//! still runs to whichever replica it reconnects to, which takes the
+//! claims over ([`Board::reattach`]). A relayed task whose worker is lost
+//! goes back to its owner as lost, after a claim ttl in which the worker
+//! may still re-attach; one this replica lets go of (shutdown, or the
+//! owner took it back) is not reported at all: its claim lapses unless
+//! the worker re-attaches elsewhere.
 
 use super::{Board, Outcome, Side, Spec};
-use crate::dispatch::{Dispatcher, Relayed};
+use crate::dispatch::{Dispatcher, Relay, Relayed};
 use async_trait::async_trait;
 use interlock_core::{LogLine, LogStream};
 use interlock_engine::{JobCtx, JobError, JobSink};
@@ -32,12 +37,18 @@ pub(super) struct Claims {
     kick: Notify,
     /// Everything held is done reporting (shutdown waits for it).
     drained: Notify,
+    /// When this replica last renewed its claims (or had none to renew).
+    renewed: Mutex<Option<tokio::time::Instant>>,
 }
 
 struct Held {
     /// Stops the worker's run (it is told why by the dispatcher).
     cancel: CancellationToken,
-    /// Set with `cancel` when this replica lets go rather than cancels.
+    /// Set with `cancel` when this replica lets go of the task (shutdown,
+    /// or its claim moved): the run's end is not reported.
+    let_go: CancellationToken,
+    /// Set with `cancel` when the worker should leave external work under
+    /// way for whoever goes on with the task (shutdown).
     detach: CancellationToken,
 }
 
@@ -48,6 +59,15 @@ impl Claims {
 
     pub async fn kicked(&self) {
         self.kick.notified().await
+    }
+
+    fn keys(&self) -> Vec<TaskKey> {
+        self.held
+            .lock()
+            .expect("held lock")
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Stops the workers of every task of workflow `id` (it ended).
@@ -69,41 +89,117 @@ impl Board {
         self.replica.get().map(String::as_str).unwrap_or("")
     }
 
-    /// Claims as many posted tasks as local workers have room for.
+    /// Claims as many posted tasks as local workers have room for, and
+    /// waits until each is in the dispatcher's tables (so the next look
+    /// at the room counts them).
     pub(super) async fn claim(self: &Arc<Self>) {
         let (room, types) = self.dispatcher.room();
         if room == 0 || types.is_empty() || self.replica().is_empty() {
             return;
         }
-        let until = Self::now() + self.opts.claim_ttl.as_micros() as i64;
-        match self
+        // Unguessable: the lease ids of this claim start with it.
+        let prefix = uuid::Uuid::now_v7().simple().to_string();
+        let tasks = match self
             .store
-            .board_claim(self.replica(), &types, room, until)
+            .board_claim(self.replica(), &types, room, self.opts.claim_ttl, &prefix)
             .await
         {
-            Ok(tasks) => {
-                for t in tasks {
-                    tokio::spawn(self.clone().relay(t));
-                }
+            Ok(tasks) => tasks,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim tasks from the board");
+                return;
             }
-            Err(e) => tracing::warn!(error = %e, "cannot claim tasks from the board"),
+        };
+        let mut registered = Vec::new();
+        for t in tasks {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(self.clone().relay(t, None, tx));
+            registered.push(rx);
+        }
+        for r in registered {
+            let _ = r.await;
         }
     }
 
+    /// A worker that just opened `session` here still runs the tasks under
+    /// `leases` (its replica went away, or its connection broke): each
+    /// claim whose task is still wanted moves here and goes on; returns
+    /// the leases it cannot keep, with why.
+    pub async fn reattach(
+        self: &Arc<Self>,
+        session: u64,
+        leases: &[String],
+    ) -> Vec<(String, String)> {
+        let mut refused = Vec::new();
+        for lease in leases {
+            let why = match self
+                .store
+                .board_reattach(lease, self.replica(), self.opts.claim_ttl)
+                .await
+            {
+                Ok(Some(t)) => {
+                    tracing::info!(workflow = %t.key.workflow_id, block = t.key.block,
+                        job = t.key.job, session, "a worker re-attached a task it runs");
+                    let (tx, registered) = tokio::sync::oneshot::channel();
+                    tokio::spawn(self.clone().relay(t, Some(session), tx));
+                    // Its lease is known here before the worker is welcomed
+                    // (and sends a checkpoint or result under it).
+                    let _ = registered.await;
+                    continue;
+                }
+                Ok(None) => "the task ended, was cancelled, or went to another worker",
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot re-attach a task");
+                    "the task board cannot be read"
+                }
+            };
+            refused.push((lease.clone(), why.to_string()));
+        }
+        refused
+    }
+
+    /// Renews the claims held here. A replica that could not renew them
+    /// for a claim ttl stops its workers' tasks: their owners have decided
+    /// them (posted again, or Interrupted) by now.
     pub(super) async fn renew(&self) {
-        if self.claims.held.lock().expect("held lock").is_empty() {
+        let keys = self.claims.keys();
+        let ok = keys.is_empty()
+            || match self
+                .store
+                .board_renew(self.replica(), &keys, self.opts.claim_ttl)
+                .await
+            {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot renew this replica's claims on the board");
+                    false
+                }
+            };
+        let mut renewed = self.claims.renewed.lock().expect("renewed lock");
+        let now = tokio::time::Instant::now();
+        if ok {
+            *renewed = Some(now);
             return;
         }
-        let until = Self::now() + self.opts.claim_ttl.as_micros() as i64;
-        if let Err(e) = self.store.board_renew(self.replica(), until).await {
-            tracing::warn!(error = %e, "cannot renew this replica's claims on the board");
+        let last = *renewed.get_or_insert(now);
+        if now.duration_since(last) >= self.opts.claim_ttl {
+            tracing::warn!(
+                tasks = keys.len(),
+                "claims lapsed unrenewed: stopping their workers"
+            );
+            for h in self.claims.held.lock().expect("held lock").values() {
+                h.let_go.cancel();
+                h.cancel.cancel();
+            }
         }
     }
 
-    /// Lets go of every task held here (shutting down): each is reported
-    /// lost, so its owner hands it on at once rather than after the claim
-    /// lapses. Waits (a little) until they are reported.
+    /// Lets go of every task held here (shutting down) without deciding
+    /// anything: workers reconnect elsewhere and re-attach their tasks, and
+    /// a claim nobody re-attaches lapses for its owner to decide. Sessions
+    /// end first, so no worker is told to stop.
     pub async fn close(&self) {
+        self.dispatcher.close();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         loop {
             let drained = self.claims.drained.notified();
@@ -113,6 +209,7 @@ impl Board {
                     return;
                 }
                 for h in held.values() {
+                    h.let_go.cancel();
                     h.detach.cancel();
                     h.cancel.cancel();
                 }
@@ -123,27 +220,40 @@ impl Board {
         }
     }
 
-    /// Runs one claimed task on a local worker and reports how it ended.
-    async fn relay(self: Arc<Self>, t: BoardTask) {
+    /// Runs one claimed task on a local worker (or goes on with the one a
+    /// worker re-attached on session `attached`) and reports how it ended.
+    /// `registered` is told once the task is in the dispatcher's tables.
+    async fn relay(
+        self: Arc<Self>,
+        t: BoardTask,
+        attached: Option<u64>,
+        registered: tokio::sync::oneshot::Sender<()>,
+    ) {
         let key = t.key.clone();
         let claim = t.claim;
-        let report = match self.relay_run(&t).await {
+        let report = match self.relay_run(&t, attached, registered).await {
             Ok(outcome) => outcome,
-            Err(why) => BoardReport::Lost(why),
+            Err(why) => Some(BoardReport::Lost {
+                why,
+                grace: self.opts.claim_ttl,
+            }),
         };
-        for _ in 0..3 {
-            match self
-                .store
-                .board_report(&key, claim, report.clone(), Self::now())
-                .await
-            {
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot report a relayed task; trying again");
-                    tokio::time::sleep(self.opts.poll).await;
+        if let Some(report) = report {
+            for _ in 0..3 {
+                match self
+                    .store
+                    .board_report(&key, claim, report.clone(), Self::now())
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot report a relayed task; trying again");
+                        tokio::time::sleep(self.opts.poll).await;
+                    }
                 }
             }
         }
+        // No longer renewed: unreported, the claim lapses for the owner.
         let mut held = self.claims.held.lock().expect("held lock");
         held.remove(&key);
         if held.is_empty() {
@@ -153,8 +263,23 @@ impl Board {
         self.claims.kick.notify_one();
     }
 
-    async fn relay_run(self: &Arc<Self>, t: &BoardTask) -> Result<BoardReport, String> {
+    /// How the relayed run ended, to report (none when this replica let
+    /// go of it); `Err` when it could not run here at all.
+    async fn relay_run(
+        self: &Arc<Self>,
+        t: &BoardTask,
+        attached: Option<u64>,
+        registered: tokio::sync::oneshot::Sender<()>,
+    ) -> Result<Option<BoardReport>, String> {
         let here = self.replica().to_string();
+        if let Some(session) = attached
+            && !self.dispatcher.serves(session, &t.job_type)
+        {
+            return Err(format!(
+                "the worker that re-attached it does not serve {:?}",
+                t.job_type
+            ));
+        }
         let spec: Spec = serde_json::from_str(&t.spec)
             .map_err(|e| format!("replica {here} cannot read the task ({e})"))?;
         let decl = self
@@ -168,19 +293,37 @@ impl Board {
                     t.job_type
                 )
             })?;
-        let (cancel, detach) = (CancellationToken::new(), CancellationToken::new());
+        let (cancel, let_go, detach) = (
+            CancellationToken::new(),
+            CancellationToken::new(),
+            CancellationToken::new(),
+        );
         self.claims.held.lock().expect("held lock").insert(
             t.key.clone(),
             Held {
                 cancel: cancel.clone(),
+                let_go: let_go.clone(),
                 detach: detach.clone(),
             },
         );
+        let watching = self.watching(&t.key, Side::Claimer);
+        // What changed between the claim and now (a cancel committed then
+        // woke nobody).
+        let still = |row: &Option<BoardTask>| {
+            row.as_ref().is_some_and(|r| {
+                r.claim == t.claim && r.claimed_by.as_deref() == Some(here.as_str())
+            })
+        };
+        match self.store.board_task(&t.key).await {
+            Ok(row) if !still(&row) => return Ok(None),
+            Ok(Some(row)) if row.cancel.is_some() => cancel.cancel(),
+            _ => {}
+        }
         let sink = Arc::new(ClaimSink {
             board: self.clone(),
             key: t.key.clone(),
             claim: t.claim,
-            detach: detach.clone(),
+            let_go: let_go.clone(),
             lines: Mutex::default(),
             pending: Notify::new(),
             shipping: tokio::sync::Mutex::new(()),
@@ -198,10 +341,16 @@ impl Board {
             args: spec.args.clone(),
             ..Default::default()
         };
-        let watching = self.watching(&t.key, Side::Claimer);
-        let run = self
-            .dispatcher
-            .run_relayed(&ctx, &decl, &job, spec.reconcile);
+        let relay = Relay {
+            reconcile: spec.reconcile,
+            lease: t
+                .lease
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string()),
+            attached,
+            registered: Some(registered),
+        };
+        let run = self.dispatcher.run_relayed(&ctx, &decl, &job, relay);
         tokio::pin!(run);
         let ended = loop {
             tokio::select! {
@@ -209,33 +358,31 @@ impl Board {
                 _ = sink.pending.notified() => sink.ship().await,
                 _ = watching.notify.notified() => {
                     match self.store.board_task(&t.key).await {
-                        Ok(Some(row)) if row.claim == t.claim
-                            && row.claimed_by.as_deref() == Some(here.as_str()) =>
-                        {
-                            if row.cancel.is_some() {
-                                cancel.cancel();
-                            }
-                        }
-                        // The owner took it back: nothing more lands.
-                        Ok(_) => {
-                            detach.cancel();
+                        Ok(row) if !still(&row) => {
+                            // The owner took it back or ended the attempt:
+                            // the worker stops, and nothing more lands.
+                            let_go.cancel();
                             cancel.cancel();
                         }
-                        Err(_) => {}
+                        Ok(Some(row)) if row.cancel.is_some() => cancel.cancel(),
+                        _ => {}
                     }
                 }
             }
         };
         sink.ship().await;
-        if detach.is_cancelled() {
-            return Err(format!("replica {here} let go of it"));
+        if let_go.is_cancelled() {
+            return Ok(None);
         }
-        Ok(match ended {
+        Ok(Some(match ended {
             Relayed::Ended(r) => BoardReport::Result(
                 serde_json::to_string(&Outcome::of(&r)).expect("plain data serializes"),
             ),
-            Relayed::Lost(why) => BoardReport::Lost(why),
-        })
+            Relayed::Lost(why) => BoardReport::Lost {
+                why,
+                grace: self.opts.claim_ttl,
+            },
+        }))
     }
 }
 
@@ -244,7 +391,7 @@ struct ClaimSink {
     board: Arc<Board>,
     key: TaskKey,
     claim: i64,
-    detach: CancellationToken,
+    let_go: CancellationToken,
     lines: Mutex<Vec<LogLine>>,
     /// Lines wait to be shipped.
     pending: Notify,
@@ -297,7 +444,7 @@ impl JobSink for ClaimSink {
     }
 
     fn holds_lease(&self) -> bool {
-        !self.detach.is_cancelled()
+        !self.let_go.is_cancelled()
     }
 
     fn log(&self, stream: LogStream, text: &str) {

@@ -35,6 +35,9 @@ pub(super) struct Task {
     /// Claimed from the task board for another replica's workflow: a lost
     /// worker hands it back to that workflow's owner, who decides.
     pub relayed: bool,
+    /// The lease id its next dispatch gets (the board's, which the worker
+    /// can re-attach with) instead of a fresh one.
+    pub next_lease: Option<String>,
     /// Held while a checkpoint of the task is being written: the task is
     /// not handed to another worker meanwhile, so a lost worker's last
     /// write cannot land over its successor's.
@@ -125,7 +128,10 @@ impl State {
             let Some(task) = self.tasks.get_mut(&id) else {
                 continue;
             };
-            let lease_id = uuid::Uuid::now_v7().to_string();
+            let lease_id = task
+                .next_lease
+                .take()
+                .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
             task.spec.lease_id = lease_id.clone();
             task.spec.dispatch += 1;
             task.lease = Some((session, lease_id.clone()));
