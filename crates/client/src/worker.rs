@@ -198,6 +198,10 @@ struct Hand {
     link: std::sync::RwLock<Option<Link>>,
     /// Sessions the server welcomed so far.
     sessions: AtomicU64,
+    /// A session is being opened: the tasks its hello named are the
+    /// server's to keep or refuse, so nothing gives them up meanwhile.
+    /// Written under the `running` lock.
+    connecting: std::sync::atomic::AtomicBool,
 }
 
 impl Hand {
@@ -235,6 +239,15 @@ impl Hand {
         for h in self.running.lock().expect("running lock").values() {
             h.detached.cancel();
         }
+    }
+}
+
+/// Marks the end of an attempt to open a session, however it ends.
+struct Connecting<'a>(&'a Hand);
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.0.connecting.store(false, Ordering::SeqCst);
     }
 }
 
@@ -355,13 +368,18 @@ impl Worker {
         let (tx, rx) = mpsc::channel(1_024);
         let mut types: Vec<String> = self.run.keys().cloned().collect();
         types.sort();
-        let held_leases: Vec<String> = hand
-            .running
-            .lock()
-            .expect("running lock")
-            .keys()
-            .cloned()
-            .collect();
+        // Not one the server already gave up (it would be kept there while
+        // this worker stops it).
+        let held_leases: Vec<String> = {
+            let running = hand.running.lock().expect("running lock");
+            hand.connecting.store(true, Ordering::SeqCst);
+            running
+                .iter()
+                .filter(|(_, h)| !h.detached.is_cancelled())
+                .map(|(l, _)| l.clone())
+                .collect()
+        };
+        let _connected = Connecting(hand);
         let hello = v1::WorkerMsg {
             msg: Some(v1::worker_msg::Msg::Hello(v1::WorkerHello {
                 name: self.name.clone(),
@@ -395,6 +413,7 @@ impl Worker {
         let _end = ended.clone().drop_guard();
         let give_up = CancellationToken::new();
         let number = hand.sessions.fetch_add(1, Ordering::SeqCst) + 1;
+        hand.connecting.store(false, Ordering::SeqCst);
         *hand.link.write().expect("link lock") = Some(Link {
             client: client.clone(),
             upward: tx.clone(),
@@ -472,17 +491,29 @@ impl Worker {
             }
         };
         *hand.link.write().expect("link lock") = None;
-        if welcome.reattach && !stop.is_cancelled() {
+        if welcome.reattach_ms > 0 && !stop.is_cancelled() {
             // The tasks go on, and the next session (to this replica or
-            // another) names them; without one within the server's ttl,
+            // another) names them; without one within the server's window,
             // the server has given them up.
-            let ttl = Duration::from_millis(u64::from(welcome.lease_ttl_ms));
+            let window = Duration::from_millis(u64::from(welcome.reattach_ms));
             let seen = hand.sessions.load(Ordering::SeqCst);
             let hand = hand.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(ttl).await;
-                if hand.sessions.load(Ordering::SeqCst) == seen {
-                    hand.detach_all();
+                tokio::time::sleep(window).await;
+                loop {
+                    {
+                        let running = hand.running.lock().expect("running lock");
+                        if hand.sessions.load(Ordering::SeqCst) != seen {
+                            return;
+                        }
+                        if !hand.connecting.load(Ordering::SeqCst) {
+                            for h in running.values() {
+                                h.detached.cancel();
+                            }
+                            return;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             });
         } else {
@@ -572,6 +603,8 @@ impl Worker {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(Duration::from_secs(2));
                 }
+                // Given up meanwhile: the server refused it, as it said.
+                Err(_) if ctx.detached.is_cancelled() => return,
                 Err(s) => {
                     eprintln!(
                         "worker {}: result of {} not delivered ({}); ending the session",

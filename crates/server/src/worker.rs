@@ -245,7 +245,11 @@ impl Worker for WorkerApi {
                 session,
                 heartbeat_ms: millis(opts.heartbeat),
                 lease_ttl_ms: millis(opts.lease_ttl),
-                reattach: self.board.is_some(),
+                // Within both: the worker's own ttl and the claim's.
+                reattach_ms: self
+                    .board
+                    .as_ref()
+                    .map_or(0, |b| millis(b.claim_ttl().min(opts.lease_ttl))),
             })),
         };
         // Tasks the worker still runs from an earlier session: kept where

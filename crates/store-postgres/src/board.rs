@@ -291,7 +291,7 @@ pub async fn reattach(
     let tx = c.transaction().await.map_err(backend)?;
     let sql = format!(
         "SELECT {COLUMNS}, {NOW_US} FROM board WHERE lease = $1 AND claimed_by IS NOT NULL
-         AND result IS NULL AND cancel IS NULL FOR UPDATE"
+         AND result IS NULL AND cancel IS NULL AND claim_expires >= {NOW_US} FOR UPDATE"
     );
     let found = sql::query_opt(&tx, &sql, &[&lease])
         .await

@@ -222,9 +222,20 @@ impl MemBoard {
             .filter(|t| t.claimed_by.is_some() && t.claim == claim && t.lost.is_none())
     }
 
-    pub fn reattach(&mut self, lease: &str, replica: &str, until: Micros) -> Option<BoardTask> {
+    /// `now`: a claim that lapsed by then was (or is being) decided by
+    /// the owner, and is not re-attached.
+    pub fn reattach(
+        &mut self,
+        lease: &str,
+        replica: &str,
+        now: Micros,
+        until: Micros,
+    ) -> Option<BoardTask> {
         let t = self.rows.values_mut().find(|t| {
-            t.lease.as_deref() == Some(lease) && t.claimed_by.is_some() && t.result.is_none()
+            t.lease.as_deref() == Some(lease)
+                && t.claimed_by.is_some()
+                && t.result.is_none()
+                && t.claim_expires >= now
         })?;
         if t.cancel.is_some() {
             return None;

@@ -924,7 +924,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// A worker re-attaches the task whose claim gave it `lease`: the
     /// claim moves to `replica` (a new claim number, for `ttl`) unless the
-    /// task has a result, was cancelled or taken back.
+    /// task has a result, was cancelled or taken back, or the claim lapsed
+    /// (its owner decides it then).
     async fn board_reattach(
         &self,
         _lease: &str,

@@ -972,7 +972,7 @@ impl Store for MemStore {
     ) -> Result<Option<BoardTask>> {
         let now = self.clock.now();
         let until = now + crate::board::micros(ttl);
-        let got = self.lock().board.reattach(lease, replica, until);
+        let got = self.lock().board.reattach(lease, replica, now, until);
         self.publish(got.iter().map(task_item));
         Ok(with_now(got, now).pop())
     }

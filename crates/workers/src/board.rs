@@ -151,6 +151,7 @@ struct Abandon {
     board: Arc<Board>,
     lease: Lease,
     key: TaskKey,
+    attempt: u32,
     detaching: tokio_util::sync::CancellationToken,
     armed: bool,
 }
@@ -160,8 +161,17 @@ impl Drop for Abandon {
         if !self.armed || self.detaching.is_cancelled() {
             return;
         }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let (board, lease, key) = (self.board.clone(), self.lease.clone(), self.key.clone());
-        tokio::spawn(async move {
+        let attempt = self.attempt;
+        rt.spawn(async move {
+            // Only this attempt's task (a retry may have posted its own).
+            match board.store.board_task(&key).await {
+                Ok(Some(t)) if t.attempt == attempt => {}
+                _ => return,
+            }
             let why = OwnerAct::Cancel("the attempt ended on the server".into());
             let _ = board.store.board_act(&lease, &key, why).await;
             board.finish(&lease, &key).await;
@@ -210,6 +220,11 @@ impl Board {
             waiting: Mutex::default(),
             claims: claim::Claims::default(),
         })
+    }
+
+    /// How long a claim lives unrenewed.
+    pub fn claim_ttl(&self) -> Duration {
+        self.opts.claim_ttl
     }
 
     fn now() -> Micros {
@@ -294,6 +309,7 @@ impl Board {
             board: self.clone(),
             lease: lease.clone(),
             key: key.clone(),
+            attempt: ctx.attempt,
             detaching: ctx.detaching.clone(),
             armed: true,
         };
@@ -311,16 +327,22 @@ impl Board {
         watching: &Watching<'_>,
     ) -> Result<Outputs, JobError> {
         let key = &watching.key;
-        let found = self.store.board_task(key).await.map_err(store_error)?;
-        // A task an earlier owner posted that a worker may still run (or
-        // finished): this attempt is its continuation, unless an operator
-        // said to run the job again.
+        // A first attempt has no earlier one on the board (a takeover or a
+        // retry counts one more attempt before the job runs again).
+        let found = match ctx.attempt {
+            1 => None,
+            _ => self.store.board_task(key).await.map_err(store_error)?,
+        };
+        // A task an earlier owner posted, not cancelled: this attempt is its
+        // continuation (a worker may still run it, or have finished it; a
+        // lapsed claim is decided below as for a lost worker), unless an
+        // operator said to run the job again.
         let adopt = found.as_ref().is_some_and(|t| {
             t.owner_epoch < lease.epoch
                 && t.attempt < ctx.attempt
                 && t.job_type == job.name
                 && !ctx.operator_retry
-                && t.in_flight()
+                && t.cancel.is_none()
         });
         let mut spec = Spec {
             name: ctx.workflow_name.clone(),

@@ -48,8 +48,9 @@ pub struct Relay {
     pub lease: String,
     /// The session of a worker that re-attached it (holds it already).
     pub attached: Option<u64>,
-    /// Told once the attempt is in the tables (its lease is known here).
-    pub registered: Option<oneshot::Sender<()>>,
+    /// Told once the attempt is in the tables (its lease is known here),
+    /// or that it could not be.
+    pub registered: Option<oneshot::Sender<bool>>,
 }
 
 /// How a relayed attempt ended here (see [`Dispatcher::run_relayed`]).
@@ -85,13 +86,13 @@ impl Drop for PumpOnDrop<'_> {
     }
 }
 
-/// Says so when dropped.
-struct Registered(Option<oneshot::Sender<()>>);
+/// Says, when dropped, whether the attempt made it into the tables.
+struct Registered(Option<oneshot::Sender<bool>>, bool);
 
 impl Drop for Registered {
     fn drop(&mut self) {
         if let Some(tx) = self.0.take() {
-            let _ = tx.send(());
+            let _ = tx.send(self.1);
         }
     }
 }
@@ -431,7 +432,7 @@ impl Dispatcher {
                 (Some(r.lease), r.attached, r.registered)
             });
             // Sent as the lock is let go, with the attempt in the tables.
-            let _registered = Registered(registered);
+            let mut registered = Registered(registered, false);
             let writer = st.writer((ctx.workflow_id.clone(), ctx.block, ctx.job));
             st.tasks.insert(
                 id,
@@ -476,6 +477,7 @@ impl Dispatcher {
                         .expect("checked")
                         .leased
                         .insert(id);
+                    registered.1 = true;
                 }
                 (lease, attached) => {
                     if attached.is_some() {
@@ -487,6 +489,7 @@ impl Dispatcher {
                     st.tasks.get_mut(&id).expect("just inserted").next_lease = lease;
                     st.queues.entry(job.name.clone()).or_default().push_back(id);
                     st.pump(&job.name);
+                    registered.1 = true;
                 }
             }
             id

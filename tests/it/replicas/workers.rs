@@ -256,6 +256,17 @@ async fn the_death_of_the_workers_replica_is_a_lost_worker() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_re_attaches_its_task_to_another_replica_when_its_own_dies() {
+    re_attaches_after(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_moves_a_workers_task_instead_of_interrupting_it() {
+    re_attaches_after(Some("TERM")).await;
+}
+
+/// The worker's replica dies (SIGKILL) or shuts down (`signal`) while an
+/// unsafe task runs: the worker re-attaches it to the other replica.
+async fn re_attaches_after(signal: Option<&str>) {
     let Some(mut c) = cluster(2).await else {
         return;
     };
@@ -266,7 +277,10 @@ async fn a_worker_re_attaches_its_task_to_another_replica_when_its_own_dies() {
     let id = start(&c, 0, vec![req::job("wipe", &[])]).await;
     gate.runs_reach(1, "the worker got the task through replica 1")
         .await;
-    c.kill(1);
+    match signal {
+        Some(sig) => c.r(1).daemon.signal(sig),
+        None => c.kill(1),
+    }
     // Past the dead replica's claim ttl: the task was re-attached, not
     // decided as lost (the job would be Interrupted).
     tokio::time::sleep(Duration::from_secs(2)).await;

@@ -210,11 +210,6 @@ pub async fn the_board_hands_each_task_to_one_claim_and_fences_both_sides(h: &dy
     let lost = s.board_task(&k1).await.unwrap().unwrap();
     assert_eq!(lost.lost.as_deref(), Some("worker gone"));
     assert!(lost.held(), "held while its worker may re-attach");
-    h.advance(TTL * 2).await;
-    assert!(
-        !s.board_task(&k1).await.unwrap().unwrap().held(),
-        "then the claim lapses"
-    );
     assert!(
         !s.board_report(&k1, t1.claim, BoardReport::Checkpoint("x".into()), 700)
             .await
@@ -242,6 +237,24 @@ pub async fn the_board_hands_each_task_to_one_claim_and_fences_both_sides(h: &dy
         s.board_report(&k1, back.claim, BoardReport::Checkpoint("c2".into()), 800)
             .await
             .unwrap()
+    );
+    // Lost again, and not re-attached in time: the claim lapses for good.
+    let lost = BoardReport::Lost {
+        why: "worker gone again".into(),
+        grace: TTL,
+    };
+    assert!(s.board_report(&k1, back.claim, lost, 900).await.unwrap());
+    h.advance(TTL * 2).await;
+    assert!(
+        !s.board_task(&k1).await.unwrap().unwrap().held(),
+        "then the claim lapses"
+    );
+    assert_eq!(
+        s.board_reattach(back.lease.as_deref().unwrap(), "rw", LONG)
+            .await
+            .unwrap(),
+        None,
+        "a lapsed claim is the owner's to decide, not re-attached"
     );
 
     // A cancelled task is not claimed.

@@ -32,7 +32,9 @@ const MAX_BUFFERED_LINES: usize = 1024;
 /// What this replica holds for its workers.
 #[derive(Default)]
 pub(super) struct Claims {
-    held: Mutex<HashMap<TaskKey, Held>>,
+    /// By task and claim: a newer claim of a task (a re-attach, a retry)
+    /// may start here before an older one has wound down.
+    held: Mutex<HashMap<(TaskKey, i64), Held>>,
     /// A local worker may have room again.
     kick: Notify,
     /// Everything held is done reporting (shutdown waits for it).
@@ -62,12 +64,10 @@ impl Claims {
     }
 
     fn keys(&self) -> Vec<TaskKey> {
-        self.held
-            .lock()
-            .expect("held lock")
-            .keys()
-            .cloned()
-            .collect()
+        let held = self.held.lock().expect("held lock");
+        let keys: std::collections::BTreeSet<TaskKey> =
+            held.keys().map(|(k, _)| k.clone()).collect();
+        keys.into_iter().collect()
     }
 
     /// Stops the workers of every task of workflow `id` (it ended).
@@ -77,7 +77,7 @@ impl Claims {
             .lock()
             .expect("held lock")
             .iter()
-            .filter(|(k, _)| k.workflow_id == id)
+            .filter(|((k, _), _)| k.workflow_id == id)
         {
             h.cancel.cancel();
         }
@@ -144,10 +144,14 @@ impl Board {
                     tokio::spawn(self.clone().relay(t, Some(session), tx));
                     // Its lease is known here before the worker is welcomed
                     // (and sends a checkpoint or result under it).
-                    let _ = registered.await;
-                    continue;
+                    if registered.await.unwrap_or(false) {
+                        continue;
+                    }
+                    "it cannot go on here (see the server's log)"
                 }
-                Ok(None) => "the task ended, was cancelled, or went to another worker",
+                Ok(None) => {
+                    "the task ended, was cancelled, went to another worker, or its claim lapsed"
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot re-attach a task");
                     "the task board cannot be read"
@@ -163,22 +167,27 @@ impl Board {
     /// them (posted again, or Interrupted) by now.
     pub(super) async fn renew(&self) {
         let keys = self.claims.keys();
+        let began = tokio::time::Instant::now();
+        let renewing = self
+            .store
+            .board_renew(self.replica(), &keys, self.opts.claim_ttl);
         let ok = keys.is_empty()
-            || match self
-                .store
-                .board_renew(self.replica(), &keys, self.opts.claim_ttl)
-                .await
-            {
-                Ok(()) => true,
-                Err(e) => {
+            || match tokio::time::timeout(self.opts.claim_ttl / 3, renewing).await {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
                     tracing::warn!(error = %e, "cannot renew this replica's claims on the board");
+                    false
+                }
+                Err(_) => {
+                    tracing::warn!("renewing this replica's claims on the board timed out");
                     false
                 }
             };
         let mut renewed = self.claims.renewed.lock().expect("renewed lock");
         let now = tokio::time::Instant::now();
         if ok {
-            *renewed = Some(now);
+            // Good from when the renewal was asked for.
+            *renewed = Some(began);
             return;
         }
         let last = *renewed.get_or_insert(now);
@@ -227,7 +236,7 @@ impl Board {
         self: Arc<Self>,
         t: BoardTask,
         attached: Option<u64>,
-        registered: tokio::sync::oneshot::Sender<()>,
+        registered: tokio::sync::oneshot::Sender<bool>,
     ) {
         let key = t.key.clone();
         let claim = t.claim;
@@ -255,7 +264,7 @@ impl Board {
         }
         // No longer renewed: unreported, the claim lapses for the owner.
         let mut held = self.claims.held.lock().expect("held lock");
-        held.remove(&key);
+        held.remove(&(key, claim));
         if held.is_empty() {
             self.claims.drained.notify_waiters();
         }
@@ -269,7 +278,7 @@ impl Board {
         self: &Arc<Self>,
         t: &BoardTask,
         attached: Option<u64>,
-        registered: tokio::sync::oneshot::Sender<()>,
+        registered: tokio::sync::oneshot::Sender<bool>,
     ) -> Result<Option<BoardReport>, String> {
         let here = self.replica().to_string();
         if let Some(session) = attached
@@ -299,7 +308,7 @@ impl Board {
             CancellationToken::new(),
         );
         self.claims.held.lock().expect("held lock").insert(
-            t.key.clone(),
+            (t.key.clone(), t.claim),
             Held {
                 cancel: cancel.clone(),
                 let_go: let_go.clone(),

@@ -174,6 +174,14 @@ impl State {
         Some(t)
     }
 
+    /// Forgets lease id `lease` if it still names task `id` (a board's
+    /// lease id can name a newer relay of the same task by now).
+    fn drop_lease(&mut self, lease: &str, id: u64) {
+        if self.leases.get(lease) == Some(&id) {
+            self.leases.remove(lease);
+        }
+    }
+
     /// Ends task `id`'s lease; tells its worker to stop (with `reason`) if
     /// the worker still holds it.
     pub fn unlease(&mut self, id: u64, reason: Option<&str>) {
@@ -183,7 +191,7 @@ impl State {
         let Some((session, lease_id)) = self.tasks.get_mut(&id).and_then(|t| t.lease.take()) else {
             return;
         };
-        self.leases.remove(&lease_id);
+        self.drop_lease(&lease_id, id);
         if let Some(s) = self.sessions.get_mut(&session) {
             s.leased.remove(&id);
         }
@@ -215,7 +223,7 @@ impl State {
             // resumes the workflow decides).
             for id in s.leased {
                 if let Some((_, lease_id)) = self.tasks.get_mut(&id).and_then(|t| t.lease.take()) {
-                    self.leases.remove(&lease_id);
+                    self.drop_lease(&lease_id, id);
                 }
             }
             return;
@@ -227,12 +235,11 @@ impl State {
         let mut held: Vec<u64> = s.leased.into_iter().collect();
         held.sort_unstable();
         for id in held {
-            let Some(task) = self.tasks.get_mut(&id) else {
+            let Some(lease_id) = self.tasks.get_mut(&id).and_then(|t| t.lease.take()) else {
                 continue;
             };
-            if let Some((_, lease_id)) = task.lease.take() {
-                self.leases.remove(&lease_id);
-            }
+            self.drop_lease(&lease_id.1, id);
+            let task = self.tasks.get_mut(&id).expect("looked up above");
             let what = format!("worker {:?} ({}) was lost: {why}", s.name, s.identity);
             if task.relayed {
                 if let Some(tx) = task.done.take() {
