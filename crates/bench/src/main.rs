@@ -116,6 +116,10 @@ enum Scenario {
     /// One-job workflows on `--processes` worker processes beside the same
     /// in the server; Exec → handler start; es.json → handler cancelled.
     Workers,
+    /// interlockd children on PostgreSQL: one-job workflows through one
+    /// replica whose job runs on workers connected to the two others (the
+    /// task board), beside the job in the server (the last `replicas` row).
+    Board,
 }
 
 #[derive(Serialize)]
@@ -192,6 +196,10 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?,
         );
+    }
+    if cli.scenarios.contains(&Scenario::Board) {
+        let bin = replicas::interlockd_path(cli.interlockd.clone())?;
+        rows.extend(replicas::remote_workers(&bin, cli.count).await?);
     }
     if cli.scenarios.contains(&Scenario::Retention) {
         rows.extend(

@@ -538,47 +538,69 @@ impl Board {
     }
 
     /// Follows the feed for both sides until `stop`: wakes owners and
-    /// claimers whose rows changed, claims tasks for free local workers,
-    /// renews this replica's claims, and stops tasks of workflows that
-    /// ended. Gives back what it holds when it stops.
+    /// claimers whose rows changed, has tasks claimed for free local
+    /// workers, and stops tasks of workflows that ended. Claims and
+    /// renewals run in tasks of their own, so the feed is never held up
+    /// behind the database (a burst of posts coalesces into one claim).
     pub async fn serve(
         self: Arc<Self>,
         replica: String,
         stop: tokio_util::sync::CancellationToken,
     ) {
         let _ = self.replica.set(replica);
+        tokio::spawn(self.clone().claim_loop(stop.clone()));
+        tokio::spawn(self.clone().renew_loop(stop.clone()));
         let mut feed = self.store.subscribe();
+        loop {
+            let item = tokio::select! {
+                _ = stop.cancelled() => return,
+                item = feed.recv() => item,
+            };
+            match item {
+                Ok(FeedItem::Task {
+                    key,
+                    job_type,
+                    open,
+                }) => {
+                    self.wake(Some(&key));
+                    if open && self.claims.serves(&self.dispatcher, &job_type) {
+                        self.claims.kick();
+                    }
+                }
+                Ok(FeedItem::Event(e)) if e.block.is_none() && e.status.is_terminal() => {
+                    self.claims.workflow_ended(&e.workflow_id);
+                }
+                Ok(FeedItem::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    self.wake(None);
+                    self.claims.kick();
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }
+
+    /// Claims whenever kicked (a post, a worker with room again), and
+    /// every poll for workers that got room without anything saying so.
+    async fn claim_loop(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let mut poll = tokio::time::interval(self.opts.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = self.claims.kicked() => {}
+                _ = poll.tick() => {}
+            }
+            self.claim().await;
+        }
+    }
+
+    async fn renew_loop(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let mut renew = tokio::time::interval(self.opts.claim_ttl / 3);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
-                item = feed.recv() => match item {
-                    Ok(FeedItem::Task { key, job_type, open }) => {
-                        self.wake(Some(&key));
-                        if open && self.claims.serves(&self.dispatcher, &job_type) {
-                            self.claim().await;
-                        }
-                    }
-                    Ok(FeedItem::Event(e))
-                        if e.block.is_none() && e.status.is_terminal() =>
-                    {
-                        self.claims.workflow_ended(&e.workflow_id);
-                    }
-                    Ok(FeedItem::Resync)
-                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                        self.wake(None);
-                        self.claim().await;
-                    }
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                },
-                _ = self.claims.kicked() => self.claim().await,
-                // Owners look for lapsed claims on their own; this is for
-                // workers that got room without a feed item saying so.
-                _ = poll.tick() => self.claim().await,
                 _ = renew.tick() => self.renew().await,
             }
         }

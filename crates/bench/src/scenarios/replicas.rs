@@ -474,7 +474,7 @@ pub async fn replicas(bin: &Path, p: Params) -> anyhow::Result<Vec<Row>> {
 /// 32 clients: first with the job run in the server (`sleep 0`), then
 /// with a job that runs on 4 worker processes connected to replicas 1
 /// and 2 only, so every attempt crosses the task board.
-async fn remote_workers(bin: &Path, count: usize) -> anyhow::Result<Vec<Row>> {
+pub async fn remote_workers(bin: &Path, count: usize) -> anyhow::Result<Vec<Row>> {
     let d =
         Deployment::start_with(bin, Backend::Postgres, 3, &[], Some(super::workers::JOBS)).await?;
     let mut workers = Vec::new();

@@ -63,6 +63,12 @@ impl Claims {
         self.kick.notified().await
     }
 
+    /// Have posted tasks claimed (once, however often this is called
+    /// before the claim runs).
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
     fn keys(&self) -> Vec<TaskKey> {
         let held = self.held.lock().expect("held lock");
         let keys: std::collections::BTreeSet<TaskKey> =
