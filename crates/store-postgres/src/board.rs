@@ -6,12 +6,12 @@
 //! reports lock the task row, so each is fenced until it commits.
 
 use crate::feed;
-use crate::ops::check_lease;
+use crate::ops::{check_lease, put_lines};
 use crate::read::backend;
 use crate::sql::{self, PgResult};
 use crate::writer::NOW_US;
 use deadpool_postgres::Transaction;
-use interlock_core::Micros;
+use interlock_core::{LogLine, Micros};
 use interlock_store::board::{apply, reattach as reattach_row};
 use interlock_store::{BoardReport, BoardTask, FeedItem, Lease, OwnerAct, Result, TaskKey};
 use std::time::Duration;
@@ -240,7 +240,7 @@ pub async fn report(
 async fn append_lines(
     tx: &Transaction<'_>,
     t: &BoardTask,
-    lines: Vec<interlock_core::LogLine>,
+    lines: Vec<LogLine>,
     keep: u32,
     at: Micros,
 ) -> PgResult<()> {
@@ -254,32 +254,25 @@ async fn append_lines(
     )
     .await?
     .get(0);
-    let count = lines.len() as i64;
-    let ns: Vec<i64> = (1..=count).map(|i| base + i).collect();
-    let ats: Vec<i64> = lines
-        .iter()
-        .map(|l| if l.at == 0 { at } else { l.at })
+    // A line keeps its own time, or takes the report's.
+    let lines: Vec<LogLine> = lines
+        .into_iter()
+        .map(|l| LogLine {
+            at: if l.at == 0 { at } else { l.at },
+            ..l
+        })
         .collect();
-    let streams: Vec<&str> = lines.iter().map(|l| l.stream.as_str()).collect();
-    let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
-    sql::execute(
-        tx,
-        "INSERT INTO job_logs (workflow_id, block_idx, job_idx, attempt, n, at, stream, line)
-         SELECT $1, $2, $3, $4, t.n, t.at, t.stream, t.line
-         FROM UNNEST($5::bigint[], $6::bigint[], $7::text[], $8::text[])
-         WITH ORDINALITY AS t(n, at, stream, line, ord) ORDER BY t.ord",
-        &[&t.key.workflow_id, &b, &j, &a, &ns, &ats, &streams, &texts],
-    )
-    .await?;
+    let count = lines.len() as i64;
+    let numbered: Vec<(i64, &LogLine)> = (base + 1..).zip(&lines).collect();
     let floor = (base + count - i64::from(keep)).max(0);
-    sql::execute(
+    put_lines(
         tx,
-        "DELETE FROM job_logs WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3
-         AND attempt = $4 AND n <= $5",
-        &[&t.key.workflow_id, &b, &j, &a, &floor],
+        &t.key.workflow_id,
+        (t.key.block, t.key.job, t.attempt),
+        &numbered,
+        floor,
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 pub async fn reattach(

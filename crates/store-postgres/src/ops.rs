@@ -406,30 +406,10 @@ pub async fn apply_change(tx: &Transaction<'_>, c: &Change) -> PgResult<bool> {
             lines,
             keep,
         } => {
-            let (b, j, a) = (*block as i32, *job as i32, *attempt as i32);
-            let ns: Vec<i64> = lines.iter().map(|l| l.n as i64).collect();
-            let ats: Vec<i64> = lines.iter().map(|l| l.at).collect();
-            let streams: Vec<&str> = lines.iter().map(|l| l.stream.as_str()).collect();
-            let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
-            // One statement for the whole batch: lines come in bursts.
-            sql::execute(
-                tx,
-                "INSERT INTO job_logs (workflow_id, block_idx, job_idx, attempt, n, at, stream, line)
-                 SELECT $1, $2, $3, $4, t.n, t.at, t.stream, t.line
-                 FROM UNNEST($5::bigint[], $6::bigint[], $7::text[], $8::text[])
-                 WITH ORDINALITY AS t(n, at, stream, line, ord) ORDER BY t.ord",
-                &[id, &b, &j, &a, &ns, &ats, &streams, &texts],
-            )
-            .await?;
-            let last = lines.iter().map(|l| l.n).max().unwrap_or(0);
-            let floor = last.saturating_sub(u64::from(*keep)) as i64;
-            sql::execute(
-                tx,
-                "DELETE FROM job_logs WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3
-                 AND attempt = $4 AND n <= $5",
-                &[id, &b, &j, &a, &floor],
-            )
-            .await?;
+            let lines: Vec<_> = lines.iter().map(|l| (l.n as i64, l)).collect();
+            let last = lines.iter().map(|(n, _)| *n).max().unwrap_or(0);
+            let floor = (last - i64::from(*keep)).max(0);
+            put_lines(tx, id, (*block, *job, *attempt), &lines, floor).await?;
             return Ok(true);
         }
     };
@@ -769,4 +749,38 @@ pub async fn add_approval(
     )
     .await?;
     Ok(Ok(()))
+}
+
+/// Inserts an attempt's `lines` (each with its number) in one statement,
+/// then trims the attempt to the lines numbered above `floor`.
+pub async fn put_lines(
+    tx: &Transaction<'_>,
+    workflow_id: &str,
+    (block, job, attempt): (usize, usize, u32),
+    lines: &[(i64, &interlock_core::LogLine)],
+    floor: i64,
+) -> PgResult<()> {
+    let (b, j, a) = (block as i32, job as i32, attempt as i32);
+    let ns: Vec<i64> = lines.iter().map(|(n, _)| *n).collect();
+    let ats: Vec<i64> = lines.iter().map(|(_, l)| l.at).collect();
+    let streams: Vec<&str> = lines.iter().map(|(_, l)| l.stream.as_str()).collect();
+    let texts: Vec<&str> = lines.iter().map(|(_, l)| l.text.as_str()).collect();
+    // One statement for the whole batch: lines come in bursts.
+    sql::execute(
+        tx,
+        "INSERT INTO job_logs (workflow_id, block_idx, job_idx, attempt, n, at, stream, line)
+         SELECT $1, $2, $3, $4, t.n, t.at, t.stream, t.line
+         FROM UNNEST($5::bigint[], $6::bigint[], $7::text[], $8::text[])
+         WITH ORDINALITY AS t(n, at, stream, line, ord) ORDER BY t.ord",
+        &[&workflow_id, &b, &j, &a, &ns, &ats, &streams, &texts],
+    )
+    .await?;
+    sql::execute(
+        tx,
+        "DELETE FROM job_logs WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3
+         AND attempt = $4 AND n <= $5",
+        &[&workflow_id, &b, &j, &a, &floor],
+    )
+    .await?;
+    Ok(())
 }
