@@ -148,7 +148,7 @@ pub fn dispatch_status(e: interlock_workers::DispatchError) -> Status {
             metrics::counter!("interlock_worker_results_refused_total").increment(1);
             Status::failed_precondition(e.to_string())
         }
-        e @ D::Checkpoint(_) => Status::unavailable(e.to_string()),
+        e @ (D::Checkpoint(_) | D::Closing) => Status::unavailable(e.to_string()),
     }
 }
 

@@ -43,6 +43,9 @@ struct SessionAuth {
     types: Vec<String>,
 }
 
+/// Longest a relayed task's result waits to be recorded on the board.
+const RESULT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Longest a result waits for the log lines it follows.
 const LINES_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -245,11 +248,12 @@ impl Worker for WorkerApi {
                 session,
                 heartbeat_ms: millis(opts.heartbeat),
                 lease_ttl_ms: millis(opts.lease_ttl),
-                // Within both: the worker's own ttl and the claim's.
+                // Well within both the worker's own ttl and the claim's
+                // (which may have run a third of its ttl since renewed).
                 reattach_ms: self
                     .board
                     .as_ref()
-                    .map_or(0, |b| millis(b.claim_ttl().min(opts.lease_ttl))),
+                    .map_or(0, |b| millis(b.claim_ttl().min(opts.lease_ttl) / 3)),
             })),
         };
         // Tasks the worker still runs from an earlier session: kept where
@@ -265,17 +269,17 @@ impl Worker for WorkerApi {
                 .map(|l| {
                     let why = "this server keeps no task across worker sessions: it gave the \
                                task up when the earlier session ended";
-                    (l.clone(), why.to_string())
+                    (l.clone(), why.to_string(), true)
                 })
                 .collect(),
         };
         let refused: Vec<v1::ServerMsg> = refused
             .into_iter()
-            .map(|(lease_id, reason)| {
+            .map(|(lease_id, reason, detach)| {
                 to_proto(ToWorker::Cancel {
                     lease_id,
                     reason,
-                    detach: true,
+                    detach,
                 })
             })
             .collect();
@@ -330,16 +334,28 @@ impl Worker for WorkerApi {
         self.dispatcher
             .await_lines(&t.lease_id, t.log_lines, LINES_WAIT)
             .await;
-        let result = self
+        let mut result = self
             .dispatcher
             .complete(&who.identity, &t.lease_id, result)
             .map_err(dispatch_status);
+        // A relayed task's result is acknowledged once its owner can read
+        // it: if the task moved to another replica meanwhile (the worker
+        // re-attached it there), the worker sends it again there.
+        if let Ok((_, _, delivered)) = &mut result
+            && let Some(d) = delivered.take()
+            && !d.recorded(RESULT_WAIT).await
+        {
+            result = Err(Status::unavailable(
+                "the result could not be recorded here (the task moved to another replica, or \
+                 the store did not answer); send it again on the next session",
+            ));
+        }
         let target = match &result {
-            Ok((spec, _)) => spec.workflow_id.clone(),
+            Ok((spec, _, _)) => spec.workflow_id.clone(),
             Err(_) => String::new(),
         };
         let detail = match &result {
-            Ok((spec, worker)) => format!(
+            Ok((spec, worker, _)) => format!(
                 "worker {worker:?}: block {} job {} ({}) attempt {}: {summary} (lease {})",
                 spec.block, spec.job, spec.job_type, spec.attempt, t.lease_id
             ),

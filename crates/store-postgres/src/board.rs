@@ -12,7 +12,7 @@ use crate::sql::{self, PgResult};
 use crate::writer::NOW_US;
 use deadpool_postgres::Transaction;
 use interlock_core::{LogLine, Micros};
-use interlock_store::board::{apply, reattach as reattach_row};
+use interlock_store::board::{apply, reattach as reattach_row, release as release_row};
 use interlock_store::{BoardReport, BoardTask, FeedItem, Lease, OwnerAct, Result, TaskKey};
 use std::time::Duration;
 use tokio_postgres::Row;
@@ -182,7 +182,7 @@ pub async fn renew(
         "UPDATE board SET claim_expires = GREATEST(claim_expires, {NOW_US} + $2)
          FROM UNNEST($3::text[], $4::int[], $5::int[]) AS k(w, b, j)
          WHERE board.workflow_id = k.w AND board.block_idx = k.b AND board.job_idx = k.j
-         AND claimed_by = $1 AND lost IS NULL"
+         AND claimed_by = $1 AND lost IS NULL AND claim_expires >= {NOW_US}"
     );
     sql::execute(c, &sql, &[&replica, &us(ttl), &ws, &bs, &js])
         .await
@@ -221,9 +221,14 @@ pub async fn report(
             t.checkpoint = Some(cp);
             vec![item(&t)]
         }
+        BoardReport::Release => {
+            release_row(&mut t);
+            vec![item(&t)]
+        }
         BoardReport::Lost { why, grace } => {
             t.lost = Some(why);
-            t.claim_expires = t.claim_expires.min(t.now + us(grace));
+            // As long as a worker has to come back, from now.
+            t.claim_expires = t.now + us(grace);
             vec![item(&t)]
         }
     };
@@ -284,7 +289,7 @@ pub async fn reattach(
     let tx = c.transaction().await.map_err(backend)?;
     let sql = format!(
         "SELECT {COLUMNS}, {NOW_US} FROM board WHERE lease = $1 AND claimed_by IS NOT NULL
-         AND result IS NULL AND cancel IS NULL AND claim_expires >= {NOW_US} FOR UPDATE"
+         AND result IS NULL FOR UPDATE"
     );
     let found = sql::query_opt(&tx, &sql, &[&lease])
         .await
@@ -294,6 +299,13 @@ pub async fn reattach(
     let Some(mut t) = found else {
         return Ok(None);
     };
+    if t.cancel.is_some() {
+        // Its worker must stop, and is told why.
+        return Ok(Some(t));
+    }
+    if t.claim_expires < t.now {
+        return Ok(None);
+    }
     let until = t.now + us(ttl);
     reattach_row(&mut t, replica, until);
     store_row(&tx, &t).await.map_err(backend)?;

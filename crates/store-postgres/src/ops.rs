@@ -231,6 +231,7 @@ pub async fn transition(
     .await?;
     if to.is_terminal() {
         drop_slots(tx, id).await?;
+        cancel_tasks(tx, ctx, id).await?;
     }
     ctx.items
         .push(FeedItem::Event(workflow_event(id, ctx.now, to, reason)));
@@ -289,8 +290,37 @@ pub async fn write(
             return Ok(Err(Missing));
         }
         ctx.items.extend(c.feed_item(ctx.now));
+        if let Change::Workflow { id, status, .. } = c
+            && status.is_terminal()
+        {
+            cancel_tasks(tx, ctx, id).await?;
+        }
     }
     Ok(Ok(Ok(())))
+}
+
+/// A workflow that ended cancels whatever of it is still on the task
+/// board, in the same commit, so no replica runs on for it: a claimer
+/// stops its worker, a worker re-attaching is told to stop.
+async fn cancel_tasks(tx: &Transaction<'_>, ctx: &mut Ctx, id: &str) -> PgResult<()> {
+    let rows = sql::query(
+        tx,
+        "UPDATE board SET cancel = 'the workflow ended'
+         WHERE workflow_id = $1 AND cancel IS NULL AND result IS NULL
+         RETURNING block_idx, job_idx, job_type",
+        &[&id],
+    )
+    .await?;
+    ctx.items.extend(rows.iter().map(|r| FeedItem::Task {
+        key: interlock_store::TaskKey {
+            workflow_id: id.to_string(),
+            block: r.get::<_, i32>(0) as usize,
+            job: r.get::<_, i32>(1) as usize,
+        },
+        job_type: r.get(2),
+        open: false,
+    }));
+    Ok(())
 }
 
 /// Applies one change; false when it matched no row.

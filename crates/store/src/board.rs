@@ -150,8 +150,12 @@ pub enum BoardReport {
     Lines { lines: Vec<LogLine>, keep: u32 },
     /// The worker's result.
     Result(String),
+    /// It never reached a worker here, and none here can take it now:
+    /// posted again as it was, for any replica to claim.
+    Release,
     /// Its worker was lost: unless the worker re-attaches within `grace`
-    /// (the claim then lapses), the owner decides what happens next.
+    /// from now (the claim then lapses), the owner decides what happens
+    /// next.
     Lost { why: String, grace: Duration },
 }
 
@@ -204,11 +208,12 @@ impl MemBoard {
             .collect()
     }
 
-    pub fn renew(&mut self, replica: &str, keys: &[TaskKey], until: Micros) {
+    pub fn renew(&mut self, replica: &str, keys: &[TaskKey], now: Micros, until: Micros) {
         for k in keys {
             if let Some(t) = self.rows.get_mut(k)
                 && t.claimed_by.as_deref() == Some(replica)
                 && t.lost.is_none()
+                && t.claim_expires >= now
             {
                 t.claim_expires = t.claim_expires.max(until);
             }
@@ -232,12 +237,13 @@ impl MemBoard {
         until: Micros,
     ) -> Option<BoardTask> {
         let t = self.rows.values_mut().find(|t| {
-            t.lease.as_deref() == Some(lease)
-                && t.claimed_by.is_some()
-                && t.result.is_none()
-                && t.claim_expires >= now
+            t.lease.as_deref() == Some(lease) && t.claimed_by.is_some() && t.result.is_none()
         })?;
         if t.cancel.is_some() {
+            // Its worker must stop, and is told why.
+            return Some(t.clone());
+        }
+        if t.claim_expires < now {
             return None;
         }
         reattach(t, replica, until);
@@ -256,6 +262,23 @@ impl MemBoard {
 
     pub fn get(&self, key: &TaskKey) -> Option<BoardTask> {
         self.rows.get(key).cloned()
+    }
+
+    /// Cancels what of workflow `id` is still on the board (it ended);
+    /// the feed items that announce it.
+    pub fn workflow_ended(&mut self, id: &str) -> Vec<crate::FeedItem> {
+        self.rows
+            .values_mut()
+            .filter(|t| t.key.workflow_id == id && t.cancel.is_none() && t.result.is_none())
+            .map(|t| {
+                t.cancel = Some("the workflow ended".into());
+                crate::FeedItem::Task {
+                    key: t.key.clone(),
+                    job_type: t.job_type.clone(),
+                    open: false,
+                }
+            })
+            .collect()
     }
 
     pub fn drop_workflow(&mut self, id: &str) {
@@ -287,5 +310,13 @@ pub fn reattach(t: &mut BoardTask, replica: &str, until: Micros) {
     t.claimed_by = Some(replica.to_string());
     t.claim += 1;
     t.claim_expires = until;
+    t.lost = None;
+}
+
+/// The claim gives the task back untouched (see [`BoardReport::Release`]).
+pub fn release(t: &mut BoardTask) {
+    t.claimed_by = None;
+    t.claim_expires = 0;
+    t.lease = None;
     t.lost = None;
 }

@@ -924,8 +924,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// A worker re-attaches the task whose claim gave it `lease`: the
     /// claim moves to `replica` (a new claim number, for `ttl`) unless the
-    /// task has a result, was cancelled or taken back, or the claim lapsed
-    /// (its owner decides it then).
+    /// task has a result or was taken back, or the claim lapsed (its owner
+    /// decides it then): `None`. A cancelled task comes back as it is,
+    /// claim unmoved, for its worker to be told to stop.
     async fn board_reattach(
         &self,
         _lease: &str,

@@ -205,7 +205,8 @@ impl State {
     /// What `changes` do outside the workflow records: drops the slot rows
     /// they give up (a job's, or all of a workflow that ends) and appends
     /// their log lines.
-    fn after_write(&mut self, changes: &[Change]) {
+    fn after_write(&mut self, changes: &[Change]) -> Vec<FeedItem> {
+        let mut items = Vec::new();
         for c in changes {
             match c {
                 Change::Log {
@@ -239,11 +240,13 @@ impl State {
                     .slots
                     .retain(|r| !(&r.workflow_id == id && r.block == *block && r.job == *job)),
                 Change::Workflow { id, status, .. } if status.is_terminal() => {
-                    self.slots.retain(|r| &r.workflow_id != id)
+                    self.slots.retain(|r| &r.workflow_id != id);
+                    items.extend(self.board.workflow_ended(id));
                 }
                 _ => {}
             }
         }
+        items
     }
 }
 
@@ -426,13 +429,16 @@ impl Store for MemStore {
         if ended.is_some() {
             row.rec.ended = ended;
         }
+        let mut ended = Vec::new();
         if to.is_terminal() {
             row.owner = None;
             st.slots.retain(|r| r.workflow_id != id);
+            ended = st.board.workflow_ended(id);
         }
-        st.after_write(&changes);
+        let board = st.after_write(&changes);
         drop(st);
         let mut items: Vec<FeedItem> = changes.iter().filter_map(|c| c.feed_item(now)).collect();
+        items.extend(board.into_iter().chain(ended));
         items.push(FeedItem::Event(workflow_event(id, now, to, reason)));
         self.publish(items);
         Ok(CasOutcome::Done(()))
@@ -470,9 +476,9 @@ impl Store for MemStore {
                 return Err(e);
             }
         }
-        st.after_write(&changes);
+        let board = st.after_write(&changes);
         drop(st);
-        self.publish(changes.iter().filter_map(|c| c.feed_item(now)));
+        self.publish(changes.iter().filter_map(|c| c.feed_item(now)).chain(board));
         Ok(())
     }
 
@@ -978,8 +984,9 @@ impl Store for MemStore {
     }
 
     async fn board_renew(&self, replica: &str, keys: &[TaskKey], ttl: Duration) -> Result<()> {
-        let until = self.clock.now() + crate::board::micros(ttl);
-        self.lock().board.renew(replica, keys, until);
+        let now = self.clock.now();
+        let until = now + crate::board::micros(ttl);
+        self.lock().board.renew(replica, keys, now, until);
         Ok(())
     }
 
@@ -1006,9 +1013,11 @@ impl Store for MemStore {
                     }
                     t.result = Some(r);
                 }
+                BoardReport::Release => crate::board::release(t),
                 BoardReport::Lost { why, grace } => {
                     t.lost = Some(why);
-                    t.claim_expires = t.claim_expires.min(now + crate::board::micros(grace));
+                    // As long as a worker has to come back, from now.
+                    t.claim_expires = now + crate::board::micros(grace);
                 }
                 BoardReport::Lines { lines, keep } => {
                     let attempt = t.attempt;

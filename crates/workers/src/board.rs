@@ -172,9 +172,9 @@ impl Drop for Abandon {
                 Ok(Some(t)) if t.attempt == attempt => {}
                 _ => return,
             }
+            // Cancelled, and left for a re-attaching worker to be told so.
             let why = OwnerAct::Cancel("the attempt ended on the server".into());
             let _ = board.store.board_act(&lease, &key, why).await;
-            board.finish(&lease, &key).await;
         });
     }
 }
@@ -495,8 +495,9 @@ impl Board {
             Some(t) => format!("timed out after {}", humantime::format_duration(t)),
             None => "the attempt was cancelled".to_string(),
         };
+        // The row stays, cancelled: a worker that re-attaches it later is
+        // told to stop (not merely let go); the next attempt replaces it.
         self.stop_task(lease, watching, &reason).await;
-        self.finish(lease, &watching.key).await;
         match timed_out {
             None => Err(JobError::cancelled()),
             Some(_) => Err(JobError::new(reason).retryable()),
@@ -580,8 +581,8 @@ impl Board {
         }
     }
 
-    /// Claims whenever kicked (a post, a worker with room again), and
-    /// every poll for workers that got room without anything saying so.
+    /// Claims whenever kicked (a post, a relayed task ending here), and
+    /// every poll (a worker that connected, room nothing announced).
     async fn claim_loop(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let mut poll = tokio::time::interval(self.opts.poll);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

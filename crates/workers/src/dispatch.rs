@@ -37,6 +37,18 @@ pub use types::{
 mod state;
 use state::{Ended, Session, State, Task};
 
+/// Resolves once a relayed task's result is recorded where its owner
+/// reads it: true, or false when it could not be (the task moved to
+/// another replica meanwhile): the worker should send it again there.
+#[derive(Debug)]
+pub struct Delivered(oneshot::Receiver<bool>);
+
+impl Delivered {
+    pub async fn recorded(self, limit: Duration) -> bool {
+        matches!(tokio::time::timeout(limit, self.0).await, Ok(Ok(true)))
+    }
+}
+
 /// An attempt claimed from the task board for a workflow that may be
 /// another replica's.
 #[derive(Debug)]
@@ -56,9 +68,13 @@ pub struct Relay {
 /// How a relayed attempt ended here (see [`Dispatcher::run_relayed`]).
 #[derive(Debug)]
 pub enum Relayed {
-    Ended(Result<Outputs, JobError>),
+    /// With the worker's own result, whom to tell once it is recorded on
+    /// the board (true) or could not be (false).
+    Ended(Result<Outputs, JobError>, Option<oneshot::Sender<bool>>),
     /// Its worker was lost: why.
     Lost(String),
+    /// It never reached a worker, and none here serves its type now.
+    Released,
 }
 
 /// The remote half of job execution. One per server process.
@@ -387,9 +403,10 @@ impl Dispatcher {
             _ => decl.timeout,
         };
         match self.queue(ctx, decl, job, reconcile, limit, None).await {
-            Ended::Result(r) => r,
-            // Only relayed tasks end this way.
+            Ended::Result(r) | Ended::Delivered(r, _) => r,
+            // Only relayed tasks end these ways.
             Ended::Lost(why) => Err(JobError::interrupted(why)),
+            Ended::Released => Err(JobError::new("the task was given back").retryable()),
         }
     }
 
@@ -408,8 +425,10 @@ impl Dispatcher {
             .queue(ctx, decl, job, relay.reconcile, None, Some(relay))
             .await
         {
-            Ended::Result(r) => Relayed::Ended(r),
+            Ended::Result(r) => Relayed::Ended(r, None),
+            Ended::Delivered(r, ack) => Relayed::Ended(r, Some(ack)),
             Ended::Lost(why) => Relayed::Lost(why),
+            Ended::Released => Relayed::Released,
         }
     }
 
@@ -527,29 +546,54 @@ impl Dispatcher {
         })
     }
 
-    /// Free room for more tasks: slots of connected workers not in use,
-    /// less the tasks already queued here; and the types some worker with
-    /// a free slot serves.
-    pub fn room(&self) -> (usize, Vec<String>) {
+    /// Free room for more tasks, per type: the free slots of the workers
+    /// serving it, less the tasks of that type already queued here.
+    pub fn room(&self) -> Vec<(String, usize)> {
         let st = self.state.lock().expect("dispatch lock");
         if st.closing {
-            return (0, Vec::new());
+            return Vec::new();
         }
-        let free: usize = st
-            .sessions
-            .values()
-            .map(|s| s.capacity.saturating_sub(s.leased.len()))
-            .sum();
-        let queued: usize = st.queues.values().map(|q| q.len()).sum();
-        let types: BTreeSet<String> = st
-            .sessions
-            .values()
-            .filter(|s| s.leased.len() < s.capacity)
-            .flat_map(|s| s.types.iter())
-            .filter(|t| st.queues.get(*t).is_none_or(|q| q.is_empty()))
-            .cloned()
-            .collect();
-        (free.saturating_sub(queued), types.into_iter().collect())
+        let mut free: std::collections::BTreeMap<&String, usize> = Default::default();
+        for s in st.sessions.values() {
+            for t in &s.types {
+                *free.entry(t).or_default() += s.capacity.saturating_sub(s.leased.len());
+            }
+        }
+        free.into_iter()
+            .map(|(t, n)| {
+                let queued = st.queues.get(t).map_or(0, |q| q.len());
+                (t.clone(), n.saturating_sub(queued))
+            })
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Ends the relayed attempts queued here that no connected worker
+    /// serves any more ([`Relayed::Released`]: they go back on the board);
+    /// how many. Decided under the lock, so none of them reached a worker.
+    pub fn release_stranded(&self) -> usize {
+        let mut st = self.state.lock().expect("dispatch lock");
+        let st = &mut *st;
+        let mut released = 0;
+        for (t, q) in st.queues.iter_mut() {
+            if q.is_empty() || st.sessions.values().any(|s| s.types.contains(t)) {
+                continue;
+            }
+            q.retain(|id| {
+                let Some(task) = st.tasks.get_mut(id) else {
+                    return true;
+                };
+                if !task.relayed || task.lease.is_some() {
+                    return true;
+                }
+                if let Some(tx) = task.done.take() {
+                    let _ = tx.send(Ended::Released);
+                }
+                released += 1;
+                false
+            });
+        }
+        released
     }
 
     /// Tells the worker holding task `id` to stop; false when none holds it.
@@ -621,7 +665,7 @@ impl Dispatcher {
         identity: &str,
         lease_id: &str,
         result: TaskResult,
-    ) -> Result<(TaskSpec, String), DispatchError> {
+    ) -> Result<(TaskSpec, String, Option<Delivered>), DispatchError> {
         let mut st = self.state.lock().expect("dispatch lock");
         let (id, session) = st.lease_of(identity, lease_id)?;
         let asked_to_reconcile = st.tasks.get(&id).is_some_and(|t| t.spec.reconcile);
@@ -658,18 +702,29 @@ impl Dispatcher {
             }
             // Reconcile answers (refused above unless asked for).
             TaskResult::NotDone => {
-                // Not done: run it again, with its checkpoint.
+                // Not done: run it again, with its checkpoint (a relayed one
+                // under the board's lease, which its worker re-attaches with).
                 task.spec.reconcile = false;
+                if task.relayed {
+                    task.next_lease = Some(lease_id.to_string());
+                }
                 None
             }
             TaskResult::Unknown(why) => Some(Err(JobError::interrupted(format!(
                 "worker {who:?} cannot tell whether an earlier run took effect: {why}"
             )))),
         };
+        let mut delivered = None;
         match outcome {
             Some(r) => {
                 if let Some(tx) = task.done.take() {
-                    let _ = tx.send(Ended::Result(r));
+                    if task.relayed {
+                        let (ack, rx) = oneshot::channel();
+                        delivered = Some(Delivered(rx));
+                        let _ = tx.send(Ended::Delivered(r, ack));
+                    } else {
+                        let _ = tx.send(Ended::Result(r));
+                    }
                 }
             }
             None => {
@@ -682,7 +737,7 @@ impl Dispatcher {
         if let Some(t) = t {
             st.pump(&t);
         }
-        Ok((spec, who))
+        Ok((spec, who, delivered))
     }
 
     /// Connected workers.

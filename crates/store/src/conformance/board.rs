@@ -140,6 +140,29 @@ pub async fn the_board_hands_each_task_to_one_claim_and_fences_both_sides(h: &dy
     );
     assert!(logged.iter().all(|l| l.attempt == 1));
 
+    // A claimer gives back a task it could not hand to a worker: open
+    // again, and its old claim records nothing more.
+    let k2 = key(&wf, 2);
+    let pinged = s.board_task(&k2).await.unwrap().unwrap();
+    assert!(
+        s.board_report(&k2, pinged.claim, BoardReport::Release, 450)
+            .await
+            .unwrap()
+    );
+    let open = s.board_task(&k2).await.unwrap().unwrap();
+    assert_eq!((open.claimed_by, open.lease), (None, None));
+    assert!(
+        !s.board_report(&k2, pinged.claim, BoardReport::Result("x".into()), 460)
+            .await
+            .unwrap()
+    );
+    let again = s
+        .board_claim("rq", &types(&["ping"]), 5, LONG, "pq")
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert!(again[0].claim > pinged.claim);
+
     // The owner takes it back: the old claim records nothing more.
     let back = s
         .board_act(&lease, &k0, OwnerAct::Repost("spec again".into()))
@@ -257,13 +280,29 @@ pub async fn the_board_hands_each_task_to_one_claim_and_fences_both_sides(h: &dy
         "a lapsed claim is the owner's to decide, not re-attached"
     );
 
-    // A cancelled task is not claimed.
+    // A cancelled task is not claimed, and a worker re-attaching it learns
+    // it was cancelled (the claim does not move).
     s.board_act(&lease, &k1, OwnerAct::Repost("s".into()))
         .await
         .unwrap();
+    let held = s
+        .board_claim("rc", &types(&["wipe"]), 5, LONG, "pc")
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 1);
     s.board_act(&lease, &k1, OwnerAct::Cancel("stop".into()))
         .await
         .unwrap();
+    let told = s
+        .board_reattach(held[0].lease.as_deref().unwrap(), "rd", LONG)
+        .await
+        .unwrap()
+        .expect("a cancelled task is reported to the worker that asks");
+    assert_eq!(told.cancel.as_deref(), Some("stop"));
+    assert_eq!(
+        (told.claimed_by.as_deref(), told.claim),
+        (Some("rc"), held[0].claim)
+    );
     assert!(
         s.board_claim("rx", &types(&["wipe"]), 5, LONG, "px2")
             .await
@@ -325,5 +364,15 @@ pub async fn the_board_hands_each_task_to_one_claim_and_fences_both_sides(h: &dy
             .unwrap()
             .is_empty(),
         "a task left by a workflow that ended is never claimed"
+    );
+    assert_eq!(
+        s.board_task(&key(&wf, 5))
+            .await
+            .unwrap()
+            .unwrap()
+            .cancel
+            .as_deref(),
+        Some("the workflow ended"),
+        "its end cancels it, in the same commit"
     );
 }

@@ -99,50 +99,79 @@ impl Board {
     /// waits until each is in the dispatcher's tables (so the next look
     /// at the room counts them).
     pub(super) async fn claim(self: &Arc<Self>) {
-        let (room, types) = self.dispatcher.room();
-        if room == 0 || types.is_empty() || self.replica().is_empty() {
+        self.release_stranded();
+        let room = self.dispatcher.room();
+        if room.is_empty() || self.replica().is_empty() {
             return;
         }
-        // Unguessable: the lease ids of this claim start with it.
-        let prefix = uuid::Uuid::now_v7().simple().to_string();
-        let tasks = match self
-            .store
-            .board_claim(self.replica(), &types, room, self.opts.claim_ttl, &prefix)
-            .await
-        {
-            Ok(tasks) => tasks,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot claim tasks from the board");
-                return;
-            }
-        };
         let mut registered = Vec::new();
-        for t in tasks {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            tokio::spawn(self.clone().relay(t, None, tx));
-            registered.push(rx);
+        // Per type, as many as its workers have room for: a task waits on
+        // the board (where any replica can take it), not in a queue here.
+        for (job_type, n) in room {
+            // Unguessable: the lease ids of this claim start with it.
+            let prefix = uuid::Uuid::now_v7().simple().to_string();
+            let tasks = match self
+                .store
+                .board_claim(
+                    self.replica(),
+                    std::slice::from_ref(&job_type),
+                    n,
+                    self.opts.claim_ttl,
+                    &prefix,
+                )
+                .await
+            {
+                Ok(tasks) => tasks,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot claim tasks from the board");
+                    return;
+                }
+            };
+            for t in tasks {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                tokio::spawn(self.clone().relay(t, None, tx));
+                registered.push(rx);
+            }
         }
+        // In the tables before the room is looked at again.
         for r in registered {
             let _ = r.await;
         }
     }
 
+    /// Gives back the claimed tasks that wait here for a worker no longer
+    /// connected here.
+    fn release_stranded(&self) {
+        let n = self.dispatcher.release_stranded();
+        if n > 0 {
+            tracing::info!(
+                tasks = n,
+                "tasks no worker here can take go back on the board"
+            );
+        }
+    }
+
     /// A worker that just opened `session` here still runs the tasks under
     /// `leases` (its replica went away, or its connection broke): each
-    /// claim whose task is still wanted moves here and goes on; returns
-    /// the leases it cannot keep, with why.
+    /// claim whose task is still wanted moves here and goes on. Returns
+    /// the leases it cannot keep: why, and whether the worker should only
+    /// let go (`true`: someone else decides) or stop (cancelled).
     pub async fn reattach(
         self: &Arc<Self>,
         session: u64,
         leases: &[String],
-    ) -> Vec<(String, String)> {
+    ) -> Vec<(String, String, bool)> {
         let mut refused = Vec::new();
         for lease in leases {
-            let why = match self
+            let (why, detach) = match self
                 .store
                 .board_reattach(lease, self.replica(), self.opts.claim_ttl)
                 .await
             {
+                Ok(Some(t)) if t.cancel.is_some() => {
+                    let why = t.cancel.unwrap_or_default();
+                    (format!("the attempt was cancelled: {why}"), false)
+                }
                 Ok(Some(t)) => {
                     tracing::info!(workflow = %t.key.workflow_id, block = t.key.block,
                         job = t.key.job, session, "a worker re-attached a task it runs");
@@ -153,17 +182,21 @@ impl Board {
                     if registered.await.unwrap_or(false) {
                         continue;
                     }
-                    "it cannot go on here (see the server's log)"
+                    (
+                        "it cannot go on here (see the server's log)".to_string(),
+                        true,
+                    )
                 }
-                Ok(None) => {
-                    "the task ended, was cancelled, went to another worker, or its claim lapsed"
-                }
+                Ok(None) => (
+                    "the task ended, went to another worker, or its claim lapsed".to_string(),
+                    true,
+                ),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot re-attach a task");
-                    "the task board cannot be read"
+                    ("the task board cannot be read".to_string(), true)
                 }
             };
-            refused.push((lease.clone(), why.to_string()));
+            refused.push((lease.clone(), why, detach));
         }
         refused
     }
@@ -215,6 +248,8 @@ impl Board {
     /// end first, so no worker is told to stop.
     pub async fn close(&self) {
         self.dispatcher.close();
+        // A full ttl from now for the workers to re-attach elsewhere.
+        self.renew().await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
         loop {
             let drained = self.claims.drained.notified();
@@ -246,13 +281,17 @@ impl Board {
     ) {
         let key = t.key.clone();
         let claim = t.claim;
-        let report = match self.relay_run(&t, attached, registered).await {
+        let (report, ack) = match self.relay_run(&t, attached, registered).await {
             Ok(outcome) => outcome,
-            Err(why) => Some(BoardReport::Lost {
-                why,
-                grace: self.opts.claim_ttl,
-            }),
+            Err(why) => (
+                Some(BoardReport::Lost {
+                    why,
+                    grace: self.opts.claim_ttl,
+                }),
+                None,
+            ),
         };
+        let mut recorded = false;
         if let Some(report) = report {
             for _ in 0..3 {
                 match self
@@ -260,13 +299,21 @@ impl Board {
                     .board_report(&key, claim, report.clone(), Self::now())
                     .await
                 {
-                    Ok(_) => break,
+                    Ok(held) => {
+                        recorded = held;
+                        break;
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot report a relayed task; trying again");
                         tokio::time::sleep(self.opts.poll).await;
                     }
                 }
             }
+        }
+        // The worker's Complete call waits for this: a result this claim
+        // could not record goes again to wherever the task is now.
+        if let Some(ack) = ack {
+            let _ = ack.send(recorded);
         }
         // No longer renewed: unreported, the claim lapses for the owner.
         let mut held = self.claims.held.lock().expect("held lock");
@@ -279,13 +326,20 @@ impl Board {
     }
 
     /// How the relayed run ended, to report (none when this replica let
-    /// go of it); `Err` when it could not run here at all.
+    /// go of it), and who waits to hear the worker's result was recorded;
+    /// `Err` when it could not run here at all.
     async fn relay_run(
         self: &Arc<Self>,
         t: &BoardTask,
         attached: Option<u64>,
         registered: tokio::sync::oneshot::Sender<bool>,
-    ) -> Result<Option<BoardReport>, String> {
+    ) -> Result<
+        (
+            Option<BoardReport>,
+            Option<tokio::sync::oneshot::Sender<bool>>,
+        ),
+        String,
+    > {
         let here = self.replica().to_string();
         if let Some(session) = attached
             && !self.dispatcher.serves(session, &t.job_type)
@@ -330,7 +384,7 @@ impl Board {
             })
         };
         match self.store.board_task(&t.key).await {
-            Ok(row) if !still(&row) => return Ok(None),
+            Ok(row) if !still(&row) => return Ok((None, None)),
             Ok(Some(row)) if row.cancel.is_some() => cancel.cancel(),
             _ => {}
         }
@@ -386,18 +440,28 @@ impl Board {
             }
         };
         sink.ship().await;
-        if let_go.is_cancelled() {
-            return Ok(None);
-        }
-        Ok(Some(match ended {
-            Relayed::Ended(r) => BoardReport::Result(
-                serde_json::to_string(&Outcome::of(&r)).expect("plain data serializes"),
+        let (report, ack) = match ended {
+            Relayed::Ended(r, ack) => (
+                BoardReport::Result(
+                    serde_json::to_string(&Outcome::of(&r)).expect("plain data serializes"),
+                ),
+                ack,
             ),
-            Relayed::Lost(why) => BoardReport::Lost {
-                why,
-                grace: self.opts.claim_ttl,
-            },
-        }))
+            Relayed::Lost(why) => (
+                BoardReport::Lost {
+                    why,
+                    grace: self.opts.claim_ttl,
+                },
+                None,
+            ),
+            Relayed::Released => (BoardReport::Release, None),
+        };
+        // Let go of: a result from the worker is still worth trying (the
+        // claim decides whether it lands), nothing else is.
+        if let_go.is_cancelled() && ack.is_none() {
+            return Ok((None, None));
+        }
+        Ok((Some(report), ack))
     }
 }
 

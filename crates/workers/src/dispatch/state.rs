@@ -55,6 +55,11 @@ pub enum Ended {
     Result(Result<Outputs, JobError>),
     /// Its worker was lost, and the task was relayed: why.
     Lost(String),
+    /// Relayed, and given back before any worker had it.
+    Released,
+    /// A relayed task's worker result; the sender hears whether it was
+    /// recorded on the board.
+    Delivered(Result<Outputs, JobError>, oneshot::Sender<bool>),
 }
 
 #[derive(Default)]
@@ -87,6 +92,9 @@ impl State {
 
     /// The task (and session) under `lease_id`, if `identity` holds it now.
     pub fn lease_of(&self, identity: &str, lease_id: &str) -> Result<(u64, u64), DispatchError> {
+        if self.closing {
+            return Err(DispatchError::Closing);
+        }
         let lost = || DispatchError::LeaseLost(lease_id.to_string());
         let id = *self.leases.get(lease_id).ok_or_else(lost)?;
         let (session, held) = self

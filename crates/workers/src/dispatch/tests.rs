@@ -67,7 +67,7 @@ async fn a_task_waits_for_a_worker_then_its_result_is_the_jobs() {
     );
     assert!(d.waiting().is_empty());
     let out = Outputs::from([("pong".to_string(), "yes".to_string())]);
-    let (spec, worker) = d
+    let (spec, worker, _) = d
         .complete("token:w1", &t.lease_id, TaskResult::Done(out.clone()))
         .unwrap();
     assert_eq!(
@@ -411,4 +411,85 @@ async fn a_reconcile_answer_to_a_run_is_refused_and_changes_nothing() {
     d.complete("token:w1", &t.lease_id, TaskResult::Done(Outputs::new()))
         .unwrap();
     assert!(run.await.unwrap().is_ok());
+}
+
+/// Starts a relayed attempt of `name` (claimed from the board) under `lease`.
+fn start_relayed(
+    d: &Arc<Dispatcher>,
+    name: &str,
+    lease: &str,
+) -> (
+    tokio::task::JoinHandle<Relayed>,
+    tokio::sync::oneshot::Receiver<bool>,
+) {
+    let ctx = JobCtx::detached("wf-r", 0, 0);
+    let (d2, j) = (d.clone(), job(name));
+    let decl = d.declarations().get(name).unwrap().clone();
+    let (tx, registered) = tokio::sync::oneshot::channel();
+    let relay = Relay {
+        reconcile: false,
+        lease: lease.to_string(),
+        attached: None,
+        registered: Some(tx),
+    };
+    (
+        tokio::spawn(async move { d2.run_relayed(&ctx, &decl, &j, relay).await }),
+        registered,
+    )
+}
+
+#[tokio::test]
+async fn a_relayed_task_goes_out_under_the_boards_lease_and_comes_back_lost() {
+    let d = dispatcher();
+    let (mut s, mut rx) = connect(&d, "token:eraser", &["erase"]);
+    let (run, registered) = start_relayed(&d, "erase", "board-lease-1");
+    assert!(registered.await.unwrap(), "in the tables");
+    let t = next_task(&mut rx).await;
+    assert_eq!(
+        t.lease_id, "board-lease-1",
+        "the worker can re-attach with it"
+    );
+    // Its worker is lost: not decided here (no interrupt), back to the owner.
+    d.disconnect(s, "gone");
+    match run.await.unwrap() {
+        Relayed::Lost(why) => assert!(why.contains("gone"), "{why}"),
+        other => panic!("expected lost, got {other:?}"),
+    }
+    // One queued for a type nobody here serves any more goes back untouched.
+    (s, rx) = connect(&d, "token:eraser", &["erase"]);
+    d.disconnect(s, "left");
+    drop(rx);
+    let (run, registered) = start_relayed(&d, "erase", "board-lease-2");
+    assert!(registered.await.unwrap());
+    assert_eq!(d.release_stranded(), 1);
+    assert!(matches!(run.await.unwrap(), Relayed::Released));
+}
+
+#[tokio::test]
+async fn a_relayed_result_is_acknowledged_only_once_recorded() {
+    let d = dispatcher();
+    let (_s, mut rx) = connect(&d, "token:eraser", &["erase"]);
+    for recorded in [true, false] {
+        let (run, registered) = start_relayed(&d, "erase", &format!("lease-{recorded}"));
+        assert!(registered.await.unwrap());
+        let t = next_task(&mut rx).await;
+        let (_, _, delivered) = d
+            .complete(
+                "token:eraser",
+                &t.lease_id,
+                TaskResult::Done(Outputs::new()),
+            )
+            .unwrap();
+        let Relayed::Ended(Ok(_), Some(ack)) = run.await.unwrap() else {
+            panic!("a relayed result carries its acknowledgement");
+        };
+        ack.send(recorded).unwrap();
+        assert_eq!(
+            delivered
+                .expect("the worker waits for it")
+                .recorded(Duration::from_secs(1))
+                .await,
+            recorded
+        );
+    }
 }

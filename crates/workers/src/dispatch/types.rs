@@ -74,6 +74,10 @@ pub enum DispatchError {
     LeaseLost(String),
     #[error("{0}")]
     Checkpoint(String),
+    /// The server is shutting down: the worker's next session (here or on
+    /// another replica) takes the call.
+    #[error("the server is shutting down; send it again on the next session")]
+    Closing,
 }
 
 /// A session as shown to operators.
