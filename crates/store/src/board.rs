@@ -24,7 +24,7 @@
 //!   carries a lease id the worker holds, and whoever presents it takes
 //!   the claim over (on any replica), unless the task ended or the owner
 //!   cancelled it or took it back.
-//! - Every change to a row is announced on the feed ([`FeedItem::Task`]),
+//! - Every change to a row is announced on the feed ([`FeedItem::Task`](crate::FeedItem::Task)),
 //!   so owners and claimers need not poll (they still do, slowly, as a
 //!   backstop).
 
