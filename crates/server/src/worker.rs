@@ -178,20 +178,28 @@ impl Worker for WorkerApi {
                 ));
             }
         };
+        let reattaching = self.board.is_some() && !hello.held_leases.is_empty();
         let result = async {
             for t in &hello.job_types {
                 self.guard.check_work(&who.who, t)?;
             }
             let roles = self.guard.roles_of(&who.who);
-            self.dispatcher
-                .connect(
-                    &who.identity,
-                    &roles,
-                    &hello.name,
-                    &hello.job_types,
-                    hello.capacity as usize,
-                )
-                .map_err(dispatch_status)
+            // Tasks it re-attaches count against its capacity before any
+            // new one is handed to it.
+            let connect = if reattaching {
+                Dispatcher::connect_holding
+            } else {
+                Dispatcher::connect
+            };
+            connect(
+                &self.dispatcher,
+                &who.identity,
+                &roles,
+                &hello.name,
+                &hello.job_types,
+                hello.capacity as usize,
+            )
+            .map_err(dispatch_status)
         }
         .await;
         let detail = format!(
@@ -273,6 +281,9 @@ impl Worker for WorkerApi {
                 })
                 .collect(),
         };
+        if reattaching {
+            self.dispatcher.hand_out(session);
+        }
         let refused: Vec<v1::ServerMsg> = refused
             .into_iter()
             .map(|(lease_id, reason, detach)| {

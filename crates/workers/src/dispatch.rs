@@ -192,6 +192,42 @@ impl Dispatcher {
         types: &[String],
         capacity: usize,
     ) -> Result<(u64, mpsc::UnboundedReceiver<ToWorker>), DispatchError> {
+        self.open_session(identity, roles, name, types, capacity, false)
+    }
+
+    /// As [`Dispatcher::connect`], but nothing new is handed to the session
+    /// until [`Dispatcher::hand_out`]: the tasks its worker re-attaches
+    /// come first, so they count against its capacity.
+    pub fn connect_holding(
+        &self,
+        identity: &str,
+        roles: &[String],
+        name: &str,
+        types: &[String],
+        capacity: usize,
+    ) -> Result<(u64, mpsc::UnboundedReceiver<ToWorker>), DispatchError> {
+        self.open_session(identity, roles, name, types, capacity, true)
+    }
+
+    /// Starts handing tasks to a session opened with
+    /// [`Dispatcher::connect_holding`].
+    pub fn hand_out(&self, session: u64) {
+        let mut st = self.state.lock().expect("dispatch lock");
+        if let Some(s) = st.sessions.get_mut(&session) {
+            s.holding = false;
+        }
+        st.pump_session(session);
+    }
+
+    fn open_session(
+        &self,
+        identity: &str,
+        roles: &[String],
+        name: &str,
+        types: &[String],
+        capacity: usize,
+        holding: bool,
+    ) -> Result<(u64, mpsc::UnboundedReceiver<ToWorker>), DispatchError> {
         if types.is_empty() {
             return Err(DispatchError::Invalid(
                 "a worker must offer at least one job type".into(),
@@ -239,6 +275,7 @@ impl Dispatcher {
                 tx,
                 last_seen: Instant::now(),
                 connected: SystemTime::now(),
+                holding,
             },
         );
         for t in types {
@@ -554,7 +591,7 @@ impl Dispatcher {
             return Vec::new();
         }
         let mut free: std::collections::BTreeMap<&String, usize> = Default::default();
-        for s in st.sessions.values() {
+        for s in st.sessions.values().filter(|s| !s.holding) {
             for t in &s.types {
                 *free.entry(t).or_default() += s.capacity.saturating_sub(s.leased.len());
             }

@@ -20,6 +20,8 @@ pub(super) struct Session {
     pub tx: mpsc::UnboundedSender<ToWorker>,
     pub last_seen: Instant,
     pub connected: SystemTime,
+    /// Nothing new is handed out yet (its re-attached tasks come first).
+    pub holding: bool,
 }
 
 pub(super) struct Task {
@@ -126,7 +128,9 @@ impl State {
             let Some(session) = self
                 .sessions
                 .iter()
-                .filter(|(_, s)| s.types.contains(job_type) && s.leased.len() < s.capacity)
+                .filter(|(_, s)| {
+                    s.types.contains(job_type) && !s.holding && s.leased.len() < s.capacity
+                })
                 .min_by_key(|(sid, s)| (s.leased.len(), **sid))
                 .map(|(sid, _)| *sid)
             else {

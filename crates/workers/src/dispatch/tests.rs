@@ -493,3 +493,26 @@ async fn a_relayed_result_is_acknowledged_only_once_recorded() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_session_opened_holding_gets_nothing_new_until_it_hands_out() {
+    let d = dispatcher();
+    let (run, _) = start(&d, "ping");
+    while d.waiting().is_empty() {
+        tokio::task::yield_now().await;
+    }
+    let (s, mut rx) = d
+        .connect_holding("token:w1", &[], "w1", &["ping".into()], 1)
+        .unwrap();
+    assert!(d.room().is_empty(), "no room counted while it holds");
+    tokio::task::yield_now().await;
+    assert!(
+        rx.try_recv().is_err(),
+        "held back: its re-attached tasks come first"
+    );
+    d.hand_out(s);
+    let t = next_task(&mut rx).await;
+    d.complete("token:w1", &t.lease_id, TaskResult::Done(Outputs::new()))
+        .unwrap();
+    assert!(run.await.unwrap().is_ok());
+}
