@@ -12,6 +12,7 @@ use crate::sql::{self, PgResult};
 use crate::writer::NOW_US;
 use deadpool_postgres::Transaction;
 use interlock_core::{LogLine, Micros};
+use interlock_store::backend::micros;
 use interlock_store::board::{apply, reattach as reattach_row, release as release_row};
 use interlock_store::{BoardReport, BoardTask, FeedItem, Lease, OwnerAct, Result, TaskKey};
 use std::time::Duration;
@@ -51,11 +52,6 @@ fn item(t: &BoardTask) -> FeedItem {
         job_type: t.job_type.clone(),
         open: t.claimed_by.is_none() && t.result.is_none() && t.cancel.is_none(),
     }
-}
-
-/// `d` in microseconds, for SQL.
-fn us(d: Duration) -> i64 {
-    interlock_store::board::micros(d)
 }
 
 fn ids(k: &TaskKey) -> (i32, i32) {
@@ -153,7 +149,13 @@ pub async fn claim(
     let mut got: Vec<BoardTask> = sql::query(
         &tx,
         &sql,
-        &[&replica, &types, &(limit as i64), &us(ttl), &lease_prefix],
+        &[
+            &replica,
+            &types,
+            &(limit as i64),
+            &micros(ttl),
+            &lease_prefix,
+        ],
     )
     .await
     .map_err(backend)?
@@ -184,7 +186,7 @@ pub async fn renew(
          WHERE board.workflow_id = k.w AND board.block_idx = k.b AND board.job_idx = k.j
          AND claimed_by = $1 AND lost IS NULL AND claim_expires >= {NOW_US}"
     );
-    sql::execute(c, &sql, &[&replica, &us(ttl), &ws, &bs, &js])
+    sql::execute(c, &sql, &[&replica, &micros(ttl), &ws, &bs, &js])
         .await
         .map_err(backend)
         .map(|_| ())
@@ -228,7 +230,7 @@ pub async fn report(
         BoardReport::Lost { why, grace } => {
             t.lost = Some(why);
             // As long as a worker has to come back, from now.
-            t.claim_expires = t.now + us(grace);
+            t.claim_expires = t.now + micros(grace);
             vec![item(&t)]
         }
     };
@@ -306,7 +308,7 @@ pub async fn reattach(
     if t.claim_expires < t.now {
         return Ok(None);
     }
-    let until = t.now + us(ttl);
+    let until = t.now + micros(ttl);
     reattach_row(&mut t, replica, until);
     store_row(&tx, &t).await.map_err(backend)?;
     announce(&tx, &[item(&t)]).await.map_err(backend)?;

@@ -36,6 +36,7 @@ use interlock_core::{
     Approval, AuditEntry, AuditQuery, ListFilter, LogLine, LogQuery, Micros, Status, Summary,
     WorkflowRecord,
 };
+use interlock_store::backend::micros;
 use interlock_store::{
     BoardReport, BoardTask, BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch,
     InstanceInfo, InventoryMachine, InventorySite, Lease, Notice, OwnerAct, Pruned, RequestKind,
@@ -204,10 +205,6 @@ fn unexpected<T>() -> Result<T> {
     Err(StoreError::Backend(
         "the writer answered with the wrong outcome".into(),
     ))
-}
-
-fn micros(d: Duration) -> Micros {
-    d.as_micros() as Micros
 }
 
 #[async_trait]

@@ -35,6 +35,7 @@ use interlock_core::{
     Approval, AuditEntry, AuditQuery, Clock, ListFilter, LogLine, LogQuery, Micros, Status,
     Summary, WorkflowRecord,
 };
+use interlock_store::backend::micros;
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo,
     InventoryMachine, InventorySite, Lease, Notice, Pruned, RequestKind, Result, ScheduleRow,
@@ -335,10 +336,6 @@ impl ReadPool {
             idle.push(c);
         }
     }
-}
-
-fn micros(d: Duration) -> Micros {
-    d.as_micros() as Micros
 }
 
 #[async_trait]

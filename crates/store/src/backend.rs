@@ -99,3 +99,8 @@ pub fn workflows_named(changes: &[Change]) -> Vec<&str> {
     }
     ids
 }
+
+/// `d` in the store's microseconds (saturating).
+pub fn micros(d: std::time::Duration) -> interlock_core::Micros {
+    d.as_micros().min(i64::MAX as u128) as interlock_core::Micros
+}

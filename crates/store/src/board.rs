@@ -31,11 +31,6 @@
 use interlock_core::{LogLine, Micros};
 use std::time::Duration;
 
-/// `d` in the store's microseconds.
-pub fn micros(d: Duration) -> Micros {
-    d.as_micros().min(i64::MAX as u128) as Micros
-}
-
 /// Which job a task is an attempt of.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskKey {

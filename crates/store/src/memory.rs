@@ -9,6 +9,7 @@
 //! lines per trait method under one lock; split, the lock's reasoning would
 //! be spread over several files.
 
+use crate::backend::micros;
 use crate::{
     BoardReport, BoardTask, BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch,
     InstanceInfo, InventoryMachine, InventorySite, Lease, Notice, OwnerAct, Pruned, RequestKind,
@@ -104,10 +105,6 @@ fn open(t: &BoardTask) -> bool {
 /// Rows stamped with the store's clock when they were read.
 fn with_now(rows: impl IntoIterator<Item = BoardTask>, now: Micros) -> Vec<BoardTask> {
     rows.into_iter().map(|t| BoardTask { now, ..t }).collect()
-}
-
-fn micros(d: Duration) -> Micros {
-    d.as_micros() as Micros
 }
 
 impl State {
@@ -962,7 +959,7 @@ impl Store for MemStore {
             let st = &mut *st;
             let workflows = &st.workflows;
             let ended = |id: &str| workflows.get(id).is_none_or(|r| r.rec.status.is_terminal());
-            let until = now + crate::board::micros(ttl);
+            let until = now + micros(ttl);
             st.board
                 .claim(replica, types, limit, until, lease_prefix, ended)
         };
@@ -977,7 +974,7 @@ impl Store for MemStore {
         ttl: Duration,
     ) -> Result<Option<BoardTask>> {
         let now = self.clock.now();
-        let until = now + crate::board::micros(ttl);
+        let until = now + micros(ttl);
         let got = self.lock().board.reattach(lease, replica, now, until);
         self.publish(got.iter().map(task_item));
         Ok(with_now(got, now).pop())
@@ -985,7 +982,7 @@ impl Store for MemStore {
 
     async fn board_renew(&self, replica: &str, keys: &[TaskKey], ttl: Duration) -> Result<()> {
         let now = self.clock.now();
-        let until = now + crate::board::micros(ttl);
+        let until = now + micros(ttl);
         self.lock().board.renew(replica, keys, now, until);
         Ok(())
     }
@@ -1017,7 +1014,7 @@ impl Store for MemStore {
                 BoardReport::Lost { why, grace } => {
                     t.lost = Some(why);
                     // As long as a worker has to come back, from now.
-                    t.claim_expires = now + crate::board::micros(grace);
+                    t.claim_expires = now + micros(grace);
                 }
                 BoardReport::Lines { lines, keep } => {
                     let attempt = t.attempt;

@@ -564,7 +564,7 @@ impl Board {
                     open,
                 }) => {
                     self.wake(Some(&key));
-                    if open && self.claims.serves(&self.dispatcher, &job_type) {
+                    if open && self.dispatcher.online(&job_type) > 0 {
                         self.claims.kick();
                     }
                 }

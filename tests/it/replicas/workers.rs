@@ -71,11 +71,16 @@ impl Gate {
     }
 
     async fn runs_reach(&self, n: usize, what: &str) {
-        let deadline = Instant::now() + LIMIT;
-        while self.runs.load(Ordering::SeqCst) < n {
-            assert!(Instant::now() < deadline, "{what}: runs stayed below {n}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        reach(&self.runs, n, what).await;
+    }
+}
+
+/// Waits (at most `LIMIT`) until `counter` reaches `n`.
+async fn reach(counter: &AtomicUsize, n: usize, what: &str) {
+    let deadline = Instant::now() + LIMIT;
+    while counter.load(Ordering::SeqCst) < n {
+        assert!(Instant::now() < deadline, "{what}: stayed below {n}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -157,14 +162,7 @@ async fn a_worker_on_one_replica_runs_and_is_cancelled_for_another() {
         .await
         .expect("Cancel through replica 1");
     assert_eq!(resp.into_inner().status, Status::Cancelled as i32);
-    let deadline = Instant::now() + LIMIT;
-    while gate.cancelled.load(Ordering::SeqCst) < 1 {
-        assert!(
-            Instant::now() < deadline,
-            "the worker's handler never saw the cancel"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    reach(&gate.cancelled, 1, "the worker's handler saw the cancel").await;
     assert_eq!(gate.runs.load(Ordering::SeqCst), 2);
     stop.cancel();
 }

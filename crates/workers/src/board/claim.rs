@@ -1,5 +1,5 @@
 //! The claimer's side of the board: takes posted attempts for this
-//! replica's free workers, runs each through the local [`Dispatcher`] with
+//! replica's free workers, runs each through the local [`Dispatcher`](crate::dispatch::Dispatcher) with
 //! a context whose checkpoints and log lines go to the task's row (fenced
 //! by the claim), and reports how it ended.
 //!
@@ -15,7 +15,7 @@
 //! the worker re-attaches elsewhere.
 
 use super::{Board, Outcome, Side, Spec};
-use crate::dispatch::{Dispatcher, Relay, Relayed};
+use crate::dispatch::{Relay, Relayed};
 use async_trait::async_trait;
 use interlock_core::{LogLine, LogStream};
 use interlock_engine::{JobCtx, JobError, JobSink};
@@ -55,10 +55,6 @@ struct Held {
 }
 
 impl Claims {
-    pub fn serves(&self, d: &Dispatcher, job_type: &str) -> bool {
-        d.online(job_type) > 0
-    }
-
     pub async fn kicked(&self) {
         self.kick.notified().await
     }
