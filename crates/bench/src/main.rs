@@ -100,6 +100,10 @@ enum Scenario {
     /// interlockd child processes: SQLite beside PostgreSQL with 1 and 3
     /// replicas (Submit, end to end, e-stop across replicas, takeover).
     Replicas,
+    /// Only the end-to-end row of `replicas` (SQLite, PostgreSQL with 1 and
+    /// 3 replicas), `--runs` times alternately: the quick loop for work on
+    /// the per-workflow cost.
+    E2e,
     /// Submit latency while retention prunes a backlog of `--rows` old
     /// finished workflows, beside the same load with pruning off.
     Retention,
@@ -196,6 +200,10 @@ async fn main() -> anyhow::Result<()> {
             )
             .await?,
         );
+    }
+    if cli.scenarios.contains(&Scenario::E2e) {
+        let bin = replicas::interlockd_path(cli.interlockd.clone())?;
+        rows.extend(replicas::end_to_end_only(&bin, cli.count, cli.runs.max(1)).await?);
     }
     if cli.scenarios.contains(&Scenario::Board) {
         let bin = replicas::interlockd_path(cli.interlockd.clone())?;

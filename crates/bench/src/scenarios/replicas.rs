@@ -470,6 +470,23 @@ pub async fn replicas(bin: &Path, p: Params) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// The end-to-end row alone on each layout, `runs` rounds alternating the
+/// layouts (each on a fresh deployment), so they see the same machine.
+pub async fn end_to_end_only(bin: &Path, count: usize, runs: usize) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for _ in 0..runs {
+        for (backend, n) in [
+            (Backend::Sqlite, 1),
+            (Backend::Postgres, 1),
+            (Backend::Postgres, 3),
+        ] {
+            let d = Deployment::start(bin, backend, n, &[]).await?;
+            rows.push(end_to_end(&d, count).await?);
+        }
+    }
+    Ok(rows)
+}
+
 /// `count` one-job workflows submitted and executed through replica 0 by
 /// 32 clients: first with the job run in the server (`sleep 0`), then
 /// with a job that runs on 4 worker processes connected to replicas 1
