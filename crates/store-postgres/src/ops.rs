@@ -1,16 +1,21 @@
 //! The write-side SQL: what each write op does inside the writer's
 //! transaction, with the database's row locks making each read-then-write
 //! atomic against other replicas:
-//! - a compare-and-set locks the workflow row (`FOR UPDATE`);
-//! - a fenced write locks it shared (`FOR SHARE`), so a takeover (an
+//! - a compare-and-set is one conditional `UPDATE` of the workflow row
+//!   (which locks it); only when it misses is the row read, `FOR UPDATE`,
+//!   to say why;
+//! - a fenced write holds the row too (see [`changes`]), so a takeover (an
 //!   update of the same row) waits until the write committed, or the write
 //!   waits for the takeover and then finds its lease gone;
 //! - a bucket take locks the bucket's row;
 //! - claims skip rows other replicas are claiming (`SKIP LOCKED`).
 //!
+//! Statements of one op that do not depend on each other's results go out
+//! together ([`sql::in_order`]): one round trip instead of one each.
+//!
 //! Why one file over 600 lines: one function per write op, each a few
 //! statements; the locking rules above apply to all of them and read best
-//! in one place.
+//! in one place (the changes under a lease are in [`changes`]).
 
 use crate::sql;
 use deadpool_postgres::Transaction;
@@ -20,6 +25,10 @@ use interlock_store::{
     SharedStop, SlotOutcome, SlotRequest, StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
     workflow_event,
 };
+
+mod changes;
+pub use changes::{Abort, apply_change, check_lease, write};
+use changes::{Applied, Row, apply_one, fenced, row_of, terminal_cleanup};
 
 pub type PgResult<T> = Result<T, tokio_postgres::Error>;
 
@@ -92,35 +101,45 @@ pub async fn submit(
             return Ok(SubmitOutcome::Existing { id, content_hash });
         }
     }
-    sql::execute(
-        tx,
-        "INSERT INTO workflows (id, name, request, status, created, policy_version, submitted_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            &rec.id,
-            &rec.req.name,
-            &json(&rec.req),
-            &(rec.status as i32),
-            &rec.created,
-            &rec.policy_version,
-            &rec.submitted_by,
-        ],
-    )
-    .await?;
-    for (k, v) in &rec.req.labels {
+    // The rest touches distinct rows: one round trip.
+    let (request, status) = (json(&rec.req), rec.status as i32);
+    let carried: Vec<Change> = interlock_store::backend::carried_jobs(rec).collect();
+    let mut futs: Vec<sql::Pending<'_, ()>> = vec![Box::pin(async move {
         sql::execute(
             tx,
-            "INSERT INTO labels (workflow_id, key, value, created) VALUES ($1, $2, $3, $4)",
-            &[&rec.id, k, v, &rec.created],
+            "INSERT INTO workflows (id, name, request, status, created, policy_version, submitted_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &rec.id,
+                &rec.req.name,
+                &request,
+                &status,
+                &rec.created,
+                &rec.policy_version,
+                &rec.submitted_by,
+            ],
         )
-        .await?;
+        .await
+        .map(drop)
+    })];
+    for (k, v) in &rec.req.labels {
+        futs.push(Box::pin(async move {
+            sql::execute(
+                tx,
+                "INSERT INTO labels (workflow_id, key, value, created) VALUES ($1, $2, $3, $4)",
+                &[&rec.id, k, v, &rec.created],
+            )
+            .await
+            .map(drop)
+        }));
     }
-    for c in interlock_store::backend::carried_jobs(rec) {
-        apply_change(tx, &c).await?;
+    for c in &carried {
+        futs.push(Box::pin(async move { apply_change(tx, c).await.map(drop) }));
     }
     if let Some(a) = audit {
-        insert_audit(tx, a, &rec.id).await?;
+        futs.push(Box::pin(insert_audit(tx, a, &rec.id)));
     }
+    sql::all_in_order(futs).await?;
     Ok(SubmitOutcome::Inserted)
 }
 
@@ -174,34 +193,64 @@ pub async fn acquire(
     at: Micros,
     audit: Option<&AuditEntry>,
 ) -> PgResult<CasOutcome<Lease>> {
-    let epoch = match check_cas(tx, id, from, Some(owner), ctx.now).await? {
-        Ok(e) => e + 1,
-        Err(o) => return Ok(relabel(o)),
+    // The compare-and-set in one statement; only when it misses is the row
+    // read (and locked) to say why. It misses again only if the row moved
+    // on in between: that answer stands, as on any later read.
+    let epoch = match take_over(tx, id, from, owner, at, audit, ctx.now).await? {
+        Some(e) => e,
+        None => match check_cas(tx, id, from, Some(owner), ctx.now).await? {
+            Err(o) => return Ok(relabel(o)),
+            Ok(_) => match take_over(tx, id, from, owner, at, audit, ctx.now).await? {
+                Some(e) => e,
+                None => return Ok(CasOutcome::NotFound),
+            },
+        },
     };
-    let running = Status::Running as i32;
-    if from == Status::NotStarted {
-        let by = audit.map_or("", |a| a.identity.as_str());
-        sql::execute(
-            tx,
-            "UPDATE workflows SET status = $1, started = $2, executed_by = $3, owner = $4,
-             epoch = $5 WHERE id = $6",
-            &[&running, &at, &by, &owner, &epoch, &id],
-        )
-        .await?;
-    } else {
-        sql::execute(
-            tx,
-            "UPDATE workflows SET status = $1, reason = '', owner = $2, epoch = $3 WHERE id = $4",
-            &[&running, &owner, &epoch, &id],
-        )
-        .await?;
-    }
     if let Some(a) = audit {
         insert_audit(tx, a, id).await?;
     }
     let (item, lease) = interlock_store::backend::acquired(id, owner, epoch, ctx.now);
     ctx.items.push(item);
     Ok(CasOutcome::Done(lease))
+}
+
+/// Makes `owner` the owner of `id` (Running, next epoch) if it is in
+/// `from` and no other live instance owns it; the new epoch, or `None`.
+#[allow(clippy::too_many_arguments)]
+async fn take_over(
+    tx: &Transaction<'_>,
+    id: &str,
+    from: Status,
+    owner: &str,
+    at: Micros,
+    audit: Option<&AuditEntry>,
+    now: Micros,
+) -> PgResult<Option<i64>> {
+    let first_start = from == Status::NotStarted;
+    let by = audit.map_or("", |a| a.identity.as_str());
+    let row = sql::query_opt(
+        tx,
+        "UPDATE workflows w SET status = $1, owner = $2, epoch = w.epoch + 1,
+             started = CASE WHEN $3 THEN $4 ELSE w.started END,
+             executed_by = CASE WHEN $3 THEN $5 ELSE w.executed_by END,
+             reason = CASE WHEN $3 THEN w.reason ELSE '' END
+         WHERE w.id = $6 AND w.status = $7
+           AND (w.owner IS NULL OR w.owner = $2 OR NOT EXISTS
+                (SELECT 1 FROM instances i WHERE i.id = w.owner AND i.expires >= $8))
+         RETURNING w.epoch",
+        &[
+            &(Status::Running as i32),
+            &owner,
+            &first_start,
+            &at,
+            &by,
+            &id,
+            &(from as i32),
+            &now,
+        ],
+    )
+    .await?;
+    Ok(row.map(|r| r.get(0)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -218,243 +267,39 @@ pub async fn transition(
     if let Err(o) = check_cas(tx, id, from, None, ctx.now).await? {
         return Ok(o);
     }
-    for c in changes {
-        apply_change(tx, c).await?;
-        ctx.items.extend(c.feed_item(ctx.now));
+    // The row is locked: the rest in one round trip, or one statement at
+    // a time when a change writes the workflow's row too (its order with
+    // the status update must hold).
+    let status = to as i32;
+    let terminal = to.is_terminal();
+    let mut futs: Vec<sql::Pending<'_, Applied>> = changes
+        .iter()
+        .map(|c| Box::pin(apply_one(tx, c, None)) as sql::Pending<'_, Applied>)
+        .collect();
+    futs.push(Box::pin(async move {
+        sql::execute(
+            tx,
+            "UPDATE workflows SET status = $1, reason = $2, ended = COALESCE($3, ended),
+             owner = CASE WHEN $5 THEN NULL ELSE owner END WHERE id = $4",
+            &[&status, &reason, &ended, &id, &terminal],
+        )
+        .await
+        .map(|n| (n > 0, Vec::new()))
+    }));
+    if terminal {
+        futs.extend(terminal_cleanup(tx, id));
     }
-    sql::execute(
-        tx,
-        "UPDATE workflows SET status = $1, reason = $2, ended = COALESCE($3, ended),
-         owner = CASE WHEN $5 THEN NULL ELSE owner END WHERE id = $4",
-        &[&(to as i32), &reason, &ended, &id, &to.is_terminal()],
-    )
-    .await?;
-    if to.is_terminal() {
-        drop_slots(tx, id).await?;
-        cancel_tasks(tx, ctx, id).await?;
+    let together = !changes.iter().any(|c| row_of(c).0 == Row::Workflow);
+    for (i, r) in sql::run(futs, together).await.into_iter().enumerate() {
+        let (_, items) = r?;
+        if let Some(c) = changes.get(i) {
+            ctx.items.extend(c.feed_item(ctx.now));
+        }
+        ctx.items.extend(items);
     }
     ctx.items
         .push(FeedItem::Event(workflow_event(id, ctx.now, to, reason)));
     Ok(CasOutcome::Done(()))
-}
-
-/// `Err(Fenced)` unless `lease` is still the workflow's; holds the row
-/// shared until commit, so a takeover cannot slip in between.
-pub async fn check_lease(tx: &Transaction<'_>, lease: &Lease) -> PgResult<Result<(), StoreError>> {
-    let ok = sql::query_opt(
-        tx,
-        "SELECT 1 FROM workflows WHERE id = $1 AND owner = $2 AND epoch = $3 FOR SHARE",
-        &[&lease.workflow_id, &lease.owner, &lease.epoch],
-    )
-    .await?
-    .is_some();
-    Ok(if ok {
-        Ok(())
-    } else {
-        Err(StoreError::Fenced {
-            id: lease.workflow_id.clone(),
-            epoch: lease.epoch,
-        })
-    })
-}
-
-/// A change that matched nothing: its workflow does not exist.
-#[derive(Debug)]
-pub struct Missing;
-
-pub async fn write(
-    tx: &Transaction<'_>,
-    ctx: &mut Ctx,
-    lease: Option<&Lease>,
-    changes: &[Change],
-) -> PgResult<Result<Result<(), StoreError>, Missing>> {
-    if let Some(l) = lease
-        && let Err(e) = check_lease(tx, l).await?
-    {
-        return Ok(Ok(Err(e)));
-    }
-    if lease.is_none() {
-        // Row inserts (blocks, jobs) would not notice a missing workflow;
-        // under a lease, its check already proved the workflow exists.
-        for id in interlock_store::backend::workflows_named(changes) {
-            if sql::query_opt(tx, "SELECT 1 FROM workflows WHERE id = $1", &[&id])
-                .await?
-                .is_none()
-            {
-                return Ok(Err(Missing));
-            }
-        }
-    }
-    for c in changes {
-        if !apply_change(tx, c).await? {
-            return Ok(Err(Missing));
-        }
-        ctx.items.extend(c.feed_item(ctx.now));
-        if let Change::Workflow { id, status, .. } = c
-            && status.is_terminal()
-        {
-            cancel_tasks(tx, ctx, id).await?;
-        }
-    }
-    Ok(Ok(Ok(())))
-}
-
-/// A workflow that ended cancels whatever of it is still on the task
-/// board, in the same commit, so no replica runs on for it: a claimer
-/// stops its worker, a worker re-attaching is told to stop.
-async fn cancel_tasks(tx: &Transaction<'_>, ctx: &mut Ctx, id: &str) -> PgResult<()> {
-    let rows = sql::query(
-        tx,
-        "UPDATE board SET cancel = 'the workflow ended'
-         WHERE workflow_id = $1 AND cancel IS NULL AND result IS NULL
-         RETURNING block_idx, job_idx, job_type",
-        &[&id],
-    )
-    .await?;
-    ctx.items.extend(rows.iter().map(|r| FeedItem::Task {
-        key: interlock_store::TaskKey {
-            workflow_id: id.to_string(),
-            block: r.get::<_, i32>(0) as usize,
-            job: r.get::<_, i32>(1) as usize,
-        },
-        job_type: r.get(2),
-        open: false,
-    }));
-    Ok(())
-}
-
-/// Applies one change; false when it matched no row.
-pub async fn apply_change(tx: &Transaction<'_>, c: &Change) -> PgResult<bool> {
-    let n = match c {
-        Change::Workflow {
-            id,
-            status,
-            reason,
-            had_errors,
-            es_halt,
-            ended,
-        } => {
-            sql::execute(tx,
-                "UPDATE workflows SET status = $1, reason = $2, had_errors = $3, es_stopped = $4,
-                 ended = $5, owner = CASE WHEN $7 THEN NULL ELSE owner END WHERE id = $6",
-                &[&(*status as i32), reason, had_errors, &(es_halt.code() as i16), ended, id, &status.is_terminal()],
-            )
-            .await?
-        }
-        Change::WorkflowStatus { id, status, reason } => {
-            sql::execute(tx,
-                "UPDATE workflows SET status = $1, reason = $2 WHERE id = $3",
-                &[&(*status as i32), reason, id],
-            )
-            .await?
-        }
-        Change::WorkflowErrors { id } => {
-            sql::execute(tx, "UPDATE workflows SET had_errors = true WHERE id = $1", &[id])
-                .await?
-        }
-        Change::Checkpoint {
-            id,
-            block,
-            job,
-            state,
-        } => {
-            sql::execute(tx,
-                "INSERT INTO jobs (workflow_id, block_idx, idx, status, error, outputs, fatal,
-                 attempts, checkpoint) VALUES ($1, $2, $3, $4, '', '{}', false, '[]', $5)
-                 ON CONFLICT (workflow_id, block_idx, idx) DO UPDATE SET checkpoint = excluded.checkpoint",
-                &[
-                    id,
-                    &(*block as i32),
-                    &(*job as i32),
-                    &(Status::Running as i32),
-                    state,
-                ],
-            )
-            .await?
-        }
-        Change::Block { id, block, rec } => {
-            sql::execute(tx,
-                "INSERT INTO blocks (workflow_id, idx, status, has_error, failures, started, ended)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (workflow_id, idx) DO UPDATE SET status = excluded.status,
-                 has_error = excluded.has_error, failures = excluded.failures,
-                 started = excluded.started, ended = excluded.ended",
-                &[
-                    id,
-                    &(*block as i32),
-                    &(rec.status as i32),
-                    &rec.has_error,
-                    &(rec.failures as i32),
-                    &rec.started,
-                    &rec.ended,
-                ],
-            )
-            .await?
-        }
-        Change::Job {
-            id,
-            block,
-            job,
-            rec,
-        } => {
-            sql::execute(tx,
-                "INSERT INTO jobs (workflow_id, block_idx, idx, status, error, outputs, started,
-                 ended, fatal, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT (workflow_id, block_idx, idx) DO UPDATE SET status = excluded.status,
-                 error = excluded.error, outputs = excluded.outputs, started = excluded.started,
-                 ended = excluded.ended, fatal = excluded.fatal, attempts = excluded.attempts",
-                &[
-                    id,
-                    &(*block as i32),
-                    &(*job as i32),
-                    &(rec.status as i32),
-                    &rec.error,
-                    &json(&rec.outputs),
-                    &rec.started,
-                    &rec.ended,
-                    &rec.fatal,
-                    &json(&rec.attempts),
-                ],
-            )
-            .await?
-        }
-        Change::ReleaseSlots { id, block, job } => {
-            sql::execute(
-                tx,
-                "DELETE FROM limit_slots WHERE workflow_id = $1 AND block_idx = $2 AND job_idx = $3",
-                &[id, &(*block as i32), &(*job as i32)],
-            )
-            .await?;
-            // Matching no row is fine: the job held none.
-            return Ok(true);
-        }
-        Change::Log {
-            id,
-            block,
-            job,
-            attempt,
-            lines,
-            keep,
-        } => {
-            let lines: Vec<_> = lines.iter().map(|l| (l.n as i64, l)).collect();
-            let last = lines.iter().map(|(n, _)| *n).max().unwrap_or(0);
-            let floor = (last - i64::from(*keep)).max(0);
-            put_lines(tx, id, (*block, *job, *attempt), &lines, floor).await?;
-            return Ok(true);
-        }
-    };
-    if let Change::Workflow { id, status, .. } = c
-        && status.is_terminal()
-    {
-        drop_slots(tx, id).await?;
-    }
-    Ok(n > 0)
-}
-
-/// Drops every slot row of a workflow that ended.
-async fn drop_slots(tx: &Transaction<'_>, id: &str) -> PgResult<()> {
-    sql::execute(tx, "DELETE FROM limit_slots WHERE workflow_id = $1", &[&id]).await?;
-    Ok(())
 }
 
 /// Decides a request for limit slots; see [`interlock_store::slots`].
@@ -525,17 +370,15 @@ pub async fn acquire_slots(
     Ok(Ok(out))
 }
 
+/// Gives the workflow up, if `lease` is still its own.
 pub async fn release(tx: &Transaction<'_>, lease: &Lease) -> PgResult<Result<(), StoreError>> {
-    if let Err(e) = check_lease(tx, lease).await? {
-        return Ok(Err(e));
-    }
-    sql::execute(
+    let n = sql::execute(
         tx,
-        "UPDATE workflows SET owner = NULL WHERE id = $1",
-        &[&lease.workflow_id],
+        "UPDATE workflows SET owner = NULL WHERE id = $1 AND owner = $2 AND epoch = $3",
+        &[&lease.workflow_id, &lease.owner, &lease.epoch],
     )
     .await?;
-    Ok(Ok(()))
+    Ok(if n == 1 { Ok(()) } else { Err(fenced(lease)) })
 }
 
 /// Claims up to `limit` running workflows without a live owner, skipping

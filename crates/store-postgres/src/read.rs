@@ -16,15 +16,30 @@ pub use interlock_store::backend::{backend, corrupt, status_of};
 
 /// One workflow with every recorded block and job change applied.
 pub async fn load(c: &impl GenericClient, id: &str) -> Result<Option<WorkflowRecord>> {
-    let Some(row) = sql::query_opt(
-        c,
-        "SELECT request, status, reason, had_errors, es_stopped, created, started, ended,
-             policy_version, submitted_by, executed_by, owner FROM workflows WHERE id = $1",
-        &[&id],
+    // The three reads go out together: one round trip.
+    let params: sql::Params<'_> = &[&id];
+    let (row, blocks, jobs) = futures::try_join!(
+        sql::query_opt(
+            c,
+            "SELECT request, status, reason, had_errors, es_stopped, created, started, ended,
+                 policy_version, submitted_by, executed_by, owner FROM workflows WHERE id = $1",
+            params,
+        ),
+        sql::query(
+            c,
+            "SELECT idx, status, has_error, failures, started, ended FROM blocks
+                 WHERE workflow_id = $1",
+            params,
+        ),
+        sql::query(
+            c,
+            "SELECT block_idx, idx, status, error, outputs, started, ended, fatal, attempts,
+                 checkpoint FROM jobs WHERE workflow_id = $1",
+            params,
+        ),
     )
-    .await
-    .map_err(backend)?
-    else {
+    .map_err(backend)?;
+    let Some(row) = row else {
         return Ok(None);
     };
     let req: WorkReq = serde_json::from_str(row.get::<_, &str>(0)).map_err(|e| corrupt(id, e))?;
@@ -38,15 +53,7 @@ pub async fn load(c: &impl GenericClient, id: &str) -> Result<Option<WorkflowRec
     rec.submitted_by = row.get(9);
     rec.executed_by = row.get(10);
     rec.owner = row.get(11);
-    for row in sql::query(
-        c,
-        "SELECT idx, status, has_error, failures, started, ended FROM blocks
-             WHERE workflow_id = $1",
-        &[&id],
-    )
-    .await
-    .map_err(backend)?
-    {
+    for row in blocks {
         let idx: i32 = row.get(0);
         let b: &mut BlockRecord = rec
             .blocks
@@ -58,15 +65,7 @@ pub async fn load(c: &impl GenericClient, id: &str) -> Result<Option<WorkflowRec
         b.started = row.get(4);
         b.ended = row.get(5);
     }
-    for row in sql::query(
-        c,
-        "SELECT block_idx, idx, status, error, outputs, started, ended, fatal, attempts,
-             checkpoint FROM jobs WHERE workflow_id = $1",
-        &[&id],
-    )
-    .await
-    .map_err(backend)?
-    {
+    for row in jobs {
         let (bi, ji): (i32, i32) = (row.get(0), row.get(1));
         let j: &mut JobRecord = rec
             .blocks

@@ -4,6 +4,9 @@
 //! round trip, on every call with SQL text).
 
 use deadpool_postgres::GenericClient;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
@@ -32,4 +35,67 @@ pub async fn query_opt<C: GenericClient>(
 ) -> PgResult<Option<Row>> {
     let st = c.prepare_cached(sql).await?;
     c.query_opt(&st, params).await
+}
+
+/// A statement's future, boxed so that different statements can be
+/// pipelined together.
+pub type Pending<'a, T> = Pin<Box<dyn Future<Output = PgResult<T>> + Send + 'a>>;
+
+/// Runs `futs` concurrently on one connection and waits for all of them
+/// (an error does not cut the others short). They are first polled in
+/// list order, and a statement whose plan is cached is sent on its first
+/// poll, so the database runs them in list order, in one round trip. What
+/// must hold for that: each future's first statement is already in the
+/// connection's cache; a statement prepared on the way goes out later
+/// (still after every earlier one in the list, but maybe after later ones).
+pub async fn in_order<T>(mut futs: Vec<Pending<'_, T>>) -> Vec<PgResult<T>> {
+    let mut out: Vec<Option<PgResult<T>>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(r) => *o = Some(r),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.expect("every future ran to completion"))
+        .collect()
+}
+
+/// [`in_order`], failing with the first error.
+pub async fn all_in_order<T>(futs: Vec<Pending<'_, T>>) -> PgResult<Vec<T>> {
+    in_order(futs).await.into_iter().collect()
+}
+
+/// Runs `futs` one after another, stopping after the first error.
+pub async fn one_by_one<T>(futs: Vec<Pending<'_, T>>) -> Vec<PgResult<T>> {
+    let mut out = Vec::with_capacity(futs.len());
+    for f in futs {
+        let r = f.await;
+        let failed = r.is_err();
+        out.push(r);
+        if failed {
+            break;
+        }
+    }
+    out
+}
+
+/// [`in_order`] when `together`, else [`one_by_one`].
+pub async fn run<T>(futs: Vec<Pending<'_, T>>, together: bool) -> Vec<PgResult<T>> {
+    if together {
+        in_order(futs).await
+    } else {
+        one_by_one(futs).await
+    }
 }

@@ -10,7 +10,7 @@
 //! alone.
 
 use crate::feed;
-use crate::ops::{self, Ctx, Missing};
+use crate::ops::{self, Abort, Ctx};
 use crate::sql;
 use deadpool_postgres::Transaction;
 use interlock_core::{Approval, AuditEntry, Micros, Status, WorkflowRecord};
@@ -97,6 +97,8 @@ pub enum Outcome {
 enum OpError {
     Pg(tokio_postgres::Error),
     Missing,
+    /// Refused, after its statements ran: rolled back, then answered.
+    Refused(StoreError),
 }
 
 impl From<tokio_postgres::Error> for OpError {
@@ -105,9 +107,12 @@ impl From<tokio_postgres::Error> for OpError {
     }
 }
 
-impl From<Missing> for OpError {
-    fn from(_: Missing) -> Self {
-        OpError::Missing
+impl From<Abort> for OpError {
+    fn from(a: Abort) -> Self {
+        match a {
+            Abort::Missing => OpError::Missing,
+            Abort::Refused(e) => OpError::Refused(e),
+        }
     }
 }
 
@@ -141,7 +146,8 @@ impl Op {
                 ops::transition(tx, ctx, id, *from, *to, reason, *ended, changes).await?,
             ),
             Op::Write { lease, changes } => {
-                Outcome::Refusable(ops::write(tx, ctx, lease.as_ref(), changes).await??)
+                ops::write(tx, ctx, lease.as_ref(), changes).await??;
+                Outcome::Refusable(Ok(()))
             }
             Op::Release(lease) => Outcome::Refusable(ops::release(tx, lease).await?),
             Op::Claim { owner, limit } => {
@@ -250,6 +256,7 @@ async fn commit_batch(pool: &deadpool_postgres::Pool, batch: Vec<Queued>) {
         let r = match run_tx(&mut client, &[&q.op]).await {
             Ok(mut v) => Ok(v.pop().unwrap_or(Outcome::Unit)),
             Err(OpError::Missing) => Err(backend("a change names a workflow that does not exist")),
+            Err(OpError::Refused(e)) => Ok(Outcome::Refusable(Err(e))),
             Err(OpError::Pg(e)) => Err(backend(e)),
         };
         let _ = q.reply.send(r);
@@ -260,6 +267,7 @@ fn describe(e: &OpError) -> String {
     match e {
         OpError::Pg(e) => e.to_string(),
         OpError::Missing => "a change names a workflow that does not exist".into(),
+        OpError::Refused(e) => e.to_string(),
     }
 }
 

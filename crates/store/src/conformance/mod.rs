@@ -79,6 +79,7 @@ pub async fn run_all(h: &dyn Harness) {
         writes_are_atomic_and_ordered,
         writes_touch_only_what_they_may,
         fencing_refuses_a_superseded_lease,
+        a_refused_write_lands_nothing,
         a_terminal_status_ends_ownership,
         instances_lapse_and_cannot_come_back,
         orphans_are_claimed_once,

@@ -42,6 +42,75 @@ pub async fn fencing_refuses_a_superseded_lease(h: &dyn Harness) {
     ));
 }
 
+/// A refused write lands nothing of what it carried, whether it ends the
+/// workflow or not, and whatever it shares a commit with: writes racing it
+/// under live leases all land.
+pub async fn a_refused_write_lands_nothing(h: &dyn Harness) {
+    let s = h.store().await;
+    let a = instance(s.as_ref(), "i-a").await;
+    let stale = running(s.as_ref(), 1, &a).await;
+    let w = id(1);
+    s.write(Some(&stale), vec![job(&w, 0, 0, Status::Running)])
+        .await
+        .unwrap();
+    h.advance(TTL * 2).await;
+    let b = instance(s.as_ref(), "i-b").await;
+    assert_eq!(s.claim_orphans(&b, 10).await.unwrap().len(), 1);
+    let mut live = Vec::new();
+    for n in 2..12 {
+        live.push(running(s.as_ref(), n, &b).await);
+    }
+    let end = |w: &str| Change::Workflow {
+        id: w.to_string(),
+        status: Status::Completed,
+        reason: String::new(),
+        had_errors: false,
+        es_halt: interlock_core::EsMode::Go,
+        ended: Some(9),
+    };
+    let block = |w: &str| Change::Block {
+        id: w.to_string(),
+        block: 0,
+        rec: interlock_core::BlockRecord {
+            status: Status::Completed,
+            ..interlock_core::BlockRecord::new(2)
+        },
+    };
+    // Both shapes of a stale write (with and without the workflow's own
+    // row), each racing ten good ones, several rounds.
+    for round in 0..3 {
+        let stale_changes = if round % 2 == 0 {
+            vec![job(&w, 0, 0, Status::Completed), block(&w), end(&w)]
+        } else {
+            vec![job(&w, 0, 0, Status::Failed), block(&w)]
+        };
+        let mut writes = tokio::task::JoinSet::new();
+        let (st, stale) = (s.clone(), stale.clone());
+        writes.spawn(async move { (true, st.write(Some(&stale), stale_changes).await) });
+        for l in &live {
+            let (st, l) = (s.clone(), l.clone());
+            let change = job(&l.workflow_id, 0, round % 2, Status::Running);
+            writes.spawn(async move { (false, st.write(Some(&l), vec![change]).await) });
+        }
+        while let Some(done) = writes.join_next().await {
+            match done.unwrap() {
+                (true, r) => assert!(matches!(r, Err(StoreError::Fenced { .. })), "{r:?}"),
+                (false, r) => r.unwrap(),
+            }
+        }
+    }
+    let rec = s.get(&w).await.unwrap().unwrap();
+    assert_eq!(rec.status, Status::Running, "the stale end did not land");
+    assert_eq!(rec.owner.as_deref(), Some(b.as_str()));
+    assert_eq!(rec.blocks[0].status, Status::NotStarted);
+    assert_eq!(rec.blocks[0].jobs[0].status, Status::Running);
+    for l in &live {
+        let rec = s.get(&l.workflow_id).await.unwrap().unwrap();
+        let jobs: Vec<Status> = rec.blocks[0].jobs.iter().map(|j| j.status).collect();
+        assert_eq!(jobs, [Status::Running, Status::Running]);
+    }
+}
+
 /// Recording a terminal status ends ownership in the same commit, whether
 /// the owner wrote it or a compare-and-set did: no release is needed and a
 /// later write under the old lease is refused.
