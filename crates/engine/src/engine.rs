@@ -30,8 +30,10 @@ pub use approvals::ApprovalTally;
 pub use dry_run::{BucketNeed, DryRun};
 mod executor;
 mod follow;
+mod fresh;
 mod inputs;
 mod instance;
+mod job_run;
 mod job_start;
 mod lifecycle;
 mod logs;
@@ -317,6 +319,8 @@ struct Inner {
     /// whoever tells approvers (the notifier).
     approval_requests: tokio::sync::broadcast::Sender<(String, String)>,
     logs: logs::Shipper,
+    /// Records just submitted here, for the Exec that follows.
+    fresh: fresh::Fresh,
 }
 
 /// The engine. Cheap to clone.
@@ -355,6 +359,7 @@ impl Engine {
             instance,
             health: Mutex::new(StoreHealth::default()),
             approval_requests: tokio::sync::broadcast::Sender::new(1024),
+            fresh: fresh::Fresh::default(),
         });
         let engine = Self { inner };
         engine.spawn_peer_tasks(estop);
@@ -481,6 +486,7 @@ impl Engine {
                         .approval_requests
                         .send((id.clone(), rec.req.name.clone()));
                 }
+                inner.fresh.keep(rec);
                 Ok(id)
             }
             SubmitOutcome::Existing { id, content_hash } if content_hash == hash => Ok(id),
@@ -541,7 +547,11 @@ impl Engine {
         if inner.draining.is_cancelled() {
             return Err(EngineError::ShuttingDown);
         }
-        let mut rec = self.status(id).await?;
+        let mut rec = match inner.fresh.take(id) {
+            // No approval asked for now: nothing more to read (see fresh.rs).
+            Some(rec) if self.approval_rules(&rec).is_empty() => rec,
+            _ => self.status(id).await?,
+        };
         if !matches!(rec.status, Status::NotStarted | Status::AwaitingApproval) {
             return Err(EngineError::AlreadyStarted {
                 id: rec.id,
