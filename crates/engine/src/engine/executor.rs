@@ -8,7 +8,15 @@
 //!
 //! A block's end is committed with whatever comes next: the next block's
 //! start, or the workflow's end. Nothing happens in between, and one commit
-//! fewer per block is what a stop of thousands of runs waits for.
+//! fewer per block is what a stop of thousands of runs waits for. Two more
+//! folds of the same kind: the end of the job that ends a block last goes
+//! with the block's end (a job holding limit slots records its end at once,
+//! so that whoever waits for them hears), and the first block's start goes
+//! with its first job's start (unless limits are configured: the job may
+//! wait for slots); the next job starts only once that is committed. A
+//! block whose jobs take inputs commits what came before it first, because
+//! the inputs are read from what is committed. A one-job workflow is so
+//! recorded in four commits: submit, start, job start, end.
 //!
 //! Recording: every transition is committed with the run's lease. A write
 //! the store refuses because the lease moved stops the run without
@@ -19,12 +27,10 @@
 //! failure.
 
 use super::active::{Active, Cause};
+use super::job_run::StartWith;
 use super::{Inner, StoreHealth};
-use crate::job::{JobCtx, JobError, JobSink};
-use async_trait::async_trait;
-use interlock_core::{Attempt, BlockRecord, EsMode, JobRecord, Status, WorkflowRecord};
-use interlock_store::{Change, Lease, Store, StoreError};
-use rand::Rng;
+use interlock_core::{BlockRecord, EsMode, Status, WorkflowRecord};
+use interlock_store::{Change, Lease, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,59 +42,18 @@ use tracing::Instrument;
 const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Mutable state of the block being run, shared with its job tasks.
-struct BlockRun {
-    failures: u32,
-    has_error: bool,
-    halted: Option<String>,
+pub(super) struct BlockRun {
+    pub(super) failures: u32,
+    pub(super) has_error: bool,
+    pub(super) halted: Option<String>,
     /// Jobs that came back Interrupted (their worker was lost and they are
     /// not safe to re-run): the workflow waits for an operator.
-    held: Vec<String>,
-}
-
-/// Checkpoints and log lines of one job attempt, written under the run's
-/// lease.
-struct Sink {
-    store: Arc<dyn Store>,
-    lease: Lease,
-    block: usize,
-    job: usize,
-    instance: Arc<super::instance::Instance>,
-    log: super::logs::AttemptLog,
-    clock: Arc<dyn interlock_core::Clock>,
-}
-
-#[async_trait]
-impl JobSink for Sink {
-    async fn checkpoint(&self, state: String) -> Result<(), JobError> {
-        self.store
-            .write(
-                Some(&self.lease),
-                vec![Change::Checkpoint {
-                    id: self.lease.workflow_id.clone(),
-                    block: self.block,
-                    job: self.job,
-                    state,
-                }],
-            )
-            .await
-            .map_err(|e| JobError::new(format!("cannot save checkpoint: {e}")))
-    }
-
-    fn holds_lease(&self) -> bool {
-        self.instance.holds(&self.lease).is_ok()
-    }
-
-    fn lease(&self) -> Option<interlock_store::Lease> {
-        Some(self.lease.clone())
-    }
-
-    fn log(&self, stream: interlock_core::LogStream, text: &str) {
-        self.log.line(self.clock.as_ref(), stream, text);
-    }
-
-    async fn flush_logs(&self) {
-        self.log.flush().await;
-    }
+    pub(super) held: Vec<String>,
+    /// Jobs of the block not run yet, nor ended; the one that brings it to
+    /// 0 ended last, and its end is committed with the block's.
+    pub(super) unended: usize,
+    /// That last job's end.
+    pub(super) last_end: Vec<Change>,
 }
 
 impl Inner {
@@ -209,12 +174,19 @@ impl Inner {
             }
             // A block whose jobs take inputs runs on a copy of the record
             // with them filled in, so limits, buckets, checks and the job
-            // itself all see the values.
-            let (block_rec, unresolved) =
-                match rec.req.blocks[bi].jobs.iter().any(|j| !j.inputs.is_empty()) {
-                    true => self.with_inputs(&rec, bi).await,
-                    false => (rec.clone(), Arc::default()),
-                };
+            // itself all see the values. They are read from what is
+            // committed: the last block's end goes first.
+            let takes_inputs = rec.req.blocks[bi].jobs.iter().any(|j| !j.inputs.is_empty());
+            if takes_inputs
+                && !ended.is_empty()
+                && !self.persist(&active, std::mem::take(&mut ended)).await
+            {
+                break;
+            }
+            let (block_rec, unresolved) = match takes_inputs {
+                true => self.with_inputs(&rec, bi).await,
+                false => (rec.clone(), Arc::default()),
+            };
             let (run, end) = self
                 .clone()
                 .run_block(
@@ -256,7 +228,7 @@ impl Inner {
             (Some(c @ Cause::Cancelled(_)), _) => (Status::Cancelled, c.describe()),
             (Some(c), _) => (Status::Failed, c.describe()),
             (None, _) if !held.is_empty() => {
-                self.hold(&id, &active, had_errors, &held).await;
+                self.hold(&id, &active, had_errors, &held, ended).await;
                 return;
             }
             (None, Some(reason)) => (Status::Failed, reason),
@@ -293,7 +265,14 @@ impl Inner {
     /// Pauses a run whose jobs came back Interrupted and gives up its
     /// lease, so an operator's ResolveJob can resume it from any instance
     /// (what recovery does for jobs a crash interrupted).
-    async fn hold(&self, id: &str, active: &Active, had_errors: bool, held: &[String]) {
+    async fn hold(
+        &self,
+        id: &str,
+        active: &Active,
+        had_errors: bool,
+        held: &[String],
+        mut ended: Vec<Change>,
+    ) {
         let reason = format!(
             "awaiting an operator decision: {} interrupted; use ResolveJob to retry, skip or cancel",
             held.join(", ")
@@ -309,7 +288,8 @@ impl Inner {
             es_halt: EsMode::Go,
             ended: None,
         };
-        if self.persist(active, vec![change]).await
+        ended.push(change);
+        if self.persist(active, ended).await
             && let Err(e) = self.store.release(active.lease()).await
         {
             tracing::warn!(workflow = %id, error = %e, "cannot release the lease of a held workflow; it lapses");
@@ -325,8 +305,9 @@ impl Inner {
     }
 
     /// Runs block `bi`, committing `before` with its start. Returns how it
-    /// went and the block's end, which the caller commits (none when the
-    /// run can no longer record here).
+    /// went and the block's end, with the end of the job that ended last,
+    /// which the caller commits with whatever comes next (nothing happens
+    /// in between; none when the run can no longer record here).
     async fn run_block(
         self: Arc<Self>,
         rec: &Arc<WorkflowRecord>,
@@ -334,7 +315,7 @@ impl Inner {
         active: &Arc<Active>,
         mut before: Vec<Change>,
         unresolved: Arc<HashMap<usize, String>>,
-    ) -> (BlockRun, Option<Change>) {
+    ) -> (BlockRun, Vec<Change>) {
         let block = &rec.req.blocks[bi];
         let mut brec = rec.blocks[bi].clone();
         brec.status = Status::Running;
@@ -345,6 +326,8 @@ impl Inner {
             has_error: failures > 0,
             halted: halt_reason(rec, bi),
             held: Vec::new(),
+            unended: brec.jobs.iter().filter(|j| !j.status.is_terminal()).count(),
+            last_end: Vec::new(),
         }));
         let block_change = |brec: &BlockRecord| Change::Block {
             id: rec.id.clone(),
@@ -352,14 +335,22 @@ impl Inner {
             rec: brec.clone(),
         };
         before.push(block_change(&brec));
-        if !self.persist(active, before).await {
+        // A block with nothing to commit before it (the first) records its
+        // start with its first job's, one commit fewer, unless a limit may
+        // hold that job back (the block would look not started meanwhile).
+        let mut start = None;
+        if before.len() == 1 && self.opts.concurrency.defs().is_empty() {
+            start = Some(before);
+        } else if !self.persist(active, before).await {
             let run = BlockRun {
                 failures: 0,
                 has_error: false,
                 halted: None,
                 held: Vec::new(),
+                unended: 0,
+                last_end: Vec::new(),
             };
-            return (run, None);
+            return (run, Vec::new());
         }
         let sem = Arc::new(Semaphore::new(block.concurrency()));
         let mut tasks = JoinSet::new();
@@ -397,30 +388,50 @@ impl Inner {
             let prior = brec.jobs[ji].clone();
             let span = tracing::info_span!("job", block = bi, job = ji,
                 name = %interlock_core::Escaped(&block.jobs[ji].name));
+            // The block's start rides with this job's; the next job waits
+            // until it is recorded, so no job shows Running in a block
+            // that does not. Handed back unwritten if the job never starts.
+            let (with, back) = match start.take() {
+                Some(changes) => {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    (Some(StartWith { changes, back: tx }), Some(rx))
+                }
+                None => (None, None),
+            };
             tasks.spawn(
                 async move {
-                    this.run_job(&rec, (bi, ji), (prior, unresolved), &active, &shared)
+                    this.run_job(&rec, (bi, ji), (prior, unresolved), with, &active, &shared)
                         .await;
                     drop(permit);
                 }
                 .instrument(span),
             );
+            if let Some(rx) = back {
+                start = rx.await.ok().flatten();
+            }
         }
+        // Never written (no job started): the block's end, which carries
+        // its start time, says it all.
+        drop(start);
         while tasks.join_next().await.is_some() {}
 
-        let run = {
-            let s = shared.lock().expect("block lock");
+        let mut run = {
+            let mut s = shared.lock().expect("block lock");
             BlockRun {
                 failures: s.failures,
                 has_error: s.has_error,
                 halted: s.halted.clone(),
                 held: s.held.clone(),
+                unended: s.unended,
+                last_end: std::mem::take(&mut s.last_end),
             }
         };
+        let mut end = std::mem::take(&mut run.last_end);
         let status = match active.cause().map(|c| c.cut_status()) {
-            Some(None) => return (run, None), // unrecorded: leave the block as it was
-            // Held for an operator: the block resumes after ResolveJob.
-            None if !run.held.is_empty() => return (run, None),
+            Some(None) => return (run, Vec::new()), // unrecorded: leave the block as it was
+            // Held for an operator: the block resumes after ResolveJob
+            // (the last job's end, if any, is still recorded).
+            None if !run.held.is_empty() => return (run, end),
             Some(Some(cut)) if !run.has_error => cut,
             _ if run.has_error => Status::Failed,
             _ => Status::Completed,
@@ -429,207 +440,8 @@ impl Inner {
         brec.failures = run.failures;
         brec.has_error = run.has_error;
         brec.ended = Some(self.opts.clock.now());
-        (run, Some(block_change(&brec)))
-    }
-
-    pub(super) fn job_ctx(
-        &self,
-        rec: &WorkflowRecord,
-        bi: usize,
-        ji: usize,
-        active: &Active,
-        jr: &JobRecord,
-    ) -> JobCtx {
-        let attempt = jr.attempts.len() as u32 + 1;
-        JobCtx {
-            workflow_id: rec.id.clone(),
-            workflow_name: rec.req.name.clone(),
-            block: bi,
-            job: ji,
-            attempt,
-            cancel: active.token.child_token(),
-            detaching: active.detach.clone(),
-            checkpoint: jr.checkpoint.clone(),
-            traceparent: self
-                .opts
-                .job_traceparent
-                .as_ref()
-                .and_then(|hook| hook())
-                .or_else(|| crate::job::traceparent_in(&rec.req.trace_id, &rec.id, bi, ji)),
-            operator_retry: jr.error == super::recovery::RETRIED_BY_OPERATOR,
-            sink: Some(Arc::new(Sink {
-                store: self.store.clone(),
-                lease: active.lease().clone(),
-                block: bi,
-                job: ji,
-                instance: self.instance.clone(),
-                log: self.logs.attempt(active.lease().clone(), bi, ji, attempt),
-                clock: self.opts.clock.clone(),
-            })),
-        }
-    }
-
-    /// Runs job `ji` of block `bi` from its `prior` record; `unresolved`
-    /// says why its inputs could not be filled in (it then fails).
-    async fn run_job(
-        &self,
-        rec: &WorkflowRecord,
-        (bi, ji): (usize, usize),
-        (prior, unresolved): (JobRecord, Option<String>),
-        active: &Active,
-        shared: &Mutex<BlockRun>,
-    ) {
-        let spec = &rec.req.blocks[bi].jobs[ji];
-        let key = |jr: JobRecord| Change::Job {
-            id: rec.id.clone(),
-            block: bi,
-            job: ji,
-            rec: jr,
-        };
-        let Some((holds_slots, mut jr)) = self.start_job(rec, bi, ji, &prior, active).await else {
-            return;
-        };
-        metrics::counter!("interlock_jobs_started_total", "job" => spec.name.clone()).increment(1);
-        // Only a job known to be safe to repeat is retried; an unknown
-        // type is not.
-        let idempotent = self.runner.safe_to_repeat(spec);
-        let max_attempts = spec.retry.as_ref().map_or(1, |r| r.max_attempts.max(1));
-        let result = loop {
-            if active.token.is_cancelled() {
-                break Err(JobError::cancelled());
-            }
-            let ctx = self.job_ctx(rec, bi, ji, active, &jr);
-            let number = ctx.attempt;
-            let started = self.opts.clock.now();
-            if let Some(why) = &unresolved {
-                break Err(JobError::new(why.clone()));
-            }
-            let run = self
-                .runner
-                .run(&ctx, spec)
-                .instrument(tracing::debug_span!("attempt", number));
-            let r = match spec.timeout {
-                Some(t) if !t.is_zero() => tokio::select! {
-                    r = run => r,
-                    _ = tokio::time::sleep(t) => {
-                        ctx.cancel.cancel();
-                        Err(JobError::new(format!("timed out after {}s", t.as_secs_f64())).retryable())
-                    }
-                },
-                _ => run.await,
-            };
-            // Its lines before its end: a reader that sees the job end has
-            // seen everything it logged.
-            ctx.flush_logs().await;
-            jr.attempts.push(Attempt {
-                number,
-                started,
-                ended: Some(self.opts.clock.now()),
-                error: r
-                    .as_ref()
-                    .err()
-                    .map(|e| e.message.clone())
-                    .unwrap_or_default(),
-            });
-            match r {
-                Err(e)
-                    if e.retryable
-                        && idempotent
-                        && number < max_attempts
-                        && !active.token.is_cancelled() =>
-                {
-                    if !self.persist(active, vec![key(jr.clone())]).await {
-                        return;
-                    }
-                    let wait = backoff(spec.retry.as_ref().expect("max_attempts > 1"), number);
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = active.token.cancelled() => {}
-                    }
-                }
-                other => break other,
-            }
-        };
-
-        // A job that ended after this process's lease lapsed (a pause, a
-        // partition) may already run elsewhere: its outcome is the new
-        // owner's to find out (recovery), not ours to record.
-        if let Err(why) = self.instance.holds(active.lease()) {
-            active.stop(Cause::Unrecorded(why));
-            return;
-        }
-        jr.ended = Some(self.opts.clock.now());
-        let mut changes = Vec::with_capacity(3);
-        match result {
-            Ok(outputs) => {
-                jr.status = Status::Completed;
-                jr.outputs = outputs;
-            }
-            Err(e) if active.token.is_cancelled() => {
-                let cause = active.cause();
-                match cause.as_ref().and_then(|c| c.cut_status()) {
-                    None => return, // unrecorded stop: leave the job "Running"
-                    Some(cut) => {
-                        jr.status = cut;
-                        jr.error = format!(
-                            "{}: {}",
-                            e.message,
-                            cause.map(|c| c.describe()).unwrap_or_default()
-                        );
-                    }
-                }
-            }
-            Err(e) if e.interrupted => {
-                jr.status = Status::Interrupted;
-                jr.error = e.message.clone();
-                shared
-                    .lock()
-                    .expect("block lock")
-                    .held
-                    .push(format!("block {bi} job {ji} ({})", spec.name));
-                // Its limit slots stay taken until an operator decides, as
-                // after a crash: the effect may still be under way.
-                self.persist(active, vec![key(jr)]).await;
-                return;
-            }
-            Err(e) => {
-                jr.status = Status::Failed;
-                jr.error = e.message.clone();
-                jr.fatal = e.fatal;
-                let mut s = shared.lock().expect("block lock");
-                s.failures += 1;
-                s.has_error = true;
-                let block = &rec.req.blocks[bi];
-                let what = format!("block {bi} job {ji} ({}) failed: {}", spec.name, e.message);
-                if e.fatal {
-                    drop(s);
-                    active.stop(Cause::Fatal(format!(
-                        "{what} (fatal; the rest of the workflow was cancelled)"
-                    )));
-                } else if s.failures > block.tolerated_failures() && s.halted.is_none() {
-                    s.halted = Some(format!(
-                        "{what}; block {bi} allows {} failure(s) and had {}, so the workflow halted",
-                        block.tolerated_failures(),
-                        s.failures
-                    ));
-                }
-                changes.push(Change::WorkflowErrors { id: rec.id.clone() });
-            }
-        }
-        metrics::counter!("interlock_jobs_finished_total", "job" => spec.name.clone(), "status" => jr.status.as_str())
-            .increment(1);
-        changes.insert(0, key(jr));
-        if holds_slots {
-            changes.push(Change::ReleaseSlots {
-                id: rec.id.clone(),
-                block: bi,
-                job: ji,
-            });
-        }
-        self.persist(active, changes).await;
-        if holds_slots {
-            self.opts.concurrency.freed();
-        }
+        end.push(block_change(&brec));
+        (run, end)
     }
 }
 
@@ -660,21 +472,4 @@ fn recorded_failures(br: &BlockRecord) -> u32 {
         .iter()
         .filter(|j| j.status == Status::Failed)
         .count() as u32
-}
-
-/// Exponential backoff with equal jitter: half fixed, half random.
-fn backoff(r: &interlock_core::RetryPolicy, attempt: u32) -> Duration {
-    let base = if r.initial_backoff.is_zero() {
-        Duration::from_millis(100)
-    } else {
-        r.initial_backoff
-    };
-    let cap = if r.max_backoff.is_zero() {
-        Duration::from_secs(60)
-    } else {
-        r.max_backoff
-    };
-    let exp = base.saturating_mul(1u32 << (attempt - 1).min(20)).min(cap);
-    let half = exp / 2;
-    half + half.mul_f64(rand::rng().random::<f64>())
 }

@@ -15,16 +15,16 @@ use interlock_core::{JobRecord, Status, WorkflowRecord};
 use interlock_store::Change;
 
 impl Inner {
-    /// Waits until job `ji` of block `bi` may start and records it Running.
-    /// `Some((holds limit slots, its record))` once started; `None` when it
-    /// must not start.
+    /// Waits until job `ji` of block `bi` may start and records it Running,
+    /// with `extra` (taken when the record is attempted). `Some((holds limit
+    /// slots, its record))` once started; `None` when it must not start.
     pub(super) async fn start_job(
         &self,
         rec: &WorkflowRecord,
-        bi: usize,
-        ji: usize,
+        (bi, ji): (usize, usize),
         prior: &JobRecord,
         active: &Active,
+        extra: &mut Option<Vec<Change>>,
     ) -> Option<(bool, JobRecord)> {
         let key = |jr: JobRecord| Change::Job {
             id: rec.id.clone(),
@@ -99,7 +99,9 @@ impl Inner {
                 started: prior.started.or(Some(self.opts.clock.now())),
                 ..prior.clone()
             };
-            if !self.persist(active, vec![key(jr.clone())]).await {
+            let mut changes = extra.take().unwrap_or_default();
+            changes.push(key(jr.clone()));
+            if !self.persist(active, changes).await {
                 return None;
             }
             return Some((holds, jr));

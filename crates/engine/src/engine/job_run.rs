@@ -1,0 +1,311 @@
+//! Running one job of a block: its start (see `job_start`), its attempts
+//! (retried with backoff while it is safe to repeat), and the record of its
+//! end, under the run's lease. A job records its end and the block's
+//! failure count before its permit is released (see `executor`); the
+//! block's last job leaves its end to be committed with the block's.
+
+use super::Inner;
+use super::active::{Active, Cause};
+use super::executor::BlockRun;
+use crate::job::{JobCtx, JobError, JobSink};
+use async_trait::async_trait;
+use interlock_core::{Attempt, JobRecord, Status, WorkflowRecord};
+use interlock_store::{Change, Lease, Store};
+use rand::Rng;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::Instrument;
+
+/// Changes to commit with a job's start, and where to hand them back if
+/// the job never starts.
+pub(super) struct StartWith {
+    pub(super) changes: Vec<Change>,
+    pub(super) back: tokio::sync::oneshot::Sender<Option<Vec<Change>>>,
+}
+
+/// Checkpoints and log lines of one job attempt, written under the run's
+/// lease.
+struct Sink {
+    store: Arc<dyn Store>,
+    lease: Lease,
+    block: usize,
+    job: usize,
+    instance: Arc<super::instance::Instance>,
+    log: super::logs::AttemptLog,
+    clock: Arc<dyn interlock_core::Clock>,
+}
+
+#[async_trait]
+impl JobSink for Sink {
+    async fn checkpoint(&self, state: String) -> Result<(), JobError> {
+        self.store
+            .write(
+                Some(&self.lease),
+                vec![Change::Checkpoint {
+                    id: self.lease.workflow_id.clone(),
+                    block: self.block,
+                    job: self.job,
+                    state,
+                }],
+            )
+            .await
+            .map_err(|e| JobError::new(format!("cannot save checkpoint: {e}")))
+    }
+
+    fn holds_lease(&self) -> bool {
+        self.instance.holds(&self.lease).is_ok()
+    }
+
+    fn lease(&self) -> Option<interlock_store::Lease> {
+        Some(self.lease.clone())
+    }
+
+    fn log(&self, stream: interlock_core::LogStream, text: &str) {
+        self.log.line(self.clock.as_ref(), stream, text);
+    }
+
+    async fn flush_logs(&self) {
+        self.log.flush().await;
+    }
+}
+
+impl Inner {
+    pub(super) fn job_ctx(
+        &self,
+        rec: &WorkflowRecord,
+        bi: usize,
+        ji: usize,
+        active: &Active,
+        jr: &JobRecord,
+    ) -> JobCtx {
+        let attempt = jr.attempts.len() as u32 + 1;
+        JobCtx {
+            workflow_id: rec.id.clone(),
+            workflow_name: rec.req.name.clone(),
+            block: bi,
+            job: ji,
+            attempt,
+            cancel: active.token.child_token(),
+            detaching: active.detach.clone(),
+            checkpoint: jr.checkpoint.clone(),
+            traceparent: self
+                .opts
+                .job_traceparent
+                .as_ref()
+                .and_then(|hook| hook())
+                .or_else(|| crate::job::traceparent_in(&rec.req.trace_id, &rec.id, bi, ji)),
+            operator_retry: jr.error == super::recovery::RETRIED_BY_OPERATOR,
+            sink: Some(Arc::new(Sink {
+                store: self.store.clone(),
+                lease: active.lease().clone(),
+                block: bi,
+                job: ji,
+                instance: self.instance.clone(),
+                log: self.logs.attempt(active.lease().clone(), bi, ji, attempt),
+                clock: self.opts.clock.clone(),
+            })),
+        }
+    }
+
+    /// Runs job `ji` of block `bi` from its `prior` record; `unresolved`
+    /// says why its inputs could not be filled in (it then fails); `with`
+    /// is committed with its start.
+    pub(super) async fn run_job(
+        &self,
+        rec: &WorkflowRecord,
+        (bi, ji): (usize, usize),
+        (prior, unresolved): (JobRecord, Option<String>),
+        with: Option<StartWith>,
+        active: &Active,
+        shared: &Mutex<BlockRun>,
+    ) {
+        let spec = &rec.req.blocks[bi].jobs[ji];
+        let key = |jr: JobRecord| Change::Job {
+            id: rec.id.clone(),
+            block: bi,
+            job: ji,
+            rec: jr,
+        };
+        let (mut extra, back) = match with {
+            Some(w) => (Some(w.changes), Some(w.back)),
+            None => (None, None),
+        };
+        let started = self
+            .start_job(rec, (bi, ji), &prior, active, &mut extra)
+            .await;
+        if let Some(back) = back {
+            let _ = back.send(extra);
+        }
+        let Some((holds_slots, mut jr)) = started else {
+            return;
+        };
+        metrics::counter!("interlock_jobs_started_total", "job" => spec.name.clone()).increment(1);
+        // Only a job known to be safe to repeat is retried; an unknown
+        // type is not.
+        let idempotent = self.runner.safe_to_repeat(spec);
+        let max_attempts = spec.retry.as_ref().map_or(1, |r| r.max_attempts.max(1));
+        let result = loop {
+            if active.token.is_cancelled() {
+                break Err(JobError::cancelled());
+            }
+            let ctx = self.job_ctx(rec, bi, ji, active, &jr);
+            let number = ctx.attempt;
+            let started = self.opts.clock.now();
+            if let Some(why) = &unresolved {
+                break Err(JobError::new(why.clone()));
+            }
+            let run = self
+                .runner
+                .run(&ctx, spec)
+                .instrument(tracing::debug_span!("attempt", number));
+            let r = match spec.timeout {
+                Some(t) if !t.is_zero() => tokio::select! {
+                    r = run => r,
+                    _ = tokio::time::sleep(t) => {
+                        ctx.cancel.cancel();
+                        Err(JobError::new(format!("timed out after {}s", t.as_secs_f64())).retryable())
+                    }
+                },
+                _ => run.await,
+            };
+            // Its lines before its end: a reader that sees the job end has
+            // seen everything it logged.
+            ctx.flush_logs().await;
+            jr.attempts.push(Attempt {
+                number,
+                started,
+                ended: Some(self.opts.clock.now()),
+                error: r
+                    .as_ref()
+                    .err()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default(),
+            });
+            match r {
+                Err(e)
+                    if e.retryable
+                        && idempotent
+                        && number < max_attempts
+                        && !active.token.is_cancelled() =>
+                {
+                    if !self.persist(active, vec![key(jr.clone())]).await {
+                        return;
+                    }
+                    let wait = backoff(spec.retry.as_ref().expect("max_attempts > 1"), number);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = active.token.cancelled() => {}
+                    }
+                }
+                other => break other,
+            }
+        };
+
+        // A job that ended after this process's lease lapsed (a pause, a
+        // partition) may already run elsewhere: its outcome is the new
+        // owner's to find out (recovery), not ours to record.
+        if let Err(why) = self.instance.holds(active.lease()) {
+            active.stop(Cause::Unrecorded(why));
+            return;
+        }
+        jr.ended = Some(self.opts.clock.now());
+        let mut changes = Vec::with_capacity(3);
+        match result {
+            Ok(outputs) => {
+                jr.status = Status::Completed;
+                jr.outputs = outputs;
+            }
+            Err(e) if active.token.is_cancelled() => {
+                let cause = active.cause();
+                match cause.as_ref().and_then(|c| c.cut_status()) {
+                    None => return, // unrecorded stop: leave the job "Running"
+                    Some(cut) => {
+                        jr.status = cut;
+                        jr.error = format!(
+                            "{}: {}",
+                            e.message,
+                            cause.map(|c| c.describe()).unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            Err(e) if e.interrupted => {
+                jr.status = Status::Interrupted;
+                jr.error = e.message.clone();
+                shared
+                    .lock()
+                    .expect("block lock")
+                    .held
+                    .push(format!("block {bi} job {ji} ({})", spec.name));
+                // Its limit slots stay taken until an operator decides, as
+                // after a crash: the effect may still be under way.
+                self.persist(active, vec![key(jr)]).await;
+                return;
+            }
+            Err(e) => {
+                jr.status = Status::Failed;
+                jr.error = e.message.clone();
+                jr.fatal = e.fatal;
+                let mut s = shared.lock().expect("block lock");
+                s.failures += 1;
+                s.has_error = true;
+                let block = &rec.req.blocks[bi];
+                let what = format!("block {bi} job {ji} ({}) failed: {}", spec.name, e.message);
+                if e.fatal {
+                    drop(s);
+                    active.stop(Cause::Fatal(format!(
+                        "{what} (fatal; the rest of the workflow was cancelled)"
+                    )));
+                } else if s.failures > block.tolerated_failures() && s.halted.is_none() {
+                    s.halted = Some(format!(
+                        "{what}; block {bi} allows {} failure(s) and had {}, so the workflow halted",
+                        block.tolerated_failures(),
+                        s.failures
+                    ));
+                }
+                changes.push(Change::WorkflowErrors { id: rec.id.clone() });
+            }
+        }
+        metrics::counter!("interlock_jobs_finished_total", "job" => spec.name.clone(), "status" => jr.status.as_str())
+            .increment(1);
+        changes.insert(0, key(jr));
+        if holds_slots {
+            changes.push(Change::ReleaseSlots {
+                id: rec.id.clone(),
+                block: bi,
+                job: ji,
+            });
+        } else {
+            // The block's last job: its end goes with the block's, one
+            // commit fewer (a job with limit slots records its end at once,
+            // so that whoever waits for a slot is told).
+            let mut s = shared.lock().expect("block lock");
+            s.unended -= 1;
+            if s.unended == 0 {
+                s.last_end = changes;
+                return;
+            }
+        }
+        self.persist(active, changes).await;
+        if holds_slots {
+            self.opts.concurrency.freed();
+        }
+    }
+}
+
+/// Exponential backoff with equal jitter: half fixed, half random.
+fn backoff(r: &interlock_core::RetryPolicy, attempt: u32) -> Duration {
+    let base = if r.initial_backoff.is_zero() {
+        Duration::from_millis(100)
+    } else {
+        r.initial_backoff
+    };
+    let cap = if r.max_backoff.is_zero() {
+        Duration::from_secs(60)
+    } else {
+        r.max_backoff
+    };
+    let exp = base.saturating_mul(1u32 << (attempt - 1).min(20)).min(cap);
+    let half = exp / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}
