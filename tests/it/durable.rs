@@ -53,6 +53,30 @@ async fn a_restart_resumes_without_rerunning_completed_jobs() {
     );
 }
 
+/// A job that finishes while the server drains for shutdown is recorded
+/// as done (even the last of its block, whose end otherwise waits for the
+/// block's): the next start does not take it for interrupted.
+#[tokio::test]
+async fn a_job_that_ends_during_the_shutdown_drain_is_recorded_done() {
+    let mut s = TestServer::start().await;
+    let c = s.client().await;
+    let id = c
+        .submit(req::work("x", vec![req::block(1, vec![unsafe_probe(100)])]))
+        .await
+        .unwrap();
+    c.exec(&id).await.unwrap();
+    eventually("unsafe job running", || async {
+        !s.unsafe_probe.starts_of(&id).is_empty()
+    })
+    .await;
+    s.restart().await;
+    let c = s.client().await;
+    let st = wait_final(&c, &id).await;
+    assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
+    assert_eq!(st.blocks[0].jobs[0].status, Status::Completed as i32);
+    assert_eq!(s.unsafe_probe.starts_of(&id).len(), 1, "ran once");
+}
+
 async fn interrupted(s: &mut TestServer) -> String {
     let c = s.client().await;
     let id = c

@@ -1,9 +1,10 @@
 //! The write-side SQL: what each write op does inside the writer's
 //! transaction, with the database's row locks making each read-then-write
 //! atomic against other replicas:
-//! - a compare-and-set is one conditional `UPDATE` of the workflow row
-//!   (which locks it); only when it misses is the row read, `FOR UPDATE`,
-//!   to say why;
+//! - Exec's compare-and-set (`acquire`) is one conditional `UPDATE` of the
+//!   workflow row (which locks it); only when it misses is the row read,
+//!   `FOR UPDATE`, to say why; the other compare-and-sets (`transition`)
+//!   read it `FOR UPDATE` first;
 //! - a fenced write holds the row too (see [`changes`]), so a takeover (an
 //!   update of the same row) waits until the write committed, or the write
 //!   waits for the takeover and then finds its lease gone;
@@ -200,6 +201,8 @@ pub async fn acquire(
         Some(e) => e,
         None => match check_cas(tx, id, from, Some(owner), ctx.now).await? {
             Err(o) => return Ok(relabel(o)),
+            // The read found it takeable and holds the row locked: the
+            // update, on the same conditions and clock, matches now.
             Ok(_) => match take_over(tx, id, from, owner, at, audit, ctx.now).await? {
                 Some(e) => e,
                 None => return Ok(CasOutcome::NotFound),
@@ -289,7 +292,10 @@ pub async fn transition(
     if terminal {
         futs.extend(terminal_cleanup(tx, id));
     }
-    let together = !changes.iter().any(|c| row_of(c).0 == Row::Workflow);
+    let mut rows = std::collections::HashSet::new();
+    let together = changes
+        .iter()
+        .all(|c| row_of(c).0 != Row::Workflow && rows.insert(row_of(c)));
     for (i, r) in sql::run(futs, together).await.into_iter().enumerate() {
         let (_, items) = r?;
         if let Some(c) = changes.get(i) {

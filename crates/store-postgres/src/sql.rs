@@ -48,25 +48,31 @@ pub type Pending<'a, T> = Pin<Box<dyn Future<Output = PgResult<T>> + Send + 'a>>
 /// must hold for that: each future's first statement is already in the
 /// connection's cache; a statement prepared on the way goes out later
 /// (still after every earlier one in the list, but maybe after later ones).
+/// Hand-written because `join_all` gives no polling order past 30 futures;
+/// after the first round they are driven as a `FuturesUnordered` (a wake
+/// polls only the future it is for, so thousands of statements, a clone's
+/// carried jobs, cost no quadratic re-polling).
 pub async fn in_order<T>(mut futs: Vec<Pending<'_, T>>) -> Vec<PgResult<T>> {
+    use futures::StreamExt;
     let mut out: Vec<Option<PgResult<T>>> = futs.iter().map(|_| None).collect();
     std::future::poll_fn(|cx| {
-        let mut pending = false;
         for (f, o) in futs.iter_mut().zip(out.iter_mut()) {
-            if o.is_none() {
-                match f.as_mut().poll(cx) {
-                    Poll::Ready(r) => *o = Some(r),
-                    Poll::Pending => pending = true,
-                }
+            if let Poll::Ready(r) = f.as_mut().poll(cx) {
+                *o = Some(r);
             }
         }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
+        Poll::Ready(())
     })
     .await;
+    let mut rest: futures::stream::FuturesUnordered<_> = futs
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| out[*i].is_none())
+        .map(|(i, f)| async move { (i, f.await) })
+        .collect();
+    while let Some((i, r)) = rest.next().await {
+        out[i] = Some(r);
+    }
     out.into_iter()
         .map(|o| o.expect("every future ran to completion"))
         .collect()

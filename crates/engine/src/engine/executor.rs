@@ -10,8 +10,11 @@
 //! start, or the workflow's end. Nothing happens in between, and one commit
 //! fewer per block is what a stop of thousands of runs waits for. Two more
 //! folds of the same kind: the end of the job that ends a block last goes
-//! with the block's end (a job holding limit slots records its end at once,
-//! so that whoever waits for them hears), and the first block's start goes
+//! with the block's end (not in a block where a job holds limit slots: such
+//! jobs record their ends at once, so that whoever waits for the slots
+//! hears, and the count of jobs left then never reaches the last one; nor
+//! once the run is stopping; and a run stopped unrecorded still records
+//! what ended while it holds the lease), and the first block's start goes
 //! with its first job's start (unless limits are configured: the job may
 //! wait for slots); the next job starts only once that is committed. A
 //! block whose jobs take inputs commits what came before it first, because
@@ -219,6 +222,7 @@ impl Inner {
         let (status, reason) = match (active.cause(), halted) {
             (Some(Cause::Unrecorded(why)), _) => {
                 tracing::warn!(workflow = %id, why = %interlock_core::Escaped(&why), "workflow left unfinished here");
+                self.record_ended(&active, ended).await;
                 self.retire(&id, &active);
                 return;
             }
@@ -296,6 +300,17 @@ impl Inner {
         }
         drop(finishing);
         self.retire(id, active);
+    }
+
+    /// Records what ended but was left for a later commit (a block's end,
+    /// its last job's) when the run stops unrecorded, as long as this
+    /// process still holds the lease: a job that completed must not look
+    /// interrupted to the next owner (who would re-run or hold it). With
+    /// the lease gone, it is the next owner's to find out, as for any job.
+    async fn record_ended(&self, active: &Active, ended: Vec<Change>) {
+        if !ended.is_empty() && self.instance.holds(active.lease()).is_ok() {
+            self.persist(active, ended).await;
+        }
     }
 
     /// The run is over: forget it and wake whoever waits for its end.
@@ -428,9 +443,13 @@ impl Inner {
         };
         let mut end = std::mem::take(&mut run.last_end);
         let status = match active.cause().map(|c| c.cut_status()) {
-            Some(None) => return (run, Vec::new()), // unrecorded: leave the block as it was
-            // Held for an operator: the block resumes after ResolveJob
-            // (the last job's end, if any, is still recorded).
+            // Unrecorded (shutdown, lease lost): leave the block as it was,
+            // but a job that ended did end.
+            Some(None) => {
+                self.record_ended(active, end).await;
+                return (run, Vec::new());
+            }
+            // Held for an operator: the block resumes after ResolveJob.
             None if !run.held.is_empty() => return (run, end),
             Some(Some(cut)) if !run.has_error => cut,
             _ if run.has_error => Status::Failed,

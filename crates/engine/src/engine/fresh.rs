@@ -2,13 +2,18 @@
 //! usually follows within milliseconds, so that Exec need not read back
 //! what it has in hand (three queries on PostgreSQL).
 //!
-//! Only a record submitted NotStarted is kept, and it is taken out on its
-//! first use. Why a kept record cannot let an Exec through that a fresh read
-//! would refuse: a NotStarted workflow changes only by leaving that status
-//! (Exec, Cancel, on any replica), and the Exec that uses the record still
-//! starts the run with the store's compare-and-set from NotStarted, which
-//! fails exactly as the read would have; approvals matter only if a policy
-//! asks for them, and then Exec reads the record as before.
+//! Only a small record submitted NotStarted is kept (at most [`KEPT`] of
+//! them, each under [`MAX_BYTES`] of request text, so the cache stays under
+//! 16 MiB), and it is taken out on its first use. Why a kept record cannot
+//! let an Exec through that a fresh read would refuse: a NotStarted
+//! workflow changes only by leaving that status (Exec, Cancel, on any
+//! replica), and the Exec that uses the record still starts the run with
+//! the store's compare-and-set from NotStarted, which refuses a started,
+//! cancelled or pruned one as well (the refusal may name another reason:
+//! the policies and the e-stop are asked first); approvals matter only if a
+//! policy asks for them, and then Exec reads the record as before. With
+//! authorization on, the server reads the record anyway (to check the
+//! caller's grant), so this saves a read only without it.
 
 use interlock_core::{Status, WorkflowRecord};
 use std::collections::{HashMap, VecDeque};
@@ -16,6 +21,26 @@ use std::sync::Mutex;
 
 /// How many records are kept; the oldest goes first.
 const KEPT: usize = 1024;
+/// The largest request kept, counted in the text of its jobs and labels.
+const MAX_BYTES: usize = 16 * 1024;
+
+/// About how much memory the request's text takes.
+fn size(rec: &WorkflowRecord) -> usize {
+    let jobs: usize = rec
+        .req
+        .blocks
+        .iter()
+        .flat_map(|b| &b.jobs)
+        .map(|j| {
+            j.name.len()
+                + j.desc.len()
+                + j.args.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+                + 64
+        })
+        .sum();
+    let labels: usize = rec.req.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+    rec.req.name.len() + jobs + labels
+}
 
 #[derive(Default)]
 pub(super) struct Fresh {
@@ -31,7 +56,7 @@ struct Kept {
 impl Fresh {
     /// Keeps `rec` (if NotStarted), forgetting the oldest beyond [`KEPT`].
     pub(super) fn keep(&self, rec: WorkflowRecord) {
-        if rec.status != Status::NotStarted {
+        if rec.status != Status::NotStarted || size(&rec) > MAX_BYTES {
             return;
         }
         let mut k = self.kept.lock().expect("fresh lock");
@@ -73,6 +98,10 @@ mod tests {
         f.keep(rec("a", Status::NotStarted));
         f.keep(rec("waiting", Status::AwaitingApproval));
         assert!(f.take("waiting").is_none(), "only NotStarted is kept");
+        let mut big = rec("big", Status::NotStarted);
+        big.req.name = "x".repeat(MAX_BYTES + 1);
+        f.keep(big);
+        assert!(f.take("big").is_none(), "only small ones are kept");
         assert_eq!(f.take("a").map(|r| r.id), Some("a".to_string()));
         assert!(f.take("a").is_none(), "taken once");
         for i in 0..=KEPT {

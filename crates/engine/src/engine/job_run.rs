@@ -278,10 +278,11 @@ impl Inner {
         } else {
             // The block's last job: its end goes with the block's, one
             // commit fewer (a job with limit slots records its end at once,
-            // so that whoever waits for a slot is told).
+            // so that whoever waits for a slot is told). Not once the run
+            // is stopping: the block's end may never be written.
             let mut s = shared.lock().expect("block lock");
             s.unended -= 1;
-            if s.unended == 0 {
+            if s.unended == 0 && active.cause().is_none() {
                 s.last_end = changes;
                 return;
             }

@@ -113,12 +113,24 @@ pub async fn write(
             Ok((row.is_some(), Vec::new()))
         }));
     }
-    futs.extend(changes.iter().enumerate().map(|(i, c)| {
-        let fence = (Some(i) == fencing).then_some(lease);
-        Box::pin(apply_one(tx, c, fence)) as sql::Pending<'_, Applied>
-    }));
     let mut rows = std::collections::HashSet::new();
     let together = changes.iter().all(|c| rows.insert(row_of(c)));
+    // The lease goes first: the check above, or the update that carries
+    // it (first in line when the changes go together, its statement
+    // prepared beforehand), so a stale write locks nothing else before it
+    // finds out.
+    let mut order: Vec<usize> = (0..changes.len()).collect();
+    if let Some(i) = fencing
+        && together
+    {
+        tx.prepare_cached(UPDATE_WORKFLOW).await?;
+        order.remove(i);
+        order.insert(0, i);
+    }
+    futs.extend(order.iter().map(|&i| {
+        let fence = (Some(i) == fencing).then_some(lease);
+        Box::pin(apply_one(tx, &changes[i], fence)) as sql::Pending<'_, Applied>
+    }));
     let mut results = sql::run(futs, together).await.into_iter();
     if fencing.is_none() {
         match results.next().expect("the check ran") {
@@ -127,15 +139,22 @@ pub async fn write(
             Err(e) => return Err(e),
         }
     }
-    let mut outcomes: Vec<PgResult<Applied>> = results.collect();
+    let mut outcomes: Vec<Option<PgResult<Applied>>> = changes.iter().map(|_| None).collect();
+    for (k, r) in results.enumerate() {
+        outcomes[order[k]] = Some(r);
+    }
     // The lease is judged first: a refused write may fail in other ways
     // too, and it is the refusal that matters.
     if let Some(i) = fencing
-        && matches!(outcomes.get(i), Some(Ok((false, _))))
+        && matches!(outcomes[i], Some(Ok((false, _))))
     {
         return Ok(Err(Abort::Refused(fenced(lease))));
     }
-    for (c, r) in changes.iter().zip(outcomes.drain(..)) {
+    for (c, r) in changes.iter().zip(outcomes) {
+        // Missing only after an error (one by one stops there): abort.
+        let Some(r) = r else {
+            return Ok(Err(Abort::Missing));
+        };
         let (matched, cancelled) = r?;
         if !matched {
             return Ok(Err(Abort::Missing));
@@ -182,7 +201,7 @@ pub(super) async fn apply_one(
 ) -> PgResult<Applied> {
     let apply = async move {
         match fence {
-            Some(lease) => update_workflow_fenced(tx, c, lease).await,
+            Some(lease) => update_workflow(tx, c, Some(lease)).await,
             None => apply_change(tx, c).await,
         }
     };
@@ -205,8 +224,19 @@ pub(super) async fn apply_one(
     }
 }
 
-/// A [`Change::Workflow`] that matches only while `lease` holds.
-async fn update_workflow_fenced(tx: &Transaction<'_>, c: &Change, lease: &Lease) -> PgResult<bool> {
+/// A [`Change::Workflow`]: with an owner and epoch, it matches only while
+/// that lease holds.
+const UPDATE_WORKFLOW: &str = "UPDATE workflows SET status = $1, reason = $2, had_errors = $3,
+     es_stopped = $4, ended = $5, owner = CASE WHEN $7 THEN NULL ELSE owner END
+     WHERE id = $6 AND ($8::text IS NULL OR (owner = $8 AND epoch = $9))";
+
+/// A [`Change::Workflow`]; with `lease`, it matches only while that lease
+/// holds.
+async fn update_workflow(
+    tx: &Transaction<'_>,
+    c: &Change,
+    lease: Option<&Lease>,
+) -> PgResult<bool> {
     let Change::Workflow {
         id,
         status,
@@ -216,13 +246,14 @@ async fn update_workflow_fenced(tx: &Transaction<'_>, c: &Change, lease: &Lease)
         ended,
     } = c
     else {
-        return apply_change(tx, c).await;
+        // Only ever called for one; matching nothing refuses, the safe way.
+        debug_assert!(false, "not a workflow change: {c:?}");
+        return Ok(false);
     };
+    let (owner, epoch) = lease.map(|l| (l.owner.as_str(), l.epoch)).unzip();
     let n = sql::execute(
         tx,
-        "UPDATE workflows SET status = $1, reason = $2, had_errors = $3, es_stopped = $4,
-         ended = $5, owner = CASE WHEN $7 THEN NULL ELSE owner END
-         WHERE id = $6 AND owner = $8 AND epoch = $9",
+        UPDATE_WORKFLOW,
         &[
             &(*status as i32),
             reason,
@@ -231,8 +262,8 @@ async fn update_workflow_fenced(tx: &Transaction<'_>, c: &Change, lease: &Lease)
             ended,
             id,
             &status.is_terminal(),
-            &lease.owner,
-            &lease.epoch,
+            &owner,
+            &epoch,
         ],
     )
     .await?;
@@ -282,21 +313,7 @@ async fn end_tasks(tx: &Transaction<'_>, id: &str) -> PgResult<Vec<FeedItem>> {
 /// Applies one change; false when it matched no row.
 pub async fn apply_change(tx: &Transaction<'_>, c: &Change) -> PgResult<bool> {
     let n = match c {
-        Change::Workflow {
-            id,
-            status,
-            reason,
-            had_errors,
-            es_halt,
-            ended,
-        } => {
-            sql::execute(tx,
-                "UPDATE workflows SET status = $1, reason = $2, had_errors = $3, es_stopped = $4,
-                 ended = $5, owner = CASE WHEN $7 THEN NULL ELSE owner END WHERE id = $6",
-                &[&(*status as i32), reason, had_errors, &(es_halt.code() as i16), ended, id, &status.is_terminal()],
-            )
-            .await?
-        }
+        Change::Workflow { .. } => return update_workflow(tx, c, None).await,
         Change::WorkflowStatus { id, status, reason } => {
             sql::execute(tx,
                 "UPDATE workflows SET status = $1, reason = $2 WHERE id = $3",
