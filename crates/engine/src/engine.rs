@@ -486,7 +486,12 @@ impl Engine {
                         .approval_requests
                         .send((id.clone(), rec.req.name.clone()));
                 }
-                inner.fresh.keep(rec);
+                // Only where reading it back is a round trip to a shared
+                // database: in process the read is cheap, and keeping
+                // records alive would cost memory for little.
+                if !inner.store.exclusive() {
+                    inner.fresh.keep(rec);
+                }
                 Ok(id)
             }
             SubmitOutcome::Existing { id, content_hash } if content_hash == hash => Ok(id),
