@@ -265,7 +265,7 @@ pub fn is_w3c_trace_id(s: &str) -> bool {
 }
 
 /// The bytes of every text in the request: what it costs to hold and store.
-fn request_bytes(req: &WorkReq) -> usize {
+pub fn request_bytes(req: &WorkReq) -> usize {
     let labels: usize = req.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
     let jobs: usize = req
         .blocks

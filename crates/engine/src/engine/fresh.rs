@@ -22,26 +22,9 @@ use std::sync::Mutex;
 
 /// How many records are kept; the oldest goes first.
 const KEPT: usize = 1024;
-/// The largest request kept, counted in the text of its jobs and labels.
+/// The largest request kept, counted in its text
+/// ([`interlock_core::validate::request_bytes`]).
 const MAX_BYTES: usize = 16 * 1024;
-
-/// About how much memory the request's text takes.
-fn size(rec: &WorkflowRecord) -> usize {
-    let jobs: usize = rec
-        .req
-        .blocks
-        .iter()
-        .flat_map(|b| &b.jobs)
-        .map(|j| {
-            j.name.len()
-                + j.desc.len()
-                + j.args.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
-                + 64
-        })
-        .sum();
-    let labels: usize = rec.req.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
-    rec.req.name.len() + jobs + labels
-}
 
 #[derive(Default)]
 pub(super) struct Fresh {
@@ -57,7 +40,9 @@ struct Kept {
 impl Fresh {
     /// Keeps `rec` (if NotStarted), forgetting the oldest beyond [`KEPT`].
     pub(super) fn keep(&self, rec: WorkflowRecord) {
-        if rec.status != Status::NotStarted || size(&rec) > MAX_BYTES {
+        if rec.status != Status::NotStarted
+            || interlock_core::validate::request_bytes(&rec.req) > MAX_BYTES
+        {
             return;
         }
         let mut k = self.kept.lock().expect("fresh lock");
