@@ -29,7 +29,7 @@ use interlock_store::{
 
 mod changes;
 pub use changes::{Abort, apply_change, check_lease, write};
-use changes::{Applied, Row, apply_one, fenced, row_of, terminal_cleanup};
+use changes::{Applied, Row, apply_one, distinct_rows, fenced, row_of, terminal_cleanup};
 
 pub type PgResult<T> = Result<T, tokio_postgres::Error>;
 
@@ -290,12 +290,9 @@ pub async fn transition(
         .map(|n| (n > 0, Vec::new()))
     }));
     if terminal {
-        futs.extend(terminal_cleanup(tx, id));
+        futs.push(terminal_cleanup(tx, id));
     }
-    let mut rows = std::collections::HashSet::new();
-    let together = changes
-        .iter()
-        .all(|c| row_of(c).0 != Row::Workflow && rows.insert(row_of(c)));
+    let together = distinct_rows(changes) && changes.iter().all(|c| row_of(c).0 != Row::Workflow);
     for (i, r) in sql::run(futs, together).await.into_iter().enumerate() {
         let (_, items) = r?;
         if let Some(c) = changes.get(i) {

@@ -45,6 +45,7 @@ use tracing::Instrument;
 const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(5);
 
 /// Mutable state of the block being run, shared with its job tasks.
+#[derive(Default)]
 pub(super) struct BlockRun {
     pub(super) failures: u32,
     pub(super) has_error: bool,
@@ -340,9 +341,8 @@ impl Inner {
             failures,
             has_error: failures > 0,
             halted: halt_reason(rec, bi),
-            held: Vec::new(),
             unended: brec.jobs.iter().filter(|j| !j.status.is_terminal()).count(),
-            last_end: Vec::new(),
+            ..BlockRun::default()
         }));
         let block_change = |brec: &BlockRecord| Change::Block {
             id: rec.id.clone(),
@@ -357,15 +357,7 @@ impl Inner {
         if before.len() == 1 && self.opts.concurrency.defs().is_empty() {
             start = Some(before);
         } else if !self.persist(active, before).await {
-            let run = BlockRun {
-                failures: 0,
-                has_error: false,
-                halted: None,
-                held: Vec::new(),
-                unended: 0,
-                last_end: Vec::new(),
-            };
-            return (run, Vec::new());
+            return (BlockRun::default(), Vec::new());
         }
         let sem = Arc::new(Semaphore::new(block.concurrency()));
         let mut tasks = JoinSet::new();
@@ -430,17 +422,8 @@ impl Inner {
         drop(start);
         while tasks.join_next().await.is_some() {}
 
-        let mut run = {
-            let mut s = shared.lock().expect("block lock");
-            BlockRun {
-                failures: s.failures,
-                has_error: s.has_error,
-                halted: s.halted.clone(),
-                held: s.held.clone(),
-                unended: s.unended,
-                last_end: std::mem::take(&mut s.last_end),
-            }
-        };
+        // Every job task has ended: the state is the block's alone now.
+        let mut run = std::mem::take(&mut *shared.lock().expect("block lock"));
         let mut end = std::mem::take(&mut run.last_end);
         let status = match active.cause().map(|c| c.cut_status()) {
             // Unrecorded (shutdown, lease lost): leave the block as it was,

@@ -82,6 +82,13 @@ pub(super) fn row_of(c: &Change) -> (Row, &str) {
     (row, c.workflow_id())
 }
 
+/// Whether no two of `changes` write the same row (so they may go out
+/// together in any order).
+pub(super) fn distinct_rows(changes: &[Change]) -> bool {
+    let mut rows = std::collections::HashSet::new();
+    changes.iter().all(|c| rows.insert(row_of(c)))
+}
+
 /// Applies `changes` under `lease` (or, without one, to workflows that
 /// must exist). Under a lease the check goes out first and every change
 /// right behind it, in one round trip: when the check fails, the changes
@@ -113,8 +120,7 @@ pub async fn write(
             Ok((row.is_some(), Vec::new()))
         }));
     }
-    let mut rows = std::collections::HashSet::new();
-    let together = changes.iter().all(|c| rows.insert(row_of(c)));
+    let together = distinct_rows(changes);
     // The lease goes first: the check above, or the update that carries
     // it (first in line when the changes go together, its statement
     // prepared beforehand), so a stale write locks nothing else before it
@@ -199,19 +205,14 @@ pub(super) async fn apply_one(
     c: &Change,
     fence: Option<&Lease>,
 ) -> PgResult<Applied> {
-    let apply = async move {
-        match fence {
-            Some(lease) => update_workflow(tx, c, Some(lease)).await,
-            None => apply_change(tx, c).await,
-        }
-    };
     match c {
         Change::Workflow { id, status, .. } if status.is_terminal() => {
-            let mut futs: Vec<sql::Pending<'_, Applied>> =
-                vec![Box::pin(
-                    async move { apply.await.map(|m| (m, Vec::new())) },
-                )];
-            futs.extend(terminal_cleanup(tx, id));
+            let futs: Vec<sql::Pending<'_, Applied>> = vec![
+                Box::pin(
+                    async move { update_workflow(tx, c, fence).await.map(|m| (m, Vec::new())) },
+                ),
+                terminal_cleanup(tx, id),
+            ];
             let mut matched = true;
             let mut items = Vec::new();
             for r in sql::all_in_order(futs).await? {
@@ -220,7 +221,8 @@ pub(super) async fn apply_one(
             }
             Ok((matched, items))
         }
-        _ => Ok((apply.await?, Vec::new())),
+        Change::Workflow { .. } => Ok((update_workflow(tx, c, fence).await?, Vec::new())),
+        _ => Ok((apply_change(tx, c).await?, Vec::new())),
     }
 }
 
@@ -271,14 +273,12 @@ async fn update_workflow(
 }
 
 /// What goes with a workflow's end: its limit slots are freed and its
-/// board tasks cancelled.
+/// board tasks cancelled ([`end_tasks`]).
 pub(super) fn terminal_cleanup<'a>(
     tx: &'a Transaction<'_>,
     id: &'a str,
-) -> [sql::Pending<'a, Applied>; 1] {
-    [Box::pin(async move {
-        end_tasks(tx, id).await.map(|items| (true, items))
-    })]
+) -> sql::Pending<'a, Applied> {
+    Box::pin(async move { end_tasks(tx, id).await.map(|items| (true, items)) })
 }
 
 /// A workflow that ended frees its limit slots and cancels whatever of it
