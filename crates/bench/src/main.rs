@@ -5,6 +5,7 @@
 //! Every scenario is bounded in count and time and targets loopback only.
 
 use clap::{Parser, ValueEnum};
+
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -43,7 +44,8 @@ struct Cli {
     /// one beside this binary).
     #[arg(long)]
     interlockd: Option<std::path::PathBuf>,
-    /// Old finished workflows seeded for the `retention` scenario.
+    /// Old finished workflows seeded for the `retention` scenario; the
+    /// largest stored size for `scale` (10k, 100k, 1M up to it; 0 skips).
     #[arg(long, default_value = "1000000")]
     rows: usize,
     /// Rounds of (pruning off, pruning on) for the `retention` scenario.
@@ -72,6 +74,9 @@ struct Cli {
     /// Worker processes for the `workers` scenario.
     #[arg(long, default_value = "4")]
     processes: usize,
+    /// Workflows running at once in the `scale` scenario (0: skip that part).
+    #[arg(long, default_value = "100000")]
+    running: usize,
     /// SSE watchers for the `dashboard` scenario.
     #[arg(long, default_value = "200")]
     watchers: usize,
@@ -117,6 +122,10 @@ enum Scenario {
     /// Submit through interlockd exporting traces over OTLP beside one
     /// that does not (children pinned as for `compare`): the overhead.
     Traced,
+    /// How cost grows with stored workflows (10k/100k/1M), with jobs per
+    /// workflow (1/100/10k/50k) and with workflows running at once, on an
+    /// interlockd child: start-up, memory, Submit/Status/List latency.
+    Scale,
     /// One-job workflows on `--processes` worker processes beside the same
     /// in the server; Exec → handler start; es.json → handler cancelled.
     Workers,
@@ -248,6 +257,20 @@ async fn main() -> anyhow::Result<()> {
     if cli.scenarios.contains(&Scenario::Traced) {
         let bin = replicas::interlockd_path(cli.interlockd.clone())?;
         rows.extend(traced::traced(&bin, cli.seconds, cli.runs.max(1)).await?);
+    }
+    if cli.scenarios.contains(&Scenario::Scale) {
+        let bin = replicas::interlockd_path(cli.interlockd.clone())?;
+        rows.extend(
+            scale::scale(
+                &bin,
+                scale::Params {
+                    rows: cli.rows,
+                    running: cli.running,
+                    seconds: cli.seconds,
+                },
+            )
+            .await?,
+        );
     }
     if cli.scenarios.contains(&Scenario::Workers) {
         rows.extend(

@@ -693,6 +693,9 @@ impl Engine {
             hook(&span, &rec.id, &rec.req.trace_id);
         }
         let runner = self.inner.clone();
+        // Shared from here: an argument held by value would keep its bytes
+        // in the task for the whole run (a future keeps its arguments).
+        let rec = Arc::new(rec);
         self.inner
             .tasks
             .spawn(async move { runner.run(rec, active).await }.instrument(span));

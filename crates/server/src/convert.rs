@@ -217,55 +217,66 @@ pub fn log_line(l: &interlock_core::LogLine) -> v1::LogLine {
     }
 }
 
-pub fn status_resp(rec: &WorkflowRecord) -> v1::StatusResp {
+/// A workflow's status on the wire. Takes the record: a large workflow's
+/// names, arguments and errors move into the reply instead of being copied
+/// (a 50,000-job record is tens of MB).
+pub fn status_resp(rec: WorkflowRecord) -> v1::StatusResp {
     let created = ts(Some(rec.created));
+    // Inputs show as the values they resolve to, once the outputs they
+    // name exist: worked out before the blocks are taken apart.
+    let mut resolved: std::collections::HashMap<(usize, usize), _> = rec
+        .req
+        .blocks
+        .iter()
+        .enumerate()
+        .flat_map(|(bi, b)| b.jobs.iter().enumerate().map(move |(ji, j)| (bi, ji, j)))
+        .filter(|(_, _, j)| !j.inputs.is_empty())
+        .filter_map(|(bi, ji, j)| Some(((bi, ji), j.resolved(&rec.blocks).ok()?.args)))
+        .collect();
+    let halts = rec.es_halt.halts();
     v1::StatusResp {
-        name: rec.req.name.clone(),
-        desc: rec.req.desc.clone(),
         status: status(rec.status),
         had_errors: rec.had_errors,
         approvals: rec
             .approvals
-            .iter()
+            .into_iter()
             .map(|a| v1::Approval {
-                identity: a.identity.clone(),
+                identity: a.identity,
                 approve: a.approve,
-                comment: a.comment.clone(),
+                comment: a.comment,
                 at: ts(Some(a.at)),
             })
             .collect(),
         // Counted by the engine where it answers Status.
         approvals_needed: 0,
         approvals_valid: 0,
-        was_es_stopped: rec.es_halt.halts(),
-        halted_by: if rec.es_halt.halts() {
+        was_es_stopped: halts,
+        halted_by: if halts {
             es_mode(rec.es_halt) as i32
         } else {
             v1::EsMode::Unspecified as i32
         },
-        id: rec.id.clone(),
         created,
         started: ts(rec.started),
         ended: ts(rec.ended),
-        reason: rec.reason.clone(),
-        policy_version: rec.policy_version.clone(),
-        labels: rec.req.labels.clone(),
-        trace_id: rec.req.trace_id.clone(),
-        submitted_by: rec.submitted_by.clone(),
-        executed_by: rec.executed_by.clone(),
+        reason: rec.reason,
+        policy_version: rec.policy_version,
+        submitted_by: rec.submitted_by,
+        executed_by: rec.executed_by,
         // The owner lets go of an ended workflow just after its final write.
         run_by: if rec.status.is_terminal() {
             String::new()
         } else {
-            rec.owner.clone().unwrap_or_default()
+            rec.owner.unwrap_or_default()
         },
         blocks: rec
             .req
             .blocks
-            .iter()
-            .zip(&rec.blocks)
-            .map(|(b, br)| v1::BlockStatus {
-                desc: b.desc.clone(),
+            .into_iter()
+            .zip(rec.blocks)
+            .enumerate()
+            .map(|(bi, (b, br))| v1::BlockStatus {
+                desc: b.desc,
                 status: status(br.status),
                 has_error: br.has_error,
                 created,
@@ -276,42 +287,41 @@ pub fn status_resp(rec: &WorkflowRecord) -> v1::StatusResp {
                 failures: br.failures as i32,
                 jobs: b
                     .jobs
-                    .iter()
-                    .zip(&br.jobs)
-                    .map(|(j, jr)| v1::JobStatus {
-                        name: j.name.clone(),
-                        desc: j.desc.clone(),
-                        // Inputs show as the values they resolve to, once
-                        // the outputs they name exist.
-                        args: match j.inputs.is_empty() {
-                            true => j.args.clone(),
-                            false => j
-                                .resolved(&rec.blocks)
-                                .map_or_else(|_| j.args.clone(), |r| r.args),
-                        },
-                        inputs: wire_inputs(j),
+                    .into_iter()
+                    .zip(br.jobs)
+                    .enumerate()
+                    .map(|(ji, (j, jr))| v1::JobStatus {
+                        inputs: wire_inputs(&j),
+                        args: resolved.remove(&(bi, ji)).unwrap_or(j.args),
+                        name: j.name,
+                        desc: j.desc,
                         status: status(jr.status),
-                        error: jr.error.clone(),
-                        outputs: jr.outputs.clone(),
+                        error: jr.error,
+                        outputs: jr.outputs,
                         created,
                         started: ts(jr.started),
                         ended: ts(jr.ended),
                         fatal: jr.fatal,
                         attempts: jr
                             .attempts
-                            .iter()
+                            .into_iter()
                             .map(|a| v1::Attempt {
                                 number: a.number,
                                 started: ts(Some(a.started)),
                                 ended: ts(a.ended),
-                                error: a.error.clone(),
+                                error: a.error,
                             })
                             .collect(),
-                        waiting_for: jr.waiting.clone().unwrap_or_default(),
+                        waiting_for: jr.waiting.unwrap_or_default(),
                     })
                     .collect(),
             })
             .collect(),
+        name: rec.req.name,
+        desc: rec.req.desc,
+        labels: rec.req.labels,
+        trace_id: rec.req.trace_id,
+        id: rec.id,
     }
 }
 

@@ -156,7 +156,7 @@ pub async fn watch(
             let event = match next {
                 Some(Ok(Watched::Transition(ev))) => transition(&ev),
                 Some(Ok(Watched::Snapshot(rec))) => v1::WatchEvent {
-                    event: Some(v1::watch_event::Event::Snapshot(status_resp(&rec))),
+                    event: Some(v1::watch_event::Event::Snapshot(status_resp(*rec))),
                 },
                 Some(Ok(Watched::Log(line))) => v1::WatchEvent {
                     event: Some(v1::watch_event::Event::Log(crate::convert::log_line(&line))),

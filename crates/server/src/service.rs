@@ -167,8 +167,9 @@ impl Api {
     async fn status(&self, r: Request<v1::StatusReq>) -> Result<v1::StatusResp, Status> {
         let who = identity(&r);
         let rec = self.readable(&who, &r.into_inner().id).await?;
-        let mut resp = convert::status_resp(&rec);
-        (resp.approvals_needed, resp.approvals_valid) = self.engine.approval_tally(&rec);
+        let tally = self.engine.approval_tally(&rec);
+        let mut resp = convert::status_resp(rec);
+        (resp.approvals_needed, resp.approvals_valid) = tally;
         Ok(resp)
     }
 

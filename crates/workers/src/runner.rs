@@ -126,10 +126,13 @@ impl JobRunner for Runners {
 
     async fn run(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Result<Outputs, JobError> {
         let decl = self.remote.declarations().get(&job.name).cloned();
+        // Boxed: this future lives as long as the job runs, and unboxed the
+        // remote paths' state would size it for in-process jobs too (about
+        // 2 KB per running job).
         if let Some(d) = decl {
             return match &self.board {
-                Some(b) => b.run(ctx, &d, job).await,
-                None => self.remote.run(ctx, &d, job).await,
+                Some(b) => Box::pin(b.run(ctx, &d, job)).await,
+                None => Box::pin(self.remote.run(ctx, &d, job)).await,
             };
         }
         match self.local(&job.name) {

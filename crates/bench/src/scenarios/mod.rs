@@ -8,6 +8,7 @@ pub mod overload;
 pub mod reload;
 pub mod replicas;
 pub mod retention;
+pub mod scale;
 pub mod submit;
 pub mod traced;
 pub mod transitions;

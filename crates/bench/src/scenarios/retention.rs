@@ -35,7 +35,7 @@ pub async fn retention(p: Params) -> anyhow::Result<Vec<Row>> {
     std::fs::create_dir_all(dir.path().join("var"))?;
     let db = dir.path().join("var/interlock.db");
     let t = Instant::now();
-    seed(&db, p.rows).await?;
+    seed(&db, 0..p.rows, 100).await?;
     eprintln!(
         "seeded {} finished workflows in {:.1} s",
         p.rows,
@@ -134,13 +134,19 @@ pub async fn retention(p: Params) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// `n` workflows that ended 100 days ago, each with one Completed job.
-async fn seed(db: &Path, n: usize) -> anyhow::Result<()> {
+/// The id of the `i`th seeded workflow.
+pub fn seed_id(i: usize) -> String {
+    format!("0190a000-0000-7000-8000-{i:012}")
+}
+
+/// Workflows `range` (ids by [`seed_id`]) that ended `days` ago, each with
+/// one Completed job; a later one ended later.
+pub async fn seed(db: &Path, range: std::ops::Range<usize>, days: i64) -> anyhow::Result<()> {
     let mut opts = SqliteOptions::new(db);
     // Seeding is setup, not the thing measured.
     opts.synchronous = Synchronous::Normal;
     let store = Arc::new(SqliteStore::open(opts)?);
-    let ended = interlock_core::now_micros() - 100 * DAY;
+    let ended = interlock_core::now_micros() - days * DAY;
     let req = WorkReq {
         name: "bench".into(),
         blocks: vec![Block {
@@ -157,10 +163,11 @@ async fn seed(db: &Path, n: usize) -> anyhow::Result<()> {
     let tasks = 64;
     let mut handles = Vec::new();
     for t in 0..tasks {
-        let (store, req) = (store.clone(), req.clone());
+        let (store, req, range) = (store.clone(), req.clone(), range.clone());
         handles.push(tokio::spawn(async move {
-            for i in (t..n).step_by(tasks) {
-                let id = format!("0190a000-0000-7000-8000-{i:012}");
+            let n = range.end;
+            for i in (range.start + t..n).step_by(tasks) {
+                let id = seed_id(i);
                 let at = ended - (n - i) as Micros;
                 let rec = WorkflowRecord::submitted(id.clone(), req.clone(), "seed".into(), at);
                 store.submit(&rec, "", None).await?;

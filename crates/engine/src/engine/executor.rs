@@ -145,7 +145,11 @@ impl Inner {
         }
     }
 
-    pub(super) async fn run(self: Arc<Self>, rec: WorkflowRecord, active: Arc<Active>) {
+    /// Runs the workflow to its end. Its future lives as long as the run,
+    /// once per running workflow, so awaits that are rare or brief next to
+    /// the block's (a commit between blocks, inputs, a hold, the end) are
+    /// boxed: a future is as large as its largest await.
+    pub(super) async fn run(self: Arc<Self>, rec: Arc<WorkflowRecord>, active: Arc<Active>) {
         let id = rec.id.clone();
         let deadline = rec.req.deadline.map(|d| {
             let a = active.clone();
@@ -157,7 +161,6 @@ impl Inner {
                 a.stop(Cause::Deadline(d));
             })
         });
-        let rec = Arc::new(rec);
         let mut halted = None;
         let mut held = Vec::new();
         let mut had_errors = rec.had_errors;
@@ -183,12 +186,12 @@ impl Inner {
             let takes_inputs = rec.req.blocks[bi].jobs.iter().any(|j| !j.inputs.is_empty());
             if takes_inputs
                 && !ended.is_empty()
-                && !self.persist(&active, std::mem::take(&mut ended)).await
+                && !Box::pin(self.persist(&active, std::mem::take(&mut ended))).await
             {
                 break;
             }
             let (block_rec, unresolved) = match takes_inputs {
-                true => self.with_inputs(&rec, bi).await,
+                true => Box::pin(self.with_inputs(&rec, bi)).await,
                 false => (rec.clone(), Arc::default()),
             };
             let (run, end) = self
@@ -223,7 +226,7 @@ impl Inner {
         let (status, reason) = match (active.cause(), halted) {
             (Some(Cause::Unrecorded(why)), _) => {
                 tracing::warn!(workflow = %id, why = %interlock_core::Escaped(&why), "workflow left unfinished here");
-                self.record_ended(&active, ended).await;
+                Box::pin(self.record_ended(&active, ended)).await;
                 self.retire(&id, &active);
                 return;
             }
@@ -233,7 +236,7 @@ impl Inner {
             (Some(c @ Cause::Cancelled(_)), _) => (Status::Cancelled, c.describe()),
             (Some(c), _) => (Status::Failed, c.describe()),
             (None, _) if !held.is_empty() => {
-                self.hold(&id, &active, had_errors, &held, ended).await;
+                Box::pin(self.hold(&id, &active, had_errors, &held, ended)).await;
                 return;
             }
             (None, Some(reason)) => (Status::Failed, reason),
@@ -255,7 +258,7 @@ impl Inner {
             ended: Some(self.opts.clock.now()),
         };
         ended.push(change);
-        if self.persist(&active, ended).await {
+        if Box::pin(self.persist(&active, ended)).await {
             // Its limit slots went with the final write.
             self.opts.concurrency.freed();
             metrics::counter!("interlock_workflows_finished_total", "status" => status.as_str())
@@ -356,7 +359,7 @@ impl Inner {
         let mut start = None;
         if before.len() == 1 && self.opts.concurrency.defs().is_empty() {
             start = Some(before);
-        } else if !self.persist(active, before).await {
+        } else if !Box::pin(self.persist(active, before)).await {
             return (BlockRun::default(), Vec::new());
         }
         let sem = Arc::new(Semaphore::new(block.concurrency()));
@@ -370,6 +373,10 @@ impl Inner {
                 _ = active.token.cancelled() => break,
                 p = sem.clone().acquire_owned() => p.expect("semaphore never closed"),
             };
+            // Finished jobs' tasks are freed as the block goes, not at its
+            // end: a block of 20,000 jobs run 100 at a time would otherwise
+            // hold 20,000 task allocations until its last job ends.
+            while tasks.try_join_next().is_some() {}
             if !active.wait_unpaused().await {
                 break;
             }
@@ -429,7 +436,7 @@ impl Inner {
             // Unrecorded (shutdown, lease lost): leave the block as it was,
             // but a job that ended did end.
             Some(None) => {
-                self.record_ended(active, end).await;
+                Box::pin(self.record_ended(active, end)).await;
                 return (run, Vec::new());
             }
             // Held for an operator: the block resumes after ResolveJob.

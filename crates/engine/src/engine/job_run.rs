@@ -130,9 +130,9 @@ impl Inner {
             Some(w) => (Some(w.changes), Some(w.back)),
             None => (None, None),
         };
-        let started = self
-            .start_job(rec, (bi, ji), &prior, active, &mut extra)
-            .await;
+        // Boxed: the start's checks are brief, and unboxed they would
+        // size the whole job task, which lives as long as the job runs.
+        let started = Box::pin(self.start_job(rec, (bi, ji), &prior, active, &mut extra)).await;
         if let Some(back) = back {
             let _ = back.send(extra);
         }

@@ -4,7 +4,9 @@
 //! truncate a file before writing it, and the watcher wakes in between: a
 //! read that is empty, does not parse, or finds the file missing is
 //! repeated after a settle delay, for as long as the content keeps changing
-//! (bounded), and judged only once it is stable.
+//! (bounded), and judged only once it is stable. The one exception: a file
+//! missing at the process's first read is judged at once (nothing earlier
+//! is in force, and missing means the safe side).
 //!
 //! **What a judged file means:**
 //! - It parses: it replaces the version in force.
@@ -80,6 +82,36 @@ fn judge<T>(raw: &Raw, parse: &impl Fn(&str) -> Result<T, String>) -> Judged<T> 
     }
 }
 
+/// Re-reads `file` (first read: `raw`) until it is stable, and judges it;
+/// returns the judgment and the content judged. A file missing at the
+/// `first` read of this process is judged at once: no earlier version is
+/// in force to protect, what missing means is the safe side anyway, and a
+/// file that appears later wakes the watcher. (Waiting there cost every
+/// start 100 ms per optional file absent.) An empty or malformed file is
+/// still given time, at start-up too: it may be half written.
+async fn settle<T>(
+    dir: &Path,
+    file: &str,
+    mut raw: Raw,
+    first: bool,
+    parse: &impl Fn(&str) -> Result<T, String>,
+) -> (Judged<T>, Raw) {
+    let mut judged = judge(&raw, parse);
+    for _ in 0..MAX_ROUNDS {
+        if matches!(judged, Judged::Parsed(_)) || (first && matches!(judged, Judged::Missing)) {
+            break;
+        }
+        tokio::time::sleep(SETTLE).await;
+        let again = read(dir, file);
+        if again == raw {
+            break; // stable: judge it as it is
+        }
+        raw = again;
+        judged = judge(&raw, parse);
+    }
+    (judged, raw)
+}
+
 fn hash_of(raw: &Raw) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     raw.hash(&mut h);
@@ -120,23 +152,12 @@ impl Reloader {
         file: &'static str,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Option<(Judged<T>, u64)> {
-        let mut raw = read(&self.dir, file);
+        let raw = read(&self.dir, file);
         if self.seen.get(file) == Some(&raw) {
             return None;
         }
-        let mut judged = judge(&raw, &parse);
-        for _ in 0..MAX_ROUNDS {
-            if matches!(judged, Judged::Parsed(_)) {
-                break;
-            }
-            tokio::time::sleep(SETTLE).await;
-            let again = read(&self.dir, file);
-            if again == raw {
-                break; // stable: judge it as it is
-            }
-            raw = again;
-            judged = judge(&raw, &parse);
-        }
+        let first = !self.seen.contains_key(file);
+        let (judged, raw) = settle(&self.dir, file, raw, first, &parse).await;
         let h = hash_of(&raw);
         self.seen.insert(file, raw);
         Some((judged, h))
@@ -533,5 +554,50 @@ impl Reloader {
             *st = Arc::new(next);
         });
         (outcome, detail_out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(t: &str) -> Result<String, String> {
+        serde_json::from_str::<serde_json::Value>(t)
+            .map(|v| v.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    /// What `settle` judged and how much (paused, virtual) time it took.
+    async fn settle_now(dir: &Path, first: bool) -> (Judged<String>, Duration) {
+        let t = tokio::time::Instant::now();
+        let (judged, _) = settle(dir, "x.json", read(dir, "x.json"), first, &parse).await;
+        (judged, t.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_file_missing_at_start_is_judged_at_once_and_a_removal_later_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        let (judged, took) = settle_now(dir.path(), true).await;
+        assert!(matches!(judged, Judged::Missing));
+        assert_eq!(took, Duration::ZERO);
+        // Once running, a missing file may be mid-replacement: it waits.
+        let (judged, took) = settle_now(dir.path(), false).await;
+        assert!(matches!(judged, Judged::Missing));
+        assert!(took >= SETTLE, "{took:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_empty_or_malformed_file_is_given_time_at_start_too() {
+        let dir = tempfile::tempdir().unwrap();
+        for text in ["", "[{\"Name\": "] {
+            std::fs::write(dir.path().join("x.json"), text).unwrap();
+            let (judged, took) = settle_now(dir.path(), true).await;
+            assert!(matches!(judged, Judged::Bad(_)), "{text:?}");
+            assert!(took >= SETTLE, "{text:?}: {took:?}");
+        }
+        std::fs::write(dir.path().join("x.json"), "[]").unwrap();
+        let (judged, took) = settle_now(dir.path(), true).await;
+        assert!(matches!(judged, Judged::Parsed(_)));
+        assert_eq!(took, Duration::ZERO);
     }
 }
