@@ -293,6 +293,26 @@ pub fn submit_row(
     }
 }
 
+/// Polls List until no workflow is Running (not just the last one
+/// submitted: a stop reaches them in no particular order).
+pub async fn until_none_runs(c: &Client) -> anyhow::Result<()> {
+    let mut raw = c.raw();
+    loop {
+        let running = raw
+            .list(v1::ListReq {
+                statuses: vec![v1::Status::Running as i32],
+                page_size: 1,
+                ..Default::default()
+            })
+            .await?
+            .into_inner();
+        if running.workflows.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// Submits and starts `n` copies of `req`, one after another; their ids.
 pub async fn submit_and_exec(
     c: &Client,

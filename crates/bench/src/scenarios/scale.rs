@@ -17,7 +17,9 @@
 //!   RSS, Status latency, and the e-stop until none runs.
 
 use crate::Row;
-use crate::harness::{block, load_until, pct, sorted, submit_until, work, write_atomically};
+use crate::harness::{
+    block, load_until, pct, sorted, submit_until, until_none_runs, work, write_atomically,
+};
 use crate::scenarios::retention;
 use anyhow::{Context, bail};
 use interlock_client::{Client, Options};
@@ -379,21 +381,7 @@ async fn running(bin: &Path, count: usize, seconds: u64) -> anyhow::Result<Row> 
         r#"[{"Name": "bench", "Status": "stop", "Reason": "bench"}]"#,
     )?;
     let t = Instant::now();
-    let mut raw = client.raw();
-    loop {
-        let left = raw
-            .list(v1::ListReq {
-                statuses: vec![v1::Status::Running as i32],
-                page_size: 1,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        if left.workflows.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_none_runs(&client).await?;
     let stop = t.elapsed().as_secs_f64();
     let per_wf_kb = (rss - base) * 1024.0 / count as f64;
     Ok(Row {

@@ -98,23 +98,7 @@ pub async fn concurrent(b: &Bench, count: usize, seconds: u64) -> anyhow::Result
     // End them all at once through the emergency stop.
     write_atomically(&b.configs.join("es.json"), ES_STOP)?;
     let t = Instant::now();
-    // Until none is left running (not just the last one submitted: the
-    // stop reaches them in no particular order).
-    let mut raw = b.client.raw();
-    loop {
-        let running = raw
-            .list(v1::ListReq {
-                statuses: vec![v1::Status::Running as i32],
-                page_size: 1,
-                ..Default::default()
-            })
-            .await?
-            .into_inner();
-        if running.workflows.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    until_none_runs(&b.client).await?;
     let stop_s = t.elapsed().as_secs_f64();
     write_atomically(&b.configs.join("es.json"), ES_GO)?;
     Ok(vec![Row {
