@@ -59,17 +59,7 @@ async fn a_restart_resumes_without_rerunning_completed_jobs() {
 #[tokio::test]
 async fn a_job_that_ends_during_the_shutdown_drain_is_recorded_done() {
     let mut s = TestServer::start().await;
-    let c = s.client().await;
-    let id = c
-        .submit(req::work("x", vec![req::block(1, vec![unsafe_probe(100)])]))
-        .await
-        .unwrap();
-    c.exec(&id).await.unwrap();
-    eventually("unsafe job running", || async {
-        !s.unsafe_probe.starts_of(&id).is_empty()
-    })
-    .await;
-    s.restart().await;
+    let id = restarted_while_running(&mut s, vec![unsafe_probe(100)]).await;
     let c = s.client().await;
     let st = wait_final(&c, &id).await;
     assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
@@ -77,13 +67,12 @@ async fn a_job_that_ends_during_the_shutdown_drain_is_recorded_done() {
     assert_eq!(s.unsafe_probe.starts_of(&id).len(), 1, "ran once");
 }
 
-async fn interrupted(s: &mut TestServer) -> String {
+/// Runs one block of `jobs` (the first an unsafe probe) and restarts the
+/// server (a graceful stop) once that probe has started; the workflow's id.
+async fn restarted_while_running(s: &mut TestServer, jobs: Vec<v1::Job>) -> String {
     let c = s.client().await;
     let id = c
-        .submit(req::work(
-            "x",
-            vec![req::block(1, vec![unsafe_probe(60_000), req::probe(0)])],
-        ))
+        .submit(req::work("x", vec![req::block(1, jobs)]))
         .await
         .unwrap();
     c.exec(&id).await.unwrap();
@@ -92,6 +81,11 @@ async fn interrupted(s: &mut TestServer) -> String {
     })
     .await;
     s.restart().await;
+    id
+}
+
+async fn interrupted(s: &mut TestServer) -> String {
+    let id = restarted_while_running(s, vec![unsafe_probe(60_000), req::probe(0)]).await;
     let st = s.client().await.status(&id).await.unwrap();
     assert_eq!(st.status, Status::Paused as i32);
     assert!(

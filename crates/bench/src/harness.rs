@@ -204,12 +204,18 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) -> anyhow::R
     Ok(())
 }
 
+/// This process's resident memory in MB.
 pub fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    proc_mb(std::process::id(), "VmRSS:")
+}
+
+/// A memory field of `/proc/<pid>/status` in MB (`VmRSS:`, `VmHWM:`).
+pub fn proc_mb(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)

@@ -5,7 +5,6 @@
 //! Every scenario is bounded in count and time and targets loopback only.
 
 use clap::{Parser, ValueEnum};
-
 use serde::Serialize;
 use std::collections::BTreeMap;
 

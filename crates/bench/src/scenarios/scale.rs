@@ -17,11 +17,10 @@
 //!   RSS, Status latency, and the e-stop until none runs.
 
 use crate::Row;
-use crate::harness::{
-    block, load_until, pct, sorted, submit_until, until_none_runs, work, write_atomically,
-};
+use crate::harness::{block, load_until, pct, proc_mb, sleep_job, sorted, submit_until, work};
 use crate::scenarios::retention;
-use anyhow::{Context, bail};
+use crate::scenarios::workflows::{Held, hold_running};
+use anyhow::bail;
 use interlock_client::{Client, Options};
 use interlock_proto::v1;
 use interlock_tests::append_entry;
@@ -48,7 +47,7 @@ pub async fn scale(bin: &Path, p: Params) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// A server directory whose policies and e-stop let `bench` run.
+/// A fresh server directory whose policies and e-stop let `bench` run.
 fn spec(bin: &Path, dir: &Path) -> DaemonSpec {
     let spec = DaemonSpec::new(&bin.display().to_string(), dir).args([
         "--max-in-flight",
@@ -57,17 +56,14 @@ fn spec(bin: &Path, dir: &Path) -> DaemonSpec {
         "100ms",
     ]);
     let configs = dir.join("configs");
-    let policies = configs.join("policies.json");
-    if !std::fs::read_to_string(&policies).is_ok_and(|t| t.contains("\"bench\"")) {
-        append_entry(
-            &policies,
-            serde_json::json!({"Name": "bench", "Policies": []}),
-        );
-        append_entry(
-            &configs.join("es.json"),
-            serde_json::json!({"Name": "bench", "Status": "go"}),
-        );
-    }
+    append_entry(
+        &configs.join("policies.json"),
+        serde_json::json!({"Name": "bench", "Policies": []}),
+    );
+    append_entry(
+        &configs.join("es.json"),
+        serde_json::json!({"Name": "bench", "Status": "go"}),
+    );
     spec
 }
 
@@ -87,18 +83,6 @@ async fn start(spec: &DaemonSpec) -> anyhow::Result<(Daemon, Duration, Client)> 
     Ok((d, took, client))
 }
 
-/// A `/proc/<pid>/status` field in MB (`VmRSS`, `VmHWM`).
-fn proc_mb(pid: u32, field: &str) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
 /// The database's bytes on disk: the file, its WAL and shared memory.
 fn db_bytes(db: &Path) -> u64 {
     ["", "-wal", "-shm"]
@@ -106,14 +90,6 @@ fn db_bytes(db: &Path) -> u64 {
         .filter_map(|s| std::fs::metadata(format!("{}{s}", db.display())).ok())
         .map(|m| m.len())
         .sum()
-}
-
-fn sleep_job(seconds: &str) -> v1::Job {
-    v1::Job {
-        name: "sleep".into(),
-        args: [("seconds".to_string(), seconds.to_string())].into(),
-        ..Default::default()
-    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -142,7 +118,7 @@ async fn stored(bin: &Path, p: &Params) -> anyhow::Result<Vec<Row>> {
         let bytes = db_bytes(&db);
         let (mut d, startup, client) = start(&spec).await?;
         let rss = proc_mb(d.pid(), "VmRSS:");
-        let req = work(vec![block(1, vec![sleep_job("0")])]);
+        let req = work(vec![block(1, vec![sleep_job()])]);
         let deadline = Instant::now() + Duration::from_secs(p.seconds);
         let clients = (0..8).map(|_| client.raw()).collect();
         let (submit, errors) = submit_until(clients, &req, deadline).await?;
@@ -232,7 +208,7 @@ fn wide(n: usize, limit: Option<usize>) -> v1::WorkReq {
         .step_by(20_000)
         .map(|from| {
             let k = (n - from).min(20_000);
-            block(limit.unwrap_or(k).min(k) as i32, vec![sleep_job("0"); k])
+            block(limit.unwrap_or(k).min(k) as i32, vec![sleep_job(); k])
         })
         .collect();
     work(blocks)
@@ -343,46 +319,13 @@ async fn running(bin: &Path, count: usize, seconds: u64) -> anyhow::Result<Row> 
     let spec = spec(bin, dir.path());
     let (d, _, client) = start(&spec).await?;
     let base = proc_mb(d.pid(), "VmRSS:");
-    let req = work(vec![block(1, vec![sleep_job("600")])]);
-    let t = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..32 {
-        let (c, req) = (client.clone(), req.clone());
-        let n = count / 32 + usize::from(w < count % 32);
-        tasks.push(tokio::spawn(async move {
-            crate::harness::submit_and_exec(&c, &req, n).await
-        }));
-    }
-    let mut ids = Vec::with_capacity(count);
-    for t in tasks {
-        ids.extend(t.await??);
-    }
-    // Every job recorded Running before measuring.
-    let last = ids.last().context("no workflows")?.clone();
-    while client.status(&last).await?.blocks[0].jobs[0].status != v1::Status::Running as i32 {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let started = t.elapsed();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss = proc_mb(d.pid(), "VmRSS:");
-    let ids = std::sync::Arc::new(ids);
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let clients: Vec<_> = (0..8).map(|_| client.raw()).collect();
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let (lat, _) = load_until(clients, deadline, move |mut c| {
-        let i = next.fetch_add(7919, std::sync::atomic::Ordering::Relaxed);
-        let id = ids[i % ids.len()].clone();
-        async move { c.status(v1::StatusReq { id }).await.is_ok() }
-    })
-    .await?;
-    let lat = sorted(lat);
-    write_atomically(
-        &dir.path().join("configs/es.json"),
-        r#"[{"Name": "bench", "Status": "stop", "Reason": "bench"}]"#,
-    )?;
-    let t = Instant::now();
-    until_none_runs(&client).await?;
-    let stop = t.elapsed().as_secs_f64();
+    let es = dir.path().join("configs/es.json");
+    let Held {
+        started,
+        rss,
+        status: lat,
+        stop_s: stop,
+    } = hold_running(&client, count, seconds, &es, || proc_mb(d.pid(), "VmRSS:")).await?;
     let per_wf_kb = (rss - base) * 1024.0 / count as f64;
     Ok(Row {
         scenario: format!("{count} workflows running at once (sleep jobs), server alone"),

@@ -3,8 +3,10 @@
 use crate::Row;
 use crate::harness::*;
 use anyhow::{Context, bail};
+use interlock_client::Client;
 use interlock_proto::v1;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,18 +44,40 @@ pub async fn workflows(b: &Bench, count: usize) -> anyhow::Result<Vec<Row>> {
     }])
 }
 
-pub async fn concurrent(b: &Bench, count: usize, seconds: u64) -> anyhow::Result<Vec<Row>> {
-    let rss_before = rss_mb();
+/// What many workflows running at once cost, measured on any server.
+pub struct Held {
+    /// From the first Submit until every job runs.
+    pub started: Duration,
+    /// `rss()` once all run (and half a second more).
+    pub rss: f64,
+    /// Status latencies (ms, sorted), 8 callers.
+    pub status: Vec<f64>,
+    /// From the e-stop's write until none runs.
+    pub stop_s: f64,
+}
+
+/// Starts `count` workflows whose job sleeps, through `client` (32
+/// submitters); once every one runs, reads `rss()`, times Status of them
+/// from 8 callers for `seconds`, then writes the e-stop to `es` and times
+/// until none runs.
+pub async fn hold_running(
+    client: &Client,
+    count: usize,
+    seconds: u64,
+    es: &Path,
+    rss: impl Fn() -> f64,
+) -> anyhow::Result<Held> {
     let long = v1::Job {
         name: "sleep".into(),
         args: [("seconds".to_string(), "600".to_string())].into(),
         ..Default::default()
     };
     let req = work(vec![block(1, vec![long])]);
+    let t = Instant::now();
     let mut ids = Vec::with_capacity(count);
     let mut tasks = Vec::new();
     for w in 0..32 {
-        let (c, req) = (b.client.clone(), req.clone());
+        let (c, req) = (client.clone(), req.clone());
         let n = count / 32 + usize::from(w < count % 32);
         tasks.push(tokio::spawn(
             async move { submit_and_exec(&c, &req, n).await },
@@ -64,43 +88,47 @@ pub async fn concurrent(b: &Bench, count: usize, seconds: u64) -> anyhow::Result
     }
     // Every job recorded Running before measuring.
     let last = ids.last().context("no workflows")?.clone();
-    loop {
-        let st = b.client.status(&last).await?;
-        if st.blocks[0].jobs[0].status == v1::Status::Running as i32 {
-            break;
-        }
+    while client.status(&last).await?.blocks[0].jobs[0].status != v1::Status::Running as i32 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let started = t.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss = rss_mb();
+    let rss = rss();
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let ids = Arc::new(ids);
-    let mut tasks = Vec::new();
-    for w in 0..8usize {
-        let (c, ids) = (b.client.clone(), ids.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::new();
-            let mut i = w * 997;
-            while Instant::now() < deadline {
-                let t = Instant::now();
-                c.status(&ids[i % ids.len()]).await?;
-                lat.push(t.elapsed().as_secs_f64() * 1e3);
-                i += 7919;
-            }
-            anyhow::Ok(lat)
-        }));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let clients = (0..8).map(|_| client.raw()).collect();
+    let (status, errors) = load_until(clients, deadline, move |mut c| {
+        let i = next.fetch_add(7919, std::sync::atomic::Ordering::Relaxed);
+        let id = ids[i % ids.len()].clone();
+        async move { c.status(v1::StatusReq { id }).await.is_ok() }
+    })
+    .await?;
+    if errors > 0 {
+        bail!("{errors} Status calls failed");
     }
-    let mut lat = Vec::new();
-    for t in tasks {
-        lat.extend(t.await??);
-    }
-    let lat = sorted(lat);
     // End them all at once through the emergency stop.
-    write_atomically(&b.configs.join("es.json"), ES_STOP)?;
+    write_atomically(es, ES_STOP)?;
     let t = Instant::now();
-    until_none_runs(&b.client).await?;
-    let stop_s = t.elapsed().as_secs_f64();
-    write_atomically(&b.configs.join("es.json"), ES_GO)?;
+    until_none_runs(client).await?;
+    Ok(Held {
+        started,
+        rss,
+        status: sorted(status),
+        stop_s: t.elapsed().as_secs_f64(),
+    })
+}
+
+pub async fn concurrent(b: &Bench, count: usize, seconds: u64) -> anyhow::Result<Vec<Row>> {
+    let rss_before = rss_mb();
+    let es = b.configs.join("es.json");
+    let Held {
+        rss,
+        status: lat,
+        stop_s,
+        ..
+    } = hold_running(&b.client, count, seconds, &es, rss_mb).await?;
+    write_atomically(&es, ES_GO)?;
     Ok(vec![Row {
         scenario: format!("{count} concurrently running workflows (sleep jobs)"),
         result: format!(
