@@ -107,6 +107,58 @@ async fn stop_halts_running_work_and_refuses_new_work_until_go() {
     assert_eq!(s.probe.starts_of(&id).len(), 2);
 }
 
+/// A run stopped while its block's last job runs records the job's end,
+/// the block's and its own in one commit (one commit per run is what a stop
+/// of thousands waits for): Watch shows the three at one commit time.
+#[tokio::test]
+async fn a_stopped_runs_job_block_and_workflow_ends_are_one_commit() {
+    use v1::watch_event::Event;
+    let s = TestServer::start().await;
+    let c = s.client().await;
+    let id = c
+        .submit(req::work(
+            "x",
+            vec![req::block(1, vec![req::probe(30_000)])],
+        ))
+        .await
+        .unwrap();
+    let mut stream = s
+        .raw()
+        .await
+        .watch(v1::WatchReq {
+            id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    c.exec(&id).await.unwrap();
+    eventually("the probe runs", || async {
+        s.probe.starts_of(&id).len() == 1
+    })
+    .await;
+    write_config(&s.config_path("es.json"), STOP_X);
+    let mut stopped = Vec::new();
+    let read = async {
+        while let Some(ev) = stream.message().await.unwrap() {
+            if let Some(Event::Transition(t)) = ev.event
+                && t.status == Status::Stopped as i32
+            {
+                stopped.push(t);
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("the stream ends with the workflow");
+    let keys: Vec<_> = stopped.iter().map(|t| (t.block, t.job)).collect();
+    assert_eq!(keys, [(0, 0), (0, -1), (-1, -1)], "{stopped:?}");
+    assert!(
+        stopped.iter().all(|t| t.at == stopped[0].at),
+        "recorded in one commit: {stopped:?}"
+    );
+}
+
 #[tokio::test]
 async fn exec_of_a_submitted_workflow_is_refused_while_stopped() {
     let s = TestServer::start().await;

@@ -809,15 +809,22 @@ impl Inner {
     /// e-stop itself after registering, so none is missed. A drain cancels
     /// nothing: each run meets it at its next job start (so a `go` before
     /// then leaves the run untouched).
+    ///
+    /// Runs are stopped in the order of their ids, which is the order they
+    /// were submitted in (ids are time-ordered): their final writes then
+    /// reach the store in about the order their rows lie in, so a mass
+    /// stop's group commits touch neighbouring pages instead of pages all
+    /// over every table and index (the map's order is random).
     fn stop_halted(&self, switch: &EsState) {
-        let actives: Vec<_> = self
+        let mut actives: Vec<_> = self
             .active
             .lock()
             .expect("active lock")
-            .values()
-            .cloned()
+            .iter()
+            .map(|(id, a)| (id.clone(), a.clone()))
             .collect();
-        for a in actives {
+        actives.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for (_, a) in actives {
             if let Some(h) = switch.halted(&a.name).filter(|h| h.mode == EsMode::Stop) {
                 a.halt(h);
             }

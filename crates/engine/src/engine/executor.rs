@@ -13,13 +13,14 @@
 //! with the block's end (not in a block where a job holds limit slots: such
 //! jobs record their ends at once, so that whoever waits for the slots
 //! hears, and the count of jobs left then never reaches the last one; nor
-//! once the run is stopping; and a run stopped unrecorded still records
-//! what ended while it holds the lease), and the first block's start goes
-//! with its first job's start (unless limits are configured: the job may
-//! wait for slots); the next job starts only once that is committed. A
-//! block whose jobs take inputs commits what came before it first, because
-//! the inputs are read from what is committed. A one-job workflow is so
-//! recorded in four commits: submit, start, job start, end.
+//! once the run is stopping for a cause that records nothing, and even
+//! then what ended is recorded while the lease holds), and the first
+//! block's start goes with its first job's start (unless limits are
+//! configured: the job may wait for slots); the next job starts only once
+//! that is committed. A block whose jobs take inputs commits what came
+//! before it first, because the inputs are read from what is committed. A
+//! one-job workflow is so recorded in four commits: submit, start, job
+//! start, end; stopped while its job runs, in the same four.
 //!
 //! Recording: every transition is committed with the run's lease. A write
 //! the store refuses because the lease moved stops the run without

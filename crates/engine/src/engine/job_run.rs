@@ -278,11 +278,16 @@ impl Inner {
         } else {
             // The block's last job: its end goes with the block's, one
             // commit fewer (a job with limit slots records its end at once,
-            // so that whoever waits for a slot is told). Not once the run
-            // is stopping: the block's end may never be written.
+            // so that whoever waits for a slot is told). Also when the run
+            // is stopping for a cause that is recorded: the block's end and
+            // the workflow's then follow at once, so a mass stop costs one
+            // commit per run, not two. Not for a stop that records nothing
+            // (the block's end is never written; `record_ended` would still
+            // write this one, but only while the lease holds).
             let mut s = shared.lock().expect("block lock");
             s.unended -= 1;
-            if s.unended == 0 && active.cause().is_none() {
+            let recorded = active.cause().is_none_or(|c| c.cut_status().is_some());
+            if s.unended == 0 && recorded {
                 s.last_end = changes;
                 return;
             }
