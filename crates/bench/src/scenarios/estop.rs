@@ -36,8 +36,10 @@ pub async fn estop(b: &Bench, flips: usize, workflows: usize) -> anyhow::Result<
             hold.running.load(std::sync::atomic::Ordering::SeqCst) == workflows
         })
         .await?;
-        write_atomically(&es, ES_STOP)?;
+        // From the start of the write: a server may act on the directory
+        // events of the write itself, before the rename returns.
         let t0 = Instant::now();
+        write_atomically(&es, ES_STOP)?;
         wait_until("all holds cancelled", || {
             hold.noticed.lock().unwrap().len() == workflows
         })
