@@ -122,16 +122,7 @@ async fn a_stopped_runs_job_block_and_workflow_ends_are_one_commit() {
         ))
         .await
         .unwrap();
-    let mut stream = s
-        .raw()
-        .await
-        .watch(v1::WatchReq {
-            id: id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = s.watch(&id).await;
     c.exec(&id).await.unwrap();
     eventually("the probe runs", || async {
         s.probe.starts_of(&id).len() == 1

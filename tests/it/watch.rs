@@ -209,17 +209,7 @@ async fn a_watch_does_not_hold_a_shutdown() {
         })
         .await
         .unwrap();
-    let mut stream = s
-        .raw()
-        .await
-        .watch(v1::WatchReq {
-            id: id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    stream.message().await.unwrap().expect("snapshot");
+    let mut stream = s.watch(&id).await;
     tokio::time::timeout(Duration::from_secs(10), s.restart())
         .await
         .expect("the restart does not wait for the watcher");

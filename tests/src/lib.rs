@@ -201,6 +201,23 @@ impl TestServer {
             .expect("connect")
     }
 
+    /// A Watch of `id`, its first snapshot read: the server has subscribed,
+    /// so every transition committed from now on is on the stream.
+    pub async fn watch(&self, id: &str) -> tonic::Streaming<v1::WatchEvent> {
+        let mut stream = self
+            .raw()
+            .await
+            .watch(v1::WatchReq {
+                id: id.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        stream.message().await.expect("watch").expect("snapshot");
+        stream
+    }
+
     /// A Control-service client.
     pub async fn control(&self) -> v1::control_client::ControlClient<tonic::transport::Channel> {
         v1::control_client::ControlClient::connect(self.addr())
