@@ -156,6 +156,28 @@ impl Bench {
     }
 }
 
+/// An interlockd child in a fresh directory `dir` whose policies and
+/// e-stop let `bench` run, admitting far more calls at once than a
+/// benchmark makes.
+pub fn daemon_spec(bin: &Path, dir: &Path) -> interlock_tests::daemon::DaemonSpec {
+    let spec = interlock_tests::daemon::DaemonSpec::new(&bin.display().to_string(), dir).args([
+        "--max-in-flight",
+        "100000",
+        "--drain",
+        "100ms",
+    ]);
+    let configs = dir.join("configs");
+    interlock_tests::append_entry(
+        &configs.join("policies.json"),
+        serde_json::json!({"Name": "bench", "Policies": []}),
+    );
+    interlock_tests::append_entry(
+        &configs.join("es.json"),
+        serde_json::json!({"Name": "bench", "Status": "go"}),
+    );
+    spec
+}
+
 pub fn sleep_job() -> v1::Job {
     v1::Job {
         name: "sleep".into(),

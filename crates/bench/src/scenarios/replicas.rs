@@ -13,12 +13,13 @@
 //! local one); each run creates its own database and drops it.
 
 use crate::Row;
-use crate::harness::{block, pct, sorted, submit_and_exec, submit_row, submit_until, work};
+use crate::harness::{
+    block, daemon_spec, pct, sorted, submit_and_exec, submit_row, submit_until, work,
+};
 use anyhow::{Context, bail};
 use interlock_client::{Client, Transport};
 use interlock_proto::v1;
 use interlock_store_postgres::testing::TestDb;
-use interlock_tests::append_entry;
 use interlock_tests::daemon::{Daemon, DaemonSpec};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -107,18 +108,8 @@ impl Deployment {
         jobs: Option<&str>,
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
-        let mut spec = DaemonSpec::new(&bin.display().to_string(), dir.path())
-            .args(["--max-in-flight", "100000", "--drain", "100ms"])
-            .args(extra.iter().copied());
+        let mut spec = daemon_spec(bin, dir.path()).args(extra.iter().copied());
         let configs = dir.path().join("configs");
-        append_entry(
-            &configs.join("policies.json"),
-            serde_json::json!({"Name": "bench", "Policies": []}),
-        );
-        append_entry(
-            &configs.join("es.json"),
-            serde_json::json!({"Name": "bench", "Status": "go"}),
-        );
         if let Some(j) = jobs {
             std::fs::write(configs.join("jobs.json"), j)?;
         }

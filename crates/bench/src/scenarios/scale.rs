@@ -17,13 +17,14 @@
 //!   RSS, Status latency, and the e-stop until none runs.
 
 use crate::Row;
-use crate::harness::{block, load_until, pct, proc_mb, sleep_job, sorted, submit_until, work};
+use crate::harness::{
+    block, daemon_spec, load_until, pct, proc_mb, sleep_job, sorted, submit_until, work,
+};
 use crate::scenarios::retention;
 use crate::scenarios::workflows::{Held, hold_running};
 use anyhow::bail;
 use interlock_client::{Client, Options};
 use interlock_proto::v1;
-use interlock_tests::append_entry;
 use interlock_tests::daemon::{Daemon, DaemonSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -45,26 +46,6 @@ pub async fn scale(bin: &Path, p: Params) -> anyhow::Result<Vec<Row>> {
         rows.push(running(bin, p.running, p.seconds).await?);
     }
     Ok(rows)
-}
-
-/// A fresh server directory whose policies and e-stop let `bench` run.
-fn spec(bin: &Path, dir: &Path) -> DaemonSpec {
-    let spec = DaemonSpec::new(&bin.display().to_string(), dir).args([
-        "--max-in-flight",
-        "100000",
-        "--drain",
-        "100ms",
-    ]);
-    let configs = dir.join("configs");
-    append_entry(
-        &configs.join("policies.json"),
-        serde_json::json!({"Name": "bench", "Policies": []}),
-    );
-    append_entry(
-        &configs.join("es.json"),
-        serde_json::json!({"Name": "bench", "Status": "go"}),
-    );
-    spec
 }
 
 /// Starts the server; how long until it served (start-up, recovery
@@ -98,7 +79,7 @@ fn ms(d: Duration) -> f64 {
 
 async fn stored(bin: &Path, p: &Params) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
-    let spec = spec(bin, dir.path());
+    let spec = daemon_spec(bin, dir.path());
     let db = dir.path().join("var/interlock.db");
     std::fs::create_dir_all(dir.path().join("var"))?;
     let mut rows = Vec::new();
@@ -250,7 +231,7 @@ async fn jobs_per_workflow(bin: &Path) -> anyhow::Result<Vec<Row>> {
     let sizes = [1, 100, 10_000, 50_000].map(|n| (n, None));
     for (n, limit) in sizes.into_iter().chain([(50_000, Some(100))]) {
         let dir = tempfile::tempdir()?;
-        let spec = spec(bin, dir.path());
+        let spec = daemon_spec(bin, dir.path());
         let (mut d, _, client) = start(&spec).await?;
         let mut req = wide(n, limit);
         req.labels.insert("run".into(), "first".into());
@@ -316,7 +297,7 @@ async fn jobs_per_workflow(bin: &Path) -> anyhow::Result<Vec<Row>> {
 
 async fn running(bin: &Path, count: usize, seconds: u64) -> anyhow::Result<Row> {
     let dir = tempfile::tempdir()?;
-    let spec = spec(bin, dir.path());
+    let spec = daemon_spec(bin, dir.path());
     let (d, _, client) = start(&spec).await?;
     let base = proc_mb(d.pid(), "VmRSS:");
     let es = dir.path().join("configs/es.json");

@@ -107,9 +107,10 @@ pub async fn hold_running(
     if errors > 0 {
         bail!("{errors} Status calls failed");
     }
-    // End them all at once through the emergency stop.
-    write_atomically(es, ES_STOP)?;
+    // End them all at once through the emergency stop, timed from the
+    // start of the write (as the `estop` flip is).
     let t = Instant::now();
+    write_atomically(es, ES_STOP)?;
     until_none_runs(client).await?;
     Ok(Held {
         started,
