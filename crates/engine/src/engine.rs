@@ -702,9 +702,7 @@ impl Engine {
         // Shared from here: an argument held by value would keep its bytes
         // in the task for the whole run (a future keeps its arguments).
         let rec = Arc::new(rec);
-        self.inner
-            .tasks
-            .spawn(async move { runner.run(rec, active).await }.instrument(span));
+        self.inner.tasks.spawn(runner.run(rec, active).instrument(span));
     }
 
     /// Registers `id` as active here, or says it already is.

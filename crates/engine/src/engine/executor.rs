@@ -324,6 +324,32 @@ impl Inner {
         active.done.set(true);
     }
 
+    /// Starts job `ji` of block `bi` as a task of the block. Not async: the
+    /// job's future is built here, so it takes no room in the block's.
+    fn spawn_job(
+        self: &Arc<Self>,
+        tasks: &mut JoinSet<()>,
+        (rec, bi, ji): (&Arc<WorkflowRecord>, usize, usize),
+        job: (Box<interlock_core::JobRecord>, Option<String>),
+        with: Option<StartWith>,
+        (active, shared): (&Arc<Active>, &Arc<Mutex<BlockRun>>),
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let span = tracing::info_span!("job", block = bi, job = ji,
+            name = %interlock_core::Escaped(&rec.req.blocks[bi].jobs[ji].name));
+        let fut = self
+            .clone()
+            .run_job(
+                (rec.clone(), bi, ji),
+                job,
+                with,
+                (active.clone(), shared.clone()),
+                permit,
+            )
+            .instrument(span);
+        tasks.spawn(fut);
+    }
+
     /// Runs block `bi`, committing `before` with its start. Returns how it
     /// went and the block's end, with the end of the job that ended last,
     /// which the caller commits with whatever comes next (nothing happens
@@ -397,12 +423,6 @@ impl Inner {
                 active.stop(Cause::Unrecorded(why));
                 break;
             }
-            let (this, rec, active, shared) =
-                (self.clone(), rec.clone(), active.clone(), shared.clone());
-            let unresolved = unresolved.get(&ji).cloned();
-            let prior = brec.jobs[ji].clone();
-            let span = tracing::info_span!("job", block = bi, job = ji,
-                name = %interlock_core::Escaped(&block.jobs[ji].name));
             // The block's start rides with this job's; the next job waits
             // until it is recorded, so no job shows Running in a block
             // that does not. Handed back unwritten if the job never starts.
@@ -413,13 +433,17 @@ impl Inner {
                 }
                 None => (None, None),
             };
-            tasks.spawn(
-                async move {
-                    this.run_job(&rec, (bi, ji), (prior, unresolved), with, &active, &shared)
-                        .await;
-                    drop(permit);
-                }
-                .instrument(span),
+            let job = (
+                Box::new(brec.jobs[ji].clone()),
+                unresolved.get(&ji).cloned(),
+            );
+            self.spawn_job(
+                &mut tasks,
+                (rec, bi, ji),
+                job,
+                with,
+                (active, &shared),
+                permit,
             );
             if let Some(rx) = back {
                 start = rx.await.ok().flatten();

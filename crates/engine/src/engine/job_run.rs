@@ -110,15 +110,22 @@ impl Inner {
     /// Runs job `ji` of block `bi` from its `prior` record; `unresolved`
     /// says why its inputs could not be filled in (it then fails); `with`
     /// is committed with its start.
+    ///
+    /// Its future is the job task's, alive as long as the job runs, once
+    /// per running job: it takes what it needs by value (a wrapper holding
+    /// them would hold them twice), the prior record boxed (it is only
+    /// read at the start), and boxes every await but the attempt's.
     pub(super) async fn run_job(
-        &self,
-        rec: &WorkflowRecord,
-        (bi, ji): (usize, usize),
-        (prior, unresolved): (JobRecord, Option<String>),
+        self: Arc<Self>,
+        (rec, bi, ji): (Arc<WorkflowRecord>, usize, usize),
+        (prior, unresolved): (Box<JobRecord>, Option<String>),
         with: Option<StartWith>,
-        active: &Active,
-        shared: &Mutex<BlockRun>,
+        (active, shared): (Arc<Active>, Arc<Mutex<BlockRun>>),
+        permit: tokio::sync::OwnedSemaphorePermit,
     ) {
+        // Released when the job is over, after its end is recorded.
+        let _permit = permit;
+        let (rec, active, shared) = (&*rec, &*active, &*shared);
         let spec = &rec.req.blocks[bi].jobs[ji];
         let key = |jr: JobRecord| Change::Job {
             id: rec.id.clone(),
@@ -126,18 +133,21 @@ impl Inner {
             job: ji,
             rec: jr,
         };
-        let (mut extra, back) = match with {
-            Some(w) => (Some(w.changes), Some(w.back)),
-            None => (None, None),
-        };
-        // Boxed: the start's checks are brief, and unboxed they would
-        // size the whole job task, which lives as long as the job runs.
-        let started = Box::pin(self.start_job(rec, (bi, ji), &prior, active, &mut extra)).await;
-        if let Some(back) = back {
-            let _ = back.send(extra);
-        }
-        let Some((holds_slots, mut jr)) = started else {
-            return;
+        // In a scope of its own, so its locals take no room in the
+        // future once the job runs.
+        let (holds_slots, mut jr) = {
+            let (mut extra, back) = match with {
+                Some(w) => (Some(w.changes), Some(w.back)),
+                None => (None, None),
+            };
+            let started = Box::pin(self.start_job(rec, (bi, ji), &prior, active, &mut extra)).await;
+            if let Some(back) = back {
+                let _ = back.send(extra);
+            }
+            match started {
+                Some(s) => s,
+                None => return,
+            }
         };
         metrics::counter!("interlock_jobs_started_total", "job" => spec.name.clone()).increment(1);
         // Only a job known to be safe to repeat is retried; an unknown
@@ -170,7 +180,7 @@ impl Inner {
             };
             // Its lines before its end: a reader that sees the job end has
             // seen everything it logged.
-            ctx.flush_logs().await;
+            Box::pin(ctx.flush_logs()).await;
             jr.attempts.push(Attempt {
                 number,
                 started,
@@ -188,7 +198,7 @@ impl Inner {
                         && number < max_attempts
                         && !active.token.is_cancelled() =>
                 {
-                    if !self.persist(active, vec![key(jr.clone())]).await {
+                    if !Box::pin(self.persist(active, vec![key(jr.clone())])).await {
                         return;
                     }
                     let wait = backoff(spec.retry.as_ref().expect("max_attempts > 1"), number);
@@ -239,7 +249,7 @@ impl Inner {
                     .push(format!("block {bi} job {ji} ({})", spec.name));
                 // Its limit slots stay taken until an operator decides, as
                 // after a crash: the effect may still be under way.
-                self.persist(active, vec![key(jr)]).await;
+                Box::pin(self.persist(active, vec![key(jr)])).await;
                 return;
             }
             Err(e) => {
@@ -292,7 +302,7 @@ impl Inner {
                 return;
             }
         }
-        self.persist(active, changes).await;
+        Box::pin(self.persist(active, changes)).await;
         if holds_slots {
             self.opts.concurrency.freed();
         }
