@@ -119,7 +119,8 @@ pub struct JobCtx {
     /// 1 for the first attempt.
     pub attempt: u32,
     /// Fires when the job must stop (cancel, emergency stop, fatal sibling,
-    /// timeout, lost lease, shutdown).
+    /// timeout, lost lease, shutdown). A job only waits on it: it may be
+    /// the whole run's token, so cancelling it could stop the workflow.
     pub cancel: CancellationToken,
     /// Fires when the workflow stops here without being finished here: the
     /// server is shutting down or lost its lease. A job cancelled while this

@@ -10,7 +10,7 @@ use super::executor::BlockRun;
 use crate::job::{JobCtx, JobError, JobSink};
 use async_trait::async_trait;
 use interlock_core::{Attempt, JobRecord, Status, WorkflowRecord};
-use interlock_store::{Change, Lease, Store};
+use interlock_store::{Change, Store};
 use rand::Rng;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,9 +25,10 @@ pub(super) struct StartWith {
 
 /// Checkpoints and log lines of one job attempt, written under the run's
 /// lease.
+/// One per attempt, so per running job: the run's lease is held once, by
+/// the attempt's log.
 struct Sink {
     store: Arc<dyn Store>,
-    lease: Lease,
     block: usize,
     job: usize,
     instance: Arc<super::instance::Instance>,
@@ -38,11 +39,12 @@ struct Sink {
 #[async_trait]
 impl JobSink for Sink {
     async fn checkpoint(&self, state: String) -> Result<(), JobError> {
+        let lease = self.log.lease();
         self.store
             .write(
-                Some(&self.lease),
+                Some(lease),
                 vec![Change::Checkpoint {
-                    id: self.lease.workflow_id.clone(),
+                    id: lease.workflow_id.clone(),
                     block: self.block,
                     job: self.job,
                     state,
@@ -53,11 +55,11 @@ impl JobSink for Sink {
     }
 
     fn holds_lease(&self) -> bool {
-        self.instance.holds(&self.lease).is_ok()
+        self.instance.holds(self.log.lease()).is_ok()
     }
 
     fn lease(&self) -> Option<interlock_store::Lease> {
-        Some(self.lease.clone())
+        Some(self.log.lease().clone())
     }
 
     fn log(&self, stream: interlock_core::LogStream, text: &str) {
@@ -85,7 +87,13 @@ impl Inner {
             block: bi,
             job: ji,
             attempt,
-            cancel: active.token.child_token(),
+            // A token of its own only for a timeout to cancel: the run's
+            // token is what else stops a job, and a child per running job
+            // would cost memory and make the run's cancel walk them all.
+            cancel: match rec.req.blocks[bi].jobs[ji].timeout {
+                Some(t) if !t.is_zero() => active.token.child_token(),
+                _ => active.token.clone(),
+            },
             detaching: active.detach.clone(),
             checkpoint: jr.checkpoint.clone(),
             traceparent: self
@@ -97,7 +105,6 @@ impl Inner {
             operator_retry: jr.error == super::recovery::RETRIED_BY_OPERATOR,
             sink: Some(Arc::new(Sink {
                 store: self.store.clone(),
-                lease: active.lease().clone(),
                 block: bi,
                 job: ji,
                 instance: self.instance.clone(),

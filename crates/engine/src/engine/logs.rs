@@ -157,6 +157,11 @@ fn dropped(n: usize) {
 }
 
 impl AttemptLog {
+    /// The lease the attempt's lines are written under: the run's.
+    pub(crate) fn lease(&self) -> &Lease {
+        &self.attempt.lease
+    }
+
     pub(crate) fn line(&self, clock: &dyn Clock, stream: LogStream, text: &str) {
         let text = clean_line(text);
         let a = &self.attempt;
