@@ -37,6 +37,18 @@ pub struct Block {
     pub jobs: Vec<Job>,
 }
 
+impl WorkReq {
+    /// Frees the spare capacity of its lists. A request decoded from JSON
+    /// grows them as it reads (room for four blocks, four jobs, when there
+    /// is one), and a running workflow keeps its request for the whole run.
+    pub fn shrink_to_fit(&mut self) {
+        self.blocks.shrink_to_fit();
+        for b in &mut self.blocks {
+            b.jobs.shrink_to_fit();
+        }
+    }
+}
+
 impl Block {
     /// Jobs allowed in flight at once: `rate_limit`, and at least 1.
     pub fn concurrency(&self) -> usize {

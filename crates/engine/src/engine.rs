@@ -692,7 +692,8 @@ impl Engine {
         Ok(())
     }
 
-    fn launch(&self, rec: WorkflowRecord, active: Arc<Active>) {
+    fn launch(&self, mut rec: WorkflowRecord, active: Arc<Active>) {
+        rec.req.shrink_to_fit();
         let span = tracing::info_span!("workflow", id = %rec.id,
             name = %interlock_core::Escaped(&rec.req.name), trace_id = %rec.req.trace_id);
         if let Some(hook) = &self.inner.opts.workflow_span {
@@ -702,7 +703,9 @@ impl Engine {
         // Shared from here: an argument held by value would keep its bytes
         // in the task for the whole run (a future keeps its arguments).
         let rec = Arc::new(rec);
-        self.inner.tasks.spawn(runner.run(rec, active).instrument(span));
+        self.inner
+            .tasks
+            .spawn(runner.run(rec, active).instrument(span));
     }
 
     /// Registers `id` as active here, or says it already is.

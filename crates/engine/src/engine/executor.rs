@@ -139,7 +139,8 @@ impl Inner {
         match self.commit(active.lease(), changes).await {
             Ok(()) => true,
             Err(e) => {
-                tracing::warn!(error = %e, "workflow progress can no longer be recorded here; stopping it");
+                tracing::warn!(workflow = %active.lease().workflow_id, error = %e,
+                    "workflow progress can no longer be recorded here; stopping it");
                 active.stop(Cause::Unrecorded(format!("not recorded: {e}")));
                 false
             }
@@ -192,8 +193,11 @@ impl Inner {
                 break;
             }
             let (block_rec, unresolved) = match takes_inputs {
-                true => Box::pin(self.with_inputs(&rec, bi)).await,
-                false => (rec.clone(), Arc::default()),
+                true => {
+                    let (r, u) = Box::pin(self.with_inputs(&rec, bi)).await;
+                    (r, Some(u))
+                }
+                false => (rec.clone(), None),
             };
             let (run, end) = self
                 .clone()
@@ -204,7 +208,12 @@ impl Inner {
                     std::mem::take(&mut ended),
                     unresolved,
                 )
-                .instrument(tracing::info_span!(
+                // Debug, as the job's: at the default log level a span
+                // is held by the log layer for as long as it lives (about
+                // 0.4 KB each, per running workflow); the workflow's span
+                // gives the logs their context, events in a job name their
+                // block and job, and traces take debug spans.
+                .instrument(tracing::debug_span!(
                     "block",
                     block = bi,
                     jobs = rec.blocks[bi].jobs.len()
@@ -335,7 +344,7 @@ impl Inner {
         (active, shared): (&Arc<Active>, &Arc<Mutex<BlockRun>>),
         permit: tokio::sync::OwnedSemaphorePermit,
     ) {
-        let span = tracing::info_span!("job", block = bi, job = ji,
+        let span = tracing::debug_span!("job", block = bi, job = ji,
             name = %interlock_core::Escaped(&rec.req.blocks[bi].jobs[ji].name));
         let fut = self
             .clone()
@@ -360,7 +369,7 @@ impl Inner {
         bi: usize,
         active: &Arc<Active>,
         mut before: Vec<Change>,
-        unresolved: Arc<HashMap<usize, String>>,
+        unresolved: Option<Arc<HashMap<usize, String>>>,
     ) -> (BlockRun, Vec<Change>) {
         let block = &rec.req.blocks[bi];
         let mut brec = rec.blocks[bi].clone();
@@ -435,7 +444,7 @@ impl Inner {
             };
             let job = (
                 Box::new(brec.jobs[ji].clone()),
-                unresolved.get(&ji).cloned(),
+                unresolved.as_ref().and_then(|u| u.get(&ji).cloned()),
             );
             self.spawn_job(
                 &mut tasks,
