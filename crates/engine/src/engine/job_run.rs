@@ -24,8 +24,7 @@ pub(super) struct StartWith {
 }
 
 /// Checkpoints and log lines of one job attempt, written under the run's
-/// lease.
-/// One per attempt, so per running job: the run's lease is held once, by
+/// lease. One per attempt, so per running job: the lease is held once, by
 /// the attempt's log.
 struct Sink {
     store: Arc<dyn Store>,
