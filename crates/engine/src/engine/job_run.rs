@@ -184,6 +184,14 @@ impl Inner {
                 },
                 _ => run.await,
             };
+            // A stop wakes every job of every run it stops at once. Each
+            // steps back once before recording its end, so the stop reaches
+            // all of them before any spends time on its record (otherwise
+            // the last job hears of an e-stop only after every other run's
+            // end was built: tokio runs the task a finishing job wakes next).
+            if active.token.is_cancelled() {
+                tokio::task::yield_now().await;
+            }
             // Its lines before its end: a reader that sees the job end has
             // seen everything it logged.
             Box::pin(ctx.flush_logs()).await;
