@@ -2,6 +2,10 @@
 //! Submit path (policies, e-stop, idempotency), parameter errors, fan-out
 //! over the inventory, values treated as data, disabling, dry runs, the
 //! provenance labels, and who may do what.
+//!
+//! Why one file over 600 lines: one feature's black-box tests, each test
+//! independent and named for what it checks; they share the fixtures at
+//! the top.
 
 use interlock_client::Transport;
 use interlock_proto::v1;

@@ -22,6 +22,11 @@
 //! - A transition is committed (with the run's lease) before anything can
 //!   observe it or act on it; a write refused because the lease moved stops
 //!   the run here at once.
+//!
+//! Why one file over 600 lines: the engine's options and state, and the
+//! calls that are no submodule's (Submit, Validate, Exec, Status and the
+//! one sequence that starts a run), each with its contract in its docs;
+//! splitting them would part each call from the sequence it shares.
 
 mod active;
 mod approvals;

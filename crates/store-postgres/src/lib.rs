@@ -16,6 +16,10 @@
 //! database's clock, so replicas on machines whose clocks differ agree on
 //! who is alive. Connections are plaintext (`NoTls`): run the database on
 //! the same host or a trusted network.
+//!
+//! Why one file over 600 lines: `impl Store for PgStore` is one block (a
+//! trait's impl cannot span files), short methods that hand each call to
+//! the writer task or the pool; the SQL itself is in `ops` and `read`.
 #![forbid(unsafe_code)]
 
 mod board;

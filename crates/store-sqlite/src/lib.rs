@@ -14,6 +14,11 @@
 //! is chosen. Start-up refuses a database it cannot write (read-only file or
 //! mount) with a message saying so, instead of answering every call with
 //! UNAVAILABLE later.
+//!
+//! Why one file over 600 lines: `impl Store for SqliteStore` is one block
+//! (a trait's impl cannot span files), short methods that hand each call to
+//! the writer thread or the read pool; the SQL itself is in `ops` and
+//! `read`.
 #![forbid(unsafe_code)]
 
 mod backup;

@@ -1,6 +1,11 @@
 //! The write-side SQL: what each write op does inside the writer's
 //! transaction. Every function here runs on the writer thread, so
 //! read-then-write sequences in one function are atomic.
+//!
+//! Why one file over 600 lines: one function per write op, each a few
+//! statements, all running on the writer thread under the same rule
+//! (read-then-write is atomic); the changes under a lease are in
+//! `apply_change` and `write`.
 
 use crate::writer::Ctx;
 use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};

@@ -42,6 +42,11 @@
 //!   number of processes together never take more than the bucket allows.
 //! - **Times.** Leases and heartbeats are compared on the store's clock;
 //!   everything else records the times callers give.
+//!
+//! Why one file over 600 lines: it is the contract. The [`Store`] trait,
+//! with what each call guarantees in its docs (a third of the file), and
+//! the types its calls take and return read best beside each other; the
+//! conformance suite and the in-memory backend are modules of their own.
 #![forbid(unsafe_code)]
 
 pub mod backend;
