@@ -88,6 +88,11 @@ pub struct OutputRef {
 }
 
 impl Job {
+    /// How long one attempt may run: `timeout`, where zero means none.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.timeout.filter(|t| !t.is_zero())
+    }
+
     /// A job of type `name` with `args` and every other field default.
     pub fn with_args(name: &str, args: &[(&str, &str)]) -> Self {
         Job {

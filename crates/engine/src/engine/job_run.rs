@@ -86,12 +86,13 @@ impl Inner {
             block: bi,
             job: ji,
             attempt,
-            // A token of its own only for a timeout to cancel: the run's
-            // token is what else stops a job, and a child per running job
-            // would cost memory and make the run's cancel walk them all.
-            cancel: match rec.req.blocks[bi].jobs[ji].timeout {
-                Some(t) if !t.is_zero() => active.token.child_token(),
-                _ => active.token.clone(),
+            // A token of its own only for a timeout to cancel (the one rule,
+            // `attempt_timeout`, decides both): the run's token is what else
+            // stops a job, and a child per running job would cost memory
+            // and make the run's cancel walk them all.
+            cancel: match rec.req.blocks[bi].jobs[ji].attempt_timeout() {
+                Some(_) => active.token.child_token(),
+                None => active.token.clone(),
             },
             detaching: active.detach.clone(),
             checkpoint: jr.checkpoint.clone(),
@@ -174,15 +175,15 @@ impl Inner {
                 .runner
                 .run(&ctx, spec)
                 .instrument(tracing::debug_span!("attempt", number));
-            let r = match spec.timeout {
-                Some(t) if !t.is_zero() => tokio::select! {
+            let r = match spec.attempt_timeout() {
+                Some(t) => tokio::select! {
                     r = run => r,
                     _ = tokio::time::sleep(t) => {
                         ctx.cancel.cancel();
                         Err(JobError::new(format!("timed out after {}s", t.as_secs_f64())).retryable())
                     }
                 },
-                _ => run.await,
+                None => run.await,
             };
             // A stop wakes every job of every run it stops at once. Each
             // steps back once before recording its end, so the stop reaches
