@@ -14,7 +14,6 @@ use interlock_engine::{Job, JobCtx, JobError, Outputs};
 use interlock_proto::v1;
 use interlock_server::server::StartError;
 use interlock_server::{Config, Running, ServerBuilder};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -437,11 +436,7 @@ impl Job for Probe {
         &self.schema
     }
 
-    async fn run(
-        &self,
-        ctx: &JobCtx,
-        args: &BTreeMap<String, String>,
-    ) -> Result<Outputs, JobError> {
+    async fn run(&self, ctx: &JobCtx, args: &interlock_core::Args) -> Result<Outputs, JobError> {
         self.started
             .lock()
             .unwrap()

@@ -33,7 +33,7 @@ impl Job for Hold {
             reconcilable: false,
         })
     }
-    async fn run(&self, ctx: &JobCtx, _: &BTreeMap<String, String>) -> Result<Outputs, JobError> {
+    async fn run(&self, ctx: &JobCtx, _: &interlock_core::Args) -> Result<Outputs, JobError> {
         self.running
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         ctx.cancel.cancelled().await;

@@ -1,5 +1,6 @@
 //! Interlock's domain vocabulary, shared by every layer.
 //!
+//! - [`args`]: a job's arguments, a compact sorted map.
 //! - [`request`]: a work request (WorkReq → Blocks → Jobs) as the engine sees it.
 //! - [`record`]: the durable record of one workflow's progress.
 //! - [`schema`]: the self-description each job registers (arguments, idempotency).
@@ -15,6 +16,7 @@
 //! SQL or tokio. Everything here is plain data plus pure functions.
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod clock;
 pub mod listing;
 pub mod log;
@@ -24,6 +26,7 @@ pub mod request;
 pub mod schema;
 pub mod validate;
 
+pub use args::Args;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use listing::{AuditEntry, AuditQuery, ListFilter, Summary};
 pub use log::{LogLine, LogQuery, LogStream};

@@ -1,6 +1,7 @@
 //! A work request as the engine sees it: the protocol's WorkReq without the
-//! wire details. Maps use `BTreeMap` so a request has one canonical encoding,
-//! which makes content hashes (idempotency keys) stable.
+//! wire details. Maps are ordered (`BTreeMap`, and [`Args`](crate::Args)
+//! for a job's arguments) so a request has one canonical encoding, which
+//! makes content hashes (idempotency keys) stable.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -66,7 +67,7 @@ impl Block {
 pub struct Job {
     pub name: String,
     pub desc: String,
-    pub args: BTreeMap<String, String>,
+    pub args: crate::Args,
     #[serde(default)]
     pub timeout: Option<Duration>,
     #[serde(default)]

@@ -139,7 +139,7 @@ pub struct JobSchema {
 
 impl JobSchema {
     /// Every problem with `args`, one sentence each.
-    pub fn check_args(&self, args: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    pub fn check_args(&self, args: &crate::Args) -> Vec<String> {
         self.check_args_pending(args, |_| false)
     }
 
@@ -147,7 +147,7 @@ impl JobSchema {
     /// filled in later (inputs from earlier jobs) counted as present.
     pub fn check_args_pending(
         &self,
-        args: &std::collections::BTreeMap<String, String>,
+        args: &crate::Args,
         pending: impl Fn(&str) -> bool,
     ) -> Vec<String> {
         let mut problems = Vec::new();

@@ -26,8 +26,7 @@ pub type Outputs = BTreeMap<String, String>;
 pub trait Job: Send + Sync + 'static {
     fn schema(&self) -> &JobSchema;
 
-    async fn run(&self, ctx: &JobCtx, args: &BTreeMap<String, String>)
-    -> Result<Outputs, JobError>;
+    async fn run(&self, ctx: &JobCtx, args: &interlock_core::Args) -> Result<Outputs, JobError>;
 
     /// Checks arguments against what the server knows now (the inventory,
     /// configured buckets) and against the rest of the request they are
@@ -35,7 +34,7 @@ pub trait Job: Send + Sync + 'static {
     /// passed already. `Err` says what to fix.
     fn check(
         &self,
-        _args: &BTreeMap<String, String>,
+        _args: &interlock_core::Args,
         _req: &interlock_core::WorkReq,
     ) -> Result<(), String> {
         Ok(())
@@ -43,14 +42,14 @@ pub trait Job: Send + Sync + 'static {
 
     /// The bucket (and key) a run of this job takes a token from, if it
     /// takes one: what a dry run counts against the bucket's level.
-    fn bucket_take(&self, _args: &BTreeMap<String, String>) -> Option<(String, String)> {
+    fn bucket_take(&self, _args: &interlock_core::Args) -> Option<(String, String)> {
         None
     }
 
     /// Whether running it again with these arguments is harmless (retries,
     /// re-running after a crash): the schema's idempotency, unless the
     /// arguments decide (an HTTP GET is, a POST is not).
-    fn safe_to_repeat(&self, _args: &BTreeMap<String, String>) -> bool {
+    fn safe_to_repeat(&self, _args: &interlock_core::Args) -> bool {
         self.schema().idempotency == interlock_core::Idempotency::Safe
     }
 
@@ -59,12 +58,12 @@ pub trait Job: Send + Sync + 'static {
     /// reconciled or interrupted: a run the restarted server does not
     /// continue must not go on unsupervised. The context carries the
     /// run's checkpoint. Best effort; the default does nothing.
-    async fn abandon(&self, _ctx: &JobCtx, _args: &BTreeMap<String, String>) {}
+    async fn abandon(&self, _ctx: &JobCtx, _args: &interlock_core::Args) {}
 
     /// After a crash, finds out whether a run that was in flight had its
     /// effect. Only called for jobs whose schema says `reconcilable`; the
     /// context carries the checkpoint the run saved, if any.
-    async fn reconcile(&self, _ctx: &JobCtx, _args: &BTreeMap<String, String>) -> Reconciled {
+    async fn reconcile(&self, _ctx: &JobCtx, _args: &interlock_core::Args) -> Reconciled {
         Reconciled::Unknown("this job cannot tell whether its effect happened".into())
     }
 }

@@ -99,7 +99,7 @@ impl JobRunner for Registry {
 }
 
 /// Asks `job` whether its interrupted run took effect, if it can tell.
-pub async fn reconcile(job: &dyn Job, ctx: &JobCtx, args: &BTreeMap<String, String>) -> Reconciled {
+pub async fn reconcile(job: &dyn Job, ctx: &JobCtx, args: &interlock_core::Args) -> Reconciled {
     if job.schema().reconcilable {
         job.reconcile(ctx, args).await
     } else {

@@ -12,7 +12,6 @@ use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, WorkReq, now_mi
 use interlock_engine::job::{Reconciled, sleep_or_cancel};
 use interlock_engine::{Job, JobCtx, JobError, Outputs};
 use interlock_inventory::LiveInventory;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,7 +39,7 @@ pub fn machine_not_at_site(
 /// (inputs, resolved later) are left to the schema check.
 pub fn machine_at_site(
     inventory: &LiveInventory,
-    args: &BTreeMap<String, String>,
+    args: &interlock_core::Args,
 ) -> Result<(), String> {
     let (Some(machine), Some(site)) = (args.get("machine"), args.get("site")) else {
         return Ok(());
@@ -129,15 +128,11 @@ impl Job for DiskErase {
         &self.schema
     }
 
-    fn check(&self, args: &BTreeMap<String, String>, _req: &WorkReq) -> Result<(), String> {
+    fn check(&self, args: &interlock_core::Args, _req: &WorkReq) -> Result<(), String> {
         machine_at_site(&self.inventory, args)
     }
 
-    async fn run(
-        &self,
-        ctx: &JobCtx,
-        args: &BTreeMap<String, String>,
-    ) -> Result<Outputs, JobError> {
+    async fn run(&self, ctx: &JobCtx, args: &interlock_core::Args) -> Result<Outputs, JobError> {
         let (machine, site) = (&args["machine"], &args["site"]);
         let inv = self.inventory.current();
         if inv.machine(site, machine).is_none() {
@@ -192,7 +187,7 @@ impl Job for DiskErase {
         Ok(Self::outputs(machine, &request, now()))
     }
 
-    async fn reconcile(&self, ctx: &JobCtx, args: &BTreeMap<String, String>) -> Reconciled {
+    async fn reconcile(&self, ctx: &JobCtx, args: &interlock_core::Args) -> Reconciled {
         match ctx
             .checkpoint
             .as_deref()

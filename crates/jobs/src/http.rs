@@ -270,7 +270,7 @@ fn expected(spec: &str) -> Result<Vec<(u16, u16)>, String> {
         .collect()
 }
 
-fn headers(args: &BTreeMap<String, String>) -> Result<BTreeMap<String, String>, String> {
+fn headers(args: &interlock_core::Args) -> Result<BTreeMap<String, String>, String> {
     let Some(text) = args.get("headers") else {
         return Ok(BTreeMap::new());
     };
@@ -342,7 +342,7 @@ impl Http {
     }
 }
 
-fn method(args: &BTreeMap<String, String>) -> Result<&str, String> {
+fn method(args: &interlock_core::Args) -> Result<&str, String> {
     let m = args.get("method").map(String::as_str).unwrap_or_default();
     if METHODS.contains(&m) {
         Ok(m)
@@ -357,7 +357,7 @@ impl Job for Http {
         &self.schema
     }
 
-    fn check(&self, args: &BTreeMap<String, String>, _req: &WorkReq) -> Result<(), String> {
+    fn check(&self, args: &interlock_core::Args, _req: &WorkReq) -> Result<(), String> {
         method(args)?;
         headers(args)?;
         if let Some(e) = args.get("expect") {
@@ -369,15 +369,11 @@ impl Job for Http {
         }
     }
 
-    fn safe_to_repeat(&self, args: &BTreeMap<String, String>) -> bool {
+    fn safe_to_repeat(&self, args: &interlock_core::Args) -> bool {
         method(args).is_ok_and(|m| IDEMPOTENT.contains(&m))
     }
 
-    async fn run(
-        &self,
-        ctx: &JobCtx,
-        args: &BTreeMap<String, String>,
-    ) -> Result<Outputs, JobError> {
+    async fn run(&self, ctx: &JobCtx, args: &interlock_core::Args) -> Result<Outputs, JobError> {
         let m = method(args).map_err(JobError::new)?;
         let url = args.get("url").map(String::as_str).unwrap_or_default();
         let config = self.config.current();

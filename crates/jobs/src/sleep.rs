@@ -5,7 +5,6 @@ use interlock_core::schema::parse_seconds;
 use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema};
 use interlock_engine::job::sleep_or_cancel;
 use interlock_engine::{Job, JobCtx, JobError, Outputs};
-use std::collections::BTreeMap;
 
 pub struct Sleep {
     schema: JobSchema,
@@ -41,11 +40,7 @@ impl Job for Sleep {
         &self.schema
     }
 
-    async fn run(
-        &self,
-        ctx: &JobCtx,
-        args: &BTreeMap<String, String>,
-    ) -> Result<Outputs, JobError> {
+    async fn run(&self, ctx: &JobCtx, args: &interlock_core::Args) -> Result<Outputs, JobError> {
         let d = parse_seconds(&args["seconds"]).map_err(JobError::new)?;
         if !d.is_zero() {
             sleep_or_cancel(d, &ctx.cancel).await?;

@@ -15,7 +15,6 @@ use interlock_core::schema::parse_bool;
 use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, WorkReq};
 use interlock_engine::job::Reconciled;
 use interlock_engine::{BucketError, Buckets, Job, JobCtx, JobError, Outputs};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub struct TokenBucket {
@@ -57,7 +56,7 @@ impl Job for TokenBucket {
         &self.schema
     }
 
-    fn check(&self, args: &BTreeMap<String, String>, _req: &WorkReq) -> Result<(), String> {
+    fn check(&self, args: &interlock_core::Args, _req: &WorkReq) -> Result<(), String> {
         let bucket = &args["bucket"];
         let Some(def) = self.buckets.def(bucket) else {
             let names = self.buckets.names();
@@ -84,7 +83,7 @@ impl Job for TokenBucket {
         }
     }
 
-    fn bucket_take(&self, args: &BTreeMap<String, String>) -> Option<(String, String)> {
+    fn bucket_take(&self, args: &interlock_core::Args) -> Option<(String, String)> {
         let bucket = args.get("bucket")?.clone();
         // The key the take would use under the keying in force.
         let key = match self.buckets.def(&bucket).and_then(|d| d.key_arg) {
@@ -94,11 +93,7 @@ impl Job for TokenBucket {
         Some((bucket, key))
     }
 
-    async fn run(
-        &self,
-        ctx: &JobCtx,
-        args: &BTreeMap<String, String>,
-    ) -> Result<Outputs, JobError> {
+    async fn run(&self, ctx: &JobCtx, args: &interlock_core::Args) -> Result<Outputs, JobError> {
         let fatal = parse_bool(&args["fatal"]).map_err(JobError::new)?;
         let bucket = &args["bucket"];
         if ctx.cancel.is_cancelled() {
@@ -123,7 +118,7 @@ impl Job for TokenBucket {
 
     /// The take is recorded durably before the job succeeds, so the store
     /// knows whether an interrupted run got its token.
-    async fn reconcile(&self, ctx: &JobCtx, args: &BTreeMap<String, String>) -> Reconciled {
+    async fn reconcile(&self, ctx: &JobCtx, args: &interlock_core::Args) -> Reconciled {
         match self
             .buckets
             .take_of(&ctx.workflow_id, ctx.block, ctx.job)

@@ -4,7 +4,6 @@ use async_trait::async_trait;
 use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, WorkReq};
 use interlock_engine::{Job, JobCtx, JobError, Outputs};
 use interlock_inventory::LiveInventory;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub struct ValidateDecom {
@@ -43,18 +42,14 @@ impl Job for ValidateDecom {
 
     /// A site that does not exist cannot pass later either; its status and
     /// type are checked when the job runs, against the inventory then.
-    fn check(&self, args: &BTreeMap<String, String>, _req: &WorkReq) -> Result<(), String> {
+    fn check(&self, args: &interlock_core::Args, _req: &WorkReq) -> Result<(), String> {
         match self.inventory.current().site(&args["site"]) {
             Some(_) => Ok(()),
             None => Err(format!("site {:?} is not in the inventory", args["site"])),
         }
     }
 
-    async fn run(
-        &self,
-        _ctx: &JobCtx,
-        args: &BTreeMap<String, String>,
-    ) -> Result<Outputs, JobError> {
+    async fn run(&self, _ctx: &JobCtx, args: &interlock_core::Args) -> Result<Outputs, JobError> {
         let (name, want) = (&args["site"], &args["type"]);
         let inv = self.inventory.current();
         let site = inv

@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use interlock_core::{ArgFormat, ArgSpec, Idempotency, JobSchema, WorkReq};
 use interlock_engine::{Job, JobCtx, JobError, Outputs};
 use interlock_inventory::LiveInventory;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub struct VerifyErase {
@@ -57,15 +56,11 @@ impl Job for VerifyErase {
         &self.schema
     }
 
-    fn check(&self, args: &BTreeMap<String, String>, _req: &WorkReq) -> Result<(), String> {
+    fn check(&self, args: &interlock_core::Args, _req: &WorkReq) -> Result<(), String> {
         machine_at_site(&self.inventory, args)
     }
 
-    async fn run(
-        &self,
-        _ctx: &JobCtx,
-        args: &BTreeMap<String, String>,
-    ) -> Result<Outputs, JobError> {
+    async fn run(&self, _ctx: &JobCtx, args: &interlock_core::Args) -> Result<Outputs, JobError> {
         let (machine, request) = (&args["machine"], &args["eraseRequest"]);
         match self.target.lookup(request) {
             None => Err(JobError::new(format!(

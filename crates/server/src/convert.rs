@@ -57,7 +57,7 @@ pub fn work_req(r: v1::WorkReq) -> Result<WorkReq, ConvertError> {
                 timeout: duration(j.timeout, &format!("{at}.timeout"))?,
                 name: j.name,
                 desc: j.desc,
-                args: j.args,
+                args: j.args.into(),
                 retry,
                 inputs: j
                     .inputs
@@ -134,7 +134,7 @@ pub fn work_req_to_wire(r: &WorkReq) -> v1::WorkReq {
                     .map(|j| v1::Job {
                         name: j.name.clone(),
                         desc: j.desc.clone(),
-                        args: j.args.clone(),
+                        args: j.args.clone().into(),
                         timeout: j.timeout.map(pdur),
                         retry: j.retry.as_ref().map(|r| v1::RetryPolicy {
                             max_attempts: r.max_attempts,
@@ -292,7 +292,7 @@ pub fn status_resp(rec: WorkflowRecord) -> v1::StatusResp {
                     .enumerate()
                     .map(|(ji, (j, jr))| v1::JobStatus {
                         inputs: wire_inputs(&j),
-                        args: resolved.remove(&(bi, ji)).unwrap_or(j.args),
+                        args: resolved.remove(&(bi, ji)).unwrap_or(j.args).into(),
                         name: j.name,
                         desc: j.desc,
                         status: status(jr.status),

@@ -127,7 +127,7 @@ fn to_proto(m: ToWorker) -> v1::ServerMsg {
             job: t.job as u32,
             attempt: t.attempt,
             job_type: t.job_type,
-            args: t.args,
+            args: t.args.into(),
             checkpoint: t.checkpoint,
             reconcile: t.reconcile,
             dispatch: t.dispatch,

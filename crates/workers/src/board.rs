@@ -29,7 +29,7 @@ use interlock_core::Micros;
 use interlock_engine::{JobCtx, JobError, Outputs};
 use interlock_store::{BoardTask, FeedItem, Lease, OwnerAct, Store, StoreError, TaskKey};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
@@ -56,7 +56,7 @@ pub struct BoardOpts {
 struct Spec {
     /// The workflow's name.
     name: String,
-    args: BTreeMap<String, String>,
+    args: interlock_core::Args,
     /// Find out whether an earlier run took effect instead of running.
     reconcile: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

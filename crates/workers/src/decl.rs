@@ -295,7 +295,10 @@ mod tests {
         assert_eq!(r.schema.idempotency, Idempotency::Unsafe);
         assert!(r.schema.reconcilable);
         assert_eq!(r.timeout, Some(Duration::from_secs(600)));
-        assert!(r.schema.check_args(&BTreeMap::new())[0].contains("needs argument \"host\""));
+        assert!(
+            r.schema.check_args(&interlock_core::Args::new())[0]
+                .contains("needs argument \"host\"")
+        );
         let p = d.get("ping").unwrap();
         assert_eq!(p.schema.idempotency, Idempotency::Safe);
         assert!(p.may_serve("anyone", &[]));

@@ -84,7 +84,7 @@ fn serve(worker: Worker, job: Arc<dyn Job>) -> Worker {
     let worker = worker.handle(name, move |t| {
         let job = runner.clone();
         async move {
-            job.run(&job_ctx(&t), &t.task.args)
+            job.run(&job_ctx(&t), &t.task.args.clone().into())
                 .await
                 .map_err(|e| TaskError {
                     message: e.message,
@@ -99,7 +99,10 @@ fn serve(worker: Worker, job: Arc<dyn Job>) -> Worker {
     worker.reconcile(name, move |t| {
         let job = job.clone();
         async move {
-            match job.reconcile(&job_ctx(&t), &t.task.args).await {
+            match job
+                .reconcile(&job_ctx(&t), &t.task.args.clone().into())
+                .await
+            {
                 Reconciled::Done(out) => Answer::Done(out),
                 Reconciled::NotDone => Answer::NotDone,
                 Reconciled::Unknown(why) => Answer::Unknown(why),

@@ -152,7 +152,7 @@ impl Command {
     }
 
     /// Every problem with `args` (present ones; the schema checks presence).
-    pub fn check(&self, args: &BTreeMap<String, String>) -> Result<(), String> {
+    pub fn check(&self, args: &interlock_core::Args) -> Result<(), String> {
         let problems: Vec<String> = args.iter().filter_map(|(k, v)| self.refuse(k, v)).collect();
         if problems.is_empty() {
             Ok(())
@@ -163,7 +163,7 @@ impl Command {
 
     /// The program and its arguments, each placeholder filled in within
     /// its own element; refused values are refused again here.
-    pub fn argv(&self, args: &BTreeMap<String, String>) -> Result<(PathBuf, Vec<String>), String> {
+    pub fn argv(&self, args: &interlock_core::Args) -> Result<(PathBuf, Vec<String>), String> {
         self.check(args)?;
         let mut out = Vec::with_capacity(self.argv.len());
         for element in &self.argv {
@@ -322,7 +322,7 @@ mod tests {
     const ECHO: &str = r#"{"commands": [{"name": "greet", "argv": ["/bin/echo", "--to={who}", "{who}"],
         "args": {"who": {"pattern": "[a-z]+"}}, "timeout": "5s", "idempotency": "safe"}]}"#;
 
-    fn args(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+    fn args(kv: &[(&str, &str)]) -> interlock_core::Args {
         kv.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()

@@ -20,7 +20,7 @@ use config::{Command, TAIL_BYTES};
 use interlock_core::log::MAX_LINE_BYTES;
 use interlock_core::{JobSchema, LogStream, WorkReq};
 use interlock_engine::{Job, JobCtx, JobError, Outputs};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,11 +200,11 @@ impl Job for Exec {
         self.command.schema
     }
 
-    fn check(&self, args: &BTreeMap<String, String>, _req: &WorkReq) -> Result<(), String> {
+    fn check(&self, args: &interlock_core::Args, _req: &WorkReq) -> Result<(), String> {
         self.command.check(args)
     }
 
-    async fn abandon(&self, ctx: &JobCtx, _args: &BTreeMap<String, String>) {
+    async fn abandon(&self, ctx: &JobCtx, _args: &interlock_core::Args) {
         let Some(mark) = ctx
             .checkpoint
             .as_deref()
@@ -219,11 +219,7 @@ impl Job for Exec {
         }
     }
 
-    async fn run(
-        &self,
-        ctx: &JobCtx,
-        args: &BTreeMap<String, String>,
-    ) -> Result<Outputs, JobError> {
+    async fn run(&self, ctx: &JobCtx, args: &interlock_core::Args) -> Result<Outputs, JobError> {
         let c = &self.command;
         let (program, argv) = c.argv(args).map_err(JobError::new)?;
         if !ctx.holds_lease() {

@@ -2,7 +2,6 @@
 //! see of it: the messages, the errors, the views and the timing.
 
 use interlock_engine::Outputs;
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 /// What a worker is told.
@@ -29,7 +28,7 @@ pub struct TaskSpec {
     pub job: usize,
     pub attempt: u32,
     pub job_type: String,
-    pub args: BTreeMap<String, String>,
+    pub args: interlock_core::Args,
     pub checkpoint: Option<String>,
     /// Find out whether an earlier run (on a lost worker) took effect,
     /// instead of running the job.
