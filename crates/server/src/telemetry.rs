@@ -85,11 +85,15 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Telemetry,
             );
             let tracer = provider.tracer("interlockd");
             EXPORTING.store(true, Ordering::Relaxed);
-            // Per-span extras cost time on every poll (busy/idle tracking)
-            // or allocate attributes (source location, thread); a span's
-            // name, fields, timing and parent are what a trace needs.
+            // Per-span extras cost time on every poll (busy/idle tracking,
+            // making the span's OpenTelemetry context the thread's current
+            // one on each enter) or allocate attributes (source location,
+            // thread); a span's name, fields, timing and parent are what a
+            // trace needs. Nothing here reads the thread's current context:
+            // trace ids are read from the tracing span (`current_traceparent`).
             let layer = tracing_opentelemetry::layer()
                 .with_tracer(tracer)
+                .with_context_activation(false)
                 .with_tracked_inactivity(false)
                 .with_location(false)
                 .with_threads(false);
