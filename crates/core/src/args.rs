@@ -17,8 +17,15 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::ops::{Deref, DerefMut, Index};
 
 /// A job's arguments, name → value, in key order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct Args(LiteMap<String, String>);
+
+/// As the map's: `{"name": "value"}`, in test failures and debug logs.
+impl std::fmt::Debug for Args {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map().entries(self.0.iter()).finish()
+    }
+}
 
 impl Args {
     pub fn new() -> Self {
@@ -190,6 +197,7 @@ mod tests {
         let map: BTreeMap<String, String> = pairs(&[("b", "2"), ("a", "1")]).into_iter().collect();
         let args = Args::from(map);
         assert_eq!(args["a"], "1");
+        assert_eq!(format!("{args:?}"), r#"{"a": "1", "b": "2"}"#);
         assert_eq!(args.keys().collect::<Vec<_>>(), ["a", "b"]);
     }
 }
