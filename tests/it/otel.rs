@@ -126,6 +126,22 @@ async fn a_workflow_is_one_trace_continuing_the_callers() {
         "admission steps and the store commit are spans: {:?}",
         names(&ours)
     );
+    let stored = one("store.submit");
+    let named_id = stored
+        .attributes
+        .iter()
+        .find(|kv| kv.key == "workflow")
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s) => {
+                Some(s.clone())
+            }
+            _ => None,
+        });
+    assert_eq!(
+        named_id.as_deref(),
+        Some(id.as_str()),
+        "the store commit names the workflow Submit made"
+    );
     let workflow = one("workflow");
     assert_eq!(
         workflow.parent_span_id, exec.span_id,

@@ -484,7 +484,9 @@ impl Engine {
         match inner
             .store
             .submit(&rec, &hash, audit)
-            .instrument(tracing::debug_span!("store.submit"))
+            // The trace names the workflow its Submit made (its events
+            // below are not exported).
+            .instrument(tracing::debug_span!("store.submit", workflow = %id))
             .await?
         {
             SubmitOutcome::Inserted => {

@@ -102,11 +102,18 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Telemetry,
     };
     // Each layer filters for itself: logs by RUST_LOG; traces take
     // Interlock's own spans down to debug (admission steps, store commits),
-    // which cost nothing when no exporter wants them.
+    // which cost nothing when no exporter wants them, and its events from
+    // info up (a span event is built, its fields formatted, and exported
+    // for each: the debug ones, such as one per Submit, are for a
+    // developer's log, not for every trace).
     let otel = otel.map(|l| {
+        use tracing_subscriber::filter::FilterExt as _;
         l.with_filter(
             tracing_subscriber::filter::Targets::new()
-                .with_target("interlock", tracing::Level::DEBUG),
+                .with_target("interlock", tracing::Level::DEBUG)
+                .and(tracing_subscriber::filter::filter_fn(|m| {
+                    m.is_span() || *m.level() <= tracing::Level::INFO
+                })),
         )
     });
     tracing_subscriber::registry()
@@ -135,7 +142,11 @@ pub fn rpc_span(method: &str, headers: &http::HeaderMap) -> tracing::Span {
     if !exporting() {
         return tracing::Span::none();
     }
-    let span = tracing::info_span!("rpc", otel.name = %method, rpc.system = "grpc",
+    // Debug, so only the trace layer takes it: the log layer (info by
+    // default) would format its fields for every call, and logs read the
+    // same whether traces are exported or not (without an exporter there
+    // is no such span).
+    let span = tracing::debug_span!("rpc", otel.name = %method, rpc.system = "grpc",
         otel.kind = "server");
     if headers.contains_key("traceparent") {
         let parent =
