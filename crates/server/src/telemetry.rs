@@ -111,9 +111,15 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Telemetry,
         l.with_filter(
             tracing_subscriber::filter::Targets::new()
                 .with_target("interlock", tracing::Level::DEBUG)
-                .and(tracing_subscriber::filter::filter_fn(|m| {
-                    m.is_span() || *m.level() <= tracing::Level::INFO
-                })),
+                .and(
+                    tracing_subscriber::filter::filter_fn(|m| {
+                        m.is_span() || *m.level() <= tracing::Level::INFO
+                    })
+                    // Without a hint the subscriber's most verbose level
+                    // would be trace, and every `log::trace!` of a
+                    // dependency would be offered to both layers.
+                    .with_max_level_hint(tracing::level_filters::LevelFilter::DEBUG),
+                ),
         )
     });
     tracing_subscriber::registry()
