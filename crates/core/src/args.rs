@@ -31,11 +31,6 @@ impl Args {
     pub fn new() -> Self {
         Self::default()
     }
-
-    /// The value of `key`, as a `&str`.
-    pub fn value(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
-    }
 }
 
 impl Deref for Args {
@@ -119,7 +114,8 @@ impl<'a> IntoIterator for &'a Args {
     }
 }
 
-/// Always a map: `LiteMap`'s own form turns an empty map into `[]`.
+/// Always a map, even when empty (`LiteMap`'s own serde form, a feature
+/// not enabled here, writes an empty map as `[]`).
 impl Serialize for Args {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_map(self.0.iter())
@@ -182,7 +178,7 @@ mod tests {
         let got: Vec<_> = args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         assert_eq!(got, [("a", "2"), ("z", "3")]);
         let args: Args = pairs(&[("k", "1"), ("k", "2")]).into_iter().collect();
-        assert_eq!(args.value("k"), Some("2"));
+        assert_eq!(args["k"], "2");
         assert_eq!(args.len(), 1);
     }
 
