@@ -76,6 +76,10 @@ struct Cli {
     /// Workflows running at once in the `scale` scenario (0: skip that part).
     #[arg(long, default_value = "100000")]
     running: usize,
+    /// Workflows kept running (hour-long sleep jobs) during the `e2e` rows,
+    /// started through the nodes in turn before each row.
+    #[arg(long, default_value = "0")]
+    holding: usize,
     /// SSE watchers for the `dashboard` scenario.
     #[arg(long, default_value = "200")]
     watchers: usize,
@@ -215,7 +219,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if cli.scenarios.contains(&Scenario::E2e) {
         let bin = replicas::interlockd_path(cli.interlockd.clone())?;
-        rows.extend(replicas::end_to_end_only(&bin, cli.count, cli.runs.max(1)).await?);
+        rows.extend(
+            replicas::end_to_end_only(&bin, cli.count, cli.runs.max(1), cli.holding).await?,
+        );
     }
     if cli.scenarios.contains(&Scenario::Board) {
         let bin = replicas::interlockd_path(cli.interlockd.clone())?;

@@ -171,6 +171,19 @@ pub async fn claim(
     Ok(got)
 }
 
+/// Extends the claims of the given tasks. The claimer is compared with
+/// `IS NOT DISTINCT FROM` so that each task is found by its key whatever
+/// the plan: with `=`, a plan may walk every task the replica holds for
+/// each key (see [`crate::plans`]).
+pub(crate) fn renew_sql() -> String {
+    format!(
+        "UPDATE board SET claim_expires = GREATEST(claim_expires, {NOW_US} + $2)
+         FROM UNNEST($3::text[], $4::int[], $5::int[]) AS k(w, b, j)
+         WHERE board.workflow_id = k.w AND board.block_idx = k.b AND board.job_idx = k.j
+         AND claimed_by IS NOT DISTINCT FROM $1 AND lost IS NULL AND claim_expires >= {NOW_US}"
+    )
+}
+
 pub async fn renew(
     c: &deadpool_postgres::Client,
     replica: &str,
@@ -180,13 +193,7 @@ pub async fn renew(
     let ws: Vec<&str> = keys.iter().map(|k| k.workflow_id.as_str()).collect();
     let bs: Vec<i32> = keys.iter().map(|k| k.block as i32).collect();
     let js: Vec<i32> = keys.iter().map(|k| k.job as i32).collect();
-    let sql = format!(
-        "UPDATE board SET claim_expires = GREATEST(claim_expires, {NOW_US} + $2)
-         FROM UNNEST($3::text[], $4::int[], $5::int[]) AS k(w, b, j)
-         WHERE board.workflow_id = k.w AND board.block_idx = k.b AND board.job_idx = k.j
-         AND claimed_by = $1 AND lost IS NULL AND claim_expires >= {NOW_US}"
-    );
-    sql::execute(c, &sql, &[&replica, &micros(ttl), &ws, &bs, &js])
+    sql::execute(c, &renew_sql(), &[&replica, &micros(ttl), &ws, &bs, &js])
         .await
         .map_err(backend)
         .map(|_| ())

@@ -26,6 +26,7 @@ mod board;
 mod feed;
 mod inventory;
 mod ops;
+mod plans;
 mod read;
 mod retention;
 mod schedules;

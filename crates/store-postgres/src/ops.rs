@@ -30,6 +30,8 @@ use interlock_store::{
 mod changes;
 pub use changes::{Abort, apply_change, check_lease, write};
 use changes::{Applied, Row, apply_one, distinct_rows, fenced, row_of, terminal_cleanup};
+#[cfg(test)]
+pub(crate) use changes::{CHECK_LEASE, UPDATE_WORKFLOW};
 
 pub type PgResult<T> = Result<T, tokio_postgres::Error>;
 
@@ -217,6 +219,20 @@ pub async fn acquire(
     Ok(CasOutcome::Done(lease))
 }
 
+/// Exec's compare-and-set. The status is compared with `IS NOT DISTINCT
+/// FROM` so that the row is found by its id whatever plan the statement
+/// gets: with `=`, a generic plan may walk the (status, created) index
+/// through every workflow in that status (see [`crate::plans`]).
+pub(crate) const TAKE_OVER: &str =
+    "UPDATE workflows w SET status = $1, owner = $2, epoch = w.epoch + 1,
+         started = CASE WHEN $3 THEN $4 ELSE w.started END,
+         executed_by = CASE WHEN $3 THEN $5 ELSE w.executed_by END,
+         reason = CASE WHEN $3 THEN w.reason ELSE '' END
+     WHERE w.id = $6 AND w.status IS NOT DISTINCT FROM $7
+       AND (w.owner IS NULL OR w.owner = $2 OR NOT EXISTS
+            (SELECT 1 FROM instances i WHERE i.id = w.owner AND i.expires >= $8))
+     RETURNING w.epoch";
+
 /// Makes `owner` the owner of `id` (Running, next epoch) if it is in
 /// `from` and no other live instance owns it; the new epoch, or `None`.
 #[allow(clippy::too_many_arguments)]
@@ -233,14 +249,7 @@ async fn take_over(
     let by = audit.map_or("", |a| a.identity.as_str());
     let row = sql::query_opt(
         tx,
-        "UPDATE workflows w SET status = $1, owner = $2, epoch = w.epoch + 1,
-             started = CASE WHEN $3 THEN $4 ELSE w.started END,
-             executed_by = CASE WHEN $3 THEN $5 ELSE w.executed_by END,
-             reason = CASE WHEN $3 THEN w.reason ELSE '' END
-         WHERE w.id = $6 AND w.status = $7
-           AND (w.owner IS NULL OR w.owner = $2 OR NOT EXISTS
-                (SELECT 1 FROM instances i WHERE i.id = w.owner AND i.expires >= $8))
-         RETURNING w.epoch",
+        TAKE_OVER,
         &[
             &(Status::Running as i32),
             &owner,
@@ -373,11 +382,16 @@ pub async fn acquire_slots(
     Ok(Ok(out))
 }
 
+/// Gives the workflow up, if `lease` is still its own (found by id
+/// whatever the plan, see [`crate::plans`]).
+pub(crate) const RELEASE: &str = "UPDATE workflows SET owner = NULL
+     WHERE id = $1 AND owner IS NOT DISTINCT FROM $2 AND epoch = $3";
+
 /// Gives the workflow up, if `lease` is still its own.
 pub async fn release(tx: &Transaction<'_>, lease: &Lease) -> PgResult<Result<(), StoreError>> {
     let n = sql::execute(
         tx,
-        "UPDATE workflows SET owner = NULL WHERE id = $1 AND owner = $2 AND epoch = $3",
+        RELEASE,
         &[&lease.workflow_id, &lease.owner, &lease.epoch],
     )
     .await?;

@@ -312,24 +312,26 @@ pub async fn take_of(
     }))
 }
 
+/// Pending requests for the workflows `$1` owns. Driven from the requests
+/// (few: they are deleted once carried out), each one's workflow looked up
+/// by id; a join may instead walk every workflow the owner holds.
+pub(crate) const REQUESTS_FOR: &str = "SELECT r.id, r.workflow_id, r.kind, r.reason, r.at
+     FROM requests r
+     WHERE (SELECT w.owner FROM workflows w WHERE w.id = r.workflow_id) = $1 ORDER BY r.id";
+
 pub async fn requests_for(c: &impl GenericClient, owner: &str) -> Result<Vec<ControlRequest>> {
-    Ok(sql::query(
-        c,
-        "SELECT r.id, r.workflow_id, r.kind, r.reason, r.at FROM requests r
-         JOIN workflows w ON w.id = r.workflow_id WHERE w.owner = $1 ORDER BY r.id",
-        &[&owner],
-    )
-    .await
-    .map_err(backend)?
-    .iter()
-    .map(|r| ControlRequest {
-        id: r.get(0),
-        workflow_id: r.get(1),
-        kind: RequestKind::parse(r.get(2)).unwrap_or(RequestKind::Pause),
-        reason: r.get(3),
-        at: r.get(4),
-    })
-    .collect())
+    Ok(sql::query(c, REQUESTS_FOR, &[&owner])
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|r| ControlRequest {
+            id: r.get(0),
+            workflow_id: r.get(1),
+            kind: RequestKind::parse(r.get(2)).unwrap_or(RequestKind::Pause),
+            reason: r.get(3),
+            at: r.get(4),
+        })
+        .collect())
 }
 
 pub async fn stops(c: &impl GenericClient) -> Result<Vec<SharedStop>> {

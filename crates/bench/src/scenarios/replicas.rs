@@ -463,7 +463,15 @@ pub async fn replicas(bin: &Path, p: Params) -> anyhow::Result<Vec<Row>> {
 
 /// The end-to-end row alone on each layout, `runs` rounds alternating the
 /// layouts (each on a fresh deployment), so they see the same machine.
-pub async fn end_to_end_only(bin: &Path, count: usize, runs: usize) -> anyhow::Result<Vec<Row>> {
+/// With `holding`, that many workflows (one hour-long sleep job each) are
+/// first started through the nodes in turn and keep running meanwhile:
+/// the cost of a write must not grow with the workflows a replica owns.
+pub async fn end_to_end_only(
+    bin: &Path,
+    count: usize,
+    runs: usize,
+    holding: usize,
+) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     for _ in 0..runs {
         for (backend, n) in [
@@ -472,10 +480,33 @@ pub async fn end_to_end_only(bin: &Path, count: usize, runs: usize) -> anyhow::R
             (Backend::Postgres, 3),
         ] {
             let d = Deployment::start(bin, backend, n, &[]).await?;
-            rows.push(end_to_end(&d, count).await?);
+            hold_running(&d, holding).await?;
+            let mut row = end_to_end(&d, count).await?;
+            if holding > 0 {
+                row.scenario = format!("{} ({holding} others running)", row.scenario);
+            }
+            rows.push(row);
         }
     }
     Ok(rows)
+}
+
+/// Starts `count` workflows of one hour-long sleep job, 32 clients spread
+/// over the nodes.
+async fn hold_running(d: &Deployment, count: usize) -> anyhow::Result<()> {
+    let workers = 32;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let c = d.node(w % d.len()).client.clone();
+        let n = count / workers + usize::from(w < count % workers);
+        tasks.push(tokio::spawn(async move {
+            submit_and_exec(&c, &sleep_req("3600"), n).await
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(())
 }
 
 /// `count` one-job workflows submitted and executed through replica 0 by

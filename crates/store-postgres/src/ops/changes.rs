@@ -18,9 +18,11 @@ use interlock_core::Status;
 use interlock_store::{Change, FeedItem, Lease, StoreError};
 
 /// The lease check of every fenced write: holds the row shared until
-/// commit, so a takeover cannot slip in between.
-pub(super) const CHECK_LEASE: &str =
-    "SELECT 1 FROM workflows WHERE id = $1 AND owner = $2 AND epoch = $3 FOR SHARE";
+/// commit, so a takeover cannot slip in between. `IS NOT DISTINCT FROM`
+/// where `=` would do, so that the row is found by its id whatever plan the
+/// statement gets (see [`crate::plans`]).
+pub(crate) const CHECK_LEASE: &str = "SELECT 1 FROM workflows
+     WHERE id = $1 AND owner IS NOT DISTINCT FROM $2 AND epoch = $3 FOR SHARE";
 
 pub(super) fn fenced(lease: &Lease) -> StoreError {
     StoreError::Fenced {
@@ -228,7 +230,8 @@ pub(super) async fn apply_one(
 
 /// A [`Change::Workflow`]: with an owner and epoch, it matches only while
 /// that lease holds.
-const UPDATE_WORKFLOW: &str = "UPDATE workflows SET status = $1, reason = $2, had_errors = $3,
+pub(crate) const UPDATE_WORKFLOW: &str =
+    "UPDATE workflows SET status = $1, reason = $2, had_errors = $3,
      es_stopped = $4, ended = $5, owner = CASE WHEN $7 THEN NULL ELSE owner END
      WHERE id = $6 AND ($8::text IS NULL OR (owner = $8 AND epoch = $9))";
 
