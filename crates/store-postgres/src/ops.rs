@@ -19,7 +19,8 @@
 //! in one place (the changes under a lease are in [`changes`]).
 
 use crate::sql;
-use deadpool_postgres::Transaction;
+use crate::sql::Tx;
+use deadpool_postgres::GenericClient;
 use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};
 use interlock_store::{
     CasOutcome, Change, ControlRequest, FeedItem, Gcra, InstanceInfo, Lease, RequestKind,
@@ -51,7 +52,7 @@ fn status_of(v: i32) -> Status {
     Status::from_i32(v).unwrap_or(Status::Failed)
 }
 
-pub async fn insert_audit(tx: &Transaction<'_>, e: &AuditEntry, target: &str) -> PgResult<()> {
+pub async fn insert_audit(tx: &Tx, e: &AuditEntry, target: &str) -> PgResult<()> {
     sql::execute(
         tx,
         "INSERT INTO audit (at, identity, action, target, request_id, outcome, detail, peer)
@@ -72,7 +73,7 @@ pub async fn insert_audit(tx: &Transaction<'_>, e: &AuditEntry, target: &str) ->
 }
 
 pub async fn submit(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     rec: &WorkflowRecord,
     hash: &str,
     audit: Option<&AuditEntry>,
@@ -149,7 +150,7 @@ pub async fn submit(
 /// The compare-and-set preamble: the epoch, when `id` is in `from` and no
 /// live instance other than `me` owns it. Locks the row.
 async fn check_cas(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     id: &str,
     from: Status,
     me: Option<&str>,
@@ -188,7 +189,7 @@ fn relabel<T>(o: CasOutcome<()>) -> CasOutcome<T> {
 
 #[allow(clippy::too_many_arguments)]
 pub async fn acquire(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     ctx: &mut Ctx,
     id: &str,
     from: Status,
@@ -237,7 +238,7 @@ pub(crate) const TAKE_OVER: &str =
 /// `from` and no other live instance owns it; the new epoch, or `None`.
 #[allow(clippy::too_many_arguments)]
 async fn take_over(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     id: &str,
     from: Status,
     owner: &str,
@@ -267,7 +268,7 @@ async fn take_over(
 
 #[allow(clippy::too_many_arguments)]
 pub async fn transition(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     ctx: &mut Ctx,
     id: &str,
     from: Status,
@@ -323,7 +324,7 @@ pub async fn transition(
 /// (deadlock detected) and the writer retries its ops one by one, so the
 /// cost is a delay, never a double grant.
 pub async fn acquire_slots(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     lease: &Lease,
     req: &SlotRequest,
 ) -> PgResult<Result<SlotOutcome, StoreError>> {
@@ -388,7 +389,7 @@ pub(crate) const RELEASE: &str = "UPDATE workflows SET owner = NULL
      WHERE id = $1 AND owner IS NOT DISTINCT FROM $2 AND epoch = $3";
 
 /// Gives the workflow up, if `lease` is still its own.
-pub async fn release(tx: &Transaction<'_>, lease: &Lease) -> PgResult<Result<(), StoreError>> {
+pub async fn release(tx: &Tx, lease: &Lease) -> PgResult<Result<(), StoreError>> {
     let n = sql::execute(
         tx,
         RELEASE,
@@ -401,7 +402,7 @@ pub async fn release(tx: &Transaction<'_>, lease: &Lease) -> PgResult<Result<(),
 /// Claims up to `limit` running workflows without a live owner, skipping
 /// rows another replica is claiming right now.
 pub async fn claim_orphans(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     ctx: &mut Ctx,
     owner: &str,
     limit: usize,
@@ -434,7 +435,7 @@ pub async fn claim_orphans(
 }
 
 pub async fn register_instance(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     ctx: &mut Ctx,
     info: &InstanceInfo,
     ttl: Micros,
@@ -470,7 +471,7 @@ pub async fn register_instance(
 }
 
 pub async fn heartbeat(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     ctx: &mut Ctx,
     id: &str,
     ttl: Micros,
@@ -488,7 +489,7 @@ pub async fn heartbeat(
     })
 }
 
-pub async fn take(tx: &Transaction<'_>, req: &TakeRequest) -> PgResult<TakeOutcome> {
+pub async fn take(tx: &Tx, req: &TakeRequest) -> PgResult<TakeOutcome> {
     // The row exists before it is locked, so racing first takes serialize.
     sql::execute(
         tx,
@@ -562,7 +563,7 @@ pub async fn take(tx: &Transaction<'_>, req: &TakeRequest) -> PgResult<TakeOutco
 }
 
 pub async fn request(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     ctx: &mut Ctx,
     workflow_id: &str,
     kind: RequestKind,
@@ -588,7 +589,7 @@ pub async fn request(
     Ok(r)
 }
 
-pub async fn set_stop(tx: &Transaction<'_>, ctx: &mut Ctx, e: &SharedStop) -> PgResult<()> {
+pub async fn set_stop(tx: &Tx, ctx: &mut Ctx, e: &SharedStop) -> PgResult<()> {
     sql::execute(
         tx,
         "INSERT INTO shared_stops (name, stop, reason, set_by, at) VALUES ($1, $2, $3, $4, $5)
@@ -604,7 +605,7 @@ pub async fn set_stop(tx: &Transaction<'_>, ctx: &mut Ctx, e: &SharedStop) -> Pg
 /// Records an approver's decision, replacing that identity's earlier one;
 /// `Err` when the workflow does not exist.
 pub async fn add_approval(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     a: &interlock_core::Approval,
 ) -> PgResult<Result<(), StoreError>> {
     if sql::query_opt(
@@ -644,7 +645,7 @@ pub async fn add_approval(
 /// Inserts an attempt's `lines` (each with its number) in one statement,
 /// then trims the attempt to the lines numbered above `floor`.
 pub async fn put_lines(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
     workflow_id: &str,
     (block, job, attempt): (usize, usize, u32),
     lines: &[(i64, &interlock_core::LogLine)],

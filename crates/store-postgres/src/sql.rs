@@ -11,6 +11,11 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 pub type PgResult<T> = Result<T, tokio_postgres::Error>;
+
+/// A pooled connection inside the writer's transaction: the writer opens
+/// and ends the transaction itself, so that both go out together with the
+/// statements next to them (see `writer`).
+pub type Tx = deadpool_postgres::Client;
 pub type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 pub async fn execute<C: GenericClient>(c: &C, sql: &str, params: Params<'_>) -> PgResult<u64> {

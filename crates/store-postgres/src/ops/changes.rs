@@ -13,7 +13,7 @@
 
 use super::{Ctx, PgResult, json, put_lines};
 use crate::sql;
-use deadpool_postgres::Transaction;
+use crate::sql::Tx;
 use interlock_core::Status;
 use interlock_store::{Change, FeedItem, Lease, StoreError};
 
@@ -33,7 +33,10 @@ pub(super) fn fenced(lease: &Lease) -> StoreError {
 
 /// `Err(Fenced)` unless `lease` is still the workflow's; holds the row
 /// shared until commit, so a takeover cannot slip in between.
-pub async fn check_lease(tx: &Transaction<'_>, lease: &Lease) -> PgResult<Result<(), StoreError>> {
+pub async fn check_lease(
+    tx: &impl deadpool_postgres::GenericClient,
+    lease: &Lease,
+) -> PgResult<Result<(), StoreError>> {
     let ok = sql::query_opt(
         tx,
         CHECK_LEASE,
@@ -100,7 +103,7 @@ pub(super) fn distinct_rows(changes: &[Change]) -> bool {
 /// just as the check's would. Changes to one row go one at a time, so their
 /// order holds.
 pub async fn write(
-    tx: &Transaction<'_>,
+    tx: &Tx,
     ctx: &mut Ctx,
     lease: Option<&Lease>,
     changes: &[Change],
@@ -175,11 +178,7 @@ pub async fn write(
 
 /// A write without a lease: row inserts (blocks, jobs) would not notice a
 /// missing workflow, so its existence is checked first.
-async fn write_unleased(
-    tx: &Transaction<'_>,
-    ctx: &mut Ctx,
-    changes: &[Change],
-) -> PgResult<Result<(), Abort>> {
+async fn write_unleased(tx: &Tx, ctx: &mut Ctx, changes: &[Change]) -> PgResult<Result<(), Abort>> {
     for id in interlock_store::backend::workflows_named(changes) {
         if sql::query_opt(tx, "SELECT 1 FROM workflows WHERE id = $1", &[&id])
             .await?
@@ -202,11 +201,7 @@ async fn write_unleased(
 /// Applies one change; a workflow's end takes its limit slots and board
 /// tasks with it (in the same round trip). With `fence`, a workflow change
 /// matches only while that lease holds.
-pub(super) async fn apply_one(
-    tx: &Transaction<'_>,
-    c: &Change,
-    fence: Option<&Lease>,
-) -> PgResult<Applied> {
+pub(super) async fn apply_one(tx: &Tx, c: &Change, fence: Option<&Lease>) -> PgResult<Applied> {
     match c {
         Change::Workflow { id, status, .. } if status.is_terminal() => {
             let futs: Vec<sql::Pending<'_, Applied>> = vec![
@@ -237,11 +232,7 @@ pub(crate) const UPDATE_WORKFLOW: &str =
 
 /// A [`Change::Workflow`]; with `lease`, it matches only while that lease
 /// holds.
-async fn update_workflow(
-    tx: &Transaction<'_>,
-    c: &Change,
-    lease: Option<&Lease>,
-) -> PgResult<bool> {
+async fn update_workflow(tx: &Tx, c: &Change, lease: Option<&Lease>) -> PgResult<bool> {
     let Change::Workflow {
         id,
         status,
@@ -277,10 +268,7 @@ async fn update_workflow(
 
 /// What goes with a workflow's end: its limit slots are freed and its
 /// board tasks cancelled ([`end_tasks`]).
-pub(super) fn terminal_cleanup<'a>(
-    tx: &'a Transaction<'_>,
-    id: &'a str,
-) -> sql::Pending<'a, Applied> {
+pub(super) fn terminal_cleanup<'a>(tx: &'a Tx, id: &'a str) -> sql::Pending<'a, Applied> {
     Box::pin(async move { end_tasks(tx, id).await.map(|items| (true, items)) })
 }
 
@@ -289,7 +277,7 @@ pub(super) fn terminal_cleanup<'a>(
 /// for it: a claimer stops its worker, a worker re-attaching is told to
 /// stop. One statement for both (the delete runs whether or not the update
 /// finds anything).
-async fn end_tasks(tx: &Transaction<'_>, id: &str) -> PgResult<Vec<FeedItem>> {
+async fn end_tasks(tx: &Tx, id: &str) -> PgResult<Vec<FeedItem>> {
     let rows = sql::query(
         tx,
         "WITH freed AS (DELETE FROM limit_slots WHERE workflow_id = $1)
@@ -314,7 +302,7 @@ async fn end_tasks(tx: &Transaction<'_>, id: &str) -> PgResult<Vec<FeedItem>> {
 }
 
 /// Applies one change; false when it matched no row.
-pub async fn apply_change(tx: &Transaction<'_>, c: &Change) -> PgResult<bool> {
+pub async fn apply_change(tx: &Tx, c: &Change) -> PgResult<bool> {
     let n = match c {
         Change::Workflow { .. } => return update_workflow(tx, c, None).await,
         Change::WorkflowStatus { id, status, reason } => {
