@@ -76,6 +76,10 @@ struct Cli {
     /// Workflows running at once in the `scale` scenario (0: skip that part).
     #[arg(long, default_value = "100000")]
     running: usize,
+    /// Clients of the `e2e` rows (each submits, executes and waits for its
+    /// share of the workflows, one after another).
+    #[arg(long, default_value = "32")]
+    clients: usize,
     /// Workflows kept running (hour-long sleep jobs) during the `e2e` rows,
     /// started through the nodes in turn before each row.
     #[arg(long, default_value = "0")]
@@ -219,9 +223,13 @@ async fn main() -> anyhow::Result<()> {
     }
     if cli.scenarios.contains(&Scenario::E2e) {
         let bin = replicas::interlockd_path(cli.interlockd.clone())?;
-        rows.extend(
-            replicas::end_to_end_only(&bin, cli.count, cli.runs.max(1), cli.holding).await?,
-        );
+        let e = replicas::EndToEnd {
+            count: cli.count,
+            clients: cli.clients.max(1),
+            runs: cli.runs.max(1),
+            holding: cli.holding,
+        };
+        rows.extend(replicas::end_to_end_only(&bin, e).await?);
     }
     if cli.scenarios.contains(&Scenario::Board) {
         let bin = replicas::interlockd_path(cli.interlockd.clone())?;

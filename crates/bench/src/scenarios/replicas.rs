@@ -184,10 +184,10 @@ async fn submit_rate(d: &Deployment, seconds: u64) -> anyhow::Result<Row> {
     Ok(submit_row(scenario, target, lat, errors, seconds))
 }
 
-/// `count` one-job workflows submitted, executed and waited for, 32 clients
-/// spread over the nodes (each client stays with its node).
-async fn end_to_end(d: &Deployment, count: usize) -> anyhow::Result<Row> {
-    let workers = 32;
+/// `count` one-job workflows submitted, executed and waited for by
+/// `workers` clients spread over the nodes (each client stays with its
+/// node).
+async fn end_to_end(d: &Deployment, count: usize, workers: usize) -> anyhow::Result<Row> {
     let t = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..workers {
@@ -211,7 +211,7 @@ async fn end_to_end(d: &Deployment, count: usize) -> anyhow::Result<Row> {
     let rate = count as f64 / secs;
     Ok(Row {
         scenario: format!(
-            "{count} one-job workflows end to end (Watch until final), {}",
+            "{count} one-job workflows end to end (Watch until final), {workers} clients, {}",
             d.label
         ),
         result: format!("{secs:.2} s, {rate:.0} workflows/s"),
@@ -450,7 +450,7 @@ pub async fn replicas(bin: &Path, p: Params) -> anyhow::Result<Vec<Row>> {
     for (backend, n) in layouts {
         let d = Deployment::start(bin, backend, n, &[]).await?;
         rows.push(submit_rate(&d, p.seconds).await?);
-        rows.push(end_to_end(&d, p.count).await?);
+        rows.push(end_to_end(&d, p.count, 32).await?);
         rows.push(estop_spread(&d, p.flips, 10).await?);
     }
     let ttl = Duration::from_secs(2);
@@ -461,19 +461,27 @@ pub async fn replicas(bin: &Path, p: Params) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
+/// What the `e2e` rows run.
+pub struct EndToEnd {
+    /// Workflows per row.
+    pub count: usize,
+    /// Clients, spread over the nodes.
+    pub clients: usize,
+    /// Rounds over the layouts.
+    pub runs: usize,
+    /// Workflows kept running meanwhile.
+    pub holding: usize,
+}
+
 /// The end-to-end row alone on each layout, `runs` rounds alternating the
 /// layouts (each on a fresh deployment), so they see the same machine.
 /// With `holding`, that many workflows (one hour-long sleep job each) are
 /// first started through the nodes in turn and keep running meanwhile:
 /// the cost of a write must not grow with the workflows a replica owns.
-pub async fn end_to_end_only(
-    bin: &Path,
-    count: usize,
-    runs: usize,
-    holding: usize,
-) -> anyhow::Result<Vec<Row>> {
+pub async fn end_to_end_only(bin: &Path, e: EndToEnd) -> anyhow::Result<Vec<Row>> {
+    let holding = e.holding;
     let mut rows = Vec::new();
-    for _ in 0..runs {
+    for _ in 0..e.runs {
         for (backend, n) in [
             (Backend::Sqlite, 1),
             (Backend::Postgres, 1),
@@ -481,7 +489,7 @@ pub async fn end_to_end_only(
         ] {
             let d = Deployment::start(bin, backend, n, &[]).await?;
             hold_running(&d, holding).await?;
-            let mut row = end_to_end(&d, count).await?;
+            let mut row = end_to_end(&d, e.count, e.clients).await?;
             if holding > 0 {
                 row.scenario = format!("{} ({holding} others running)", row.scenario);
             }
