@@ -28,21 +28,52 @@ pub async fn submit_get_and_idempotency(h: &dyn Harness) {
         .unwrap();
     assert_eq!(log[0].target, id(1), "the audit entry names the new id");
 
+    let labelled = || async {
+        let filter = ListFilter {
+            labels: vec![("team".into(), "sre".into())],
+            limit: 10,
+            ..Default::default()
+        };
+        let found = s.list(filter).await.unwrap();
+        found.into_iter().map(|w| w.id).collect::<Vec<_>>()
+    };
+    assert_eq!(labelled().await, [id(1)]);
+
     let again = WorkflowRecord::submitted(id(2), req, "v1".into(), 200);
+    let retry = entry("submit", "token:bot", "", 200);
     assert_eq!(
-        s.submit(&again, "h1", None).await.unwrap(),
+        s.submit(&again, "h1", Some(retry)).await.unwrap(),
         SubmitOutcome::Existing {
             id: id(1),
             content_hash: "h1".into()
         }
     );
     assert_eq!(s.get(&id(2)).await.unwrap(), None, "nothing new stored");
+    assert_eq!(labelled().await, [id(1)], "no labels of the refused one");
+    let log = s
+        .audit_log(AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(log.len(), 2, "the answered retry is audited: {log:?}");
+    assert!(
+        log.iter()
+            .all(|e| e.target == id(1) && e.action == "submit"),
+        "{log:?}"
+    );
+    assert!(
+        log.iter().any(|e| e.detail.contains("already used")),
+        "{log:?}"
+    );
     assert_eq!(s.expire_request_ids(100).await.unwrap(), 0);
     assert_eq!(s.expire_request_ids(101).await.unwrap(), 1);
     assert_eq!(
         s.submit(&again, "h1", None).await.unwrap(),
         SubmitOutcome::Inserted
     );
+    assert_eq!(labelled().await, [id(2), id(1)]);
 }
 
 /// Job records a clone carries over are stored with the new workflow.
