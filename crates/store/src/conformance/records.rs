@@ -19,14 +19,18 @@ pub async fn submit_get_and_idempotency(h: &dyn Harness) {
     );
     assert_eq!(s.get(&id(1)).await.unwrap().unwrap(), rec);
     assert_eq!(s.get(&id(99)).await.unwrap(), None);
-    let log = s
-        .audit_log(AuditQuery {
+    let audit_log = || async {
+        let q = AuditQuery {
             limit: 10,
             ..Default::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(log[0].target, id(1), "the audit entry names the new id");
+        };
+        s.audit_log(q).await.unwrap()
+    };
+    assert_eq!(
+        audit_log().await[0].target,
+        id(1),
+        "the audit entry names the new id"
+    );
 
     let labelled = || async {
         let filter = ListFilter {
@@ -50,13 +54,7 @@ pub async fn submit_get_and_idempotency(h: &dyn Harness) {
     );
     assert_eq!(s.get(&id(2)).await.unwrap(), None, "nothing new stored");
     assert_eq!(labelled().await, [id(1)], "no labels of the refused one");
-    let log = s
-        .audit_log(AuditQuery {
-            limit: 10,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let log = audit_log().await;
     assert_eq!(log.len(), 2, "the answered retry is audited: {log:?}");
     assert!(
         log.iter()
