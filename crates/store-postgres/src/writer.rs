@@ -98,6 +98,8 @@ enum OpError {
     Pg(tokio_postgres::Error),
     /// No connection to run it on.
     Pool(String),
+    /// COMMIT failed or went unanswered: the op may have committed.
+    Commit(tokio_postgres::Error),
     Missing,
     /// Refused, after its statements ran: rolled back, then answered.
     Refused(StoreError),
@@ -252,18 +254,38 @@ async fn commit_batch(pool: &deadpool_postgres::Pool, batch: Vec<Queued>) {
                 }
                 return;
             }
-            Err(e) => {
+            // Nothing committed for sure: each op runs again alone, so
+            // that one failing op fails alone.
+            Err(e @ (OpError::Pg(_) | OpError::Missing | OpError::Refused(_))) => {
                 tracing::debug!(error = %describe(&e), "batch commit failed; retrying ops one by one")
+            }
+            // The batch may have committed (running it again could apply
+            // it twice), or there is no connection to run it on.
+            Err(e) => {
+                let why = describe(&e);
+                for q in batch {
+                    let _ = q.reply.send(Err(backend(why.clone())));
+                }
+                return;
             }
         }
     }
+    let mut unreachable: Option<String> = None;
     for q in batch {
-        let r = match run_tx(&mut conn, &[&q.op]).await {
+        let ran = match &unreachable {
+            Some(why) => Err(OpError::Pool(why.clone())),
+            None => run_tx(&mut conn, &[&q.op]).await,
+        };
+        let r = match ran {
             Ok(mut v) => Ok(v.pop().unwrap_or(Outcome::Unit)),
-            Err(OpError::Missing) => Err(backend("a change names a workflow that does not exist")),
             Err(OpError::Refused(e)) => Ok(Outcome::Refusable(Err(e))),
-            Err(OpError::Pg(e)) => Err(backend(e)),
-            Err(OpError::Pool(e)) => Err(backend(format!("no database connection: {e}"))),
+            Err(e) => {
+                if let OpError::Pool(why) = &e {
+                    // One wait for a connection per batch, not one per op.
+                    unreachable = Some(why.clone());
+                }
+                Err(backend(describe(&e)))
+            }
         };
         let _ = q.reply.send(r);
     }
@@ -275,6 +297,7 @@ fn describe(e: &OpError) -> String {
         OpError::Missing => "a change names a workflow that does not exist".into(),
         OpError::Refused(e) => e.to_string(),
         OpError::Pool(e) => format!("no database connection: {e}"),
+        OpError::Commit(e) => format!("the commit's outcome is unknown: {e}"),
     }
 }
 
@@ -342,13 +365,16 @@ async fn run_tx(conn: &mut Conn<'_>, ops: &[&Op]) -> std::result::Result<Vec<Out
         Ok((out, items)) => {
             // On failure the connection stays marked and is closed: the
             // transaction's state is not known (COMMIT may have gone out).
-            commit(client, &items).await?;
+            commit(client, &items).await.map_err(OpError::Commit)?;
             conn.in_tx = false;
             Ok(out)
         }
         Err(e) => {
-            client.batch_execute("ROLLBACK").await?;
-            conn.in_tx = false;
+            // Nothing committed either way; if the ROLLBACK fails too, the
+            // connection stays marked and is closed, and `e` is the answer.
+            if client.batch_execute("ROLLBACK").await.is_ok() {
+                conn.in_tx = false;
+            }
             Err(e)
         }
     }
