@@ -61,7 +61,7 @@ fn ids(k: &TaskKey) -> (i32, i32) {
 /// Announces `items` in `tx` (delivered when, and only if, it commits).
 async fn announce(tx: &Transaction<'_>, items: &[FeedItem]) -> PgResult<()> {
     for chunk in feed::encode(items) {
-        sql::execute(tx, "SELECT pg_notify($1, $2)", &[&feed::CHANNEL, &chunk]).await?;
+        sql::execute(tx, feed::NOTIFY, &[&feed::CHANNEL, &chunk]).await?;
     }
     Ok(())
 }

@@ -20,6 +20,9 @@ use tokio_postgres::AsyncMessage;
 
 pub const CHANNEL: &str = "interlock_feed";
 
+/// Announces one chunk of [`encode`]d items on [`CHANNEL`].
+pub const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+
 /// Payloads stay under PostgreSQL's 8000-byte limit.
 const MAX_PAYLOAD: usize = 7_500;
 /// A message longer than this is cut (it is in the record in full).

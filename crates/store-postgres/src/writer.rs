@@ -204,9 +204,6 @@ pub struct Queued {
     pub reply: oneshot::Sender<Result<Outcome>>,
 }
 
-/// Announces a chunk of feed items (see `feed`).
-const NOTIFY: &str = "SELECT pg_notify($1, $2)";
-
 /// The database's clock, in microseconds since the Unix epoch.
 pub const NOW_US: &str = "(extract(epoch from clock_timestamp()) * 1000000)::bigint";
 
@@ -386,13 +383,14 @@ async fn commit(client: &Tx, items: &[FeedItem]) -> PgResult<()> {
     if !chunks.is_empty() {
         // Cached first, so that each notification is sent on its first
         // poll: before the COMMIT behind it.
-        client.prepare_cached(NOTIFY).await?;
+        client.prepare_cached(feed::NOTIFY).await?;
     }
     let notify: Vec<sql::Pending<'_, u64>> = chunks
         .iter()
         .map(|chunk| {
-            Box::pin(async move { sql::execute(client, NOTIFY, &[&feed::CHANNEL, chunk]).await })
-                as sql::Pending<'_, u64>
+            Box::pin(
+                async move { sql::execute(client, feed::NOTIFY, &[&feed::CHANNEL, chunk]).await },
+            ) as sql::Pending<'_, u64>
         })
         .collect();
     let (notified, committed) =

@@ -189,24 +189,17 @@ async fn submit_rate(d: &Deployment, seconds: u64) -> anyhow::Result<Row> {
 /// node).
 async fn end_to_end(d: &Deployment, count: usize, workers: usize) -> anyhow::Result<Row> {
     let t = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..workers {
-        let c = d.node(w % d.len()).client.clone();
-        let n = count / workers + usize::from(w < count % workers);
-        tasks.push(tokio::spawn(async move {
-            let ids = submit_and_exec(&c, &sleep_req("0"), n).await?;
-            for id in &ids {
-                let status = wait_final(&c, id).await?;
-                if status != v1::Status::Completed as i32 {
-                    bail!("{id} ended {status}");
-                }
+    on_clients(d, workers, count, |c, n| async move {
+        let ids = submit_and_exec(&c, &sleep_req("0"), n).await?;
+        for id in &ids {
+            let status = wait_final(&c, id).await?;
+            if status != v1::Status::Completed as i32 {
+                bail!("{id} ended {status}");
             }
-            anyhow::Ok(())
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
+        }
+        Ok(())
+    })
+    .await?;
     let secs = t.elapsed().as_secs_f64();
     let rate = count as f64 / secs;
     Ok(Row {
@@ -479,7 +472,6 @@ pub struct EndToEnd {
 /// first started through the nodes in turn and keep running meanwhile:
 /// the cost of a write must not grow with the workflows a replica owns.
 pub async fn end_to_end_only(bin: &Path, e: EndToEnd) -> anyhow::Result<Vec<Row>> {
-    let holding = e.holding;
     let mut rows = Vec::new();
     for _ in 0..e.runs {
         for (backend, n) in [
@@ -488,10 +480,10 @@ pub async fn end_to_end_only(bin: &Path, e: EndToEnd) -> anyhow::Result<Vec<Row>
             (Backend::Postgres, 3),
         ] {
             let d = Deployment::start(bin, backend, n, &[]).await?;
-            hold_running(&d, holding).await?;
+            start_held(&d, e.holding).await?;
             let mut row = end_to_end(&d, e.count, e.clients).await?;
-            if holding > 0 {
-                row.scenario = format!("{} ({holding} others running)", row.scenario);
+            if e.holding > 0 {
+                row.scenario = format!("{} ({} others running)", row.scenario, e.holding);
             }
             rows.push(row);
         }
@@ -501,16 +493,33 @@ pub async fn end_to_end_only(bin: &Path, e: EndToEnd) -> anyhow::Result<Vec<Row>
 
 /// Starts `count` workflows of one hour-long sleep job, 32 clients spread
 /// over the nodes.
-async fn hold_running(d: &Deployment, count: usize) -> anyhow::Result<()> {
-    let workers = 32;
-    let mut tasks = Vec::new();
-    for w in 0..workers {
-        let c = d.node(w % d.len()).client.clone();
-        let n = count / workers + usize::from(w < count % workers);
-        tasks.push(tokio::spawn(async move {
-            submit_and_exec(&c, &sleep_req("3600"), n).await
-        }));
-    }
+async fn start_held(d: &Deployment, count: usize) -> anyhow::Result<()> {
+    on_clients(d, 32, count, |c, n| async move {
+        submit_and_exec(&c, &sleep_req("3600"), n).await.map(drop)
+    })
+    .await
+}
+
+/// Runs `work(client, n)` on `workers` concurrent clients, client `w` on
+/// node `w % nodes`, the `count` workflows shared out evenly; fails with
+/// the first client that fails.
+async fn on_clients<F, Fut>(
+    d: &Deployment,
+    workers: usize,
+    count: usize,
+    work: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Client, usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let c = d.node(w % d.len()).client.clone();
+            let n = count / workers + usize::from(w < count % workers);
+            tokio::spawn(work(c, n))
+        })
+        .collect();
     for t in tasks {
         t.await??;
     }
