@@ -62,19 +62,22 @@ pub fn submit(
         }
         return Ok(SubmitOutcome::Existing { id, content_hash });
     }
+    // The request goes in its own table (see schema migration 19): the
+    // workflow's row, rewritten at every status change, stays small.
     tx.prepare_cached(
         "INSERT INTO workflows (id, name, request, status, created, policy_version, submitted_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         VALUES (?1, ?2, '', ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         rec.id,
         rec.req.name,
-        json(&rec.req),
         rec.status as i32,
         rec.created,
         rec.policy_version,
         rec.submitted_by
     ])?;
+    tx.prepare_cached("INSERT INTO workflow_requests (workflow_id, request) VALUES (?1, ?2)")?
+        .execute(params![rec.id, json(&rec.req)])?;
     for (k, v) in &rec.req.labels {
         tx.prepare_cached(
             "INSERT INTO labels (workflow_id, key, value, created) VALUES (?1, ?2, ?3, ?4)",

@@ -13,12 +13,19 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub use interlock_store::backend::{backend, corrupt, status_of};
 
+/// What a summary is read from. The request is in `workflow_requests` for
+/// workflows submitted since schema 19, in `workflows.request` before.
+const SUMMARY_COLUMNS: &str = "w.id, COALESCE(q.request, w.request), w.status, w.reason,
+    w.had_errors, w.created, w.started, w.ended";
+
 /// Loads one workflow and overlays its block and job rows.
 pub fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
     let row = conn
         .prepare_cached(
-            "SELECT request, status, reason, had_errors, es_stopped, created, started, ended,
-             policy_version, submitted_by, executed_by, owner FROM workflows WHERE id = ?1",
+            "SELECT COALESCE(q.request, w.request), status, reason, had_errors, es_stopped,
+             created, started, ended, policy_version, submitted_by, executed_by, owner
+             FROM workflows w LEFT JOIN workflow_requests q ON q.workflow_id = w.id
+             WHERE w.id = ?1",
         )
         .map_err(backend)?
         .query_row([id], |r| {
@@ -145,17 +152,19 @@ pub fn list(c: &Connection, f: &ListFilter) -> Result<Vec<Summary>> {
             let (k, v) = (arg(k.clone().into()), arg(v.clone().into()));
             (
                 format!(
-                    "SELECT w.id, w.request, w.status, w.reason, w.had_errors, w.created, w.started, w.ended
+                    "SELECT {SUMMARY_COLUMNS}
                      FROM labels d JOIN workflows w ON w.id = d.workflow_id
+                     LEFT JOIN workflow_requests q ON q.workflow_id = w.id
                      WHERE d.key = {k} AND d.value = {v}"
                 ),
                 ("d.created", "d.workflow_id"),
             )
         }
         None => (
-            "SELECT w.id, w.request, w.status, w.reason, w.had_errors, w.created, w.started, w.ended
-             FROM workflows w WHERE 1 = 1"
-                .to_string(),
+            format!(
+                "SELECT {SUMMARY_COLUMNS} FROM workflows w
+                 LEFT JOIN workflow_requests q ON q.workflow_id = w.id WHERE 1 = 1"
+            ),
             ("w.created", "w.id"),
         ),
     };

@@ -46,6 +46,8 @@ pub fn prune_workflows(
             tx.prepare_cached(&format!("DELETE FROM {table} WHERE workflow_id = ?1"))?
                 .execute([id])?;
         }
+        tx.prepare_cached("DELETE FROM workflow_requests WHERE workflow_id = ?1")?
+            .execute([id])?;
         tx.prepare_cached("DELETE FROM workflows WHERE id = ?1")?
             .execute([id])?;
         tx.prepare_cached(

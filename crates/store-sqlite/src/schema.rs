@@ -270,6 +270,16 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX job_logs_workflow ON job_logs (workflow_id, seq);
     CREATE INDEX job_logs_attempt ON job_logs (workflow_id, block_idx, job_idx, attempt, n);",
+    // 19: a workflow's request in a table of its own, written once at
+    // Submit. The `workflows` row is rewritten on every status change, and
+    // the request was most of it (264 of about 430 bytes for a one-job
+    // workflow): a mass e-stop wrote twice the pages it needs. Rows written
+    // before keep their request in `workflows.request` (reads take whichever
+    // is there); rows written since leave that column empty.
+    "CREATE TABLE workflow_requests (
+        workflow_id TEXT PRIMARY KEY,
+        request TEXT NOT NULL
+    ) WITHOUT ROWID;",
 ];
 
 /// The schema version this build writes.

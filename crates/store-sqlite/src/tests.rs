@@ -364,3 +364,37 @@ async fn the_log_is_copied_into_the_database_file_by_the_checkpoint_thread() {
     let again = open(&dir);
     assert!(again.get("w19").await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn the_request_is_stored_beside_the_row_and_pruned_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let rec = WorkflowRecord::submitted("w".into(), request("n", 2), "v1".into(), 10);
+    s.submit(&rec, "h", None).await.unwrap();
+    let db = dir.path().join("db/interlock.db");
+    let peek = |sql: &str| -> String {
+        let c = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    };
+    // The row a status change rewrites holds no copy of the request.
+    assert_eq!(peek("SELECT request FROM workflows WHERE id = 'w'"), "");
+    assert_eq!(s.get("w").await.unwrap().unwrap().req, rec.req);
+
+    let ended = s
+        .transition(
+            "w",
+            Status::NotStarted,
+            Status::Cancelled,
+            "",
+            Some(20),
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(ended, CasOutcome::Done(()));
+    assert_eq!(s.prune_workflows(30, 40, 1, 10).await.unwrap(), 1);
+    assert_eq!(
+        peek("SELECT printf('%d', count(*)) FROM workflow_requests"),
+        "0"
+    );
+}
