@@ -5,8 +5,6 @@
 //!   else touches the database, so two servers never share one.
 //! - [`schema`]: numbered migrations; a newer database is refused.
 //! - `writer`: the single writer thread and its group commit.
-//! - `checkpoint`: the thread that copies the write-ahead log back into the
-//!   database file, so the writer does not.
 //! - `ops`: the SQL of each write, run inside the writer's transaction.
 //! - `read`: queries on a pool of read-only connections.
 //! - `retention`: pruning finished workflows and old audit entries.
@@ -24,7 +22,6 @@
 #![forbid(unsafe_code)]
 
 mod backup;
-mod checkpoint;
 mod inventory;
 pub mod lock;
 mod ops;
@@ -181,12 +178,6 @@ impl SqliteStore {
                 Synchronous::Normal => "NORMAL",
             };
             conn.pragma_update(None, "synchronous", sync)?;
-            // The checkpoint thread copies the log back; the writer only
-            // does if that falls behind.
-            conn.pragma_update(None, "wal_autocheckpoint", checkpoint::FALLBACK_PAGES)?;
-            // A burst can grow the log past what it usually holds; it is
-            // cut back to this once it restarts.
-            conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
             conn.busy_timeout(Duration::from_secs(5))
         };
         setup(&conn).map_err(|e| read_only_or(&path, e))?;
@@ -217,7 +208,6 @@ impl SqliteStore {
         )
         .map_err(|e| read_only_or(&path, e))?;
 
-        let checkpoints = checkpoint::Checkpointer::start(&path).map_err(|e| other(&path, e))?;
         let (tx, rx) = mpsc::channel(opts.queue.max(1));
         let events = broadcast::Sender::new(4096);
         let last_error = Arc::new(Mutex::new(None));
@@ -229,7 +219,6 @@ impl SqliteStore {
             last_error: last_error.clone(),
             lock: Some(lock),
             leases: Default::default(),
-            checkpoints,
         };
         std::thread::Builder::new()
             .name("interlock-store-writer".into())

@@ -335,36 +335,6 @@ async fn a_backup_taken_while_serving_opens_as_the_database_it_copied() {
     assert_eq!((got.status, got.started), (Status::Running, Some(11)));
     assert_eq!(copy.get("w2").await.unwrap(), None);
 }
-
-#[tokio::test]
-async fn the_log_is_copied_into_the_database_file_by_the_checkpoint_thread() {
-    let dir = tempfile::tempdir().unwrap();
-    let s = open(&dir);
-    let db = dir.path().join("db/interlock.db");
-    let before = std::fs::metadata(&db).unwrap().len();
-    s.register_instance(&instance("a"), Duration::from_secs(10))
-        .await
-        .unwrap();
-    // A few hundred log pages at most: far below the writer's own trigger,
-    // so only the checkpoint thread copies them into the database file.
-    for i in 0..20 {
-        start(&s, &format!("w{i}"), "a").await;
-    }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::fs::metadata(&db).unwrap().len() <= before {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the database file is still {before} bytes: nothing was checkpointed"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    s.close().await;
-    // The thread's connection closed with the writer's: the file can be
-    // taken over at once, and holds everything written.
-    let again = open(&dir);
-    assert!(again.get("w19").await.unwrap().is_some());
-}
-
 #[tokio::test]
 async fn the_request_is_stored_beside_the_row_and_pruned_with_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,7 +19,6 @@
 //! and everything else still commits. An op's events are published only
 //! after the transaction holding it committed.
 
-use crate::checkpoint::Checkpointer;
 use crate::lock::DbLock;
 use interlock_core::{Clock, Micros};
 use interlock_store::{FeedItem, Result, StoreError};
@@ -176,8 +175,6 @@ pub struct Writer {
     /// Held until the writer stops: the database's one-owner lock.
     pub lock: Option<DbLock>,
     pub leases: Checked,
-    /// Kicked after each commit; stopped before the lock is released.
-    pub checkpoints: Checkpointer,
 }
 
 impl Writer {
@@ -209,7 +206,6 @@ impl Writer {
             self.commit_batch(&mut batch);
         }
         drop(rx);
-        self.checkpoints.stop();
         drop(self.lock.take());
         tracing::debug!("store writer stopped");
         if let Some(done) = closing {
@@ -224,7 +220,6 @@ impl Writer {
         if ops.len() > 1 {
             match self.run_tx(&mut ops) {
                 Ok(()) => {
-                    self.checkpoints.kick();
                     self.answer(ops, Ok(()));
                     record(started);
                     return;
@@ -242,7 +237,6 @@ impl Writer {
                 .map_err(|e| StoreError::Backend(e.to_string()));
             self.answer(one, r);
         }
-        self.checkpoints.kick();
         record(started);
     }
 
