@@ -42,12 +42,11 @@ pub fn prune_workflows(
         })?
         .collect::<rusqlite::Result<_>>()?;
     for (id, ended) in &victims {
-        for table in WORKFLOW_ROWS {
+        // The shared tables, and the one only this backend has.
+        for table in WORKFLOW_ROWS.iter().chain(&["workflow_requests"]) {
             tx.prepare_cached(&format!("DELETE FROM {table} WHERE workflow_id = ?1"))?
                 .execute([id])?;
         }
-        tx.prepare_cached("DELETE FROM workflow_requests WHERE workflow_id = ?1")?
-            .execute([id])?;
         tx.prepare_cached("DELETE FROM workflows WHERE id = ?1")?
             .execute([id])?;
         tx.prepare_cached(

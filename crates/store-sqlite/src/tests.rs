@@ -335,6 +335,7 @@ async fn a_backup_taken_while_serving_opens_as_the_database_it_copied() {
     assert_eq!((got.status, got.started), (Status::Running, Some(11)));
     assert_eq!(copy.get("w2").await.unwrap(), None);
 }
+
 #[tokio::test]
 async fn the_request_is_stored_beside_the_row_and_pruned_with_it() {
     let dir = tempfile::tempdir().unwrap();
