@@ -280,6 +280,10 @@ const MIGRATIONS: &[&str] = &[
         workflow_id TEXT PRIMARY KEY,
         request TEXT NOT NULL
     ) WITHOUT ROWID;",
+    // 20: running workflows by owner, oldest first, for the orphan claim
+    // (see `ops::claim_orphans`). Partial: a workflow is in it only while
+    // it runs (2 is `Status::Running`), so Submit does not touch it.
+    "CREATE INDEX workflows_running_owner ON workflows(owner, created) WHERE status = 2;",
 ];
 
 /// The schema version this build writes.

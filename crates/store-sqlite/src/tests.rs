@@ -117,6 +117,77 @@ async fn registering_declares_every_earlier_instance_dead() {
     assert_eq!(live, ["new"]);
 }
 
+async fn start_at(s: &SqliteStore, id: &str, owner: &str, created: i64) -> Lease {
+    let rec = WorkflowRecord::submitted(id.into(), request("n", 1), "v1".into(), created);
+    s.submit(&rec, "h", None).await.unwrap();
+    match s
+        .acquire(id, Status::NotStarted, owner, created, None)
+        .await
+        .unwrap()
+    {
+        CasOutcome::Done(l) => l,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn orphans_are_claimed_oldest_first_by_owner_through_the_running_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let ttl = Duration::from_secs(3600);
+    s.register_instance(&instance("b"), ttl).await.unwrap();
+    start_at(&s, "b-30", "b", 30).await;
+    start_at(&s, "b-5", "b", 5).await;
+    // Registering "a" declares "b" dead (see above).
+    s.register_instance(&instance("a"), ttl).await.unwrap();
+    for (id, created) in [("a-1", 1), ("a-2", 2), ("a-3", 3)] {
+        start_at(&s, id, "a", created).await;
+    }
+    let unowned = start_at(&s, "none-20", "a", 20).await;
+    s.release(&unowned).await.unwrap();
+    // Finished workflows are not orphans, whoever owned them last.
+    let done = start_at(&s, "done-4", "b", 4).await;
+    s.write(
+        Some(&done),
+        vec![Change::Workflow {
+            id: "done-4".into(),
+            status: Status::Completed,
+            reason: String::new(),
+            had_errors: false,
+            es_halt: interlock_core::EsMode::Go,
+            ended: Some(6),
+        }],
+    )
+    .await
+    .unwrap();
+    let ids = |c: Vec<(WorkflowRecord, Lease)>| -> Vec<String> {
+        c.into_iter().map(|(_, l)| l.workflow_id).collect()
+    };
+    // The oldest two of the dead owner's and the unowned, live owners' left.
+    assert_eq!(
+        ids(s.claim_orphans("a", 2).await.unwrap()),
+        ["b-5", "none-20"]
+    );
+    assert_eq!(ids(s.claim_orphans("a", 10).await.unwrap()), ["b-30"]);
+    assert!(s.claim_orphans("a", 10).await.unwrap().is_empty());
+    // Both statements reach rows through the partial index only.
+    let c = rusqlite::Connection::open(dir.path().join("db/interlock.db")).unwrap();
+    for sql in [ops::RUNNING_OWNERS, ops::RUNNING_OF] {
+        let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = vec![rusqlite::types::Null; st.parameter_count()];
+        let plan: Vec<String> = st
+            .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|d| d.contains("workflows"))
+            .collect();
+        assert!(
+            !plan.is_empty() && plan.iter().all(|d| d.contains("workflows_running_owner")),
+            "{sql}: {plan:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_are_grouped_and_all_land() {
     let dir = tempfile::tempdir().unwrap();
