@@ -17,10 +17,16 @@ fn instance(id: &str) -> InstanceInfo {
 }
 
 async fn start(s: &SqliteStore, id: &str, owner: &str) -> Lease {
-    let rec = WorkflowRecord::submitted(id.into(), request("n", 2), "v1".into(), 10);
+    start_at(s, id, owner, 10).await
+}
+
+/// A two-job workflow submitted at `created` and executed a microsecond
+/// later by `owner`.
+async fn start_at(s: &SqliteStore, id: &str, owner: &str, created: i64) -> Lease {
+    let rec = WorkflowRecord::submitted(id.into(), request("n", 2), "v1".into(), created);
     s.submit(&rec, "h", None).await.unwrap();
     match s
-        .acquire(id, Status::NotStarted, owner, 11, None)
+        .acquire(id, Status::NotStarted, owner, created + 1, None)
         .await
         .unwrap()
     {
@@ -115,19 +121,6 @@ async fn registering_declares_every_earlier_instance_dead() {
         .map(|i| i.id)
         .collect();
     assert_eq!(live, ["new"]);
-}
-
-async fn start_at(s: &SqliteStore, id: &str, owner: &str, created: i64) -> Lease {
-    let rec = WorkflowRecord::submitted(id.into(), request("n", 1), "v1".into(), created);
-    s.submit(&rec, "h", None).await.unwrap();
-    match s
-        .acquire(id, Status::NotStarted, owner, created, None)
-        .await
-        .unwrap()
-    {
-        CasOutcome::Done(l) => l,
-        other => panic!("{other:?}"),
-    }
 }
 
 #[tokio::test]
