@@ -399,25 +399,76 @@ pub async fn release(tx: &Tx, lease: &Lease) -> PgResult<Result<(), StoreError>>
     Ok(if n == 1 { Ok(()) } else { Err(fenced(lease)) })
 }
 
-/// Claims up to `limit` running workflows without a live owner, skipping
-/// rows another replica is claiming right now.
+/// The owners of running workflows that have no live instance, each once:
+/// a walk that jumps from one owner to the next in
+/// `workflows_running_owner`, a few index seeks per owner however many
+/// workflows each runs. (`status = 2` is written out: a partial index
+/// serves only a condition that names its literal.)
+pub(crate) const GONE_OWNERS: &str = "WITH RECURSIVE owners(o) AS (
+         SELECT (SELECT owner FROM workflows WHERE status = 2 AND owner IS NOT NULL
+                 ORDER BY owner LIMIT 1)
+         UNION ALL
+         SELECT (SELECT owner FROM workflows WHERE status = 2 AND owner > o
+                 ORDER BY owner LIMIT 1)
+         FROM owners WHERE o IS NOT NULL
+     )
+     SELECT o FROM owners WHERE o IS NOT NULL AND NOT EXISTS
+         (SELECT 1 FROM instances i WHERE i.id = o AND i.expires >= $1)";
+
+/// The oldest running workflows of one owner, locked, skipping rows
+/// another replica is claiming right now.
+pub(crate) const RUNNING_OF: &str = "SELECT id, created FROM workflows
+     WHERE status = 2 AND owner = $1 ORDER BY created LIMIT $2 FOR UPDATE SKIP LOCKED";
+
+/// The same for running workflows that have no owner. Ordered by `owner`
+/// too (all NULL here) so that the plan takes the same index: finished
+/// workflows have no owner either, and by the statistics a walk of the
+/// status index, filtered, looked cheaper (it read every running one).
+pub(crate) const RUNNING_UNOWNED: &str = "SELECT id, created FROM workflows
+     WHERE status = 2 AND owner IS NULL ORDER BY owner, created LIMIT $1
+     FOR UPDATE SKIP LOCKED";
+
+const _: () = assert!(Status::Running as i32 == 2, "the statements above name it");
+
+/// Claims up to `limit` running workflows without a live owner, oldest
+/// first, skipping rows other replicas are claiming right now.
+///
+/// Looked up by owner, not by walking every running workflow in created
+/// order: each replica claims every third of the lease ttl, and the walk
+/// read every workflow its live peers run; a takeover (claims of 64 in a
+/// loop) walked past the ones claimed before it each time, quadratic in
+/// the orphans. An owner's rows beyond the `limit` oldest of all stay
+/// locked until this batch commits: other replicas skip them meanwhile and
+/// find them on their next claim.
 pub async fn claim_orphans(
     tx: &Tx,
     ctx: &mut Ctx,
     owner: &str,
     limit: usize,
 ) -> PgResult<Vec<Lease>> {
-    let rows = sql::query(
-        tx,
-        "SELECT w.id FROM workflows w WHERE w.status = $1 AND (w.owner IS NULL OR NOT EXISTS
-             (SELECT 1 FROM instances i WHERE i.id = w.owner AND i.expires >= $2))
-             ORDER BY w.created LIMIT $3 FOR UPDATE SKIP LOCKED",
-        &[&(Status::Running as i32), &ctx.now, &(limit as i64)],
-    )
-    .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
-        let id: String = row.get(0);
+    let n = limit as i64;
+    let gone: Vec<String> = sql::query(tx, GONE_OWNERS, &[&ctx.now])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let mut found: Vec<(i64, String)> = sql::query(tx, RUNNING_UNOWNED, &[&n])
+        .await?
+        .iter()
+        .map(|r| (r.get(1), r.get(0)))
+        .collect();
+    for o in &gone {
+        found.extend(
+            sql::query(tx, RUNNING_OF, &[o, &n])
+                .await?
+                .iter()
+                .map(|r| (r.get(1), r.get(0))),
+        );
+    }
+    found.sort_unstable();
+    found.truncate(limit);
+    let mut out = Vec::with_capacity(found.len());
+    for (_, id) in found {
         let epoch: i64 = sql::query_one(
             tx,
             "UPDATE workflows SET owner = $1, epoch = epoch + 1 WHERE id = $2 RETURNING epoch",

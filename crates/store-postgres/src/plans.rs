@@ -105,6 +105,24 @@ mod tests {
                 "workflows_pkey",
             ),
             (
+                "a dead owner's running workflows",
+                crate::ops::RUNNING_OF.into(),
+                "workflows",
+                "workflows_running_owner",
+            ),
+            (
+                "running workflows without an owner",
+                crate::ops::RUNNING_UNOWNED.into(),
+                "workflows",
+                "workflows_running_owner",
+            ),
+            (
+                "owners of running workflows",
+                crate::ops::GONE_OWNERS.into(),
+                "workflows",
+                "workflows_running_owner",
+            ),
+            (
                 "pending requests",
                 crate::read::REQUESTS_FOR.into(),
                 "workflows",

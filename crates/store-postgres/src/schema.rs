@@ -285,6 +285,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX board_open ON board (job_type, posted_at) WHERE claimed_by IS NULL;
     CREATE INDEX board_claimed_by ON board (claimed_by) WHERE claimed_by IS NOT NULL;
     CREATE INDEX board_lease ON board (lease) WHERE lease IS NOT NULL;",
+    // 12: running workflows by owner, oldest first, for the orphan claim
+    // (see `ops::claim_orphans`). Partial: a workflow is in it only while
+    // it runs (2 is `Status::Running`).
+    "CREATE INDEX workflows_running_owner ON workflows (owner, created) WHERE status = 2;",
 ];
 
 /// The schema version this build writes.
