@@ -504,14 +504,15 @@ pub fn release(tx: &Transaction<'_>, lease: &Lease) -> rusqlite::Result<Result<(
     Ok(Ok(()))
 }
 
-/// The owners of running workflows, each once: a walk that jumps from one
-/// owner to the next in `workflows_running_owner`, so it costs a few index
-/// seeks per owner, however many workflows each runs. The index is named:
+/// The owners of running workflows that have no live instance, each once:
+/// a walk that jumps from one owner to the next in
+/// `workflows_running_owner`, so it costs a few index seeks per owner,
+/// however many workflows each runs. The index is named:
 /// without statistics SQLite's planner preferred `workflows_status_created`
 /// and a sort, a walk of every running workflow again. (`status = 2` is
 /// written out: a partial index serves only a query whose condition names
 /// its literal.)
-pub(crate) const RUNNING_OWNERS: &str = "WITH RECURSIVE owners(o) AS (
+pub(crate) const GONE_OWNERS: &str = "WITH RECURSIVE owners(o) AS (
          SELECT (SELECT owner FROM workflows INDEXED BY workflows_running_owner
                  WHERE status = 2 AND owner IS NOT NULL ORDER BY owner LIMIT 1)
          UNION ALL
@@ -519,7 +520,8 @@ pub(crate) const RUNNING_OWNERS: &str = "WITH RECURSIVE owners(o) AS (
                  WHERE status = 2 AND owner > o ORDER BY owner LIMIT 1)
          FROM owners WHERE o IS NOT NULL
      )
-     SELECT o FROM owners WHERE o IS NOT NULL";
+     SELECT o FROM owners WHERE o IS NOT NULL AND NOT EXISTS
+         (SELECT 1 FROM instances i WHERE i.id = o AND i.expires >= ?1)";
 
 /// The oldest running workflows of one owner (NULL: of none), from the
 /// same index.
@@ -544,16 +546,13 @@ pub fn claim_orphans(
     owner: &str,
     limit: usize,
 ) -> rusqlite::Result<Vec<Lease>> {
-    let owners: Vec<String> = tx
-        .prepare_cached(RUNNING_OWNERS)?
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    let mut live = tx.prepare_cached("SELECT 1 FROM instances WHERE id = ?1 AND expires >= ?2")?;
+    // The unowned first (NULL), then each gone owner.
     let mut gone: Vec<Option<String>> = vec![None];
-    for o in owners {
-        if !live.exists(params![o, ctx.now])? {
-            gone.push(Some(o));
-        }
+    for o in tx
+        .prepare_cached(GONE_OWNERS)?
+        .query_map(params![ctx.now], |r| r.get(0))?
+    {
+        gone.push(Some(o?));
     }
     let mut found: Vec<(i64, String)> = Vec::new();
     let mut of = tx.prepare_cached(RUNNING_OF)?;

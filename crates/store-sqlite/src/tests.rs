@@ -165,7 +165,7 @@ async fn orphans_are_claimed_oldest_first_by_owner_through_the_running_index() {
     assert!(s.claim_orphans("a", 10).await.unwrap().is_empty());
     // Both statements reach rows through the partial index only.
     let c = rusqlite::Connection::open(dir.path().join("db/interlock.db")).unwrap();
-    for sql in [ops::RUNNING_OWNERS, ops::RUNNING_OF] {
+    for sql in [ops::GONE_OWNERS, ops::RUNNING_OF] {
         let mut st = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
         let nulls = vec![rusqlite::types::Null; st.parameter_count()];
         let plan: Vec<String> = st
