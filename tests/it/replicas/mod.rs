@@ -101,6 +101,7 @@ struct Cluster {
 
 struct Setup {
     replicas: usize,
+    /// Short by default, so takeovers happen within a test's patience.
     lease_ttl: &'static str,
     erase: &'static str,
     /// Put a cuttable proxy between the replicas and PostgreSQL.
@@ -122,6 +123,19 @@ impl Default for Setup {
             buckets: Vec::new(),
             limits: None,
             jobs: None,
+        }
+    }
+}
+
+impl Setup {
+    /// For tests whose point is which replica does *not* run a workflow:
+    /// a ttl that a loaded machine's late heartbeat does not outlive, so
+    /// the owner stays the owner (a 1 s lease can lawfully move under CI
+    /// load, and the test would then be about a takeover).
+    fn steady() -> Self {
+        Self {
+            lease_ttl: "10s",
+            ..Self::default()
         }
     }
 }

@@ -23,7 +23,7 @@ async fn run_on(c: &Cluster, via: usize, w: v1::WorkReq) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_emergency_stop_through_one_replica_halts_jobs_on_all() {
-    let Some(c) = Cluster::start(Setup::default()).await else {
+    let Some(c) = Cluster::start(Setup::steady()).await else {
         return;
     };
     let stoppable = || req::work("rep-stop", vec![req::block(1, vec![sleep(60.0)])]);
@@ -124,7 +124,7 @@ async fn an_emergency_stop_through_one_replica_halts_jobs_on_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drain_through_one_replica_lets_jobs_in_flight_on_others_finish() {
-    let Some(c) = Cluster::start(Setup::default()).await else {
+    let Some(c) = Cluster::start(Setup::steady()).await else {
         return;
     };
     // One job at a time: the first is in flight when the drain lands (long
@@ -172,7 +172,7 @@ async fn a_drain_through_one_replica_lets_jobs_in_flight_on_others_finish() {
 async fn a_limit_of_two_holds_across_three_replicas() {
     let Some(c) = Cluster::start(Setup {
         limits: Some(r#"[{"Name": "twoSleeps", "Max": 2, "Count": "jobs", "Jobs": ["sleep"]}]"#),
-        ..Setup::default()
+        ..Setup::steady()
     })
     .await
     else {
@@ -205,7 +205,7 @@ async fn fifty_concurrent_takes_of_one_token_over_three_replicas_get_it_once() {
         buckets: vec![serde_json::json!({
             "Name": "repOne", "Capacity": 1, "Refill": 1, "Period": "1h"
         })],
-        ..Setup::default()
+        ..Setup::steady()
     })
     .await
     else {
@@ -260,7 +260,7 @@ async fn fifty_concurrent_takes_of_one_token_over_three_replicas_get_it_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_resume_and_cancel_through_replicas_that_do_not_run_the_workflow() {
-    let Some(c) = Cluster::start(Setup::default()).await else {
+    let Some(c) = Cluster::start(Setup::steady()).await else {
         return;
     };
     // Pause through replica 1 while replica 0 runs the first block.
@@ -351,7 +351,7 @@ async fn pause_resume_and_cancel_through_replicas_that_do_not_run_the_workflow()
 async fn watch_on_one_replica_streams_a_workflow_another_runs() {
     let Some(c) = Cluster::start(Setup {
         replicas: 2,
-        ..Setup::default()
+        ..Setup::steady()
     })
     .await
     else {
