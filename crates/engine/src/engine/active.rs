@@ -7,7 +7,7 @@
 
 use interlock_core::Status;
 use interlock_store::Lease;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -57,7 +57,9 @@ pub(crate) struct Active {
     pub name: String,
     /// The right to record this workflow's progress; set once acquired
     /// (the entry is registered before, so the e-stop can see it).
-    lease: std::sync::OnceLock<Lease>,
+    /// Shared, so that each job attempt's log holds it without copying
+    /// its strings.
+    lease: std::sync::OnceLock<Arc<Lease>>,
     pub token: CancellationToken,
     /// Cancelled (before `token`) when the run stops without recording:
     /// shutdown or a lost lease. Its jobs then leave external work running
@@ -130,11 +132,16 @@ impl Active {
     }
 
     pub fn set_lease(&self, lease: Lease) {
-        let _ = self.lease.set(lease);
+        let _ = self.lease.set(Arc::new(lease));
     }
 
     /// The lease; set before the run starts.
     pub fn lease(&self) -> &Lease {
+        self.shared_lease()
+    }
+
+    /// The lease, to keep; set before the run starts.
+    pub fn shared_lease(&self) -> &Arc<Lease> {
         self.lease.get().expect("lease set before the run starts")
     }
 

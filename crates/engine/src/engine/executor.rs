@@ -1,10 +1,12 @@
 //! The executor: one tokio task per executing workflow runs its blocks
 //! strictly in order; within a block at most `rate_limit` jobs are in
 //! flight, started in list order. Each job runs in its own task holding a
-//! semaphore permit; it records its result and updates the block's failure
-//! count *before* releasing the permit, so the next job's start always sees
-//! every earlier verdict (a failing pre-check with rate_limit 1 stops the
-//! jobs after it).
+//! semaphore permit, except the last one a block starts, which runs in the
+//! workflow's task (the block has nothing else to do meanwhile, and a
+//! one-job workflow then costs one task, not two); a job records its result
+//! and updates the block's failure count *before* releasing the permit, so
+//! the next job's start always sees every earlier verdict (a failing
+//! pre-check with rate_limit 1 stops the jobs after it).
 //!
 //! A block's end is committed with whatever comes next: the next block's
 //! start, or the workflow's end. Nothing happens in between, and one commit
@@ -33,6 +35,7 @@
 use super::active::{Active, Cause};
 use super::job_run::StartWith;
 use super::{Inner, StoreHealth};
+use futures::FutureExt;
 use interlock_core::{BlockRecord, EsMode, Status, WorkflowRecord};
 use interlock_store::{Change, Lease, StoreError};
 use std::collections::HashMap;
@@ -41,6 +44,9 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::Instrument;
+
+/// A job run in its block's task rather than a task of its own.
+type InlineJob = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Longest wait between retries of a failed write.
 const MAX_WRITE_BACKOFF: Duration = Duration::from_secs(5);
@@ -152,7 +158,8 @@ impl Inner {
     /// the block's (a commit between blocks, inputs, a hold, the end) are
     /// boxed: a future is as large as its largest await.
     pub(super) async fn run(self: Arc<Self>, rec: Arc<WorkflowRecord>, active: Arc<Active>) {
-        let id = rec.id.clone();
+        // Borrowed: a copy would be one more allocation per running workflow.
+        let id = rec.id.as_str();
         let deadline = rec.req.deadline.map(|d| {
             let a = active.clone();
             let started = rec.started.unwrap_or_else(|| self.opts.clock.now());
@@ -237,7 +244,7 @@ impl Inner {
             (Some(Cause::Unrecorded(why)), _) => {
                 tracing::warn!(workflow = %id, why = %interlock_core::Escaped(&why), "workflow left unfinished here");
                 Box::pin(self.record_ended(&active, ended)).await;
-                self.retire(&id, &active);
+                self.retire(id, &active);
                 return;
             }
             (Some(c @ (Cause::EmergencyStop(_) | Cause::Drained(_))), _) => {
@@ -246,7 +253,7 @@ impl Inner {
             (Some(c @ Cause::Cancelled(_)), _) => (Status::Cancelled, c.describe()),
             (Some(c), _) => (Status::Failed, c.describe()),
             (None, _) if !held.is_empty() => {
-                Box::pin(self.hold(&id, &active, had_errors, &held, ended)).await;
+                Box::pin(self.hold(id, &active, had_errors, &held, ended)).await;
                 return;
             }
             (None, Some(reason)) => (Status::Failed, reason),
@@ -256,7 +263,7 @@ impl Inner {
         let mut finishing = active.finishing.lock().await;
         *finishing = true;
         let change = Change::Workflow {
-            id: id.clone(),
+            id: id.to_string(),
             status,
             reason: reason.clone(),
             had_errors,
@@ -277,7 +284,7 @@ impl Inner {
             tracing::info!(workflow = %id, %status, reason = %interlock_core::Escaped(&reason), "workflow ended");
         }
         drop(finishing);
-        self.retire(&id, &active);
+        self.retire(id, &active);
     }
 
     /// Pauses a run whose jobs came back Interrupted and gives up its
@@ -333,30 +340,49 @@ impl Inner {
         active.done.set(true);
     }
 
-    /// Starts job `ji` of block `bi` as a task of the block. Not async: the
-    /// job's future is built here, so it takes no room in the block's.
-    fn spawn_job(
+    /// Job `ji` of block `bi`, ready to run: as a task of the block
+    /// (`tasks`), or boxed, for the block to run in its own task (`None`).
+    /// Not async: the job's future is built here, so it takes no room in
+    /// the block's.
+    fn start_job_run(
         self: &Arc<Self>,
-        tasks: &mut JoinSet<()>,
+        tasks: Option<&mut JoinSet<()>>,
         (rec, bi, ji): (&Arc<WorkflowRecord>, usize, usize),
-        job: (Box<interlock_core::JobRecord>, Option<String>),
-        with: Option<StartWith>,
+        unresolved: Option<String>,
+        with: Option<Box<StartWith>>,
         (active, shared): (&Arc<Active>, &Arc<Mutex<BlockRun>>),
         permit: tokio::sync::OwnedSemaphorePermit,
-    ) {
+    ) -> Option<InlineJob> {
         let span = tracing::debug_span!("job", block = bi, job = ji,
             name = %interlock_core::Escaped(&rec.req.blocks[bi].jobs[ji].name));
-        let fut = self
-            .clone()
-            .run_job(
-                (rec.clone(), bi, ji),
-                job,
-                with,
-                (active.clone(), shared.clone()),
-                permit,
-            )
-            .instrument(span);
-        tasks.spawn(fut);
+        let fut = self.clone().run_job(
+            (rec.clone(), bi, ji),
+            unresolved,
+            with,
+            (active.clone(), shared.clone()),
+            permit,
+        );
+        // The span only when something takes it (traces are exported): a
+        // disabled one still takes room in the future of every running job.
+        match (tasks, span.is_disabled()) {
+            (Some(tasks), true) => {
+                tasks.spawn(fut);
+                None
+            }
+            (Some(tasks), false) => {
+                tasks.spawn(fut.instrument(span));
+                None
+            }
+            // A panic ends the job alone, as it would a task of its own.
+            (None, true) => Some(Box::pin(
+                std::panic::AssertUnwindSafe(fut).catch_unwind().map(drop),
+            )),
+            (None, false) => Some(Box::pin(
+                std::panic::AssertUnwindSafe(fut.instrument(span))
+                    .catch_unwind()
+                    .map(drop),
+            )),
+        }
     }
 
     /// Runs block `bi`, committing `before` with its start. Returns how it
@@ -372,15 +398,26 @@ impl Inner {
         unresolved: Option<Arc<HashMap<usize, String>>>,
     ) -> (BlockRun, Vec<Change>) {
         let block = &rec.req.blocks[bi];
-        let mut brec = rec.blocks[bi].clone();
+        // The block's own fields: a block change carries no jobs (the
+        // store ignores them), and the jobs' records are in `rec`.
+        let b = &rec.blocks[bi];
+        let jobs = &b.jobs;
+        let mut brec = BlockRecord {
+            status: b.status,
+            has_error: b.has_error,
+            failures: b.failures,
+            started: b.started,
+            ended: b.ended,
+            jobs: Vec::new(),
+        };
         brec.status = Status::Running;
         brec.started = brec.started.or(Some(self.opts.clock.now()));
-        let failures = recorded_failures(&brec);
+        let failures = recorded_failures(b);
         let shared = Arc::new(Mutex::new(BlockRun {
             failures,
             has_error: failures > 0,
             halted: halt_reason(rec, bi),
-            unended: brec.jobs.iter().filter(|j| !j.status.is_terminal()).count(),
+            unended: jobs.iter().filter(|j| !j.status.is_terminal()).count(),
             ..BlockRun::default()
         }));
         let block_change = |brec: &BlockRecord| Change::Block {
@@ -399,21 +436,43 @@ impl Inner {
             return (BlockRun::default(), Vec::new());
         }
         let sem = Arc::new(Semaphore::new(block.concurrency()));
-        let mut tasks = JoinSet::new();
-        for ji in 0..block.jobs.len() {
-            if brec.jobs[ji].status.is_terminal() {
+        // Made with the first job that needs a task: a one-job block has none.
+        let mut tasks: Option<JoinSet<()>> = None;
+        let last = jobs.iter().rposition(|j| !j.status.is_terminal());
+        let mut inline = None;
+        for (ji, prior) in jobs.iter().enumerate() {
+            if prior.status.is_terminal() {
                 continue;
             }
-            let permit = tokio::select! {
-                biased;
-                _ = active.token.cancelled() => break,
-                p = sem.clone().acquire_owned() => p.expect("semaphore never closed"),
+            // The waits for a permit and for a resume are boxed, and only
+            // entered when there is something to wait for: their futures
+            // would otherwise take room in the run's for as long as it runs.
+            if active.token.is_cancelled() {
+                break;
+            }
+            let permit = match sem.clone().try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    let acquired = Box::pin(async {
+                        tokio::select! {
+                            biased;
+                            _ = active.token.cancelled() => None,
+                            p = sem.clone().acquire_owned() => Some(p.expect("semaphore never closed")),
+                        }
+                    });
+                    match acquired.await {
+                        Some(p) => p,
+                        None => break,
+                    }
+                }
             };
             // Finished jobs' tasks are freed as the block goes, not at its
             // end: a block of 20,000 jobs run 100 at a time would otherwise
             // hold 20,000 task allocations until its last job ends.
-            while tasks.try_join_next().is_some() {}
-            if !active.wait_unpaused().await {
+            if let Some(tasks) = tasks.as_mut() {
+                while tasks.try_join_next().is_some() {}
+            }
+            if active.paused.get() && !Box::pin(active.wait_unpaused()).await {
                 break;
             }
             {
@@ -438,18 +497,31 @@ impl Inner {
             let (with, back) = match start.take() {
                 Some(changes) => {
                     let (tx, rx) = tokio::sync::oneshot::channel();
-                    (Some(StartWith { changes, back: tx }), Some(rx))
+                    (Some(Box::new(StartWith { changes, back: tx })), Some(rx))
                 }
                 None => (None, None),
             };
-            let job = (
-                Box::new(brec.jobs[ji].clone()),
-                unresolved.as_ref().and_then(|u| u.get(&ji).cloned()),
-            );
-            self.spawn_job(
-                &mut tasks,
+            let why_unresolved = unresolved.as_ref().and_then(|u| u.get(&ji).cloned());
+            // The block's last job to start runs in the workflow's task,
+            // after this loop: the block only waits for its jobs from then
+            // on, and a task of its own would cost a running one-job
+            // workflow one more task. Nothing starts after it, so what it
+            // hands back of the block's start is not waited for.
+            if Some(ji) == last {
+                inline = self.start_job_run(
+                    None,
+                    (rec, bi, ji),
+                    why_unresolved,
+                    with,
+                    (active, &shared),
+                    permit,
+                );
+                break;
+            }
+            self.start_job_run(
+                Some(tasks.get_or_insert_with(JoinSet::new)),
                 (rec, bi, ji),
-                job,
+                why_unresolved,
                 with,
                 (active, &shared),
                 permit,
@@ -461,7 +533,12 @@ impl Inner {
         // Never written (no job started): the block's end, which carries
         // its start time, says it all.
         drop(start);
-        while tasks.join_next().await.is_some() {}
+        if let Some(job) = inline {
+            job.await;
+        }
+        if let Some(mut tasks) = tasks {
+            while tasks.join_next().await.is_some() {}
+        }
 
         // Every job task has ended: the state is the block's alone now.
         let mut run = std::mem::take(&mut *shared.lock().expect("block lock"));

@@ -108,33 +108,38 @@ impl Inner {
                 block: bi,
                 job: ji,
                 instance: self.instance.clone(),
-                log: self.logs.attempt(active.lease().clone(), bi, ji, attempt),
+                log: self
+                    .logs
+                    .attempt(active.shared_lease().clone(), bi, ji, attempt),
                 clock: self.opts.clock.clone(),
             })),
         }
     }
 
-    /// Runs job `ji` of block `bi` from its `prior` record; `unresolved`
+    /// Runs job `ji` of block `bi` from its record in `rec`; `unresolved`
     /// says why its inputs could not be filled in (it then fails); `with`
     /// is committed with its start.
     ///
-    /// Its future is the job task's, alive as long as the job runs, once
-    /// per running job: it takes what it needs by value (a wrapper holding
-    /// them would hold them twice), the prior record boxed (it is only
-    /// read at the start), and boxes every await but the attempt's.
+    /// Its future lives as long as the job runs, once per running job: it
+    /// takes what it needs by value (a wrapper holding them would hold them
+    /// twice), reads the prior record from the shared `rec` (a copy would
+    /// live as long as the job), and boxes every await but the attempt's.
     pub(super) async fn run_job(
         self: Arc<Self>,
         (rec, bi, ji): (Arc<WorkflowRecord>, usize, usize),
-        (prior, unresolved): (Box<JobRecord>, Option<String>),
-        with: Option<StartWith>,
+        unresolved: Option<String>,
+        with: Option<Box<StartWith>>,
         (active, shared): (Arc<Active>, Arc<Mutex<BlockRun>>),
-        permit: tokio::sync::OwnedSemaphorePermit,
+        // Released when the job is over, after its end is recorded (an
+        // argument is held until the future ends; a local copy would take
+        // room twice).
+        _permit: tokio::sync::OwnedSemaphorePermit,
     ) {
-        // Released when the job is over, after its end is recorded.
-        let _permit = permit;
         let (rec, active, shared) = (&*rec, &*active, &*shared);
         let spec = &rec.req.blocks[bi].jobs[ji];
-        let key = |jr: JobRecord| Change::Job {
+        // Captures nothing: a closure over `rec`, `bi` and `ji` would keep
+        // three more references in the future.
+        let key = |rec: &WorkflowRecord, jr: JobRecord| Change::Job {
             id: rec.id.clone(),
             block: bi,
             job: ji,
@@ -147,7 +152,8 @@ impl Inner {
                 Some(w) => (Some(w.changes), Some(w.back)),
                 None => (None, None),
             };
-            let started = Box::pin(self.start_job(rec, (bi, ji), &prior, active, &mut extra)).await;
+            let prior = &rec.blocks[bi].jobs[ji];
+            let started = Box::pin(self.start_job(rec, (bi, ji), prior, active, &mut extra)).await;
             if let Some(back) = back {
                 let _ = back.send(extra);
             }
@@ -171,18 +177,27 @@ impl Inner {
             if let Some(why) = &unresolved {
                 break Err(JobError::new(why.clone()));
             }
-            let run = self
-                .runner
-                .run(&ctx, spec)
-                .instrument(tracing::debug_span!("attempt", number));
+            // The span only when something takes it, as the job's.
+            let span = tracing::debug_span!("attempt", number);
+            let run = match span.is_disabled() {
+                true => self.runner.run(&ctx, spec),
+                false => Box::pin(self.runner.run(&ctx, spec).instrument(span)),
+            };
+            // With a timeout, boxed: its timer would otherwise take room
+            // in every job's future.
             let r = match spec.attempt_timeout() {
-                Some(t) => tokio::select! {
-                    r = run => r,
-                    _ = tokio::time::sleep(t) => {
-                        ctx.cancel.cancel();
-                        Err(JobError::new(format!("timed out after {}s", t.as_secs_f64())).retryable())
-                    }
-                },
+                Some(t) => {
+                    Box::pin(async {
+                        tokio::select! {
+                            r = run => r,
+                            _ = tokio::time::sleep(t) => {
+                                ctx.cancel.cancel();
+                                Err(JobError::new(format!("timed out after {}s", t.as_secs_f64())).retryable())
+                            }
+                        }
+                    })
+                    .await
+                }
                 None => run.await,
             };
             // A stop wakes every job of every run it stops at once. Each
@@ -190,12 +205,18 @@ impl Inner {
             // all of them before any spends time on its record (otherwise
             // the last job hears of an e-stop only after every other run's
             // end was built: tokio runs the task a finishing job wakes next).
-            if active.token.is_cancelled() {
-                tokio::task::yield_now().await;
-            }
-            // Its lines before its end: a reader that sees the job end has
-            // seen everything it logged.
-            Box::pin(ctx.flush_logs()).await;
+            // Then its lines before its end: a reader that sees the job end
+            // has seen everything it logged. Boxed, with the attempt's
+            // context, which nothing after needs: the future then holds
+            // the context only while the attempt runs.
+            let stopping = active.token.is_cancelled();
+            Box::pin(async move {
+                if stopping {
+                    tokio::task::yield_now().await;
+                }
+                ctx.flush_logs().await
+            })
+            .await;
             jr.attempts.push(Attempt {
                 number,
                 started,
@@ -213,14 +234,17 @@ impl Inner {
                         && number < max_attempts
                         && !active.token.is_cancelled() =>
                 {
-                    if !Box::pin(self.persist(active, vec![key(jr.clone())])).await {
+                    if !Box::pin(self.persist(active, vec![key(rec, jr.clone())])).await {
                         return;
                     }
                     let wait = backoff(spec.retry.as_ref().expect("max_attempts > 1"), number);
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = active.token.cancelled() => {}
-                    }
+                    Box::pin(async {
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = active.token.cancelled() => {}
+                        }
+                    })
+                    .await;
                 }
                 other => break other,
             }
@@ -264,7 +288,7 @@ impl Inner {
                     .push(format!("block {bi} job {ji} ({})", spec.name));
                 // Its limit slots stay taken until an operator decides, as
                 // after a crash: the effect may still be under way.
-                Box::pin(self.persist(active, vec![key(jr)])).await;
+                Box::pin(self.persist(active, vec![key(rec, jr)])).await;
                 return;
             }
             Err(e) => {
@@ -293,7 +317,7 @@ impl Inner {
         }
         metrics::counter!("interlock_jobs_finished_total", "job" => spec.name.clone(), "status" => jr.status.as_str())
             .increment(1);
-        changes.insert(0, key(jr));
+        changes.insert(0, key(rec, jr));
         if holds_slots {
             changes.push(Change::ReleaseSlots {
                 id: rec.id.clone(),

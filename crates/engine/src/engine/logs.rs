@@ -85,7 +85,7 @@ impl Shipper {
     /// The log of one attempt.
     pub(crate) fn attempt(
         &self,
-        lease: Lease,
+        lease: impl Into<Arc<Lease>>,
         block: usize,
         job: usize,
         attempt: u32,
@@ -93,7 +93,7 @@ impl Shipper {
         AttemptLog {
             shipper: self.clone(),
             attempt: Arc::new(Attempt {
-                lease,
+                lease: lease.into(),
                 block,
                 job,
                 attempt,
@@ -137,7 +137,7 @@ impl Buffer {
 }
 
 struct Attempt {
-    lease: Lease,
+    lease: Arc<Lease>,
     block: usize,
     job: usize,
     attempt: u32,
@@ -262,7 +262,7 @@ async fn write_batch(
     keep: u32,
 ) {
     type Attempts = BTreeMap<(usize, usize, u32), Vec<LogLine>>;
-    let mut per_workflow: HashMap<Lease, Attempts> = HashMap::new();
+    let mut per_workflow: HashMap<Arc<Lease>, Attempts> = HashMap::new();
     let mut flushes = Vec::new();
     let (mut lines, mut bytes) = (0, 0);
     let again = again.upgrade();
