@@ -137,8 +137,8 @@ impl Inner {
     ) {
         let (rec, active, shared) = (&*rec, &*active, &*shared);
         let spec = &rec.req.blocks[bi].jobs[ji];
-        // Captures nothing: a closure over `rec`, `bi` and `ji` would keep
-        // three more references in the future.
+        // Takes the record as an argument: a closure over it would keep
+        // one more reference in the future.
         let key = |rec: &WorkflowRecord, jr: JobRecord| Change::Job {
             id: rec.id.clone(),
             block: bi,
