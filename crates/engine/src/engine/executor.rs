@@ -157,134 +157,148 @@ impl Inner {
     /// once per running workflow, so awaits that are rare or brief next to
     /// the block's (a commit between blocks, inputs, a hold, the end) are
     /// boxed: a future is as large as its largest await.
-    pub(super) async fn run(self: Arc<Self>, rec: Arc<WorkflowRecord>, active: Arc<Active>) {
-        // Borrowed: a copy would be one more allocation per running workflow.
-        let id = rec.id.as_str();
-        let deadline = rec.req.deadline.map(|d| {
-            let a = active.clone();
-            let started = rec.started.unwrap_or_else(|| self.opts.clock.now());
-            let elapsed = Duration::from_micros((self.opts.clock.now() - started).max(0) as u64);
-            let left = d.saturating_sub(elapsed);
-            tokio::spawn(async move {
-                tokio::time::sleep(left).await;
-                a.stop(Cause::Deadline(d));
-            })
-        });
-        let mut halted = None;
-        let mut held = Vec::new();
-        let mut had_errors = rec.had_errors;
-        // The end of the last block run, committed with what comes next.
-        let mut ended = Vec::new();
-        for bi in 0..rec.blocks.len() {
-            if rec.blocks[bi].status.is_terminal() {
-                // Recorded before a restart: a block that halted the workflow
-                // still halts it.
-                if let Some(reason) = halt_reason(&rec, bi) {
+    ///
+    /// An `async` block that uses what it captures in place: an `async fn`
+    /// would keep each argument twice (as passed, and moved into its body).
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in its future"
+    )]
+    pub(super) fn run(
+        self: Arc<Self>,
+        rec: Arc<WorkflowRecord>,
+        active: Arc<Active>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            // Borrowed: a copy would be one more allocation per running workflow.
+            let id = rec.id.as_str();
+            let deadline = rec.req.deadline.map(|d| {
+                let a = active.clone();
+                let started = rec.started.unwrap_or_else(|| self.opts.clock.now());
+                let elapsed =
+                    Duration::from_micros((self.opts.clock.now() - started).max(0) as u64);
+                let left = d.saturating_sub(elapsed);
+                tokio::spawn(async move {
+                    tokio::time::sleep(left).await;
+                    a.stop(Cause::Deadline(d));
+                })
+            });
+            let mut halted = None;
+            let mut held = Vec::new();
+            let mut had_errors = rec.had_errors;
+            // The end of the last block run, committed with what comes next.
+            let mut ended = Vec::new();
+            for bi in 0..rec.blocks.len() {
+                if rec.blocks[bi].status.is_terminal() {
+                    // Recorded before a restart: a block that halted the workflow
+                    // still halts it.
+                    if let Some(reason) = halt_reason(&rec, bi) {
+                        halted = Some(reason);
+                        break;
+                    }
+                    continue;
+                }
+                if active.cause().is_some() {
+                    break;
+                }
+                // A block whose jobs take inputs runs on a copy of the record
+                // with them filled in, so limits, buckets, checks and the job
+                // itself all see the values. They are read from what is
+                // committed: the last block's end goes first.
+                let takes_inputs = rec.req.blocks[bi].jobs.iter().any(|j| !j.inputs.is_empty());
+                if takes_inputs
+                    && !ended.is_empty()
+                    && !Box::pin(self.persist(&active, std::mem::take(&mut ended))).await
+                {
+                    break;
+                }
+                let (block_rec, unresolved) = match takes_inputs {
+                    true => {
+                        let (r, u) = Box::pin(self.with_inputs(&rec, bi)).await;
+                        (r, Some(u))
+                    }
+                    false => (rec.clone(), None),
+                };
+                let (run, end) = self
+                    .clone()
+                    .run_block(
+                        &block_rec,
+                        bi,
+                        &active,
+                        std::mem::take(&mut ended),
+                        unresolved,
+                    )
+                    // Debug, as the job's: at the default log level a span
+                    // is held by the log layer for as long as it lives (about
+                    // 0.4 KB each, per running workflow); the workflow's span
+                    // gives the logs their context, events in a job name their
+                    // block and job, and traces take debug spans.
+                    .instrument(tracing::debug_span!(
+                        "block",
+                        block = bi,
+                        jobs = rec.blocks[bi].jobs.len()
+                    ))
+                    .await;
+                ended.extend(end);
+                had_errors |= run.has_error;
+                if !run.held.is_empty() {
+                    held = run.held;
+                    break;
+                }
+                if let Some(reason) = run.halted {
                     halted = Some(reason);
                     break;
                 }
-                continue;
             }
-            if active.cause().is_some() {
-                break;
+            if let Some(d) = deadline {
+                d.abort();
             }
-            // A block whose jobs take inputs runs on a copy of the record
-            // with them filled in, so limits, buckets, checks and the job
-            // itself all see the values. They are read from what is
-            // committed: the last block's end goes first.
-            let takes_inputs = rec.req.blocks[bi].jobs.iter().any(|j| !j.inputs.is_empty());
-            if takes_inputs
-                && !ended.is_empty()
-                && !Box::pin(self.persist(&active, std::mem::take(&mut ended))).await
-            {
-                break;
-            }
-            let (block_rec, unresolved) = match takes_inputs {
-                true => {
-                    let (r, u) = Box::pin(self.with_inputs(&rec, bi)).await;
-                    (r, Some(u))
+            let (status, reason) = match (active.cause(), halted) {
+                (Some(Cause::Unrecorded(why)), _) => {
+                    tracing::warn!(workflow = %id, why = %interlock_core::Escaped(&why), "workflow left unfinished here");
+                    Box::pin(self.record_ended(&active, ended)).await;
+                    self.retire(id, &active);
+                    return;
                 }
-                false => (rec.clone(), None),
+                (Some(c @ (Cause::EmergencyStop(_) | Cause::Drained(_))), _) => {
+                    (Status::Stopped, c.describe())
+                }
+                (Some(c @ Cause::Cancelled(_)), _) => (Status::Cancelled, c.describe()),
+                (Some(c), _) => (Status::Failed, c.describe()),
+                (None, _) if !held.is_empty() => {
+                    Box::pin(self.hold(id, &active, had_errors, &held, ended)).await;
+                    return;
+                }
+                (None, Some(reason)) => (Status::Failed, reason),
+                (None, None) => (Status::Completed, String::new()),
             };
-            let (run, end) = self
-                .clone()
-                .run_block(
-                    &block_rec,
-                    bi,
-                    &active,
-                    std::mem::take(&mut ended),
-                    unresolved,
-                )
-                // Debug, as the job's: at the default log level a span
-                // is held by the log layer for as long as it lives (about
-                // 0.4 KB each, per running workflow); the workflow's span
-                // gives the logs their context, events in a job name their
-                // block and job, and traces take debug spans.
-                .instrument(tracing::debug_span!(
-                    "block",
-                    block = bi,
-                    jobs = rec.blocks[bi].jobs.len()
-                ))
-                .await;
-            ended.extend(end);
-            had_errors |= run.has_error;
-            if !run.held.is_empty() {
-                held = run.held;
-                break;
-            }
-            if let Some(reason) = run.halted {
-                halted = Some(reason);
-                break;
-            }
-        }
-        if let Some(d) = deadline {
-            d.abort();
-        }
-        let (status, reason) = match (active.cause(), halted) {
-            (Some(Cause::Unrecorded(why)), _) => {
-                tracing::warn!(workflow = %id, why = %interlock_core::Escaped(&why), "workflow left unfinished here");
-                Box::pin(self.record_ended(&active, ended)).await;
-                self.retire(id, &active);
-                return;
-            }
-            (Some(c @ (Cause::EmergencyStop(_) | Cause::Drained(_))), _) => {
-                (Status::Stopped, c.describe())
-            }
-            (Some(c @ Cause::Cancelled(_)), _) => (Status::Cancelled, c.describe()),
-            (Some(c), _) => (Status::Failed, c.describe()),
-            (None, _) if !held.is_empty() => {
-                Box::pin(self.hold(id, &active, had_errors, &held, ended)).await;
-                return;
-            }
-            (None, Some(reason)) => (Status::Failed, reason),
-            (None, None) => (Status::Completed, String::new()),
-        };
-        // No Pause/Resume write may land after the final state.
-        let mut finishing = active.finishing.lock().await;
-        *finishing = true;
-        let change = Change::Workflow {
-            id: id.to_string(),
-            status,
-            reason: reason.clone(),
-            had_errors,
-            es_halt: match active.cause() {
-                Some(Cause::EmergencyStop(_)) => EsMode::Stop,
-                Some(Cause::Drained(_)) => EsMode::Drain,
-                _ => EsMode::Go,
-            },
-            ended: Some(self.opts.clock.now()),
-        };
-        ended.push(change);
-        if Box::pin(self.persist(&active, ended)).await {
-            // Its limit slots went with the final write.
-            self.opts.concurrency.freed();
-            metrics::counter!("interlock_workflows_finished_total", "status" => status.as_str())
+            // No Pause/Resume write may land after the final state.
+            let mut finishing = active.finishing.lock().await;
+            *finishing = true;
+            let change = Change::Workflow {
+                id: id.to_string(),
+                status,
+                reason: reason.clone(),
+                had_errors,
+                es_halt: match active.cause() {
+                    Some(Cause::EmergencyStop(_)) => EsMode::Stop,
+                    Some(Cause::Drained(_)) => EsMode::Drain,
+                    _ => EsMode::Go,
+                },
+                ended: Some(self.opts.clock.now()),
+            };
+            ended.push(change);
+            if Box::pin(self.persist(&active, ended)).await {
+                // Its limit slots went with the final write.
+                self.opts.concurrency.freed();
+                metrics::counter!("interlock_workflows_finished_total", "status" => status.as_str())
                 .increment(1);
-            // Recording the end released the lease in the same commit.
-            tracing::info!(workflow = %id, %status, reason = %interlock_core::Escaped(&reason), "workflow ended");
+                // Recording the end released the lease in the same commit.
+                tracing::info!(workflow = %id, %status, reason = %interlock_core::Escaped(&reason), "workflow ended");
+            }
+            drop(finishing);
+            self.retire(id, &active);
         }
-        drop(finishing);
-        self.retire(id, &active);
     }
 
     /// Pauses a run whose jobs came back Interrupted and gives up its
@@ -389,179 +403,187 @@ impl Inner {
     /// went and the block's end, with the end of the job that ended last,
     /// which the caller commits with whatever comes next (nothing happens
     /// in between; none when the run can no longer record here).
-    async fn run_block(
+    ///
+    /// An `async` block for the reason `run` is one.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in its future"
+    )]
+    fn run_block(
         self: Arc<Self>,
         rec: &Arc<WorkflowRecord>,
         bi: usize,
         active: &Arc<Active>,
         mut before: Vec<Change>,
         unresolved: Option<Arc<HashMap<usize, String>>>,
-    ) -> (BlockRun, Vec<Change>) {
-        let block = &rec.req.blocks[bi];
-        // The block's own fields: a block change carries no jobs (the
-        // store ignores them), and the jobs' records are in `rec`.
-        let b = &rec.blocks[bi];
-        let jobs = &b.jobs;
-        let mut brec = BlockRecord {
-            status: b.status,
-            has_error: b.has_error,
-            failures: b.failures,
-            started: b.started,
-            ended: b.ended,
-            jobs: Vec::new(),
-        };
-        brec.status = Status::Running;
-        brec.started = brec.started.or(Some(self.opts.clock.now()));
-        let failures = recorded_failures(b);
-        let shared = Arc::new(Mutex::new(BlockRun {
-            failures,
-            has_error: failures > 0,
-            halted: halt_reason(rec, bi),
-            unended: jobs.iter().filter(|j| !j.status.is_terminal()).count(),
-            ..BlockRun::default()
-        }));
-        let block_change = |brec: &BlockRecord| Change::Block {
-            id: rec.id.clone(),
-            block: bi,
-            rec: brec.clone(),
-        };
-        before.push(block_change(&brec));
-        // A block with nothing to commit before it (the first) records its
-        // start with its first job's, one commit fewer, unless a limit may
-        // hold that job back (the block would look not started meanwhile).
-        let mut start = None;
-        if before.len() == 1 && self.opts.concurrency.defs().is_empty() {
-            start = Some(before);
-        } else if !Box::pin(self.persist(active, before)).await {
-            return (BlockRun::default(), Vec::new());
-        }
-        let sem = Arc::new(Semaphore::new(block.concurrency()));
-        // Made with the first job that needs a task: a one-job block has none.
-        let mut tasks: Option<JoinSet<()>> = None;
-        let last = jobs.iter().rposition(|j| !j.status.is_terminal());
-        let mut inline = None;
-        for (ji, prior) in jobs.iter().enumerate() {
-            if prior.status.is_terminal() {
-                continue;
-            }
-            // The waits for a permit and for a resume are boxed, and only
-            // entered when there is something to wait for: their futures
-            // would otherwise take room in the run's for as long as it runs.
-            if active.token.is_cancelled() {
-                break;
-            }
-            let permit = match sem.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => {
-                    let acquired = Box::pin(async {
-                        tokio::select! {
-                            biased;
-                            _ = active.token.cancelled() => None,
-                            p = sem.clone().acquire_owned() => Some(p.expect("semaphore never closed")),
-                        }
-                    });
-                    match acquired.await {
-                        Some(p) => p,
-                        None => break,
-                    }
-                }
+    ) -> impl Future<Output = (BlockRun, Vec<Change>)> + Send {
+        async move {
+            let block = &rec.req.blocks[bi];
+            // The block's own fields: a block change carries no jobs (the
+            // store ignores them), and the jobs' records are in `rec`.
+            let b = &rec.blocks[bi];
+            let jobs = &b.jobs;
+            let mut brec = BlockRecord {
+                status: b.status,
+                has_error: b.has_error,
+                failures: b.failures,
+                started: b.started,
+                ended: b.ended,
+                jobs: Vec::new(),
             };
-            // Finished jobs' tasks are freed as the block goes, not at its
-            // end: a block of 20,000 jobs run 100 at a time would otherwise
-            // hold 20,000 task allocations until its last job ends.
-            if let Some(tasks) = tasks.as_mut() {
-                while tasks.try_join_next().is_some() {}
+            brec.status = Status::Running;
+            brec.started = brec.started.or(Some(self.opts.clock.now()));
+            let failures = recorded_failures(b);
+            let shared = Arc::new(Mutex::new(BlockRun {
+                failures,
+                has_error: failures > 0,
+                halted: halt_reason(rec, bi),
+                unended: jobs.iter().filter(|j| !j.status.is_terminal()).count(),
+                ..BlockRun::default()
+            }));
+            let block_change = |brec: &BlockRecord| Change::Block {
+                id: rec.id.clone(),
+                block: bi,
+                rec: brec.clone(),
+            };
+            before.push(block_change(&brec));
+            // A block with nothing to commit before it (the first) records its
+            // start with its first job's, one commit fewer, unless a limit may
+            // hold that job back (the block would look not started meanwhile).
+            let mut start = None;
+            if before.len() == 1 && self.opts.concurrency.defs().is_empty() {
+                start = Some(before);
+            } else if !Box::pin(self.persist(active, before)).await {
+                return (BlockRun::default(), Vec::new());
             }
-            if active.paused.get() && !Box::pin(active.wait_unpaused()).await {
-                break;
-            }
-            {
-                let s = shared.lock().expect("block lock");
-                if active.cause().is_some() || s.halted.is_some() || !s.held.is_empty() {
+            let sem = Arc::new(Semaphore::new(block.concurrency()));
+            // Made with the first job that needs a task: a one-job block has none.
+            let mut tasks: Option<JoinSet<()>> = None;
+            let last = jobs.iter().rposition(|j| !j.status.is_terminal());
+            let mut inline = None;
+            for (ji, prior) in jobs.iter().enumerate() {
+                if prior.status.is_terminal() {
+                    continue;
+                }
+                // The waits for a permit and for a resume are boxed, and only
+                // entered when there is something to wait for: their futures
+                // would otherwise take room in the run's for as long as it runs.
+                if active.token.is_cancelled() {
                     break;
                 }
-            }
-            // A drain lands here: no new job, and the cause ends the block
-            // once the jobs in flight have finished.
-            if let Some(h) = self.estop.borrow().halted(&active.name) {
-                active.halt(h);
-                break;
-            }
-            if let Err(why) = self.instance.holds(active.lease()) {
-                active.stop(Cause::Unrecorded(why));
-                break;
-            }
-            // The block's start rides with this job's; the next job waits
-            // until it is recorded, so no job shows Running in a block
-            // that does not. Handed back unwritten if the job never starts.
-            let (with, back) = match start.take() {
-                Some(changes) => {
-                    let (tx, rx) = tokio::sync::oneshot::channel();
-                    (Some(Box::new(StartWith { changes, back: tx })), Some(rx))
+                let permit = match sem.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        let acquired = Box::pin(async {
+                            tokio::select! {
+                                biased;
+                                _ = active.token.cancelled() => None,
+                                p = sem.clone().acquire_owned() => Some(p.expect("semaphore never closed")),
+                            }
+                        });
+                        match acquired.await {
+                            Some(p) => p,
+                            None => break,
+                        }
+                    }
+                };
+                // Finished jobs' tasks are freed as the block goes, not at its
+                // end: a block of 20,000 jobs run 100 at a time would otherwise
+                // hold 20,000 task allocations until its last job ends.
+                if let Some(tasks) = tasks.as_mut() {
+                    while tasks.try_join_next().is_some() {}
                 }
-                None => (None, None),
-            };
-            let why_unresolved = unresolved.as_ref().and_then(|u| u.get(&ji).cloned());
-            // The block's last job to start runs in the workflow's task,
-            // after this loop: the block only waits for its jobs from then
-            // on, and a task of its own would cost a running one-job
-            // workflow one more task. Nothing starts after it, so what it
-            // hands back of the block's start is not waited for.
-            if Some(ji) == last {
-                inline = self.start_job_run(
-                    None,
+                if active.paused.get() && !Box::pin(active.wait_unpaused()).await {
+                    break;
+                }
+                {
+                    let s = shared.lock().expect("block lock");
+                    if active.cause().is_some() || s.halted.is_some() || !s.held.is_empty() {
+                        break;
+                    }
+                }
+                // A drain lands here: no new job, and the cause ends the block
+                // once the jobs in flight have finished.
+                if let Some(h) = self.estop.borrow().halted(&active.name) {
+                    active.halt(h);
+                    break;
+                }
+                if let Err(why) = self.instance.holds(active.lease()) {
+                    active.stop(Cause::Unrecorded(why));
+                    break;
+                }
+                // The block's start rides with this job's; the next job waits
+                // until it is recorded, so no job shows Running in a block
+                // that does not. Handed back unwritten if the job never starts.
+                let (with, back) = match start.take() {
+                    Some(changes) => {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        (Some(Box::new(StartWith { changes, back: tx })), Some(rx))
+                    }
+                    None => (None, None),
+                };
+                let why_unresolved = unresolved.as_ref().and_then(|u| u.get(&ji).cloned());
+                // The block's last job to start runs in the workflow's task,
+                // after this loop: the block only waits for its jobs from then
+                // on, and a task of its own would cost a running one-job
+                // workflow one more task. Nothing starts after it, so what it
+                // hands back of the block's start is not waited for.
+                if Some(ji) == last {
+                    inline = self.start_job_run(
+                        None,
+                        (rec, bi, ji),
+                        why_unresolved,
+                        with,
+                        (active, &shared),
+                        permit,
+                    );
+                    break;
+                }
+                self.start_job_run(
+                    Some(tasks.get_or_insert_with(JoinSet::new)),
                     (rec, bi, ji),
                     why_unresolved,
                     with,
                     (active, &shared),
                     permit,
                 );
-                break;
+                if let Some(rx) = back {
+                    start = rx.await.ok().flatten();
+                }
             }
-            self.start_job_run(
-                Some(tasks.get_or_insert_with(JoinSet::new)),
-                (rec, bi, ji),
-                why_unresolved,
-                with,
-                (active, &shared),
-                permit,
-            );
-            if let Some(rx) = back {
-                start = rx.await.ok().flatten();
+            // Never written (no job started): the block's end, which carries
+            // its start time, says it all.
+            drop(start);
+            if let Some(job) = inline {
+                job.await;
             }
-        }
-        // Never written (no job started): the block's end, which carries
-        // its start time, says it all.
-        drop(start);
-        if let Some(job) = inline {
-            job.await;
-        }
-        if let Some(mut tasks) = tasks {
-            while tasks.join_next().await.is_some() {}
-        }
+            if let Some(mut tasks) = tasks {
+                while tasks.join_next().await.is_some() {}
+            }
 
-        // Every job task has ended: the state is the block's alone now.
-        let mut run = std::mem::take(&mut *shared.lock().expect("block lock"));
-        let mut end = std::mem::take(&mut run.last_end);
-        let status = match active.cause().map(|c| c.cut_status()) {
-            // Unrecorded (shutdown, lease lost): leave the block as it was,
-            // but a job that ended did end.
-            Some(None) => {
-                Box::pin(self.record_ended(active, end)).await;
-                return (run, Vec::new());
-            }
-            // Held for an operator: the block resumes after ResolveJob.
-            None if !run.held.is_empty() => return (run, end),
-            Some(Some(cut)) if !run.has_error => cut,
-            _ if run.has_error => Status::Failed,
-            _ => Status::Completed,
-        };
-        brec.status = status;
-        brec.failures = run.failures;
-        brec.has_error = run.has_error;
-        brec.ended = Some(self.opts.clock.now());
-        end.push(block_change(&brec));
-        (run, end)
+            // Every job task has ended: the state is the block's alone now.
+            let mut run = std::mem::take(&mut *shared.lock().expect("block lock"));
+            let mut end = std::mem::take(&mut run.last_end);
+            let status = match active.cause().map(|c| c.cut_status()) {
+                // Unrecorded (shutdown, lease lost): leave the block as it was,
+                // but a job that ended did end.
+                Some(None) => {
+                    Box::pin(self.record_ended(active, end)).await;
+                    return (run, Vec::new());
+                }
+                // Held for an operator: the block resumes after ResolveJob.
+                None if !run.held.is_empty() => return (run, end),
+                Some(Some(cut)) if !run.has_error => cut,
+                _ if run.has_error => Status::Failed,
+                _ => Status::Completed,
+            };
+            brec.status = status;
+            brec.failures = run.failures;
+            brec.has_error = run.has_error;
+            brec.ended = Some(self.opts.clock.now());
+            end.push(block_change(&brec));
+            (run, end)
+        }
     }
 }
 

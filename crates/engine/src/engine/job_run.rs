@@ -116,76 +116,86 @@ impl Inner {
         }
     }
 
+    /// One attempt of a job, in its span when something takes it (traces
+    /// are exported): a disabled span held across the attempt would still
+    /// take room in the future of every running job.
+    fn attempt<'a>(
+        &'a self,
+        ctx: &'a JobCtx,
+        spec: &'a interlock_core::Job,
+    ) -> futures::future::BoxFuture<'a, Result<crate::job::Outputs, JobError>> {
+        let span = tracing::debug_span!("attempt", number = ctx.attempt);
+        match span.is_disabled() {
+            true => self.runner.run(ctx, spec),
+            false => Box::pin(self.runner.run(ctx, spec).instrument(span)),
+        }
+    }
+
     /// Runs job `ji` of block `bi` from its record in `rec`; `unresolved`
     /// says why its inputs could not be filled in (it then fails); `with`
-    /// is committed with its start.
+    /// is committed with its start. `permit` is released when the job is
+    /// over, after its end is recorded.
     ///
-    /// Its future lives as long as the job runs, once per running job: it
-    /// takes what it needs by value (a wrapper holding them would hold them
-    /// twice), reads the prior record from the shared `rec` (a copy would
-    /// live as long as the job), and boxes every await but the attempt's.
-    pub(super) async fn run_job(
+    /// Its future lives as long as the job runs, once per running job, so
+    /// it is kept small: an `async` block that uses what it captures in
+    /// place (an `async fn` would keep each argument twice, as passed and
+    /// moved into its body), the prior record read from the shared `rec`
+    /// (a copy would live as long as the job), and every await but the
+    /// attempt's boxed.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn keeps its arguments twice in its future"
+    )]
+    pub(super) fn run_job(
         self: Arc<Self>,
         (rec, bi, ji): (Arc<WorkflowRecord>, usize, usize),
         unresolved: Option<String>,
         with: Option<Box<StartWith>>,
         (active, shared): (Arc<Active>, Arc<Mutex<BlockRun>>),
-        // Released when the job is over, after its end is recorded (an
-        // argument is held until the future ends; a local copy would take
-        // room twice).
-        _permit: tokio::sync::OwnedSemaphorePermit,
-    ) {
-        let (rec, active, shared) = (&*rec, &*active, &*shared);
-        let spec = &rec.req.blocks[bi].jobs[ji];
-        // Takes the record as an argument: a closure over it would keep
-        // one more reference in the future.
-        let key = |rec: &WorkflowRecord, jr: JobRecord| Change::Job {
-            id: rec.id.clone(),
-            block: bi,
-            job: ji,
-            rec: jr,
-        };
-        // In a scope of its own, so its locals take no room in the
-        // future once the job runs.
-        let (holds_slots, mut jr) = {
-            let (mut extra, back) = match with {
-                Some(w) => (Some(w.changes), Some(w.back)),
-                None => (None, None),
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        async move {
+            // Captured, so held by the future until it ends.
+            let _permit = &permit;
+            let spec = &rec.req.blocks[bi].jobs[ji];
+            // In a scope of its own, so its locals take no room in the
+            // future once the job runs.
+            let (holds_slots, mut jr) = {
+                let (mut extra, back) = match with {
+                    Some(w) => (Some(w.changes), Some(w.back)),
+                    None => (None, None),
+                };
+                let prior = &rec.blocks[bi].jobs[ji];
+                let started =
+                    Box::pin(self.start_job(&rec, (bi, ji), prior, &active, &mut extra)).await;
+                if let Some(back) = back {
+                    let _ = back.send(extra);
+                }
+                match started {
+                    Some(s) => s,
+                    None => return,
+                }
             };
-            let prior = &rec.blocks[bi].jobs[ji];
-            let started = Box::pin(self.start_job(rec, (bi, ji), prior, active, &mut extra)).await;
-            if let Some(back) = back {
-                let _ = back.send(extra);
-            }
-            match started {
-                Some(s) => s,
-                None => return,
-            }
-        };
-        metrics::counter!("interlock_jobs_started_total", "job" => spec.name.clone()).increment(1);
-        // Only a job known to be safe to repeat is retried; an unknown
-        // type is not.
-        let idempotent = self.runner.safe_to_repeat(spec);
-        let max_attempts = spec.retry.as_ref().map_or(1, |r| r.max_attempts.max(1));
-        let result = loop {
-            if active.token.is_cancelled() {
-                break Err(JobError::cancelled());
-            }
-            let ctx = self.job_ctx(rec, bi, ji, active, &jr);
-            let number = ctx.attempt;
-            let started = self.opts.clock.now();
-            if let Some(why) = &unresolved {
-                break Err(JobError::new(why.clone()));
-            }
-            // The span only when something takes it, as the job's.
-            let span = tracing::debug_span!("attempt", number);
-            let run = match span.is_disabled() {
-                true => self.runner.run(&ctx, spec),
-                false => Box::pin(self.runner.run(&ctx, spec).instrument(span)),
-            };
-            // With a timeout, boxed: its timer would otherwise take room
-            // in every job's future.
-            let r = match spec.attempt_timeout() {
+            metrics::counter!("interlock_jobs_started_total", "job" => spec.name.clone())
+                .increment(1);
+            // Only a job known to be safe to repeat is retried; an unknown
+            // type is not.
+            let idempotent = self.runner.safe_to_repeat(spec);
+            let max_attempts = spec.retry.as_ref().map_or(1, |r| r.max_attempts.max(1));
+            let result = loop {
+                if active.token.is_cancelled() {
+                    break Err(JobError::cancelled());
+                }
+                let ctx = self.job_ctx(&rec, bi, ji, &active, &jr);
+                let number = ctx.attempt;
+                let started = self.opts.clock.now();
+                if let Some(why) = &unresolved {
+                    break Err(JobError::new(why.clone()));
+                }
+                let run = self.attempt(&ctx, spec);
+                // With a timeout, boxed: its timer would otherwise take room
+                // in every job's future.
+                let r = match spec.attempt_timeout() {
                 Some(t) => {
                     Box::pin(async {
                         tokio::select! {
@@ -200,151 +210,166 @@ impl Inner {
                 }
                 None => run.await,
             };
-            // A stop wakes every job of every run it stops at once. Each
-            // steps back once before recording its end, so the stop reaches
-            // all of them before any spends time on its record (otherwise
-            // the last job hears of an e-stop only after every other run's
-            // end was built: tokio runs the task a finishing job wakes next).
-            // Then its lines before its end: a reader that sees the job end
-            // has seen everything it logged. Boxed, with the attempt's
-            // context, which nothing after needs: the future then holds
-            // the context only while the attempt runs.
-            let stopping = active.token.is_cancelled();
-            Box::pin(async move {
-                if stopping {
-                    tokio::task::yield_now().await;
-                }
-                ctx.flush_logs().await
-            })
-            .await;
-            jr.attempts.push(Attempt {
-                number,
-                started,
-                ended: Some(self.opts.clock.now()),
-                error: r
-                    .as_ref()
-                    .err()
-                    .map(|e| e.message.clone())
-                    .unwrap_or_default(),
-            });
-            match r {
-                Err(e)
-                    if e.retryable
-                        && idempotent
-                        && number < max_attempts
-                        && !active.token.is_cancelled() =>
-                {
-                    if !Box::pin(self.persist(active, vec![key(rec, jr.clone())])).await {
-                        return;
+                // A stop wakes every job of every run it stops at once. Each
+                // steps back once before recording its end, so the stop reaches
+                // all of them before any spends time on its record (otherwise
+                // the last job hears of an e-stop only after every other run's
+                // end was built: tokio runs the task a finishing job wakes next).
+                // Then its lines before its end: a reader that sees the job end
+                // has seen everything it logged. Boxed, with the attempt's
+                // context, which nothing after needs: the future then holds
+                // the context only while the attempt runs.
+                let stopping = active.token.is_cancelled();
+                Box::pin(async move {
+                    if stopping {
+                        tokio::task::yield_now().await;
                     }
-                    let wait = backoff(spec.retry.as_ref().expect("max_attempts > 1"), number);
-                    Box::pin(async {
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = active.token.cancelled() => {}
+                    ctx.flush_logs().await
+                })
+                .await;
+                jr.attempts.push(Attempt {
+                    number,
+                    started,
+                    ended: Some(self.opts.clock.now()),
+                    error: r
+                        .as_ref()
+                        .err()
+                        .map(|e| e.message.clone())
+                        .unwrap_or_default(),
+                });
+                match r {
+                    Err(e)
+                        if e.retryable
+                            && idempotent
+                            && number < max_attempts
+                            && !active.token.is_cancelled() =>
+                    {
+                        if !Box::pin(
+                            self.persist(&active, vec![job_change(&rec.id, bi, ji, jr.clone())]),
+                        )
+                        .await
+                        {
+                            return;
                         }
-                    })
-                    .await;
+                        let wait = backoff(spec.retry.as_ref().expect("max_attempts > 1"), number);
+                        Box::pin(async {
+                            tokio::select! {
+                                _ = tokio::time::sleep(wait) => {}
+                                _ = active.token.cancelled() => {}
+                            }
+                        })
+                        .await;
+                    }
+                    other => break other,
                 }
-                other => break other,
-            }
-        };
+            };
 
-        // A job that ended after this process's lease lapsed (a pause, a
-        // partition) may already run elsewhere: its outcome is the new
-        // owner's to find out (recovery), not ours to record.
-        if let Err(why) = self.instance.holds(active.lease()) {
-            active.stop(Cause::Unrecorded(why));
-            return;
-        }
-        jr.ended = Some(self.opts.clock.now());
-        let mut changes = Vec::with_capacity(3);
-        match result {
-            Ok(outputs) => {
-                jr.status = Status::Completed;
-                jr.outputs = outputs;
+            // A job that ended after this process's lease lapsed (a pause, a
+            // partition) may already run elsewhere: its outcome is the new
+            // owner's to find out (recovery), not ours to record.
+            if let Err(why) = self.instance.holds(active.lease()) {
+                active.stop(Cause::Unrecorded(why));
+                return;
             }
-            Err(e) if active.token.is_cancelled() => {
-                let cause = active.cause();
-                match cause.as_ref().and_then(|c| c.cut_status()) {
-                    None => return, // unrecorded stop: leave the job "Running"
-                    Some(cut) => {
-                        jr.status = cut;
-                        jr.error = format!(
-                            "{}: {}",
-                            e.message,
-                            cause.map(|c| c.describe()).unwrap_or_default()
-                        );
+            jr.ended = Some(self.opts.clock.now());
+            let mut changes = Vec::with_capacity(3);
+            match result {
+                Ok(outputs) => {
+                    jr.status = Status::Completed;
+                    jr.outputs = outputs;
+                }
+                Err(e) if active.token.is_cancelled() => {
+                    let cause = active.cause();
+                    match cause.as_ref().and_then(|c| c.cut_status()) {
+                        None => return, // unrecorded stop: leave the job "Running"
+                        Some(cut) => {
+                            jr.status = cut;
+                            jr.error = format!(
+                                "{}: {}",
+                                e.message,
+                                cause.map(|c| c.describe()).unwrap_or_default()
+                            );
+                        }
                     }
                 }
-            }
-            Err(e) if e.interrupted => {
-                jr.status = Status::Interrupted;
-                jr.error = e.message.clone();
-                shared
-                    .lock()
-                    .expect("block lock")
-                    .held
-                    .push(format!("block {bi} job {ji} ({})", spec.name));
-                // Its limit slots stay taken until an operator decides, as
-                // after a crash: the effect may still be under way.
-                Box::pin(self.persist(active, vec![key(rec, jr)])).await;
-                return;
-            }
-            Err(e) => {
-                jr.status = Status::Failed;
-                jr.error = e.message.clone();
-                jr.fatal = e.fatal;
-                let mut s = shared.lock().expect("block lock");
-                s.failures += 1;
-                s.has_error = true;
-                let block = &rec.req.blocks[bi];
-                let what = format!("block {bi} job {ji} ({}) failed: {}", spec.name, e.message);
-                if e.fatal {
-                    drop(s);
-                    active.stop(Cause::Fatal(format!(
-                        "{what} (fatal; the rest of the workflow was cancelled)"
-                    )));
-                } else if s.failures > block.tolerated_failures() && s.halted.is_none() {
-                    s.halted = Some(format!(
-                        "{what}; block {bi} allows {} failure(s) and had {}, so the workflow halted",
-                        block.tolerated_failures(),
-                        s.failures
-                    ));
+                Err(e) if e.interrupted => {
+                    jr.status = Status::Interrupted;
+                    jr.error = e.message.clone();
+                    shared
+                        .lock()
+                        .expect("block lock")
+                        .held
+                        .push(format!("block {bi} job {ji} ({})", spec.name));
+                    // Its limit slots stay taken until an operator decides, as
+                    // after a crash: the effect may still be under way.
+                    Box::pin(self.persist(&active, vec![job_change(&rec.id, bi, ji, jr)])).await;
+                    return;
                 }
-                changes.push(Change::WorkflowErrors { id: rec.id.clone() });
+                Err(e) => {
+                    jr.status = Status::Failed;
+                    jr.error = e.message.clone();
+                    jr.fatal = e.fatal;
+                    let mut s = shared.lock().expect("block lock");
+                    s.failures += 1;
+                    s.has_error = true;
+                    let block = &rec.req.blocks[bi];
+                    let what = format!("block {bi} job {ji} ({}) failed: {}", spec.name, e.message);
+                    if e.fatal {
+                        drop(s);
+                        active.stop(Cause::Fatal(format!(
+                            "{what} (fatal; the rest of the workflow was cancelled)"
+                        )));
+                    } else if s.failures > block.tolerated_failures() && s.halted.is_none() {
+                        s.halted = Some(format!(
+                            "{what}; block {bi} allows {} failure(s) and had {}, so the workflow halted",
+                            block.tolerated_failures(),
+                            s.failures
+                        ));
+                    }
+                    changes.push(Change::WorkflowErrors { id: rec.id.clone() });
+                }
             }
-        }
-        metrics::counter!("interlock_jobs_finished_total", "job" => spec.name.clone(), "status" => jr.status.as_str())
+            metrics::counter!("interlock_jobs_finished_total", "job" => spec.name.clone(), "status" => jr.status.as_str())
             .increment(1);
-        changes.insert(0, key(rec, jr));
-        if holds_slots {
-            changes.push(Change::ReleaseSlots {
-                id: rec.id.clone(),
-                block: bi,
-                job: ji,
-            });
-        } else {
-            // The block's last job: its end goes with the block's, one
-            // commit fewer (a job with limit slots records its end at once,
-            // so that whoever waits for a slot is told). Also when the run
-            // is stopping for a cause that is recorded: the block's end and
-            // the workflow's then follow at once, so a mass stop costs one
-            // commit per run, not two. Not for a stop that records nothing
-            // (the block's end is never written; `record_ended` would still
-            // write this one, but only while the lease holds).
-            let mut s = shared.lock().expect("block lock");
-            s.unended -= 1;
-            let recorded = active.cause().is_none_or(|c| c.cut_status().is_some());
-            if s.unended == 0 && recorded {
-                s.last_end = changes;
-                return;
+            changes.insert(0, job_change(&rec.id, bi, ji, jr));
+            if holds_slots {
+                changes.push(Change::ReleaseSlots {
+                    id: rec.id.clone(),
+                    block: bi,
+                    job: ji,
+                });
+            } else {
+                // The block's last job: its end goes with the block's, one
+                // commit fewer (a job with limit slots records its end at once,
+                // so that whoever waits for a slot is told). Also when the run
+                // is stopping for a cause that is recorded: the block's end and
+                // the workflow's then follow at once, so a mass stop costs one
+                // commit per run, not two. Not for a stop that records nothing
+                // (the block's end is never written; `record_ended` would still
+                // write this one, but only while the lease holds).
+                let mut s = shared.lock().expect("block lock");
+                s.unended -= 1;
+                let recorded = active.cause().is_none_or(|c| c.cut_status().is_some());
+                if s.unended == 0 && recorded {
+                    s.last_end = changes;
+                    return;
+                }
+            }
+            Box::pin(self.persist(&active, changes)).await;
+            if holds_slots {
+                self.opts.concurrency.freed();
             }
         }
-        Box::pin(self.persist(active, changes)).await;
-        if holds_slots {
-            self.opts.concurrency.freed();
-        }
+    }
+}
+
+/// The record of job `ji` of block `bi` of workflow `id`, as a change.
+fn job_change(id: &str, bi: usize, ji: usize, rec: JobRecord) -> Change {
+    Change::Job {
+        id: id.to_string(),
+        block: bi,
+        job: ji,
+        rec,
     }
 }
 
