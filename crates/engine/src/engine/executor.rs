@@ -378,24 +378,9 @@ impl Inner {
         );
         // The span only when something takes it (traces are exported): a
         // disabled one still takes room in the future of every running job.
-        match (tasks, span.is_disabled()) {
-            (Some(tasks), true) => {
-                tasks.spawn(fut);
-                None
-            }
-            (Some(tasks), false) => {
-                tasks.spawn(fut.instrument(span));
-                None
-            }
-            // A panic ends the job alone, as it would a task of its own.
-            (None, true) => Some(Box::pin(
-                std::panic::AssertUnwindSafe(fut).catch_unwind().map(drop),
-            )),
-            (None, false) => Some(Box::pin(
-                std::panic::AssertUnwindSafe(fut.instrument(span))
-                    .catch_unwind()
-                    .map(drop),
-            )),
+        match span.is_disabled() {
+            true => place(tasks, fut),
+            false => place(tasks, fut.instrument(span)),
         }
     }
 
@@ -584,6 +569,24 @@ impl Inner {
             end.push(block_change(&brec));
             (run, end)
         }
+    }
+}
+
+/// A job's future as a task of its block (`tasks`), or boxed for the block
+/// to run in its own task (`None`, handed back).
+fn place(
+    tasks: Option<&mut JoinSet<()>>,
+    job: impl Future<Output = ()> + Send + 'static,
+) -> Option<InlineJob> {
+    match tasks {
+        Some(tasks) => {
+            tasks.spawn(job);
+            None
+        }
+        // A panic ends the job alone, as it would a task of its own.
+        None => Some(Box::pin(
+            std::panic::AssertUnwindSafe(job).catch_unwind().map(drop),
+        )),
     }
 }
 
