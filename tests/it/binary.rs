@@ -202,6 +202,55 @@ async fn a_start_that_cannot_bind_resumes_nothing() {
     assert!(attempts[0].error.contains("interrupted"), "{attempts:?}");
 }
 
+/// A server whose stdout has no reader any more when it prints its address
+/// (a pipe closed early, a log collector that restarted) keeps serving and
+/// says why the line is missing, instead of dying on the write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_stdout_reader_is_gone_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let mut d = DaemonSpec::new(interlockd!(), dir.path())
+        .listen(&addr)
+        .spawn_with_stdout_closed()
+        .expect("starts");
+    interlock_tests::eventually("the failed write is logged", || async {
+        d.stderr().contains("cannot print the address on stdout")
+    })
+    .await;
+    let c = d.client().await;
+    let id = c
+        .submit(req::work(
+            "SatelliteDiskErase",
+            vec![
+                req::block(
+                    1,
+                    vec![
+                        req::job("validateDecom", &[("site", "aab"), ("type", "satellite")]),
+                        req::job(
+                            "tokenBucket",
+                            &[("bucket", "diskEraseSatellite"), ("fatal", "true")],
+                        ),
+                    ],
+                ),
+                req::block(1, vec![req::job("sleep", &[("seconds", "0")])]),
+            ],
+        ))
+        .await
+        .unwrap();
+    c.exec(&id).await.unwrap();
+    let st = wait_final(&c, &id).await;
+    assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
+    assert_eq!(
+        d.wait_exit(std::time::Duration::ZERO),
+        None,
+        "{}",
+        d.stderr()
+    );
+    assert!(!d.stderr().contains("panicked"), "{}", d.stderr());
+}
+
 /// A user string with a newline (a cancel reason here) cannot forge a line
 /// in the server's text log: control characters are escaped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

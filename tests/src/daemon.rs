@@ -140,6 +140,41 @@ impl DaemonSpec {
     }
 }
 
+impl DaemonSpec {
+    /// Starts the daemon on its fixed `--listen` address with its stdout's
+    /// reader already gone (a pipe closed early, a log collector that
+    /// restarted), so its "listening on" line cannot be written. Returns
+    /// once the address accepts connections, or how it exited.
+    pub fn spawn_with_stdout_closed(&self) -> Result<Daemon, Exited> {
+        std::fs::create_dir_all(self.dir.join("var")).unwrap();
+        let log = self.dir.join(format!("interlockd-{}.log", uuid_like()));
+        let mut child = self.command(&log).spawn().expect("spawn interlockd");
+        drop(child.stdout.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(Exited {
+                    status,
+                    stderr: std::fs::read_to_string(&log).unwrap_or_default(),
+                });
+            }
+            if std::net::TcpStream::connect(&self.listen).is_ok() {
+                return Ok(Daemon {
+                    addr: self.listen.clone(),
+                    child,
+                    log,
+                });
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "interlockd did not listen on {} in 30 s",
+                self.listen
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
 /// A start that failed: how the process exited and what it said.
 #[derive(Debug)]
 pub struct Exited {

@@ -51,8 +51,18 @@ async fn main() -> std::process::ExitCode {
     // with the default disposition.
     let signals = shutdown_signals();
     // Printed on stdout so scripts (and tests) can find the port when
-    // listening on port 0.
-    println!("interlockd listening on {}", running.addr);
+    // listening on port 0. Not `println!`: it panics when stdout's reader
+    // is gone (a pipe closed early, a log collector restarted), and the
+    // server must keep serving then.
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) =
+            writeln!(out, "interlockd listening on {}", running.addr).and_then(|()| out.flush())
+        {
+            tracing::warn!(error = %e, addr = %running.addr, "cannot print the address on stdout");
+        }
+    }
     systemd(sd_notify::NotifyState::Ready);
     let stop = running.shutdown_token();
     tokio::spawn(async move {
