@@ -147,6 +147,27 @@ async fn a_second_server_on_the_same_database_exits_2_naming_the_holder() {
     assert_eq!(starts, 2, "each machine erased once");
 }
 
+/// A workflow the shipped policies admit: the pre-checks, then a sleep of
+/// `seconds`.
+fn checked_sleep(seconds: &str) -> interlock_proto::v1::WorkReq {
+    req::work(
+        "SatelliteDiskErase",
+        vec![
+            req::block(
+                1,
+                vec![
+                    req::job("validateDecom", &[("site", "aab"), ("type", "satellite")]),
+                    req::job(
+                        "tokenBucket",
+                        &[("bucket", "diskEraseSatellite"), ("fatal", "true")],
+                    ),
+                ],
+            ),
+            req::block(1, vec![req::job("sleep", &[("seconds", seconds)])]),
+        ],
+    )
+}
+
 /// Work is resumed only once the server owns its ports: a start that fails
 /// to bind leaves the last server's running workflows untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,25 +176,7 @@ async fn a_start_that_cannot_bind_resumes_nothing() {
     let spec = DaemonSpec::new(interlockd!(), dir.path());
     let mut a = spec.spawn().expect("starts");
     let c = a.client().await;
-    let id = c
-        .submit(req::work(
-            "SatelliteDiskErase",
-            vec![
-                req::block(
-                    1,
-                    vec![
-                        req::job("validateDecom", &[("site", "aab"), ("type", "satellite")]),
-                        req::job(
-                            "tokenBucket",
-                            &[("bucket", "diskEraseSatellite"), ("fatal", "true")],
-                        ),
-                    ],
-                ),
-                req::block(1, vec![req::job("sleep", &[("seconds", "1")])]),
-            ],
-        ))
-        .await
-        .unwrap();
+    let id = c.submit(checked_sleep("1")).await.unwrap();
     c.exec(&id).await.unwrap();
     interlock_tests::eventually("the sleep runs", || async {
         c.status(&id).await.unwrap().blocks[1].jobs[0].status == Status::Running as i32
@@ -220,25 +223,7 @@ async fn a_server_whose_stdout_reader_is_gone_keeps_serving() {
     })
     .await;
     let c = d.client().await;
-    let id = c
-        .submit(req::work(
-            "SatelliteDiskErase",
-            vec![
-                req::block(
-                    1,
-                    vec![
-                        req::job("validateDecom", &[("site", "aab"), ("type", "satellite")]),
-                        req::job(
-                            "tokenBucket",
-                            &[("bucket", "diskEraseSatellite"), ("fatal", "true")],
-                        ),
-                    ],
-                ),
-                req::block(1, vec![req::job("sleep", &[("seconds", "0")])]),
-            ],
-        ))
-        .await
-        .unwrap();
+    let id = c.submit(checked_sleep("0")).await.unwrap();
     c.exec(&id).await.unwrap();
     let st = wait_final(&c, &id).await;
     assert_eq!(st.status, Status::Completed as i32, "{}", st.reason);
@@ -260,22 +245,7 @@ async fn user_strings_cannot_forge_log_lines() {
     spec.log = "info".into();
     let d = spec.spawn().expect("starts");
     let c = d.client().await;
-    let r = req::work(
-        "SatelliteDiskErase",
-        vec![
-            req::block(
-                1,
-                vec![
-                    req::job("validateDecom", &[("site", "aab"), ("type", "satellite")]),
-                    req::job(
-                        "tokenBucket",
-                        &[("bucket", "diskEraseSatellite"), ("fatal", "true")],
-                    ),
-                ],
-            ),
-            req::block(1, vec![req::job("sleep", &[("seconds", "30")])]),
-        ],
-    );
+    let r = checked_sleep("30");
     let id = c.submit(r).await.unwrap();
     c.exec(&id).await.unwrap();
     let forged = "2026-01-01T00:00:00.000000Z ERROR interlockd: FORGED";
