@@ -236,6 +236,30 @@ async fn a_server_whose_stdout_reader_is_gone_keeps_serving() {
     assert!(!d.stderr().contains("panicked"), "{}", d.stderr());
 }
 
+/// The allocator settings compiled in from `.cargo/config.toml` are in
+/// force: freed pages go back from jemalloc's own threads. Without them a
+/// large workflow's peak RSS grows by about a third (BENCHMARKS.md), and
+/// nothing else would say so.
+#[cfg(all(target_os = "linux", feature = "jemalloc"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_allocator_returns_freed_pages_from_its_own_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = DaemonSpec::new(interlockd!(), dir.path())
+        .spawn()
+        .expect("starts");
+    let threads = || {
+        std::fs::read_dir(format!("/proc/{}/task", d.pid()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|n| n.trim().to_string())
+            .collect::<Vec<_>>()
+    };
+    interlock_tests::eventually("a jemalloc background thread runs", || async {
+        threads().iter().any(|n| n == "jemalloc_bg_thd")
+    })
+    .await;
+}
+
 /// A user string with a newline (a cancel reason here) cannot forge a line
 /// in the server's text log: control characters are escaped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
