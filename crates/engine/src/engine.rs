@@ -1,7 +1,9 @@
 //! The engine's API in domain terms: Submit, Validate, Exec and Status, and
 //! the one sequence that starts a run. Submodules:
 //! - `active`: the stop handle of an executing workflow.
-//! - `executor`: running blocks and jobs, recording every transition.
+//! - `executor`: running a workflow's blocks in order, recording every
+//!   transition.
+//! - `block`: one block's jobs under its rate limit.
 //! - `lifecycle`: Cancel, Pause, Resume, Clone, List and the event feed.
 //! - `follow`: following one workflow (a snapshot, then its transitions).
 //! - `logs`: job log lines, from running attempts to the store and back.
@@ -33,6 +35,7 @@ mod approvals;
 mod dry_run;
 pub use approvals::ApprovalTally;
 pub use dry_run::{BucketNeed, DryRun};
+mod block;
 mod executor;
 mod follow;
 mod fresh;

@@ -6,7 +6,7 @@
 
 use super::Inner;
 use super::active::{Active, Cause};
-use super::executor::BlockRun;
+use super::block::BlockRun;
 use crate::job::{JobCtx, JobError, JobSink};
 use async_trait::async_trait;
 use interlock_core::{Attempt, JobRecord, Status, WorkflowRecord};
