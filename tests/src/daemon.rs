@@ -116,11 +116,17 @@ impl DaemonSpec {
         c
     }
 
-    /// Starts the daemon and waits for its "listening on" line.
-    pub fn spawn(&self) -> Result<Daemon, Exited> {
+    /// The child, started, and the file its stderr goes to.
+    fn start(&self) -> (Child, PathBuf) {
         std::fs::create_dir_all(self.dir.join("var")).unwrap();
         let log = self.dir.join(format!("interlockd-{}.log", uuid_like()));
-        let mut child = self.command(&log).spawn().expect("spawn interlockd");
+        let child = self.command(&log).spawn().expect("spawn interlockd");
+        (child, log)
+    }
+
+    /// Starts the daemon and waits for its "listening on" line.
+    pub fn spawn(&self) -> Result<Daemon, Exited> {
+        let (mut child, log) = self.start();
         let mut line = String::new();
         let _ = BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line);
         match line.trim().strip_prefix("interlockd listening on ") {
@@ -138,17 +144,13 @@ impl DaemonSpec {
             }
         }
     }
-}
 
-impl DaemonSpec {
     /// Starts the daemon on its fixed `--listen` address with its stdout's
     /// reader already gone (a pipe closed early, a log collector that
     /// restarted), so its "listening on" line cannot be written. Returns
     /// once the address accepts connections, or how it exited.
     pub fn spawn_with_stdout_closed(&self) -> Result<Daemon, Exited> {
-        std::fs::create_dir_all(self.dir.join("var")).unwrap();
-        let log = self.dir.join(format!("interlockd-{}.log", uuid_like()));
-        let mut child = self.command(&log).spawn().expect("spawn interlockd");
+        let (mut child, log) = self.start();
         drop(child.stdout.take());
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         loop {

@@ -91,15 +91,13 @@ impl Inner {
             let b = &rec.blocks[bi];
             let jobs = &b.jobs;
             let mut brec = BlockRecord {
-                status: b.status,
+                status: Status::Running,
                 has_error: b.has_error,
                 failures: b.failures,
-                started: b.started,
+                started: b.started.or(Some(self.opts.clock.now())),
                 ended: b.ended,
                 jobs: Vec::new(),
             };
-            brec.status = Status::Running;
-            brec.started = brec.started.or(Some(self.opts.clock.now()));
             let failures = recorded_failures(b);
             let shared = Arc::new(Mutex::new(BlockRun {
                 failures,
@@ -195,25 +193,19 @@ impl Inner {
                 // on, and a task of its own would cost a running one-job
                 // workflow one more task. Nothing starts after it, so what it
                 // hands back of the block's start is not waited for.
-                if Some(ji) == last {
-                    inline = self.start_job_run(
-                        None,
-                        (rec, bi, ji),
-                        why_unresolved,
-                        with,
-                        (active, &shared),
-                        permit,
-                    );
-                    break;
-                }
-                self.start_job_run(
-                    Some(tasks.get_or_insert_with(JoinSet::new)),
+                let is_last = Some(ji) == last;
+                let placed = self.start_job_run(
+                    (!is_last).then(|| tasks.get_or_insert_with(JoinSet::new)),
                     (rec, bi, ji),
                     why_unresolved,
                     with,
                     (active, &shared),
                     permit,
                 );
+                if is_last {
+                    inline = placed;
+                    break;
+                }
                 if let Some(rx) = back {
                     start = rx.await.ok().flatten();
                 }

@@ -364,7 +364,7 @@ impl Inner {
 }
 
 /// The record of job `ji` of block `bi` of workflow `id`, as a change.
-fn job_change(id: &str, bi: usize, ji: usize, rec: JobRecord) -> Change {
+pub(super) fn job_change(id: &str, bi: usize, ji: usize, rec: JobRecord) -> Change {
     Change::Job {
         id: id.to_string(),
         block: bi,

@@ -26,12 +26,6 @@ impl Inner {
         active: &Active,
         extra: &mut Option<Vec<Change>>,
     ) -> Option<(bool, JobRecord)> {
-        let key = |jr: JobRecord| Change::Job {
-            id: rec.id.clone(),
-            block: bi,
-            job: ji,
-            rec: jr,
-        };
         // Until its Running record is committed, a pause makes the job wait
         // (and ask for its limit slots again after), and a stop or cancel
         // means it never starts: it stays NotStarted.
@@ -100,7 +94,7 @@ impl Inner {
                 ..prior.clone()
             };
             let mut changes = extra.take().unwrap_or_default();
-            changes.push(key(jr.clone()));
+            changes.push(super::job_run::job_change(&rec.id, bi, ji, jr.clone()));
             if !self.persist(active, changes).await {
                 return None;
             }
