@@ -41,7 +41,7 @@ use interlock_core::{
     Approval, AuditEntry, AuditQuery, ListFilter, LogLine, LogQuery, Micros, Status, Summary,
     WorkflowRecord,
 };
-use interlock_store::backend::micros;
+use interlock_store::backend::{NewWorkflow, micros};
 use interlock_store::{
     BoardReport, BoardTask, BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch,
     InstanceInfo, InventoryMachine, InventorySite, Lease, Notice, OwnerAct, Pruned, RequestKind,
@@ -222,7 +222,7 @@ impl Store for PgStore {
     ) -> Result<SubmitOutcome> {
         match self
             .send(Op::Submit {
-                rec: Box::new(rec.clone()),
+                new: Box::new(NewWorkflow::of(rec)),
                 hash: content_hash.to_string(),
                 audit,
             })

@@ -21,7 +21,8 @@
 use crate::sql;
 use crate::sql::Tx;
 use deadpool_postgres::GenericClient;
-use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};
+use interlock_core::{AuditEntry, Micros, Status};
+use interlock_store::backend::NewWorkflow;
 use interlock_store::{
     CasOutcome, Change, ControlRequest, FeedItem, Gcra, InstanceInfo, Lease, RequestKind,
     SharedStop, SlotOutcome, SlotRequest, StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
@@ -74,18 +75,18 @@ pub async fn insert_audit(tx: &Tx, e: &AuditEntry, target: &str) -> PgResult<()>
 
 pub async fn submit(
     tx: &Tx,
-    rec: &WorkflowRecord,
+    new: &NewWorkflow,
     hash: &str,
     audit: Option<&AuditEntry>,
 ) -> PgResult<SubmitOutcome> {
-    let key = &rec.req.request_id;
+    let key = &new.request_id;
     if !key.is_empty() {
         // Claim the key first: of racing submits with one key, one inserts.
         let n = sql::execute(
             tx,
             "INSERT INTO idempotency (request_id, content_hash, workflow_id, created)
                  VALUES ($1, $2, $3, $4) ON CONFLICT (request_id) DO NOTHING",
-            &[key, &hash, &rec.id, &rec.created],
+            &[key, &hash, &new.id, &new.created],
         )
         .await?;
         if n == 0 {
@@ -106,42 +107,41 @@ pub async fn submit(
         }
     }
     // The rest touches distinct rows: one round trip.
-    let (request, status) = (json(&rec.req), rec.status as i32);
-    let carried: Vec<Change> = interlock_store::backend::carried_jobs(rec).collect();
+    let status = new.status as i32;
     let mut futs: Vec<sql::Pending<'_, ()>> = vec![Box::pin(async move {
         sql::execute(
             tx,
             "INSERT INTO workflows (id, name, request, status, created, policy_version, submitted_by)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
             &[
-                &rec.id,
-                &rec.req.name,
-                &request,
+                &new.id,
+                &new.name,
+                &new.request,
                 &status,
-                &rec.created,
-                &rec.policy_version,
-                &rec.submitted_by,
+                &new.created,
+                &new.policy_version,
+                &new.submitted_by,
             ],
         )
         .await
         .map(drop)
     })];
-    for (k, v) in &rec.req.labels {
+    for (k, v) in &new.labels {
         futs.push(Box::pin(async move {
             sql::execute(
                 tx,
                 "INSERT INTO labels (workflow_id, key, value, created) VALUES ($1, $2, $3, $4)",
-                &[&rec.id, k, v, &rec.created],
+                &[&new.id, k, v, &new.created],
             )
             .await
             .map(drop)
         }));
     }
-    for c in &carried {
+    for c in &new.carried {
         futs.push(Box::pin(async move { apply_change(tx, c).await.map(drop) }));
     }
     if let Some(a) = audit {
-        futs.push(Box::pin(insert_audit(tx, a, &rec.id)));
+        futs.push(Box::pin(insert_audit(tx, a, &new.id)));
     }
     sql::all_in_order(futs).await?;
     Ok(SubmitOutcome::Inserted)

@@ -13,8 +13,8 @@ use crate::feed;
 use crate::ops::{self, Abort, Ctx};
 use crate::sql;
 use crate::sql::{PgResult, Tx};
-use interlock_core::{Approval, AuditEntry, Micros, Status, WorkflowRecord};
-use interlock_store::backend::backend;
+use interlock_core::{Approval, AuditEntry, Micros, Status};
+use interlock_store::backend::{NewWorkflow, backend};
 use interlock_store::{
     CasOutcome, Change, ControlRequest, FeedItem, InstanceInfo, Lease, RequestKind, Result,
     SharedStop, SlotOutcome, SlotRequest, StoreError, SubmitOutcome, TakeOutcome, TakeRequest,
@@ -24,7 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 /// One write, as the writer runs it.
 pub enum Op {
     Submit {
-        rec: Box<WorkflowRecord>,
+        new: Box<NewWorkflow>,
         hash: String,
         audit: Option<AuditEntry>,
     },
@@ -123,8 +123,8 @@ impl From<Abort> for OpError {
 impl Op {
     async fn apply(&self, tx: &Tx, ctx: &mut Ctx) -> std::result::Result<Outcome, OpError> {
         Ok(match self {
-            Op::Submit { rec, hash, audit } => {
-                Outcome::Submit(ops::submit(tx, rec, hash, audit.as_ref()).await?)
+            Op::Submit { new, hash, audit } => {
+                Outcome::Submit(ops::submit(tx, new, hash, audit.as_ref()).await?)
             }
             Op::Acquire {
                 id,
@@ -445,7 +445,7 @@ async fn run_ops(
 /// slots).
 fn workflow_key(op: &Op) -> Option<&str> {
     match op {
-        Op::Submit { rec, .. } => Some(&rec.id),
+        Op::Submit { new, .. } => Some(&new.id),
         Op::Acquire { id, .. } | Op::Transition { id, .. } => Some(id),
         Op::Write { lease, changes } => {
             let id = match lease {

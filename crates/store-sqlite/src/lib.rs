@@ -40,7 +40,7 @@ use interlock_core::{
     Approval, AuditEntry, AuditQuery, Clock, ListFilter, LogLine, LogQuery, Micros, Status,
     Summary, WorkflowRecord,
 };
-use interlock_store::backend::micros;
+use interlock_store::backend::{NewWorkflow, micros};
 use interlock_store::{
     BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch, InstanceInfo,
     InventoryMachine, InventorySite, Lease, Notice, Pruned, RequestKind, Result, ScheduleRow,
@@ -351,9 +351,9 @@ impl Store for SqliteStore {
         content_hash: &str,
         audit: Option<AuditEntry>,
     ) -> Result<SubmitOutcome> {
-        let rec = rec.clone();
+        let new = NewWorkflow::of(rec);
         let hash = content_hash.to_string();
-        self.op(move |tx, _| ops::submit(tx, &rec, &hash, audit.as_ref()))
+        self.op(move |tx, _| ops::submit(tx, &new, &hash, audit.as_ref()))
             .await
     }
 

@@ -8,7 +8,8 @@
 //! `apply_change` and `write`.
 
 use crate::writer::Ctx;
-use interlock_core::{AuditEntry, Micros, Status, WorkflowRecord};
+use interlock_core::{AuditEntry, Micros, Status};
+use interlock_store::backend::NewWorkflow;
 use interlock_store::{
     CasOutcome, Change, ControlRequest, FeedItem, Gcra, Lease, RequestKind, SharedStop,
     SlotOutcome, SlotRequest, StoreError, SubmitOutcome, TakeOutcome, TakeRequest, workflow_event,
@@ -39,11 +40,11 @@ pub fn insert_audit(tx: &Transaction<'_>, e: &AuditEntry, target: &str) -> rusql
 
 pub fn submit(
     tx: &Transaction<'_>,
-    rec: &WorkflowRecord,
+    new: &NewWorkflow,
     hash: &str,
     audit: Option<&AuditEntry>,
 ) -> rusqlite::Result<SubmitOutcome> {
-    let key = &rec.req.request_id;
+    let key = &new.request_id;
     if !key.is_empty()
         && let Some((id, content_hash)) = tx
             .prepare_cached(
@@ -69,34 +70,33 @@ pub fn submit(
          VALUES (?1, ?2, '', ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
-        rec.id,
-        rec.req.name,
-        rec.status as i32,
-        rec.created,
-        rec.policy_version,
-        rec.submitted_by
+        new.id,
+        new.name,
+        new.status as i32,
+        new.created,
+        new.policy_version,
+        new.submitted_by
     ])?;
     tx.prepare_cached("INSERT INTO workflow_requests (workflow_id, request) VALUES (?1, ?2)")?
-        .execute(params![rec.id, json(&rec.req)])?;
-    for (k, v) in &rec.req.labels {
+        .execute(params![new.id, new.request])?;
+    for (k, v) in &new.labels {
         tx.prepare_cached(
             "INSERT INTO labels (workflow_id, key, value, created) VALUES (?1, ?2, ?3, ?4)",
         )?
-        .execute(params![rec.id, k, v, rec.created])?;
+        .execute(params![new.id, k, v, new.created])?;
     }
-    // Jobs carried over by a clone start out with their own record.
-    for c in interlock_store::backend::carried_jobs(rec) {
-        apply_change(tx, &c)?;
+    for c in &new.carried {
+        apply_change(tx, c)?;
     }
     if !key.is_empty() {
         tx.prepare_cached(
             "INSERT INTO idempotency (request_id, content_hash, workflow_id, created)
              VALUES (?1, ?2, ?3, ?4)",
         )?
-        .execute(params![key, hash, rec.id, rec.created])?;
+        .execute(params![key, hash, new.id, new.created])?;
     }
     if let Some(a) = audit {
-        insert_audit(tx, a, &rec.id)?;
+        insert_audit(tx, a, &new.id)?;
     }
     Ok(SubmitOutcome::Inserted)
 }

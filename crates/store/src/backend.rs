@@ -59,21 +59,61 @@ pub fn acquired(id: &str, owner: &str, epoch: i64, now: Micros) -> (FeedItem, Le
     )
 }
 
-/// The job records a new workflow starts with (a clone carries over those
-/// that finished), as changes to apply with its insert.
-pub fn carried_jobs(rec: &WorkflowRecord) -> impl Iterator<Item = Change> + '_ {
-    rec.blocks.iter().enumerate().flat_map(move |(bi, b)| {
-        b.jobs
-            .iter()
-            .enumerate()
-            .filter(|(_, j)| j.status != Status::NotStarted)
-            .map(move |(ji, j)| Change::Job {
-                id: rec.id.clone(),
-                block: bi,
-                job: ji,
-                rec: j.clone(),
-            })
-    })
+/// A new workflow's rows, as Submit writes them. Taken from the record on
+/// the submitting task, before it is handed to a backend's writer: the
+/// writer gets the request already encoded, so it neither copies a record
+/// (tens of MB for a 50,000-job workflow) nor spends its own time, which
+/// every writer of the database waits on, encoding one.
+#[derive(Debug, Clone)]
+pub struct NewWorkflow {
+    pub id: String,
+    pub name: String,
+    /// The request as stored: JSON.
+    pub request: String,
+    /// The client's idempotency key; empty when it sent none.
+    pub request_id: String,
+    pub status: Status,
+    pub created: Micros,
+    pub policy_version: String,
+    pub submitted_by: String,
+    pub labels: Vec<(String, String)>,
+    /// The job records it starts with, as changes to apply with its
+    /// insert: those a clone carried over finished.
+    pub carried: Vec<Change>,
+}
+
+impl NewWorkflow {
+    pub fn of(rec: &WorkflowRecord) -> Self {
+        let carried = rec.blocks.iter().enumerate().flat_map(|(bi, b)| {
+            b.jobs
+                .iter()
+                .enumerate()
+                .filter(|(_, j)| j.status != Status::NotStarted)
+                .map(move |(ji, j)| Change::Job {
+                    id: rec.id.clone(),
+                    block: bi,
+                    job: ji,
+                    rec: j.clone(),
+                })
+        });
+        Self {
+            id: rec.id.clone(),
+            name: rec.req.name.clone(),
+            request: serde_json::to_string(&rec.req).expect("plain data serializes"),
+            request_id: rec.req.request_id.clone(),
+            status: rec.status,
+            created: rec.created,
+            policy_version: rec.policy_version.clone(),
+            submitted_by: rec.submitted_by.clone(),
+            labels: rec
+                .req
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            carried: carried.collect(),
+        }
+    }
 }
 
 /// Refuses ([`StoreError::Fenced`]) a write under a lease that names
