@@ -11,20 +11,20 @@
 
 use crate::fixtures::{catalog, shipped_policies};
 use interlock_core::{Limits, WorkReq, validate_structure};
-use interlock_proto::v1;
+use interlock_proto::{server, v1};
 use interlock_server::convert;
 use prost::Message;
 
 /// Protobuf `interlock.v1.WorkReq` bytes, as a Submit carries them.
 pub fn work_req(data: &[u8]) {
-    let Ok(wire) = v1::WorkReq::decode(data) else {
+    let Ok(wire) = server::v1::WorkReq::decode(data) else {
         return;
     };
     let Some(req) = admit(wire) else {
         return;
     };
     let bytes = convert::work_req_to_wire(&req).encode_to_vec();
-    let again = v1::WorkReq::decode(bytes.as_slice())
+    let again = server::v1::WorkReq::decode(bytes.as_slice())
         .unwrap_or_else(|e| panic!("the canonical encoding of an accepted request fails: {e}"));
     let again = convert::work_req(again)
         .unwrap_or_else(|e| panic!("an accepted request re-encoded does not convert: {e}"));
@@ -40,7 +40,7 @@ pub fn work_req_json(data: &[u8]) {
     let Ok(wire) = serde_json::from_str::<v1::WorkReq>(text) else {
         return;
     };
-    let Some(req) = admit(wire) else {
+    let Some(req) = admit(convert::from_client(&wire)) else {
         return;
     };
     let canonical = serde_json::to_string(&convert::work_req_to_wire(&req))
@@ -48,14 +48,14 @@ pub fn work_req_json(data: &[u8]) {
     let again = serde_json::from_str::<v1::WorkReq>(&canonical).unwrap_or_else(|e| {
         panic!("the canonical JSON of an accepted request is refused: {e}\n{canonical}")
     });
-    let again = convert::work_req(again)
+    let again = convert::work_req(convert::from_client(&again))
         .unwrap_or_else(|e| panic!("an accepted request re-read does not convert: {e}"));
     assert_eq!(again, req);
 }
 
 /// Conversion, structural validation and policy admission; the domain
 /// request when conversion accepted it.
-fn admit(wire: v1::WorkReq) -> Option<WorkReq> {
+fn admit(wire: server::v1::WorkReq) -> Option<WorkReq> {
     let req = convert::work_req(wire).ok()?;
     let _ = validate_structure(&req, catalog(), &Limits::default());
     let _ = shipped_policies().admit(&req);

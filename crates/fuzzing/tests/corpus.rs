@@ -88,7 +88,7 @@ fn the_sample_request_passes_every_admission_check() {
 #[test]
 fn the_request_seeds_are_the_sample_request() {
     let corpus = fuzz_dir().join("corpus");
-    let wire = v1::WorkReq::decode(
+    let wire = interlock_proto::server::v1::WorkReq::decode(
         std::fs::read(corpus.join("work_req/erase-aab.pb"))
             .unwrap()
             .as_slice(),
@@ -97,5 +97,8 @@ fn the_request_seeds_are_the_sample_request() {
     assert_eq!(convert::work_req(wire).unwrap(), fixtures::sample_request());
     let text = std::fs::read_to_string(corpus.join("work_req_json/erase-aab.json")).unwrap();
     let wire: v1::WorkReq = serde_json::from_str(&text).unwrap();
-    assert_eq!(convert::work_req(wire).unwrap(), fixtures::sample_request());
+    assert_eq!(
+        convert::work_req(convert::from_client(&wire)).unwrap(),
+        fixtures::sample_request()
+    );
 }

@@ -7,6 +7,7 @@
 #![allow(clippy::all, missing_docs)]
 
 pub mod codec;
+pub mod reply;
 
 pub mod interlock {
     pub mod v1 {
@@ -17,6 +18,28 @@ pub mod interlock {
 
 pub mod diskerase {
     tonic::include_proto!("diskerase");
+}
+
+/// The server's side of the two Workflow services (`interlock.v1` and the
+/// ancestor's `diskerase`), over the messages above but three that hold
+/// what a large workflow holds per job:
+/// - `WorkReq`, `Block` and `Job`, generated again here: a job's `args`
+///   are the map's entries as sent (`job::ArgsEntry`, the same bytes), one
+///   small vector per job instead of a B-tree node;
+/// - Status answers with [`reply::StatusReply`], encoded from the server's
+///   record as it is sent.
+///
+/// Clients use the generated types above; the bytes are the same.
+pub mod server {
+    pub mod interlock {
+        pub mod v1 {
+            include!(concat!(env!("OUT_DIR"), "/server/interlock.v1.rs"));
+        }
+    }
+    pub use interlock::v1;
+    pub mod diskerase {
+        include!(concat!(env!("OUT_DIR"), "/server/diskerase.rs"));
+    }
 }
 
 /// Encoded `FileDescriptorSet` of every Interlock proto, for server reflection.

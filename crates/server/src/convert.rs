@@ -6,6 +6,7 @@
 use interlock_core::{
     Block, EsMode, Job, Micros, OutputRef, RetryPolicy, Status, WorkReq, WorkflowRecord,
 };
+use interlock_proto::server::v1 as wire;
 use interlock_proto::v1;
 use std::time::Duration;
 
@@ -18,14 +19,16 @@ pub struct ConvertError {
     pub nanos: i32,
 }
 
+/// `field` names the field in an error; made only then (a request may
+/// hold 50,000 jobs).
 fn duration(
     d: Option<interlock_proto::pbjson_types::Duration>,
-    field: &str,
+    field: impl FnOnce() -> String,
 ) -> Result<Option<Duration>, ConvertError> {
     match d {
         None => Ok(None),
         Some(d) if d.seconds < 0 || d.nanos < 0 || d.nanos >= 1_000_000_000 => Err(ConvertError {
-            field: field.to_string(),
+            field: field(),
             seconds: d.seconds,
             nanos: d.nanos,
         }),
@@ -33,31 +36,30 @@ fn duration(
     }
 }
 
-/// Wire request → domain request.
-pub fn work_req(r: v1::WorkReq) -> Result<WorkReq, ConvertError> {
+/// Wire request, as the server decodes it (see `interlock_proto::server`)
+/// → domain request.
+pub fn work_req(r: wire::WorkReq) -> Result<WorkReq, ConvertError> {
     let mut blocks = Vec::with_capacity(r.blocks.len());
     for (bi, b) in r.blocks.into_iter().enumerate() {
         let mut jobs = Vec::with_capacity(b.jobs.len());
         for (ji, j) in b.jobs.into_iter().enumerate() {
-            let at = format!("blocks[{bi}].jobs[{ji}]");
+            let at = |field: &str| format!("blocks[{bi}].jobs[{ji}].{field}");
             let retry = match j.retry {
                 None => None,
                 Some(r) => Some(RetryPolicy {
                     max_attempts: r.max_attempts,
-                    initial_backoff: duration(
-                        r.initial_backoff,
-                        &format!("{at}.retry.initial_backoff"),
-                    )?
-                    .unwrap_or_default(),
-                    max_backoff: duration(r.max_backoff, &format!("{at}.retry.max_backoff"))?
+                    initial_backoff: duration(r.initial_backoff, || at("retry.initial_backoff"))?
+                        .unwrap_or_default(),
+                    max_backoff: duration(r.max_backoff, || at("retry.max_backoff"))?
                         .unwrap_or_default(),
                 }),
             };
             jobs.push(Job {
-                timeout: duration(j.timeout, &format!("{at}.timeout"))?,
+                timeout: duration(j.timeout, || at("timeout"))?,
                 name: j.name,
                 desc: j.desc,
-                args: j.args.into(),
+                // A map's rule: a repeated key's last value wins.
+                args: j.args.into_iter().map(|e| (e.key, e.value)).collect(),
                 retry,
                 inputs: j
                     .inputs
@@ -83,7 +85,7 @@ pub fn work_req(r: v1::WorkReq) -> Result<WorkReq, ConvertError> {
         });
     }
     Ok(WorkReq {
-        deadline: duration(r.deadline, "deadline")?,
+        deadline: duration(r.deadline, || "deadline".into())?,
         name: r.name,
         desc: r.desc,
         blocks,
@@ -91,6 +93,15 @@ pub fn work_req(r: v1::WorkReq) -> Result<WorkReq, ConvertError> {
         labels: r.labels,
         trace_id: r.trace_id,
     })
+}
+
+/// A client's message as the server reads it off the wire: for requests
+/// that arrive as JSON (the HTTP API), which then take Submit's path.
+pub fn from_client(r: &v1::WorkReq) -> wire::WorkReq {
+    // The two messages share one schema, so the bytes of one always
+    // decode as the other.
+    prost::Message::decode(prost::Message::encode_to_vec(r).as_slice())
+        .unwrap_or_else(|e| panic!("a WorkReq did not decode as the server's own: {e}"))
 }
 
 pub fn pdur(d: Duration) -> interlock_proto::pbjson_types::Duration {
@@ -203,7 +214,7 @@ pub fn requested_es_mode(stop: bool, mode: i32) -> Result<EsMode, String> {
     Ok(m)
 }
 
-/// A record as the full interlock.v1 StatusResp.
+/// A job's log line on the wire.
 pub fn log_line(l: &interlock_core::LogLine) -> v1::LogLine {
     v1::LogLine {
         seq: l.seq,
@@ -217,22 +228,11 @@ pub fn log_line(l: &interlock_core::LogLine) -> v1::LogLine {
     }
 }
 
-/// A workflow's status on the wire. Takes the record: a large workflow's
-/// names, arguments and errors move into the reply instead of being copied
-/// (a 50,000-job record is tens of MB).
-pub fn status_resp(rec: WorkflowRecord) -> v1::StatusResp {
+/// A workflow's status on the wire but its blocks, which `status` encodes
+/// as the reply is sent. Takes the record (`req.blocks` and `blocks` may
+/// already be taken): names and reasons move, they are not copied.
+pub fn status_head(rec: WorkflowRecord) -> v1::StatusResp {
     let created = ts(Some(rec.created));
-    // Inputs show as the values they resolve to, once the outputs they
-    // name exist: worked out before the blocks are taken apart.
-    let mut resolved: std::collections::HashMap<(usize, usize), _> = rec
-        .req
-        .blocks
-        .iter()
-        .enumerate()
-        .flat_map(|(bi, b)| b.jobs.iter().enumerate().map(move |(ji, j)| (bi, ji, j)))
-        .filter(|(_, _, j)| !j.inputs.is_empty())
-        .filter_map(|(bi, ji, j)| Some(((bi, ji), j.resolved(&rec.blocks).ok()?.args)))
-        .collect();
     let halts = rec.es_halt.halts();
     v1::StatusResp {
         status: status(rec.status),
@@ -269,82 +269,11 @@ pub fn status_resp(rec: WorkflowRecord) -> v1::StatusResp {
         } else {
             rec.owner.unwrap_or_default()
         },
-        blocks: rec
-            .req
-            .blocks
-            .into_iter()
-            .zip(rec.blocks)
-            .enumerate()
-            .map(|(bi, (b, br))| v1::BlockStatus {
-                desc: b.desc,
-                status: status(br.status),
-                has_error: br.has_error,
-                created,
-                started: ts(br.started),
-                ended: ts(br.ended),
-                rate_limit: b.rate_limit,
-                max_failures: b.max_failures,
-                failures: br.failures as i32,
-                jobs: b
-                    .jobs
-                    .into_iter()
-                    .zip(br.jobs)
-                    .enumerate()
-                    .map(|(ji, (j, jr))| v1::JobStatus {
-                        inputs: wire_inputs(&j),
-                        args: resolved.remove(&(bi, ji)).unwrap_or(j.args).into(),
-                        name: j.name,
-                        desc: j.desc,
-                        status: status(jr.status),
-                        error: jr.error,
-                        outputs: jr.outputs,
-                        created,
-                        started: ts(jr.started),
-                        ended: ts(jr.ended),
-                        fatal: jr.fatal,
-                        attempts: jr
-                            .attempts
-                            .into_iter()
-                            .map(|a| v1::Attempt {
-                                number: a.number,
-                                started: ts(Some(a.started)),
-                                ended: ts(a.ended),
-                                error: a.error,
-                            })
-                            .collect(),
-                        waiting_for: jr.waiting.unwrap_or_default(),
-                    })
-                    .collect(),
-            })
-            .collect(),
+        blocks: Vec::new(),
         name: rec.req.name,
         desc: rec.req.desc,
         labels: rec.req.labels,
         trace_id: rec.req.trace_id,
         id: rec.id,
     }
-}
-
-/// The ancestor knew five statuses. Its clients poll until Completed or
-/// Failed, so newer states are shown as the nearest state it knew.
-fn ancestor_status(s: i32) -> i32 {
-    match Status::from_i32(s) {
-        Some(Status::Cancelled | Status::Stopped) => Status::Failed as i32,
-        Some(Status::Paused | Status::Interrupted) => Status::Running as i32,
-        Some(Status::Skipped) => Status::Completed as i32,
-        Some(Status::AwaitingApproval) => Status::NotStarted as i32,
-        _ => s,
-    }
-}
-
-/// A StatusResp as the ancestor's clients understand it.
-pub fn ancestor_view(mut r: v1::StatusResp) -> v1::StatusResp {
-    r.status = ancestor_status(r.status);
-    for b in &mut r.blocks {
-        b.status = ancestor_status(b.status);
-        for j in &mut b.jobs {
-            j.status = ancestor_status(j.status);
-        }
-    }
-    r
 }

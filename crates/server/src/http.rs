@@ -25,7 +25,9 @@ mod templates;
 
 use crate::auth::{Guard, peer};
 use crate::control::ControlApi;
+use crate::convert;
 use crate::service::Api;
+use crate::status::View;
 use crate::web::session::{self, WebPolicy};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -33,9 +35,9 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use interlock_proto::server::v1::workflow_server::Workflow;
 use interlock_proto::v1;
 use interlock_proto::v1::control_server::Control;
-use interlock_proto::v1::workflow_server::Workflow;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -475,20 +477,27 @@ async fn list(State(s): State<HttpApi>, p: Parts, axum::extract::Query(q): Query
 
 async fn submit(State(s): State<HttpApi>, p: Parts, body: Bytes) -> Response {
     match message::<v1::WorkReq>(&body, Map::new()) {
-        Ok(m) => reply(Workflow::submit(&s.api, grpc(&p, m)).await),
+        Ok(m) => reply(Workflow::submit(&s.api, grpc(&p, convert::from_client(&m))).await),
         Err(e) => invalid(e),
     }
 }
 
 async fn validate(State(s): State<HttpApi>, p: Parts, body: Bytes) -> Response {
     match message::<v1::WorkReq>(&body, Map::new()) {
-        Ok(m) => reply(s.api.validate(grpc(&p, m)).await),
+        Ok(m) => reply(s.api.validate(grpc(&p, convert::from_client(&m))).await),
         Err(e) => invalid(e),
     }
 }
 
 async fn status(State(s): State<HttpApi>, p: Parts, Path(id): Path<String>) -> Response {
-    reply(Workflow::status(&s.api, grpc(&p, v1::StatusReq { id })).await)
+    let status = s
+        .api
+        .status_reply(grpc(&p, v1::StatusReq { id }), View::Full);
+    reply(status.await.and_then(|r| {
+        r.into_resp()
+            .map(tonic::Response::new)
+            .map_err(|e| tonic::Status::internal(format!("the status could not be read back: {e}")))
+    }))
 }
 
 /// `GET /api/v1/workflows/{id}/logs?block=B&job=J&after=SEQ&limit=N`.

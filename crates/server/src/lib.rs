@@ -41,6 +41,7 @@ pub mod notify;
 pub mod schedules;
 pub mod server;
 pub mod service;
+pub mod status;
 pub mod telemetry;
 pub mod templates;
 pub mod tls;

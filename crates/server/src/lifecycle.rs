@@ -1,7 +1,8 @@
 //! Handlers for the lifecycle RPCs: Cancel, Pause, Resume, List, Watch, Clone.
 
-use crate::convert::{micros, status_resp, ts};
+use crate::convert::{micros, ts};
 use crate::error::{self, bad_request, engine_status};
+use crate::status::{self, View};
 use interlock_core::{AuditEntry, Event, ListFilter, Status as DomainStatus, Summary};
 use interlock_engine::{CloneOptions, Engine, Resolution, Watched};
 use interlock_proto::v1;
@@ -156,7 +157,10 @@ pub async fn watch(
             let event = match next {
                 Some(Ok(Watched::Transition(ev))) => transition(&ev),
                 Some(Ok(Watched::Snapshot(rec))) => v1::WatchEvent {
-                    event: Some(v1::watch_event::Event::Snapshot(status_resp(*rec))),
+                    event: Some(v1::watch_event::Event::Snapshot(status::resp(
+                        *rec,
+                        View::Full,
+                    ))),
                 },
                 Some(Ok(Watched::Log(line))) => v1::WatchEvent {
                     event: Some(v1::watch_event::Event::Log(crate::convert::log_line(&line))),

@@ -11,7 +11,8 @@ use interlock_engine::{
 };
 use interlock_inventory::{Inventory, LiveInventory};
 use interlock_jobs::{BuiltinDeps, EraseTarget, builtin_registry};
-use interlock_proto::{diskerase, v1};
+use interlock_proto::server::{diskerase, v1 as workflow_v1};
+use interlock_proto::v1;
 use interlock_store::{InstanceInfo, Store};
 use interlock_store_postgres::{OpenError as PgOpenError, PgOptions, PgStore};
 use interlock_store_sqlite::{OpenError, SqliteOptions, SqliteStore, Synchronous};
@@ -378,7 +379,7 @@ impl ServerBuilder {
             .layer(AuthnLayer(guard))
             .layer(in_flight)
             .add_service(
-                v1::workflow_server::WorkflowServer::new(api.clone())
+                workflow_v1::workflow_server::WorkflowServer::new(api.clone())
                     .max_decoding_message_size(max)
                     .max_encoding_message_size(usize::MAX),
             )

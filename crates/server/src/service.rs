@@ -9,10 +9,12 @@ use crate::auth::{Guard, identity};
 use crate::convert;
 use crate::error::{bad_request, engine_status};
 use crate::lifecycle;
+use crate::status::{self, View};
 use interlock_auth::{Action, Identity};
 use interlock_core::Violation;
 use interlock_engine::{Engine, EngineError};
-use interlock_proto::{diskerase, v1};
+use interlock_proto::reply::StatusReply;
+use interlock_proto::{server, v1};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -73,7 +75,7 @@ impl Api {
         }
     }
 
-    async fn submit(&self, r: Request<v1::WorkReq>) -> Result<v1::WorkResp, Status> {
+    async fn submit(&self, r: Request<server::v1::WorkReq>) -> Result<v1::WorkResp, Status> {
         let who = Caller::of(&r);
         // A caller's W3C trace continues into the workflow when the request
         // names no trace of its own.
@@ -164,13 +166,19 @@ impl Api {
         result.map(Response::new)
     }
 
-    async fn status(&self, r: Request<v1::StatusReq>) -> Result<v1::StatusResp, Status> {
+    /// The workflow's status as `view`'s clients read it, with its
+    /// approval counts.
+    pub(crate) async fn status_reply(
+        &self,
+        r: Request<v1::StatusReq>,
+        view: View,
+    ) -> Result<StatusReply, Status> {
         let who = identity(&r);
         let rec = self.readable(&who, &r.into_inner().id).await?;
         let tally = self.engine.approval_tally(&rec);
-        let mut resp = convert::status_resp(rec);
-        (resp.approvals_needed, resp.approvals_valid) = tally;
-        Ok(resp)
+        let mut reply = status::reply(rec, view);
+        (reply.head.approvals_needed, reply.head.approvals_valid) = tally;
+        Ok(reply)
     }
 
     /// Approve or Reject: the caller must be able to read the workflow; the
@@ -260,7 +268,7 @@ fn wire_violation(v: Violation) -> v1::Violation {
 }
 
 #[tonic::async_trait]
-impl v1::workflow_server::Workflow for Api {
+impl server::v1::workflow_server::Workflow for Api {
     type WatchStream = tokio_stream::wrappers::ReceiverStream<Result<v1::WatchEvent, Status>>;
 
     async fn cancel(&self, r: Request<v1::CancelReq>) -> Result<Response<v1::CancelResp>, Status> {
@@ -332,7 +340,10 @@ impl v1::workflow_server::Workflow for Api {
         result.map(Response::new)
     }
 
-    async fn submit(&self, r: Request<v1::WorkReq>) -> Result<Response<v1::WorkResp>, Status> {
+    async fn submit(
+        &self,
+        r: Request<server::v1::WorkReq>,
+    ) -> Result<Response<v1::WorkResp>, Status> {
         Api::submit(self, r).await.map(Response::new)
     }
 
@@ -340,8 +351,8 @@ impl v1::workflow_server::Workflow for Api {
         Api::exec(self, r).await.map(Response::new)
     }
 
-    async fn status(&self, r: Request<v1::StatusReq>) -> Result<Response<v1::StatusResp>, Status> {
-        Api::status(self, r).await.map(Response::new)
+    async fn status(&self, r: Request<v1::StatusReq>) -> Result<Response<StatusReply>, Status> {
+        self.status_reply(r, View::Full).await.map(Response::new)
     }
 
     async fn approve(
@@ -360,7 +371,7 @@ impl v1::workflow_server::Workflow for Api {
 
     async fn validate(
         &self,
-        r: Request<v1::WorkReq>,
+        r: Request<server::v1::WorkReq>,
     ) -> Result<Response<v1::ValidateResp>, Status> {
         let who = identity(&r);
         let req = r.into_inner();
@@ -423,8 +434,11 @@ impl v1::workflow_server::Workflow for Api {
 pub struct CompatApi(pub Api);
 
 #[tonic::async_trait]
-impl diskerase::workflow_server::Workflow for CompatApi {
-    async fn submit(&self, r: Request<v1::WorkReq>) -> Result<Response<v1::WorkResp>, Status> {
+impl server::diskerase::workflow_server::Workflow for CompatApi {
+    async fn submit(
+        &self,
+        r: Request<server::v1::WorkReq>,
+    ) -> Result<Response<v1::WorkResp>, Status> {
         self.0.submit(r).await.map(Response::new)
     }
 
@@ -432,8 +446,10 @@ impl diskerase::workflow_server::Workflow for CompatApi {
         self.0.exec(r).await.map(Response::new)
     }
 
-    async fn status(&self, r: Request<v1::StatusReq>) -> Result<Response<v1::StatusResp>, Status> {
-        let resp = self.0.status(r).await?;
-        Ok(Response::new(convert::ancestor_view(resp)))
+    async fn status(&self, r: Request<v1::StatusReq>) -> Result<Response<StatusReply>, Status> {
+        self.0
+            .status_reply(r, View::Ancestor)
+            .await
+            .map(Response::new)
     }
 }
