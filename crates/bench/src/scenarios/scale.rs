@@ -199,8 +199,8 @@ fn wide(n: usize, limit: Option<usize>) -> v1::WorkReq {
 /// whose summaries carry no jobs: Status would read and copy the whole
 /// record of a large workflow each time, and Watch of one streams (and may
 /// re-snapshot) every transition; either would be most of what is
-/// measured. Then reads the final status once.
-async fn final_status(c: &Client, id: &str, tag: &str) -> anyhow::Result<v1::StatusResp> {
+/// measured.
+async fn wait_final(c: &Client, id: &str, tag: &str) -> anyhow::Result<()> {
     let mut raw = c.raw();
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
@@ -217,7 +217,7 @@ async fn final_status(c: &Client, id: &str, tag: &str) -> anyhow::Result<v1::Sta
             .first()
             .is_some_and(|w| w.id == id && interlock_client::is_final(w.status))
         {
-            return Ok(c.status(id).await?);
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!("{id} did not end in 600 s");
@@ -241,10 +241,14 @@ async fn jobs_per_workflow(bin: &Path) -> anyhow::Result<Vec<Row>> {
         let t = Instant::now();
         let id = client.submit(req.clone()).await?;
         let submit = t.elapsed();
+        // The high-water mark after each phase says which one sets it.
+        let submit_peak = proc_mb(d.pid(), "VmHWM:");
         let t = Instant::now();
         client.exec(&id).await?;
-        let st = final_status(&client, &id, "first").await?;
+        wait_final(&client, &id, "first").await?;
         let run = t.elapsed();
+        let run_peak = proc_mb(d.pid(), "VmHWM:");
+        let st = client.status(&id).await?;
         if st.status != v1::Status::Completed as i32 {
             bail!("{n}-job workflow ended {}: {}", st.status, st.reason);
         }
@@ -258,7 +262,8 @@ async fn jobs_per_workflow(bin: &Path) -> anyhow::Result<Vec<Row>> {
         d.kill();
         drop(client);
         let (_d, recovery, client) = start(&spec).await?;
-        let st = final_status(&client, &id, "again").await?;
+        wait_final(&client, &id, "again").await?;
+        let st = client.status(&id).await?;
         if st.status != v1::Status::Completed as i32 {
             bail!(
                 "{n}-job workflow after a restart ended {}: {}",
@@ -272,7 +277,7 @@ async fn jobs_per_workflow(bin: &Path) -> anyhow::Result<Vec<Row>> {
                 limit.map_or("all of a block".to_string(), |l| format!("rate limit {l}"))
             ),
             result: format!(
-                "Submit {:.2} ms; Exec → Completed {:.2} s; peak RSS {peak:.0} MB ({:.0} MB before; {after:.0} MB after), {per_job_kb:.2} KB per job; start-up resuming it after SIGKILL {:.0} ms",
+                "Submit {:.2} ms; Exec → Completed {:.2} s; peak RSS {peak:.0} MB ({:.0} MB before; high-water {submit_peak:.0} MB after Submit, {run_peak:.0} MB after the run, {peak:.0} MB after Status; {after:.0} MB after), {per_job_kb:.2} KB per job; start-up resuming it after SIGKILL {:.0} ms",
                 ms(submit),
                 run.as_secs_f64(),
                 base,
@@ -286,6 +291,8 @@ async fn jobs_per_workflow(bin: &Path) -> anyhow::Result<Vec<Row>> {
                 ("submit_ms".into(), ms(submit)),
                 ("run_s".into(), run.as_secs_f64()),
                 ("peak_rss_mb".into(), peak),
+                ("submit_peak_rss_mb".into(), submit_peak),
+                ("run_peak_rss_mb".into(), run_peak),
                 ("base_rss_mb".into(), base),
                 ("kb_per_job".into(), per_job_kb),
                 ("restart_ms".into(), ms(recovery)),
