@@ -27,7 +27,7 @@ use crate::auth::{Guard, peer};
 use crate::control::ControlApi;
 use crate::convert;
 use crate::service::Api;
-use crate::status::View;
+use crate::status::{self, View};
 use crate::web::session::{self, WebPolicy};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Request, State};
@@ -490,14 +490,15 @@ async fn validate(State(s): State<HttpApi>, p: Parts, body: Bytes) -> Response {
 }
 
 async fn status(State(s): State<HttpApi>, p: Parts, Path(id): Path<String>) -> Response {
-    let status = s
+    let asked = s
         .api
         .status_reply(grpc(&p, v1::StatusReq { id }), View::Full);
-    reply(status.await.and_then(|r| {
-        r.into_resp()
-            .map(tonic::Response::new)
-            .map_err(|e| tonic::Status::internal(format!("the status could not be read back: {e}")))
-    }))
+    reply(
+        asked
+            .await
+            .and_then(status::whole)
+            .map(tonic::Response::new),
+    )
 }
 
 /// `GET /api/v1/workflows/{id}/logs?block=B&job=J&after=SEQ&limit=N`.

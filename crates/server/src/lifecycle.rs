@@ -156,11 +156,14 @@ pub async fn watch(
             };
             let event = match next {
                 Some(Ok(Watched::Transition(ev))) => transition(&ev),
-                Some(Ok(Watched::Snapshot(rec))) => v1::WatchEvent {
-                    event: Some(v1::watch_event::Event::Snapshot(status::resp(
-                        *rec,
-                        View::Full,
-                    ))),
+                Some(Ok(Watched::Snapshot(rec))) => match status::resp(*rec, View::Full) {
+                    Ok(st) => v1::WatchEvent {
+                        event: Some(v1::watch_event::Event::Snapshot(st)),
+                    },
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
                 },
                 Some(Ok(Watched::Log(line))) => v1::WatchEvent {
                     event: Some(v1::watch_event::Event::Log(crate::convert::log_line(&line))),

@@ -60,12 +60,17 @@ pub fn reply(mut rec: WorkflowRecord, view: View) -> StatusReply {
 }
 
 /// The record as the whole generated message.
-pub fn resp(rec: WorkflowRecord, view: View) -> v1::StatusResp {
-    reply(rec, view)
+pub fn resp(rec: WorkflowRecord, view: View) -> Result<v1::StatusResp, tonic::Status> {
+    whole(reply(rec, view))
+}
+
+/// A reply as the whole generated message, for JSON and a watcher's
+/// snapshot. It reads back bytes this module wrote: a failure is a bug
+/// here, INTERNAL, never an empty status that would hide it.
+pub fn whole(reply: StatusReply) -> Result<v1::StatusResp, tonic::Status> {
+    reply
         .into_resp()
-        // Bytes this module wrote; a failure is a bug in it, not in the
-        // record, and an empty status would hide it.
-        .unwrap_or_else(|e| panic!("a Status reply did not decode as StatusResp: {e}"))
+        .map_err(|e| tonic::Status::internal(format!("a status could not be read back: {e}")))
 }
 
 impl View {
@@ -495,14 +500,14 @@ mod tests {
         );
         // The generated message encodes the same fields to as many bytes.
         assert_eq!(expected().encoded_len(), bytes.len());
-        assert_eq!(resp(record(), View::Full), expected());
+        assert_eq!(resp(record(), View::Full).unwrap(), expected());
     }
 
     #[test]
     fn resolved_inputs_show_their_values() {
         let mut rec = record();
         rec.req.blocks[1].jobs[0].inputs.remove("zero");
-        let st = resp(rec, View::Full);
+        let st = resp(rec, View::Full).unwrap();
         let job = &st.blocks[1].jobs[0];
         assert_eq!(job.args, map(&[("mode", "fast"), ("serial", "X1")]));
         assert_eq!(job.inputs.len(), 1);
@@ -514,7 +519,7 @@ mod tests {
         rec.blocks[1].status = Status::Paused;
         rec.blocks[1].jobs[0].status = Status::Skipped;
         rec.blocks[1].jobs[1].status = Status::Cancelled;
-        let st = resp(rec, View::Ancestor);
+        let st = resp(rec, View::Ancestor).unwrap();
         assert_eq!(st.status, S::Failed as i32, "Stopped reads as Failed");
         assert_eq!(st.blocks[0].status, S::Failed as i32);
         assert_eq!(st.blocks[0].jobs[0].status, S::Completed as i32);
