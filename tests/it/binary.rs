@@ -237,14 +237,17 @@ async fn a_server_whose_stdout_reader_is_gone_keeps_serving() {
 }
 
 /// The allocator settings compiled in from `.cargo/config.toml` are in
-/// force: freed pages go back from jemalloc's own threads. Without them a
-/// large workflow's peak RSS grows by about a third (BENCHMARKS.md), and
-/// nothing else would say so.
+/// force: one arena for every thread, and freed pages going back from
+/// jemalloc's own threads after about a second. Without them a large
+/// workflow's peak RSS grows by half (BENCHMARKS.md), and nothing else
+/// would say so. jemalloc prints the options in force at exit when asked
+/// to (`stats_print`, which leaves the others as compiled in).
 #[cfg(all(target_os = "linux", feature = "jemalloc"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_allocator_returns_freed_pages_from_its_own_threads() {
+async fn the_allocator_runs_with_the_settings_compiled_in() {
     let dir = tempfile::tempdir().unwrap();
-    let d = DaemonSpec::new(interlockd!(), dir.path())
+    let mut d = DaemonSpec::new(interlockd!(), dir.path())
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
         .spawn()
         .expect("starts");
     let threads = || {
@@ -258,6 +261,20 @@ async fn the_allocator_returns_freed_pages_from_its_own_threads() {
         threads().iter().any(|n| n == "jemalloc_bg_thd")
     })
     .await;
+    d.signal("TERM");
+    assert!(
+        d.wait_exit(std::time::Duration::from_secs(20)).is_some(),
+        "it exits on TERM"
+    );
+    let log = d.stderr();
+    for option in [
+        "opt.narenas: 1\n",
+        "opt.background_thread: true",
+        "opt.dirty_decay_ms: 1000",
+        "opt.muzzy_decay_ms: 0",
+    ] {
+        assert!(log.contains(option), "{option:?} in force:\n{log}");
+    }
 }
 
 /// A user string with a newline (a cancel reason here) cannot forge a line
