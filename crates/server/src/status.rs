@@ -8,7 +8,7 @@
 //!   two decode its bytes into the generated `StatusResp`.
 //! - A block's or a job's bytes are what the generated `BlockStatus` or
 //!   `JobStatus` would encode: the same fields, proto3 defaults left out.
-//!   Lengths and bytes come from one walk of the fields ([`Sink`]), so they
+//!   Lengths and bytes come from one walk of the fields (`Sink`), so they
 //!   cannot disagree.
 //! - Nothing per job is allocated: a job is written from the request's
 //!   job and its record as they are.
