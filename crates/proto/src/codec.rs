@@ -53,7 +53,10 @@ impl<T: prost::Message> tonic::codec::Encoder for Encoder<T> {
 
     fn encode(&mut self, item: T, buf: &mut EncodeBuf<'_>) -> Result<(), Status> {
         buf.reserve(item.encoded_len());
-        self.0.encode(item, buf)
+        // `Message::encode` would walk the message for its length again,
+        // only to check the room just reserved.
+        item.encode_raw(buf);
+        Ok(())
     }
 
     fn buffer_settings(&self) -> BufferSettings {

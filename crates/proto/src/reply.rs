@@ -47,12 +47,6 @@ impl StatusReply {
     }
 }
 
-impl From<v1::StatusResp> for StatusReply {
-    fn from(head: v1::StatusResp) -> Self {
-        Self { head, blocks: None }
-    }
-}
-
 impl std::fmt::Debug for StatusReply {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StatusReply")

@@ -104,9 +104,7 @@ struct Blocks {
 
 impl EncodeBlocks for Blocks {
     fn encoded_len(&self) -> usize {
-        let mut n = Len(0);
-        self.write(&mut n);
-        n.0
+        len_of(&|s| self.write(s))
     }
 
     fn encode(&self, buf: &mut dyn BufMut) {
@@ -188,6 +186,15 @@ trait Sink {
     fn key(&mut self, tag: u32, wire_type: WireType);
     fn varint(&mut self, v: u64);
     fn bytes(&mut self, b: &[u8]);
+    /// A length-delimited field whose content `f` writes.
+    fn nested(&mut self, tag: u32, f: &dyn Fn(&mut dyn Sink));
+}
+
+/// The length of what `f` writes.
+fn len_of(f: &dyn Fn(&mut dyn Sink)) -> usize {
+    let mut n = Len(0);
+    f(&mut n);
+    n.0
 }
 
 struct Len(usize);
@@ -201,6 +208,12 @@ impl Sink for Len {
     }
     fn bytes(&mut self, b: &[u8]) {
         self.0 += b.len();
+    }
+    /// Counted once: running `f` again for its bytes would double the work
+    /// at every level of nesting.
+    fn nested(&mut self, tag: u32, f: &dyn Fn(&mut dyn Sink)) {
+        let n = len_of(f);
+        self.0 += enc::key_len(tag) + enc::encoded_len_varint(n as u64) + n;
     }
 }
 
@@ -216,15 +229,16 @@ impl Sink for Put<'_> {
     fn bytes(&mut self, b: &[u8]) {
         self.0.put_slice(b);
     }
+    fn nested(&mut self, tag: u32, f: &dyn Fn(&mut dyn Sink)) {
+        self.key(tag, WireType::LengthDelimited);
+        self.varint(len_of(f) as u64);
+        f(self);
+    }
 }
 
 /// A length-delimited field whose content `f` writes.
 fn nested(s: &mut dyn Sink, tag: u32, f: &dyn Fn(&mut dyn Sink)) {
-    let mut n = Len(0);
-    f(&mut n);
-    s.key(tag, WireType::LengthDelimited);
-    s.varint(n.0 as u64);
-    f(s);
+    s.nested(tag, f);
 }
 
 /// One entry of a `map<string, …>` field: the key, then what `value`
