@@ -4,7 +4,7 @@ use crate::sql;
 use deadpool_postgres::GenericClient;
 use interlock_core::{
     Approval, AuditEntry, AuditQuery, BlockRecord, EsMode, JobRecord, ListFilter, LogLine,
-    LogQuery, LogStream, Micros, Status, Summary, WorkReq, WorkflowRecord,
+    LogQuery, LogStream, Micros, Status, Summary, WorkflowRecord,
 };
 use interlock_store::{
     BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, RequestKind, Result, SharedStop,
@@ -12,7 +12,7 @@ use interlock_store::{
 };
 use tokio_postgres::types::ToSql;
 
-pub use interlock_store::backend::{backend, corrupt, status_of};
+pub use interlock_store::backend::{attempts_of, backend, corrupt, head_of, request_of, status_of};
 
 /// One workflow with every recorded block and job change applied.
 pub async fn load(c: &impl GenericClient, id: &str) -> Result<Option<WorkflowRecord>> {
@@ -42,7 +42,7 @@ pub async fn load(c: &impl GenericClient, id: &str) -> Result<Option<WorkflowRec
     let Some(row) = row else {
         return Ok(None);
     };
-    let req: WorkReq = serde_json::from_str(row.get::<_, &str>(0)).map_err(|e| corrupt(id, e))?;
+    let req = request_of(id, row.get::<_, &str>(0))?;
     let mut rec = WorkflowRecord::submitted(id.to_string(), req, row.get(8), row.get(5));
     rec.status = status_of(id, row.get(1))?;
     rec.reason = row.get(2);
@@ -78,7 +78,7 @@ pub async fn load(c: &impl GenericClient, id: &str) -> Result<Option<WorkflowRec
         j.started = row.get(5);
         j.ended = row.get(6);
         j.fatal = row.get(7);
-        j.attempts = serde_json::from_str(row.get::<_, &str>(8)).map_err(|e| corrupt(id, e))?;
+        j.attempts = attempts_of(id, row.get::<_, &str>(8))?;
         j.checkpoint = row.get(9);
     }
     Ok(Some(rec))
@@ -180,8 +180,7 @@ pub async fn list(c: &impl GenericClient, f: &ListFilter) -> Result<Vec<Summary>
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let id: String = row.get(0);
-        let req: WorkReq =
-            serde_json::from_str(row.get::<_, &str>(1)).map_err(|e| corrupt(&id, e))?;
+        let req = head_of(&id, row.get::<_, &str>(1))?;
         out.push(Summary {
             status: status_of(&id, row.get(2))?,
             name: req.name,

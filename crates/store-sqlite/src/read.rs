@@ -3,7 +3,7 @@
 
 use interlock_core::{
     Approval, AuditEntry, AuditQuery, BlockRecord, EsMode, JobRecord, ListFilter, LogLine,
-    LogQuery, LogStream, Micros, Status, Summary, WorkReq, WorkflowRecord,
+    LogQuery, LogStream, Micros, Status, Summary, WorkflowRecord,
 };
 use interlock_store::{
     BucketState, ControlRequest, Gcra, IdMatch, InstanceInfo, Notice, RequestKind, Result,
@@ -11,7 +11,7 @@ use interlock_store::{
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub use interlock_store::backend::{backend, corrupt, status_of};
+pub use interlock_store::backend::{attempts_of, backend, corrupt, head_of, request_of, status_of};
 
 /// What a summary is read from. The request is in `workflow_requests` for
 /// workflows submitted since schema 19, in `workflows.request` before.
@@ -29,8 +29,9 @@ pub fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
         )
         .map_err(backend)?
         .query_row([id], |r| {
+            // Decoded where SQLite holds it: no copy of the text.
             Ok((
-                r.get::<_, String>(0)?,
+                request_of(id, r.get_ref(0)?.as_str()?),
                 r.get::<_, i32>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, bool>(3)?,
@@ -53,8 +54,7 @@ pub fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
     else {
         return Ok(None);
     };
-    let req: WorkReq = serde_json::from_str(&request).map_err(|e| corrupt(id, e))?;
-    let mut rec = WorkflowRecord::submitted(id.to_string(), req, pv, created);
+    let mut rec = WorkflowRecord::submitted(id.to_string(), request?, pv, created);
     rec.status = status_of(id, status)?;
     rec.reason = reason;
     rec.had_errors = had_errors;
@@ -131,7 +131,7 @@ pub fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
         j.started = started;
         j.ended = ended;
         j.fatal = fatal;
-        j.attempts = serde_json::from_str(&attempts).map_err(|e| corrupt(id, e))?;
+        j.attempts = attempts_of(id, &attempts)?;
         j.checkpoint = checkpoint;
     }
     Ok(Some(rec))
@@ -200,9 +200,12 @@ pub fn list(c: &Connection, f: &ListFilter) -> Result<Vec<Summary>> {
     let mut stmt = c.prepare_cached(&sql).map_err(backend)?;
     let rows = stmt
         .query_map(rusqlite::params_from_iter(args), |r| {
+            let id = r.get::<_, String>(0)?;
+            // Decoded where SQLite holds it: no copy of the text.
+            let head = head_of(&id, r.get_ref(1)?.as_str()?);
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
+                id,
+                head,
                 r.get::<_, i32>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, bool>(4)?,
@@ -214,9 +217,9 @@ pub fn list(c: &Connection, f: &ListFilter) -> Result<Vec<Summary>> {
         .map_err(backend)?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, request, status, reason, had_errors, created, started, ended) =
+        let (id, head, status, reason, had_errors, created, started, ended) =
             row.map_err(backend)?;
-        let req: WorkReq = serde_json::from_str(&request).map_err(|e| corrupt(&id, e))?;
+        let req = head?;
         out.push(Summary {
             status: status_of(&id, status)?,
             name: req.name,

@@ -2,7 +2,9 @@
 //! values read back, and the result of acquiring a run.
 
 use crate::{Change, FeedItem, Lease, Result, StoreError, workflow_event};
-use interlock_core::{Micros, Status, WorkflowRecord};
+use interlock_core::{Attempt, Micros, Status, WorkReq, WorkflowRecord};
+use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// Tables with rows per workflow, each with an index starting at
 /// `workflow_id`: what retention deletes along with the `workflows` row.
@@ -44,6 +46,47 @@ pub fn corrupt(id: &str, e: impl std::fmt::Display) -> StoreError {
 /// A stored status code of workflow `id`.
 pub fn status_of(id: &str, v: i32) -> Result<Status> {
     Status::from_i32(v).ok_or_else(|| corrupt(id, format!("unknown status {v}")))
+}
+
+/// Workflow `id`'s stored request, read back for a run or a Status. Its
+/// lists keep no spare room: JSON gives no lengths, so a list grows as it
+/// is read, a block of 20,000 jobs to room for 32,768 (1.8 MB more), and a
+/// running workflow keeps its request for the whole run.
+pub fn request_of(id: &str, json: &str) -> Result<WorkReq> {
+    let mut req: WorkReq = serde_json::from_str(json).map_err(|e| corrupt(id, e))?;
+    req.shrink_to_fit();
+    Ok(req)
+}
+
+/// What a summary shows of a stored request: everything but its blocks,
+/// which are parsed past (so a request missing them is still refused as
+/// corrupt) but never built. A List of a 50,000-job workflow would
+/// otherwise build all its jobs, about 20 MB, to show its name.
+#[derive(Debug, Deserialize)]
+pub struct RequestHead {
+    pub name: String,
+    pub desc: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub trace_id: String,
+    #[allow(dead_code)]
+    blocks: serde::de::IgnoredAny,
+}
+
+/// Workflow `id`'s stored request, read for a summary.
+pub fn head_of(id: &str, json: &str) -> Result<RequestHead> {
+    serde_json::from_str(json).map_err(|e| corrupt(id, e))
+}
+
+/// A job's stored attempts (of workflow `id`), in exactly the room they
+/// take: grown as read, one attempt would get room for four, 168 bytes
+/// more per job of a record read back (8 MB in the Status of a
+/// 50,000-job workflow).
+pub fn attempts_of(id: &str, json: &str) -> Result<Vec<Attempt>> {
+    let mut attempts: Vec<Attempt> = serde_json::from_str(json).map_err(|e| corrupt(id, e))?;
+    attempts.shrink_to_fit();
+    Ok(attempts)
 }
 
 /// What a backend publishes and returns once `owner` acquired workflow `id`
@@ -143,4 +186,76 @@ pub fn workflows_named(changes: &[Change]) -> Vec<&str> {
 /// `d` in the store's microseconds (saturating).
 pub fn micros(d: std::time::Duration) -> interlock_core::Micros {
     d.as_micros().min(i64::MAX as u128) as interlock_core::Micros
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use interlock_core::{Block, Job};
+
+    fn stored(jobs: usize) -> (WorkReq, String) {
+        let req = WorkReq {
+            name: "erase".into(),
+            desc: "rack 7".into(),
+            blocks: vec![Block {
+                rate_limit: 2,
+                jobs: vec![Job::with_args("sleep", &[("seconds", "0")]); jobs],
+                ..Default::default()
+            }],
+            labels: [("run".to_string(), "a".to_string())].into(),
+            trace_id: "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+            ..Default::default()
+        };
+        let json = serde_json::to_string(&req).unwrap();
+        (req, json)
+    }
+
+    #[test]
+    fn a_request_read_back_keeps_no_spare_room() {
+        let (req, json) = stored(5);
+        let back = request_of("w", &json).unwrap();
+        assert_eq!(back, req);
+        assert_eq!(back.blocks.capacity(), 1);
+        assert_eq!(back.blocks[0].jobs.capacity(), 5, "grown to 8 as read");
+        assert!(matches!(
+            request_of("w", "{\"name\":"),
+            Err(StoreError::Corrupt { id, .. }) if id == "w"
+        ));
+    }
+
+    #[test]
+    fn a_summary_reads_the_head_and_still_needs_the_blocks() {
+        let (req, json) = stored(3);
+        let head = head_of("w", &json).unwrap();
+        assert_eq!(
+            (head.name, head.desc, head.labels, head.trace_id),
+            (req.name, req.desc, req.labels, req.trace_id)
+        );
+        // Stored before labels and trace ids existed: their defaults.
+        let old = head_of("w", r#"{"name":"n","desc":"","blocks":[]}"#).unwrap();
+        assert!(old.labels.is_empty() && old.trace_id.is_empty());
+        for bad in [
+            r#"{"name":"n","desc":""}"#,
+            r#"{"name":"n","desc":"","blocks":[{"jobs":[}]}"#,
+        ] {
+            assert!(
+                matches!(head_of("w", bad), Err(StoreError::Corrupt { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn attempts_read_back_take_their_own_room() {
+        let one = r#"[{"number":1,"started":5,"ended":9,"error":""}]"#;
+        let attempts = attempts_of("w", one).unwrap();
+        assert_eq!(attempts.len(), 1);
+        assert_eq!(attempts.capacity(), 1, "grown to 4 as read");
+        assert_eq!(attempts[0].ended, Some(9));
+        assert!(attempts_of("w", "[]").unwrap().is_empty());
+        assert!(matches!(
+            attempts_of("w", "{}"),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
 }
