@@ -46,13 +46,13 @@ pub fn work_req(r: wire::WorkReq) -> Result<WorkReq, ConvertError> {
             let at = |field: &str| format!("blocks[{bi}].jobs[{ji}].{field}");
             let retry = match j.retry {
                 None => None,
-                Some(r) => Some(RetryPolicy {
+                Some(r) => Some(Box::new(RetryPolicy {
                     max_attempts: r.max_attempts,
                     initial_backoff: duration(r.initial_backoff, || at("retry.initial_backoff"))?
                         .unwrap_or_default(),
                     max_backoff: duration(r.max_backoff, || at("retry.max_backoff"))?
                         .unwrap_or_default(),
-                }),
+                })),
             };
             jobs.push(Job {
                 timeout: duration(j.timeout, || at("timeout"))?,

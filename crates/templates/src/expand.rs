@@ -376,32 +376,34 @@ impl Renderer<'_> {
                 .timeout
                 .as_ref()
                 .and_then(|t| self.duration(errs, &format!("{at}.timeout"), &t.0, item)),
-            retry: j.retry.as_ref().map(|r| RetryPolicy {
-                max_attempts: self
-                    .int(
-                        errs,
-                        &format!("{at}.retry.maxAttempts"),
-                        &r.max_attempts.0,
-                        item,
-                    )
-                    .unwrap_or(0)
-                    .clamp(0, u32::MAX as i64) as u32,
-                initial_backoff: self
-                    .duration(
-                        errs,
-                        &format!("{at}.retry.initialBackoff"),
-                        &r.initial_backoff.0,
-                        item,
-                    )
-                    .unwrap_or_default(),
-                max_backoff: self
-                    .duration(
-                        errs,
-                        &format!("{at}.retry.maxBackoff"),
-                        &r.max_backoff.0,
-                        item,
-                    )
-                    .unwrap_or_default(),
+            retry: j.retry.as_ref().map(|r| {
+                Box::new(RetryPolicy {
+                    max_attempts: self
+                        .int(
+                            errs,
+                            &format!("{at}.retry.maxAttempts"),
+                            &r.max_attempts.0,
+                            item,
+                        )
+                        .unwrap_or(0)
+                        .clamp(0, u32::MAX as i64) as u32,
+                    initial_backoff: self
+                        .duration(
+                            errs,
+                            &format!("{at}.retry.initialBackoff"),
+                            &r.initial_backoff.0,
+                            item,
+                        )
+                        .unwrap_or_default(),
+                    max_backoff: self
+                        .duration(
+                            errs,
+                            &format!("{at}.retry.maxBackoff"),
+                            &r.max_backoff.0,
+                            item,
+                        )
+                        .unwrap_or_default(),
+                })
             }),
             inputs: BTreeMap::new(),
         }
