@@ -214,15 +214,15 @@ fn unexpected<T>() -> Result<T> {
 
 #[async_trait]
 impl Store for PgStore {
-    async fn submit(
+    async fn submit_rows(
         &self,
-        rec: &WorkflowRecord,
+        new: NewWorkflow,
         content_hash: &str,
         audit: Option<AuditEntry>,
     ) -> Result<SubmitOutcome> {
         match self
             .send(Op::Submit {
-                new: Box::new(NewWorkflow::of(rec)),
+                new: Box::new(new),
                 hash: content_hash.to_string(),
                 audit,
             })

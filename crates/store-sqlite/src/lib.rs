@@ -345,13 +345,12 @@ impl ReadPool {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn submit(
+    async fn submit_rows(
         &self,
-        rec: &WorkflowRecord,
+        new: NewWorkflow,
         content_hash: &str,
         audit: Option<AuditEntry>,
     ) -> Result<SubmitOutcome> {
-        let new = NewWorkflow::of(rec);
         let hash = content_hash.to_string();
         self.op(move |tx, _| ops::submit(tx, &new, &hash, audit.as_ref()))
             .await

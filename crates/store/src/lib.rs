@@ -63,6 +63,7 @@ use interlock_core::{
 };
 use std::time::Duration;
 
+pub use backend::NewWorkflow;
 pub use board::{BoardReport, BoardTask, OwnerAct, TaskKey};
 pub use gcra::Gcra;
 pub use slots::{Slot, SlotOutcome, SlotRequest, SlotRow};
@@ -552,18 +553,33 @@ pub enum IdMatch {
 pub trait Store: Send + Sync + 'static {
     // ---- workflows
 
-    /// Stores a new workflow. With a non-empty `req.request_id`, returns
-    /// [`SubmitOutcome::Existing`] instead if that key was already used.
-    /// Job records in `rec` that are not NotStarted (carried over by a
-    /// clone) are stored with it. `audit`, if given, is appended in the same
-    /// transaction (its target set to the workflow's id). `rec.submitted_by`
-    /// is stored with the row.
+    /// Stores a new workflow from its rows. With a non-empty
+    /// `new.request_id`, returns [`SubmitOutcome::Existing`] instead if that
+    /// key was already used. `new.carried` (job records carried over by a
+    /// clone) is stored with it. `audit`, if given, is appended in the same
+    /// transaction (its target set to the workflow's id).
+    ///
+    /// Rows, not a record: the caller can let go of the record (for a
+    /// 50,000-job workflow, its request and a job record per job, 16 MB)
+    /// before the database copies the request.
+    async fn submit_rows(
+        &self,
+        new: NewWorkflow,
+        content_hash: &str,
+        audit: Option<AuditEntry>,
+    ) -> Result<SubmitOutcome>;
+
+    /// [`Store::submit_rows`] with the rows of `rec`; `rec.submitted_by` is
+    /// stored with the row.
     async fn submit(
         &self,
         rec: &WorkflowRecord,
         content_hash: &str,
         audit: Option<AuditEntry>,
-    ) -> Result<SubmitOutcome>;
+    ) -> Result<SubmitOutcome> {
+        self.submit_rows(NewWorkflow::of(rec), content_hash, audit)
+            .await
+    }
 
     /// The workflow with this id, with every recorded change applied.
     async fn get(&self, id: &str) -> Result<Option<WorkflowRecord>>;

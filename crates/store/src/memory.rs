@@ -9,7 +9,7 @@
 //! lines per trait method under one lock; split, the lock's reasoning would
 //! be spread over several files.
 
-use crate::backend::micros;
+use crate::backend::{NewWorkflow, micros};
 use crate::{
     BoardReport, BoardTask, BucketState, CasOutcome, Change, ControlRequest, FeedItem, IdMatch,
     InstanceInfo, InventoryMachine, InventorySite, Lease, Notice, OwnerAct, Pruned, RequestKind,
@@ -265,16 +265,21 @@ fn summary(r: &WorkflowRecord) -> Summary {
 
 #[async_trait]
 impl Store for MemStore {
-    async fn submit(
+    async fn submit_rows(
         &self,
-        rec: &WorkflowRecord,
+        new: NewWorkflow,
         content_hash: &str,
         audit: Option<AuditEntry>,
     ) -> Result<SubmitOutcome> {
+        // The record the rows describe, as a database backend reads it back.
+        let req = crate::backend::request_of(&new.id, &new.request)?;
+        let mut rec = WorkflowRecord::submitted(new.id, req, new.policy_version, new.created);
+        rec.status = new.status;
+        rec.submitted_by = new.submitted_by;
+        let (id, key) = (rec.id.clone(), rec.req.request_id.clone());
         let mut st = self.lock();
-        let key = &rec.req.request_id;
         if !key.is_empty()
-            && let Some((id, hash, _)) = st.keys.get(key).cloned()
+            && let Some((id, hash, _)) = st.keys.get(&key).cloned()
         {
             if let Some(mut a) = audit {
                 a.target.clone_from(&id);
@@ -288,25 +293,27 @@ impl Store for MemStore {
                 content_hash: hash,
             });
         }
-        if st.workflows.contains_key(&rec.id) {
-            return Err(StoreError::Backend(format!("duplicate id {}", rec.id)));
+        if st.workflows.contains_key(&id) {
+            return Err(StoreError::Backend(format!("duplicate id {id}")));
         }
         if !key.is_empty() {
-            st.keys.insert(
-                key.clone(),
-                (rec.id.clone(), content_hash.to_string(), rec.created),
-            );
+            let at = rec.created;
+            st.keys
+                .insert(key, (id.clone(), content_hash.to_string(), at));
         }
         st.workflows.insert(
-            rec.id.clone(),
+            id.clone(),
             Row {
-                rec: rec.clone(),
+                rec,
                 owner: None,
                 epoch: 0,
             },
         );
+        for c in &new.carried {
+            st.apply(c)?;
+        }
         if let Some(mut a) = audit {
-            a.target.clone_from(&rec.id);
+            a.target = id;
             a.id = st.audit.len() as i64 + 1;
             st.audit.push(a);
         }

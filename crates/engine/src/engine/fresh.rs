@@ -38,11 +38,16 @@ struct Kept {
 }
 
 impl Fresh {
-    /// Keeps `rec` (if NotStarted), forgetting the oldest beyond [`KEPT`].
+    /// Whether [`Fresh::keep`] would keep `rec`: NotStarted and small.
+    pub(super) fn keeps(rec: &WorkflowRecord) -> bool {
+        rec.status == Status::NotStarted
+            && interlock_core::validate::request_bytes(&rec.req) <= MAX_BYTES
+    }
+
+    /// Keeps `rec` (if [`Fresh::keeps`] it), forgetting the oldest beyond
+    /// [`KEPT`].
     pub(super) fn keep(&self, rec: WorkflowRecord) {
-        if rec.status != Status::NotStarted
-            || interlock_core::validate::request_bytes(&rec.req) > MAX_BYTES
-        {
+        if !Self::keeps(&rec) {
             return;
         }
         let mut k = self.kept.lock().expect("fresh lock");
