@@ -26,7 +26,13 @@ async fn a_backup_under_load_restores_every_acknowledged_workflow() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Load first, by count, not by time: a busy machine may take longer
+    // than any fixed wait to acknowledge the first Submits.
+    interlock_tests::eventually("a dozen Submits acknowledged under load", || {
+        let n = acked.lock().unwrap().len();
+        async move { n > 10 }
+    })
+    .await;
     let before: Vec<String> = acked.lock().unwrap().clone();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("interlock-backup.db");
