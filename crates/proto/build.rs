@@ -44,17 +44,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// The server's side of the two Workflow services (`interlock.v1` and the
 /// ancestor's `diskerase`), generated once more, for what the server must
 /// hold of a large workflow:
-/// - Submit and Validate read `WorkReq`, `Block` and `Job` generated here,
-///   where a job's `args` are the map's entries as they are on the wire (a
-///   `repeated ArgsEntry`, the same bytes): one small vector per job, where
-///   a `BTreeMap` would take a 544-byte node even for one argument.
+/// - Submit and Validate read `WorkReq` and `Job` generated here, where a
+///   job's `args` are the map's entries as they are on the wire (a
+///   `repeated ArgsEntry`, the same bytes), and `inbound::Block`, written
+///   by hand, which turns each `Job` into the domain's job as it is read.
 /// - Status answers with `reply::StatusReply`, which the server encodes
 ///   from its own record as the reply is sent.
 ///
 /// Every other message is the one generated above (an extern path), and
 /// clients keep the generated types: what crosses the wire is unchanged.
 fn server_side(fds: &prost_types::FileDescriptorSet) -> Result<(), Box<dyn std::error::Error>> {
-    const OWN: [&str; 3] = ["WorkReq", "Block", "Job"];
+    const OWN: [&str; 2] = ["WorkReq", "Job"];
     let out = PathBuf::from(std::env::var("OUT_DIR")?).join("server");
     std::fs::create_dir_all(&out)?;
     let mut fds = fds.clone();
@@ -92,6 +92,7 @@ fn server_side(fds: &prost_types::FileDescriptorSet) -> Result<(), Box<dyn std::
             assert!(verbatim, "{name}: give it an extern path by prost's casing");
             let rust = match name.as_str() {
                 "StatusResp" => "crate::reply::StatusReply".to_string(),
+                "Block" => "crate::inbound::Block".to_string(),
                 _ => format!("crate::interlock::v1::{name}"),
             };
             config = config.extern_path(format!(".interlock.v1.{name}"), rust);

@@ -7,6 +7,7 @@
 #![allow(clippy::all, missing_docs)]
 
 pub mod codec;
+pub mod inbound;
 pub mod reply;
 
 pub mod interlock {
@@ -21,11 +22,13 @@ pub mod diskerase {
 }
 
 /// The server's side of the two Workflow services (`interlock.v1` and the
-/// ancestor's `diskerase`), over the messages above but three that hold
+/// ancestor's `diskerase`), over the messages above but those that hold
 /// what a large workflow holds per job:
-/// - `WorkReq`, `Block` and `Job`, generated again here: a job's `args`
-///   are the map's entries as sent (`job::ArgsEntry`, the same bytes), one
-///   small vector per job instead of a B-tree node;
+/// - `WorkReq` and `Job`, generated again here: a job's `args` are the
+///   map's entries as sent (`job::ArgsEntry`, the same bytes), one small
+///   vector per job instead of a B-tree node;
+/// - `Block` is [`inbound::Block`], whose jobs are the domain's, each
+///   converted as it is decoded;
 /// - Status answers with [`reply::StatusReply`], encoded from the server's
 ///   record as it is sent.
 ///

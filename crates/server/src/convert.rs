@@ -4,7 +4,7 @@
 //! field. Outbound conversion renders a [`WorkflowRecord`] as a StatusResp.
 
 use interlock_core::{
-    Block, EsMode, Job, Micros, OutputRef, RetryPolicy, Status, WorkReq, WorkflowRecord,
+    Block, EsMode, Job, Micros, Status, WorkReq, WorkflowRecord,
 };
 use interlock_proto::server::v1 as wire;
 use interlock_proto::v1;
@@ -37,46 +37,22 @@ fn duration(
 }
 
 /// Wire request, as the server decodes it (see `interlock_proto::server`)
-/// → domain request.
+/// → domain request. Its jobs are already the domain's
+/// (`interlock_proto::inbound`); what is left is to refuse a negative
+/// duration, naming the field.
 pub fn work_req(r: wire::WorkReq) -> Result<WorkReq, ConvertError> {
     let mut blocks = Vec::with_capacity(r.blocks.len());
     for (bi, b) in r.blocks.into_iter().enumerate() {
-        let mut jobs = Vec::with_capacity(b.jobs.len());
-        for (ji, j) in b.jobs.into_iter().enumerate() {
-            let at = |field: &str| format!("blocks[{bi}].jobs[{ji}].{field}");
-            let retry = match j.retry {
-                None => None,
-                Some(r) => Some(Box::new(RetryPolicy {
-                    max_attempts: r.max_attempts,
-                    initial_backoff: duration(r.initial_backoff, || at("retry.initial_backoff"))?
-                        .unwrap_or_default(),
-                    max_backoff: duration(r.max_backoff, || at("retry.max_backoff"))?
-                        .unwrap_or_default(),
-                })),
-            };
-            jobs.push(Job {
-                timeout: duration(j.timeout, || at("timeout"))?,
-                name: j.name,
-                desc: j.desc,
-                // A map's rule: a repeated key's last value wins.
-                args: j.args.into_iter().map(|e| (e.key, e.value)).collect(),
-                retry,
-                inputs: j
-                    .inputs
-                    .into_iter()
-                    .map(|(k, r)| {
-                        (
-                            k,
-                            OutputRef {
-                                block: r.block as usize,
-                                job: r.job as usize,
-                                output: r.output,
-                            },
-                        )
-                    })
-                    .collect(),
+        if let Some(bad) = b.invalid {
+            return Err(ConvertError {
+                field: format!("blocks[{bi}].jobs[{}].{}", bad.job, bad.field),
+                seconds: bad.seconds,
+                nanos: bad.nanos,
             });
         }
+        let mut jobs = b.jobs;
+        // The request keeps its jobs for its whole run.
+        jobs.shrink_to_fit();
         blocks.push(Block {
             desc: b.desc,
             rate_limit: b.rate_limit,
