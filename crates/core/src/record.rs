@@ -211,11 +211,20 @@ pub struct ApprovalRule {
 impl WorkflowRecord {
     /// A freshly submitted workflow: nothing started.
     pub fn submitted(id: String, req: WorkReq, policy_version: String, created: Micros) -> Self {
-        let blocks = req
-            .blocks
-            .iter()
-            .map(|b| BlockRecord::new(b.jobs.len()))
-            .collect();
+        let mut rec = Self::submitted_bare(id, req, policy_version, created);
+        rec.fill_blocks();
+        rec
+    }
+
+    /// A new record without its blocks' and jobs' records (`blocks` is
+    /// empty) until [`WorkflowRecord::fill_blocks`]: the rows Submit
+    /// stores need none, and a 50,000-job request's take 8 MB.
+    pub fn submitted_bare(
+        id: String,
+        req: WorkReq,
+        policy_version: String,
+        created: Micros,
+    ) -> Self {
         Self {
             id,
             req,
@@ -227,11 +236,21 @@ impl WorkflowRecord {
             started: None,
             ended: None,
             policy_version,
-            blocks,
+            blocks: Vec::new(),
             submitted_by: String::new(),
             executed_by: String::new(),
             owner: None,
             approvals: Vec::new(),
+        }
+    }
+
+    /// Gives a record from [`WorkflowRecord::submitted_bare`] a fresh
+    /// record per block and job; a record that has them keeps them.
+    pub fn fill_blocks(&mut self) {
+        if self.blocks.len() != self.req.blocks.len() {
+            self.blocks = (self.req.blocks.iter())
+                .map(|b| BlockRecord::new(b.jobs.len()))
+                .collect();
         }
     }
 }

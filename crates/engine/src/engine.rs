@@ -83,6 +83,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+/// What Submit lets a caller change in the new record before it is
+/// stored; the record then has its job records.
+type Prepare<'a> = Option<Box<dyn FnOnce(&mut WorkflowRecord) + Send + 'a>>;
+
 /// Engine settings.
 #[derive(Clone)]
 pub struct EngineOptions {
@@ -449,7 +453,7 @@ impl Engine {
     /// Checks, admits and stores a request; returns its id. `audit`, if
     /// given, is committed with the submission.
     pub async fn submit(&self, req: WorkReq, audit: Option<AuditEntry>) -> Result<String> {
-        self.submit_record(req, audit, false, |_| {}).await
+        self.submit_record(req, audit, false, None).await
     }
 
     /// Submit, with `prepare` adjusting the new record before it is stored
@@ -459,7 +463,7 @@ impl Engine {
         req: WorkReq,
         audit: Option<AuditEntry>,
         trusted: bool,
-        prepare: impl FnOnce(&mut WorkflowRecord),
+        prepare: Prepare<'_>,
     ) -> Result<String> {
         let inner = &self.inner;
         if inner.draining.is_cancelled() {
@@ -474,13 +478,18 @@ impl Engine {
         let id = uuid::Uuid::now_v7().to_string();
         let hash = req.content_hash();
         let key = req.request_id.clone();
-        let mut rec = WorkflowRecord::submitted(id.clone(), req, version, self.now());
+        // Its job records are made only for whoever needs them (`prepare`,
+        // `keep`): the rows stored hold none.
+        let mut rec = WorkflowRecord::submitted_bare(id.clone(), req, version, self.now());
         // The audited caller is the submitter.
         rec.submitted_by = audit
             .as_ref()
             .map(|a| a.identity.clone())
             .unwrap_or_default();
-        prepare(&mut rec);
+        if let Some(prepare) = prepare {
+            rec.fill_blocks();
+            prepare(&mut rec);
+        }
         if !inner.admission.approvals(&rec.req).is_empty() {
             rec.status = Status::AwaitingApproval;
         }
@@ -491,7 +500,10 @@ impl Engine {
         // records alive would cost memory for little. Otherwise the record
         // goes now, before the database copies its request (16 MB of a
         // 50,000-job workflow's record, beside 2.2 MB of rows).
-        let kept = (!inner.store.exclusive() && fresh::Fresh::keeps(&rec)).then_some(rec);
+        let kept = (!inner.store.exclusive() && fresh::Fresh::keeps(&rec)).then(|| {
+            rec.fill_blocks();
+            rec
+        });
         match inner
             .store
             .submit_rows(rows, &hash, audit)

@@ -256,7 +256,7 @@ impl Engine {
         req.request_id = opts.request_id;
         // Trusted: the original's labels (its provenance) are carried over.
         if !opts.only_unfinished {
-            return self.submit_record(req, audit, true, |_| {}).await;
+            return self.submit_record(req, audit, true, None).await;
         }
         let done = |s: Status| matches!(s, Status::Completed | Status::Skipped);
         if src
@@ -271,10 +271,9 @@ impl Engine {
             )));
         }
         let now = self.now();
-        self.submit_record(req, audit, true, |rec: &mut WorkflowRecord| {
-            carry_over(&src, rec, now)
-        })
-        .await
+        let carry = move |rec: &mut WorkflowRecord| carry_over(&src, rec, now);
+        self.submit_record(req, audit, true, Some(Box::new(carry)))
+            .await
     }
 
     /// Workflows matching `filter`, newest first, a page at a time. The page

@@ -318,7 +318,7 @@ impl Engine {
         inst: &Instantiated,
         audit: Option<AuditEntry>,
     ) -> Result<String> {
-        self.submit_record(inst.req().clone(), audit, true, |_| {})
+        self.submit_record(inst.req().clone(), audit, true, None)
             .await
     }
 
