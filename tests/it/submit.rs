@@ -105,6 +105,32 @@ async fn unknown_argument_and_negative_durations_are_rejected() {
         err.message()
             .contains("deadline must be a non-negative duration")
     );
+
+    // A job's duration, deep in a request: its place is named. The server
+    // converts each job as it decodes it, so this is found while decoding.
+    let mut late = req::probe(0);
+    late.timeout = Some(prost_types_duration(-3));
+    let mut retry = req::probe(0);
+    retry.retry = Some(v1::RetryPolicy {
+        max_attempts: 2,
+        initial_backoff: Some(prost_types_duration(-1)),
+        max_backoff: None,
+    });
+    let r = req::work(
+        "x",
+        vec![
+            req::block(1, vec![req::probe(0)]),
+            req::block(1, vec![req::probe(0), req::probe(0), late, retry]),
+        ],
+    );
+    let err = c.submit(r).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message()
+            .contains("blocks[1].jobs[2].timeout must be a non-negative duration, got -3s 0ns"),
+        "{}",
+        err.message()
+    );
 }
 
 fn prost_types_duration(seconds: i64) -> interlock_proto::pbjson_types::Duration {

@@ -337,3 +337,38 @@ pub struct Event {
     /// Error or reason, if any.
     pub message: String,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Block, Job};
+
+    fn req() -> WorkReq {
+        let block = |n: usize| Block {
+            jobs: vec![Job::default(); n],
+            ..Default::default()
+        };
+        WorkReq {
+            name: "w".into(),
+            blocks: vec![block(2), block(3)],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_bare_record_gets_its_job_records_once() {
+        let mut rec = WorkflowRecord::submitted_bare("id".into(), req(), "v1".into(), 7);
+        assert!(rec.blocks.is_empty());
+        rec.fill_blocks();
+        let shape = |r: &WorkflowRecord| r.blocks.iter().map(|b| b.jobs.len()).collect::<Vec<_>>();
+        assert_eq!(shape(&rec), [2, 3]);
+        assert_eq!(
+            rec,
+            WorkflowRecord::submitted("id".into(), req(), "v1".into(), 7)
+        );
+        // What a caller already changed stays.
+        rec.blocks[1].jobs[2].status = Status::Completed;
+        rec.fill_blocks();
+        assert_eq!(rec.blocks[1].jobs[2].status, Status::Completed);
+    }
+}

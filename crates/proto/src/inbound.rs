@@ -263,7 +263,10 @@ mod tests {
         assert_eq!((x.name.as_str(), x.desc.as_str()), ("x", "x's"));
         assert_eq!(
             x.args.iter().collect::<Vec<_>>(),
-            [(&"a".to_string(), &"1".to_string()), (&"b".into(), &"2".into())]
+            [
+                (&"a".to_string(), &"1".to_string()),
+                (&"b".into(), &"2".into())
+            ]
         );
         assert_eq!(x.timeout, Some(Duration::new(3, 5)));
         let r = x.retry.as_deref().unwrap();
@@ -281,7 +284,10 @@ mod tests {
         for j in &mut expected.jobs {
             j.retry.as_mut().unwrap().max_backoff = Some(Default::default());
         }
-        assert_eq!(crate::v1::Block::decode(again.as_slice()).unwrap(), expected);
+        assert_eq!(
+            crate::v1::Block::decode(again.as_slice()).unwrap(),
+            expected
+        );
     }
 
     #[test]

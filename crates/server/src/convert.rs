@@ -3,9 +3,7 @@
 //! Inbound conversion can fail (negative durations); the error names the
 //! field. Outbound conversion renders a [`WorkflowRecord`] as a StatusResp.
 
-use interlock_core::{
-    Block, EsMode, Job, Micros, Status, WorkReq, WorkflowRecord,
-};
+use interlock_core::{Block, EsMode, Job, Micros, Status, WorkReq, WorkflowRecord};
 use interlock_proto::server::v1 as wire;
 use interlock_proto::v1;
 use std::time::Duration;
