@@ -241,13 +241,15 @@ async fn a_server_whose_stdout_reader_is_gone_keeps_serving() {
 /// jemalloc's own threads after about a second. Without them a large
 /// workflow's peak RSS grows by half (BENCHMARKS.md), and nothing else
 /// would say so. jemalloc prints the options in force at exit when asked
-/// to (`stats_print`, which leaves the others as compiled in).
+/// to (`stats_print`, which leaves the others as compiled in); that it
+/// reads `MALLOC_CONF`, unprefixed, shows it is the process's `malloc`,
+/// SQLite's included.
 #[cfg(all(target_os = "linux", feature = "jemalloc"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_allocator_runs_with_the_settings_compiled_in() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = DaemonSpec::new(interlockd!(), dir.path())
-        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .env("MALLOC_CONF", "stats_print:true")
         .spawn()
         .expect("starts");
     let threads = || {
