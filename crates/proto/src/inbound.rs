@@ -103,28 +103,27 @@ impl Block {
     }
 }
 
-/// A domain job as the generated message, to encode it.
-fn wire_job(j: &Job) -> wire::Job {
-    let dur = |d: Duration| pbjson_types::Duration {
+/// A duration as the wire's.
+pub fn duration_to_wire(d: Duration) -> pbjson_types::Duration {
+    pbjson_types::Duration {
         seconds: d.as_secs() as i64,
         nanos: d.subsec_nanos() as i32,
-    };
-    wire::Job {
+    }
+}
+
+/// A domain job as the client's message: what an `inbound::Block` encodes
+/// (the same bytes as the server's `Job`), and how the server shows a
+/// stored request. The one mapping from the domain's job to the wire's.
+pub fn job_to_wire(j: &Job) -> crate::v1::Job {
+    crate::v1::Job {
         name: j.name.clone(),
         desc: j.desc.clone(),
-        args: j
-            .args
-            .iter()
-            .map(|(k, v)| wire::job::ArgsEntry {
-                key: k.clone(),
-                value: v.clone(),
-            })
-            .collect(),
-        timeout: j.timeout.map(dur),
+        args: j.args.clone().into(),
+        timeout: j.timeout.map(duration_to_wire),
         retry: j.retry.as_ref().map(|r| crate::v1::RetryPolicy {
             max_attempts: r.max_attempts,
-            initial_backoff: Some(dur(r.initial_backoff)),
-            max_backoff: Some(dur(r.max_backoff)),
+            initial_backoff: Some(duration_to_wire(r.initial_backoff)),
+            max_backoff: Some(duration_to_wire(r.max_backoff)),
         }),
         inputs: j
             .inputs
@@ -150,7 +149,7 @@ impl prost::Message for Block {
             int32::encode(2, &self.rate_limit, buf);
         }
         for j in &self.jobs {
-            message::encode(3, &wire_job(j), buf);
+            message::encode(3, &job_to_wire(j), buf);
         }
         if self.max_failures != 0 {
             int32::encode(10, &self.max_failures, buf);
@@ -196,7 +195,7 @@ impl prost::Message for Block {
         n += self
             .jobs
             .iter()
-            .map(|j| message::encoded_len(3, &wire_job(j)))
+            .map(|j| message::encoded_len(3, &job_to_wire(j)))
             .sum::<usize>();
         if self.max_failures != 0 {
             n += int32::encoded_len(10, &self.max_failures);

@@ -6,13 +6,13 @@
 
 use crate::audit::{Auditor, Caller};
 use crate::auth::{Guard, identity};
+use crate::convert::pdur;
 use crate::convert::{micros, ts};
 use crate::error::{engine_status, store_unavailable};
 use crate::live::{ESTOP, Live};
 use interlock_auth::Action;
 use interlock_core::AuditQuery;
 use interlock_engine::estop::WILDCARD;
-use interlock_proto::pbjson_types::Duration as PDuration;
 use interlock_proto::v1::{self, control_server::Control};
 use tonic::{Request, Response, Status};
 
@@ -61,13 +61,6 @@ impl ControlApi {
             },
             path,
         }
-    }
-}
-
-fn pdur(d: std::time::Duration) -> PDuration {
-    PDuration {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
     }
 }
 

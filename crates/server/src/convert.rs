@@ -3,9 +3,9 @@
 //! Inbound conversion can fail (negative durations); the error names the
 //! field. Outbound conversion renders a [`WorkflowRecord`] as a StatusResp.
 
-use interlock_core::{Block, EsMode, Job, Micros, Status, WorkReq, WorkflowRecord};
+use interlock_core::{Block, EsMode, Micros, Status, WorkReq, WorkflowRecord};
 use interlock_proto::server::v1 as wire;
-use interlock_proto::v1;
+use interlock_proto::{inbound, v1};
 use std::time::Duration;
 
 /// A wire request that cannot be expressed in domain terms.
@@ -78,28 +78,7 @@ pub fn from_client(r: &v1::WorkReq) -> wire::WorkReq {
         .unwrap_or_else(|e| panic!("a WorkReq did not decode as the server's own: {e}"))
 }
 
-pub fn pdur(d: Duration) -> interlock_proto::pbjson_types::Duration {
-    interlock_proto::pbjson_types::Duration {
-        seconds: d.as_secs() as i64,
-        nanos: d.subsec_nanos() as i32,
-    }
-}
-
-fn wire_inputs(j: &Job) -> std::collections::BTreeMap<String, v1::OutputRef> {
-    j.inputs
-        .iter()
-        .map(|(k, r)| {
-            (
-                k.clone(),
-                v1::OutputRef {
-                    block: r.block as u32,
-                    job: r.job as u32,
-                    output: r.output.clone(),
-                },
-            )
-        })
-        .collect()
-}
+pub use interlock_proto::inbound::duration_to_wire as pdur;
 
 /// Domain request → wire request (for clients that read it back).
 pub fn work_req_to_wire(r: &WorkReq) -> v1::WorkReq {
@@ -113,22 +92,7 @@ pub fn work_req_to_wire(r: &WorkReq) -> v1::WorkReq {
                 desc: b.desc.clone(),
                 rate_limit: b.rate_limit,
                 max_failures: b.max_failures,
-                jobs: b
-                    .jobs
-                    .iter()
-                    .map(|j| v1::Job {
-                        name: j.name.clone(),
-                        desc: j.desc.clone(),
-                        args: j.args.clone().into(),
-                        timeout: j.timeout.map(pdur),
-                        retry: j.retry.as_ref().map(|r| v1::RetryPolicy {
-                            max_attempts: r.max_attempts,
-                            initial_backoff: Some(pdur(r.initial_backoff)),
-                            max_backoff: Some(pdur(r.max_backoff)),
-                        }),
-                        inputs: wire_inputs(j),
-                    })
-                    .collect(),
+                jobs: b.jobs.iter().map(inbound::job_to_wire).collect(),
             })
             .collect(),
         request_id: r.request_id.clone(),
