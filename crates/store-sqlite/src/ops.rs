@@ -240,14 +240,7 @@ pub fn check_lease(
         })
         .optional()?
         .is_some();
-    Ok(if ok {
-        Ok(())
-    } else {
-        Err(StoreError::Fenced {
-            id: lease.workflow_id.clone(),
-            epoch: lease.epoch,
-        })
-    })
+    Ok(if ok { Ok(()) } else { Err(fenced(lease)) })
 }
 
 pub fn write(
@@ -256,13 +249,32 @@ pub fn write(
     lease: Option<&Lease>,
     changes: &[Change],
 ) -> rusqlite::Result<Result<(), StoreError>> {
+    // The change to the workflow's own row, when there is one, goes first
+    // with the lease as its condition: one statement instead of a lease
+    // check and an update (the end of every run, and of each of the
+    // thousands an e-stop ends at once). Nothing precedes it, so a refusal
+    // lands nothing.
+    let mut fenced_row = None;
     if let Some(l) = lease
         && !ctx.leases.holds(l)
     {
-        if let Err(e) = check_lease(tx, l)? {
-            return Ok(Err(e));
+        match changes
+            .iter()
+            .position(|c| matches!(c, Change::Workflow { id, .. } if *id == l.workflow_id))
+        {
+            Some(i) => {
+                if !update_workflow(tx, &changes[i], Some(l))? {
+                    return Ok(Err(fenced(l)));
+                }
+                fenced_row = Some(i);
+            }
+            None => {
+                if let Err(e) = check_lease(tx, l)? {
+                    return Ok(Err(e));
+                }
+                ctx.leases.remember(l);
+            }
         }
-        ctx.leases.remember(l);
     }
     if lease.is_none() {
         // Row inserts (blocks, jobs) would not notice a missing workflow;
@@ -273,8 +285,8 @@ pub fn write(
             }
         }
     }
-    for c in changes {
-        if !apply_change(tx, c)? {
+    for (i, c) in changes.iter().enumerate() {
+        if fenced_row != Some(i) && !apply_change(tx, c)? {
             // Nothing matched: the workflow does not exist.
             return Err(rusqlite::Error::QueryReturnedNoRows);
         }
@@ -287,30 +299,75 @@ pub fn write(
     Ok(Ok(()))
 }
 
+fn fenced(lease: &Lease) -> StoreError {
+    StoreError::Fenced {
+        id: lease.workflow_id.clone(),
+        epoch: lease.epoch,
+    }
+}
+
+macro_rules! update_workflow_sql {
+    () => {
+        "UPDATE workflows SET status = ?1, reason = ?2, had_errors = ?3, es_stopped = ?4,
+         ended = ?5, owner = CASE WHEN ?7 THEN NULL ELSE owner END WHERE id = ?6"
+    };
+}
+const UPDATE_WORKFLOW: &str = update_workflow_sql!();
+/// The WHERE clause reads the row as it was before the SET: the owner it
+/// compares is the one the lease names, not the NULL a terminal status
+/// writes.
+const UPDATE_WORKFLOW_FENCED: &str =
+    concat!(update_workflow_sql!(), " AND owner = ?8 AND epoch = ?9");
+
+/// Writes a [`Change::Workflow`] (false when no row matched), under
+/// `fence` when given: then only while the lease is still the workflow's.
+/// A terminal status ends ownership and drops the workflow's limit slots.
+fn update_workflow(
+    tx: &Transaction<'_>,
+    c: &Change,
+    fence: Option<&Lease>,
+) -> rusqlite::Result<bool> {
+    let Change::Workflow {
+        id,
+        status,
+        reason,
+        had_errors,
+        es_halt,
+        ended,
+    } = c
+    else {
+        unreachable!("update_workflow takes a workflow change");
+    };
+    let row: [&dyn rusqlite::ToSql; 7] = [
+        &(*status as i32),
+        reason,
+        had_errors,
+        &es_halt.code(),
+        ended,
+        id,
+        &status.is_terminal(),
+    ];
+    let n = match fence {
+        None => tx.prepare_cached(UPDATE_WORKFLOW)?.execute(&row[..])?,
+        Some(l) => {
+            tx.prepare_cached(UPDATE_WORKFLOW_FENCED)?
+                .execute(rusqlite::params_from_iter(
+                    row.iter()
+                        .copied()
+                        .chain([&l.owner as &dyn rusqlite::ToSql, &l.epoch]),
+                ))?
+        }
+    };
+    if n > 0 && status.is_terminal() {
+        drop_slots(tx, id)?;
+    }
+    Ok(n > 0)
+}
+
 /// Applies one change; false when it matched no row.
 pub fn apply_change(tx: &Transaction<'_>, c: &Change) -> rusqlite::Result<bool> {
     let n = match c {
-        Change::Workflow {
-            id,
-            status,
-            reason,
-            had_errors,
-            es_halt,
-            ended,
-        } => tx
-            .prepare_cached(
-                "UPDATE workflows SET status = ?1, reason = ?2, had_errors = ?3, es_stopped = ?4,
-                 ended = ?5, owner = CASE WHEN ?7 THEN NULL ELSE owner END WHERE id = ?6",
-            )?
-            .execute(params![
-                *status as i32,
-                reason,
-                had_errors,
-                es_halt.code(),
-                ended,
-                id,
-                status.is_terminal()
-            ])?,
+        Change::Workflow { .. } => return update_workflow(tx, c, None),
         Change::WorkflowStatus { id, status, reason } => tx
             .prepare_cached("UPDATE workflows SET status = ?1, reason = ?2 WHERE id = ?3")?
             .execute(params![*status as i32, reason, id])?,
@@ -429,11 +486,6 @@ pub fn apply_change(tx: &Transaction<'_>, c: &Change) -> rusqlite::Result<bool> 
             return Ok(true);
         }
     };
-    if let Change::Workflow { id, status, .. } = c
-        && status.is_terminal()
-    {
-        drop_slots(tx, id)?;
-    }
     Ok(n > 0)
 }
 
