@@ -306,22 +306,17 @@ fn fenced(lease: &Lease) -> StoreError {
     }
 }
 
-macro_rules! update_workflow_sql {
-    () => {
-        "UPDATE workflows SET status = ?1, reason = ?2, had_errors = ?3, es_stopped = ?4,
-         ended = ?5, owner = CASE WHEN ?7 THEN NULL ELSE owner END WHERE id = ?6"
-    };
-}
-const UPDATE_WORKFLOW: &str = update_workflow_sql!();
-/// The WHERE clause reads the row as it was before the SET: the owner it
-/// compares is the one the lease names, not the NULL a terminal status
+/// A [`Change::Workflow`]: with an owner and epoch, it matches only while
+/// that lease holds. The `WHERE` reads the row as it was before the `SET`,
+/// so the owner it compares is the lease's, not the NULL a terminal status
 /// writes.
-const UPDATE_WORKFLOW_FENCED: &str =
-    concat!(update_workflow_sql!(), " AND owner = ?8 AND epoch = ?9");
+const UPDATE_WORKFLOW: &str = "UPDATE workflows SET status = ?1, reason = ?2, had_errors = ?3,
+     es_stopped = ?4, ended = ?5, owner = CASE WHEN ?7 THEN NULL ELSE owner END
+     WHERE id = ?6 AND (?8 IS NULL OR (owner = ?8 AND epoch = ?9))";
 
-/// Writes a [`Change::Workflow`] (false when no row matched), under
-/// `fence` when given: then only while the lease is still the workflow's.
-/// A terminal status ends ownership and drops the workflow's limit slots.
+/// Writes a [`Change::Workflow`] (false when no row matched); with
+/// `fence`, only while that lease is still the workflow's. A terminal
+/// status ends ownership and drops the workflow's limit slots.
 fn update_workflow(
     tx: &Transaction<'_>,
     c: &Change,
@@ -336,28 +331,22 @@ fn update_workflow(
         ended,
     } = c
     else {
-        unreachable!("update_workflow takes a workflow change");
+        // Only ever called for one; matching nothing refuses, the safe way.
+        debug_assert!(false, "not a workflow change: {c:?}");
+        return Ok(false);
     };
-    let row: [&dyn rusqlite::ToSql; 7] = [
-        &(*status as i32),
+    let (owner, epoch) = fence.map(|l| (l.owner.as_str(), l.epoch)).unzip();
+    let n = tx.prepare_cached(UPDATE_WORKFLOW)?.execute(params![
+        *status as i32,
         reason,
         had_errors,
-        &es_halt.code(),
+        es_halt.code(),
         ended,
         id,
-        &status.is_terminal(),
-    ];
-    let n = match fence {
-        None => tx.prepare_cached(UPDATE_WORKFLOW)?.execute(&row[..])?,
-        Some(l) => {
-            tx.prepare_cached(UPDATE_WORKFLOW_FENCED)?
-                .execute(rusqlite::params_from_iter(
-                    row.iter()
-                        .copied()
-                        .chain([&l.owner as &dyn rusqlite::ToSql, &l.epoch]),
-                ))?
-        }
-    };
+        status.is_terminal(),
+        owner,
+        epoch
+    ])?;
     if n > 0 && status.is_terminal() {
         drop_slots(tx, id)?;
     }
