@@ -127,6 +127,21 @@ async fn a_workflow_is_one_trace_continuing_the_callers() {
         names(&ours)
     );
     let stored = one("store.submit");
+    // Steps of the Submit: its children, inside its time.
+    for step in [one("admission"), stored] {
+        assert_eq!(
+            step.parent_span_id, submit.span_id,
+            "{} is a step of the Submit",
+            step.name
+        );
+        assert!(
+            submit.start_time_unix_nano <= step.start_time_unix_nano
+                && step.start_time_unix_nano <= step.end_time_unix_nano
+                && step.end_time_unix_nano <= submit.end_time_unix_nano,
+            "{} lies inside the Submit: {step:?} in {submit:?}",
+            step.name
+        );
+    }
     let named_id = stored
         .attributes
         .iter()

@@ -504,14 +504,15 @@ impl Engine {
             rec.fill_blocks();
             rec
         });
-        match inner
-            .store
-            .submit_rows(rows, &hash, audit)
-            // The trace names the workflow its Submit made (its events
-            // below are not exported).
-            .instrument(tracing::debug_span!("store.submit", workflow = %id))
-            .await?
-        {
+        // The trace names the workflow its Submit made (its events below
+        // are not exported). The span is open from the call to its answer
+        // but never entered: each enter and exit is a lookup in every layer,
+        // on every Submit, and the store opens no spans of its own (what it
+        // logs has the call's span as its context).
+        let span = tracing::debug_span!("store.submit", workflow = %id);
+        let stored = inner.store.submit_rows(rows, &hash, audit).await;
+        drop(span);
+        match stored? {
             SubmitOutcome::Inserted => {
                 // Debug, not info: a line per Submit costs a formatted write
                 // at thousands a second, and the audit log records each one.

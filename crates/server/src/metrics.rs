@@ -546,7 +546,9 @@ where
         // workflow's span, on Exec) belongs to the caller's trace.
         let span =
             crate::telemetry::rpc_span(req.uri().path().trim_start_matches('/'), req.headers());
-        let fut = span.in_scope(|| self.inner.call(req)).instrument(span);
+        // Entered on each poll, not around `call` too: a tonic handler's
+        // `call` only builds its future.
+        let fut = self.inner.call(req).instrument(span);
         Box::pin(async move {
             let r = fut.await;
             let code = match &r {
