@@ -243,6 +243,27 @@ pub fn proc_mb(pid: u32, field: &str) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user and system) spent so far by the threads of `pid`
+/// named `name` (`comm`), from `/proc`; `None` where it cannot tell. The
+/// kernel counts them in ticks of 1/100 s (USER_HZ) on Linux.
+pub fn thread_cpu_s(pid: u32, name: &str) -> Option<f64> {
+    let mut ticks = 0u64;
+    let mut found = false;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let dir = task.ok()?.path();
+        if std::fs::read_to_string(dir.join("comm")).ok()?.trim_end() != name {
+            continue;
+        }
+        // The fields after the command's closing parenthesis: utime and
+        // stime are the 12th and 13th of them.
+        let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+        let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+        ticks += fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+        found = true;
+    }
+    found.then(|| ticks as f64 / 100.0)
+}
+
 /// Calls `call` in a loop on each client until `deadline`, concurrently;
 /// returns the latency in ms of every call that answered `true`, and how
 /// many answered `false`. One loop for every load in the bench.

@@ -31,7 +31,7 @@ use interlock_store::{
 
 mod changes;
 pub use changes::{Abort, apply_change, check_lease, write};
-use changes::{Applied, Row, apply_one, distinct_rows, fenced, row_of, terminal_cleanup};
+use changes::{Applied, Row, apply_one, distinct_rows, row_of, terminal_cleanup};
 #[cfg(test)]
 pub(crate) use changes::{CHECK_LEASE, UPDATE_WORKFLOW};
 
@@ -396,7 +396,11 @@ pub async fn release(tx: &Tx, lease: &Lease) -> PgResult<Result<(), StoreError>>
         &[&lease.workflow_id, &lease.owner, &lease.epoch],
     )
     .await?;
-    Ok(if n == 1 { Ok(()) } else { Err(fenced(lease)) })
+    Ok(if n == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::fenced(lease))
+    })
 }
 
 /// The owners of running workflows that have no live instance, each once:

@@ -240,7 +240,11 @@ pub fn check_lease(
         })
         .optional()?
         .is_some();
-    Ok(if ok { Ok(()) } else { Err(fenced(lease)) })
+    Ok(if ok {
+        Ok(())
+    } else {
+        Err(StoreError::fenced(lease))
+    })
 }
 
 pub fn write(
@@ -264,7 +268,7 @@ pub fn write(
         {
             Some(i) => {
                 if !update_workflow(tx, &changes[i], Some(l))? {
-                    return Ok(Err(fenced(l)));
+                    return Ok(Err(StoreError::fenced(l)));
                 }
                 fenced_row = Some(i);
             }
@@ -297,13 +301,6 @@ pub fn write(
         ctx.events.extend(c.feed_item(ctx.now));
     }
     Ok(Ok(()))
-}
-
-fn fenced(lease: &Lease) -> StoreError {
-    StoreError::Fenced {
-        id: lease.workflow_id.clone(),
-        epoch: lease.epoch,
-    }
 }
 
 /// A [`Change::Workflow`]: with an owner and epoch, it matches only while

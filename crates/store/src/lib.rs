@@ -99,6 +99,15 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Backend(_))
     }
+
+    /// The refusal of a write under `lease`, which is no longer the
+    /// workflow's.
+    pub fn fenced(lease: &Lease) -> Self {
+        StoreError::Fenced {
+            id: lease.workflow_id.clone(),
+            epoch: lease.epoch,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -125,10 +125,7 @@ impl State {
     fn check_lease(&self, lease: &Lease) -> Result<()> {
         match self.workflows.get(&lease.workflow_id) {
             Some(r) if r.owner.as_deref() == Some(&lease.owner) && r.epoch == lease.epoch => Ok(()),
-            _ => Err(StoreError::Fenced {
-                id: lease.workflow_id.clone(),
-                epoch: lease.epoch,
-            }),
+            _ => Err(StoreError::fenced(lease)),
         }
     }
 

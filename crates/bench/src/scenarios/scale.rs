@@ -18,7 +18,8 @@
 
 use crate::Row;
 use crate::harness::{
-    block, daemon_spec, load_until, pct, proc_mb, sleep_job, sorted, submit_until, work,
+    block, daemon_spec, load_until, pct, proc_mb, sleep_job, sorted, submit_until, thread_cpu_s,
+    work,
 };
 use crate::scenarios::retention;
 use crate::scenarios::workflows::{Held, hold_running};
@@ -313,12 +314,26 @@ async fn running(bin: &Path, count: usize, seconds: u64) -> anyhow::Result<Row> 
         rss,
         status: lat,
         stop_s: stop,
-    } = hold_running(&client, count, seconds, &es, || proc_mb(d.pid(), "VmRSS:")).await?;
+        stop_cpu_s,
+    } = hold_running(
+        &client,
+        count,
+        seconds,
+        &es,
+        || proc_mb(d.pid(), "VmRSS:"),
+        || thread_cpu_s(d.pid(), "interlock-store"),
+    )
+    .await?;
+    // The store's single writer records every stopped run: its CPU is the
+    // floor of the stop, on any number of cores.
+    let writer = stop_cpu_s.map_or(String::new(), |s| {
+        format!(" (store writer {s:.2} s of CPU)")
+    });
     let per_wf_kb = (rss - base) * 1024.0 / count as f64;
     Ok(Row {
         scenario: format!("{count} workflows running at once (sleep jobs), server alone"),
         result: format!(
-            "all running after {:.1} s; RSS {rss:.0} MB ({base:.0} MB idle), {per_wf_kb:.2} KB per running workflow; Status p99 {:.2} ms ({} calls, 8 clients); e-stop until none runs {stop:.2} s",
+            "all running after {:.1} s; RSS {rss:.0} MB ({base:.0} MB idle), {per_wf_kb:.2} KB per running workflow; Status p99 {:.2} ms ({} calls, 8 clients); e-stop until none runs {stop:.2} s{writer}",
             started.as_secs_f64(),
             pct(&lat, 99.0),
             lat.len(),
@@ -329,6 +344,9 @@ async fn running(bin: &Path, count: usize, seconds: u64) -> anyhow::Result<Row> 
             ("kb_per_workflow".into(), per_wf_kb),
             ("status_p99_ms".into(), pct(&lat, 99.0)),
             ("estop_s".into(), stop),
-        ]),
+        ])
+        .into_iter()
+        .chain(stop_cpu_s.map(|s| ("estop_writer_cpu_s".into(), s)))
+        .collect(),
     })
 }

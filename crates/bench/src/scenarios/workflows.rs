@@ -54,6 +54,8 @@ pub struct Held {
     pub status: Vec<f64>,
     /// From the e-stop's write until none runs.
     pub stop_s: f64,
+    /// CPU seconds `stop_cpu()` counted over the same time.
+    pub stop_cpu_s: Option<f64>,
 }
 
 /// Starts `count` workflows whose job sleeps, through `client` (32
@@ -66,6 +68,7 @@ pub async fn hold_running(
     seconds: u64,
     es: &Path,
     rss: impl Fn() -> f64,
+    stop_cpu: impl Fn() -> Option<f64>,
 ) -> anyhow::Result<Held> {
     let long = v1::Job {
         name: "sleep".into(),
@@ -109,14 +112,16 @@ pub async fn hold_running(
     }
     // End them all at once through the emergency stop, timed from the
     // start of the write (as the `estop` flip is).
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), stop_cpu());
     write_atomically(es, ES_STOP)?;
     until_none_runs(client).await?;
+    let stop_s = t.elapsed().as_secs_f64();
     Ok(Held {
         started,
         rss,
         status: sorted(status),
-        stop_s: t.elapsed().as_secs_f64(),
+        stop_s,
+        stop_cpu_s: cpu.zip(stop_cpu()).map(|(a, b)| b - a),
     })
 }
 
@@ -128,7 +133,7 @@ pub async fn concurrent(b: &Bench, count: usize, seconds: u64) -> anyhow::Result
         status: lat,
         stop_s,
         ..
-    } = hold_running(&b.client, count, seconds, &es, rss_mb).await?;
+    } = hold_running(&b.client, count, seconds, &es, rss_mb, || None).await?;
     write_atomically(&es, ES_GO)?;
     Ok(vec![Row {
         scenario: format!("{count} concurrently running workflows (sleep jobs)"),

@@ -24,13 +24,6 @@ use interlock_store::{Change, FeedItem, Lease, StoreError};
 pub(crate) const CHECK_LEASE: &str = "SELECT 1 FROM workflows
      WHERE id = $1 AND owner IS NOT DISTINCT FROM $2 AND epoch = $3 FOR SHARE";
 
-pub(super) fn fenced(lease: &Lease) -> StoreError {
-    StoreError::Fenced {
-        id: lease.workflow_id.clone(),
-        epoch: lease.epoch,
-    }
-}
-
 /// `Err(Fenced)` unless `lease` is still the workflow's; holds the row
 /// shared until commit, so a takeover cannot slip in between.
 pub async fn check_lease(
@@ -44,7 +37,11 @@ pub async fn check_lease(
     )
     .await?
     .is_some();
-    Ok(if ok { Ok(()) } else { Err(fenced(lease)) })
+    Ok(if ok {
+        Ok(())
+    } else {
+        Err(StoreError::fenced(lease))
+    })
 }
 
 /// Why an op's statements must not commit: the writer rolls the batch
@@ -146,7 +143,7 @@ pub async fn write(
     if fencing.is_none() {
         match results.next().expect("the check ran") {
             Ok((true, _)) => {}
-            Ok((false, _)) => return Ok(Err(Abort::Refused(fenced(lease)))),
+            Ok((false, _)) => return Ok(Err(Abort::Refused(StoreError::fenced(lease)))),
             Err(e) => return Err(e),
         }
     }
@@ -159,7 +156,7 @@ pub async fn write(
     if let Some(i) = fencing
         && matches!(outcomes[i], Some(Ok((false, _))))
     {
-        return Ok(Err(Abort::Refused(fenced(lease))));
+        return Ok(Err(Abort::Refused(StoreError::fenced(lease))));
     }
     for (c, r) in changes.iter().zip(outcomes) {
         // Missing only after an error (one by one stops there): abort.
