@@ -106,11 +106,9 @@ pub fn ownership(
     tx: &Transaction<'_>,
     id: &str,
 ) -> rusqlite::Result<Option<(i32, Option<String>, i64)>> {
-    tx.prepare_cached(
-        "SELECT status, owner, epoch FROM workflows INDEXED BY workflows_run WHERE id = ?1",
-    )?
-    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-    .optional()
+    tx.prepare_cached("SELECT status, owner, epoch FROM workflows WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
 }
 
 fn alive(tx: &Transaction<'_>, instance: &str, now: Micros) -> rusqlite::Result<bool> {
@@ -234,7 +232,7 @@ pub fn check_lease(
     lease: &Lease,
 ) -> rusqlite::Result<Result<(), StoreError>> {
     let ok = tx
-        .prepare_cached("SELECT 1 FROM workflows INDEXED BY workflows_run WHERE id = ?1 AND owner = ?2 AND epoch = ?3")?
+        .prepare_cached("SELECT 1 FROM workflows WHERE id = ?1 AND owner = ?2 AND epoch = ?3")?
         .query_row(params![lease.workflow_id, lease.owner, lease.epoch], |_| {
             Ok(())
         })

@@ -2,23 +2,15 @@
 //! bounded batches, each one transaction on the single writer, so a batch
 //! holds up Submit for at most its own few milliseconds.
 //!
-//! Candidates are found through the partial index on `ended` (migration
-//! 14), oldest first; everything kept for a workflow goes with it, through
-//! indexes that start with `workflow_id`; a tombstone in `pruned` stays.
+//! Candidates are found through `workflows_status_created`, oldest first
+//! (see `prune_workflows`); everything kept for a workflow goes with it,
+//! through indexes that start with `workflow_id`; a tombstone in `pruned`
+//! stays.
 
 use interlock_core::Micros;
 use interlock_store::Pruned;
 use interlock_store::backend::{WORKFLOW_ROWS, terminal_codes};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-
-/// The terminal status codes, as an SQL list.
-fn terminal() -> String {
-    terminal_codes()
-        .iter()
-        .map(i32::to_string)
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 pub fn prune_workflows(
     tx: &Transaction<'_>,
@@ -27,20 +19,29 @@ pub fn prune_workflows(
     kept_days: u32,
     limit: usize,
 ) -> rusqlite::Result<usize> {
-    let victims: Vec<(String, Micros)> = tx
-        .prepare_cached(&format!(
-            // INDEXED BY: with `status IN (..)` the planner may prefer
-            // `workflows_status_created` and sort every finished row; this
-            // must walk `ended` and stop after `limit`.
-            "SELECT id, ended FROM workflows INDEXED BY workflows_ended
-             WHERE ended IS NOT NULL AND ended < ?1 AND status IN ({})
-             ORDER BY ended LIMIT ?2",
-            terminal()
-        ))?
-        .query_map(params![before, limit as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    // Candidates come from `workflows_status_created`, a range per
+    // terminal status in creation order: a workflow ends after it is
+    // created, so all that ended before `before` lie in `created < before`.
+    // The walk passes over only those created before the cut that ended
+    // after it (running at that instant: a handful) and stops after
+    // `limit`; the oldest ends among these go first. INDEXED BY, so the
+    // planner never sorts every finished row instead.
+    let mut victims: Vec<(String, Micros)> = Vec::new();
+    for status in terminal_codes() {
+        victims.extend(
+            tx.prepare_cached(
+                "SELECT id, ended FROM workflows INDEXED BY workflows_status_created
+                 WHERE status = ?1 AND created < ?2 AND ended < ?2
+                 ORDER BY created LIMIT ?3",
+            )?
+            .query_map(params![status, before, limit as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        );
+    }
+    victims.sort_by_key(|&(_, ended)| ended);
+    victims.truncate(limit);
     for (id, ended) in &victims {
         // The shared tables, and the one only this backend has.
         for table in WORKFLOW_ROWS.iter().chain(&["workflow_requests"]) {

@@ -284,6 +284,15 @@ const MIGRATIONS: &[&str] = &[
     // (see `ops::claim_orphans`). Partial: a workflow is in it only while
     // it runs (2 is `Status::Running`), so Submit does not touch it.
     "CREATE INDEX workflows_running_owner ON workflows(owner, created) WHERE status = 2;",
+    // 21: two index entries fewer for every workflow that ends, written by
+    // the single writer (thousands at once in an e-stop). `workflows_run`
+    // (9) kept lease checks and compare-and-sets off the stored request,
+    // which since 19 is no longer in the row (rows written before it are
+    // read through the table like any other). `workflows_ended` (14) found
+    // retention's candidates, which `workflows_status_created` finds too
+    // (see `retention::prune_workflows`).
+    "DROP INDEX workflows_run;
+    DROP INDEX workflows_ended;",
 ];
 
 /// The schema version this build writes.

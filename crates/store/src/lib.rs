@@ -658,7 +658,8 @@ pub trait Store: Send + Sync + 'static {
     // ---- retention
 
     /// Deletes at most `limit` workflows with a terminal status that ended
-    /// before `before`, oldest first, with everything kept for them (blocks,
+    /// before `before`, oldest first (by end, or by creation then end, as the
+    /// backend's indexes allow), with everything kept for them (blocks,
     /// jobs, labels, checkpoints, slots, approvals, requests), and leaves a
     /// [`Pruned`] tombstone per id, pruned at `now`, saying `kept_days`.
     /// Audit entries are not touched, nor are bucket takes (a bucket whose

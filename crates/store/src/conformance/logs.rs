@@ -166,11 +166,12 @@ pub async fn job_logs_append_read_and_trim(h: &dyn Harness) {
             reason: String::new(),
             had_errors: false,
             es_halt: EsMode::Go,
-            ended: Some(50),
+            // After its creation (at 1,001), as every end is.
+            ended: Some(1_050),
         }],
     )
     .await
     .unwrap();
-    assert_eq!(s.prune_workflows(100, 200, 1, 10).await.unwrap(), 1);
+    assert_eq!(s.prune_workflows(1_100, 1_200, 1, 10).await.unwrap(), 1);
     assert!(s.logs(&query(&wf, None, 0)).await.unwrap().is_empty());
 }
