@@ -265,7 +265,7 @@ pub fn write(
             .position(|c| matches!(c, Change::Workflow { id, .. } if *id == l.workflow_id))
         {
             Some(i) => {
-                if !update_workflow(tx, &changes[i], Some(l))? {
+                if !apply(tx, &changes[i], Some(l))? {
                     return Ok(Err(StoreError::fenced(l)));
                 }
                 fenced_row = Some(i);
@@ -309,49 +309,42 @@ const UPDATE_WORKFLOW: &str = "UPDATE workflows SET status = ?1, reason = ?2, ha
      es_stopped = ?4, ended = ?5, owner = CASE WHEN ?7 THEN NULL ELSE owner END
      WHERE id = ?6 AND (?8 IS NULL OR (owner = ?8 AND epoch = ?9))";
 
-/// Writes a [`Change::Workflow`] (false when no row matched); with
-/// `fence`, only while that lease is still the workflow's. A terminal
-/// status ends ownership and drops the workflow's limit slots.
-fn update_workflow(
-    tx: &Transaction<'_>,
-    c: &Change,
-    fence: Option<&Lease>,
-) -> rusqlite::Result<bool> {
-    let Change::Workflow {
-        id,
-        status,
-        reason,
-        had_errors,
-        es_halt,
-        ended,
-    } = c
-    else {
-        // Only ever called for one; matching nothing refuses, the safe way.
-        debug_assert!(false, "not a workflow change: {c:?}");
-        return Ok(false);
-    };
-    let (owner, epoch) = fence.map(|l| (l.owner.as_str(), l.epoch)).unzip();
-    let n = tx.prepare_cached(UPDATE_WORKFLOW)?.execute(params![
-        *status as i32,
-        reason,
-        had_errors,
-        es_halt.code(),
-        ended,
-        id,
-        status.is_terminal(),
-        owner,
-        epoch
-    ])?;
-    if n > 0 && status.is_terminal() {
-        drop_slots(tx, id)?;
-    }
-    Ok(n > 0)
-}
-
 /// Applies one change; false when it matched no row.
 pub fn apply_change(tx: &Transaction<'_>, c: &Change) -> rusqlite::Result<bool> {
+    apply(tx, c, None)
+}
+
+/// [`apply_change`]; with `fence`, a [`Change::Workflow`] is written only
+/// while that lease is still the workflow's (other changes are not fenced
+/// here). A terminal status ends ownership and drops the workflow's limit
+/// slots.
+fn apply(tx: &Transaction<'_>, c: &Change, fence: Option<&Lease>) -> rusqlite::Result<bool> {
     let n = match c {
-        Change::Workflow { .. } => return update_workflow(tx, c, None),
+        Change::Workflow {
+            id,
+            status,
+            reason,
+            had_errors,
+            es_halt,
+            ended,
+        } => {
+            let (owner, epoch) = fence.map(|l| (l.owner.as_str(), l.epoch)).unzip();
+            let n = tx.prepare_cached(UPDATE_WORKFLOW)?.execute(params![
+                *status as i32,
+                reason,
+                had_errors,
+                es_halt.code(),
+                ended,
+                id,
+                status.is_terminal(),
+                owner,
+                epoch
+            ])?;
+            if n > 0 && status.is_terminal() {
+                drop_slots(tx, id)?;
+            }
+            n
+        }
         Change::WorkflowStatus { id, status, reason } => tx
             .prepare_cached("UPDATE workflows SET status = ?1, reason = ?2 WHERE id = ?3")?
             .execute(params![*status as i32, reason, id])?,

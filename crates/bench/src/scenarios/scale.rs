@@ -330,6 +330,13 @@ async fn running(bin: &Path, count: usize, seconds: u64) -> anyhow::Result<Row> 
         format!(" (store writer {s:.2} s of CPU)")
     });
     let per_wf_kb = (rss - base) * 1024.0 / count as f64;
+    let mut values = BTreeMap::from([
+        ("rss_mb".into(), rss),
+        ("kb_per_workflow".into(), per_wf_kb),
+        ("status_p99_ms".into(), pct(&lat, 99.0)),
+        ("estop_s".into(), stop),
+    ]);
+    values.extend(stop_cpu_s.map(|s| ("estop_writer_cpu_s".into(), s)));
     Ok(Row {
         scenario: format!("{count} workflows running at once (sleep jobs), server alone"),
         result: format!(
@@ -339,14 +346,6 @@ async fn running(bin: &Path, count: usize, seconds: u64) -> anyhow::Result<Row> 
             lat.len(),
         ),
         target: "< 500 MB RSS, Status p99 < 5 ms, e-stop < 2 s (100,000)".into(),
-        values: BTreeMap::from([
-            ("rss_mb".into(), rss),
-            ("kb_per_workflow".into(), per_wf_kb),
-            ("status_p99_ms".into(), pct(&lat, 99.0)),
-            ("estop_s".into(), stop),
-        ])
-        .into_iter()
-        .chain(stop_cpu_s.map(|s| ("estop_writer_cpu_s".into(), s)))
-        .collect(),
+        values,
     })
 }
