@@ -54,7 +54,7 @@ use rusqlite::{Connection, OpenFlags, Transaction};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Semaphore, broadcast, mpsc, oneshot};
 use writer::{Ctx, Msg, Pending, Writer};
 
 /// SQLite's `synchronous` setting for the write connection.
@@ -129,10 +129,21 @@ pub struct SqliteStore {
     lock_path: PathBuf,
 }
 
+/// Read-only connections, at most [`READERS`] of them, each kept once
+/// opened. A read waits for a permit before it takes a blocking thread, so
+/// a burst of reads (every client's Status or Watch at once) queues here
+/// instead of starting a thread and opening a connection per read: dozens
+/// of SQLite readers on a few cores only switch between one another, and a
+/// connection opened for a burst and then dropped costs a schema parse.
 struct ReadPool {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    permits: Arc<Semaphore>,
 }
+
+/// How many reads run at once. Reads are short (an indexed lookup or one
+/// page of a list); the one long read, a backup, holds one permit.
+const READERS: usize = 8;
 
 fn other(path: &Path, e: impl std::fmt::Display) -> OpenError {
     OpenError::Other {
@@ -228,7 +239,8 @@ impl SqliteStore {
             tx,
             readers: Arc::new(ReadPool {
                 path,
-                idle: Mutex::new(Vec::new()),
+                idle: Mutex::new(Vec::with_capacity(READERS)),
+                permits: Arc::new(Semaphore::new(READERS)),
             }),
             clock: opts.clock,
             events,
@@ -292,10 +304,19 @@ impl SqliteStore {
             return Err(StoreError::Closed);
         }
         let pool = self.readers.clone();
+        // Owned, and moved into the blocking task: a caller that gives up
+        // waiting does not free the permit while its read still runs.
+        let permit = pool
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
             let conn = pool.take()?;
             let out = f(&conn);
             pool.put(conn);
+            drop(permit);
             out
         })
         .await
@@ -336,10 +357,9 @@ impl ReadPool {
     }
 
     fn put(&self, c: Connection) {
-        let mut idle = self.idle.lock().expect("pool lock");
-        if idle.len() < 16 {
-            idle.push(c);
-        }
+        // Never more than READERS at once (one per permit), so every
+        // connection is kept.
+        self.idle.lock().expect("pool lock").push(c);
     }
 }
 

@@ -433,3 +433,43 @@ async fn the_request_is_stored_beside_the_row_and_pruned_with_it() {
         "0"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_reads_runs_a_few_at_a_time_on_connections_kept() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let s = open(&dir);
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let reads: Vec<_> = (0..64)
+        .map(|_| {
+            let (s, now, most) = (s.clone(), now.clone(), most.clone());
+            tokio::spawn(async move {
+                s.read(move |c| {
+                    let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(at_once, Ordering::SeqCst);
+                    // Long enough for the burst to pile up behind the first.
+                    std::thread::sleep(Duration::from_millis(5));
+                    let n: i64 = c
+                        .query_row("SELECT count(*) FROM workflows", [], |r| r.get(0))
+                        .map_err(backend)?;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    Ok(n)
+                })
+                .await
+            })
+        })
+        .collect();
+    for r in reads {
+        assert_eq!(r.await.unwrap().unwrap(), 0);
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        (2..=READERS).contains(&most),
+        "{most} reads ran at once; the pool allows {READERS}"
+    );
+    let kept = s.readers.idle.lock().unwrap().len();
+    assert!(
+        (1..=READERS).contains(&kept),
+        "{kept} connections kept after the burst"
+    );
+}
