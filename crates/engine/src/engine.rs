@@ -495,13 +495,12 @@ impl Engine {
         }
         let rows = NewWorkflow::of(&rec);
         let (status, name, trace_id) = (rec.status, rec.req.name.clone(), rec.req.trace_id.clone());
-        // Kept for the Exec that usually follows: reading it back is a
-        // round trip to a shared database, and in process a hand-off to a
-        // reader thread and a decode (without it, a one-job workflow on
-        // SQLite took 1.16x the CPU, see BENCHMARKS.md). A large record is
-        // not kept: it goes now, before the database copies its request
-        // (16 MB of a 50,000-job workflow's record, beside 2.2 MB of rows).
-        let kept = fresh::Fresh::keeps(&rec).then(|| {
+        // Kept for the Exec only where reading it back is a round trip to a
+        // shared database: in process the read is cheap, and keeping
+        // records alive would cost memory for little. Otherwise the record
+        // goes now, before the database copies its request (16 MB of a
+        // 50,000-job workflow's record, beside 2.2 MB of rows).
+        let kept = (!inner.store.exclusive() && fresh::Fresh::keeps(&rec)).then(|| {
             rec.fill_blocks();
             rec
         });

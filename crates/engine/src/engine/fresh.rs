@@ -1,7 +1,7 @@
 //! Records just submitted through this process, kept for the Exec that
 //! usually follows within milliseconds, so that Exec need not read back
-//! what it has in hand (three queries on PostgreSQL; on SQLite a hand-off
-//! to a reader thread, the lookup and a decode).
+//! what it has in hand (three queries on PostgreSQL; only shared stores
+//! keep them, an in-process read being cheap).
 //!
 //! Only a small record submitted NotStarted is kept (at most [`KEPT`] of
 //! them, each under [`MAX_BYTES`] of request text, so the cache stays under
