@@ -129,7 +129,7 @@ pub struct SqliteStore {
     lock_path: PathBuf,
 }
 
-/// Read-only connections, at most [`READERS`] of them, each kept once
+/// Read-only connections, at most [`readers`] of them, each kept once
 /// opened. A read waits for a permit before it takes a blocking thread, so
 /// a burst of reads (every client's Status or Watch at once) queues here
 /// instead of starting a thread and opening a connection per read: dozens
@@ -141,9 +141,13 @@ struct ReadPool {
     permits: Arc<Semaphore>,
 }
 
-/// How many reads run at once. Reads are short (an indexed lookup or one
-/// page of a list); the one long read, a backup, holds one permit.
-const READERS: usize = 8;
+/// How many reads run at once: two per core, and at least eight. Reads
+/// are short (an indexed lookup or one page of a list), so more than a few
+/// per core only wait on one another; the one long read, a backup, holds
+/// one permit.
+fn readers() -> usize {
+    std::thread::available_parallelism().map_or(8, |n| (2 * n.get()).max(8))
+}
 
 fn other(path: &Path, e: impl std::fmt::Display) -> OpenError {
     OpenError::Other {
@@ -235,12 +239,13 @@ impl SqliteStore {
             .name("interlock-store-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| other(&path, e))?;
+        let readers = readers();
         Ok(Self {
             tx,
             readers: Arc::new(ReadPool {
                 path,
-                idle: Mutex::new(Vec::with_capacity(READERS)),
-                permits: Arc::new(Semaphore::new(READERS)),
+                idle: Mutex::new(Vec::with_capacity(readers)),
+                permits: Arc::new(Semaphore::new(readers)),
             }),
             clock: opts.clock,
             events,
@@ -357,7 +362,7 @@ impl ReadPool {
     }
 
     fn put(&self, c: Connection) {
-        // Never more than READERS at once (one per permit), so every
+        // Never more than `readers()` at once (one per permit), so every
         // connection is kept.
         self.idle.lock().expect("pool lock").push(c);
     }
