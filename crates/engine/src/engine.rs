@@ -359,6 +359,7 @@ impl Engine {
         opts: EngineOptions,
     ) -> Self {
         let instance = Arc::new(instance::Instance::new(&opts.instance, !store.exclusive()));
+        let fresh = fresh::Fresh::for_store(store.exclusive());
         let (estop_tx, merged) = watch::channel(estop.borrow().clone());
         let logs = logs::Shipper::start(store.clone(), opts.job_log_lines);
         let inner = Arc::new(Inner {
@@ -377,7 +378,7 @@ impl Engine {
             instance,
             health: Mutex::new(StoreHealth::default()),
             approval_requests: tokio::sync::broadcast::Sender::new(1024),
-            fresh: fresh::Fresh::default(),
+            fresh,
         });
         let engine = Self { inner };
         engine.spawn_peer_tasks(estop);
@@ -495,12 +496,11 @@ impl Engine {
         }
         let rows = NewWorkflow::of(&rec);
         let (status, name, trace_id) = (rec.status, rec.req.name.clone(), rec.req.trace_id.clone());
-        // Kept for the Exec only where reading it back is a round trip to a
-        // shared database: in process the read is cheap, and keeping
-        // records alive would cost memory for little. Otherwise the record
-        // goes now, before the database copies its request (16 MB of a
-        // 50,000-job workflow's record, beside 2.2 MB of rows).
-        let kept = (!inner.store.exclusive() && fresh::Fresh::keeps(&rec)).then(|| {
+        // Kept for the Exec that usually follows (see fresh.rs for how
+        // many). A large record is not kept: it goes now, before the
+        // database copies its request (16 MB of a 50,000-job workflow's
+        // record, beside 2.2 MB of rows).
+        let kept = inner.fresh.wants(&rec).then(|| {
             rec.fill_blocks();
             rec
         });

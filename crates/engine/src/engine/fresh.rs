@@ -1,34 +1,54 @@
 //! Records just submitted through this process, kept for the Exec that
 //! usually follows within milliseconds, so that Exec need not read back
-//! what it has in hand (three queries on PostgreSQL; only shared stores
-//! keep them, an in-process read being cheap).
+//! what it has in hand (three queries on PostgreSQL; on SQLite a hand-off
+//! to a reader thread, the lookup and a decode).
 //!
 //! Only a small record submitted NotStarted is kept (at most [`KEPT`] of
-//! them, each under [`MAX_BYTES`] of request text, so the cache stays under
-//! 16 MiB), and it is taken out on its first use. Why a kept record cannot
-//! let an Exec through that a fresh read would refuse: a NotStarted
-//! workflow changes only by leaving that status (Exec, Cancel, on any
-//! replica), and the Exec that uses the record still starts the run with
-//! the store's compare-and-set from NotStarted, which refuses a started,
-//! cancelled or pruned one as well (the refusal may name another reason:
-//! the policies and the e-stop are asked first); approvals matter only if a
-//! policy asks for them, and then Exec reads the record as before. With
-//! authorization on, the server reads the record anyway (to check the
-//! caller's grant), so this saves a read only without it.
+//! them on a shared store, [`KEPT_EMBEDDED`] on an embedded one, each under
+//! [`MAX_BYTES`] of request text, so the cache stays under 16 MiB), and it
+//! is taken out on its first use. A record kept and never taken costs the
+//! Submit that made it (Submit alone at 32 clients fell to 0.90-0.93x with
+//! every record kept; BENCHMARKS.md): once a whole cache's worth went
+//! untaken, only one Submit in [`SAMPLE`] keeps its record, until an Exec
+//! takes one again.
+//!
+//! Why a kept record cannot let an Exec through that a fresh read would
+//! refuse: a NotStarted workflow changes only by leaving that status (Exec,
+//! Cancel, on any replica), and the Exec that uses the record still starts
+//! the run with the store's compare-and-set from NotStarted, which refuses
+//! a started, cancelled or pruned one as well (the refusal may name another
+//! reason: the policies and the e-stop are asked first); approvals matter
+//! only if a policy asks for them, and then Exec reads the record as
+//! before. With authorization on, the server reads the record anyway (to
+//! check the caller's grant), so this saves a read only without it.
 
 use interlock_core::{Status, WorkflowRecord};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// How many records are kept; the oldest goes first.
+/// How many records a shared store's engine keeps; the oldest goes first.
 const KEPT: usize = 1024;
+/// How many an embedded store's engine keeps: enough for a client's Exec
+/// to find its record while a hundred others submit between the two calls.
+/// Fewer than [`KEPT`]: an Exec that misses reads from the process's own
+/// file, not over a network.
+const KEPT_EMBEDDED: usize = 128;
+/// Once a cache's worth of records went untaken (Submits that no Exec
+/// follows soon), one Submit in this many is kept: enough to notice the
+/// Execs coming back, at a thirty-second of the cost meanwhile.
+const SAMPLE: usize = 32;
 /// The largest request kept, counted in its text
 /// ([`interlock_core::validate::request_bytes`]).
 const MAX_BYTES: usize = 16 * 1024;
 
-#[derive(Default)]
 pub(super) struct Fresh {
     kept: Mutex<Kept>,
+    most: usize,
+    /// Records forgotten untaken since one was last taken.
+    unused: AtomicUsize,
+    /// Keepable Submits seen while sampling.
+    seen: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -38,22 +58,46 @@ struct Kept {
 }
 
 impl Fresh {
+    /// The cache for an engine on an embedded (`exclusive`) or a shared
+    /// store.
+    pub(super) fn for_store(exclusive: bool) -> Self {
+        Self {
+            kept: Mutex::default(),
+            most: if exclusive { KEPT_EMBEDDED } else { KEPT },
+            unused: AtomicUsize::new(0),
+            seen: AtomicUsize::new(0),
+        }
+    }
+
     /// Whether [`Fresh::keep`] would keep `rec`: NotStarted and small.
-    pub(super) fn keeps(rec: &WorkflowRecord) -> bool {
+    fn keeps(rec: &WorkflowRecord) -> bool {
         rec.status == Status::NotStarted
             && interlock_core::validate::request_bytes(&rec.req) <= MAX_BYTES
     }
 
+    /// Whether the Submit of `rec` should keep it: [`Fresh::keeps`] it,
+    /// and Execs have lately been taking what is kept (otherwise only a
+    /// [`SAMPLE`] of Submits keep theirs, until one is taken again).
+    pub(super) fn wants(&self, rec: &WorkflowRecord) -> bool {
+        Self::keeps(rec)
+            && (self.unused.load(Ordering::Relaxed) < self.most
+                || self
+                    .seen
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(SAMPLE))
+    }
+
     /// Keeps `rec` (if [`Fresh::keeps`] it), forgetting the oldest beyond
-    /// [`KEPT`].
+    /// the cache's size.
     pub(super) fn keep(&self, rec: WorkflowRecord) {
         if !Self::keeps(&rec) {
             return;
         }
         let mut k = self.kept.lock().expect("fresh lock");
-        while k.order.len() >= KEPT {
+        while k.order.len() >= self.most {
             if let Some(old) = k.order.pop_front() {
                 k.by_id.remove(&old);
+                self.unused.fetch_add(1, Ordering::Relaxed);
             }
         }
         k.order.push_back(rec.id.clone());
@@ -65,6 +109,7 @@ impl Fresh {
     pub(super) fn take(&self, id: &str) -> Option<WorkflowRecord> {
         let mut k = self.kept.lock().expect("fresh lock");
         let rec = k.by_id.remove(id)?;
+        self.unused.store(0, Ordering::Relaxed);
         // Ids are taken in about the order they were kept.
         if let Some(i) = k.order.iter().position(|o| o == id) {
             k.order.remove(i);
@@ -85,7 +130,7 @@ mod tests {
 
     #[test]
     fn a_record_is_taken_once_and_the_oldest_goes_first() {
-        let f = Fresh::default();
+        let f = Fresh::for_store(false);
         f.keep(rec("a", Status::NotStarted));
         f.keep(rec("waiting", Status::AwaitingApproval));
         assert!(f.take("waiting").is_none(), "only NotStarted is kept");
@@ -95,11 +140,44 @@ mod tests {
         assert!(f.take("big").is_none(), "only small ones are kept");
         assert_eq!(f.take("a").map(|r| r.id), Some("a".to_string()));
         assert!(f.take("a").is_none(), "taken once");
-        for i in 0..=KEPT {
-            f.keep(rec(&i.to_string(), Status::NotStarted));
+    }
+
+    #[test]
+    fn the_oldest_goes_first_beyond_the_size_for_its_store() {
+        for (exclusive, most) in [(false, KEPT), (true, KEPT_EMBEDDED)] {
+            let f = Fresh::for_store(exclusive);
+            for i in 0..=most {
+                f.keep(rec(&i.to_string(), Status::NotStarted));
+            }
+            assert!(f.take("0").is_none(), "{most}: the oldest was forgotten");
+            assert!(f.take("1").is_some(), "{most}");
+            assert!(f.take(&most.to_string()).is_some(), "{most}");
         }
-        assert!(f.take("0").is_none(), "the oldest was forgotten");
-        assert!(f.take("1").is_some());
-        assert!(f.take(&KEPT.to_string()).is_some());
+    }
+
+    #[test]
+    fn submits_no_exec_follows_keep_only_a_sample_until_one_is_taken() {
+        let f = Fresh::for_store(true);
+        let wanted = |f: &Fresh, from: usize, n: usize| {
+            (from..from + n)
+                .filter(|i| {
+                    let r = rec(&i.to_string(), Status::NotStarted);
+                    let yes = f.wants(&r);
+                    if yes {
+                        f.keep(r);
+                    }
+                    yes
+                })
+                .count()
+        };
+        // A cache's worth kept, then as many again forgotten untaken.
+        assert_eq!(wanted(&f, 0, 2 * KEPT_EMBEDDED), 2 * KEPT_EMBEDDED);
+        assert_eq!(wanted(&f, 10_000, 10 * SAMPLE), 10, "one in {SAMPLE}");
+        // The newest kept (a sample) is taken: all are kept again.
+        let newest = (10_000..10_000 + 10 * SAMPLE)
+            .rev()
+            .find(|i| f.take(&i.to_string()).is_some());
+        assert!(newest.is_some(), "a sample was kept");
+        assert_eq!(wanted(&f, 20_000, SAMPLE), SAMPLE);
     }
 }
