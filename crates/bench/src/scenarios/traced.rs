@@ -5,7 +5,9 @@
 
 use crate::Row;
 use crate::harness::{pct, sorted};
-use crate::scenarios::compare::{load, pin, start_interlockd_with};
+use crate::scenarios::compare::{
+    confine_children, drive_from_core_1, load, pin, start_interlockd_with,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -49,15 +51,14 @@ pub async fn traced(bin: &Path, seconds: u64, runs: usize) -> anyhow::Result<Vec
             .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
     );
     let (plain_dir, traced_dir) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let confined = confine_children();
     let plain = start_interlockd_with(bin, plain_dir.path(), &[])?;
     let traced = start_interlockd_with(
         bin,
         traced_dir.path(),
         &["--otlp-endpoint".into(), format!("http://{at}")],
     )?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let pinned =
-        cores >= 2 && pin(plain.pid(), 0) && pin(traced.pid(), 0) && pin(std::process::id(), 1);
+    let pinned = confined && pin(plain.pid(), 0) && pin(traced.pid(), 0) && drive_from_core_1();
     let mut rows = Vec::new();
     for conc in [1usize, 8, 32] {
         let (mut p_rates, mut t_rates, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
