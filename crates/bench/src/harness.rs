@@ -243,6 +243,18 @@ pub fn proc_mb(pid: u32, field: &str) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user and system) spent so far by process `pid`, every
+/// thread it ran included, from `/proc/<pid>/stat` (ticks of 1/100 s,
+/// USER_HZ on Linux); `None` where it cannot tell.
+pub fn process_cpu_s(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command's closing parenthesis: utime and stime
+    // are the 12th and 13th of them.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let ticks = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 /// CPU seconds (user and system) spent so far by the threads of `pid`
 /// named `name` (`comm`), from `/proc`; `None` where it cannot tell. The
 /// kernel counts them in ticks of 1/100 s (USER_HZ) on Linux.

@@ -60,17 +60,9 @@ fn running_work() -> v1::WorkReq {
     work(vec![block(1, vec![job; 4])])
 }
 
-/// Process CPU seconds so far (user + system).
+/// This process's CPU seconds so far (user + system).
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // Fields after the parenthesised command name; utime and stime are the
-    // 12th and 13th of those, in clock ticks (100 per second on Linux).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    (f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0)) / 100.0
+    crate::harness::process_cpu_s(std::process::id()).unwrap_or(0.0)
 }
 
 /// Runs `n` workflows (submitted, then started together) to the end;

@@ -14,7 +14,7 @@
 
 use crate::Row;
 use crate::harness::{
-    block, daemon_spec, pct, sorted, submit_and_exec, submit_row, submit_until, work,
+    block, daemon_spec, pct, process_cpu_s, sorted, submit_and_exec, submit_row, submit_until, work,
 };
 use anyhow::{Context, bail};
 use interlock_client::{Client, Transport};
@@ -184,10 +184,19 @@ async fn submit_rate(d: &Deployment, seconds: u64) -> anyhow::Result<Row> {
     Ok(submit_row(scenario, target, lat, errors, seconds))
 }
 
+/// Status changes of a one-job workflow, as Watch reports them: submitted;
+/// the workflow, its block and its job running; the job, the block and the
+/// workflow completed.
+const TRANSITIONS_PER_WORKFLOW: f64 = 7.0;
+
 /// `count` one-job workflows submitted, executed and waited for by
 /// `workers` clients spread over the nodes (each client stays with its
 /// node).
 async fn end_to_end(d: &Deployment, count: usize, workers: usize) -> anyhow::Result<Row> {
+    let pids: Vec<u32> = (0..d.len()).map(|i| d.node(i).daemon.pid()).collect();
+    let servers_cpu = || pids.iter().filter_map(|&p| process_cpu_s(p)).sum::<f64>();
+    let client_cpu = || process_cpu_s(std::process::id()).unwrap_or(f64::NAN);
+    let (server0, client0) = (servers_cpu(), client_cpu());
     let t = Instant::now();
     on_clients(d, workers, count, |c, n| async move {
         let ids = submit_and_exec(&c, &sleep_req("0"), n).await?;
@@ -202,18 +211,33 @@ async fn end_to_end(d: &Deployment, count: usize, workers: usize) -> anyhow::Res
     .await?;
     let secs = t.elapsed().as_secs_f64();
     let rate = count as f64 / secs;
+    // Per durable transition: each is committed before anyone is told of
+    // it, whether or not the store commits some of them together.
+    let per_wf = |cpu: f64| cpu / count as f64 * 1e6;
+    let (server, client) = (
+        per_wf(servers_cpu() - server0),
+        per_wf(client_cpu() - client0),
+    );
     Ok(Row {
         scenario: format!(
             "{count} one-job workflows end to end (Watch until final), {workers} clients, {}",
             d.label
         ),
-        result: format!("{secs:.2} s, {rate:.0} workflows/s"),
+        result: format!(
+            "{secs:.2} s, {rate:.0} workflows/s; CPU per workflow: interlockd {server:.0} µs ({:.0} µs per durable transition, {TRANSITIONS_PER_WORKFLOW} per workflow), clients (this process) {client:.0} µs",
+            server / TRANSITIONS_PER_WORKFLOW
+        ),
         target: if d.len() == 3 {
             "≥ 2,000 workflows/s on 3".into()
         } else {
             String::new()
         },
-        values: BTreeMap::from([("seconds".into(), secs), ("workflows_per_s".into(), rate)]),
+        values: BTreeMap::from([
+            ("seconds".into(), secs),
+            ("workflows_per_s".into(), rate),
+            ("server_cpu_us_per_workflow".into(), server),
+            ("client_cpu_us_per_workflow".into(), client),
+        ]),
     })
 }
 
