@@ -83,6 +83,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+/// How long Pause and Resume wait for a run's start in progress (one
+/// compare-and-set through the store's queue) before asking to try again.
+const START_WAIT: Duration = Duration::from_secs(10);
+
 /// What Submit lets a caller change in the new record before it is
 /// stored; the record then has its job records.
 type Prepare<'a> = Option<Box<dyn FnOnce(&mut WorkflowRecord) + Send + 'a>>;
@@ -710,6 +714,9 @@ impl Engine {
         };
         if let Err(e) = outcome {
             self.unregister(&id);
+            // Whoever found it registered meanwhile (a Cancel waiting for
+            // the run to end, a Pause waiting for it to start) stops waiting.
+            active.done.set(true);
             return Err(e);
         }
         tracing::info!(workflow = %id, name = %interlock_core::Escaped(&rec.req.name),
@@ -750,6 +757,29 @@ impl Engine {
 
     fn unregister(&self, id: &str) {
         self.inner.active.lock().expect("active lock").remove(id);
+    }
+
+    /// The run of `id` in this process once it has started (see
+    /// [`Active::has_lease`]): waits for a start in progress to end, then
+    /// answers the run, or `None` when there is none or its start failed.
+    async fn started(&self, id: &str) -> Result<Option<Arc<Active>>> {
+        let deadline = tokio::time::Instant::now() + START_WAIT;
+        loop {
+            let Some(a) = self.active(id) else {
+                return Ok(None);
+            };
+            if a.has_lease() {
+                return Ok(Some(a));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EngineError::WrongState(format!(
+                    "workflow {id} is still being started; try again"
+                )));
+            }
+            // One trip through the store's queue: no signal is kept for
+            // it, as every running workflow would carry one.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
     }
 
     fn active(&self, id: &str) -> Option<Arc<Active>> {

@@ -67,6 +67,8 @@ pub struct MemStore {
     state: Arc<Mutex<State>>,
     clock: Arc<dyn Clock>,
     events: broadcast::Sender<FeedItem>,
+    /// Held by a test to keep `acquire` waiting (see [`MemStore::hold_acquires`]).
+    acquire_gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl MemStore {
@@ -75,7 +77,14 @@ impl MemStore {
             state: Arc::new(Mutex::new(State::default())),
             clock,
             events: broadcast::Sender::new(4096),
+            acquire_gate: Arc::default(),
         }
+    }
+
+    /// Makes every `acquire` wait until the returned guard is dropped: a
+    /// test's way to hold a run between its registration and its start.
+    pub async fn hold_acquires(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.acquire_gate.clone().write_owned().await
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -348,6 +357,7 @@ impl Store for MemStore {
         at: Micros,
         audit: Option<AuditEntry>,
     ) -> Result<CasOutcome<Lease>> {
+        drop(self.acquire_gate.read().await);
         let now = self.clock.now();
         let mut st = self.lock();
         let Some(row) = st.workflows.get(id) else {

@@ -135,6 +135,13 @@ impl Active {
         let _ = self.lease.set(Arc::new(lease));
     }
 
+    /// Whether the run has started: the store made this process its owner.
+    /// An Exec registers the run before it asks the store, so the e-stop
+    /// sees it; until the answer, nothing can be recorded for it.
+    pub fn has_lease(&self) -> bool {
+        self.lease.get().is_some()
+    }
+
     /// The lease; set before the run starts.
     pub fn lease(&self) -> &Lease {
         self.shared_lease()

@@ -83,6 +83,10 @@ impl Engine {
             if let Some(a) = self.active(&id) {
                 a.stop(Cause::Cancelled(reason.to_string()));
                 a.wait_done(CANCEL_WAIT).await;
+                if !a.has_lease() {
+                    // Its start failed: nothing of this run is recorded.
+                    continue;
+                }
                 return Ok(self.status(&id).await?.status);
             }
             let rec = self.status(&id).await?;
@@ -137,7 +141,7 @@ impl Engine {
     /// Pauses a running workflow: jobs in flight finish, no new job starts.
     pub async fn pause(&self, id: &str, reason: &str) -> Result<()> {
         let id = self.resolve_id(id).await?;
-        let Some(a) = self.active(&id) else {
+        let Some(a) = self.started(&id).await? else {
             let rec = self.status(&id).await?;
             return match rec.status {
                 Status::Paused => Ok(()),
@@ -182,7 +186,7 @@ impl Engine {
             )));
         }
         let inner = &self.inner;
-        let Some(a) = self.active(&id) else {
+        let Some(a) = self.started(&id).await? else {
             // Paused by a server that is gone, or held for an operator.
             if let Some((bi, ji)) = rec.blocks.iter().enumerate().find_map(|(bi, b)| {
                 b.jobs
@@ -337,5 +341,152 @@ impl Inner {
         }
         drop(finishing);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::admission::AllowAll;
+    use crate::engine::{Engine, EngineOptions};
+    use crate::estop::EsState;
+    use crate::job::{Job, JobCtx, JobError, Outputs, sleep_or_cancel};
+    use crate::registry::Registry;
+    use interlock_core::{Block, Idempotency, JobSchema, Status, WorkReq};
+    use interlock_store::Store as _;
+    use interlock_store::memory::MemStore;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Runs until cancelled.
+    struct Long(JobSchema);
+
+    #[async_trait::async_trait]
+    impl Job for Long {
+        fn schema(&self) -> &JobSchema {
+            &self.0
+        }
+        async fn run(&self, ctx: &JobCtx, _: &interlock_core::Args) -> Result<Outputs, JobError> {
+            sleep_or_cancel(Duration::from_secs(3600), &ctx.cancel).await?;
+            Ok(Outputs::default())
+        }
+    }
+
+    fn engine(store: &MemStore) -> Engine {
+        let mut jobs = Registry::new();
+        jobs.register(Arc::new(Long(JobSchema {
+            name: "long",
+            description: "runs until cancelled",
+            args: Vec::new(),
+            idempotency: Idempotency::Safe,
+            reconcilable: false,
+        })));
+        let es = EsState::parse(r#"[{"Name": "wf", "Status": "go"}]"#).expect("es.json");
+        let (_tx, es) = tokio::sync::watch::channel(Arc::new(es));
+        Engine::new(
+            Arc::new(store.clone()),
+            Arc::new(jobs),
+            Arc::new(AllowAll),
+            es,
+            EngineOptions::default(),
+        )
+    }
+
+    fn request() -> WorkReq {
+        WorkReq {
+            name: "wf".into(),
+            blocks: vec![Block {
+                rate_limit: 1,
+                jobs: vec![interlock_core::Job {
+                    name: "long".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// An Exec registers the run before the store makes this process its
+    /// owner. A Pause arriving in between used to find the run without a
+    /// lease (a panic), after it had set the pause flag that nothing
+    /// recorded or cleared: the run then waited at its first job forever.
+    #[tokio::test]
+    async fn pause_while_the_run_is_being_started_waits_for_the_start() {
+        let store = MemStore::new(interlock_core::clock::system());
+        let e = engine(&store);
+        e.start(interlock_core::now_micros()).await.expect("start");
+        let id = e.submit(request(), None).await.expect("submit");
+        let held = store.hold_acquires().await;
+        let exec = tokio::spawn({
+            let (e, id) = (e.clone(), id.clone());
+            async move { e.exec(&id, None).await }
+        });
+        while e.active(&id).is_none() {
+            tokio::task::yield_now().await;
+        }
+        let pause = tokio::spawn({
+            let (e, id) = (e.clone(), id.clone());
+            async move { e.pause(&id, "in the gap").await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!pause.is_finished(), "Pause waits for the start");
+        drop(held);
+        exec.await.expect("exec task").expect("exec");
+        pause.await.expect("pause task").expect("pause");
+        assert_eq!(e.status(&id).await.expect("status").status, Status::Paused);
+        e.resume(&id).await.expect("resume");
+        assert_eq!(e.status(&id).await.expect("status").status, Status::Running);
+        assert_eq!(
+            e.cancel(&id, "done").await.expect("cancel"),
+            Status::Cancelled
+        );
+    }
+
+    /// A Cancel that finds a run whose start then fails (the workflow was
+    /// cancelled meanwhile) answers at once from the record, instead of
+    /// waiting out its limit for a run that never began.
+    #[tokio::test]
+    async fn cancel_of_a_run_whose_start_fails_does_not_wait_for_it() {
+        let store = MemStore::new(interlock_core::clock::system());
+        let e = engine(&store);
+        e.start(interlock_core::now_micros()).await.expect("start");
+        let id = e.submit(request(), None).await.expect("submit");
+        let held = store.hold_acquires().await;
+        let exec = tokio::spawn({
+            let (e, id) = (e.clone(), id.clone());
+            async move { e.exec(&id, None).await }
+        });
+        while e.active(&id).is_none() {
+            tokio::task::yield_now().await;
+        }
+        // Cancelled behind the starting run's back, as another replica
+        // would (the store's own compare-and-set).
+        let cas = store
+            .transition(
+                &id,
+                Status::NotStarted,
+                Status::Cancelled,
+                "elsewhere",
+                Some(interlock_core::now_micros()),
+                Vec::new(),
+            )
+            .await
+            .expect("transition");
+        assert!(matches!(cas, interlock_store::CasOutcome::Done(())));
+        let cancel = tokio::spawn({
+            let (e, id) = (e.clone(), id.clone());
+            async move { e.cancel(&id, "here too").await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(held);
+        assert!(exec.await.expect("exec task").is_err(), "the start fails");
+        let answer = tokio::time::timeout(Duration::from_secs(5), cancel)
+            .await
+            .expect("Cancel answers without waiting out its limit")
+            .expect("cancel task");
+        assert!(
+            matches!(&answer, Err(crate::error::EngineError::WrongState(m)) if m.contains("already ended")),
+            "{answer:?}"
+        );
     }
 }
