@@ -4,9 +4,11 @@
 //! to a reader thread, the lookup and a decode).
 //!
 //! Only a small record submitted NotStarted is kept (at most [`KEPT`] of
-//! them on a shared store, [`KEPT_EMBEDDED`] on an embedded one, each under
-//! [`MAX_BYTES`] of request text, so the cache stays under 16 MiB), and it
-//! is taken out on its first use. A record kept and never taken costs the
+//! them on a shared store, [`KEPT_EMBEDDED`] on an embedded one, each of
+//! at most [`MAX_JOBS`] jobs and [`MAX_BYTES`] of request text: about
+//! 24 KiB in memory with the job records a run needs, so the cache stays
+//! under about 24 MiB, 3 MiB on an embedded store), and it is taken out on
+//! its first use. A record kept and never taken costs the
 //! Submit that made it (Submit alone at 32 clients fell to 0.90-0.93x with
 //! every record kept; BENCHMARKS.md): once a whole cache's worth went
 //! untaken, only one Submit in [`SAMPLE`] keeps its record, until an Exec
@@ -40,7 +42,12 @@ const KEPT_EMBEDDED: usize = 128;
 const SAMPLE: usize = 32;
 /// The largest request kept, counted in its text
 /// ([`interlock_core::validate::request_bytes`]).
-const MAX_BYTES: usize = 16 * 1024;
+const MAX_BYTES: usize = 8 * 1024;
+/// The most jobs of a record kept. A record kept holds a record per job
+/// beside the request's (about half a KiB for both, with their strings),
+/// which the request's text does not count: a thousand one-argument jobs
+/// fit in 16 KiB of text.
+const MAX_JOBS: usize = 32;
 
 pub(super) struct Fresh {
     kept: Mutex<Kept>,
@@ -72,6 +79,7 @@ impl Fresh {
     /// Whether [`Fresh::keep`] would keep `rec`: NotStarted and small.
     fn keeps(rec: &WorkflowRecord) -> bool {
         rec.status == Status::NotStarted
+            && rec.req.blocks.iter().map(|b| b.jobs.len()).sum::<usize>() <= MAX_JOBS
             && interlock_core::validate::request_bytes(&rec.req) <= MAX_BYTES
     }
 
@@ -138,6 +146,21 @@ mod tests {
         big.req.name = "x".repeat(MAX_BYTES + 1);
         f.keep(big);
         assert!(f.take("big").is_none(), "only small ones are kept");
+        // Many jobs of little text each: their records are what weighs.
+        let mut many = rec("many", Status::NotStarted);
+        many.req.blocks = vec![interlock_core::Block {
+            jobs: vec![interlock_core::Job::default(); MAX_JOBS + 1],
+            ..Default::default()
+        }];
+        assert!(interlock_core::validate::request_bytes(&many.req) <= MAX_BYTES);
+        f.keep(many.clone());
+        assert!(
+            f.take("many").is_none(),
+            "only records of few jobs are kept"
+        );
+        many.req.blocks[0].jobs.pop();
+        f.keep(many);
+        assert!(f.take("many").is_some(), "{MAX_JOBS} jobs are kept");
         assert_eq!(f.take("a").map(|r| r.id), Some("a".to_string()));
         assert!(f.take("a").is_none(), "taken once");
     }
