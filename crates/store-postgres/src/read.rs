@@ -16,27 +16,33 @@ pub use interlock_store::backend::{attempts_of, backend, corrupt, head_of, reque
 
 /// One workflow with every recorded block and job change applied.
 pub async fn load(c: &impl GenericClient, id: &str) -> Result<Option<WorkflowRecord>> {
-    // The three reads go out together: one round trip.
-    let params: sql::Params<'_> = &[&id];
-    let (row, blocks, jobs) = futures::try_join!(
-        sql::query_opt(
-            c,
+    let (workflow, blocks, jobs) = futures::try_join!(
+        c.prepare_cached(
             "SELECT request, status, reason, had_errors, es_stopped, created, started, ended,
                  policy_version, submitted_by, executed_by, owner FROM workflows WHERE id = $1",
-            params,
         ),
-        sql::query(
-            c,
+        c.prepare_cached(
             "SELECT idx, status, has_error, failures, started, ended FROM blocks
                  WHERE workflow_id = $1",
-            params,
         ),
-        sql::query(
-            c,
+        c.prepare_cached(
             "SELECT block_idx, idx, status, error, outputs, started, ended, fatal, attempts,
                  checkpoint FROM jobs WHERE workflow_id = $1",
-            params,
         ),
+    )
+    .map_err(backend)?;
+    // One snapshot for the three reads (outside a transaction each would
+    // see the commits made before it began, so a workflow's status could
+    // be older than its jobs'), still in one round trip: each request is
+    // sent when first polled, in this order, the statements being
+    // prepared above.
+    let params: sql::Params<'_> = &[&id];
+    let (_, row, blocks, jobs, _) = futures::try_join!(
+        c.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"),
+        c.query_opt(&workflow, params),
+        c.query(&blocks, params),
+        c.query(&jobs, params),
+        c.batch_execute("COMMIT"),
     )
     .map_err(backend)?;
     let Some(row) = row else {

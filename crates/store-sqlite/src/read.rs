@@ -18,8 +18,16 @@ pub use interlock_store::backend::{attempts_of, backend, corrupt, head_of, reque
 const SUMMARY_COLUMNS: &str = "w.id, COALESCE(q.request, w.request), w.status, w.reason,
     w.had_errors, w.created, w.started, w.ended";
 
-/// Loads one workflow and overlays its block and job rows.
+/// Loads one workflow and overlays its block and job rows, all read in
+/// one transaction: one snapshot, so the workflow's status and its jobs'
+/// are of the same commit (outside a transaction each query would see the
+/// commits made before it began).
 pub fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
+    let tx = conn.unchecked_transaction().map_err(backend)?;
+    load_in(&tx, id)
+}
+
+fn load_in(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
     let row = conn
         .prepare_cached(
             "SELECT COALESCE(q.request, w.request), status, reason, had_errors, es_stopped,
