@@ -233,3 +233,105 @@ async fn after_a_crash_the_command_left_running_is_killed_and_the_unsafe_job_int
         "{st:?}"
     );
 }
+
+/// A server started on `dir` (configs with workflow "x" and the commands
+/// above), and the spec to restart it on the same address.
+fn crash_spec(dir: &std::path::Path) -> interlock_tests::daemon::DaemonSpec {
+    let spec = interlock_tests::daemon::DaemonSpec::new(interlock_tests::interlockd!(), dir);
+    let configs = dir.join("configs");
+    interlock_tests::admit_x(&configs);
+    write_config(&configs.join("commands.json"), COMMANDS);
+    spec
+}
+
+/// A workflow paused while its unsafe command ran (Pause lets it finish),
+/// then its server killed: Resume must not start the command again as if
+/// it had never run. It kills what was left running and leaves the job
+/// Interrupted for an operator, as a restart does for a running workflow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_a_crash_while_paused_interrupts_the_unsafe_job_it_does_not_rerun_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crash_spec(dir.path());
+    let mut d = spec.clone().spawn().expect("interlockd starts");
+    let pidfile = dir.path().join("grandchild.pid");
+    let c = d.client().await;
+    let (id, pid) = start_tree(&c, &pidfile).await;
+    c.raw()
+        .pause(v1::PauseReq {
+            id: id.clone(),
+            reason: "look first".into(),
+        })
+        .await
+        .expect("pause");
+    assert_eq!(
+        c.status(&id).await.unwrap().status,
+        v1::Status::Paused as i32
+    );
+    d.kill();
+    let d = spec
+        .listen(d.addr.clone())
+        .spawn()
+        .expect("interlockd restarts");
+    let c = d.client().await;
+    std::fs::remove_file(&pidfile).unwrap();
+    let err = c
+        .raw()
+        .resume(v1::ResumeReq { id: id.clone() })
+        .await
+        .expect_err("the job in flight needs a decision first");
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("in flight"), "{err:?}");
+    eventually("the command left running is killed", || async {
+        gone(&pid)
+    })
+    .await;
+    let st = c.status(&id).await.unwrap();
+    assert_eq!(st.status, v1::Status::Paused as i32, "{st:?}");
+    let job = &st.blocks[0].jobs[0];
+    assert_eq!(job.status, v1::Status::Interrupted as i32, "{st:?}");
+    assert!(!pidfile.exists(), "the unsafe command did not run again");
+}
+
+/// Restarted while policies.json is broken, a running workflow is held
+/// Paused ("not resumed"). Its unsafe job in flight is settled before it
+/// is held: Interrupted, so the Resume that follows the fixed policies
+/// cannot start it again without an operator's decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_held_by_broken_policies_at_restart_keeps_its_unsafe_job_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = crash_spec(dir.path());
+    let policies = dir.path().join("configs/policies.json");
+    let good = std::fs::read_to_string(&policies).unwrap();
+    let mut d = spec.clone().spawn().expect("interlockd starts");
+    let pidfile = dir.path().join("grandchild.pid");
+    let c = d.client().await;
+    let (id, pid) = start_tree(&c, &pidfile).await;
+    d.kill();
+    std::fs::write(&policies, r#"[{"Name": "x", "Poli"#).unwrap();
+    let d = spec
+        .listen(d.addr.clone())
+        .spawn()
+        .expect("interlockd restarts");
+    eventually("the restarted server kills it", || async { gone(&pid) }).await;
+    let c = d.client().await;
+    eventually("the workflow is held", || async {
+        c.status(&id).await.unwrap().status == v1::Status::Paused as i32
+    })
+    .await;
+    let st = c.status(&id).await.unwrap();
+    assert!(st.reason.contains("not resumed"), "{st:?}");
+    assert_eq!(
+        st.blocks[0].jobs[0].status,
+        v1::Status::Interrupted as i32,
+        "{st:?}"
+    );
+    write_config(&policies, &good);
+    std::fs::remove_file(&pidfile).unwrap();
+    let err = c
+        .raw()
+        .resume(v1::ResumeReq { id: id.clone() })
+        .await
+        .expect_err("an Interrupted job needs a decision first");
+    assert!(err.message().contains("ResolveJob"), "{err:?}");
+    assert!(!pidfile.exists(), "the unsafe command did not run again");
+}

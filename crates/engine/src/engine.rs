@@ -719,6 +719,37 @@ impl Engine {
             active.done.set(true);
             return Err(e);
         }
+        let in_flight = rec
+            .blocks
+            .iter()
+            .flat_map(|b| &b.jobs)
+            .any(|j| j.status == Status::Running);
+        if from == Status::Paused && in_flight {
+            // Jobs recorded Running in a paused workflow that no live
+            // process ran (this one just became its owner) were in flight
+            // when their server went away: settled as after a restart
+            // (abandoned, re-run only if safe or reconciled, otherwise
+            // Interrupted for an operator), never simply started again.
+            return match self.prepare_resume(rec, &active).await {
+                Ok(Some(rec)) => {
+                    tracing::info!(workflow = %id, "resuming; jobs in flight when its server went away were settled");
+                    self.launch(rec, active);
+                    Ok(())
+                }
+                outcome => {
+                    self.unregister(&id);
+                    active.done.set(true);
+                    outcome?;
+                    let now = self.inner.store.get(&id).await?;
+                    let state = now.map_or_else(String::new, |r| {
+                        format!("; it is {} now: {}", r.status, r.reason)
+                    });
+                    Err(EngineError::WrongState(format!(
+                        "workflow {id} had jobs in flight when its server went away{state}"
+                    )))
+                }
+            };
+        }
         tracing::info!(workflow = %id, name = %interlock_core::Escaped(&rec.req.name),
             trace_id = %rec.req.trace_id, "executing");
         self.launch(rec, active);

@@ -90,7 +90,10 @@ impl Engine {
         }
     }
 
-    async fn prepare_resume(
+    /// What a run must settle before it goes on from a record whose
+    /// owner is gone (see [`Engine::resume_claimed`]): the record to run,
+    /// or `None` when it ended (an e-stop) or waits for an operator.
+    pub(super) async fn prepare_resume(
         &self,
         mut rec: WorkflowRecord,
         active: &Arc<Active>,
@@ -137,12 +140,44 @@ impl Engine {
             inner.commit(lease, changes).await?;
             return Ok(None);
         }
+        // The jobs in flight are settled before anything else may hold the
+        // workflow: one left recorded Running in a paused workflow would
+        // look, to the Resume that follows, like one never started.
+        let interrupted = self.settle_in_flight(&mut rec, active).await?;
         if let Err(r) = inner.admission.admit(&rec.req, now) {
             let why = refused(r).to_string();
             self.hold_for_operator(&rec, lease, format!("not resumed: {why}"))
                 .await?;
             return Ok(None);
         }
+        if !interrupted.is_empty() {
+            self.hold_for_operator(
+                &rec,
+                lease,
+                format!(
+                    "awaiting an operator decision: {} interrupted; \
+                     use ResolveJob to retry, skip or cancel",
+                    interrupted.join(", ")
+                ),
+            )
+            .await?;
+            return Ok(None);
+        }
+        Ok(Some(rec))
+    }
+
+    /// Settles the jobs a run left in flight (recorded Running) when its
+    /// server went away, and commits their new state: run again when safe
+    /// to repeat or reconciled as not done, Completed when reconciled as
+    /// done, otherwise Interrupted. Returns the interrupted ones, named.
+    async fn settle_in_flight(
+        &self,
+        rec: &mut WorkflowRecord,
+        active: &Arc<Active>,
+    ) -> Result<Vec<String>> {
+        let inner = &self.inner;
+        let lease = active.lease();
+        let now = self.now();
         let mut changes = Vec::new();
         let mut interrupted = Vec::new();
         for bi in 0..rec.blocks.len() {
@@ -227,20 +262,7 @@ impl Engine {
             }
         }
         inner.commit(lease, changes).await?;
-        if !interrupted.is_empty() {
-            self.hold_for_operator(
-                &rec,
-                lease,
-                format!(
-                    "awaiting an operator decision: {} interrupted; \
-                     use ResolveJob to retry, skip or cancel",
-                    interrupted.join(", ")
-                ),
-            )
-            .await?;
-            return Ok(None);
-        }
-        Ok(Some(rec))
+        Ok(interrupted)
     }
 
     /// Pauses a workflow this process owns and gives it up, so an
