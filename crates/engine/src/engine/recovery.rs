@@ -196,7 +196,7 @@ impl Engine {
                     Some(_) => match spec.resolved(&rec.blocks) {
                         Err(why) => Err(why),
                         Ok(spec) => {
-                            let ctx = inner.job_ctx(&rec, bi, ji, active, &jr);
+                            let ctx = inner.job_ctx(rec, bi, ji, active, &jr);
                             let found = inner.runner.reconcile(&ctx, &spec).await;
                             // What it logged, before the job's new state.
                             ctx.flush_logs().await;
