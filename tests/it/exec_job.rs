@@ -334,4 +334,20 @@ async fn a_workflow_held_by_broken_policies_at_restart_keeps_its_unsafe_job_inte
         .expect_err("an Interrupted job needs a decision first");
     assert!(err.message().contains("ResolveJob"), "{err:?}");
     assert!(!pidfile.exists(), "the unsafe command did not run again");
+    // The operator cancels: nothing of the workflow is left Running.
+    c.raw()
+        .resolve_job(v1::ResolveJobReq {
+            id: id.clone(),
+            block: 0,
+            job: 0,
+            action: v1::resolve_job_req::Action::Cancel as i32,
+            reason: "not today".into(),
+        })
+        .await
+        .expect("resolve");
+    let st = c.status(&id).await.unwrap();
+    assert_eq!(st.status, v1::Status::Cancelled as i32, "{st:?}");
+    assert_eq!(st.blocks[0].status, v1::Status::Cancelled as i32, "{st:?}");
+    assert!(st.blocks[0].ended.is_some(), "{st:?}");
+    assert!(st.reason.ends_with("not today"), "{st:?}");
 }

@@ -29,7 +29,9 @@ pub enum Resolution {
     Cancel(String),
 }
 
-/// Records jobs that were in flight (Running or Interrupted) as `status`.
+/// Records jobs that were in flight (Running or Interrupted), and the
+/// blocks still Running, as `status`: the workflow is ending, and a block
+/// left Running in an ended workflow would say work goes on.
 pub(super) fn cut_in_flight(
     rec: &WorkflowRecord,
     status: Status,
@@ -38,6 +40,19 @@ pub(super) fn cut_in_flight(
 ) -> Vec<Change> {
     let mut out = Vec::new();
     for (bi, b) in rec.blocks.iter().enumerate() {
+        if b.status == Status::Running {
+            let mut block = interlock_core::BlockRecord::new(0);
+            block.status = status;
+            block.has_error = b.has_error;
+            block.failures = b.failures;
+            block.started = b.started;
+            block.ended = Some(now);
+            out.push(Change::Block {
+                id: rec.id.clone(),
+                block: bi,
+                rec: block,
+            });
+        }
         for (ji, j) in b.jobs.iter().enumerate() {
             if matches!(j.status, Status::Running | Status::Interrupted) {
                 let mut j = j.clone();
@@ -324,7 +339,11 @@ impl Engine {
             Resolution::Cancel(reason) => {
                 let why = "cancelled by an operator";
                 let changes = cut_in_flight(&rec, Status::Cancelled, why, now);
-                let reason = format!("{why}: {reason}");
+                let reason = if reason.is_empty() {
+                    why.to_string()
+                } else {
+                    format!("{why}: {reason}")
+                };
                 return self
                     .paused_cas(&id, Status::Cancelled, &reason, Some(now), changes)
                     .await;
