@@ -191,3 +191,62 @@ async fn kill_9_at_random_moments_loses_and_repeats_nothing() {
     );
     drop(d);
 }
+
+/// An erase in flight when its server was killed, and an emergency stop
+/// in force when it restarts: the erase is aborted on the target, as a
+/// live stop aborts it, not left going unsupervised while the record
+/// says Stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erase_left_running_is_aborted_when_the_restart_finds_an_emergency_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dir.path().join("configs");
+    let spec = DaemonSpec::new(interlockd!(), dir.path()).args(["--erase-duration", "60s"]);
+    interlock_tests::admit_x(&configs);
+    let mut d = spec.clone().spawn().expect("interlockd starts");
+    let c = d.client().await;
+    let erase = req::job("diskErase", &[("machine", "aab00"), ("site", "aab")]);
+    let id = c
+        .submit(req::work("x", vec![req::block(1, vec![erase])]))
+        .await
+        .unwrap();
+    c.exec(&id).await.unwrap();
+    let log = dir.path().join("var/erase-target.log");
+    let events = |kind: &'static str| {
+        let (log, id) = (log.clone(), id.clone());
+        move || {
+            EraseTarget::events(&log)
+                .iter()
+                .filter(|e| e.workflow == id && e.event == kind)
+                .count()
+        }
+    };
+    let started = events("start");
+    interlock_tests::eventually("the erase started on the target", || async {
+        started() == 1
+    })
+    .await;
+    d.kill();
+    interlock_tests::write_config(
+        &configs.join("es.json"),
+        r#"[{"Name": "x", "Status": "stop", "Reason": "incident 12"}]"#,
+    );
+    let d = spec
+        .listen(d.addr.clone())
+        .spawn()
+        .expect("interlockd restarts");
+    let c = d.client().await;
+    let aborted = events("abort");
+    interlock_tests::eventually("the erase is aborted on the target", || async {
+        aborted() == 1
+    })
+    .await;
+    let st = c.status(&id).await.unwrap();
+    assert_eq!(st.status, Status::Stopped as i32, "{st:?}");
+    assert_eq!(st.blocks[0].status, Status::Stopped as i32, "{st:?}");
+    assert_eq!(
+        st.blocks[0].jobs[0].status,
+        Status::Stopped as i32,
+        "{st:?}"
+    );
+    assert_eq!(events("done")(), 0);
+}

@@ -60,6 +60,14 @@ pub trait Job: Send + Sync + 'static {
     /// run's checkpoint. Best effort; the default does nothing.
     async fn abandon(&self, _ctx: &JobCtx, _args: &interlock_core::Args) {}
 
+    /// Ends what a run found in flight at recovery started elsewhere (on
+    /// a target, through an API), when that run is not to go on: an
+    /// emergency stop was found in force. What a live stop would have
+    /// ended must not go on after a crash either. The context carries the
+    /// run's checkpoint; called after [`Job::abandon`]. Best effort; the
+    /// default does nothing.
+    async fn halt(&self, _ctx: &JobCtx, _args: &interlock_core::Args) {}
+
     /// After a crash, finds out whether a run that was in flight had its
     /// effect. Only called for jobs whose schema says `reconcilable`; the
     /// context carries the checkpoint the run saved, if any.
@@ -343,6 +351,10 @@ pub trait JobRunner: Send + Sync + 'static {
     /// After a crash: stop what the attempt in flight left running here
     /// (see [`Job::abandon`]).
     async fn abandon(&self, _ctx: &JobCtx, _job: &interlock_core::Job) {}
+
+    /// After a crash, under an emergency stop: end what the attempt in
+    /// flight started elsewhere (see [`Job::halt`]).
+    async fn halt(&self, _ctx: &JobCtx, _job: &interlock_core::Job) {}
 
     /// Jobs of workflow `id` whose attempt waits to be picked up (for a
     /// worker), as (block, job, what it waits for and since when).

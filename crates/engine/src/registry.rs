@@ -90,6 +90,12 @@ impl JobRunner for Registry {
         }
     }
 
+    async fn halt(&self, ctx: &JobCtx, job: &interlock_core::Job) {
+        if let Some(j) = self.get(&job.name) {
+            j.halt(ctx, &job.args).await;
+        }
+    }
+
     async fn reconcile(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Reconciled {
         match self.job(&job.name) {
             Ok(j) => reconcile(j.as_ref(), ctx, &job.args).await,

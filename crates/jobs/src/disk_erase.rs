@@ -187,6 +187,20 @@ impl Job for DiskErase {
         Ok(Self::outputs(machine, &request, now()))
     }
 
+    /// The erase this run started is aborted on the target, as a live stop
+    /// aborts it, unless it already ended there.
+    async fn halt(&self, ctx: &JobCtx, args: &interlock_core::Args) {
+        let Some(request) = ctx.checkpoint.as_deref() else {
+            return;
+        };
+        if let Some(Erase::Running { .. }) = self.target.get(request)
+            && let Err(e) = self.event(ctx, request, &args["machine"], "abort")
+        {
+            tracing::warn!(workflow = %ctx.workflow_id, request, error = %e.message,
+                "could not abort an erase left running under an emergency stop");
+        }
+    }
+
     async fn reconcile(&self, ctx: &JobCtx, args: &interlock_core::Args) -> Reconciled {
         match ctx
             .checkpoint

@@ -184,6 +184,16 @@ impl JobRunner for Runners {
         }
     }
 
+    async fn halt(&self, ctx: &JobCtx, job: &interlock_core::Job) {
+        // As for abandon: a worker stops its own runs (its task is ended
+        // with the workflow); a local one is ours.
+        if self.remote.declarations().get(&job.name).is_none()
+            && let Some(j) = self.local(&job.name)
+        {
+            j.halt(ctx, &job.args).await;
+        }
+    }
+
     async fn reconcile(&self, ctx: &JobCtx, job: &interlock_core::Job) -> Reconciled {
         let decl = self.remote.declarations().get(&job.name).cloned();
         match decl {

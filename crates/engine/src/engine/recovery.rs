@@ -18,6 +18,15 @@ use std::time::Duration;
 /// The error a job carries between an operator's Retry and its next run.
 pub(super) const RETRIED_BY_OPERATOR: &str = "retried by an operator";
 
+/// What becomes of the work a run left in flight when its server went away.
+#[derive(Clone, Copy)]
+enum Ending {
+    /// What it left running in this machine stops ([`crate::job::Job::abandon`]).
+    Abandon,
+    /// What it started elsewhere ends too: an e-stop ([`crate::job::Job::halt`]).
+    Halt,
+}
+
 /// An operator's decision about an interrupted job.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
@@ -119,19 +128,11 @@ impl Engine {
         // First, whatever runs in flight left going here stops: nothing
         // below continues them (a re-run starts afresh, a reconcile only
         // looks, an interrupted job waits for an operator).
-        for (bi, block) in rec.blocks.iter().enumerate() {
-            for (ji, jr) in block.jobs.iter().enumerate() {
-                if jr.status == Status::Running {
-                    let ctx = inner.job_ctx(&rec, bi, ji, active, jr);
-                    inner
-                        .runner
-                        .abandon(&ctx, &rec.req.blocks[bi].jobs[ji])
-                        .await;
-                }
-            }
-        }
+        self.end_in_flight(&rec, active, Ending::Abandon).await;
         let halted = inner.estop.borrow().halted(&rec.req.name);
         if let Some(h) = halted {
+            // What they started elsewhere ends, as a live stop ends it.
+            self.end_in_flight(&rec, active, Ending::Halt).await;
             // A drain ends the run too: resuming would start its jobs
             // again, and a drain starts nothing.
             let mut changes = cut_in_flight(
@@ -179,6 +180,23 @@ impl Engine {
             return Ok(None);
         }
         Ok(Some(rec))
+    }
+
+    /// Calls the runner's [`Ending`] for each job recorded Running.
+    async fn end_in_flight(&self, rec: &WorkflowRecord, active: &Arc<Active>, how: Ending) {
+        let inner = &self.inner;
+        for (bi, block) in rec.blocks.iter().enumerate() {
+            for (ji, jr) in block.jobs.iter().enumerate() {
+                if jr.status == Status::Running {
+                    let ctx = inner.job_ctx(rec, bi, ji, active, jr);
+                    let spec = &rec.req.blocks[bi].jobs[ji];
+                    match how {
+                        Ending::Abandon => inner.runner.abandon(&ctx, spec).await,
+                        Ending::Halt => inner.runner.halt(&ctx, spec).await,
+                    }
+                }
+            }
+        }
     }
 
     /// Settles the jobs a run left in flight (recorded Running) when its
