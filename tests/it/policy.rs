@@ -263,6 +263,8 @@ async fn a_server_started_without_valid_policies_refuses_until_one_appears() {
         e.to_string().contains("no valid policy file is loaded"),
         "{e}"
     );
+    // Nothing was loaded before: no "last good" set stays in force.
+    assert!(!e.to_string().contains("last good"), "{e}");
     write_config(&s.config_path("policies.json"), OPEN);
     eventually("policies loaded", || async {
         c.validate(r()).await.unwrap().ok

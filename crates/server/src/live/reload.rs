@@ -328,6 +328,12 @@ impl Reloader {
                 "missing",
                 format!("{path} was removed: every workflow is refused until it is back"),
             ),
+            // With none loaded since start (a restart on a broken file)
+            // there is no last good set: every request is refused.
+            Judged::Bad(e) if self.policies.borrow().set.is_none() => (
+                "invalid",
+                format!("{e}; no valid policies are loaded, so every request is refused"),
+            ),
             Judged::Bad(e) => (
                 "invalid",
                 format!("{e}; the last good policies stay in force"),
