@@ -23,8 +23,22 @@ const SUMMARY_COLUMNS: &str = "w.id, COALESCE(q.request, w.request), w.status, w
 /// are of the same commit (outside a transaction each query would see the
 /// commits made before it began).
 pub fn load(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
-    let tx = conn.unchecked_transaction().map_err(backend)?;
-    load_in(&tx, id)
+    // Cached statements: a Watch's first snapshot and every Status pass
+    // here, and BEGIN and COMMIT would otherwise be parsed each time.
+    conn.prepare_cached("BEGIN")
+        .and_then(|mut s| s.execute([]))
+        .map_err(backend)?;
+    let loaded = load_in(conn, id);
+    let ended = conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]));
+    if !conn.is_autocommit() {
+        // The connection goes back to the pool: never inside a transaction.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    let rec = loaded?;
+    ended.map_err(backend)?;
+    Ok(rec)
 }
 
 fn load_in(conn: &Connection, id: &str) -> Result<Option<WorkflowRecord>> {
