@@ -202,12 +202,8 @@ async fn the_emergency_stop_ends_the_whole_process_tree() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_crash_the_command_left_running_is_killed_and_the_unsafe_job_interrupted() {
-    use interlock_tests::daemon::DaemonSpec;
     let dir = tempfile::tempdir().unwrap();
-    let spec = DaemonSpec::new(interlock_tests::interlockd!(), dir.path());
-    let configs = dir.path().join("configs");
-    interlock_tests::admit_x(&configs);
-    write_config(&configs.join("commands.json"), COMMANDS);
+    let spec = crash_spec(dir.path());
     let mut d = spec.clone().spawn().expect("interlockd starts");
     let pidfile = dir.path().join("grandchild.pid");
     let c = d.client().await;

@@ -406,12 +406,15 @@ mod tests {
         }
     }
 
-    /// An Exec registers the run before the store makes this process its
-    /// owner. A Pause arriving in between used to find the run without a
-    /// lease (a panic), after it had set the pause flag that nothing
-    /// recorded or cleared: the run then waited at its first job forever.
-    #[tokio::test]
-    async fn pause_while_the_run_is_being_started_waits_for_the_start() {
+    /// A workflow submitted and its Exec under way, held between the
+    /// run's registration and the store's answer until `held` is dropped.
+    async fn in_the_start_gap() -> (
+        MemStore,
+        Engine,
+        String,
+        tokio::sync::OwnedRwLockWriteGuard<()>,
+        tokio::task::JoinHandle<crate::error::Result<()>>,
+    ) {
         let store = MemStore::new(interlock_core::clock::system());
         let e = engine(&store);
         e.start(interlock_core::now_micros()).await.expect("start");
@@ -424,6 +427,16 @@ mod tests {
         while e.active(&id).is_none() {
             tokio::task::yield_now().await;
         }
+        (store, e, id, held, exec)
+    }
+
+    /// An Exec registers the run before the store makes this process its
+    /// owner. A Pause arriving in between used to find the run without a
+    /// lease (a panic), after it had set the pause flag that nothing
+    /// recorded or cleared: the run then waited at its first job forever.
+    #[tokio::test]
+    async fn pause_while_the_run_is_being_started_waits_for_the_start() {
+        let (_store, e, id, held, exec) = in_the_start_gap().await;
         let pause = tokio::spawn({
             let (e, id) = (e.clone(), id.clone());
             async move { e.pause(&id, "in the gap").await }
@@ -447,18 +460,7 @@ mod tests {
     /// waiting out its limit for a run that never began.
     #[tokio::test]
     async fn cancel_of_a_run_whose_start_fails_does_not_wait_for_it() {
-        let store = MemStore::new(interlock_core::clock::system());
-        let e = engine(&store);
-        e.start(interlock_core::now_micros()).await.expect("start");
-        let id = e.submit(request(), None).await.expect("submit");
-        let held = store.hold_acquires().await;
-        let exec = tokio::spawn({
-            let (e, id) = (e.clone(), id.clone());
-            async move { e.exec(&id, None).await }
-        });
-        while e.active(&id).is_none() {
-            tokio::task::yield_now().await;
-        }
+        let (store, e, id, held, exec) = in_the_start_gap().await;
         // Cancelled behind the starting run's back, as another replica
         // would (the store's own compare-and-set).
         let cas = store
