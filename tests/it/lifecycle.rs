@@ -59,6 +59,9 @@ async fn cancel_while_running_stops_jobs_and_starts_nothing_after_the_reply() {
             .iter()
             .all(|j| j.status == Status::Cancelled as i32)
     );
+    // The job's own "cancelled" and the cause's "cancelled: <reason>" say
+    // it once.
+    assert_eq!(jobs[0].error, "cancelled: wrong site", "{st:?}");
     assert!(
         jobs[2..]
             .iter()

@@ -284,11 +284,13 @@ impl Inner {
                         None => return, // unrecorded stop: leave the job "Running"
                         Some(cut) => {
                             jr.status = cut;
-                            jr.error = format!(
-                                "{}: {}",
-                                e.message,
-                                cause.map(|c| c.describe()).unwrap_or_default()
-                            );
+                            let why = cause.map(|c| c.describe()).unwrap_or_default();
+                            // "cancelled" then "cancelled: <reason>" says it twice.
+                            jr.error = if why.starts_with(&e.message) {
+                                why
+                            } else {
+                                format!("{}: {why}", e.message)
+                            };
                         }
                     }
                 }
