@@ -212,22 +212,32 @@ async fn after_a_crash_the_command_left_running_is_killed_and_the_unsafe_job_int
     // checkpoint (where its process is) has long been committed.
     d.kill(); // SIGKILL: the command outlives its server
     assert!(!gone(&pid), "the orphaned command is still running");
-    let d = spec
-        .listen(d.addr.clone())
-        .spawn()
-        .expect("interlockd restarts");
-    eventually("the restarted server kills it", || async { gone(&pid) }).await;
-    let c = d.client().await;
-    eventually("the workflow waits for an operator", || async {
-        c.status(&id).await.unwrap().status == v1::Status::Paused as i32
-    })
-    .await;
-    let st = c.status(&id).await.unwrap();
+    let (_d, st) = restart_to_a_hold(spec, &d.addr, &id, &pid).await;
     assert_eq!(
         st.blocks[0].jobs[0].status,
         v1::Status::Interrupted as i32,
         "{st:?}"
     );
+}
+
+/// Restarts a killed server on its address; once the new one has killed
+/// process `pid` (left running by the dead one) and holds workflow `id`
+/// Paused, the server and the workflow's status.
+async fn restart_to_a_hold(
+    spec: interlock_tests::daemon::DaemonSpec,
+    addr: &str,
+    id: &str,
+    pid: &str,
+) -> (interlock_tests::daemon::Daemon, v1::StatusResp) {
+    let d = spec.listen(addr).spawn().expect("interlockd restarts");
+    eventually("the restarted server kills it", || async { gone(pid) }).await;
+    let c = d.client().await;
+    eventually("the workflow is held for an operator", || async {
+        c.status(id).await.unwrap().status == v1::Status::Paused as i32
+    })
+    .await;
+    let st = c.status(id).await.unwrap();
+    (d, st)
 }
 
 /// A server started on `dir` (configs with workflow "x" and the commands
@@ -304,17 +314,8 @@ async fn a_workflow_held_by_broken_policies_at_restart_keeps_its_unsafe_job_inte
     let (id, pid) = start_tree(&c, &pidfile).await;
     d.kill();
     std::fs::write(&policies, r#"[{"Name": "x", "Poli"#).unwrap();
-    let d = spec
-        .listen(d.addr.clone())
-        .spawn()
-        .expect("interlockd restarts");
-    eventually("the restarted server kills it", || async { gone(&pid) }).await;
+    let (d, st) = restart_to_a_hold(spec, &d.addr, &id, &pid).await;
     let c = d.client().await;
-    eventually("the workflow is held", || async {
-        c.status(&id).await.unwrap().status == v1::Status::Paused as i32
-    })
-    .await;
-    let st = c.status(&id).await.unwrap();
     assert!(st.reason.contains("not resumed"), "{st:?}");
     assert_eq!(
         st.blocks[0].jobs[0].status,

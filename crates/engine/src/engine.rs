@@ -719,12 +719,13 @@ impl Engine {
             active.done.set(true);
             return Err(e);
         }
-        let in_flight = rec
-            .blocks
-            .iter()
-            .flat_map(|b| &b.jobs)
-            .any(|j| j.status == Status::Running);
-        if from == Status::Paused && in_flight {
+        let in_flight = |rec: &WorkflowRecord| {
+            rec.blocks
+                .iter()
+                .flat_map(|b| &b.jobs)
+                .any(|j| j.status == Status::Running)
+        };
+        if from == Status::Paused && in_flight(&rec) {
             // Jobs recorded Running in a paused workflow that no live
             // process ran (this one just became its owner) were in flight
             // when their server went away: settled as after a restart
