@@ -54,6 +54,16 @@ impl Runners {
             .cloned()
             .or_else(|| self.live.get(name))
     }
+
+    /// The local job whose runs of `name` are this process's to stop after
+    /// a crash: none when workers declare the type (a worker's run is its
+    /// own to stop, and its task ends with the workflow).
+    fn run_here(&self, name: &str) -> Option<Arc<dyn Job>> {
+        if self.remote.declarations().get(name).is_some() {
+            return None;
+        }
+        self.local(name)
+    }
 }
 
 impl Catalog for Runners {
@@ -176,20 +186,13 @@ impl JobRunner for Runners {
     }
 
     async fn abandon(&self, ctx: &JobCtx, job: &interlock_core::Job) {
-        // A worker's run is its own to stop; a local one is ours.
-        if self.remote.declarations().get(&job.name).is_none()
-            && let Some(j) = self.local(&job.name)
-        {
+        if let Some(j) = self.run_here(&job.name) {
             j.abandon(ctx, &job.args).await;
         }
     }
 
     async fn halt(&self, ctx: &JobCtx, job: &interlock_core::Job) {
-        // As for abandon: a worker stops its own runs (its task is ended
-        // with the workflow); a local one is ours.
-        if self.remote.declarations().get(&job.name).is_none()
-            && let Some(j) = self.local(&job.name)
-        {
+        if let Some(j) = self.run_here(&job.name) {
             j.halt(ctx, &job.args).await;
         }
     }

@@ -271,18 +271,19 @@ pub async fn compare(bin: &Path, p: Params) -> anyhow::Result<Vec<Row>> {
                 ("ratio".into(), ir / nr),
                 ("interlockd_per_s".into(), ir),
                 ("noop_per_s".into(), nr),
-                ("noop_p50_ms".into(), median("noop", |r| r.1)),
                 ("interlockd_p99_ms".into(), median("interlockd", |r| r.2)),
             ]),
         });
-        if let (Some(row), true) = (rows.last_mut(), runs.contains_key("disk")) {
-            row.values
-                .insert("disk_per_s".into(), median("disk", |r| r.0));
-            row.values
-                .insert("disk_p50_ms".into(), median("disk", |r| r.1));
+        if conc == 1 {
+            let disk = Disk {
+                interlockd_per_s: ir,
+                noop_p50_ms: median("noop", |r| r.1),
+                per_s: median("disk", |r| r.0),
+                p50_ms: median("disk", |r| r.1),
+            };
+            rows.push(disk.row(pinned, &p));
         }
     }
-    rows.insert(1, disk_row(&rows[0], pinned, &p));
     drop(daemon);
     Ok(rows)
 }
@@ -312,35 +313,41 @@ async fn disk_commits(dir: &Path, seconds: u64) -> anyhow::Result<(f64, f64, f64
     .await?
 }
 
-/// interlockd at c=1 against the disk's one-row commit rate. A Submit is
-/// answered only after its commit, and at c=1 the next one is sent only
-/// after that answer, so the row also prints the bound of doing the two in
-/// sequence: 1 / (the no-op server's round trip + one commit), by the p50s.
-fn disk_row(c1: &Row, pinned: bool, p: &Params) -> Row {
-    let ir = c1.values["interlockd_per_s"];
-    let (dr, dp50, rtt) = (
-        c1.values["disk_per_s"],
-        c1.values["disk_p50_ms"],
-        c1.values["noop_p50_ms"],
-    );
-    let bound = 1e3 / (rtt + dp50);
-    Row {
-        scenario: format!(
-            "compare c=1{}: interlockd / the disk's one-row durable commits (WAL, synchronous=FULL)",
-            if pinned { ", pinned" } else { ", not pinned" }
-        ),
-        result: format!(
-            "{:.2}× — interlockd {ir:.0}/s, one-row commits {dr:.0}/s (p50 {dp50:.3} ms); a round trip then a commit, in sequence: at most {bound:.0}/s ({:.2}×); median of {} runs of {} s",
-            ir / dr,
-            bound / dr,
-            p.runs,
-            p.seconds
-        ),
-        target: "≥ 0.9×".into(),
-        values: BTreeMap::from([
-            ("ratio".into(), ir / dr),
-            ("disk_per_s".into(), dr),
-            ("sequential_bound_per_s".into(), bound),
-        ]),
+/// The c=1 medians that the disk's row compares.
+struct Disk {
+    interlockd_per_s: f64,
+    noop_p50_ms: f64,
+    per_s: f64,
+    p50_ms: f64,
+}
+
+impl Disk {
+    /// interlockd at c=1 against the disk's one-row commit rate. A Submit
+    /// is answered only after its commit, and at c=1 the next one is sent
+    /// only after that answer, so the row also prints the bound of doing
+    /// the two in sequence: 1 / (the no-op server's round trip + one
+    /// commit), by the p50s.
+    fn row(&self, pinned: bool, p: &Params) -> Row {
+        let (ir, dr, dp50) = (self.interlockd_per_s, self.per_s, self.p50_ms);
+        let bound = 1e3 / (self.noop_p50_ms + dp50);
+        Row {
+            scenario: format!(
+                "compare c=1{}: interlockd / the disk's one-row durable commits (WAL, synchronous=FULL)",
+                if pinned { ", pinned" } else { ", not pinned" }
+            ),
+            result: format!(
+                "{:.2}× — interlockd {ir:.0}/s, one-row commits {dr:.0}/s (p50 {dp50:.3} ms); a round trip then a commit, in sequence: at most {bound:.0}/s ({:.2}×); median of {} runs of {} s",
+                ir / dr,
+                bound / dr,
+                p.runs,
+                p.seconds
+            ),
+            target: "≥ 0.9×".into(),
+            values: BTreeMap::from([
+                ("ratio".into(), ir / dr),
+                ("disk_per_s".into(), dr),
+                ("sequential_bound_per_s".into(), bound),
+            ]),
+        }
     }
 }

@@ -186,7 +186,8 @@ async fn submit_rate(d: &Deployment, seconds: u64) -> anyhow::Result<Row> {
 
 /// Status changes of a one-job workflow, as Watch reports them: submitted;
 /// the workflow, its block and its job running; the job, the block and the
-/// workflow completed.
+/// workflow completed. Each is durable before anyone is told of it, whether
+/// or not the store commits some of them together.
 const TRANSITIONS_PER_WORKFLOW: f64 = 7.0;
 
 /// `count` one-job workflows submitted, executed and waited for by
@@ -211,8 +212,6 @@ async fn end_to_end(d: &Deployment, count: usize, workers: usize) -> anyhow::Res
     .await?;
     let secs = t.elapsed().as_secs_f64();
     let rate = count as f64 / secs;
-    // Per durable transition: each is committed before anyone is told of
-    // it, whether or not the store commits some of them together.
     let per_wf = |cpu: f64| cpu / count as f64 * 1e6;
     let (server, client) = (
         per_wf(servers_cpu() - server0),
